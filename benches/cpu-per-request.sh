@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Server CPU time per request: reactor-httpd against the C floor (../shared/bench/limit.c, or
+# $LIMIT_C) and nginx, measured the only way that tells them apart on a small machine.
+#
+# One wrk thread saturates near the server's speed, so requests/s says little; what differs is
+# how much CPU each server burns per request. Each server runs pinned to core 0 and wrk to
+# core 1; the server's utime+stime comes from /proc/PID/stat before and after each run. Runs
+# alternate between servers (so drift hits all alike), ROUNDS times each, and the median is shown.
+#
+#   benches/cpu-per-request.sh [ROUNDS=5] [SECONDS=10]
+#   PIPELINE=16 benches/cpu-per-request.sh        # 16 requests per write (../shared/bench/pipeline.lua)
+#   SERVERS="reactor limit" benches/cpu-per-request.sh
+#
+# Needs: wrk, nginx, gcc (apt-get install wrk nginx-light gcc), two cores.
+set -euo pipefail
+
+ROUNDS=${1:-5}
+SECONDS_PER_RUN=${2:-10}
+CONNECTIONS=${CONNECTIONS:-100}
+PIPELINE=${PIPELINE:-}
+SERVERS=${SERVERS:-"reactor limit nginx"}
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+shared=${SHARED_BENCH:-$repo/../shared/bench}
+LIMIT_C=${LIMIT_C:-$shared/limit.c}
+PIPELINE_LUA=${PIPELINE_LUA:-$shared/pipeline.lua}
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+for tool in wrk taskset; do
+  command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install wrk util-linux)" >&2; exit 1; }
+done
+
+declare -A port pid
+start() { # name port command...
+  local name=$1 p=$2; shift 2
+  taskset -c 0 "$@" >"$work/$name.out" 2>&1 &
+  pid[$name]=$!
+  pids+=("$!")
+  port[$name]=$p
+  for _ in $(seq 50); do
+    curl -sf "http://127.0.0.1:$p/hello" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "$name did not start:" >&2; cat "$work/$name.out" >&2; exit 1
+}
+
+for name in $SERVERS; do
+  case $name in
+    reactor)
+      (cd "$repo" && cargo build --release --quiet)
+      start reactor 18080 "$repo/target/release/reactor-httpd" --bind 127.0.0.1:18080 --cores 1 --quiet --demo
+      ;;
+    limit)
+      command -v gcc >/dev/null || { echo "needs gcc" >&2; exit 1; }
+      gcc -O2 -o "$work/limit" "$LIMIT_C"
+      start limit 18090 "$work/limit" 127.0.0.1:18090
+      ;;
+    nginx)
+      command -v nginx >/dev/null || { echo "needs nginx (apt-get install nginx-light)" >&2; exit 1; }
+      start nginx 18100 nginx -c "$("$here/nginx-hello-conf.sh" "$work" 18100)"
+      ;;
+    *) echo "unknown server $name" >&2; exit 1 ;;
+  esac
+done
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+measure() { # name -> "requests cpu_us_per_request requests_per_s"
+  local name=$1 args=(-t1 "-c$CONNECTIONS" "-d${SECONDS_PER_RUN}s" --latency)
+  [ -n "$PIPELINE" ] && args+=(-s "$PIPELINE_LUA")
+  args+=("http://127.0.0.1:${port[$name]}/hello")
+  [ -n "$PIPELINE" ] && args+=(-- "$PIPELINE")
+  local before after out
+  before=$(cpu_ticks "${pid[$name]}")
+  out=$(taskset -c 1 wrk "${args[@]}")
+  after=$(cpu_ticks "${pid[$name]}")
+  local requests rps errors
+  requests=$(echo "$out" | awk '/requests in/ {print $1}')
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  errors=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}')
+  [ -n "$errors" ] && echo "  $name: $errors" >&2
+  local hz; hz=$(getconf CLK_TCK)
+  echo "$requests $(echo "scale=4; ($after - $before) * 1000000 / $hz / $requests" | bc) $rps"
+}
+
+echo "wrk -t1 -c$CONNECTIONS -d${SECONDS_PER_RUN}s${PIPELINE:+, $PIPELINE pipelined per write}; server on core 0, wrk on core 1; $ROUNDS rounds" >&2
+declare -A results
+for round in $(seq "$ROUNDS"); do
+  for name in $SERVERS; do
+    read -r requests us rps < <(measure "$name")
+    results[$name]+="$us "
+    printf 'round %d %-8s %9s req  %7.0f req/s  %6.3f us CPU/req\n' "$round" "$name" "$requests" "$rps" "$us" >&2
+  done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+for name in $SERVERS; do
+  echo "$name $(echo "${results[$name]}" | median)"
+done >"$work/medians"
+floor=$(awk '$1 == "limit" {print $2}' "$work/medians")
+echo
+printf '%-10s %-24s %s\n' server "median us CPU/request" "ratio to limit.c"
+while read -r name m; do
+  ratio=${floor:+$(echo "scale=3; $m / $floor" | bc)x}
+  printf '%-10s %-24s %s\n' "$name" "$m" "${ratio:--}"
+done <"$work/medians"

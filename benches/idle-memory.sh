@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Server memory per idle keep-alive connection: RSS with N idle connections open (each has made
+# one request and read its answer) minus RSS before, divided by N. Kernel socket buffers are not
+# in RSS; this is the server's own cost per connection.
+#
+#   benches/idle-memory.sh [N=10000]
+#   benches/idle-memory.sh 10000 nginx                # the same against nginx (one worker)
+#
+# Needs: python3, and a descriptor limit above N (the script raises its soft limit to the hard).
+set -euo pipefail
+
+N=${1:-10000}
+WHICH=${2:-reactor}
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+work=$(mktemp -d)
+ulimit -n "$(ulimit -Hn)"
+if [ "$(ulimit -n)" -le $((N + 100)) ]; then
+  echo "descriptor limit $(ulimit -n) is too low for $N connections" >&2
+  exit 1
+fi
+
+PORT=18300
+if [ "$WHICH" = nginx ]; then
+  SERVER="nginx -c $("$here/nginx-hello-conf.sh" "$work" "$PORT")"
+else
+  (cd "$repo" && cargo build --release --quiet)
+  SERVER="$repo/target/release/reactor-httpd --bind 127.0.0.1:$PORT --cores 1 --quiet --demo --max-connections $((N + 100)) --keep-alive-timeout 600"
+fi
+# shellcheck disable=SC2086
+$SERVER >"$work/server.out" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# The server process, or the newest child (nginx forks its worker).
+target=$pid
+for _ in $(seq 50); do
+  if curl -sf "http://127.0.0.1:$PORT/hello" >/dev/null 2>&1; then break; fi
+  sleep 0.1
+done
+child=$(pgrep -P "$pid" | tail -1 || true)
+[ -n "$child" ] && target=$child
+# Warm up: one request, so buffers and pools exist before the baseline.
+curl -sf "http://127.0.0.1:$PORT/hello" >/dev/null
+
+python3 - "$PORT" "$N" "$target" <<'EOF'
+import socket, sys, time
+port, n, pid = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+def rss():
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1])
+before = rss()
+request = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+conns = []
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(request)
+    got = b""
+    while b"Hello, World!" not in got:
+        chunk = s.recv(4096)
+        if not chunk:
+            sys.exit(f"connection {i} closed")
+        got += chunk
+    conns.append(s)
+time.sleep(1)  # let the server settle (pools trimmed, timers armed)
+after = rss()
+print(f"RSS before: {before} KiB, with {n} idle connections: {after} KiB")
+print(f"per idle connection: {(after - before) * 1024 / n:.0f} bytes")
+EOF

@@ -1,0 +1,115 @@
+//! Every limit, timeout and choice the server runs with, with its default, in one place.
+//!
+//! `main.rs` fills a [`Config`] from the command line; the drivers in `server/` read it, and hand
+//! the HTTP core only the part it needs, [`Limits`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How connections are driven. Every mode runs the same HTTP code (`http::Conn`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// One mio event loop per core, each with its own SO_REUSEPORT listener.
+    Reactor,
+    /// One acceptor thread feeding a bounded queue drained by a pool of blocking workers.
+    Threaded,
+    /// One connection at a time, on one thread.
+    Blocking,
+    /// A single-threaded parent that forks a child per connection.
+    Fork,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Reactor => "reactor",
+            Mode::Threaded => "threaded",
+            Mode::Blocking => "blocking",
+            Mode::Fork => "fork",
+        }
+    }
+}
+
+/// How many event loops reactor mode runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cores {
+    /// One per core this process may run on.
+    Auto,
+    Count(usize),
+}
+
+/// Where the access log goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Stdout,
+    File(PathBuf),
+    Off,
+}
+
+/// What the HTTP core enforces on every connection, whatever drives it.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Request line plus headers; beyond it 431.
+    pub max_header_bytes: usize,
+    /// Request body; beyond it 413.
+    pub max_body_bytes: u64,
+    /// From the first byte of a request (or from accept) to the end of its head; then 408.
+    pub header_timeout: Duration,
+    /// From the end of a request head to the end of its body; then 408.
+    pub body_timeout: Duration,
+    /// An idle keep-alive connection is closed, silently, after this.
+    pub keep_alive_timeout: Duration,
+    /// A response that makes no progress for this long (the client stopped reading) is abandoned.
+    pub send_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 10 * 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            keep_alive_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The whole server configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub mode: Mode,
+    pub cores: Cores,
+    /// Pin each event loop to its own core.
+    pub pin: bool,
+    /// Worker threads in threaded mode.
+    pub threads: usize,
+    /// Mount the demo routes ahead of the static files.
+    pub demo: bool,
+    /// The directory served.
+    pub root: PathBuf,
+    /// Open connections per server; past it, 503 and close.
+    pub max_connections: usize,
+    pub limits: Limits,
+    pub access_log: AccessLogTarget,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            mode: Mode::Reactor,
+            cores: Cores::Auto,
+            pin: true,
+            threads: 64,
+            demo: false,
+            root: PathBuf::from("."),
+            max_connections: 10_000,
+            limits: Limits::default(),
+            access_log: AccessLogTarget::Stdout,
+        }
+    }
+}

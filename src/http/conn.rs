@@ -1,0 +1,682 @@
+//! The connection state machine: bytes in, bytes out, no sockets.
+//!
+//! A [`Conn`] is one HTTP/1.1 connection as seen by the protocol. Its driver (the reactor, a
+//! blocking worker, a forked child) owns the socket and runs one loop:
+//!
+//! ```text
+//! loop {
+//!     match conn.want(&mut cx) {
+//!         Want::Read          => read into conn.read_buf(..), then conn.received(n)   (0 = EOF)
+//!         Want::Write(bytes)  => write some of them,          then conn.wrote(n)
+//!         Want::SendFile(f)   => sendfile some of the region, then conn.sent_file(n)
+//!         Want::HalfClose     => shutdown(Write)
+//!         Want::Close         => close the socket; done
+//!     }
+//! }
+//! ```
+//!
+//! (a non-blocking driver breaks out of that loop on WouldBlock and resumes on the next readiness
+//! event.) Everything else happens inside `want`: finding request heads, decoding bodies, calling
+//! the handler, serializing responses, keep-alive, pipelining, backpressure and timeouts. This is
+//! the only place a connection's phase changes, so every driver behaves identically, and the
+//! whole protocol can be tested by feeding byte strings in any split (see the tests below).
+//!
+//! The phases, in the order a request goes through them:
+//!
+//! ```text
+//!   Head ──head parsed, body follows──▶ Body ──body complete──▶ (respond)
+//!    ▲  └──head parsed, no body─────────────────────────────────▶ (respond)
+//!    │                                                              │
+//!    └────────────── keep-alive: the next request ◀─────────────────┤
+//!                                                                   ▼
+//!                     Closed ◀── Lingering ◀── Closing ◀── close after this response
+//! ```
+//!
+//! Writing is not a phase of its own: responses queue in the output buffer, in request order,
+//! while the next pipelined request is already being parsed. The output side only takes over when
+//! it must: when a file body is waiting to be sent (its bytes must follow the head, and nothing
+//! may overtake them), or when more than [`OUTPUT_HIGH_WATER`] bytes are queued, which is how a
+//! client that sends requests but never reads responses is stopped from growing server memory.
+
+use core::net::IpAddr;
+use std::fs::File;
+use std::time::{Duration, Instant};
+
+use super::body::{ChunkedDecoder, Decoded};
+use super::buf::{BUF_SIZE, BufPool, Input};
+use super::date::Clock;
+use super::parse::{
+    BodyLength, Framing, HeadScan, Scanned, header_storage, leading_empty_lines, parse_head,
+    parse_whole_head,
+};
+use super::request::{Request, Version};
+use super::response::{Body, FileBody, Persistence, Response, Status, write_head};
+use crate::access_log::{AccessLog, LoggedRequest};
+use crate::config::Limits;
+
+/// Past this many queued output bytes the connection stops taking requests until the client
+/// reads. One response may be larger (a big echo); it just is not joined by others.
+pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+/// After a server-side close with input possibly still arriving, how long to keep reading (and
+/// discarding) it. Closing a socket with unread input makes the kernel send a reset, which can
+/// destroy the error response the client has not read yet; nginx's `lingering_close` avoids that
+/// the same way.
+pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Everything a connection borrows from whoever drives it, for one call. Each event loop (or
+/// worker thread) has one pool, clock and log; `handler` answers requests.
+pub struct Context<'a> {
+    pub limits: &'a Limits,
+    pub clock: &'a Clock,
+    pub pool: &'a mut BufPool,
+    pub log: Option<&'a mut AccessLog>,
+    /// The client's address, for the access log.
+    pub peer: IpAddr,
+    pub handler: &'a dyn Fn(&Request<'_>) -> Response,
+}
+
+/// What the connection needs its driver to do next.
+#[derive(Debug)]
+pub enum Want<'a> {
+    /// Read into [`Conn::read_buf`], then report with [`Conn::received`].
+    Read,
+    /// Write (a prefix of) these bytes, then report with [`Conn::wrote`].
+    Write(&'a [u8]),
+    /// Send (a prefix of) this file region, then report with [`Conn::sent_file`].
+    SendFile {
+        file: &'a File,
+        offset: u64,
+        len: u64,
+    },
+    /// Shut down the write side of the socket (the client sees the end of the stream), then ask
+    /// again: the connection reads and discards until the client closes or time runs out.
+    HalfClose,
+    /// Close the socket. The connection is finished.
+    Close,
+}
+
+pub struct Conn {
+    phase: Phase,
+    input: Input,
+    output: Output,
+    /// When the current timer started. The deadline is computed only when a driver asks for it,
+    /// since most timers (a send that completes at once) are replaced before anyone looks.
+    timer_since: Instant,
+    /// Which timeout governs the connection now.
+    timer: Timer,
+    /// The client closed its side: no more input will come.
+    peer_closed: bool,
+    /// The server is shutting down: finish what is in flight, take nothing new.
+    draining: bool,
+    /// Output went out since the last `want`: a stalled-send timer starts over.
+    sent_since_want: bool,
+}
+
+enum Phase {
+    /// Waiting for a request head, or part way through one. `started` once a request has begun
+    /// (its first byte arrived, or the connection is new): until then the connection is idle
+    /// between keep-alive requests.
+    Head {
+        scan: HeadScan,
+        started: bool,
+    },
+    /// The head (the first `head_len` input bytes) is parsed; its body is arriving.
+    Body {
+        head_len: usize,
+        reader: BodyReader,
+    },
+    /// No more requests: send what is queued, then close. With `linger`, half-close first and
+    /// discard input for a while, because the client may still be sending.
+    Closing {
+        linger: bool,
+    },
+    /// The write side is shut; discarding input until the client closes or the linger timer ends.
+    Lingering,
+    Closed,
+}
+
+enum BodyReader {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+/// Which timeout is running. Each phase has one; changing phase restarts the clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    Unset,
+    /// A request head must complete in time (slowloris).
+    Header,
+    /// A request body must complete in time (slow POST).
+    Body,
+    /// Idle between requests.
+    KeepAlive,
+    /// Queued output must keep moving (a client that stopped reading).
+    Send,
+    Linger,
+}
+
+/// Responses waiting to be sent: bytes first, then at most one file region.
+#[derive(Default)]
+struct Output {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already written.
+    written: usize,
+    /// Sent after `buf`; while it is here no further response is queued, which also keeps open
+    /// file descriptors to one per connection at most.
+    file: Option<Box<FileBody>>,
+}
+
+impl Output {
+    fn has_bytes(&self) -> bool {
+        self.written < self.buf.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.has_bytes() && self.file.is_none()
+    }
+
+    fn buf(&mut self, pool: &mut BufPool) -> &mut Vec<u8> {
+        if self.buf.capacity() == 0 {
+            self.buf = pool.take_output();
+        }
+        &mut self.buf
+    }
+
+    /// Queues `response` (the handler's answer to `request`, or an error when `request` is None)
+    /// and logs it.
+    fn queue(
+        &mut self,
+        cx: &mut Context<'_>,
+        request: Option<&Request<'_>>,
+        response: Response,
+        head_method: bool,
+        persistence: Persistence,
+    ) {
+        let content_length = response.body.len();
+        let buf = self.buf(cx.pool);
+        write_head(buf, &response, content_length, persistence, cx.clock);
+        let sends_body = !head_method && !response.status.forbids_body();
+        let body_bytes = if sends_body { content_length } else { 0 };
+        if sends_body {
+            match response.body {
+                Body::Empty => {}
+                Body::Static(bytes) => buf.extend_from_slice(bytes),
+                Body::Bytes(bytes) => buf.extend_from_slice(&bytes),
+                Body::File(file) if file.len > 0 => self.file = Some(Box::new(file)),
+                Body::File(_) => {}
+            }
+        }
+        if let Some(log) = cx.log.as_deref_mut() {
+            let logged = request.map(|request| LoggedRequest {
+                method: request.method,
+                target: request.target,
+                version: request.version.as_str(),
+            });
+            log.record(cx.peer, cx.clock, logged, response.status.0, body_bytes);
+        }
+    }
+
+    /// Calls the handler and queues its response. Returns whether the connection stays open.
+    fn respond(
+        &mut self,
+        cx: &mut Context<'_>,
+        request: &Request<'_>,
+        framing: Framing,
+        draining: bool,
+    ) -> bool {
+        let response = (cx.handler)(request);
+        let keep_alive = framing.keep_alive && !draining;
+        let persistence = match (keep_alive, request.version) {
+            (false, _) => Persistence::Close,
+            (true, Version::Http10) => Persistence::KeepAlive,
+            (true, Version::Http11) => Persistence::KeepAliveImplied,
+        };
+        self.queue(
+            cx,
+            Some(request),
+            response,
+            framing.head_method,
+            persistence,
+        );
+        keep_alive
+    }
+
+    /// Queues an error response, after which the connection closes.
+    fn queue_error(&mut self, cx: &mut Context<'_>, request: Option<&Request<'_>>, status: Status) {
+        self.queue(
+            cx,
+            request,
+            Response::error(status),
+            false,
+            Persistence::Close,
+        );
+    }
+
+    fn release(&mut self, pool: &mut BufPool) {
+        if self.is_empty() && self.buf.capacity() > 0 {
+            pool.give_output(std::mem::take(&mut self.buf));
+            self.written = 0;
+        }
+    }
+}
+
+/// What one step of request processing achieved.
+enum Step {
+    /// Something changed (a request was answered, a phase entered): step again.
+    Progress,
+    /// Nothing more can happen until more bytes arrive.
+    NeedData,
+}
+
+/// `want` without the borrowed slices, so the decision can be made with `&mut self`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Read,
+    Write,
+    SendFile,
+    HalfClose,
+    Close,
+}
+
+impl Conn {
+    /// A freshly accepted connection: its first request head is due within the header timeout.
+    pub fn new(cx: &Context<'_>) -> Self {
+        Conn {
+            phase: Phase::Head {
+                scan: HeadScan::default(),
+                started: true,
+            },
+            input: Input::default(),
+            output: Output::default(),
+            timer_since: cx.clock.now(),
+            timer: Timer::Header,
+            peer_closed: false,
+            draining: false,
+            sent_since_want: false,
+        }
+    }
+
+    /// A connection accepted only to be refused (over `--max-connections`): it answers `status`
+    /// at once and closes without reading a request.
+    pub fn refuse(status: Status, cx: &mut Context<'_>) -> Self {
+        let mut conn = Conn::new(cx);
+        conn.fail(status, cx);
+        conn
+    }
+
+    /// What the driver should do next. Answers every complete request that is buffered first.
+    pub fn want(&mut self, cx: &mut Context<'_>) -> Want<'_> {
+        let next = self.next(cx);
+        self.arm_timer(next, cx);
+        if next == Next::Read {
+            // Idle buffers go back to the loop's pool: an idle connection holds none.
+            self.input.release(cx.pool);
+            self.output.release(cx.pool);
+        }
+        match (next, &self.output.file) {
+            (Next::Read, _) => Want::Read,
+            (Next::Write, _) => Want::Write(&self.output.buf[self.output.written..]),
+            (Next::SendFile, Some(file)) => Want::SendFile {
+                file: &file.file,
+                offset: file.offset,
+                len: file.len,
+            },
+            (Next::HalfClose, _) => Want::HalfClose,
+            (Next::Close | Next::SendFile, _) => Want::Close,
+        }
+    }
+
+    /// Room to read into, after [`Want::Read`].
+    pub fn read_buf(&mut self, cx: &mut Context<'_>) -> &mut [u8] {
+        // The most the current request may occupy; never less than one pooled buffer.
+        let cap = match &self.phase {
+            Phase::Body {
+                head_len,
+                reader: BodyReader::Length(length),
+                ..
+            } => head_len + *length as usize,
+            Phase::Body { head_len, .. } => head_len + cx.limits.max_body_bytes as usize + BUF_SIZE,
+            _ => cx.limits.max_header_bytes + 1,
+        };
+        self.input.spare(cx.pool, cap)
+    }
+
+    /// `n` bytes were read into [`Conn::read_buf`]; 0 means the client closed its side.
+    pub fn received(&mut self, n: usize) {
+        if n == 0 {
+            self.peer_closed = true;
+        } else {
+            self.input.filled(n);
+            if matches!(self.phase, Phase::Lingering) {
+                self.input.consume(self.input.len());
+            }
+        }
+    }
+
+    /// `n` bytes of the last [`Want::Write`] were written.
+    pub fn wrote(&mut self, n: usize) {
+        let output = &mut self.output;
+        output.written += n;
+        if output.written == output.buf.len() {
+            output.buf.clear();
+            output.written = 0;
+        }
+        self.sent_since_want |= n > 0;
+    }
+
+    /// `n` bytes of the last [`Want::SendFile`] were sent. 0 means the file ended before the
+    /// promised length (it shrank): the response cannot be completed, so the connection closes
+    /// rather than send bytes that are not the file.
+    pub fn sent_file(&mut self, n: u64) {
+        let Some(file) = &mut self.output.file else {
+            return;
+        };
+        if n == 0 {
+            self.output.file = None;
+            self.phase = Phase::Closed;
+            return;
+        }
+        file.offset += n;
+        file.len -= n.min(file.len);
+        if file.len == 0 {
+            self.output.file = None;
+        }
+        self.sent_since_want = true;
+    }
+
+    /// When the current timeout expires; `None` once closed.
+    pub fn deadline(&self, limits: &Limits) -> Option<Instant> {
+        let duration = match self.timer {
+            Timer::Unset => return None,
+            Timer::Header => limits.header_timeout,
+            Timer::Body => limits.body_timeout,
+            Timer::KeepAlive => limits.keep_alive_timeout,
+            Timer::Send => limits.send_timeout,
+            Timer::Linger => LINGER_TIMEOUT,
+        };
+        Some(self.timer_since + duration)
+    }
+
+    /// The deadline passed: a request too slow to arrive gets 408; an idle, stalled or lingering
+    /// connection is closed. Call [`Conn::want`] next.
+    pub fn timed_out(&mut self, cx: &mut Context<'_>) {
+        match self.timer {
+            Timer::Header | Timer::Body if !self.output.has_bytes() => {
+                self.fail(Status::REQUEST_TIMEOUT, cx)
+            }
+            _ => self.phase = Phase::Closed,
+        }
+        self.timer = Timer::Unset;
+    }
+
+    /// The server is shutting down: finish the request in flight, if any, then close.
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// Nothing received that is not answered, nothing waiting to be sent: closing the connection
+    /// now would lose nothing. (Blocking drivers wake such connections at shutdown.)
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Head { .. }) && self.input.is_empty() && self.output.is_empty()
+    }
+
+    /// Whether the connection holds input or output buffers (an idle one should not).
+    pub fn holds_buffers(&self) -> bool {
+        self.input.holds_buffer() || self.output.buf.capacity() > 0
+    }
+
+    fn next(&mut self, cx: &mut Context<'_>) -> Next {
+        loop {
+            let has_bytes = self.output.has_bytes();
+            let file_waiting = self.output.file.is_some();
+            match self.phase {
+                Phase::Closed => return Next::Close,
+                // Output takes over when nothing may overtake it, or when enough is queued.
+                _ if has_bytes && (file_waiting || self.output.buf.len() >= OUTPUT_HIGH_WATER) => {
+                    return Next::Write;
+                }
+                _ if file_waiting => return Next::SendFile,
+                Phase::Lingering if self.peer_closed => self.phase = Phase::Closed,
+                Phase::Lingering => return Next::Read,
+                Phase::Closing { .. } if has_bytes => return Next::Write,
+                Phase::Closing { linger } => {
+                    if linger && !self.peer_closed {
+                        self.phase = Phase::Lingering;
+                        self.input.consume(self.input.len());
+                        return Next::HalfClose;
+                    }
+                    self.phase = Phase::Closed;
+                }
+                Phase::Head { started, .. }
+                    if self.draining && (!started || self.input.is_empty()) =>
+                {
+                    self.phase = Phase::Closing { linger: false };
+                }
+                Phase::Head { .. } | Phase::Body { .. } => match self.step(cx) {
+                    Step::Progress => {}
+                    Step::NeedData if has_bytes => return Next::Write,
+                    // Nothing more will come to complete what is buffered.
+                    Step::NeedData if self.peer_closed => self.phase = Phase::Closed,
+                    Step::NeedData => return Next::Read,
+                },
+            }
+        }
+    }
+
+    /// Advances request processing as far as the buffered input allows.
+    fn step(&mut self, cx: &mut Context<'_>) -> Step {
+        // A request being answered borrows the input bytes while the rest of the connection
+        // changes; so the input is taken out for the duration of the step.
+        let mut input = std::mem::take(&mut self.input);
+        let step = self.step_with(&mut input, cx);
+        self.input = input;
+        step
+    }
+
+    fn step_with(&mut self, input: &mut Input, cx: &mut Context<'_>) -> Step {
+        let max_header_bytes = cx.limits.max_header_bytes;
+        match &mut self.phase {
+            Phase::Head { scan, started } => {
+                // Two stores for header fields, one per path: uninitialized, they cost nothing.
+                let (mut storage, mut fallback_storage) = (header_storage(), header_storage());
+                let mut parsed = Ok(None);
+                if scan.is_fresh() {
+                    input.consume(leading_empty_lines(input.data()));
+                    if input.is_empty() {
+                        return Step::NeedData;
+                    }
+                    if !*started {
+                        *started = true;
+                        self.timer = Timer::Unset; // the header timer starts now
+                    }
+                    parsed = parse_whole_head(input.data(), &mut storage, max_header_bytes);
+                }
+                let data = input.data();
+                let head = match parsed {
+                    Ok(Some(head)) => Ok(head),
+                    Ok(None) => match scan.scan(data, max_header_bytes) {
+                        Ok(Scanned::NeedData) => return Step::NeedData,
+                        Ok(Scanned::Complete(len)) => {
+                            parse_head(&data[..len], &mut fallback_storage)
+                                .map(|(request, framing)| (request, framing, len))
+                        }
+                        Err(status) => Err(status),
+                    },
+                    Err(status) => Err(status),
+                };
+                let used = match head {
+                    Ok((request, framing, head_len)) => {
+                        self.on_head(data, request, framing, head_len, cx)
+                    }
+                    Err(status) => {
+                        self.fail(status, cx);
+                        0
+                    }
+                };
+                input.consume(used);
+                Step::Progress
+            }
+            Phase::Body {
+                head_len,
+                reader: BodyReader::Length(length),
+            } => {
+                let (head_len, length) = (*head_len, *length as usize);
+                if input.len() < head_len + length {
+                    return Step::NeedData;
+                }
+                let used = self.finish(input.data(), head_len, length, head_len + length, cx);
+                input.consume(used);
+                Step::Progress
+            }
+            Phase::Body {
+                head_len,
+                reader: BodyReader::Chunked(decoder),
+            } => {
+                let head_len = *head_len;
+                let body = &mut input.data_mut()[head_len..];
+                match decoder.decode(body, cx.limits.max_body_bytes, max_header_bytes) {
+                    Ok(Decoded::NeedData) => {
+                        // Everything after the decoded body is spent framing: drop it.
+                        input.truncate(head_len + decoder.body_len());
+                        decoder.discard_framing();
+                        Step::NeedData
+                    }
+                    Ok(Decoded::Done) => {
+                        let (body_len, raw_len) = (decoder.body_len(), decoder.raw_len());
+                        let used =
+                            self.finish(input.data(), head_len, body_len, head_len + raw_len, cx);
+                        input.consume(used);
+                        Step::Progress
+                    }
+                    Err(status) => {
+                        self.fail(status, cx);
+                        Step::Progress
+                    }
+                }
+            }
+            Phase::Closing { .. } | Phase::Lingering | Phase::Closed => Step::NeedData,
+        }
+    }
+
+    /// A complete head of `head_len` bytes starts `data`: answer it now if it has no body (or
+    /// the whole body is here already), otherwise move on to reading the body. Returns the input
+    /// bytes the request used, to be consumed.
+    fn on_head(
+        &mut self,
+        data: &[u8],
+        request: Request<'_>,
+        framing: Framing,
+        head_len: usize,
+        cx: &mut Context<'_>,
+    ) -> usize {
+        let length = match framing.body {
+            BodyLength::None => {
+                let keep_alive = self.output.respond(cx, &request, framing, self.draining);
+                return self.after_request(data, head_len, keep_alive);
+            }
+            BodyLength::Length(length) if length > cx.limits.max_body_bytes => {
+                // Refused before a byte of the body is read, 100-continue or not.
+                self.output
+                    .queue_error(cx, Some(&request), Status::PAYLOAD_TOO_LARGE);
+                self.phase = Phase::Closing { linger: true };
+                return 0;
+            }
+            BodyLength::Length(length) => length as usize,
+            BodyLength::Chunked => 0,
+        };
+        let body_here = framing.body != BodyLength::Chunked && data.len() >= head_len + length;
+        if body_here && !framing.expect_continue {
+            // The common small POST: head and body arrived together; no second parse.
+            let request = Request {
+                body: &data[head_len..head_len + length],
+                ..request
+            };
+            let keep_alive = self.output.respond(cx, &request, framing, self.draining);
+            return self.after_request(data, head_len + length, keep_alive);
+        }
+        if framing.expect_continue {
+            // The client waits for this before sending the body. Always sent, even if the body
+            // is already here, so the output does not depend on how the input was split.
+            self.output
+                .buf(cx.pool)
+                .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        let reader = match framing.body {
+            BodyLength::Chunked => BodyReader::Chunked(ChunkedDecoder::new()),
+            _ => BodyReader::Length(length as u64),
+        };
+        self.phase = Phase::Body { head_len, reader };
+        self.timer = Timer::Unset; // the body timer starts now
+        0
+    }
+
+    /// The body is complete: `body_len` decoded bytes after the head, the request `total` bytes
+    /// long in all. Parse the head again (it was parsed when it arrived, but the buffer may have
+    /// moved since) and answer. Returns the input bytes used.
+    fn finish(
+        &mut self,
+        data: &[u8],
+        head_len: usize,
+        body_len: usize,
+        total: usize,
+        cx: &mut Context<'_>,
+    ) -> usize {
+        let mut storage = header_storage();
+        let Ok((request, framing)) = parse_head(&data[..head_len], &mut storage) else {
+            self.fail(Status::BAD_REQUEST, cx);
+            return 0;
+        };
+        let request = Request {
+            body: &data[head_len..head_len + body_len],
+            ..request
+        };
+        let keep_alive = self.output.respond(cx, &request, framing, self.draining);
+        self.after_request(data, total, keep_alive)
+    }
+
+    /// The request (the first `used` bytes of `data`) is answered: on to the next, or to
+    /// closing. Returns `used`.
+    fn after_request(&mut self, data: &[u8], used: usize, keep_alive: bool) -> usize {
+        self.timer = Timer::Unset;
+        self.phase = if keep_alive {
+            Phase::Head {
+                scan: HeadScan::default(),
+                started: false,
+            }
+        } else {
+            // Bytes after a last request mean the client is still sending: linger.
+            Phase::Closing {
+                linger: data.len() > used,
+            }
+        };
+        used
+    }
+
+    /// Answers with an error status and closes: the input can no longer be trusted to say where
+    /// the next request begins.
+    fn fail(&mut self, status: Status, cx: &mut Context<'_>) {
+        self.output.queue_error(cx, None, status);
+        self.phase = Phase::Closing { linger: true };
+    }
+
+    /// Starts the timer the connection's state calls for, unless it is already running.
+    fn arm_timer(&mut self, next: Next, cx: &Context<'_>) {
+        let timer = match (next, &self.phase) {
+            (Next::Close, _) => Timer::Unset,
+            (Next::Write | Next::SendFile, _) => Timer::Send,
+            (Next::HalfClose, _) | (_, Phase::Lingering) => Timer::Linger,
+            (_, Phase::Head { started: false, .. }) => Timer::KeepAlive,
+            (_, Phase::Body { .. }) => Timer::Body,
+            _ => Timer::Header,
+        };
+        // A send timer restarts whenever output moves; the others run from when they started.
+        if timer != self.timer || (timer == Timer::Send && self.sent_since_want) {
+            self.timer = timer;
+            self.timer_since = cx.clock.now();
+        }
+        self.sent_since_want = false;
+    }
+}
+
+#[cfg(test)]
+mod tests;

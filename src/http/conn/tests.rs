@@ -1,0 +1,701 @@
+//! The state machine driven by an in-memory "socket": input fed in any split, output collected.
+//! Each reader is tested whole, byte by byte, and with the next request trailing behind.
+
+use super::*;
+use proptest::prelude::*;
+use std::io::Write as _;
+use std::os::unix::fs::FileExt;
+use std::time::UNIX_EPOCH;
+
+/// Answers with what it saw, so a test can check what the parser delivered.
+fn describe(request: &Request<'_>) -> Response {
+    match request.path {
+        "/big" => Response::text(Status::OK, "x".repeat(100_000)),
+        "/nothing" => Response::new(Status::NO_CONTENT),
+        _ => Response::text(
+            Status::OK,
+            format!(
+                "{} {} {} [{}]",
+                request.method,
+                request.target,
+                request.version.as_str(),
+                String::from_utf8_lossy(request.body)
+            ),
+        )
+        // Tells `parse_responses` which responses answer HEAD and so carry no body.
+        .with_header("X-Method", request.method.to_string()),
+    }
+}
+
+struct Harness {
+    limits: Limits,
+    clock: Clock,
+    pool: BufPool,
+    handler: &'static dyn Fn(&Request<'_>) -> Response,
+    conn: Conn,
+    out: Vec<u8>,
+    /// The client does not read: writes make no progress.
+    stalled: bool,
+    half_closed: bool,
+    closed: bool,
+}
+
+macro_rules! cx {
+    ($h:expr) => {
+        Context {
+            limits: &$h.limits,
+            clock: &$h.clock,
+            pool: &mut $h.pool,
+            log: None,
+            peer: IpAddr::from([127, 0, 0, 1]),
+            handler: $h.handler,
+        }
+    };
+}
+
+impl Harness {
+    fn new() -> Self {
+        Harness::with(Limits::default(), &describe)
+    }
+
+    fn with(limits: Limits, handler: &'static dyn Fn(&Request<'_>) -> Response) -> Self {
+        let clock = Clock::at(
+            Instant::now(),
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        );
+        let mut pool = BufPool::new();
+        let conn = Conn::new(&Context {
+            limits: &limits,
+            clock: &clock,
+            pool: &mut pool,
+            log: None,
+            peer: IpAddr::from([127, 0, 0, 1]),
+            handler,
+        });
+        Harness {
+            limits,
+            clock,
+            pool,
+            handler,
+            conn,
+            out: Vec::new(),
+            stalled: false,
+            half_closed: false,
+            closed: false,
+        }
+    }
+
+    /// Offers `input`; returns how many bytes the connection took.
+    fn feed(&mut self, input: &[u8]) -> usize {
+        let mut taken = 0;
+        while !self.closed {
+            let mut cx = cx!(self);
+            match self.conn.want(&mut cx) {
+                Want::Read => {
+                    if taken == input.len() {
+                        break;
+                    }
+                    let buf = self.conn.read_buf(&mut cx);
+                    let n = buf.len().min(input.len() - taken);
+                    assert!(n > 0, "asked to read with no room");
+                    buf[..n].copy_from_slice(&input[taken..taken + n]);
+                    self.conn.received(n);
+                    taken += n;
+                }
+                Want::Write(bytes) => {
+                    if self.stalled {
+                        break;
+                    }
+                    self.out.extend_from_slice(bytes);
+                    let n = bytes.len();
+                    self.conn.wrote(n);
+                }
+                Want::SendFile { file, offset, len } => {
+                    if self.stalled {
+                        break;
+                    }
+                    let mut chunk = vec![0; len.min(4096) as usize];
+                    let n = file.read_at(&mut chunk, offset).unwrap();
+                    self.out.extend_from_slice(&chunk[..n]);
+                    self.conn.sent_file(n as u64);
+                }
+                Want::HalfClose => self.half_closed = true,
+                Want::Close => self.closed = true,
+            }
+        }
+        taken
+    }
+
+    /// The client closes its side.
+    fn eof(&mut self) {
+        if !self.closed {
+            let mut cx = cx!(self);
+            if let Want::Read = self.conn.want(&mut cx) {
+                self.conn.received(0);
+            }
+            self.feed(b"");
+        }
+    }
+
+    /// Moves the clock `secs` on and fires the timer if it is due.
+    fn advance(&mut self, secs: f64) {
+        let later = self.clock.now() + Duration::from_secs_f64(secs);
+        self.clock = Clock::at(later, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        if self
+            .conn
+            .deadline(&self.limits)
+            .is_some_and(|deadline| deadline <= later)
+        {
+            let mut cx = cx!(self);
+            self.conn.timed_out(&mut cx);
+        }
+        self.feed(b"");
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.out).into_owned()
+    }
+}
+
+/// Runs `input` split at the given sizes (cycled), as successive reads.
+fn run_split(input: &[u8], sizes: &[usize]) -> (Vec<u8>, bool) {
+    let mut harness = Harness::new();
+    let mut at = 0;
+    for &size in sizes.iter().cycle() {
+        if at >= input.len() || harness.closed {
+            break;
+        }
+        let end = (at + size.max(1)).min(input.len());
+        at += harness.feed(&input[at..end]);
+    }
+    (harness.out, harness.closed)
+}
+
+/// The same input whole, byte by byte and in odd pieces must give the same bytes out. (Whether a
+/// final close lingers may differ: it depends on whether more input was already buffered.)
+fn run_all_ways(input: &[u8]) -> (String, bool) {
+    let whole = run_split(input, &[input.len()]);
+    assert_eq!(run_split(input, &[1]).0, whole.0, "byte by byte");
+    assert_eq!(run_split(input, &[7, 2, 13]).0, whole.0, "in odd pieces");
+    (String::from_utf8_lossy(&whole.0).into_owned(), whole.1)
+}
+
+/// One response read back: status, headers (names lowercased), body.
+type Parsed = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// Splits a response stream into responses, checking each is well-formed.
+fn parse_responses(mut bytes: &[u8]) -> Vec<Parsed> {
+    let mut responses = Vec::new();
+    while !bytes.is_empty() {
+        let mut fields = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut fields);
+        let head_len = match response.parse(bytes) {
+            Ok(httparse::Status::Complete(n)) => n,
+            other => panic!(
+                "malformed response {other:?} in {:?}",
+                String::from_utf8_lossy(bytes)
+            ),
+        };
+        assert_eq!(response.version, Some(1));
+        let status = response.code.unwrap();
+        let headers: Vec<(String, String)> = response
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_ascii_lowercase(),
+                    String::from_utf8(h.value.to_vec()).unwrap(),
+                )
+            })
+            .collect();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        if status >= 200 {
+            assert_eq!(header("server").as_deref(), Some("reactor-httpd"));
+            assert!(header("date").is_some());
+        }
+        let length: usize = match header("content-length") {
+            Some(length) => length.parse().unwrap(),
+            None => {
+                assert!(
+                    status < 200 || status == 204 || status == 304,
+                    "no length on {status}"
+                );
+                0
+            }
+        };
+        let body_len = if header("x-method").as_deref() == Some("HEAD") {
+            0
+        } else {
+            length
+        };
+        bytes = &bytes[head_len..];
+        assert!(bytes.len() >= body_len, "truncated body");
+        responses.push((status, headers, bytes[..body_len].to_vec()));
+        bytes = &bytes[body_len..];
+    }
+    responses
+}
+
+fn statuses(out: &[u8]) -> Vec<u16> {
+    parse_responses(out).iter().map(|r| r.0).collect()
+}
+
+fn bodies(out: &[u8]) -> Vec<String> {
+    parse_responses(out)
+        .into_iter()
+        .filter(|r| r.0 >= 200)
+        .map(|r| String::from_utf8(r.2).unwrap())
+        .collect()
+}
+
+#[test]
+fn answers_one_request_exactly() {
+    let (out, closed) = run_all_ways(b"GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(
+        out,
+        "HTTP/1.1 200 OK\r\nServer: reactor-httpd\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\nX-Method: GET\r\n\r\n\
+         GET /a?b HTTP/1.1 []"
+    );
+    assert!(!closed);
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_in_any_split() {
+    let mut input = Vec::new();
+    for i in 0..20 {
+        input.extend_from_slice(format!("GET /{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    }
+    input.extend_from_slice(b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
+    input.extend_from_slice(
+        b"\r\nPOST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    input.extend_from_slice(b"2\r\nhi\r\n0\r\n\r\nGET /last HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (out, closed) = run_all_ways(&input);
+    let got = bodies(out.as_bytes());
+    let mut expected: Vec<String> = (0..20).map(|i| format!("GET /{i} HTTP/1.1 []")).collect();
+    expected.push("POST /p HTTP/1.1 [abc]".into());
+    expected.push("POST /c HTTP/1.1 [hi]".into());
+    expected.push("GET /last HTTP/1.1 []".into());
+    assert_eq!(got, expected);
+    assert!(!closed);
+}
+
+#[test]
+fn responses_to_one_read_leave_in_one_write() {
+    let mut harness = Harness::new();
+    let input = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut cx = cx!(harness);
+    assert!(matches!(harness.conn.want(&mut cx), Want::Read));
+    let buf = harness.conn.read_buf(&mut cx);
+    buf[..input.len()].copy_from_slice(input);
+    harness.conn.received(input.len());
+    match harness.conn.want(&mut cx) {
+        Want::Write(bytes) => assert_eq!(statuses(bytes), vec![200, 200]),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn keep_alive_rules() {
+    // HTTP/1.0 closes by default, stays open on request and says so.
+    let (out, _) = run_all_ways(b"GET / HTTP/1.0\r\n\r\nGET /never HTTP/1.0\r\n\r\n");
+    assert!(out.contains("Connection: close\r\n"));
+    assert_eq!(bodies(out.as_bytes()).len(), 1);
+    let (_, closed) = run_all_ways(b"GET / HTTP/1.0\r\n\r\n");
+    assert!(closed);
+    let (out, closed) = run_all_ways(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert!(out.contains("Connection: keep-alive\r\n"));
+    assert!(!closed);
+    // HTTP/1.1 stays open unless told otherwise; nothing after `close` is answered.
+    let (out, closed) = run_all_ways(
+        b"GET /1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert_eq!(bodies(out.as_bytes()), vec!["GET /1 HTTP/1.1 []"]);
+    assert!(out.contains("Connection: close\r\n"));
+    assert!(!closed, "lingers, discarding what follows");
+}
+
+#[test]
+fn head_gets_headers_only_with_the_length_of_the_body() {
+    let (out, _) =
+        run_all_ways(b"HEAD /x HTTP/1.1\r\nHost: x\r\n\r\nGET /y HTTP/1.1\r\nHost: x\r\n\r\n");
+    let responses = parse_responses(out.as_bytes());
+    assert_eq!(responses.len(), 2);
+    let length = "HEAD /x HTTP/1.1 []".len().to_string();
+    assert!(responses[0].1.contains(&("content-length".into(), length)));
+    assert!(responses[0].2.is_empty());
+    assert_eq!(responses[1].2, b"GET /y HTTP/1.1 []");
+}
+
+#[test]
+fn bodiless_status_has_no_length() {
+    let (out, _) = run_all_ways(b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(out.starts_with("HTTP/1.1 204 No Content\r\n"));
+    assert!(!out.contains("Content-Length"));
+}
+
+#[test]
+fn expect_100_continue_comes_before_the_body_is_read() {
+    let mut harness = Harness::new();
+    harness
+        .feed(b"POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    assert_eq!(harness.text(), "HTTP/1.1 100 Continue\r\n\r\n");
+    harness.feed(b"hello");
+    assert_eq!(statuses(&harness.out), vec![100, 200]);
+    assert!(harness.text().ends_with("POST /e HTTP/1.1 [hello]"));
+    // The same when the body did not wait: the output does not depend on timing.
+    let (out, _) = run_all_ways(
+        b"POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello",
+    );
+    assert_eq!(out, harness.text());
+}
+
+#[test]
+fn expect_100_continue_refused_gets_the_final_status_instead() {
+    let mut harness = Harness::new();
+    harness.feed(b"POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 99999999999\r\n\r\n");
+    assert_eq!(statuses(&harness.out), vec![413]);
+    assert!(harness.text().contains("Connection: close\r\n"));
+    assert!(
+        harness.half_closed,
+        "lingers: the client may send the body anyway"
+    );
+}
+
+#[test]
+fn error_statuses_close_the_connection() {
+    let mut long_target = b"GET /".to_vec();
+    long_target.resize(9000, b'a');
+    long_target.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut big_head = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+    big_head.resize(20_000, b'a');
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (b"BAD REQUEST\r\n\r\n".to_vec(), 400),
+        (b"GET / HTTP/1.1\r\n\r\n".to_vec(), 400),
+        (b"GET / HTTP/3.0\r\nHost: x\r\n\r\n".to_vec(), 505),
+        (long_target, 414),
+        (big_head, 431),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10485761\r\n\r\n".to_vec(), 413),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(), 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nA00001\r\n".to_vec(), 413),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_vec(),
+            400,
+        ),
+    ];
+    for (input, status) in cases {
+        let mut followed = input.clone();
+        followed.extend_from_slice(b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n");
+        for input in [input, followed] {
+            let mut harness = Harness::new();
+            harness.feed(&input);
+            harness.eof();
+            assert_eq!(
+                statuses(&harness.out),
+                vec![status],
+                "{:?}",
+                String::from_utf8_lossy(&input[..60.min(input.len())])
+            );
+            assert!(harness.text().contains("Connection: close\r\n"));
+            assert!(harness.closed);
+        }
+    }
+}
+
+#[test]
+fn a_client_that_never_reads_cannot_grow_output_or_input() {
+    let mut harness = Harness::new();
+    harness.stalled = true;
+    let request = b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n";
+    let flood: Vec<u8> = request
+        .iter()
+        .copied()
+        .cycle()
+        .take(request.len() * 10_000)
+        .collect();
+    let taken = harness.feed(&flood);
+    assert!(taken <= 2 * BUF_SIZE, "stopped reading early: took {taken}");
+    // One response past the high-water mark at most.
+    let queued = harness.conn.output.buf.len();
+    assert!(queued <= OUTPUT_HIGH_WATER + 101_000, "{queued}");
+    assert!(harness.conn.input.len() <= BUF_SIZE);
+    // Once the client reads, everything is answered.
+    harness.stalled = false;
+    let mut at = taken;
+    while at < flood.len() {
+        at += harness.feed(&flood[at..]);
+    }
+    assert_eq!(statuses(&harness.out).len(), 10_000);
+}
+
+#[test]
+fn timeouts() {
+    let limits = Limits {
+        header_timeout: Duration::from_secs(10),
+        keep_alive_timeout: Duration::from_secs(5),
+        body_timeout: Duration::from_secs(20),
+        ..Limits::default()
+    };
+    // A head that does not finish in time: 408, then close (lingering).
+    let mut harness = Harness::with(limits.clone(), &describe);
+    harness.feed(b"GET / HT");
+    harness.advance(9.0);
+    assert!(harness.out.is_empty());
+    harness.feed(b"TP/1.1\r\n");
+    harness.advance(1.5);
+    assert_eq!(statuses(&harness.out), vec![408]);
+    assert!(harness.half_closed);
+    harness.advance(LINGER_TIMEOUT.as_secs_f64() + 0.1);
+    assert!(harness.closed);
+
+    // A new connection that sends nothing is held to the header timeout too.
+    let mut harness = Harness::with(limits.clone(), &describe);
+    harness.advance(10.5);
+    assert_eq!(statuses(&harness.out), vec![408]);
+
+    // Idle keep-alive: closed silently; a request restarts the clock.
+    let mut harness = Harness::with(limits.clone(), &describe);
+    harness.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    harness.advance(4.0);
+    harness.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    harness.advance(4.0);
+    assert!(!harness.closed);
+    harness.advance(1.5);
+    assert!(harness.closed);
+    assert_eq!(statuses(&harness.out), vec![200, 200]);
+
+    // A slow body: 408 at the body timeout, however steadily it trickles.
+    let mut harness = Harness::with(limits.clone(), &describe);
+    harness.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n");
+    for _ in 0..19 {
+        harness.feed(b"x");
+        harness.advance(1.0);
+    }
+    assert!(harness.out.is_empty());
+    harness.advance(1.5);
+    assert_eq!(statuses(&harness.out), vec![408]);
+
+    // A client that stops reading is abandoned after the send timeout.
+    let mut harness = Harness::with(limits, &describe);
+    harness.stalled = true;
+    harness.feed(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+    harness.advance(59.0);
+    assert!(!harness.closed);
+    harness.advance(2.0);
+    assert!(harness.closed);
+}
+
+#[test]
+fn idle_connections_hold_no_buffers() {
+    let mut harness = Harness::new();
+    harness.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(!harness.conn.holds_buffers());
+    harness.feed(b"GET / HTTP/1.1\r\nHo");
+    assert!(harness.conn.holds_buffers(), "a partial head is kept");
+    harness.feed(b"st: x\r\n\r\n");
+    assert!(!harness.conn.holds_buffers());
+    assert_eq!(harness.pool.pooled(), (1, 1));
+}
+
+#[test]
+fn end_of_input() {
+    // A half-closed client still gets its answers.
+    let mut harness = Harness::new();
+    harness.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    harness.eof();
+    assert_eq!(statuses(&harness.out), vec![200]);
+    assert!(harness.closed);
+    // A partial request cut off is dropped without an answer.
+    let mut harness = Harness::new();
+    harness.feed(b"GET / HTTP/1.1\r\nHo");
+    harness.eof();
+    assert!(harness.out.is_empty());
+    assert!(harness.closed);
+}
+
+#[test]
+fn lingering_discards_input_until_the_client_closes() {
+    let mut harness = Harness::new();
+    harness.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n");
+    assert!(harness.half_closed && !harness.closed);
+    let taken = harness.feed(&[b'x'; 100_000]);
+    assert_eq!(taken, 100_000, "keeps reading, to discard");
+    assert!(!harness.conn.holds_buffers());
+    harness.eof();
+    assert!(harness.closed);
+    assert_eq!(statuses(&harness.out), vec![413]);
+}
+
+#[test]
+fn draining_closes_idle_connections_and_finishes_requests_in_flight() {
+    let mut harness = Harness::new();
+    harness.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    harness.conn.drain();
+    harness.feed(b"");
+    assert!(harness.closed);
+
+    let mut harness = Harness::new();
+    harness.feed(b"GET / HTTP/1.1\r\nHo");
+    harness.conn.drain();
+    harness.feed(b"");
+    assert!(!harness.closed);
+    harness.feed(b"st: x\r\n\r\n");
+    assert!(harness.text().contains("Connection: close\r\n"));
+    assert!(harness.closed);
+}
+
+fn temp_file(contents: &[u8]) -> File {
+    let path = std::env::temp_dir().join(format!(
+        "conn-test-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let mut file = File::create(&path).unwrap();
+    file.write_all(contents).unwrap();
+    let file = File::open(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    file
+}
+
+fn serve_file(request: &Request<'_>) -> Response {
+    let contents: &[u8] = if request.path == "/shrunk" {
+        b"short"
+    } else {
+        b"0123456789"
+    };
+    let file = temp_file(contents);
+    Response::new(Status::OK).with_body(Body::File(FileBody {
+        file,
+        offset: 2,
+        len: 6,
+    }))
+}
+
+#[test]
+fn file_bodies_follow_their_head_and_hold_back_the_next_response() {
+    let mut harness = Harness::with(Limits::default(), &serve_file);
+    harness.feed(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    let responses = parse_responses(&harness.out);
+    let files: Vec<&[u8]> = responses.iter().map(|r| &r.2[..]).collect();
+    assert_eq!(files, vec![&b"234567"[..], &b"234567"[..]]);
+    assert!(!harness.conn.holds_buffers());
+
+    // HEAD: no body, and the file is not sent.
+    let mut harness = Harness::with(Limits::default(), &serve_file);
+    harness.feed(b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(harness.text().ends_with("Content-Length: 6\r\n\r\n"));
+
+    // A file that shrank: the connection ends rather than send what is not there.
+    let mut harness = Harness::with(Limits::default(), &serve_file);
+    harness.feed(b"GET /shrunk HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(harness.closed);
+    assert!(
+        harness.text().ends_with("\r\n\r\nort"),
+        "{}",
+        harness.text()
+    );
+}
+
+/// A valid request, rendered.
+fn request_strategy() -> impl Strategy<Value = Vec<u8>> {
+    let path = "/[a-z0-9]{0,12}";
+    let body = proptest::collection::vec(any::<u8>(), 0..300);
+    (0..6u8, path, body, proptest::collection::vec(1..50usize, 1..5), any::<bool>()).prop_map(
+        |(kind, path, body, chunk_sizes, expect)| {
+            let expect = if expect { "Expect: 100-continue\r\n" } else { "" };
+            match kind {
+                0 => format!("GET {path} HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n").into_bytes(),
+                1 => format!("HEAD {path} HTTP/1.1\r\nHost: h\r\n\r\n").into_bytes(),
+                2 => format!("GET {path} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").into_bytes(),
+                3 => {
+                    let mut r = format!(
+                        "POST {path} HTTP/1.1\r\nHost: h\r\n{expect}Content-Length: {}\r\n\r\n",
+                        body.len()
+                    )
+                    .into_bytes();
+                    r.extend_from_slice(&body);
+                    r
+                }
+                4 => {
+                    let mut r = format!(
+                        "PUT {path} HTTP/1.1\r\nHost: h\r\n{expect}Transfer-Encoding: chunked\r\n\r\n"
+                    )
+                    .into_bytes();
+                    let mut rest = &body[..];
+                    for size in chunk_sizes.iter().cycle() {
+                        if rest.is_empty() {
+                            break;
+                        }
+                        let n = (*size).min(rest.len());
+                        r.extend_from_slice(format!("{n:x};ext=1\r\n").as_bytes());
+                        r.extend_from_slice(&rest[..n]);
+                        r.extend_from_slice(b"\r\n");
+                        rest = &rest[n..];
+                    }
+                    r.extend_from_slice(b"0\r\nTrailer: t\r\n\r\n");
+                    r
+                }
+                _ => format!("\r\nDELETE {path}?q=1 HTTP/1.1\r\nHost: h\r\n\r\n").into_bytes(),
+            }
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Any split of a valid pipelined stream yields the same requests and the same bytes.
+    #[test]
+    fn any_split_gives_the_same_output(
+        requests in proptest::collection::vec(request_strategy(), 1..8),
+        sizes in proptest::collection::vec(1..64usize, 1..10),
+    ) {
+        let input = requests.concat();
+        let whole = run_split(&input, &[input.len()]);
+        prop_assert_eq!(&run_split(&input, &sizes), &whole);
+        prop_assert_eq!(&run_split(&input, &[1]), &whole);
+        let finals = parse_responses(&whole.0).iter().filter(|r| r.0 >= 200).count();
+        prop_assert_eq!(finals, requests.len());
+        prop_assert!(!whole.1);
+    }
+
+    /// Arbitrary bytes: never a panic, only well-formed responses, and the connection either
+    /// waits for more or closes.
+    #[test]
+    fn arbitrary_bytes_get_responses_or_a_close(
+        input in proptest::collection::vec(any::<u8>(), 0..2000),
+        sizes in proptest::collection::vec(1..64usize, 1..10),
+    ) {
+        let (out, _) = run_split(&input, &sizes);
+        parse_responses(&out);
+    }
+
+    /// Arbitrary bytes after a valid prefix, as garbage in a keep-alive stream would arrive.
+    #[test]
+    fn garbage_after_valid_requests(
+        request in request_strategy(),
+        garbage in proptest::collection::vec(any::<u8>(), 0..500),
+    ) {
+        let mut input = request;
+        input.extend_from_slice(&garbage);
+        let whole = run_split(&input, &[input.len()]);
+        prop_assert_eq!(&run_split(&input, &[3]), &whole);
+        parse_responses(&whole.0);
+    }
+}
+
+/// The per-connection struct is what an idle keep-alive connection costs (its buffers are back
+/// in the pool): keep it small. See benches/idle-memory.sh for the whole-server figure.
+#[test]
+fn an_idle_connection_is_small() {
+    let size = std::mem::size_of::<Conn>();
+    eprintln!("size_of::<Conn>() = {size}");
+    assert!(size <= 176, "Conn grew to {size} bytes");
+}

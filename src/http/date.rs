@@ -1,0 +1,120 @@
+//! The loop's clock: the current instant for timers, and the `Date` header and access-log time,
+//! formatted once a second rather than once per request.
+//!
+//! Each event loop (or worker thread) owns one [`Clock`] and calls [`Clock::tick`] once per
+//! wake-up, as nginx's `ngx_time_update` does. It is never shared between threads: a cache that
+//! several threads rewrite in place is a data race, however harmless it looks.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub struct Clock {
+    now: Instant,
+    /// When the wall-clock second next changes, on the monotonic clock: until then the
+    /// formatted dates stay valid, and a tick costs one monotonic clock read.
+    next_second: Instant,
+    /// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110 IMF-fixdate, always 29 bytes).
+    http_date: [u8; 29],
+    /// `06/Nov/1994:08:49:37 +0000`, the Common Log Format time.
+    log_date: [u8; 26],
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        Clock::at(Instant::now(), SystemTime::now())
+    }
+
+    /// A clock reading `wall` at the monotonic instant `now` (tests use a fixed date).
+    pub fn at(now: Instant, wall: SystemTime) -> Self {
+        let mut clock = Clock {
+            now,
+            next_second: now,
+            http_date: [b' '; 29],
+            log_date: [b' '; 26],
+        };
+        clock.set_wall(now, wall);
+        clock
+    }
+
+    /// Reads the monotonic clock; re-formats the dates only when a new second has begun.
+    pub fn tick(&mut self) {
+        self.now = Instant::now();
+        if self.now >= self.next_second {
+            self.set_wall(self.now, SystemTime::now());
+        }
+    }
+
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    pub fn http_date(&self) -> &[u8] {
+        &self.http_date
+    }
+
+    pub fn log_date(&self) -> &[u8] {
+        &self.log_date
+    }
+
+    fn set_wall(&mut self, now: Instant, wall: SystemTime) {
+        let since_epoch = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let second = UNIX_EPOCH + Duration::from_secs(since_epoch.as_secs());
+        let formatted = httpdate::fmt_http_date(second);
+        self.http_date.copy_from_slice(formatted.as_bytes());
+        // Same fields, CLF order: "Sun, 06 Nov 1994 08:49:37 GMT" -> "06/Nov/1994:08:49:37 +0000".
+        let d = &self.http_date;
+        let parts: [&[u8]; 8] = [
+            &d[5..7],
+            b"/",
+            &d[8..11],
+            b"/",
+            &d[12..16],
+            b":",
+            &d[17..25],
+            b" +0000",
+        ];
+        let mut at = 0;
+        for part in parts {
+            self.log_date[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        self.next_second = now
+            + (Duration::from_secs(1) - Duration::from_nanos(since_epoch.subsec_nanos().into()));
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_both_dates() {
+        let clock = Clock::at(
+            Instant::now(),
+            UNIX_EPOCH + Duration::from_millis(784_111_777_250),
+        );
+        assert_eq!(clock.http_date(), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(clock.log_date(), b"06/Nov/1994:08:49:37 +0000");
+    }
+
+    #[test]
+    fn refreshes_at_the_next_wall_second_not_before() {
+        let start = Instant::now();
+        let clock = Clock::at(start, UNIX_EPOCH + Duration::from_millis(784_111_777_250));
+        assert_eq!(clock.next_second, start + Duration::from_millis(750));
+    }
+
+    #[test]
+    fn tick_keeps_a_valid_date() {
+        let mut clock = Clock::new();
+        let before = clock.now();
+        clock.tick();
+        assert!(clock.now() >= before);
+        assert!(httpdate::parse_http_date(std::str::from_utf8(clock.http_date()).unwrap()).is_ok());
+    }
+}

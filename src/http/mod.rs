@@ -1,0 +1,30 @@
+//! HTTP/1.1 without I/O: bytes in, requests out; responses in, bytes out.
+//!
+//! Nothing here touches a socket, so every driver in `server/` shares all of it, and all of it
+//! can be tested by feeding it byte strings.
+//!
+//! - `parse.rs`: finds the end of a request head within limits and reads it with httparse.
+//! - `body.rs`: the chunked body decoder.
+//! - `request.rs` / `response.rs`: what handlers see and return; response serialization.
+//! - `conn.rs`: the connection state machine that ties them together.
+//! - `buf.rs`: connection buffers and the per-loop pool they come from.
+//! - `date.rs`: the per-loop clock and cached `Date` header.
+
+mod body;
+mod buf;
+mod conn;
+mod date;
+mod parse;
+mod request;
+mod response;
+
+pub use body::{ChunkedDecoder, Decoded};
+pub use buf::{BUF_SIZE, BufPool};
+pub use conn::{Conn, Context, LINGER_TIMEOUT, OUTPUT_HIGH_WATER, Want};
+pub use date::Clock;
+pub use parse::{
+    BodyLength, Framing, Head, HeadScan, HeaderStorage, MAX_HEADERS, MAX_REQUEST_LINE, Scanned,
+    header_storage, leading_empty_lines, parse_head, parse_whole_head,
+};
+pub use request::{Headers, Request, Version};
+pub use response::{Body, FileBody, Persistence, Response, Status, write_head};

@@ -1,0 +1,653 @@
+//! Request heads: find where one ends, then let httparse read it, within limits.
+//!
+//! httparse keeps no state between calls and would re-parse from the first byte each time more
+//! arrives, and it has no byte limit. So [`HeadScan`] first looks for the blank line that ends the
+//! head, resuming where it stopped, and enforces the size limits (414, 431) while it waits; only a
+//! complete head is handed to httparse, once. [`parse_head`] then turns it into a [`Request`] and
+//! the [`Framing`] facts the connection needs: how the body is delimited, and whether the
+//! connection stays open. Anything that makes the framing ambiguous is refused (400), because two
+//! parties that disagree on where a request ends is how requests get smuggled.
+
+use std::mem::MaybeUninit;
+
+use super::request::{Headers, Request, Version, list_has_token};
+use super::response::Status;
+
+/// The request line alone may not exceed this (then 414), whatever the header limit.
+pub const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// More header fields than this get 431.
+pub const MAX_HEADERS: usize = 100;
+
+/// How far the search for the end of the current head has got.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HeadScan {
+    /// Bytes already searched; the next search starts here.
+    scanned: usize,
+    /// The request line is complete (its length was checked).
+    line_done: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Scanned {
+    NeedData,
+    /// The head is the first this many bytes.
+    Complete(usize),
+}
+
+impl HeadScan {
+    /// Nothing of this head has been looked at yet.
+    pub fn is_fresh(&self) -> bool {
+        self.scanned == 0 && !self.line_done
+    }
+
+    /// Looks for the end of the head that starts at `data[0]` (leading empty lines skipped).
+    /// Lines end in LF, optionally preceded by CR, as httparse reads them.
+    pub fn scan(&mut self, data: &[u8], max_header_bytes: usize) -> Result<Scanned, Status> {
+        let mut at = self.scanned;
+        while let Some(i) = memchr::memchr(b'\n', &data[at..]) {
+            let lf = at + i;
+            if !self.line_done {
+                if lf > request_line_limit(max_header_bytes) {
+                    return Err(Status::URI_TOO_LONG);
+                }
+                self.line_done = true;
+            }
+            let end = match (data.get(lf + 1), data.get(lf + 2)) {
+                (Some(b'\n'), _) => lf + 2,
+                (Some(b'\r'), Some(b'\n')) => lf + 3,
+                (None, _) | (Some(b'\r'), None) => {
+                    // Can't tell yet: look at this LF again when more arrives.
+                    self.scanned = lf;
+                    return self.incomplete(data, max_header_bytes);
+                }
+                _ => {
+                    at = lf + 1;
+                    continue;
+                }
+            };
+            return if end > max_header_bytes {
+                Err(Status::HEADERS_TOO_LARGE)
+            } else {
+                Ok(Scanned::Complete(end))
+            };
+        }
+        self.scanned = data.len();
+        self.incomplete(data, max_header_bytes)
+    }
+
+    fn incomplete(&self, data: &[u8], max_header_bytes: usize) -> Result<Scanned, Status> {
+        if !self.line_done && data.len() > request_line_limit(max_header_bytes) {
+            Err(Status::URI_TOO_LONG)
+        } else if data.len() > max_header_bytes {
+            Err(Status::HEADERS_TOO_LARGE)
+        } else {
+            Ok(Scanned::NeedData)
+        }
+    }
+}
+
+/// A request line longer than 8 KiB, or longer than the whole head may be, is too long by
+/// itself: 414 rather than 431, so the client knows the URI is what to shorten.
+fn request_line_limit(max_header_bytes: usize) -> usize {
+    MAX_REQUEST_LINE.min(max_header_bytes)
+}
+
+/// The number of leading CRLF / LF bytes a server should skip before a request line
+/// (RFC 9112 2.2: clients sometimes send an extra CRLF after a body). A lone CR at the end is
+/// left, to be judged when its LF arrives.
+pub fn leading_empty_lines(data: &[u8]) -> usize {
+    let mut at = 0;
+    loop {
+        match &data[at..] {
+            [b'\n', ..] => at += 1,
+            [b'\r', b'\n', ..] => at += 2,
+            _ => return at,
+        }
+    }
+}
+
+/// How a request's body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyLength {
+    None,
+    /// Content-Length; may exceed the limit (then 413), `u64::MAX` when it overflowed.
+    Length(u64),
+    Chunked,
+}
+
+/// What the connection needs to know about a request, beyond what the handler sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Framing {
+    pub body: BodyLength,
+    /// The client allows the connection to stay open after this request.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` on an HTTP/1.1 request.
+    pub expect_continue: bool,
+    /// HEAD: the response carries headers only.
+    pub head_method: bool,
+}
+
+/// Storage for the header fields httparse finds; uninitialized, so it costs nothing to set up.
+pub type HeaderStorage<'a> = [MaybeUninit<httparse::Header<'a>>; MAX_HEADERS];
+
+pub fn header_storage<'a>() -> HeaderStorage<'a> {
+    [const { MaybeUninit::uninit() }; MAX_HEADERS]
+}
+
+/// A parsed head: the request (with an empty body), its framing, and its length in bytes.
+pub type Head<'a> = (Request<'a>, Framing, usize);
+
+/// The fast path, for a head that arrived whole (the usual case: one read holds it): one
+/// httparse pass over `data`, capped at the header limit. `Ok(None)` when the head is not
+/// complete and valid within that cap; the caller then falls back to [`HeadScan`], which waits
+/// for the end of the head and reports limits and errors the same way however the input was
+/// split. An error here concerns a complete head, so it too is the same for every split.
+pub fn parse_whole_head<'a>(
+    data: &'a [u8],
+    storage: &'a mut HeaderStorage<'a>,
+    max_header_bytes: usize,
+) -> Result<Option<Head<'a>>, Status> {
+    let capped = &data[..data.len().min(max_header_bytes)];
+    let mut parsed = httparse::Request::new(&mut []);
+    let Ok(httparse::Status::Complete(len)) = parsed.parse_with_uninit_headers(capped, storage)
+    else {
+        return Ok(None);
+    };
+    let (request, framing) = interpret(parsed)?;
+    // The scanner would have stopped at a long request line; so must this path.
+    let version_at = request.target.as_ptr() as usize - data.as_ptr() as usize
+        + request.target.len()
+        + " HTTP/1.1".len();
+    let lf = version_at + usize::from(data[version_at] == b'\r');
+    if lf > request_line_limit(max_header_bytes) {
+        return Err(Status::URI_TOO_LONG);
+    }
+    Ok(Some((request, framing, len)))
+}
+
+/// Parses a complete head (as found by [`HeadScan`]) into a request with an empty body, and its
+/// framing. The error is the status to answer with; the connection is then closed.
+pub fn parse_head<'a>(
+    head: &'a [u8],
+    storage: &'a mut HeaderStorage<'a>,
+) -> Result<(Request<'a>, Framing), Status> {
+    let mut parsed = httparse::Request::new(&mut []);
+    match parsed.parse_with_uninit_headers(head, storage) {
+        Ok(httparse::Status::Complete(len)) if len == head.len() => interpret(parsed),
+        Ok(_) => Err(Status::BAD_REQUEST),
+        Err(httparse::Error::TooManyHeaders) => Err(Status::HEADERS_TOO_LARGE),
+        Err(httparse::Error::Version) if names_another_version(head) => {
+            Err(Status::VERSION_NOT_SUPPORTED)
+        }
+        Err(_) => Err(Status::BAD_REQUEST),
+    }
+}
+
+/// Turns what httparse found in a complete head into a request and its framing.
+fn interpret<'a>(parsed: httparse::Request<'a, 'a>) -> Result<(Request<'a>, Framing), Status> {
+    // Complete means httparse filled in all three.
+    let (Some(method), Some(target), Some(minor)) = (parsed.method, parsed.path, parsed.version)
+    else {
+        return Err(Status::BAD_REQUEST);
+    };
+    let version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
+    let headers = Headers::new(parsed.headers);
+    let (path, query) = split_target(method, target)?;
+    let framing = framing(method, version, &headers)?;
+    let request = Request {
+        method,
+        target,
+        path,
+        query,
+        version,
+        headers,
+        body: &[],
+    };
+    Ok((request, framing))
+}
+
+/// Whether the request line ends in a well-formed `HTTP/d.d` that httparse refused: a version
+/// we do not speak (505) rather than garbage (400).
+fn names_another_version(head: &[u8]) -> bool {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    matches!(line.rsplit(|&b| b == b' ').next(),
+        Some([b'H', b'T', b'T', b'P', b'/', major, b'.', minor])
+            if major.is_ascii_digit() && minor.is_ascii_digit())
+}
+
+/// Splits the target into path and query. Origin form (`/a?b`) is the usual; absolute form
+/// (`http://host/a?b`) must be accepted from anyone (RFC 9112 3.2.2); `*` only for OPTIONS.
+fn split_target<'a>(method: &str, target: &'a str) -> Result<(&'a str, Option<&'a str>), Status> {
+    // One pass over the bytes finds both: a fragment has no place in a request. (Targets are
+    // short: a plain loop beats a SIMD search's set-up here.)
+    let (before_query, query) = match target.bytes().position(|b| b == b'?' || b == b'#') {
+        Some(at) if target.as_bytes()[at] == b'#' => return Err(Status::BAD_REQUEST),
+        Some(at) => {
+            let query = &target[at + 1..];
+            if query.contains('#') {
+                return Err(Status::BAD_REQUEST);
+            }
+            (&target[..at], Some(query))
+        }
+        None => (target, None),
+    };
+    if before_query.starts_with('/') {
+        return Ok((before_query, query));
+    }
+    if target == "*" {
+        return if method == "OPTIONS" {
+            Ok(("*", None))
+        } else {
+            Err(Status::BAD_REQUEST)
+        };
+    }
+    let after_scheme = ["http://", "https://"].iter().find_map(|scheme| {
+        let prefix = before_query.get(..scheme.len())?;
+        prefix
+            .eq_ignore_ascii_case(scheme)
+            .then(|| &before_query[scheme.len()..])
+    });
+    match after_scheme {
+        Some(authority_and_path) if !authority_and_path.is_empty() => {
+            match authority_and_path.find('/') {
+                Some(slash) => Ok((&authority_and_path[slash..], query)),
+                None => Ok(("/", query)),
+            }
+        }
+        _ => Err(Status::BAD_REQUEST),
+    }
+}
+
+/// Reads the headers that decide framing and persistence, refusing the ambiguous combinations.
+fn framing(method: &str, version: Version, headers: &Headers<'_>) -> Result<Framing, Status> {
+    let mut content_length = None;
+    let mut transfer_encoding = false;
+    let mut hosts = 0;
+    let mut expect_continue = false;
+    let (mut close, mut keep_alive_token) = (false, false);
+    for (name, value) in headers.iter() {
+        // Most headers are none of these: the length settles it before any comparison.
+        match name.len() {
+            4 if name.eq_ignore_ascii_case("host") => hosts += 1,
+            6 if name.eq_ignore_ascii_case("expect") => {
+                expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            }
+            10 if name.eq_ignore_ascii_case("connection") => {
+                close |= list_has_token(value, "close");
+                keep_alive_token |= list_has_token(value, "keep-alive");
+            }
+            14 if name.eq_ignore_ascii_case("content-length") => {
+                let length = parse_content_length(value)?;
+                // Repeats are tolerated only when they agree (RFC 9110 8.6).
+                if content_length.is_some_and(|previous| previous != length) {
+                    return Err(Status::BAD_REQUEST);
+                }
+                content_length = Some(length);
+            }
+            17 if name.eq_ignore_ascii_case("transfer-encoding") => {
+                // Exactly one field, exactly `chunked`: anything else is either a coding we do
+                // not implement or an obfuscation that another parser may read differently.
+                if transfer_encoding || !value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                    return Err(Status::BAD_REQUEST);
+                }
+                transfer_encoding = true;
+            }
+            _ => {}
+        }
+    }
+    if transfer_encoding && content_length.is_some() {
+        return Err(Status::BAD_REQUEST);
+    }
+    // HTTP/1.0 has no chunked coding (RFC 9112 6.1), and HTTP/1.1 needs exactly one Host (3.2).
+    let host_ok = match version {
+        Version::Http10 => hosts <= 1 && !transfer_encoding,
+        Version::Http11 => hosts == 1,
+    };
+    if !host_ok {
+        return Err(Status::BAD_REQUEST);
+    }
+    let body = match (transfer_encoding, content_length) {
+        (true, _) => BodyLength::Chunked,
+        (false, Some(length)) if length > 0 => BodyLength::Length(length),
+        _ => BodyLength::None,
+    };
+    let keep_alive = match version {
+        Version::Http11 => !close,
+        Version::Http10 => !close && keep_alive_token,
+    };
+    Ok(Framing {
+        body,
+        keep_alive,
+        // An HTTP/1.0 client cannot understand 100 Continue (RFC 9110 10.1.1).
+        expect_continue: expect_continue && version == Version::Http11,
+        head_method: method == "HEAD",
+    })
+}
+
+/// `1*DIGIT` and nothing else: no sign, no inner spaces, no list. Too large for u64 reads as
+/// `u64::MAX`, so it is refused as too large (413) rather than as malformed.
+fn parse_content_length(value: &[u8]) -> Result<u64, Status> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(Status::BAD_REQUEST);
+    }
+    Ok(digits
+        .iter()
+        .try_fold(0u64, |n, &d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
+        .unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan_whole(data: &[u8]) -> Result<Scanned, Status> {
+        HeadScan::default().scan(data, 16 * 1024)
+    }
+
+    /// Feeds `data` one byte at a time, as a slow client would.
+    fn scan_bytewise(data: &[u8], limit: usize) -> Result<Scanned, Status> {
+        let mut scan = HeadScan::default();
+        for end in 1..=data.len() {
+            match scan.scan(&data[..end], limit)? {
+                Scanned::NeedData => continue,
+                done => return Ok(done),
+            }
+        }
+        Ok(Scanned::NeedData)
+    }
+
+    #[test]
+    fn finds_the_end_whole_bytewise_and_with_a_request_behind() {
+        let cases: &[(&[u8], usize)] = &[
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 27),
+            (b"GET / HTTP/1.1\nHost: a\n\n", 24),
+            (b"GET / HTTP/1.1\r\nHost: a\n\r\n", 26),
+            (b"GET / HTTP/1.0\r\n\r\n", 18),
+        ];
+        for &(head, len) in cases {
+            assert_eq!(scan_whole(head), Ok(Scanned::Complete(len)));
+            assert_eq!(scan_bytewise(head, 1 << 14), Ok(Scanned::Complete(len)));
+            let mut pipelined = head.to_vec();
+            pipelined.extend_from_slice(b"GET /next HTTP/1.1\r\n\r\n");
+            assert_eq!(scan_whole(&pipelined), Ok(Scanned::Complete(len)));
+            assert_eq!(scan_whole(&head[..len - 1]), Ok(Scanned::NeedData));
+        }
+    }
+
+    #[test]
+    fn a_bytewise_head_is_scanned_in_linear_time() {
+        // 16 KiB of headers fed a byte at a time: quadratic rescanning would be ~10^8 steps.
+        let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+        while head.len() < 16_000 {
+            head.extend_from_slice(b"X-Filler: abcdefghijklmnopqrstuvwxyz\r\n");
+        }
+        head.extend_from_slice(b"\r\n");
+        let mut scan = HeadScan::default();
+        let mut steps = 0usize;
+        for end in 1..=head.len() {
+            steps += end - scan.scanned;
+            if let Scanned::Complete(n) = scan.scan(&head[..end], 1 << 15).unwrap() {
+                assert_eq!(n, head.len());
+            }
+        }
+        assert!(steps < head.len() * 3, "{steps}");
+    }
+
+    #[test]
+    fn limits_give_414_and_431() {
+        let mut long_line = b"GET /".to_vec();
+        long_line.resize(MAX_REQUEST_LINE + 1, b'a');
+        assert_eq!(scan_whole(&long_line), Err(Status::URI_TOO_LONG));
+        assert_eq!(
+            scan_bytewise(&long_line, 1 << 14),
+            Err(Status::URI_TOO_LONG)
+        );
+        let mut at_limit = b"GET /".to_vec();
+        at_limit.resize(MAX_REQUEST_LINE - 10, b'a');
+        at_limit.extend_from_slice(b" HTTP/1.1\r\n\r\n");
+        assert!(matches!(scan_whole(&at_limit), Ok(Scanned::Complete(_))));
+
+        let mut big = b"GET / HTTP/1.1\r\n".to_vec();
+        big.resize(2000, b'a');
+        assert_eq!(scan_bytewise(&big, 1000), Err(Status::HEADERS_TOO_LARGE));
+        // A request line that alone overflows a small head limit is 414, not 431.
+        assert_eq!(scan_bytewise(&long_line, 4096), Err(Status::URI_TOO_LONG));
+        assert_eq!(
+            scan_bytewise(&long_line[..5000], 4096),
+            Err(Status::URI_TOO_LONG)
+        );
+        big.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(
+            HeadScan::default().scan(&big, 1000),
+            Err(Status::HEADERS_TOO_LARGE)
+        );
+        // Exactly at the limit is allowed; one byte over is not.
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(
+            HeadScan::default().scan(head, head.len()),
+            Ok(Scanned::Complete(head.len()))
+        );
+        assert_eq!(
+            HeadScan::default().scan(head, head.len() - 1),
+            Err(Status::HEADERS_TOO_LARGE)
+        );
+    }
+
+    #[test]
+    fn skips_leading_empty_lines() {
+        assert_eq!(leading_empty_lines(b"\r\n\r\nGET"), 4);
+        assert_eq!(leading_empty_lines(b"\n\r\nGET"), 3);
+        assert_eq!(leading_empty_lines(b"\r"), 0);
+        assert_eq!(leading_empty_lines(b"GET"), 0);
+    }
+
+    fn parse(head: &str) -> Result<(String, Option<String>, Framing), Status> {
+        let mut storage = header_storage();
+        let (request, framing) = parse_head(head.as_bytes(), &mut storage)?;
+        Ok((
+            request.path.to_string(),
+            request.query.map(str::to_string),
+            framing,
+        ))
+    }
+
+    fn body_of(head: &str) -> Result<BodyLength, Status> {
+        parse(head).map(|(_, _, framing)| framing.body)
+    }
+
+    #[test]
+    fn framing_table() {
+        use BodyLength::*;
+        let ok: &[(&str, BodyLength)] = &[
+            ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", None),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n",
+                Length(5),
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+                None,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length:  007 \r\n\r\n",
+                Length(7),
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n",
+                Length(5),
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Chunked,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED\r\n\r\n",
+                Chunked,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+                Length(u64::MAX),
+            ),
+            ("GET / HTTP/1.0\r\n\r\n", None),
+        ];
+        for (head, body) in ok {
+            assert_eq!(body_of(head), Ok(*body), "{head:?}");
+        }
+        let bad = [
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 2\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
+            "GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET / HTTP/1.1 \r\nHost: a\r\n\r\n",
+            "GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET a HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET ftp://a/b HTTP/1.1\r\nHost: a\r\n\r\n",
+            "G(T / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHo\0st: a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\r\n\r\n",
+            "GET / HTTP/1.x\r\nHost: a\r\n\r\n",
+            "GET / FTP/1.1\r\nHost: a\r\n\r\n",
+        ];
+        for head in bad {
+            assert_eq!(body_of(head), Err(Status::BAD_REQUEST), "{head:?}");
+        }
+        for head in [
+            "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+            "GET / HTTP/1.2\r\nHost: a\r\n\r\n",
+        ] {
+            assert_eq!(
+                body_of(head),
+                Err(Status::VERSION_NOT_SUPPORTED),
+                "{head:?}"
+            );
+        }
+    }
+
+    /// The one-pass path agrees with scan-then-parse, and defers to it whenever the head is not
+    /// complete and valid within the limit.
+    #[test]
+    fn whole_heads_parse_in_one_pass() {
+        let whole = |data: &[u8], limit| {
+            let mut storage = header_storage();
+            parse_whole_head(data, &mut storage, limit).map(|head| {
+                head.map(|(request, framing, len)| (request.path.to_string(), framing.body, len))
+            })
+        };
+        let head = b"POST /p?q HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabcGET";
+        assert_eq!(
+            whole(head, 1024),
+            Ok(Some((
+                "/p".to_string(),
+                BodyLength::Length(3),
+                head.len() - 6
+            )))
+        );
+        // Incomplete, malformed, or over the limit: deferred, not decided here.
+        assert_eq!(whole(&head[..20], 1024), Ok(None));
+        assert_eq!(
+            whole(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 1024),
+            Ok(None)
+        );
+        assert_eq!(whole(head, 20), Ok(None));
+        // Framing errors on a complete head are final.
+        assert_eq!(
+            whole(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 1024),
+            Err(Status::BAD_REQUEST)
+        );
+        // A request line over 8 KiB is 414 on this path too, even when the whole head fits.
+        for eol in ["\r\n", "\n"] {
+            let line = format!("GET /{} HTTP/1.1{eol}", "a".repeat(MAX_REQUEST_LINE - 15));
+            let head = format!("{line}Host: h{eol}{eol}");
+            assert!(
+                matches!(whole(head.as_bytes(), 16 * 1024), Ok(Some(_))),
+                "{eol:?}"
+            );
+            let line = format!("GET /{} HTTP/1.1{eol}", "a".repeat(MAX_REQUEST_LINE));
+            let head = format!("{line}Host: h{eol}{eol}");
+            assert_eq!(
+                whole(head.as_bytes(), 16 * 1024),
+                Err(Status::URI_TOO_LONG),
+                "{eol:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn too_many_headers_is_431() {
+        let mut head = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+        for i in 0..MAX_HEADERS {
+            head.push_str(&format!("X-{i}: v\r\n"));
+        }
+        head.push_str("\r\n");
+        assert_eq!(body_of(&head), Err(Status::HEADERS_TOO_LARGE));
+    }
+
+    #[test]
+    fn targets_split_into_path_and_query() {
+        let cases = [
+            (
+                "GET /a/b?x=1&y HTTP/1.1\r\nHost: h\r\n\r\n",
+                "/a/b",
+                Some("x=1&y"),
+            ),
+            ("GET /? HTTP/1.1\r\nHost: h\r\n\r\n", "/", Some("")),
+            (
+                "GET http://h/a?q HTTP/1.1\r\nHost: h\r\n\r\n",
+                "/a",
+                Some("q"),
+            ),
+            ("GET HTTPS://h:8/ HTTP/1.1\r\nHost: h\r\n\r\n", "/", None),
+            ("GET http://h HTTP/1.1\r\nHost: h\r\n\r\n", "/", None),
+            ("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", "*", None),
+        ];
+        for (head, path, query) in cases {
+            let (p, q, _) = parse(head).unwrap();
+            assert_eq!((p.as_str(), q.as_deref()), (path, query), "{head:?}");
+        }
+    }
+
+    #[test]
+    fn persistence_and_expectations() {
+        let framing = |head: &str| parse(head).unwrap().2;
+        assert!(framing("GET / HTTP/1.1\r\nHost: a\r\n\r\n").keep_alive);
+        assert!(!framing("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").keep_alive);
+        assert!(!framing("GET / HTTP/1.1\r\nHost: a\r\nConnection: x, Close\r\n\r\n").keep_alive);
+        assert!(!framing("GET / HTTP/1.0\r\n\r\n").keep_alive);
+        assert!(framing("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
+        assert!(
+            framing(
+                "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n"
+            )
+            .expect_continue
+        );
+        assert!(
+            !framing("POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+                .expect_continue
+        );
+        assert!(framing("HEAD / HTTP/1.1\r\nHost: a\r\n\r\n").head_method);
+    }
+}

@@ -1,0 +1,148 @@
+//! The request a handler sees: method, target, version, headers and the whole body.
+//!
+//! Everything borrows from the connection's input buffer, where the bytes arrived, so handing a
+//! request to a handler copies nothing. `parse.rs` builds it; `app/` reads it.
+
+/// The protocol version of a request. Only these two reach a handler: others get 505.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+impl Version {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// The request target exactly as sent: `/a%20b?x=1`, or `http://host/a` in absolute form.
+    pub target: &'a str,
+    /// The path of the target, still percent-encoded: `/a%20b`. Always starts with `/`,
+    /// except for the asterisk form (`*`, OPTIONS only).
+    pub path: &'a str,
+    /// What follows the `?`, if anything did.
+    pub query: Option<&'a str>,
+    pub version: Version,
+    pub headers: Headers<'a>,
+    /// The decoded body: Content-Length bytes, or the chunks joined. Empty when there is none.
+    pub body: &'a [u8],
+}
+
+/// The header fields of a request, in the order sent. Names compare case-insensitively, and a
+/// name may appear several times.
+#[derive(Clone, Copy, Debug)]
+pub struct Headers<'a> {
+    fields: &'a [httparse::Header<'a>],
+}
+
+impl<'a> Headers<'a> {
+    pub fn new(fields: &'a [httparse::Header<'a>]) -> Self {
+        Headers { fields }
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&'a [u8]> {
+        self.get_all(name).next()
+    }
+
+    /// The first value of `name` as text, without surrounding whitespace; `None` if absent or
+    /// not UTF-8.
+    pub fn get_str(&self, name: &str) -> Option<&'a str> {
+        self.get(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::trim)
+    }
+
+    /// Every value of `name`, in order.
+    pub fn get_all<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
+        self.fields
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+
+    /// Whether any value of `name`, read as a comma-separated list, holds `token`
+    /// (case-insensitive): `Connection: keep-alive, Upgrade` has the token `upgrade`.
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.get_all(name).any(|value| list_has_token(value, token))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + use<'a> {
+        self.fields.iter().map(|h| (h.name, h.value))
+    }
+
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+}
+
+pub(crate) fn list_has_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h<'a>(name: &'a str, value: &'a str) -> httparse::Header<'a> {
+        httparse::Header {
+            name,
+            value: value.as_bytes(),
+        }
+    }
+
+    #[test]
+    fn names_are_case_insensitive_and_repeatable() {
+        let fields = [h("Accept", "text/html"), h("X-Tag", "a"), h("x-tag", "b")];
+        let headers = Headers::new(&fields);
+        assert_eq!(headers.get("accept"), Some(&b"text/html"[..]));
+        assert_eq!(headers.get("ACCEPT"), Some(&b"text/html"[..]));
+        let tags: Vec<_> = headers.get_all("X-TAG").collect();
+        assert_eq!(tags, vec![&b"a"[..], &b"b"[..]]);
+        assert_eq!(headers.get("missing"), None);
+        assert_eq!(headers.len(), 3);
+    }
+
+    #[test]
+    fn tokens_are_found_in_lists_across_fields() {
+        let fields = [
+            h("Connection", "Upgrade"),
+            h("connection", " foo ,Keep-Alive"),
+        ];
+        let headers = Headers::new(&fields);
+        assert!(headers.has_token("connection", "keep-alive"));
+        assert!(headers.has_token("connection", "upgrade"));
+        assert!(!headers.has_token("connection", "close"));
+        assert!(!headers.has_token("connection", "keep"));
+    }
+
+    #[test]
+    fn get_str_trims_and_rejects_non_utf8() {
+        let fields = [
+            httparse::Header {
+                name: "A",
+                value: b" x ",
+            },
+            httparse::Header {
+                name: "B",
+                value: b"\xff",
+            },
+        ];
+        let headers = Headers::new(&fields);
+        assert_eq!(headers.get_str("a"), Some("x"));
+        assert_eq!(headers.get_str("b"), None);
+    }
+}

@@ -1,0 +1,183 @@
+//! The command line: flags -> `Config`, the listening line, signals, exit codes.
+//!
+//! Exit codes: 0 after a clean shutdown, 2 for a usage error (bad flag, bad ROOT, bad
+//! `--cores`), 1 for a runtime failure (address in use, a loop that failed).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use reactor_httpd::app;
+use reactor_httpd::config::{AccessLogTarget, Config, Cores, Limits, Mode};
+use reactor_httpd::server::{Server, StartError};
+
+/// An HTTP/1.1 server on a hand-rolled reactor: one event loop per core.
+#[derive(Parser)]
+#[command(name = "reactor-httpd", version)]
+struct Cli {
+    /// Directory to serve.
+    #[arg(default_value = ".")]
+    root: PathBuf,
+    /// Listen address: IPv4 or [IPv6]:port. Port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+    /// How connections are driven.
+    #[arg(long, value_enum, default_value = "reactor")]
+    mode: ModeArg,
+    /// Event loops in reactor mode (auto: one per core this process may use).
+    #[arg(long, default_value = "auto", value_parser = parse_cores)]
+    cores: Cores,
+    /// Do not pin event loops to cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// Worker threads in threaded mode.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    threads: u32,
+    /// Mount the demo routes (/hello, /echo, /headers) ahead of the static files.
+    #[arg(long)]
+    demo: bool,
+    /// Open connections; beyond it the client gets 503 and is closed.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Request line + headers, in bytes; beyond it 431.
+    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(64..))]
+    max_header_bytes: u32,
+    /// Request body, in bytes; beyond it 413.
+    #[arg(long, default_value_t = 10_485_760, value_parser = clap::value_parser!(u64).range(0..=1 << 32))]
+    max_body_bytes: u64,
+    /// Seconds for a request head to arrive; then 408.
+    #[arg(long, default_value = "10", value_parser = parse_secs)]
+    header_timeout: Duration,
+    /// Seconds for a request body to arrive, once its head has; then 408.
+    #[arg(long, default_value = "60", value_parser = parse_secs)]
+    body_timeout: Duration,
+    /// Seconds an idle keep-alive connection stays open.
+    #[arg(long, default_value = "5", value_parser = parse_secs)]
+    keep_alive_timeout: Duration,
+    /// Seconds a response may make no progress (the client stopped reading) before it is dropped.
+    #[arg(long, default_value = "60", value_parser = parse_secs)]
+    send_timeout: Duration,
+    /// Common Log Format access log: a file, - for stdout, or off.
+    #[arg(long, default_value = "-", value_name = "PATH|-|off")]
+    access_log: String,
+    /// Same as --access-log off.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ModeArg {
+    Reactor,
+    Threaded,
+    Blocking,
+    Fork,
+}
+
+fn parse_cores(text: &str) -> Result<Cores, String> {
+    match text {
+        "auto" => Ok(Cores::Auto),
+        _ => match text.parse() {
+            Ok(n) if n > 0 => Ok(Cores::Count(n)),
+            _ => Err("expected auto or a number of loops, at least 1".into()),
+        },
+    }
+}
+
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= 86_400.0 => Ok(Duration::from_secs_f64(secs)),
+        _ => Err("expected a number of seconds, more than 0 and at most 86400".into()),
+    }
+}
+
+impl Cli {
+    fn into_config(self) -> Result<Config, String> {
+        let root = self.root;
+        if let Err(err) = std::fs::read_dir(&root) {
+            return Err(format!("cannot serve {}: {err}", root.display()));
+        }
+        let access_log = match (self.quiet, self.access_log.as_str()) {
+            (true, _) | (false, "off") => AccessLogTarget::Off,
+            (false, "-") => AccessLogTarget::Stdout,
+            (false, path) => AccessLogTarget::File(PathBuf::from(path)),
+        };
+        Ok(Config {
+            bind: self.bind,
+            mode: match self.mode {
+                ModeArg::Reactor => Mode::Reactor,
+                ModeArg::Threaded => Mode::Threaded,
+                ModeArg::Blocking => Mode::Blocking,
+                ModeArg::Fork => Mode::Fork,
+            },
+            cores: self.cores,
+            pin: !self.no_pin,
+            threads: self.threads as usize,
+            demo: self.demo,
+            root,
+            max_connections: self.max_connections as usize,
+            limits: Limits {
+                max_header_bytes: self.max_header_bytes as usize,
+                max_body_bytes: self.max_body_bytes,
+                header_timeout: self.header_timeout,
+                body_timeout: self.body_timeout,
+                keep_alive_timeout: self.keep_alive_timeout,
+                send_timeout: self.send_timeout,
+            },
+            access_log,
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print in full, to stdout.
+        Err(err) if !err.use_stderr() => err.exit(),
+        Err(err) => {
+            // clap's message spans several lines; the contract wants one.
+            let text = err.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let message = first.strip_prefix("error: ").unwrap_or(first);
+            return fail(2, &format!("{message} (see --help)"));
+        }
+    };
+    let config = match cli.into_config() {
+        Ok(config) => config,
+        Err(message) => return fail(2, &message),
+    };
+    let handler = app::build(&config);
+    let server = match Server::bind(&config, handler) {
+        Ok(server) => server,
+        Err(err @ StartError::Usage(_)) => return fail(2, &err.to_string()),
+        Err(err @ StartError::Io(_)) => return fail(1, &err.to_string()),
+    };
+    let shutdown = server.shutdown_handle();
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(signals) => signals,
+        Err(err) => return fail(1, &format!("cannot handle signals: {err}")),
+    };
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            shutdown.trigger();
+        }
+    });
+    let mut stdout = std::io::stdout().lock();
+    // Scripts wait for this line: print it whole and flush it before serving.
+    let _ = writeln!(stdout, "{}", server.listening_line()).and_then(|()| stdout.flush());
+    drop(stdout);
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(1, &format!("server failed: {err}")),
+    }
+}
+
+fn fail(code: u8, message: &str) -> ExitCode {
+    eprintln!("reactor-httpd: {message}");
+    ExitCode::from(code)
+}

@@ -1,0 +1,339 @@
+//! One connection at a time, on blocking sockets: the tutorials' first server, done right.
+//!
+//! [`serve_connection`] is the driver loop of `http/conn.rs` with blocking calls: each `Want`
+//! becomes one read, write or sendfile that waits until it can be done. There is no timer heap:
+//! the socket's own timeouts (SO_RCVTIMEO, SO_SNDTIMEO) wake a read or write that waits too
+//! long. The threaded mode serves each of its connections with this same function, on a worker
+//! thread, and the fork mode in a child process.
+//!
+//! A blocking server cannot wait for shutdown and for a client at once, so a thread parked in
+//! `read` on an idle keep-alive connection is woken by shutting down the socket's read side
+//! ([`Active`]); a parked `accept` is woken the same way on the listener.
+
+use std::io::{self, Read, Write};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown as HalfClose, SocketAddr, TcpListener, TcpStream,
+};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use super::{LoopEnv, Shared, Shutdown, io_util, shutdown::DRAIN_GRACE};
+use crate::http::{Conn, Status, Want};
+
+/// A blocking wait may end this much after its deadline: the socket timeout is only shortened
+/// when the deadline moves earlier by more than this, which spares a setsockopt per request.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
+/// After EMFILE/ENFILE on accept: wait this long before accepting again, instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// `--mode blocking`: accept a connection, serve it until it closes, accept the next.
+pub(crate) fn run(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: Shutdown,
+) -> io::Result<()> {
+    let active = Active::new(&listener, &shutdown)?;
+    let mut env = LoopEnv::new(shared)?;
+    while let Some((stream, peer)) = accept(&listener, &shutdown)? {
+        serve_connection(stream, peer, &mut env, &active, &shutdown);
+    }
+    let since = Instant::now();
+    for (stream, peer) in backlog(&listener, since) {
+        serve_connection(stream, peer, &mut env, &active, &shutdown);
+    }
+    Ok(())
+}
+
+/// After shutdown: the connections the kernel had already accepted, taken without waiting for
+/// more, while the drain time lasts. Their requests are in flight too (the reactor takes them
+/// the same way before closing its listeners).
+pub(crate) fn backlog(
+    listener: &TcpListener,
+    since: Instant,
+) -> impl Iterator<Item = (TcpStream, IpAddr)> + '_ {
+    let nonblocking = listener.set_nonblocking(true).is_ok();
+    std::iter::from_fn(move || {
+        while nonblocking && since.elapsed() < DRAIN_GRACE {
+            match listener.accept() {
+                // Accepted sockets do not inherit O_NONBLOCK on Linux: they block, as served.
+                Ok((stream, peer)) => return Some((stream, peer.ip())),
+                Err(err) if io_util::is_transient_accept_error(&err) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    })
+}
+
+/// The next connection, or `None` once shutdown began. Retries what is worth retrying.
+pub(crate) fn accept(
+    listener: &TcpListener,
+    shutdown: &Shutdown,
+) -> io::Result<Option<(TcpStream, IpAddr)>> {
+    loop {
+        if shutdown.is_triggered() {
+            return Ok(None);
+        }
+        match listener.accept() {
+            Ok((stream, peer)) => return Ok(Some((stream, peer.ip()))),
+            Err(_) if shutdown.is_triggered() => return Ok(None),
+            Err(err) if io_util::is_transient_accept_error(&err) => {}
+            Err(err) if io_util::is_resource_exhaustion(&err) => {
+                eprintln!("reactor-httpd: accept: {err}; pausing accepts");
+                thread::sleep(ACCEPT_BACKOFF);
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Serves one connection until it closes.
+pub(crate) fn serve_connection(
+    stream: TcpStream,
+    peer: IpAddr,
+    env: &mut LoopEnv,
+    active: &Active,
+    shutdown: &Shutdown,
+) {
+    let slot = active.register(&stream);
+    env.clock.tick();
+    let mut conn = env.with_context(peer, |cx| Conn::new(cx));
+    let mut timeouts = SocketTimeouts::new(&stream, env.shared.limits.send_timeout);
+    let mut stream = &stream;
+    loop {
+        env.clock.tick();
+        env.flush_log_if_due();
+        // Mark idle before looking at the flag: shutdown sets the flag before it looks for idle
+        // connections, so one of the two always sees the other.
+        let idle = conn.is_idle();
+        slot.set_idle(idle);
+        // Draining closes an idle connection at once, so first let it read a request that has
+        // already arrived.
+        if shutdown.is_triggered() && !(idle && unread_bytes(stream.as_raw_fd()) > 0) {
+            conn.drain();
+        }
+        let now = env.clock.now();
+        let log_due = env.log.as_ref().and_then(|log| log.flush_due());
+        let done = env.with_context(peer, |cx| match conn.want(cx) {
+            Want::Read => {
+                // Wake no later than the connection's deadline, or the next log flush.
+                let deadline = conn.deadline(cx.limits);
+                let wake = [deadline, log_due].into_iter().flatten().min();
+                timeouts.read_until(wake, now);
+                let buf = conn.read_buf(cx);
+                match stream.read(buf) {
+                    Ok(n) => conn.received(n),
+                    Err(err) if is_timeout(&err) => {
+                        if deadline.is_some_and(|at| Instant::now() >= at) {
+                            conn.timed_out(cx);
+                        }
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return true,
+                }
+                false
+            }
+            Want::Write(bytes) => match stream.write(bytes) {
+                Ok(n) => {
+                    conn.wrote(n);
+                    false
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => false,
+                // A write that waited the whole send timeout: the client stopped reading.
+                Err(_) => true,
+            },
+            Want::SendFile { file, offset, len } => {
+                match io_util::sendfile(stream.as_raw_fd(), file, offset, len) {
+                    Ok(n) => {
+                        conn.sent_file(n);
+                        false
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => false,
+                    Err(_) => true,
+                }
+            }
+            Want::HalfClose => {
+                let _ = stream.shutdown(HalfClose::Write);
+                false
+            }
+            Want::Close => true,
+        });
+        if done {
+            break;
+        }
+        slot.set_idle(false);
+    }
+}
+
+/// Where to connect to reach a listener bound to `addr` (a wildcard address means loopback).
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    }
+}
+
+/// Bytes received on a socket and not yet read (FIONREAD); 0 if unknown.
+fn unread_bytes(fd: RawFd) -> libc::c_int {
+    let mut unread: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which is valid for the call.
+    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) } < 0 {
+        return 0;
+    }
+    unread
+}
+
+fn is_timeout(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Refuses a connection over `--max-connections` with 503 without blocking: one non-blocking
+/// write of the answer, then close. (Blocking modes cannot afford to linger on it.)
+pub(crate) fn refuse(stream: TcpStream, peer: IpAddr, env: &mut LoopEnv) {
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    let mut stream = &stream;
+    env.with_context(peer, |cx| {
+        let mut conn = Conn::refuse(Status::SERVICE_UNAVAILABLE, cx);
+        if let Want::Write(bytes) = conn.want(cx) {
+            let _ = stream.write(bytes);
+        }
+    });
+    let _ = stream.shutdown(HalfClose::Write);
+    // Read what the client already sent, so closing does not reset the connection.
+    let mut discard = [0; 4096];
+    while matches!(stream.read(&mut discard), Ok(n) if n > 0) {}
+}
+
+/// The socket's own timeouts, set only when they must change.
+struct SocketTimeouts<'a> {
+    stream: &'a TcpStream,
+    read: Option<Duration>,
+}
+
+impl<'a> SocketTimeouts<'a> {
+    fn new(stream: &'a TcpStream, send_timeout: Duration) -> Self {
+        // A blocking write returns early once it has waited this long without progress.
+        let _ = stream.set_write_timeout(Some(send_timeout));
+        SocketTimeouts { stream, read: None }
+    }
+
+    /// Makes the next read wait no later than `wake`.
+    fn read_until(&mut self, wake: Option<Instant>, now: Instant) {
+        let Some(wake) = wake else { return };
+        let wanted = wake
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(1));
+        // A longer timeout than needed would oversleep; a slightly shorter one only wakes the
+        // loop a little early, which it handles by checking the deadline.
+        if self
+            .read
+            .is_none_or(|set| wanted + TIMEOUT_SLACK < set || wanted > set * 2)
+        {
+            let _ = self.stream.set_read_timeout(Some(wanted));
+            self.read = Some(wanted);
+        }
+    }
+}
+
+/// The connections being served by blocking drivers, so that shutdown can wake the threads
+/// waiting on idle ones, and end the rest once the drain time is up.
+#[derive(Default)]
+pub(crate) struct Active {
+    slots: Mutex<Slab<(RawFd, Arc<AtomicBool>)>>,
+}
+
+impl Active {
+    /// A registry whose connections (and `listener`'s blocked accept) are woken on shutdown.
+    pub fn new(listener: &TcpListener, shutdown: &Shutdown) -> io::Result<Arc<Active>> {
+        let active = Arc::new(Active::default());
+        let listener_fd = listener.as_raw_fd();
+        let wake_addr = loopback(listener.local_addr()?);
+        let on_shutdown = active.clone();
+        shutdown.on_trigger(move || {
+            // A thread parked in accept wakes when a connection arrives: make one. (Should that
+            // fail, shutting down the listener's read side also wakes it, on Linux, but resets
+            // the connections still queued.)
+            if TcpStream::connect_timeout(&wake_addr, Duration::from_millis(200)).is_err() {
+                // SAFETY: shutdown(2) on a descriptor the server keeps open until run returns.
+                unsafe { libc::shutdown(listener_fd, libc::SHUT_RD) };
+            }
+            on_shutdown.wake_idle();
+            // Requests in flight get the drain time to finish; then their sockets are shut.
+            let active = on_shutdown.clone();
+            thread::spawn(move || {
+                thread::sleep(DRAIN_GRACE);
+                active.end_all();
+            });
+        });
+        Ok(active)
+    }
+
+    fn register(&self, stream: &TcpStream) -> Slot<'_> {
+        let idle = Arc::new(AtomicBool::new(false));
+        let key = self.lock().insert((stream.as_raw_fd(), idle.clone()));
+        Slot {
+            active: self,
+            key,
+            idle,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slab<(RawFd, Arc<AtomicBool>)>> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Ends the wait of every thread reading an idle connection: its read returns 0, and the
+    /// connection closes. A connection whose next request has already arrived, unread, is not
+    /// idle: shutting its read side would cut that request short.
+    fn wake_idle(&self) {
+        for (_, (fd, idle)) in self.lock().iter() {
+            if idle.load(Ordering::SeqCst) && unread_bytes(*fd) == 0 {
+                // SAFETY: the fd stays open while registered: a slot is removed (under this lock)
+                // before its stream is dropped.
+                unsafe { libc::shutdown(*fd, libc::SHUT_RD) };
+            }
+        }
+    }
+
+    /// Ends every connection still open: the drain time is up.
+    fn end_all(&self) {
+        for (_, (fd, _)) in self.lock().iter() {
+            // SAFETY: as in `wake_idle`.
+            unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
+        }
+    }
+}
+
+/// One registered connection; unregisters when dropped (before its stream closes).
+struct Slot<'a> {
+    active: &'a Active,
+    key: usize,
+    idle: Arc<AtomicBool>,
+}
+
+impl Slot<'_> {
+    fn set_idle(&self, idle: bool) {
+        self.idle.store(idle, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.active.lock().remove(self.key);
+    }
+}

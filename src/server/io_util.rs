@@ -1,0 +1,43 @@
+//! The few system-call details every driver shares: sendfile, and which accept errors mean what.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+/// Linux sends at most this much per sendfile call.
+const SENDFILE_MAX: u64 = 0x7fff_f000;
+
+/// Sends up to `len` bytes of `file` from `offset` straight to the socket, without copying them
+/// through user space. Returns how many were sent; 0 means the file ended before `offset + len`.
+pub(crate) fn sendfile(socket: RawFd, file: &File, offset: u64, len: u64) -> io::Result<u64> {
+    let mut offset = libc::off_t::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let count = len.min(SENDFILE_MAX) as usize;
+    // SAFETY: both descriptors are open for the duration of the call (the socket and file are
+    // borrowed by the caller), and `offset` is a valid, exclusively borrowed off_t.
+    let sent = unsafe { libc::sendfile(socket, file.as_raw_fd(), &mut offset, count) };
+    if sent < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(sent as u64)
+    }
+}
+
+/// Errors that concern one connection that failed while queued (it was reset or aborted before
+/// accept took it): accept the next one.
+pub(crate) fn is_transient_accept_error(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::Interrupted
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    ) || err.raw_os_error() == Some(libc::EPROTO)
+}
+
+/// The process or system is out of descriptors or memory: accepting again at once would fail
+/// again.
+pub(crate) fn is_resource_exhaustion(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}

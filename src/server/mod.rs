@@ -1,0 +1,232 @@
+//! What moves bytes between sockets and `http::Conn`: one module per concurrency model.
+//!
+//! Every driver runs the same loop around `Conn::want` (see `http/conn.rs`); they differ only in
+//! how they wait. `reactor.rs` waits on many sockets at once with mio; `blocking.rs` waits on one
+//! socket at a time, on one thread; `threaded.rs` runs that blocking loop on a pool of threads.
+//! The HTTP rules are all in `http/`; nothing here decides a status code.
+//!
+//! [`Server::bind`] makes the listening sockets (so the port is known, even port 0, before
+//! anything runs) and [`Server::run`] serves until its [`Shutdown`] handle is triggered.
+
+mod blocking;
+mod io_util;
+mod listener;
+mod reactor;
+mod shutdown;
+mod threaded;
+mod timers;
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+pub use shutdown::{DRAIN_GRACE, Shutdown};
+
+use crate::access_log::AccessLog;
+use crate::app::Handler;
+use crate::config::{AccessLogTarget, Config, Cores, Limits, Mode};
+use crate::http::{BufPool, Clock, Context, Request};
+
+/// Why the server could not start. `Usage` is the user's to fix (exit 2); `Io` is the system's
+/// (exit 1).
+#[derive(Debug)]
+pub enum StartError {
+    Usage(String),
+    Io(String),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Usage(message) | StartError::Io(message) => f.write_str(message),
+        }
+    }
+}
+
+/// What all loops and workers of one server share: read-only settings, the handler, and the
+/// count of open connections.
+pub(crate) struct Shared {
+    pub handler: Arc<dyn Handler>,
+    pub limits: Limits,
+    pub access_log: AccessLogTarget,
+    pub max_connections: usize,
+    pub open: AtomicUsize,
+}
+
+/// What one event loop or worker thread owns for the connections it drives: a clock, a buffer
+/// pool and an access log of its own, so none of them is ever locked.
+pub(crate) struct LoopEnv {
+    pub clock: Clock,
+    pub pool: BufPool,
+    pub log: Option<AccessLog>,
+    pub shared: Arc<Shared>,
+}
+
+impl LoopEnv {
+    pub fn new(shared: Arc<Shared>) -> io::Result<Self> {
+        Ok(LoopEnv {
+            clock: Clock::new(),
+            pool: BufPool::new(),
+            log: AccessLog::open(&shared.access_log)?,
+            shared,
+        })
+    }
+
+    /// Runs `f` with the context a connection from `peer` needs for one call into `http::Conn`.
+    pub fn with_context<R>(&mut self, peer: IpAddr, f: impl FnOnce(&mut Context<'_>) -> R) -> R {
+        let handler = &*self.shared.handler;
+        let respond = |request: &Request<'_>| handler.handle(request);
+        let mut cx = Context {
+            limits: &self.shared.limits,
+            clock: &self.clock,
+            pool: &mut self.pool,
+            log: self.log.as_mut(),
+            peer,
+            handler: &respond,
+        };
+        f(&mut cx)
+    }
+
+    /// Writes the access log if a flush is due.
+    pub fn flush_log_if_due(&mut self) {
+        if let Some(log) = &mut self.log
+            && log.flush_due().is_some_and(|at| at <= self.clock.now())
+        {
+            log.flush();
+        }
+    }
+}
+
+/// A server with its sockets bound, ready to run.
+pub struct Server {
+    mode: Mode,
+    threads: usize,
+    listeners: Listeners,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Shutdown,
+}
+
+/// The listening sockets a mode runs with.
+enum Listeners {
+    /// Reactor: one non-blocking listener per loop, and the core each loop is pinned to.
+    PerLoop(Vec<(TcpListener, Option<core_affinity::CoreId>)>),
+    /// The blocking modes: one listener.
+    One(TcpListener),
+}
+
+impl Server {
+    /// Binds the listening sockets for `config.mode`; `handler` answers every request.
+    pub fn bind(config: &Config, handler: Arc<dyn Handler>) -> Result<Server, StartError> {
+        let shared = Arc::new(Shared {
+            handler,
+            limits: config.limits.clone(),
+            access_log: config.access_log.clone(),
+            max_connections: config.max_connections,
+            open: AtomicUsize::new(0),
+        });
+        let bind_error = |err| StartError::Io(format!("cannot listen on {}: {err}", config.bind));
+        let listeners = match config.mode {
+            Mode::Reactor => {
+                let pins = loop_pins(config)?;
+                let group =
+                    listener::bind_group(config.bind, pins.len(), true).map_err(bind_error)?;
+                Listeners::PerLoop(group.into_iter().zip(pins).collect())
+            }
+            Mode::Threaded | Mode::Blocking => {
+                Listeners::One(listener::bind(config.bind, false, false).map_err(bind_error)?)
+            }
+            Mode::Fork => {
+                return Err(StartError::Usage("--mode fork is not built yet".into()));
+            }
+        };
+        let first = match &listeners {
+            Listeners::PerLoop(group) => &group[0].0,
+            Listeners::One(listener) => listener,
+        };
+        let addr = first
+            .local_addr()
+            .map_err(|err| StartError::Io(err.to_string()))?;
+        Ok(Server {
+            mode: config.mode,
+            threads: config.threads,
+            listeners,
+            addr,
+            shared,
+            shutdown: Shutdown::new(),
+        })
+    }
+
+    /// The address actually bound (the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Triggering it makes [`Server::run`] stop accepting, finish in-flight requests and return.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// The one line printed at start: `listening on http://127.0.0.1:8080 (reactor, 2 loops)`.
+    pub fn listening_line(&self) -> String {
+        let how = match self.mode {
+            Mode::Reactor => match &self.listeners {
+                Listeners::PerLoop(group) => plural(group.len(), "loop"),
+                Listeners::One(_) => plural(1, "loop"),
+            },
+            Mode::Threaded => plural(self.threads, "thread"),
+            Mode::Blocking => plural(1, "thread"),
+            Mode::Fork => "1 process per connection".into(),
+        };
+        format!(
+            "listening on http://{} ({}, {how})",
+            self.addr,
+            self.mode.name()
+        )
+    }
+
+    /// Serves until shutdown; returns once in-flight requests are done (at most
+    /// [`DRAIN_GRACE`] after the trigger).
+    pub fn run(self) -> io::Result<()> {
+        let (shared, shutdown) = (self.shared, self.shutdown);
+        match (self.mode, self.listeners) {
+            (Mode::Reactor, Listeners::PerLoop(group)) => reactor::run(group, shared, shutdown),
+            (Mode::Threaded, Listeners::One(listener)) => {
+                threaded::run(listener, self.threads, shared, shutdown)
+            }
+            (Mode::Blocking, Listeners::One(listener)) => blocking::run(listener, shared, shutdown),
+            _ => Err(io::Error::other("listeners do not match the mode")),
+        }
+    }
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// How many event loops to run, and the core each is pinned to. The allowed cores are asked for
+/// once, before anything is pinned: once a thread is pinned, it only sees its own core.
+fn loop_pins(config: &Config) -> Result<Vec<Option<core_affinity::CoreId>>, StartError> {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let loops = match config.cores {
+        Cores::Auto => cores.len().max(1),
+        Cores::Count(0) => return Err(StartError::Usage("--cores must be at least 1".into())),
+        Cores::Count(n) => n,
+    };
+    if !config.pin {
+        return Ok(vec![None; loops]);
+    }
+    if loops > cores.len() {
+        return Err(StartError::Usage(format!(
+            "--cores {loops}, but this process may only use {} cores (add --no-pin to run more loops than cores)",
+            cores.len()
+        )));
+    }
+    Ok(cores.into_iter().take(loops).map(Some).collect())
+}

@@ -1,0 +1,471 @@
+//! The reactor: one mio event loop per core, each with its own listener and its own slab of
+//! connections. Nothing is shared between loops but the handler (read-only) and a connection
+//! count (one atomic add per accept), so the hot path takes no lock.
+//!
+//! One loop, one turn:
+//!
+//! ```text
+//!   poll(timeout = earliest timer)          sleep until a socket is ready or a timer is due
+//!     ├─ listener ready  → accept until WouldBlock, register each socket for READABLE
+//!     ├─ socket ready    → drive(connection): read / write / sendfile until WouldBlock,
+//!     │                    as http::Conn asks
+//!     └─ waker           → shutdown requested
+//!   fire due timers, flush the access log once a second
+//! ```
+//!
+//! mio is edge-triggered: readiness is reported once, when it changes, not while it lasts. So a
+//! socket must be read until it has nothing left and written until it takes nothing more, or no
+//! further event will come and the connection hangs. `drive` does exactly that, with one shortcut
+//! borrowed from nginx: a read that returns less than it asked for has emptied the socket, so
+//! the extra read that would only say WouldBlock is skipped; new data brings a new event.
+//!
+//! Everything HTTP lives in `http::Conn`; this file only moves bytes and keeps time.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown as HalfClose};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use mio::event::Event;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use super::timers::Timers;
+use super::{LoopEnv, Shared, Shutdown, io_util, shutdown::DRAIN_GRACE};
+use crate::access_log::AccessLog;
+use crate::http::{Conn, Status, Want};
+
+/// Tokens at the top of the range; connection tokens are `generation << 32 | slab key`.
+const LISTENER: Token = Token(usize::MAX);
+const WAKER: Token = Token(usize::MAX - 1);
+/// Readiness events taken per `poll`.
+const EVENTS_PER_POLL: usize = 1024;
+/// After EMFILE/ENFILE on accept: wait this long before accepting again, instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Connections accepted past `--max-connections` only to answer 503, per loop. Beyond this
+/// they are closed without an answer, so a flood cannot grow the slab.
+const REFUSING_MAX: usize = 256;
+
+/// Runs one event loop per listener, each on its own thread (pinned to its core if given),
+/// until shutdown.
+pub(crate) fn run(
+    listeners: Vec<(std::net::TcpListener, Option<core_affinity::CoreId>)>,
+    shared: Arc<Shared>,
+    shutdown: Shutdown,
+) -> io::Result<()> {
+    let mut threads = Vec::new();
+    for (index, (listener, pin)) in listeners.into_iter().enumerate() {
+        let mut event_loop = EventLoop::new(listener, shared.clone(), shutdown.clone())?;
+        let thread = thread::Builder::new()
+            .name(format!("loop-{index}"))
+            .spawn(move || {
+                if let Some(core) = pin {
+                    core_affinity::set_for_current(core);
+                }
+                event_loop.run()
+            })?;
+        threads.push(thread);
+    }
+    let mut result = Ok(());
+    for thread in threads {
+        let outcome = thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("event loop panicked")));
+        if let Err(err) = outcome {
+            // One loop failing (its poll broke) stops the server: the others are told to stop.
+            shutdown.trigger();
+            result = result.and(Err(err));
+        }
+    }
+    result
+}
+
+/// One accepted socket and its protocol state.
+struct Connection {
+    stream: TcpStream,
+    conn: Conn,
+    /// Distinguishes this connection from earlier ones that had the same slab key: an event or
+    /// timer for a closed connection must not act on its successor. (nginx keeps an "instance"
+    /// bit in the epoll data for the same reason.)
+    generation: u32,
+    peer: IpAddr,
+    /// The last read emptied the socket; nothing to read until the next readable event.
+    drained: bool,
+    /// The client closed its side (EPOLLRDHUP): read until EOF, no short-read shortcut.
+    read_closed: bool,
+    /// WRITABLE interest is registered: only while output waits on a full socket.
+    writable: bool,
+    /// Counted in `Shared::open` (a connection being refused with 503 is not).
+    counted: bool,
+    /// The earliest deadline this connection has in the timer heap.
+    timer: Option<Instant>,
+}
+
+struct EventLoop {
+    poll: Poll,
+    /// `None` once shutdown began: closing it stops accepting.
+    listener: Option<TcpListener>,
+    connections: Slab<Connection>,
+    next_generation: u32,
+    refusing: usize,
+    timers: Timers,
+    /// This loop's own clock, buffer pool and log: per-loop, so never locked or shared.
+    env: LoopEnv,
+    /// Set after EMFILE on accept: accept again at this time.
+    accept_paused_until: Option<Instant>,
+    shutdown: Shutdown,
+    /// When draining must end, once shutdown began.
+    drain_deadline: Option<Instant>,
+    /// Keeps the waker registered for the loop's lifetime.
+    _waker: Arc<Waker>,
+}
+
+impl EventLoop {
+    fn new(
+        listener: std::net::TcpListener,
+        shared: Arc<Shared>,
+        shutdown: Shutdown,
+    ) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        // The listener was made non-blocking by `listener::bind`; from_std assumes it.
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let wake = waker.clone();
+        shutdown.on_trigger(move || {
+            let _ = wake.wake();
+        });
+        Ok(EventLoop {
+            poll,
+            listener: Some(listener),
+            connections: Slab::new(),
+            next_generation: 0,
+            refusing: 0,
+            timers: Timers::default(),
+            env: LoopEnv::new(shared)?,
+            accept_paused_until: None,
+            shutdown,
+            drain_deadline: None,
+            _waker: waker,
+        })
+    }
+
+    fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_PER_POLL);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(err) = self.poll.poll(&mut events, timeout) {
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err);
+            }
+            // One clock read per wake-up serves every event in the batch.
+            self.env.clock.tick();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    WAKER => {} // shutdown is checked below
+                    token => self.on_ready(token, event),
+                }
+            }
+            self.fire_timers();
+            if self
+                .accept_paused_until
+                .is_some_and(|at| at <= self.env.clock.now())
+            {
+                self.accept_paused_until = None;
+                // Connections may have queued while paused, with no new event to announce them.
+                self.accept_all();
+            }
+            self.env.flush_log_if_due();
+            if self.shutdown.is_triggered() && self.drain_deadline.is_none() {
+                self.begin_drain();
+            }
+            if let Some(deadline) = self.drain_deadline
+                && (self.connections.is_empty() || self.env.clock.now() >= deadline)
+            {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sleep until the earliest thing that has a time: a connection timer, the end of an accept
+    /// back-off, a log flush, the end of draining. `None` sleeps until an event.
+    fn poll_timeout(&self) -> Option<Duration> {
+        let log_due = self.env.log.as_ref().and_then(AccessLog::flush_due);
+        [
+            self.timers.next(),
+            self.accept_paused_until,
+            log_due,
+            self.drain_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    /// Accepts until the listener's queue is empty (edge-triggered: the event will not repeat).
+    fn accept_all(&mut self) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
+        while let Some(listener) = &self.listener {
+            match listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer.ip()),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if io_util::is_transient_accept_error(&err) => continue,
+                Err(err) => {
+                    // Out of descriptors or memory: the connection stays in the backlog. Retrying
+                    // at once would spin at full CPU; give closing connections time to free some.
+                    if io_util::is_resource_exhaustion(&err) {
+                        eprintln!("reactor-httpd: accept: {err}; pausing accepts");
+                    } else {
+                        eprintln!("reactor-httpd: accept: {err}");
+                    }
+                    self.accept_paused_until = Some(self.env.clock.now() + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Takes an accepted socket into the slab, or refuses it with 503 when the server is full.
+    fn admit(&mut self, mut stream: TcpStream, peer: IpAddr) {
+        // Responses are written whole; don't let Nagle hold back the last segment.
+        let _ = stream.set_nodelay(true);
+        let shared = &self.env.shared;
+        let counted = shared.open.fetch_add(1, Ordering::Relaxed) < shared.max_connections;
+        if !counted {
+            shared.open.fetch_sub(1, Ordering::Relaxed);
+            if self.refusing >= REFUSING_MAX {
+                return; // dropped: closed without an answer
+            }
+            self.refusing += 1;
+        }
+        let entry = self.connections.vacant_entry();
+        let key = entry.key();
+        let generation = self.next_generation;
+        // Skip the top generation so no token can collide with LISTENER or WAKER.
+        self.next_generation = self.next_generation.wrapping_add(1) % u32::MAX;
+        let token = Token((generation as usize) << 32 | key);
+        if self
+            .poll
+            .registry()
+            .register(&mut stream, token, Interest::READABLE)
+            .is_err()
+        {
+            self.forget(counted);
+            return;
+        }
+        let conn = self.env.with_context(peer, |cx| {
+            if counted {
+                Conn::new(cx)
+            } else {
+                Conn::refuse(Status::SERVICE_UNAVAILABLE, cx)
+            }
+        });
+        entry.insert(Connection {
+            stream,
+            conn,
+            generation,
+            peer,
+            drained: false,
+            read_closed: false,
+            writable: false,
+            counted,
+            timer: None,
+        });
+        if counted {
+            // Wait for the request to arrive: registering a socket that already has data queues
+            // an event, so nothing is missed.
+            self.arm_timer(key);
+        } else {
+            self.drive(key);
+        }
+    }
+
+    fn on_ready(&mut self, token: Token, event: &Event) {
+        let key = token.0 & 0xffff_ffff;
+        let generation = (token.0 >> 32) as u32;
+        // A stale event: its connection was closed earlier in this batch and the key reused.
+        let Some(connection) = self.connections.get_mut(key) else {
+            return;
+        };
+        if connection.generation != generation {
+            return;
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            connection.drained = false;
+        }
+        connection.read_closed |= event.is_read_closed();
+        self.drive(key);
+    }
+
+    /// Does what the connection asks until the socket would block, or the connection closes.
+    fn drive(&mut self, key: usize) {
+        let Some(connection) = self.connections.get_mut(key) else {
+            return;
+        };
+        // Set when the socket cannot take more output: wait for WRITABLE.
+        let mut blocked_on_write = false;
+        let alive = self.env.with_context(connection.peer, |cx| {
+            loop {
+                let conn = &mut connection.conn;
+                let mut stream = &connection.stream;
+                match conn.want(cx) {
+                    Want::Read => {
+                        if connection.drained {
+                            break true;
+                        }
+                        let buf = conn.read_buf(cx);
+                        let asked = buf.len();
+                        match stream.read(buf) {
+                            Ok(n) => {
+                                conn.received(n);
+                                // nginx's trick: a short read emptied the socket.
+                                connection.drained = n > 0 && n < asked && !connection.read_closed;
+                            }
+                            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                                connection.drained = true;
+                            }
+                            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                            Err(_) => break false, // reset by the client: nothing to answer
+                        }
+                    }
+                    Want::Write(bytes) => match stream.write(bytes) {
+                        Ok(n) => conn.wrote(n),
+                        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                            blocked_on_write = true;
+                            break true;
+                        }
+                        Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => break false,
+                    },
+                    Want::SendFile { file, offset, len } => {
+                        match io_util::sendfile(stream.as_raw_fd(), file, offset, len) {
+                            Ok(n) => conn.sent_file(n),
+                            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                                blocked_on_write = true;
+                                break true;
+                            }
+                            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                            Err(_) => break false,
+                        }
+                    }
+                    Want::HalfClose => {
+                        let _ = stream.shutdown(HalfClose::Write);
+                    }
+                    Want::Close => break false,
+                }
+            }
+        });
+        if !alive {
+            self.close(key);
+            return;
+        }
+        // WRITABLE interest only while output is blocked: an always-writable socket would
+        // otherwise wake the loop for nothing.
+        if blocked_on_write != connection.writable {
+            let interest = if blocked_on_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let token = Token((connection.generation as usize) << 32 | key);
+            if self
+                .poll
+                .registry()
+                .reregister(&mut connection.stream, token, interest)
+                .is_err()
+            {
+                self.close(key);
+                return;
+            }
+            connection.writable = blocked_on_write;
+        }
+        self.arm_timer(key);
+    }
+
+    fn arm_timer(&mut self, key: usize) {
+        if let Some(connection) = self.connections.get_mut(key) {
+            let deadline = connection.conn.deadline(&self.env.shared.limits);
+            self.timers.arm(
+                (key, connection.generation),
+                &mut connection.timer,
+                deadline,
+            );
+        }
+    }
+
+    /// Fires every timer that is due. Entries whose connection is gone, or that a later entry
+    /// replaced, are dropped; entries for a deadline that has since moved later are re-armed.
+    fn fire_timers(&mut self) {
+        let now = self.env.clock.now();
+        while let Some((at, (key, generation))) = self.timers.pop_due(now) {
+            let Some(connection) = self.connections.get_mut(key) else {
+                continue;
+            };
+            if connection.generation != generation || connection.timer != Some(at) {
+                continue;
+            }
+            connection.timer = None;
+            let deadline = connection.conn.deadline(&self.env.shared.limits);
+            if deadline.is_some_and(|deadline| deadline <= now) {
+                let conn = &mut connection.conn;
+                self.env
+                    .with_context(connection.peer, |cx| conn.timed_out(cx));
+                self.drive(key);
+            } else {
+                self.arm_timer(key);
+            }
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        // Dropping the stream closes the socket, which also removes it from epoll.
+        let connection = self.connections.remove(key);
+        self.forget(connection.counted);
+    }
+
+    /// A connection is gone: give back its place in the count it was in.
+    fn forget(&mut self, counted: bool) {
+        if counted {
+            self.env.shared.open.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            self.refusing -= 1;
+        }
+    }
+
+    /// Shutdown: stop accepting, close idle connections, let the others finish.
+    fn begin_drain(&mut self) {
+        // Connections the kernel already completed are in flight too: take them before closing
+        // the listener, which would reset them.
+        self.accept_all();
+        self.listener = None;
+        self.drain_deadline = Some(self.env.clock.now() + DRAIN_GRACE);
+        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        // First read whatever has already arrived on every connection: a request whose bytes
+        // are here is in flight, even if no event announced it yet. Only then mark them all
+        // draining and drive them (idle ones close): done one connection at a time, a close seen
+        // by one client could come before another connection's read pass.
+        for &key in &keys {
+            if let Some(connection) = self.connections.get_mut(key) {
+                connection.drained = false;
+                self.drive(key);
+            }
+        }
+        for (_, connection) in self.connections.iter_mut() {
+            connection.conn.drain();
+        }
+        for key in keys {
+            self.drive(key);
+        }
+    }
+}

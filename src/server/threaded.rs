@@ -1,0 +1,87 @@
+//! A thread pool: one acceptor feeding a bounded queue, drained by `--threads` blocking workers.
+//!
+//! Each worker takes a connection and serves it until it closes (keep-alive included), with the
+//! same `blocking::serve_connection` the single-threaded mode uses. While every worker is busy,
+//! accepted connections wait in the queue; when the queue is full the acceptor blocks, and new
+//! connections wait in the kernel's backlog instead of in server memory. The price of the model
+//! shows with keep-alive: a worker stays with its connection while the connection is idle, so
+//! more open connections than workers means the rest wait their turn, however little they ask.
+
+use std::io;
+use std::net::{IpAddr, TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::thread;
+use std::time::Instant;
+
+use super::blocking::{self, Active};
+use super::{LoopEnv, Shared, Shutdown};
+
+pub(crate) fn run(
+    listener: TcpListener,
+    threads: usize,
+    shared: Arc<Shared>,
+    shutdown: Shutdown,
+) -> io::Result<()> {
+    let active = Active::new(&listener, &shutdown)?;
+    let (queue, jobs) = mpsc::sync_channel::<(TcpStream, IpAddr)>(threads);
+    let jobs = Arc::new(Mutex::new(jobs));
+    let mut workers = Vec::with_capacity(threads);
+    for index in 0..threads {
+        let (jobs, shared, active, shutdown) = (
+            jobs.clone(),
+            shared.clone(),
+            active.clone(),
+            shutdown.clone(),
+        );
+        let worker = thread::Builder::new()
+            .name(format!("worker-{index}"))
+            .spawn(move || -> io::Result<()> {
+                let mut env = LoopEnv::new(shared.clone())?;
+                loop {
+                    // The lock is held only while waiting for the next connection.
+                    let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    let Ok((stream, peer)) = job else {
+                        return Ok(()); // the acceptor is gone: shutdown
+                    };
+                    blocking::serve_connection(stream, peer, &mut env, &active, &shutdown);
+                    shared.open.fetch_sub(1, Ordering::Relaxed);
+                }
+            })?;
+        workers.push(worker);
+    }
+
+    let mut env = LoopEnv::new(shared.clone())?;
+    let mut dispatch = |stream: TcpStream, peer: IpAddr| {
+        if shared.open.fetch_add(1, Ordering::Relaxed) >= shared.max_connections {
+            shared.open.fetch_sub(1, Ordering::Relaxed);
+            blocking::refuse(stream, peer, &mut env);
+        } else {
+            // Blocks while the queue is full: the acceptor stops, the backlog holds the rest.
+            let _ = queue.send((stream, peer));
+        }
+    };
+    let accepted = loop {
+        match blocking::accept(&listener, &shutdown) {
+            Ok(Some((stream, peer))) => dispatch(stream, peer),
+            Ok(None) => break Ok(()),
+            Err(err) => {
+                shutdown.trigger();
+                break Err(err);
+            }
+        }
+    };
+    let since = Instant::now();
+    for (stream, peer) in blocking::backlog(&listener, since) {
+        dispatch(stream, peer);
+    }
+    drop(queue);
+    let mut result = accepted;
+    for worker in workers {
+        let outcome = worker
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("worker panicked")));
+        result = result.and(outcome);
+    }
+    result
+}

@@ -1,0 +1,286 @@
+//! The binary as users run it: the listening line, exit codes, one-line errors, signals, the
+//! access log.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Client, bounded};
+
+const BIN: &str = env!("CARGO_BIN_EXE_reactor-httpd");
+
+/// A running `reactor-httpd`, killed if the test fails before it exits.
+struct Running {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    port: u16,
+}
+
+impl Running {
+    /// Starts the binary with `args` and reads its listening line, which must match `describe`
+    /// (`reactor, 2 loops`).
+    fn start(args: &[&str], describe: &str) -> Running {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn reactor-httpd");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        let rest = line
+            .strip_prefix("listening on http://127.0.0.1:")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        let (port, how) = rest.split_once(' ').unwrap();
+        assert_eq!(how, format!("({describe})"));
+        let port: u16 = port.parse().unwrap();
+        assert_ne!(port, 0);
+        Running {
+            child,
+            stdout,
+            port,
+        }
+    }
+
+    fn client(&self) -> Client {
+        Client::connect(([127, 0, 0, 1], self.port).into())
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill only sends a signal to our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, signal);
+        }
+    }
+
+    /// Waits for the exit; returns the code, the rest of stdout, stderr, and how long it took.
+    fn wait(mut self) -> (Option<i32>, String, String, Duration) {
+        let start = Instant::now();
+        let status = self.child.wait().unwrap();
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest).unwrap();
+        let mut stderr = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        (status.code(), rest, stderr, start.elapsed())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary to completion; returns (code, stdout, stderr).
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(BIN).args(args).output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn assert_one_line_error(stderr: &str, mentions: &str) {
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    assert!(stderr.starts_with("reactor-httpd: "), "{stderr:?}");
+    assert!(
+        stderr.contains(mentions),
+        "{stderr:?} should mention {mentions:?}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr:?}");
+}
+
+#[test]
+fn serves_logs_and_exits_cleanly_on_sigterm() {
+    bounded(30, || {
+        let server = Running::start(
+            &[
+                "--bind",
+                "127.0.0.1:0",
+                "--demo",
+                "--cores",
+                "2",
+                "--no-pin",
+            ],
+            "reactor, 2 loops",
+        );
+        let mut client = server.client();
+        assert_eq!(client.get("/hello").text(), "Hello, World!");
+        assert_eq!(client.get("/nothing-here").status, 404);
+        server.signal(libc::SIGTERM);
+        let (code, rest, stderr, took) = server.wait();
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(took < Duration::from_secs(5));
+        // The access log (stdout by default), flushed at shutdown.
+        let lines: Vec<&str> = rest.lines().collect();
+        assert_eq!(lines.len(), 2, "{rest:?}");
+        assert!(lines[0].starts_with("127.0.0.1 - - ["), "{}", lines[0]);
+        assert!(
+            lines[0].ends_with("] \"GET /hello HTTP/1.1\" 200 13"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].ends_with("] \"GET /nothing-here HTTP/1.1\" 404 14"),
+            "{}",
+            lines[1]
+        );
+    });
+}
+
+#[test]
+fn sigint_too_and_quiet_logs_nothing() {
+    bounded(30, || {
+        let server = Running::start(
+            &["--bind", "127.0.0.1:0", "--demo", "--cores", "1", "--quiet"],
+            "reactor, 1 loop",
+        );
+        assert_eq!(server.client().get("/hello").status, 200);
+        server.signal(libc::SIGINT);
+        let (code, rest, _, _) = server.wait();
+        assert_eq!(code, Some(0));
+        assert_eq!(rest, "");
+    });
+}
+
+#[test]
+fn every_mode_says_how_it_runs() {
+    bounded(30, || {
+        for (args, describe) in [
+            (
+                &["--mode", "threaded", "--threads", "8"][..],
+                "threaded, 8 threads",
+            ),
+            (&["--mode", "blocking"][..], "blocking, 1 thread"),
+            (
+                &["--mode", "reactor", "--cores", "1"][..],
+                "reactor, 1 loop",
+            ),
+        ] {
+            let mut all = vec!["--bind", "127.0.0.1:0", "--demo", "--quiet"];
+            all.extend_from_slice(args);
+            let server = Running::start(&all, describe);
+            assert_eq!(server.client().get("/hello").text(), "Hello, World!");
+            server.signal(libc::SIGTERM);
+            let (code, _, stderr, took) = server.wait();
+            assert_eq!(code, Some(0), "{describe}: {stderr}");
+            assert!(took < Duration::from_secs(5), "{describe}: {took:?}");
+        }
+    });
+}
+
+#[test]
+fn access_log_to_a_file() {
+    bounded(30, || {
+        let path = std::env::temp_dir().join(format!("reactor-httpd-log-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let server = Running::start(
+            &[
+                "--bind",
+                "127.0.0.1:0",
+                "--demo",
+                "--cores",
+                "1",
+                "--access-log",
+                path.to_str().unwrap(),
+            ],
+            "reactor, 1 loop",
+        );
+        let mut client = server.client();
+        for _ in 0..3 {
+            client.get("/hello");
+        }
+        server.signal(libc::SIGTERM);
+        let (code, rest, _, _) = server.wait();
+        assert_eq!(code, Some(0));
+        assert_eq!(rest, "", "nothing on stdout when logging to a file");
+        let log = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(log.lines().count(), 3);
+        assert!(
+            log.lines()
+                .all(|l| l.contains("\"GET /hello HTTP/1.1\" 200 13"))
+        );
+    });
+}
+
+fn core_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_line() {
+    let (code, out, err) = run(&["--no-such-flag"]);
+    assert_eq!((code, out.as_str()), (Some(2), ""));
+    assert_one_line_error(&err, "--no-such-flag");
+
+    let (code, _, err) = run(&["--bind", "not-an-address"]);
+    assert_eq!(code, Some(2));
+    assert_one_line_error(&err, "not-an-address");
+
+    let (code, _, err) = run(&["/definitely/not/a/dir"]);
+    assert_eq!(code, Some(2));
+    assert_one_line_error(&err, "/definitely/not/a/dir");
+
+    let (code, _, err) = run(&["Cargo.toml"]);
+    assert_eq!(code, Some(2));
+    assert_one_line_error(&err, "Cargo.toml");
+
+    let too_many = (core_count() + 1).to_string();
+    let (code, _, err) = run(&["--bind", "127.0.0.1:0", "--cores", &too_many]);
+    assert_eq!(code, Some(2));
+    assert_one_line_error(&err, "--no-pin");
+
+    let (code, _, err) = run(&["--cores", "0"]);
+    assert_eq!(code, Some(2));
+    assert_one_line_error(&err, "--cores");
+
+    let (code, _, err) = run(&["--header-timeout", "soon"]);
+    assert_eq!(code, Some(2));
+    assert_one_line_error(&err, "--header-timeout");
+}
+
+#[test]
+fn address_in_use_exits_1_with_one_line() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, out, err) = run(&["--bind", &addr]);
+    assert_eq!((code, out.as_str()), (Some(1), ""));
+    assert_one_line_error(&err, &addr);
+}
+
+#[test]
+fn help_goes_to_stdout_and_exits_0() {
+    let (code, out, err) = run(&["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(err.is_empty());
+    for flag in [
+        "--bind",
+        "--mode",
+        "--cores",
+        "--no-pin",
+        "--threads",
+        "--demo",
+        "--max-connections",
+        "--max-header-bytes",
+        "--max-body-bytes",
+        "--header-timeout",
+        "--keep-alive-timeout",
+        "--access-log",
+        "--quiet",
+    ] {
+        assert!(out.contains(flag), "--help lacks {flag}");
+    }
+}

@@ -1,0 +1,277 @@
+//! Helpers for black-box tests: a real server on 127.0.0.1 port 0, started in-process, and a raw
+//! client that reads responses off a `TcpStream` exactly as they arrive.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown as HalfClose, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use reactor_httpd::app::{self, Handler};
+use reactor_httpd::config::{AccessLogTarget, Config, Cores, Mode};
+use reactor_httpd::server::{Server, Shutdown};
+
+/// No single read or write in a test waits longer than this: a hang fails instead of stalling.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs `test` on its own thread and fails if it takes longer than `secs`.
+pub fn bounded<T: Send + 'static>(secs: u64, test: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, result) = mpsc::channel();
+    let runner = thread::spawn(move || {
+        let _ = done.send(test());
+    });
+    match result.recv_timeout(Duration::from_secs(secs)) {
+        Ok(value) => value,
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("test exceeded its {secs} s bound"),
+        // The test panicked: re-raise its panic here.
+        Err(mpsc::RecvTimeoutError::Disconnected) => match runner.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!("sent nothing but returned"),
+        },
+    }
+}
+
+/// A configuration for tests: port 0, demo routes, no log, two unpinned loops.
+pub fn config(mode: Mode) -> Config {
+    Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        mode,
+        cores: Cores::Count(2),
+        pin: false,
+        threads: 16,
+        demo: true,
+        access_log: AccessLogTarget::Off,
+        ..Config::default()
+    }
+}
+
+/// A server running in-process on its own thread. Dropping it shuts it down and waits.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub shutdown: Shutdown,
+    done: Option<mpsc::Receiver<io::Result<()>>>,
+}
+
+impl TestServer {
+    pub fn start(config: Config) -> TestServer {
+        let handler = app::build(&config);
+        TestServer::with_handler(config, handler)
+    }
+
+    pub fn with_handler(config: Config, handler: Arc<dyn Handler>) -> TestServer {
+        raise_fd_limit();
+        let server = Server::bind(&config, handler).expect("bind");
+        let addr = server.local_addr();
+        let shutdown = server.shutdown_handle();
+        let (done, result) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = done.send(server.run());
+        });
+        TestServer {
+            addr,
+            shutdown,
+            done: Some(result),
+        }
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// Triggers shutdown and waits for `run` to return; returns how long that took.
+    pub fn stop(&mut self) -> Duration {
+        let start = Instant::now();
+        self.shutdown.trigger();
+        if let Some(done) = self.done.take() {
+            let result = done
+                .recv_timeout(Duration::from_secs(10))
+                .expect("server did not stop within 10 s");
+            result.expect("server run failed");
+        }
+        start.elapsed()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if self.done.is_some() && !thread::panicking() {
+            self.stop();
+        } else {
+            self.shutdown.trigger();
+        }
+    }
+}
+
+/// Tests open many sockets; lift the soft descriptor limit to the hard one.
+pub fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A raw HTTP client. It keeps bytes read past one response for the next, so pipelined
+/// responses can be read one by one.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    /// Sends `bytes` and reads one response.
+    pub fn request(&mut self, bytes: &[u8]) -> Response {
+        self.send(bytes);
+        self.response()
+    }
+
+    pub fn get(&mut self, path: &str) -> Response {
+        self.request(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+    }
+
+    /// Reads one complete response (the body by its Content-Length).
+    pub fn response(&mut self) -> Response {
+        self.try_response().expect("read response")
+    }
+
+    /// Like [`Client::response`], for a response to HEAD (no body follows its Content-Length).
+    pub fn head_response(&mut self) -> Response {
+        self.read_response(true).expect("read response")
+    }
+
+    pub fn try_response(&mut self) -> io::Result<Response> {
+        self.read_response(false)
+    }
+
+    fn read_response(&mut self, head_only: bool) -> io::Result<Response> {
+        let head_len = loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                break end + 4;
+            }
+            self.fill()?;
+        };
+        let mut fields = [httparse::EMPTY_HEADER; 64];
+        let mut parsed = httparse::Response::new(&mut fields);
+        match parsed.parse(&self.buf[..head_len]) {
+            Ok(httparse::Status::Complete(_)) => {}
+            other => panic!(
+                "malformed response head {other:?}: {:?}",
+                String::from_utf8_lossy(&self.buf[..head_len])
+            ),
+        }
+        let status = parsed.code.unwrap();
+        let headers: Vec<(String, String)> = parsed
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.parse().expect("numeric Content-Length"))
+            .unwrap_or(0);
+        let body_len = if head_only || status < 200 || status == 204 || status == 304 {
+            0
+        } else {
+            length
+        };
+        while self.buf.len() < head_len + body_len {
+            self.fill()?;
+        }
+        let body = self.buf[head_len..head_len + body_len].to_vec();
+        self.buf.drain(..head_len + body_len);
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    fn fill(&mut self) -> io::Result<()> {
+        let mut chunk = [0; 64 * 1024];
+        let n = self.stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    /// Waits for the server to close the connection (after any bytes still buffered); returns
+    /// how long that took. Fails if bytes that are not an end arrive, or nothing within 10 s.
+    pub fn expect_close(&mut self) -> Duration {
+        let start = Instant::now();
+        assert!(
+            self.buf.is_empty(),
+            "unread bytes: {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
+        let mut byte = [0; 1];
+        match self.stream.read(&mut byte) {
+            Ok(0) => {}
+            Err(err) if err.kind() == io::ErrorKind::ConnectionReset => {}
+            Ok(_) => panic!("expected a close, got data"),
+            Err(err) => panic!("expected a close, got {err}"),
+        }
+        start.elapsed()
+    }
+
+    pub fn half_close(&self) {
+        self.stream.shutdown(HalfClose::Write).unwrap();
+    }
+}
+
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}

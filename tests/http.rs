@@ -1,0 +1,514 @@
+//! HTTP behaviour over real sockets, the same for every mode: each test below runs once per
+//! driver (see `modes!` at the end).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Client, TestServer, bounded, config};
+use reactor_httpd::config::Mode;
+
+fn hello_request() -> &'static [u8] {
+    b"GET /hello HTTP/1.1\r\nHost: test\r\n\r\n"
+}
+
+/// Whether the mode serves several connections at once. The blocking mode serves one until it
+/// closes; a second client waits in the kernel's backlog meanwhile, so tests that keep one
+/// connection open while using another cannot run against it.
+fn concurrent(mode: Mode) -> bool {
+    mode != Mode::Blocking
+}
+
+fn keep_alive(mode: Mode) {
+    let server = TestServer::start(config(mode));
+    let mut client = server.connect();
+    for _ in 0..5 {
+        let response = client.request(hello_request());
+        assert_eq!(response.status, 200);
+        assert_eq!(response.text(), "Hello, World!");
+        assert_eq!(response.header("content-type"), Some("text/plain"));
+        assert_eq!(response.header("server"), Some("reactor-httpd"));
+        assert!(response.header("date").is_some());
+        assert_eq!(response.header("connection"), None);
+    }
+    // HTTP/1.0 asks for keep-alive explicitly and gets it confirmed.
+    let response = client.request(b"GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_eq!(response.header("connection"), Some("keep-alive"));
+    let response = client.request(b"GET /hello HTTP/1.0\r\n\r\n");
+    assert_eq!(response.header("connection"), Some("close"));
+    client.expect_close();
+}
+
+fn connection_close_is_honoured(mode: Mode) {
+    let server = TestServer::start(config(mode));
+    let mut client = server.connect();
+    let response = client.request(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(response.header("connection"), Some("close"));
+    client.expect_close();
+}
+
+fn pipelined_hundred_in_one_write(mode: Mode) {
+    let server = TestServer::start(config(mode));
+    let mut client = server.connect();
+    let mut batch = Vec::new();
+    for i in 0..100 {
+        if i % 10 == 9 {
+            let body = format!("body-{i}");
+            batch.extend_from_slice(
+                format!(
+                    "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        } else {
+            batch.extend_from_slice(hello_request());
+        }
+    }
+    client.send(&batch);
+    for i in 0..100 {
+        let response = client.response();
+        assert_eq!(response.status, 200);
+        let expected = if i % 10 == 9 {
+            format!("body-{i}")
+        } else {
+            "Hello, World!".into()
+        };
+        assert_eq!(response.text(), expected, "response {i} out of order");
+    }
+}
+
+fn dribbled_one_byte_at_a_time(mode: Mode) {
+    let server = TestServer::start(config(mode));
+    let mut client = server.connect();
+    client.stream.set_nodelay(true).unwrap();
+    let request = b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: a/b\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n";
+    for &byte in request {
+        client.send(&[byte]);
+    }
+    let response = client.response();
+    assert_eq!(response.text(), "abcde");
+    assert_eq!(response.header("content-type"), Some("a/b"));
+}
+
+/// A 1 MiB echo read back 4 KiB at a time: the server's writes hit a full socket, wait for
+/// WRITABLE, and resume where they stopped.
+fn large_echo_read_slowly(mode: Mode) {
+    let server = TestServer::start(config(mode));
+    let mut client = server.connect();
+    let body: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 7 % 251) as u8).collect();
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let writer = {
+        let mut stream = client.stream.try_clone().unwrap();
+        let body = body.clone();
+        thread::spawn(move || {
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.write_all(&body).unwrap();
+        })
+    };
+    let mut received = Vec::new();
+    let mut chunk = [0; 4096];
+    let expected_len = body.len() + 1000;
+    while received.len() < expected_len {
+        let n = client.stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed early");
+        received.extend_from_slice(&chunk[..n]);
+        if let Some(end) = common::find(&received, b"\r\n\r\n")
+            && received.len() >= end + 4 + body.len()
+        {
+            assert_eq!(&received[end + 4..], &body[..]);
+            break;
+        }
+    }
+    writer.join().unwrap();
+    // The connection is still good.
+    assert_eq!(client.request(hello_request()).status, 200);
+}
+
+fn expect_100_continue(mode: Mode) {
+    let server = TestServer::start(config(mode));
+    let mut client = server.connect();
+    client.send(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    );
+    let interim = client.response();
+    assert_eq!(interim.status, 100);
+    client.send(b"hello");
+    let response = client.response();
+    assert_eq!((response.status, response.text().as_str()), (200, "hello"));
+    drop(client); // the blocking mode serves the next connection once this one is gone
+
+    // Refused before the body: the final status instead of 100.
+    let mut client = server.connect();
+    client.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 999999999\r\n\r\n");
+    let response = client.response();
+    assert_eq!(response.status, 413);
+    assert_eq!(response.header("connection"), Some("close"));
+}
+
+fn chunked_bodies(mode: Mode) {
+    let server = TestServer::start(config(mode));
+    let mut client = server.connect();
+    let mut request =
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut expected = Vec::new();
+    for size in [1usize, 10, 100, 1000, 10_000, 100_000] {
+        request.extend_from_slice(format!("{size:x};n={size}\r\n").as_bytes());
+        let data: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+        request.extend_from_slice(&data);
+        request.extend_from_slice(b"\r\n");
+        expected.extend_from_slice(&data);
+    }
+    request.extend_from_slice(b"0\r\nX-Trailer: yes\r\n\r\n");
+    let response = client.request(&request);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, expected);
+    assert_eq!(client.request(hello_request()).status, 200);
+}
+
+/// Each bad request gets its status, with `Connection: close`, and the connection is closed;
+/// a second connection is unaffected.
+fn error_statuses(mode: Mode) {
+    let mut cfg = config(mode);
+    cfg.limits.max_body_bytes = 1000;
+    cfg.limits.max_header_bytes = 4096;
+    let server = TestServer::start(cfg);
+    let mut bystander = concurrent(mode).then(|| server.connect());
+    if let Some(bystander) = &mut bystander {
+        assert_eq!(bystander.request(hello_request()).status, 200);
+    }
+    let long_target = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(9000));
+    let big_head = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(5000)
+    );
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (b"NOT HTTP AT ALL\r\n\r\n".to_vec(), 400),
+        (b"GET / HTTP/1.1\r\n\r\n".to_vec(), 400),
+        (b"GET / HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n".to_vec(), 400),
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(), 400),
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd".to_vec(), 400),
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: -3\r\n\r\n".to_vec(), 400),
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(), 400),
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nxyz\r\n".to_vec(), 400),
+        (b"GET / HTTP/2.0\r\nHost: t\r\n\r\n".to_vec(), 505),
+        (long_target.into_bytes(), 414),
+        (big_head.into_bytes(), 431),
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n".to_vec(), 413),
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n".to_vec(), 413),
+    ];
+    for (request, status) in cases {
+        let mut client = server.connect();
+        let response = client.request(&request);
+        assert_eq!(
+            response.status,
+            status,
+            "{:?}",
+            String::from_utf8_lossy(&request[..40.min(request.len())])
+        );
+        assert_eq!(response.header("connection"), Some("close"));
+        assert!(response.text().starts_with(&status.to_string()));
+        client.half_close();
+        client.expect_close();
+    }
+    // Not framing errors: answered, and the connection stays open.
+    let mut client = server.connect();
+    let response = client.request(b"DELETE /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(response.status, 405);
+    assert_eq!(response.header("allow"), Some("GET, HEAD"));
+    assert_eq!(client.get("/missing").status, 404);
+    assert_eq!(client.request(hello_request()).status, 200);
+    if let Some(bystander) = &mut bystander {
+        assert_eq!(bystander.request(hello_request()).status, 200);
+    }
+}
+
+fn head_requests(mode: Mode) {
+    let server = TestServer::start(config(mode));
+    let mut client = server.connect();
+    client.send(b"HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    let response = client.head_response();
+    assert_eq!(response.header("content-length"), Some("13"));
+    assert!(response.body.is_empty());
+    assert_eq!(client.request(hello_request()).text(), "Hello, World!");
+}
+
+fn slowloris_gets_408(mode: Mode) {
+    let mut cfg = config(mode);
+    cfg.limits.header_timeout = Duration::from_secs(1);
+    let server = TestServer::start(cfg);
+    let mut client = server.connect();
+    let start = Instant::now();
+    // A slow client: a byte every 100 ms would take 3 s for this head.
+    let mut answer = None;
+    for &byte in b"GET /hello HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaa\r\n\r\n" {
+        if client.stream.write_all(&[byte]).is_err() {
+            break;
+        }
+        client
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut peek = [0; 1];
+        if client.stream.peek(&mut peek).is_ok_and(|n| n > 0) {
+            client
+                .stream
+                .set_read_timeout(Some(common::IO_TIMEOUT))
+                .unwrap();
+            answer = Some(client.response());
+            break;
+        }
+    }
+    let response = answer.expect("the server answered before the head was complete");
+    assert_eq!(response.status, 408);
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(2500),
+        "{elapsed:?}"
+    );
+}
+
+fn idle_keep_alive_is_closed(mode: Mode) {
+    let mut cfg = config(mode);
+    cfg.limits.keep_alive_timeout = Duration::from_secs(1);
+    let server = TestServer::start(cfg);
+    let mut client = server.connect();
+    assert_eq!(client.request(hello_request()).status, 200);
+    let waited = client.expect_close();
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+}
+
+fn many_concurrent_connections(mode: Mode) {
+    let server = TestServer::start(config(mode));
+    let addr = server.addr;
+    let clients: Vec<_> = (0..500)
+        .map(|c| {
+            thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                for r in 0..20 {
+                    let body = format!("{c}-{r}");
+                    let response = client.request(
+                        format!(
+                            "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    );
+                    assert_eq!(response.text(), body);
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+}
+
+/// Connects and makes one request, retrying while the server answers 503: it may not yet have
+/// noticed that an earlier client left. Returns a client the server has counted.
+fn admitted(server: &TestServer) -> Client {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut client = server.connect();
+        let response = client.request(hello_request());
+        if response.status == 200 {
+            return client;
+        }
+        assert_eq!(response.status, 503);
+        assert!(
+            Instant::now() < deadline,
+            "a departed client's slot was never freed"
+        );
+    }
+}
+
+/// A client that vanishes mid-response, or mid-request, frees its slot and disturbs no one.
+fn vanishing_clients(mode: Mode) {
+    let mut cfg = config(mode);
+    cfg.max_connections = 2;
+    let server = TestServer::start(cfg);
+    let mut bystander = admitted(&server);
+    for _ in 0..5 {
+        // Mid-response: ask for 4 MiB back, read a little, drop the socket.
+        let mut client = admitted(&server);
+        let body = vec![b'x'; 4 << 20];
+        client.send(
+            format!(
+                "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        client.send(&body);
+        let mut some = [0; 1000];
+        client.stream.read_exact(&mut some).unwrap();
+        drop(client);
+        // Mid-request.
+        let mut client = admitted(&server);
+        client.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nonly part");
+        drop(client);
+    }
+    // The last slot is free again.
+    drop(admitted(&server));
+    assert_eq!(bystander.request(hello_request()).status, 200);
+}
+
+fn over_max_connections_gets_503(mode: Mode) {
+    let mut cfg = config(mode);
+    cfg.max_connections = 3;
+    let server = TestServer::start(cfg);
+    let mut held: Vec<Client> = (0..3).map(|_| server.connect()).collect();
+    for client in &mut held {
+        assert_eq!(client.request(hello_request()).status, 200);
+    }
+    let mut extra = server.connect();
+    let response = extra.request(hello_request());
+    assert_eq!(response.status, 503);
+    assert_eq!(response.header("connection"), Some("close"));
+    extra.half_close();
+    extra.expect_close();
+    // The held connections are unaffected.
+    for client in &mut held {
+        assert_eq!(client.request(hello_request()).status, 200);
+    }
+}
+
+/// Shutdown: idle connections close, the request in flight is answered (with close), and
+/// `run` returns well within 5 s.
+fn graceful_shutdown(mode: Mode) {
+    // One loop: with several, each drains when its own wake-up arrives, and the order in which
+    // the two clients see it would be a race.
+    let mut cfg = config(mode);
+    cfg.cores = reactor_httpd::config::Cores::Count(1);
+    let mut server = TestServer::start(cfg);
+    // The blocking mode has no second connection to keep idle: it would be waiting in the
+    // backlog, not being served.
+    let mut idle = concurrent(mode).then(|| server.connect());
+    if let Some(idle) = &mut idle {
+        assert_eq!(idle.request(hello_request()).status, 200);
+    }
+    let mut busy = server.connect();
+    // The interim 100 Continue proves the server is inside this request.
+    busy.send(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n",
+    );
+    assert_eq!(busy.response().status, 100);
+    let start = Instant::now();
+    server.shutdown.trigger();
+    // Idle connections are closed as soon as the drain begins...
+    if let Some(idle) = &mut idle {
+        idle.expect_close();
+    }
+    // ...while the request in flight may still finish.
+    busy.send(b"half done");
+    let response = busy.response();
+    assert_eq!(response.text(), "half done");
+    assert_eq!(response.header("connection"), Some("close"), "{response:?}");
+    busy.expect_close();
+    server.stop();
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(
+        std::net::TcpStream::connect(server.addr).is_err(),
+        "still accepting"
+    );
+}
+
+fn custom_handler_sees_the_request(mode: Mode) {
+    use reactor_httpd::app::Handler;
+    use reactor_httpd::http::{Request, Response, Status};
+    struct Inspect;
+    impl Handler for Inspect {
+        fn handle(&self, request: &Request<'_>) -> Response {
+            Response::text(
+                Status::OK,
+                format!(
+                    "{}|{}|{:?}|{}|{}",
+                    request.method,
+                    request.path,
+                    request.query,
+                    request.headers.get_all("x-multi").count(),
+                    request.body.len()
+                ),
+            )
+        }
+    }
+    let server = TestServer::with_handler(config(mode), Arc::new(Inspect));
+    let mut client = server.connect();
+    let response = client.request(
+        b"PUT http://example.com/a/b?c=d HTTP/1.1\r\nHost: t\r\nX-Multi: 1\r\nx-multi: 2\r\nContent-Length: 3\r\n\r\nxyz",
+    );
+    assert_eq!(response.text(), "PUT|/a/b|Some(\"c=d\")|2|3");
+}
+
+/// Instantiates every test above for each mode, each under a time bound.
+macro_rules! modes {
+    ($($mode:ident: $variant:expr;)*) => {$(
+        mod $mode {
+            use super::*;
+            macro_rules! t {
+                ($name:ident, $secs:expr) => {
+                    #[test]
+                    fn $name() {
+                        bounded($secs, || super::$name($variant));
+                    }
+                };
+            }
+            t!(keep_alive, 20);
+            t!(connection_close_is_honoured, 20);
+            t!(pipelined_hundred_in_one_write, 20);
+            t!(dribbled_one_byte_at_a_time, 20);
+            t!(large_echo_read_slowly, 30);
+            t!(expect_100_continue, 20);
+            t!(chunked_bodies, 20);
+            t!(error_statuses, 30);
+            t!(head_requests, 20);
+            t!(slowloris_gets_408, 20);
+            t!(idle_keep_alive_is_closed, 20);
+            t!(many_concurrent_connections, 60);
+            t!(graceful_shutdown, 20);
+            t!(custom_handler_sees_the_request, 20);
+        }
+    )*};
+}
+
+modes! {
+    reactor: Mode::Reactor;
+    threaded: Mode::Threaded;
+    blocking: Mode::Blocking;
+}
+
+/// Tests that need several connections served at once: not for the blocking mode, where the
+/// second client waits in the backlog until the first closes.
+macro_rules! concurrent_modes {
+    ($($mode:ident: $variant:expr;)*) => {$(
+        mod $mode {
+            use super::*;
+            #[test]
+            fn vanishing_clients() {
+                bounded(30, || super::vanishing_clients($variant));
+            }
+            #[test]
+            fn over_max_connections_gets_503() {
+                bounded(20, || super::over_max_connections_gets_503($variant));
+            }
+        }
+    )*};
+}
+
+mod concurrent_only {
+    use super::*;
+    concurrent_modes! {
+        reactor: Mode::Reactor;
+        threaded: Mode::Threaded;
+    }
+}
