@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use reactor_httpd::app::{Demo, Handler, NotFound};
+use reactor_httpd::app::{Demo, Handler, StaticFiles};
 use reactor_httpd::config::Limits;
 use reactor_httpd::http::{
     BufPool, Clock, Conn, Context, HeadScan, Persistence, Request, Response, Scanned, Status, Want,
@@ -50,7 +50,7 @@ fn parsing(c: &mut Criterion) {
 
 fn serializing(c: &mut Criterion) {
     let clock = Clock::new();
-    let demo = Demo::new(NotFound);
+    let demo = Demo::new(StaticFiles::new(".".as_ref()).unwrap());
     let mut storage = header_storage();
     let (request, _) = parse_head(HELLO_GET, &mut storage).unwrap();
     let mut out = Vec::with_capacity(4096);
@@ -93,7 +93,7 @@ fn state_machine(c: &mut Criterion) {
         UNIX_EPOCH + Duration::from_secs(1_700_000_000),
     );
     let mut pool = BufPool::new();
-    let demo = Demo::new(NotFound);
+    let demo = Demo::new(StaticFiles::new(".".as_ref()).unwrap());
     let respond = |request: &Request<'_>| demo.handle(request);
     let batch: Vec<u8> = HELLO_GET.repeat(16);
     let mut cx = Context {

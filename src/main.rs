@@ -151,7 +151,10 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(message) => return fail(2, &message),
     };
-    let handler = app::build(&config);
+    let handler = match app::build(&config) {
+        Ok(handler) => handler,
+        Err(err) => return fail(2, &format!("cannot serve {}: {err}", config.root.display())),
+    };
     let server = match Server::bind(&config, handler) {
         Ok(server) => server,
         Err(err @ StartError::Usage(_)) => return fail(2, &err.to_string()),

@@ -205,7 +205,13 @@ fn error_statuses(mode: Mode) {
     ];
     for (request, status) in cases {
         let mut client = server.connect();
-        let response = client.request(&request);
+        client.send(&request);
+        let response = client.try_response().unwrap_or_else(|err| {
+            panic!(
+                "{err} for {:?}",
+                String::from_utf8_lossy(&request[..60.min(request.len())])
+            )
+        });
         assert_eq!(
             response.status,
             status,

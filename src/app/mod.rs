@@ -6,9 +6,15 @@
 //! routes answer their three paths and hand everything else to the static files.
 
 mod demo;
+pub mod static_files;
 
 pub use demo::Demo;
+pub use static_files::StaticFiles;
 
+use std::io;
+use std::sync::Arc;
+
+use crate::config::Config;
 use crate::http::{Request, Response, Status};
 
 /// Answers requests. Shared by every event loop and worker thread, hence `Send + Sync`.
@@ -16,26 +22,18 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: &Request<'_>) -> Response;
 }
 
-/// Answers 404 to everything: what is left when nothing else is mounted.
-pub struct NotFound;
-
-impl Handler for NotFound {
-    fn handle(&self, _request: &Request<'_>) -> Response {
-        Response::error(Status::NOT_FOUND)
-    }
-}
-
 /// A 405 naming the methods that are allowed.
 pub fn method_not_allowed(allow: &'static str) -> Response {
     Response::error(Status::METHOD_NOT_ALLOWED).with_header("Allow", allow)
 }
 
-/// The handler a configuration asks for: the demo routes (with `--demo`) ahead of what serves
-/// the document root.
-pub fn build(config: &crate::config::Config) -> std::sync::Arc<dyn Handler> {
-    if config.demo {
-        std::sync::Arc::new(Demo::new(NotFound))
+/// The handler a configuration asks for: the static files of ROOT, with the demo routes
+/// mounted ahead of them when `--demo` is given. Fails if ROOT cannot be opened.
+pub fn build(config: &Config) -> io::Result<Arc<dyn Handler>> {
+    let files = StaticFiles::new(&config.root)?;
+    Ok(if config.demo {
+        Arc::new(Demo::new(files))
     } else {
-        std::sync::Arc::new(NotFound)
-    }
+        Arc::new(files)
+    })
 }

@@ -39,12 +39,22 @@ pub(crate) fn run(
 ) -> io::Result<()> {
     let active = Active::new(&listener, &shutdown)?;
     let mut env = LoopEnv::new(shared)?;
-    while let Some((stream, peer)) = accept(&listener, &shutdown)? {
-        serve_connection(stream, peer, &mut env, &active, &shutdown);
+    let served = serve_one_by_one(&listener, &mut env, &active, &shutdown);
+    active.forget_listener();
+    served
+}
+
+fn serve_one_by_one(
+    listener: &TcpListener,
+    env: &mut LoopEnv,
+    active: &Active,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
+    while let Some((stream, peer)) = accept(listener, shutdown)? {
+        serve_connection(stream, peer, env, active, shutdown);
     }
-    let since = Instant::now();
-    for (stream, peer) in backlog(&listener, since) {
-        serve_connection(stream, peer, &mut env, &active, &shutdown);
+    for (stream, peer) in backlog(listener, Instant::now()) {
+        serve_connection(stream, peer, env, active, shutdown);
     }
     Ok(())
 }
@@ -255,23 +265,24 @@ impl<'a> SocketTimeouts<'a> {
 #[derive(Default)]
 pub(crate) struct Active {
     slots: Mutex<Slab<(RawFd, Arc<AtomicBool>)>>,
+    /// The listener to wake at shutdown, while it is open. Cleared before it closes: a
+    /// descriptor number outlives its socket and may soon name someone else's.
+    listener: Mutex<Option<(RawFd, SocketAddr)>>,
 }
 
 impl Active {
     /// A registry whose connections (and `listener`'s blocked accept) are woken on shutdown.
+    /// Call [`Active::forget_listener`] before the listener closes.
     pub fn new(listener: &TcpListener, shutdown: &Shutdown) -> io::Result<Arc<Active>> {
         let active = Arc::new(Active::default());
-        let listener_fd = listener.as_raw_fd();
-        let wake_addr = loopback(listener.local_addr()?);
+        *active
+            .listener
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            Some((listener.as_raw_fd(), loopback(listener.local_addr()?)));
         let on_shutdown = active.clone();
         shutdown.on_trigger(move || {
-            // A thread parked in accept wakes when a connection arrives: make one. (Should that
-            // fail, shutting down the listener's read side also wakes it, on Linux, but resets
-            // the connections still queued.)
-            if TcpStream::connect_timeout(&wake_addr, Duration::from_millis(200)).is_err() {
-                // SAFETY: shutdown(2) on a descriptor the server keeps open until run returns.
-                unsafe { libc::shutdown(listener_fd, libc::SHUT_RD) };
-            }
+            on_shutdown.wake_acceptor();
             on_shutdown.wake_idle();
             // Requests in flight get the drain time to finish; then their sockets are shut.
             let active = on_shutdown.clone();
@@ -281,6 +292,24 @@ impl Active {
             });
         });
         Ok(active)
+    }
+
+    /// The listener is about to close: shutdown must not touch its descriptor any more.
+    pub fn forget_listener(&self) {
+        *self.listener.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// A thread parked in accept wakes when a connection arrives: make one. (Should that fail,
+    /// shutting down the listener's read side also wakes it, on Linux, but resets the
+    /// connections still queued.)
+    fn wake_acceptor(&self) {
+        let listener = self.listener.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((fd, addr)) = *listener
+            && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err()
+        {
+            // SAFETY: the listener is open while registered here (see `forget_listener`).
+            unsafe { libc::shutdown(fd, libc::SHUT_RD) };
+        }
     }
 
     fn register(&self, stream: &TcpStream) -> Slot<'_> {

@@ -30,8 +30,11 @@ impl Shutdown {
     }
 
     /// Asks the server to stop: it stops accepting, finishes what is in flight, and returns.
+    /// Only the first call does anything: the wake-ups run once.
     pub fn trigger(&self) {
-        self.inner.requested.store(true, Ordering::SeqCst);
+        if self.inner.requested.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let wakers = self
             .inner
             .wakers

@@ -75,6 +75,7 @@ pub(crate) fn run(
     for (stream, peer) in blocking::backlog(&listener, since) {
         dispatch(stream, peer);
     }
+    active.forget_listener();
     drop(queue);
     let mut result = accepted;
     for worker in workers {

@@ -56,7 +56,7 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(config: Config) -> TestServer {
-        let handler = app::build(&config);
+        let handler = app::build(&config).expect("open ROOT");
         TestServer::with_handler(config, handler)
     }
 
@@ -149,7 +149,19 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Client::from_stream(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// A client with a receive buffer of about `bytes`, so the server's sends block early.
+    pub fn connect_with_small_window(addr: SocketAddr, bytes: usize) -> Client {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(bytes).unwrap();
+        socket.connect(&addr.into()).expect("connect");
+        Client::from_stream(socket.into())
+    }
+
+    fn from_stream(stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
         Client {

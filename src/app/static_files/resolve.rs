@@ -1,0 +1,420 @@
+//! URL path -> an open file or directory beneath ROOT, or the reason there is none.
+//!
+//! Two steps, each refusing on its own. [`decode_path`] turns the percent-encoded path into
+//! segments, once, and refuses anything that could climb out or hide: `..` and every other name
+//! starting with `.`, NUL, encoded slashes, backslashes. [`Root::open`] then opens the result
+//! relative to ROOT with `openat2(RESOLVE_BENEATH)`: the kernel itself refuses any resolution
+//! that would leave ROOT, symlinks included, atomically (no window between checking a path and
+//! opening it). A symlink that stays inside ROOT works. Where `openat2` is unavailable (Linux
+//! before 5.6, some sandboxes) the path is canonicalized and checked against ROOT instead.
+
+use std::ffi::{CString, OsStr};
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Why a path names nothing that can be served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The path is not valid percent-encoding: 400.
+    BadRequest,
+    /// Nothing servable there, or a path that tries to leave ROOT or name a hidden file: 404.
+    NotFound,
+    /// The file exists but the server may not read it: 403.
+    Forbidden,
+    /// Out of file descriptors or memory, for now: 503.
+    Unavailable,
+    /// Anything else the filesystem reports (an I/O error): 500.
+    Failed,
+}
+
+/// A decoded path: its segments, and whether it ended with `/` (a directory asked for as one).
+#[derive(Debug, PartialEq, Eq)]
+pub struct DecodedPath {
+    pub segments: Vec<Vec<u8>>,
+    pub trailing_slash: bool,
+}
+
+impl DecodedPath {
+    /// The path relative to ROOT (`.` for ROOT itself). A trailing slash is kept, so that
+    /// opening `file.txt/` fails as it should (ENOTDIR).
+    pub fn relative(&self) -> PathBuf {
+        if self.segments.is_empty() {
+            return PathBuf::from(".");
+        }
+        let mut joined = self.segments.join(&b'/');
+        if self.trailing_slash {
+            joined.push(b'/');
+        }
+        PathBuf::from(OsStr::from_bytes(&joined))
+    }
+}
+
+/// Percent-decodes `path` (the request's path, starting with `/`) once, and splits it into
+/// segments, refusing what must never reach the filesystem.
+pub fn decode_path(path: &str) -> Result<DecodedPath, Refusal> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(Refusal::NotFound); // `*`, or nothing like a path
+    };
+    let mut segments = Vec::new();
+    let mut segment = Vec::new();
+    let mut bytes = rest.bytes();
+    while let Some(byte) = bytes.next() {
+        let decoded = match byte {
+            b'/' => {
+                // Empty segments (`//`) are skipped, as nginx merges slashes.
+                if !segment.is_empty() {
+                    segments.push(std::mem::take(&mut segment));
+                }
+                continue;
+            }
+            b'%' => {
+                let (Some(high), Some(low)) = (bytes.next(), bytes.next()) else {
+                    return Err(Refusal::BadRequest);
+                };
+                let value = hex(high).zip(hex(low)).ok_or(Refusal::BadRequest)?;
+                let decoded = value.0 << 4 | value.1;
+                // An encoded slash would join segments the client was not allowed to name.
+                if decoded == b'/' {
+                    return Err(Refusal::NotFound);
+                }
+                decoded
+            }
+            _ => byte,
+        };
+        if decoded == 0 || decoded == b'\\' {
+            return Err(Refusal::NotFound);
+        }
+        segment.push(decoded);
+    }
+    let trailing_slash = segment.is_empty() && !rest.is_empty();
+    if !segment.is_empty() {
+        segments.push(segment);
+    }
+    // `.`, `..` and dotfiles alike: never served.
+    if segments.iter().any(|segment| segment[0] == b'.') {
+        return Err(Refusal::NotFound);
+    }
+    Ok(DecodedPath {
+        segments,
+        trailing_slash,
+    })
+}
+
+fn hex(digit: u8) -> Option<u8> {
+    (digit as char).to_digit(16).map(|value| value as u8)
+}
+
+/// What a path names, opened.
+#[derive(Debug)]
+pub enum Opened {
+    File(File, Metadata),
+    Dir(File, Metadata),
+}
+
+/// The served directory, opened once at start-up; every lookup is relative to it.
+#[derive(Debug)]
+pub struct Root {
+    /// The canonical path: what "inside ROOT" means for the fallback, and for tests.
+    path: PathBuf,
+    /// An `O_PATH` descriptor of ROOT, the anchor of every `openat2`.
+    fd: OwnedFd,
+    /// Cleared the first time `openat2` turns out to be unavailable.
+    beneath: AtomicBool,
+}
+
+impl Root {
+    pub fn new(path: &Path) -> io::Result<Root> {
+        let path = path.canonicalize()?;
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(&path)?;
+        Ok(Root {
+            path,
+            fd: dir.into(),
+            beneath: AtomicBool::new(true),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens `relative` (from [`DecodedPath::relative`]) beneath ROOT. Only regular files and
+    /// directories are served.
+    pub fn open(&self, relative: &Path) -> Result<Opened, Refusal> {
+        let file = self.open_beneath(relative).map_err(refusal)?;
+        let metadata = file.metadata().map_err(refusal)?;
+        if metadata.is_file() {
+            Ok(Opened::File(file, metadata))
+        } else if metadata.is_dir() {
+            Ok(Opened::Dir(file, metadata))
+        } else {
+            Err(Refusal::NotFound) // devices, sockets, FIFOs
+        }
+    }
+
+    fn open_beneath(&self, relative: &Path) -> io::Result<File> {
+        if self.beneath.load(Ordering::Relaxed) {
+            match openat2_beneath(&self.fd, relative) {
+                Err(err) if matches!(err.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+                    // No openat2 here (too old a kernel, or a seccomp filter): fall back, for
+                    // good. (EPERM from a real file is EACCES, not EPERM, for open.)
+                    self.beneath.store(false, Ordering::Relaxed);
+                }
+                result => return result,
+            }
+        }
+        self.open_canonical(relative)
+    }
+
+    /// The fallback: resolve every symlink in user space and check the result is inside ROOT.
+    fn open_canonical(&self, relative: &Path) -> io::Result<File> {
+        let canonical = self.path.join(relative).canonicalize()?;
+        if !canonical.starts_with(&self.path) {
+            return Err(io::Error::from_raw_os_error(libc::EXDEV));
+        }
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(OPEN_FLAGS)
+            .open(canonical)
+    }
+}
+
+/// Read-only; non-blocking so that a FIFO in ROOT cannot stall a loop (regular files ignore it).
+const OPEN_FLAGS: libc::c_int = libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+
+fn openat2_beneath(root: &OwnedFd, relative: &Path) -> io::Result<File> {
+    let path = CString::new(relative.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::ENOENT))?;
+    // SAFETY: open_how is plain data; zeroed is a valid value, then the fields we use are set.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | OPEN_FLAGS) as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: the descriptor is open, the path is a NUL-terminated string, and `how` is a valid
+    // open_how whose size is passed; the kernel only reads them.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openat2 returned a new descriptor that nothing else owns.
+    Ok(unsafe { File::from_raw_fd(fd as libc::c_int) })
+}
+
+/// What an error from opening means for the client.
+pub fn refusal(err: io::Error) -> Refusal {
+    match err.raw_os_error() {
+        // Missing, not a directory, escaping ROOT (EXDEV), a symlink loop, too long.
+        Some(
+            libc::ENOENT
+            | libc::ENOTDIR
+            | libc::EXDEV
+            | libc::ELOOP
+            | libc::ENAMETOOLONG
+            | libc::EINVAL,
+        ) => Refusal::NotFound,
+        Some(libc::EACCES | libc::EPERM) => Refusal::Forbidden,
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM) => Refusal::Unavailable,
+        _ => Refusal::Failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::os::unix::fs::symlink;
+
+    /// ROOT with a file, a hidden file, a directory and symlinks, next to a secret outside it.
+    struct Tree {
+        base: PathBuf,
+        root: Root,
+    }
+
+    impl Tree {
+        fn new(tag: &str) -> Tree {
+            let base = std::env::temp_dir().join(format!("resolve-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&base);
+            let root = base.join("root");
+            std::fs::create_dir_all(root.join("dir/sub")).unwrap();
+            std::fs::write(base.join("secret.txt"), "outside").unwrap();
+            std::fs::write(root.join("file.txt"), "inside").unwrap();
+            std::fs::write(root.join(".hidden"), "hidden").unwrap();
+            std::fs::write(root.join("dir/sub/deep.txt"), "deep").unwrap();
+            std::fs::write(root.join("a b.txt"), "space").unwrap();
+            symlink(base.join("secret.txt"), root.join("out-link")).unwrap();
+            symlink("../..", root.join("dir/up-link")).unwrap();
+            symlink("/etc", root.join("etc-link")).unwrap();
+            symlink("dir/sub/deep.txt", root.join("in-link")).unwrap();
+            symlink("loop", root.join("loop")).unwrap();
+            let root = Root::new(&root).unwrap();
+            Tree { base, root }
+        }
+
+        /// Resolves a URL path and reads what it names: file contents, or `dir`.
+        fn get(&self, url: &str) -> Result<String, Refusal> {
+            let decoded = decode_path(url)?;
+            match self.root.open(&decoded.relative())? {
+                Opened::File(file, _) => Ok(std::io::read_to_string(file).unwrap()),
+                Opened::Dir(..) => Ok("dir".into()),
+            }
+        }
+    }
+
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.base);
+        }
+    }
+
+    #[test]
+    fn serves_what_is_inside() {
+        let tree = Tree::new("inside");
+        for (url, expected) in [
+            ("/file.txt", "inside"),
+            ("/", "dir"),
+            ("/dir", "dir"),
+            ("/dir/", "dir"),
+            ("//dir//sub//deep.txt", "deep"),
+            ("/dir/sub/deep.txt", "deep"),
+            ("/a%20b.txt", "space"),
+            ("/a b.txt", "space"),
+            ("/%66ile.txt", "inside"),
+            ("/in-link", "deep"),
+        ] {
+            assert_eq!(tree.get(url).as_deref(), Ok(expected), "{url}");
+        }
+    }
+
+    /// The hostile table: every one of these is refused, and none reads the secret.
+    #[test]
+    fn refuses_hostile_paths() {
+        let tree = Tree::new("hostile");
+        let not_found = [
+            "/../secret.txt",
+            "/..",
+            "/../",
+            "/dir/../../secret.txt",
+            "/dir/../file.txt",
+            "/./file.txt",
+            "/%2e%2e/secret.txt",
+            "/%2E%2E/secret.txt",
+            "/%2e./secret.txt",
+            "/.%2e/secret.txt",
+            "/dir/%2e%2e/%2e%2e/secret.txt",
+            "/..%2fsecret.txt",
+            "/..%2Fsecret.txt",
+            "/dir%2f..%2f..%2fsecret.txt",
+            "/%2fetc/passwd",
+            "/..\\secret.txt",
+            "/..%5csecret.txt",
+            "/..%5Csecret.txt",
+            "/dir\\..\\..\\secret.txt",
+            "/file.txt%00.png",
+            "/%00",
+            "/.hidden",
+            "/%2ehidden",
+            "/dir/.sub",
+            "/out-link",
+            "/etc-link/passwd",
+            "/etc-link",
+            "/dir/up-link/secret.txt",
+            "/dir/up-link",
+            "/loop",
+            "/missing.txt",
+            "/file.txt/",
+            "/file.txt/x",
+            "*",
+            "",
+            "relative/path",
+            "/%252e%252e/secret.txt", // decoded once: a literal "%2e%2e" name, which does not exist
+        ];
+        assert!(not_found.len() >= 30);
+        for url in not_found {
+            assert_eq!(tree.get(url), Err(Refusal::NotFound), "{url}");
+        }
+        for url in ["/%", "/%2", "/%zz", "/a%g0", "/file.txt%"] {
+            assert_eq!(tree.get(url), Err(Refusal::BadRequest), "{url}");
+        }
+    }
+
+    #[test]
+    fn the_fallback_refuses_the_same() {
+        let tree = Tree::new("fallback");
+        tree.root.beneath.store(false, Ordering::Relaxed);
+        assert_eq!(tree.get("/file.txt").as_deref(), Ok("inside"));
+        assert_eq!(tree.get("/in-link").as_deref(), Ok("deep"));
+        for url in [
+            "/out-link",
+            "/etc-link/passwd",
+            "/dir/up-link/secret.txt",
+            "/loop",
+        ] {
+            assert_eq!(tree.get(url), Err(Refusal::NotFound), "{url}");
+        }
+    }
+
+    #[test]
+    fn errors_map_to_statuses() {
+        let refusal_of = |errno| refusal(io::Error::from_raw_os_error(errno));
+        assert_eq!(refusal_of(libc::EACCES), Refusal::Forbidden);
+        assert_eq!(refusal_of(libc::EMFILE), Refusal::Unavailable);
+        assert_eq!(refusal_of(libc::EXDEV), Refusal::NotFound);
+        assert_eq!(refusal_of(libc::EIO), Refusal::Failed);
+    }
+
+    #[test]
+    fn decoding_keeps_the_trailing_slash_and_skips_empty_segments() {
+        let decoded = decode_path("/a//b/").unwrap();
+        assert_eq!(decoded.segments, vec![b"a".to_vec(), b"b".to_vec()]);
+        assert!(decoded.trailing_slash);
+        assert!(!decode_path("/a").unwrap().trailing_slash);
+        assert!(!decode_path("/").unwrap().trailing_slash);
+        assert_eq!(decode_path("/").unwrap().relative(), PathBuf::from("."));
+        assert_eq!(
+            decode_path("/%C3%A9").unwrap().segments,
+            vec!["é".as_bytes().to_vec()]
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Whatever the path, what opens is inside ROOT: checked on the open descriptor itself.
+        #[test]
+        fn nothing_resolves_outside_root(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just("..".to_string()), Just("%2e%2e".to_string()), Just(".".to_string()),
+                    Just("dir".to_string()), Just("sub".to_string()), Just("up-link".to_string()),
+                    Just("out-link".to_string()), Just("etc-link".to_string()), Just("in-link".to_string()),
+                    Just("secret.txt".to_string()), Just("%2f".to_string()), Just("%5c".to_string()),
+                    Just("".to_string()), "[a-z%./\\\\]{1,6}",
+                ],
+                0..8,
+            ),
+        ) {
+            let tree = Tree::new("prop");
+            let url = format!("/{}", parts.join("/"));
+            if let Ok(decoded) = decode_path(&url)
+                && let Ok(Opened::File(file, _) | Opened::Dir(file, _)) = tree.root.open(&decoded.relative())
+            {
+                let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap();
+                prop_assert!(real.starts_with(tree.root.path()), "{url} opened {}", real.display());
+            }
+        }
+    }
+}

@@ -1,0 +1,541 @@
+//! Serving a directory, over real sockets, in every mode: traversal refused, files sent with
+//! sendfile (slow readers, shrinking files), directories, caching, ranges, errors.
+
+mod common;
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use common::{Client, Response, TestServer, bounded, config};
+use reactor_httpd::config::Mode;
+use sha2::{Digest, Sha256};
+
+/// A document root built for the test, with a secret next to it that must never be served.
+struct Site {
+    base: PathBuf,
+    root: PathBuf,
+    big: Vec<u8>,
+}
+
+impl Site {
+    fn new(tag: &str) -> Site {
+        let base = std::env::temp_dir().join(format!(
+            "static-{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = fs::remove_dir_all(&base);
+        let root = base.join("www");
+        fs::create_dir_all(root.join("docs/empty-dir")).unwrap();
+        fs::create_dir_all(root.join("with-index")).unwrap();
+        fs::write(base.join("secret.txt"), "TOP SECRET").unwrap();
+        fs::write(root.join("hello.txt"), "hello from a file\n").unwrap();
+        fs::write(root.join("page.html"), "<p>page</p>").unwrap();
+        fs::write(root.join("data.bin.unknownext"), [0u8, 1, 2, 3]).unwrap();
+        fs::write(root.join("empty.txt"), "").unwrap();
+        fs::write(root.join("with space.txt"), "spaced").unwrap();
+        fs::write(root.join("café ☕.txt"), "unicode").unwrap();
+        fs::write(root.join(".env"), "PASSWORD=hunter2").unwrap();
+        fs::write(root.join("docs/readme.txt"), "docs").unwrap();
+        fs::write(root.join("docs/.hidden"), "hidden").unwrap();
+        fs::write(root.join("with-index/index.html"), "<h1>index</h1>").unwrap();
+        fs::write(root.join("digits.txt"), "0123456789").unwrap();
+        symlink(base.join("secret.txt"), root.join("escape-link")).unwrap();
+        symlink("docs/readme.txt", root.join("inner-link")).unwrap();
+        let big: Vec<u8> = (0..5u32 << 20)
+            .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+            .collect();
+        fs::write(root.join("big.bin"), &big).unwrap();
+        Site { base, root, big }
+    }
+
+    fn serve(&self, mode: Mode) -> TestServer {
+        let mut cfg = config(mode);
+        cfg.root = self.root.clone();
+        cfg.demo = false;
+        TestServer::start(cfg)
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.base);
+    }
+}
+
+fn get(client: &mut Client, target: &str, extra: &str) -> Response {
+    client.request(format!("GET {target} HTTP/1.1\r\nHost: t\r\n{extra}\r\n").as_bytes())
+}
+
+fn traversal_is_refused(mode: Mode) {
+    let site = Site::new("traversal");
+    let server = site.serve(mode);
+    let mut client = server.connect();
+    for target in [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2E%2E/%2E%2E/secret.txt",
+        "/docs/../../secret.txt",
+        "/docs/%2e%2e/%2e%2e/secret.txt",
+        "/..%2fsecret.txt",
+        "/..%5csecret.txt",
+        "/..\\secret.txt",
+        "/hello.txt%00",
+        "/escape-link",
+        "/.env",
+        "/docs/.hidden",
+        "/%2eenv",
+        "/missing.txt",
+        "/hello.txt/",
+        "http://t/../secret.txt",
+    ] {
+        let response = get(&mut client, target, "");
+        assert_eq!(response.status, 404, "{target}");
+        assert_eq!(
+            response.header("content-type"),
+            Some("text/html; charset=utf-8")
+        );
+        assert!(response.text().contains("404 Not Found"));
+        assert!(!response.text().contains("SECRET") && !response.text().contains("hunter2"));
+    }
+    assert_eq!(get(&mut client, "/bad%zzescape", "").status, 400);
+    // The query string plays no part in the lookup; a link inside ROOT works.
+    assert_eq!(
+        get(&mut client, "/hello.txt?../../secret.txt", "").text(),
+        "hello from a file\n"
+    );
+    assert_eq!(get(&mut client, "/inner-link", "").text(), "docs");
+}
+
+fn files(mode: Mode) {
+    let site = Site::new("files");
+    let server = site.serve(mode);
+    let mut client = server.connect();
+    let response = get(&mut client, "/hello.txt", "");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "hello from a file\n");
+    assert_eq!(
+        response.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(response.header("accept-ranges"), Some("bytes"));
+    assert_eq!(
+        get(&mut client, "/page.html", "").header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let unknown = get(&mut client, "/data.bin.unknownext", "");
+    assert_eq!(
+        unknown.header("content-type"),
+        Some("application/octet-stream")
+    );
+    assert_eq!(unknown.body, [0, 1, 2, 3]);
+    assert_eq!(get(&mut client, "/with%20space.txt", "").text(), "spaced");
+    assert_eq!(
+        get(&mut client, "/caf%C3%A9%20%E2%98%95.txt", "").text(),
+        "unicode"
+    );
+    let empty = get(&mut client, "/empty.txt", "");
+    assert_eq!(
+        (empty.status, empty.header("content-length")),
+        (200, Some("0"))
+    );
+
+    client.send(b"HEAD /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    let head = client.head_response();
+    assert_eq!(head.header("content-length"), Some("18"));
+    assert!(head.body.is_empty());
+    for method in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH"] {
+        let response = client.request(
+            format!("{method} /hello.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(response.status, 405, "{method}");
+        assert_eq!(response.header("allow"), Some("GET, HEAD"));
+    }
+    // Still the same keep-alive connection, still good.
+    assert_eq!(get(&mut client, "/digits.txt", "").text(), "0123456789");
+}
+
+/// 5 MiB read 4 KiB at a time: sendfile meets a full socket again and again and must resume
+/// exactly where it stopped.
+fn big_file_read_slowly(mode: Mode) {
+    let site = Site::new("big");
+    let server = site.serve(mode);
+    let mut client = server.connect();
+    client.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut received = Vec::new();
+    let mut chunk = [0; 4096];
+    let head_end = loop {
+        let n = client.stream.read(&mut chunk).unwrap();
+        assert!(n > 0);
+        received.extend_from_slice(&chunk[..n]);
+        if let Some(end) = common::find(&received, b"\r\n\r\n") {
+            break end + 4;
+        }
+    };
+    assert!(String::from_utf8_lossy(&received[..head_end]).contains("Content-Length: 5242880\r\n"));
+    while received.len() < head_end + site.big.len() {
+        let n = client.stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed after {} bytes", received.len() - head_end);
+        received.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(received.len(), head_end + site.big.len(), "nothing extra");
+    let got = Sha256::digest(&received[head_end..]);
+    assert_eq!(got, Sha256::digest(&site.big));
+    assert_eq!(get(&mut client, "/hello.txt", "").status, 200);
+}
+
+/// A file truncated while it is being sent: the response cannot be completed, so the
+/// connection ends after the bytes the file still has (no garbage, no hang), and the server
+/// goes on serving others. The client's small window keeps the server waiting on the socket,
+/// not inside a sendfile call, when the file shrinks: a truncation that races a sendfile call in
+/// progress can make the kernel send zeros for the vanished part (see the note on issue 3).
+fn shrinking_file(mode: Mode) {
+    let site = Site::new("shrink");
+    let path = site.root.join("shrinking.bin");
+    fs::write(&path, vec![b'x'; 32 << 20]).unwrap();
+    let server = site.serve(mode);
+    let mut client = Client::connect_with_small_window(server.addr, 4096);
+    client.send(b"GET /shrinking.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut head = Vec::new();
+    let mut byte = [0; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        client.stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(String::from_utf8_lossy(&head).contains("Content-Length: 33554432"));
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    let mut total = 0;
+    let mut chunk = [0; 65536];
+    loop {
+        match client.stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                assert!(chunk[..n].iter().all(|&b| b == b'x'), "only file bytes");
+                total += n;
+            }
+            Err(err) => panic!("{err} after {total} bytes"),
+        }
+    }
+    assert_eq!(total, 8 << 20, "the file's remaining bytes, then the end");
+    let mut other = server.connect();
+    assert_eq!(get(&mut other, "/hello.txt", "").status, 200);
+}
+
+fn directories(mode: Mode) {
+    let site = Site::new("dirs");
+    let server = site.serve(mode);
+    let mut client = server.connect();
+    let index = get(&mut client, "/with-index/", "");
+    assert_eq!(
+        (index.status, index.text().as_str()),
+        (200, "<h1>index</h1>")
+    );
+    let moved = get(&mut client, "/docs?sort=name&x=%20", "");
+    assert_eq!(moved.status, 301);
+    assert_eq!(moved.header("location"), Some("/docs/?sort=name&x=%20"));
+    assert_eq!(
+        get(&mut client, "/with-index", "").header("location"),
+        Some("/with-index/")
+    );
+
+    let listing = get(&mut client, "/docs/", "");
+    assert_eq!(listing.status, 200);
+    assert_eq!(
+        listing.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let html = listing.text();
+    assert!(html.contains("Index of /docs/"));
+    assert!(html.contains("href=\"../\""));
+    let dir = html.find("href=\"empty-dir/\"").unwrap();
+    let file = html.find("href=\"readme.txt\"").unwrap();
+    assert!(dir < file, "directories first");
+    assert!(!html.contains("hidden"));
+
+    let root = get(&mut client, "/", "").text();
+    assert!(!root.contains("href=\"../\""), "no parent above ROOT");
+    assert!(root.contains("href=\"with%20space.txt\">with space.txt</a>"));
+    assert!(root.contains("href=\"caf%C3%A9%20%E2%98%95.txt\">café ☕.txt</a>"));
+    assert!(!root.contains(".env") && !root.contains("secret"));
+    // The listing's links work.
+    assert_eq!(get(&mut client, "/with%20space.txt", "").text(), "spaced");
+    let empty_dir = get(&mut client, "/docs/empty-dir/", "").text();
+    assert!(empty_dir.contains("Index of /docs/empty-dir/"));
+}
+
+fn caching(mode: Mode) {
+    let site = Site::new("caching");
+    let server = site.serve(mode);
+    let mut client = server.connect();
+    let first = get(&mut client, "/hello.txt", "");
+    let etag = first.header("etag").unwrap().to_string();
+    let modified = first.header("last-modified").unwrap().to_string();
+    assert!(etag.starts_with('"') && etag.ends_with('"'));
+    assert!(httpdate::parse_http_date(&modified).is_ok());
+    assert_eq!(first.header("cache-control"), None);
+
+    for condition in [
+        format!("If-None-Match: {etag}"),
+        format!("If-None-Match: \"nope\", W/{etag}"),
+        "If-None-Match: *".to_string(),
+        format!("If-Modified-Since: {modified}"),
+        "If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT".to_string(),
+        // If-None-Match wins when both are present.
+        format!("If-None-Match: {etag}\r\nIf-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT"),
+    ] {
+        let response = get(&mut client, "/hello.txt", &format!("{condition}\r\n"));
+        assert_eq!(response.status, 304, "{condition}");
+        assert!(response.body.is_empty());
+        assert_eq!(response.header("content-length"), None);
+        assert_eq!(response.header("etag"), Some(etag.as_str()));
+    }
+    for condition in [
+        "If-None-Match: \"nope\"".to_string(),
+        "If-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT".to_string(),
+        format!("If-None-Match: \"nope\"\r\nIf-Modified-Since: {modified}"),
+    ] {
+        let response = get(&mut client, "/hello.txt", &format!("{condition}\r\n"));
+        assert_eq!(response.status, 200, "{condition}");
+        assert_eq!(response.text(), "hello from a file\n");
+    }
+    // A change to the file changes its validators.
+    let path = site.root.join("hello.txt");
+    fs::write(&path, "changed!").unwrap();
+    let later = fs::File::options().write(true).open(&path).unwrap();
+    later
+        .set_modified(UNIX_EPOCH + Duration::from_secs(2_000_000_000))
+        .unwrap();
+    let response = get(
+        &mut client,
+        "/hello.txt",
+        &format!("If-None-Match: {etag}\r\n"),
+    );
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "changed!")
+    );
+}
+
+fn ranges(mode: Mode) {
+    let site = Site::new("ranges");
+    let server = site.serve(mode);
+    let mut client = server.connect();
+    for (range, status, body, content_range) in [
+        ("bytes=0-3", 206, "0123", "bytes 0-3/10"),
+        ("bytes=7-", 206, "789", "bytes 7-9/10"),
+        ("bytes=-2", 206, "89", "bytes 8-9/10"),
+        ("bytes=5-100", 206, "56789", "bytes 5-9/10"),
+        ("bytes=-100", 206, "0123456789", "bytes 0-9/10"),
+    ] {
+        let response = get(&mut client, "/digits.txt", &format!("Range: {range}\r\n"));
+        assert_eq!(response.status, status, "{range}");
+        assert_eq!(response.text(), body, "{range}");
+        assert_eq!(
+            response.header("content-range"),
+            Some(content_range),
+            "{range}"
+        );
+        assert_eq!(
+            response.header("content-length"),
+            Some(body.len().to_string().as_str())
+        );
+    }
+    for range in ["bytes=10-", "bytes=10-20", "bytes=-0"] {
+        let response = get(&mut client, "/digits.txt", &format!("Range: {range}\r\n"));
+        assert_eq!(response.status, 416, "{range}");
+        assert_eq!(response.header("content-range"), Some("bytes */10"));
+    }
+    // Several ranges, or a malformed one: the whole file.
+    for range in ["bytes=0-1,4-5", "bytes=5-1", "lines=1-2"] {
+        let response = get(&mut client, "/digits.txt", &format!("Range: {range}\r\n"));
+        assert_eq!(
+            (response.status, response.text().as_str()),
+            (200, "0123456789"),
+            "{range}"
+        );
+    }
+    // If-Range: the range only if the file is still the one the client has.
+    let etag = get(&mut client, "/digits.txt", "")
+        .header("etag")
+        .unwrap()
+        .to_string();
+    let partial = get(
+        &mut client,
+        "/digits.txt",
+        &format!("Range: bytes=0-1\r\nIf-Range: {etag}\r\n"),
+    );
+    assert_eq!((partial.status, partial.text().as_str()), (206, "01"));
+    let whole = get(
+        &mut client,
+        "/digits.txt",
+        "Range: bytes=0-1\r\nIf-Range: \"stale\"\r\n",
+    );
+    assert_eq!((whole.status, whole.text().as_str()), (200, "0123456789"));
+    // A big file's middle, sent from an offset.
+    let middle = get(&mut client, "/big.bin", "Range: bytes=3000000-3000099\r\n");
+    assert_eq!(middle.body, &site.big[3_000_000..3_000_100]);
+}
+
+fn errors(mode: Mode) {
+    let site = Site::new("errors");
+    let server = site.serve(mode);
+    let mut client = server.connect();
+    let missing = get(&mut client, "/nope", "");
+    assert_eq!(missing.status, 404);
+    assert!(missing.body.len() < 200);
+    let bad = get(&mut client, "/%", "");
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.text(), "400 Bad Request\n");
+    assert_eq!(
+        bad.header("connection"),
+        None,
+        "a bad path is not a broken connection"
+    );
+    assert_eq!(get(&mut client, "/hello.txt", "").status, 200);
+}
+
+/// A file is open only while it is sent: after many requests on connections still open, the
+/// server holds no more descriptors than its sockets.
+#[test]
+fn files_are_closed_once_sent() {
+    bounded(60, || {
+        let site = Site::new("fds");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_reactor-httpd"))
+            .args(["--bind", "127.0.0.1:0", "--cores", "1", "--quiet"])
+            .arg(&site.root)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let port: u16 = line
+            .split(':')
+            .nth(2)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let fds = |pid: u32| fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+        let mut clients: Vec<Client> = (0..10)
+            .map(|_| Client::connect(([127, 0, 0, 1], port).into()))
+            .collect();
+        // Every client has been accepted once it has an answer.
+        for client in &mut clients {
+            assert_eq!(get(client, "/hello.txt", "").status, 200);
+        }
+        let before = fds(child.id());
+        for _ in 0..20 {
+            for client in &mut clients {
+                assert_eq!(get(client, "/digits.txt", "").status, 200);
+                assert_eq!(get(client, "/big.bin", "Range: bytes=0-9\r\n").status, 206);
+            }
+        }
+        assert_eq!(fds(child.id()), before);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    });
+}
+
+/// Permission denied is 403. Root reads everything, so as root the server runs as `nobody`.
+#[test]
+fn unreadable_file_is_403() {
+    bounded(30, || {
+        let site = Site::new("forbidden");
+        let locked = site.root.join("locked.txt");
+        fs::write(&locked, "no").unwrap();
+        fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+        // SAFETY: geteuid has no preconditions.
+        let root_user = unsafe { libc::geteuid() } == 0;
+        if !root_user {
+            let server = site.serve(Mode::Reactor);
+            assert_eq!(get(&mut server.connect(), "/locked.txt", "").status, 403);
+            return;
+        }
+        if !Path::new("/usr/bin/setpriv").exists() {
+            eprintln!("skipped: running as root and setpriv is missing");
+            return;
+        }
+        for dir in [&site.base, &site.root] {
+            fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+        let mut child = std::process::Command::new("/usr/bin/setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                env!("CARGO_BIN_EXE_reactor-httpd"),
+            ])
+            .args(["--bind", "127.0.0.1:0", "--cores", "1", "--quiet"])
+            .arg(&site.root)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let port: u16 = match line.split(':').nth(2) {
+            Some(rest) => rest.split(' ').next().unwrap().parse().unwrap(),
+            None => {
+                // The binary may not be reachable by `nobody` (a private target directory).
+                let _ = child.wait();
+                eprintln!("skipped: could not run the server as nobody ({line:?})");
+                return;
+            }
+        };
+        let mut client = Client::connect(([127, 0, 0, 1], port).into());
+        let response = get(&mut client, "/locked.txt", "");
+        assert_eq!(response.status, 403);
+        assert_eq!(response.text(), "403 Forbidden\n");
+        assert_eq!(get(&mut client, "/hello.txt", "").status, 200);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    });
+}
+
+macro_rules! modes {
+    ($($mode:ident: $variant:expr;)*) => {$(
+        mod $mode {
+            use super::*;
+            macro_rules! t {
+                ($name:ident, $secs:expr) => {
+                    #[test]
+                    fn $name() {
+                        bounded($secs, || super::$name($variant));
+                    }
+                };
+            }
+            t!(traversal_is_refused, 20);
+            t!(files, 20);
+            t!(big_file_read_slowly, 60);
+            t!(shrinking_file, 30);
+            t!(directories, 20);
+            t!(caching, 20);
+            t!(ranges, 20);
+            t!(errors, 20);
+        }
+    )*};
+}
+
+modes! {
+    reactor: Mode::Reactor;
+    threaded: Mode::Threaded;
+    blocking: Mode::Blocking;
+}
