@@ -26,51 +26,32 @@ LIMIT_C=${LIMIT_C:-$shared/limit.c}
 PIPELINE_LUA=${PIPELINE_LUA:-$shared/pipeline.lua}
 work=$(mktemp -d)
 pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=benches/lib.sh
+. "$here/lib.sh"
+trap 'stop_all; rm -rf "$work"' EXIT
 
 for tool in wrk taskset; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install wrk util-linux)" >&2; exit 1; }
 done
 
-declare -A port pid
-start() { # name port command...
-  local name=$1 p=$2; shift 2
-  taskset -c 0 "$@" >"$work/$name.out" 2>&1 &
-  pid[$name]=$!
-  pids+=("$!")
-  port[$name]=$p
-  for _ in $(seq 50); do
-    curl -sf "http://127.0.0.1:$p/hello" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "$name did not start:" >&2; cat "$work/$name.out" >&2; exit 1
-}
-
 for name in $SERVERS; do
   case $name in
     reactor)
       (cd "$repo" && cargo build --release --quiet)
-      start reactor 18080 "$repo/target/release/reactor-httpd" --bind 127.0.0.1:18080 --cores 1 --quiet --demo
+      start reactor 18080 /hello "$repo/target/release/reactor-httpd" --bind 127.0.0.1:18080 --cores 1 --quiet --demo
       ;;
     limit)
       command -v gcc >/dev/null || { echo "needs gcc" >&2; exit 1; }
       gcc -O2 -o "$work/limit" "$LIMIT_C"
-      start limit 18090 "$work/limit" 127.0.0.1:18090
+      start limit 18090 /hello "$work/limit" 127.0.0.1:18090
       ;;
     nginx)
       command -v nginx >/dev/null || { echo "needs nginx (apt-get install nginx-light)" >&2; exit 1; }
-      start nginx 18100 nginx -c "$("$here/nginx-hello-conf.sh" "$work" 18100)"
+      start nginx 18100 /hello nginx -c "$("$here/nginx-conf.sh" "$work" 18100)"
       ;;
     *) echo "unknown server $name" >&2; exit 1 ;;
   esac
 done
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 measure() { # name -> "requests cpu_us_per_request requests_per_s"
   local name=$1 args=(-t1 "-c$CONNECTIONS" "-d${SECONDS_PER_RUN}s" --latency)
@@ -100,7 +81,6 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 for name in $SERVERS; do
   echo "$name $(echo "${results[$name]}" | median)"
 done >"$work/medians"

@@ -22,7 +22,7 @@ fi
 
 PORT=18300
 if [ "$WHICH" = nginx ]; then
-  SERVER="nginx -c $("$here/nginx-hello-conf.sh" "$work" "$PORT")"
+  SERVER="nginx -c $("$here/nginx-conf.sh" "$work" "$PORT")"
 else
   (cd "$repo" && cargo build --release --quiet)
   SERVER="$repo/target/release/reactor-httpd --bind 127.0.0.1:$PORT --cores 1 --quiet --demo --max-connections $((N + 100)) --keep-alive-timeout 600"

@@ -160,16 +160,20 @@ fn main() -> ExitCode {
         Err(err @ StartError::Usage(_)) => return fail(2, &err.to_string()),
         Err(err @ StartError::Io(_)) => return fail(1, &err.to_string()),
     };
-    let shutdown = server.shutdown_handle();
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
-        Ok(signals) => signals,
-        Err(err) => return fail(1, &format!("cannot handle signals: {err}")),
-    };
-    std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            shutdown.trigger();
-        }
-    });
+    // A thread waits for SIGINT/SIGTERM and triggers the shutdown. Not in fork mode: its parent
+    // must stay single-threaded to fork safely, and takes its signals itself.
+    if config.mode != Mode::Fork {
+        let shutdown = server.shutdown_handle();
+        let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+            Ok(signals) => signals,
+            Err(err) => return fail(1, &format!("cannot handle signals: {err}")),
+        };
+        std::thread::spawn(move || {
+            if signals.forever().next().is_some() {
+                shutdown.trigger();
+            }
+        });
+    }
     let mut stdout = std::io::stdout().lock();
     // Scripts wait for this line: print it whole and flush it before serving.
     let _ = writeln!(stdout, "{}", server.listening_line()).and_then(|()| stdout.flush());

@@ -165,6 +165,7 @@ fn every_mode_says_how_it_runs() {
                 "threaded, 8 threads",
             ),
             (&["--mode", "blocking"][..], "blocking, 1 thread"),
+            (&["--mode", "fork"][..], "fork, 1 process per connection"),
             (
                 &["--mode", "reactor", "--cores", "1"][..],
                 "reactor, 1 loop",

@@ -409,7 +409,7 @@ fn graceful_shutdown(mode: Mode) {
     );
     assert_eq!(busy.response().status, 100);
     let start = Instant::now();
-    server.shutdown.trigger();
+    server.trigger_shutdown();
     // Idle connections are closed as soon as the drain begins...
     if let Some(idle) = &mut idle {
         idle.expect_close();
@@ -456,65 +456,75 @@ fn custom_handler_sees_the_request(mode: Mode) {
     assert_eq!(response.text(), "PUT|/a/b|Some(\"c=d\")|2|3");
 }
 
-/// Instantiates every test above for each mode, each under a time bound.
-macro_rules! modes {
-    ($($mode:ident: $variant:expr;)*) => {$(
-        mod $mode {
-            use super::*;
-            macro_rules! t {
-                ($name:ident, $secs:expr) => {
-                    #[test]
-                    fn $name() {
-                        bounded($secs, || super::$name($variant));
-                    }
-                };
-            }
-            t!(keep_alive, 20);
-            t!(connection_close_is_honoured, 20);
-            t!(pipelined_hundred_in_one_write, 20);
-            t!(dribbled_one_byte_at_a_time, 20);
-            t!(large_echo_read_slowly, 30);
-            t!(expect_100_continue, 20);
-            t!(chunked_bodies, 20);
-            t!(error_statuses, 30);
-            t!(head_requests, 20);
-            t!(slowloris_gets_408, 20);
-            t!(idle_keep_alive_is_closed, 20);
-            t!(many_concurrent_connections, 60);
-            t!(graceful_shutdown, 20);
-            t!(custom_handler_sees_the_request, 20);
+/// One test for one mode, under a time bound.
+macro_rules! t {
+    ($name:ident, $secs:expr, $mode:expr) => {
+        #[test]
+        fn $name() {
+            bounded($secs, || super::$name($mode));
         }
-    )*};
+    };
 }
 
-modes! {
-    reactor: Mode::Reactor;
-    threaded: Mode::Threaded;
-    blocking: Mode::Blocking;
+/// What every mode must do.
+macro_rules! every_mode {
+    ($mode:expr) => {
+        t!(keep_alive, 20, $mode);
+        t!(connection_close_is_honoured, 20, $mode);
+        t!(pipelined_hundred_in_one_write, 20, $mode);
+        t!(dribbled_one_byte_at_a_time, 20, $mode);
+        t!(large_echo_read_slowly, 30, $mode);
+        t!(expect_100_continue, 20, $mode);
+        t!(chunked_bodies, 20, $mode);
+        t!(error_statuses, 30, $mode);
+        t!(head_requests, 20, $mode);
+        t!(slowloris_gets_408, 20, $mode);
+        t!(idle_keep_alive_is_closed, 20, $mode);
+        t!(many_concurrent_connections, 60, $mode);
+    };
 }
 
-/// Tests that need several connections served at once: not for the blocking mode, where the
+/// Tests that run the server in this process: a handler of the test's own, and shutdown
+/// through the handle, after which every connection drains. Not the fork mode, whose parent
+/// runs as the binary and signals none of its children at shutdown (see tests/fork.rs).
+macro_rules! in_process {
+    ($mode:expr) => {
+        t!(custom_handler_sees_the_request, 20, $mode);
+        t!(graceful_shutdown, 20, $mode);
+    };
+}
+
+/// Tests that keep a connection open while using another: not the blocking mode, where the
 /// second client waits in the backlog until the first closes.
-macro_rules! concurrent_modes {
-    ($($mode:ident: $variant:expr;)*) => {$(
-        mod $mode {
-            use super::*;
-            #[test]
-            fn vanishing_clients() {
-                bounded(30, || super::vanishing_clients($variant));
-            }
-            #[test]
-            fn over_max_connections_gets_503() {
-                bounded(20, || super::over_max_connections_gets_503($variant));
-            }
-        }
-    )*};
+macro_rules! concurrent {
+    ($mode:expr) => {
+        t!(vanishing_clients, 30, $mode);
+        t!(over_max_connections_gets_503, 20, $mode);
+    };
 }
 
-mod concurrent_only {
+mod reactor {
     use super::*;
-    concurrent_modes! {
-        reactor: Mode::Reactor;
-        threaded: Mode::Threaded;
-    }
+    every_mode!(Mode::Reactor);
+    in_process!(Mode::Reactor);
+    concurrent!(Mode::Reactor);
+}
+
+mod threaded {
+    use super::*;
+    every_mode!(Mode::Threaded);
+    in_process!(Mode::Threaded);
+    concurrent!(Mode::Threaded);
+}
+
+mod blocking {
+    use super::*;
+    every_mode!(Mode::Blocking);
+    in_process!(Mode::Blocking);
+}
+
+mod fork {
+    use super::*;
+    every_mode!(Mode::Fork);
+    concurrent!(Mode::Fork);
 }

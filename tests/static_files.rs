@@ -538,4 +538,5 @@ modes! {
     reactor: Mode::Reactor;
     threaded: Mode::Threaded;
     blocking: Mode::Blocking;
+    fork: Mode::Fork;
 }

@@ -2,13 +2,15 @@
 //!
 //! Every driver runs the same loop around `Conn::want` (see `http/conn.rs`); they differ only in
 //! how they wait. `reactor.rs` waits on many sockets at once with mio; `blocking.rs` waits on one
-//! socket at a time, on one thread; `threaded.rs` runs that blocking loop on a pool of threads.
+//! socket at a time, on one thread; `threaded.rs` runs that blocking loop on a pool of threads;
+//! `fork.rs` runs it in a child process per connection.
 //! The HTTP rules are all in `http/`; nothing here decides a status code.
 //!
 //! [`Server::bind`] makes the listening sockets (so the port is known, even port 0, before
 //! anything runs) and [`Server::run`] serves until its [`Shutdown`] handle is triggered.
 
 mod blocking;
+mod fork;
 mod io_util;
 mod listener;
 mod reactor;
@@ -138,8 +140,9 @@ impl Server {
             Mode::Threaded | Mode::Blocking => {
                 Listeners::One(listener::bind(config.bind, false, false).map_err(bind_error)?)
             }
+            // The fork parent waits in mio, which wants a non-blocking listener.
             Mode::Fork => {
-                return Err(StartError::Usage("--mode fork is not built yet".into()));
+                Listeners::One(listener::bind(config.bind, false, true).map_err(bind_error)?)
             }
         };
         let first = match &listeners {
@@ -197,6 +200,7 @@ impl Server {
                 threaded::run(listener, self.threads, shared, shutdown)
             }
             (Mode::Blocking, Listeners::One(listener)) => blocking::run(listener, shared, shutdown),
+            (Mode::Fork, Listeners::One(listener)) => fork::run(listener, shared, shutdown),
             _ => Err(io::Error::other("listeners do not match the mode")),
         }
     }

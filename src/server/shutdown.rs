@@ -20,7 +20,8 @@ pub struct Shutdown {
 
 #[derive(Default)]
 struct Inner {
-    requested: AtomicBool,
+    /// Shared as an `Arc` so a signal handler can set it directly (the fork mode's parent).
+    requested: Arc<AtomicBool>,
     wakers: Mutex<Vec<Wake>>,
 }
 
@@ -47,6 +48,12 @@ impl Shutdown {
 
     pub fn is_triggered(&self) -> bool {
         self.inner.requested.load(Ordering::SeqCst)
+    }
+
+    /// The flag itself, for a signal handler to set. Setting it wakes nobody: only for a driver
+    /// whose wait any signal interrupts.
+    pub(crate) fn flag(&self) -> Arc<AtomicBool> {
+        self.inner.requested.clone()
     }
 
     /// Registers how to wake a waiting loop. Called at once if shutdown was already requested.

@@ -2,8 +2,9 @@
 //! client that reads responses off a `TcpStream` exactly as they arrive.
 #![allow(dead_code)] // each test file uses its own subset
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown as HalfClose, SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread;
@@ -47,20 +48,33 @@ pub fn config(mode: Mode) -> Config {
     }
 }
 
-/// A server running in-process on its own thread. Dropping it shuts it down and waits.
+/// A server under test, on port 0. In-process on its own thread, except in fork mode, whose
+/// parent must be single-threaded: that runs the binary. Dropping it shuts it down and waits.
 pub struct TestServer {
     pub addr: SocketAddr,
-    pub shutdown: Shutdown,
-    done: Option<mpsc::Receiver<io::Result<()>>>,
+    running: Running,
+}
+
+enum Running {
+    Thread {
+        shutdown: Shutdown,
+        done: Option<mpsc::Receiver<io::Result<()>>>,
+    },
+    Process(Option<Child>),
 }
 
 impl TestServer {
     pub fn start(config: Config) -> TestServer {
+        if config.mode == Mode::Fork {
+            return TestServer::process(&config);
+        }
         let handler = app::build(&config).expect("open ROOT");
         TestServer::with_handler(config, handler)
     }
 
+    /// An in-process server with a handler of the test's own (not for fork mode).
     pub fn with_handler(config: Config, handler: Arc<dyn Handler>) -> TestServer {
+        assert_ne!(config.mode, Mode::Fork, "fork mode runs the binary");
         raise_fd_limit();
         let server = Server::bind(&config, handler).expect("bind");
         let addr = server.local_addr();
@@ -71,8 +85,52 @@ impl TestServer {
         });
         TestServer {
             addr,
-            shutdown,
-            done: Some(result),
+            running: Running::Thread {
+                shutdown,
+                done: Some(result),
+            },
+        }
+    }
+
+    /// The binary, run with flags saying what `config` says.
+    fn process(config: &Config) -> TestServer {
+        let secs = |d: Duration| d.as_secs_f64().to_string();
+        let limits = &config.limits;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_reactor-httpd"));
+        command
+            .args([
+                "--bind",
+                "127.0.0.1:0",
+                "--mode",
+                config.mode.name(),
+                "--quiet",
+            ])
+            .args(["--max-connections", &config.max_connections.to_string()])
+            .args(["--max-header-bytes", &limits.max_header_bytes.to_string()])
+            .args(["--max-body-bytes", &limits.max_body_bytes.to_string()])
+            .args(["--header-timeout", &secs(limits.header_timeout)])
+            .args(["--body-timeout", &secs(limits.body_timeout)])
+            .args(["--keep-alive-timeout", &secs(limits.keep_alive_timeout)])
+            .args(["--send-timeout", &secs(limits.send_timeout)])
+            .arg(&config.root)
+            .stdout(Stdio::piped());
+        if config.demo {
+            command.arg("--demo");
+        }
+        let mut child = command.spawn().expect("run reactor-httpd");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("listening line {line:?}"));
+        TestServer {
+            addr,
+            running: Running::Process(Some(child)),
         }
     }
 
@@ -80,26 +138,77 @@ impl TestServer {
         Client::connect(self.addr)
     }
 
-    /// Triggers shutdown and waits for `run` to return; returns how long that took.
+    /// The process id serving (the fork parent); `None` in-process.
+    pub fn pid(&self) -> Option<u32> {
+        match &self.running {
+            Running::Process(Some(child)) => Some(child.id()),
+            _ => None,
+        }
+    }
+
+    /// Asks the server to shut down (SIGTERM for a process), without waiting.
+    pub fn trigger_shutdown(&self) {
+        match &self.running {
+            Running::Thread { shutdown, .. } => shutdown.trigger(),
+            Running::Process(Some(child)) => {
+                // SAFETY: kill only signals our own child.
+                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            }
+            Running::Process(None) => {}
+        }
+    }
+
+    /// Shuts down and waits for the server to finish (a process must exit 0); returns how long
+    /// that took.
     pub fn stop(&mut self) -> Duration {
         let start = Instant::now();
-        self.shutdown.trigger();
-        if let Some(done) = self.done.take() {
-            let result = done
-                .recv_timeout(Duration::from_secs(10))
-                .expect("server did not stop within 10 s");
-            result.expect("server run failed");
+        self.trigger_shutdown();
+        match &mut self.running {
+            Running::Thread { done, .. } => {
+                if let Some(done) = done.take() {
+                    let result = done
+                        .recv_timeout(Duration::from_secs(10))
+                        .expect("server did not stop within 10 s");
+                    result.expect("server run failed");
+                }
+            }
+            Running::Process(child) => {
+                if let Some(mut child) = child.take() {
+                    let status = wait_with_timeout(&mut child, Duration::from_secs(10));
+                    assert_eq!(status.and_then(|s| s.code()), Some(0), "server exit");
+                }
+            }
         }
         start.elapsed()
     }
 }
 
+/// Waits for a child to exit, killing it if it takes longer than `limit`.
+pub fn wait_with_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if self.done.is_some() && !thread::panicking() {
-            self.stop();
+        if thread::panicking() {
+            self.trigger_shutdown();
+            if let Running::Process(Some(child)) = &mut self.running {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         } else {
-            self.shutdown.trigger();
+            self.stop();
         }
     }
 }

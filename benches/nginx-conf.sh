@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Writes an nginx configuration to compare against: one worker, no access log, keep-alive
-# practically unlimited, `return 200 "Hello, World!"` on every path.
-#   benches/nginx-hello-conf.sh DIR PORT   -> prints the config's path (run: nginx -c PATH)
+# practically unlimited. Without ROOT it answers `return 200 "Hello, World!"` on every path;
+# with ROOT it serves that directory with sendfile on.
+#   benches/nginx-conf.sh DIR PORT [ROOT]   -> prints the config's path (run: nginx -c PATH)
 set -euo pipefail
-dir=$1 port=$2
+dir=$1 port=$2 root=${3:-}
+if [ -n "$root" ]; then
+  location="location / { root $root; }"
+else
+  location='location / { default_type text/plain; return 200 "Hello, World!"; }'
+fi
 cat >"$dir/nginx.conf" <<CONF
 worker_processes 1;
 daemon off;
@@ -14,13 +20,15 @@ events { worker_connections 20000; }
 worker_rlimit_nofile 20000;
 http {
   access_log off;
+  sendfile on;
   keepalive_requests 100000000;
   keepalive_timeout 600s;
+  include /etc/nginx/mime.types;
   client_body_temp_path $dir; proxy_temp_path $dir; fastcgi_temp_path $dir;
   uwsgi_temp_path $dir; scgi_temp_path $dir;
   server {
     listen 127.0.0.1:$port;
-    location / { default_type text/plain; return 200 "Hello, World!"; }
+    $location
   }
 }
 CONF

@@ -1,0 +1,29 @@
+# Shared by the measuring scripts: start pinned servers, read their CPU time, take medians.
+# Source it after setting `work` (a scratch directory) and `pids=()`.
+
+declare -A port pid
+
+# start NAME PORT URL-PATH COMMAND... : runs COMMAND pinned to core 0 and waits until PATH answers.
+start() {
+  local name=$1 p=$2 path=$3; shift 3
+  taskset -c 0 "$@" >"$work/$name.out" 2>&1 &
+  pid[$name]=$!
+  pids+=("$!")
+  port[$name]=$p
+  for _ in $(seq 50); do
+    curl -sf -o /dev/null "http://127.0.0.1:$p$path" && return 0
+    sleep 0.1
+  done
+  echo "$name did not start:" >&2; cat "$work/$name.out" >&2; exit 1
+}
+
+# utime + stime of a process, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# The median of the numbers on stdin (one per word).
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+
+stop_all() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}

@@ -1,0 +1,572 @@
+//! The load generator: keep-alive HTTP/1.1 clients on mio event loops, one loop per thread.
+//!
+//! Closed loop by default: each connection sends its next request (or batch of `--pipeline`
+//! requests) as soon as the previous answers are in, so the server sets the pace. With `--rate`
+//! the load is open: each connection sends on a fixed schedule, and latency is measured from
+//! when a request was *meant* to go out. A server that stalls then shows its stall in the
+//! latency of every request that should have been sent meanwhile, instead of hiding it by
+//! slowing the client down ("coordinated omission", which wrk2 corrects the same way).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::report::Report;
+
+/// Where requests go.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub addr: SocketAddr,
+    /// The Host header: `host:port` as written in the URL.
+    pub host: String,
+    pub path: String,
+}
+
+/// Reads `http://host[:port]/path` (only http).
+pub fn parse_url(url: &str) -> Result<Target, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], &rest[slash..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() {
+        return Err(format!("{url}: no host"));
+    }
+    let with_port = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let addr = with_port
+        .to_socket_addrs()
+        .map_err(|err| format!("{url}: {err}"))?
+        .next()
+        .ok_or_else(|| format!("{url}: no address"))?;
+    Ok(Target {
+        addr,
+        host: authority.to_string(),
+        path: path.to_string(),
+    })
+}
+
+/// One run's parameters.
+#[derive(Clone, Debug)]
+pub struct Load {
+    pub target: Target,
+    pub connections: usize,
+    pub duration: Duration,
+    pub pipeline: usize,
+    pub threads: usize,
+    /// Requests per second in all, on a fixed schedule; `None` for closed loop.
+    pub rate: Option<f64>,
+    pub timeout: Duration,
+    /// Pin the load threads to this core.
+    pub pin: Option<core_affinity::CoreId>,
+}
+
+/// Runs the load for its duration and returns what was measured, all threads merged.
+pub fn run(load: &Load) -> io::Result<Report> {
+    let threads = load.threads.clamp(1, load.connections.max(1));
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for index in 0..threads {
+        // Connections split as evenly as they go.
+        let connections =
+            load.connections / threads + usize::from(index < load.connections % threads);
+        let rate = load
+            .rate
+            .map(|rate| rate * connections as f64 / load.connections as f64);
+        let load = load.clone();
+        workers.push(thread::spawn(move || {
+            if let Some(core) = load.pin {
+                core_affinity::set_for_current(core);
+            }
+            Worker::new(&load, connections, rate, start)?.run()
+        }));
+    }
+    let mut report = Report::new();
+    for worker in workers {
+        let part = worker
+            .join()
+            .map_err(|_| io::Error::other("load thread panicked"))??;
+        report.merge(&part);
+    }
+    Ok(report)
+}
+
+/// Reads responses off a byte stream: status and framing from the head, then the body skipped
+/// by its length, without keeping it.
+#[derive(Default)]
+struct ResponseReader {
+    /// A head that has not all arrived yet.
+    head: Vec<u8>,
+    /// Body bytes still to skip.
+    body_left: u64,
+    /// The body runs until the connection closes (no Content-Length).
+    until_close: bool,
+    status: u16,
+    close: bool,
+}
+
+/// A complete response: its status, and whether the server will close after it.
+struct Answer {
+    status: u16,
+    close: bool,
+}
+
+impl ResponseReader {
+    /// Consumes `data`, calling `answered` for each complete response.
+    fn feed(&mut self, mut data: &[u8], mut answered: impl FnMut(Answer)) -> Result<(), ()> {
+        while !data.is_empty() {
+            if self.until_close {
+                return Ok(());
+            }
+            if self.body_left > 0 {
+                let n = (data.len() as u64).min(self.body_left);
+                data = &data[n as usize..];
+                self.body_left -= n;
+                if self.body_left == 0 {
+                    answered(Answer {
+                        status: self.status,
+                        close: self.close,
+                    });
+                }
+                continue;
+            }
+            // A head: parse it in place if it arrived whole, else gather it first.
+            let used = if self.head.is_empty() {
+                match self.parse_head(data)? {
+                    Some(len) => len,
+                    None => {
+                        self.head.extend_from_slice(data);
+                        return Ok(());
+                    }
+                }
+            } else {
+                let before = self.head.len();
+                self.head.extend_from_slice(data);
+                let head = std::mem::take(&mut self.head);
+                match self.parse_head(&head)? {
+                    Some(len) => len - before,
+                    None => {
+                        self.head = head;
+                        if self.head.len() > 64 * 1024 {
+                            return Err(());
+                        }
+                        return Ok(());
+                    }
+                }
+            };
+            data = &data[used..];
+            if self.body_left == 0 && !self.until_close && self.status >= 200 {
+                answered(Answer {
+                    status: self.status,
+                    close: self.close,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses a response head at the start of `bytes`; the head's length once complete.
+    fn parse_head(&mut self, bytes: &[u8]) -> Result<Option<usize>, ()> {
+        let mut fields = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut fields);
+        let len = match response.parse(bytes) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => return Err(()),
+        };
+        let status = response.code.unwrap_or(0);
+        let mut length = None;
+        let mut close = response.version == Some(0);
+        for field in response.headers.iter() {
+            if field.name.eq_ignore_ascii_case("content-length") {
+                length = std::str::from_utf8(field.value)
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok());
+            } else if field.name.eq_ignore_ascii_case("connection") {
+                close = field.value.eq_ignore_ascii_case(b"close");
+            } else if field.name.eq_ignore_ascii_case("transfer-encoding") {
+                return Err(()); // chunked responses are not measured
+            }
+        }
+        let bodiless = status < 200 || status == 204 || status == 304;
+        self.status = status;
+        self.close = close;
+        self.body_left = if bodiless { 0 } else { length.unwrap_or(0) };
+        self.until_close = !bodiless && length.is_none();
+        Ok(Some(len))
+    }
+}
+
+/// One client connection.
+struct Client {
+    stream: Option<TcpStream>,
+    connected: bool,
+    /// Bytes of the current batch not yet written.
+    unwritten: usize,
+    /// Responses still expected for the current batch.
+    outstanding: usize,
+    /// When the current batch was (meant to be) sent.
+    sent_at: Instant,
+    /// Rate mode: when the next request is due.
+    due: Instant,
+    reader: ResponseReader,
+}
+
+struct Worker {
+    poll: Poll,
+    target: SocketAddr,
+    clients: Vec<Client>,
+    /// The batch every client sends: `pipeline` copies of the request.
+    batch: Vec<u8>,
+    pipeline: usize,
+    /// Rate mode: each connection sends one request per `interval`.
+    interval: Option<Duration>,
+    timeout: Duration,
+    /// Sends (rate mode) and reconnects that wait for a time, soonest first.
+    scheduled: BinaryHeap<Reverse<(Instant, usize)>>,
+    start: Instant,
+    end: Instant,
+    report: Report,
+    scratch: Vec<u8>,
+}
+
+impl Worker {
+    fn new(
+        load: &Load,
+        connections: usize,
+        rate: Option<f64>,
+        start: Instant,
+    ) -> io::Result<Worker> {
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\n\r\n",
+            load.target.path, load.target.host
+        );
+        let interval =
+            rate.map(|rate| Duration::from_secs_f64(connections as f64 / rate.max(1e-3)));
+        let mut worker = Worker {
+            poll: Poll::new()?,
+            target: load.target.addr,
+            clients: Vec::with_capacity(connections),
+            batch: request.repeat(load.pipeline).into_bytes(),
+            pipeline: load.pipeline,
+            interval,
+            timeout: load.timeout,
+            scheduled: BinaryHeap::new(),
+            start,
+            end: start + load.duration,
+            report: Report::new(),
+            scratch: vec![0; 64 * 1024],
+        };
+        for index in 0..connections {
+            // Spread the schedule: connection i starts i/n of an interval late.
+            let offset = interval.map_or(Duration::ZERO, |every| {
+                every.mul_f64(index as f64 / connections as f64)
+            });
+            worker.clients.push(Client {
+                stream: None,
+                connected: false,
+                unwritten: 0,
+                outstanding: 0,
+                sent_at: start,
+                due: start + offset,
+                reader: ResponseReader::default(),
+            });
+            worker.connect(index);
+        }
+        Ok(worker)
+    }
+
+    fn run(mut self) -> io::Result<Report> {
+        let mut events = Events::with_capacity(1024);
+        let mut next_sweep = self.start;
+        loop {
+            let now = Instant::now();
+            if now >= self.end {
+                break;
+            }
+            let wake = self
+                .scheduled
+                .peek()
+                .map_or(self.end, |Reverse((at, _))| *at)
+                .min(self.end);
+            // epoll sleeps in whole milliseconds, rounded up: sleep the whole milliseconds, and
+            // poll without sleeping through the rest, so a scheduled send is not late by up to
+            // a millisecond that would count as latency. (The load has a core of its own.)
+            let wait = wake
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(100));
+            let timeout = Duration::from_millis(wait.as_millis() as u64);
+            if let Err(err) = self.poll.poll(&mut events, Some(timeout)) {
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                self.on_event(event.token().0, now);
+            }
+            while let Some(Reverse((at, index))) = self.scheduled.peek().copied() {
+                if at > now {
+                    break;
+                }
+                self.scheduled.pop();
+                if self.clients[index].stream.is_none() {
+                    self.connect(index);
+                } else {
+                    self.send_if_due(index, now);
+                }
+            }
+            if now >= next_sweep {
+                self.expire(now);
+                next_sweep = now + Duration::from_millis(100);
+            }
+        }
+        self.report.elapsed = self.end - self.start;
+        Ok(self.report)
+    }
+
+    fn connect(&mut self, index: usize) {
+        let client = &mut self.clients[index];
+        client.connected = false;
+        client.outstanding = 0;
+        client.unwritten = 0;
+        client.reader = ResponseReader::default();
+        match TcpStream::connect(self.target) {
+            Ok(mut stream) => {
+                let _ = stream.set_nodelay(true);
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                if self
+                    .poll
+                    .registry()
+                    .register(&mut stream, Token(index), interest)
+                    .is_ok()
+                {
+                    client.stream = Some(stream);
+                    return;
+                }
+                self.report.errors.connect += 1;
+            }
+            Err(_) => self.report.errors.connect += 1,
+        }
+        // Try again shortly rather than spin on a server that is not there.
+        self.clients[index].stream = None;
+        self.scheduled
+            .push(Reverse((Instant::now() + Duration::from_millis(10), index)));
+    }
+
+    /// Drops the connection and opens a new one.
+    fn reconnect(&mut self, index: usize) {
+        if let Some(mut stream) = self.clients[index].stream.take() {
+            let _ = self.poll.registry().deregister(&mut stream);
+        }
+        self.connect(index);
+    }
+
+    fn on_event(&mut self, index: usize, now: Instant) {
+        let Some(client) = self.clients.get_mut(index) else {
+            return;
+        };
+        let Some(stream) = &client.stream else {
+            return;
+        };
+        if !client.connected {
+            // A non-blocking connect completes when the socket turns writable, or fails with an
+            // error pending on it.
+            let failed = !matches!(stream.take_error(), Ok(None));
+            match stream.peer_addr() {
+                Ok(_) if !failed => client.connected = true,
+                Err(err) if !failed && err.kind() == io::ErrorKind::NotConnected => return,
+                _ => {
+                    self.report.errors.connect += 1;
+                    self.clients[index].stream = None;
+                    self.scheduled
+                        .push(Reverse((now + Duration::from_millis(10), index)));
+                    return;
+                }
+            }
+            self.send_if_due(index, now);
+        }
+        if !self.read(index, now) {
+            return;
+        }
+        self.flush(index);
+    }
+
+    /// Starts the next batch if the connection is free and, in rate mode, it is due.
+    fn send_if_due(&mut self, index: usize, now: Instant) {
+        let interval = self.interval;
+        let client = &mut self.clients[index];
+        if !client.connected || client.outstanding > 0 {
+            return;
+        }
+        if let Some(every) = interval {
+            if client.due > now {
+                self.scheduled.push(Reverse((client.due, index)));
+                return;
+            }
+            // Measured from when it should have gone, however late it goes.
+            client.sent_at = client.due;
+            client.due += every;
+        } else {
+            client.sent_at = now;
+        }
+        client.outstanding = self.pipeline;
+        client.unwritten = self.batch.len();
+        self.flush(index);
+    }
+
+    /// Writes what is left of the batch; a full socket resumes on the next writable event.
+    fn flush(&mut self, index: usize) {
+        let client = &mut self.clients[index];
+        let Some(stream) = &mut client.stream else {
+            return;
+        };
+        while client.unwritten > 0 {
+            let from = self.batch.len() - client.unwritten;
+            match stream.write(&self.batch[from..]) {
+                Ok(n) => client.unwritten -= n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.report.errors.read += 1;
+                    self.reconnect(index);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads until WouldBlock; returns false if the connection was replaced.
+    fn read(&mut self, index: usize, now: Instant) -> bool {
+        loop {
+            let client = &mut self.clients[index];
+            let Some(stream) = &mut client.stream else {
+                return false;
+            };
+            let n = match stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    if client.reader.until_close && client.outstanding == 1 && now < self.end {
+                        // A body delimited by the end of the connection is complete now.
+                        self.report.responses += 1;
+                        let us = now.saturating_duration_since(client.sent_at).as_micros() as u64;
+                        let _ = self.report.latency.record(us.max(1));
+                    } else if client.outstanding > 0 {
+                        self.report.errors.read += 1;
+                    }
+                    self.reconnect(index);
+                    return false;
+                }
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.report.errors.read += 1;
+                    self.reconnect(index);
+                    return false;
+                }
+            };
+            let counting = now < self.end;
+            if counting {
+                self.report.bytes += n as u64;
+            }
+            let (report, sent_at) = (&mut self.report, client.sent_at);
+            let mut answers = 0;
+            let mut closing = false;
+            let fed = client.reader.feed(&self.scratch[..n], |answer| {
+                answers += 1;
+                closing |= answer.close;
+                if counting {
+                    report.responses += 1;
+                    if !(200..400).contains(&answer.status) {
+                        report.errors.status += 1;
+                    }
+                    let us = now.saturating_duration_since(sent_at).as_micros() as u64;
+                    let _ = report.latency.record(us.max(1));
+                }
+            });
+            if fed.is_err() || answers > client.outstanding {
+                self.report.errors.read += 1;
+                self.reconnect(index);
+                return false;
+            }
+            client.outstanding -= answers;
+            if closing {
+                self.reconnect(index);
+                return false;
+            }
+            if answers > 0 && client.outstanding == 0 {
+                self.send_if_due(index, now);
+            }
+        }
+    }
+
+    /// Gives up on requests unanswered for longer than the timeout.
+    fn expire(&mut self, now: Instant) {
+        for index in 0..self.clients.len() {
+            let client = &self.clients[index];
+            let waiting = client.outstanding > 0 || (client.stream.is_some() && !client.connected);
+            if waiting
+                && now.saturating_duration_since(client.sent_at.max(self.start)) > self.timeout
+            {
+                self.report.errors.timeout += 1;
+                self.reconnect(index);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let target = parse_url("http://127.0.0.1:8080/hello?x=1").unwrap();
+        assert_eq!(target.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            (target.host.as_str(), target.path.as_str()),
+            ("127.0.0.1:8080", "/hello?x=1")
+        );
+        assert_eq!(parse_url("http://127.0.0.1:9").unwrap().path, "/");
+        assert!(parse_url("https://x/").is_err());
+        assert!(parse_url("http:///x").is_err());
+    }
+
+    #[test]
+    fn reads_responses_in_any_split() {
+        let stream =
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 100 Continue\r\n\r\n\
+HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n\
+HTTP/1.1 500 Oops\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc";
+        for step in [stream.len(), 1, 7] {
+            let mut reader = ResponseReader::default();
+            let mut seen = Vec::new();
+            for piece in stream.chunks(step) {
+                reader
+                    .feed(piece, |a| seen.push((a.status, a.close)))
+                    .unwrap();
+            }
+            assert_eq!(
+                seen,
+                vec![(200, false), (404, false), (204, false), (500, true)],
+                "step {step}"
+            );
+        }
+        let mut reader = ResponseReader::default();
+        assert!(reader.feed(b"garbage\r\n\r\n", |_| {}).is_err());
+    }
+}

@@ -1,0 +1,170 @@
+//! reactor-bench: a load generator built on mio, and the side-by-side comparison of
+//! reactor-httpd's concurrency models.
+//!
+//! - `reactor-bench URL [--connections N] [--duration SECS] [--pipeline DEPTH] [--threads N]
+//!   [--rate R] [--json]`: keep-alive load on one URL (`load.rs`), reported as text or JSON
+//!   (`report.rs`).
+//! - `reactor-bench compare [--modes ...] [--connections ...] [--duration SECS] [--out DIR]`:
+//!   every mode under the same load, one table and plots (`compare.rs`).
+
+mod compare;
+mod load;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Keep-alive HTTP/1.1 load on one URL.
+#[derive(Parser)]
+#[command(
+    name = "reactor-bench",
+    version,
+    after_help = "Also: reactor-bench compare --help"
+)]
+struct Run {
+    /// http://host:port/path
+    url: String,
+    /// Open connections, all kept alive.
+    #[arg(long, short = 'c', default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    connections: u32,
+    /// Seconds of load.
+    #[arg(long, short = 'd', default_value_t = 10.0)]
+    duration: f64,
+    /// Requests per write on each connection.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pipeline: u32,
+    /// Event loops (threads) sharing the connections.
+    #[arg(long, short = 't', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    threads: u32,
+    /// Requests per second in all, on a fixed schedule; latency counts from when each request
+    /// was due (no coordinated omission). Without it, each connection sends as fast as answered.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seconds a request may wait for its answer before it counts as a timeout.
+    #[arg(long, default_value_t = 2.0)]
+    timeout: f64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Every mode of reactor-httpd under the same load: one table, plots.
+#[derive(Parser)]
+#[command(name = "reactor-bench compare")]
+struct CompareArgs {
+    /// Modes to compare, comma-separated.
+    #[arg(
+        long,
+        default_value = "reactor,threaded,blocking,fork",
+        value_delimiter = ','
+    )]
+    modes: Vec<String>,
+    /// Connection counts, comma-separated.
+    #[arg(long, default_value = "1,10,100,1000", value_delimiter = ',')]
+    connections: Vec<usize>,
+    /// Seconds per cell.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Where results.md and the SVG plots go.
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+    /// The reactor-httpd binary (default: the one next to this program).
+    #[arg(long)]
+    server: Option<PathBuf>,
+    /// Worker threads for the threaded mode.
+    #[arg(long, default_value_t = 64)]
+    threads: usize,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let result = if args.get(1).map(String::as_str) == Some("compare") {
+        let parsed = CompareArgs::try_parse_from(
+            std::iter::once("reactor-bench compare".to_string()).chain(args.into_iter().skip(2)),
+        );
+        match parsed {
+            Ok(parsed) => compare(parsed),
+            Err(err) => err.exit(),
+        }
+    } else {
+        match Run::try_parse() {
+            Ok(run) => load(run),
+            Err(err) => err.exit(),
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("reactor-bench: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn seconds(value: f64, what: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{what} must be a positive number of seconds"))
+}
+
+fn load(run: Run) -> Result<(), String> {
+    let target = load::parse_url(&run.url)?;
+    if run.rate.is_some() && run.pipeline > 1 {
+        return Err("--rate sends one request at a time: drop --pipeline".into());
+    }
+    if run.rate.is_some_and(|rate| rate.is_nan() || rate <= 0.0) {
+        return Err("--rate must be positive".into());
+    }
+    let load = load::Load {
+        target,
+        connections: run.connections as usize,
+        duration: seconds(run.duration, "--duration")?,
+        pipeline: run.pipeline as usize,
+        threads: run.threads as usize,
+        rate: run.rate,
+        timeout: seconds(run.timeout, "--timeout")?,
+        pin: None,
+    };
+    let report = load::run(&load).map_err(|err| err.to_string())?;
+    if run.json {
+        println!("{}", report.json(&run.url, load.connections, load.pipeline));
+    } else {
+        let mode = match run.rate {
+            Some(rate) => format!("{rate} requests/s scheduled"),
+            None => "closed loop".into(),
+        };
+        print!(
+            "{}",
+            report.text(&format!(
+                "{}: {} connections, {} thread(s), pipeline {}, {mode}",
+                run.url, load.connections, load.threads, load.pipeline
+            ))
+        );
+    }
+    Ok(())
+}
+
+fn compare(args: CompareArgs) -> Result<(), String> {
+    let server = match args.server {
+        Some(server) => server,
+        None => std::env::current_exe()
+            .map_err(|err| err.to_string())?
+            .with_file_name("reactor-httpd"),
+    };
+    if args.connections.is_empty() || args.connections.contains(&0) {
+        return Err("--connections needs positive counts".into());
+    }
+    let settings = compare::Compare {
+        modes: args.modes,
+        connections: args.connections,
+        duration: seconds(args.duration, "--duration")?,
+        out: args.out,
+        server,
+        threads: args.threads,
+    };
+    compare::run(&settings).map_err(|err| err.to_string())
+}

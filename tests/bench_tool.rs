@@ -1,0 +1,202 @@
+//! reactor-bench against servers whose behaviour the test controls.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::{TestServer, bounded, config};
+use reactor_httpd::app::Handler;
+use reactor_httpd::config::{Cores, Mode};
+use reactor_httpd::http::{Request, Response, Status};
+
+const BENCH: &str = env!("CARGO_BIN_EXE_reactor-bench");
+
+/// Counts requests; answers `status`; stalls once, for `stall`, at request number `stall_at`.
+struct Scripted {
+    count: AtomicU64,
+    status: Status,
+    stall_at: u64,
+    stall: Duration,
+}
+
+impl Handler for Scripted {
+    fn handle(&self, _request: &Request<'_>) -> Response {
+        let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.stall_at {
+            std::thread::sleep(self.stall);
+        }
+        Response::text(self.status, "ok")
+    }
+}
+
+fn scripted_server(status: Status, stall_at: u64, stall: Duration) -> (TestServer, Arc<Scripted>) {
+    let handler = Arc::new(Scripted {
+        count: AtomicU64::new(0),
+        status,
+        stall_at,
+        stall,
+    });
+    let mut cfg = config(Mode::Reactor);
+    cfg.cores = Cores::Count(1);
+    (TestServer::with_handler(cfg, handler.clone()), handler)
+}
+
+/// Runs reactor-bench with `args` against `server`; returns its JSON output.
+fn bench(server: &TestServer, args: &[&str]) -> String {
+    let output = Command::new(BENCH)
+        .arg(format!("http://{}/x", server.addr))
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// A number from the flat JSON the tool prints: the value after `"key":`.
+fn field(json: &str, key: &str) -> f64 {
+    let at = json
+        .find(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("{key} in {json}"));
+    let rest = &json[at + key.len() + 3..];
+    let end = rest.find([',', '}']).unwrap();
+    rest[..end].parse().unwrap()
+}
+
+#[test]
+fn counts_what_the_server_counted() {
+    bounded(30, || {
+        let (server, handler) = scripted_server(Status::OK, 0, Duration::ZERO);
+        let json = bench(&server, &["-c", "10", "-d", "2"]);
+        let counted = field(&json, "requests") as u64;
+        let served = handler.count.load(Ordering::SeqCst);
+        assert!(counted > 1000, "{json}");
+        // The server may have answered, after the window closed, what was in flight then.
+        assert!(
+            served >= counted && served <= counted + 10,
+            "bench {counted}, server {served}"
+        );
+        assert_eq!(field(&json, "status"), 0.0);
+        assert!((field(&json, "requests_per_s") - counted as f64 / 2.0).abs() < 1.0);
+
+        let json = bench(&server, &["-c", "4", "-d", "1", "--pipeline", "8"]);
+        assert!(field(&json, "requests") > 1000.0);
+        assert_eq!(field(&json, "read"), 0.0);
+    });
+}
+
+#[test]
+fn error_statuses_are_counted() {
+    bounded(30, || {
+        let (server, _) = scripted_server(Status::INTERNAL_SERVER_ERROR, 0, Duration::ZERO);
+        let json = bench(&server, &["-c", "5", "-d", "1"]);
+        let requests = field(&json, "requests");
+        assert!(requests > 100.0);
+        assert_eq!(field(&json, "status"), requests, "{json}");
+    });
+}
+
+#[test]
+fn connection_failures_are_counted() {
+    bounded(30, || {
+        // A port with nothing listening.
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let output = Command::new(BENCH)
+            .args([&format!("http://{free}/"), "-c", "2", "-d", "0.5", "--json"])
+            .output()
+            .unwrap();
+        let json = String::from_utf8(output.stdout).unwrap();
+        assert_eq!(field(&json, "requests"), 0.0);
+        assert!(field(&json, "connect") > 0.0, "{json}");
+    });
+}
+
+/// A server that stalls for 300 ms. Closed loop, only the requests in flight see it (the
+/// client stops sending meanwhile); on a fixed schedule, every request that was due during
+/// the stall counts its wait.
+#[test]
+fn a_stall_shows_in_rate_mode() {
+    bounded(60, || {
+        let stall = Duration::from_millis(300);
+        let (server, _) = scripted_server(Status::OK, 500, stall);
+        let json = bench(&server, &["-c", "10", "-d", "2", "--rate", "1000"]);
+        let p90 = field(&json, "p90");
+        assert!(
+            p90 >= 30_000.0,
+            "rate mode p90 {p90} µs should show the stall: {json}"
+        );
+        assert!(field(&json, "max") >= 250_000.0, "{json}");
+
+        let (server, _) = scripted_server(Status::OK, 500, stall);
+        let json = bench(&server, &["-c", "10", "-d", "2"]);
+        assert!(
+            field(&json, "p99") < 30_000.0,
+            "closed loop hides the stall: {json}"
+        );
+        assert!(field(&json, "max") >= 250_000.0, "{json}");
+    });
+}
+
+#[test]
+fn compare_writes_a_table_and_plots() {
+    bounded(120, || {
+        let out = std::env::temp_dir().join(format!("compare-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let output = Command::new(BENCH)
+            .args([
+                "compare",
+                "--modes",
+                "reactor,threaded,blocking",
+                "--connections",
+                "1,4",
+            ])
+            .args(["--duration", "0.3", "--threads", "2", "--out"])
+            .arg(&out)
+            .args(["--server", env!("CARGO_BIN_EXE_reactor-httpd")])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let table = String::from_utf8(output.stdout).unwrap();
+        let rows = table
+            .lines()
+            .filter(|line| {
+                line.starts_with("| reactor")
+                    || line.starts_with("| threaded")
+                    || line.starts_with("| blocking")
+            })
+            .count();
+        assert_eq!(rows, 3 * 2 * 2, "{table}");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("[12/12]"));
+        assert_eq!(
+            std::fs::read_to_string(out.join("results.md")).unwrap(),
+            table
+        );
+        for plot in [
+            "hello-requests.svg",
+            "hello-p99.svg",
+            "file-requests.svg",
+            "file-p99.svg",
+        ] {
+            let svg = std::fs::read_to_string(out.join(plot)).unwrap();
+            assert!(
+                svg.starts_with("<svg") && svg.contains("reactor") && svg.contains("blocking"),
+                "{plot}"
+            );
+        }
+        std::fs::remove_dir_all(&out).unwrap();
+    });
+}

@@ -1,0 +1,134 @@
+//! What only the fork mode has: children, and a parent that must reap them.
+
+mod common;
+
+use std::fs;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{TestServer, bounded, config};
+use reactor_httpd::config::Mode;
+use reactor_httpd::server::Server;
+
+/// The pids of a process's children, with their state letter (`Z` for a zombie).
+fn children(pid: u32) -> Vec<(u32, char)> {
+    fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|child| child.parse().ok())
+        .filter_map(|child: u32| {
+            let stat = fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+            Some((child, state))
+        })
+        .collect()
+}
+
+fn open_fds(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+/// Waits until `condition` holds, checking every 10 ms, for at most `limit`.
+fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    condition()
+}
+
+#[test]
+fn two_thousand_connections_leave_no_zombies_and_no_descriptors() {
+    bounded(120, || {
+        let server = TestServer::start(config(Mode::Fork));
+        let pid = server.pid().unwrap();
+        let mut first = server.connect();
+        assert_eq!(first.get("/hello").status, 200);
+        drop(first);
+        assert!(eventually(Duration::from_secs(5), || children(pid).is_empty()));
+        let fds = open_fds(pid);
+        for i in 0..2000 {
+            let mut client = server.connect();
+            let response =
+                client.request(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            assert_eq!(response.status, 200, "connection {i}");
+            client.expect_close();
+        }
+        // Every child exits once its client has gone; the parent reaps each at SIGCHLD.
+        assert!(
+            eventually(Duration::from_secs(10), || children(pid).is_empty()),
+            "children left: {:?}",
+            children(pid)
+        );
+        assert_eq!(open_fds(pid), fds, "the parent leaked descriptors");
+    });
+}
+
+#[test]
+fn zombies_never_pile_up_under_load() {
+    bounded(60, || {
+        let server = TestServer::start(config(Mode::Fork));
+        let pid = server.pid().unwrap();
+        let mut most_zombies = 0;
+        for _ in 0..20 {
+            let clients: Vec<_> = (0..20).map(|_| server.connect()).collect();
+            for mut client in clients {
+                assert_eq!(client.get("/hello").status, 200);
+            }
+            let zombies = children(pid)
+                .iter()
+                .filter(|(_, state)| *state == 'Z')
+                .count();
+            most_zombies = most_zombies.max(zombies);
+        }
+        // A child exits between SIGCHLD and the reap: a few at a time, never a pile.
+        assert!(most_zombies < 20, "{most_zombies} zombies at once");
+        assert!(eventually(Duration::from_secs(10), || children(pid).is_empty()));
+    });
+}
+
+/// SIGTERM: the parent stops accepting at once, lets the child finish its response, and exits
+/// 0 within 5 s. It signals no child.
+#[test]
+fn shutdown_waits_for_children() {
+    bounded(30, || {
+        let mut server = TestServer::start(config(Mode::Fork));
+        let mut busy = server.connect();
+        busy.send(
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
+        );
+        assert_eq!(busy.response().status, 100);
+        let start = Instant::now();
+        server.trigger_shutdown();
+        assert!(
+            eventually(Duration::from_secs(3), || std::net::TcpStream::connect(
+                server.addr
+            )
+            .is_err()),
+            "still accepting"
+        );
+        busy.send(b"done");
+        assert_eq!(busy.response().text(), "done");
+        drop(busy);
+        server.stop();
+        assert!(start.elapsed() < Duration::from_secs(5));
+    });
+}
+
+/// The parent must be single-threaded to fork safely; a test process is not.
+#[test]
+fn refuses_to_fork_from_a_threaded_process() {
+    let cfg = config(Mode::Fork);
+    let handler = reactor_httpd::app::build(&cfg).unwrap();
+    let server = Server::bind(&cfg, Arc::clone(&handler)).unwrap();
+    assert!(
+        server
+            .listening_line()
+            .ends_with("(fork, 1 process per connection)")
+    );
+    let err = server.run().unwrap_err();
+    assert!(err.to_string().contains("single-threaded"), "{err}");
+}
