@@ -6,6 +6,7 @@ use std::fs;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::proc::open_fds;
 use common::{TestServer, bounded, config};
 use reactor_httpd::config::Mode;
 use reactor_httpd::server::Server;
@@ -22,10 +23,6 @@ fn children(pid: u32) -> Vec<(u32, char)> {
             Some((child, state))
         })
         .collect()
-}
-
-fn open_fds(pid: u32) -> usize {
-    fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
 }
 
 /// Waits until `condition` holds, checking every 10 ms, for at most `limit`.

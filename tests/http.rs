@@ -456,6 +456,41 @@ fn custom_handler_sees_the_request(mode: Mode) {
     assert_eq!(response.text(), "PUT|/a/b|Some(\"c=d\")|2|3");
 }
 
+/// A handler that panics: that request gets a 500, the connection and the loop go on, and
+/// every other connection is served as before.
+fn handler_panic_is_a_500(mode: Mode) {
+    use reactor_httpd::app::Handler;
+    use reactor_httpd::http::{Request, Response, Status};
+    struct Fragile;
+    impl Handler for Fragile {
+        fn handle(&self, request: &Request<'_>) -> Response {
+            assert!(
+                request.path != "/panic",
+                "deliberate panic in a test handler"
+            );
+            Response::text(Status::OK, "fine")
+        }
+    }
+    let mut cfg = config(mode);
+    cfg.cores = reactor_httpd::config::Cores::Count(1);
+    let server = TestServer::with_handler(cfg, Arc::new(Fragile));
+    let mut other = concurrent(mode).then(|| server.connect());
+    if let Some(other) = &mut other {
+        assert_eq!(other.get("/").text(), "fine");
+    }
+    let mut client = server.connect();
+    for _ in 0..3 {
+        let response = client.get("/panic");
+        assert_eq!(response.status, 500);
+        assert_eq!(response.text(), "500 Internal Server Error\n");
+        assert_eq!(client.get("/").text(), "fine");
+    }
+    drop(client);
+    if let Some(other) = &mut other {
+        assert_eq!(other.get("/").text(), "fine");
+    }
+}
+
 /// One test for one mode, under a time bound.
 macro_rules! t {
     ($name:ident, $secs:expr, $mode:expr) => {
@@ -490,6 +525,7 @@ macro_rules! every_mode {
 macro_rules! in_process {
     ($mode:expr) => {
         t!(custom_handler_sees_the_request, 20, $mode);
+        t!(handler_panic_is_a_500, 20, $mode);
         t!(graceful_shutdown, 20, $mode);
     };
 }

@@ -420,6 +420,12 @@ impl Conn {
         matches!(self.phase, Phase::Head { .. }) && self.input.is_empty() && self.output.is_empty()
     }
 
+    /// Response bytes queued and not yet written (a file body being sent not counted): what a
+    /// client that does not read makes the connection hold.
+    pub fn unsent(&self) -> usize {
+        self.output.buf.len() - self.output.written
+    }
+
     /// Whether the connection holds input or output buffers (an idle one should not).
     pub fn holds_buffers(&self) -> bool {
         self.input.holds_buffer() || self.output.buf.capacity() > 0
@@ -678,5 +684,8 @@ impl Conn {
     }
 }
 
+#[doc(hidden)]
+#[macro_use]
+pub mod memory;
 #[cfg(test)]
 mod tests;

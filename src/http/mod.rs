@@ -20,7 +20,7 @@ mod response;
 
 pub use body::{ChunkedDecoder, Decoded};
 pub use buf::{BUF_SIZE, BufPool};
-pub use conn::{Conn, Context, LINGER_TIMEOUT, OUTPUT_HIGH_WATER, Want};
+pub use conn::{Conn, Context, LINGER_TIMEOUT, OUTPUT_HIGH_WATER, Want, memory};
 pub use date::Clock;
 pub use parse::{
     BodyLength, Framing, Head, HeadScan, HeaderStorage, MAX_HEADERS, MAX_REQUEST_LINE, Scanned,

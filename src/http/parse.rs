@@ -47,7 +47,8 @@ impl HeadScan {
         while let Some(i) = memchr::memchr(b'\n', &data[at..]) {
             let lf = at + i;
             if !self.line_done {
-                if lf > request_line_limit(max_header_bytes) {
+                let line_len = lf - usize::from(lf > 0 && data[lf - 1] == b'\r');
+                if line_len > request_line_limit(max_header_bytes) {
                     return Err(Status::URI_TOO_LONG);
                 }
                 self.line_done = true;
@@ -76,7 +77,10 @@ impl HeadScan {
     }
 
     fn incomplete(&self, data: &[u8], max_header_bytes: usize) -> Result<Scanned, Status> {
-        if !self.line_done && data.len() > request_line_limit(max_header_bytes) {
+        // An unfinished line may still end in the CR of its CRLF: one byte of grace, unless the
+        // line alone already overflows the head.
+        let line_limit = request_line_limit(max_header_bytes) + 1;
+        if !self.line_done && data.len() > line_limit.min(max_header_bytes) {
             Err(Status::URI_TOO_LONG)
         } else if data.len() > max_header_bytes {
             Err(Status::HEADERS_TOO_LARGE)
@@ -86,8 +90,9 @@ impl HeadScan {
     }
 }
 
-/// A request line longer than 8 KiB, or longer than the whole head may be, is too long by
-/// itself: 414 rather than 431, so the client knows the URI is what to shorten.
+/// A request line (not counting its line ending) longer than 8 KiB, or longer than the whole
+/// head may be, is too long by itself: 414 rather than 431, so the client knows the URI is what
+/// to shorten.
 fn request_line_limit(max_header_bytes: usize) -> usize {
     MAX_REQUEST_LINE.min(max_header_bytes)
 }
@@ -155,11 +160,10 @@ pub fn parse_whole_head<'a>(
     };
     let (request, framing) = interpret(parsed)?;
     // The scanner would have stopped at a long request line; so must this path.
-    let version_at = request.target.as_ptr() as usize - data.as_ptr() as usize
+    let line_len = request.target.as_ptr() as usize - data.as_ptr() as usize
         + request.target.len()
         + " HTTP/1.1".len();
-    let lf = version_at + usize::from(data[version_at] == b'\r');
-    if lf > request_line_limit(max_header_bytes) {
+    if line_len > request_line_limit(max_header_bytes) {
         return Err(Status::URI_TOO_LONG);
     }
     Ok(Some((request, framing, len)))
@@ -210,14 +214,22 @@ fn interpret<'a>(parsed: httparse::Request<'a, 'a>) -> Result<(Request<'a>, Fram
     Ok((request, framing))
 }
 
-/// Whether the request line ends in a well-formed `HTTP/d.d` that httparse refused: a version
-/// we do not speak (505) rather than garbage (400).
+/// Whether the request line is `METHOD SP TARGET SP HTTP/d.d` with a version httparse refused:
+/// a version we do not speak (505) rather than garbage (400). A line with more parts than three
+/// (`GET /a b HTTP/1.1`) is garbage whatever it ends with.
 fn names_another_version(head: &[u8]) -> bool {
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    matches!(line.rsplit(|&b| b == b' ').next(),
-        Some([b'H', b'T', b'T', b'P', b'/', major, b'.', minor])
-            if major.is_ascii_digit() && minor.is_ascii_digit())
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(_), Some(_), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    matches!(version,
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit()
+                && !(*major == b'1' && matches!(minor, b'0' | b'1')))
 }
 
 /// Splits the target into path and query. Origin form (`/a?b`) is the usual; absolute form
@@ -403,17 +415,31 @@ mod tests {
 
     #[test]
     fn limits_give_414_and_431() {
+        // Unterminated, 8 KiB and 2 bytes: over even if the next byte were the final LF.
         let mut long_line = b"GET /".to_vec();
-        long_line.resize(MAX_REQUEST_LINE + 1, b'a');
+        long_line.resize(MAX_REQUEST_LINE + 2, b'a');
         assert_eq!(scan_whole(&long_line), Err(Status::URI_TOO_LONG));
         assert_eq!(
             scan_bytewise(&long_line, 1 << 14),
             Err(Status::URI_TOO_LONG)
         );
-        let mut at_limit = b"GET /".to_vec();
-        at_limit.resize(MAX_REQUEST_LINE - 10, b'a');
-        at_limit.extend_from_slice(b" HTTP/1.1\r\n\r\n");
-        assert!(matches!(scan_whole(&at_limit), Ok(Scanned::Complete(_))));
+        // Exactly 8 KiB of request line, line ending not counted, passes however it arrives;
+        // one byte more is 414.
+        for (extra, eol) in [(0, "\r\n"), (0, "\n"), (1, "\r\n"), (1, "\n")] {
+            let mut line = b"GET /".to_vec();
+            line.resize(MAX_REQUEST_LINE - " HTTP/1.1".len() + extra, b'a');
+            line.extend_from_slice(format!(" HTTP/1.1{eol}Host: h{eol}{eol}").as_bytes());
+            let expect_ok = extra == 0;
+            let whole = scan_whole(&line);
+            let bytewise = scan_bytewise(&line, 1 << 14);
+            for result in [whole, bytewise] {
+                match result {
+                    Ok(Scanned::Complete(_)) => assert!(expect_ok, "{extra} {eol:?}"),
+                    Err(Status::URI_TOO_LONG) => assert!(!expect_ok, "{extra} {eol:?}"),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
 
         let mut big = b"GET / HTTP/1.1\r\n".to_vec();
         big.resize(2000, b'a');
@@ -580,13 +606,13 @@ mod tests {
         );
         // A request line over 8 KiB is 414 on this path too, even when the whole head fits.
         for eol in ["\r\n", "\n"] {
-            let line = format!("GET /{} HTTP/1.1{eol}", "a".repeat(MAX_REQUEST_LINE - 15));
+            let line = format!("GET /{} HTTP/1.1{eol}", "a".repeat(MAX_REQUEST_LINE - 14));
             let head = format!("{line}Host: h{eol}{eol}");
             assert!(
                 matches!(whole(head.as_bytes(), 16 * 1024), Ok(Some(_))),
                 "{eol:?}"
             );
-            let line = format!("GET /{} HTTP/1.1{eol}", "a".repeat(MAX_REQUEST_LINE));
+            let line = format!("GET /{} HTTP/1.1{eol}", "a".repeat(MAX_REQUEST_LINE - 13));
             let head = format!("{line}Host: h{eol}{eol}");
             assert_eq!(
                 whole(head.as_bytes(), 16 * 1024),

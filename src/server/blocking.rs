@@ -85,16 +85,20 @@ pub(crate) fn accept(
     listener: &TcpListener,
     shutdown: &Shutdown,
 ) -> io::Result<Option<(TcpStream, IpAddr)>> {
+    let mut trouble = io_util::AcceptTrouble::default();
     loop {
         if shutdown.is_triggered() {
             return Ok(None);
         }
         match listener.accept() {
-            Ok((stream, peer)) => return Ok(Some((stream, peer.ip()))),
+            Ok((stream, peer)) => {
+                trouble.accepted();
+                return Ok(Some((stream, peer.ip())));
+            }
             Err(_) if shutdown.is_triggered() => return Ok(None),
             Err(err) if io_util::is_transient_accept_error(&err) => {}
             Err(err) if io_util::is_resource_exhaustion(&err) => {
-                eprintln!("reactor-httpd: accept: {err}; pausing accepts");
+                trouble.failed(&err);
                 thread::sleep(ACCEPT_BACKOFF);
             }
             Err(err) => return Err(err),
@@ -111,6 +115,9 @@ pub(crate) fn serve_connection(
     shutdown: &Shutdown,
 ) {
     let slot = active.register(&stream);
+    // A file response is two sends (head, then sendfile): without this, Nagle holds the second
+    // back until the first is acknowledged, and a client's delayed ACK makes that 40 ms.
+    let _ = stream.set_nodelay(true);
     env.clock.tick();
     let mut conn = env.with_context(peer, |cx| Conn::new(cx));
     let mut timeouts = SocketTimeouts::new(&stream, env.shared.limits.send_timeout);

@@ -55,6 +55,7 @@ pub(crate) fn run(
     let mut events = Events::with_capacity(16);
     let mut children = 0usize;
     let mut paused_until: Option<Instant> = None;
+    let mut trouble = io_util::AcceptTrouble::default();
 
     while !shutdown.is_triggered() {
         let timeout = paused_until.map(|at| at.saturating_duration_since(Instant::now()));
@@ -75,6 +76,7 @@ pub(crate) fn run(
         loop {
             match listener.accept() {
                 Ok((stream, peer)) => {
+                    trouble.accepted();
                     // Accepted sockets are non-blocking under mio; the child blocks.
                     let stream = into_std(stream);
                     if children >= shared.max_connections {
@@ -94,7 +96,7 @@ pub(crate) fn run(
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) if io_util::is_transient_accept_error(&err) => {}
                 Err(err) => {
-                    eprintln!("reactor-httpd: accept: {err}; pausing accepts");
+                    trouble.failed(&err);
                     paused_until = Some(Instant::now() + BACKOFF);
                     break;
                 }

@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::Instant;
 
 /// Linux sends at most this much per sendfile call.
 const SENDFILE_MAX: u64 = 0x7fff_f000;
@@ -40,4 +41,28 @@ pub(crate) fn is_resource_exhaustion(err: &io::Error) -> bool {
         err.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
+}
+
+/// Reports accept failures once per episode: the first failure, then how long it lasted when
+/// an accept succeeds again. Retrying every 100 ms through a descriptor shortage would
+/// otherwise print ten lines a second for as long as it lasts.
+#[derive(Default)]
+pub(crate) struct AcceptTrouble {
+    since: Option<Instant>,
+}
+
+impl AcceptTrouble {
+    pub fn failed(&mut self, err: &io::Error) {
+        if self.since.is_none() {
+            eprintln!("reactor-httpd: accept: {err}; pausing accepts");
+            self.since = Some(Instant::now());
+        }
+    }
+
+    pub fn accepted(&mut self) {
+        if let Some(since) = self.since.take() {
+            let seconds = since.elapsed().as_secs_f64();
+            eprintln!("reactor-httpd: accepting again after {seconds:.1} s");
+        }
+    }
 }

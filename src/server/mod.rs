@@ -21,6 +21,7 @@ mod timers;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
@@ -29,7 +30,7 @@ pub use shutdown::{DRAIN_GRACE, Shutdown};
 use crate::access_log::AccessLog;
 use crate::app::Handler;
 use crate::config::{AccessLogTarget, Config, Cores, Limits, Mode};
-use crate::http::{BufPool, Clock, Context, Request};
+use crate::http::{BufPool, Clock, Context, Request, Response, Status};
 
 /// Why the server could not start. `Usage` is the user's to fix (exit 2); `Io` is the system's
 /// (exit 1).
@@ -79,7 +80,15 @@ impl LoopEnv {
     /// Runs `f` with the context a connection from `peer` needs for one call into `http::Conn`.
     pub fn with_context<R>(&mut self, peer: IpAddr, f: impl FnOnce(&mut Context<'_>) -> R) -> R {
         let handler = &*self.shared.handler;
-        let respond = |request: &Request<'_>| handler.handle(request);
+        let respond = |request: &Request<'_>| {
+            // A panic in the handler is that request's failure, not the loop's: it becomes a
+            // 500, and the loop goes on serving every other connection. The panic hook has
+            // already printed the message and its location, once, to stderr; the access log
+            // shows the 500. The connection's own state is untouched (the panic happened in the
+            // handler, not in `http::Conn`), so it may stay open.
+            panic::catch_unwind(AssertUnwindSafe(|| handler.handle(request)))
+                .unwrap_or_else(|_| Response::error(Status::INTERNAL_SERVER_ERROR))
+        };
         let mut cx = Context {
             limits: &self.shared.limits,
             clock: &self.clock,

@@ -117,6 +117,7 @@ struct EventLoop {
     env: LoopEnv,
     /// Set after EMFILE on accept: accept again at this time.
     accept_paused_until: Option<Instant>,
+    accept_trouble: io_util::AcceptTrouble,
     shutdown: Shutdown,
     /// When draining must end, once shutdown began.
     drain_deadline: Option<Instant>,
@@ -149,6 +150,7 @@ impl EventLoop {
             timers: Timers::default(),
             env: LoopEnv::new(shared)?,
             accept_paused_until: None,
+            accept_trouble: io_util::AcceptTrouble::default(),
             shutdown,
             drain_deadline: None,
             _waker: waker,
@@ -218,17 +220,17 @@ impl EventLoop {
         }
         while let Some(listener) = &self.listener {
             match listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer.ip()),
+                Ok((stream, peer)) => {
+                    self.accept_trouble.accepted();
+                    self.admit(stream, peer.ip());
+                }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
                 Err(err) if io_util::is_transient_accept_error(&err) => continue,
                 Err(err) => {
-                    // Out of descriptors or memory: the connection stays in the backlog. Retrying
-                    // at once would spin at full CPU; give closing connections time to free some.
-                    if io_util::is_resource_exhaustion(&err) {
-                        eprintln!("reactor-httpd: accept: {err}; pausing accepts");
-                    } else {
-                        eprintln!("reactor-httpd: accept: {err}");
-                    }
+                    // Out of descriptors or memory (or worse): the connection stays in the
+                    // backlog. Retrying at once would spin at full CPU; give closing
+                    // connections time to free some.
+                    self.accept_trouble.failed(&err);
                     self.accept_paused_until = Some(self.env.clock.now() + ACCEPT_BACKOFF);
                     return;
                 }

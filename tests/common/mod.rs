@@ -94,6 +94,12 @@ impl TestServer {
 
     /// The binary, run with flags saying what `config` says.
     fn process(config: &Config) -> TestServer {
+        TestServer::subprocess(config, |_| {})
+    }
+
+    /// The binary in its own process, with flags saying what `config` says; `setup` may add to
+    /// the command (lower a limit, capture stderr) before it runs.
+    pub fn subprocess(config: &Config, setup: impl FnOnce(&mut Command)) -> TestServer {
         let secs = |d: Duration| d.as_secs_f64().to_string();
         let limits = &config.limits;
         let mut command = Command::new(env!("CARGO_BIN_EXE_reactor-httpd"));
@@ -112,11 +118,19 @@ impl TestServer {
             .args(["--body-timeout", &secs(limits.body_timeout)])
             .args(["--keep-alive-timeout", &secs(limits.keep_alive_timeout)])
             .args(["--send-timeout", &secs(limits.send_timeout)])
+            .args(["--threads", &config.threads.to_string()])
             .arg(&config.root)
             .stdout(Stdio::piped());
+        if let Cores::Count(n) = config.cores {
+            command.args(["--cores", &n.to_string()]);
+        }
+        if !config.pin {
+            command.arg("--no-pin");
+        }
         if config.demo {
             command.arg("--demo");
         }
+        setup(&mut command);
         let mut child = command.spawn().expect("run reactor-httpd");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
@@ -143,6 +157,14 @@ impl TestServer {
         match &self.running {
             Running::Process(Some(child)) => Some(child.id()),
             _ => None,
+        }
+    }
+
+    /// The server process, to read its stderr or /proc entries; `None` in-process.
+    pub fn child(&mut self) -> Option<&mut Child> {
+        match &mut self.running {
+            Running::Process(child) => child.as_mut(),
+            Running::Thread { .. } => None,
         }
     }
 
@@ -307,6 +329,20 @@ impl Client {
         self.read_response(false)
     }
 
+    pub fn try_head_response(&mut self) -> io::Result<Response> {
+        self.read_response(true)
+    }
+
+    /// Bytes received but not yet part of a complete response.
+    pub fn unread(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Takes the bytes received but not yet read as responses, to read the rest raw.
+    pub fn take_unread(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+
     fn read_response(&mut self, head_only: bool) -> io::Result<Response> {
         let head_len = loop {
             if let Some(end) = find(&self.buf, b"\r\n\r\n") {
@@ -395,4 +431,45 @@ impl Client {
 
 pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// What /proc says about a server process.
+pub mod proc {
+    use std::fs;
+
+    /// Resident memory, in KiB.
+    pub fn rss_kib(pid: u32) -> usize {
+        fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    pub fn open_fds(pid: u32) -> usize {
+        fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+    }
+
+    /// utime + stime of the whole process, in clock ticks (100 a second on Linux).
+    pub fn cpu_ticks(pid: u32) -> u64 {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        // Fields after the command name, which is in parentheses and may contain spaces.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+}
+
+/// A fresh, empty directory under the system's temporary directory, unique to this process
+/// and `name`.
+pub fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("reactor-httpd-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

@@ -11,6 +11,9 @@ use std::io::{self, BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use plotters::prelude::*;
@@ -27,6 +30,8 @@ pub struct Compare {
     pub server: PathBuf,
     /// `--threads` for the threaded mode.
     pub threads: usize,
+    /// Total requests/s of the fixed-rate run in each cell.
+    pub rate: f64,
 }
 
 /// The two things each cell drives.
@@ -36,11 +41,15 @@ struct Cell {
     mode: String,
     connections: usize,
     path: &'static str,
+    /// Closed loop: as fast as the server answers.
     report: Report,
-    /// Server CPU over the run, as a percentage of one core.
+    /// The same connections sharing a fixed total rate: latency without queueing.
+    at_rate: Report,
+    /// Server CPU over the closed-loop window, as a percentage of one core.
     cpu_percent: f64,
-    /// Server resident memory at the end of the run, in KiB (all its processes).
-    rss_kib: u64,
+    /// Peak server memory during the closed-loop window, in KiB: proportional set size, so
+    /// pages the fork mode's processes share are counted once.
+    memory_kib: u64,
 }
 
 pub fn run(compare: &Compare) -> io::Result<()> {
@@ -70,7 +79,7 @@ pub fn run(compare: &Compare) -> io::Result<()> {
             for (path, label) in PATHS {
                 let done = cells.len();
                 let left = if done == 0 {
-                    compare.duration.as_secs_f64() * 1.2 * total as f64
+                    (compare.duration.as_secs_f64() * 2.0 + 3.0) * total as f64
                 } else {
                     started.elapsed().as_secs_f64() / done as f64 * (total - done) as f64
                 };
@@ -111,8 +120,19 @@ pub fn run(compare: &Compare) -> io::Result<()> {
             compare,
             path,
             &compare.out.join(format!("{slug}-p99.svg")),
-            &format!("{label}: p99 latency (ms)"),
+            &format!("{label}: p99 latency (ms), as fast as it answers"),
             |cell| cell.report.percentile_us(99.0) as f64 / 1000.0,
+        )?;
+        plot(
+            &cells,
+            compare,
+            path,
+            &compare.out.join(format!("{slug}-p99-at-rate.svg")),
+            &format!(
+                "{label}: p99 latency (ms) at {:.0} requests/s",
+                compare.rate
+            ),
+            |cell| cell.at_rate.percentile_us(99.0) as f64 / 1000.0,
         )?;
     }
     eprintln!("wrote {}", compare.out.display());
@@ -128,35 +148,41 @@ fn measure(
     server_core: Option<usize>,
     load_core: Option<core_affinity::CoreId>,
 ) -> io::Result<Cell> {
-    let (mut server, port) = start_server(compare, root, mode, connections, server_core)?;
-    let pid = server.id();
-    let load = Load {
-        target: Target {
-            addr: ([127, 0, 0, 1], port).into(),
-            host: format!("127.0.0.1:{port}"),
-            path: path.to_string(),
-        },
-        connections,
-        duration: compare.duration,
-        pipeline: 1,
-        threads: 1,
-        rate: None,
-        timeout: Duration::from_secs(2),
-        pin: load_core,
+    // A fresh server for each run, so one run's leftovers (connections still closing, a
+    // thread pool's backlog) do not weigh on the next.
+    let run = |rate: Option<f64>| -> io::Result<(Report, Vec<Sample>)> {
+        let (mut server, port) = start_server(compare, root, mode, connections, server_core)?;
+        let sampler = Sampler::start(server.id());
+        let load = Load {
+            target: Target {
+                addr: ([127, 0, 0, 1], port).into(),
+                host: format!("127.0.0.1:{port}"),
+                path: path.to_string(),
+            },
+            connections,
+            duration: compare.duration,
+            pipeline: 1,
+            threads: 1,
+            rate,
+            timeout: Duration::from_secs(2),
+            pin: load_core,
+        };
+        let report = load::run(&load);
+        let samples = sampler.stop();
+        stop(&mut server);
+        Ok((report?, samples))
     };
-    let cpu_before = cpu_ticks(pid);
-    let started = Instant::now();
-    let report = load::run(&load)?;
-    let cpu = (cpu_ticks(pid) - cpu_before) as f64 / ticks_per_sec();
-    let rss_kib = rss_kib(pid);
-    stop(&mut server);
+    let (report, samples) = run(None)?;
+    let (at_rate, _) = run(Some(compare.rate))?;
+    let (cpu_percent, memory_kib) = usage(&samples, report.window);
     Ok(Cell {
         mode: mode.to_string(),
         connections,
         path,
         report,
-        cpu_percent: 100.0 * cpu / started.elapsed().as_secs_f64(),
-        rss_kib,
+        at_rate,
+        cpu_percent,
+        memory_kib,
     })
 }
 
@@ -211,6 +237,77 @@ fn start_server(
     Ok((child, port))
 }
 
+/// A server's CPU time and memory at one moment.
+struct Sample {
+    at: Instant,
+    cpu_ticks: u64,
+    /// Taken every few samples only: reading the smaps of a thousand forked children is not
+    /// free, and it runs on the load's core.
+    pss_kib: Option<u64>,
+}
+
+/// Samples a server from a thread of its own while the load runs, so that its figures cover
+/// the measurement window only (not the warm-up, not the teardown).
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<Vec<Sample>>,
+}
+
+impl Sampler {
+    const EVERY: Duration = Duration::from_millis(250);
+    const PSS_EVERY: usize = 4;
+
+    fn start(pid: u32) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                let tree = tree(pid);
+                let cpu_ticks = cpu_ticks(&tree);
+                // Stamped when the CPU reading is taken; the slower memory reading follows.
+                let at = Instant::now();
+                let pss_kib = (samples.len() % Self::PSS_EVERY == 0).then(|| pss_kib(&tree));
+                samples.push(Sample {
+                    at,
+                    cpu_ticks,
+                    pss_kib,
+                });
+                thread::sleep(Self::EVERY);
+            }
+            samples
+        });
+        Sampler { stop, thread }
+    }
+
+    fn stop(self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// CPU (percent of one core) and peak memory (KiB) over the samples inside `window`.
+fn usage(samples: &[Sample], window: Option<(Instant, Instant)>) -> (f64, u64) {
+    let Some((start, end)) = window else {
+        return (0.0, 0);
+    };
+    let inside: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.at >= start && s.at <= end)
+        .collect();
+    let (Some(first), Some(last)) = (inside.first(), inside.last()) else {
+        return (0.0, 0);
+    };
+    let seconds = last.at.duration_since(first.at).as_secs_f64();
+    let cpu = if seconds > 0.0 {
+        100.0 * last.cpu_ticks.saturating_sub(first.cpu_ticks) as f64 / ticks_per_sec() / seconds
+    } else {
+        0.0
+    };
+    let memory = inside.iter().filter_map(|s| s.pss_kib).max().unwrap_or(0);
+    (cpu, memory)
+}
+
 /// SIGTERM, then the contract's 5 s, then SIGKILL.
 fn stop(server: &mut Child) {
     // SAFETY: kill only signals our own child.
@@ -226,23 +323,61 @@ fn stop(server: &mut Child) {
     let _ = server.wait();
 }
 
-/// utime + stime of a process and its reaped children, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let field = |n: usize| {
-        fields
-            .get(n)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime, stime, cutime, cstime are fields 14-17 of stat(5); here 11-14 after the name.
-    field(11) + field(12) + field(13) + field(14)
+/// A process and its descendants, living or exited but not yet reaped: the server's process
+/// tree. Found by reading every process's parent from /proc, because the kernel's own list of
+/// children (`/proc/PID/task/TID/children`) misses processes while they come and go, as the fork
+/// mode's do by the thousand.
+fn tree(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Some(parent) = stat_fields(id).and_then(|f| f.get(1).and_then(|p| p.parse().ok())) {
+            parents.push((id, parent));
+        }
+    }
+    let mut tree = vec![pid];
+    let mut at = 0;
+    while at < tree.len() {
+        let parent = tree[at];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|&&(_, p)| p == parent)
+                .map(|&(id, _)| id),
+        );
+        at += 1;
+    }
+    tree
+}
+
+/// The fields of /proc/PID/stat after the command name (which is in parentheses and may contain
+/// spaces): state is [0], ppid [1], utime [11], stime [12], cutime [13], cstime [14].
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// CPU time of the tree, in clock ticks: each process's own time plus what it has reaped.
+fn cpu_ticks(tree: &[u32]) -> u64 {
+    tree.iter()
+        .filter_map(|&pid| stat_fields(pid))
+        .map(|fields| {
+            let field = |n: usize| {
+                fields
+                    .get(n)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            field(11) + field(12) + field(13) + field(14)
+        })
+        .sum()
 }
 
 fn ticks_per_sec() -> f64 {
@@ -250,66 +385,76 @@ fn ticks_per_sec() -> f64 {
     (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as f64
 }
 
-/// Resident memory of a process and its children (the fork mode's), in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let own = fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    let children =
-        fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    own + children
-        .split_whitespace()
-        .filter_map(|child| child.parse().ok())
-        .map(rss_kib)
-        .sum::<u64>()
+/// Proportional set size of the tree, in KiB: a page shared by n processes counts 1/n in
+/// each, so the sum is what they use together.
+fn pss_kib(tree: &[u32]) -> u64 {
+    tree.iter()
+        .map(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|line| line.strip_prefix("Pss:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 fn markdown(cells: &[Cell], compare: &Compare) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Each cell: {} s of keep-alive load from one mio thread; server pinned to core 0, load to core 1.\n\
-         `threaded` runs {} workers; `reactor` one loop.\n",
-        compare.duration.as_secs(),
+        "Each cell: {} s of keep-alive load from one mio thread as fast as the server answers (closed \
+         loop), then {} s of the same connections sharing {:.0} requests/s on a fixed schedule (latency \
+         from when each request was due). Server pinned to core 0, load to core 1. `threaded` runs {} \
+         workers; `reactor` one loop. Errors are mostly timeouts: requests unanswered for 2 s.\n",
+        compare.duration.as_secs_f64(),
+        compare.duration.as_secs_f64(),
+        compare.rate,
         compare.threads
     );
     for (path, label) in PATHS {
         let _ = writeln!(out, "### {label} (`GET {path}`)\n");
         let _ = writeln!(
             out,
-            "| mode | connections | requests/s | p99 | errors | server CPU | server RSS |"
+            "| mode | connections | requests/s | p99 | errors | p99 at {rate:.0}/s | errors at {rate:.0}/s | server CPU | server memory |",
+            rate = compare.rate
         );
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         for cell in cells.iter().filter(|cell| cell.path == path) {
-            let errors = &cell.report.errors;
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {} | {} | {:.0}% | {:.1} MiB |",
+                "| {} | {} | {:.0} | {} | {} | {} | {} | {:.0}% | {:.1} MiB |",
                 cell.mode,
                 cell.connections,
                 cell.report.requests_per_sec(),
                 human_us(cell.report.percentile_us(99.0)),
-                if errors.total() == 0 {
-                    "0".to_string()
-                } else {
-                    format!(
-                        "{} (timeout {}, read {}, connect {})",
-                        errors.total(),
-                        errors.timeout,
-                        errors.read,
-                        errors.connect
-                    )
-                },
+                errors(&cell.report),
+                human_us(cell.at_rate.percentile_us(99.0)),
+                errors(&cell.at_rate),
                 cell.cpu_percent,
-                cell.rss_kib as f64 / 1024.0
+                cell.memory_kib as f64 / 1024.0
             );
         }
         out.push('\n');
     }
     out
+}
+
+fn errors(report: &Report) -> String {
+    let e = &report.errors;
+    if e.total() == 0 {
+        "0".to_string()
+    } else {
+        format!(
+            "{} (timeout {}, read {}, connect {}, status {})",
+            e.total(),
+            e.timeout,
+            e.read,
+            e.connect,
+            e.status
+        )
+    }
 }
 
 /// One line per mode: `value` against connections (log scale).

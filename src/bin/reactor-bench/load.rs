@@ -75,10 +75,17 @@ pub struct Load {
     pub pin: Option<core_affinity::CoreId>,
 }
 
+/// How long a worker waits for all its connections to be established before it starts the
+/// measurement window anyway.
+const WARM_UP_LIMIT: Duration = Duration::from_secs(2);
+
 /// Runs the load for its duration and returns what was measured, all threads merged.
+///
+/// Each thread first opens all its connections, and only then starts its window: a thousand
+/// handshakes (and the server accepting them) would otherwise count as the latency of the
+/// first requests.
 pub fn run(load: &Load) -> io::Result<Report> {
     let threads = load.threads.clamp(1, load.connections.max(1));
-    let start = Instant::now();
     let mut workers = Vec::new();
     for index in 0..threads {
         // Connections split as evenly as they go.
@@ -92,7 +99,7 @@ pub fn run(load: &Load) -> io::Result<Report> {
             if let Some(core) = load.pin {
                 core_affinity::set_for_current(core);
             }
-            Worker::new(&load, connections, rate, start)?.run()
+            Worker::new(&load, connections, rate)?.run()
         }));
     }
     let mut report = Report::new();
@@ -238,6 +245,10 @@ struct Worker {
     timeout: Duration,
     /// Sends (rate mode) and reconnects that wait for a time, soonest first.
     scheduled: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Connections are still being opened; nothing is sent yet.
+    warming: bool,
+    duration: Duration,
+    /// The measurement window; during the warm-up, `end` is when the warm-up gives up.
     start: Instant,
     end: Instant,
     report: Report,
@@ -245,12 +256,8 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(
-        load: &Load,
-        connections: usize,
-        rate: Option<f64>,
-        start: Instant,
-    ) -> io::Result<Worker> {
+    fn new(load: &Load, connections: usize, rate: Option<f64>) -> io::Result<Worker> {
+        let start = Instant::now();
         let request = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\n\r\n",
             load.target.path, load.target.host
@@ -266,23 +273,21 @@ impl Worker {
             interval,
             timeout: load.timeout,
             scheduled: BinaryHeap::new(),
+            warming: true,
+            duration: load.duration,
             start,
-            end: start + load.duration,
+            end: start + WARM_UP_LIMIT,
             report: Report::new(),
             scratch: vec![0; 64 * 1024],
         };
         for index in 0..connections {
-            // Spread the schedule: connection i starts i/n of an interval late.
-            let offset = interval.map_or(Duration::ZERO, |every| {
-                every.mul_f64(index as f64 / connections as f64)
-            });
             worker.clients.push(Client {
                 stream: None,
                 connected: false,
                 unwritten: 0,
                 outstanding: 0,
                 sent_at: start,
-                due: start + offset,
+                due: start,
                 reader: ResponseReader::default(),
             });
             worker.connect(index);
@@ -290,11 +295,33 @@ impl Worker {
         Ok(worker)
     }
 
+    /// Ends the warm-up: the window starts now, and every connection sends its first request,
+    /// or in rate mode is scheduled to, connection i of n at i/n of an interval.
+    fn start_window(&mut self, now: Instant) {
+        self.warming = false;
+        self.start = now;
+        self.end = now + self.duration;
+        let count = self.clients.len();
+        for index in 0..count {
+            let offset = self.interval.map_or(Duration::ZERO, |every| {
+                every.mul_f64(index as f64 / count as f64)
+            });
+            self.clients[index].due = now + offset;
+            self.clients[index].sent_at = now;
+            self.send_if_due(index, now);
+        }
+    }
+
     fn run(mut self) -> io::Result<Report> {
         let mut events = Events::with_capacity(1024);
         let mut next_sweep = self.start;
         loop {
             let now = Instant::now();
+            if self.warming
+                && (now >= self.end || self.clients.iter().all(|client| client.connected))
+            {
+                self.start_window(now);
+            }
             if now >= self.end {
                 break;
             }
@@ -336,6 +363,7 @@ impl Worker {
             }
         }
         self.report.elapsed = self.end - self.start;
+        self.report.window = Some((self.start, self.end));
         Ok(self.report)
     }
 
@@ -410,7 +438,9 @@ impl Worker {
     fn send_if_due(&mut self, index: usize, now: Instant) {
         let interval = self.interval;
         let client = &mut self.clients[index];
-        if !client.connected || client.outstanding > 0 {
+        // Past the window nothing more is sent: an answer read then is not counted, and a
+        // request sent after it would be one more the server answered and the report did not.
+        if self.warming || now >= self.end || !client.connected || client.outstanding > 0 {
             return;
         }
         if let Some(every) = interval {

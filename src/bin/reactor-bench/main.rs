@@ -77,6 +77,9 @@ struct CompareArgs {
     /// Worker threads for the threaded mode.
     #[arg(long, default_value_t = 64)]
     threads: usize,
+    /// Total requests/s of each cell's fixed-rate run.
+    #[arg(long, default_value_t = 20000.0)]
+    rate: f64,
 }
 
 fn main() -> ExitCode {
@@ -158,6 +161,9 @@ fn compare(args: CompareArgs) -> Result<(), String> {
     if args.connections.is_empty() || args.connections.contains(&0) {
         return Err("--connections needs positive counts".into());
     }
+    if !(args.rate.is_finite() && args.rate > 0.0) {
+        return Err("--rate must be positive".into());
+    }
     let settings = compare::Compare {
         modes: args.modes,
         connections: args.connections,
@@ -165,6 +171,7 @@ fn compare(args: CompareArgs) -> Result<(), String> {
         out: args.out,
         server,
         threads: args.threads,
+        rate: args.rate,
     };
     compare::run(&settings).map_err(|err| err.to_string())
 }

@@ -1,11 +1,10 @@
 //! The state machine driven by an in-memory "socket": input fed in any split, output collected.
 //! Each reader is tested whole, byte by byte, and with the next request trailing behind.
 
+use super::memory::{self, MemoryConn, parse_responses};
 use super::*;
 use proptest::prelude::*;
 use std::io::Write as _;
-use std::os::unix::fs::FileExt;
-use std::time::UNIX_EPOCH;
 
 /// Answers with what it saw, so a test can check what the parser delivered.
 fn describe(request: &Request<'_>) -> Response {
@@ -27,148 +26,22 @@ fn describe(request: &Request<'_>) -> Response {
     }
 }
 
-struct Harness {
-    limits: Limits,
-    clock: Clock,
-    pool: BufPool,
-    handler: &'static dyn Fn(&Request<'_>) -> Response,
-    conn: Conn,
-    out: Vec<u8>,
-    /// The client does not read: writes make no progress.
-    stalled: bool,
-    half_closed: bool,
-    closed: bool,
+/// The in-memory driver, with `describe` as the default handler.
+type Harness = MemoryConn;
+
+trait DescribeByDefault {
+    fn new() -> Self;
 }
 
-macro_rules! cx {
-    ($h:expr) => {
-        Context {
-            limits: &$h.limits,
-            clock: &$h.clock,
-            pool: &mut $h.pool,
-            log: None,
-            peer: IpAddr::from([127, 0, 0, 1]),
-            handler: $h.handler,
-        }
-    };
-}
-
-impl Harness {
+impl DescribeByDefault for MemoryConn {
     fn new() -> Self {
-        Harness::with(Limits::default(), &describe)
-    }
-
-    fn with(limits: Limits, handler: &'static dyn Fn(&Request<'_>) -> Response) -> Self {
-        let clock = Clock::at(
-            Instant::now(),
-            UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-        );
-        let mut pool = BufPool::new();
-        let conn = Conn::new(&Context {
-            limits: &limits,
-            clock: &clock,
-            pool: &mut pool,
-            log: None,
-            peer: IpAddr::from([127, 0, 0, 1]),
-            handler,
-        });
-        Harness {
-            limits,
-            clock,
-            pool,
-            handler,
-            conn,
-            out: Vec::new(),
-            stalled: false,
-            half_closed: false,
-            closed: false,
-        }
-    }
-
-    /// Offers `input`; returns how many bytes the connection took.
-    fn feed(&mut self, input: &[u8]) -> usize {
-        let mut taken = 0;
-        while !self.closed {
-            let mut cx = cx!(self);
-            match self.conn.want(&mut cx) {
-                Want::Read => {
-                    if taken == input.len() {
-                        break;
-                    }
-                    let buf = self.conn.read_buf(&mut cx);
-                    let n = buf.len().min(input.len() - taken);
-                    assert!(n > 0, "asked to read with no room");
-                    buf[..n].copy_from_slice(&input[taken..taken + n]);
-                    self.conn.received(n);
-                    taken += n;
-                }
-                Want::Write(bytes) => {
-                    if self.stalled {
-                        break;
-                    }
-                    self.out.extend_from_slice(bytes);
-                    let n = bytes.len();
-                    self.conn.wrote(n);
-                }
-                Want::SendFile { file, offset, len } => {
-                    if self.stalled {
-                        break;
-                    }
-                    let mut chunk = vec![0; len.min(4096) as usize];
-                    let n = file.read_at(&mut chunk, offset).unwrap();
-                    self.out.extend_from_slice(&chunk[..n]);
-                    self.conn.sent_file(n as u64);
-                }
-                Want::HalfClose => self.half_closed = true,
-                Want::Close => self.closed = true,
-            }
-        }
-        taken
-    }
-
-    /// The client closes its side.
-    fn eof(&mut self) {
-        if !self.closed {
-            let mut cx = cx!(self);
-            if let Want::Read = self.conn.want(&mut cx) {
-                self.conn.received(0);
-            }
-            self.feed(b"");
-        }
-    }
-
-    /// Moves the clock `secs` on and fires the timer if it is due.
-    fn advance(&mut self, secs: f64) {
-        let later = self.clock.now() + Duration::from_secs_f64(secs);
-        self.clock = Clock::at(later, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
-        if self
-            .conn
-            .deadline(&self.limits)
-            .is_some_and(|deadline| deadline <= later)
-        {
-            let mut cx = cx!(self);
-            self.conn.timed_out(&mut cx);
-        }
-        self.feed(b"");
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.out).into_owned()
+        MemoryConn::with(Limits::default(), &describe)
     }
 }
 
 /// Runs `input` split at the given sizes (cycled), as successive reads.
 fn run_split(input: &[u8], sizes: &[usize]) -> (Vec<u8>, bool) {
-    let mut harness = Harness::new();
-    let mut at = 0;
-    for &size in sizes.iter().cycle() {
-        if at >= input.len() || harness.closed {
-            break;
-        }
-        let end = (at + size.max(1)).min(input.len());
-        at += harness.feed(&input[at..end]);
-    }
-    (harness.out, harness.closed)
+    memory::run_split(&describe, input, sizes)
 }
 
 /// The same input whole, byte by byte and in odd pieces must give the same bytes out. (Whether a
@@ -178,67 +51,6 @@ fn run_all_ways(input: &[u8]) -> (String, bool) {
     assert_eq!(run_split(input, &[1]).0, whole.0, "byte by byte");
     assert_eq!(run_split(input, &[7, 2, 13]).0, whole.0, "in odd pieces");
     (String::from_utf8_lossy(&whole.0).into_owned(), whole.1)
-}
-
-/// One response read back: status, headers (names lowercased), body.
-type Parsed = (u16, Vec<(String, String)>, Vec<u8>);
-
-/// Splits a response stream into responses, checking each is well-formed.
-fn parse_responses(mut bytes: &[u8]) -> Vec<Parsed> {
-    let mut responses = Vec::new();
-    while !bytes.is_empty() {
-        let mut fields = [httparse::EMPTY_HEADER; 32];
-        let mut response = httparse::Response::new(&mut fields);
-        let head_len = match response.parse(bytes) {
-            Ok(httparse::Status::Complete(n)) => n,
-            other => panic!(
-                "malformed response {other:?} in {:?}",
-                String::from_utf8_lossy(bytes)
-            ),
-        };
-        assert_eq!(response.version, Some(1));
-        let status = response.code.unwrap();
-        let headers: Vec<(String, String)> = response
-            .headers
-            .iter()
-            .map(|h| {
-                (
-                    h.name.to_ascii_lowercase(),
-                    String::from_utf8(h.value.to_vec()).unwrap(),
-                )
-            })
-            .collect();
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-        };
-        if status >= 200 {
-            assert_eq!(header("server").as_deref(), Some("reactor-httpd"));
-            assert!(header("date").is_some());
-        }
-        let length: usize = match header("content-length") {
-            Some(length) => length.parse().unwrap(),
-            None => {
-                assert!(
-                    status < 200 || status == 204 || status == 304,
-                    "no length on {status}"
-                );
-                0
-            }
-        };
-        let body_len = if header("x-method").as_deref() == Some("HEAD") {
-            0
-        } else {
-            length
-        };
-        bytes = &bytes[head_len..];
-        assert!(bytes.len() >= body_len, "truncated body");
-        responses.push((status, headers, bytes[..body_len].to_vec()));
-        bytes = &bytes[body_len..];
-    }
-    responses
 }
 
 fn statuses(out: &[u8]) -> Vec<u16> {

@@ -1,0 +1,223 @@
+//! An in-memory driver: a [`Conn`] fed from byte slices, its output collected in a `Vec`.
+//!
+//! The socket drivers in `server/` move bytes between a socket and a `Conn`; this one moves
+//! them between slices and a buffer, under the test's control: any split of the input, a
+//! client that stops reading (`stalled`), a clock moved by hand. The unit tests and the fuzz
+//! targets (`fuzz/`) drive the state machine through it, so they exercise exactly the calls
+//! the real drivers make.
+
+use core::net::IpAddr;
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use super::{Conn, Context, Want};
+use crate::config::Limits;
+use crate::http::{BufPool, Clock, Request, Response};
+
+/// The context `Conn` needs for one call, from a [`MemoryConn`]'s fields (a macro, not a
+/// method, so that `conn` stays borrowable beside it).
+macro_rules! cx {
+    ($h:expr) => {
+        Context {
+            limits: &$h.limits,
+            clock: &$h.clock,
+            pool: &mut $h.pool,
+            log: None,
+            peer: IpAddr::from([127, 0, 0, 1]),
+            handler: $h.handler,
+        }
+    };
+}
+
+pub struct MemoryConn {
+    pub limits: Limits,
+    pub clock: Clock,
+    pub pool: BufPool,
+    pub handler: &'static dyn Fn(&Request<'_>) -> Response,
+    pub conn: Conn,
+    pub out: Vec<u8>,
+    /// The client does not read: writes make no progress.
+    pub stalled: bool,
+    pub half_closed: bool,
+    pub closed: bool,
+}
+
+impl MemoryConn {
+    pub fn with(limits: Limits, handler: &'static dyn Fn(&Request<'_>) -> Response) -> Self {
+        let clock = Clock::at(
+            Instant::now(),
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        );
+        let mut pool = BufPool::new();
+        let conn = Conn::new(&Context {
+            limits: &limits,
+            clock: &clock,
+            pool: &mut pool,
+            log: None,
+            peer: IpAddr::from([127, 0, 0, 1]),
+            handler,
+        });
+        MemoryConn {
+            limits,
+            clock,
+            pool,
+            handler,
+            conn,
+            out: Vec::new(),
+            stalled: false,
+            half_closed: false,
+            closed: false,
+        }
+    }
+
+    /// Offers `input`; returns how many bytes the connection took.
+    pub fn feed(&mut self, input: &[u8]) -> usize {
+        let mut taken = 0;
+        while !self.closed {
+            let mut cx = cx!(self);
+            match self.conn.want(&mut cx) {
+                Want::Read => {
+                    if taken == input.len() {
+                        break;
+                    }
+                    let buf = self.conn.read_buf(&mut cx);
+                    let n = buf.len().min(input.len() - taken);
+                    assert!(n > 0, "asked to read with no room");
+                    buf[..n].copy_from_slice(&input[taken..taken + n]);
+                    self.conn.received(n);
+                    taken += n;
+                }
+                Want::Write(bytes) => {
+                    if self.stalled {
+                        break;
+                    }
+                    self.out.extend_from_slice(bytes);
+                    let n = bytes.len();
+                    self.conn.wrote(n);
+                }
+                Want::SendFile { file, offset, len } => {
+                    if self.stalled {
+                        break;
+                    }
+                    let mut chunk = vec![0; len.min(4096) as usize];
+                    let n = file.read_at(&mut chunk, offset).unwrap();
+                    self.out.extend_from_slice(&chunk[..n]);
+                    self.conn.sent_file(n as u64);
+                }
+                Want::HalfClose => self.half_closed = true,
+                Want::Close => self.closed = true,
+            }
+        }
+        taken
+    }
+
+    /// The client closes its side.
+    pub fn eof(&mut self) {
+        if !self.closed {
+            let mut cx = cx!(self);
+            if let Want::Read = self.conn.want(&mut cx) {
+                self.conn.received(0);
+            }
+            self.feed(b"");
+        }
+    }
+
+    /// Moves the clock `secs` on and fires the timer if it is due.
+    pub fn advance(&mut self, secs: f64) {
+        let later = self.clock.now() + Duration::from_secs_f64(secs);
+        self.clock = Clock::at(later, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        if self
+            .conn
+            .deadline(&self.limits)
+            .is_some_and(|deadline| deadline <= later)
+        {
+            let mut cx = cx!(self);
+            self.conn.timed_out(&mut cx);
+        }
+        self.feed(b"");
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.out).into_owned()
+    }
+}
+
+/// Runs `input` through a fresh connection split at the given sizes (cycled), as successive
+/// reads; returns the output and whether the connection closed.
+pub fn run_split(
+    handler: &'static dyn Fn(&Request<'_>) -> Response,
+    input: &[u8],
+    sizes: &[usize],
+) -> (Vec<u8>, bool) {
+    let mut conn = MemoryConn::with(Limits::default(), handler);
+    let mut at = 0;
+    for &size in sizes.iter().cycle() {
+        if at >= input.len() || conn.closed {
+            break;
+        }
+        let end = (at + size.max(1)).min(input.len());
+        at += conn.feed(&input[at..end]);
+    }
+    (conn.out, conn.closed)
+}
+
+/// One response read back: status, headers (names lowercased), body.
+pub type Parsed = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// Splits a response stream into responses, checking each is well-formed.
+pub fn parse_responses(mut bytes: &[u8]) -> Vec<Parsed> {
+    let mut responses = Vec::new();
+    while !bytes.is_empty() {
+        let mut fields = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut fields);
+        let head_len = match response.parse(bytes) {
+            Ok(httparse::Status::Complete(n)) => n,
+            other => panic!(
+                "malformed response {other:?} in {:?}",
+                String::from_utf8_lossy(bytes)
+            ),
+        };
+        assert_eq!(response.version, Some(1));
+        let status = response.code.unwrap();
+        let headers: Vec<(String, String)> = response
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_ascii_lowercase(),
+                    String::from_utf8(h.value.to_vec()).unwrap(),
+                )
+            })
+            .collect();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        if status >= 200 {
+            assert_eq!(header("server").as_deref(), Some("reactor-httpd"));
+            assert!(header("date").is_some());
+        }
+        let length: usize = match header("content-length") {
+            Some(length) => length.parse().unwrap(),
+            None => {
+                assert!(
+                    status < 200 || status == 204 || status == 304,
+                    "no length on {status}"
+                );
+                0
+            }
+        };
+        let body_len = if header("x-method").as_deref() == Some("HEAD") {
+            0
+        } else {
+            length
+        };
+        bytes = &bytes[head_len..];
+        assert!(bytes.len() >= body_len, "truncated body");
+        responses.push((status, headers, bytes[..body_len].to_vec()));
+        bytes = &bytes[body_len..];
+    }
+    responses
+}

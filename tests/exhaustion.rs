@@ -1,0 +1,117 @@
+//! Running out of file descriptors: the server runs in its own process with `RLIMIT_NOFILE`
+//! lowered to 64, and clients take descriptors until accept fails with EMFILE.
+//!
+//! The server must keep serving the connections it has, must not spin while the backlog holds
+//! a connection it cannot accept (CPU time over the episode is measured), must answer a static
+//! file it cannot open with 503, and must accept again once descriptors free up.
+
+mod common;
+
+use std::fs;
+use std::io::{ErrorKind, Read};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::proc::cpu_ticks;
+use common::{Client, IO_TIMEOUT, TestServer, bounded, config, tempdir};
+use reactor_httpd::config::{Cores, Mode};
+
+const LIMIT: u64 = 64;
+const HELLO: &[u8] = b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
+const FILE: &[u8] = b"GET /file.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+
+#[test]
+fn reactor() {
+    bounded(60, || out_of_descriptors(Mode::Reactor));
+}
+
+#[test]
+fn threaded() {
+    bounded(60, || out_of_descriptors(Mode::Threaded));
+}
+
+fn out_of_descriptors(mode: Mode) {
+    let root = tempdir(&format!("emfile-{mode:?}"));
+    fs::write(root.join("file.txt"), "some text\n").unwrap();
+    let mut cfg = config(mode);
+    cfg.root = root.clone();
+    cfg.cores = Cores::Count(1);
+    cfg.threads = 100; // more workers than descriptors: descriptors run out first
+    let mut server = TestServer::subprocess(&cfg, |command| {
+        command.stderr(Stdio::piped());
+        // SAFETY: between fork and exec only setrlimit runs, a plain system call on a struct
+        // owned by this closure.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(command, || {
+                let limit = libc::rlimit {
+                    rlim_cur: LIMIT,
+                    rlim_max: LIMIT,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    let pid = server.pid().unwrap();
+
+    // Take descriptors, one served connection each, until a connection goes unanswered: the
+    // kernel completed its handshake, but the server's accept fails with EMFILE. (Half a second
+    // without an answer on loopback, where answers take microseconds, means not accepted.)
+    let mut held: Vec<Client> = Vec::new();
+    let mut waiting = loop {
+        let mut client = server.connect();
+        client.send(HELLO);
+        client
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        match client.try_response() {
+            Ok(response) => assert_eq!(response.status, 200),
+            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                break client;
+            }
+            Err(err) => panic!("{err}"),
+        }
+        client.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        held.push(client);
+        assert!(held.len() < LIMIT as usize, "descriptors never ran out");
+    };
+    waiting.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+
+    // Existing connections are still served, and a file the server cannot open is a 503.
+    assert_eq!(held[0].request(HELLO).status, 200);
+    let response = held[1].request(FILE);
+    assert_eq!(response.status, 503, "{:?}", response.text());
+
+    // Over a second of exhaustion with a connection waiting, the server does not spin.
+    let before = cpu_ticks(pid);
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    let ticks = cpu_ticks(pid) - before;
+    let percent = ticks as f64 / 100.0 / started.elapsed().as_secs_f64() * 100.0;
+    assert!(
+        percent < 10.0,
+        "server used {percent:.0}% CPU while out of descriptors"
+    );
+
+    // Free some: the waiting connection is accepted and answered, and files open again.
+    held.truncate(held.len() - 4);
+    let response = waiting.response();
+    assert_eq!(response.text(), "Hello, World!");
+    assert_eq!(held[2].request(FILE).text(), "some text\n");
+
+    drop(held);
+    drop(waiting);
+    let mut stderr = server.child().unwrap().stderr.take().unwrap();
+    server.stop();
+    let mut log = String::new();
+    stderr.read_to_string(&mut log).unwrap();
+    // Said once when it began and once when it ended, not at every retry.
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(lines[0].contains("accept: Too many open files"), "{log}");
+    assert!(lines[1].contains("accepting again"), "{log}");
+    let _ = fs::remove_dir_all(root);
+}

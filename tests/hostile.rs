@@ -1,0 +1,402 @@
+//! Hostile clients: slow ones, greedy ones, silent ones, ones that vanish, ones at the exact
+//! edge of every limit. Each test checks the hostile client gets the contract's answer *and*
+//! that an ordinary client, at the same time, is served as if nothing were happening.
+//!
+//! Pacing a slow client with `sleep` is the behaviour under test, not synchronisation: every
+//! wait for the server is a blocking read with a timeout, and every test has a time bound.
+
+mod common;
+
+use std::fs;
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::proc::rss_kib;
+use common::{Client, TestServer, bounded, config, tempdir};
+use reactor_httpd::config::{Config, Mode};
+
+const HELLO: &[u8] = b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
+
+/// An ordinary client, on its own connection, gets its answer promptly.
+fn bystander_served(server: &TestServer) {
+    bystander_served_at(server.addr);
+}
+
+fn bystander_served_at(addr: std::net::SocketAddr) {
+    let start = Instant::now();
+    let mut client = Client::connect(addr);
+    assert_eq!(client.request(HELLO).text(), "Hello, World!");
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// Writes `bytes` one per `every` until the server answers (or closes); returns the time from
+/// the first byte to the answer and the answer's status (`None` for a close without one).
+fn dribble(client: &mut Client, bytes: &[u8], every: Duration) -> (Duration, Option<u16>) {
+    let start = Instant::now();
+    client.stream.set_nonblocking(true).unwrap();
+    for &byte in bytes {
+        if client.stream.write_all(&[byte]).is_err() {
+            break;
+        }
+        // Wait `every`, unless the server answers first.
+        client.stream.set_nonblocking(false).unwrap();
+        client.stream.set_read_timeout(Some(every)).unwrap();
+        let mut peek = [0; 1];
+        let answered = client.stream.peek(&mut peek);
+        client.stream.set_nonblocking(true).unwrap();
+        match answered {
+            Ok(_) => break, // data or EOF
+            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    client.stream.set_nonblocking(false).unwrap();
+    client
+        .stream
+        .set_read_timeout(Some(common::IO_TIMEOUT))
+        .unwrap();
+    let status = client.try_response().ok().map(|r| r.status);
+    (start.elapsed(), status)
+}
+
+macro_rules! modes {
+    ($($name:ident: [$($mode:ident),*];)*) => {
+        $(mod $name {
+            $(#[test]
+            #[allow(non_snake_case)]
+            fn $mode() {
+                super::bounded(60, || super::$name(reactor_httpd::config::Mode::$mode));
+            })*
+        })*
+    };
+}
+
+modes! {
+    // Blocking serves one connection at a time: a bystander would wait behind the hostile
+    // client by design, so those modes run only where a bystander makes sense.
+    slowloris_one_byte_a_second: [Reactor, Threaded, Fork];
+    slow_post_body_times_out: [Reactor, Threaded, Blocking, Fork];
+    pipelining_without_reading_stays_bounded: [Reactor, Threaded];
+    silent_connections_time_out: [Reactor];
+    flood_past_max_connections: [Reactor, Threaded];
+    resets_mid_request_and_mid_response: [Reactor, Threaded, Blocking, Fork];
+    limits_exactly_and_one_over: [Reactor, Threaded, Blocking, Fork];
+}
+
+/// Slowloris: a head at one byte a second never completes; the header timeout (3 s here)
+/// answers 408 and closes, and everyone else is served meanwhile.
+fn slowloris_one_byte_a_second(mode: Mode) {
+    let mut cfg = config(mode);
+    cfg.limits.header_timeout = Duration::from_secs(3);
+    let server = TestServer::start(cfg);
+    let mut slow = server.connect();
+    let head = b"GET /hello HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let addr = server.addr;
+    let bystanders = thread::scope(|scope| {
+        let worker = scope.spawn(move || {
+            for _ in 0..4 {
+                bystander_served_at(addr);
+                thread::sleep(Duration::from_millis(500));
+            }
+        });
+        let answer = dribble(&mut slow, head, Duration::from_secs(1));
+        worker.join().is_ok().then_some(answer)
+    });
+    let (elapsed, status) = bystanders.expect("bystanders were served");
+    assert_eq!(status, Some(408));
+    assert!(
+        elapsed > Duration::from_millis(2500) && elapsed < Duration::from_millis(5000),
+        "{elapsed:?}"
+    );
+    slow.expect_close();
+}
+
+/// Slow POST: the head arrives at once, the body at one byte a second. The body timeout bounds
+/// the whole body, not each read, so trickling does not keep it alive: 408 at 3 s.
+fn slow_post_body_times_out(mode: Mode) {
+    let mut cfg = config(mode);
+    cfg.limits.body_timeout = Duration::from_secs(3);
+    let server = TestServer::start(cfg);
+    let mut slow = server.connect();
+    slow.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n");
+    let (elapsed, status) = dribble(&mut slow, &[b'x'; 100], Duration::from_secs(1));
+    assert_eq!(status, Some(408));
+    assert!(
+        elapsed > Duration::from_millis(2500) && elapsed < Duration::from_millis(5000),
+        "{elapsed:?}"
+    );
+    slow.expect_close();
+    if mode != Mode::Blocking {
+        bystander_served(&server);
+    }
+}
+
+/// A client pipelines 200,000 requests (6.6 MB) and does not read. The server stops reading
+/// once its unsent output passes its bound, so its memory stays flat (the kernel's socket
+/// buffers hold the rest); when the client reads, every response arrives, in order.
+fn pipelining_without_reading_stays_bounded(mode: Mode) {
+    const REQUESTS: usize = 200_000;
+    let server = TestServer::subprocess(&config(mode), |_| {});
+    let pid = server.pid().unwrap();
+    let before = rss_kib(pid);
+    let mut client = Client::connect_with_small_window(server.addr, 16 * 1024);
+    let mut writer = client.stream.try_clone().unwrap();
+    let written = Arc::new(AtomicUsize::new(0));
+    let progress = written.clone();
+    let sender = thread::spawn(move || {
+        let batch = HELLO.repeat(1000);
+        for _ in 0..REQUESTS / 1000 {
+            writer.write_all(&batch).unwrap();
+            progress.fetch_add(batch.len(), Ordering::SeqCst);
+        }
+    });
+    // Wait until the writer is stuck: the server has stopped reading.
+    let mut last = 0;
+    let mut still = 0;
+    while still < 5 {
+        thread::sleep(Duration::from_millis(100));
+        let now = written.load(Ordering::SeqCst);
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+    }
+    assert!(
+        last < REQUESTS * HELLO.len(),
+        "the server read everything without being read from"
+    );
+    let grown = rss_kib(pid).saturating_sub(before);
+    assert!(grown < 4 * 1024, "server RSS grew {grown} KiB");
+    bystander_served(&server);
+
+    // Now read: every response, in order, and the writer finishes. The responses are all the
+    // same length (the Date header is fixed-width), so check each starts where it should.
+    let first = client.response();
+    assert_eq!(first.text(), "Hello, World!");
+    let one = format!(
+        "HTTP/1.1 200 OK\r\n{}\r\n",
+        first
+            .headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect::<String>()
+    )
+    .len()
+        + first.body.len();
+    let mut chunk = client.take_unread();
+    let mut n = chunk.len();
+    chunk.resize(256 * 1024, 0);
+    let mut stream = client.stream;
+    let mut offset = 0; // bytes received after the first response
+    let total = (REQUESTS - 1) * one;
+    loop {
+        for (i, &byte) in chunk[..n].iter().enumerate() {
+            // Each response starts with `H`, and its status line says 200.
+            let at = (offset + i) % one;
+            if at < 13 {
+                assert_eq!(
+                    byte,
+                    b"HTTP/1.1 200 "[at],
+                    "response {}",
+                    (offset + i) / one
+                );
+            }
+        }
+        offset += n;
+        if offset >= total {
+            break;
+        }
+        n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed after {offset} of {total} bytes");
+    }
+    assert_eq!(offset, total);
+    sender.join().unwrap();
+}
+
+/// Connections that send nothing at all are closed at the header timeout, and do not stand in
+/// anyone's way meanwhile.
+fn silent_connections_time_out(mode: Mode) {
+    let mut cfg = config(mode);
+    cfg.limits.header_timeout = Duration::from_secs(2);
+    let server = TestServer::start(cfg);
+    let start = Instant::now();
+    let mut silent: Vec<TcpStream> = (0..500)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    bystander_served(&server);
+    for stream in &mut silent {
+        stream.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
+        let mut rest = Vec::new();
+        // A 408 may precede the close; nothing else may.
+        match stream.read_to_end(&mut rest) {
+            Ok(_) => assert!(rest.is_empty() || rest.starts_with(b"HTTP/1.1 408 ")),
+            Err(err) => assert_eq!(err.kind(), ErrorKind::ConnectionReset),
+        }
+    }
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed > Duration::from_millis(1500) && elapsed < Duration::from_secs(5),
+        "{elapsed:?}"
+    );
+    bystander_served(&server);
+}
+
+/// 300 clients at once against `--max-connections 50`: exactly 50 are served, the others get
+/// 503 and a close, nobody hangs; when the 50 leave, the server admits again.
+fn flood_past_max_connections(mode: Mode) {
+    let mut cfg: Config = config(mode);
+    cfg.max_connections = 50;
+    cfg.threads = 64;
+    let server = TestServer::start(cfg);
+    let mut clients: Vec<Client> = (0..300).map(|_| server.connect()).collect();
+    for client in &mut clients {
+        client.send(HELLO);
+    }
+    let mut served = Vec::new();
+    let mut refused = 0;
+    for mut client in clients {
+        let response = client.response();
+        match response.status {
+            200 => served.push(client),
+            503 => {
+                assert_eq!(response.header("connection"), Some("close"));
+                refused += 1;
+            }
+            other => panic!("status {other}"),
+        }
+    }
+    assert_eq!((served.len(), refused), (50, 250));
+    // The admitted keep their connections: still served.
+    for client in &mut served {
+        assert_eq!(client.request(HELLO).status, 200);
+    }
+    drop(served);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut client = server.connect();
+        if client.request(HELLO).status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slots never freed");
+    }
+}
+
+/// Resets (RST, not FIN) mid-request and mid-response: the server drops the connection, frees
+/// its slot and any open file, and keeps serving.
+fn resets_mid_request_and_mid_response(mode: Mode) {
+    let root = tempdir(&format!("resets-{mode:?}"));
+    fs::write(root.join("big.bin"), vec![7u8; 8 << 20]).unwrap();
+    let mut cfg = config(mode);
+    cfg.root = root.clone();
+    cfg.max_connections = 2;
+    let server = TestServer::start(cfg);
+    for round in 0..10 {
+        let mut client = admit(&server);
+        if round % 2 == 0 {
+            client.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\npart");
+        } else {
+            client.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+            let mut some = [0; 4096];
+            client.stream.read_exact(&mut some).unwrap();
+        }
+        reset(client.stream);
+    }
+    // Both slots are free again: two clients are admitted at once.
+    let mut one = admit(&server);
+    if mode != Mode::Blocking {
+        let mut two = admit(&server);
+        assert_eq!(two.request(HELLO).status, 200);
+    }
+    assert_eq!(one.request(HELLO).status, 200);
+    let _ = fs::remove_dir_all(root);
+}
+
+/// Each limit, exactly met (served) and exceeded by one byte (refused): the request line
+/// (8 KiB, line ending not counted), the whole head (`--max-header-bytes`, everything up to
+/// and including the blank line), the number of header fields (100), and the body
+/// (`--max-body-bytes`, by Content-Length and chunked).
+fn limits_exactly_and_one_over(mode: Mode) {
+    let mut cfg = config(mode);
+    cfg.limits.max_header_bytes = 10_000;
+    cfg.limits.max_body_bytes = 5_000;
+    let server = TestServer::start(cfg);
+    let line = |len: usize| format!("GET /{} HTTP/1.1\r\n", "a".repeat(len - 14));
+    let head_of = |len: usize| {
+        let start = "GET /hello HTTP/1.1\r\nHost: t\r\nX-Pad: ";
+        format!("{start}{}\r\n\r\n", "p".repeat(len - start.len() - 4))
+    };
+    let fields = |n: usize| {
+        let mut head = "GET /hello HTTP/1.1\r\nHost: t\r\n".to_string();
+        for i in 1..n {
+            head.push_str(&format!("X-{i}: v\r\n"));
+        }
+        head + "\r\n"
+    };
+    let post = |len: usize| {
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {len}\r\n\r\n{}",
+            "b".repeat(len)
+        )
+    };
+    let chunked = |len: usize| {
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{len:x}\r\n{}\r\n0\r\n\r\n",
+            "c".repeat(len)
+        )
+    };
+    let cases: Vec<(&str, String, u16)> = vec![
+        // A request line of 8192 bytes for a missing file: 404, not 414.
+        ("request line at 8 KiB", line(8192) + "Host: t\r\n\r\n", 404),
+        ("request line 1 over", line(8193) + "Host: t\r\n\r\n", 414),
+        ("head at the limit", head_of(10_000), 200),
+        ("head 1 over", head_of(10_001), 431),
+        ("100 header fields", fields(100), 200),
+        ("101 header fields", fields(101), 431),
+        ("body at the limit", post(5_000), 200),
+        ("body 1 over", post(5_001), 413),
+        ("chunked body at the limit", chunked(5_000), 200),
+        ("chunked body 1 over", chunked(5_001), 413),
+    ];
+    assert_eq!(line(8192).len(), 8192 + 2);
+    assert_eq!(head_of(10_000).len(), 10_000);
+    for (name, request, status) in cases {
+        let mut client = server.connect();
+        let _ = client.stream.write_all(request.as_bytes());
+        let response = client
+            .try_response()
+            .unwrap_or_else(|err| panic!("{name}: {err}"));
+        assert_eq!(response.status, status, "{name}");
+        if status == 200 {
+            assert_eq!(client.request(HELLO).status, 200, "{name}: kept alive");
+        } else if status != 404 {
+            assert_eq!(response.header("connection"), Some("close"), "{name}");
+        }
+    }
+}
+
+/// Connects and makes one request, retrying while the server answers 503 (it may not yet have
+/// noticed that an earlier client left).
+fn admit(server: &TestServer) -> Client {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut client = server.connect();
+        if client.request(HELLO).status == 200 {
+            return client;
+        }
+        assert!(Instant::now() < deadline, "a slot was never freed");
+    }
+}
+
+/// Closes with RST: SO_LINGER with a zero timeout discards unsent data and resets.
+fn reset(stream: TcpStream) {
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(stream);
+}

@@ -1,0 +1,255 @@
+//! Request smuggling and parser-differential vectors, from the literature (Linhart et al. 2005,
+//! Kettle's "HTTP Desync Attacks" 2019, RFC 9112 section 6.3 and 11.2), each sent on a fresh
+//! connection to a real server and followed by an innocent request on the same connection.
+//!
+//! A smuggling attack works when two parsers (a proxy in front, this server behind) disagree on
+//! where a request ends: the bytes one treats as body, the other treats as the next request. So
+//! for each vector the table states the one reading this server gives, and the test checks:
+//! - a refused vector gets exactly one response (its status, `Connection: close`) and then the
+//!   connection ends: nothing after the ambiguity is ever read as a request;
+//! - an accepted vector gets exactly the responses stated (the `/echo` body shows where the
+//!   server thought the body ended), then the follow-up's response, then the end;
+//! - `/smuggled`, the path every hidden request asks for, is answered (404) only where the
+//!   table says this server reads it as a request of its own, because the framing it was given
+//!   says so unambiguously (`NOT_FOUND` entries).
+
+mod common;
+
+use std::io::{ErrorKind, Write};
+
+use common::{Client, Response, TestServer, bounded, config};
+use reactor_httpd::config::Mode;
+
+/// What the server must make of a vector.
+#[derive(Clone, Copy, Debug)]
+enum Outcome {
+    /// This status with `Connection: close`, then nothing more.
+    Refused(u16),
+    /// These responses (status, body), then the follow-up's `Hello, World!`.
+    Parsed(&'static [(u16, &'static str)]),
+    /// These responses, then the connection ends without answering the follow-up: the server
+    /// is still waiting for body bytes the follow-up was consumed as (and the client's EOF
+    /// ends it). Never a response to anything inside.
+    Swallowed(&'static [(u16, &'static str)]),
+}
+
+use Outcome::{Parsed, Refused, Swallowed};
+
+const FOLLOW_UP: &[u8] = b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
+const HELLO: (u16, &str) = (200, "Hello, World!");
+/// A pipelined request this server parsed as a request of its own (the demo answers a missing
+/// path with an HTML 404 page; the body is not compared).
+const NOT_FOUND: (u16, &str) = (404, "*");
+
+/// (name, request bytes, outcome). `P` is the usual prefix of a POST to `/echo`.
+#[rustfmt::skip]
+fn vectors() -> Vec<(&'static str, Vec<u8>, Outcome)> {
+    const P: &str = "POST /echo HTTP/1.1\r\nHost: t\r\n";
+    const SMUGGLED: &str = "GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n";
+    let v = |name, text: String, outcome| (name, text.into_bytes(), outcome);
+    let chunked_smuggle = format!("0\r\n\r\n{SMUGGLED}");
+    vec![
+        // --- CL.TE and TE.CL: both framings present. RFC 9112 6.3 lets a server drop CL and
+        // use TE; we refuse instead, because the front end may have done the opposite.
+        v("CL.TE classic", format!("{P}Content-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n{chunked_smuggle}", chunked_smuggle.len()), Refused(400)),
+        v("TE.CL classic", format!("{P}Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n5c\r\n{SMUGGLED}\r\n0\r\n\r\n"), Refused(400)),
+        v("CL 0 with TE", format!("{P}Content-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n{chunked_smuggle}"), Refused(400)),
+        v("TE then CL 0", format!("{P}Transfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n{chunked_smuggle}"), Refused(400)),
+        v("CL.TE on GET", "GET /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_string(), Refused(400)),
+        // --- TE.TE: obfuscated Transfer-Encoding that one parser honours and another ignores.
+        v("TE xchunked", format!("{P}Transfer-Encoding: xchunked\r\n\r\n{chunked_smuggle}"), Refused(400)),
+        v("TE chunkedx", format!("{P}Transfer-Encoding: chunkedx\r\n\r\n{chunked_smuggle}"), Refused(400)),
+        v("TE chunked, identity", format!("{P}Transfer-Encoding: chunked, identity\r\n\r\n{chunked_smuggle}"), Refused(400)),
+        v("TE identity, chunked", format!("{P}Transfer-Encoding: identity, chunked\r\n\r\n{chunked_smuggle}"), Refused(400)),
+        v("TE gzip, chunked", format!("{P}Transfer-Encoding: gzip, chunked\r\n\r\n{chunked_smuggle}"), Refused(400)),
+        v("TE identity", format!("{P}Transfer-Encoding: identity\r\nContent-Length: 3\r\n\r\nabc"), Refused(400)),
+        v("TE duplicated", format!("{P}Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n{chunked_smuggle}"), Refused(400)),
+        v("TE duplicated, second bogus", format!("{P}Transfer-Encoding: chunked\r\nTransfer-Encoding: cow\r\n\r\n{chunked_smuggle}"), Refused(400)),
+        v("TE quoted", format!("{P}Transfer-Encoding: \"chunked\"\r\n\r\n{chunked_smuggle}"), Refused(400)),
+        v("TE with parameter", format!("{P}Transfer-Encoding: chunked;q=1\r\n\r\n{chunked_smuggle}"), Refused(400)),
+        v("TE name with space before colon", format!("{P}Transfer-Encoding : chunked\r\n\r\n{chunked_smuggle}"), Refused(400)),
+        v("TE name with tab before colon", format!("{P}Transfer-Encoding\t: chunked\r\n\r\n{chunked_smuggle}"), Refused(400)),
+        v("TE with a leading space on the name (obs-fold of the line before)", format!("{P} Transfer-Encoding: chunked\r\n\r\n{chunked_smuggle}"), Refused(400)),
+        v("TE folded onto a second line", format!("{P}Transfer-Encoding:\r\n chunked\r\n\r\n{chunked_smuggle}"), Refused(400)),
+        v("TE with a vertical tab", format!("{P}Transfer-Encoding:\x0bchunked\r\n\r\n{chunked_smuggle}"), Refused(400)),
+        v("TE with a NUL", format!("{P}Transfer-Encoding: chunked\0\r\n\r\n{chunked_smuggle}"), Refused(400)),
+        v("TE name with underscore", format!("{P}Transfer_Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc"), Parsed(&[(200, "abc")])),
+        v("TE in upper case", format!("{P}TRANSFER-ENCODING: CHUNKED\r\n\r\n3\r\nabc\r\n0\r\n\r\n"), Parsed(&[(200, "abc")])),
+        v("TE with surrounding spaces", format!("{P}Transfer-Encoding:   chunked  \r\n\r\n3\r\nabc\r\n0\r\n\r\n"), Parsed(&[(200, "abc")])),
+        v("TE with a tab before the value", format!("{P}Transfer-Encoding:\tchunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"), Parsed(&[(200, "abc")])),
+        v("TE on HTTP/1.0", "POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".to_string(), Refused(400)),
+        // --- Content-Length in forms some parsers accept.
+        v("CL with plus sign", format!("{P}Content-Length: +3\r\n\r\nabc"), Refused(400)),
+        v("CL negative", format!("{P}Content-Length: -1\r\n\r\nabc"), Refused(400)),
+        v("CL hexadecimal", format!("{P}Content-Length: 0x3\r\n\r\nabc"), Refused(400)),
+        v("CL with inner space", format!("{P}Content-Length: 1 2\r\n\r\nabcdefghijkl"), Refused(400)),
+        v("CL as a list of equal values", format!("{P}Content-Length: 3, 3\r\n\r\nabc"), Refused(400)),
+        v("CL as a list of different values", format!("{P}Content-Length: 3, 30\r\n\r\nabc"), Refused(400)),
+        v("CL twice, different", format!("{P}Content-Length: 3\r\nContent-Length: 30\r\n\r\nabc"), Refused(400)),
+        v("CL twice, equal", format!("{P}Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc"), Parsed(&[(200, "abc")])),
+        v("CL empty", format!("{P}Content-Length: \r\n\r\n"), Refused(400)),
+        v("CL with a trailing letter", format!("{P}Content-Length: 3a\r\n\r\nabc"), Refused(400)),
+        v("CL with a decimal point", format!("{P}Content-Length: 3.0\r\n\r\nabc"), Refused(400)),
+        v("CL with leading zeros", format!("{P}Content-Length: 0003\r\n\r\nabc"), Parsed(&[(200, "abc")])),
+        v("CL with surrounding spaces", format!("{P}Content-Length:   3  \r\n\r\nabc"), Parsed(&[(200, "abc")])),
+        v("CL name with space before colon", format!("{P}Content-Length : 3\r\n\r\nabc"), Refused(400)),
+        v("CL folded onto a second line", format!("{P}Content-Length:\r\n 3\r\n\r\nabc"), Refused(400)),
+        v("CL overflowing u64", format!("{P}Content-Length: 99999999999999999999999\r\n\r\nabc"), Refused(413)),
+        v("CL larger than the body limit", format!("{P}Content-Length: 1048577\r\n\r\n"), Refused(413)),
+        v("CL shorter than the bytes sent", format!("{P}Content-Length: 3\r\n\r\nabc{SMUGGLED}"), Parsed(&[(200, "abc"), NOT_FOUND])),
+        v("CL longer than the bytes sent", format!("{P}Content-Length: 40\r\n\r\nabc"), Swallowed(&[])),
+        v("CL on GET", format!("GET /hello HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{SMUGGLED}", SMUGGLED.len()), Parsed(&[HELLO])),
+        v("CL 0 on GET followed by a request", "GET /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n".to_string(), Parsed(&[HELLO])),
+        // --- Chunk sizes and chunk framing.
+        v("chunk size 0x-prefixed", format!("{P}Transfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n\r\n"), Refused(400)),
+        v("chunk size with a plus", format!("{P}Transfer-Encoding: chunked\r\n\r\n+3\r\nabc\r\n0\r\n\r\n"), Refused(400)),
+        v("chunk size negative", format!("{P}Transfer-Encoding: chunked\r\n\r\n-3\r\nabc\r\n0\r\n\r\n"), Refused(400)),
+        v("chunk size overflowing u64", format!("{P}Transfer-Encoding: chunked\r\n\r\n10000000000000003\r\nabc\r\n0\r\n\r\n"), Refused(413)),
+        v("chunk size over the body limit", format!("{P}Transfer-Encoding: chunked\r\n\r\n100001\r\nabc"), Refused(413)),
+        v("chunk size empty", format!("{P}Transfer-Encoding: chunked\r\n\r\n\r\nabc\r\n0\r\n\r\n"), Refused(400)),
+        v("chunk size with a space inside", format!("{P}Transfer-Encoding: chunked\r\n\r\n1 0\r\nabc\r\n0\r\n\r\n"), Refused(400)),
+        v("chunk size in upper-case hex", format!("{P}Transfer-Encoding: chunked\r\n\r\nA\r\n0123456789\r\n0\r\n\r\n"), Parsed(&[(200, "0123456789")])),
+        v("chunk data longer than its size", format!("{P}Transfer-Encoding: chunked\r\n\r\n3\r\nabcdef\r\n0\r\n\r\n"), Refused(400)),
+        v("chunk without CRLF after data", format!("{P}Transfer-Encoding: chunked\r\n\r\n3\r\nabc0\r\n\r\n"), Refused(400)),
+        v("chunk extension", format!("{P}Transfer-Encoding: chunked\r\n\r\n3;name=value\r\nabc\r\n0\r\n\r\n"), Parsed(&[(200, "abc")])),
+        v("chunk extension with a bare LF inside", format!("{P}Transfer-Encoding: chunked\r\n\r\n3;a\nb\r\nabc\r\n0\r\n\r\n"), Refused(400)),
+        v("trailer fields", format!("{P}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n"), Parsed(&[(200, "abc")])),
+        v("trailer hiding a request", format!("{P}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n{SMUGGLED}"), Parsed(&[(200, "abc")])),
+        v("last chunk then a smuggled request", format!("{P}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n{SMUGGLED}"), Parsed(&[(200, "abc"), NOT_FOUND])),
+        v("chunked but never terminated", format!("{P}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"), Refused(400)),
+        // --- Line endings.
+        v("LF-only line endings", "GET /hello HTTP/1.1\nHost: t\n\n".to_string(), Parsed(&[HELLO])),
+        v("LF-only chunk lines", format!("{P}Transfer-Encoding: chunked\r\n\r\n3\nabc\n0\n\n"), Refused(400)),
+        v("bare CR in a header line", "GET /hello HTTP/1.1\r\nHost: t\rX: y\r\n\r\n".to_string(), Refused(400)),
+        v("bare CR ending the request line", "GET /hello HTTP/1.1\rHost: t\r\n\r\n".to_string(), Refused(400)),
+        v("leading empty lines", "\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Parsed(&[HELLO])),
+        // --- Header names and values.
+        v("space in a header name", "GET /hello HTTP/1.1\r\nHost: t\r\nX Y: z\r\n\r\n".to_string(), Refused(400)),
+        v("non-token byte in a header name", "GET /hello HTTP/1.1\r\nHost: t\r\nX\"Y: z\r\n\r\n".to_string(), Refused(400)),
+        v("empty header name", "GET /hello HTTP/1.1\r\nHost: t\r\n: z\r\n\r\n".to_string(), Refused(400)),
+        v("header without a colon", "GET /hello HTTP/1.1\r\nHost: t\r\nNoColon\r\n\r\n".to_string(), Refused(400)),
+        v("obs-fold continuation line", "GET /hello HTTP/1.1\r\nHost: t\r\nX: a\r\n b\r\n\r\n".to_string(), Refused(400)),
+        v("control byte in a value", "GET /hello HTTP/1.1\r\nHost: t\r\nX: a\x01b\r\n\r\n".to_string(), Refused(400)),
+        v("DEL in a value", "GET /hello HTTP/1.1\r\nHost: t\r\nX: a\x7fb\r\n\r\n".to_string(), Refused(400)),
+        v("obs-text in a value", "GET /hello HTTP/1.1\r\nHost: t\r\nX: caf\u{e9}\r\n\r\n".to_string(), Parsed(&[HELLO])),
+        v("two Host headers", "GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_string(), Refused(400)),
+        v("no Host on HTTP/1.1", "GET /hello HTTP/1.1\r\n\r\n".to_string(), Refused(400)),
+        // --- Request line and targets.
+        v("absolute-form target", "GET http://t/hello HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Parsed(&[HELLO])),
+        v("absolute-form with another host", "GET http://elsewhere/hello?x HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Parsed(&[HELLO])),
+        v("absolute-form without a path", "OPTIONS http://t HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Parsed(&[(405, "405 Method Not Allowed\n")])),
+        v("asterisk-form with OPTIONS", "OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Parsed(&[(405, "405 Method Not Allowed\n")])),
+        v("asterisk-form with GET", "GET * HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
+        v("authority-form outside CONNECT", "GET t:80 HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
+        v("fragment in the target", "GET /hello#x HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
+        v("space inside the target", "GET /hel lo HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
+        v("two spaces after the method", "GET  /hello HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
+        v("lower-case version", "GET /hello http/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
+        v("HTTP/0.9 request", "GET /hello\r\n\r\n".to_string(), Refused(400)),
+        v("HTTP/2 version", "GET /hello HTTP/2.0\r\nHost: t\r\n\r\n".to_string(), Refused(505)),
+        v("request line over 8 KiB", format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(8200)), Refused(414)),
+        // --- Bodies where none is expected, and pipelining around them.
+        v("GET with a body by CL", "GET /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello".to_string(), Parsed(&[HELLO])),
+        v("GET with a chunked body", "GET /hello HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_string(), Parsed(&[HELLO])),
+        v("GET with a body that is a request", format!("GET /hello HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{SMUGGLED}", SMUGGLED.len()), Parsed(&[HELLO])),
+        v("HEAD with a body that is a request", format!("HEAD /hello HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{SMUGGLED}", SMUGGLED.len()), Parsed(&[(200, "")])),
+        v("Expect 100-continue with CL", format!("{P}Expect: 100-continue\r\nContent-Length: 3\r\n\r\nabc"), Parsed(&[(100, ""), (200, "abc")])),
+        v("unknown Expect", format!("{P}Expect: 200-ok\r\nContent-Length: 3\r\n\r\nabc"), Parsed(&[(200, "abc")])),
+        v("Connection: close stops the follow-up", format!("{P}Connection: close\r\nContent-Length: 3\r\n\r\nabc"), Swallowed(&[(200, "abc")])),
+    ]
+}
+
+#[test]
+fn smuggling_vectors() {
+    bounded(120, || {
+        let mut cfg = config(Mode::Reactor);
+        cfg.limits.max_body_bytes = 1 << 20;
+        let server = TestServer::start(cfg);
+        let vectors = vectors();
+        assert!(vectors.len() >= 60, "{} vectors", vectors.len());
+        let mut failures = Vec::new();
+        for (name, bytes, outcome) in vectors {
+            if let Err(why) = check(&server, &bytes, outcome) {
+                failures.push(format!("{name}: {why}"));
+            }
+        }
+        assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+        // After all that, the server is still serving.
+        assert_eq!(server.connect().get("/hello").text(), "Hello, World!");
+    });
+}
+
+/// Sends `bytes` and the follow-up, half-closes, and compares every response until the end.
+fn check(server: &TestServer, bytes: &[u8], outcome: Outcome) -> Result<(), String> {
+    let mut client = server.connect();
+    // A refused request may be answered and closed before all of it, or the follow-up, is
+    // written: a failing write is part of the outcome, not an error.
+    let _ = client.stream.write_all(bytes);
+    let _ = client.stream.write_all(FOLLOW_UP);
+    let _ = client.stream.shutdown(std::net::Shutdown::Write);
+    let responses = read_all(&mut client, bytes.starts_with(b"HEAD"))?;
+    let seen: Vec<(u16, String)> = responses.iter().map(|r| (r.status, r.text())).collect();
+    let expected: Vec<(u16, String)> = match outcome {
+        Refused(status) => {
+            let last = responses.last();
+            if last.and_then(|r| r.header("connection")) != Some("close") {
+                return Err(format!("refusal without Connection: close: {seen:?}"));
+            }
+            vec![(status, format!("{status} "))]
+        }
+        Parsed(list) => list
+            .iter()
+            .chain([&HELLO])
+            .map(|&(status, body)| (status, body.to_string()))
+            .collect(),
+        Swallowed(list) => list
+            .iter()
+            .map(|&(status, body)| (status, body.to_string()))
+            .collect(),
+    };
+    let matches = seen.len() == expected.len()
+        && seen.iter().zip(&expected).all(|(got, want)| {
+            got.0 == want.0
+                && match outcome {
+                    // Error bodies are `400 Bad Request\n`: the status is what matters.
+                    Refused(_) => got.1.starts_with(&want.1),
+                    _ => want.1 == "*" || got.1 == want.1,
+                }
+        });
+    if matches {
+        Ok(())
+    } else {
+        Err(format!("expected {expected:?}, got {seen:?}"))
+    }
+}
+
+/// Every response until the server closes, which must come between responses, never inside
+/// one. A reset (the server closed with our follow-up unread) ends it like a clean close.
+fn read_all(client: &mut Client, head_first: bool) -> Result<Vec<Response>, String> {
+    let mut responses = Vec::new();
+    loop {
+        let read = if head_first && responses.is_empty() {
+            client.try_head_response()
+        } else {
+            client.try_response()
+        };
+        match read {
+            Ok(response) => responses.push(response),
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset
+                ) =>
+            {
+                if client.unread() > 0 {
+                    return Err(format!("closed inside a response, after {responses:?}"));
+                }
+                return Ok(responses);
+            }
+            Err(err) => return Err(format!("{err} after {} responses", responses.len())),
+        }
+        if responses.len() > 10 {
+            return Err("more responses than requests".into());
+        }
+    }
+}
