@@ -78,11 +78,12 @@ fn counts_what_the_server_counted() {
         let counted = field(&json, "requests") as u64;
         let served = handler.count.load(Ordering::SeqCst);
         assert!(counted > 1000, "{json}");
-        // The server may have answered, after the window closed, what was in flight then (one
-        // request per connection), and requests whose connection failed are not counted.
+        // The server also answered one unmeasured warm-up request per connection, may have
+        // answered after the window closed what was in flight then (one per connection), and
+        // requests whose connection failed are not counted.
         let lost = field(&json, "read") + field(&json, "timeout");
         assert!(
-            served >= counted && served <= counted + 10 + lost as u64,
+            served >= counted + 10 && served <= counted + 20 + lost as u64,
             "bench {counted}, server {served}: {json}"
         );
         assert_eq!(field(&json, "status"), 0.0);

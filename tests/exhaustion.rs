@@ -57,7 +57,7 @@ fn out_of_descriptors(mode: Mode) {
     let pid = server.pid().unwrap();
 
     // Take descriptors, one served connection each, until a connection goes unanswered: the
-    // kernel completed its handshake, but the server's accept fails with EMFILE. (Half a second
+    // kernel completed its handshake, but the server's accept fails with EMFILE. (A second
     // without an answer on loopback, where answers take microseconds, means not accepted.)
     let mut held: Vec<Client> = Vec::new();
     let mut waiting = loop {
@@ -100,10 +100,13 @@ fn out_of_descriptors(mode: Mode) {
     held.truncate(held.len() - 4);
     let response = waiting.response();
     assert_eq!(response.text(), "Hello, World!");
+    let mut fresh = server.connect();
+    assert_eq!(fresh.request(HELLO).status, 200);
     assert_eq!(held[2].request(FILE).text(), "some text\n");
 
     drop(held);
     drop(waiting);
+    drop(fresh);
     let mut stderr = server.child().unwrap().stderr.take().unwrap();
     server.stop();
     let mut log = String::new();

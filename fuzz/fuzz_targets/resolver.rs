@@ -3,32 +3,18 @@
 #![no_main]
 
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use reactor_httpd::app::static_files::resolve::{Opened, Root, decode_path};
+use reactor_httpd::app::static_files::resolve::{Opened, Root, decode_path, trap_tree};
 
-/// A ROOT with the traps the integration tests use: a secret beside it, links out of it (to the
-/// secret, to `..`, to /etc), a link inside it, and a link loop.
+/// A ROOT laid with traps (see `trap_tree`), built once per fuzzing process.
 fn root() -> &'static (PathBuf, Root) {
     static ROOT: OnceLock<(PathBuf, Root)> = OnceLock::new();
     ROOT.get_or_init(|| {
         let base = std::env::temp_dir().join(format!("resolver-fuzz-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
-        let root = base.join("root");
-        std::fs::create_dir_all(root.join("dir/sub")).unwrap();
-        std::fs::write(base.join("secret.txt"), "outside").unwrap();
-        std::fs::write(root.join("file.txt"), "inside").unwrap();
-        std::fs::write(root.join(".hidden"), "hidden").unwrap();
-        std::fs::write(root.join("dir/sub/deep.txt"), "deep").unwrap();
-        symlink(base.join("secret.txt"), root.join("out-link")).unwrap();
-        symlink("../..", root.join("dir/up-link")).unwrap();
-        symlink("/etc", root.join("etc-link")).unwrap();
-        symlink("dir/sub/deep.txt", root.join("in-link")).unwrap();
-        symlink("loop", root.join("loop")).unwrap();
-        let opened = Root::new(&root).unwrap();
+        let opened = Root::new(&trap_tree(&base).unwrap()).unwrap();
         (opened.path().to_path_buf(), opened)
     })
 }

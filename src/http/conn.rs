@@ -75,6 +75,7 @@ pub struct Context<'a> {
     pub handler: &'a dyn Fn(&Request<'_>) -> Response,
 }
 
+// ANCHOR: want
 /// What the connection needs its driver to do next.
 #[derive(Debug)]
 pub enum Want<'a> {
@@ -94,6 +95,7 @@ pub enum Want<'a> {
     /// Close the socket. The connection is finished.
     Close,
 }
+// ANCHOR_END: want
 
 pub struct Conn {
     phase: Phase,
@@ -112,6 +114,7 @@ pub struct Conn {
     sent_since_want: bool,
 }
 
+// ANCHOR: phase
 enum Phase {
     /// Waiting for a request head, or part way through one. `started` once a request has begun
     /// (its first byte arrived, or the connection is new): until then the connection is idle
@@ -134,6 +137,7 @@ enum Phase {
     Lingering,
     Closed,
 }
+// ANCHOR_END: phase
 
 enum BodyReader {
     Length(u64),
@@ -384,6 +388,7 @@ impl Conn {
         self.sent_since_want = true;
     }
 
+    // ANCHOR: deadline
     /// When the current timeout expires; `None` once closed.
     pub fn deadline(&self, limits: &Limits) -> Option<Instant> {
         let duration = match self.timer {
@@ -396,6 +401,7 @@ impl Conn {
         };
         Some(self.timer_since + duration)
     }
+    // ANCHOR_END: deadline
 
     /// The deadline passed: a request too slow to arrive gets 408; an idle, stalled or lingering
     /// connection is closed. Call [`Conn::want`] next.
@@ -435,12 +441,14 @@ impl Conn {
         loop {
             let has_bytes = self.output.has_bytes();
             let file_waiting = self.output.file.is_some();
+            // ANCHOR: backpressure
             match self.phase {
                 Phase::Closed => return Next::Close,
                 // Output takes over when nothing may overtake it, or when enough is queued.
                 _ if has_bytes && (file_waiting || self.output.buf.len() >= OUTPUT_HIGH_WATER) => {
                     return Next::Write;
                 }
+                // ANCHOR_END: backpressure
                 _ if file_waiting => return Next::SendFile,
                 Phase::Lingering if self.peer_closed => self.phase = Phase::Closed,
                 Phase::Lingering => return Next::Read,
@@ -488,7 +496,11 @@ impl Conn {
                 let mut parsed = Ok(None);
                 if scan.is_fresh() {
                     input.consume(leading_empty_lines(input.data()));
-                    if input.is_empty() {
+                    // A lone CR may be the first half of one more empty line: wait for what
+                    // follows rather than scan it as the start of a request. (Found by the
+                    // `conn` fuzz target: split between CR and LF, a leading empty line turned a
+                    // valid request into a 400.)
+                    if input.is_empty() || input.data() == b"\r" {
                         return Step::NeedData;
                     }
                     if !*started {

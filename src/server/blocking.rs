@@ -106,6 +106,7 @@ pub(crate) fn accept(
     }
 }
 
+// ANCHOR: serve_connection
 /// Serves one connection until it closes.
 pub(crate) fn serve_connection(
     stream: TcpStream,
@@ -186,6 +187,7 @@ pub(crate) fn serve_connection(
         slot.set_idle(false);
     }
 }
+// ANCHOR_END: serve_connection
 
 /// Where to connect to reach a listener bound to `addr` (a wildcard address means loopback).
 fn loopback(addr: SocketAddr) -> SocketAddr {

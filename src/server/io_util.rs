@@ -8,6 +8,7 @@ use std::time::Instant;
 /// Linux sends at most this much per sendfile call.
 const SENDFILE_MAX: u64 = 0x7fff_f000;
 
+// ANCHOR: sendfile
 /// Sends up to `len` bytes of `file` from `offset` straight to the socket, without copying them
 /// through user space. Returns how many were sent; 0 means the file ended before `offset + len`.
 pub(crate) fn sendfile(socket: RawFd, file: &File, offset: u64, len: u64) -> io::Result<u64> {
@@ -22,6 +23,7 @@ pub(crate) fn sendfile(socket: RawFd, file: &File, offset: u64, len: u64) -> io:
         Ok(sent as u64)
     }
 }
+// ANCHOR_END: sendfile
 
 /// Errors that concern one connection that failed while queued (it was reset or aborted before
 /// accept took it): accept the next one.

@@ -33,6 +33,7 @@ pub(crate) fn bind_group(
     Ok(listeners)
 }
 
+// ANCHOR: bind
 /// One listening socket (blocking or not).
 pub(crate) fn bind(
     addr: SocketAddr,
@@ -54,6 +55,7 @@ pub(crate) fn bind(
     socket.set_nonblocking(nonblocking)?;
     Ok(socket.into())
 }
+// ANCHOR_END: bind
 
 #[cfg(test)]
 mod tests {

@@ -50,6 +50,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// they are closed without an answer, so a flood cannot grow the slab.
 const REFUSING_MAX: usize = 256;
 
+// ANCHOR: spawn_loops
 /// Runs one event loop per listener, each on its own thread (pinned to its core if given),
 /// until shutdown.
 pub(crate) fn run(
@@ -83,6 +84,7 @@ pub(crate) fn run(
     }
     result
 }
+// ANCHOR_END: spawn_loops
 
 /// One accepted socket and its protocol state.
 struct Connection {
@@ -157,6 +159,7 @@ impl EventLoop {
         })
     }
 
+    // ANCHOR: event_loop
     fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         loop {
@@ -196,7 +199,9 @@ impl EventLoop {
             }
         }
     }
+    // ANCHOR_END: event_loop
 
+    // ANCHOR: poll_timeout
     /// Sleep until the earliest thing that has a time: a connection timer, the end of an accept
     /// back-off, a log flush, the end of draining. `None` sleeps until an event.
     fn poll_timeout(&self) -> Option<Duration> {
@@ -212,7 +217,9 @@ impl EventLoop {
         .min()
         .map(|at| at.saturating_duration_since(Instant::now()))
     }
+    // ANCHOR_END: poll_timeout
 
+    // ANCHOR: accept_all
     /// Accepts until the listener's queue is empty (edge-triggered: the event will not repeat).
     fn accept_all(&mut self) {
         if self.accept_paused_until.is_some() {
@@ -237,6 +244,7 @@ impl EventLoop {
             }
         }
     }
+    // ANCHOR_END: accept_all
 
     /// Takes an accepted socket into the slab, or refuses it with 503 when the server is full.
     fn admit(&mut self, mut stream: TcpStream, peer: IpAddr) {
@@ -293,6 +301,7 @@ impl EventLoop {
         }
     }
 
+    // ANCHOR: on_ready
     fn on_ready(&mut self, token: Token, event: &Event) {
         let key = token.0 & 0xffff_ffff;
         let generation = (token.0 >> 32) as u32;
@@ -309,7 +318,9 @@ impl EventLoop {
         connection.read_closed |= event.is_read_closed();
         self.drive(key);
     }
+    // ANCHOR_END: on_ready
 
+    // ANCHOR: drive
     /// Does what the connection asks until the socket would block, or the connection closes.
     fn drive(&mut self, key: usize) {
         let Some(connection) = self.connections.get_mut(key) else {
@@ -394,6 +405,7 @@ impl EventLoop {
         }
         self.arm_timer(key);
     }
+    // ANCHOR_END: drive
 
     fn arm_timer(&mut self, key: usize) {
         if let Some(connection) = self.connections.get_mut(key) {
@@ -406,6 +418,7 @@ impl EventLoop {
         }
     }
 
+    // ANCHOR: fire_timers
     /// Fires every timer that is due. Entries whose connection is gone, or that a later entry
     /// replaced, are dropped; entries for a deadline that has since moved later are re-armed.
     fn fire_timers(&mut self) {
@@ -429,6 +442,7 @@ impl EventLoop {
             }
         }
     }
+    // ANCHOR_END: fire_timers
 
     fn close(&mut self, key: usize) {
         // Dropping the stream closes the socket, which also removes it from epoll.

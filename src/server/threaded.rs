@@ -17,6 +17,7 @@ use std::time::Instant;
 use super::blocking::{self, Active};
 use super::{LoopEnv, Shared, Shutdown};
 
+// ANCHOR: threaded_run
 pub(crate) fn run(
     listener: TcpListener,
     threads: usize,
@@ -86,3 +87,4 @@ pub(crate) fn run(
     }
     result
 }
+// ANCHOR_END: threaded_run

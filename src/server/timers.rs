@@ -16,6 +16,7 @@ use std::time::Instant;
 /// Identifies a connection across slab-key reuse: (slab key, generation).
 pub(crate) type TimerKey = (usize, u32);
 
+// ANCHOR: timers
 #[derive(Default)]
 pub(crate) struct Timers {
     heap: BinaryHeap<Reverse<(Instant, TimerKey)>>,
@@ -51,6 +52,7 @@ impl Timers {
         self.heap.len()
     }
 }
+// ANCHOR_END: timers
 
 #[cfg(test)]
 mod tests {

@@ -145,6 +145,7 @@ impl Root {
         &self.path
     }
 
+    // ANCHOR: open_beneath
     /// Opens `relative` (from [`DecodedPath::relative`]) beneath ROOT. Only regular files and
     /// directories are served.
     pub fn open(&self, relative: &Path) -> Result<Opened, Refusal> {
@@ -158,6 +159,7 @@ impl Root {
             Err(Refusal::NotFound) // devices, sockets, FIFOs
         }
     }
+    // ANCHOR_END: open_beneath
 
     fn open_beneath(&self, relative: &Path) -> io::Result<File> {
         if self.beneath.load(Ordering::Relaxed) {
@@ -189,6 +191,7 @@ impl Root {
 /// Read-only; non-blocking so that a FIFO in ROOT cannot stall a loop (regular files ignore it).
 const OPEN_FLAGS: libc::c_int = libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
 
+// ANCHOR: openat2
 fn openat2_beneath(root: &OwnedFd, relative: &Path) -> io::Result<File> {
     let path = CString::new(relative.as_os_str().as_bytes())
         .map_err(|_| io::Error::from_raw_os_error(libc::ENOENT))?;
@@ -213,6 +216,7 @@ fn openat2_beneath(root: &OwnedFd, relative: &Path) -> io::Result<File> {
     // SAFETY: openat2 returned a new descriptor that nothing else owns.
     Ok(unsafe { File::from_raw_fd(fd as libc::c_int) })
 }
+// ANCHOR_END: openat2
 
 /// What an error from opening means for the client.
 pub fn refusal(err: io::Error) -> Refusal {
@@ -232,11 +236,33 @@ pub fn refusal(err: io::Error) -> Refusal {
     }
 }
 
+/// Builds, in a fresh `base`, a ROOT (`base/root`, returned) laid with the traps a resolver must
+/// not fall into: a secret beside ROOT, links to it, to `..` and to /etc, a link loop, a hidden
+/// file; and a link that stays inside, which must work. For the tests and the fuzz target.
+#[doc(hidden)]
+pub fn trap_tree(base: &Path) -> io::Result<PathBuf> {
+    use std::fs;
+    use std::os::unix::fs::symlink;
+    let _ = fs::remove_dir_all(base);
+    let root = base.join("root");
+    fs::create_dir_all(root.join("dir/sub"))?;
+    fs::write(base.join("secret.txt"), "outside")?;
+    fs::write(root.join("file.txt"), "inside")?;
+    fs::write(root.join(".hidden"), "hidden")?;
+    fs::write(root.join("dir/sub/deep.txt"), "deep")?;
+    fs::write(root.join("a b.txt"), "space")?;
+    symlink(base.join("secret.txt"), root.join("out-link"))?;
+    symlink("../..", root.join("dir/up-link"))?;
+    symlink("/etc", root.join("etc-link"))?;
+    symlink("dir/sub/deep.txt", root.join("in-link"))?;
+    symlink("loop", root.join("loop"))?;
+    Ok(root)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::os::unix::fs::symlink;
 
     /// ROOT with a file, a hidden file, a directory and symlinks, next to a secret outside it.
     struct Tree {
@@ -247,20 +273,7 @@ mod tests {
     impl Tree {
         fn new(tag: &str) -> Tree {
             let base = std::env::temp_dir().join(format!("resolve-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&base);
-            let root = base.join("root");
-            std::fs::create_dir_all(root.join("dir/sub")).unwrap();
-            std::fs::write(base.join("secret.txt"), "outside").unwrap();
-            std::fs::write(root.join("file.txt"), "inside").unwrap();
-            std::fs::write(root.join(".hidden"), "hidden").unwrap();
-            std::fs::write(root.join("dir/sub/deep.txt"), "deep").unwrap();
-            std::fs::write(root.join("a b.txt"), "space").unwrap();
-            symlink(base.join("secret.txt"), root.join("out-link")).unwrap();
-            symlink("../..", root.join("dir/up-link")).unwrap();
-            symlink("/etc", root.join("etc-link")).unwrap();
-            symlink("dir/sub/deep.txt", root.join("in-link")).unwrap();
-            symlink("loop", root.join("loop")).unwrap();
-            let root = Root::new(&root).unwrap();
+            let root = Root::new(&trap_tree(&base).unwrap()).unwrap();
             Tree { base, root }
         }
 

@@ -11,14 +11,12 @@ use std::io::{self, BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use plotters::prelude::*;
 
-use crate::load::{self, Load, Target};
+use crate::load::{self, Load, Target, WindowHook};
 use crate::report::{Report, human_us};
 
 pub struct Compare {
@@ -32,6 +30,8 @@ pub struct Compare {
     pub threads: usize,
     /// Total requests/s of the fixed-rate run in each cell.
     pub rate: f64,
+    /// Runs of each kind per cell; the median is reported.
+    pub runs: usize,
 }
 
 /// The two things each cell drives.
@@ -47,14 +47,15 @@ struct Cell {
     at_rate: Report,
     /// Server CPU over the closed-loop window, as a percentage of one core.
     cpu_percent: f64,
-    /// Peak server memory during the closed-loop window, in KiB: proportional set size, so
+    /// Server memory at the end of the closed-loop window, in KiB: proportional set size, so
     /// pages the fork mode's processes share are counted once.
     memory_kib: u64,
 }
 
 pub fn run(compare: &Compare) -> io::Result<()> {
     fs::create_dir_all(&compare.out)?;
-    let root = compare.out.join("www");
+    // The servers' ROOT: a temporary directory holding the 4 KiB file.
+    let root = std::env::temp_dir().join(format!("reactor-bench-www-{}", std::process::id()));
     fs::create_dir_all(&root)?;
     fs::write(
         root.join("4k.bin"),
@@ -79,7 +80,7 @@ pub fn run(compare: &Compare) -> io::Result<()> {
             for (path, label) in PATHS {
                 let done = cells.len();
                 let left = if done == 0 {
-                    (compare.duration.as_secs_f64() * 2.0 + 3.0) * total as f64
+                    (compare.duration.as_secs_f64() * 2.0 + 3.0) * (compare.runs * total) as f64
                 } else {
                     started.elapsed().as_secs_f64() / done as f64 * (total - done) as f64
                 };
@@ -113,6 +114,7 @@ pub fn run(compare: &Compare) -> io::Result<()> {
             path,
             &compare.out.join(format!("{slug}-requests.svg")),
             &format!("{label}: requests/s"),
+            Scale::Linear,
             |cell| cell.report.requests_per_sec(),
         )?;
         plot(
@@ -121,6 +123,7 @@ pub fn run(compare: &Compare) -> io::Result<()> {
             path,
             &compare.out.join(format!("{slug}-p99.svg")),
             &format!("{label}: p99 latency (ms), as fast as it answers"),
+            Scale::Log,
             |cell| cell.report.percentile_us(99.0) as f64 / 1000.0,
         )?;
         plot(
@@ -132,9 +135,11 @@ pub fn run(compare: &Compare) -> io::Result<()> {
                 "{label}: p99 latency (ms) at {:.0} requests/s",
                 compare.rate
             ),
+            Scale::Log,
             |cell| cell.at_rate.percentile_us(99.0) as f64 / 1000.0,
         )?;
     }
+    let _ = fs::remove_dir_all(&root);
     eprintln!("wrote {}", compare.out.display());
     Ok(())
 }
@@ -150,9 +155,21 @@ fn measure(
 ) -> io::Result<Cell> {
     // A fresh server for each run, so one run's leftovers (connections still closing, a
     // thread pool's backlog) do not weigh on the next.
-    let run = |rate: Option<f64>| -> io::Result<(Report, Vec<Sample>)> {
+    let run = |rate: Option<f64>, sample: bool| -> io::Result<(Report, Vec<Sample>)> {
         let (mut server, port) = start_server(compare, root, mode, connections, server_core)?;
-        let sampler = Sampler::start(server.id());
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        // The server is sampled at the two edges of the measurement window, from the load
+        // thread itself, outside the window: nothing runs beside the load while it measures.
+        let on_window = sample.then(|| {
+            let (pid, samples, fork) = (server.id(), samples.clone(), mode == "fork");
+            WindowHook(Arc::new(move |end: bool| {
+                let sample = Sample::take(pid, fork, end);
+                samples
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(sample);
+            }))
+        });
         let load = Load {
             target: Target {
                 addr: ([127, 0, 0, 1], port).into(),
@@ -166,15 +183,27 @@ fn measure(
             rate,
             timeout: Duration::from_secs(2),
             pin: load_core,
+            on_window,
         };
         let report = load::run(&load);
-        let samples = sampler.stop();
         stop(&mut server);
+        let samples = std::mem::take(&mut *samples.lock().unwrap_or_else(PoisonError::into_inner));
         Ok((report?, samples))
     };
-    let (report, samples) = run(None)?;
-    let (at_rate, _) = run(Some(compare.rate))?;
-    let (cpu_percent, memory_kib) = usage(&samples, report.window);
+    // Each kind of run `runs` times; the median run is kept (one run can be 20% off): for the
+    // closed loop, the median by requests/s, with its latency, CPU and memory; for the fixed
+    // rate, the median by p99.
+    let mut closed = Vec::with_capacity(compare.runs);
+    let mut rated = Vec::with_capacity(compare.runs);
+    for _ in 0..compare.runs {
+        let (report, samples) = run(None, true)?;
+        closed.push((report, usage(&samples)));
+        rated.push(run(Some(compare.rate), false)?.0);
+    }
+    closed.sort_by(|a, b| a.0.requests_per_sec().total_cmp(&b.0.requests_per_sec()));
+    rated.sort_by_key(|report| report.percentile_us(99.0));
+    let (report, (cpu_percent, memory_kib)) = closed.swap_remove(closed.len() / 2);
+    let at_rate = rated.swap_remove(rated.len() / 2);
     Ok(Cell {
         mode: mode.to_string(),
         connections,
@@ -237,75 +266,41 @@ fn start_server(
     Ok((child, port))
 }
 
-/// A server's CPU time and memory at one moment.
+/// A server's CPU time and memory at one edge of the measurement window.
 struct Sample {
     at: Instant,
-    cpu_ticks: u64,
-    /// Taken every few samples only: reading the smaps of a thousand forked children is not
-    /// free, and it runs on the load's core.
+    cpu_seconds: f64,
+    /// Taken at the end of the window only, while every connection is still open.
     pss_kib: Option<u64>,
 }
 
-/// Samples a server from a thread of its own while the load runs, so that its figures cover
-/// the measurement window only (not the warm-up, not the teardown).
-struct Sampler {
-    stop: Arc<AtomicBool>,
-    thread: thread::JoinHandle<Vec<Sample>>,
-}
-
-impl Sampler {
-    const EVERY: Duration = Duration::from_millis(250);
-    const PSS_EVERY: usize = 4;
-
-    fn start(pid: u32) -> Sampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = thread::spawn(move || {
-            let mut samples = Vec::new();
-            while !flag.load(Ordering::Relaxed) {
-                let tree = tree(pid);
-                let cpu_ticks = cpu_ticks(&tree);
-                // Stamped when the CPU reading is taken; the slower memory reading follows.
-                let at = Instant::now();
-                let pss_kib = (samples.len() % Self::PSS_EVERY == 0).then(|| pss_kib(&tree));
-                samples.push(Sample {
-                    at,
-                    cpu_ticks,
-                    pss_kib,
-                });
-                thread::sleep(Self::EVERY);
-            }
-            samples
-        });
-        Sampler { stop, thread }
-    }
-
-    fn stop(self) -> Vec<Sample> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap_or_default()
+impl Sample {
+    /// Reads the server (and in fork mode its children) from /proc.
+    fn take(pid: u32, fork: bool, end: bool) -> Sample {
+        let tree = if fork { tree(pid) } else { vec![pid] };
+        let cpu_seconds = cpu_seconds(&tree);
+        // Stamped when the CPU reading is taken; the slower memory reading follows.
+        let at = Instant::now();
+        Sample {
+            at,
+            cpu_seconds,
+            pss_kib: end.then(|| pss_kib(&tree)),
+        }
     }
 }
 
-/// CPU (percent of one core) and peak memory (KiB) over the samples inside `window`.
-fn usage(samples: &[Sample], window: Option<(Instant, Instant)>) -> (f64, u64) {
-    let Some((start, end)) = window else {
-        return (0.0, 0);
-    };
-    let inside: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| s.at >= start && s.at <= end)
-        .collect();
-    let (Some(first), Some(last)) = (inside.first(), inside.last()) else {
+/// CPU (percent of one core) between the two samples, and memory at the end.
+fn usage(samples: &[Sample]) -> (f64, u64) {
+    let [first, last] = samples else {
         return (0.0, 0);
     };
     let seconds = last.at.duration_since(first.at).as_secs_f64();
     let cpu = if seconds > 0.0 {
-        100.0 * last.cpu_ticks.saturating_sub(first.cpu_ticks) as f64 / ticks_per_sec() / seconds
+        100.0 * (last.cpu_seconds - first.cpu_seconds).max(0.0) / seconds
     } else {
         0.0
     };
-    let memory = inside.iter().filter_map(|s| s.pss_kib).max().unwrap_or(0);
-    (cpu, memory)
+    (cpu, last.pss_kib.unwrap_or(0))
 }
 
 /// SIGTERM, then the contract's 5 s, then SIGKILL.
@@ -364,20 +359,27 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_string).collect())
 }
 
-/// CPU time of the tree, in clock ticks: each process's own time plus what it has reaped.
-fn cpu_ticks(tree: &[u32]) -> u64 {
-    tree.iter()
-        .filter_map(|&pid| stat_fields(pid))
-        .map(|fields| {
-            let field = |n: usize| {
-                fields
-                    .get(n)
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            field(11) + field(12) + field(13) + field(14)
-        })
-        .sum()
+/// CPU time of the tree, in seconds. The server process's own `utime + stime` from its stat
+/// (all its threads), plus what it has reaped (`cutime + cstime`: exact, adjusted at exit); for
+/// each live child, its scheduler run time (`schedstat`, nanoseconds). A child's stat is
+/// useless here: its times are sampled at timer ticks, and a thousand forked children each
+/// running in slices shorter than a tick are charged almost nothing (seen: 0 ticks for 5 s of
+/// CPU).
+fn cpu_seconds(tree: &[u32]) -> f64 {
+    let Some((&server, children)) = tree.split_first() else {
+        return 0.0;
+    };
+    let ticks = stat_fields(server).map_or(0, |fields| {
+        (11..=14)
+            .filter_map(|n| fields.get(n).and_then(|v| v.parse::<u64>().ok()))
+            .sum::<u64>()
+    });
+    let children_ns: u64 = children
+        .iter()
+        .filter_map(|pid| fs::read_to_string(format!("/proc/{pid}/schedstat")).ok())
+        .filter_map(|line| line.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / ticks_per_sec() + children_ns as f64 / 1e9
 }
 
 fn ticks_per_sec() -> f64 {
@@ -406,11 +408,14 @@ fn markdown(cells: &[Cell], compare: &Compare) -> String {
         out,
         "Each cell: {} s of keep-alive load from one mio thread as fast as the server answers (closed \
          loop), then {} s of the same connections sharing {:.0} requests/s on a fixed schedule (latency \
-         from when each request was due). Server pinned to core 0, load to core 1. `threaded` runs {} \
-         workers; `reactor` one loop. Errors are mostly timeouts: requests unanswered for 2 s.\n",
+         from when each request was due), each on a fresh server, {} time(s): the median run is shown \
+         (closed loop: by requests/s; fixed rate: by p99). Server pinned to core 0, load to core 1. \
+         `threaded` runs {} workers; `reactor` one loop. Errors are mostly timeouts: requests \
+         unanswered for 2 s.\n",
         compare.duration.as_secs_f64(),
         compare.duration.as_secs_f64(),
         compare.rate,
+        compare.runs,
         compare.threads
     );
     for (path, label) in PATHS {
@@ -457,6 +462,15 @@ fn errors(report: &Report) -> String {
     }
 }
 
+/// How a plot's y axis is scaled.
+#[derive(Clone, Copy, PartialEq)]
+enum Scale {
+    Linear,
+    /// For latencies, which span microseconds to seconds: a linear axis would flatten every
+    /// line but the worst to zero.
+    Log,
+}
+
 /// One line per mode: `value` against connections (log scale).
 fn plot(
     cells: &[Cell],
@@ -464,23 +478,32 @@ fn plot(
     path: &str,
     file: &Path,
     title: &str,
+    scale: Scale,
     value: impl Fn(&Cell) -> f64,
 ) -> io::Result<()> {
+    // A log axis is drawn as log10 of the values on a linear axis, labelled with the values.
+    let y = |cell: &Cell| match scale {
+        Scale::Linear => value(cell),
+        Scale::Log => value(cell).max(1e-3).log10(),
+    };
     let draw = || -> Result<(), Box<dyn std::error::Error>> {
         let points = |mode: &str| -> Vec<(f64, f64)> {
             cells
                 .iter()
                 .filter(|cell| cell.path == path && cell.mode == mode)
-                .map(|cell| (cell.connections as f64, value(cell)))
+                .map(|cell| (cell.connections as f64, y(cell)))
                 .collect()
         };
-        let max_y = cells
-            .iter()
-            .filter(|c| c.path == path)
-            .map(&value)
-            .fold(0.0, f64::max)
-            * 1.15
-            + 1e-9;
+        let ys = || cells.iter().filter(|c| c.path == path).map(&y);
+        let (min_y, max_y) = match scale {
+            Scale::Linear => (0.0, ys().fold(0.0, f64::max) * 1.15 + 1e-9),
+            Scale::Log => (
+                ys().fold(f64::MAX, f64::min).floor(),
+                ys().fold(f64::MIN, f64::max)
+                    .ceil()
+                    .max(ys().fold(f64::MAX, f64::min) + 1.0),
+            ),
+        };
         let min_x = compare
             .connections
             .iter()
@@ -502,8 +525,16 @@ fn plot(
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(70)
-            .build_cartesian_2d((min_x * 0.8..max_x * 1.25).log_scale(), 0.0..max_y)?;
-        chart.configure_mesh().x_desc("connections").draw()?;
+            .build_cartesian_2d((min_x * 0.8..max_x * 1.25).log_scale(), min_y..max_y)?;
+        let label = |v: &f64| match scale {
+            Scale::Linear => format!("{v}"),
+            Scale::Log => format!("{}", 10f64.powf(*v)),
+        };
+        chart
+            .configure_mesh()
+            .x_desc("connections")
+            .y_label_formatter(&label)
+            .draw()?;
         const COLORS: [RGBColor; 5] = [RED, BLUE, GREEN, MAGENTA, CYAN];
         for (mode, &color) in compare.modes.iter().zip(COLORS.iter().cycle()) {
             let series = points(mode);

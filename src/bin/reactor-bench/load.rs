@@ -11,6 +11,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -73,17 +74,30 @@ pub struct Load {
     pub timeout: Duration,
     /// Pin the load threads to this core.
     pub pin: Option<core_affinity::CoreId>,
+    /// Called by each load thread just before its measurement window opens (`false`) and just
+    /// after it closes (`true`), so a caller can sample the server exactly over the window.
+    pub on_window: Option<WindowHook>,
 }
 
-/// How long a worker waits for all its connections to be established before it starts the
-/// measurement window anyway.
-const WARM_UP_LIMIT: Duration = Duration::from_secs(2);
+#[derive(Clone)]
+pub struct WindowHook(pub Arc<dyn Fn(bool) + Send + Sync>);
+
+impl std::fmt::Debug for WindowHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WindowHook")
+    }
+}
+
+/// How long a worker waits for all its connections to be established and answered once before
+/// it starts the measurement window anyway (a server that serves fewer connections at a time
+/// than the load opens never answers them all): as long as the run, within these bounds.
+const WARM_UP_LIMITS: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(2));
 
 /// Runs the load for its duration and returns what was measured, all threads merged.
 ///
-/// Each thread first opens all its connections, and only then starts its window: a thousand
-/// handshakes (and the server accepting them) would otherwise count as the latency of the
-/// first requests.
+/// Each thread first opens all its connections and has one request answered on each (not
+/// measured), and only then starts its window: a thousand handshakes, and a fresh server's first
+/// request on each connection, would otherwise count as the latency of the run.
 pub fn run(load: &Load) -> io::Result<Report> {
     let threads = load.threads.clamp(1, load.connections.max(1));
     let mut workers = Vec::new();
@@ -230,6 +244,8 @@ struct Client {
     sent_at: Instant,
     /// Rate mode: when the next request is due.
     due: Instant,
+    /// Its warm-up request has been answered.
+    warmed: bool,
     reader: ResponseReader,
 }
 
@@ -245,8 +261,11 @@ struct Worker {
     timeout: Duration,
     /// Sends (rate mode) and reconnects that wait for a time, soonest first.
     scheduled: BinaryHeap<Reverse<(Instant, usize)>>,
-    /// Connections are still being opened; nothing is sent yet.
+    /// Connections are still being opened, each sending one request that is not measured.
     warming: bool,
+    /// Connections whose warm-up request has been answered.
+    warmed: usize,
+    on_window: Option<WindowHook>,
     duration: Duration,
     /// The measurement window; during the warm-up, `end` is when the warm-up gives up.
     start: Instant,
@@ -274,9 +293,11 @@ impl Worker {
             timeout: load.timeout,
             scheduled: BinaryHeap::new(),
             warming: true,
+            warmed: 0,
+            on_window: load.on_window.clone(),
             duration: load.duration,
             start,
-            end: start + WARM_UP_LIMIT,
+            end: start + load.duration.clamp(WARM_UP_LIMITS.0, WARM_UP_LIMITS.1),
             report: Report::new(),
             scratch: vec![0; 64 * 1024],
         };
@@ -288,6 +309,7 @@ impl Worker {
                 outstanding: 0,
                 sent_at: start,
                 due: start,
+                warmed: false,
                 reader: ResponseReader::default(),
             });
             worker.connect(index);
@@ -295,9 +317,13 @@ impl Worker {
         Ok(worker)
     }
 
-    /// Ends the warm-up: the window starts now, and every connection sends its first request,
-    /// or in rate mode is scheduled to, connection i of n at i/n of an interval.
-    fn start_window(&mut self, now: Instant) {
+    /// Ends the warm-up: the window starts now, and every connection sends its first measured
+    /// request, or in rate mode is scheduled to, connection i of n at i/n of an interval.
+    fn start_window(&mut self) {
+        if let Some(WindowHook(hook)) = &self.on_window {
+            hook(false);
+        }
+        let now = Instant::now();
         self.warming = false;
         self.start = now;
         self.end = now + self.duration;
@@ -317,10 +343,9 @@ impl Worker {
         let mut next_sweep = self.start;
         loop {
             let now = Instant::now();
-            if self.warming
-                && (now >= self.end || self.clients.iter().all(|client| client.connected))
-            {
-                self.start_window(now);
+            if self.warming && (now >= self.end || self.warmed == self.clients.len()) {
+                self.start_window();
+                continue;
             }
             if now >= self.end {
                 break;
@@ -362,8 +387,10 @@ impl Worker {
                 next_sweep = now + Duration::from_millis(100);
             }
         }
+        if let Some(WindowHook(hook)) = &self.on_window {
+            hook(true);
+        }
         self.report.elapsed = self.end - self.start;
-        self.report.window = Some((self.start, self.end));
         Ok(self.report)
     }
 
@@ -434,16 +461,25 @@ impl Worker {
         self.flush(index);
     }
 
+    // ANCHOR: send_if_due
     /// Starts the next batch if the connection is free and, in rate mode, it is due.
     fn send_if_due(&mut self, index: usize, now: Instant) {
         let interval = self.interval;
         let client = &mut self.clients[index];
         // Past the window nothing more is sent: an answer read then is not counted, and a
         // request sent after it would be one more the server answered and the report did not.
-        if self.warming || now >= self.end || !client.connected || client.outstanding > 0 {
+        if now >= self.end || !client.connected || client.outstanding > 0 {
             return;
         }
-        if let Some(every) = interval {
+        if self.warming {
+            // One request per connection before measuring: a fresh server's first request on
+            // each connection allocates its buffers and faults in pages, and with a thousand
+            // connections those first requests would be a whole percentile of the run.
+            if client.warmed {
+                return;
+            }
+            client.sent_at = now;
+        } else if let Some(every) = interval {
             if client.due > now {
                 self.scheduled.push(Reverse((client.due, index)));
                 return;
@@ -458,6 +494,7 @@ impl Worker {
         client.unwritten = self.batch.len();
         self.flush(index);
     }
+    // ANCHOR_END: send_if_due
 
     /// Writes what is left of the batch; a full socket resumes on the next writable event.
     fn flush(&mut self, index: usize) {
@@ -489,7 +526,11 @@ impl Worker {
             };
             let n = match stream.read(&mut self.scratch) {
                 Ok(0) => {
-                    if client.reader.until_close && client.outstanding == 1 && now < self.end {
+                    if client.reader.until_close
+                        && client.outstanding == 1
+                        && !self.warming
+                        && now < self.end
+                    {
                         // A body delimited by the end of the connection is complete now.
                         self.report.responses += 1;
                         let us = now.saturating_duration_since(client.sent_at).as_micros() as u64;
@@ -509,7 +550,7 @@ impl Worker {
                     return false;
                 }
             };
-            let counting = now < self.end;
+            let counting = !self.warming && now < self.end;
             if counting {
                 self.report.bytes += n as u64;
             }
@@ -539,7 +580,14 @@ impl Worker {
                 return false;
             }
             if answers > 0 && client.outstanding == 0 {
-                self.send_if_due(index, now);
+                if self.warming {
+                    if !client.warmed {
+                        client.warmed = true;
+                        self.warmed += 1;
+                    }
+                } else {
+                    self.send_if_due(index, now);
+                }
             }
         }
     }

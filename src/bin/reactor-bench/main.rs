@@ -4,7 +4,7 @@
 //! - `reactor-bench URL [--connections N] [--duration SECS] [--pipeline DEPTH] [--threads N]
 //!   [--rate R] [--json]`: keep-alive load on one URL (`load.rs`), reported as text or JSON
 //!   (`report.rs`).
-//! - `reactor-bench compare [--modes ...] [--connections ...] [--duration SECS] [--out DIR]`:
+//! - `reactor-bench compare [--modes ...] [--connections ...] [--duration SECS] [--runs N] [--out DIR]`:
 //!   every mode under the same load, one table and plots (`compare.rs`).
 
 mod compare;
@@ -80,6 +80,9 @@ struct CompareArgs {
     /// Total requests/s of each cell's fixed-rate run.
     #[arg(long, default_value_t = 20000.0)]
     rate: f64,
+    /// Runs of each kind per cell, each on a fresh server; the median run is reported.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
 }
 
 fn main() -> ExitCode {
@@ -131,6 +134,7 @@ fn load(run: Run) -> Result<(), String> {
         rate: run.rate,
         timeout: seconds(run.timeout, "--timeout")?,
         pin: None,
+        on_window: None,
     };
     let report = load::run(&load).map_err(|err| err.to_string())?;
     if run.json {
@@ -172,6 +176,7 @@ fn compare(args: CompareArgs) -> Result<(), String> {
         server,
         threads: args.threads,
         rate: args.rate,
+        runs: args.runs as usize,
     };
     compare::run(&settings).map_err(|err| err.to_string())
 }

@@ -1,7 +1,7 @@
 //! What a load run measured, and how it is printed: as text for people, as JSON for scripts.
 
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
@@ -37,8 +37,6 @@ pub struct Report {
     pub responses: u64,
     pub bytes: u64,
     pub elapsed: Duration,
-    /// When the measurement window began and ended (after the connections were opened).
-    pub window: Option<(Instant, Instant)>,
     /// Microseconds, from the (intended) send of a request to the end of its response.
     pub latency: Histogram<u64>,
     pub errors: Errors,
@@ -50,7 +48,6 @@ impl Report {
             responses: 0,
             bytes: 0,
             elapsed: Duration::ZERO,
-            window: None,
             // 1 µs to 1 h at 3 significant digits.
             latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
             errors: Errors::default(),
@@ -61,10 +58,6 @@ impl Report {
         self.responses += other.responses;
         self.bytes += other.bytes;
         self.elapsed = self.elapsed.max(other.elapsed);
-        self.window = match (self.window, other.window) {
-            (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
-            (one, other) => one.or(other),
-        };
         // Both histograms have the same bounds, so adding cannot fail.
         let _ = self.latency.add(&other.latency);
         self.errors.add(&other.errors);

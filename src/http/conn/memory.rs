@@ -70,6 +70,7 @@ impl MemoryConn {
         }
     }
 
+    // ANCHOR: memory_feed
     /// Offers `input`; returns how many bytes the connection took.
     pub fn feed(&mut self, input: &[u8]) -> usize {
         let mut taken = 0;
@@ -110,6 +111,7 @@ impl MemoryConn {
         }
         taken
     }
+    // ANCHOR_END: memory_feed
 
     /// The client closes its side.
     pub fn eof(&mut self) {

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Server CPU per *connection*: N sequential connections, each one `GET /hello` with
+# `Connection: close`, so every request pays for accept (and in fork mode a fork, a child's
+# first touches of memory, its exit and its reaping). CPU is the server's utime + stime plus its
+# reaped children's, from /proc, before and after.
+#
+#   benches/connection-cost.sh [N=5000]
+#
+# Needs: python3. The server runs on core 0 and the client on core 1 when there are two.
+set -euo pipefail
+
+N=${1:-5000}
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+(cd "$repo" && cargo build --release --quiet)
+PORT=18320
+
+for mode in reactor threaded blocking fork; do
+  taskset -c 0 "$repo/target/release/reactor-httpd" --bind 127.0.0.1:$PORT --quiet --demo \
+    --mode "$mode" --cores 1 >/dev/null 2>&1 &
+  pid=$!
+  for _ in $(seq 50); do
+    curl -sf "http://127.0.0.1:$PORT/hello" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  taskset -c 1 python3 - "$PORT" "$N" "$pid" "$mode" <<'PY'
+import socket, sys, time, os
+port, n, pid, mode = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+tick = os.sysconf("SC_CLK_TCK")
+def cpu():
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in f[11:15]) / tick
+before = cpu()
+start = time.time()
+request = b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(request)
+    while s.recv(4096):
+        pass
+    s.close()
+elapsed = time.time() - start
+time.sleep(0.5)  # let the last children be reaped
+used = cpu() - before
+print(f"{mode:9} {n} connections in {elapsed:.2f} s: server CPU {used * 1e6 / n:.0f} µs per connection")
+PY
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+done
