@@ -17,8 +17,13 @@ const LISTENER: Token = Token(usize::MAX);
 
 fn main() -> io::Result<()> {
     let addr = std::env::args().nth(1).unwrap_or("127.0.0.1:7000".into());
-    let mut listener = TcpListener::bind(addr.parse().map_err(io::Error::other)?)?;
+    let listener = TcpListener::bind(addr.parse().map_err(io::Error::other)?)?;
     println!("echo on {}", listener.local_addr()?);
+    serve(listener)
+}
+
+/// The event loop: never returns unless polling itself fails.
+pub fn serve(mut listener: TcpListener) -> io::Result<()> {
     let mut poll = Poll::new()?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
