@@ -28,8 +28,6 @@ use crate::http::{Conn, Status, Want};
 /// A blocking wait may end this much after its deadline: the socket timeout is only shortened
 /// when the deadline moves earlier by more than this, which spares a setsockopt per request.
 const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
-/// After EMFILE/ENFILE on accept: wait this long before accepting again, instead of spinning.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// `--mode blocking`: accept a connection, serve it until it closes, accept the next.
 pub(crate) fn run(
@@ -99,7 +97,7 @@ pub(crate) fn accept(
             Err(err) if io_util::is_transient_accept_error(&err) => {}
             Err(err) if io_util::is_resource_exhaustion(&err) => {
                 trouble.failed(&err);
-                thread::sleep(ACCEPT_BACKOFF);
+                thread::sleep(io_util::ACCEPT_BACKOFF);
             }
             Err(err) => return Err(err),
         }

@@ -18,16 +18,13 @@ use std::net::{IpAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
 
 use super::blocking::{self, Active};
 use super::{LoopEnv, Shared, Shutdown, io_util, shutdown::DRAIN_GRACE};
-
-/// After EMFILE/ENFILE/EAGAIN: wait this long before accepting or forking again.
-const BACKOFF: Duration = Duration::from_millis(100);
 
 pub(crate) fn run(
     listener: TcpListener,
@@ -88,7 +85,7 @@ pub(crate) fn run(
                         Err(err) => {
                             // Out of processes or memory: the connection is dropped; wait before more.
                             eprintln!("reactor-httpd: fork: {err}");
-                            paused_until = Some(Instant::now() + BACKOFF);
+                            paused_until = Some(Instant::now() + io_util::ACCEPT_BACKOFF);
                             break;
                         }
                     }
@@ -97,7 +94,7 @@ pub(crate) fn run(
                 Err(err) if io_util::is_transient_accept_error(&err) => {}
                 Err(err) => {
                     trouble.failed(&err);
-                    paused_until = Some(Instant::now() + BACKOFF);
+                    paused_until = Some(Instant::now() + io_util::ACCEPT_BACKOFF);
                     break;
                 }
             }

@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Linux sends at most this much per sendfile call.
 const SENDFILE_MAX: u64 = 0x7fff_f000;
@@ -44,6 +44,11 @@ pub(crate) fn is_resource_exhaustion(err: &io::Error) -> bool {
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
 }
+
+/// After an accept (or, in fork mode, a fork) fails for lack of descriptors, processes or
+/// memory: wait this long before trying again, instead of spinning on a failure that will repeat
+/// until closing connections free something.
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Reports accept failures once per episode: the first failure, then how long it lasted when
 /// an accept succeeds again. Retrying every 100 ms through a descriptor shortage would

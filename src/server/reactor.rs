@@ -44,8 +44,6 @@ const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
 /// Readiness events taken per `poll`.
 const EVENTS_PER_POLL: usize = 1024;
-/// After EMFILE/ENFILE on accept: wait this long before accepting again, instead of spinning.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Connections accepted past `--max-connections` only to answer 503, per loop. Beyond this
 /// they are closed without an answer, so a flood cannot grow the slab.
 const REFUSING_MAX: usize = 256;
@@ -238,7 +236,7 @@ impl EventLoop {
                     // backlog. Retrying at once would spin at full CPU; give closing
                     // connections time to free some.
                     self.accept_trouble.failed(&err);
-                    self.accept_paused_until = Some(self.env.clock.now() + ACCEPT_BACKOFF);
+                    self.accept_paused_until = Some(self.env.clock.now() + io_util::ACCEPT_BACKOFF);
                     return;
                 }
             }
