@@ -9,7 +9,8 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-use common::{Client, Response, TestServer, bounded, config};
+use common::proc::open_fds;
+use common::{Client, Response, TestServer, bounded, config, listening_addr};
 use reactor_httpd::config::Mode;
 use sha2::{Digest, Sha256};
 
@@ -409,51 +410,39 @@ fn errors(mode: Mode) {
 fn files_are_closed_once_sent() {
     bounded(60, || {
         let site = Site::new("fds");
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_reactor-httpd"))
-            .args(["--bind", "127.0.0.1:0", "--cores", "1", "--quiet"])
-            .arg(&site.root)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        let port: u16 = line
-            .split(':')
-            .nth(2)
-            .unwrap()
-            .split(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let fds = |pid: u32| fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
-        let mut clients: Vec<Client> = (0..10)
-            .map(|_| Client::connect(([127, 0, 0, 1], port).into()))
-            .collect();
+        let mut cfg = config(Mode::Reactor);
+        cfg.cores = reactor_httpd::config::Cores::Count(1);
+        cfg.demo = false;
+        cfg.root = site.root.clone();
+        let server = TestServer::subprocess(&cfg, |_| {});
+        let (addr, pid) = (server.addr, server.pid().unwrap());
+        let mut clients: Vec<Client> = (0..10).map(|_| Client::connect(addr)).collect();
         // Every client has been accepted once it has an answer.
         for client in &mut clients {
             assert_eq!(get(client, "/hello.txt", "").status, 200);
         }
-        let before = fds(child.id());
+        // The client has the last byte as soon as the kernel has it, which can be a moment before
+        // the server returns from that sendfile and closes the file: the count is read once it
+        // has stopped moving, before and after.
+        let settled = || {
+            let mut last = open_fds(pid);
+            loop {
+                std::thread::sleep(Duration::from_millis(20));
+                let now = open_fds(pid);
+                if now == last {
+                    return now;
+                }
+                last = now;
+            }
+        };
+        let before = settled();
         for _ in 0..20 {
             for client in &mut clients {
                 assert_eq!(get(client, "/digits.txt", "").status, 200);
                 assert_eq!(get(client, "/big.bin", "Range: bytes=0-9\r\n").status, 206);
             }
         }
-        // The client has the last byte as soon as the kernel has it, which can be a moment before
-        // the server returns from that sendfile and closes the file: allow it that moment.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        while fds(child.id()) > before && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert_eq!(fds(child.id()), before);
-        child.kill().unwrap();
-        child.wait().unwrap();
+        assert_eq!(settled(), before);
     });
 }
 
@@ -491,22 +480,16 @@ fn unreadable_file_is_403() {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        let port: u16 = match line.split(':').nth(2) {
-            Some(rest) => rest.split(' ').next().unwrap().parse().unwrap(),
-            None => {
+        let addr = match listening_addr(&mut child) {
+            Ok(addr) => addr,
+            Err(line) => {
                 // The binary may not be reachable by `nobody` (a private target directory).
                 let _ = child.wait();
                 eprintln!("skipped: could not run the server as nobody ({line:?})");
                 return;
             }
         };
-        let mut client = Client::connect(([127, 0, 0, 1], port).into());
+        let mut client = Client::connect(addr);
         let response = get(&mut client, "/locked.txt", "");
         assert_eq!(response.status, 403);
         assert_eq!(response.text(), "403 Forbidden\n");

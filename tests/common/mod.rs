@@ -132,16 +132,8 @@ impl TestServer {
         }
         setup(&mut command);
         let mut child = command.spawn().expect("run reactor-httpd");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split(' ').next())
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("listening line {line:?}"));
+        let addr =
+            listening_addr(&mut child).unwrap_or_else(|line| panic!("listening line {line:?}"));
         TestServer {
             addr,
             running: Running::Process(Some(child)),
@@ -203,6 +195,18 @@ impl TestServer {
         }
         start.elapsed()
     }
+}
+
+/// The address in a server process's listening line (`listening on http://ADDR (...)`), the
+/// first line of its piped stdout; `Err` with the line when there is none.
+pub fn listening_addr(child: &mut Child) -> Result<SocketAddr, String> {
+    let mut line = String::new();
+    let _ = BufReader::new(child.stdout.take().expect("stdout piped")).read_line(&mut line);
+    line.split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|addr| addr.parse().ok())
+        .ok_or(line)
 }
 
 /// Waits for a child to exit, killing it if it takes longer than `limit`.
