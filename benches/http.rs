@@ -9,8 +9,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use reactor_httpd::app::{Demo, Handler, StaticFiles};
 use reactor_httpd::config::Limits;
 use reactor_httpd::http::{
-    BufPool, Clock, Conn, Context, HeadScan, Persistence, Request, Response, Scanned, Status, Want,
-    header_storage, parse_head, write_head,
+    BufPool, Clock, Conn, Context, HeadCache, HeadScan, Persistence, Request, Response, Scanned,
+    Status, Want, header_storage, parse_head, write_head,
 };
 
 const BROWSER_GET: &[u8] = b"GET /docs/index.html?lang=en HTTP/1.1\r\n\
@@ -93,6 +93,7 @@ fn state_machine(c: &mut Criterion) {
         UNIX_EPOCH + Duration::from_secs(1_700_000_000),
     );
     let mut pool = BufPool::new();
+    let mut heads = HeadCache::default();
     let demo = Demo::new(StaticFiles::new(".".as_ref()).unwrap());
     let respond = |request: &Request<'_>| demo.handle(request);
     let batch: Vec<u8> = HELLO_GET.repeat(16);
@@ -100,6 +101,7 @@ fn state_machine(c: &mut Criterion) {
         limits: &limits,
         clock: &clock,
         pool: &mut pool,
+        heads: &mut heads,
         log: None,
         peer: IpAddr::from([127, 0, 0, 1]),
         handler: &respond,

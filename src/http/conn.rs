@@ -50,7 +50,7 @@ use super::parse::{
     parse_whole_head,
 };
 use super::request::{Request, Version};
-use super::response::{Body, FileBody, Persistence, Response, Status, write_head};
+use super::response::{Body, FileBody, HeadCache, Persistence, Response, Status};
 use crate::access_log::{AccessLog, LoggedRequest};
 use crate::config::Limits;
 
@@ -64,11 +64,13 @@ pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Everything a connection borrows from whoever drives it, for one call. Each event loop (or
-/// worker thread) has one pool, clock and log; `handler` answers requests.
+/// worker thread) has one pool, clock, head cache and log; `handler` answers requests.
 pub struct Context<'a> {
     pub limits: &'a Limits,
     pub clock: &'a Clock,
     pub pool: &'a mut BufPool,
+    /// The loop's last response head, for reuse.
+    pub heads: &'a mut HeadCache,
     pub log: Option<&'a mut AccessLog>,
     /// The client's address, for the access log.
     pub peer: IpAddr,
@@ -112,6 +114,10 @@ pub struct Conn {
     draining: bool,
     /// Output went out since the last `want`: a stalled-send timer starts over.
     sent_since_want: bool,
+    /// The last `want` said Read and nothing has happened since that could change its answer:
+    /// the next `want` says Read again at once. (A driver asks at every readiness event, and
+    /// the answer is nearly always the one it got last time.)
+    awaiting_input: bool,
 }
 
 // ANCHOR: phase
@@ -198,7 +204,7 @@ impl Output {
     ) {
         let content_length = response.body.len();
         let buf = self.buf(cx.pool);
-        write_head(buf, &response, content_length, persistence, cx.clock);
+        (cx.heads).write(buf, &response, content_length, persistence, cx.clock);
         let sends_body = !head_method && !response.status.forbids_body();
         let body_bytes = if sends_body { content_length } else { 0 };
         if sends_body {
@@ -297,6 +303,7 @@ impl Conn {
             peer_closed: false,
             draining: false,
             sent_since_want: false,
+            awaiting_input: false,
         }
     }
 
@@ -309,13 +316,22 @@ impl Conn {
     }
 
     /// What the driver should do next. Answers every complete request that is buffered first.
+    #[inline]
     pub fn want(&mut self, cx: &mut Context<'_>) -> Want<'_> {
+        if self.awaiting_input {
+            return Want::Read;
+        }
+        self.decide(cx)
+    }
+
+    fn decide(&mut self, cx: &mut Context<'_>) -> Want<'_> {
         let next = self.next(cx);
         self.arm_timer(next, cx);
         if next == Next::Read {
             // Idle buffers go back to the loop's pool: an idle connection holds none.
             self.input.release(cx.pool);
             self.output.release(cx.pool);
+            self.awaiting_input = true;
         }
         match (next, &self.output.file) {
             (Next::Read, _) => Want::Read,
@@ -332,6 +348,8 @@ impl Conn {
 
     /// Room to read into, after [`Want::Read`].
     pub fn read_buf(&mut self, cx: &mut Context<'_>) -> &mut [u8] {
+        // Takes a buffer, which the next `want` must give back if nothing arrives.
+        self.awaiting_input = false;
         // The most the current request may occupy; never less than one pooled buffer.
         let cap = match &self.phase {
             Phase::Body {
@@ -347,6 +365,7 @@ impl Conn {
 
     /// `n` bytes were read into [`Conn::read_buf`]; 0 means the client closed its side.
     pub fn received(&mut self, n: usize) {
+        self.awaiting_input = false;
         if n == 0 {
             self.peer_closed = true;
         } else {
@@ -359,6 +378,7 @@ impl Conn {
 
     /// `n` bytes of the last [`Want::Write`] were written.
     pub fn wrote(&mut self, n: usize) {
+        self.awaiting_input = false;
         let output = &mut self.output;
         output.written += n;
         if output.written == output.buf.len() {
@@ -372,6 +392,7 @@ impl Conn {
     /// promised length (it shrank): the response cannot be completed, so the connection closes
     /// rather than send bytes that are not the file.
     pub fn sent_file(&mut self, n: u64) {
+        self.awaiting_input = false;
         let Some(file) = &mut self.output.file else {
             return;
         };
@@ -406,6 +427,7 @@ impl Conn {
     /// The deadline passed: a request too slow to arrive gets 408; an idle, stalled or lingering
     /// connection is closed. Call [`Conn::want`] next.
     pub fn timed_out(&mut self, cx: &mut Context<'_>) {
+        self.awaiting_input = false;
         match self.timer {
             Timer::Header | Timer::Body if !self.output.has_bytes() => {
                 self.fail(Status::REQUEST_TIMEOUT, cx)
@@ -417,6 +439,7 @@ impl Conn {
 
     /// The server is shutting down: finish the request in flight, if any, then close.
     pub fn drain(&mut self) {
+        self.awaiting_input = false;
         self.draining = true;
     }
 
@@ -479,6 +502,12 @@ impl Conn {
 
     /// Advances request processing as far as the buffered input allows.
     fn step(&mut self, cx: &mut Context<'_>) -> Step {
+        // Nothing buffered between requests: the state after every answer, and at every readable
+        // event. Nothing can change, so skip the set-up below (a third of the per-request cost
+        // when each request comes in its own read).
+        if self.input.is_empty() && matches!(self.phase, Phase::Head { .. }) {
+            return Step::NeedData;
+        }
         // A request being answered borrows the input bytes while the rest of the connection
         // changes; so the input is taken out for the duration of the step.
         let mut input = std::mem::take(&mut self.input);

@@ -16,6 +16,8 @@ pub struct Clock {
     http_date: [u8; 29],
     /// `06/Nov/1994:08:49:37 +0000`, the Common Log Format time.
     log_date: [u8; 26],
+    /// The wall-clock second both dates show, counted from the Unix epoch.
+    unix_second: u64,
 }
 
 impl Clock {
@@ -30,6 +32,7 @@ impl Clock {
             next_second: now,
             http_date: [b' '; 29],
             log_date: [b' '; 26],
+            unix_second: 0,
         };
         clock.set_wall(now, wall);
         clock
@@ -47,7 +50,7 @@ impl Clock {
         self.now
     }
 
-    pub fn http_date(&self) -> &[u8] {
+    pub fn http_date(&self) -> &[u8; 29] {
         &self.http_date
     }
 
@@ -55,9 +58,15 @@ impl Clock {
         &self.log_date
     }
 
+    /// The wall-clock second the dates show: a new value means new dates.
+    pub fn unix_second(&self) -> u64 {
+        self.unix_second
+    }
+
     fn set_wall(&mut self, now: Instant, wall: SystemTime) {
         let since_epoch = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
         let second = UNIX_EPOCH + Duration::from_secs(since_epoch.as_secs());
+        self.unix_second = since_epoch.as_secs();
         let formatted = httpdate::fmt_http_date(second);
         self.http_date.copy_from_slice(formatted.as_bytes());
         // Same fields, CLF order: "Sun, 06 Nov 1994 08:49:37 GMT" -> "06/Nov/1994:08:49:37 +0000".

@@ -27,4 +27,4 @@ pub use parse::{
     header_storage, leading_empty_lines, parse_head, parse_whole_head,
 };
 pub use request::{Headers, Request, Version};
-pub use response::{Body, FileBody, Persistence, Response, Status, write_head};
+pub use response::{Body, FileBody, HeadCache, Persistence, Response, Status, write_head};

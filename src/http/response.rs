@@ -1,9 +1,10 @@
 //! What a handler answers, and how its head becomes bytes.
 //!
 //! A handler returns a [`Response`]; the connection (`conn.rs`) decides the framing headers
-//! (`Content-Length`, `Connection`) and calls [`write_head`] to append the status line and headers
-//! to its output buffer. The body is bytes, copied after the head, or a region of an open file,
-//! which the driver sends with sendfile.
+//! (`Content-Length`, `Connection`) and has the loop's [`HeadCache`] append the status line and
+//! headers to its output buffer: a copy of the last head when the response is the same kind as
+//! the last one, otherwise [`write_head`]. The body is bytes, copied after the head, or a region
+//! of an open file, which the driver sends with sendfile.
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -13,6 +14,13 @@ use super::date::Clock;
 /// An HTTP status code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Status(pub u16);
+
+/// What follows every status line: a macro, so `concat!` can join it to each one.
+macro_rules! SERVER_AND_DATE {
+    () => {
+        "Server: reactor-httpd\r\nDate: "
+    };
+}
 
 macro_rules! statuses {
     ($($name:ident = $code:literal $reason:literal,)*) => {
@@ -24,10 +32,13 @@ macro_rules! statuses {
                 match self.0 { $($code => $reason,)* _ => "" }
             }
 
-            /// The whole status line, for the codes we know, so the common case is one copy.
-            fn status_line(self) -> Option<&'static [u8]> {
+            /// The status line and the fixed header that follows it, up to the `Date` value, for
+            /// the codes we know: the common case starts with one copy.
+            fn head_start(self) -> Option<&'static [u8]> {
                 match self.0 {
-                    $($code => Some(concat!("HTTP/1.1 ", $code, " ", $reason, "\r\n").as_bytes()),)*
+                    $($code => Some(concat!(
+                        "HTTP/1.1 ", $code, " ", $reason, "\r\n", SERVER_AND_DATE!()
+                    ).as_bytes()),)*
                     _ => None,
                 }
             }
@@ -182,17 +193,22 @@ pub fn write_head(
     persistence: Persistence,
     clock: &Clock,
 ) {
-    match response.status.status_line() {
-        Some(line) => out.extend_from_slice(line),
+    let content_type = response.content_type.as_deref().unwrap_or_default();
+    let extra: usize = (response.headers.iter())
+        .map(|(name, value)| name.len() + value.len() + 4)
+        .sum();
+    // One reservation for the whole head, so none of the appends below has to grow the buffer.
+    out.reserve(HEAD_MAX_FIXED + content_type.len() + extra);
+    match response.status.head_start() {
+        Some(start) => out.extend_from_slice(start),
         None => {
             out.extend_from_slice(b"HTTP/1.1 ");
             out.extend_from_slice(itoa::Buffer::new().format(response.status.0).as_bytes());
-            out.extend_from_slice(b" \r\n");
+            out.extend_from_slice(concat!(" \r\n", SERVER_AND_DATE!()).as_bytes());
         }
     }
-    out.extend_from_slice(b"Server: reactor-httpd\r\nDate: ");
     out.extend_from_slice(clock.http_date());
-    if let Some(content_type) = &response.content_type {
+    if response.content_type.is_some() {
         out.extend_from_slice(b"\r\nContent-Type: ");
         out.extend_from_slice(content_type.as_bytes());
     }
@@ -210,6 +226,92 @@ pub fn write_head(
         Persistence::KeepAliveImplied => out.extend_from_slice(b"\r\n\r\n"),
         Persistence::KeepAlive => out.extend_from_slice(b"\r\nConnection: keep-alive\r\n\r\n"),
         Persistence::Close => out.extend_from_slice(b"\r\nConnection: close\r\n\r\n"),
+    }
+}
+
+/// An upper bound on a head's length apart from its content type and extra headers: the longest
+/// status line and the fixed fields, with a 20-digit length.
+const HEAD_MAX_FIXED: usize = 64
+    + SERVER_AND_DATE!().len()
+    + 29
+    + "\r\nContent-Type: ".len()
+    + "\r\nContent-Length: ".len()
+    + 20
+    + "\r\nConnection: keep-alive\r\n\r\n".len();
+
+/// The head last serialized on one loop, reused while identical responses follow one another
+/// within the same second: a server answering the same small resource again and again (a health
+/// check, a favicon, the benchmark's `/hello`) then copies one slice per response instead of
+/// assembling the head field by field. Like the `Date` value, it is rebuilt at most once a second
+/// per kind of response. Only heads made of static parts are kept, because their identity can be
+/// checked by address, without comparing text.
+#[derive(Default)]
+pub struct HeadCache {
+    key: Option<HeadKey>,
+    head: Vec<u8>,
+}
+
+/// Everything a cacheable head depends on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct HeadKey {
+    status: Status,
+    /// The address and length of a `&'static str`: static text never changes, so equal
+    /// addresses mean equal text.
+    content_type: Option<(usize, usize)>,
+    content_length: u64,
+    persistence: Persistence,
+    second: u64,
+}
+
+impl HeadKey {
+    /// `None` for a head that has parts the key cannot identify cheaply: extra headers, or a
+    /// content type built at run time.
+    fn of(
+        response: &Response,
+        content_length: u64,
+        persistence: Persistence,
+        clock: &Clock,
+    ) -> Option<HeadKey> {
+        if !response.headers.is_empty() {
+            return None;
+        }
+        let content_type = match &response.content_type {
+            None => None,
+            Some(Cow::Borrowed(text)) => Some((text.as_ptr() as usize, text.len())),
+            Some(Cow::Owned(_)) => return None,
+        };
+        Some(HeadKey {
+            status: response.status,
+            content_type,
+            content_length,
+            persistence,
+            second: clock.unix_second(),
+        })
+    }
+}
+
+impl HeadCache {
+    /// Appends the head of `response` to `out`, exactly as [`write_head`] would.
+    pub fn write(
+        &mut self,
+        out: &mut Vec<u8>,
+        response: &Response,
+        content_length: u64,
+        persistence: Persistence,
+        clock: &Clock,
+    ) {
+        let key = HeadKey::of(response, content_length, persistence, clock);
+        if key.is_some() && key == self.key {
+            out.extend_from_slice(&self.head);
+            return;
+        }
+        let start = out.len();
+        write_head(out, response, content_length, persistence, clock);
+        if key.is_some() {
+            self.head.clear();
+            self.head.extend_from_slice(&out[start..]);
+            self.key = key;
+        }
     }
 }
 
@@ -266,6 +368,63 @@ mod tests {
             Persistence::KeepAliveImplied,
         );
         assert!(text.starts_with("HTTP/1.1 299 \r\n"));
+    }
+
+    #[test]
+    fn cached_heads_are_the_heads() {
+        let static_type = Response::text(Status::OK, "hi");
+        let responses = [
+            (static_type, 2, Persistence::KeepAliveImplied),
+            (Response::error(Status::NOT_FOUND), 14, Persistence::Close),
+            (Response::text(Status::OK, "hi"), 2, Persistence::KeepAlive),
+            (
+                Response::text(Status::OK, "hi"),
+                3,
+                Persistence::KeepAliveImplied,
+            ),
+            (
+                Response::new(Status::OK).with_content_type(String::from("a/b")),
+                1,
+                Persistence::Close,
+            ),
+            (
+                Response::new(Status::OK).with_content_type(String::from("c/d")),
+                1,
+                Persistence::Close,
+            ),
+            (
+                Response::new(Status::MOVED_PERMANENTLY).with_header("Location", "/d/"),
+                0,
+                Persistence::Close,
+            ),
+            (
+                Response::new(Status::NO_CONTENT),
+                0,
+                Persistence::KeepAliveImplied,
+            ),
+        ];
+        let mut cache = HeadCache::default();
+        let mut clock = clock();
+        // Every order of pairs, twice over, and once more after the second changes.
+        for round in 0..3 {
+            if round == 2 {
+                clock = Clock::at(Instant::now(), UNIX_EPOCH + Duration::from_secs(784111778));
+            }
+            for (a, b) in
+                (0..responses.len()).flat_map(|a| (0..responses.len()).map(move |b| (a, b)))
+            {
+                for &(ref response, len, persistence) in [&responses[a], &responses[b]] {
+                    let mut expected = b"earlier bytes".to_vec();
+                    let mut cached = expected.clone();
+                    write_head(&mut expected, response, len, persistence, &clock);
+                    cache.write(&mut cached, response, len, persistence, &clock);
+                    assert_eq!(
+                        String::from_utf8(cached).unwrap(),
+                        String::from_utf8(expected).unwrap()
+                    );
+                }
+            }
+        }
     }
 
     #[test]

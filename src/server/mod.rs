@@ -30,7 +30,7 @@ pub use shutdown::{DRAIN_GRACE, Shutdown};
 use crate::access_log::AccessLog;
 use crate::app::Handler;
 use crate::config::{AccessLogTarget, Config, Cores, Limits, Mode};
-use crate::http::{BufPool, Clock, Context, Request, Response, Status};
+use crate::http::{BufPool, Clock, Context, HeadCache, Request, Response, Status};
 
 /// Why the server could not start. `Usage` is the user's to fix (exit 2); `Io` is the system's
 /// (exit 1).
@@ -59,10 +59,11 @@ pub(crate) struct Shared {
 }
 
 /// What one event loop or worker thread owns for the connections it drives: a clock, a buffer
-/// pool and an access log of its own, so none of them is ever locked.
+/// pool, a head cache and an access log of its own, so none of them is ever locked.
 pub(crate) struct LoopEnv {
     pub clock: Clock,
     pub pool: BufPool,
+    pub heads: HeadCache,
     pub log: Option<AccessLog>,
     pub shared: Arc<Shared>,
 }
@@ -72,6 +73,7 @@ impl LoopEnv {
         Ok(LoopEnv {
             clock: Clock::new(),
             pool: BufPool::new(),
+            heads: HeadCache::default(),
             log: AccessLog::open(&shared.access_log)?,
             shared,
         })
@@ -93,6 +95,7 @@ impl LoopEnv {
             limits: &self.shared.limits,
             clock: &self.clock,
             pool: &mut self.pool,
+            heads: &mut self.heads,
             log: self.log.as_mut(),
             peer,
             handler: &respond,

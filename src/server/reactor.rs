@@ -201,7 +201,9 @@ impl EventLoop {
 
     // ANCHOR: poll_timeout
     /// Sleep until the earliest thing that has a time: a connection timer, the end of an accept
-    /// back-off, a log flush, the end of draining. `None` sleeps until an event.
+    /// back-off, a log flush, the end of draining. `None` sleeps until an event. Measured from the
+    /// clock read at the start of this turn, as nginx does: a timer may fire as late as one
+    /// turn's work, and the turn saves a clock read.
     fn poll_timeout(&self) -> Option<Duration> {
         let log_due = self.env.log.as_ref().and_then(AccessLog::flush_due);
         [
@@ -213,7 +215,7 @@ impl EventLoop {
         .into_iter()
         .flatten()
         .min()
-        .map(|at| at.saturating_duration_since(Instant::now()))
+        .map(|at| at.saturating_duration_since(self.env.clock.now()))
     }
     // ANCHOR_END: poll_timeout
 

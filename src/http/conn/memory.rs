@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use super::{Conn, Context, Want};
 use crate::config::Limits;
-use crate::http::{BufPool, Clock, Request, Response};
+use crate::http::{BufPool, Clock, HeadCache, Request, Response};
 
 /// The context `Conn` needs for one call, from a [`MemoryConn`]'s fields (a macro, not a
 /// method, so that `conn` stays borrowable beside it).
@@ -22,6 +22,7 @@ macro_rules! cx {
             limits: &$h.limits,
             clock: &$h.clock,
             pool: &mut $h.pool,
+            heads: &mut $h.heads,
             log: None,
             peer: IpAddr::from([127, 0, 0, 1]),
             handler: $h.handler,
@@ -33,6 +34,7 @@ pub struct MemoryConn {
     pub limits: Limits,
     pub clock: Clock,
     pub pool: BufPool,
+    pub heads: HeadCache,
     pub handler: &'static dyn Fn(&Request<'_>) -> Response,
     pub conn: Conn,
     pub out: Vec<u8>,
@@ -49,10 +51,12 @@ impl MemoryConn {
             UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         );
         let mut pool = BufPool::new();
+        let mut heads = HeadCache::default();
         let conn = Conn::new(&Context {
             limits: &limits,
             clock: &clock,
             pool: &mut pool,
+            heads: &mut heads,
             log: None,
             peer: IpAddr::from([127, 0, 0, 1]),
             handler,
@@ -61,6 +65,7 @@ impl MemoryConn {
             limits,
             clock,
             pool,
+            heads,
             handler,
             conn,
             out: Vec::new(),

@@ -317,6 +317,23 @@ fn idle_connections_hold_no_buffers() {
 }
 
 #[test]
+fn asking_again_after_read_is_the_same_answer_until_something_happens() {
+    let mut harness = Harness::new();
+    harness.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    // A driver asks at every readiness event: the short answer is still Read...
+    let mut cx = cx!(harness);
+    assert!(matches!(harness.conn.want(&mut cx), Want::Read));
+    // ...and a read that finds nothing (WouldBlock) must not leave the buffer it took held.
+    harness.conn.read_buf(&mut cx);
+    assert!(harness.conn.holds_buffers());
+    assert!(matches!(harness.conn.want(&mut cx), Want::Read));
+    assert!(!harness.conn.holds_buffers());
+    // A timeout in between is seen: the idle connection closes.
+    harness.advance(3600.0);
+    assert!(harness.closed);
+}
+
+#[test]
 fn end_of_input() {
     // A half-closed client still gets its answers.
     let mut harness = Harness::new();
