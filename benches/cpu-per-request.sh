@@ -20,15 +20,11 @@ CONNECTIONS=${CONNECTIONS:-100}
 PIPELINE=${PIPELINE:-}
 SERVERS=${SERVERS:-"reactor limit nginx"}
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(dirname "$here")
+# shellcheck source=benches/lib.sh
+. "$here/lib.sh"
 shared=${SHARED_BENCH:-$repo/../shared/bench}
 LIMIT_C=${LIMIT_C:-$shared/limit.c}
 PIPELINE_LUA=${PIPELINE_LUA:-$shared/pipeline.lua}
-work=$(mktemp -d)
-pids=()
-# shellcheck source=benches/lib.sh
-. "$here/lib.sh"
-trap 'stop_all; rm -rf "$work"' EXIT
 
 for tool in wrk taskset; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install wrk util-linux)" >&2; exit 1; }

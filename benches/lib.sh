@@ -1,5 +1,11 @@
 # Shared by the measuring scripts: start pinned servers, read their CPU time, take medians.
-# Source it after setting `work` (a scratch directory) and `pids=()`.
+# Sourcing it sets `repo` (the checkout) and `work` (a scratch directory), and on exit stops
+# every server `start` started and removes `work`.
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+work=$(mktemp -d)
+pids=()
+trap 'stop_all; rm -rf "$work"' EXIT
 
 declare -A port pid
 

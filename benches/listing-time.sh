@@ -5,12 +5,8 @@
 set -euo pipefail
 N=${1:-100000}
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(dirname "$here")
-work=$(mktemp -d)
-pids=()
 # shellcheck source=benches/lib.sh
 . "$here/lib.sh"
-trap 'stop_all; rm -rf "$work"' EXIT
 
 mkdir -p "$work/www/big"
 python3 -c "

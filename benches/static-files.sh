@@ -13,12 +13,8 @@ ROUNDS=${1:-5}
 SECONDS_PER_RUN=${2:-10}
 SIZES=${SIZES:-"4k 1m 100m"}
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(dirname "$here")
-work=$(mktemp -d)
-pids=()
 # shellcheck source=benches/lib.sh
 . "$here/lib.sh"
-trap 'stop_all; rm -rf "$work"' EXIT
 
 docroot=$work/www
 mkdir -p "$docroot"
