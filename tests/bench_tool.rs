@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -46,18 +46,24 @@ fn scripted_server(status: Status, stall_at: u64, stall: Duration) -> (TestServe
 
 /// Runs reactor-bench with `args` against `server`; returns its JSON output.
 fn bench(server: &TestServer, args: &[&str]) -> String {
-    let output = Command::new(BENCH)
-        .arg(format!("http://{}/x", server.addr))
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
+    let output = run_ok(
+        Command::new(BENCH)
+            .arg(format!("http://{}/x", server.addr))
+            .args(args)
+            .arg("--json"),
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Runs `command`, which must succeed (its stderr is the failure message).
+fn run_ok(command: &mut Command) -> Output {
+    let output = command.output().unwrap();
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8(output.stdout).unwrap()
+    output
 }
 
 /// A number from the flat JSON the tool prints: the value after `"key":`.
@@ -155,7 +161,8 @@ fn compare_writes_a_table_and_plots() {
     bounded(120, || {
         let out = std::env::temp_dir().join(format!("compare-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&out);
-        let output = Command::new(BENCH)
+        let mut command = Command::new(BENCH);
+        command
             .args([
                 "compare",
                 "--modes",
@@ -173,14 +180,8 @@ fn compare_writes_a_table_and_plots() {
                 "--out",
             ])
             .arg(&out)
-            .args(["--server", env!("CARGO_BIN_EXE_reactor-httpd")])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+            .args(["--server", env!("CARGO_BIN_EXE_reactor-httpd")]);
+        let output = run_ok(&mut command);
         let table = String::from_utf8(output.stdout).unwrap();
         let rows = table
             .lines()
