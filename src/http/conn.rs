@@ -204,7 +204,8 @@ impl Output {
     ) {
         let content_length = response.body.len();
         let buf = self.buf(cx.pool);
-        (cx.heads).write(buf, &response, content_length, persistence, cx.clock);
+        cx.heads
+            .write(buf, &response, content_length, persistence, cx.clock);
         let sends_body = !head_method && !response.status.forbids_body();
         let body_bytes = if sends_body { content_length } else { 0 };
         if sends_body {
@@ -502,9 +503,9 @@ impl Conn {
 
     /// Advances request processing as far as the buffered input allows.
     fn step(&mut self, cx: &mut Context<'_>) -> Step {
-        // Nothing buffered between requests: the state after every answer, and at every readable
-        // event. Nothing can change, so skip the set-up below (a third of the per-request cost
-        // when each request comes in its own read).
+        // Nothing buffered between requests: the state after every answer. Nothing can change,
+        // so skip the set-up below (about 150 of 2,650 instructions per request, measured with
+        // benches/callgrind-per-request.sh, when each request comes in its own read).
         if self.input.is_empty() && matches!(self.phase, Phase::Head { .. }) {
             return Step::NeedData;
         }
