@@ -10,8 +10,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
 
 use reactor_httpd::app;
 use reactor_httpd::config::{AccessLogTarget, Config, Cores, Limits, Mode};
@@ -155,24 +153,13 @@ fn main() -> ExitCode {
         Ok(handler) => handler,
         Err(err) => return fail(2, &format!("cannot serve {}: {err}", config.root.display())),
     };
-    let server = match Server::bind(&config, handler) {
+    let mut server = match Server::bind(&config, handler) {
         Ok(server) => server,
         Err(err @ StartError::Usage(_)) => return fail(2, &err.to_string()),
         Err(err @ StartError::Io(_)) => return fail(1, &err.to_string()),
     };
-    // A thread waits for SIGINT/SIGTERM and triggers the shutdown. Not in fork mode: its parent
-    // must stay single-threaded to fork safely, and takes its signals itself.
-    if config.mode != Mode::Fork {
-        let shutdown = server.shutdown_handle();
-        let mut signals = match Signals::new([SIGINT, SIGTERM]) {
-            Ok(signals) => signals,
-            Err(err) => return fail(1, &format!("cannot handle signals: {err}")),
-        };
-        std::thread::spawn(move || {
-            if signals.forever().next().is_some() {
-                shutdown.trigger();
-            }
-        });
+    if let Err(err) = server.stop_on_signals() {
+        return fail(1, &format!("cannot handle signals: {err}"));
     }
     let mut stdout = std::io::stdout().lock();
     // Scripts wait for this line: print it whole and flush it before serving.

@@ -51,6 +51,13 @@ impl Running {
         Client::connect(([127, 0, 0, 1], self.port).into())
     }
 
+    /// How many threads the process runs, from /proc.
+    fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
+            .unwrap()
+            .count()
+    }
+
     fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill only sends a signal to our own child's pid.
         unsafe {
@@ -116,6 +123,8 @@ fn serves_logs_and_exits_cleanly_on_sigterm() {
             ],
             "reactor, 2 loops",
         );
+        // One per loop; none for signals, which the first loop polls.
+        assert_eq!(server.threads(), 2);
         let mut client = server.client();
         assert_eq!(client.get("/hello").text(), "Hello, World!");
         let missing = client.get("/nothing-here");
@@ -149,6 +158,8 @@ fn sigint_too_and_quiet_logs_nothing() {
             "reactor, 1 loop",
         );
         assert_eq!(server.client().get("/hello").status, 200);
+        // The loop runs on the main thread, and signals come through it: one thread in all.
+        assert_eq!(server.threads(), 1);
         server.signal(libc::SIGINT);
         let (code, rest, _, _) = server.wait();
         assert_eq!(code, Some(0));

@@ -46,7 +46,7 @@ use super::body::{ChunkedDecoder, Decoded};
 use super::buf::{BUF_SIZE, BufPool, Input};
 use super::date::Clock;
 use super::parse::{
-    BodyLength, Framing, HeadScan, Scanned, header_storage, leading_empty_lines, parse_head,
+    BodyLength, Framing, Head, HeadScan, Scanned, header_storage, leading_empty_lines, parse_head,
     parse_whole_head,
 };
 use super::request::{Request, Version};
@@ -326,7 +326,13 @@ impl Conn {
     }
 
     fn decide(&mut self, cx: &mut Context<'_>) -> Want<'_> {
-        let next = self.next(cx);
+        // Idle is the state after every response: nothing to parse, nothing to send. Said
+        // without the general walk through the phases below, since it is asked once per request.
+        let next = if self.is_idle() && !self.draining && !self.peer_closed {
+            Next::Read
+        } else {
+            self.next(cx)
+        };
         self.arm_timer(next, cx);
         if next == Next::Read {
             // Idle buffers go back to the loop's pool: an idle connection holds none.
@@ -523,7 +529,7 @@ impl Conn {
             Phase::Head { scan, started } => {
                 // Two stores for header fields, one per path: uninitialized, they cost nothing.
                 let (mut storage, mut fallback_storage) = (header_storage(), header_storage());
-                let mut parsed = Ok(None);
+                let mut parsed = None;
                 if scan.is_fresh() {
                     input.consume(leading_empty_lines(input.data()));
                     // A lone CR may be the first half of one more empty line: wait for what
@@ -540,26 +546,21 @@ impl Conn {
                     parsed = parse_whole_head(input.data(), &mut storage, max_header_bytes);
                 }
                 let data = input.data();
-                let head = match parsed {
-                    Ok(Some(head)) => Ok(head),
-                    Ok(None) => match scan.scan(data, max_header_bytes) {
+                // Each path hands its result over directly: a request is large to copy.
+                let used = match parsed {
+                    Some(head) => self.on_parsed(data, head, cx),
+                    None => match scan.scan(data, max_header_bytes) {
                         Ok(Scanned::NeedData) => return Step::NeedData,
                         Ok(Scanned::Complete(len)) => {
-                            parse_head(&data[..len], &mut fallback_storage)
-                                .map(|(request, framing)| (request, framing, len))
+                            let head = parse_head(&data[..len], &mut fallback_storage)
+                                .map(|(request, framing)| (request, framing, len));
+                            self.on_parsed(data, head, cx)
                         }
-                        Err(status) => Err(status),
+                        Err(status) => {
+                            self.fail(status, cx);
+                            0
+                        }
                     },
-                    Err(status) => Err(status),
-                };
-                let used = match head {
-                    Ok((request, framing, head_len)) => {
-                        self.on_head(data, request, framing, head_len, cx)
-                    }
-                    Err(status) => {
-                        self.fail(status, cx);
-                        0
-                    }
                 };
                 input.consume(used);
                 Step::Progress
@@ -603,6 +604,22 @@ impl Conn {
                 }
             }
             Phase::Closing { .. } | Phase::Lingering | Phase::Closed => Step::NeedData,
+        }
+    }
+
+    /// A head was parsed from the start of `data`, or refused. Returns the input bytes used.
+    fn on_parsed(
+        &mut self,
+        data: &[u8],
+        head: Result<Head<'_>, Status>,
+        cx: &mut Context<'_>,
+    ) -> usize {
+        match head {
+            Ok((request, framing, head_len)) => self.on_head(data, request, framing, head_len, cx),
+            Err(status) => {
+                self.fail(status, cx);
+                0
+            }
         }
     }
 

@@ -143,30 +143,32 @@ pub fn header_storage<'a>() -> HeaderStorage<'a> {
 pub type Head<'a> = (Request<'a>, Framing, usize);
 
 /// The fast path, for a head that arrived whole (the usual case: one read holds it): one
-/// httparse pass over `data`, capped at the header limit. `Ok(None)` when the head is not
-/// complete and valid within that cap; the caller then falls back to [`HeadScan`], which waits
-/// for the end of the head and reports limits and errors the same way however the input was
-/// split. An error here concerns a complete head, so it too is the same for every split.
+/// httparse pass over `data`, capped at the header limit. `None` when the head is not complete
+/// and valid within that cap; the caller then falls back to [`HeadScan`], which waits for the
+/// end of the head and reports limits and errors the same way however the input was split. An
+/// error here concerns a complete head, so it too is the same for every split.
 pub fn parse_whole_head<'a>(
     data: &'a [u8],
     storage: &'a mut HeaderStorage<'a>,
     max_header_bytes: usize,
-) -> Result<Option<Head<'a>>, Status> {
+) -> Option<Result<Head<'a>, Status>> {
     let capped = &data[..data.len().min(max_header_bytes)];
     let mut parsed = httparse::Request::new(&mut []);
     let Ok(httparse::Status::Complete(len)) = parsed.parse_with_uninit_headers(capped, storage)
     else {
-        return Ok(None);
+        return None;
     };
-    let (request, framing) = interpret(parsed)?;
-    // The scanner would have stopped at a long request line; so must this path.
-    let line_len = request.target.as_ptr() as usize - data.as_ptr() as usize
-        + request.target.len()
-        + " HTTP/1.1".len();
-    if line_len > request_line_limit(max_header_bytes) {
-        return Err(Status::URI_TOO_LONG);
+    // The scanner would have stopped at a long request line, before anything else; so must
+    // this path.
+    if let Some(target) = parsed.path {
+        let line_len =
+            target.as_ptr() as usize - data.as_ptr() as usize + target.len() + " HTTP/1.1".len();
+        if line_len > request_line_limit(max_header_bytes) {
+            return Some(Err(Status::URI_TOO_LONG));
+        }
     }
-    Ok(Some((request, framing, len)))
+    // Returned as it comes: the request is large, and wrapping it again would copy it.
+    Some(interpret(parsed, len))
 }
 
 /// Parses a complete head (as found by [`HeadScan`]) into a request with an empty body, and its
@@ -177,7 +179,9 @@ pub fn parse_head<'a>(
 ) -> Result<(Request<'a>, Framing), Status> {
     let mut parsed = httparse::Request::new(&mut []);
     match parsed.parse_with_uninit_headers(head, storage) {
-        Ok(httparse::Status::Complete(len)) if len == head.len() => interpret(parsed),
+        Ok(httparse::Status::Complete(len)) if len == head.len() => {
+            interpret(parsed, len).map(|(request, framing, _)| (request, framing))
+        }
         Ok(_) => Err(Status::BAD_REQUEST),
         Err(httparse::Error::TooManyHeaders) => Err(Status::HEADERS_TOO_LARGE),
         Err(httparse::Error::Version) if names_another_version(head) => {
@@ -187,8 +191,8 @@ pub fn parse_head<'a>(
     }
 }
 
-/// Turns what httparse found in a complete head into a request and its framing.
-fn interpret<'a>(parsed: httparse::Request<'a, 'a>) -> Result<(Request<'a>, Framing), Status> {
+/// Turns what httparse found in a complete head of `len` bytes into a request and its framing.
+fn interpret<'a>(parsed: httparse::Request<'a, 'a>, len: usize) -> Result<Head<'a>, Status> {
     // Complete means httparse filled in all three.
     let (Some(method), Some(target), Some(minor)) = (parsed.method, parsed.path, parsed.version)
     else {
@@ -211,7 +215,7 @@ fn interpret<'a>(parsed: httparse::Request<'a, 'a>) -> Result<(Request<'a>, Fram
         headers,
         body: &[],
     };
-    Ok((request, framing))
+    Ok((request, framing, len))
 }
 
 /// Whether the request line is `METHOD SP TARGET SP HTTP/d.d` with a version httparse refused:
@@ -586,37 +590,42 @@ mod tests {
         let head = b"POST /p?q HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabcGET";
         assert_eq!(
             whole(head, 1024),
-            Ok(Some((
+            Some(Ok((
                 "/p".to_string(),
                 BodyLength::Length(3),
                 head.len() - 6
             )))
         );
         // Incomplete, malformed, or over the limit: deferred, not decided here.
-        assert_eq!(whole(&head[..20], 1024), Ok(None));
-        assert_eq!(
-            whole(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 1024),
-            Ok(None)
-        );
-        assert_eq!(whole(head, 20), Ok(None));
+        assert_eq!(whole(&head[..20], 1024), None);
+        assert_eq!(whole(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 1024), None);
+        assert_eq!(whole(head, 20), None);
         // Framing errors on a complete head are final.
         assert_eq!(
             whole(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 1024),
-            Err(Status::BAD_REQUEST)
+            Some(Err(Status::BAD_REQUEST))
         );
         // A request line over 8 KiB is 414 on this path too, even when the whole head fits.
         for eol in ["\r\n", "\n"] {
             let line = format!("GET /{} HTTP/1.1{eol}", "a".repeat(MAX_REQUEST_LINE - 14));
             let head = format!("{line}Host: h{eol}{eol}");
             assert!(
-                matches!(whole(head.as_bytes(), 16 * 1024), Ok(Some(_))),
+                matches!(whole(head.as_bytes(), 16 * 1024), Some(Ok(_))),
                 "{eol:?}"
             );
             let line = format!("GET /{} HTTP/1.1{eol}", "a".repeat(MAX_REQUEST_LINE - 13));
             let head = format!("{line}Host: h{eol}{eol}");
             assert_eq!(
                 whole(head.as_bytes(), 16 * 1024),
-                Err(Status::URI_TOO_LONG),
+                Some(Err(Status::URI_TOO_LONG)),
+                "{eol:?}"
+            );
+            // Checked before anything else, as the scanner does: 414 even when the head is
+            // also wrong in another way (two Host fields).
+            let head = format!("{line}Host: h{eol}Host: i{eol}{eol}");
+            assert_eq!(
+                whole(head.as_bytes(), 16 * 1024),
+                Some(Err(Status::URI_TOO_LONG)),
                 "{eol:?}"
             );
         }

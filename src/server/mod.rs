@@ -25,7 +25,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
-pub use shutdown::{DRAIN_GRACE, Shutdown};
+pub use shutdown::{DRAIN_GRACE, Shutdown, Signals};
 
 use crate::access_log::AccessLog;
 use crate::app::Handler;
@@ -121,6 +121,7 @@ pub struct Server {
     addr: SocketAddr,
     shared: Arc<Shared>,
     shutdown: Shutdown,
+    signals: Option<Signals>,
 }
 
 /// The listening sockets a mode runs with.
@@ -171,7 +172,17 @@ impl Server {
             addr,
             shared,
             shutdown: Shutdown::new(),
+            signals: None,
         })
+    }
+
+    /// Makes SIGINT and SIGTERM trigger the shutdown (for the binary; tests use the handle).
+    /// The fork mode's parent takes its signals itself.
+    pub fn stop_on_signals(&mut self) -> io::Result<()> {
+        if self.mode != Mode::Fork {
+            self.signals = Some(Signals::install()?);
+        }
+        Ok(())
     }
 
     /// The address actually bound (the real port when port 0 was asked for).
@@ -205,9 +216,17 @@ impl Server {
     /// Serves until shutdown; returns once in-flight requests are done (at most
     /// [`DRAIN_GRACE`] after the trigger).
     pub fn run(self) -> io::Result<()> {
-        let (shared, shutdown) = (self.shared, self.shutdown);
+        let (shared, shutdown, mut signals) = (self.shared, self.shutdown, self.signals);
+        // The reactor's first loop polls the signal socket; the blocking modes give it a thread.
+        if self.mode != Mode::Reactor
+            && let Some(signals) = signals.take()
+        {
+            signals.watch_in_thread(shutdown.clone())?;
+        }
         match (self.mode, self.listeners) {
-            (Mode::Reactor, Listeners::PerLoop(group)) => reactor::run(group, shared, shutdown),
+            (Mode::Reactor, Listeners::PerLoop(group)) => {
+                reactor::run(group, shared, shutdown, signals)
+            }
             (Mode::Threaded, Listeners::One(listener)) => {
                 threaded::run(listener, self.threads, shared, shutdown)
             }

@@ -24,6 +24,7 @@
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown as HalfClose};
 use std::os::fd::AsRawFd;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread;
@@ -35,13 +36,14 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::timers::Timers;
-use super::{LoopEnv, Shared, Shutdown, io_util, shutdown::DRAIN_GRACE};
+use super::{LoopEnv, Shared, Shutdown, Signals, io_util, shutdown::DRAIN_GRACE};
 use crate::access_log::AccessLog;
 use crate::http::{Conn, Status, Want};
 
 /// Tokens at the top of the range; connection tokens are `generation << 32 | slab key`.
 const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
+const SIGNALS: Token = Token(usize::MAX - 2);
 /// Readiness events taken per `poll`.
 const EVENTS_PER_POLL: usize = 1024;
 /// Connections accepted past `--max-connections` only to answer 503, per loop. Beyond this
@@ -49,36 +51,48 @@ const EVENTS_PER_POLL: usize = 1024;
 const REFUSING_MAX: usize = 256;
 
 // ANCHOR: spawn_loops
-/// Runs one event loop per listener, each on its own thread (pinned to its core if given),
-/// until shutdown.
+/// Runs one event loop per listener until shutdown: the first on the calling thread, the others
+/// each on a thread of its own; each pinned to its core if given. The first loop also polls the
+/// signal socket. So one loop means one thread in the whole process (see `Signals` for why
+/// that matters).
 pub(crate) fn run(
     listeners: Vec<(std::net::TcpListener, Option<core_affinity::CoreId>)>,
     shared: Arc<Shared>,
     shutdown: Shutdown,
+    signals: Option<Signals>,
 ) -> io::Result<()> {
+    let mut loops = Vec::new();
+    let mut signals = signals.map(Signals::into_stream).transpose()?;
+    for (listener, pin) in listeners {
+        let event_loop = EventLoop::new(listener, &shared, &shutdown, signals.take())?;
+        loops.push((event_loop, pin));
+    }
+    let mut loops = loops.into_iter();
+    let Some((mut first, first_pin)) = loops.next() else {
+        return Err(io::Error::other("no listener to serve"));
+    };
     let mut threads = Vec::new();
-    for (index, (listener, pin)) in listeners.into_iter().enumerate() {
-        let mut event_loop = EventLoop::new(listener, shared.clone(), shutdown.clone())?;
+    for (index, (mut event_loop, pin)) in loops.enumerate() {
         let thread = thread::Builder::new()
-            .name(format!("loop-{index}"))
+            .name(format!("loop-{}", index + 1))
             .spawn(move || {
                 if let Some(core) = pin {
                     core_affinity::set_for_current(core);
                 }
-                event_loop.run()
+                event_loop.run_to_end()
             })?;
         threads.push(thread);
     }
-    let mut result = Ok(());
+    // Pinned only after the others were started: a thread starts with its creator's pinning.
+    if let Some(core) = first_pin {
+        core_affinity::set_for_current(core);
+    }
+    let mut result = first.run_to_end();
     for thread in threads {
         let outcome = thread
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("event loop panicked")));
-        if let Err(err) = outcome {
-            // One loop failing (its poll broke) stops the server: the others are told to stop.
-            shutdown.trigger();
-            result = result.and(Err(err));
-        }
+        result = result.and(outcome);
     }
     result
 }
@@ -123,13 +137,16 @@ struct EventLoop {
     drain_deadline: Option<Instant>,
     /// Keeps the waker registered for the loop's lifetime.
     _waker: Arc<Waker>,
+    /// The signal socket, polled by the first loop only.
+    signals: Option<mio::net::UnixStream>,
 }
 
 impl EventLoop {
     fn new(
         listener: std::net::TcpListener,
-        shared: Arc<Shared>,
-        shutdown: Shutdown,
+        shared: &Arc<Shared>,
+        shutdown: &Shutdown,
+        signals: Option<std::os::unix::net::UnixStream>,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
         // The listener was made non-blocking by `listener::bind`; from_std assumes it.
@@ -141,6 +158,12 @@ impl EventLoop {
         shutdown.on_trigger(move || {
             let _ = wake.wake();
         });
+        // Made non-blocking by `Signals::into_stream`.
+        let mut signals = signals.map(mio::net::UnixStream::from_std);
+        if let Some(signals) = &mut signals {
+            poll.registry()
+                .register(signals, SIGNALS, Interest::READABLE)?;
+        }
         Ok(EventLoop {
             poll,
             listener: Some(listener),
@@ -148,13 +171,25 @@ impl EventLoop {
             next_generation: 0,
             refusing: 0,
             timers: Timers::default(),
-            env: LoopEnv::new(shared)?,
+            env: LoopEnv::new(shared.clone())?,
             accept_paused_until: None,
             accept_trouble: io_util::AcceptTrouble::default(),
-            shutdown,
+            shutdown: shutdown.clone(),
             drain_deadline: None,
             _waker: waker,
+            signals,
         })
+    }
+
+    /// Runs the loop; if it fails (its poll broke) or panics, the other loops are told to stop
+    /// too, rather than serve on without it.
+    fn run_to_end(&mut self) -> io::Result<()> {
+        let result = panic::catch_unwind(AssertUnwindSafe(|| self.run()))
+            .unwrap_or_else(|_| Err(io::Error::other("event loop panicked")));
+        if result.is_err() {
+            self.shutdown.trigger();
+        }
+        result
     }
 
     // ANCHOR: event_loop
@@ -174,6 +209,13 @@ impl EventLoop {
                 match event.token() {
                     LISTENER => self.accept_all(),
                     WAKER => {} // shutdown is checked below
+                    SIGNALS => {
+                        // Emptied first, so a signal arriving after this is a new event.
+                        if let Some(signals) = &mut self.signals {
+                            Signals::drain(signals);
+                        }
+                        self.shutdown.trigger();
+                    }
                     token => self.on_ready(token, event),
                 }
             }
@@ -206,16 +248,13 @@ impl EventLoop {
     /// turn's work, and the turn saves a clock read.
     fn poll_timeout(&self) -> Option<Duration> {
         let log_due = self.env.log.as_ref().and_then(AccessLog::flush_due);
-        [
-            self.timers.next(),
-            self.accept_paused_until,
-            log_due,
-            self.drain_deadline,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .map(|at| at.saturating_duration_since(self.env.clock.now()))
+        let earliest = [self.accept_paused_until, log_due, self.drain_deadline]
+            .into_iter()
+            .fold(self.timers.next(), |earliest, at| match (earliest, at) {
+                (Some(earliest), Some(at)) => Some(earliest.min(at)),
+                (earliest, at) => earliest.or(at),
+            });
+        earliest.map(|at| at.saturating_duration_since(self.env.clock.now()))
     }
     // ANCHOR_END: poll_timeout
 
@@ -403,7 +442,12 @@ impl EventLoop {
             }
             connection.writable = blocked_on_write;
         }
-        self.arm_timer(key);
+        let deadline = connection.conn.deadline(&self.env.shared.limits);
+        self.timers.arm(
+            (key, connection.generation),
+            &mut connection.timer,
+            deadline,
+        );
     }
     // ANCHOR_END: drive
 

@@ -25,6 +25,7 @@ pub(crate) struct Timers {
 impl Timers {
     /// Makes sure a timer fires no later than `deadline` for `key`. `armed` is the connection's
     /// record of its earliest entry in the heap.
+    #[inline]
     pub fn arm(&mut self, key: TimerKey, armed: &mut Option<Instant>, deadline: Option<Instant>) {
         if let Some(deadline) = deadline
             && armed.is_none_or(|at| deadline < at)
