@@ -49,7 +49,7 @@ for name in $SERVERS; do
   esac
 done
 
-measure() { # name -> "requests cpu_us_per_request requests_per_s"
+measure() { # name -> "requests cpu_us_per_request requests_per_s p99_latency_us"
   local name=$1 args=(-t1 "-c$CONNECTIONS" "-d${SECONDS_PER_RUN}s" --latency)
   [ -n "$PIPELINE" ] && args+=(-s "$PIPELINE_LUA")
   args+=("http://127.0.0.1:${port[$name]}/hello")
@@ -58,32 +58,37 @@ measure() { # name -> "requests cpu_us_per_request requests_per_s"
   before=$(cpu_ticks "${pid[$name]}")
   out=$(taskset -c 1 wrk "${args[@]}")
   after=$(cpu_ticks "${pid[$name]}")
-  local requests rps errors
+  local requests rps errors p99
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  # wrk --latency prints "99%  812.00us" (or ms, or s).
+  p99=$(echo "$out" | awk '$1 == "99%" {
+    v = $2; unit = v; sub(/[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
+    print v * (unit == "s" ? 1000000 : unit == "ms" ? 1000 : 1) }')
   errors=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}')
   [ -n "$errors" ] && echo "  $name: $errors" >&2
   local hz; hz=$(getconf CLK_TCK)
-  echo "$requests $(echo "scale=4; ($after - $before) * 1000000 / $hz / $requests" | bc) $rps"
+  echo "$requests $(echo "scale=4; ($after - $before) * 1000000 / $hz / $requests" | bc) $rps $p99"
 }
 
 echo "wrk -t1 -c$CONNECTIONS -d${SECONDS_PER_RUN}s${PIPELINE:+, $PIPELINE pipelined per write}; server on core 0, wrk on core 1; $ROUNDS rounds" >&2
-declare -A results
+declare -A results latencies
 for round in $(seq "$ROUNDS"); do
   for name in $SERVERS; do
-    read -r requests us rps < <(measure "$name")
+    read -r requests us rps p99 < <(measure "$name")
     results[$name]+="$us "
-    printf 'round %d %-8s %9s req  %7.0f req/s  %6.3f us CPU/req\n' "$round" "$name" "$requests" "$rps" "$us" >&2
+    latencies[$name]+="$p99 "
+    printf 'round %d %-8s %9s req  %7.0f req/s  %6.3f us CPU/req  p99 %7.0f us\n' "$round" "$name" "$requests" "$rps" "$us" "$p99" >&2
   done
 done
 
 for name in $SERVERS; do
-  echo "$name $(echo "${results[$name]}" | median)"
+  echo "$name $(echo "${results[$name]}" | median) $(echo "${latencies[$name]}" | median)"
 done >"$work/medians"
 floor=$(awk '$1 == "limit" {print $2}' "$work/medians")
 echo
-printf '%-10s %-24s %s\n' server "median us CPU/request" "ratio to limit.c"
-while read -r name m; do
+printf '%-10s %-24s %-18s %s\n' server "median us CPU/request" "ratio to limit.c" "median p99 latency"
+while read -r name m p99; do
   ratio=${floor:+$(echo "scale=3; $m / $floor" | bc)x}
-  printf '%-10s %-24s %s\n' "$name" "$m" "${ratio:--}"
+  printf '%-10s %-24s %-18s %s us\n' "$name" "$m" "${ratio:--}" "$p99"
 done <"$work/medians"

@@ -9,6 +9,7 @@
 //!     ├─ listener ready  → accept until WouldBlock, register each socket for READABLE
 //!     ├─ socket ready    → drive(connection): read / write / sendfile until WouldBlock,
 //!     │                    as http::Conn asks
+//!     ├─ signal socket   → (first loop only) SIGINT/SIGTERM: trigger the shutdown
 //!     └─ waker           → shutdown requested
 //!   fire due timers, flush the access log once a second
 //! ```
