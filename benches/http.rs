@@ -2,15 +2,14 @@
 //! request through the whole connection state machine. `cargo bench --bench http`.
 
 use std::hint::black_box;
-use std::net::IpAddr;
-use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use reactor_httpd::app::{Demo, Handler, StaticFiles};
 use reactor_httpd::config::Limits;
+use reactor_httpd::http::memory::MemoryEnv;
 use reactor_httpd::http::{
-    BufPool, Clock, Conn, Context, HeadCache, HeadScan, Persistence, Request, Response, Scanned,
-    Status, Want, header_storage, parse_head, write_head,
+    Clock, Conn, HeadScan, Persistence, Request, Response, Scanned, Status, Want, header_storage,
+    parse_head, write_head,
 };
 
 const BROWSER_GET: &[u8] = b"GET /docs/index.html?lang=en HTTP/1.1\r\n\
@@ -87,25 +86,12 @@ fn serializing(c: &mut Criterion) {
 /// Sixteen pipelined `GET /hello` in one read, through `Conn`: read, parse, handle, serialize,
 /// write, as a driver would, per request.
 fn state_machine(c: &mut Criterion) {
-    let limits = Limits::default();
-    let clock = Clock::at(
-        Instant::now(),
-        UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-    );
-    let mut pool = BufPool::new();
-    let mut heads = HeadCache::default();
     let demo = Demo::new(StaticFiles::new(".".as_ref()).unwrap());
     let respond = |request: &Request<'_>| demo.handle(request);
     let batch: Vec<u8> = HELLO_GET.repeat(16);
-    let mut cx = Context {
-        limits: &limits,
-        clock: &clock,
-        pool: &mut pool,
-        heads: &mut heads,
-        log: None,
-        peer: IpAddr::from([127, 0, 0, 1]),
-        handler: &respond,
-    };
+    // Not a `MemoryConn`, which would copy every response into a Vec: only its environment.
+    let mut env = MemoryEnv::new(Limits::default(), &respond);
+    let mut cx = env.cx();
     let mut conn = Conn::new(&cx);
     let mut group = c.benchmark_group("state machine");
     group.throughput(Throughput::Elements(16));

@@ -744,7 +744,6 @@ impl Conn {
 }
 
 #[doc(hidden)]
-#[macro_use]
 pub mod memory;
 #[cfg(test)]
 mod tests;

@@ -14,28 +14,49 @@ use super::{Conn, Context, Want};
 use crate::config::Limits;
 use crate::http::{BufPool, Clock, HeadCache, Request, Response};
 
-/// The context `Conn` needs for one call, from a [`MemoryConn`]'s fields (a macro, not a
-/// method, so that `conn` stays borrowable beside it).
-macro_rules! cx {
-    ($h:expr) => {
-        Context {
-            limits: &$h.limits,
-            clock: &$h.clock,
-            pool: &mut $h.pool,
-            heads: &mut $h.heads,
-            log: None,
-            peer: IpAddr::from([127, 0, 0, 1]),
-            handler: $h.handler,
-        }
-    };
-}
-
-pub struct MemoryConn {
+/// What a driver lends a `Conn` on each call, owned here: a loop's limits, clock, buffer pool and
+/// head cache, and the handler. [`MemoryEnv::cx`] borrows only this, so a `Conn` kept beside it
+/// stays usable while the context is alive. (The criterion bench drives a `Conn` with one too.)
+pub struct MemoryEnv<'h> {
     pub limits: Limits,
     pub clock: Clock,
     pub pool: BufPool,
     pub heads: HeadCache,
-    pub handler: &'static dyn Fn(&Request<'_>) -> Response,
+    pub handler: &'h dyn Fn(&Request<'_>) -> Response,
+}
+
+impl<'h> MemoryEnv<'h> {
+    pub fn new(limits: Limits, handler: &'h dyn Fn(&Request<'_>) -> Response) -> Self {
+        MemoryEnv {
+            limits,
+            clock: clock_at(Instant::now()),
+            pool: BufPool::new(),
+            heads: HeadCache::default(),
+            handler,
+        }
+    }
+
+    /// The context for one call into `Conn`, from a client on the loopback address.
+    pub fn cx(&mut self) -> Context<'_> {
+        Context {
+            limits: &self.limits,
+            clock: &self.clock,
+            pool: &mut self.pool,
+            heads: &mut self.heads,
+            log: None,
+            peer: IpAddr::from([127, 0, 0, 1]),
+            handler: self.handler,
+        }
+    }
+}
+
+/// A clock that reads `now`, on a fixed wall-clock date, so response heads do not vary.
+fn clock_at(now: Instant) -> Clock {
+    Clock::at(now, UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+}
+
+pub struct MemoryConn {
+    pub env: MemoryEnv<'static>,
     pub conn: Conn,
     pub out: Vec<u8>,
     /// The client does not read: writes make no progress.
@@ -46,27 +67,10 @@ pub struct MemoryConn {
 
 impl MemoryConn {
     pub fn with(limits: Limits, handler: &'static dyn Fn(&Request<'_>) -> Response) -> Self {
-        let clock = Clock::at(
-            Instant::now(),
-            UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-        );
-        let mut pool = BufPool::new();
-        let mut heads = HeadCache::default();
-        let conn = Conn::new(&Context {
-            limits: &limits,
-            clock: &clock,
-            pool: &mut pool,
-            heads: &mut heads,
-            log: None,
-            peer: IpAddr::from([127, 0, 0, 1]),
-            handler,
-        });
+        let mut env = MemoryEnv::new(limits, handler);
+        let conn = Conn::new(&env.cx());
         MemoryConn {
-            limits,
-            clock,
-            pool,
-            heads,
-            handler,
+            env,
             conn,
             out: Vec::new(),
             stalled: false,
@@ -80,7 +84,7 @@ impl MemoryConn {
     pub fn feed(&mut self, input: &[u8]) -> usize {
         let mut taken = 0;
         while !self.closed {
-            let mut cx = cx!(self);
+            let mut cx = self.env.cx();
             match self.conn.want(&mut cx) {
                 Want::Read => {
                     if taken == input.len() {
@@ -121,7 +125,7 @@ impl MemoryConn {
     /// The client closes its side.
     pub fn eof(&mut self) {
         if !self.closed {
-            let mut cx = cx!(self);
+            let mut cx = self.env.cx();
             if let Want::Read = self.conn.want(&mut cx) {
                 self.conn.received(0);
             }
@@ -131,14 +135,14 @@ impl MemoryConn {
 
     /// Moves the clock `secs` on and fires the timer if it is due.
     pub fn advance(&mut self, secs: f64) {
-        let later = self.clock.now() + Duration::from_secs_f64(secs);
-        self.clock = Clock::at(later, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let later = self.env.clock.now() + Duration::from_secs_f64(secs);
+        self.env.clock = clock_at(later);
         if self
             .conn
-            .deadline(&self.limits)
+            .deadline(&self.env.limits)
             .is_some_and(|deadline| deadline <= later)
         {
-            let mut cx = cx!(self);
+            let mut cx = self.env.cx();
             self.conn.timed_out(&mut cx);
         }
         self.feed(b"");

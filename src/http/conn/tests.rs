@@ -102,7 +102,7 @@ fn pipelined_requests_are_answered_in_order_in_any_split() {
 fn responses_to_one_read_leave_in_one_write() {
     let mut harness = Harness::new();
     let input = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n";
-    let mut cx = cx!(harness);
+    let mut cx = harness.env.cx();
     assert!(matches!(harness.conn.want(&mut cx), Want::Read));
     let buf = harness.conn.read_buf(&mut cx);
     buf[..input.len()].copy_from_slice(input);
@@ -313,7 +313,7 @@ fn idle_connections_hold_no_buffers() {
     assert!(harness.conn.holds_buffers(), "a partial head is kept");
     harness.feed(b"st: x\r\n\r\n");
     assert!(!harness.conn.holds_buffers());
-    assert_eq!(harness.pool.pooled(), (1, 1));
+    assert_eq!(harness.env.pool.pooled(), (1, 1));
 }
 
 #[test]
@@ -321,7 +321,7 @@ fn asking_again_after_read_is_the_same_answer_until_something_happens() {
     let mut harness = Harness::new();
     harness.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     // A driver asks at every readiness event: the short answer is still Read...
-    let mut cx = cx!(harness);
+    let mut cx = harness.env.cx();
     assert!(matches!(harness.conn.want(&mut cx), Want::Read));
     // ...and a read that finds nothing (WouldBlock) must not leave the buffer it took held.
     harness.conn.read_buf(&mut cx);
