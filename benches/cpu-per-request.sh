@@ -10,6 +10,7 @@
 #   benches/cpu-per-request.sh [ROUNDS=5] [SECONDS=10]
 #   PIPELINE=16 benches/cpu-per-request.sh        # 16 requests per write (../shared/bench/pipeline.lua)
 #   SERVERS="reactor limit" benches/cpu-per-request.sh
+#   SERVERS="reactor floor limit" ...  # add examples/httparse_floor.rs: limit.c on mio + httparse
 #
 # Needs: wrk, nginx, gcc (apt-get install wrk nginx-light gcc), two cores.
 set -euo pipefail
@@ -35,6 +36,10 @@ for name in $SERVERS; do
     reactor)
       (cd "$repo" && cargo build --release --quiet)
       start reactor 18080 /hello "$repo/target/release/reactor-httpd" --bind 127.0.0.1:18080 --cores 1 --quiet --demo
+      ;;
+    floor)
+      (cd "$repo" && cargo build --release --quiet --example httparse_floor)
+      start floor 18110 /hello "$repo/target/release/examples/httparse_floor" 127.0.0.1:18110
       ;;
     limit)
       command -v gcc >/dev/null || { echo "needs gcc" >&2; exit 1; }
