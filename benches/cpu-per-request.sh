@@ -67,13 +67,14 @@ measure() { # name -> "requests cpu_us_per_request requests_per_s p99_latency_us
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   # wrk --latency prints "99%  812.00us" (or ms, or s).
-  p99=$(echo "$out" | awk '$1 == "99%" {
+  # With a pipelining script wrk times only the batch, and its percentiles read 0: not reported.
+  p99=$([ -n "$PIPELINE" ] || echo "$out" | awk '$1 == "99%" {
     v = $2; unit = v; sub(/[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
     print v * (unit == "s" ? 1000000 : unit == "ms" ? 1000 : 1) }')
   errors=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}')
   [ -n "$errors" ] && echo "  $name: $errors" >&2
   local hz; hz=$(getconf CLK_TCK)
-  echo "$requests $(echo "scale=4; ($after - $before) * 1000000 / $hz / $requests" | bc) $rps $p99"
+  echo "$requests $(echo "scale=4; ($after - $before) * 1000000 / $hz / $requests" | bc) $rps ${p99:-0}"
 }
 
 echo "wrk -t1 -c$CONNECTIONS -d${SECONDS_PER_RUN}s${PIPELINE:+, $PIPELINE pipelined per write}; server on core 0, wrk on core 1; $ROUNDS rounds" >&2
@@ -83,7 +84,10 @@ for round in $(seq "$ROUNDS"); do
     read -r requests us rps p99 < <(measure "$name")
     results[$name]+="$us "
     latencies[$name]+="$p99 "
-    printf 'round %d %-8s %9s req  %7.0f req/s  %6.3f us CPU/req  p99 %7.0f us\n' "$round" "$name" "$requests" "$rps" "$us" "$p99" >&2
+    latency=""
+    [ -z "$PIPELINE" ] && latency=$(printf '  p99 %7.0f us' "$p99")
+    printf 'round %d %-8s %9s req  %7.0f req/s  %6.3f us CPU/req%s\n' "$round" "$name" "$requests" \
+      "$rps" "$us" "$latency" >&2
   done
 done
 
@@ -95,5 +99,6 @@ echo
 printf '%-10s %-24s %-18s %s\n' server "median us CPU/request" "ratio to limit.c" "median p99 latency"
 while read -r name m p99; do
   ratio=${floor:+$(echo "scale=3; $m / $floor" | bc)x}
-  printf '%-10s %-24s %-18s %s us\n' "$name" "$m" "${ratio:--}" "$p99"
+  if [ -n "$PIPELINE" ]; then p99=none; else p99="$p99 us"; fi
+  printf '%-10s %-24s %-18s %s\n' "$name" "$m" "${ratio:--}" "$p99"
 done <"$work/medians"
