@@ -25,7 +25,8 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
-pub use shutdown::{DRAIN_GRACE, Shutdown, Signals};
+pub(crate) use shutdown::Signals;
+pub use shutdown::{DRAIN_GRACE, Shutdown};
 
 use crate::access_log::AccessLog;
 use crate::app::Handler;

@@ -2,9 +2,9 @@
 //!
 //! A request's path goes through [`resolve`] (decoded once, refused if it could leave ROOT or
 //! name a hidden file, opened beneath ROOT). A file is answered with its validators (`ETag`,
-//! `Last-Modified`), honouring conditional and range requests ([`range`]), and its body is the
+//! `Last-Modified`), honouring conditional and range requests (`range.rs`), and its body is the
 //! open file itself: the driver sends it with sendfile, so it never passes through memory. A
-//! directory redirects to its slash form, serves its `index.html`, or is listed ([`listing`]).
+//! directory redirects to its slash form, serves its `index.html`, or is listed (`listing.rs`).
 
 mod listing;
 mod range;

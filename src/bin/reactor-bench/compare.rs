@@ -352,7 +352,7 @@ fn tree(pid: u32) -> Vec<u32> {
 }
 
 /// The fields of /proc/PID/stat after the command name (which is in parentheses and may contain
-/// spaces): state is [0], ppid [1], utime [11], stime [12], cutime [13], cstime [14].
+/// spaces): state is index 0, ppid 1, utime 11, stime 12, cutime 13, cstime 14.
 fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = stat.rsplit_once(')')?.1;
