@@ -53,12 +53,15 @@ fn main() -> io::Result<()> {
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
     socket.set_nonblocking(true)?;
-    let mut listener = TcpListener::from_std(socket.into());
+    println!("listening on http://{addr} (httparse floor, 1 thread)");
+    serve(TcpListener::from_std(socket.into()), &stop)
+}
+
+/// Serves until `stop` is set (noticed within a second).
+pub fn serve(mut listener: TcpListener, stop: &AtomicBool) -> io::Result<()> {
     let mut poll = Poll::new()?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
-    println!("listening on http://{addr} (httparse floor, 1 thread)");
-
     let mut response = RESPONSE_HEAD.as_bytes().to_vec();
     let date_at = RESPONSE_HEAD
         .find("Date: ")
@@ -93,7 +96,7 @@ fn main() -> io::Result<()> {
                 continue;
             };
             let readable = event.is_readable() || event.is_read_closed();
-            let keep = serve(
+            let keep = serve_conn(
                 conn,
                 &response,
                 &mut output,
@@ -134,7 +137,7 @@ fn accept_all(listener: &TcpListener, poll: &Poll, conns: &mut Slab<Conn>) -> io
 
 /// Flushes what is left, then reads, parses and answers until the socket is drained. Returns
 /// whether the connection stays open.
-fn serve(
+fn serve_conn(
     conn: &mut Conn,
     response: &[u8],
     output: &mut Vec<u8>,
