@@ -5,7 +5,8 @@
 # One wrk thread saturates near the server's speed, so requests/s says little; what differs is
 # how much CPU each server burns per request. Each server runs pinned to core 0 and wrk to
 # core 1; the server's utime+stime comes from /proc/PID/stat before and after each run. Runs
-# alternate between servers (so drift hits all alike), ROUNDS times each, and the median is shown.
+# alternate between servers (so drift hits all alike), ROUNDS times each, and the median is shown,
+# with the median of each round's ratio to limit.c beside it.
 #
 #   benches/cpu-per-request.sh [ROUNDS=5] [SECONDS=10]
 #   PIPELINE=16 benches/cpu-per-request.sh        # 16 requests per write (../shared/bench/pipeline.lua)
@@ -78,27 +79,38 @@ measure() { # name -> "requests cpu_us_per_request requests_per_s p99_latency_us
 }
 
 echo "wrk -t1 -c$CONNECTIONS -d${SECONDS_PER_RUN}s${PIPELINE:+, $PIPELINE pipelined per write}; server on core 0, wrk on core 1; $ROUNDS rounds" >&2
-declare -A results latencies
+declare -A results latencies round_ratios this_round
 for round in $(seq "$ROUNDS"); do
   for name in $SERVERS; do
     read -r requests us rps p99 < <(measure "$name")
     results[$name]+="$us "
+    this_round[$name]=$us
     latencies[$name]+="$p99 "
     latency=""
     [ -z "$PIPELINE" ] && latency=$(printf '  p99 %7.0f us' "$p99")
     printf 'round %d %-8s %9s req  %7.0f req/s  %6.3f us CPU/req%s\n' "$round" "$name" "$requests" \
       "$rps" "$us" "$latency" >&2
   done
+  # Each round's servers ran back to back, under the same conditions: their ratio in that round
+  # is a paired comparison, which a slow spell of the machine moves less than the medians.
+  if [ -n "${this_round[limit]:-}" ]; then
+    for name in $SERVERS; do
+      round_ratios[$name]+="$(echo "scale=4; ${this_round[$name]} / ${this_round[limit]}" | bc) "
+    done
+  fi
 done
 
 for name in $SERVERS; do
-  echo "$name $(echo "${results[$name]}" | median) $(echo "${latencies[$name]}" | median)"
+  paired=-
+  [ -n "${round_ratios[$name]:-}" ] && paired="$(echo "${round_ratios[$name]}" | median)x"
+  echo "$name $(echo "${results[$name]}" | median) $(echo "${latencies[$name]}" | median) $paired"
 done >"$work/medians"
 floor=$(awk '$1 == "limit" {print $2}' "$work/medians")
 echo
-printf '%-10s %-24s %-18s %s\n' server "median us CPU/request" "ratio to limit.c" "median p99 latency"
-while read -r name m p99; do
+printf '%-10s %-22s %-17s %-21s %s\n' server "median us CPU/request" "ratio to limit.c" \
+  "median round ratio" "median p99 latency"
+while read -r name m p99 paired; do
   ratio=${floor:+$(echo "scale=3; $m / $floor" | bc)x}
   if [ -n "$PIPELINE" ]; then p99=none; else p99="$p99 us"; fi
-  printf '%-10s %-24s %-18s %s\n' "$name" "$m" "${ratio:--}" "$p99"
+  printf '%-10s %-22s %-17s %-21s %s\n' "$name" "$m" "${ratio:--}" "$paired" "$p99"
 done <"$work/medians"
