@@ -17,11 +17,7 @@ fn children(pid: u32) -> Vec<(u32, char)> {
         .unwrap_or_default()
         .split_whitespace()
         .filter_map(|child| child.parse().ok())
-        .filter_map(|child: u32| {
-            let stat = fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
-            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
-            Some((child, state))
-        })
+        .filter_map(|child: u32| Some((child, state(child)?)))
         .collect()
 }
 
@@ -85,6 +81,78 @@ fn zombies_never_pile_up_under_load() {
         assert!(most_zombies < 20, "{most_zombies} zombies at once");
         assert!(eventually(Duration::from_secs(10), || children(pid).is_empty()));
     });
+}
+
+/// Children that exit while the parent is busy forking others must be reaped even when no
+/// later exit or connection wakes the parent: their SIGCHLD arrives outside the parent's wait,
+/// so it interrupts nothing, and only a wake-up that stays until the wait sees it (the self-pipe)
+/// gets them reaped.
+#[test]
+fn children_that_exit_while_the_parent_forks_are_reaped() {
+    bounded(60, || {
+        let server = TestServer::start(config(Mode::Fork));
+        let pid = server.pid().unwrap();
+        // A stopped parent accepts nothing: the connections queue in its backlog, and when it
+        // continues it takes them all in one stretch of forks.
+        let stopped = Stopped::new(pid);
+        let closing: Vec<_> = (0..40)
+            .map(|_| {
+                let mut client = server.connect();
+                client.send(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+                client
+            })
+            .collect();
+        // Forked last, these children wait for a request that does not come (until the 10 s
+        // header timeout): while the parent forks them the others answer and exit, and none
+        // exits afterwards to wake it.
+        let holders: Vec<_> = (0..20).map(|_| server.connect()).collect();
+        drop(stopped);
+        for mut client in closing {
+            assert_eq!(client.response().status, 200);
+            client.expect_close();
+        }
+        let settled = || {
+            let children = children(pid);
+            children.len() == holders.len() && children.iter().all(|(_, state)| *state != 'Z')
+        };
+        assert!(
+            eventually(Duration::from_secs(3), settled),
+            "expected {} live children and no zombies: {:?}",
+            holders.len(),
+            children(pid)
+        );
+        drop(holders);
+        assert!(eventually(Duration::from_secs(5), || children(pid).is_empty()));
+    });
+}
+
+/// A process held stopped (SIGSTOP) until this is dropped (SIGCONT), even by a failing test.
+struct Stopped(u32);
+
+impl Stopped {
+    fn new(pid: u32) -> Stopped {
+        send_signal(pid, libc::SIGSTOP);
+        let stopped = Stopped(pid);
+        assert!(eventually(Duration::from_secs(5), || state(pid) == Some('T')));
+        stopped
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        send_signal(self.0, libc::SIGCONT);
+    }
+}
+
+fn send_signal(pid: u32, signal: i32) {
+    // SAFETY: kill has no memory effects; the pid is the server this test started.
+    unsafe { libc::kill(pid as i32, signal) };
+}
+
+/// A process's state letter (`T` when stopped).
+fn state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 /// SIGTERM: the parent stops accepting at once, lets the child finish its response, and exits

@@ -7,24 +7,31 @@
 //! arrives (`waitpid(-1, WNOHANG)` until there are none), so no zombies pile up.
 //!
 //! The parent must stay single-threaded, so this mode takes its signals itself, without the
-//! signal thread the other modes use: SIGINT and SIGTERM set the shutdown flag, and every signal
-//! interrupts the parent's wait (`epoll_wait` is never restarted after a signal handler). At
-//! shutdown the parent stops accepting and waits, up to the drain time, for its children to
+//! signal thread the blocking modes use: SIGINT and SIGTERM set the shutdown flag, and every
+//! signal, SIGCHLD included, also writes a byte to a socket the parent polls (the self-pipe).
+//! Relying on the signal to interrupt `epoll_wait` is not enough: a child that exits after the
+//! parent last reaped but before it starts waiting would interrupt nothing, and its zombie would
+//! stay until the next connection arrived. The byte stays in the socket until the wait sees it.
+//! At shutdown the parent stops accepting and waits, up to the drain time, for its children to
 //! finish; it signals none of them.
 
 use std::fs;
 use std::io;
 use std::net::{IpAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
+use signal_hook::low_level::pipe;
 
 use super::blocking::{self, Active};
-use super::{LoopEnv, Shared, Shutdown, io_util, shutdown::DRAIN_GRACE};
+use super::{LoopEnv, Shared, Shutdown, Signals, io_util, shutdown::DRAIN_GRACE};
+
+const LISTENER: Token = Token(0);
+const SIGNALED: Token = Token(1);
 
 pub(crate) fn run(
     listener: TcpListener,
@@ -36,18 +43,26 @@ pub(crate) fn run(
             "fork mode needs a single-threaded process (the reactor-httpd binary is one)",
         ));
     }
-    // Signals set flags and interrupt the wait; nothing else runs in the handlers.
+    // Signals set a flag and write a wake-up byte; nothing else runs in the handlers.
     let requested = shutdown.flag();
-    let child_exited = Arc::new(AtomicBool::new(false));
-    let registered = [
+    let (wake_read, wake_write) = UnixStream::pair()?;
+    // The handler must never block: a full socket already has a wake-up waiting.
+    wake_write.set_nonblocking(true)?;
+    wake_read.set_nonblocking(true)?;
+    let mut registered = vec![
         signal_hook::flag::register(SIGINT, requested.clone())?,
         signal_hook::flag::register(SIGTERM, requested)?,
-        signal_hook::flag::register(SIGCHLD, child_exited)?,
     ];
+    for signal in [SIGINT, SIGTERM, SIGCHLD] {
+        registered.push(pipe::register(signal, wake_write.try_clone()?)?);
+    }
+    let mut wake = mio::net::UnixStream::from_std(wake_read);
     let mut poll = Poll::new()?;
     let mut listener = mio::net::TcpListener::from_std(listener);
     poll.registry()
-        .register(&mut listener, Token(0), Interest::READABLE)?;
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    poll.registry()
+        .register(&mut wake, SIGNALED, Interest::READABLE)?;
     let mut env = LoopEnv::new(shared.clone())?;
     let mut events = Events::with_capacity(16);
     let mut children = 0usize;
@@ -61,6 +76,8 @@ pub(crate) fn run(
                 return Err(err);
             }
         }
+        // Emptied before reaping: a child that exits after this leaves a byte for the next wait.
+        Signals::drain(&wake);
         children -= reap();
         if shutdown.is_triggered() {
             break;
@@ -110,8 +127,9 @@ pub(crate) fn run(
         if left.is_zero() {
             break;
         }
-        // SIGCHLD interrupts the wait as each child exits.
+        // Each child's exit writes a wake-up byte.
         let _ = poll.poll(&mut events, Some(left));
+        Signals::drain(&wake);
         children -= reap();
     }
     for id in registered {
