@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 use std::sync::atomic::AtomicBool;
 use std::thread;
 
-use common::{Client, bounded};
+use common::{Client, bounded, find};
 
 #[test]
 fn floor_answers_every_pipelined_request() {
@@ -69,8 +69,4 @@ fn floor_answers_every_pipelined_request() {
             client.join().unwrap();
         }
     });
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
