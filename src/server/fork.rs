@@ -19,16 +19,15 @@ use std::fs;
 use std::io;
 use std::net::{IpAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
-use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Instant;
 
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
-use signal_hook::low_level::pipe;
 
 use super::blocking::{self, Active};
-use super::{LoopEnv, Shared, Shutdown, Signals, io_util, shutdown::DRAIN_GRACE};
+use super::shutdown::{DRAIN_GRACE, self_pipe};
+use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
 
 const LISTENER: Token = Token(0);
 const SIGNALED: Token = Token(1);
@@ -45,18 +44,14 @@ pub(crate) fn run(
     }
     // Signals set a flag and write a wake-up byte; nothing else runs in the handlers.
     let requested = shutdown.flag();
-    let (wake_read, wake_write) = UnixStream::pair()?;
-    // The handler must never block: a full socket already has a wake-up waiting.
-    wake_write.set_nonblocking(true)?;
-    wake_read.set_nonblocking(true)?;
     let mut registered = vec![
         signal_hook::flag::register(SIGINT, requested.clone())?,
         signal_hook::flag::register(SIGTERM, requested)?,
     ];
-    for signal in [SIGINT, SIGTERM, SIGCHLD] {
-        registered.push(pipe::register(signal, wake_write.try_clone()?)?);
-    }
-    let mut wake = mio::net::UnixStream::from_std(wake_read);
+    let (wake, pipe_registered) = self_pipe(&[SIGINT, SIGTERM, SIGCHLD])?;
+    registered.extend(pipe_registered);
+    wake.set_nonblocking(true)?;
+    let mut wake = mio::net::UnixStream::from_std(wake);
     let mut poll = Poll::new()?;
     let mut listener = mio::net::TcpListener::from_std(listener);
     poll.registry()

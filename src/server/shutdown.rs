@@ -11,7 +11,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
+use libc::c_int;
+use signal_hook::SigId;
 use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::low_level::pipe;
 
 /// How long in-flight requests get to finish after a shutdown is requested. The contract says
 /// the process exits within 5 s; this leaves a margin.
@@ -93,11 +96,8 @@ impl Signals {
     /// Installs the handlers. From now on SIGINT and SIGTERM no longer end the process: they
     /// only write to the socket.
     pub fn install() -> io::Result<Signals> {
-        let (read, write) = UnixStream::pair()?;
-        // The handler must never block: a full socket already has a wake-up waiting.
-        write.set_nonblocking(true)?;
-        signal_hook::low_level::pipe::register(SIGINT, write.try_clone()?)?;
-        signal_hook::low_level::pipe::register(SIGTERM, write)?;
+        // Installed for the rest of the process's life: the registrations are not kept.
+        let (read, _registered) = self_pipe(&[SIGINT, SIGTERM])?;
         Ok(Signals { read })
     }
 
@@ -126,4 +126,17 @@ impl Signals {
             })
             .map(drop)
     }
+}
+
+/// The self-pipe: a socket pair, with signal-hook's handler writing one byte into one end each
+/// time one of `signals` arrives. Returns the other end (blocking) and the registrations.
+pub(crate) fn self_pipe(signals: &[c_int]) -> io::Result<(UnixStream, Vec<SigId>)> {
+    let (read, write) = UnixStream::pair()?;
+    // The handler must never block: a full socket already has a wake-up waiting.
+    write.set_nonblocking(true)?;
+    let registered = signals
+        .iter()
+        .map(|&signal| pipe::register(signal, write.try_clone()?))
+        .collect::<io::Result<_>>()?;
+    Ok((read, registered))
 }
