@@ -6,7 +6,8 @@
 # how much CPU each server burns per request. Each server runs pinned to core 0 and wrk to
 # core 1; the server's utime+stime comes from /proc/PID/stat before and after each run. Runs
 # alternate between servers (so drift hits all alike), ROUNDS times each, and the median is shown,
-# with the median of each round's ratio to limit.c beside it.
+# with the median of each round's ratio to limit.c beside it, and the part of the CPU time spent
+# in the server's own code (utime) rather than in the kernel on its behalf.
 #
 #   benches/cpu-per-request.sh [ROUNDS=5] [SECONDS=10]
 #   PIPELINE=16 benches/cpu-per-request.sh        # 16 requests per write (../shared/bench/pipeline.lua)
@@ -55,15 +56,17 @@ for name in $SERVERS; do
   esac
 done
 
-measure() { # name -> "requests cpu_us_per_request requests_per_s p99_latency_us"
+measure() { # name -> "requests cpu_us_per_request user_us_per_request requests_per_s p99_latency_us"
   local name=$1 args=(-t1 "-c$CONNECTIONS" "-d${SECONDS_PER_RUN}s" --latency)
   [ -n "$PIPELINE" ] && args+=(-s "$PIPELINE_LUA")
   args+=("http://127.0.0.1:${port[$name]}/hello")
   [ -n "$PIPELINE" ] && args+=(-- "$PIPELINE")
-  local before after out
+  local before after user_before user_after out
   before=$(cpu_ticks "${pid[$name]}")
+  user_before=$(user_ticks "${pid[$name]}")
   out=$(taskset -c 1 wrk "${args[@]}")
   after=$(cpu_ticks "${pid[$name]}")
+  user_after=$(user_ticks "${pid[$name]}")
   local requests rps errors p99
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -75,21 +78,23 @@ measure() { # name -> "requests cpu_us_per_request requests_per_s p99_latency_us
   errors=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}')
   [ -n "$errors" ] && echo "  $name: $errors" >&2
   local hz; hz=$(getconf CLK_TCK)
-  echo "$requests $(echo "scale=4; ($after - $before) * 1000000 / $hz / $requests" | bc) $rps ${p99:-0}"
+  per_request() { echo "scale=4; $1 * 1000000 / $hz / $requests" | bc; }
+  echo "$requests $(per_request $((after - before))) $(per_request $((user_after - user_before))) $rps ${p99:-0}"
 }
 
 echo "wrk -t1 -c$CONNECTIONS -d${SECONDS_PER_RUN}s${PIPELINE:+, $PIPELINE pipelined per write}; server on core 0, wrk on core 1; $ROUNDS rounds" >&2
-declare -A results latencies round_ratios this_round
+declare -A results user_results latencies round_ratios this_round
 for round in $(seq "$ROUNDS"); do
   for name in $SERVERS; do
-    read -r requests us rps p99 < <(measure "$name")
+    read -r requests us user rps p99 < <(measure "$name")
     results[$name]+="$us "
+    user_results[$name]+="$user "
     this_round[$name]=$us
     latencies[$name]+="$p99 "
     latency=""
     [ -z "$PIPELINE" ] && latency=$(printf '  p99 %7.0f us' "$p99")
-    printf 'round %d %-8s %9s req  %7.0f req/s  %6.3f us CPU/req%s\n' "$round" "$name" "$requests" \
-      "$rps" "$us" "$latency" >&2
+    printf 'round %d %-8s %9s req  %7.0f req/s  %6.3f us CPU/req (user %5.3f)%s\n' "$round" "$name" \
+      "$requests" "$rps" "$us" "$user" "$latency" >&2
   done
   # Each round's servers ran back to back, under the same conditions: their ratio in that round
   # is a paired comparison, which a slow spell of the machine moves less than the medians.
@@ -103,14 +108,17 @@ done
 for name in $SERVERS; do
   paired=-
   [ -n "${round_ratios[$name]:-}" ] && paired="$(echo "${round_ratios[$name]}" | median)x"
-  echo "$name $(echo "${results[$name]}" | median) $(echo "${latencies[$name]}" | median) $paired"
+  echo "$name $(echo "${results[$name]}" | median) $(echo "${user_results[$name]}" | median)" \
+    "$(echo "${latencies[$name]}" | median) $paired"
 done >"$work/medians"
 floor=$(awk '$1 == "limit" {print $2}' "$work/medians")
 echo
-printf '%-10s %-22s %-17s %-21s %s\n' server "median us CPU/request" "ratio to limit.c" \
-  "median round ratio" "median p99 latency"
-while read -r name m p99 paired; do
+# The user-space part is the server's own code; the rest is the kernel's work on its behalf
+# (reading, writing, epoll), which is about the same for every server here.
+printf '%-10s %-22s %-11s %-17s %-21s %s\n' server "median us CPU/request" "of it user" \
+  "ratio to limit.c" "median round ratio" "median p99 latency"
+while read -r name m user p99 paired; do
   ratio=${floor:+$(echo "scale=3; $m / $floor" | bc)x}
   if [ -n "$PIPELINE" ]; then p99=none; else p99="$p99 us"; fi
-  printf '%-10s %-22s %-17s %-21s %s\n' "$name" "$m" "${ratio:--}" "$paired" "$p99"
+  printf '%-10s %-22s %-11s %-17s %-21s %s\n' "$name" "$m" "$user" "${ratio:--}" "$paired" "$p99"
 done <"$work/medians"

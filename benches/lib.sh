@@ -25,6 +25,8 @@ start() {
 
 # utime + stime of a process, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# utime alone: the part spent in the process's own code, not in the kernel on its behalf.
+user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
 
 # The median of the numbers on stdin (one per word).
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
