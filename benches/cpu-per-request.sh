@@ -114,7 +114,7 @@ done >"$work/medians"
 floor=$(awk '$1 == "limit" {print $2}' "$work/medians")
 echo
 # The user-space part is the server's own code; the rest is the kernel's work on its behalf
-# (reading, writing, epoll), which is about the same for every server here.
+# (reading, writing, epoll): servers that make the same system calls differ only in the first.
 printf '%-10s %-22s %-11s %-17s %-21s %s\n' server "median us CPU/request" "of it user" \
   "ratio to limit.c" "median round ratio" "median p99 latency"
 while read -r name m user p99 paired; do
