@@ -25,8 +25,9 @@
 //! 2. `epoll_wait` (inside `mio::Poll::poll`) reports the socket readable. The loop asks the
 //!    connection what it wants (`http::Conn::want`): `Read`. It reads into a buffer lent by the
 //!    loop's pool (`http/buf.rs`).
-//! 3. Asked again, the connection finds a complete request head (`http/parse.rs`, httparse),
-//!    reads the body if any (`http/body.rs`), calls the handler (`app/`), and serializes the
+//! 3. Asked again, the connection finds a complete request head (`http/parse.rs`, httparse;
+//!    the target and Host checked against RFC 9112 and RFC 3986 by `http/uri.rs`), reads the
+//!    body if any (`http/body.rs`), calls the handler (`app/`), and serializes the
 //!    response into its output buffer (`http/response.rs`), with the loop's cached `Date`
 //!    (`http/date.rs`). It does this for every complete request already read (pipelining), then
 //!    says `Write`.

@@ -227,7 +227,10 @@ fn error_statuses(mode: Mode) {
     let mut client = server.connect();
     let response = client.request(b"DELETE /hello HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(response.status, 405);
-    assert_eq!(response.header("allow"), Some("GET, HEAD"));
+    assert_eq!(response.header("allow"), Some("GET, HEAD, OPTIONS"));
+    let response =
+        client.request(b"BREW /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc");
+    assert_eq!(response.status, 501);
     assert_eq!(client.get("/missing").status, 404);
     assert_eq!(client.request(hello_request()).status, 200);
     if let Some(bystander) = &mut bystander {

@@ -1,6 +1,7 @@
 //! Request smuggling and parser-differential vectors, from the literature (Linhart et al. 2005,
-//! Kettle's "HTTP Desync Attacks" 2019, RFC 9112 section 6.3 and 11.2), each sent on a fresh
-//! connection to a real server and followed by an innocent request on the same connection.
+//! Kettle's "HTTP Desync Attacks" 2019, RFC 9112 section 6.3 and 11.2), and the conformance
+//! rules of docs/conformance.md, each sent on a fresh connection to a real server (in every
+//! mode) and followed by an innocent request on the same connection.
 //!
 //! A smuggling attack works when two parsers (a proxy in front, this server behind) disagree on
 //! where a request ends: the bytes one treats as body, the other treats as the next request. So
@@ -114,7 +115,9 @@ fn vectors() -> Vec<(&'static str, Vec<u8>, Outcome)> {
         v("chunk extension", format!("{P}Transfer-Encoding: chunked\r\n\r\n3;name=value\r\nabc\r\n0\r\n\r\n"), Parsed(&[(200, "abc")])),
         v("chunk extension with a bare LF inside", format!("{P}Transfer-Encoding: chunked\r\n\r\n3;a\nb\r\nabc\r\n0\r\n\r\n"), Refused(400)),
         v("trailer fields", format!("{P}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n"), Parsed(&[(200, "abc")])),
-        v("trailer hiding a request", format!("{P}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n{SMUGGLED}"), Parsed(&[(200, "abc")])),
+        // RFC 9112 7.1.2: the trailer section has the head's grammar, and a request line is not
+        // a field line.
+        v("trailer hiding a request", format!("{P}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n{SMUGGLED}"), Refused(400)),
         v("last chunk then a smuggled request", format!("{P}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n{SMUGGLED}"), Parsed(&[(200, "abc"), NOT_FOUND])),
         v("chunked but never terminated", format!("{P}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"), Refused(400)),
         // --- Line endings.
@@ -137,8 +140,8 @@ fn vectors() -> Vec<(&'static str, Vec<u8>, Outcome)> {
         // --- Request line and targets.
         v("absolute-form target", "GET http://t/hello HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Parsed(&[HELLO])),
         v("absolute-form with another host", "GET http://elsewhere/hello?x HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Parsed(&[HELLO])),
-        v("absolute-form without a path", "OPTIONS http://t HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Parsed(&[(405, "405 Method Not Allowed\n")])),
-        v("asterisk-form with OPTIONS", "OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Parsed(&[(405, "405 Method Not Allowed\n")])),
+        v("absolute-form without a path", "OPTIONS http://t HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Parsed(&[(204, "")])),
+        v("asterisk-form with OPTIONS", "OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Parsed(&[(204, "")])),
         v("asterisk-form with GET", "GET * HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
         v("authority-form outside CONNECT", "GET t:80 HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
         v("fragment in the target", "GET /hello#x HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
@@ -154,21 +157,117 @@ fn vectors() -> Vec<(&'static str, Vec<u8>, Outcome)> {
         v("GET with a body that is a request", format!("GET /hello HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{SMUGGLED}", SMUGGLED.len()), Parsed(&[HELLO])),
         v("HEAD with a body that is a request", format!("HEAD /hello HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{SMUGGLED}", SMUGGLED.len()), Parsed(&[(200, "")])),
         v("Expect 100-continue with CL", format!("{P}Expect: 100-continue\r\nContent-Length: 3\r\n\r\nabc"), Parsed(&[(100, ""), (200, "abc")])),
-        v("unknown Expect", format!("{P}Expect: 200-ok\r\nContent-Length: 3\r\n\r\nabc"), Parsed(&[(200, "abc")])),
+        v("unknown Expect", format!("{P}Expect: 200-ok\r\nContent-Length: 3\r\n\r\nabc"), Refused(417)),
         v("Connection: close stops the follow-up", format!("{P}Connection: close\r\nContent-Length: 3\r\n\r\nabc"), Swallowed(&[(200, "abc")])),
     ]
 }
 
-#[test]
-fn smuggling_vectors() {
-    bounded(120, || {
-        let mut cfg = config(Mode::Reactor);
+/// The conformance rules (RFC 9110 and 9112, see docs/conformance.md): what outside suites
+/// found accepted that must not be, and the valid forms beside them that must stay accepted.
+#[rustfmt::skip]
+fn conformance_vectors() -> Vec<(&'static str, Vec<u8>, Outcome)> {
+    const P: &str = "POST /echo HTTP/1.1\r\nHost: t\r\n";
+    const TE: &str = "Transfer-Encoding: chunked\r\n\r\n";
+    const NOT_IMPLEMENTED: (u16, &str) = (501, "501 Not Implemented\n");
+    let v = |name, text: String, outcome| (name, text.into_bytes(), outcome);
+    let host = |value: &str| format!("GET /hello HTTP/1.1\r\nHost: {value}\r\n\r\n");
+    let chunked = |framing: &str| format!("{P}{TE}{framing}");
+    let mut vectors = vec![
+        // --- Host (RFC 9112 3.2, RFC 3986 3.2.2-3.2.3): an invalid value MUST get 400.
+        v("Host with userinfo", host("user@127.0.0.1:8080"), Refused(400)),
+        v("Host with a path", host("127.0.0.1:8080/path"), Refused(400)),
+        v("Host as a list", host("a, b"), Refused(400)),
+        v("Host with two ports", host("example.com:80:80"), Refused(400)),
+        v("Host with a port over 65535", host("example.com:123456"), Refused(400)),
+        v("Host with a letter in the port", host("example.com:8o"), Refused(400)),
+        v("Host with an empty label", host("..example.com"), Refused(400)),
+        v("Host a lone dot", host("."), Refused(400)),
+        v("Host with a slash", host("exa/mple"), Refused(400)),
+        v("Host with a backslash", host("exa\\mple"), Refused(400)),
+        v("Host with an unclosed IPv6 literal", host("[::1"), Refused(400)),
+        v("Host with a doubled bracket", host("[::1]]"), Refused(400)),
+        v("Host with dots after an IPv6 literal", host("[::1].."), Refused(400)),
+        v("Host with a prefix length in an IPv6 literal", host("[a::1/2]"), Refused(400)),
+        v("Host with a bad percent-escape", host("a%zz"), Refused(400)),
+        v("Host with a non-ASCII byte", host("caf\u{e9}"), Refused(400)),
+        v("Host empty on HTTP/1.1", host(""), Refused(400)),
+        v("Host invalid on HTTP/1.0", "GET /hello HTTP/1.0\r\nHost: a/b\r\n\r\n".to_string(), Refused(400)),
+        v("absolute-form with an empty authority", "GET http:/// HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
+        v("absolute-form with userinfo", "GET http://u@t/hello HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
+        v("absolute-form with https before TLS", "GET https://t/hello HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
+        v("absolute-form with a bad port", "GET http://t:99999/hello HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
+        v("Host an IPv6 literal with a port", host("[::1]:8080"), Parsed(&[HELLO])),
+        v("Host an IPvFuture literal", host("[v7.a:b]"), Parsed(&[HELLO])),
+        v("Host with one trailing dot", host("example.com."), Parsed(&[HELLO])),
+        v("Host with leading zeros in the port", host("EXAMPLE.com:0080"), Parsed(&[HELLO])),
+        v("Host with an empty port", host("example.com:"), Parsed(&[HELLO])),
+        v("Host with a percent-escape", host("ex%41mple"), Parsed(&[HELLO])),
+        v("absolute-form with an IPv6 authority", "GET http://[::1]:80/hello HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Parsed(&[HELLO])),
+        // --- Trailer fields (RFC 9112 7.1.2): the head's field grammar and limits.
+        v("trailer without a colon", chunked("3\r\nabc\r\n0\r\nNoColonHere\r\n\r\n"), Refused(400)),
+        v("trailer with a control byte", chunked("3\r\nabc\r\n0\r\nX: a\x01b\r\n\r\n"), Refused(400)),
+        v("trailer obs-folded", chunked("3\r\nabc\r\n0\r\nX: a\r\n b\r\n\r\n"), Refused(400)),
+        v("trailer with a space before the colon", chunked("3\r\nabc\r\n0\r\nX : a\r\n\r\n"), Refused(400)),
+        v("trailer line ending in a bare LF", chunked("3\r\nabc\r\n0\r\nX: a\n\r\n"), Refused(400)),
+        v("trailer section ending in a bare LF", chunked("3\r\nabc\r\n0\r\n\n"), Refused(400)),
+        v("trailer section over the head limit", chunked(&format!("3\r\nabc\r\n0\r\nX: {}\r\n\r\n", "a".repeat(17_000))), Refused(431)),
+        v("trailer fields, two", chunked("3\r\nabc\r\n0\r\nX-A: 1\r\nX-B:\t2 3 \r\n\r\n"), Parsed(&[(200, "abc")])),
+        // --- Chunk lines (RFC 9112 7.1, 7.1.1): 1*HEXDIG, then extensions as the grammar says.
+        v("chunk extension without a name", chunked("3;\r\nabc\r\n0\r\n\r\n"), Refused(400)),
+        v("chunk extension name with a bracket", chunked("3;bad[=x\r\nabc\r\n0\r\n\r\n"), Refused(400)),
+        v("chunk size with a trailing space", chunked("3 \r\nabc\r\n0\r\n\r\n"), Refused(400)),
+        v("chunk size with junk after a space", chunked("2 junk\r\nab\r\n0\r\n\r\n"), Refused(400)),
+        v("chunk extension with an unterminated quote", chunked("3;a=\"def; ghi\r\nabc\r\n0\r\n\r\n"), Refused(400)),
+        v("chunk extension value with a space inside", chunked("3;a=b c\r\nabc\r\n0\r\n\r\n"), Refused(400)),
+        v("chunk line over 4 KiB", chunked(&format!("3;a={}\r\nabc\r\n0\r\n\r\n", "b".repeat(4100))), Refused(400)),
+        v("last chunk with a trailing space", chunked("3\r\nabc\r\n0 \r\n\r\n"), Refused(400)),
+        v("chunk extensions with BWS and quoted values", chunked("3 ; a = b ;c=\"d;\\\"e\"\r\nabc\r\n0;z\r\n\r\n"), Parsed(&[(200, "abc")])),
+        // --- Versions (RFC 9110 2.5, 6.2).
+        v("HTTP/1.2 read as HTTP/1.1", "GET /hello HTTP/1.2\r\nHost: t\r\n\r\n".to_string(), Parsed(&[HELLO])),
+        v("HTTP/1.9 read as HTTP/1.1", "GET /hello HTTP/1.9\r\nHost: t\r\n\r\n".to_string(), Parsed(&[HELLO])),
+        v("HTTP/3.0", "GET /hello HTTP/3.0\r\nHost: t\r\n\r\n".to_string(), Refused(505)),
+        v("HTTP/0.9 with a version", "GET /hello HTTP/0.9\r\nHost: t\r\n\r\n".to_string(), Refused(505)),
+        v("HTTP/1.10", "GET /hello HTTP/1.10\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
+        // --- Methods (RFC 9110 9.1, 9.3.6, 9.3.7, 15.5.6, 15.6.2).
+        v("unknown method", "BREW /hello HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Parsed(&[NOT_IMPLEMENTED])),
+        v("unknown method with a body", "BREW /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello".to_string(), Parsed(&[NOT_IMPLEMENTED])),
+        v("method in lower case", "get /hello HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Parsed(&[NOT_IMPLEMENTED])),
+        v("method over 32 bytes", format!("{} /hello HTTP/1.1\r\nHost: t\r\n\r\n", "M".repeat(40)), Refused(501)),
+        v("known method not allowed", "DELETE /hello HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Parsed(&[(405, "405 Method Not Allowed\n")])),
+        v("OPTIONS on a path", "OPTIONS /hello HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Parsed(&[(204, "")])),
+        v("CONNECT in authority form", "CONNECT t:443 HTTP/1.1\r\nHost: t:443\r\n\r\n".to_string(), Parsed(&[(405, "405 Method Not Allowed\n")])),
+        v("CONNECT in origin form", "CONNECT / HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
+        v("CONNECT without a port", "CONNECT t HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
+        // --- The target (RFC 9112 3.2): visible ASCII only.
+        v("non-ASCII byte in the target", "GET /hel\u{e9}lo HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
+        v("DEL in the target", "GET /hel\x7flo HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
+        v("control byte in the target", "GET /hel\x01lo HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
+        // --- Expect (RFC 9110 10.1.1).
+        v("Expect a list with another expectation", format!("{P}Expect: 100-continue, x\r\nContent-Length: 3\r\n\r\nabc"), Refused(417)),
+        v("Expect empty", format!("{P}Expect:\r\nContent-Length: 3\r\n\r\nabc"), Refused(417)),
+        // --- Line endings (RFC 9112 2.2): a bare LF ends any line of the head; a bare CR none.
+        v("LF-only head with a CR in one line", "GET /hello HTTP/1.1\nHost: t\r\nX: y\n\n".to_string(), Parsed(&[HELLO])),
+        v("LF-only head before a body", "POST /echo HTTP/1.1\nHost: t\nContent-Length: 3\n\nabc".to_string(), Parsed(&[(200, "abc")])),
+        v("bare CR ending the head", "GET /hello HTTP/1.1\r\nHost: t\r\n\r".to_string(), Refused(400)),
+    ];
+    // A raw byte above 0x7E, not valid UTF-8 on its own.
+    vectors.push(("raw 0xFF in the target", b"GET /\xff HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(), Refused(400)));
+    vectors
+}
+
+/// Every vector against a server in `mode`: all four drivers run the same HTTP code, and must
+/// give the same answers.
+fn run_vectors(mode: Mode) {
+    bounded(120, move || {
+        let mut cfg = config(mode);
         cfg.limits.max_body_bytes = 1 << 20;
         let server = TestServer::start(cfg);
         let vectors = vectors();
         assert!(vectors.len() >= 60, "{} vectors", vectors.len());
+        let conformance = conformance_vectors();
+        assert!(conformance.len() >= 60, "{} vectors", conformance.len());
         let mut failures = Vec::new();
-        for (name, bytes, outcome) in vectors {
+        for (name, bytes, outcome) in vectors.into_iter().chain(conformance) {
             if let Err(why) = check(&server, &bytes, outcome) {
                 failures.push(format!("{name}: {why}"));
             }
@@ -177,6 +276,26 @@ fn smuggling_vectors() {
         // After all that, the server is still serving.
         assert_eq!(server.connect().get("/hello").text(), "Hello, World!");
     });
+}
+
+#[test]
+fn reactor() {
+    run_vectors(Mode::Reactor);
+}
+
+#[test]
+fn threaded() {
+    run_vectors(Mode::Threaded);
+}
+
+#[test]
+fn blocking() {
+    run_vectors(Mode::Blocking);
+}
+
+#[test]
+fn fork() {
+    run_vectors(Mode::Fork);
 }
 
 /// Sends `bytes` and the follow-up, half-closes, and compares every response until the end.

@@ -148,14 +148,24 @@ fn files(mode: Mode) {
     let head = client.head_response();
     assert_eq!(head.header("content-length"), Some("18"));
     assert!(head.body.is_empty());
-    for method in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH"] {
+    for method in ["POST", "PUT", "DELETE", "PATCH", "TRACE"] {
         let response = client.request(
             format!("{method} /hello.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
                 .as_bytes(),
         );
         assert_eq!(response.status, 405, "{method}");
-        assert_eq!(response.header("allow"), Some("GET, HEAD"));
+        assert_eq!(response.header("allow"), Some("GET, HEAD, OPTIONS"));
     }
+    // OPTIONS: what a file, a directory or the server allows; a missing file is still 404.
+    for target in ["/hello.txt", "/", "*"] {
+        client.send(format!("OPTIONS {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        let response = client.head_response();
+        assert_eq!(response.status, 204, "{target}");
+        assert_eq!(response.header("allow"), Some("GET, HEAD, OPTIONS"));
+        assert_eq!(response.header("content-length"), None);
+    }
+    let response = client.request(b"OPTIONS /missing HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(response.status, 404);
     // Still the same keep-alive connection, still good.
     assert_eq!(get(&mut client, "/digits.txt", "").text(), "0123456789");
 }

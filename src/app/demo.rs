@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use super::{Handler, method_not_allowed};
+use super::{Handler, other_method};
 use crate::http::{Body, Request, Response, Status};
 
 pub struct Demo<H> {
@@ -24,8 +24,8 @@ impl<H: Handler> Handler for Demo<H> {
             "/hello" if get => hello(),
             "/headers" if get => headers(request),
             "/echo" if request.method == "POST" => echo(request),
-            "/hello" | "/headers" => method_not_allowed("GET, HEAD"),
-            "/echo" => method_not_allowed("POST"),
+            "/hello" | "/headers" => other_method(request, "GET, HEAD, OPTIONS"),
+            "/echo" => other_method(request, "POST, OPTIONS"),
             _ => self.rest.handle(request),
         }
     }
@@ -87,6 +87,7 @@ mod tests {
             target: path,
             path,
             query: None,
+            host: Some("h"),
             version: Version::Http11,
             headers: Headers::new(headers),
             body,
@@ -136,9 +137,12 @@ mod tests {
 
         let wrong = demo.handle(&request("POST", "/hello", &[], b""));
         assert_eq!(wrong.status, Status::METHOD_NOT_ALLOWED);
-        assert_eq!(wrong.header("allow"), Some("GET, HEAD"));
+        assert_eq!(wrong.header("allow"), Some("GET, HEAD, OPTIONS"));
         let wrong = demo.handle(&request("GET", "/echo", &[], b""));
-        assert_eq!(wrong.header("allow"), Some("POST"));
+        assert_eq!(wrong.header("allow"), Some("POST, OPTIONS"));
+        let options = demo.handle(&request("OPTIONS", "/echo", &[], b""));
+        assert_eq!(options.status, Status::NO_CONTENT);
+        assert_eq!(options.header("allow"), Some("POST, OPTIONS"));
         assert_eq!(
             demo.handle(&request("GET", "/other", &[], b"")).status,
             Status::NOT_FOUND

@@ -22,9 +22,19 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: &Request<'_>) -> Response;
 }
 
-/// A 405 naming the methods that are allowed.
-pub fn method_not_allowed(allow: &'static str) -> Response {
-    Response::error(Status::METHOD_NOT_ALLOWED).with_header("Allow", allow)
+/// The answer to a method a resource does not serve itself, `allow` naming those it does:
+/// OPTIONS gets 204 (RFC 9110 9.3.7), any other 405 (15.5.6), both with `Allow`. (Methods the
+/// server does not recognize at all never reach a handler: the HTTP core answers them 501.)
+pub fn other_method(request: &Request<'_>, allow: &'static str) -> Response {
+    let status = match request.method {
+        "OPTIONS" => Status::NO_CONTENT,
+        _ => Status::METHOD_NOT_ALLOWED,
+    };
+    let response = match status {
+        Status::NO_CONTENT => Response::new(status),
+        _ => Response::error(status),
+    };
+    response.with_header("Allow", allow)
 }
 
 /// The handler a configuration asks for: the static files of ROOT, with the demo routes

@@ -4,14 +4,23 @@
 //! The decoder works in place on the connection's input buffer. Given the bytes after the head,
 //! it moves each chunk's data down over the framing before it, so when the last chunk arrives
 //! the body is one contiguous slice right after the head, ready to lend to the handler, and the
-//! bytes after the framing are the next pipelined request. It is a byte-level state machine, so a
-//! body split across reads at any point decodes the same, and it never buffers what it skips
-//! (extensions, trailers), so framing cannot make it hold more than one read.
+//! bytes after the framing are the next pipelined request.
+//!
+//! Chunk lines are read a byte at a time by a state machine that follows RFC 9112 7.1 exactly
+//! (`1*HEXDIG`, then `*( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )`, then
+//! CRLF), so a body split across reads at any point decodes the same, and a line is bounded
+//! ([`MAX_CHUNK_LINE`]) without being buffered. The trailer section is a header section (7.1.2):
+//! it is kept in the buffer until its blank line arrives, bounded like a head, and then read by
+//! httparse with the same field rules as the head. Nothing a client sends after the last chunk
+//! can hide in it.
 
+use super::parse::MAX_HEADERS;
 use super::response::Status;
+use super::uri::is_tchar;
 
-/// A chunk-size line may carry extensions; beyond this many bytes of them, 400.
-const MAX_EXTENSION: usize = 4096;
+/// One chunk line (size and extensions, without its CRLF) longer than this is refused (400):
+/// extensions are ignored, and a client must not make us read without limit to skip them.
+pub const MAX_CHUNK_LINE: usize = 4096;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -19,26 +28,43 @@ enum State {
     Size {
         digits: u8,
     },
-    /// After the size: optional whitespace, then `;ext` up to CR.
-    Extension {
-        len: u16,
-    },
-    /// CR seen at the end of a size line.
+    /// Inside the extensions of a chunk line.
+    Extension(Ext),
+    /// CR seen at the end of a chunk line.
     SizeLf,
     /// Inside chunk data.
     Data,
     /// Chunk data done: CR, then LF.
     DataCr,
     DataLf,
-    /// At the start of a trailer line (or the final blank line).
-    TrailerStart,
-    /// Inside a trailer field line.
-    Trailer,
-    /// CR seen at the end of a trailer line; `blank` if the line was empty (the end).
-    TrailerLf {
-        blank: bool,
+    /// After the last chunk: the trailer section, up to and including its blank line, starts at
+    /// `raw_len` and stays in the buffer until it is complete; `scanned` bytes of it were
+    /// searched for its end.
+    Trailers {
+        scanned: usize,
     },
     Done,
+}
+
+/// Where a chunk line's extensions are (RFC 9112 7.1.1). BWS is optional whitespace that a
+/// sender should not send but a recipient must accept, and only where the grammar puts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ext {
+    /// After the size or a value: only whitespace then `;` (or the line's end) may follow.
+    BeforeSemicolon,
+    /// After `;`: whitespace, then a name.
+    BeforeName,
+    Name,
+    /// Whitespace after a name: then `=` or `;`.
+    AfterName,
+    /// After `=`: whitespace, then a token or a quoted string.
+    BeforeValue,
+    Token,
+    Quoted,
+    /// After a backslash inside a quoted string.
+    QuotedPair,
+    /// Just after a quoted string's closing quote.
+    AfterValue,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -58,8 +84,8 @@ pub struct ChunkedDecoder {
     body_len: u64,
     /// Raw bytes consumed so far: the next undecoded byte is `buf[raw_len]`.
     raw_len: u64,
-    /// Bytes of trailer fields so far, bounded like a head.
-    trailer_len: u32,
+    /// Bytes of the current chunk line so far, bounded by [`MAX_CHUNK_LINE`].
+    line_len: u16,
 }
 
 impl Default for ChunkedDecoder {
@@ -75,7 +101,7 @@ impl ChunkedDecoder {
             chunk: 0,
             body_len: 0,
             raw_len: 0,
-            trailer_len: 0,
+            line_len: 0,
         }
     }
 
@@ -89,17 +115,21 @@ impl ChunkedDecoder {
         self.raw_len as usize
     }
 
-    /// Forgets the framing bytes decoded so far: the caller drops `buf[body_len..]`, which
-    /// holds nothing but consumed framing once `decode` has asked for more data. This keeps the
-    /// buffer as large as the body, however much framing (tiny chunks, long extensions) the
-    /// client sends.
-    pub fn discard_framing(&mut self) {
+    /// Drops the framing decoded so far from `buf` (as given to `decode`), keeping the body and
+    /// what is not yet consumed (a trailer section in progress) after it, and returns the length
+    /// `buf` should be cut to. This keeps the buffer as large as the body plus one trailer
+    /// section, however much framing (tiny chunks, long extensions) the client sends.
+    pub fn discard_framing(&mut self, buf: &mut [u8]) -> usize {
+        let (body_len, raw_len) = (self.body_len(), self.raw_len());
+        buf.copy_within(raw_len.., body_len);
         self.raw_len = self.body_len;
+        buf.len() - (raw_len - body_len)
     }
 
     /// Decodes what it can of `buf`, which holds everything received after the head (decoded
-    /// body first, then raw bytes from `raw_len`). Errors: 400 for bad framing, 413 when the
-    /// body would exceed `max_body`, 431 for oversized trailers.
+    /// body first, then raw bytes from `raw_len`). Errors: 400 for bad framing or a malformed
+    /// trailer field, 413 when the body would exceed `max_body`, 431 for a trailer section over
+    /// `max_trailer` bytes or [`MAX_HEADERS`] fields.
     pub fn decode(
         &mut self,
         buf: &mut [u8],
@@ -108,24 +138,42 @@ impl ChunkedDecoder {
     ) -> Result<Decoded, Status> {
         let mut at = self.raw_len as usize;
         while at < buf.len() {
-            if self.state == State::Data {
-                // The one bulk step: move a run of chunk data down to the end of the body.
-                let run = (buf.len() - at).min(usize::try_from(self.chunk).unwrap_or(usize::MAX));
-                let body_end = self.body_len as usize;
-                buf.copy_within(at..at + run, body_end);
-                at += run;
-                self.body_len += run as u64;
-                self.chunk -= run as u64;
-                if self.chunk == 0 {
-                    self.state = State::DataCr;
+            match self.state {
+                State::Data => {
+                    // The one bulk step: move a run of chunk data down to the end of the body.
+                    let run =
+                        (buf.len() - at).min(usize::try_from(self.chunk).unwrap_or(usize::MAX));
+                    let body_end = self.body_len as usize;
+                    buf.copy_within(at..at + run, body_end);
+                    at += run;
+                    self.body_len += run as u64;
+                    self.chunk -= run as u64;
+                    if self.chunk == 0 {
+                        self.state = State::DataCr;
+                    }
                 }
-                continue;
-            }
-            let byte = buf[at];
-            at += 1;
-            self.state = self.step(byte, max_body, max_trailer)?;
-            if self.state == State::Done {
-                break;
+                State::Trailers { scanned } => {
+                    self.raw_len = at as u64;
+                    return match trailer_section(&buf[at..], scanned, max_trailer)? {
+                        Some(len) => {
+                            self.raw_len += len as u64;
+                            self.state = State::Done;
+                            Ok(Decoded::Done)
+                        }
+                        None => {
+                            self.state = State::Trailers {
+                                scanned: buf.len() - at,
+                            };
+                            Ok(Decoded::NeedData)
+                        }
+                    };
+                }
+                State::Done => break,
+                _ => {
+                    let byte = buf[at];
+                    at += 1;
+                    self.state = self.step(byte, max_body)?;
+                }
             }
         }
         self.raw_len = at as u64;
@@ -136,9 +184,16 @@ impl ChunkedDecoder {
         })
     }
 
-    /// One framing byte.
-    fn step(&mut self, byte: u8, max_body: u64, max_trailer: usize) -> Result<State, Status> {
+    /// One byte of a chunk line or of the CRLF after chunk data.
+    fn step(&mut self, byte: u8, max_body: u64) -> Result<State, Status> {
         let bad = Err(Status::BAD_REQUEST);
+        if matches!(self.state, State::Size { .. } | State::Extension(_)) && byte != b'\r' {
+            self.line_len += 1;
+            if usize::from(self.line_len) > MAX_CHUNK_LINE {
+                return bad;
+            }
+        }
+        let is_ws = byte == b' ' || byte == b'\t';
         Ok(match (self.state, byte) {
             (State::Size { digits }, _) if byte.is_ascii_hexdigit() => {
                 let digit = (byte as char).to_digit(16).unwrap_or(0);
@@ -153,39 +208,91 @@ impl ChunkedDecoder {
             }
             (State::Size { digits: 0 }, _) => return bad,
             (State::Size { .. }, b'\r') => State::SizeLf,
-            (State::Size { .. }, b';' | b' ' | b'\t') => State::Extension { len: 1 },
-            (State::Extension { .. }, b'\r') => State::SizeLf,
-            (State::Extension { len }, _) => {
-                // Extensions are accepted and ignored, but they are text: no control bytes.
-                if (byte < 0x20 && byte != b'\t')
-                    || byte == 0x7f
-                    || usize::from(len) >= MAX_EXTENSION
-                {
-                    return bad;
+            (State::Size { .. }, b';') => State::Extension(Ext::BeforeName),
+            (State::Size { .. }, _) if is_ws => State::Extension(Ext::BeforeSemicolon),
+            // The line may end right after a name or a value, never after whitespace.
+            (State::Extension(Ext::Name | Ext::Token | Ext::AfterValue), b'\r') => State::SizeLf,
+            (State::Extension(ext), _) => State::Extension(extension(ext, byte)?),
+            (State::SizeLf, b'\n') => {
+                self.line_len = 0;
+                if self.chunk == 0 {
+                    State::Trailers { scanned: 0 }
+                } else {
+                    State::Data
                 }
-                State::Extension { len: len + 1 }
             }
-            (State::SizeLf, b'\n') if self.chunk == 0 => State::TrailerStart,
-            (State::SizeLf, b'\n') => State::Data,
             (State::DataCr, b'\r') => State::DataLf,
             (State::DataLf, b'\n') => State::Size { digits: 0 },
-            (State::TrailerStart, b'\r') => State::TrailerLf { blank: true },
-            (State::TrailerStart | State::Trailer, _) => {
-                self.trailer_len += 1;
-                if self.trailer_len as usize > max_trailer {
-                    return Err(Status::HEADERS_TOO_LARGE);
-                }
-                match byte {
-                    b'\r' => State::TrailerLf { blank: false },
-                    b'\n' | 0 => return bad,
-                    _ => State::Trailer,
-                }
-            }
-            (State::TrailerLf { blank: true }, b'\n') => State::Done,
-            (State::TrailerLf { blank: false }, b'\n') => State::TrailerStart,
             _ => return bad,
         })
     }
+}
+
+/// The next place in a chunk line's extensions after `byte` (not the CR that ends the line).
+fn extension(ext: Ext, byte: u8) -> Result<Ext, Status> {
+    let is_ws = byte == b' ' || byte == b'\t';
+    // qdtext and the escaped byte of a quoted-pair: visible ASCII, space, tab, obs-text.
+    let is_qdtext = is_ws || (0x21..=0x7e).contains(&byte) || byte >= 0x80;
+    Ok(match (ext, byte) {
+        (Ext::BeforeSemicolon | Ext::AfterName | Ext::AfterValue, b';') => Ext::BeforeName,
+        (Ext::BeforeSemicolon | Ext::BeforeName | Ext::AfterName | Ext::BeforeValue, _)
+            if is_ws =>
+        {
+            ext
+        }
+        (Ext::BeforeName | Ext::Name, _) if is_tchar(byte) => Ext::Name,
+        (Ext::Name, b';') | (Ext::Token, b';') => Ext::BeforeName,
+        (Ext::Name | Ext::AfterName, b'=') => Ext::BeforeValue,
+        (Ext::Name, _) if is_ws => Ext::AfterName,
+        (Ext::BeforeValue | Ext::Token, _) if is_tchar(byte) => Ext::Token,
+        (Ext::BeforeValue, b'"') => Ext::Quoted,
+        (Ext::Token | Ext::AfterValue, _) if is_ws => Ext::BeforeSemicolon,
+        (Ext::Quoted, b'"') => Ext::AfterValue,
+        (Ext::Quoted, b'\\') => Ext::QuotedPair,
+        (Ext::Quoted | Ext::QuotedPair, _) if is_qdtext => Ext::Quoted,
+        _ => return Err(Status::BAD_REQUEST),
+    })
+}
+
+/// Looks for the end of the trailer section at the start of `data` (`scanned` bytes of it
+/// already walked) and, once it is there, checks it. `Some(len)`: the section, blank line
+/// included, is the first `len` bytes, and valid.
+///
+/// The bytes are walked in order and the first thing found decides (the limit, a lone CR or LF,
+/// the blank line), so the answer is the same however the input was split. Lines end in CRLF
+/// only, as chunk lines do: after the head, a bare LF is a framing disagreement waiting to
+/// happen (golang/go#71988), not a tolerance.
+fn trailer_section(
+    data: &[u8],
+    scanned: usize,
+    max_trailer: usize,
+) -> Result<Option<usize>, Status> {
+    for at in scanned..data.len() {
+        if at >= max_trailer {
+            return Err(Status::HEADERS_TOO_LARGE);
+        }
+        let previous = if at > 0 { data[at - 1] } else { 0 };
+        let byte = data[at];
+        if (previous == b'\r') != (byte == b'\n') {
+            return Err(Status::BAD_REQUEST);
+        }
+        let blank_line_ends = byte == b'\n' && (at == 1 || data[..at - 1].ends_with(b"\r\n"));
+        if !blank_line_ends {
+            continue;
+        }
+        let section = &data[..=at];
+        if at == 1 {
+            return Ok(Some(2)); // No trailer fields, the usual case.
+        }
+        // httparse reads the fields exactly as it reads a head's.
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        return match httparse::parse_headers(section, &mut fields) {
+            Ok(httparse::Status::Complete((len, _))) if len == section.len() => Ok(Some(len)),
+            Err(httparse::Error::TooManyHeaders) => Err(Status::HEADERS_TOO_LARGE),
+            _ => Err(Status::BAD_REQUEST),
+        };
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -194,16 +301,22 @@ mod tests {
 
     const MAX: u64 = 1 << 20;
 
-    /// Decodes `raw` fed in pieces of `step` bytes, as reads would deliver it; returns the body
-    /// and the raw length consumed.
+    /// Decodes `raw` fed in pieces of `step` bytes, as reads would deliver it, dropping spent
+    /// framing between reads as the connection does; returns the body and the raw length
+    /// consumed (counted over the whole input).
     fn decode_in_steps(raw: &[u8], step: usize) -> Result<(Vec<u8>, usize), Status> {
         let mut buf = Vec::new();
         let mut decoder = ChunkedDecoder::new();
+        let mut dropped = 0;
         for piece in raw.chunks(step) {
             buf.extend_from_slice(piece);
             if decoder.decode(&mut buf, MAX, 1024)? == Decoded::Done {
-                return Ok((buf[..decoder.body_len()].to_vec(), decoder.raw_len()));
+                let raw_len = decoder.raw_len() + dropped;
+                return Ok((buf[..decoder.body_len()].to_vec(), raw_len));
             }
+            let kept = decoder.discard_framing(&mut buf);
+            dropped += buf.len() - kept;
+            buf.truncate(kept);
         }
         Err(Status(0))
     }
@@ -230,6 +343,15 @@ mod tests {
                 b"hello",
             ),
             (b"3\r\n\r\n\r\r\n0\r\n\r\n", b"\r\n\r"),
+            // Extensions as RFC 9112 7.1.1 writes them: BWS around ";" and "=", token or
+            // quoted values, quoted-pairs.
+            (b"5 ; a = b\t;c\r\nhello\r\n0\r\n\r\n", b"hello"),
+            (b"5;a=\"x; \\\"y\\\\\"\r\nhello\r\n0\r\n\r\n", b"hello"),
+            (b"5;a=\"\";b=\"\xe9\"\r\nhello\r\n0;z\r\n\r\n", b"hello"),
+            (b"5;!#$%&'*+-.^_`|~09aZ\r\nhello\r\n0\r\n\r\n", b"hello"),
+            // Trailer fields, read with the head's rules.
+            (b"0\r\nX: y\r\nEmpty:\r\n\r\n", b""),
+            (b"0\r\nX:\ty z \r\n\r\n", b""),
         ];
         for &(raw, body) in cases {
             assert_eq!(
@@ -259,6 +381,34 @@ mod tests {
             b"5;a\0\r\nhello\r\n0\r\n\r\n",
             b"g\r\nhello\r\n0\r\n\r\n",
             b"5\r\r\nhello\r\n0\r\n\r\n",
+            // Chunk lines outside RFC 9112 7.1.
+            b"5;\r\nhello\r\n0\r\n\r\n",
+            b"5 \r\nhello\r\n0\r\n\r\n",
+            b"5\t\r\nhello\r\n0\r\n\r\n",
+            b"2 junk\r\nhi\r\n0\r\n\r\n",
+            b"5;bad[=x\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"def; ghi\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x\"y\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x\" \r\nhello\r\n0\r\n\r\n",
+            b"5;a \r\nhello\r\n0\r\n\r\n",
+            b"5;a= \r\nhello\r\n0\r\n\r\n",
+            b"5;a=b \r\nhello\r\n0\r\n\r\n",
+            b"5;a=b=c\r\nhello\r\n0\r\n\r\n",
+            b"5;a;;b\r\nhello\r\n0\r\n\r\n",
+            b"5;=b\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"\x01\"\r\nhello\r\n0\r\n\r\n",
+            b" 5\r\nhello\r\n0\r\n\r\n",
+            // Trailer sections outside RFC 9112 7.1.2 (the head's field grammar).
+            b"3\r\nabc\r\n0\r\nGET /hello HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"0\r\nNoColonHere\r\n\r\n",
+            b"0\r\nX: a\x01b\r\n\r\n",
+            b"0\r\nX: a\r\n folded\r\n\r\n",
+            b"0\r\nX : a\r\n\r\n",
+            b"0\r\n: a\r\n\r\n",
+            b"0\r\nX: a\n\r\n",
+            b"0\r\nX: a\rb\r\n\r\n",
+            b"0\r\n\n",
+            b"0\r\n\r\r\n",
         ];
         for raw in cases {
             assert_eq!(decode_all_ways(raw), Err(Status::BAD_REQUEST), "{raw:?}");
@@ -289,5 +439,36 @@ mod tests {
             decode_all_ways(&long_trailer),
             Err(Status::HEADERS_TOO_LARGE)
         );
+        // The trailer limit counts the whole section, blank line included, as a head's does.
+        let mut at_limit = b"0\r\nX: ".to_vec();
+        at_limit.resize(3 + 1024 - 4, b'a');
+        at_limit.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(decode_all_ways(&at_limit), Ok((Vec::new(), at_limit.len())));
+        at_limit.insert(5, b'a');
+        assert_eq!(decode_all_ways(&at_limit), Err(Status::HEADERS_TOO_LARGE));
+        // As many trailer fields as a head may have, and one more.
+        let mut fields = b"0\r\n".to_vec();
+        for _ in 0..MAX_HEADERS {
+            fields.extend_from_slice(b"A: b\r\n");
+        }
+        let mut too_many = fields.clone();
+        fields.extend_from_slice(b"\r\n");
+        assert!(decode_all_ways(&fields).is_ok());
+        too_many.extend_from_slice(b"A: b\r\n\r\n");
+        let decoded = decode_in_steps(&too_many, too_many.len());
+        assert_eq!(decoded, Err(Status::HEADERS_TOO_LARGE));
+        // One chunk line is bounded, however it is spent.
+        let mut long_line = b"5;a=".to_vec();
+        long_line.resize(MAX_CHUNK_LINE, b'b');
+        long_line.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
+        assert_eq!(
+            decode_all_ways(&long_line),
+            Ok((b"hello".to_vec(), long_line.len()))
+        );
+        long_line.insert(5, b'b');
+        assert_eq!(decode_all_ways(&long_line), Err(Status::BAD_REQUEST));
+        let mut zeros = vec![b'0'; MAX_CHUNK_LINE + 1];
+        zeros.extend_from_slice(b"5\r\n");
+        assert_eq!(decode_all_ways(&zeros), Err(Status::BAD_REQUEST));
     }
 }

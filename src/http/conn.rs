@@ -46,8 +46,8 @@ use super::body::{ChunkedDecoder, Decoded};
 use super::buf::{BUF_SIZE, BufPool, Input};
 use super::date::Clock;
 use super::parse::{
-    BodyLength, Framing, Head, HeadScan, Scanned, header_storage, leading_empty_lines, parse_head,
-    parse_whole_head,
+    BodyLength, Framing, Head, HeadScan, Scanned, downgrade_later_minor, header_storage,
+    leading_empty_lines, parse_head, parse_whole_head,
 };
 use super::request::{Request, Version};
 use super::response::{Body, FileBody, HeadCache, Persistence, Response, Status};
@@ -235,7 +235,13 @@ impl Output {
         framing: Framing,
         draining: bool,
     ) -> bool {
-        let response = (cx.handler)(request);
+        let response = if framing.known_method {
+            (cx.handler)(request)
+        } else {
+            // No handler is asked about a method nobody here implements (RFC 9110 15.6.2). Its
+            // framing was understood, so the connection goes on.
+            Response::error(Status::NOT_IMPLEMENTED)
+        };
         let keep_alive = framing.keep_alive && !draining;
         let persistence = match (keep_alive, request.version) {
             (false, _) => Persistence::Close,
@@ -364,7 +370,12 @@ impl Conn {
                 reader: BodyReader::Length(length),
                 ..
             } => head_len + *length as usize,
-            Phase::Body { head_len, .. } => head_len + cx.limits.max_body_bytes as usize + BUF_SIZE,
+            // A chunked body, its trailer section, and one read of framing.
+            Phase::Body { head_len, .. } => {
+                let body = usize::try_from(cx.limits.max_body_bytes).unwrap_or(usize::MAX);
+                let rest = cx.limits.max_header_bytes + BUF_SIZE;
+                head_len.saturating_add(body).saturating_add(rest)
+            }
             _ => cx.limits.max_header_bytes + 1,
         };
         self.input.spare(cx.pool, cap)
@@ -545,13 +556,15 @@ impl Conn {
                     }
                     parsed = parse_whole_head(input.data(), &mut storage, max_header_bytes);
                 }
-                let data = input.data();
                 // Each path hands its result over directly: a request is large to copy.
                 let used = match parsed {
-                    Some(head) => self.on_parsed(data, head, cx),
-                    None => match scan.scan(data, max_header_bytes) {
+                    Some(head) => self.on_parsed(input.data(), head, cx),
+                    None => match scan.scan(input.data(), max_header_bytes) {
                         Ok(Scanned::NeedData) => return Step::NeedData,
                         Ok(Scanned::Complete(len)) => {
+                            // HTTP/1.2 and the like, read as 1.1 (the one path that edits input).
+                            downgrade_later_minor(&mut input.data_mut()[..len]);
+                            let data = input.data();
                             let head = parse_head(&data[..len], &mut fallback_storage)
                                 .map(|(request, framing)| (request, framing, len));
                             self.on_parsed(data, head, cx)
@@ -585,9 +598,9 @@ impl Conn {
                 let body = &mut input.data_mut()[head_len..];
                 match decoder.decode(body, cx.limits.max_body_bytes, max_header_bytes) {
                     Ok(Decoded::NeedData) => {
-                        // Everything after the decoded body is spent framing: drop it.
-                        input.truncate(head_len + decoder.body_len());
-                        decoder.discard_framing();
+                        // Framing already read is spent: drop it.
+                        let kept = decoder.discard_framing(body);
+                        input.truncate(head_len + kept);
                         Step::NeedData
                     }
                     Ok(Decoded::Done) => {

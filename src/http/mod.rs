@@ -4,6 +4,7 @@
 //! can be tested by feeding it byte strings.
 //!
 //! - `parse.rs`: finds the end of a request head within limits and reads it with httparse.
+//! - `uri.rs`: the request target and the Host field, as RFC 9112 and RFC 3986 allow them.
 //! - `body.rs`: the chunked body decoder.
 //! - `request.rs` / `response.rs`: what handlers see and return; response serialization.
 //! - `conn.rs`: the connection state machine that ties them together.
@@ -17,14 +18,17 @@ mod date;
 mod parse;
 mod request;
 mod response;
+mod uri;
 
-pub use body::{ChunkedDecoder, Decoded};
+pub use body::{ChunkedDecoder, Decoded, MAX_CHUNK_LINE};
 pub use buf::{BUF_SIZE, BufPool};
 pub use conn::{Conn, Context, LINGER_TIMEOUT, OUTPUT_HIGH_WATER, Want, memory};
 pub use date::Clock;
 pub use parse::{
-    BodyLength, Framing, Head, HeadScan, HeaderStorage, MAX_HEADERS, MAX_REQUEST_LINE, Scanned,
-    header_storage, leading_empty_lines, parse_head, parse_whole_head,
+    BodyLength, Framing, Head, HeadScan, HeaderStorage, KNOWN_METHODS, MAX_HEADERS, MAX_METHOD,
+    MAX_REQUEST_LINE, Scanned, downgrade_later_minor, header_storage, leading_empty_lines,
+    parse_head, parse_whole_head,
 };
 pub use request::{Headers, Request, Version};
 pub use response::{Body, FileBody, HeadCache, Persistence, Response, Status, write_head};
+pub use uri::{Target, is_tchar, split_target, valid_host};

@@ -12,11 +12,15 @@ use std::mem::MaybeUninit;
 
 use super::request::{Headers, Request, Version, list_has_token};
 use super::response::Status;
+use super::uri::{split_target, valid_host};
 
 /// The request line alone may not exceed this (then 414), whatever the header limit.
 pub const MAX_REQUEST_LINE: usize = 8 * 1024;
 /// More header fields than this get 431.
 pub const MAX_HEADERS: usize = 100;
+/// A method token longer than this is not one we could recognize: 501, and the connection is
+/// closed (the longest registered method, `UPDATEREDIRECTREF`, has 17 bytes).
+pub const MAX_METHOD: usize = 32;
 
 /// How far the search for the end of the current head has got.
 #[derive(Clone, Copy, Debug, Default)]
@@ -130,6 +134,8 @@ pub struct Framing {
     pub expect_continue: bool,
     /// HEAD: the response carries headers only.
     pub head_method: bool,
+    /// One of [`KNOWN_METHODS`]; the connection answers any other 501 itself.
+    pub known_method: bool,
 }
 
 /// Storage for the header fields httparse finds; uninitialized, so it costs nothing to set up.
@@ -198,19 +204,24 @@ fn interpret<'a>(parsed: httparse::Request<'a, 'a>, len: usize) -> Result<Head<'
     else {
         return Err(Status::BAD_REQUEST);
     };
+    if method.len() > MAX_METHOD {
+        return Err(Status::NOT_IMPLEMENTED);
+    }
     let version = if minor == 0 {
         Version::Http10
     } else {
         Version::Http11
     };
     let headers = Headers::new(parsed.headers);
-    let (path, query) = split_target(method, target)?;
-    let framing = framing(method, version, &headers)?;
+    let target_parts = split_target(method, target)?;
+    let (framing, host_field) = framing(method, version, &headers)?;
     let request = Request {
         method,
         target,
-        path,
-        query,
+        path: target_parts.path,
+        query: target_parts.query,
+        // An absolute-form target's authority is the host, whatever the Host field says.
+        host: target_parts.authority.or(host_field),
         version,
         headers,
         body: &[],
@@ -222,76 +233,67 @@ fn interpret<'a>(parsed: httparse::Request<'a, 'a>, len: usize) -> Result<Head<'
 /// a version we do not speak (505) rather than garbage (400). A line with more parts than three
 /// (`GET /a b HTTP/1.1`) is garbage whatever it ends with.
 fn names_another_version(head: &[u8]) -> bool {
+    request_line_version(head).is_some_and(|(major, minor)| {
+        major.is_ascii_digit() && minor.is_ascii_digit() && major != b'1'
+    })
+}
+
+/// The two digits of a request line ending in `HTTP/d.d`, if it has exactly three parts.
+fn request_line_version(head: &[u8]) -> Option<(u8, u8)> {
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut parts = line.split(|&b| b == b' ');
     let (Some(_), Some(_), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return false;
+        return None;
     };
-    matches!(version,
-        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-            if major.is_ascii_digit() && minor.is_ascii_digit()
-                && !(*major == b'1' && matches!(minor, b'0' | b'1')))
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] => Some((*major, *minor)),
+        _ => None,
+    }
 }
 
-/// Splits the target into path and query. Origin form (`/a?b`) is the usual; absolute form
-/// (`http://host/a?b`) must be accepted from anyone (RFC 9112 3.2.2); `*` only for OPTIONS.
-fn split_target<'a>(method: &str, target: &'a str) -> Result<(&'a str, Option<&'a str>), Status> {
-    // One pass over the bytes finds both: a fragment has no place in a request. (Targets are
-    // short: a plain loop beats a SIMD search's set-up here.)
-    let (before_query, query) = match target.bytes().position(|b| b == b'?' || b == b'#') {
-        Some(at) if target.as_bytes()[at] == b'#' => return Err(Status::BAD_REQUEST),
-        Some(at) => {
-            let query = &target[at + 1..];
-            if query.contains('#') {
-                return Err(Status::BAD_REQUEST);
-            }
-            (&target[..at], Some(query))
-        }
-        None => (target, None),
+/// HTTP/1.x with x above 1 is handled as HTTP/1.1 (RFC 9110 2.5: a server SHOULD answer in the
+/// highest minor version it supports, and such a message is compatible). httparse takes only
+/// 1.0 and 1.1, so the minor digit of such a head is rewritten to `1` in place before it is
+/// parsed; the access log then shows HTTP/1.1, which is how it was handled. Returns whether it
+/// did.
+pub fn downgrade_later_minor(head: &mut [u8]) -> bool {
+    let Some((b'1', b'2'..=b'9')) = request_line_version(head) else {
+        return false;
     };
-    if before_query.starts_with('/') {
-        return Ok((before_query, query));
-    }
-    if target == "*" {
-        return if method == "OPTIONS" {
-            Ok(("*", None))
-        } else {
-            Err(Status::BAD_REQUEST)
-        };
-    }
-    let after_scheme = ["http://", "https://"].iter().find_map(|scheme| {
-        let prefix = before_query.get(..scheme.len())?;
-        prefix
-            .eq_ignore_ascii_case(scheme)
-            .then(|| &before_query[scheme.len()..])
-    });
-    match after_scheme {
-        Some(authority_and_path) if !authority_and_path.is_empty() => {
-            match authority_and_path.find('/') {
-                Some(slash) => Ok((&authority_and_path[slash..], query)),
-                None => Ok(("/", query)),
-            }
-        }
-        _ => Err(Status::BAD_REQUEST),
-    }
+    let line_end = memchr::memchr(b'\n', head).unwrap_or(head.len());
+    let line_end = line_end - usize::from(line_end > 0 && head[line_end - 1] == b'\r');
+    head[line_end - 1] = b'1';
+    true
 }
 
 /// Reads the headers that decide framing and persistence, refusing the ambiguous combinations.
-fn framing(method: &str, version: Version, headers: &Headers<'_>) -> Result<Framing, Status> {
+/// Also returns the Host field's value, checked.
+fn framing<'a>(
+    method: &str,
+    version: Version,
+    headers: &Headers<'a>,
+) -> Result<(Framing, Option<&'a str>), Status> {
     let mut content_length = None;
     let mut transfer_encoding = false;
-    let mut hosts = 0;
+    let (mut hosts, mut host) = (0, None);
     let mut expect_continue = false;
     let (mut close, mut keep_alive_token) = (false, false);
     for (name, value) in headers.iter() {
         // Most headers are none of these: the length settles it before any comparison.
         match name.len() {
-            4 if name.eq_ignore_ascii_case("host") => hosts += 1,
+            4 if name.eq_ignore_ascii_case("host") => {
+                hosts += 1;
+                host = Some(value);
+            }
             6 if name.eq_ignore_ascii_case("expect") => {
-                expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+                // The only expectation there is (RFC 9110 10.1.1); any other cannot be met.
+                if !value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                    return Err(Status::EXPECTATION_FAILED);
+                }
+                expect_continue = true;
             }
             10 if name.eq_ignore_ascii_case("connection") => {
                 close |= list_has_token(value, "close");
@@ -320,9 +322,15 @@ fn framing(method: &str, version: Version, headers: &Headers<'_>) -> Result<Fram
         return Err(Status::BAD_REQUEST);
     }
     // HTTP/1.0 has no chunked coding (RFC 9112 6.1), and HTTP/1.1 needs exactly one Host (3.2).
+    // A Host that is there must be valid, whatever the version (3.2), and not empty (an empty
+    // Host is for URIs without an authority, which http URIs never are; nginx refuses it too).
     let host_ok = match version {
         Version::Http10 => hosts <= 1 && !transfer_encoding,
         Version::Http11 => hosts == 1,
+    };
+    let host = match host.map(<[u8]>::trim_ascii) {
+        Some(value) => Some(valid_host(value).ok_or(Status::BAD_REQUEST)?),
+        None => None,
     };
     if !host_ok {
         return Err(Status::BAD_REQUEST);
@@ -336,13 +344,36 @@ fn framing(method: &str, version: Version, headers: &Headers<'_>) -> Result<Fram
         Version::Http11 => !close,
         Version::Http10 => !close && keep_alive_token,
     };
-    Ok(Framing {
+    let framing = Framing {
         body,
         keep_alive,
         // An HTTP/1.0 client cannot understand 100 Continue (RFC 9110 10.1.1).
         expect_continue: expect_continue && version == Version::Http11,
         head_method: method == "HEAD",
-    })
+        known_method: is_known_method(method),
+    };
+    Ok((framing, host))
+}
+
+/// The methods this server recognizes (RFC 9110 9.3, and PATCH from RFC 5789). Any other gets
+/// 501 (RFC 9110 15.6.2); a recognized one that a resource does not allow gets 405 from its
+/// handler. Methods are case-sensitive: `get` is not GET.
+pub const KNOWN_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+#[inline]
+fn is_known_method(method: &str) -> bool {
+    // By length, then bytes: no call, a few compares; it runs on every request. (The same list
+    // as KNOWN_METHODS; a unit test holds them together.)
+    match method.len() {
+        3 => matches!(method, "GET" | "PUT"),
+        4 => matches!(method, "HEAD" | "POST"),
+        5 => matches!(method, "TRACE" | "PATCH"),
+        6 => method == "DELETE",
+        7 => matches!(method, "CONNECT" | "OPTIONS"),
+        _ => false,
+    }
 }
 
 /// `1*DIGIT` and nothing else: no sign, no inner spaces, no list. Too large for u64 reads as
@@ -567,7 +598,8 @@ mod tests {
         }
         for head in [
             "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
-            "GET / HTTP/1.2\r\nHost: a\r\n\r\n",
+            "GET / HTTP/0.9\r\nHost: a\r\n\r\n",
+            "GET / HTTP/3.1\r\nHost: a\r\n\r\n",
         ] {
             assert_eq!(
                 body_of(head),
@@ -655,13 +687,103 @@ mod tests {
                 "/a",
                 Some("q"),
             ),
-            ("GET HTTPS://h:8/ HTTP/1.1\r\nHost: h\r\n\r\n", "/", None),
+            ("GET HTTP://h:8/ HTTP/1.1\r\nHost: h\r\n\r\n", "/", None),
             ("GET http://h HTTP/1.1\r\nHost: h\r\n\r\n", "/", None),
             ("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", "*", None),
         ];
         for (head, path, query) in cases {
             let (p, q, _) = parse(head).unwrap();
             assert_eq!((p.as_str(), q.as_deref()), (path, query), "{head:?}");
+        }
+    }
+
+    /// The Host a request is for: validated wherever it comes from, and taken from an
+    /// absolute-form target over the field.
+    #[test]
+    fn hosts() {
+        let host = |head: &str| {
+            let mut storage = header_storage();
+            parse_head(head.as_bytes(), &mut storage)
+                .map(|(request, _)| request.host.map(str::to_string))
+        };
+        let some = |host: &str| Ok(Some(host.to_string()));
+        assert_eq!(
+            host("GET / HTTP/1.1\r\nHost: a.b:80\r\n\r\n"),
+            some("a.b:80")
+        );
+        assert_eq!(host("GET / HTTP/1.1\r\nHost:  a \r\n\r\n"), some("a"));
+        assert_eq!(
+            host("GET http://x:1/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+            some("x:1")
+        );
+        assert_eq!(host("GET / HTTP/1.0\r\n\r\n"), Ok(None));
+        assert_eq!(host("GET / HTTP/1.0\r\nHost: [::1]\r\n\r\n"), some("[::1]"));
+        for head in [
+            "GET / HTTP/1.1\r\nHost:\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: \r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: user@a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a, b\r\n\r\n",
+            "GET / HTTP/1.0\r\nHost: a/b\r\n\r\n",
+            "GET / HTTP/1.0\r\nHost:\r\n\r\n",
+            "GET http:/// HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET http://a/ HTTP/1.1\r\nHost: a:b\r\n\r\n",
+            "GET http://a/ HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(host(head), Err(Status::BAD_REQUEST), "{head:?}");
+        }
+    }
+
+    #[test]
+    fn methods_and_expectations_the_core_refuses() {
+        let framing = |head: &str| parse(head).map(|(_, _, framing)| framing);
+        for method in KNOWN_METHODS {
+            let target = if method == "CONNECT" { "a:443" } else { "/" };
+            let head = format!("{method} {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+            assert!(framing(&head).unwrap().known_method, "{method}");
+        }
+        for method in ["BREW", "get", "PROPFIND", &"X".repeat(MAX_METHOD)] {
+            let head = format!("{method} / HTTP/1.1\r\nHost: a\r\n\r\n");
+            assert!(!framing(&head).unwrap().known_method, "{method}");
+        }
+        let long = format!(
+            "{} / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "X".repeat(MAX_METHOD + 1)
+        );
+        assert_eq!(framing(&long), Err(Status::NOT_IMPLEMENTED));
+        for expect in ["200-ok", "100-continue, x", "", "100-continuex"] {
+            let head = format!("POST / HTTP/1.1\r\nHost: a\r\nExpect: {expect}\r\n\r\n");
+            assert_eq!(
+                framing(&head),
+                Err(Status::EXPECTATION_FAILED),
+                "{expect:?}"
+            );
+        }
+        assert_eq!(
+            framing("CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Err(Status::BAD_REQUEST)
+        );
+    }
+
+    #[test]
+    fn later_minor_versions_read_as_1_1() {
+        for (line, changed) in [
+            ("GET / HTTP/1.2", true),
+            ("GET / HTTP/1.9", true),
+            ("GET / HTTP/1.1", false),
+            ("GET / HTTP/1.0", false),
+            ("GET / HTTP/2.2", false),
+            ("GET / HTTP/1.10", false),
+            ("GET /a b HTTP/1.2", false),
+        ] {
+            for eol in ["\r\n", "\n"] {
+                let mut head = format!("{line}{eol}Host: a{eol}{eol}").into_bytes();
+                assert_eq!(downgrade_later_minor(&mut head), changed, "{line}");
+                if changed {
+                    let mut storage = header_storage();
+                    let (request, _) = parse_head(&head, &mut storage).unwrap();
+                    assert_eq!(request.version, Version::Http11);
+                }
+            }
         }
     }
 

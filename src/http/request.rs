@@ -25,10 +25,15 @@ pub struct Request<'a> {
     /// The request target exactly as sent: `/a%20b?x=1`, or `http://host/a` in absolute form.
     pub target: &'a str,
     /// The path of the target, still percent-encoded: `/a%20b`. Always starts with `/`,
-    /// except for the asterisk form (`*`, OPTIONS only).
+    /// except for the asterisk form (`*`, OPTIONS only) and the authority form
+    /// (`example.com:443`, CONNECT only), where it is the whole target.
     pub path: &'a str,
     /// What follows the `?`, if anything did.
     pub query: Option<&'a str>,
+    /// The host the request is for, `uri-host[:port]`, already validated: the authority of an
+    /// absolute-form target if it has one (RFC 9112 3.2.2), else the Host field. `None` only for
+    /// an HTTP/1.0 request without either.
+    pub host: Option<&'a str>,
     pub version: Version,
     pub headers: Headers<'a>,
     /// The decoded body: Content-Length bytes, or the chunks joined. Empty when there is none.

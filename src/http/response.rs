@@ -61,6 +61,7 @@ statuses! {
     PAYLOAD_TOO_LARGE = 413 "Content Too Large",
     URI_TOO_LONG = 414 "URI Too Long",
     RANGE_NOT_SATISFIABLE = 416 "Range Not Satisfiable",
+    EXPECTATION_FAILED = 417 "Expectation Failed",
     HEADERS_TOO_LARGE = 431 "Request Header Fields Too Large",
     INTERNAL_SERVER_ERROR = 500 "Internal Server Error",
     NOT_IMPLEMENTED = 501 "Not Implemented",

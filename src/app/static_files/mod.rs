@@ -17,7 +17,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::{Handler, method_not_allowed};
+use super::{Handler, other_method};
 use crate::http::{Body, FileBody, Request, Response, Status};
 use range::{Part, Validators, parse_range};
 use resolve::{DecodedPath, Opened, Refusal, Root, decode_path};
@@ -37,14 +37,28 @@ impl StaticFiles {
 
 impl Handler for StaticFiles {
     fn handle(&self, request: &Request<'_>) -> Response {
-        if !matches!(request.method, "GET" | "HEAD") {
-            return method_not_allowed("GET, HEAD");
+        const ALLOW: &str = "GET, HEAD, OPTIONS";
+        let options = request.method == "OPTIONS";
+        if !matches!(request.method, "GET" | "HEAD") && !options {
+            return other_method(request, ALLOW);
+        }
+        if options && request.path == "*" {
+            // The server as a whole (RFC 9110 9.3.7).
+            return other_method(request, ALLOW);
         }
         let path = match decode_path(request.path) {
             Ok(path) => path,
             Err(refusal) => return refused(refusal),
         };
-        match self.root.open(&path.relative()) {
+        let opened = self.root.open(&path.relative());
+        if options {
+            // What a path allows, once it is known to name something.
+            return match opened {
+                Ok(_) => other_method(request, ALLOW),
+                Err(refusal) => refused(refusal),
+            };
+        }
+        match opened {
             Ok(Opened::File(file, metadata)) => {
                 let name = path.segments.last().map_or(&b""[..], Vec::as_slice);
                 serve_file(request, file, &metadata, name)

@@ -201,6 +201,21 @@ fn error_statuses_close_the_connection() {
                 .to_vec(),
             400,
         ),
+        (b"GET / HTTP/1.1\r\nHost: user@x\r\n\r\n".to_vec(), 400),
+        (b"GET / HTTP/1.1\r\nHost:\r\n\r\n".to_vec(), 400),
+        (b"GET http:/// HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400),
+        (b"GET /\xff HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400),
+        (b"CONNECT / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nExpect: x\r\nContent-Length: 1\r\n\r\na".to_vec(), 417),
+        (format!("{} / HTTP/1.1\r\nHost: x\r\n\r\n", "M".repeat(33)).into_bytes(), 501),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1 \r\na\r\n".to_vec(), 400),
+        // A request hidden where trailer fields go.
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\
+              GET /hidden HTTP/1.1\r\nHost: x\r\n\r\n"
+                .to_vec(),
+            400,
+        ),
     ];
     for (input, status) in cases {
         let mut followed = input.clone();
@@ -218,6 +233,58 @@ fn error_statuses_close_the_connection() {
             assert!(harness.text().contains("Connection: close\r\n"));
             assert!(harness.closed);
         }
+    }
+}
+
+/// What the conformance rules answer without closing: the framing was understood, so the
+/// next request is read.
+#[test]
+fn conformance_answers_that_keep_the_connection() {
+    let (out, closed) = run_all_ways(
+        b"BREW /pot HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc\
+          GET /a HTTP/1.2\r\nHost: x\r\n\r\n\
+          POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+          2 ; n = \"v\\\"\" ; m\r\nhi\r\n0\r\nA: 1\r\nB:\r\n\r\n\
+          GET http://[::1]:80/b HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert_eq!(statuses(out.as_bytes()), vec![501, 200, 200, 200]);
+    assert_eq!(
+        bodies(out.as_bytes()),
+        [
+            "501 Not Implemented\n",
+            "GET /a HTTP/1.1 []",
+            "POST /t HTTP/1.1 [hi]",
+            "GET http://[::1]:80/b HTTP/1.1 []"
+        ]
+    );
+    assert!(!out.contains("Connection: close"));
+    assert!(!closed);
+}
+
+/// A trailer section arriving in pieces is kept until it is whole, whatever the pieces, and then
+/// read with the head's rules; the body and the next request are where they were.
+#[test]
+fn trailer_sections_in_any_split() {
+    let mut input = b"PUT /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for i in 0..40 {
+        input.extend_from_slice(format!("1;i={i}\r\n{}\r\n", i % 10).as_bytes());
+    }
+    input.extend_from_slice(b"0\r\n");
+    for i in 0..50 {
+        input.extend_from_slice(format!("X-Trailer-{i}: value {i}\r\n").as_bytes());
+    }
+    input.extend_from_slice(b"\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+    for sizes in [&[input.len()][..], &[1], &[2, 3], &[17, 1, 64], &[300]] {
+        let (out, _) = run_split(&input, sizes);
+        let expected_body = "0123456789".repeat(4);
+        assert_eq!(
+            bodies(&out),
+            [
+                format!("PUT /t HTTP/1.1 [{expected_body}]"),
+                "GET /next HTTP/1.1 []".into()
+            ],
+            "{sizes:?}"
+        );
     }
 }
 
@@ -463,12 +530,13 @@ fn request_strategy() -> impl Strategy<Value = Vec<u8>> {
                             break;
                         }
                         let n = (*size).min(rest.len());
-                        r.extend_from_slice(format!("{n:x};ext=1\r\n").as_bytes());
+                        let ext = [";ext=1", " ; a = \"q\\\"x\"", ";b;c=d", ""][n % 4];
+                        r.extend_from_slice(format!("{n:x}{ext}\r\n").as_bytes());
                         r.extend_from_slice(&rest[..n]);
                         r.extend_from_slice(b"\r\n");
                         rest = &rest[n..];
                     }
-                    r.extend_from_slice(b"0\r\nTrailer: t\r\n\r\n");
+                    r.extend_from_slice(b"0\r\nTrailer: t\r\nOther:\tu v \r\n\r\n");
                     r
                 }
                 _ => format!("\r\nDELETE {path}?q=1 HTTP/1.1\r\nHost: h\r\n\r\n").into_bytes(),
