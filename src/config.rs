@@ -31,6 +31,11 @@ impl Mode {
     }
 }
 
+/// The handler pool's default size: this many threads per event loop. A blocking handler holds
+/// its thread while it waits, so the pool is sized for waiting, not for the cores: with 2 loops,
+/// 16 threads wait on 16 slow requests at once.
+pub const HANDLER_THREADS_PER_LOOP: usize = 8;
+
 /// How many event loops reactor mode runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cores {
@@ -62,6 +67,8 @@ pub struct Limits {
     pub keep_alive_timeout: Duration,
     /// A response that makes no progress for this long (the client stopped reading) is abandoned.
     pub send_timeout: Duration,
+    /// A request on the handler pool that has not been answered in this time gets 504.
+    pub handler_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -73,6 +80,7 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(60),
             keep_alive_timeout: Duration::from_secs(5),
             send_timeout: Duration::from_secs(60),
+            handler_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -87,6 +95,9 @@ pub struct Config {
     pub pin: bool,
     /// Worker threads in threaded mode.
     pub threads: usize,
+    /// Reactor mode: threads that run the handlers that may block; `None` = the default,
+    /// [`HANDLER_THREADS_PER_LOOP`] per loop; 0 = every handler on its loop.
+    pub handler_threads: Option<usize>,
     /// Mount the demo routes ahead of the static files.
     pub demo: bool,
     /// The directory served.
@@ -105,6 +116,7 @@ impl Default for Config {
             cores: Cores::Auto,
             pin: true,
             threads: 64,
+            handler_threads: None,
             demo: false,
             root: PathBuf::from("."),
             max_connections: 10_000,

@@ -37,7 +37,14 @@ struct Cli {
     /// Worker threads in threaded mode.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     threads: u32,
-    /// Mount the demo routes (/hello, /echo, /headers) ahead of the static files.
+    /// Reactor mode: threads that run handlers which may block (/sleep, /compute); 0 = every
+    /// handler on its loop. Default: 8 per loop.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=4096))]
+    handler_threads: Option<u32>,
+    /// Seconds a handler on the pool may take; then its client gets 504.
+    #[arg(long, default_value = "30", value_parser = parse_secs)]
+    handler_timeout: Duration,
+    /// Mount the demo routes (/hello, /echo, /headers, /sleep, /compute) ahead of the static files.
     #[arg(long)]
     demo: bool,
     /// Open connections; beyond it the client gets 503 and is closed.
@@ -116,6 +123,7 @@ impl Cli {
             cores: self.cores,
             pin: !self.no_pin,
             threads: self.threads as usize,
+            handler_threads: self.handler_threads.map(|n| n as usize),
             demo: self.demo,
             root,
             max_connections: self.max_connections as usize,
@@ -126,6 +134,7 @@ impl Cli {
                 body_timeout: self.body_timeout,
                 keep_alive_timeout: self.keep_alive_timeout,
                 send_timeout: self.send_timeout,
+                handler_timeout: self.handler_timeout,
             },
             access_log,
         })

@@ -78,10 +78,6 @@ fn reference(raw: &[u8]) -> Option<(Vec<u8>, usize)> {
 
 /// `*( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )`, the whole of `ext`.
 fn extensions(mut ext: &[u8]) -> bool {
-    let bws = |s: &[u8]| {
-        let n = s.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
-        &s[n..]
-    };
     let token = |s: &[u8]| s.iter().take_while(|&&b| is_tchar(b)).count();
     while !ext.is_empty() {
         let Some(rest) = bws(ext).strip_prefix(b";") else {
@@ -110,6 +106,12 @@ fn extensions(mut ext: &[u8]) -> bool {
         }
     }
     true
+}
+
+/// `s` past its leading whitespace (BWS).
+fn bws(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    &s[n..]
 }
 
 /// The length of the quoted-string `s` starts with, if it is one.

@@ -1,4 +1,7 @@
-//! The demo routes (`--demo`): `/hello` (the benchmark route), `/echo` and `/headers`.
+//! The demo routes (`--demo`): `/hello` (the benchmark route), `/echo` and `/headers`, and two
+//! that behave like application work: `/sleep?ms=N` waits as a database call would, and
+//! `/compute?kib=N` hashes generated data, which keeps a core busy. Those two may block, so the
+//! reactor runs them on its handler pool.
 //!
 //! Mounted ahead of another handler, which answers every other path.
 
@@ -17,6 +20,10 @@ impl<H: Handler> Demo<H> {
     }
 }
 
+/// The most `/sleep` waits, and the most `/compute` hashes.
+const MAX_SLEEP_MS: u64 = 10_000;
+const MAX_COMPUTE_KIB: u64 = 4096;
+
 impl<H: Handler> Handler for Demo<H> {
     fn handle(&self, request: &Request<'_>) -> Response {
         let get = matches!(request.method, "GET" | "HEAD");
@@ -24,11 +31,66 @@ impl<H: Handler> Handler for Demo<H> {
             "/hello" if get => hello(),
             "/headers" if get => headers(request),
             "/echo" if request.method == "POST" => echo(request),
-            "/hello" | "/headers" => other_method(request, "GET, HEAD, OPTIONS"),
+            "/sleep" if get => sleep(request),
+            "/compute" if get => compute(request),
+            "/hello" | "/headers" | "/sleep" | "/compute" => {
+                other_method(request, "GET, HEAD, OPTIONS")
+            }
             "/echo" => other_method(request, "POST, OPTIONS"),
             _ => self.rest.handle(request),
         }
     }
+
+    fn may_block(&self, request: &Request<'_>) -> bool {
+        match request.path {
+            "/sleep" | "/compute" => true,
+            _ => self.rest.may_block(request),
+        }
+    }
+}
+
+/// Blocks its thread for `ms` milliseconds, as a database call would, then says so.
+fn sleep(request: &Request<'_>) -> Response {
+    let Some(ms) = parameter(request, "ms", 0..=MAX_SLEEP_MS) else {
+        return Response::error(Status::BAD_REQUEST);
+    };
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    Response::text(Status::OK, format!("slept {ms} ms"))
+}
+
+/// Hashes `kib` KiB of generated data (byte `i` is `i % 251`) with 64-bit FNV-1a, a byte at a
+/// time: CPU work that cannot be skipped, about a millisecond per 512 KiB here. Answers the
+/// digest in hex.
+fn compute(request: &Request<'_>) -> Response {
+    let Some(kib) = parameter(request, "kib", 1..=MAX_COMPUTE_KIB) else {
+        return Response::error(Status::BAD_REQUEST);
+    };
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for i in 0..kib * 1024 {
+        hash ^= i % 251;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    Response::text(Status::OK, format!("{hash:016x}\n"))
+}
+
+/// The one value of `name` in the query, as a number in `range`; `None` if it is missing,
+/// repeated, not decimal digits, or out of range.
+fn parameter(
+    request: &Request<'_>,
+    name: &str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Option<u64> {
+    let mut values = request
+        .query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(key, _)| *key == name)
+        .map(|(_, value)| value);
+    let value = values.next()?;
+    if values.next().is_some() || value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok().filter(|n| range.contains(n))
 }
 
 /// Built from static parts only: the hot path allocates nothing.
@@ -147,5 +209,54 @@ mod tests {
             demo.handle(&request("GET", "/other", &[], b"")).status,
             Status::NOT_FOUND
         );
+    }
+
+    fn with_query<'a>(path: &'a str, query: &'a str) -> Request<'a> {
+        Request {
+            query: Some(query),
+            ..request("GET", path, &[], b"")
+        }
+    }
+
+    #[test]
+    fn sleep_and_compute() {
+        let demo = Demo::new(Rest);
+        let slept = demo.handle(&with_query("/sleep", "ms=0"));
+        assert_eq!(
+            (slept.status, body(&slept)),
+            (Status::OK, &b"slept 0 ms"[..])
+        );
+        let started = std::time::Instant::now();
+        demo.handle(&with_query("/sleep", "x=1&ms=30"));
+        assert!(started.elapsed() >= std::time::Duration::from_millis(30));
+        // FNV-1a 64 over bytes 0, 1, .., 250, 0, 1, .. (1 KiB): computed independently with
+        // python3 -c 'h=0xcbf29ce484222325
+        // for i in range(1024): h=((h^(i%251))*0x100000001b3)%2**64
+        // print(f"{h:016x}")'
+        let digest = demo.handle(&with_query("/compute", "kib=1"));
+        assert_eq!(body(&digest), b"2233e5feed8da91d\n");
+        for (path, query) in [
+            ("/sleep", "ms=10001"),
+            ("/sleep", "ms=-1"),
+            ("/sleep", "ms="),
+            ("/sleep", "ms=1&ms=2"),
+            ("/sleep", "ms=+5"),
+            ("/sleep", "n=5"),
+            ("/compute", "kib=0"),
+            ("/compute", "kib=4097"),
+            ("/compute", "kib=1x"),
+            ("/compute", "kib=99999999999999999999999"),
+        ] {
+            let response = demo.handle(&with_query(path, query));
+            assert_eq!(response.status, Status::BAD_REQUEST, "{path}?{query}");
+        }
+        assert_eq!(
+            demo.handle(&request("GET", "/sleep", &[], b"")).status,
+            Status::BAD_REQUEST
+        );
+        assert!(demo.may_block(&with_query("/sleep", "ms=1")));
+        assert!(demo.may_block(&with_query("/compute", "kib=1")));
+        assert!(!demo.may_block(&request("GET", "/hello", &[], b"")));
+        assert!(!demo.may_block(&request("GET", "/other", &[], b"")));
     }
 }

@@ -17,10 +17,49 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::http::{Request, Response, Status};
 
+// ANCHOR: handler
 /// Answers requests. Shared by every event loop and worker thread, hence `Send + Sync`.
+///
+/// A handler is called with the whole request (head and body) and returns the whole response;
+/// it never sees a socket. In reactor mode it runs on the event loop itself, between one
+/// readiness event and the next: while it runs, every other connection of that loop waits. So a
+/// handler that may block (a database call, a sleep, a long computation) says so in
+/// [`Handler::may_block`], and the reactor runs those requests on its handler pool
+/// (`--handler-threads`) instead, and sends the response back to the loop when it is ready.
+/// The other modes call every handler on the thread that serves the connection.
+///
+/// ```
+/// use reactor_httpd::app::Handler;
+/// use reactor_httpd::http::{Request, Response, Status};
+///
+/// struct Report;
+///
+/// impl Handler for Report {
+///     fn handle(&self, request: &Request<'_>) -> Response {
+///         match request.path {
+///             "/report" => Response::text(Status::OK, slow_query()),
+///             _ => Response::error(Status::NOT_FOUND),
+///         }
+///     }
+///
+///     /// Only the report waits on the database; everything else stays on the loop.
+///     fn may_block(&self, request: &Request<'_>) -> bool {
+///         request.path == "/report"
+///     }
+/// }
+/// # fn slow_query() -> String { "42".into() }
+/// ```
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: &Request<'_>) -> Response;
+
+    /// Whether answering `request` may block its thread for long (I/O, sleeping, heavy
+    /// computation). Asked on the loop for every request, so it should be a quick look at the
+    /// method and path. Default: never.
+    fn may_block(&self, _request: &Request<'_>) -> bool {
+        false
+    }
 }
+// ANCHOR_END: handler
 
 /// The answer to a method a resource does not serve itself, `allow` naming those it does:
 /// OPTIONS gets 204 (RFC 9110 9.3.7), any other 405 (15.5.6), both with `Allow`. (Methods the

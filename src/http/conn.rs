@@ -75,7 +75,34 @@ pub struct Context<'a> {
     /// The client's address, for the access log.
     pub peer: IpAddr,
     pub handler: &'a dyn Fn(&Request<'_>) -> Response,
+    /// Where requests whose handler may block go instead (the reactor's handler pool); `None`
+    /// for drivers that call every handler where they are (a blocking thread may block).
+    pub offload: Option<&'a mut dyn Offload>,
 }
+
+// ANCHOR: offload
+/// A place to answer requests off the event loop: the driver's thread pool. A request whose
+/// handler may block is handed over, and the connection [waits](Want::Wait) until the driver
+/// gives the response back with [`Conn::completed`]. Nothing here knows about threads: to the
+/// state machine it is one more thing to wait for, like bytes.
+pub trait Offload {
+    /// Whether `request`'s handler may block: asked of every request, so it must be quick.
+    fn blocks(&self, request: &Request<'_>) -> bool;
+
+    /// Takes a request that [blocks](Offload::blocks). `head` is its head as received;
+    /// `request.body` its whole body.
+    fn hand_over(&mut self, request: &Request<'_>, head: &[u8]) -> Handover;
+}
+
+/// What became of a request handed over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handover {
+    /// Taken: the response comes back through [`Conn::completed`].
+    Away,
+    /// No room (the pool's queue is full): answer this status now.
+    Refused(Status),
+}
+// ANCHOR_END: offload
 
 // ANCHOR: want
 /// What the connection needs its driver to do next.
@@ -94,6 +121,9 @@ pub enum Want<'a> {
     /// Shut down the write side of the socket (the client sees the end of the stream), then ask
     /// again: the connection reads and discards until the client closes or time runs out.
     HalfClose,
+    /// Nothing to do until the response to an [offloaded](Offload) request comes back
+    /// ([`Conn::completed`]) or the handler timeout passes. Only drivers with an `Offload` see it.
+    Wait,
     /// Close the socket. The connection is finished.
     Close,
 }
@@ -134,6 +164,15 @@ enum Phase {
         head_len: usize,
         reader: BodyReader,
     },
+    /// The request (the first `used` input bytes: its head, then `body_len` bytes of decoded
+    /// body) was handed to the driver's pool; its response has not come back. The bytes stay
+    /// in the input until it does, and nothing after them is read: the next response must not
+    /// overtake this one.
+    Pending {
+        head_len: usize,
+        body_len: usize,
+        used: usize,
+    },
     /// No more requests: send what is queued, then close. With `linger`, half-close first and
     /// discard input for a while, because the client may still be sending.
     Closing {
@@ -163,6 +202,8 @@ enum Timer {
     /// Queued output must keep moving (a client that stopped reading).
     Send,
     Linger,
+    /// An offloaded request's handler must answer in time (then 504).
+    Handler,
 }
 
 /// Responses waiting to be sent: bytes first, then at most one file region.
@@ -227,21 +268,15 @@ impl Output {
         }
     }
 
-    /// Calls the handler and queues its response. Returns whether the connection stays open.
+    /// Queues `response`, the answer to `request`. Returns whether the connection stays open.
     fn respond(
         &mut self,
         cx: &mut Context<'_>,
         request: &Request<'_>,
         framing: Framing,
         draining: bool,
+        response: Response,
     ) -> bool {
-        let response = if framing.known_method {
-            (cx.handler)(request)
-        } else {
-            // No handler is asked about a method nobody here implements (RFC 9110 15.6.2). Its
-            // framing was understood, so the connection goes on.
-            Response::error(Status::NOT_IMPLEMENTED)
-        };
         let keep_alive = framing.keep_alive && !draining;
         let persistence = match (keep_alive, request.version) {
             (false, _) => Persistence::Close,
@@ -292,6 +327,7 @@ enum Next {
     Write,
     SendFile,
     HalfClose,
+    Wait,
     Close,
 }
 
@@ -355,6 +391,7 @@ impl Conn {
                 len: file.len,
             },
             (Next::HalfClose, _) => Want::HalfClose,
+            (Next::Wait, _) => Want::Wait,
             (Next::Close | Next::SendFile, _) => Want::Close,
         }
     }
@@ -437,6 +474,7 @@ impl Conn {
             Timer::KeepAlive => limits.keep_alive_timeout,
             Timer::Send => limits.send_timeout,
             Timer::Linger => LINGER_TIMEOUT,
+            Timer::Handler => limits.handler_timeout,
         };
         Some(self.timer_since + duration)
     }
@@ -450,9 +488,54 @@ impl Conn {
             Timer::Header | Timer::Body if !self.output.has_bytes() => {
                 self.fail(Status::REQUEST_TIMEOUT, cx)
             }
+            // The handler is stuck: the client gets 504, and a response that comes back later
+            // is dropped (see `completed`).
+            Timer::Handler => self.fail(Status::GATEWAY_TIMEOUT, cx),
             _ => self.phase = Phase::Closed,
         }
         self.timer = Timer::Unset;
+    }
+
+    /// Whether a request of this connection is away in the driver's pool.
+    pub fn is_pending(&self) -> bool {
+        matches!(self.phase, Phase::Pending { .. })
+    }
+
+    /// The response to the request handed away by [`Offload::offer`]: queued now, in its turn,
+    /// and the requests buffered behind it are answered next. A response for a connection that
+    /// stopped waiting (it timed out, 504) is dropped.
+    pub fn completed(&mut self, response: Response, cx: &mut Context<'_>) {
+        let Phase::Pending {
+            head_len,
+            body_len,
+            used,
+        } = self.phase
+        else {
+            return;
+        };
+        self.awaiting_input = false;
+        let input = std::mem::take(&mut self.input);
+        let data = input.data();
+        let mut storage = header_storage();
+        // Parsed again from the bytes that stayed in the input: it parsed when it arrived.
+        let used = match parse_head(&data[..head_len], &mut storage) {
+            Ok((request, framing)) => {
+                let request = Request {
+                    body: &data[head_len..head_len + body_len],
+                    ..request
+                };
+                let keep_alive =
+                    self.output
+                        .respond(cx, &request, framing, self.draining, response);
+                self.after_request(data, used, keep_alive)
+            }
+            Err(status) => {
+                self.fail(status, cx);
+                0
+            }
+        };
+        self.input = input;
+        self.input.consume(used);
     }
 
     /// The server is shutting down: finish the request in flight, if any, then close.
@@ -507,6 +590,8 @@ impl Conn {
                 {
                     self.phase = Phase::Closing { linger: false };
                 }
+                Phase::Pending { .. } if has_bytes => return Next::Write,
+                Phase::Pending { .. } => return Next::Wait,
                 Phase::Head { .. } | Phase::Body { .. } => match self.step(cx) {
                     Step::Progress => {}
                     Step::NeedData if has_bytes => return Next::Write,
@@ -616,7 +701,9 @@ impl Conn {
                     }
                 }
             }
-            Phase::Closing { .. } | Phase::Lingering | Phase::Closed => Step::NeedData,
+            Phase::Pending { .. } | Phase::Closing { .. } | Phase::Lingering | Phase::Closed => {
+                Step::NeedData
+            }
         }
     }
 
@@ -649,8 +736,7 @@ impl Conn {
     ) -> usize {
         let length = match framing.body {
             BodyLength::None => {
-                let keep_alive = self.output.respond(cx, &request, framing, self.draining);
-                return self.after_request(data, head_len, keep_alive);
+                return self.answer(data, &request, framing, head_len, head_len, cx);
             }
             BodyLength::Length(length) if length > cx.limits.max_body_bytes => {
                 // Refused before a byte of the body is read, 100-continue or not.
@@ -669,8 +755,7 @@ impl Conn {
                 body: &data[head_len..head_len + length],
                 ..request
             };
-            let keep_alive = self.output.respond(cx, &request, framing, self.draining);
-            return self.after_request(data, head_len + length, keep_alive);
+            return self.answer(data, &request, framing, head_len, head_len + length, cx);
         }
         if framing.expect_continue {
             // The client waits for this before sending the body. Always sent, even if the body
@@ -708,8 +793,49 @@ impl Conn {
             body: &data[head_len..head_len + body_len],
             ..request
         };
-        let keep_alive = self.output.respond(cx, &request, framing, self.draining);
-        self.after_request(data, total, keep_alive)
+        self.answer(data, &request, framing, head_len, total, cx)
+    }
+
+    /// A whole request (`head_len` bytes of head, its body in `request.body`, `used` input
+    /// bytes in all) is here: answer it, or hand it to the driver's pool and wait. Returns the
+    /// input bytes to consume (none while the request is away: they stay until its answer).
+    /// (Inlined into its callers: as a call of its own it cost 25 instructions per request.)
+    #[inline(always)]
+    fn answer(
+        &mut self,
+        data: &[u8],
+        request: &Request<'_>,
+        framing: Framing,
+        head_len: usize,
+        used: usize,
+        cx: &mut Context<'_>,
+    ) -> usize {
+        let response = if !framing.known_method {
+            // No handler is asked about a method nobody here implements (RFC 9110 15.6.2). Its
+            // framing was understood, so the connection goes on.
+            Response::error(Status::NOT_IMPLEMENTED)
+        } else if let Some(offload) = cx.offload.as_deref_mut()
+            && offload.blocks(request)
+        {
+            match offload.hand_over(request, &data[..head_len]) {
+                Handover::Away => {
+                    self.phase = Phase::Pending {
+                        head_len,
+                        body_len: request.body.len(),
+                        used,
+                    };
+                    self.timer = Timer::Unset; // the handler timer starts now
+                    return 0;
+                }
+                Handover::Refused(status) => Response::error(status),
+            }
+        } else {
+            (cx.handler)(request)
+        };
+        let keep_alive = self
+            .output
+            .respond(cx, request, framing, self.draining, response);
+        self.after_request(data, used, keep_alive)
     }
 
     /// The request (the first `used` bytes of `data`) is answered: on to the next, or to
@@ -739,13 +865,17 @@ impl Conn {
 
     /// Starts the timer the connection's state calls for, unless it is already running.
     fn arm_timer(&mut self, next: Next, cx: &Context<'_>) {
-        let timer = match (next, &self.phase) {
-            (Next::Close, _) => Timer::Unset,
-            (Next::Write | Next::SendFile, _) => Timer::Send,
-            (Next::HalfClose, _) | (_, Phase::Lingering) => Timer::Linger,
-            (_, Phase::Head { started: false, .. }) => Timer::KeepAlive,
-            (_, Phase::Body { .. }) => Timer::Body,
-            _ => Timer::Header,
+        let timer = match next {
+            Next::Close => Timer::Unset,
+            Next::Write | Next::SendFile => Timer::Send,
+            Next::HalfClose => Timer::Linger,
+            Next::Wait => Timer::Handler,
+            Next::Read => match self.phase {
+                Phase::Lingering => Timer::Linger,
+                Phase::Head { started: false, .. } => Timer::KeepAlive,
+                Phase::Body { .. } => Timer::Body,
+                _ => Timer::Header,
+            },
         };
         // A send timer restarts whenever output moves; the others run from when they started.
         if timer != self.timer || (timer == Timer::Send && self.sent_since_want) {

@@ -362,7 +362,7 @@ pub const KNOWN_METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
 
-#[inline]
+#[inline(always)]
 fn is_known_method(method: &str) -> bool {
     // By length, then bytes: no call, a few compares; it runs on every request. (The same list
     // as KNOWN_METHODS; a unit test holds them together.)

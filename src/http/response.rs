@@ -66,6 +66,7 @@ statuses! {
     INTERNAL_SERVER_ERROR = 500 "Internal Server Error",
     NOT_IMPLEMENTED = 501 "Not Implemented",
     SERVICE_UNAVAILABLE = 503 "Service Unavailable",
+    GATEWAY_TIMEOUT = 504 "Gateway Timeout",
     VERSION_NOT_SUPPORTED = 505 "HTTP Version Not Supported",
 }
 

@@ -119,6 +119,7 @@ enum Port {
 /// `uri-host [":" port]`, with no userinfo: RFC 3986 3.2.2-3.2.3, plus what nginx refuses in a
 /// name (`..`, an empty name once one trailing dot is dropped) and a comma (a Host is one
 /// value, never a list).
+#[inline(always)]
 fn valid_authority(authority: &[u8], port: Port) -> bool {
     let (host_ok, rest) = match authority {
         [b'[', inner @ ..] => match inner.iter().position(|&b| b == b']') {

@@ -177,7 +177,9 @@ pub(crate) fn serve_connection(
                 let _ = stream.shutdown(HalfClose::Write);
                 false
             }
-            Want::Close => true,
+            // Only a driver with a handler pool is asked to wait; this one calls handlers
+            // where it stands (a blocking thread may block), so it never hands one away.
+            Want::Wait | Want::Close => true,
         });
         if done {
             break;

@@ -3,7 +3,8 @@
 //! Every driver runs the same loop around `Conn::want` (see `http/conn.rs`); they differ only in
 //! how they wait. `reactor.rs` waits on many sockets at once with mio; `blocking.rs` waits on one
 //! socket at a time, on one thread; `threaded.rs` runs that blocking loop on a pool of threads;
-//! `fork.rs` runs it in a child process per connection.
+//! `fork.rs` runs it in a child process per connection. `pool.rs` is the reactor's handler pool,
+//! where the handlers that may block run, away from the loops.
 //! The HTTP rules are all in `http/`; nothing here decides a status code.
 //!
 //! [`Server::bind`] makes the listening sockets (so the port is known, even port 0, before
@@ -13,6 +14,7 @@ mod blocking;
 mod fork;
 mod io_util;
 mod listener;
+mod pool;
 mod reactor;
 mod shutdown;
 mod threaded;
@@ -30,8 +32,8 @@ pub use shutdown::{DRAIN_GRACE, Shutdown};
 
 use crate::access_log::AccessLog;
 use crate::app::Handler;
-use crate::config::{AccessLogTarget, Config, Cores, Limits, Mode};
-use crate::http::{BufPool, Clock, Context, HeadCache, Request, Response, Status};
+use crate::config::{AccessLogTarget, Config, Cores, HANDLER_THREADS_PER_LOOP, Limits, Mode};
+use crate::http::{BufPool, Clock, Context, HeadCache, Offload, Request, Response, Status};
 
 /// Why the server could not start. `Usage` is the user's to fix (exit 2); `Io` is the system's
 /// (exit 1).
@@ -49,10 +51,12 @@ impl fmt::Display for StartError {
     }
 }
 
-/// What all loops and workers of one server share: read-only settings, the handler, and the
-/// count of open connections.
+/// What all loops and workers of one server share: read-only settings, the handler, the
+/// reactor's handler pool, and the count of open connections.
 pub(crate) struct Shared {
     pub handler: Arc<dyn Handler>,
+    /// Reactor mode with `--handler-threads` above 0: where handlers that may block run.
+    pub pool: Option<Arc<pool::HandlerPool>>,
     pub limits: Limits,
     pub access_log: AccessLogTarget,
     pub max_connections: usize,
@@ -60,13 +64,15 @@ pub(crate) struct Shared {
 }
 
 /// What one event loop or worker thread owns for the connections it drives: a clock, a buffer
-/// pool, a head cache and an access log of its own, so none of them is ever locked.
+/// pool, a head cache and an access log of its own, so none of them is ever locked; and, for a
+/// reactor loop with a handler pool, its way into the pool.
 pub(crate) struct LoopEnv {
     pub clock: Clock,
     pub pool: BufPool,
     pub heads: HeadCache,
     pub log: Option<AccessLog>,
     pub shared: Arc<Shared>,
+    pub offload: Option<pool::PoolOffer>,
 }
 
 impl LoopEnv {
@@ -77,6 +83,7 @@ impl LoopEnv {
             heads: HeadCache::default(),
             log: AccessLog::open(&shared.access_log)?,
             shared,
+            offload: None,
         })
     }
 
@@ -100,6 +107,10 @@ impl LoopEnv {
             log: self.log.as_mut(),
             peer,
             handler: &respond,
+            offload: self
+                .offload
+                .as_mut()
+                .map(|offload| offload as &mut dyn Offload),
         };
         f(&mut cx)
     }
@@ -136,8 +147,17 @@ enum Listeners {
 impl Server {
     /// Binds the listening sockets for `config.mode`; `handler` answers every request.
     pub fn bind(config: &Config, handler: Arc<dyn Handler>) -> Result<Server, StartError> {
+        let pins = match config.mode {
+            Mode::Reactor => loop_pins(config)?,
+            _ => Vec::new(),
+        };
+        let pool_threads =
+            (config.handler_threads).unwrap_or(HANDLER_THREADS_PER_LOOP * pins.len().max(1));
+        let pool = (config.mode == Mode::Reactor && pool_threads > 0)
+            .then(|| Arc::new(pool::HandlerPool::new(handler.clone(), pool_threads)));
         let shared = Arc::new(Shared {
             handler,
+            pool,
             limits: config.limits.clone(),
             access_log: config.access_log.clone(),
             max_connections: config.max_connections,
@@ -146,7 +166,6 @@ impl Server {
         let bind_error = |err| StartError::Io(format!("cannot listen on {}: {err}", config.bind));
         let listeners = match config.mode {
             Mode::Reactor => {
-                let pins = loop_pins(config)?;
                 let group =
                     listener::bind_group(config.bind, pins.len(), true).map_err(bind_error)?;
                 Listeners::PerLoop(group.into_iter().zip(pins).collect())

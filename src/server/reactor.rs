@@ -10,9 +10,13 @@
 //!     ├─ socket ready    → drive(connection): read / write / sendfile until WouldBlock,
 //!     │                    as http::Conn asks
 //!     ├─ signal socket   → (first loop only) SIGINT/SIGTERM: trigger the shutdown
-//!     └─ waker           → shutdown requested
+//!     └─ waker           → shutdown requested, or responses back from the handler pool:
+//!                          give each to its connection and drive it
 //!   fire due timers, flush the access log once a second
 //! ```
+//!
+//! A handler that may block never runs here: the connection hands its request to the handler
+//! pool (`pool.rs`) and waits (`Want::Wait`), and the loop serves everyone else meanwhile.
 //!
 //! mio is edge-triggered: readiness is reported once, when it changes, not while it lasts. So a
 //! socket must be read until it has nothing left and written until it takes nothing more, or no
@@ -36,6 +40,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
+use super::pool::{Inbox, PoolOffer};
 use super::timers::Timers;
 use super::{LoopEnv, Shared, Shutdown, Signals, io_util, shutdown::DRAIN_GRACE};
 use crate::access_log::AccessLog;
@@ -147,8 +152,6 @@ struct EventLoop {
     shutdown: Shutdown,
     /// When draining must end, once shutdown began.
     drain_deadline: Option<Instant>,
-    /// Keeps the waker registered for the loop's lifetime.
-    _waker: Arc<Waker>,
     /// The signal socket, polled by the first loop only.
     signals: Option<mio::net::UnixStream>,
 }
@@ -170,6 +173,14 @@ impl EventLoop {
         shutdown.on_trigger(move || {
             let _ = wake.wake();
         });
+        // The pool answers into this loop's inbox and wakes it with the same waker (one per
+        // `Poll`).
+        let mut env = LoopEnv::new(shared.clone())?;
+        env.offload = shared.pool.clone().map(|pool| PoolOffer {
+            pool,
+            inbox: Inbox::new(waker.clone()),
+            ticket: (0, 0),
+        });
         // Made non-blocking by `Signals::into_stream`.
         let mut signals = signals.map(mio::net::UnixStream::from_std);
         if let Some(signals) = &mut signals {
@@ -183,12 +194,11 @@ impl EventLoop {
             next_generation: 0,
             refusing: 0,
             timers: Timers::default(),
-            env: LoopEnv::new(shared.clone())?,
+            env,
             accept_paused_until: None,
             accept_trouble: io_util::AcceptTrouble::default(),
             shutdown: shutdown.clone(),
             drain_deadline: None,
-            _waker: waker,
             signals,
         })
     }
@@ -220,7 +230,8 @@ impl EventLoop {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
-                    WAKER => {} // shutdown is checked below
+                    // Shutdown is checked below; the pool's answers are taken here.
+                    WAKER => self.take_completions(),
                     SIGNALS => {
                         // Emptied first, so a signal arriving after this is a new event.
                         if let Some(signals) = &mut self.signals {
@@ -379,6 +390,10 @@ impl EventLoop {
         };
         // Set when the socket cannot take more output: wait for WRITABLE.
         let mut blocked_on_write = false;
+        // A request handed to the pool is tagged with this connection.
+        if let Some(offload) = &mut self.env.offload {
+            offload.ticket = (key, connection.generation);
+        }
         let alive = self.env.with_context(connection.peer, |cx| {
             loop {
                 let conn = &mut connection.conn;
@@ -426,6 +441,8 @@ impl EventLoop {
                     Want::HalfClose => {
                         let _ = stream.shutdown(HalfClose::Write);
                     }
+                    // A request is on the pool: its answer will wake the loop.
+                    Want::Wait => break true,
                     Want::Close => break false,
                 }
             }
@@ -480,6 +497,14 @@ impl EventLoop {
             connection.timer = None;
             let deadline = connection.conn.deadline(&self.env.shared.limits);
             if deadline.is_some_and(|deadline| deadline <= now) {
+                if connection.conn.is_pending()
+                    && let Some(offload) = &mut self.env.offload
+                {
+                    let since = now - self.env.shared.limits.handler_timeout;
+                    offload
+                        .inbox
+                        .gave_up(&offload.pool, (key, generation), since);
+                }
                 let conn = &mut connection.conn;
                 self.env
                     .with_context(connection.peer, |cx| conn.timed_out(cx));
@@ -490,6 +515,32 @@ impl EventLoop {
         }
     }
     // ANCHOR_END: fire_timers
+
+    // ANCHOR: take_completions
+    /// Gives each response back from the pool to its connection, and drives it: the response
+    /// is queued in its turn, and the requests that waited behind it are answered. A response
+    /// for a connection that is gone (its client left, and the slab key may serve another
+    /// connection by now: the generation tells) is dropped.
+    fn take_completions(&mut self) {
+        let Some(offload) = &mut self.env.offload else {
+            return;
+        };
+        for completion in offload.inbox.take(&offload.pool) {
+            let (key, generation) = completion.ticket;
+            let Some(connection) = self.connections.get_mut(key) else {
+                continue;
+            };
+            if connection.generation != generation {
+                continue;
+            }
+            let conn = &mut connection.conn;
+            self.env.with_context(connection.peer, |cx| {
+                conn.completed(completion.response, cx)
+            });
+            self.drive(key);
+        }
+    }
+    // ANCHOR_END: take_completions
 
     fn close(&mut self, key: usize) {
         // Dropping the stream closes the socket, which also removes it from epoll.

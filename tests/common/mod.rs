@@ -119,6 +119,7 @@ impl TestServer {
             .args(["--keep-alive-timeout", &secs(limits.keep_alive_timeout)])
             .args(["--send-timeout", &secs(limits.send_timeout)])
             .args(["--threads", &config.threads.to_string()])
+            .args(["--handler-timeout", &secs(limits.handler_timeout)])
             .arg(&config.root)
             .stdout(Stdio::piped());
         if let Cores::Count(n) = config.cores {
@@ -126,6 +127,9 @@ impl TestServer {
         }
         if !config.pin {
             command.arg("--no-pin");
+        }
+        if let Some(threads) = config.handler_threads {
+            command.args(["--handler-threads", &threads.to_string()]);
         }
         if config.demo {
             command.arg("--demo");

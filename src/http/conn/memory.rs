@@ -10,7 +10,7 @@ use core::net::IpAddr;
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use super::{Conn, Context, Want};
+use super::{Conn, Context, Offload, Want};
 use crate::config::Limits;
 use crate::http::{BufPool, Clock, HeadCache, Request, Response};
 
@@ -23,6 +23,8 @@ pub struct MemoryEnv<'h> {
     pub pool: BufPool,
     pub heads: HeadCache,
     pub handler: &'h dyn Fn(&Request<'_>) -> Response,
+    /// Where requests may be handed away (a test's stand-in for the reactor's pool).
+    pub offload: Option<Box<dyn Offload>>,
 }
 
 impl<'h> MemoryEnv<'h> {
@@ -33,6 +35,7 @@ impl<'h> MemoryEnv<'h> {
             pool: BufPool::new(),
             heads: HeadCache::default(),
             handler,
+            offload: None,
         }
     }
 
@@ -46,6 +49,10 @@ impl<'h> MemoryEnv<'h> {
             log: None,
             peer: IpAddr::from([127, 0, 0, 1]),
             handler: self.handler,
+            offload: match &mut self.offload {
+                Some(offload) => Some(offload.as_mut()),
+                None => None,
+            },
         }
     }
 }
@@ -115,6 +122,8 @@ impl MemoryConn {
                     self.conn.sent_file(n as u64);
                 }
                 Want::HalfClose => self.half_closed = true,
+                // An offloaded request's answer comes through `Conn::completed`.
+                Want::Wait => break,
                 Want::Close => self.closed = true,
             }
         }

@@ -288,6 +288,107 @@ fn trailer_sections_in_any_split() {
     }
 }
 
+/// What a stand-in for the reactor's pool was handed: each request's head and body.
+type Taken = std::rc::Rc<std::cell::RefCell<Vec<(Vec<u8>, Vec<u8>)>>>;
+
+/// A stand-in for the reactor's pool: keeps what it is handed, and has no room for `/full`.
+struct Away(Taken);
+
+impl Offload for Away {
+    fn blocks(&self, request: &Request<'_>) -> bool {
+        matches!(request.path, "/slow" | "/full")
+    }
+
+    fn hand_over(&mut self, request: &Request<'_>, head: &[u8]) -> Handover {
+        if request.path == "/full" {
+            return Handover::Refused(Status::SERVICE_UNAVAILABLE);
+        }
+        let taken = (head.to_vec(), request.body.to_vec());
+        self.0.borrow_mut().push(taken);
+        Handover::Away
+    }
+}
+
+/// A connection whose `/slow` and `/full` requests "may block", with [`Away`] as its pool.
+fn with_pool(limits: Limits) -> (Harness, Taken) {
+    let taken = Taken::default();
+    let mut harness = Harness::with(limits, &describe);
+    harness.env.offload = Some(Box::new(Away(taken.clone())));
+    (harness, taken)
+}
+
+/// A request handed away holds back the ones pipelined behind it (their bytes stay unread)
+/// until its response comes back; then all leave in request order, whatever the split.
+#[test]
+fn offloaded_requests_keep_their_turn() {
+    let input: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n\
+        POST /slow HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n\
+        GET /b HTTP/1.1\r\nHost: x\r\n\r\n\
+        GET /full HTTP/1.1\r\nHost: x\r\n\r\n";
+    for step in [input.len(), 1, 7] {
+        let (mut harness, taken) = with_pool(Limits::default());
+        // Fed as reads deliver it; a waiting connection takes no more.
+        let mut at = 0;
+        while at < input.len() {
+            let took = harness.feed(&input[at..(at + step).min(input.len())]);
+            if took == 0 {
+                break;
+            }
+            at += took;
+        }
+        // /a answered; /slow away with its decoded body; /b waits behind it.
+        assert_eq!(bodies(&harness.out), ["GET /a HTTP/1.1 []"], "{step}");
+        assert_eq!(taken.borrow().len(), 1);
+        assert_eq!(taken.borrow()[0].1, b"hi");
+        assert!(harness.conn.is_pending());
+        let mut cx = harness.env.cx();
+        assert!(matches!(harness.conn.want(&mut cx), Want::Wait));
+        // The answer comes back: it leaves, then /b's, then /full's refusal (the connection
+        // stays open: the framing was fine).
+        harness
+            .conn
+            .completed(Response::text(Status::OK, "slow done"), &mut cx);
+        harness.feed(b"");
+        while at < input.len() {
+            at += harness.feed(&input[at..(at + step).min(input.len())]);
+        }
+        assert_eq!(
+            bodies(&harness.out),
+            [
+                "GET /a HTTP/1.1 []",
+                "slow done",
+                "GET /b HTTP/1.1 []",
+                "503 Service Unavailable\n"
+            ],
+            "{step}"
+        );
+        assert!(!harness.closed && !harness.half_closed);
+    }
+}
+
+/// An offloaded request that does not come back in time: 504 and close, and a late answer is
+/// dropped.
+#[test]
+fn an_offloaded_request_that_never_returns_gets_504() {
+    let limits = Limits {
+        handler_timeout: Duration::from_secs(3),
+        ..Limits::default()
+    };
+    let (mut harness, _taken) = with_pool(limits);
+    harness.feed(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    harness.advance(2.5);
+    assert!(harness.out.is_empty());
+    harness.advance(1.0);
+    assert_eq!(statuses(&harness.out), vec![504]);
+    assert!(harness.text().contains("Connection: close\r\n"));
+    let mut cx = harness.env.cx();
+    harness
+        .conn
+        .completed(Response::text(Status::OK, "too late"), &mut cx);
+    harness.feed(b"");
+    assert_eq!(statuses(&harness.out), vec![504]);
+}
+
 #[test]
 fn a_client_that_never_reads_cannot_grow_output_or_input() {
     let mut harness = Harness::new();

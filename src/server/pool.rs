@@ -1,0 +1,215 @@
+//! The handler pool: threads that run the handlers which may block, so that no event loop ever
+//! waits on one.
+//!
+//! A loop asks its handler, for each request, whether answering it may block
+//! (`Handler::may_block`). If so, the connection hands the request over (`http::Offload`): its
+//! head and body are copied into a [`Job`] and queued here, and the connection waits. A pool
+//! thread takes the job, parses the head again, calls the handler, and sends the response back
+//! to the loop that owns the connection, through that loop's [`Inbox`]: a channel, and the
+//! loop's `mio::Waker` to wake its `poll`. The loop then gives the response to the connection
+//! (`Conn::completed`), which queues it in its turn.
+//!
+//! nginx's `thread_pool` and libuv's work queue have the same shape: a bounded queue in, a done
+//! list per loop out, one wake-up per batch. The queue is bounded ([`QUEUE_PER_THREAD`] jobs a
+//! thread): past it a request gets 503 at once rather than wait behind thousands of others.
+//!
+//! The threads start with the first job, not with the server. A process with one thread skips
+//! glibc's multi-thread bookkeeping on every system call (see `Signals`), so a server whose
+//! handlers never block keeps its loops as cheap as before.
+
+use std::collections::HashSet;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::thread;
+use std::time::Instant;
+
+use mio::Waker;
+
+use crate::app::Handler;
+use crate::http::{Handover, Offload, Request, Response, Status, header_storage, parse_head};
+
+/// Jobs that may wait in the queue, per pool thread.
+pub const QUEUE_PER_THREAD: usize = 16;
+
+/// Which connection a response is for: its slab key and generation in its loop.
+pub(crate) type Ticket = (usize, u32);
+
+/// One request, owned, on its way to a pool thread.
+struct Job {
+    head: Vec<u8>,
+    body: Vec<u8>,
+    ticket: Ticket,
+    reply: Arc<Outbox>,
+}
+
+/// A finished job, on its way back to its loop.
+pub(crate) struct Completion {
+    pub ticket: Ticket,
+    pub response: Response,
+}
+
+/// The sending side of a loop's inbox, shared by the jobs of that loop.
+struct Outbox {
+    sender: Sender<Completion>,
+    waker: Arc<Waker>,
+}
+
+pub(crate) struct HandlerPool {
+    handler: Arc<dyn Handler>,
+    threads: usize,
+    /// The bounded queue, made (and the threads started) by the first job.
+    jobs: OnceLock<SyncSender<Job>>,
+    /// Threads whose handler overran the handler timeout and has not returned yet.
+    stuck: AtomicUsize,
+}
+
+impl HandlerPool {
+    /// A pool of `threads` threads (`threads` > 0) running `handler`. No thread starts yet.
+    pub fn new(handler: Arc<dyn Handler>, threads: usize) -> Self {
+        HandlerPool {
+            handler,
+            threads,
+            jobs: OnceLock::new(),
+            stuck: AtomicUsize::new(0),
+        }
+    }
+
+    fn jobs(&self) -> &SyncSender<Job> {
+        self.jobs.get_or_init(|| {
+            let (sender, receiver) = mpsc::sync_channel::<Job>(self.threads * QUEUE_PER_THREAD);
+            let receiver = Arc::new(Mutex::new(receiver));
+            for index in 0..self.threads {
+                let receiver = receiver.clone();
+                let handler = self.handler.clone();
+                let spawned = thread::Builder::new()
+                    .name(format!("handler-{index}"))
+                    .spawn(move || work(&receiver, &*handler));
+                if let Err(err) = spawned {
+                    // Fewer threads serve the queue; with none, jobs wait for the timeout.
+                    eprintln!("reactor-httpd: cannot start a handler thread: {err}");
+                }
+            }
+            sender
+        })
+    }
+}
+
+// ANCHOR: work
+/// A pool thread: take a job, answer it, send the answer home, wake the loop; until the server
+/// is gone (the queue's sender dropped).
+fn work(jobs: &Mutex<Receiver<Job>>, handler: &dyn Handler) {
+    loop {
+        let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(job) = job else {
+            return;
+        };
+        let mut storage = header_storage();
+        let response = match parse_head(&job.head, &mut storage) {
+            Ok((request, _)) => {
+                let request = Request {
+                    body: &job.body,
+                    ..request
+                };
+                // As on the loop: a panic is this request's 500, not the thread's end.
+                panic::catch_unwind(AssertUnwindSafe(|| handler.handle(&request)))
+                    .unwrap_or_else(|_| Response::error(Status::INTERNAL_SERVER_ERROR))
+            }
+            // It parsed on the loop, from the same bytes.
+            Err(status) => Response::error(status),
+        };
+        let completion = Completion {
+            ticket: job.ticket,
+            response,
+        };
+        // Sent first, then the wake: the loop empties its inbox after every wake-up, so a
+        // completion is never left behind. (Wake-ups coalesce: one per batch is enough.)
+        let sent = job.reply.sender.send(completion);
+        if sent.is_ok() {
+            let _ = job.reply.waker.wake();
+        }
+    }
+}
+// ANCHOR_END: work
+
+/// A loop's end of the pool: where its jobs' answers arrive, and which of its requests are
+/// known to be stuck.
+pub(crate) struct Inbox {
+    receiver: Receiver<Completion>,
+    outbox: Arc<Outbox>,
+    /// Tickets answered 504 whose handler is still running.
+    stuck: HashSet<Ticket>,
+}
+
+impl Inbox {
+    /// `waker` is the loop's own (one per `Poll`): a completion wakes it like a shutdown does.
+    pub fn new(waker: Arc<Waker>) -> Self {
+        let (sender, receiver) = mpsc::channel();
+        Inbox {
+            receiver,
+            outbox: Arc::new(Outbox { sender, waker }),
+            stuck: HashSet::new(),
+        }
+    }
+
+    /// The responses that have come back, none of them for a request that was given up on.
+    pub fn take(&mut self, pool: &HandlerPool) -> Vec<Completion> {
+        let mut done = Vec::new();
+        while let Ok(completion) = self.receiver.try_recv() {
+            if self.stuck.remove(&completion.ticket) {
+                let left = pool.stuck.fetch_sub(1, Ordering::Relaxed) - 1;
+                eprintln!("reactor-httpd: a stuck handler returned ({left} pool threads stuck)");
+                continue;
+            }
+            done.push(completion);
+        }
+        done
+    }
+
+    /// The request of `ticket` ran past the handler timeout (its client got 504): its thread is
+    /// counted as stuck until the handler returns.
+    pub fn gave_up(&mut self, pool: &HandlerPool, ticket: Ticket, since: Instant) {
+        if self.stuck.insert(ticket) {
+            let stuck = pool.stuck.fetch_add(1, Ordering::Relaxed) + 1;
+            eprintln!(
+                "reactor-httpd: a handler has not answered in {:.0?}: 504 sent ({stuck} of {} pool threads stuck)",
+                since.elapsed(),
+                pool.threads
+            );
+        }
+    }
+}
+
+/// A loop's way into the pool: the pool, the loop's inbox, and the connection being driven
+/// (the reactor sets `ticket` before each call into a connection).
+pub(crate) struct PoolOffer {
+    pub pool: Arc<HandlerPool>,
+    pub inbox: Inbox,
+    pub ticket: Ticket,
+}
+
+impl Offload for PoolOffer {
+    fn blocks(&self, request: &Request<'_>) -> bool {
+        // The user's predicate, on the loop: a panic in it must not take the loop down (the
+        // request is then answered here, where its handler's own panic, if any, is a 500).
+        panic::catch_unwind(AssertUnwindSafe(|| self.pool.handler.may_block(request)))
+            .unwrap_or(false)
+    }
+
+    fn hand_over(&mut self, request: &Request<'_>, head: &[u8]) -> Handover {
+        let job = Job {
+            head: head.to_vec(),
+            body: request.body.to_vec(),
+            ticket: self.ticket,
+            reply: self.inbox.outbox.clone(),
+        };
+        match self.pool.jobs().try_send(job) {
+            Ok(()) => Handover::Away,
+            // Full, or no thread could start: a quick 503 beats a long wait.
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                Handover::Refused(Status::SERVICE_UNAVAILABLE)
+            }
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! The reactor's handler pool, over real sockets: handlers that block run off the loop, and the
+//! loop keeps serving everyone else; responses still leave in request order; clients that
+//! vanish, a full queue, a panic, a stuck handler and a shutdown are each handled. And the
+//! lesson it exists for: with `--handler-threads 0` one slow handler stalls its whole loop.
+
+mod common;
+
+use std::io::Write;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Client, TestServer, bounded, config};
+use reactor_httpd::app::Handler;
+use reactor_httpd::config::{Config, Cores, Mode};
+use reactor_httpd::http::{Request, Response, Status};
+
+/// One reactor loop, `threads` pool threads.
+fn one_loop(threads: usize) -> Config {
+    Config {
+        cores: Cores::Count(1),
+        handler_threads: Some(threads),
+        ..config(Mode::Reactor)
+    }
+}
+
+/// `GET /hello` on `client`, and how long it took.
+fn timed_hello(client: &mut Client) -> Duration {
+    let start = Instant::now();
+    let response = client.get("/hello");
+    assert_eq!(response.text(), "Hello, World!");
+    start.elapsed()
+}
+
+/// A handler whose `/block` says when it starts (on `started`) and returns when told (on
+/// `release`), or panics for `/panic`; it says both may block. Everything else is answered at
+/// once, on the loop.
+struct Gate {
+    started: Mutex<Sender<()>>,
+    release: Mutex<Receiver<()>>,
+}
+
+impl Handler for Gate {
+    fn handle(&self, request: &Request<'_>) -> Response {
+        match request.path {
+            "/block" => {
+                let _ = self.started.lock().unwrap().send(());
+                let _ = self
+                    .release
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(10));
+                Response::text(Status::OK, "released")
+            }
+            "/panic" => panic!("a pool handler panicked, on purpose"),
+            _ => Response::text(Status::OK, "Hello, World!"),
+        }
+    }
+
+    fn may_block(&self, request: &Request<'_>) -> bool {
+        matches!(request.path, "/block" | "/panic")
+    }
+}
+
+/// A server with a [`Gate`]: returns it, the receiver of "started", the sender of "release".
+fn gated(config: Config) -> (TestServer, Receiver<()>, Sender<()>) {
+    let (started, started_rx) = mpsc::channel();
+    let (release_tx, release) = mpsc::channel();
+    let gate = Gate {
+        started: Mutex::new(started),
+        release: Mutex::new(release),
+    };
+    let server = TestServer::with_handler(config, Arc::new(gate));
+    (server, started_rx, release_tx)
+}
+
+/// 50 concurrent `/sleep?ms=200` on one loop with 8 pool threads take about
+/// ceil(50 / 8) x 200 ms, and all the while `/hello` on another connection is answered at once.
+#[test]
+fn sleeps_run_on_the_pool_while_the_loop_serves_others() {
+    bounded(60, || {
+        let server = TestServer::start(one_loop(8));
+        let addr = server.addr;
+        let start = Instant::now();
+        let sleepers: Vec<_> = (0..50)
+            .map(|_| {
+                thread::spawn(move || {
+                    let response = Client::connect(addr).get("/sleep?ms=200");
+                    assert_eq!(response.text(), "slept 200 ms");
+                })
+            })
+            .collect();
+        let mut hello = server.connect();
+        let mut slowest = Duration::ZERO;
+        let mut hellos = 0;
+        while sleepers.iter().any(|s| !s.is_finished()) {
+            slowest = slowest.max(timed_hello(&mut hello));
+            hellos += 1;
+        }
+        for sleeper in sleepers {
+            sleeper.join().unwrap();
+        }
+        let took = start.elapsed();
+        // 7 rounds of 200 ms; the lower bound shows the pool has 8 threads, not more.
+        assert!(took >= Duration::from_millis(1300), "{took:?}");
+        assert!(took < Duration::from_millis(4000), "{took:?}");
+        assert!(hellos > 50, "{hellos} hellos");
+        assert!(
+            slowest < Duration::from_millis(50),
+            "a /hello took {slowest:?}"
+        );
+    });
+}
+
+/// The lesson: with every handler on the loop, one that blocks stalls every other connection
+/// of that loop for as long as it blocks.
+#[test]
+fn without_a_pool_one_blocking_handler_stalls_the_loop() {
+    bounded(30, || {
+        let (server, started, release) = gated(one_loop(0));
+        let mut blocked = server.connect();
+        blocked.send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
+        started.recv_timeout(Duration::from_secs(5)).unwrap();
+        let mut other = server.connect();
+        other.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+        // Nothing comes back while the handler holds the loop...
+        other
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        assert!(
+            other.try_response().is_err(),
+            "answered while the loop was blocked"
+        );
+        // ...and everything does once it lets go.
+        other
+            .stream
+            .set_read_timeout(Some(common::IO_TIMEOUT))
+            .unwrap();
+        release.send(()).unwrap();
+        assert_eq!(blocked.response().text(), "released");
+        assert_eq!(other.response().text(), "Hello, World!");
+    });
+}
+
+/// The same blocking handler on the pool: the other connection is answered at once.
+#[test]
+fn with_a_pool_the_blocking_handler_stalls_nobody() {
+    bounded(30, || {
+        let (server, started, release) = gated(one_loop(2));
+        let mut blocked = server.connect();
+        blocked.send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
+        started.recv_timeout(Duration::from_secs(5)).unwrap();
+        let mut other = server.connect();
+        assert!(timed_hello(&mut other) < Duration::from_millis(100));
+        release.send(()).unwrap();
+        assert_eq!(blocked.response().text(), "released");
+    });
+}
+
+/// Pipelined behind a request on the pool, a request answered on the loop still gets its answer
+/// second.
+#[test]
+fn pipelined_responses_keep_their_order() {
+    bounded(30, || {
+        let server = TestServer::start(one_loop(2));
+        let mut client = server.connect();
+        client.send(
+            b"GET /sleep?ms=150 HTTP/1.1\r\nHost: t\r\n\r\n\
+              GET /hello HTTP/1.1\r\nHost: t\r\n\r\n\
+              GET /compute?kib=1 HTTP/1.1\r\nHost: t\r\n\r\n\
+              POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc",
+        );
+        assert_eq!(client.response().text(), "slept 150 ms");
+        assert_eq!(client.response().text(), "Hello, World!");
+        assert_eq!(client.response().text(), "2233e5feed8da91d\n");
+        assert_eq!(client.response().text(), "abc");
+        // And the connection goes on.
+        assert_eq!(client.get("/hello").text(), "Hello, World!");
+    });
+}
+
+/// A client that leaves while its request is on the pool: its connection is cleaned up when
+/// the answer comes back (the one connection `--max-connections 1` allows is free again).
+#[test]
+fn a_client_that_vanishes_while_its_request_is_on_the_pool() {
+    bounded(30, || {
+        let (server, started, release) = gated(Config {
+            max_connections: 1,
+            ..one_loop(2)
+        });
+        let mut leaving = server.connect();
+        leaving.send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
+        started.recv_timeout(Duration::from_secs(5)).unwrap();
+        drop(leaving);
+        // Its connection is still counted while its request is away.
+        assert_eq!(status_on_a_new_connection(&server), Some(503));
+        release.send(()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match status_on_a_new_connection(&server) {
+                Some(200) => break,
+                _ if Instant::now() < deadline => thread::yield_now(),
+                status => panic!("still refused after the answer came back: {status:?}"),
+            }
+        }
+    });
+}
+
+/// The status of `GET /hello` on a new connection; a server that refuses may answer (503) and
+/// close before the request is even written.
+fn status_on_a_new_connection(server: &TestServer) -> Option<u16> {
+    let mut client = server.connect();
+    let _ = client
+        .stream
+        .write_all(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    client.try_response().ok().map(|response| response.status)
+}
+
+/// One pool thread and a queue of 16: of 20 slow requests at once, 17 are taken (one running,
+/// sixteen waiting) and 3 get 503 at once; the refused connections stay usable.
+#[test]
+fn a_full_queue_answers_503() {
+    bounded(60, || {
+        let (server, started, release) = gated(one_loop(1));
+        let mut clients: Vec<Client> = (0..20).map(|_| server.connect()).collect();
+        clients[0].send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
+        started.recv_timeout(Duration::from_secs(5)).unwrap();
+        for client in &mut clients[1..] {
+            client.send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
+        }
+        // The refusals come at once, while the one thread is still held.
+        let mut refused = [false; 20];
+        for (i, client) in clients.iter_mut().enumerate().skip(1) {
+            client
+                .stream
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            if let Ok(response) = client.try_response() {
+                assert_eq!(response.status, 503);
+                refused[i] = true;
+            }
+            client
+                .stream
+                .set_read_timeout(Some(common::IO_TIMEOUT))
+                .unwrap();
+        }
+        assert_eq!(refused.iter().filter(|&&r| r).count(), 3);
+        for _ in 0..17 {
+            release.send(()).unwrap();
+        }
+        for (i, client) in clients.iter_mut().enumerate() {
+            if refused[i] {
+                // Refused, and still usable.
+                assert_eq!(client.get("/hello").status, 200);
+            } else {
+                assert_eq!(client.response().text(), "released");
+            }
+        }
+    });
+}
+
+/// A handler that panics on the pool: that request gets 500, the connection and the pool go on.
+#[test]
+fn a_panic_on_the_pool_is_a_500() {
+    bounded(30, || {
+        let (server, _started, release) = gated(one_loop(1));
+        let mut client = server.connect();
+        assert_eq!(client.get("/panic").status, 500);
+        assert_eq!(client.get("/hello").status, 200);
+        release.send(()).unwrap();
+        client.send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(client.response().text(), "released");
+    });
+}
+
+/// A handler that never answers in time: its client gets 504 after `--handler-timeout`, and
+/// the connection closes; the loop serves others meanwhile.
+#[test]
+fn a_stuck_handler_gets_its_client_a_504() {
+    bounded(30, || {
+        let mut config = one_loop(1);
+        config.limits.handler_timeout = Duration::from_millis(300);
+        let (server, started, release) = gated(config);
+        let mut client = server.connect();
+        let start = Instant::now();
+        client.send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
+        started.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(timed_hello(&mut server.connect()) < Duration::from_millis(100));
+        let response = client.response();
+        assert_eq!(response.status, 504);
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        assert_eq!(response.header("connection"), Some("close"));
+        client.expect_close();
+        // The late answer is dropped; the thread is free again afterwards.
+        release.send(()).unwrap();
+        let mut next = server.connect();
+        next.send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
+        started.recv_timeout(Duration::from_secs(5)).unwrap();
+        release.send(()).unwrap();
+        assert_eq!(next.response().text(), "released");
+    });
+}
+
+/// Shutdown with a request on the pool: the server waits for its answer, sends it (with
+/// `Connection: close`), and only then returns.
+#[test]
+fn shutdown_waits_for_pool_work_in_flight() {
+    bounded(30, || {
+        let (mut server, started, release) = gated(one_loop(1));
+        let mut client = server.connect();
+        client.send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
+        started.recv_timeout(Duration::from_secs(5)).unwrap();
+        server.trigger_shutdown();
+        let releaser = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(200));
+            release.send(()).unwrap();
+        });
+        let response = client.response();
+        assert_eq!(response.text(), "released");
+        assert_eq!(response.header("connection"), Some("close"));
+        client.expect_close();
+        server.stop();
+        releaser.join().unwrap();
+    });
+}
+
+/// The same routes in the binary, in every mode: the blocking modes call them inline.
+#[test]
+fn sleep_and_compute_in_every_mode() {
+    bounded(60, || {
+        for mode in [Mode::Reactor, Mode::Threaded, Mode::Blocking, Mode::Fork] {
+            let server = TestServer::start(config(mode));
+            let mut client = server.connect();
+            assert_eq!(client.get("/sleep?ms=20").text(), "slept 20 ms", "{mode:?}");
+            assert_eq!(client.get("/compute?kib=1").text(), "2233e5feed8da91d\n");
+            assert_eq!(client.get("/sleep?ms=10001").status, 400);
+            assert_eq!(client.get("/compute?kib=0").status, 400);
+        }
+    });
+}
