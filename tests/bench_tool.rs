@@ -212,3 +212,36 @@ fn compare_writes_a_table_and_plots() {
         std::fs::remove_dir_all(&out).unwrap();
     });
 }
+
+/// `--paths` and the `reactor-no-pool` mode: with the pool, four connections' 20 ms sleeps
+/// overlap; without it they queue behind each other on the one loop, four times slower.
+#[test]
+fn compare_shows_what_the_pool_is_for() {
+    bounded(120, || {
+        let out = std::env::temp_dir().join(format!("compare-pool-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let mut command = Command::new(BENCH);
+        command
+            .args(["compare", "--modes", "reactor,reactor-no-pool"])
+            .args(["--connections", "4", "--paths", "/sleep?ms=20"])
+            .args(["--duration", "0.5", "--rate", "40", "--handler-threads", "4"])
+            .arg("--out")
+            .arg(&out)
+            .args(["--server", env!("CARGO_BIN_EXE_reactor-httpd")]);
+        let output = run_ok(&mut command);
+        let table = String::from_utf8(output.stdout).unwrap();
+        let rate = |mode: &str| -> f64 {
+            let row = table
+                .lines()
+                .find(|line| line.starts_with(&format!("| {mode} |")))
+                .unwrap_or_else(|| panic!("no {mode} row in {table}"));
+            row.split('|').nth(3).unwrap().trim().parse().unwrap()
+        };
+        let (pool, no_pool) = (rate("reactor"), rate("reactor-no-pool"));
+        // About 200/s against 50/s.
+        assert!(pool > 2.5 * no_pool, "{pool} vs {no_pool}\n{table}");
+        assert!(no_pool < 60.0, "{no_pool}\n{table}");
+        assert!(out.join("sleep-ms-20-requests.svg").exists());
+        std::fs::remove_dir_all(&out).unwrap();
+    });
+}

@@ -50,6 +50,7 @@ statuses! {
     CONTINUE = 100 "Continue",
     OK = 200 "OK",
     NO_CONTENT = 204 "No Content",
+    CREATED = 201 "Created",
     PARTIAL_CONTENT = 206 "Partial Content",
     MOVED_PERMANENTLY = 301 "Moved Permanently",
     NOT_MODIFIED = 304 "Not Modified",

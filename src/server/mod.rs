@@ -43,6 +43,8 @@ pub enum StartError {
     Io(String),
 }
 
+impl std::error::Error for StartError {}
+
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

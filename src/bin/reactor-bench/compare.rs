@@ -1,9 +1,12 @@
 //! `reactor-bench compare`: every mode of reactor-httpd, side by side, on this machine.
 //!
 //! For each mode and each number of connections it starts a fresh `reactor-httpd --demo --quiet`
-//! on a free port (pinned to core 0 when there are two cores or more), drives `/hello` and a
-//! 4 KiB static file from this process (pinned to core 1), and samples the server's CPU time and
-//! RSS from /proc. The result is one table (stdout, and `results.md`) and SVG plots.
+//! on a free port (pinned to core 0 when there are two cores or more), drives each path (by
+//! default `/hello` and a 4 KiB static file; `--paths` adds the demo's blocking `/sleep?ms=N`
+//! and CPU-bound `/compute?kib=N`) from this process (pinned to core 1), and samples the
+//! server's CPU time and RSS from /proc. The mode `reactor-no-pool` is the reactor with
+//! `--handler-threads 0`, every handler on the loop. The result is one table (stdout, and
+//! `results.md`) and SVG plots.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -32,15 +35,40 @@ pub struct Compare {
     pub rate: f64,
     /// Runs of each kind per cell; the median is reported.
     pub runs: usize,
+    /// What each cell drives, one path at a time.
+    pub paths: Vec<String>,
+    /// `--handler-threads` for the reactor (the pool's threads).
+    pub handler_threads: usize,
 }
 
-/// The two things each cell drives.
-const PATHS: [(&str, &str); 2] = [("/hello", "hello"), ("/4k.bin", "4 KiB file")];
+/// The 4 KiB file every server's ROOT holds.
+const FILE: &str = "/4k.bin";
+
+/// How a path is named in the table and the plots' titles.
+fn label(path: &str) -> String {
+    match path {
+        "/hello" => "hello".into(),
+        FILE => "4 KiB file".into(),
+        other => other.trim_start_matches('/').into(),
+    }
+}
+
+/// How a path is named in the plots' file names: `hello`, `file`, `sleep-ms-10`.
+fn slug(path: &str) -> String {
+    match path {
+        FILE => "file".into(),
+        other => other
+            .trim_start_matches('/')
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect(),
+    }
+}
 
 struct Cell {
     mode: String,
     connections: usize,
-    path: &'static str,
+    path: String,
     /// Closed loop: as fast as the server answers.
     report: Report,
     /// The same connections sharing a fixed total rate: latency without queueing.
@@ -72,12 +100,13 @@ pub fn run(compare: &Compare) -> io::Result<()> {
         core_affinity::set_for_current(core);
     }
 
-    let total = compare.modes.len() * compare.connections.len() * PATHS.len();
+    let total = compare.modes.len() * compare.connections.len() * compare.paths.len();
     let started = Instant::now();
     let mut cells = Vec::new();
     for mode in &compare.modes {
         for &connections in &compare.connections {
-            for (path, label) in PATHS {
+            for path in &compare.paths {
+                let label = label(path);
                 let done = cells.len();
                 let left = if done == 0 {
                     (compare.duration.as_secs_f64() * 2.0 + 3.0) * (compare.runs * total) as f64
@@ -106,8 +135,8 @@ pub fn run(compare: &Compare) -> io::Result<()> {
     let table = markdown(&cells, compare);
     print!("{table}");
     fs::write(compare.out.join("results.md"), &table)?;
-    for (path, label) in PATHS {
-        let slug = if path == "/hello" { "hello" } else { "file" };
+    for path in &compare.paths {
+        let (label, slug) = (label(path), slug(path));
         plot(
             &cells,
             compare,
@@ -149,7 +178,7 @@ fn measure(
     root: &Path,
     mode: &str,
     connections: usize,
-    path: &'static str,
+    path: &str,
     server_core: Option<usize>,
     load_core: Option<core_affinity::CoreId>,
 ) -> io::Result<Cell> {
@@ -207,7 +236,7 @@ fn measure(
     Ok(Cell {
         mode: mode.to_string(),
         connections,
-        path,
+        path: path.to_string(),
         report,
         at_rate,
         cpu_percent,
@@ -224,8 +253,13 @@ fn start_server(
     core: Option<usize>,
 ) -> io::Result<(Child, u16)> {
     let mut command = Command::new(&compare.server);
+    let (mode, handler_threads) = match mode {
+        "reactor-no-pool" => ("reactor", 0),
+        mode => (mode, compare.handler_threads),
+    };
     command
         .args(["--demo", "--quiet", "--bind", "127.0.0.1:0", "--mode", mode])
+        .args(["--handler-threads", &handler_threads.to_string()])
         .args(["--max-connections", &(connections * 2 + 100).to_string()])
         .args(["--threads", &compare.threads.to_string()])
         .arg(root)
@@ -410,23 +444,24 @@ fn markdown(cells: &[Cell], compare: &Compare) -> String {
          loop), then {} s of the same connections sharing {:.0} requests/s on a fixed schedule (latency \
          from when each request was due), each on a fresh server, {} time(s): the median run is shown \
          (closed loop: by requests/s; fixed rate: by p99). Server pinned to core 0, load to core 1. \
-         `threaded` runs {} workers; `reactor` one loop. Errors are mostly timeouts: requests \
-         unanswered for 2 s.\n",
+         `threaded` runs {} workers; `reactor` one loop and {} handler threads, `reactor-no-pool` \
+         one loop and every handler on it. Errors are mostly timeouts: requests unanswered for 2 s.\n",
         compare.duration.as_secs_f64(),
         compare.duration.as_secs_f64(),
         compare.rate,
         compare.runs,
-        compare.threads
+        compare.threads,
+        compare.handler_threads
     );
-    for (path, label) in PATHS {
-        let _ = writeln!(out, "### {label} (`GET {path}`)\n");
+    for path in &compare.paths {
+        let _ = writeln!(out, "### {} (`GET {path}`)\n", label(path));
         let _ = writeln!(
             out,
             "| mode | connections | requests/s | p99 | errors | p99 at {rate:.0}/s | errors at {rate:.0}/s | server CPU | server memory |",
             rate = compare.rate
         );
         let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-        for cell in cells.iter().filter(|cell| cell.path == path) {
+        for cell in cells.iter().filter(|cell| &cell.path == path) {
             let _ = writeln!(
                 out,
                 "| {} | {} | {:.0} | {} | {} | {} | {} | {:.0}% | {:.1} MiB |",

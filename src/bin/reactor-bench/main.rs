@@ -4,8 +4,8 @@
 //! - `reactor-bench URL [--connections N] [--duration SECS] [--pipeline DEPTH] [--threads N]
 //!   [--rate R] [--json]`: keep-alive load on one URL (`load.rs`), reported as text or JSON
 //!   (`report.rs`).
-//! - `reactor-bench compare [--modes ...] [--connections ...] [--duration SECS] [--runs N] [--out DIR]`:
-//!   every mode under the same load, one table and plots (`compare.rs`).
+//! - `reactor-bench compare [--modes ...] [--connections ...] [--paths ...] [--duration SECS]
+//!   [--runs N] [--out DIR]`: every mode under the same load, one table and plots (`compare.rs`).
 
 mod compare;
 mod load;
@@ -55,7 +55,8 @@ struct Run {
 #[derive(Parser)]
 #[command(name = "reactor-bench compare")]
 struct CompareArgs {
-    /// Modes to compare, comma-separated.
+    /// Modes to compare, comma-separated (`reactor-no-pool`: the reactor with every handler on
+    /// its loop).
     #[arg(
         long,
         default_value = "reactor,threaded,blocking,fork",
@@ -77,6 +78,12 @@ struct CompareArgs {
     /// Worker threads for the threaded mode.
     #[arg(long, default_value_t = 64)]
     threads: usize,
+    /// The reactor's handler threads (`--handler-threads`); default: as many as --threads.
+    #[arg(long)]
+    handler_threads: Option<usize>,
+    /// Paths to drive, comma-separated: /hello, /4k.bin (the file), /sleep?ms=N, /compute?kib=N.
+    #[arg(long, default_value = "/hello,/4k.bin", value_delimiter = ',')]
+    paths: Vec<String>,
     /// Total requests/s of each cell's fixed-rate run.
     #[arg(long, default_value_t = 20000.0)]
     rate: f64,
@@ -165,6 +172,9 @@ fn compare(args: CompareArgs) -> Result<(), String> {
     if args.connections.is_empty() || args.connections.contains(&0) {
         return Err("--connections needs positive counts".into());
     }
+    if let Some(path) = args.paths.iter().find(|path| !path.starts_with('/')) {
+        return Err(format!("--paths: {path:?} does not start with /"));
+    }
     if !(args.rate.is_finite() && args.rate > 0.0) {
         return Err("--rate must be positive".into());
     }
@@ -177,6 +187,8 @@ fn compare(args: CompareArgs) -> Result<(), String> {
         threads: args.threads,
         rate: args.rate,
         runs: args.runs as usize,
+        handler_threads: args.handler_threads.unwrap_or(args.threads),
+        paths: args.paths,
     };
     compare::run(&settings).map_err(|err| err.to_string())
 }
