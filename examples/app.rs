@@ -94,7 +94,9 @@ impl Notes {
     fn report(&self) -> Response {
         std::thread::sleep(Duration::from_millis(50));
         let count = self.notes.lock().unwrap_or_else(|e| e.into_inner()).len();
-        let at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         json_response(Status::OK, &json!({"notes": count, "at": at.as_secs()}))
     }
 }

@@ -224,7 +224,14 @@ fn compare_shows_what_the_pool_is_for() {
         command
             .args(["compare", "--modes", "reactor,reactor-no-pool"])
             .args(["--connections", "4", "--paths", "/sleep?ms=20"])
-            .args(["--duration", "0.5", "--rate", "40", "--handler-threads", "4"])
+            .args([
+                "--duration",
+                "0.5",
+                "--rate",
+                "40",
+                "--handler-threads",
+                "4",
+            ])
             .arg("--out")
             .arg(&out)
             .args(["--server", env!("CARGO_BIN_EXE_reactor-httpd")]);

@@ -59,6 +59,10 @@ struct Outbox {
 pub(crate) struct HandlerPool {
     handler: Arc<dyn Handler>,
     threads: usize,
+    /// The cores the process may use, read before any loop pinned itself: a pool thread must
+    /// not inherit the pinning of the loop that starts it, or all the pool's work would land on
+    /// that one loop's core.
+    cores: Option<libc::cpu_set_t>,
     /// The bounded queue, made (and the threads started) by the first job.
     jobs: OnceLock<SyncSender<Job>>,
     /// Threads whose handler overran the handler timeout and has not returned yet.
@@ -71,6 +75,7 @@ impl HandlerPool {
         HandlerPool {
             handler,
             threads,
+            cores: allowed_cores(),
             jobs: OnceLock::new(),
             stuck: AtomicUsize::new(0),
         }
@@ -83,9 +88,19 @@ impl HandlerPool {
             for index in 0..self.threads {
                 let receiver = receiver.clone();
                 let handler = self.handler.clone();
+                let cores = self.cores;
                 let spawned = thread::Builder::new()
                     .name(format!("handler-{index}"))
-                    .spawn(move || work(&receiver, &*handler));
+                    .spawn(move || {
+                        if let Some(cores) = cores {
+                            // SAFETY: sets this thread's own affinity from a mask read by
+                            // sched_getaffinity; the pointer and size describe that mask.
+                            unsafe {
+                                libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &cores);
+                            }
+                        }
+                        work(&receiver, &*handler)
+                    });
                 if let Err(err) = spawned {
                     // Fewer threads serve the queue; with none, jobs wait for the timeout.
                     eprintln!("reactor-httpd: cannot start a handler thread: {err}");
@@ -93,6 +108,16 @@ impl HandlerPool {
             }
             sender
         })
+    }
+}
+
+/// This thread's allowed cores, if the kernel says.
+fn allowed_cores() -> Option<libc::cpu_set_t> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set, filled in by sched_getaffinity, which
+    // writes at most `size` bytes to it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        (libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) == 0).then_some(set)
     }
 }
 
