@@ -4,10 +4,17 @@
 //! the driver writes the buffer out when [`AccessLog::flush_due`] says so (once a second, or when
 //! it is large), and at shutdown. So logging costs a formatted line per request and one write per
 //! second, never a write per request.
+//!
+//! SIGUSR1 asks every log to reopen its file (logrotate's `postrotate`): the signal only bumps
+//! [`REOPEN_GENERATION`]; each loop notices at its next turn ([`AccessLog::reopen_if_asked`]),
+//! writes the lines it holds to the file it has (the rotated one: they were recorded before),
+//! and opens the path anew. No line is lost or written twice.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::AccessLogTarget;
@@ -18,13 +25,30 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Flush early past this many buffered bytes, to bound memory under load.
 const FLUSH_BYTES: usize = 64 * 1024;
 
+/// Bumped by SIGUSR1 (an atomic add, safe in a signal handler): every log whose generation is
+/// older reopens its file.
+pub static REOPEN_GENERATION: AtomicUsize = AtomicUsize::new(0);
+
+/// Makes SIGUSR1 ask the logs to reopen (see the module's comment), in every mode.
+pub fn reopen_on_sigusr1() -> io::Result<()> {
+    // SAFETY: the action is one atomic add, which is async-signal-safe.
+    unsafe {
+        signal_hook::low_level::register(signal_hook::consts::SIGUSR1, || {
+            REOPEN_GENERATION.fetch_add(1, Ordering::Relaxed);
+        })?;
+    }
+    Ok(())
+}
+
 enum Sink {
     Stdout,
-    File(File),
+    File(File, PathBuf),
 }
 
 pub struct AccessLog {
     sink: Sink,
+    /// The [`REOPEN_GENERATION`] this log's file was opened at.
+    generation: usize,
     buf: Vec<u8>,
     /// When the oldest buffered line must be written by; `None` while the buffer is empty.
     due: Option<Instant>,
@@ -41,15 +65,15 @@ impl AccessLog {
     /// Opens the log for one loop; `Ok(None)` when logging is off. Each loop opens the file in
     /// append mode, so whole buffers from different loops never interleave mid-line.
     pub fn open(target: &AccessLogTarget) -> io::Result<Option<AccessLog>> {
+        let generation = REOPEN_GENERATION.load(Ordering::Relaxed);
         let sink = match target {
             AccessLogTarget::Off => return Ok(None),
             AccessLogTarget::Stdout => Sink::Stdout,
-            AccessLogTarget::File(path) => {
-                Sink::File(OpenOptions::new().create(true).append(true).open(path)?)
-            }
+            AccessLogTarget::File(path) => Sink::File(append(path)?, path.clone()),
         };
         Ok(Some(AccessLog {
             sink,
+            generation,
             buf: Vec::with_capacity(4096),
             due: None,
         }))
@@ -112,7 +136,7 @@ impl AccessLog {
                 let mut out = io::stdout().lock();
                 out.write_all(&self.buf).and_then(|()| out.flush())
             }
-            Sink::File(file) => file.write_all(&self.buf),
+            Sink::File(file, _) => file.write_all(&self.buf),
         };
         if let Err(err) = result {
             eprintln!("reactor-httpd: access log: {err}");
@@ -120,6 +144,30 @@ impl AccessLog {
         self.buf.clear();
         self.due = None;
     }
+}
+
+impl AccessLog {
+    /// If SIGUSR1 came since this log's file was opened: writes what is buffered to that file,
+    /// then opens the path again (a new file, once logrotate has moved the old one). A path that
+    /// cannot be opened keeps the old file, and says so once.
+    pub fn reopen_if_asked(&mut self) {
+        let generation = REOPEN_GENERATION.load(Ordering::Relaxed);
+        if generation == self.generation {
+            return;
+        }
+        self.generation = generation;
+        self.flush();
+        if let Sink::File(file, path) = &mut self.sink {
+            match append(path) {
+                Ok(reopened) => *file = reopened,
+                Err(err) => eprintln!("reactor-httpd: cannot reopen {}: {err}", path.display()),
+            }
+        }
+    }
+}
+
+fn append(path: &PathBuf) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
 }
 
 impl Drop for AccessLog {
@@ -166,6 +214,36 @@ mod tests {
             text,
             "10.0.0.1 - - [06/Nov/1994:08:49:37 +0000] \"GET /a\\x22b HTTP/1.1\" 200 13\n\
              ::1 - - [06/Nov/1994:08:49:37 +0000] \"-\" 400 -\n"
+        );
+    }
+
+    #[test]
+    fn reopens_when_asked_without_losing_or_repeating_a_line() {
+        let dir = std::env::temp_dir().join(format!("access-log-reopen-{}", std::process::id()));
+        let rotated = dir.with_extension("1");
+        let mut log = AccessLog::open(&AccessLogTarget::File(dir.clone()))
+            .unwrap()
+            .unwrap();
+        let clock = Clock::new();
+        let peer = "127.0.0.1".parse().unwrap();
+        log.record(peer, &clock, None, 200, 1);
+        log.reopen_if_asked(); // nothing asked: nothing happens
+        std::fs::rename(&dir, &rotated).unwrap();
+        REOPEN_GENERATION.fetch_add(1, Ordering::Relaxed);
+        log.reopen_if_asked();
+        log.record(peer, &clock, None, 200, 2);
+        log.flush();
+        let old = std::fs::read_to_string(&rotated).unwrap();
+        let new = std::fs::read_to_string(&dir).unwrap();
+        std::fs::remove_file(&rotated).unwrap();
+        std::fs::remove_file(&dir).unwrap();
+        assert!(
+            old.ends_with("200 1\n") && old.lines().count() == 1,
+            "{old:?}"
+        );
+        assert!(
+            new.ends_with("200 2\n") && new.lines().count() == 1,
+            "{new:?}"
         );
     }
 

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use reactor_httpd::app;
 use reactor_httpd::config::{AccessLogTarget, Config, Cores, Limits, Mode};
 use reactor_httpd::server::{Server, StartError};
+use reactor_httpd::{access_log, app};
 
 /// An HTTP/1.1 server on a hand-rolled reactor: one event loop per core.
 #[derive(Parser)]
@@ -167,7 +167,10 @@ fn main() -> ExitCode {
         Err(err @ StartError::Usage(_)) => return fail(2, &err.to_string()),
         Err(err @ StartError::Io(_)) => return fail(1, &err.to_string()),
     };
-    if let Err(err) = server.stop_on_signals() {
+    if let Err(err) = server
+        .stop_on_signals()
+        .and_then(|()| access_log::reopen_on_sigusr1())
+    {
         return fail(1, &format!("cannot handle signals: {err}"));
     }
     let mut stdout = std::io::stdout().lock();

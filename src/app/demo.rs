@@ -59,7 +59,7 @@ fn sleep(request: &Request<'_>) -> Response {
 }
 
 /// Hashes `kib` KiB of generated data (byte `i` is `i % 251`) with 64-bit FNV-1a, a byte at a
-/// time: CPU work that cannot be skipped, about a millisecond per 512 KiB here. Answers the
+/// time: CPU work that cannot be skipped, about 1.5 ms per MiB here. Answers the
 /// digest in hex.
 fn compute(request: &Request<'_>) -> Response {
     let Some(kib) = parameter(request, "kib", 1..=MAX_COMPUTE_KIB) else {

@@ -501,7 +501,7 @@ impl Conn {
         matches!(self.phase, Phase::Pending { .. })
     }
 
-    /// The response to the request handed away by [`Offload::offer`]: queued now, in its turn,
+    /// The response to the request handed away by [`Offload::hand_over`]: queued now, in its turn,
     /// and the requests buffered behind it are answered next. A response for a connection that
     /// stopped waiting (it timed out, 504) is dropped.
     pub fn completed(&mut self, response: Response, cx: &mut Context<'_>) {

@@ -117,12 +117,13 @@ impl LoopEnv {
         f(&mut cx)
     }
 
-    /// Writes the access log if a flush is due.
+    /// Writes the access log if a flush is due; reopens its file first if SIGUSR1 asked.
     pub fn flush_log_if_due(&mut self) {
-        if let Some(log) = &mut self.log
-            && log.flush_due().is_some_and(|at| at <= self.clock.now())
-        {
-            log.flush();
+        if let Some(log) = &mut self.log {
+            log.reopen_if_asked();
+            if log.flush_due().is_some_and(|at| at <= self.clock.now()) {
+                log.flush();
+            }
         }
     }
 }

@@ -32,6 +32,9 @@ use crate::http::{Handover, Offload, Request, Response, Status, header_storage, 
 
 /// Jobs that may wait in the queue, per pool thread.
 pub const QUEUE_PER_THREAD: usize = 16;
+/// The pool threads' nice value (the loops keep 0): when a loop and a pool thread both want a
+/// core, the scheduler gives the loop about ten times the share.
+const POOL_NICE: libc::c_int = 10;
 
 /// Which connection a response is for: its slab key and generation in its loop.
 pub(crate) type Ticket = (usize, u32);
@@ -98,6 +101,12 @@ impl HandlerPool {
                             unsafe {
                                 libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &cores);
                             }
+                        }
+                        // Below the loops: a loop woken by a socket must not wait behind work
+                        // that can. On Linux the nice value is per thread; `who` 0 is this one.
+                        // SAFETY: a plain system call on the calling thread.
+                        unsafe {
+                            libc::setpriority(libc::PRIO_PROCESS, 0, POOL_NICE);
                         }
                         work(&receiver, &*handler)
                     });

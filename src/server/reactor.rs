@@ -219,7 +219,13 @@ impl EventLoop {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         loop {
             let timeout = self.poll_timeout();
-            if let Err(err) = self.poll.poll(&mut events, timeout) {
+            let polled = self.poll.poll(&mut events, timeout);
+            // SIGUSR1 (it interrupts a poll, EINTR) is seen here, before any line of this turn
+            // is recorded: those go to the new file.
+            if let Some(log) = &mut self.env.log {
+                log.reopen_if_asked();
+            }
+            if let Err(err) = polled {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
