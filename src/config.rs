@@ -106,6 +106,8 @@ pub struct Config {
     pub max_connections: usize,
     pub limits: Limits,
     pub access_log: AccessLogTarget,
+    /// Answer GET on this path with the Prometheus text of the per-loop counters.
+    pub metrics_path: Option<String>,
 }
 
 impl Default for Config {
@@ -122,6 +124,7 @@ impl Default for Config {
             max_connections: 10_000,
             limits: Limits::default(),
             access_log: AccessLogTarget::Stdout,
+            metrics_path: None,
         }
     }
 }

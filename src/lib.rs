@@ -9,6 +9,7 @@
 //!   http/          HTTP/1.1 without I/O: bytes in, requests out; responses in, bytes out
 //!   app/           handlers: a request in, a response out (demo routes, static files)
 //!   access_log.rs  Common Log Format, buffered per loop
+//!   metrics.rs     per-loop counters (one writer each) and their Prometheus text
 //! ```
 //!
 //! Dependencies point down only: `server/` uses `http/` and `app/`; `app/` uses `http/`'s
@@ -44,4 +45,5 @@ pub mod access_log;
 pub mod app;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod server;

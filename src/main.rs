@@ -74,6 +74,9 @@ struct Cli {
     /// Same as --access-log off.
     #[arg(long)]
     quiet: bool,
+    /// Answer GET PATH with Prometheus text-format metrics, per loop (e.g. /metrics).
+    #[arg(long, value_name = "PATH")]
+    metrics_path: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -107,6 +110,11 @@ impl Cli {
         if let Err(err) = std::fs::read_dir(&root) {
             return Err(format!("cannot serve {}: {err}", root.display()));
         }
+        if let Some(path) = &self.metrics_path
+            && (!path.starts_with('/') || path.contains(['?', '#']))
+        {
+            return Err(format!("--metrics-path {path:?}: a path, starting with /"));
+        }
         let access_log = match (self.quiet, self.access_log.as_str()) {
             (true, _) | (false, "off") => AccessLogTarget::Off,
             (false, "-") => AccessLogTarget::Stdout,
@@ -137,6 +145,7 @@ impl Cli {
                 handler_timeout: self.handler_timeout,
             },
             access_log,
+            metrics_path: self.metrics_path,
         })
     }
 }

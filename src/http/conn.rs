@@ -53,6 +53,7 @@ use super::request::{Request, Version};
 use super::response::{Body, FileBody, HeadCache, Persistence, Response, Status};
 use crate::access_log::{AccessLog, LoggedRequest};
 use crate::config::Limits;
+use crate::metrics::{LoopMetrics, Timeout};
 
 /// Past this many queued output bytes the connection stops taking requests until the client
 /// reads. One response may be larger (a big echo); it just is not joined by others.
@@ -78,6 +79,8 @@ pub struct Context<'a> {
     /// Where requests whose handler may block go instead (the reactor's handler pool); `None`
     /// for drivers that call every handler where they are (a blocking thread may block).
     pub offload: Option<&'a mut dyn Offload>,
+    /// The loop's counters, with `--metrics-path`.
+    pub metrics: Option<&'a LoopMetrics>,
 }
 
 // ANCHOR: offload
@@ -257,6 +260,9 @@ impl Output {
                 Body::File(file) if file.len > 0 => self.file = Some(Box::new(file)),
                 Body::File(_) => {}
             }
+        }
+        if let Some(metrics) = cx.metrics {
+            metrics.responded(response.status.0, request.is_some());
         }
         if let Some(log) = cx.log.as_deref_mut() {
             let logged = request.map(|request| LoggedRequest {
@@ -484,6 +490,17 @@ impl Conn {
     /// connection is closed. Call [`Conn::want`] next.
     pub fn timed_out(&mut self, cx: &mut Context<'_>) {
         self.awaiting_input = false;
+        let kind = match self.timer {
+            Timer::Header => Some(Timeout::Header),
+            Timer::Body => Some(Timeout::Body),
+            Timer::KeepAlive => Some(Timeout::KeepAlive),
+            Timer::Send => Some(Timeout::Send),
+            Timer::Handler => Some(Timeout::Handler),
+            Timer::Unset | Timer::Linger => None,
+        };
+        if let (Some(metrics), Some(kind)) = (cx.metrics, kind) {
+            metrics.timed_out(kind);
+        }
         match self.timer {
             Timer::Header | Timer::Body if !self.output.has_bytes() => {
                 self.fail(Status::REQUEST_TIMEOUT, cx)

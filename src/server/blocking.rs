@@ -118,6 +118,9 @@ pub(crate) fn serve_connection(
     // back until the first is acknowledged, and a client's delayed ACK makes that 40 ms.
     let _ = stream.set_nodelay(true);
     env.clock.tick();
+    if let Some(metrics) = &env.metrics {
+        metrics.accepted.add(1);
+    }
     let mut conn = env.with_context(peer, |cx| Conn::new(cx));
     let mut timeouts = SocketTimeouts::new(&stream, env.shared.limits.send_timeout);
     let mut stream = &stream;
@@ -156,6 +159,9 @@ pub(crate) fn serve_connection(
             }
             Want::Write(bytes) => match stream.write(bytes) {
                 Ok(n) => {
+                    if let Some(metrics) = cx.metrics {
+                        metrics.bytes_sent.add(n as u64);
+                    }
                     conn.wrote(n);
                     false
                 }
@@ -166,6 +172,9 @@ pub(crate) fn serve_connection(
             Want::SendFile { file, offset, len } => {
                 match io_util::sendfile(stream.as_raw_fd(), file, offset, len) {
                     Ok(n) => {
+                        if let Some(metrics) = cx.metrics {
+                            metrics.bytes_sent.add(n);
+                        }
                         conn.sent_file(n);
                         false
                     }
@@ -185,6 +194,9 @@ pub(crate) fn serve_connection(
             break;
         }
         slot.set_idle(false);
+    }
+    if let Some(metrics) = &env.metrics {
+        metrics.closed.add(1);
     }
 }
 // ANCHOR_END: serve_connection

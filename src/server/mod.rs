@@ -33,7 +33,8 @@ pub use shutdown::{DRAIN_GRACE, Shutdown};
 use crate::access_log::AccessLog;
 use crate::app::Handler;
 use crate::config::{AccessLogTarget, Config, Cores, HANDLER_THREADS_PER_LOOP, Limits, Mode};
-use crate::http::{BufPool, Clock, Context, HeadCache, Offload, Request, Response, Status};
+use crate::http::{Body, BufPool, Clock, Context, HeadCache, Offload, Request, Response, Status};
+use crate::metrics::{LoopMetrics, Registry};
 
 /// Why the server could not start. `Usage` is the user's to fix (exit 2); `Io` is the system's
 /// (exit 1).
@@ -59,6 +60,8 @@ pub(crate) struct Shared {
     pub handler: Arc<dyn Handler>,
     /// Reactor mode with `--handler-threads` above 0: where handlers that may block run.
     pub pool: Option<Arc<pool::HandlerPool>>,
+    /// With `--metrics-path`: every loop's (or worker's) counters.
+    pub metrics: Option<Arc<Registry>>,
     pub limits: Limits,
     pub access_log: AccessLogTarget,
     pub max_connections: usize,
@@ -75,6 +78,8 @@ pub(crate) struct LoopEnv {
     pub log: Option<AccessLog>,
     pub shared: Arc<Shared>,
     pub offload: Option<pool::PoolOffer>,
+    /// This loop's counters, with `--metrics-path`; it is their only writer.
+    pub metrics: Option<Arc<LoopMetrics>>,
 }
 
 impl LoopEnv {
@@ -84,6 +89,7 @@ impl LoopEnv {
             pool: BufPool::new(),
             heads: HeadCache::default(),
             log: AccessLog::open(&shared.access_log)?,
+            metrics: shared.metrics.as_ref().map(|registry| registry.register()),
             shared,
             offload: None,
         })
@@ -92,14 +98,19 @@ impl LoopEnv {
     /// Runs `f` with the context a connection from `peer` needs for one call into `http::Conn`.
     pub fn with_context<R>(&mut self, peer: IpAddr, f: impl FnOnce(&mut Context<'_>) -> R) -> R {
         let handler = &*self.shared.handler;
+        let metrics = self.metrics.as_deref();
         let respond = |request: &Request<'_>| {
             // A panic in the handler is that request's failure, not the loop's: it becomes a
             // 500, and the loop goes on serving every other connection. The panic hook has
             // already printed the message and its location, once, to stderr; the access log
             // shows the 500. The connection's own state is untouched (the panic happened in the
             // handler, not in `http::Conn`), so it may stay open.
-            panic::catch_unwind(AssertUnwindSafe(|| handler.handle(request)))
-                .unwrap_or_else(|_| Response::error(Status::INTERNAL_SERVER_ERROR))
+            panic::catch_unwind(AssertUnwindSafe(|| handler.handle(request))).unwrap_or_else(|_| {
+                if let Some(metrics) = metrics {
+                    metrics.handler_panics.add(1);
+                }
+                Response::error(Status::INTERNAL_SERVER_ERROR)
+            })
         };
         let mut cx = Context {
             limits: &self.shared.limits,
@@ -113,6 +124,7 @@ impl LoopEnv {
                 .offload
                 .as_mut()
                 .map(|offload| offload as &mut dyn Offload),
+            metrics,
         };
         f(&mut cx)
     }
@@ -158,9 +170,22 @@ impl Server {
             (config.handler_threads).unwrap_or(HANDLER_THREADS_PER_LOOP * pins.len().max(1));
         let pool = (config.mode == Mode::Reactor && pool_threads > 0)
             .then(|| Arc::new(pool::HandlerPool::new(handler.clone(), pool_threads)));
+        let metrics = config
+            .metrics_path
+            .as_ref()
+            .map(|_| Arc::new(Registry::new(config.mode.name())));
+        let handler = match (&config.metrics_path, &metrics) {
+            (Some(path), Some(registry)) => Arc::new(MetricsRoute {
+                path: path.clone(),
+                registry: registry.clone(),
+                inner: handler,
+            }) as Arc<dyn Handler>,
+            _ => handler,
+        };
         let shared = Arc::new(Shared {
             handler,
             pool,
+            metrics,
             limits: config.limits.clone(),
             access_log: config.access_log.clone(),
             max_connections: config.max_connections,
@@ -257,6 +282,32 @@ impl Server {
             (Mode::Fork, Listeners::One(listener)) => fork::run(listener, shared, shutdown),
             _ => Err(io::Error::other("listeners do not match the mode")),
         }
+    }
+}
+
+/// `--metrics-path`: answers that path with every loop's counters, and passes everything else to
+/// the application.
+struct MetricsRoute {
+    path: String,
+    registry: Arc<Registry>,
+    inner: Arc<dyn Handler>,
+}
+
+impl Handler for MetricsRoute {
+    fn handle(&self, request: &Request<'_>) -> Response {
+        if request.path != self.path {
+            return self.inner.handle(request);
+        }
+        match request.method {
+            "GET" | "HEAD" => Response::new(Status::OK)
+                .with_content_type("text/plain; version=0.0.4; charset=utf-8")
+                .with_body(Body::Bytes(self.registry.render().into_bytes())),
+            _ => crate::app::other_method(request, "GET, HEAD, OPTIONS"),
+        }
+    }
+
+    fn may_block(&self, request: &Request<'_>) -> bool {
+        request.path != self.path && self.inner.may_block(request)
     }
 }
 

@@ -46,6 +46,7 @@ use super::{LoopEnv, Shared, Shutdown, Signals, io_util, shutdown::DRAIN_GRACE};
 use crate::access_log::AccessLog;
 use crate::config::Limits;
 use crate::http::{Conn, Status, Want};
+use crate::metrics::LoopMetrics;
 
 /// Tokens at the top of the range; connection tokens are `generation << 32 | slab key`.
 const LISTENER: Token = Token(usize::MAX);
@@ -300,11 +301,18 @@ impl EventLoop {
                     self.admit(stream, peer.ip());
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
-                Err(err) if io_util::is_transient_accept_error(&err) => continue,
+                Err(err) if io_util::is_transient_accept_error(&err) => {
+                    self.count(|metrics| metrics.accept_errors.add(1));
+                    continue;
+                }
                 Err(err) => {
                     // Out of descriptors or memory (or worse): the connection stays in the
                     // backlog. Retrying at once would spin at full CPU; give closing
                     // connections time to free some.
+                    self.count(|metrics| {
+                        metrics.accept_errors.add(1);
+                        metrics.accept_pauses.add(1);
+                    });
                     self.accept_trouble.failed(&err);
                     self.accept_paused_until = Some(self.env.clock.now() + io_util::ACCEPT_BACKOFF);
                     return;
@@ -322,6 +330,9 @@ impl EventLoop {
         let counted = shared.open.fetch_add(1, Ordering::Relaxed) < shared.max_connections;
         if !counted {
             shared.open.fetch_sub(1, Ordering::Relaxed);
+            if let Some(metrics) = &self.env.metrics {
+                metrics.refused.add(1);
+            }
             if self.refusing >= REFUSING_MAX {
                 return; // dropped: closed without an answer
             }
@@ -361,6 +372,7 @@ impl EventLoop {
             timer: None,
         });
         if counted {
+            self.count(|metrics| metrics.accepted.add(1));
             // Wait for the request to arrive: registering a socket that already has data queues
             // an event, so nothing is missed.
             self.arm_timer(key);
@@ -396,6 +408,7 @@ impl EventLoop {
         };
         // Set when the socket cannot take more output: wait for WRITABLE.
         let mut blocked_on_write = false;
+        let mut sent = 0;
         // A request handed to the pool is tagged with this connection.
         if let Some(offload) = &mut self.env.offload {
             offload.ticket = (key, connection.generation);
@@ -425,7 +438,10 @@ impl EventLoop {
                         }
                     }
                     Want::Write(bytes) => match stream.write(bytes) {
-                        Ok(n) => conn.wrote(n),
+                        Ok(n) => {
+                            sent += n as u64;
+                            conn.wrote(n);
+                        }
                         Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                             blocked_on_write = true;
                             break true;
@@ -435,7 +451,10 @@ impl EventLoop {
                     },
                     Want::SendFile { file, offset, len } => {
                         match io_util::sendfile(stream.as_raw_fd(), file, offset, len) {
-                            Ok(n) => conn.sent_file(n),
+                            Ok(n) => {
+                                sent += n;
+                                conn.sent_file(n);
+                            }
                             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                                 blocked_on_write = true;
                                 break true;
@@ -453,6 +472,11 @@ impl EventLoop {
                 }
             }
         });
+        if sent > 0
+            && let Some(metrics) = &self.env.metrics
+        {
+            metrics.bytes_sent.add(sent);
+        }
         if !alive {
             self.close(key);
             return;
@@ -548,9 +572,19 @@ impl EventLoop {
     }
     // ANCHOR_END: take_completions
 
+    /// Counts something, with `--metrics-path`.
+    fn count(&self, what: impl FnOnce(&LoopMetrics)) {
+        if let Some(metrics) = &self.env.metrics {
+            what(metrics);
+        }
+    }
+
     fn close(&mut self, key: usize) {
         // Dropping the stream closes the socket, which also removes it from epoll.
         let connection = self.connections.remove(key);
+        if connection.counted {
+            self.count(|metrics| metrics.closed.add(1));
+        }
         self.forget(connection.counted);
     }
 

@@ -128,6 +128,9 @@ impl TestServer {
         if !config.pin {
             command.arg("--no-pin");
         }
+        if let Some(path) = &config.metrics_path {
+            command.args(["--metrics-path", path]);
+        }
         if let Some(threads) = config.handler_threads {
             command.args(["--handler-threads", &threads.to_string()]);
         }

@@ -53,6 +53,7 @@ impl<'h> MemoryEnv<'h> {
                 Some(offload) => Some(offload.as_mut()),
                 None => None,
             },
+            metrics: None,
         }
     }
 }

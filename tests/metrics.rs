@@ -1,0 +1,133 @@
+//! `--metrics-path`: after known traffic, the counters say exactly what happened, and the text
+//! passes a real parser (`promtool check metrics`, from Debian's `prometheus`; `.ci/run`
+//! installs it, and this test fails, saying so, without it).
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::{TestServer, bounded, config};
+use reactor_httpd::config::{Config, Mode};
+
+/// The sum over loops of the samples of `name` whose labels include `labels`.
+fn total(text: &str, name: &str, labels: &str) -> u64 {
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")) && line.contains(labels))
+        .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+fn promtool_check(text: &str) {
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = child.unwrap_or_else(|err| {
+        panic!("promtool is needed (apt-get install prometheus; .ci/run does): {err}")
+    });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn counts_what_happened(mode: Mode) {
+    let config = Config {
+        metrics_path: Some("/metrics".into()),
+        ..config(mode)
+    };
+    let server = TestServer::start(config);
+    let mut client = server.connect();
+    for _ in 0..10 {
+        assert_eq!(client.get("/hello").status, 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(client.get("/missing").status, 404);
+    }
+    // A request that cannot be parsed: a 4xx response, but no request counted.
+    let mut bad = server.connect();
+    assert_eq!(bad.request(b"NOT HTTP\r\n\r\n").status, 400);
+    bad.expect_close();
+    let scrape = client.get("/metrics");
+    assert_eq!(scrape.status, 200);
+    assert_eq!(
+        scrape.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = scrape.text();
+    assert_eq!(
+        total(&text, "reactor_httpd_requests_total", ""),
+        13,
+        "{text}"
+    );
+    let responses = |class| total(&text, "reactor_httpd_responses_total", class);
+    assert_eq!(responses("class=\"2xx\""), 10, "{text}");
+    assert_eq!(responses("class=\"4xx\""), 4, "{text}");
+    assert_eq!(responses("class=\"5xx\""), 0, "{text}");
+    // The scraping connection is open; the bad one was closed (counted once the server saw it).
+    let accepted = total(&text, "reactor_httpd_connections_accepted_total", "");
+    assert_eq!(accepted, 2, "{text}");
+    assert!(
+        total(&text, "reactor_httpd_connections_open", "") >= 1,
+        "{text}"
+    );
+    // Thirteen responses of known length went out before the scrape (heads vary with the date).
+    assert!(
+        total(&text, "reactor_httpd_sent_bytes_total", "") > 13 * 100,
+        "{text}"
+    );
+    assert_eq!(total(&text, "reactor_httpd_handler_panics_total", ""), 0);
+    assert!(text.contains(&format!("reactor_httpd_info{{mode=\"{}\"", mode.name())));
+    promtool_check(&text);
+    // Anything but GET or HEAD on the path: 405.
+    let post = client.request(b"POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(post.status, 405);
+}
+
+#[test]
+fn reactor() {
+    bounded(30, || counts_what_happened(Mode::Reactor));
+}
+
+#[test]
+fn threaded() {
+    bounded(30, || counts_what_happened(Mode::Threaded));
+}
+
+/// A loop's timeouts by kind, and 503 refusals past --max-connections.
+#[test]
+fn timeouts_and_refusals() {
+    bounded(30, || {
+        let mut config = Config {
+            metrics_path: Some("/metrics".into()),
+            max_connections: 2,
+            ..config(Mode::Reactor)
+        };
+        config.limits.keep_alive_timeout = std::time::Duration::from_millis(200);
+        let server = TestServer::start(config);
+        let mut idle = server.connect();
+        assert_eq!(idle.get("/hello").status, 200);
+        idle.expect_close(); // closed by the keep-alive timeout
+        let mut scraper = server.connect();
+        let _held = server.connect();
+        let mut refused = server.connect();
+        assert_eq!(refused.response().status, 503);
+        let text = scraper.get("/metrics").text();
+        let kind = |kind| total(&text, "reactor_httpd_timeouts_total", kind);
+        assert_eq!(kind("kind=\"keep_alive\""), 1, "{text}");
+        assert_eq!(kind("kind=\"header\""), 0, "{text}");
+        assert_eq!(total(&text, "reactor_httpd_refused_total", ""), 1, "{text}");
+    });
+}
