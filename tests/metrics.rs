@@ -110,9 +110,11 @@ fn threaded() {
 #[test]
 fn timeouts_and_refusals() {
     bounded(30, || {
+        // One loop: connections are accepted in the order they were made.
         let mut config = Config {
             metrics_path: Some("/metrics".into()),
             max_connections: 2,
+            cores: reactor_httpd::config::Cores::Count(1),
             ..config(Mode::Reactor)
         };
         config.limits.keep_alive_timeout = std::time::Duration::from_millis(200);
