@@ -204,7 +204,7 @@ impl Registry {
         family(
             "sent_bytes_total",
             "counter",
-            "Bytes written to clients, heads and bodies.",
+            "Bytes of responses, heads and bodies, counted as they are queued to go out.",
             &mut per_loop("sent_bytes_total", |m| m.bytes_sent.get()),
         );
         family(

@@ -248,6 +248,7 @@ impl Output {
     ) {
         let content_length = response.body.len();
         let buf = self.buf(cx.pool);
+        let before = buf.len();
         cx.heads
             .write(buf, &response, content_length, persistence, cx.clock);
         let sends_body = !head_method && !response.status.forbids_body();
@@ -263,6 +264,11 @@ impl Output {
         }
         if let Some(metrics) = cx.metrics {
             metrics.responded(response.status.0, request.is_some());
+            // Counted when queued: the head and body this response puts on the wire.
+            let file = self.file.as_ref().map_or(0, |file| file.len);
+            metrics
+                .bytes_sent
+                .add((self.buf.len() - before) as u64 + file);
         }
         if let Some(log) = cx.log.as_deref_mut() {
             let logged = request.map(|request| LoggedRequest {

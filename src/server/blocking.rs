@@ -159,9 +159,6 @@ pub(crate) fn serve_connection(
             }
             Want::Write(bytes) => match stream.write(bytes) {
                 Ok(n) => {
-                    if let Some(metrics) = cx.metrics {
-                        metrics.bytes_sent.add(n as u64);
-                    }
                     conn.wrote(n);
                     false
                 }
@@ -172,9 +169,6 @@ pub(crate) fn serve_connection(
             Want::SendFile { file, offset, len } => {
                 match io_util::sendfile(stream.as_raw_fd(), file, offset, len) {
                     Ok(n) => {
-                        if let Some(metrics) = cx.metrics {
-                            metrics.bytes_sent.add(n);
-                        }
                         conn.sent_file(n);
                         false
                     }

@@ -131,11 +131,19 @@ impl LoopEnv {
 
     /// Writes the access log if a flush is due; reopens its file first if SIGUSR1 asked.
     pub fn flush_log_if_due(&mut self) {
+        self.reopen_log_if_asked();
+        if let Some(log) = &mut self.log
+            && log.flush_due().is_some_and(|at| at <= self.clock.now())
+        {
+            log.flush();
+        }
+    }
+
+    /// Reopens the access log file if SIGUSR1 came since it was opened.
+    #[inline]
+    pub fn reopen_log_if_asked(&mut self) {
         if let Some(log) = &mut self.log {
             log.reopen_if_asked();
-            if log.flush_due().is_some_and(|at| at <= self.clock.now()) {
-                log.flush();
-            }
         }
     }
 }

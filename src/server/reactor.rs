@@ -220,18 +220,16 @@ impl EventLoop {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         loop {
             let timeout = self.poll_timeout();
-            let polled = self.poll.poll(&mut events, timeout);
-            // SIGUSR1 (it interrupts a poll, EINTR) is seen here, before any line of this turn
-            // is recorded: those go to the new file.
-            if let Some(log) = &mut self.env.log {
-                log.reopen_if_asked();
-            }
-            if let Err(err) = polled {
+            if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
+                    // A signal: SIGUSR1 may have asked for a new log file.
+                    self.env.reopen_log_if_asked();
                     continue;
                 }
                 return Err(err);
             }
+            // Before any line of this turn is recorded: those go to the new file.
+            self.env.reopen_log_if_asked();
             // One clock read per wake-up serves every event in the batch.
             self.env.clock.tick();
             for event in events.iter() {
@@ -408,7 +406,6 @@ impl EventLoop {
         };
         // Set when the socket cannot take more output: wait for WRITABLE.
         let mut blocked_on_write = false;
-        let mut sent = 0;
         // A request handed to the pool is tagged with this connection.
         if let Some(offload) = &mut self.env.offload {
             offload.ticket = (key, connection.generation);
@@ -438,10 +435,7 @@ impl EventLoop {
                         }
                     }
                     Want::Write(bytes) => match stream.write(bytes) {
-                        Ok(n) => {
-                            sent += n as u64;
-                            conn.wrote(n);
-                        }
+                        Ok(n) => conn.wrote(n),
                         Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                             blocked_on_write = true;
                             break true;
@@ -451,10 +445,7 @@ impl EventLoop {
                     },
                     Want::SendFile { file, offset, len } => {
                         match io_util::sendfile(stream.as_raw_fd(), file, offset, len) {
-                            Ok(n) => {
-                                sent += n;
-                                conn.sent_file(n);
-                            }
+                            Ok(n) => conn.sent_file(n),
                             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                                 blocked_on_write = true;
                                 break true;
@@ -472,11 +463,6 @@ impl EventLoop {
                 }
             }
         });
-        if sent > 0
-            && let Some(metrics) = &self.env.metrics
-        {
-            metrics.bytes_sent.add(sent);
-        }
         if !alive {
             self.close(key);
             return;
