@@ -89,6 +89,8 @@ impl Default for Limits {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub bind: SocketAddr,
+    /// `--bind` was given: with sockets passed in (socket activation) it must name theirs.
+    pub bind_given: bool,
     pub mode: Mode,
     pub cores: Cores,
     /// Pin each event loop to its own core.
@@ -114,6 +116,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            bind_given: false,
             mode: Mode::Reactor,
             cores: Cores::Auto,
             pin: true,

@@ -22,9 +22,10 @@ struct Cli {
     /// Directory to serve.
     #[arg(default_value = ".")]
     root: PathBuf,
-    /// Listen address: IPv4 or [IPv6]:port. Port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    bind: SocketAddr,
+    /// Listen address: IPv4 or [IPv6]:port. Port 0 picks a free port. With sockets passed by
+    /// systemd (LISTEN_FDS), only checked against them. Default: 127.0.0.1:8080.
+    #[arg(long)]
+    bind: Option<SocketAddr>,
     /// How connections are driven.
     #[arg(long, value_enum, default_value = "reactor")]
     mode: ModeArg,
@@ -121,7 +122,8 @@ impl Cli {
             (false, path) => AccessLogTarget::File(PathBuf::from(path)),
         };
         Ok(Config {
-            bind: self.bind,
+            bind: self.bind.unwrap_or(Config::default().bind),
+            bind_given: self.bind.is_some(),
             mode: match self.mode {
                 ModeArg::Reactor => Mode::Reactor,
                 ModeArg::Threaded => Mode::Threaded,

@@ -10,6 +10,7 @@
 //! [`Server::bind`] makes the listening sockets (so the port is known, even port 0, before
 //! anything runs) and [`Server::run`] serves until its [`Shutdown`] handle is triggered.
 
+mod activation;
 mod blocking;
 mod fork;
 mod io_util;
@@ -200,19 +201,23 @@ impl Server {
             open: AtomicUsize::new(0),
         });
         let bind_error = |err| StartError::Io(format!("cannot listen on {}: {err}", config.bind));
-        let listeners = match config.mode {
-            Mode::Reactor => {
-                let group =
-                    listener::bind_group(config.bind, pins.len(), true).map_err(bind_error)?;
-                Listeners::PerLoop(group.into_iter().zip(pins).collect())
-            }
-            Mode::Threaded | Mode::Blocking => {
-                Listeners::One(listener::bind(config.bind, false, false).map_err(bind_error)?)
-            }
-            // The fork parent waits in mio, which wants a non-blocking listener.
-            Mode::Fork => {
-                Listeners::One(listener::bind(config.bind, false, true).map_err(bind_error)?)
-            }
+        let passed = activation::passed_listeners().map_err(StartError::Usage)?;
+        let listeners = match (passed, config.mode) {
+            (Some(passed), mode) => inherited(passed, mode, pins, config)?,
+            (None, mode) => match mode {
+                Mode::Reactor => {
+                    let group =
+                        listener::bind_group(config.bind, pins.len(), true).map_err(bind_error)?;
+                    Listeners::PerLoop(group.into_iter().zip(pins).collect())
+                }
+                Mode::Threaded | Mode::Blocking => {
+                    Listeners::One(listener::bind(config.bind, false, false).map_err(bind_error)?)
+                }
+                // The fork parent waits in mio, which wants a non-blocking listener.
+                Mode::Fork => {
+                    Listeners::One(listener::bind(config.bind, false, true).map_err(bind_error)?)
+                }
+            },
         };
         let first = match &listeners {
             Listeners::PerLoop(group) => &group[0].0,
@@ -317,6 +322,44 @@ impl Handler for MetricsRoute {
     fn may_block(&self, request: &Request<'_>) -> bool {
         request.path != self.path && self.inner.may_block(request)
     }
+}
+
+/// The listeners for `mode` from sockets passed in (socket activation) instead of bound here.
+/// An explicit `--bind` must name what was passed. The reactor's loops take one socket each when
+/// as many were passed (`ReusePort=yes` and one `ListenStream=` per loop); otherwise they share
+/// them round the loops, each loop with its own descriptor of a shared socket, accepting until
+/// it would block: one connection goes to whichever loop's `accept` takes it first, never to two.
+/// The blocking modes serve the first.
+fn inherited(
+    passed: Vec<TcpListener>,
+    mode: Mode,
+    pins: Vec<Option<core_affinity::CoreId>>,
+    config: &Config,
+) -> Result<Listeners, StartError> {
+    let io = |err: io::Error| StartError::Io(format!("cannot use the sockets passed: {err}"));
+    for listener in &passed {
+        let addr = listener.local_addr().map_err(io)?;
+        if config.bind_given && addr != config.bind {
+            return Err(StartError::Usage(format!(
+                "--bind {} contradicts the socket passed by LISTEN_FDS ({addr})",
+                config.bind
+            )));
+        }
+    }
+    let nonblocking = matches!(mode, Mode::Reactor | Mode::Fork);
+    for listener in &passed {
+        listener.set_nonblocking(nonblocking).map_err(io)?;
+    }
+    if mode != Mode::Reactor {
+        return Ok(Listeners::One(
+            passed.into_iter().next().expect("at least one"),
+        ));
+    }
+    let group = (0..pins.len())
+        .map(|index| passed[index % passed.len()].try_clone())
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(io)?;
+    Ok(Listeners::PerLoop(group.into_iter().zip(pins).collect()))
 }
 
 fn plural(n: usize, what: &str) -> String {

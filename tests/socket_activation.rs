@@ -1,0 +1,147 @@
+//! systemd socket activation, with `systemd-socket-activate` (Debian's `systemd` package; it
+//! runs without systemd as init, and `.ci/run` installs it if missing; without it these tests
+//! fail, saying so). It binds the sockets, and starts the server with them on the first
+//! connection: the server must serve on them, and bind nothing itself.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Client, bounded, wait_with_timeout};
+
+/// A port that is free now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `systemd-socket-activate` listening on `ports`, to run the server with `args`.
+fn activate(ports: &[u16], args: &[&str]) -> Child {
+    let mut command = Command::new("systemd-socket-activate");
+    for port in ports {
+        command.args(["-l", &format!("127.0.0.1:{port}")]);
+    }
+    command
+        .arg(env!("CARGO_BIN_EXE_reactor-httpd"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap_or_else(|err| {
+        panic!("systemd-socket-activate is needed (apt-get install systemd; .ci/run does): {err}")
+    });
+    // It says "Listening on ..." on stderr once its sockets exist.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    for _ in ports {
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        assert!(line.contains("Listening on"), "{line:?}");
+    }
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        while stderr.read_line(&mut rest).is_ok_and(|n| n > 0) {}
+    });
+    child
+}
+
+fn stop(mut child: Child) {
+    // SAFETY: kill(2) on a child of this process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(
+        wait_with_timeout(&mut child, Duration::from_secs(10)).is_some(),
+        "no exit after SIGTERM"
+    );
+}
+
+fn listening_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line
+}
+
+/// One socket passed, two loops: both share it, and the server answers on it.
+#[test]
+fn one_passed_socket_shared_by_two_loops() {
+    bounded(30, || {
+        let port = free_port();
+        let mut child = activate(&[port], &["--demo", "--quiet", "--cores", "2", "--no-pin"]);
+        // The first connection starts the server; the socket held its place in the queue.
+        let mut client = Client::connect(([127, 0, 0, 1], port).into());
+        assert_eq!(client.get("/hello").text(), "Hello, World!");
+        let line = listening_line(&mut child);
+        assert_eq!(
+            line.trim(),
+            format!("listening on http://127.0.0.1:{port} (reactor, 2 loops)")
+        );
+        for _ in 0..20 {
+            let mut other = Client::connect(([127, 0, 0, 1], port).into());
+            assert_eq!(other.get("/hello").status, 200);
+        }
+        stop(child);
+    });
+}
+
+/// Two sockets passed, two loops: one each, and both answer.
+#[test]
+fn two_passed_sockets_one_per_loop() {
+    bounded(30, || {
+        let ports = [free_port(), free_port()];
+        let child = activate(&ports, &["--demo", "--quiet", "--cores", "2", "--no-pin"]);
+        for port in ports {
+            for _ in 0..5 {
+                let mut client = Client::connect(([127, 0, 0, 1], port).into());
+                assert_eq!(client.get("/hello").text(), "Hello, World!", "port {port}");
+            }
+        }
+        stop(child);
+    });
+}
+
+/// In the blocking modes too.
+#[test]
+fn threaded_mode_serves_the_passed_socket() {
+    bounded(30, || {
+        let port = free_port();
+        let child = activate(&[port], &["--demo", "--quiet", "--mode", "threaded"]);
+        let mut client = Client::connect(([127, 0, 0, 1], port).into());
+        assert_eq!(client.get("/hello").text(), "Hello, World!");
+        stop(child);
+    });
+}
+
+/// A `--bind` that names another address than the socket passed: one line, exit 2.
+#[test]
+fn a_contradicting_bind_is_refused() {
+    bounded(30, || {
+        let port = free_port();
+        let mut command = Command::new("systemd-socket-activate");
+        command
+            .args(["-l", &format!("127.0.0.1:{port}")])
+            .arg(env!("CARGO_BIN_EXE_reactor-httpd"))
+            .args(["--demo", "--bind", "127.0.0.1:1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("systemd-socket-activate");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        // Starting it: a connection, which it will not serve.
+        let _client = Client::connect(([127, 0, 0, 1], port).into());
+        let status = wait_with_timeout(&mut child, Duration::from_secs(10)).expect("exit");
+        // After the activator's own lines ("Communication attempt...", "Execing..."), ours.
+        let mut said = String::new();
+        while stderr.read_line(&mut said).is_ok_and(|n| n > 0) {}
+        assert_eq!(status.code(), Some(2), "{said}");
+        assert!(
+            said.contains("--bind 127.0.0.1:1 contradicts the socket passed by LISTEN_FDS"),
+            "{said:?}"
+        );
+    });
+}
