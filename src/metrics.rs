@@ -41,12 +41,88 @@ pub enum Timeout {
     Handler,
 }
 
-const TIMEOUTS: [(Timeout, &str); 5] = [
-    (Timeout::Header, "header"),
-    (Timeout::Body, "body"),
-    (Timeout::KeepAlive, "keep_alive"),
-    (Timeout::Send, "send"),
-    (Timeout::Handler, "handler"),
+/// A family of per-loop series: name, type, help, a second label with its values (class,
+/// kind) if it has one, and how to read the series at that label's index.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<(&'static str, &'static [&'static str])>,
+    fn(&LoopMetrics, usize) -> u64,
+);
+
+const FAMILIES: &[Family] = &[
+    (
+        "connections_accepted_total",
+        "counter",
+        "Connections accepted.",
+        None,
+        |m, _| m.accepted.get(),
+    ),
+    (
+        "connections_open",
+        "gauge",
+        "Connections open now.",
+        None,
+        |m, _| m.accepted.get().saturating_sub(m.closed.get()),
+    ),
+    (
+        "requests_total",
+        "counter",
+        "Requests answered (each pipelined request counts).",
+        None,
+        |m, _| m.requests.get(),
+    ),
+    (
+        "responses_total",
+        "counter",
+        "Responses by status class.",
+        Some(("class", &["1xx", "2xx", "3xx", "4xx", "5xx"])),
+        |m, class| m.responses[class].get(),
+    ),
+    (
+        "sent_bytes_total",
+        "counter",
+        "Bytes of responses, heads and bodies, counted as they are queued to go out.",
+        None,
+        |m, _| m.bytes_sent.get(),
+    ),
+    (
+        "timeouts_total",
+        "counter",
+        "Connections whose timer ran out, by kind.",
+        // In the order of `Timeout`.
+        Some(("kind", &["header", "body", "keep_alive", "send", "handler"])),
+        |m, kind| m.timeouts[kind].get(),
+    ),
+    (
+        "refused_total",
+        "counter",
+        "Connections refused with 503 past --max-connections.",
+        None,
+        |m, _| m.refused.get(),
+    ),
+    (
+        "accept_errors_total",
+        "counter",
+        "accept(2) failures other than would-block.",
+        None,
+        |m, _| m.accept_errors.get(),
+    ),
+    (
+        "accept_pauses_total",
+        "counter",
+        "Times accepting paused for want of descriptors or memory.",
+        None,
+        |m, _| m.accept_pauses.get(),
+    ),
+    (
+        "handler_panics_total",
+        "counter",
+        "Handlers that panicked (each answered 500).",
+        None,
+        |m, _| m.handler_panics.get(),
+    ),
 ];
 
 /// One loop's counters.
@@ -116,7 +192,8 @@ impl Registry {
     }
 
     // ANCHOR: exposition
-    /// The Prometheus text exposition (format 0.0.4) of every counter.
+    /// The Prometheus text exposition (format 0.0.4) of every counter: each family's HELP and
+    /// TYPE once, then all its series, one per loop (and per class or kind).
     pub fn render(&self) -> String {
         let loops = self
             .loops
@@ -124,129 +201,42 @@ impl Registry {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         let mut out = String::with_capacity(4096);
-        let mut family =
-            |name: &str, kind: &str, help: &str, series: &mut dyn FnMut(&mut String)| {
-                let _ = writeln!(out, "# HELP reactor_httpd_{name} {help}");
-                let _ = writeln!(out, "# TYPE reactor_httpd_{name} {kind}");
-                series(&mut out);
-            };
-        // One series per loop, for a counter read the same way from each.
-        let per_loop = |name: &'static str, read: fn(&LoopMetrics) -> u64| {
-            let loops = loops.clone();
-            move |out: &mut String| {
-                for (index, metrics) in loops.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "reactor_httpd_{name}{{loop=\"{index}\"}} {}",
-                        read(metrics)
-                    );
+        let _ = writeln!(
+            out,
+            "# HELP reactor_httpd_start_time_seconds When the process started, in seconds since \
+             the Unix epoch.\n# TYPE reactor_httpd_start_time_seconds gauge\n\
+             reactor_httpd_start_time_seconds {:.3}",
+            self.started
+        );
+        let _ = writeln!(
+            out,
+            "# HELP reactor_httpd_info The concurrency model and the number of loops (or \
+             workers).\n# TYPE reactor_httpd_info gauge\n\
+             reactor_httpd_info{{mode=\"{}\",loops=\"{}\"}} 1",
+            self.mode,
+            loops.len()
+        );
+        for (name, kind, help, label, read) in FAMILIES {
+            let _ = writeln!(out, "# HELP reactor_httpd_{name} {help}");
+            let _ = writeln!(out, "# TYPE reactor_httpd_{name} {kind}");
+            for (index, metrics) in loops.iter().enumerate() {
+                match label {
+                    None => {
+                        let value = read(metrics, 0);
+                        let _ = writeln!(out, "reactor_httpd_{name}{{loop=\"{index}\"}} {value}");
+                    }
+                    Some((label, values)) => {
+                        for (at, value_name) in values.iter().enumerate() {
+                            let value = read(metrics, at);
+                            let _ = writeln!(
+                                out,
+                                "reactor_httpd_{name}{{loop=\"{index}\",{label}=\"{value_name}\"}} {value}"
+                            );
+                        }
+                    }
                 }
             }
-        };
-        family(
-            "start_time_seconds",
-            "gauge",
-            "When the process started, in seconds since the Unix epoch.",
-            &mut |out| {
-                let _ = writeln!(out, "reactor_httpd_start_time_seconds {:.3}", self.started);
-            },
-        );
-        family(
-            "info",
-            "gauge",
-            "The concurrency model and the number of loops (or workers).",
-            &mut |out| {
-                let _ = writeln!(
-                    out,
-                    "reactor_httpd_info{{mode=\"{}\",loops=\"{}\"}} 1",
-                    self.mode,
-                    loops.len()
-                );
-            },
-        );
-        family(
-            "connections_accepted_total",
-            "counter",
-            "Connections accepted.",
-            &mut per_loop("connections_accepted_total", |m| m.accepted.get()),
-        );
-        family(
-            "connections_open",
-            "gauge",
-            "Connections open now.",
-            &mut per_loop("connections_open", |m| {
-                m.accepted.get().saturating_sub(m.closed.get())
-            }),
-        );
-        family(
-            "requests_total",
-            "counter",
-            "Requests answered (each pipelined request counts).",
-            &mut per_loop("requests_total", |m| m.requests.get()),
-        );
-        family(
-            "responses_total",
-            "counter",
-            "Responses by status class.",
-            &mut |out| {
-                for (index, metrics) in loops.iter().enumerate() {
-                    for (class, counter) in metrics.responses.iter().enumerate() {
-                        let _ = writeln!(
-                            out,
-                            "reactor_httpd_responses_total{{loop=\"{index}\",class=\"{}xx\"}} {}",
-                            class + 1,
-                            counter.get()
-                        );
-                    }
-                }
-            },
-        );
-        family(
-            "sent_bytes_total",
-            "counter",
-            "Bytes of responses, heads and bodies, counted as they are queued to go out.",
-            &mut per_loop("sent_bytes_total", |m| m.bytes_sent.get()),
-        );
-        family(
-            "timeouts_total",
-            "counter",
-            "Connections whose timer ran out, by kind.",
-            &mut |out| {
-                for (index, metrics) in loops.iter().enumerate() {
-                    for (kind, name) in TIMEOUTS {
-                        let _ = writeln!(
-                            out,
-                            "reactor_httpd_timeouts_total{{loop=\"{index}\",kind=\"{name}\"}} {}",
-                            metrics.timeouts[kind as usize].get()
-                        );
-                    }
-                }
-            },
-        );
-        family(
-            "refused_total",
-            "counter",
-            "Connections refused with 503 past --max-connections.",
-            &mut per_loop("refused_total", |m| m.refused.get()),
-        );
-        family(
-            "accept_errors_total",
-            "counter",
-            "accept(2) failures other than would-block.",
-            &mut per_loop("accept_errors_total", |m| m.accept_errors.get()),
-        );
-        family(
-            "accept_pauses_total",
-            "counter",
-            "Times accepting paused for want of descriptors or memory.",
-            &mut per_loop("accept_pauses_total", |m| m.accept_pauses.get()),
-        );
-        family(
-            "handler_panics_total",
-            "counter",
-            "Handlers that panicked (each answered 500).",
-            &mut per_loop("handler_panics_total", |m| m.handler_panics.get()),
-        );
+        }
         out
     }
     // ANCHOR_END: exposition
