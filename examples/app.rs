@@ -3,7 +3,7 @@
 //!
 //! - `GET /api/notes` lists the notes as JSON; `POST /api/notes` with `{"text": "..."}` adds one
 //!   (201, the note as JSON); anything else there is 405 with `Allow`.
-//! - `GET /api/report` stands for a slow database query: it blocks for 50 ms. It says so in
+//! - `GET /api/report` stands for a slow database query: it blocks for 100 ms. It says so in
 //!   `may_block`, so in reactor mode it runs on the handler pool and the loops stay free.
 //! - Every other path is a file of ROOT, served by the library's `StaticFiles`.
 //!
@@ -92,7 +92,7 @@ impl Notes {
 
     /// A slow query: it holds its thread, as a database call would.
     fn report(&self) -> Response {
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(100));
         let count = self.notes.lock().unwrap_or_else(|e| e.into_inner()).len();
         let at = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -106,8 +106,9 @@ fn sleeps_run_on_the_pool_while_the_loop_serves_others() {
         assert!(took >= Duration::from_millis(1300), "{took:?}");
         assert!(took < Duration::from_millis(4000), "{took:?}");
         assert!(hellos > 50, "{hellos} hellos");
+        // A loop that ran the sleeps itself would hold /hello for 200 ms at a time.
         assert!(
-            slowest < Duration::from_millis(50),
+            slowest < Duration::from_millis(100),
             "a /hello took {slowest:?}"
         );
     });
