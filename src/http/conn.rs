@@ -47,7 +47,7 @@ use super::buf::{BUF_SIZE, BufPool, Input};
 use super::date::Clock;
 use super::parse::{
     BodyLength, Framing, Head, HeadScan, Scanned, downgrade_later_minor, header_storage,
-    leading_empty_lines, parse_head, parse_whole_head,
+    leading_empty_lines, parse_again, parse_head, parse_whole_head,
 };
 use super::request::{Request, Version};
 use super::response::{Body, FileBody, HeadCache, Persistence, Response, Status};
@@ -540,13 +540,10 @@ impl Conn {
         let input = std::mem::take(&mut self.input);
         let data = input.data();
         let mut storage = header_storage();
-        // Parsed again from the bytes that stayed in the input: it parsed when it arrived.
-        let used = match parse_head(&data[..head_len], &mut storage) {
+        // Parsed again from the bytes that stayed in the input.
+        let (head, body) = (&data[..head_len], &data[head_len..head_len + body_len]);
+        let used = match parse_again(head, body, &mut storage) {
             Ok((request, framing)) => {
-                let request = Request {
-                    body: &data[head_len..head_len + body_len],
-                    ..request
-                };
                 let keep_alive =
                     self.output
                         .respond(cx, &request, framing, self.draining, response);
@@ -808,13 +805,10 @@ impl Conn {
         cx: &mut Context<'_>,
     ) -> usize {
         let mut storage = header_storage();
-        let Ok((request, framing)) = parse_head(&data[..head_len], &mut storage) else {
+        let (head, body) = (&data[..head_len], &data[head_len..head_len + body_len]);
+        let Ok((request, framing)) = parse_again(head, body, &mut storage) else {
             self.fail(Status::BAD_REQUEST, cx);
             return 0;
-        };
-        let request = Request {
-            body: &data[head_len..head_len + body_len],
-            ..request
         };
         self.answer(data, &request, framing, head_len, total, cx)
     }

@@ -27,7 +27,7 @@ pub use date::Clock;
 pub use parse::{
     BodyLength, Framing, Head, HeadScan, HeaderStorage, KNOWN_METHODS, MAX_HEADERS, MAX_METHOD,
     MAX_REQUEST_LINE, Scanned, downgrade_later_minor, header_storage, leading_empty_lines,
-    parse_head, parse_whole_head,
+    parse_again, parse_head, parse_whole_head,
 };
 pub use request::{Headers, Request, Version};
 pub use response::{Body, FileBody, HeadCache, Persistence, Response, Status, write_head};

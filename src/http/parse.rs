@@ -177,6 +177,18 @@ pub fn parse_whole_head<'a>(
     Some(interpret(parsed, len))
 }
 
+/// A head that parsed when it arrived, parsed again with the body that followed it (the buffer
+/// it was parsed from has moved since, or it was copied to another thread): the request as its
+/// handler sees it.
+pub fn parse_again<'a>(
+    head: &'a [u8],
+    body: &'a [u8],
+    storage: &'a mut HeaderStorage<'a>,
+) -> Result<(Request<'a>, Framing), Status> {
+    let (request, framing) = parse_head(head, storage)?;
+    Ok((Request { body, ..request }, framing))
+}
+
 /// Parses a complete head (as found by [`HeadScan`]) into a request with an empty body, and its
 /// framing. The error is the status to answer with; the connection is then closed.
 pub fn parse_head<'a>(

@@ -23,12 +23,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
-use std::time::Instant;
+use std::time::Duration;
 
 use mio::Waker;
 
 use crate::app::Handler;
-use crate::http::{Handover, Offload, Request, Response, Status, header_storage, parse_head};
+use crate::http::{Handover, Offload, Request, Response, Status, header_storage, parse_again};
 
 /// Jobs that may wait in the queue, per pool thread.
 pub const QUEUE_PER_THREAD: usize = 16;
@@ -140,12 +140,8 @@ fn work(jobs: &Mutex<Receiver<Job>>, handler: &dyn Handler) {
             return;
         };
         let mut storage = header_storage();
-        let response = match parse_head(&job.head, &mut storage) {
+        let response = match parse_again(&job.head, &job.body, &mut storage) {
             Ok((request, _)) => {
-                let request = Request {
-                    body: &job.body,
-                    ..request
-                };
                 // As on the loop: a panic is this request's 500, not the thread's end.
                 panic::catch_unwind(AssertUnwindSafe(|| handler.handle(&request)))
                     .unwrap_or_else(|_| Response::error(Status::INTERNAL_SERVER_ERROR))
@@ -203,12 +199,11 @@ impl Inbox {
 
     /// The request of `ticket` ran past the handler timeout (its client got 504): its thread is
     /// counted as stuck until the handler returns.
-    pub fn gave_up(&mut self, pool: &HandlerPool, ticket: Ticket, since: Instant) {
+    pub fn gave_up(&mut self, pool: &HandlerPool, ticket: Ticket, waited: Duration) {
         if self.stuck.insert(ticket) {
             let stuck = pool.stuck.fetch_add(1, Ordering::Relaxed) + 1;
             eprintln!(
-                "reactor-httpd: a handler has not answered in {:.0?}: 504 sent ({stuck} of {} pool threads stuck)",
-                since.elapsed(),
+                "reactor-httpd: a handler has not answered in {waited:.0?}: 504 sent ({stuck} of {} pool threads stuck)",
                 pool.threads
             );
         }

@@ -516,10 +516,10 @@ impl EventLoop {
                 if connection.conn.is_pending()
                     && let Some(offload) = &mut self.env.offload
                 {
-                    let since = now - self.env.shared.limits.handler_timeout;
+                    let waited = self.env.shared.limits.handler_timeout;
                     offload
                         .inbox
-                        .gave_up(&offload.pool, (key, generation), since);
+                        .gave_up(&offload.pool, (key, generation), waited);
                 }
                 let conn = &mut connection.conn;
                 self.env
