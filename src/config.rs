@@ -91,6 +91,9 @@ pub struct Config {
     pub bind: SocketAddr,
     /// `--bind` was given: with sockets passed in (socket activation) it must name theirs.
     pub bind_given: bool,
+    /// Join a port other sockets of this user already listen on (SO_REUSEPORT), instead of
+    /// refusing an address in use.
+    pub reuse_port: bool,
     pub mode: Mode,
     pub cores: Cores,
     /// Pin each event loop to its own core.
@@ -117,6 +120,7 @@ impl Default for Config {
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             bind_given: false,
+            reuse_port: false,
             mode: Mode::Reactor,
             cores: Cores::Auto,
             pin: true,

@@ -26,6 +26,11 @@ struct Cli {
     /// systemd (LISTEN_FDS), only checked against them. Default: 127.0.0.1:8080.
     #[arg(long)]
     bind: Option<SocketAddr>,
+    /// Share the port with other servers of this user already listening on it (SO_REUSEPORT,
+    /// nginx's `reuseport`), instead of refusing an address in use. Not needed to restart: see
+    /// SIGHUP.
+    #[arg(long)]
+    reuse_port: bool,
     /// How connections are driven.
     #[arg(long, value_enum, default_value = "reactor")]
     mode: ModeArg,
@@ -124,6 +129,7 @@ impl Cli {
         Ok(Config {
             bind: self.bind.unwrap_or(Config::default().bind),
             bind_given: self.bind.is_some(),
+            reuse_port: self.reuse_port,
             mode: match self.mode {
                 ModeArg::Reactor => Mode::Reactor,
                 ModeArg::Threaded => Mode::Threaded,

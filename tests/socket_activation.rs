@@ -140,7 +140,7 @@ fn a_contradicting_bind_is_refused() {
         while stderr.read_line(&mut said).is_ok_and(|n| n > 0) {}
         assert_eq!(status.code(), Some(2), "{said}");
         assert!(
-            said.contains("--bind 127.0.0.1:1 contradicts the socket passed by LISTEN_FDS"),
+            said.contains("--bind 127.0.0.1:1 contradicts the socket passed in"),
             "{said:?}"
         );
     });

@@ -143,8 +143,8 @@ pub struct Conn {
     timer: Timer,
     /// The client closed its side: no more input will come.
     peer_closed: bool,
-    /// The server is shutting down: finish what is in flight, take nothing new.
-    draining: bool,
+    /// The server is shutting down or handing over: finish what is in flight, then close.
+    drain: Drain,
     /// Output went out since the last `want`: a stalled-send timer starts over.
     sent_since_want: bool,
     /// The last `want` said Read and nothing has happened since that could change its answer:
@@ -152,6 +152,39 @@ pub struct Conn {
     /// the answer is nearly always the one it got last time.)
     awaiting_input: bool,
 }
+
+/// How a connection ends when its server stops ([`Conn::drain`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drain {
+    /// Serving as usual.
+    No,
+    /// Shutdown: the request in flight is answered with `Connection: close`; an idle connection
+    /// closes at once.
+    Now,
+    /// Handover to a new process (a SIGHUP upgrade): every request already received is answered
+    /// (pipelined ones too), the last with `Connection: close`; an idle connection waits up to
+    /// [`HANDOVER_IDLE`] for one more request, answers it with `Connection: close`, and then
+    /// closes. A client that sends as soon as it has its answer would otherwise meet a
+    /// close racing its next request, which it would see as a reset or a lost request.
+    Handover,
+}
+
+impl Drain {
+    /// Whether a connection stays open after answering a request, with `more` bytes received
+    /// behind it. On a handover, requests already sent (pipelined, or begun) are in flight
+    /// too: each is answered, and the last says `Connection: close`.
+    #[inline]
+    fn keeps_open(self, more: bool) -> bool {
+        match self {
+            Drain::No => true,
+            Drain::Now => false,
+            Drain::Handover => more,
+        }
+    }
+}
+
+/// How long an idle connection waits for one more request once its server hands over.
+pub const HANDOVER_IDLE: Duration = Duration::from_secs(1);
 
 // ANCHOR: phase
 enum Phase {
@@ -280,16 +313,17 @@ impl Output {
         }
     }
 
-    /// Queues `response`, the answer to `request`. Returns whether the connection stays open.
+    /// Queues `response`, the answer to `request`; `open` is false if the server says the
+    /// connection ends after it. Returns whether the connection stays open.
     fn respond(
         &mut self,
         cx: &mut Context<'_>,
         request: &Request<'_>,
         framing: Framing,
-        draining: bool,
+        open: bool,
         response: Response,
     ) -> bool {
-        let keep_alive = framing.keep_alive && !draining;
+        let keep_alive = framing.keep_alive && open;
         let persistence = match (keep_alive, request.version) {
             (false, _) => Persistence::Close,
             (true, Version::Http10) => Persistence::KeepAlive,
@@ -356,7 +390,7 @@ impl Conn {
             timer_since: cx.clock.now(),
             timer: Timer::Header,
             peer_closed: false,
-            draining: false,
+            drain: Drain::No,
             sent_since_want: false,
             awaiting_input: false,
         }
@@ -382,7 +416,7 @@ impl Conn {
     fn decide(&mut self, cx: &mut Context<'_>) -> Want<'_> {
         // Idle is the state after every response: nothing to parse, nothing to send. Said
         // without the general walk through the phases below, since it is asked once per request.
-        let next = if self.is_idle() && !self.draining && !self.peer_closed {
+        let next = if self.is_idle() && self.drain != Drain::Now && !self.peer_closed {
             Next::Read
         } else {
             self.next(cx)
@@ -488,6 +522,9 @@ impl Conn {
             Timer::Linger => LINGER_TIMEOUT,
             Timer::Handler => limits.handler_timeout,
         };
+        if self.drain == Drain::Handover && self.is_idle() {
+            return Some(self.timer_since + duration.min(HANDOVER_IDLE));
+        }
         Some(self.timer_since + duration)
     }
     // ANCHOR_END: deadline
@@ -507,8 +544,10 @@ impl Conn {
         if let (Some(metrics), Some(kind)) = (cx.metrics, kind) {
             metrics.timed_out(kind);
         }
+        // An idle connection of a server handing over was only waiting in case a request came.
+        let handed_over = self.drain == Drain::Handover && self.is_idle();
         match self.timer {
-            Timer::Header | Timer::Body if !self.output.has_bytes() => {
+            Timer::Header | Timer::Body if !self.output.has_bytes() && !handed_over => {
                 self.fail(Status::REQUEST_TIMEOUT, cx)
             }
             // The handler is stuck: the client gets 504, and a response that comes back later
@@ -544,9 +583,8 @@ impl Conn {
         let (head, body) = (&data[..head_len], &data[head_len..head_len + body_len]);
         let used = match parse_again(head, body, &mut storage) {
             Ok((request, framing)) => {
-                let keep_alive =
-                    self.output
-                        .respond(cx, &request, framing, self.draining, response);
+                let open = self.drain.keeps_open(data.len() > used);
+                let keep_alive = self.output.respond(cx, &request, framing, open, response);
                 self.after_request(data, used, keep_alive)
             }
             Err(status) => {
@@ -558,10 +596,11 @@ impl Conn {
         self.input.consume(used);
     }
 
-    /// The server is shutting down: finish the request in flight, if any, then close.
-    pub fn drain(&mut self) {
+    /// The server is stopping (`Drain::Now`) or handing over (`Drain::Handover`): finish the
+    /// request in flight, if any, then close.
+    pub fn drain(&mut self, how: Drain) {
         self.awaiting_input = false;
-        self.draining = true;
+        self.drain = how;
     }
 
     /// Nothing received that is not answered, nothing waiting to be sent: closing the connection
@@ -606,7 +645,7 @@ impl Conn {
                     self.phase = Phase::Closed;
                 }
                 Phase::Head { started, .. }
-                    if self.draining && (!started || self.input.is_empty()) =>
+                    if self.drain == Drain::Now && (!started || self.input.is_empty()) =>
                 {
                     self.phase = Phase::Closing { linger: false };
                 }
@@ -849,9 +888,8 @@ impl Conn {
         } else {
             (cx.handler)(request)
         };
-        let keep_alive = self
-            .output
-            .respond(cx, request, framing, self.draining, response);
+        let open = self.drain.keeps_open(data.len() > used);
+        let keep_alive = self.output.respond(cx, request, framing, open, response);
         self.after_request(data, used, keep_alive)
     }
 

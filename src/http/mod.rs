@@ -22,7 +22,10 @@ mod uri;
 
 pub use body::{ChunkedDecoder, Decoded, MAX_CHUNK_LINE};
 pub use buf::{BUF_SIZE, BufPool};
-pub use conn::{Conn, Context, Handover, LINGER_TIMEOUT, OUTPUT_HIGH_WATER, Offload, Want, memory};
+pub use conn::{
+    Conn, Context, Drain, HANDOVER_IDLE, Handover, LINGER_TIMEOUT, OUTPUT_HIGH_WATER, Offload,
+    Want, memory,
+};
 pub use date::Clock;
 pub use parse::{
     BodyLength, Framing, Head, HeadScan, HeaderStorage, KNOWN_METHODS, MAX_HEADERS, MAX_METHOD,

@@ -40,12 +40,12 @@ pub(crate) fn passed_listeners() -> Result<Option<Vec<TcpListener>>, String> {
         .map(Some)
 }
 
-fn listener(fd: RawFd) -> Result<TcpListener, String> {
-    // SAFETY: the supervisor passed descriptors FIRST.. to this process (LISTEN_PID is ours) and
-    // nothing else in it owns them; fcntl first proves the descriptor is open.
+pub(super) fn listener(fd: RawFd) -> Result<TcpListener, String> {
+    // SAFETY: the supervisor (or the old process of an upgrade) passed this descriptor to this
+    // process, whose pid it named, and nothing else in it owns it; fcntl first proves the descriptor is open.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         return Err(format!(
-            "LISTEN_FDS names descriptor {fd}, which is not open"
+            "descriptor {fd}, passed as a listening socket, is not open"
         ));
     }
     // SAFETY: as above; from here the socket owns the descriptor.
@@ -55,7 +55,7 @@ fn listener(fd: RawFd) -> Result<TcpListener, String> {
     let addr = socket.local_addr().ok().and_then(|addr| addr.as_socket());
     if !(stream && listening && addr.is_some()) {
         return Err(format!(
-            "descriptor {fd} passed by LISTEN_FDS is not a listening TCP socket"
+            "descriptor {fd}, passed as a listening socket, is not a listening TCP socket"
         ));
     }
     socket

@@ -8,13 +8,15 @@
 //!
 //! A blocking server cannot wait for shutdown and for a client at once, so a thread parked in
 //! `read` on an idle keep-alive connection is woken by shutting down the socket's read side
-//! ([`Active`]); a parked `accept` is woken the same way on the listener.
+//! ([`Active`]). The acceptor waits in `poll` for its listener or a wake-up socket, then
+//! accepts without blocking: the listener may be shared with another process (an upgrade's),
+//! which may take the connection first, and a shutdown of the listener's read side would end
+//! that process's accepting too.
 
 use std::io::{self, Read, Write};
-use std::net::{
-    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown as HalfClose, SocketAddr, TcpListener, TcpStream,
-};
+use std::net::{IpAddr, Shutdown as HalfClose, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use super::{LoopEnv, Shared, Shutdown, io_util, shutdown::DRAIN_GRACE};
-use crate::http::{Conn, Status, Want};
+use crate::http::{Conn, HANDOVER_IDLE, Status, Want};
 
 /// A blocking wait may end this much after its deadline: the socket timeout is only shortened
 /// when the deadline moves earlier by more than this, which spares a setsockopt per request.
@@ -35,11 +37,10 @@ pub(crate) fn run(
     shared: Arc<Shared>,
     shutdown: Shutdown,
 ) -> io::Result<()> {
-    let active = Active::new(&listener, &shutdown)?;
+    let active = Active::new(&shutdown)?;
     let mut env = LoopEnv::new(shared)?;
-    let served = serve_one_by_one(&listener, &mut env, &active, &shutdown);
-    active.forget_listener();
-    served
+    super::upgrade::announce_ready();
+    serve_one_by_one(&listener, &mut env, &active, &shutdown)
 }
 
 fn serve_one_by_one(
@@ -48,10 +49,10 @@ fn serve_one_by_one(
     active: &Active,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
-    while let Some((stream, peer)) = accept(listener, shutdown)? {
+    while let Some((stream, peer)) = accept(listener, active, shutdown)? {
         serve_connection(stream, peer, env, active, shutdown);
     }
-    for (stream, peer) in backlog(listener, Instant::now()) {
+    for (stream, peer) in backlog(listener, shutdown, Instant::now()) {
         serve_connection(stream, peer, env, active, shutdown);
     }
     Ok(())
@@ -59,14 +60,15 @@ fn serve_one_by_one(
 
 /// After shutdown: the connections the kernel had already accepted, taken without waiting for
 /// more, while the drain time lasts. Their requests are in flight too (the reactor takes them
-/// the same way before closing its listeners).
-pub(crate) fn backlog(
-    listener: &TcpListener,
+/// the same way before closing its listeners). None on a handover: they are the new process's.
+pub(crate) fn backlog<'a>(
+    listener: &'a TcpListener,
+    shutdown: &Shutdown,
     since: Instant,
-) -> impl Iterator<Item = (TcpStream, IpAddr)> + '_ {
-    let nonblocking = listener.set_nonblocking(true).is_ok();
+) -> impl Iterator<Item = (TcpStream, IpAddr)> + 'a {
+    let take = !shutdown.is_handover();
     std::iter::from_fn(move || {
-        while nonblocking && since.elapsed() < DRAIN_GRACE {
+        while take && since.elapsed() < DRAIN_GRACE {
             match listener.accept() {
                 // Accepted sockets do not inherit O_NONBLOCK on Linux: they block, as served.
                 Ok((stream, peer)) => return Some((stream, peer.ip())),
@@ -81,6 +83,7 @@ pub(crate) fn backlog(
 /// The next connection, or `None` once shutdown began. Retries what is worth retrying.
 pub(crate) fn accept(
     listener: &TcpListener,
+    active: &Active,
     shutdown: &Shutdown,
 ) -> io::Result<Option<(TcpStream, IpAddr)>> {
     let mut trouble = io_util::AcceptTrouble::default();
@@ -88,12 +91,18 @@ pub(crate) fn accept(
         if shutdown.is_triggered() {
             return Ok(None);
         }
+        active.wait_for_connection(listener);
+        if shutdown.is_triggered() {
+            return Ok(None);
+        }
         match listener.accept() {
+            // Accepted sockets do not inherit O_NONBLOCK on Linux: they block, as served.
             Ok((stream, peer)) => {
                 trouble.accepted();
                 return Ok(Some((stream, peer.ip())));
             }
-            Err(_) if shutdown.is_triggered() => return Ok(None),
+            // Someone else took it (another process on a shared listener), or a wake-up.
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
             Err(err) if io_util::is_transient_accept_error(&err) => {}
             Err(err) if io_util::is_resource_exhaustion(&err) => {
                 trouble.failed(&err);
@@ -134,7 +143,7 @@ pub(crate) fn serve_connection(
         // Draining closes an idle connection at once, so first let it read a request that has
         // already arrived.
         if shutdown.is_triggered() && !(idle && unread_bytes(stream.as_raw_fd()) > 0) {
-            conn.drain();
+            conn.drain(shutdown.drain_kind());
         }
         let now = env.clock.now();
         let log_due = env.log.as_ref().and_then(|log| log.flush_due());
@@ -194,19 +203,6 @@ pub(crate) fn serve_connection(
     }
 }
 // ANCHOR_END: serve_connection
-
-/// Where to connect to reach a listener bound to `addr` (a wildcard address means loopback).
-fn loopback(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port()))
-        }
-        IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::from((Ipv6Addr::LOCALHOST, addr.port()))
-        }
-        _ => addr,
-    }
-}
 
 /// Bytes received on a socket and not yet read (FIONREAD); 0 if unknown.
 fn unread_bytes(fd: RawFd) -> libc::c_int {
@@ -276,55 +272,67 @@ impl<'a> SocketTimeouts<'a> {
 }
 
 /// The connections being served by blocking drivers, so that shutdown can wake the threads
-/// waiting on idle ones, and end the rest once the drain time is up.
-#[derive(Default)]
+/// waiting on idle ones, and end the rest once the drain time is up; and the acceptor's wake-up.
 pub(crate) struct Active {
     slots: Mutex<Slab<(RawFd, Arc<AtomicBool>)>>,
-    /// The listener to wake at shutdown, while it is open. Cleared before it closes: a
-    /// descriptor number outlives its socket and may soon name someone else's.
-    listener: Mutex<Option<(RawFd, SocketAddr)>>,
+    /// A byte written into `wake.1` makes `wake.0` readable for good: the acceptor's `poll`
+    /// returns, and sees the shutdown.
+    wake: (UnixStream, UnixStream),
 }
 
 impl Active {
-    /// A registry whose connections (and `listener`'s blocked accept) are woken on shutdown.
-    /// Call [`Active::forget_listener`] before the listener closes.
-    pub fn new(listener: &TcpListener, shutdown: &Shutdown) -> io::Result<Arc<Active>> {
-        let active = Arc::new(Active::default());
-        *active
-            .listener
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) =
-            Some((listener.as_raw_fd(), loopback(listener.local_addr()?)));
+    /// A registry whose connections (and the acceptor's wait) are woken on shutdown.
+    pub fn new(shutdown: &Shutdown) -> io::Result<Arc<Active>> {
+        let active = Arc::new(Active {
+            slots: Mutex::default(),
+            wake: UnixStream::pair()?,
+        });
         let on_shutdown = active.clone();
+        let handover = shutdown.clone();
         shutdown.on_trigger(move || {
-            on_shutdown.wake_acceptor();
-            on_shutdown.wake_idle();
-            // Requests in flight get the drain time to finish; then their sockets are shut.
+            let _ = (&on_shutdown.wake.1).write(&[1]);
             let active = on_shutdown.clone();
+            let handover = handover.is_handover();
+            if !handover {
+                active.wake_idle();
+            }
+            // On a handover, idle connections first get their chance at one more request.
+            // Requests in flight get the drain time to finish; then their sockets are shut.
             thread::spawn(move || {
-                thread::sleep(DRAIN_GRACE);
+                let mut grace = if handover {
+                    super::HANDOVER_GRACE
+                } else {
+                    DRAIN_GRACE
+                };
+                if handover {
+                    thread::sleep(HANDOVER_IDLE);
+                    active.wake_idle();
+                    grace -= HANDOVER_IDLE;
+                }
+                thread::sleep(grace);
                 active.end_all();
             });
         });
         Ok(active)
     }
 
-    /// The listener is about to close: shutdown must not touch its descriptor any more.
-    pub fn forget_listener(&self) {
-        *self.listener.lock().unwrap_or_else(PoisonError::into_inner) = None;
-    }
-
-    /// A thread parked in accept wakes when a connection arrives: make one. (Should that fail,
-    /// shutting down the listener's read side also wakes it, on Linux, but resets the
-    /// connections still queued.)
-    fn wake_acceptor(&self) {
-        let listener = self.listener.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((fd, addr)) = *listener
-            && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err()
-        {
-            // SAFETY: the listener is open while registered here (see `forget_listener`).
-            unsafe { libc::shutdown(fd, libc::SHUT_RD) };
-        }
+    /// Waits until `listener` has a connection to accept, or a shutdown wakes the acceptor.
+    fn wait_for_connection(&self, listener: &TcpListener) {
+        let mut fds = [
+            libc::pollfd {
+                fd: listener.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.wake.0.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: `fds` is a valid array of two for the call. An interrupted or failed wait
+        // returns, and the caller's accept finds out.
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
     }
 
     fn register(&self, stream: &TcpStream) -> Slot<'_> {

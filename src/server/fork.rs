@@ -7,35 +7,45 @@
 //! arrives (`waitpid(-1, WNOHANG)` until there are none), so no zombies pile up.
 //!
 //! The parent must stay single-threaded, so this mode takes its signals itself, without the
-//! signal thread the blocking modes use: SIGINT and SIGTERM set the shutdown flag, and every
-//! signal, SIGCHLD included, also writes a byte to a socket the parent polls (the self-pipe).
+//! signal thread the blocking modes use: SIGINT and SIGTERM set the shutdown flag, SIGHUP a flag
+//! of its own (the parent starts the upgrade and watches its readiness socket in the same
+//! poll), and every signal, SIGCHLD included, also writes a byte to a socket the parent polls
+//! (the self-pipe).
 //! Relying on the signal to interrupt `epoll_wait` is not enough: a child that exits after the
 //! parent last reaped but before it starts waiting would interrupt nothing, and its zombie would
 //! stay until the next connection arrived. The byte stays in the socket until the wait sees it.
 //! At shutdown the parent stops accepting and waits, up to the drain time, for its children to
-//! finish; it signals none of them.
+//! finish; it signals none of them. On a handover (SIGHUP's upgrade) it sends each child a
+//! SIGHUP, which a child takes as its own handover: it answers what it has received, the last
+//! answer with `Connection: close`, and ends.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::net::{IpAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 
 use super::blocking::{self, Active};
-use super::shutdown::{DRAIN_GRACE, self_pipe};
+use super::shutdown::self_pipe;
+use super::upgrade::Upgrade;
 use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
 
 const LISTENER: Token = Token(0);
 const SIGNALED: Token = Token(1);
+const UPGRADE: Token = Token(2);
 
 pub(crate) fn run(
     listener: TcpListener,
     shared: Arc<Shared>,
     shutdown: Shutdown,
+    upgrade: Option<(Upgrade, Arc<AtomicBool>)>,
 ) -> io::Result<()> {
     if threads_in_process()? != 1 {
         return Err(io::Error::other(
@@ -43,12 +53,19 @@ pub(crate) fn run(
         ));
     }
     // Signals set a flag and write a wake-up byte; nothing else runs in the handlers.
-    let requested = shutdown.flag();
-    let mut registered = vec![
-        signal_hook::flag::register(SIGINT, requested.clone())?,
-        signal_hook::flag::register(SIGTERM, requested)?,
-    ];
-    let (wake, pipe_registered) = self_pipe(&[SIGINT, SIGTERM, SIGCHLD])?;
+    // With `Server::stop_on_signals`, the flags were registered before the listening line was
+    // printed, so a signal sent as soon as it is read finds them; the wake-up bytes start here.
+    let (mut upgrade, hangup) = match upgrade {
+        Some((upgrade, hangup)) => (Some(upgrade), hangup),
+        None => (None, Arc::new(AtomicBool::new(false))),
+    };
+    let mut registered = Vec::new();
+    if upgrade.is_none() {
+        let requested = shutdown.flag();
+        registered.push(signal_hook::flag::register(SIGINT, requested.clone())?);
+        registered.push(signal_hook::flag::register(SIGTERM, requested)?);
+    }
+    let (wake, pipe_registered) = self_pipe(&[SIGINT, SIGTERM, SIGHUP, SIGCHLD])?;
     registered.extend(pipe_registered);
     wake.set_nonblocking(true)?;
     let mut wake = mio::net::UnixStream::from_std(wake);
@@ -60,12 +77,21 @@ pub(crate) fn run(
         .register(&mut wake, SIGNALED, Interest::READABLE)?;
     let mut env = LoopEnv::new(shared.clone())?;
     let mut events = Events::with_capacity(16);
-    let mut children = 0usize;
+    // Children serving connections, by pid.
+    let mut children: HashSet<libc::pid_t> = HashSet::new();
     let mut paused_until: Option<Instant> = None;
     let mut trouble = io_util::AcceptTrouble::default();
+    super::upgrade::announce_ready();
 
     while !shutdown.is_triggered() {
-        let timeout = paused_until.map(|at| at.saturating_duration_since(Instant::now()));
+        // A SIGHUP that came before the wake-up bytes were set up left only its flag.
+        let hung_up = hangup.load(Ordering::SeqCst).then_some(Instant::now());
+        let upgrade_due = upgrade.as_ref().and_then(Upgrade::deadline);
+        let timeout = [paused_until, upgrade_due, hung_up]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at.saturating_duration_since(Instant::now()));
         if let Err(err) = poll.poll(&mut events, timeout) {
             if err.kind() != io::ErrorKind::Interrupted {
                 return Err(err);
@@ -73,7 +99,19 @@ pub(crate) fn run(
         }
         // Emptied before reaping: a child that exits after this leaves a byte for the next wait.
         Signals::drain(&wake);
-        children -= reap();
+        reap(&mut children);
+        if let Some(upgrade) = &mut upgrade {
+            if hangup.swap(false, Ordering::SeqCst)
+                && let Some(fd) = upgrade.start(&shutdown)
+                && let Err(err) =
+                    poll.registry()
+                        .register(&mut SourceFd(&fd), UPGRADE, Interest::READABLE)
+            {
+                eprintln!("reactor-httpd: cannot watch the new process: {err}");
+            }
+            // Readable, timed out, or a spurious wake-up: `check` tells them apart.
+            upgrade.check(&shutdown);
+        }
         if shutdown.is_triggered() {
             break;
         }
@@ -88,12 +126,22 @@ pub(crate) fn run(
                     trouble.accepted();
                     // Accepted sockets are non-blocking under mio; the child blocks.
                     let stream = into_std(stream);
-                    if children >= shared.max_connections {
+                    if children.len() >= shared.max_connections {
                         blocking::refuse(stream, peer.ip(), &mut env);
                         continue;
                     }
-                    match fork_child(stream, peer.ip(), &listener, &poll, &shared, &shutdown) {
-                        Ok(()) => children += 1,
+                    let inherited = Inherited {
+                        listener: listener.as_raw_fd(),
+                        poll: poll.as_raw_fd(),
+                        upgrade: upgrade
+                            .as_ref()
+                            .map(Upgrade::listener_fds)
+                            .unwrap_or_default(),
+                    };
+                    match fork_child(stream, peer.ip(), inherited, &shared, &shutdown) {
+                        Ok(pid) => {
+                            children.insert(pid);
+                        }
                         Err(err) => {
                             // Out of processes or memory: the connection is dropped; wait before more.
                             eprintln!("reactor-httpd: fork: {err}");
@@ -114,10 +162,19 @@ pub(crate) fn run(
         env.flush_log_if_due();
     }
 
-    // Stop accepting; give the children the drain time to finish what they serve.
+    // Stop accepting; give the children the drain time to finish what they serve. (On a
+    // handover this closes only our copy: the new process serves the socket and its queue.)
     drop(listener);
-    let deadline = Instant::now() + DRAIN_GRACE;
-    while children > 0 {
+    // With our copies of the listener (the flag set by a signal runs no shutdown hook).
+    drop(upgrade);
+    if shutdown.is_handover() {
+        for &pid in &children {
+            // SAFETY: kill(2) on a child of ours that has not been reaped, so the pid is its.
+            unsafe { libc::kill(pid, libc::SIGHUP) };
+        }
+    }
+    let deadline = Instant::now() + shutdown.grace();
+    while !children.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
@@ -125,7 +182,7 @@ pub(crate) fn run(
         // Each child's exit writes a wake-up byte.
         let _ = poll.poll(&mut events, Some(left));
         Signals::drain(&wake);
-        children -= reap();
+        reap(&mut children);
     }
     for id in registered {
         signal_hook::low_level::unregister(id);
@@ -133,30 +190,31 @@ pub(crate) fn run(
     Ok(())
 }
 
-/// Forks a child to serve `stream`. In the parent, closes its copy of the connection.
+/// The parent's descriptors a child must close: it serves one connection, nothing else.
+struct Inherited {
+    listener: i32,
+    poll: i32,
+    /// The upgrade's copies of the listener.
+    upgrade: Vec<i32>,
+}
+
+/// Forks a child to serve `stream`; returns its pid. In the parent, closes its copy of the
+/// connection.
 fn fork_child(
     stream: TcpStream,
     peer: IpAddr,
-    listener: &mio::net::TcpListener,
-    poll: &Poll,
+    inherited: Inherited,
     shared: &Arc<Shared>,
     shutdown: &Shutdown,
-) -> io::Result<()> {
+) -> io::Result<libc::pid_t> {
     // SAFETY: the parent is single-threaded (checked when `run` starts, and it starts no
     // threads), so the child is a consistent copy of it: no other thread can have been holding
     // a lock (malloc's, stdout's) at the moment of the fork. The child serves its connection
     // and leaves with `_exit`, never returning into the parent's code.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
-        0 => serve_child(
-            stream,
-            peer,
-            listener.as_raw_fd(),
-            poll.as_raw_fd(),
-            shared,
-            shutdown,
-        ),
-        _ => Ok(()), // `stream` is dropped here: the parent's copy is closed
+        0 => serve_child(stream, peer, inherited, shared, shutdown),
+        pid => Ok(pid), // `stream` is dropped here: the parent's copy is closed
     }
 }
 
@@ -164,22 +222,34 @@ fn fork_child(
 fn serve_child(
     stream: TcpStream,
     peer: IpAddr,
-    listener_fd: i32,
-    poll_fd: i32,
+    inherited: Inherited,
     shared: &Arc<Shared>,
     shutdown: &Shutdown,
 ) -> ! {
     // SAFETY: these descriptors were inherited from the parent and nothing in the child uses
     // them; the objects that own them in this copy of memory are never dropped (see `_exit`).
     unsafe {
-        libc::close(listener_fd);
-        libc::close(poll_fd);
+        libc::close(inherited.listener);
+        libc::close(inherited.poll);
+        for fd in inherited.upgrade {
+            libc::close(fd);
+        }
     }
-    let code = match (stream.set_nonblocking(false), LoopEnv::new(shared.clone())) {
-        (Ok(()), Ok(mut env)) => {
+    // The parent's SIGHUP means it has handed over: this copy's shutdown becomes a handover.
+    // (Registered here, in a single-threaded copy of a single-threaded parent.) Handover flag
+    // first, so the drain sees it with the shutdown flag.
+    let _ = signal_hook::flag::register(SIGHUP, shutdown.handover_flag());
+    let _ = signal_hook::flag::register(SIGHUP, shutdown.flag());
+    let set_up = (
+        stream.set_nonblocking(false),
+        LoopEnv::new(shared.clone()),
+        Active::new(&Shutdown::new()),
+    );
+    let code = match set_up {
+        (Ok(()), Ok(mut env), Ok(active)) => {
             // SIGTERM reaching the child (a Ctrl-C reaches the whole process group) sets this
             // copy's shutdown flag: the connection drains like in every other mode.
-            blocking::serve_connection(stream, peer, &mut env, &Active::default(), shutdown);
+            blocking::serve_connection(stream, peer, &mut env, &active, shutdown);
             if let Some(log) = &mut env.log {
                 log.flush();
             }
@@ -192,18 +262,20 @@ fn serve_child(
     unsafe { libc::_exit(code) }
 }
 
-/// Reaps every child that has exited, without blocking; returns how many.
-fn reap() -> usize {
-    let mut reaped = 0;
+/// Reaps every child that has exited, without blocking, and takes it out of `children`.
+/// The new process of an upgrade is a child too: reaped here if it ends (an `Upgrade` under way
+/// then finds it gone, and says it ended before it was ready).
+fn reap(children: &mut HashSet<libc::pid_t>) {
     loop {
         // SAFETY: waitpid with a null status pointer only reaps; WNOHANG keeps it from blocking.
         let pid = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
         if pid > 0 {
-            reaped += 1;
+            // Not in `children`: the new process of an upgrade, under way or done.
+            children.remove(&pid);
         } else if pid < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
             continue;
         } else {
-            return reaped; // 0: children remain, none exited; -1 ECHILD: no children
+            return; // 0: children remain, none exited; -1 ECHILD: no children
         }
     }
 }

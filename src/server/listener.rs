@@ -18,8 +18,9 @@ pub(crate) fn bind_group(
     addr: SocketAddr,
     count: usize,
     nonblocking: bool,
+    share: bool,
 ) -> io::Result<Vec<TcpListener>> {
-    if addr.port() != 0 {
+    if addr.port() != 0 && !share {
         // SO_REUSEPORT would let us silently share a port with another server run by the same
         // user. A plain bind first tells whether the address is really free.
         drop(bind(addr, false, false)?);
@@ -63,12 +64,12 @@ mod tests {
 
     #[test]
     fn a_group_shares_one_port_and_a_taken_port_is_refused() {
-        let group = bind_group("127.0.0.1:0".parse().unwrap(), 3, true).unwrap();
+        let group = bind_group("127.0.0.1:0".parse().unwrap(), 3, true, false).unwrap();
         let port = group[0].local_addr().unwrap().port();
         assert_ne!(port, 0);
         assert!(group.iter().all(|l| l.local_addr().unwrap().port() == port));
         let taken = SocketAddr::from(([127, 0, 0, 1], port));
-        let err = bind_group(taken, 1, true).unwrap_err();
+        let err = bind_group(taken, 1, true, false).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
     }
 }

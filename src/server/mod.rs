@@ -20,16 +20,20 @@ mod reactor;
 mod shutdown;
 mod threaded;
 mod timers;
+mod upgrade;
 
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 pub(crate) use shutdown::Signals;
-pub use shutdown::{DRAIN_GRACE, Shutdown};
+pub use shutdown::{DRAIN_GRACE, HANDOVER_GRACE, Shutdown};
+pub use upgrade::READY_WITHIN;
 
 use crate::access_log::AccessLog;
 use crate::app::Handler;
@@ -158,14 +162,28 @@ pub struct Server {
     shared: Arc<Shared>,
     shutdown: Shutdown,
     signals: Option<Signals>,
+    /// SIGHUP's upgrade, once signals are taken.
+    upgrade: Option<upgrade::Upgrade>,
+    /// The fork mode's SIGHUP flag (its parent takes its signals itself).
+    fork_hangup: Option<Arc<AtomicBool>>,
 }
 
-/// The listening sockets a mode runs with.
+/// The listening sockets a mode runs with, all non-blocking.
 enum Listeners {
-    /// Reactor: one non-blocking listener per loop, and the core each loop is pinned to.
-    PerLoop(Vec<(TcpListener, Option<core_affinity::CoreId>)>),
-    /// The blocking modes: one listener.
+    /// Reactor: the listeners of each loop (one, unless more sockets were passed in than there
+    /// are loops), and the core each loop is pinned to.
+    PerLoop(Vec<(Vec<TcpListener>, Option<core_affinity::CoreId>)>),
+    /// The other modes: one listener.
     One(TcpListener),
+}
+
+impl Listeners {
+    fn all(&self) -> Vec<&TcpListener> {
+        match self {
+            Listeners::PerLoop(group) => group.iter().flat_map(|(own, _)| own).collect(),
+            Listeners::One(listener) => vec![listener],
+        }
+    }
 }
 
 impl Server {
@@ -201,29 +219,27 @@ impl Server {
             open: AtomicUsize::new(0),
         });
         let bind_error = |err| StartError::Io(format!("cannot listen on {}: {err}", config.bind));
-        let passed = activation::passed_listeners().map_err(StartError::Usage)?;
+        // Sockets handed over by the old process of an upgrade, or else by systemd.
+        let passed = match upgrade::inherited_listeners().map_err(StartError::Usage)? {
+            Some(passed) => Some(passed),
+            None => activation::passed_listeners().map_err(StartError::Usage)?,
+        };
+        // Every listener is non-blocking, in every mode: the reactor and the fork parent wait in
+        // mio, and the blocking modes wait for a connection or a shutdown with poll. A listener
+        // shared with another process (an upgrade's) shares this flag with it, so no mode may
+        // ever change it.
         let listeners = match (passed, config.mode) {
             (Some(passed), mode) => inherited(passed, mode, pins, config)?,
-            (None, mode) => match mode {
-                Mode::Reactor => {
-                    let group =
-                        listener::bind_group(config.bind, pins.len(), true).map_err(bind_error)?;
-                    Listeners::PerLoop(group.into_iter().zip(pins).collect())
-                }
-                Mode::Threaded | Mode::Blocking => {
-                    Listeners::One(listener::bind(config.bind, false, false).map_err(bind_error)?)
-                }
-                // The fork parent waits in mio, which wants a non-blocking listener.
-                Mode::Fork => {
-                    Listeners::One(listener::bind(config.bind, false, true).map_err(bind_error)?)
-                }
-            },
+            (None, Mode::Reactor) => {
+                let group = listener::bind_group(config.bind, pins.len(), true, config.reuse_port)
+                    .map_err(bind_error)?;
+                Listeners::PerLoop(group.into_iter().map(|one| vec![one]).zip(pins).collect())
+            }
+            (None, _) => Listeners::One(
+                listener::bind(config.bind, config.reuse_port, true).map_err(bind_error)?,
+            ),
         };
-        let first = match &listeners {
-            Listeners::PerLoop(group) => &group[0].0,
-            Listeners::One(listener) => listener,
-        };
-        let addr = first
+        let addr = listeners.all()[0]
             .local_addr()
             .map_err(|err| StartError::Io(err.to_string()))?;
         Ok(Server {
@@ -234,15 +250,31 @@ impl Server {
             shared,
             shutdown: Shutdown::new(),
             signals: None,
+            upgrade: None,
+            fork_hangup: None,
         })
     }
 
-    /// Makes SIGINT and SIGTERM trigger the shutdown (for the binary; tests use the handle).
-    /// The fork mode's parent takes its signals itself.
+    /// Makes SIGINT and SIGTERM trigger the shutdown, and SIGHUP upgrade the server: this
+    /// binary, as resolved now, is started again with these arguments and takes the listening
+    /// sockets over (see `upgrade.rs`). For the binary; tests use the handle. The fork mode's
+    /// parent takes its signals itself.
     pub fn stop_on_signals(&mut self) -> io::Result<()> {
-        if self.mode != Mode::Fork {
+        if self.mode == Mode::Fork {
+            // Only flags: the parent sets up its wake-ups itself. A forked child inherits these
+            // handlers, which set its own copy of the flags.
+            let hangup = Arc::new(AtomicBool::new(false));
+            signal_hook::flag::register(SIGINT, self.shutdown.flag())?;
+            signal_hook::flag::register(SIGTERM, self.shutdown.flag())?;
+            signal_hook::flag::register(SIGHUP, hangup.clone())?;
+            self.fork_hangup = Some(hangup);
+        } else {
             self.signals = Some(Signals::install()?);
         }
+        self.upgrade = Some(upgrade::Upgrade::for_this_process(
+            &self.listeners.all(),
+            &self.shutdown,
+        )?);
         Ok(())
     }
 
@@ -278,21 +310,26 @@ impl Server {
     /// [`DRAIN_GRACE`] after the trigger).
     pub fn run(self) -> io::Result<()> {
         let (shared, shutdown, mut signals) = (self.shared, self.shutdown, self.signals);
-        // The reactor's first loop polls the signal socket; the blocking modes give it a thread.
-        if self.mode != Mode::Reactor
+        let mut upgrade = self.upgrade;
+        // The reactor's first loop polls the signal socket; the blocking modes give it a thread;
+        // the fork parent takes its own.
+        if matches!(self.mode, Mode::Threaded | Mode::Blocking)
             && let Some(signals) = signals.take()
         {
-            signals.watch_in_thread(shutdown.clone())?;
+            signals.watch_in_thread(shutdown.clone(), upgrade.take())?;
         }
         match (self.mode, self.listeners) {
             (Mode::Reactor, Listeners::PerLoop(group)) => {
-                reactor::run(group, shared, shutdown, signals)
+                reactor::run(group, shared, shutdown, signals.map(|s| (s, upgrade)))
             }
             (Mode::Threaded, Listeners::One(listener)) => {
                 threaded::run(listener, self.threads, shared, shutdown)
             }
             (Mode::Blocking, Listeners::One(listener)) => blocking::run(listener, shared, shutdown),
-            (Mode::Fork, Listeners::One(listener)) => fork::run(listener, shared, shutdown),
+            (Mode::Fork, Listeners::One(listener)) => {
+                let upgrade = upgrade.zip(self.fork_hangup);
+                fork::run(listener, shared, shutdown, upgrade)
+            }
             _ => Err(io::Error::other("listeners do not match the mode")),
         }
     }
@@ -324,12 +361,14 @@ impl Handler for MetricsRoute {
     }
 }
 
-/// The listeners for `mode` from sockets passed in (socket activation) instead of bound here.
-/// An explicit `--bind` must name what was passed. The reactor's loops take one socket each when
-/// as many were passed (`ReusePort=yes` and one `ListenStream=` per loop); otherwise they share
-/// them round the loops, each loop with its own descriptor of a shared socket, accepting until
-/// it would block: one connection goes to whichever loop's `accept` takes it first, never to two.
-/// The blocking modes serve the first.
+/// The listeners for `mode` from sockets passed in (by an upgrade's old process, or by socket
+/// activation) instead of bound here. An explicit `--bind` must name what was passed (port 0
+/// matches any port). The reactor's loops take one socket each when as many were passed (an
+/// upgrade from the same flags; `ReusePort=yes` and one `ListenStream=` per loop); with more
+/// sockets than loops, a loop takes several, for a socket nobody accepts from would hold its
+/// connections forever; with fewer, the loops share them round the loops, each loop with its
+/// own descriptor of a shared socket, accepting until it would block: one connection goes to
+/// whichever loop's `accept` takes it first, never to two. The other modes serve the first.
 fn inherited(
     passed: Vec<TcpListener>,
     mode: Mode,
@@ -339,26 +378,39 @@ fn inherited(
     let io = |err: io::Error| StartError::Io(format!("cannot use the sockets passed: {err}"));
     for listener in &passed {
         let addr = listener.local_addr().map_err(io)?;
-        if config.bind_given && addr != config.bind {
+        let same =
+            addr == config.bind || (config.bind.port() == 0 && addr.ip() == config.bind.ip());
+        if config.bind_given && !same {
             return Err(StartError::Usage(format!(
-                "--bind {} contradicts the socket passed by LISTEN_FDS ({addr})",
+                "--bind {} contradicts the socket passed in ({addr})",
                 config.bind
             )));
         }
-    }
-    let nonblocking = matches!(mode, Mode::Reactor | Mode::Fork);
-    for listener in &passed {
-        listener.set_nonblocking(nonblocking).map_err(io)?;
+        listener.set_nonblocking(true).map_err(io)?;
     }
     if mode != Mode::Reactor {
-        return Ok(Listeners::One(
-            passed.into_iter().next().expect("at least one"),
-        ));
+        let mut passed = passed.into_iter();
+        let first = passed.next().expect("at least one");
+        if passed.len() > 0 {
+            eprintln!(
+                "reactor-httpd: {} mode serves one listening socket; {} passed in are left alone",
+                mode.name(),
+                passed.len()
+            );
+        }
+        return Ok(Listeners::One(first));
     }
-    let group = (0..pins.len())
-        .map(|index| passed[index % passed.len()].try_clone())
-        .collect::<io::Result<Vec<_>>>()
-        .map_err(io)?;
+    let loops = pins.len();
+    let mut group: Vec<Vec<TcpListener>> = (0..loops).map(|_| Vec::new()).collect();
+    if passed.len() >= loops {
+        for (index, listener) in passed.into_iter().enumerate() {
+            group[index % loops].push(listener);
+        }
+    } else {
+        for (index, own) in group.iter_mut().enumerate() {
+            own.push(passed[index % passed.len()].try_clone().map_err(io)?);
+        }
+    }
     Ok(Listeners::PerLoop(group.into_iter().zip(pins).collect()))
 }
 

@@ -9,7 +9,8 @@
 //!     ├─ listener ready  → accept until WouldBlock, register each socket for READABLE
 //!     ├─ socket ready    → drive(connection): read / write / sendfile until WouldBlock,
 //!     │                    as http::Conn asks
-//!     ├─ signal socket   → (first loop only) SIGINT/SIGTERM: trigger the shutdown
+//!     ├─ signal socket   → (first loop only) SIGINT/SIGTERM: trigger the shutdown;
+//!     │                    SIGHUP: start the upgrade, and watch for the new process to serve
 //!     └─ waker           → shutdown requested, or responses back from the handler pool:
 //!                          give each to its connection and drive it
 //!   fire due timers, flush the access log once a second
@@ -28,7 +29,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown as HalfClose};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -37,21 +38,29 @@ use std::time::{Duration, Instant};
 
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::pool::{Inbox, PoolOffer};
 use super::timers::Timers;
-use super::{LoopEnv, Shared, Shutdown, Signals, io_util, shutdown::DRAIN_GRACE};
+use super::upgrade::Upgrade;
+use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
 use crate::access_log::AccessLog;
 use crate::config::Limits;
-use crate::http::{Conn, Status, Want};
+use crate::http::{Conn, Drain, Status, Want};
 use crate::metrics::LoopMetrics;
 
-/// Tokens at the top of the range; connection tokens are `generation << 32 | slab key`.
-const LISTENER: Token = Token(usize::MAX);
-const WAKER: Token = Token(usize::MAX - 1);
-const SIGNALS: Token = Token(usize::MAX - 2);
+/// Tokens at the top of the range (a generation of `u32::MAX` is never used); connection tokens
+/// are `generation << 32 | slab key`.
+const WAKER: Token = Token(usize::MAX);
+const SIGNALS: Token = Token(usize::MAX - 1);
+/// The new process's readiness socket, while an upgrade is under way.
+const UPGRADE: Token = Token(usize::MAX - 2);
+/// The loop's listeners: `LISTENERS - index`.
+const LISTENERS: usize = usize::MAX - 3;
+/// Every token at or above this one is one of the above.
+const RESERVED: usize = (u32::MAX as usize) << 32;
 /// Readiness events taken per `poll`.
 const EVENTS_PER_POLL: usize = 1024;
 /// Connections accepted past `--max-connections` only to answer 503, per loop. Beyond this
@@ -59,20 +68,19 @@ const EVENTS_PER_POLL: usize = 1024;
 const REFUSING_MAX: usize = 256;
 
 // ANCHOR: spawn_loops
-/// Runs one event loop per listener until shutdown: the first on the calling thread, the others
-/// each on a thread of its own; each pinned to its core if given. The first loop also polls the
-/// signal socket. So one loop means one thread in the whole process (see `Signals` for why
-/// that matters).
+/// Runs one event loop per set of listeners until shutdown: the first on the calling thread,
+/// the others each on a thread of its own; each pinned to its core if given. The first loop also
+/// polls the signal socket, and runs SIGHUP's upgrade. So one loop means one thread in the whole
+/// process (see `Signals` for why that matters).
 pub(crate) fn run(
-    listeners: Vec<(std::net::TcpListener, Option<core_affinity::CoreId>)>,
+    listeners: Vec<(Vec<std::net::TcpListener>, Option<core_affinity::CoreId>)>,
     shared: Arc<Shared>,
     shutdown: Shutdown,
-    signals: Option<Signals>,
+    mut signals: Option<(Signals, Option<Upgrade>)>,
 ) -> io::Result<()> {
     let mut loops = Vec::new();
-    let mut signals = signals.map(Signals::into_stream).transpose()?;
-    for (listener, pin) in listeners {
-        let event_loop = EventLoop::new(listener, &shared, &shutdown, signals.take())?;
+    for (own, pin) in listeners {
+        let event_loop = EventLoop::new(own, &shared, &shutdown, signals.take())?;
         loops.push((event_loop, pin));
     }
     let mut loops = loops.into_iter();
@@ -95,6 +103,9 @@ pub(crate) fn run(
     if let Some(core) = first_pin {
         core_affinity::set_for_current(core);
     }
+    // Every loop has its sockets registered: an upgrade's old process may stop now. (What
+    // arrives before the first poll waits in the sockets' queues, and is reported by it.)
+    super::upgrade::announce_ready();
     let mut result = first.run_to_end();
     for thread in threads {
         let outcome = thread
@@ -139,8 +150,8 @@ impl Connection {
 
 struct EventLoop {
     poll: Poll,
-    /// `None` once shutdown began: closing it stops accepting.
-    listener: Option<TcpListener>,
+    /// Emptied once shutdown began: closing them stops accepting.
+    listeners: Vec<TcpListener>,
     connections: Slab<Connection>,
     next_generation: u32,
     refusing: usize,
@@ -153,22 +164,29 @@ struct EventLoop {
     shutdown: Shutdown,
     /// When draining must end, once shutdown began.
     drain_deadline: Option<Instant>,
-    /// The signal socket, polled by the first loop only.
-    signals: Option<mio::net::UnixStream>,
+    /// The signal socket, polled by the first loop only, and SIGHUP's upgrade.
+    signals: Option<(Signals, Option<Upgrade>)>,
 }
 
 impl EventLoop {
     fn new(
-        listener: std::net::TcpListener,
+        listeners: Vec<std::net::TcpListener>,
         shared: &Arc<Shared>,
         shutdown: &Shutdown,
-        signals: Option<std::os::unix::net::UnixStream>,
+        signals: Option<(Signals, Option<Upgrade>)>,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
-        // The listener was made non-blocking by `listener::bind`; from_std assumes it.
-        let mut listener = TcpListener::from_std(listener);
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut own = Vec::with_capacity(listeners.len());
+        for (index, listener) in listeners.into_iter().enumerate() {
+            // Non-blocking already (see `Server::bind`); from_std assumes it.
+            let mut listener = TcpListener::from_std(listener);
+            poll.registry().register(
+                &mut listener,
+                Token(LISTENERS - index),
+                Interest::READABLE,
+            )?;
+            own.push(listener);
+        }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let wake = waker.clone();
         shutdown.on_trigger(move || {
@@ -182,15 +200,13 @@ impl EventLoop {
             inbox: Inbox::new(waker.clone()),
             ticket: (0, 0),
         });
-        // Made non-blocking by `Signals::into_stream`.
-        let mut signals = signals.map(mio::net::UnixStream::from_std);
-        if let Some(signals) = &mut signals {
+        if let Some((signals, _)) = &signals {
             poll.registry()
-                .register(signals, SIGNALS, Interest::READABLE)?;
+                .register(&mut SourceFd(&signals.fd()), SIGNALS, Interest::READABLE)?;
         }
         Ok(EventLoop {
             poll,
-            listener: Some(listener),
+            listeners: own,
             connections: Slab::new(),
             next_generation: 0,
             refusing: 0,
@@ -234,20 +250,21 @@ impl EventLoop {
             self.env.clock.tick();
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept_all(),
+                    token if token.0 < RESERVED => self.on_ready(token, event),
                     // Shutdown is checked below; the pool's answers are taken here.
                     WAKER => self.take_completions(),
-                    SIGNALS => {
-                        // Emptied first, so a signal arriving after this is a new event.
-                        if let Some(signals) = &mut self.signals {
-                            Signals::drain(signals);
-                        }
-                        self.shutdown.trigger();
-                    }
-                    token => self.on_ready(token, event),
+                    SIGNALS => self.on_signals(),
+                    UPGRADE => self.check_upgrade(),
+                    _ => self.accept_all(),
                 }
             }
             self.fire_timers();
+            if self
+                .upgrade_deadline()
+                .is_some_and(|at| at <= self.env.clock.now())
+            {
+                self.check_upgrade();
+            }
             if self
                 .accept_paused_until
                 .is_some_and(|at| at <= self.env.clock.now())
@@ -276,23 +293,37 @@ impl EventLoop {
     /// turn's work, and the turn saves a clock read.
     fn poll_timeout(&self) -> Option<Duration> {
         let log_due = self.env.log.as_ref().and_then(AccessLog::flush_due);
-        let earliest = [self.accept_paused_until, log_due, self.drain_deadline]
-            .into_iter()
-            .fold(self.timers.next(), |earliest, at| match (earliest, at) {
-                (Some(earliest), Some(at)) => Some(earliest.min(at)),
-                (earliest, at) => earliest.or(at),
-            });
+        let earliest = [
+            self.accept_paused_until,
+            log_due,
+            self.drain_deadline,
+            self.upgrade_deadline(),
+        ]
+        .into_iter()
+        .fold(self.timers.next(), |earliest, at| match (earliest, at) {
+            (Some(earliest), Some(at)) => Some(earliest.min(at)),
+            (earliest, at) => earliest.or(at),
+        });
         earliest.map(|at| at.saturating_duration_since(self.env.clock.now()))
     }
     // ANCHOR_END: poll_timeout
 
     // ANCHOR: accept_all
-    /// Accepts until the listener's queue is empty (edge-triggered: the event will not repeat).
+    /// Accepts until each listener's queue is empty (edge-triggered: the event will not repeat).
     fn accept_all(&mut self) {
-        if self.accept_paused_until.is_some() {
-            return;
+        for index in 0..self.listeners.len() {
+            self.accept_from(index);
         }
-        while let Some(listener) = &self.listener {
+    }
+
+    fn accept_from(&mut self, index: usize) {
+        loop {
+            if self.accept_paused_until.is_some() {
+                return;
+            }
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
             match listener.accept() {
                 Ok((stream, peer)) => {
                     self.accept_trouble.accepted();
@@ -583,13 +614,28 @@ impl EventLoop {
         }
     }
 
-    /// Shutdown: stop accepting, close idle connections, let the others finish.
+    /// Shutdown: stop accepting, close idle connections, let the others finish. On a handover
+    /// the listeners are only closed here: the sockets live on in the new process, with what is
+    /// queued on them. (Accepting their queues first, as a stop does, would take connections
+    /// the new process is ready for, to serve them here with `Connection: close`.)
     fn begin_drain(&mut self) {
+        let how = self.shutdown.drain_kind();
+        self.drain_deadline = Some(self.env.clock.now() + self.shutdown.grace());
+        if how == Drain::Handover {
+            self.listeners.clear();
+            for (_, connection) in self.connections.iter_mut() {
+                connection.conn.drain(how);
+            }
+            let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+            for key in keys {
+                self.drive(key);
+            }
+            return;
+        }
         // Connections the kernel already completed are in flight too: take them before closing
-        // the listener, which would reset them.
+        // the listeners, which would reset them.
         self.accept_all();
-        self.listener = None;
-        self.drain_deadline = Some(self.env.clock.now() + DRAIN_GRACE);
+        self.listeners.clear();
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         // First read whatever has already arrived on every connection: a request whose bytes
         // are here is in flight, even if no event announced it yet. Only then mark them all
@@ -602,10 +648,48 @@ impl EventLoop {
             }
         }
         for (_, connection) in self.connections.iter_mut() {
-            connection.conn.drain();
+            connection.conn.drain(how);
         }
         for key in keys {
             self.drive(key);
         }
     }
+
+    /// The signal socket is readable (first loop only).
+    fn on_signals(&mut self) {
+        let Some((signals, upgrade)) = &mut self.signals else {
+            return;
+        };
+        let received = signals.take();
+        if received.stop {
+            self.shutdown.trigger();
+        }
+        if received.upgrade
+            && let Some(upgrade) = upgrade
+            && let Some(fd) = upgrade.start(&self.shutdown)
+            && let Err(err) = watch(&self.poll, fd)
+        {
+            eprintln!("reactor-httpd: cannot watch the new process: {err}");
+        }
+    }
+
+    /// The new process's readiness socket is readable, or its time is up. Closing the socket
+    /// (when the upgrade ends either way) takes it out of the epoll set.
+    fn check_upgrade(&mut self) {
+        if let Some((_, Some(upgrade))) = &mut self.signals {
+            upgrade.check(&self.shutdown);
+        }
+    }
+
+    fn upgrade_deadline(&self) -> Option<Instant> {
+        match &self.signals {
+            Some((_, Some(upgrade))) => upgrade.deadline(),
+            _ => None,
+        }
+    }
+}
+
+fn watch(poll: &Poll, fd: RawFd) -> io::Result<()> {
+    poll.registry()
+        .register(&mut SourceFd(&fd), UPGRADE, Interest::READABLE)
 }

@@ -24,7 +24,7 @@ pub(crate) fn run(
     shared: Arc<Shared>,
     shutdown: Shutdown,
 ) -> io::Result<()> {
-    let active = Active::new(&listener, &shutdown)?;
+    let active = Active::new(&shutdown)?;
     let (queue, jobs) = mpsc::sync_channel::<(TcpStream, IpAddr)>(threads);
     let jobs = Arc::new(Mutex::new(jobs));
     let mut workers = Vec::with_capacity(threads);
@@ -62,8 +62,9 @@ pub(crate) fn run(
             let _ = queue.send((stream, peer));
         }
     };
+    super::upgrade::announce_ready();
     let accepted = loop {
-        match blocking::accept(&listener, &shutdown) {
+        match blocking::accept(&listener, &active, &shutdown) {
             Ok(Some((stream, peer))) => dispatch(stream, peer),
             Ok(None) => break Ok(()),
             Err(err) => {
@@ -73,10 +74,9 @@ pub(crate) fn run(
         }
     };
     let since = Instant::now();
-    for (stream, peer) in blocking::backlog(&listener, since) {
+    for (stream, peer) in blocking::backlog(&listener, &shutdown, since) {
         dispatch(stream, peer);
     }
-    active.forget_listener();
     drop(queue);
     let mut result = accepted;
     for worker in workers {

@@ -210,6 +210,7 @@ fn measure(
             pipeline: 1,
             threads: 1,
             rate,
+            fresh: 0,
             timeout: Duration::from_secs(2),
             pin: load_core,
             on_window,

@@ -71,6 +71,9 @@ pub struct Load {
     pub threads: usize,
     /// Requests per second in all, on a fixed schedule; `None` for closed loop.
     pub rate: Option<f64>,
+    /// Connections besides `connections` that each make one request (`Connection: close`) and
+    /// then connect anew: a stream of new connections. They share the rate.
+    pub fresh: usize,
     pub timeout: Duration,
     /// Pin the load threads to this core.
     pub pin: Option<core_affinity::CoreId>,
@@ -101,19 +104,19 @@ const WARM_UP_LIMITS: (Duration, Duration) = (Duration::from_millis(500), Durati
 pub fn run(load: &Load) -> io::Result<Report> {
     let threads = load.threads.clamp(1, load.connections.max(1));
     let mut workers = Vec::new();
+    let split = |count: usize, index: usize| count / threads + usize::from(index < count % threads);
     for index in 0..threads {
         // Connections split as evenly as they go.
-        let connections =
-            load.connections / threads + usize::from(index < load.connections % threads);
-        let rate = load
-            .rate
-            .map(|rate| rate * connections as f64 / load.connections as f64);
+        let (connections, fresh) = (split(load.connections, index), split(load.fresh, index));
+        let rate = load.rate.map(|rate| {
+            rate * (connections + fresh) as f64 / (load.connections + load.fresh) as f64
+        });
         let load = load.clone();
         workers.push(thread::spawn(move || {
             if let Some(core) = load.pin {
                 core_affinity::set_for_current(core);
             }
-            Worker::new(&load, connections, rate)?.run()
+            Worker::new(&load, connections, fresh, rate)?.run()
         }));
     }
     let mut report = Report::new();
@@ -246,6 +249,8 @@ struct Client {
     due: Instant,
     /// Its warm-up request has been answered.
     warmed: bool,
+    /// One request per connection (`Connection: close`), then a new connection.
+    fresh: bool,
     reader: ResponseReader,
 }
 
@@ -253,8 +258,10 @@ struct Worker {
     poll: Poll,
     target: SocketAddr,
     clients: Vec<Client>,
-    /// The batch every client sends: `pipeline` copies of the request.
+    /// The batch every kept-alive client sends: `pipeline` copies of the request.
     batch: Vec<u8>,
+    /// What a fresh client sends: the request, with `Connection: close`.
+    closing: Vec<u8>,
     pipeline: usize,
     /// Rate mode: each connection sends one request per `interval`.
     interval: Option<Duration>,
@@ -275,19 +282,24 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(load: &Load, connections: usize, rate: Option<f64>) -> io::Result<Worker> {
+    fn new(load: &Load, connections: usize, fresh: usize, rate: Option<f64>) -> io::Result<Worker> {
         let start = Instant::now();
         let request = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\n\r\n",
             load.target.path, load.target.host
         );
-        let interval =
-            rate.map(|rate| Duration::from_secs_f64(connections as f64 / rate.max(1e-3)));
+        let closing = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            load.target.path, load.target.host
+        );
+        let all = connections + fresh;
+        let interval = rate.map(|rate| Duration::from_secs_f64(all as f64 / rate.max(1e-3)));
         let mut worker = Worker {
             poll: Poll::new()?,
             target: load.target.addr,
-            clients: Vec::with_capacity(connections),
+            clients: Vec::with_capacity(all),
             batch: request.repeat(load.pipeline).into_bytes(),
+            closing: closing.into_bytes(),
             pipeline: load.pipeline,
             interval,
             timeout: load.timeout,
@@ -301,8 +313,9 @@ impl Worker {
             report: Report::new(),
             scratch: vec![0; 64 * 1024],
         };
-        for index in 0..connections {
+        for index in 0..all {
             worker.clients.push(Client {
+                fresh: index >= connections,
                 stream: None,
                 connected: false,
                 unwritten: 0,
@@ -415,7 +428,7 @@ impl Worker {
                 }
                 self.report.errors.connect += 1;
             }
-            Err(_) => self.report.errors.connect += 1,
+            Err(err) => self.report.errors.connect_failed(&err),
         }
         // Try again shortly rather than spin on a server that is not there.
         self.clients[index].stream = None;
@@ -441,12 +454,15 @@ impl Worker {
         if !client.connected {
             // A non-blocking connect completes when the socket turns writable, or fails with an
             // error pending on it.
-            let failed = !matches!(stream.take_error(), Ok(None));
-            match stream.peer_addr() {
-                Ok(_) if !failed => client.connected = true,
-                Err(err) if !failed && err.kind() == io::ErrorKind::NotConnected => return,
-                _ => {
-                    self.report.errors.connect += 1;
+            let pending = match stream.take_error() {
+                Ok(None) => None,
+                Ok(Some(err)) | Err(err) => Some(err),
+            };
+            match (stream.peer_addr(), pending) {
+                (Ok(_), None) => client.connected = true,
+                (Err(err), None) if err.kind() == io::ErrorKind::NotConnected => return,
+                (Ok(_), Some(err)) | (Err(_), Some(err)) | (Err(err), None) => {
+                    self.report.errors.connect_failed(&err);
                     self.clients[index].stream = None;
                     self.scheduled
                         .push(Reverse((now + Duration::from_millis(10), index)));
@@ -490,26 +506,36 @@ impl Worker {
         } else {
             client.sent_at = now;
         }
-        client.outstanding = self.pipeline;
-        client.unwritten = self.batch.len();
+        let (outstanding, batch) = if client.fresh {
+            (1, &self.closing)
+        } else {
+            (self.pipeline, &self.batch)
+        };
+        client.outstanding = outstanding;
+        client.unwritten = batch.len();
         self.flush(index);
     }
     // ANCHOR_END: send_if_due
 
     /// Writes what is left of the batch; a full socket resumes on the next writable event.
     fn flush(&mut self, index: usize) {
+        let batch = if self.clients[index].fresh {
+            &self.closing
+        } else {
+            &self.batch
+        };
         let client = &mut self.clients[index];
         let Some(stream) = &mut client.stream else {
             return;
         };
         while client.unwritten > 0 {
-            let from = self.batch.len() - client.unwritten;
-            match stream.write(&self.batch[from..]) {
+            let from = batch.len() - client.unwritten;
+            match stream.write(&batch[from..]) {
                 Ok(n) => client.unwritten -= n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.report.errors.read += 1;
+                Err(err) => {
+                    self.report.errors.read_failed(&err);
                     self.reconnect(index);
                     return;
                 }
@@ -544,8 +570,8 @@ impl Worker {
                 Ok(n) => n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.report.errors.read += 1;
+                Err(err) => {
+                    self.report.errors.read_failed(&err);
                     self.reconnect(index);
                     return false;
                 }
@@ -575,19 +601,21 @@ impl Worker {
                 return false;
             }
             client.outstanding -= answers;
+            let done = answers > 0 && client.outstanding == 0;
+            if done && self.warming && !client.warmed {
+                client.warmed = true;
+                self.warmed += 1;
+            }
             if closing {
+                if client.outstanding > 0 {
+                    // The server closes with requests of ours unanswered.
+                    self.report.errors.read += 1;
+                }
                 self.reconnect(index);
                 return false;
             }
-            if answers > 0 && client.outstanding == 0 {
-                if self.warming {
-                    if !client.warmed {
-                        client.warmed = true;
-                        self.warmed += 1;
-                    }
-                } else {
-                    self.send_if_due(index, now);
-                }
+            if done && !self.warming {
+                self.send_if_due(index, now);
             }
         }
     }

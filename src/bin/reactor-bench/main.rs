@@ -2,7 +2,7 @@
 //! reactor-httpd's concurrency models.
 //!
 //! - `reactor-bench URL [--connections N] [--duration SECS] [--pipeline DEPTH] [--threads N]
-//!   [--rate R] [--json]`: keep-alive load on one URL (`load.rs`), reported as text or JSON
+//!   [--rate R] [--fresh N] [--json]`: keep-alive load on one URL (`load.rs`), reported as text or JSON
 //!   (`report.rs`).
 //! - `reactor-bench compare [--modes ...] [--connections ...] [--paths ...] [--duration SECS]
 //!   [--runs N] [--out DIR]`: every mode under the same load, one table and plots (`compare.rs`).
@@ -43,6 +43,10 @@ struct Run {
     /// was due (no coordinated omission). Without it, each connection sends as fast as answered.
     #[arg(long)]
     rate: Option<f64>,
+    /// Connections besides --connections that each make one request with `Connection: close`
+    /// and connect again: a stream of new connections, sharing --rate.
+    #[arg(long, default_value_t = 0)]
+    fresh: u32,
     /// Seconds a request may wait for its answer before it counts as a timeout.
     #[arg(long, default_value_t = 2.0)]
     timeout: f64,
@@ -139,6 +143,7 @@ fn load(run: Run) -> Result<(), String> {
         pipeline: run.pipeline as usize,
         threads: run.threads as usize,
         rate: run.rate,
+        fresh: run.fresh as usize,
         timeout: seconds(run.timeout, "--timeout")?,
         pin: None,
         on_window: None,
@@ -154,8 +159,15 @@ fn load(run: Run) -> Result<(), String> {
         print!(
             "{}",
             report.text(&format!(
-                "{}: {} connections, {} thread(s), pipeline {}, {mode}",
-                run.url, load.connections, load.threads, load.pipeline
+                "{}: {} connections{}, {} thread(s), pipeline {}, {mode}",
+                run.url,
+                load.connections,
+                match load.fresh {
+                    0 => String::new(),
+                    n => format!(" + {n} making one request each"),
+                },
+                load.threads,
+                load.pipeline
             ))
         );
     }

@@ -10,8 +10,12 @@ use hdrhistogram::Histogram;
 pub struct Errors {
     /// A connection could not be opened.
     pub connect: u64,
+    /// Of those, refused (nothing listening: ECONNREFUSED).
+    pub refused: u64,
     /// A connection failed or closed with requests unanswered, or sent a malformed response.
     pub read: u64,
+    /// Of those, reset by the server (ECONNRESET).
+    pub reset: u64,
     /// A response whose status was not 2xx or 3xx.
     pub status: u64,
     /// A request unanswered within the timeout.
@@ -21,9 +25,21 @@ pub struct Errors {
 impl Errors {
     pub fn add(&mut self, other: &Errors) {
         self.connect += other.connect;
+        self.refused += other.refused;
         self.read += other.read;
+        self.reset += other.reset;
         self.status += other.status;
         self.timeout += other.timeout;
+    }
+
+    pub fn connect_failed(&mut self, err: &std::io::Error) {
+        self.connect += 1;
+        self.refused += u64::from(err.kind() == std::io::ErrorKind::ConnectionRefused);
+    }
+
+    pub fn read_failed(&mut self, err: &std::io::Error) {
+        self.read += 1;
+        self.reset += u64::from(err.kind() == std::io::ErrorKind::ConnectionReset);
     }
 
     pub fn total(&self) -> u64 {
@@ -99,8 +115,8 @@ impl Report {
         let e = &self.errors;
         let _ = writeln!(
             out,
-            "  errors    connect {}  read {}  status {}  timeout {}",
-            e.connect, e.read, e.status, e.timeout
+            "  errors    connect {} (refused {})  read {} (reset {})  status {}  timeout {}",
+            e.connect, e.refused, e.read, e.reset, e.status, e.timeout
         );
         out
     }
@@ -111,7 +127,7 @@ impl Report {
             "{{\"url\":{},\"connections\":{connections},\"pipeline\":{pipeline},\"duration_s\":{:.3},\
              \"requests\":{},\"requests_per_s\":{:.1},\"bytes\":{},\"bytes_per_s\":{:.1},\
              \"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\
-             \"errors\":{{\"connect\":{},\"read\":{},\"status\":{},\"timeout\":{}}}}}",
+             \"errors\":{{\"connect\":{},\"refused\":{},\"read\":{},\"reset\":{},\"status\":{},\"timeout\":{}}}}}",
             json_string(url),
             self.elapsed.as_secs_f64(),
             self.responses,
@@ -124,7 +140,9 @@ impl Report {
             self.percentile_us(99.9),
             self.latency.max(),
             e.connect,
+            e.refused,
             e.read,
+            e.reset,
             e.status,
             e.timeout
         )

@@ -534,13 +534,13 @@ fn lingering_discards_input_until_the_client_closes() {
 fn draining_closes_idle_connections_and_finishes_requests_in_flight() {
     let mut harness = Harness::new();
     harness.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    harness.conn.drain();
+    harness.conn.drain(Drain::Now);
     harness.feed(b"");
     assert!(harness.closed);
 
     let mut harness = Harness::new();
     harness.feed(b"GET / HTTP/1.1\r\nHo");
-    harness.conn.drain();
+    harness.conn.drain(Drain::Now);
     harness.feed(b"");
     assert!(!harness.closed);
     harness.feed(b"st: x\r\n\r\n");

@@ -1,0 +1,351 @@
+//! SIGHUP: a new process takes over the listening sockets, and not one connection is lost.
+//!
+//! Closing a listening socket drops every connection queued on it, SO_REUSEPORT or not (the
+//! queue belongs to the socket). So a restart that loses nothing never closes a listener: the
+//! old process hands the very same sockets to the new one, as nginx does on its binary upgrade.
+//!
+//! ```text
+//!   old process                                new process
+//!   SIGHUP
+//!   spawn BINARY ARGS with the listeners ──────▶ REACTOR_HTTPD_LISTENERS=fd,fd,...
+//!     (FD_CLOEXEC cleared on them alone)         takes the sockets instead of binding,
+//!                                                builds its loops, polls
+//!   ◀─────────────────── one byte on the readiness socket (REACTOR_HTTPD_READY)
+//!   stop accepting (close its copies only:
+//!     the sockets and their queues live on
+//!     in the new process), finish requests in
+//!     flight, answer idle connections' next
+//!     request with `Connection: close`, exit 0
+//! ```
+//!
+//! If the new process fails before it is ready (it cannot be executed, it rejects its flags, it
+//! dies, or it says nothing for [`READY_WITHIN`]), the readiness socket reports the end of the
+//! stream or the time runs out: the old process says so in one line and serves on, as before.
+//!
+//! The binary is the path this process was started from, resolved at start, so a binary
+//! replaced on disk since (renamed over, as package managers do) is the one that runs; not
+//! `/proc/self/exe`, which names the old file even after it was replaced.
+//!
+//! Nothing here runs on a thread of its own: the driver that takes the signals (the reactor's
+//! first loop, the fork mode's parent, the blocking modes' signal thread) starts the upgrade
+//! and watches the readiness socket with everything else it waits for.
+
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::Shutdown;
+
+/// The listening sockets handed to the new process: their descriptor numbers, comma-separated.
+const ENV_LISTENERS: &str = "REACTOR_HTTPD_LISTENERS";
+/// The descriptor on which the new process writes one byte once it serves.
+const ENV_READY: &str = "REACTOR_HTTPD_READY";
+/// The old process's pid: the variables above count only in its child (as `LISTEN_PID` does
+/// for systemd), never in a process that merely inherited the environment.
+const ENV_PARENT: &str = "REACTOR_HTTPD_PARENT";
+
+/// How long the new process may take to serve before the upgrade is called off.
+pub const READY_WITHIN: Duration = Duration::from_secs(10);
+
+/// The old process's side: what to run, the sockets to pass, and the upgrade under way.
+pub(crate) struct Upgrade {
+    binary: PathBuf,
+    args: Vec<OsString>,
+    /// Copies of every listening socket (FD_CLOEXEC set: only the child's copies lose it),
+    /// until the server stops or hands over: then they must not keep the sockets open.
+    listeners: Arc<Mutex<Vec<OwnedFd>>>,
+    /// The cores this process could use at start, before any thread was pinned: the new
+    /// process is started from a pinned loop, and would otherwise see only that loop's core.
+    cpus: Option<libc::cpu_set_t>,
+    state: State,
+}
+
+enum State {
+    Idle,
+    Starting {
+        child: Child,
+        ready: UnixStream,
+        since: Instant,
+    },
+    /// The new process serves; this one drains. Another SIGHUP is ignored.
+    HandedOver,
+}
+
+impl Upgrade {
+    /// Resolves this process's binary and arguments now, at start, and keeps copies of its
+    /// listening sockets to pass on, until `shutdown` is triggered.
+    pub fn for_this_process(
+        listeners: &[&TcpListener],
+        shutdown: &Shutdown,
+    ) -> io::Result<Upgrade> {
+        let binary = std::env::current_exe()?;
+        let listeners: Vec<OwnedFd> = listeners
+            .iter()
+            .map(|listener| listener.try_clone().map(OwnedFd::from))
+            .collect::<io::Result<_>>()?;
+        let listeners = Arc::new(Mutex::new(listeners));
+        let copies = listeners.clone();
+        // A stop closes the listeners, so that new clients are refused rather than queued on a
+        // socket nobody will accept from; these copies must not keep them open.
+        shutdown.on_trigger(move || {
+            copies
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear()
+        });
+        // SAFETY: an all-zero cpu_set_t is a valid empty set, which sched_getaffinity fills.
+        let mut cpus: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: the pointer and size describe `cpus`, valid for the call.
+        let got = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut cpus) };
+        Ok(Upgrade {
+            binary,
+            args: std::env::args_os().skip(1).collect(),
+            listeners,
+            cpus: (got == 0).then_some(cpus),
+            state: State::Idle,
+        })
+    }
+
+    /// SIGHUP: starts the new process. Returns the descriptor to watch for its readiness (then
+    /// call [`Upgrade::check`] when it is readable, or when [`Upgrade::deadline`] passes).
+    pub fn start(&mut self, shutdown: &Shutdown) -> Option<RawFd> {
+        let ignored = match self.state {
+            State::Starting { .. } => Some("an upgrade is already under way"),
+            State::HandedOver => Some("the server has already handed over"),
+            State::Idle if shutdown.is_triggered() => Some("the server is stopping"),
+            State::Idle => None,
+        };
+        if let Some(why) = ignored {
+            eprintln!("reactor-httpd: SIGHUP ignored: {why}");
+            return None;
+        }
+        match self.spawn() {
+            Ok((child, ready)) => {
+                let fd = ready.as_raw_fd();
+                self.state = State::Starting {
+                    child,
+                    ready,
+                    since: Instant::now(),
+                };
+                Some(fd)
+            }
+            Err(err) => {
+                failed(&format!("cannot start {}: {err}", self.binary.display()));
+                None
+            }
+        }
+    }
+
+    fn spawn(&self) -> io::Result<(Child, UnixStream)> {
+        // A socket pair rather than a pipe: non-blocking reads and a clean end of stream.
+        let (ready, child_end) = UnixStream::pair()?;
+        ready.set_nonblocking(true)?;
+        let mut inherited = self.listener_fds();
+        if inherited.is_empty() {
+            return Err(io::Error::other("the listening sockets are closed"));
+        }
+        let names = inherited
+            .iter()
+            .map(RawFd::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        inherited.push(child_end.as_raw_fd());
+        let cpus = self.cpus;
+        let mut command = Command::new(&self.binary);
+        command
+            .args(&self.args)
+            .env(ENV_LISTENERS, names)
+            .env(ENV_READY, child_end.as_raw_fd().to_string())
+            .env(ENV_PARENT, std::process::id().to_string())
+            // Socket activation was this process's; the sockets it gave are in the list above.
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_FDNAMES");
+        // SAFETY: runs in the child between fork and exec, where only async-signal-safe calls
+        // are allowed: fcntl and sched_setaffinity are system calls, and nothing is allocated.
+        unsafe {
+            command.pre_exec(move || {
+                if let Some(cpus) = &cpus {
+                    // Best effort: a process that may not widen its mask keeps the loop's.
+                    libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), cpus);
+                }
+                // Every descriptor of ours is FD_CLOEXEC; these, and only these, must survive.
+                for &fd in &inherited {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn()?;
+        // Our copy of the child's end closes here, so its end of stream means the child's end.
+        drop(child_end);
+        Ok((child, ready))
+    }
+
+    /// When the upgrade under way is called off if the new process has not said it is ready.
+    pub fn deadline(&self) -> Option<Instant> {
+        match &self.state {
+            State::Starting { since, .. } => Some(*since + READY_WITHIN),
+            _ => None,
+        }
+    }
+
+    /// Whether an upgrade is waiting for the new process.
+    pub fn is_starting(&self) -> bool {
+        matches!(self.state, State::Starting { .. })
+    }
+
+    /// The readiness socket was readable, or the deadline passed. If the new process is ready,
+    /// this process hands over: `shutdown` is triggered as a handover. If it failed, one line
+    /// says so and this process serves on. Otherwise (a spurious wake-up) nothing changes.
+    pub fn check(&mut self, shutdown: &Shutdown) {
+        let State::Starting {
+            child,
+            ready,
+            since,
+        } = &mut self.state
+        else {
+            return;
+        };
+        let mut byte = [0];
+        let outcome = match (&*ready).read(&mut byte) {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(exited(child)),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                if since.elapsed() < READY_WITHIN {
+                    return;
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!(
+                    "the new process was not ready within {} s; it was stopped",
+                    READY_WITHIN.as_secs()
+                ))
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => return,
+            Err(err) => Err(err.to_string()),
+        };
+        match outcome {
+            Ok(()) => {
+                eprintln!(
+                    "reactor-httpd: handed over to pid {} after {} ms; finishing what is in flight",
+                    child.id(),
+                    since.elapsed().as_millis()
+                );
+                // The child is not waited for: it outlives this process, and its new parent
+                // (init, or the service manager) reaps it.
+                self.state = State::HandedOver;
+                // Our copies of the sockets are closed by the trigger.
+                shutdown.hand_over();
+            }
+            Err(why) => {
+                failed(&why);
+                self.state = State::Idle;
+            }
+        }
+    }
+
+    /// The descriptors of our copies of the listening sockets (a forked child closes them).
+    pub fn listener_fds(&self) -> Vec<RawFd> {
+        let listeners = self
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        listeners.iter().map(AsRawFd::as_raw_fd).collect()
+    }
+}
+
+/// The new process closed its readiness socket without a word: it has exited, or will.
+fn exited(child: &mut Child) -> String {
+    match child.try_wait() {
+        Ok(Some(status)) => format!("the new process ended ({status}) before it was ready"),
+        Ok(None) => {
+            // It closed the socket but lives on: not one of ours.
+            let _ = child.kill();
+            let _ = child.wait();
+            "the new process closed its readiness socket without a word; it was stopped".into()
+        }
+        // Reaped by someone else already (the fork mode's parent reaps every child).
+        Err(_) => "the new process ended before it was ready".into(),
+    }
+}
+
+fn failed(why: &str) {
+    eprintln!("reactor-httpd: upgrade failed: {why}; still serving");
+}
+
+/// The new process's side: the listening sockets handed over by the old one, if this process
+/// is the child of an upgrade. The readiness socket is kept for [`announce_ready`].
+pub(crate) fn inherited_listeners() -> Result<Option<Vec<TcpListener>>, String> {
+    let (Ok(parent), Ok(list), Ok(ready)) = (
+        std::env::var(ENV_PARENT),
+        std::env::var(ENV_LISTENERS),
+        std::env::var(ENV_READY),
+    ) else {
+        return Ok(None);
+    };
+    // SAFETY: getppid has no preconditions.
+    let our_parent = unsafe { libc::getppid() };
+    if parent.parse::<i32>() != Ok(our_parent) {
+        return Ok(None);
+    }
+    let ready: RawFd = ready
+        .parse()
+        .map_err(|_| format!("{ENV_READY}={ready:?}: expected a descriptor"))?;
+    // SAFETY: the parent opened this descriptor for us alone (its pid matches above); fcntl
+    // proves it open before anything owns it.
+    if unsafe { libc::fcntl(ready, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return Err(format!(
+            "{ENV_READY} names descriptor {ready}, which is not open"
+        ));
+    }
+    // SAFETY: as above; from here this process owns it.
+    let ready = unsafe { OwnedFd::from_raw_fd(ready) };
+    *READY.lock().unwrap_or_else(PoisonError::into_inner) = Some(ready);
+    list.split(',')
+        .map(|fd| {
+            fd.parse()
+                .map_err(|_| format!("{ENV_LISTENERS}={list:?}: expected descriptors"))
+                .and_then(super::activation::listener)
+        })
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
+/// The readiness socket, while this process has not yet said it serves.
+static READY: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// Tells the old process that this one serves (its loops are about to poll): it may stop.
+/// Does nothing in a process that was not started by an upgrade, or the second time.
+pub(crate) fn announce_ready() {
+    let ready = READY.lock().unwrap_or_else(PoisonError::into_inner).take();
+    if let Some(ready) = ready {
+        let mut ready = UnixStream::from(ready);
+        // If the old process is gone, there is no one to tell.
+        let _ = ready.write_all(b"1");
+    }
+}
+
+impl Drop for Upgrade {
+    /// A stop while the new process starts: it is stopped too, rather than left to serve alone.
+    /// And our copies of the listening sockets close.
+    fn drop(&mut self) {
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        if let State::Starting { child, .. } = &mut self.state {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! SIGHUP upgrades, black-box: the binary in its own process group, signalled like an operator
+//! would, in every mode. The old process says on stderr when it has handed over (after the new
+//! one said it serves), and that line is what each test waits for: never a sleep.
+//!
+//! What must hold: a request in flight at the upgrade (a slow download, pipelined requests, a
+//! request head half sent) is answered whole by the old process; new connections are served by
+//! the new one; the old exits 0; a new binary that fails leaves the old one serving; a second
+//! SIGHUP during an upgrade is ignored with one line.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::Duration;
+
+use common::{Client, bounded, tempdir, wait_with_timeout};
+
+const MODES: [&str; 4] = ["reactor", "threaded", "blocking", "fork"];
+/// How long any line the test waits for may take to come.
+const LINE_WITHIN: Duration = Duration::from_secs(15);
+
+/// A server process (and, after an upgrade, its successor) in a process group of its own.
+struct Upgrading {
+    old: Child,
+    addr: SocketAddr,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+    mode: String,
+}
+
+impl Upgrading {
+    fn start(binary: &Path, mode: &str, root: &Path, extra: &[&str]) -> Upgrading {
+        let mut old = Command::new(binary)
+            .args(["--bind", "127.0.0.1:0", "--mode", mode, "--quiet", "--demo"])
+            .args(["--cores", "2", "--no-pin", "--threads", "16"])
+            .args(extra)
+            .arg(root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own group: cleanup reaches the new process too, whoever its parent is.
+            .process_group(0)
+            .spawn()
+            .expect("run reactor-httpd");
+        let stdout = lines(old.stdout.take().unwrap());
+        let stderr = lines(old.stderr.take().unwrap());
+        let first = stdout.recv_timeout(LINE_WITHIN).expect("listening line");
+        let addr = first
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("listening line {first:?}"));
+        Upgrading {
+            old,
+            addr,
+            stdout,
+            stderr,
+            mode: mode.into(),
+        }
+    }
+
+    fn sighup(&self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.old.id() as i32, libc::SIGHUP) };
+    }
+
+    /// The next stderr line, which must contain `text`.
+    fn stderr_line(&self, text: &str) -> String {
+        let line = self
+            .stderr
+            .recv_timeout(LINE_WITHIN)
+            .unwrap_or_else(|err| panic!("{}: no stderr line saying {text:?}: {err}", self.mode));
+        assert!(line.contains(text), "stderr: {line:?}, expected {text:?}");
+        line
+    }
+
+    /// SIGHUP, and wait until the old process has handed over; returns the new one's pid.
+    fn upgrade(&self) -> u32 {
+        self.sighup();
+        self.handed_over()
+    }
+
+    fn handed_over(&self) -> u32 {
+        let line = self.stderr_line("handed over to pid ");
+        let listening = self
+            .stdout
+            .recv_timeout(LINE_WITHIN)
+            .expect("the new process's listening line");
+        assert!(
+            listening.contains(&self.addr.to_string()),
+            "new process: {listening:?}"
+        );
+        line.split("pid ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|pid| pid.parse().ok())
+            .unwrap_or_else(|| panic!("{line:?}"))
+    }
+
+    /// The old process must exit 0, within the bound.
+    fn old_exits_cleanly(&mut self) {
+        let status = wait_with_timeout(&mut self.old, Duration::from_secs(20));
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "the old process's exit"
+        );
+    }
+
+    fn get(&self, path: &str) -> common::Response {
+        Client::connect(self.addr).get(path)
+    }
+}
+
+impl Drop for Upgrading {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the group we made; SIGTERM first, so each process drains.
+        unsafe { libc::kill(-(self.old.id() as i32), libc::SIGTERM) };
+        if wait_with_timeout(&mut self.old, Duration::from_secs(10)).is_none() {
+            // SAFETY: as above.
+            unsafe { libc::kill(-(self.old.id() as i32), libc::SIGKILL) };
+        }
+    }
+}
+
+fn lines(from: impl Read + Send + 'static) -> Receiver<String> {
+    let (send, receive) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(from).lines() {
+            let Ok(line) = line else { return };
+            if send.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    receive
+}
+
+fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_reactor-httpd"))
+}
+
+/// Stops the new process (by pid: it is not our child once the old one is gone).
+fn stop(pid: u32) {
+    // SAFETY: kill(2) on the process the old one handed over to, in our process group.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+}
+
+fn root_with_file(name: &str, bytes: usize) -> (PathBuf, Vec<u8>) {
+    let root = tempdir(name);
+    let body: Vec<u8> = (0..bytes).map(|i| (i * 7 % 251) as u8).collect();
+    fs::write(root.join("big.bin"), &body).unwrap();
+    (root, body)
+}
+
+/// Each mode: served before, handed over, served after by the new process; the old exits 0.
+#[test]
+fn an_upgrade_serves_on_in_every_mode() {
+    bounded(120, || {
+        let root = tempdir("upgrade-basic");
+        for mode in MODES {
+            let mut server = Upgrading::start(&binary(), mode, &root, &[]);
+            assert_eq!(server.get("/hello").text(), "Hello, World!", "{mode}");
+            let new = server.upgrade();
+            assert_ne!(new, server.old.id());
+            server.old_exits_cleanly();
+            for _ in 0..3 {
+                assert_eq!(server.get("/hello").text(), "Hello, World!", "{mode}");
+            }
+            stop(new);
+        }
+    });
+}
+
+/// A download under way when the server upgrades completes byte for byte, from the old process,
+/// which then closes the connection and exits.
+#[test]
+fn a_slow_download_in_flight_completes() {
+    bounded(120, || {
+        let (root, body) = root_with_file("upgrade-download", 4 << 20);
+        for mode in MODES {
+            let mut server = Upgrading::start(&binary(), mode, &root, &[]);
+            let mut slow = Client::connect_with_small_window(server.addr, 16 * 1024);
+            slow.send(b"GET /big.bin HTTP/1.1\r\nHost: test\r\n\r\n");
+            // The response has begun: the old process is sending it, blocked on our window.
+            let mut first = [0; 1024];
+            let n = slow.stream.read(&mut first).unwrap();
+            assert!(n > 0);
+            let new = server.upgrade();
+            // New connections go to the new process meanwhile.
+            assert_eq!(server.get("/hello").text(), "Hello, World!", "{mode}");
+            let mut received = first[..n].to_vec();
+            slow.stream.read_to_end(&mut received).unwrap();
+            let head_end = common::find(&received, b"\r\n\r\n").expect("a head") + 4;
+            assert!(received.starts_with(b"HTTP/1.1 200"), "{mode}");
+            assert_eq!(received[head_end..].len(), body.len(), "{mode}");
+            assert!(received[head_end..] == body[..], "{mode}: bytes differ");
+            server.old_exits_cleanly();
+            stop(new);
+        }
+    });
+}
+
+/// Pipelined requests already sent when the upgrade comes are all answered, in order, by the
+/// old process; the last answer says `Connection: close`, and the connection ends.
+#[test]
+fn pipelined_requests_in_flight_are_all_answered() {
+    bounded(120, || {
+        let root = tempdir("upgrade-pipelined");
+        for mode in MODES {
+            let mut server = Upgrading::start(&binary(), mode, &root, &[]);
+            let mut client = Client::connect(server.addr);
+            // The first keeps its handler busy across the upgrade.
+            client.send(
+                b"GET /sleep?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n\
+                  GET /hello HTTP/1.1\r\nHost: t\r\n\r\n\
+                  GET /hello?again HTTP/1.1\r\nHost: t\r\n\r\n",
+            );
+            let new = server.upgrade();
+            assert_eq!(client.response().text(), "slept 300 ms", "{mode}");
+            assert_eq!(client.response().text(), "Hello, World!", "{mode}");
+            let last = client.response();
+            assert_eq!(last.text(), "Hello, World!", "{mode}");
+            // The reactor hears of the handover while the first request is on its pool. A
+            // blocking driver hears of it between calls into the connection, and the second and
+            // third were answered in the same call as the first: the connection then ends as an
+            // idle one does, after its grace.
+            if mode == "reactor" {
+                assert_eq!(last.header("Connection"), Some("close"), "{mode}");
+            }
+            client.expect_close();
+            server.old_exits_cleanly();
+            stop(new);
+        }
+    });
+}
+
+/// A client part way through a request head on a kept-alive connection finishes it after the
+/// upgrade: the old process answers it, with `Connection: close`.
+#[test]
+fn a_request_head_half_sent_is_answered_by_the_old_process() {
+    bounded(120, || {
+        let root = tempdir("upgrade-half-head");
+        for mode in MODES {
+            let mut server = Upgrading::start(&binary(), mode, &root, &[]);
+            let mut client = Client::connect(server.addr);
+            // Answered: the connection is the old process's.
+            assert_eq!(client.get("/hello").status, 200);
+            client.send(b"GET /hello HTTP/1.1\r\nHo");
+            let new = server.upgrade();
+            client.send(b"st: t\r\n\r\n");
+            let response = client.response();
+            assert_eq!(response.text(), "Hello, World!", "{mode}");
+            assert_eq!(response.header("Connection"), Some("close"), "{mode}");
+            client.expect_close();
+            server.old_exits_cleanly();
+            stop(new);
+        }
+    });
+}
+
+/// Writes `text` as an executable file at `path`, replacing what is there the way package
+/// managers do (a new file renamed over the old: the running binary is not touched).
+fn replace_executable(path: &Path, text: &[u8]) {
+    replace_file(path, text, 0o755);
+}
+
+fn replace_file(path: &Path, text: &[u8], mode: u32) {
+    let staged = path.with_extension("new");
+    fs::write(&staged, text).unwrap();
+    fs::set_permissions(&staged, fs::Permissions::from_mode(mode)).unwrap();
+    fs::rename(&staged, path).unwrap();
+}
+
+/// The binary replaced on disk by one that fails: the old process says so in one line and
+/// serves on. Replaced again by a working one (a script that runs the real binary): that is
+/// what the next SIGHUP runs, so the path is resolved at start, not the old file's inode.
+#[test]
+fn a_broken_new_binary_leaves_the_old_one_serving() {
+    bounded(120, || {
+        let root = tempdir("upgrade-broken");
+        let dir = tempdir("upgrade-broken-bin");
+        let installed = dir.join("reactor-httpd");
+        for mode in MODES {
+            fs::copy(binary(), &installed).unwrap();
+            let mut server = Upgrading::start(&installed, mode, &root, &[]);
+            let mut kept = Client::connect(server.addr);
+            assert_eq!(kept.get("/hello").status, 200);
+
+            replace_executable(&installed, b"#!/bin/sh\necho 'broken build' >&2\nexit 3\n");
+            server.sighup();
+            assert_eq!(server.stderr_line("broken build"), "broken build");
+            let failed = server.stderr_line("upgrade failed: ");
+            assert!(failed.ends_with("still serving"), "{failed:?}");
+            // Not executable at all: exec itself fails.
+            replace_file(&installed, b"not a program", 0o644);
+            server.sighup();
+            let failed = server.stderr_line("upgrade failed: cannot start");
+            assert!(failed.ends_with("still serving"), "{failed:?}");
+            assert_eq!(
+                kept.get("/hello").status,
+                200,
+                "{mode}: the kept connection"
+            );
+            assert_eq!(server.get("/hello").status, 200, "{mode}: a new connection");
+
+            let marker = dir.join("ran");
+            let _ = fs::remove_file(&marker);
+            let script = format!(
+                "#!/bin/sh\ntouch {}\nexec {} \"$@\"\n",
+                marker.display(),
+                binary().display()
+            );
+            replace_executable(&installed, script.as_bytes());
+            let new = server.upgrade();
+            assert!(marker.exists(), "{mode}: the replaced file ran");
+            assert_eq!(server.get("/hello").status, 200, "{mode}");
+            drop(kept);
+            server.old_exits_cleanly();
+            stop(new);
+        }
+    });
+}
+
+/// A second SIGHUP while the new process is still starting is ignored, with one line. Exactly
+/// one new process serves.
+#[test]
+fn a_second_sighup_is_ignored() {
+    bounded(120, || {
+        let root = tempdir("upgrade-double");
+        let dir = tempdir("upgrade-double-bin");
+        let installed = dir.join("reactor-httpd");
+        let go = dir.join("go");
+        for mode in MODES {
+            fs::copy(binary(), &installed).unwrap();
+            let mut server = Upgrading::start(&installed, mode, &root, &[]);
+            // The next binary waits for our word before it starts: the upgrade stays under way.
+            let _ = fs::remove_file(&go);
+            let script = format!(
+                "#!/bin/sh\nwhile [ ! -e {go} ]; do sleep 0.02; done\nexec {} \"$@\"\n",
+                binary().display(),
+                go = go.display()
+            );
+            replace_executable(&installed, script.as_bytes());
+            // A connection the old process keeps until we end it.
+            let mut kept = Client::connect(server.addr);
+            assert_eq!(kept.get("/hello").status, 200);
+            kept.send(b"GET /hello HTTP/1.1\r\n");
+            server.sighup();
+            server.sighup_until_ignored("an upgrade is already under way");
+            fs::write(&go, b"").unwrap();
+            let new = server.handed_over();
+            kept.send(b"Host: t\r\n\r\n");
+            assert_eq!(kept.response().status, 200);
+            kept.expect_close();
+            server.old_exits_cleanly();
+            assert_eq!(server.get("/hello").status, 200);
+            stop(new);
+            // Both processes gone, stdout ends: two listening lines in all, no third process.
+            let more: Vec<String> = server.stdout.iter().collect();
+            assert!(more.is_empty(), "{mode}: more processes: {more:?}");
+        }
+    });
+}
+
+impl Upgrading {
+    /// Signals are not queued: a SIGHUP sent while the first is still pending merges with it.
+    /// Sends more until one is reported ignored (each is, once the first has started).
+    fn sighup_until_ignored(&self, why: &str) {
+        for _ in 0..200 {
+            self.sighup();
+            if let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(50)) {
+                assert!(line.contains(&format!("SIGHUP ignored: {why}")), "{line:?}");
+                // Any further ones said the same; their lines are not waited for.
+                while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(200)) {
+                    assert!(line.contains(&format!("SIGHUP ignored: {why}")), "{line:?}");
+                }
+                return;
+            }
+        }
+        panic!("no SIGHUP was reported ignored");
+    }
+}
