@@ -13,6 +13,7 @@
 #   PIPELINE=16 benches/cpu-per-request.sh        # 16 requests per write (../shared/bench/pipeline.lua)
 #   SERVERS="reactor limit" benches/cpu-per-request.sh
 #   SERVERS="reactor floor limit" ...  # add examples/httparse_floor.rs: limit.c on mio + httparse
+#   SERVERS="reactor metrics limit" ...  # add reactor-httpd with --metrics-path /metrics
 #
 # Needs: wrk, nginx, gcc (apt-get install wrk nginx-light gcc), two cores.
 set -euo pipefail
@@ -38,6 +39,10 @@ for name in $SERVERS; do
     reactor)
       (cd "$repo" && cargo build --release --quiet)
       start reactor 18080 /hello "$repo/target/release/reactor-httpd" --bind 127.0.0.1:18080 --cores 1 --quiet --demo
+      ;;
+    metrics)
+      (cd "$repo" && cargo build --release --quiet)
+      start metrics 18120 /hello "$repo/target/release/reactor-httpd" --bind 127.0.0.1:18120 --cores 1 --quiet --demo --metrics-path /metrics
       ;;
     floor)
       (cd "$repo" && cargo build --release --quiet --example httparse_floor)

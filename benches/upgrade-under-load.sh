@@ -62,7 +62,10 @@ run_once() {
   at=$(free_port)
   out=$work/$mode-$way.out err=$work/$mode-$way.err
   : >"$out"; : >"$err"
-  launch "$mode" "$at" "$out" "$err"
+  # Both servers of the reuseport way must set SO_REUSEPORT (the reactor always does).
+  local share=()
+  [ "$way" = reuseport ] && share=(--reuse-port)
+  launch "$mode" "$at" "$out" "$err" "${share[@]}"
   current=$started
   wait_lines "$out" "listening on" 1
   taskset -c 1 "$bench" "http://127.0.0.1:$at/hello" --connections 100 --fresh 20 \

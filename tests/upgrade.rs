@@ -10,148 +10,15 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::thread;
 use std::time::Duration;
 
-use common::{Client, bounded, tempdir, wait_with_timeout};
+use common::upgrading::{Upgrading, binary, stop};
+use common::{Client, bounded, tempdir};
 
 const MODES: [&str; 4] = ["reactor", "threaded", "blocking", "fork"];
-/// How long any line the test waits for may take to come.
-const LINE_WITHIN: Duration = Duration::from_secs(15);
-
-/// A server process (and, after an upgrade, its successor) in a process group of its own.
-struct Upgrading {
-    old: Child,
-    addr: SocketAddr,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-    mode: String,
-}
-
-impl Upgrading {
-    fn start(binary: &Path, mode: &str, root: &Path, extra: &[&str]) -> Upgrading {
-        let mut old = Command::new(binary)
-            .args(["--bind", "127.0.0.1:0", "--mode", mode, "--quiet", "--demo"])
-            .args(["--cores", "2", "--no-pin", "--threads", "16"])
-            .args(extra)
-            .arg(root)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own group: cleanup reaches the new process too, whoever its parent is.
-            .process_group(0)
-            .spawn()
-            .expect("run reactor-httpd");
-        let stdout = lines(old.stdout.take().unwrap());
-        let stderr = lines(old.stderr.take().unwrap());
-        let first = stdout.recv_timeout(LINE_WITHIN).expect("listening line");
-        let addr = first
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split(' ').next())
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("listening line {first:?}"));
-        Upgrading {
-            old,
-            addr,
-            stdout,
-            stderr,
-            mode: mode.into(),
-        }
-    }
-
-    fn sighup(&self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.old.id() as i32, libc::SIGHUP) };
-    }
-
-    /// The next stderr line, which must contain `text`.
-    fn stderr_line(&self, text: &str) -> String {
-        let line = self
-            .stderr
-            .recv_timeout(LINE_WITHIN)
-            .unwrap_or_else(|err| panic!("{}: no stderr line saying {text:?}: {err}", self.mode));
-        assert!(line.contains(text), "stderr: {line:?}, expected {text:?}");
-        line
-    }
-
-    /// SIGHUP, and wait until the old process has handed over; returns the new one's pid.
-    fn upgrade(&self) -> u32 {
-        self.sighup();
-        self.handed_over()
-    }
-
-    fn handed_over(&self) -> u32 {
-        let line = self.stderr_line("handed over to pid ");
-        let listening = self
-            .stdout
-            .recv_timeout(LINE_WITHIN)
-            .expect("the new process's listening line");
-        assert!(
-            listening.contains(&self.addr.to_string()),
-            "new process: {listening:?}"
-        );
-        line.split("pid ")
-            .nth(1)
-            .and_then(|rest| rest.split(' ').next())
-            .and_then(|pid| pid.parse().ok())
-            .unwrap_or_else(|| panic!("{line:?}"))
-    }
-
-    /// The old process must exit 0, within the bound.
-    fn old_exits_cleanly(&mut self) {
-        let status = wait_with_timeout(&mut self.old, Duration::from_secs(20));
-        assert_eq!(
-            status.and_then(|s| s.code()),
-            Some(0),
-            "the old process's exit"
-        );
-    }
-
-    fn get(&self, path: &str) -> common::Response {
-        Client::connect(self.addr).get(path)
-    }
-}
-
-impl Drop for Upgrading {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the group we made; SIGTERM first, so each process drains.
-        unsafe { libc::kill(-(self.old.id() as i32), libc::SIGTERM) };
-        if wait_with_timeout(&mut self.old, Duration::from_secs(10)).is_none() {
-            // SAFETY: as above.
-            unsafe { libc::kill(-(self.old.id() as i32), libc::SIGKILL) };
-        }
-    }
-}
-
-fn lines(from: impl Read + Send + 'static) -> Receiver<String> {
-    let (send, receive) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(from).lines() {
-            let Ok(line) = line else { return };
-            if send.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    receive
-}
-
-fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_reactor-httpd"))
-}
-
-/// Stops the new process (by pid: it is not our child once the old one is gone).
-fn stop(pid: u32) {
-    // SAFETY: kill(2) on the process the old one handed over to, in our process group.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-}
 
 fn root_with_file(name: &str, bytes: usize) -> (PathBuf, Vec<u8>) {
     let root = tempdir(name);
@@ -370,7 +237,11 @@ fn a_second_sighup_is_ignored() {
     });
 }
 
-impl Upgrading {
+trait UntilIgnored {
+    fn sighup_until_ignored(&self, why: &str);
+}
+
+impl UntilIgnored for Upgrading {
     /// Signals are not queued: a SIGHUP sent while the first is still pending merges with it.
     /// Sends more until one is reported ignored (each is, once the first has started).
     fn sighup_until_ignored(&self, why: &str) {

@@ -153,6 +153,7 @@ pub struct Conn {
     awaiting_input: bool,
 }
 
+// ANCHOR: drain
 /// How a connection ends when its server stops ([`Conn::drain`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Drain {
@@ -185,6 +186,7 @@ impl Drain {
 
 /// How long an idle connection waits for one more request once its server hands over.
 pub const HANDOVER_IDLE: Duration = Duration::from_secs(1);
+// ANCHOR_END: drain
 
 // ANCHOR: phase
 enum Phase {

@@ -614,6 +614,7 @@ impl EventLoop {
         }
     }
 
+    // ANCHOR: begin_drain
     /// Shutdown: stop accepting, close idle connections, let the others finish. On a handover
     /// the listeners are only closed here: the sockets live on in the new process, with what is
     /// queued on them. (Accepting their queues first, as a stop does, would take connections
@@ -654,6 +655,7 @@ impl EventLoop {
             self.drive(key);
         }
     }
+    // ANCHOR_END: begin_drain
 
     /// The signal socket is readable (first loop only).
     fn on_signals(&mut self) {

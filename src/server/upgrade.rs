@@ -143,6 +143,7 @@ impl Upgrade {
         }
     }
 
+    // ANCHOR: spawn
     fn spawn(&self) -> io::Result<(Child, UnixStream)> {
         // A socket pair rather than a pipe: non-blocking reads and a clean end of stream.
         let (ready, child_end) = UnixStream::pair()?;
@@ -190,6 +191,7 @@ impl Upgrade {
         drop(child_end);
         Ok((child, ready))
     }
+    // ANCHOR_END: spawn
 
     /// When the upgrade under way is called off if the new process has not said it is ready.
     pub fn deadline(&self) -> Option<Instant> {

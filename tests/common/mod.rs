@@ -2,6 +2,8 @@
 //! client that reads responses off a `TcpStream` exactly as they arrive.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod upgrading;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown as HalfClose, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
