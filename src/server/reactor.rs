@@ -166,6 +166,8 @@ struct EventLoop {
     drain_deadline: Option<Instant>,
     /// The signal socket, polled by the first loop only, and SIGHUP's upgrade.
     signals: Option<(Signals, Option<Upgrade>)>,
+    /// When the upgrade under way is called off, if one is (kept here: asked every turn).
+    upgrade_due: Option<Instant>,
 }
 
 impl EventLoop {
@@ -217,6 +219,7 @@ impl EventLoop {
             shutdown: shutdown.clone(),
             drain_deadline: None,
             signals,
+            upgrade_due: None,
         })
     }
 
@@ -260,7 +263,7 @@ impl EventLoop {
             }
             self.fire_timers();
             if self
-                .upgrade_deadline()
+                .upgrade_due
                 .is_some_and(|at| at <= self.env.clock.now())
             {
                 self.check_upgrade();
@@ -297,7 +300,7 @@ impl EventLoop {
             self.accept_paused_until,
             log_due,
             self.drain_deadline,
-            self.upgrade_deadline(),
+            self.upgrade_due,
         ]
         .into_iter()
         .fold(self.timers.next(), |earliest, at| match (earliest, at) {
@@ -673,6 +676,7 @@ impl EventLoop {
         {
             eprintln!("reactor-httpd: cannot watch the new process: {err}");
         }
+        self.upgrade_due = self.upgrade_deadline();
     }
 
     /// The new process's readiness socket is readable, or its time is up. Closing the socket
@@ -681,6 +685,7 @@ impl EventLoop {
         if let Some((_, Some(upgrade))) = &mut self.signals {
             upgrade.check(&self.shutdown);
         }
+        self.upgrade_due = self.upgrade_deadline();
     }
 
     fn upgrade_deadline(&self) -> Option<Instant> {
