@@ -113,6 +113,8 @@ pub struct Config {
     pub access_log: AccessLogTarget,
     /// Answer GET on this path with the Prometheus text of the per-loop counters.
     pub metrics_path: Option<String>,
+    /// Serve HTTPS with this certificate.
+    pub tls: Option<crate::tls::TlsSource>,
 }
 
 impl Default for Config {
@@ -132,6 +134,7 @@ impl Default for Config {
             limits: Limits::default(),
             access_log: AccessLogTarget::Stdout,
             metrics_path: None,
+            tls: None,
         }
     }
 }

@@ -47,3 +47,5 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod server;
+pub mod session;
+pub mod tls;

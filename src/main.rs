@@ -13,6 +13,7 @@ use clap::Parser;
 
 use reactor_httpd::config::{AccessLogTarget, Config, Cores, Limits, Mode};
 use reactor_httpd::server::{Server, StartError};
+use reactor_httpd::tls::TlsSource;
 use reactor_httpd::{access_log, app};
 
 /// An HTTP/1.1 server on a hand-rolled reactor: one event loop per core.
@@ -83,6 +84,21 @@ struct Cli {
     /// Answer GET PATH with Prometheus text-format metrics, per loop (e.g. /metrics).
     #[arg(long, value_name = "PATH")]
     metrics_path: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM), with --tls-key.
+    #[arg(
+        long,
+        value_name = "PATH",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a certificate made at start for localhost, 127.0.0.1 and ::1 (to try it
+    /// out: clients must be told to trust it, e.g. curl -k).
+    #[arg(long)]
+    tls_self_signed: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -154,6 +170,11 @@ impl Cli {
             },
             access_log,
             metrics_path: self.metrics_path,
+            tls: match (self.tls_cert, self.tls_key, self.tls_self_signed) {
+                (Some(cert), Some(key), _) => Some(TlsSource::Files { cert, key }),
+                (_, _, true) => Some(TlsSource::SelfSigned),
+                _ => None,
+            },
         })
     }
 }
@@ -189,6 +210,11 @@ fn main() -> ExitCode {
         .and_then(|()| access_log::reopen_on_sigusr1())
     {
         return fail(1, &format!("cannot handle signals: {err}"));
+    }
+    if let Some(fingerprint) = server.tls_fingerprint() {
+        eprintln!(
+            "reactor-httpd: self-signed certificate for localhost, 127.0.0.1 and ::1, SHA-256 {fingerprint}"
+        );
     }
     let mut stdout = std::io::stdout().lock();
     // Scripts wait for this line: print it whole and flush it before serving.

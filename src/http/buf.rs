@@ -23,7 +23,7 @@ impl BufPool {
         BufPool::default()
     }
 
-    fn take_input(&mut self) -> Vec<u8> {
+    pub(crate) fn take_input(&mut self) -> Vec<u8> {
         self.inputs.pop().unwrap_or_else(|| vec![0; BUF_SIZE])
     }
 
@@ -35,7 +35,7 @@ impl BufPool {
 
     /// Buffers that grew for a large request or response are freed rather than kept, so one big
     /// upload does not pin memory in the pool.
-    fn give_input(&mut self, buf: Vec<u8>) {
+    pub(crate) fn give_input(&mut self, buf: Vec<u8>) {
         if buf.len() == BUF_SIZE && self.inputs.len() < POOL_KEEP {
             self.inputs.push(buf);
         }

@@ -25,35 +25,28 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use super::{LoopEnv, Shared, Shutdown, io_util, shutdown::DRAIN_GRACE};
-use crate::http::{Conn, HANDOVER_IDLE, Status, Want};
+use crate::http::{HANDOVER_IDLE, Status, Want};
+use crate::session::Session;
 
 /// A blocking wait may end this much after its deadline: the socket timeout is only shortened
 /// when the deadline moves earlier by more than this, which spares a setsockopt per request.
 const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
 
 /// `--mode blocking`: accept a connection, serve it until it closes, accept the next.
-pub(crate) fn run(
+pub(crate) fn run<S: Session>(
     listener: TcpListener,
+    setup: S::Setup,
     shared: Arc<Shared>,
     shutdown: Shutdown,
 ) -> io::Result<()> {
     let active = Active::new(&shutdown)?;
     let mut env = LoopEnv::new(shared)?;
     super::upgrade::announce_ready();
-    serve_one_by_one(&listener, &mut env, &active, &shutdown)
-}
-
-fn serve_one_by_one(
-    listener: &TcpListener,
-    env: &mut LoopEnv,
-    active: &Active,
-    shutdown: &Shutdown,
-) -> io::Result<()> {
-    while let Some((stream, peer)) = accept(listener, active, shutdown)? {
-        serve_connection(stream, peer, env, active, shutdown);
+    while let Some((stream, peer)) = accept(&listener, &active, &shutdown)? {
+        serve_connection::<S>(stream, peer, &setup, &mut env, &active, &shutdown);
     }
-    for (stream, peer) in backlog(listener, shutdown, Instant::now()) {
-        serve_connection(stream, peer, env, active, shutdown);
+    for (stream, peer) in backlog(&listener, &shutdown, Instant::now()) {
+        serve_connection::<S>(stream, peer, &setup, &mut env, &active, &shutdown);
     }
     Ok(())
 }
@@ -115,9 +108,10 @@ pub(crate) fn accept(
 
 // ANCHOR: serve_connection
 /// Serves one connection until it closes.
-pub(crate) fn serve_connection(
+pub(crate) fn serve_connection<S: Session>(
     stream: TcpStream,
     peer: IpAddr,
+    setup: &S::Setup,
     env: &mut LoopEnv,
     active: &Active,
     shutdown: &Shutdown,
@@ -130,7 +124,7 @@ pub(crate) fn serve_connection(
     if let Some(metrics) = &env.metrics {
         metrics.accepted.add(1);
     }
-    let mut conn = env.with_context(peer, |cx| Conn::new(cx));
+    let mut conn = env.with_context(peer, |cx| S::open(setup, cx));
     let mut timeouts = SocketTimeouts::new(&stream, env.shared.limits.send_timeout);
     let mut stream = &stream;
     loop {
@@ -222,14 +216,20 @@ fn is_timeout(err: &io::Error) -> bool {
 }
 
 /// Refuses a connection over `--max-connections` with 503 without blocking: one non-blocking
-/// write of the answer, then close. (Blocking modes cannot afford to linger on it.)
-pub(crate) fn refuse(stream: TcpStream, peer: IpAddr, env: &mut LoopEnv) {
+/// write of the answer, then close. (Blocking modes cannot afford to linger on it. Over TLS,
+/// which would need a handshake first, the connection is only closed.)
+pub(crate) fn refuse<S: Session>(
+    stream: TcpStream,
+    peer: IpAddr,
+    setup: &S::Setup,
+    env: &mut LoopEnv,
+) {
     if stream.set_nonblocking(true).is_err() {
         return;
     }
     let mut stream = &stream;
     env.with_context(peer, |cx| {
-        let mut conn = Conn::refuse(Status::SERVICE_UNAVAILABLE, cx);
+        let mut conn = S::refuse(setup, Status::SERVICE_UNAVAILABLE, cx);
         if let Want::Write(bytes) = conn.want(cx) {
             let _ = stream.write(bytes);
         }

@@ -36,13 +36,15 @@ use super::blocking::{self, Active};
 use super::shutdown::self_pipe;
 use super::upgrade::Upgrade;
 use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
+use crate::session::Session;
 
 const LISTENER: Token = Token(0);
 const SIGNALED: Token = Token(1);
 const UPGRADE: Token = Token(2);
 
-pub(crate) fn run(
+pub(crate) fn run<S: Session>(
     listener: TcpListener,
+    setup: S::Setup,
     shared: Arc<Shared>,
     shutdown: Shutdown,
     upgrade: Option<(Upgrade, Arc<AtomicBool>)>,
@@ -127,7 +129,7 @@ pub(crate) fn run(
                     // Accepted sockets are non-blocking under mio; the child blocks.
                     let stream = into_std(stream);
                     if children.len() >= shared.max_connections {
-                        blocking::refuse(stream, peer.ip(), &mut env);
+                        blocking::refuse::<S>(stream, peer.ip(), &setup, &mut env);
                         continue;
                     }
                     let inherited = Inherited {
@@ -138,7 +140,8 @@ pub(crate) fn run(
                             .map(Upgrade::listener_fds)
                             .unwrap_or_default(),
                     };
-                    match fork_child(stream, peer.ip(), inherited, &shared, &shutdown) {
+                    match fork_child::<S>(stream, peer.ip(), inherited, &setup, &shared, &shutdown)
+                    {
                         Ok(pid) => {
                             children.insert(pid);
                         }
@@ -200,10 +203,11 @@ struct Inherited {
 
 /// Forks a child to serve `stream`; returns its pid. In the parent, closes its copy of the
 /// connection.
-fn fork_child(
+fn fork_child<S: Session>(
     stream: TcpStream,
     peer: IpAddr,
     inherited: Inherited,
+    setup: &S::Setup,
     shared: &Arc<Shared>,
     shutdown: &Shutdown,
 ) -> io::Result<libc::pid_t> {
@@ -213,16 +217,17 @@ fn fork_child(
     // and leaves with `_exit`, never returning into the parent's code.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
-        0 => serve_child(stream, peer, inherited, shared, shutdown),
+        0 => serve_child::<S>(stream, peer, inherited, setup, shared, shutdown),
         pid => Ok(pid), // `stream` is dropped here: the parent's copy is closed
     }
 }
 
 /// The child: serves one connection, then exits.
-fn serve_child(
+fn serve_child<S: Session>(
     stream: TcpStream,
     peer: IpAddr,
     inherited: Inherited,
+    setup: &S::Setup,
     shared: &Arc<Shared>,
     shutdown: &Shutdown,
 ) -> ! {
@@ -249,7 +254,7 @@ fn serve_child(
         (Ok(()), Ok(mut env), Ok(active)) => {
             // SIGTERM reaching the child (a Ctrl-C reaches the whole process group) sets this
             // copy's shutdown flag: the connection drains like in every other mode.
-            blocking::serve_connection(stream, peer, &mut env, &active, shutdown);
+            blocking::serve_connection::<S>(stream, peer, setup, &mut env, &active, shutdown);
             if let Some(log) = &mut env.log {
                 log.flush();
             }

@@ -38,8 +38,12 @@ pub use upgrade::READY_WITHIN;
 use crate::access_log::AccessLog;
 use crate::app::Handler;
 use crate::config::{AccessLogTarget, Config, Cores, HANDLER_THREADS_PER_LOOP, Limits, Mode};
-use crate::http::{Body, BufPool, Clock, Context, HeadCache, Offload, Request, Response, Status};
+use crate::http::{
+    Body, BufPool, Clock, Conn, Context, HeadCache, Offload, Request, Response, Status,
+};
 use crate::metrics::{LoopMetrics, Registry};
+use crate::session::Session;
+use crate::tls::{self, TlsConn};
 
 /// Why the server could not start. `Usage` is the user's to fix (exit 2); `Io` is the system's
 /// (exit 1).
@@ -166,6 +170,10 @@ pub struct Server {
     upgrade: Option<upgrade::Upgrade>,
     /// The fork mode's SIGHUP flag (its parent takes its signals itself).
     fork_hangup: Option<Arc<AtomicBool>>,
+    /// With `--tls-cert`/`--tls-key` or `--tls-self-signed`: HTTPS.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// The SHA-256 fingerprint of a certificate made at start.
+    fingerprint: Option<String>,
 }
 
 /// The listening sockets a mode runs with, all non-blocking.
@@ -192,6 +200,14 @@ impl Server {
         let pins = match config.mode {
             Mode::Reactor => loop_pins(config)?,
             _ => Vec::new(),
+        };
+        let (tls, fingerprint) = match &config.tls {
+            Some(source) => {
+                let (config, fingerprint) =
+                    tls::server_config(source).map_err(StartError::Usage)?;
+                (Some(config), fingerprint)
+            }
+            None => (None, None),
         };
         let pool_threads =
             (config.handler_threads).unwrap_or(HANDLER_THREADS_PER_LOOP * pins.len().max(1));
@@ -252,6 +268,8 @@ impl Server {
             signals: None,
             upgrade: None,
             fork_hangup: None,
+            tls,
+            fingerprint,
         })
     }
 
@@ -278,6 +296,11 @@ impl Server {
         Ok(())
     }
 
+    /// The SHA-256 fingerprint of the certificate made with `--tls-self-signed`.
+    pub fn tls_fingerprint(&self) -> Option<&str> {
+        self.fingerprint.as_deref()
+    }
+
     /// The address actually bound (the real port when port 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -299,36 +322,48 @@ impl Server {
             Mode::Blocking => plural(1, "thread"),
             Mode::Fork => "1 process per connection".into(),
         };
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         format!(
-            "listening on http://{} ({}, {how})",
+            "listening on {scheme}://{} ({}, {how})",
             self.addr,
             self.mode.name()
         )
     }
 
     /// Serves until shutdown; returns once in-flight requests are done (at most
-    /// [`DRAIN_GRACE`] after the trigger).
-    pub fn run(self) -> io::Result<()> {
-        let (shared, shutdown, mut signals) = (self.shared, self.shutdown, self.signals);
-        let mut upgrade = self.upgrade;
+    /// [`DRAIN_GRACE`] after the trigger, [`HANDOVER_GRACE`] after a handover).
+    pub fn run(mut self) -> io::Result<()> {
         // The reactor's first loop polls the signal socket; the blocking modes give it a thread;
         // the fork parent takes its own.
         if matches!(self.mode, Mode::Threaded | Mode::Blocking)
-            && let Some(signals) = signals.take()
+            && let Some(signals) = self.signals.take()
         {
-            signals.watch_in_thread(shutdown.clone(), upgrade.take())?;
+            signals.watch_in_thread(self.shutdown.clone(), self.upgrade.take())?;
         }
+        // The drivers are generic over the session: compiled once for plain HTTP, once with
+        // TLS under it.
+        match self.tls.take() {
+            None => self.serve::<Conn>(()),
+            Some(config) => self.serve::<TlsConn>(config),
+        }
+    }
+
+    fn serve<S: Session>(self, setup: S::Setup) -> io::Result<()> {
+        let (shared, shutdown, upgrade) = (self.shared, self.shutdown, self.upgrade);
         match (self.mode, self.listeners) {
             (Mode::Reactor, Listeners::PerLoop(group)) => {
-                reactor::run(group, shared, shutdown, signals.map(|s| (s, upgrade)))
+                let signals = self.signals.map(|signals| (signals, upgrade));
+                reactor::run::<S>(group, setup, shared, shutdown, signals)
             }
             (Mode::Threaded, Listeners::One(listener)) => {
-                threaded::run(listener, self.threads, shared, shutdown)
+                threaded::run::<S>(listener, setup, self.threads, shared, shutdown)
             }
-            (Mode::Blocking, Listeners::One(listener)) => blocking::run(listener, shared, shutdown),
+            (Mode::Blocking, Listeners::One(listener)) => {
+                blocking::run::<S>(listener, setup, shared, shutdown)
+            }
             (Mode::Fork, Listeners::One(listener)) => {
                 let upgrade = upgrade.zip(self.fork_hangup);
-                fork::run(listener, shared, shutdown, upgrade)
+                fork::run::<S>(listener, setup, shared, shutdown, upgrade)
             }
             _ => Err(io::Error::other("listeners do not match the mode")),
         }

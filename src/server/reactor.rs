@@ -48,8 +48,9 @@ use super::upgrade::Upgrade;
 use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
 use crate::access_log::AccessLog;
 use crate::config::Limits;
-use crate::http::{Conn, Drain, Status, Want};
+use crate::http::{Drain, Status, Want};
 use crate::metrics::LoopMetrics;
+use crate::session::Session;
 
 /// Tokens at the top of the range (a generation of `u32::MAX` is never used); connection tokens
 /// are `generation << 32 | slab key`.
@@ -72,15 +73,17 @@ const REFUSING_MAX: usize = 256;
 /// the others each on a thread of its own; each pinned to its core if given. The first loop also
 /// polls the signal socket, and runs SIGHUP's upgrade. So one loop means one thread in the whole
 /// process (see `Signals` for why that matters).
-pub(crate) fn run(
+pub(crate) fn run<S: Session>(
     listeners: Vec<(Vec<std::net::TcpListener>, Option<core_affinity::CoreId>)>,
+    setup: S::Setup,
     shared: Arc<Shared>,
     shutdown: Shutdown,
     mut signals: Option<(Signals, Option<Upgrade>)>,
 ) -> io::Result<()> {
     let mut loops = Vec::new();
     for (own, pin) in listeners {
-        let event_loop = EventLoop::new(own, &shared, &shutdown, signals.take())?;
+        let event_loop =
+            EventLoop::<S>::new(own, setup.clone(), &shared, &shutdown, signals.take())?;
         loops.push((event_loop, pin));
     }
     let mut loops = loops.into_iter();
@@ -117,10 +120,10 @@ pub(crate) fn run(
 }
 // ANCHOR_END: spawn_loops
 
-/// One accepted socket and its protocol state.
-struct Connection {
+/// One accepted socket and its protocol state (`http::Conn`, or TLS under it).
+struct Connection<S> {
     stream: TcpStream,
-    conn: Conn,
+    conn: S,
     /// Distinguishes this connection from earlier ones that had the same slab key: an event or
     /// timer for a closed connection must not act on its successor. (nginx keeps an "instance"
     /// bit in the epoll data for the same reason.)
@@ -138,7 +141,7 @@ struct Connection {
     timer: Option<Instant>,
 }
 
-impl Connection {
+impl<S: Session> Connection<S> {
     /// Makes sure the loop's timer heap holds an entry no later than this connection's deadline.
     /// (Runs after every `drive`; not inlined it cost 20 more instructions per request.)
     #[inline]
@@ -148,11 +151,13 @@ impl Connection {
     }
 }
 
-struct EventLoop {
+struct EventLoop<S: Session> {
     poll: Poll,
+    /// What each new connection's session is made with.
+    setup: S::Setup,
     /// Emptied once shutdown began: closing them stops accepting.
     listeners: Vec<TcpListener>,
-    connections: Slab<Connection>,
+    connections: Slab<Connection<S>>,
     next_generation: u32,
     refusing: usize,
     timers: Timers,
@@ -170,9 +175,10 @@ struct EventLoop {
     upgrade_due: Option<Instant>,
 }
 
-impl EventLoop {
+impl<S: Session> EventLoop<S> {
     fn new(
         listeners: Vec<std::net::TcpListener>,
+        setup: S::Setup,
         shared: &Arc<Shared>,
         shutdown: &Shutdown,
         signals: Option<(Signals, Option<Upgrade>)>,
@@ -208,6 +214,7 @@ impl EventLoop {
         }
         Ok(EventLoop {
             poll,
+            setup,
             listeners: own,
             connections: Slab::new(),
             next_generation: 0,
@@ -385,11 +392,12 @@ impl EventLoop {
             self.forget(counted);
             return;
         }
+        let setup = &self.setup;
         let conn = self.env.with_context(peer, |cx| {
             if counted {
-                Conn::new(cx)
+                S::open(setup, cx)
             } else {
-                Conn::refuse(Status::SERVICE_UNAVAILABLE, cx)
+                S::refuse(setup, Status::SERVICE_UNAVAILABLE, cx)
             }
         });
         entry.insert(Connection {

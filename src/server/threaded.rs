@@ -16,10 +16,12 @@ use std::time::Instant;
 
 use super::blocking::{self, Active};
 use super::{LoopEnv, Shared, Shutdown};
+use crate::session::Session;
 
 // ANCHOR: threaded_run
-pub(crate) fn run(
+pub(crate) fn run<S: Session>(
     listener: TcpListener,
+    setup: S::Setup,
     threads: usize,
     shared: Arc<Shared>,
     shutdown: Shutdown,
@@ -29,11 +31,12 @@ pub(crate) fn run(
     let jobs = Arc::new(Mutex::new(jobs));
     let mut workers = Vec::with_capacity(threads);
     for index in 0..threads {
-        let (jobs, shared, active, shutdown) = (
+        let (jobs, shared, active, shutdown, setup) = (
             jobs.clone(),
             shared.clone(),
             active.clone(),
             shutdown.clone(),
+            setup.clone(),
         );
         let worker = thread::Builder::new()
             .name(format!("worker-{index}"))
@@ -45,7 +48,9 @@ pub(crate) fn run(
                     let Ok((stream, peer)) = job else {
                         return Ok(()); // the acceptor is gone: shutdown
                     };
-                    blocking::serve_connection(stream, peer, &mut env, &active, &shutdown);
+                    blocking::serve_connection::<S>(
+                        stream, peer, &setup, &mut env, &active, &shutdown,
+                    );
                     shared.open.fetch_sub(1, Ordering::Relaxed);
                 }
             })?;
@@ -56,7 +61,7 @@ pub(crate) fn run(
     let mut dispatch = |stream: TcpStream, peer: IpAddr| {
         if shared.open.fetch_add(1, Ordering::Relaxed) >= shared.max_connections {
             shared.open.fetch_sub(1, Ordering::Relaxed);
-            blocking::refuse(stream, peer, &mut env);
+            blocking::refuse::<S>(stream, peer, &setup, &mut env);
         } else {
             // Blocks while the queue is full: the acceptor stops, the backlog holds the rest.
             let _ = queue.send((stream, peer));

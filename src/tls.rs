@@ -1,0 +1,448 @@
+//! HTTPS: rustls stacked under the HTTP state machine, both sans-I/O.
+//!
+//! ```text
+//!   driver (socket)  ──ciphertext──▶  TlsConn ──plaintext──▶  http::Conn
+//!                    ◀─ciphertext───  (rustls) ◀─plaintext───
+//! ```
+//!
+//! [`TlsConn`] is a [`Session`] like `http::Conn`: the driver asks it what it wants and moves
+//! bytes, and never learns that there are two state machines. Inside, each `want` first sends
+//! whatever ciphertext rustls has ready, then asks the HTTP connection what *it* wants and
+//! answers from rustls: its `Read` is fed decrypted bytes (and becomes the driver's `Read` of
+//! ciphertext when there are none), its `Write` is encrypted, its `SendFile` is read from the
+//! file in bounded pieces and encrypted (no sendfile through a userspace TLS stack), its
+//! `HalfClose` and `Close` send a close_notify first. `http/` knows nothing of any of this.
+//!
+//! A plain HTTP request sent to the TLS port is answered with a short plain-text 400 saying so,
+//! then closed, as nginx does. A connection whose TLS fails (garbage, a bad record, a handshake
+//! rustls refuses) gets rustls's alert and is closed; both are logged as 400 with no request.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ServerConfig, ServerConnection};
+
+use crate::config::Limits;
+use crate::http::{Conn, Context, Drain, Response, Status, Want};
+use crate::session::Session;
+
+/// Where the certificate comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsSource {
+    /// `--tls-cert` and `--tls-key`: PEM files.
+    Files { cert: PathBuf, key: PathBuf },
+    /// `--tls-self-signed`: made at start for localhost, 127.0.0.1 and ::1.
+    SelfSigned,
+}
+
+/// A file body goes through TLS in pieces of this size: read, encrypt, send, read the next.
+const FILE_PIECE: usize = 16 * 1024;
+
+/// rustls buffers at most this much ciphertext to send (its default is 64 KiB): with the
+/// piece above, the most a connection holds for a file response.
+const TLS_BUFFER_LIMIT: usize = 32 * 1024;
+
+/// What a plain HTTP request to the TLS port gets: a 400 whose body says why.
+const PLAIN_HTTP_REFUSAL: &str = "This port speaks HTTPS: ask for https://, not http://\n";
+
+fn plain_http_refusal(date: &[u8]) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 400 Bad Request\r\nDate: {}\r\nServer: reactor-httpd\r\n\
+         Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n\
+         {PLAIN_HTTP_REFUSAL}",
+        String::from_utf8_lossy(date),
+        PLAIN_HTTP_REFUSAL.len()
+    )
+    .into_bytes()
+}
+
+/// The server's TLS configuration, from PEM files or made on the spot, and for a self-signed
+/// certificate its SHA-256 fingerprint (to print). An error is one line for stderr.
+pub fn server_config(source: &TlsSource) -> Result<(Arc<ServerConfig>, Option<String>), String> {
+    let (chain, key, fingerprint) = match source {
+        TlsSource::Files { cert, key } => (read_chain(cert)?, read_key(key)?, None),
+        TlsSource::SelfSigned => {
+            let names = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+            let made = rcgen::generate_simple_self_signed(names)
+                .map_err(|err| format!("cannot make a self-signed certificate: {err}"))?;
+            let der = made.cert.der().clone();
+            let fingerprint = fingerprint(&der);
+            let key = PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+            (vec![der], key, Some(fingerprint))
+        }
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|err| format!("TLS: {err}"))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|err| match source {
+            TlsSource::Files { cert, key } => format!(
+                "--tls-cert {} and --tls-key {} do not make a usable pair: {err}",
+                cert.display(),
+                key.display()
+            ),
+            TlsSource::SelfSigned => format!("TLS: {err}"),
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Session resumption: stateless tickets (TLS 1.3 and 1.2), and the default in-memory cache
+    // of session ids for TLS 1.2 clients without tickets.
+    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|err| format!("TLS: {err}"))?;
+    Ok((Arc::new(config), fingerprint))
+}
+
+fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let unreadable = |err: &dyn std::fmt::Display| format!("--tls-cert {}: {err}", path.display());
+    let chain = CertificateDer::pem_file_iter(path)
+        .map_err(|err| unreadable(&err))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| unreadable(&err))?;
+    if chain.is_empty() {
+        return Err(unreadable(&"no certificate in it (PEM expected)"));
+    }
+    Ok(chain)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    // PKCS#8, PKCS#1 (RSA) or SEC1 (EC), whichever the file holds.
+    PrivateKeyDer::from_pem_file(path).map_err(|err| format!("--tls-key {}: {err}", path.display()))
+}
+
+/// `AB:CD:...`, the SHA-256 of a certificate, as browsers and `openssl x509 -fingerprint` show it.
+fn fingerprint(der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let hex: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+    hex.join(":")
+}
+
+// ANCHOR: tls_conn
+/// A connection with TLS: rustls's state machine under the HTTP one.
+pub struct TlsConn {
+    tls: ServerConnection,
+    inner: Conn,
+    /// Ciphertext for the socket: `out[sent..]` is still to go.
+    out: Vec<u8>,
+    sent: usize,
+    /// Ciphertext from the socket, lent by the loop's pool while a read is under way.
+    input: Vec<u8>,
+    state: State,
+    /// rustls holds decrypted bytes the HTTP connection has not taken yet.
+    plaintext: bool,
+    /// The client closed its side of the socket.
+    eof: bool,
+    /// The HTTP connection asked for a half-close: it goes to the driver once the close_notify
+    /// before it is sent.
+    half_close: bool,
+    /// A close_notify is queued.
+    notified: bool,
+    /// Something to log once a context is at hand (a refusal or a TLS failure).
+    to_log: bool,
+}
+// ANCHOR_END: tls_conn
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Nothing received yet: the first byte tells TLS from plain HTTP.
+    Fresh,
+    Open,
+    /// Plain HTTP on the TLS port: the 400 goes out, then the connection lingers and closes.
+    Refusing {
+        half_closed: bool,
+    },
+    /// rustls gave up: its alert goes out, then the connection closes.
+    Failed,
+    Done,
+}
+
+impl TlsConn {
+    fn new(config: &Arc<ServerConfig>, inner: Conn) -> TlsConn {
+        let mut tls = ServerConnection::new(config.clone())
+            .expect("a server configuration rustls built accepts connections");
+        tls.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+        TlsConn {
+            tls,
+            inner,
+            out: Vec::new(),
+            sent: 0,
+            input: Vec::new(),
+            state: State::Fresh,
+            plaintext: false,
+            eof: false,
+            half_close: false,
+            notified: false,
+            to_log: false,
+        }
+    }
+
+    /// Hands what rustls has decrypted to the HTTP connection. Returns false when there was
+    /// nothing (more is needed from the socket).
+    fn feed_plaintext(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.plaintext {
+            return false;
+        }
+        let buf = self.inner.read_buf(cx);
+        match self.tls.reader().read(buf) {
+            Ok(n) => {
+                // 0: the client's close_notify; the HTTP connection sees the end of input.
+                self.plaintext = n > 0;
+                self.inner.received(n);
+                true
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                // The buffer taken goes back at the HTTP connection's next `want`.
+                self.plaintext = false;
+                false
+            }
+            Err(_) => {
+                // The socket ended without a close_notify: the input ends here too.
+                self.plaintext = false;
+                self.inner.received(0);
+                true
+            }
+        }
+    }
+
+    fn fail(&mut self) {
+        self.state = State::Failed;
+        self.to_log = true;
+    }
+
+    /// Gives idle buffers back to the loop's pool (or frees those that grew).
+    fn release(&mut self, cx: &mut Context<'_>) {
+        if !self.input.is_empty() {
+            cx.pool.give_input(std::mem::take(&mut self.input));
+        }
+        if self.sent == self.out.len() && self.out.capacity() > 0 {
+            cx.pool.give_output(std::mem::take(&mut self.out));
+            self.sent = 0;
+        }
+    }
+}
+
+impl Session for TlsConn {
+    type Setup = Arc<ServerConfig>;
+
+    fn open(config: &Arc<ServerConfig>, cx: &mut Context<'_>) -> Self {
+        TlsConn::new(config, Conn::new(cx))
+    }
+
+    fn refuse(config: &Arc<ServerConfig>, status: Status, cx: &mut Context<'_>) -> Self {
+        TlsConn::new(config, Conn::refuse(status, cx))
+    }
+
+    // ANCHOR: tls_want
+    fn want<'a>(&'a mut self, cx: &mut Context<'_>) -> Want<'a> {
+        if self.to_log {
+            self.to_log = false;
+            if let Some(log) = cx.log.as_deref_mut() {
+                log.record(cx.peer, cx.clock, None, 400, 0);
+            }
+            if self.state == (State::Refusing { half_closed: false }) {
+                self.out = plain_http_refusal(cx.clock.http_date());
+                self.sent = 0;
+            }
+        }
+        loop {
+            // Ciphertext first: nothing else moves while the socket has not taken it.
+            if self.sent < self.out.len() {
+                return Want::Write(&self.out[self.sent..]);
+            }
+            if self.tls.wants_write() && !matches!(self.state, State::Refusing { .. }) {
+                if self.out.capacity() == 0 {
+                    self.out = cx.pool.take_output();
+                }
+                self.out.clear();
+                self.sent = 0;
+                // Writing into a Vec cannot fail.
+                let _ = self.tls.write_tls(&mut self.out);
+                continue;
+            }
+            if self.half_close {
+                self.half_close = false;
+                return Want::HalfClose;
+            }
+            match self.state {
+                State::Done => return Want::Close,
+                State::Failed => {
+                    self.state = State::Done;
+                    return Want::Close;
+                }
+                State::Refusing { half_closed: false } => {
+                    self.state = State::Refusing { half_closed: true };
+                    return Want::HalfClose;
+                }
+                // Lingering: read what the client still sends until it closes.
+                State::Refusing { half_closed: true } if self.eof => return Want::Close,
+                State::Refusing { half_closed: true } => {
+                    self.release(cx);
+                    return Want::Read;
+                }
+                State::Fresh | State::Open => {}
+            }
+            if self.tls.is_handshaking() {
+                if self.eof {
+                    return Want::Close;
+                }
+                self.release(cx);
+                return Want::Read;
+            }
+            match self.inner.want(cx) {
+                Want::Read => {
+                    if self.feed_plaintext(cx) {
+                        continue;
+                    }
+                    if self.eof {
+                        // No close_notify came, and rustls has said so (`feed_plaintext`);
+                        // without one the HTTP connection still sees the end of its input.
+                        self.inner.received(0);
+                        continue;
+                    }
+                    self.release(cx);
+                    return Want::Read;
+                }
+                Want::Write(bytes) => {
+                    let n = self.tls.writer().write(bytes).unwrap_or(0);
+                    if n > 0 {
+                        self.inner.wrote(n);
+                    } else if !self.tls.wants_write() {
+                        // rustls took nothing and has nothing to send: it cannot go on.
+                        self.fail();
+                    }
+                }
+                Want::SendFile { file, offset, len } => {
+                    let n = send_piece(&mut self.tls, file, offset, len);
+                    match n {
+                        Ok(0) if self.tls.wants_write() => {} // send what is encrypted first
+                        Ok(n) => self.inner.sent_file(n),
+                        Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                        // The file could not be read: the response cannot be completed.
+                        Err(_) => self.inner.sent_file(0),
+                    }
+                }
+                Want::HalfClose => {
+                    self.tls.send_close_notify();
+                    self.notified = true;
+                    self.half_close = true;
+                }
+                Want::Wait => return Want::Wait,
+                Want::Close => {
+                    if self.notified {
+                        self.state = State::Done;
+                    } else {
+                        self.tls.send_close_notify();
+                        self.notified = true;
+                    }
+                }
+            }
+        }
+    }
+    // ANCHOR_END: tls_want
+
+    fn read_buf<'a>(&'a mut self, cx: &mut Context<'_>) -> &'a mut [u8] {
+        if self.input.is_empty() {
+            self.input = cx.pool.take_input();
+        }
+        &mut self.input
+    }
+
+    fn received(&mut self, n: usize) {
+        if n == 0 {
+            self.eof = true;
+            // rustls learns of the end too, so a missing close_notify is noticed.
+            let _ = self.tls.read_tls(&mut &[][..]);
+            self.plaintext = true;
+            return;
+        }
+        if self.state == State::Fresh {
+            // Every TLS connection starts with a handshake record (type 22). A request line
+            // starts with a method, in letters.
+            self.state = match self.input[0] {
+                0x16 => State::Open,
+                b'A'..=b'Z' => {
+                    self.to_log = true;
+                    State::Refusing { half_closed: false }
+                }
+                _ => {
+                    self.fail();
+                    return;
+                }
+            };
+        }
+        if self.state != State::Open {
+            return; // a refusal or a failure: what comes now is discarded
+        }
+        let mut rest = &self.input[..n];
+        while !rest.is_empty() {
+            if self.tls.read_tls(&mut rest).is_err() {
+                self.fail();
+                return;
+            }
+            match self.tls.process_new_packets() {
+                Ok(io) => self.plaintext |= io.plaintext_bytes_to_read() > 0,
+                Err(_) => {
+                    // rustls has queued an alert for the client; it goes out, then we close.
+                    self.fail();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn wrote(&mut self, n: usize) {
+        self.sent += n;
+    }
+
+    fn sent_file(&mut self, _: u64) {
+        // Never asked: file bodies are read and encrypted here (see `want`).
+    }
+
+    fn deadline(&self, limits: &Limits) -> Option<Instant> {
+        // The handshake counts under the first request's header timeout, which the HTTP
+        // connection starts when it is made.
+        self.inner.deadline(limits)
+    }
+
+    fn timed_out(&mut self, cx: &mut Context<'_>) {
+        if self.tls.is_handshaking() || !matches!(self.state, State::Open) {
+            // Stalled mid-handshake, or lingering after a refusal: just close.
+            self.state = State::Done;
+            return;
+        }
+        self.inner.timed_out(cx);
+    }
+
+    fn drain(&mut self, how: Drain) {
+        self.inner.drain(how);
+    }
+
+    fn is_idle(&self) -> bool {
+        self.inner.is_idle() && self.sent == self.out.len() && !self.tls.is_handshaking()
+    }
+
+    fn is_pending(&self) -> bool {
+        self.inner.is_pending()
+    }
+
+    fn completed(&mut self, response: Response, cx: &mut Context<'_>) {
+        self.inner.completed(response, cx);
+    }
+}
+
+/// Reads the next piece of a file body and gives it to rustls to encrypt; returns how many
+/// bytes rustls took (0 with the file not at its end: rustls's buffer is full).
+fn send_piece(tls: &mut ServerConnection, file: &File, offset: u64, len: u64) -> io::Result<u64> {
+    let mut piece = [0; FILE_PIECE];
+    let want = (len as usize).min(FILE_PIECE);
+    let read = file.read_at(&mut piece[..want], offset)?;
+    if read == 0 {
+        return Ok(0); // the file shrank: the HTTP connection closes
+    }
+    Ok(tls.writer().write(&piece[..read]).unwrap_or(0) as u64)
+}
