@@ -29,7 +29,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection};
 
 use crate::config::Limits;
-use crate::http::{Conn, Context, Drain, Response, Status, Want};
+use crate::http::{Conn, Context, Drain, LINGER_TIMEOUT, Response, Status, Want};
 use crate::session::Session;
 
 /// Where the certificate comes from.
@@ -144,6 +144,8 @@ pub struct TlsConn {
     notified: bool,
     /// Something to log once a context is at hand (a refusal or a TLS failure).
     to_log: bool,
+    /// A refused connection lingers until then, reading what the client still sends.
+    linger_until: Option<Instant>,
 }
 // ANCHOR_END: tls_conn
 
@@ -178,6 +180,7 @@ impl TlsConn {
             half_close: false,
             notified: false,
             to_log: false,
+            linger_until: None,
         }
     }
 
@@ -276,6 +279,7 @@ impl Session for TlsConn {
                 }
                 State::Refusing { half_closed: false } => {
                     self.state = State::Refusing { half_closed: true };
+                    self.linger_until = Some(cx.clock.now() + LINGER_TIMEOUT);
                     return Want::HalfClose;
                 }
                 // Lingering: read what the client still sends until it closes.
@@ -406,7 +410,7 @@ impl Session for TlsConn {
     fn deadline(&self, limits: &Limits) -> Option<Instant> {
         // The handshake counts under the first request's header timeout, which the HTTP
         // connection starts when it is made.
-        self.inner.deadline(limits)
+        self.linger_until.or_else(|| self.inner.deadline(limits))
     }
 
     fn timed_out(&mut self, cx: &mut Context<'_>) {

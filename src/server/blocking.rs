@@ -134,9 +134,11 @@ pub(crate) fn serve_connection<S: Session>(
         // connections, so one of the two always sees the other.
         let idle = conn.is_idle();
         slot.set_idle(idle);
-        // Draining closes an idle connection at once, so first let it read a request that has
-        // already arrived.
-        if shutdown.is_triggered() && !(idle && unread_bytes(stream.as_raw_fd()) > 0) {
+        // A stop closes an idle connection at once, so first let it read a request that has
+        // already arrived. (A handover lets an idle connection read one more anyway.)
+        if shutdown.is_triggered()
+            && (shutdown.is_handover() || !(idle && unread_bytes(stream.as_raw_fd()) > 0))
+        {
             conn.drain(shutdown.drain_kind());
         }
         let now = env.clock.now();

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use reactor_httpd::app::{self, Handler};
 use reactor_httpd::config::{AccessLogTarget, Config, Cores, Mode};
 use reactor_httpd::server::{Server, Shutdown};
+use reactor_httpd::tls::TlsSource;
 
 /// No single read or write in a test waits longer than this: a hang fails instead of stalling.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -139,6 +140,19 @@ impl TestServer {
         if config.demo {
             command.arg("--demo");
         }
+        match &config.tls {
+            Some(TlsSource::Files { cert, key }) => {
+                command
+                    .arg("--tls-cert")
+                    .arg(cert)
+                    .arg("--tls-key")
+                    .arg(key);
+            }
+            Some(TlsSource::SelfSigned) => {
+                command.arg("--tls-self-signed");
+            }
+            None => {}
+        }
         setup(&mut command);
         let mut child = command.spawn().expect("run reactor-httpd");
         let addr =
@@ -211,7 +225,7 @@ impl TestServer {
 pub fn listening_addr(child: &mut Child) -> Result<SocketAddr, String> {
     let mut line = String::new();
     let _ = BufReader::new(child.stdout.take().expect("stdout piped")).read_line(&mut line);
-    line.split("http://")
+    line.split("://")
         .nth(1)
         .and_then(|rest| rest.split(' ').next())
         .and_then(|addr| addr.parse().ok())
@@ -286,8 +300,8 @@ impl Response {
 
 /// A raw HTTP client. It keeps bytes read past one response for the next, so pipelined
 /// responses can be read one by one.
-pub struct Client {
-    pub stream: TcpStream,
+pub struct Client<S = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
 }
 
@@ -308,6 +322,17 @@ impl Client {
     fn from_stream(stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        Client::wrap(stream)
+    }
+
+    pub fn half_close(&self) {
+        self.stream.shutdown(HalfClose::Write).unwrap();
+    }
+}
+
+impl<S: Read + Write> Client<S> {
+    /// A client on any byte stream (a TLS stream, say), its timeouts already set.
+    pub fn wrap(stream: S) -> Client<S> {
         Client {
             stream,
             buf: Vec::new(),
@@ -405,19 +430,6 @@ impl Client {
         })
     }
 
-    fn fill(&mut self) -> io::Result<()> {
-        let mut chunk = [0; 64 * 1024];
-        let n = self.stream.read(&mut chunk)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed",
-            ));
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-
     /// Waits for the server to close the connection (after any bytes still buffered); returns
     /// how long that took. Fails if bytes that are not an end arrive, or nothing within 10 s.
     pub fn expect_close(&mut self) -> Duration {
@@ -437,8 +449,17 @@ impl Client {
         start.elapsed()
     }
 
-    pub fn half_close(&self) {
-        self.stream.shutdown(HalfClose::Write).unwrap();
+    fn fill(&mut self) -> io::Result<()> {
+        let mut chunk = [0; 64 * 1024];
+        let n = self.stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
     }
 }
 

@@ -45,7 +45,7 @@ impl Upgrading {
         let stderr = lines(old.stderr.take().unwrap());
         let first = stdout.recv_timeout(LINE_WITHIN).expect("listening line");
         let addr = first
-            .split("http://")
+            .split("://")
             .nth(1)
             .and_then(|rest| rest.split(' ').next())
             .and_then(|addr| addr.parse().ok())

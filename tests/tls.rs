@@ -1,0 +1,434 @@
+//! HTTPS in every mode, with real clients: rustls's client in-process, and curl. The server's
+//! certificate is made here (rcgen) for localhost and 127.0.0.1, written as PEM files, and the
+//! clients trust it and nothing else.
+
+mod common;
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned};
+use sha2::{Digest, Sha256};
+
+use common::upgrading::{Upgrading, binary, stop};
+use common::{Client, IO_TIMEOUT, TestServer, bounded, config, tempdir};
+use reactor_httpd::config::{Config, Mode};
+use reactor_httpd::tls::TlsSource;
+
+const MODES: [Mode; 4] = [Mode::Reactor, Mode::Threaded, Mode::Blocking, Mode::Fork];
+
+type TlsStream = StreamOwned<ClientConnection, TcpStream>;
+
+/// A certificate for localhost and 127.0.0.1, its key, and a directory of files to serve.
+struct Pki {
+    root: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    der: CertificateDer<'static>,
+}
+
+fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        let dir = tempdir("tls-pki");
+        let made = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+        ])
+        .unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        fs::write(&cert, made.cert.pem()).unwrap();
+        fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+        let root = dir.join("www");
+        fs::create_dir(&root).unwrap();
+        fs::write(root.join("small.txt"), b"0123456789abcdefghij").unwrap();
+        fs::write(root.join("8m.bin"), pattern(8 << 20)).unwrap();
+        Pki {
+            root,
+            cert,
+            key,
+            der: made.cert.der().clone(),
+        }
+    })
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 253) as u8).collect()
+}
+
+fn tls_config(mode: Mode) -> Config {
+    let pki = pki();
+    let mut config = config(mode);
+    config.root = pki.root.clone();
+    config.tls = Some(TlsSource::Files {
+        cert: pki.cert.clone(),
+        key: pki.key.clone(),
+    });
+    config
+}
+
+fn client_config(versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots.add(pki().der.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+fn default_client() -> Arc<ClientConfig> {
+    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| client_config(rustls::DEFAULT_VERSIONS))
+        .clone()
+}
+
+fn tls_over(tcp: TcpStream, config: &Arc<ClientConfig>) -> Client<TlsStream> {
+    tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    tcp.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = ClientConnection::new(config.clone(), name).unwrap();
+    Client::wrap(StreamOwned::new(conn, tcp))
+}
+
+fn connect(addr: SocketAddr) -> Client<TlsStream> {
+    tls_over(TcpStream::connect(addr).unwrap(), &default_client())
+}
+
+fn get(client: &mut Client<TlsStream>, path: &str) -> common::Response {
+    client.get(path)
+}
+
+/// Keep-alive, pipelining, a 1 MiB POST echoed, a range, ALPN: in every mode.
+#[test]
+fn requests_over_tls_in_every_mode() {
+    bounded(120, || {
+        for mode in MODES {
+            let server = TestServer::start(tls_config(mode));
+            let mut client = connect(server.addr);
+            assert_eq!(
+                get(&mut client, "/hello").text(),
+                "Hello, World!",
+                "{mode:?}"
+            );
+            assert_eq!(
+                get(&mut client, "/hello").text(),
+                "Hello, World!",
+                "{mode:?}"
+            );
+            assert_eq!(client.stream.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+            client.send(
+                b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\nGET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n\
+                  GET /hello?3 HTTP/1.1\r\nHost: t\r\n\r\n",
+            );
+            assert_eq!(client.response().text(), "Hello, World!");
+            assert_eq!(client.response().text(), "0123456789abcdefghij");
+            assert_eq!(client.response().text(), "Hello, World!");
+            let body = pattern(1 << 20);
+            let mut post = format!(
+                "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-test\r\n\
+                 Content-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            post.extend_from_slice(&body);
+            let echoed = client.request(&post);
+            assert_eq!(echoed.status, 200, "{mode:?}");
+            assert!(echoed.body == body, "{mode:?}: the echo differs");
+            let range =
+                client.request(b"GET /small.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=10-14\r\n\r\n");
+            assert_eq!(range.status, 206);
+            assert_eq!(range.text(), "abcde");
+        }
+    });
+}
+
+/// A file goes out through TLS byte for byte: 100 MiB in reactor mode, 8 MiB in the others.
+#[test]
+fn large_files_over_tls() {
+    bounded(300, || {
+        let big = pki().root.join("100m.bin");
+        if !big.exists() {
+            let mut file = fs::File::create(&big).unwrap();
+            let block = pattern(1 << 20);
+            for _ in 0..100 {
+                file.write_all(&block).unwrap();
+            }
+        }
+        for mode in MODES {
+            let server = TestServer::start(tls_config(mode));
+            let mut client = connect(server.addr);
+            let (path, bytes) = match mode {
+                Mode::Reactor => ("/100m.bin", 100 << 20),
+                _ => ("/8m.bin", 8 << 20),
+            };
+            let response = get(&mut client, path);
+            assert_eq!(response.status, 200, "{mode:?}");
+            assert_eq!(response.body.len(), bytes, "{mode:?}");
+            let expected = Sha256::digest(fs::read(pki().root.join(&path[1..])).unwrap());
+            assert_eq!(Sha256::digest(&response.body), expected, "{mode:?}");
+        }
+    });
+}
+
+/// A client that stops reading a TLS download holds up nobody else; when it reads again, it
+/// gets every byte.
+#[test]
+fn a_slow_tls_reader_stalls_only_itself() {
+    bounded(60, || {
+        let server = TestServer::start(tls_config(Mode::Reactor));
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(16 * 1024).unwrap();
+        socket.connect(&server.addr.into()).unwrap();
+        let mut slow = tls_over(socket.into(), &default_client());
+        slow.send(b"GET /8m.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+        // Not reading: the server's sends to it block. Others are served meanwhile.
+        for _ in 0..20 {
+            let start = Instant::now();
+            assert_eq!(get(&mut connect(server.addr), "/hello").status, 200);
+            assert!(start.elapsed() < Duration::from_secs(2));
+        }
+        let response = slow.response();
+        assert!(
+            response.body == pattern(8 << 20),
+            "the slow download differs"
+        );
+    });
+}
+
+/// Plain HTTP to the TLS port: a plain-text 400 saying so, then the connection closes.
+#[test]
+fn plain_http_on_the_tls_port_is_told_so() {
+    bounded(60, || {
+        for mode in MODES {
+            let server = TestServer::start(tls_config(mode));
+            let mut plain = Client::connect(server.addr);
+            let response = plain.get("/hello");
+            assert_eq!(response.status, 400, "{mode:?}");
+            assert!(response.text().contains("speaks HTTPS"), "{mode:?}");
+            assert!(response.header("Date").is_some());
+            plain.expect_close();
+            drop(plain);
+            assert_eq!(get(&mut connect(server.addr), "/hello").status, 200);
+        }
+    });
+}
+
+/// Garbage, a truncated record, a ClientHello that stops, a reset mid-handshake: each such
+/// connection is closed (the stalled ones by the header timeout), and a good client is served
+/// after each.
+#[test]
+fn bad_tls_input_is_closed_and_harms_nobody() {
+    bounded(120, || {
+        for mode in MODES {
+            let mut config = tls_config(mode);
+            config.limits.header_timeout = Duration::from_secs(1);
+            let server = TestServer::start(config);
+            let expect_closed = |bytes: &[u8], within: Duration| {
+                let mut raw = TcpStream::connect(server.addr).unwrap();
+                raw.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                raw.write_all(bytes).unwrap();
+                let start = Instant::now();
+                // An alert may come first; then the end of the stream (or a reset).
+                let mut sink = Vec::new();
+                let _ = raw.read_to_end(&mut sink);
+                assert!(start.elapsed() < within, "{mode:?}: not closed in time");
+                assert_eq!(get(&mut connect(server.addr), "/hello").status, 200);
+            };
+            // Not TLS at all.
+            expect_closed(b"\x00\x01\x02\x03garbage", Duration::from_secs(5));
+            // A handshake record whose content is nonsense.
+            expect_closed(b"\x16\x03\x01\x00\x05hello", Duration::from_secs(5));
+            // A record header promising 512 bytes, 3 of which come: the header timeout ends it.
+            expect_closed(b"\x16\x03\x01\x02\x00abc", Duration::from_secs(5));
+            // A real ClientHello, cut short.
+            let hello = client_hello();
+            expect_closed(&hello[..hello.len() / 2], Duration::from_secs(5));
+            // Reset mid-handshake.
+            let raw = TcpStream::connect(server.addr).unwrap();
+            (&raw).write_all(&hello[..10]).unwrap();
+            socket2::SockRef::from(&raw)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            drop(raw);
+            assert_eq!(get(&mut connect(server.addr), "/hello").status, 200);
+        }
+    });
+}
+
+/// The first flight of a real rustls client.
+fn client_hello() -> Vec<u8> {
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut conn = ClientConnection::new(default_client(), name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    hello
+}
+
+/// A second connection resumes the first one's session: a TLS 1.3 ticket, and TLS 1.2 too.
+#[test]
+fn sessions_resume() {
+    bounded(60, || {
+        let server = TestServer::start(tls_config(Mode::Reactor));
+        for versions in [
+            &[&rustls::version::TLS13][..],
+            &[&rustls::version::TLS12][..],
+        ] {
+            let config = client_config(versions);
+            let mut first = tls_over(TcpStream::connect(server.addr).unwrap(), &config);
+            assert_eq!(get(&mut first, "/hello").status, 200);
+            assert_eq!(
+                first.stream.conn.handshake_kind(),
+                Some(HandshakeKind::Full)
+            );
+            // TLS 1.3 tickets arrive after the handshake; the response above brought them.
+            let mut second = tls_over(TcpStream::connect(server.addr).unwrap(), &config);
+            assert_eq!(get(&mut second, "/hello").status, 200);
+            assert_eq!(
+                second.stream.conn.handshake_kind(),
+                Some(HandshakeKind::Resumed),
+                "{versions:?}"
+            );
+        }
+    });
+}
+
+/// A download under way when the server is asked to stop completes before it exits.
+#[test]
+fn shutdown_finishes_a_tls_download() {
+    bounded(60, || {
+        for mode in [Mode::Reactor, Mode::Threaded] {
+            let mut server = TestServer::start(tls_config(mode));
+            let mut client = connect(server.addr);
+            client.send(b"GET /8m.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+            let mut first = [0; 1024];
+            let n = client.stream.read(&mut first).unwrap();
+            assert!(n > 0);
+            server.trigger_shutdown();
+            let mut rest = Vec::new();
+            match client.stream.read_to_end(&mut rest) {
+                Ok(_) => {}
+                // The server's close_notify may be followed by the TCP close at once.
+                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {}
+                Err(err) => panic!("{mode:?}: {err}"),
+            }
+            let mut all = first[..n].to_vec();
+            all.extend_from_slice(&rest);
+            let body_at = common::find(&all, b"\r\n\r\n").unwrap() + 4;
+            assert!(all[body_at..] == pattern(8 << 20), "{mode:?}: bytes differ");
+            server.stop();
+        }
+    });
+}
+
+/// curl, with our certificate as its only trust anchor (`.ci/run` installs curl).
+#[test]
+fn curl_trusts_the_certificate_it_is_given() {
+    bounded(60, || {
+        let server = TestServer::start(tls_config(Mode::Reactor));
+        let port = server.addr.port();
+        let output = Command::new("curl")
+            .args(["-sS", "--http1.1", "--cacert"])
+            .arg(&pki().cert)
+            .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+            .arg(format!("https://localhost:{port}/hello"))
+            .arg(format!("https://localhost:{port}/small.txt"))
+            .output()
+            .unwrap_or_else(|err| panic!("curl is needed (apt-get install curl): {err}"));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.stdout, b"Hello, World!0123456789abcdefghij");
+    });
+}
+
+/// Bad certificate flags: one line on stderr, exit 2.
+#[test]
+fn bad_certificates_are_usage_errors() {
+    bounded(60, || {
+        let pki = pki();
+        let other = tempdir("tls-other");
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        fs::write(other.join("key.pem"), made.signing_key.serialize_pem()).unwrap();
+        fs::write(other.join("empty.pem"), b"").unwrap();
+        let cases: Vec<(Vec<PathBuf>, &str)> = vec![
+            (
+                vec![other.join("missing.pem"), pki.key.clone()],
+                "--tls-cert",
+            ),
+            (
+                vec![pki.cert.clone(), other.join("missing.pem")],
+                "--tls-key",
+            ),
+            (
+                vec![other.join("empty.pem"), pki.key.clone()],
+                "no certificate",
+            ),
+            (
+                vec![pki.cert.clone(), other.join("key.pem")],
+                "do not make a usable pair",
+            ),
+        ];
+        for (files, says) in cases {
+            let output = Command::new(binary())
+                .args(["--bind", "127.0.0.1:0", "--tls-cert"])
+                .arg(&files[0])
+                .arg("--tls-key")
+                .arg(&files[1])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+            assert!(stderr.contains(says), "{stderr:?} should say {says:?}");
+        }
+        let output = Command::new(binary())
+            .args(["--bind", "127.0.0.1:0", "--tls-cert"])
+            .arg(&pki.cert)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2));
+    });
+}
+
+/// SIGHUP over TLS: a client kept alive across the upgrade is answered by the old process, new
+/// clients by the new one, with the same certificate.
+#[test]
+fn an_upgrade_over_tls() {
+    bounded(60, || {
+        let pki = pki();
+        let cert = pki.cert.to_string_lossy().into_owned();
+        let key = pki.key.to_string_lossy().into_owned();
+        for mode in ["reactor", "threaded"] {
+            let mut server = Upgrading::start(
+                &binary(),
+                mode,
+                &pki.root,
+                &["--tls-cert", &cert, "--tls-key", &key],
+            );
+            let mut kept = connect(server.addr);
+            assert_eq!(get(&mut kept, "/hello").status, 200);
+            let new = server.upgrade();
+            let last = get(&mut kept, "/hello");
+            assert_eq!(last.status, 200, "{mode}");
+            assert_eq!(last.header("Connection"), Some("close"));
+            assert_eq!(get(&mut connect(server.addr), "/hello").status, 200);
+            drop(kept);
+            server.old_exits_cleanly();
+            stop(new);
+        }
+    });
+}
