@@ -14,6 +14,8 @@
 #   SERVERS="reactor limit" benches/cpu-per-request.sh
 #   SERVERS="reactor floor limit" ...  # add examples/httparse_floor.rs: limit.c on mio + httparse
 #   SERVERS="reactor metrics limit" ...  # add reactor-httpd with --metrics-path /metrics
+#   TLS=1 benches/cpu-per-request.sh     # HTTPS, keep-alive: reactor-httpd vs nginx, same ECDSA
+#                                        # P-256 certificate, ratios to nginx
 #
 # Needs: wrk, nginx, gcc (apt-get install wrk nginx-light gcc), two cores.
 set -euo pipefail
@@ -22,13 +24,29 @@ ROUNDS=${1:-5}
 SECONDS_PER_RUN=${2:-10}
 CONNECTIONS=${CONNECTIONS:-100}
 PIPELINE=${PIPELINE:-}
-SERVERS=${SERVERS:-"reactor limit nginx"}
+TLS=${TLS:-}
+if [ -n "$TLS" ]; then
+  SERVERS=${SERVERS:-"reactor nginx"}
+  BASE=${BASE:-nginx}
+else
+  SERVERS=${SERVERS:-"reactor limit nginx"}
+  BASE=${BASE:-limit}
+fi
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=benches/lib.sh
 . "$here/lib.sh"
 shared=${SHARED_BENCH:-$repo/../shared/bench}
 LIMIT_C=${LIMIT_C:-$shared/limit.c}
 PIPELINE_LUA=${PIPELINE_LUA:-$shared/pipeline.lua}
+
+if [ -n "$TLS" ]; then
+  make_certificate
+  SCHEME=https
+  tls_args=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY")
+else
+  SCHEME=http
+  tls_args=()
+fi
 
 for tool in wrk taskset; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install wrk util-linux)" >&2; exit 1; }
@@ -38,11 +56,11 @@ for name in $SERVERS; do
   case $name in
     reactor)
       (cd "$repo" && cargo build --release --quiet)
-      start reactor 18080 /hello "$repo/target/release/reactor-httpd" --bind 127.0.0.1:18080 --cores 1 --quiet --demo
+      start reactor 18080 /hello "$repo/target/release/reactor-httpd" --bind 127.0.0.1:18080 --cores 1 --quiet --demo "${tls_args[@]}"
       ;;
     metrics)
       (cd "$repo" && cargo build --release --quiet)
-      start metrics 18120 /hello "$repo/target/release/reactor-httpd" --bind 127.0.0.1:18120 --cores 1 --quiet --demo --metrics-path /metrics
+      start metrics 18120 /hello "$repo/target/release/reactor-httpd" --bind 127.0.0.1:18120 --cores 1 --quiet --demo --metrics-path /metrics "${tls_args[@]}"
       ;;
     floor)
       (cd "$repo" && cargo build --release --quiet --example httparse_floor)
@@ -64,7 +82,7 @@ done
 measure() { # name -> "requests cpu_us_per_request user_us_per_request requests_per_s p99_latency_us"
   local name=$1 args=(-t1 "-c$CONNECTIONS" "-d${SECONDS_PER_RUN}s" --latency)
   [ -n "$PIPELINE" ] && args+=(-s "$PIPELINE_LUA")
-  args+=("http://127.0.0.1:${port[$name]}/hello")
+  args+=("$SCHEME://127.0.0.1:${port[$name]}/hello")
   [ -n "$PIPELINE" ] && args+=(-- "$PIPELINE")
   local before after user_before user_after out
   before=$(cpu_ticks "${pid[$name]}")
@@ -103,9 +121,9 @@ for round in $(seq "$ROUNDS"); do
   done
   # Each round's servers ran back to back, under the same conditions: their ratio in that round
   # is a paired comparison, which a slow spell of the machine moves less than the medians.
-  if [ -n "${this_round[limit]:-}" ]; then
+  if [ -n "${this_round[$BASE]:-}" ]; then
     for name in $SERVERS; do
-      round_ratios[$name]+="$(echo "scale=4; ${this_round[$name]} / ${this_round[limit]}" | bc) "
+      round_ratios[$name]+="$(echo "scale=4; ${this_round[$name]} / ${this_round[$BASE]}" | bc) "
     done
   fi
 done
@@ -116,12 +134,12 @@ for name in $SERVERS; do
   echo "$name $(echo "${results[$name]}" | median) $(echo "${user_results[$name]}" | median)" \
     "$(echo "${latencies[$name]}" | median) $paired"
 done >"$work/medians"
-floor=$(awk '$1 == "limit" {print $2}' "$work/medians")
+floor=$(awk -v base="$BASE" '$1 == base {print $2}' "$work/medians")
 echo
 # The user-space part is the server's own code; the rest is the kernel's work on its behalf
 # (reading, writing, epoll): servers that make the same system calls differ only in the first.
 printf '%-10s %-22s %-11s %-17s %-21s %s\n' server "median us CPU/request" "of it user" \
-  "ratio to limit.c" "median round ratio" "median p99 latency"
+  "ratio to $BASE" "median round ratio" "median p99 latency"
 while read -r name m user p99 paired; do
   ratio=${floor:+$(echo "scale=3; $m / $floor" | bc)x}
   if [ -n "$PIPELINE" ]; then p99=none; else p99="$p99 us"; fi

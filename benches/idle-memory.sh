@@ -5,6 +5,7 @@
 #
 #   benches/idle-memory.sh [N=10000]
 #   benches/idle-memory.sh 10000 nginx                # the same against nginx (one worker)
+#   TLS=1 benches/idle-memory.sh 10000 [nginx]        # over TLS (ECDSA P-256, TLS 1.3)
 #
 # Needs: python3, and a descriptor limit above N (the script raises its soft limit to the hard).
 set -euo pipefail
@@ -21,11 +22,22 @@ if [ "$(ulimit -n)" -le $((N + 100)) ]; then
 fi
 
 PORT=18300
+SCHEME=http
+TLS_ARGS=""
+if [ -n "${TLS:-}" ]; then
+  TLS_CERT=$work/cert.pem TLS_KEY=$work/key.pem
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$TLS_KEY" -out "$TLS_CERT" 2>/dev/null
+  export TLS_CERT TLS_KEY
+  SCHEME=https
+  TLS_ARGS="--tls-cert $TLS_CERT --tls-key $TLS_KEY"
+fi
 if [ "$WHICH" = nginx ]; then
   SERVER="nginx -c $("$here/nginx-conf.sh" "$work" "$PORT")"
 else
   (cd "$repo" && cargo build --release --quiet)
-  SERVER="$repo/target/release/reactor-httpd --bind 127.0.0.1:$PORT --cores 1 --quiet --demo --max-connections $((N + 100)) --keep-alive-timeout 600"
+  SERVER="$repo/target/release/reactor-httpd --bind 127.0.0.1:$PORT --cores 1 --quiet --demo --max-connections $((N + 100)) --keep-alive-timeout 600 $TLS_ARGS"
 fi
 # shellcheck disable=SC2086
 $SERVER >"$work/server.out" 2>&1 &
@@ -36,17 +48,20 @@ rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 # The server process, or the newest child (nginx forks its worker).
 target=$pid
 for _ in $(seq 50); do
-  if curl -sf "http://127.0.0.1:$PORT/hello" >/dev/null 2>&1; then break; fi
+  if curl -skf "$SCHEME://127.0.0.1:$PORT/hello" >/dev/null 2>&1; then break; fi
   sleep 0.1
 done
 child=$(pgrep -P "$pid" | tail -1 || true)
 [ -n "$child" ] && target=$child
 # Warm up: one request, so buffers and pools exist before the baseline.
-curl -sf "http://127.0.0.1:$PORT/hello" >/dev/null
+curl -skf "$SCHEME://127.0.0.1:$PORT/hello" >/dev/null
 
-python3 - "$PORT" "$N" "$target" <<'EOF'
-import socket, sys, time
-port, n, pid = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+python3 - "$PORT" "$N" "$target" "$SCHEME" <<'EOF'
+import socket, ssl, sys, time
+port, n, pid, scheme = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+context = ssl.create_default_context()
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
 def rss():
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS"):
@@ -56,6 +71,8 @@ request = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 conns = []
 for i in range(n):
     s = socket.create_connection(("127.0.0.1", port))
+    if scheme == "https":
+        s = context.wrap_socket(s)
     s.sendall(request)
     got = b""
     while b"Hello, World!" not in got:

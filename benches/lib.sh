@@ -9,7 +9,8 @@ trap 'stop_all; rm -rf "$work"' EXIT
 
 declare -A port pid
 
-# start NAME PORT URL-PATH COMMAND... : runs COMMAND pinned to core 0 and waits until PATH answers.
+# start NAME PORT URL-PATH COMMAND... : runs COMMAND pinned to core 0 and waits until PATH answers
+# (over https when SCHEME=https).
 start() {
   local name=$1 p=$2 path=$3; shift 3
   taskset -c 0 "$@" >"$work/$name.out" 2>&1 &
@@ -17,7 +18,7 @@ start() {
   pids+=("$!")
   port[$name]=$p
   for _ in $(seq 50); do
-    curl -sf -o /dev/null "http://127.0.0.1:$p$path" && return 0
+    curl -skf -o /dev/null "${SCHEME:-http}://127.0.0.1:$p$path" && return 0
     sleep 0.1
   done
   echo "$name did not start:" >&2; cat "$work/$name.out" >&2; exit 1
@@ -34,4 +35,13 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR
 stop_all() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+}
+
+# An ECDSA P-256 certificate and key for 127.0.0.1 in $work: sets TLS_CERT and TLS_KEY.
+make_certificate() {
+  TLS_CERT=$work/cert.pem TLS_KEY=$work/key.pem
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$TLS_KEY" -out "$TLS_CERT" 2>/dev/null
+  export TLS_CERT TLS_KEY
 }

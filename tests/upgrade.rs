@@ -110,7 +110,7 @@ fn pipelined_requests_in_flight_are_all_answered() {
 }
 
 /// A client part way through a request head on a kept-alive connection finishes it after the
-/// upgrade: the old process answers it, with `Connection: close`.
+/// upgrade: the old process answers it, and then ends the connection.
 #[test]
 fn a_request_head_half_sent_is_answered_by_the_old_process() {
     bounded(120, || {
@@ -125,7 +125,9 @@ fn a_request_head_half_sent_is_answered_by_the_old_process() {
             client.send(b"st: t\r\n\r\n");
             let response = client.response();
             assert_eq!(response.text(), "Hello, World!", "{mode}");
-            assert_eq!(response.header("Connection"), Some("close"), "{mode}");
+            // With `Connection: close`, unless the rest came before this connection's loop
+            // heard of the handover (the line the test waits for is the first loop's): then the
+            // connection ends as an idle one, after its grace.
             client.expect_close();
             server.old_exits_cleanly();
             stop(new);

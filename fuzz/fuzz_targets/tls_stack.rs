@@ -1,0 +1,197 @@
+//! The TLS-plus-HTTP stack in memory: a rustls client and the server's `TlsConn` (rustls under
+//! `http::Conn`), joined by byte queues cut into arbitrary pieces. The client sends arbitrary
+//! bytes as its plaintext (usually not HTTP: that is the point). Checked, as for the `conn`
+//! target, beyond "no panic":
+//! - what the client decrypts is a sequence of well-formed HTTP/1.1 responses;
+//! - responses leave in the order the handler was called;
+//! - nothing follows a response that says `Connection: close`;
+//! - the same plaintext cut differently on the wire gives the same responses.
+//!
+//! A second run feeds the same bytes to the server as raw ciphertext (garbage for TLS): it must
+//! end the connection without a panic.
+#![no_main]
+
+use std::cell::Cell;
+use std::io::{Read, Write};
+use std::sync::{Arc, OnceLock};
+
+use libfuzzer_sys::fuzz_target;
+use reactor_httpd::config::Limits;
+use reactor_httpd::http::memory::{MemoryEnv, parse_responses};
+use reactor_httpd::http::{Request, Response, Status, Want};
+use reactor_httpd::session::Session;
+use reactor_httpd::tls::{TlsConn, TlsSource, server_config};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+thread_local! {
+    static CALLS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn numbered(request: &Request<'_>) -> Response {
+    let n = CALLS.with(|calls| {
+        calls.set(calls.get() + 1);
+        calls.get()
+    });
+    Response::text(Status::OK, format!("{} {}", request.method, request.body.len()))
+        .with_header("X-Call", n.to_string())
+        // `parse_responses` reads a HEAD response's body length from this.
+        .with_header("X-Method", request.method.to_string())
+}
+
+struct Keys {
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<ClientConfig>,
+}
+
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let dir = std::env::temp_dir().join(format!("tls-fuzz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+        let (server, _) = server_config(&TlsSource::Files { cert, key }).unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(made.cert.der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Keys {
+            server,
+            client: Arc::new(client),
+        }
+    })
+}
+
+/// Runs the stack: `plaintext` from the client, the wire cut in pieces of `sizes` (cycled).
+/// Returns what the client decrypted.
+fn run(plaintext: &[u8], sizes: &[usize]) -> Vec<u8> {
+    CALLS.with(|calls| calls.set(0));
+    let keys = keys();
+    let mut env = MemoryEnv::new(Limits::default(), &numbered);
+    let mut server = TlsConn::open(&keys.server, &mut env.cx());
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut client = ClientConnection::new(keys.client.clone(), name).unwrap();
+    client.writer().write_all(plaintext).unwrap();
+    let mut to_server: Vec<u8> = Vec::new();
+    let mut received = Vec::new();
+    let mut cut = sizes.iter().cycle();
+    let mut closed = false;
+    for _ in 0..10_000 {
+        let mut moved = false;
+        // Client to server.
+        while client.wants_write() {
+            client.write_tls(&mut to_server).unwrap();
+        }
+        // Server: do what it wants until it needs bytes it does not have.
+        loop {
+            let mut cx = env.cx();
+            match server.want(&mut cx) {
+                Want::Read => {
+                    if to_server.is_empty() {
+                        break;
+                    }
+                    let buf = server.read_buf(&mut cx);
+                    let n = (*cut.next().unwrap()).min(buf.len()).min(to_server.len());
+                    buf[..n].copy_from_slice(&to_server[..n]);
+                    to_server.drain(..n);
+                    server.received(n);
+                    moved = true;
+                }
+                Want::Write(bytes) => {
+                    let n = (*cut.next().unwrap()).min(bytes.len());
+                    let mut piece = &bytes[..n];
+                    // The client takes what it can; what it does not take stays unwritten.
+                    let taken = client.read_tls(&mut piece).unwrap_or(0);
+                    server.wrote(taken);
+                    if client.process_new_packets().is_err() {
+                        return received;
+                    }
+                    moved |= taken > 0;
+                    if taken == 0 {
+                        break;
+                    }
+                }
+                Want::SendFile { .. } => unreachable!("TlsConn sends files itself"),
+                Want::HalfClose | Want::Wait => break,
+                Want::Close => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        let mut chunk = [0; 4096];
+        loop {
+            match client.reader().read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    received.extend_from_slice(&chunk[..n]);
+                    moved = true;
+                }
+            }
+        }
+        if closed || (!moved && !client.wants_write()) {
+            break;
+        }
+    }
+    received
+}
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() < 3 {
+        return;
+    }
+    let (split, input) = data.split_at(3);
+    let sizes: Vec<usize> = split.iter().map(|&b| usize::from(b) + 1).collect();
+
+    let whole = run(input, &[1 << 20]);
+    assert_eq!(whole, run(input, &sizes), "cut {sizes:?}");
+
+    let responses = parse_responses(&whole);
+    let mut last_call = 0;
+    for (i, (_, headers, _)) in responses.iter().enumerate() {
+        let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        if let Some(call) = header("x-call") {
+            let call: u64 = call.parse().unwrap();
+            assert_eq!(call, last_call + 1, "responses out of order");
+            last_call = call;
+        }
+        if header("connection") == Some("close") {
+            assert_eq!(i, responses.len() - 1, "a response after Connection: close");
+        }
+    }
+
+    // The same bytes as ciphertext: garbage to TLS, or a plain HTTP request to the TLS port.
+    let mut env = MemoryEnv::new(Limits::default(), &numbered);
+    let mut server = TlsConn::open(&keys().server, &mut env.cx());
+    let mut offered = input;
+    for _ in 0..1_000 {
+        let mut cx = env.cx();
+        match server.want(&mut cx) {
+            Want::Read if offered.is_empty() => {
+                server.received(0);
+            }
+            Want::Read => {
+                let buf = server.read_buf(&mut cx);
+                let n = buf.len().min(offered.len());
+                buf[..n].copy_from_slice(&offered[..n]);
+                offered = &offered[n..];
+                server.received(n);
+            }
+            Want::Write(bytes) => {
+                let n = bytes.len();
+                server.wrote(n);
+            }
+            Want::SendFile { .. } => unreachable!(),
+            Want::HalfClose | Want::Wait => {}
+            Want::Close => return,
+        }
+    }
+    panic!("the server neither closed nor stopped asking");
+});
