@@ -16,6 +16,8 @@
 #   SERVERS="reactor metrics limit" ...  # add reactor-httpd with --metrics-path /metrics
 #   TLS=1 benches/cpu-per-request.sh     # HTTPS, keep-alive: reactor-httpd vs nginx, same ECDSA
 #                                        # P-256 certificate, ratios to nginx
+#   FILE_KIB=1024 TLS=1 SERVERS="reactor nginx" benches/cpu-per-request.sh   # GET a 1 MiB file
+#                                        # instead of /hello (both serve the same directory)
 #
 # Needs: wrk, nginx, gcc (apt-get install wrk nginx-light gcc), two cores.
 set -euo pipefail
@@ -39,6 +41,17 @@ shared=${SHARED_BENCH:-$repo/../shared/bench}
 LIMIT_C=${LIMIT_C:-$shared/limit.c}
 PIPELINE_LUA=${PIPELINE_LUA:-$shared/pipeline.lua}
 
+FILE_KIB=${FILE_KIB:-}
+URL_PATH=/hello
+root_args=()
+nginx_root=()
+if [ -n "$FILE_KIB" ]; then
+  mkdir -p "$work/www"
+  head -c $((FILE_KIB * 1024)) /dev/urandom >"$work/www/file.bin"
+  URL_PATH=/file.bin
+  root_args=("$work/www")
+  nginx_root=("$work/www")
+fi
 if [ -n "$TLS" ]; then
   make_certificate
   SCHEME=https
@@ -56,11 +69,11 @@ for name in $SERVERS; do
   case $name in
     reactor)
       (cd "$repo" && cargo build --release --quiet)
-      start reactor 18080 /hello "$repo/target/release/reactor-httpd" --bind 127.0.0.1:18080 --cores 1 --quiet --demo "${tls_args[@]}"
+      start reactor 18080 "$URL_PATH" "$repo/target/release/reactor-httpd" --bind 127.0.0.1:18080 --cores 1 --quiet --demo "${tls_args[@]}" "${root_args[@]}"
       ;;
     metrics)
       (cd "$repo" && cargo build --release --quiet)
-      start metrics 18120 /hello "$repo/target/release/reactor-httpd" --bind 127.0.0.1:18120 --cores 1 --quiet --demo --metrics-path /metrics "${tls_args[@]}"
+      start metrics 18120 "$URL_PATH" "$repo/target/release/reactor-httpd" --bind 127.0.0.1:18120 --cores 1 --quiet --demo --metrics-path /metrics "${tls_args[@]}" "${root_args[@]}"
       ;;
     floor)
       (cd "$repo" && cargo build --release --quiet --example httparse_floor)
@@ -73,7 +86,7 @@ for name in $SERVERS; do
       ;;
     nginx)
       command -v nginx >/dev/null || { echo "needs nginx (apt-get install nginx-light)" >&2; exit 1; }
-      start nginx 18100 /hello nginx -c "$("$here/nginx-conf.sh" "$work" 18100)"
+      start nginx 18100 "$URL_PATH" nginx -c "$("$here/nginx-conf.sh" "$work" 18100 "${nginx_root[@]}")"
       ;;
     *) echo "unknown server $name" >&2; exit 1 ;;
   esac
@@ -82,7 +95,7 @@ done
 measure() { # name -> "requests cpu_us_per_request user_us_per_request requests_per_s p99_latency_us"
   local name=$1 args=(-t1 "-c$CONNECTIONS" "-d${SECONDS_PER_RUN}s" --latency)
   [ -n "$PIPELINE" ] && args+=(-s "$PIPELINE_LUA")
-  args+=("$SCHEME://127.0.0.1:${port[$name]}/hello")
+  args+=("$SCHEME://127.0.0.1:${port[$name]}$URL_PATH")
   [ -n "$PIPELINE" ] && args+=(-- "$PIPELINE")
   local before after user_before user_after out
   before=$(cpu_ticks "${pid[$name]}")

@@ -39,6 +39,8 @@ pub struct Compare {
     pub paths: Vec<String>,
     /// `--handler-threads` for the reactor (the pool's threads).
     pub handler_threads: usize,
+    /// Every server with `--tls-self-signed`, driven over HTTPS.
+    pub tls: bool,
 }
 
 /// The 4 KiB file every server's ROOT holds.
@@ -204,6 +206,7 @@ fn measure(
                 addr: ([127, 0, 0, 1], port).into(),
                 host: format!("127.0.0.1:{port}"),
                 path: path.to_string(),
+                tls: compare.tls,
             },
             connections,
             duration: compare.duration,
@@ -269,6 +272,9 @@ fn start_server(
     if mode == "reactor" {
         command.args(["--cores", "1"]);
     }
+    if compare.tls {
+        command.arg("--tls-self-signed");
+    }
     if let Some(core) = core {
         // SAFETY: between fork and exec only sched_setaffinity runs, a plain system call on
         // memory owned by this closure.
@@ -292,7 +298,7 @@ fn start_server(
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
     let port = line
-        .split("http://")
+        .split("://")
         .nth(1)
         .and_then(|rest| rest.split(' ').next())
         .and_then(|addr| addr.rsplit(':').next())

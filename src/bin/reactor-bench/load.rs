@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
 
 use crate::report::Report;
 
@@ -27,13 +30,22 @@ pub struct Target {
     /// The Host header: `host:port` as written in the URL.
     pub host: String,
     pub path: String,
+    /// `https://`: every connection speaks TLS (rustls; the certificate is not checked, as wrk
+    /// does not check it: this is a load generator, not a browser).
+    pub tls: bool,
 }
 
-/// Reads `http://host[:port]/path` (only http).
+/// Reads `http://host[:port]/path` or `https://...`.
 pub fn parse_url(url: &str) -> Result<Target, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
+    let (rest, tls, default_port) = if let Some(rest) = url.strip_prefix("http://") {
+        (rest, false, 80)
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        (rest, true, 443)
+    } else {
+        return Err(format!(
+            "{url}: only http:// and https:// URLs are supported"
+        ));
+    };
     let (authority, path) = match rest.find('/') {
         Some(slash) => (&rest[..slash], &rest[slash..]),
         None => (rest, "/"),
@@ -47,7 +59,7 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
     {
         authority.to_string()
     } else {
-        format!("{authority}:80")
+        format!("{authority}:{default_port}")
     };
     let addr = with_port
         .to_socket_addrs()
@@ -58,6 +70,7 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
         addr,
         host: authority.to_string(),
         path: path.to_string(),
+        tls,
     })
 }
 
@@ -251,12 +264,18 @@ struct Client {
     warmed: bool,
     /// One request per connection (`Connection: close`), then a new connection.
     fresh: bool,
+    /// With `https://`: the TLS state under the HTTP bytes.
+    tls: Option<ClientConnection>,
     reader: ResponseReader,
 }
 
 struct Worker {
     poll: Poll,
     target: SocketAddr,
+    /// With `https://`: what each connection's TLS is made with, and the name it asks for.
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    /// Decrypted bytes of the last read.
+    plain: Vec<u8>,
     clients: Vec<Client>,
     /// The batch every kept-alive client sends: `pipeline` copies of the request.
     batch: Vec<u8>,
@@ -297,6 +316,8 @@ impl Worker {
         let mut worker = Worker {
             poll: Poll::new()?,
             target: load.target.addr,
+            tls: load.target.tls.then(|| tls_client(&load.target)),
+            plain: Vec::with_capacity(64 * 1024),
             clients: Vec::with_capacity(all),
             batch: request.repeat(load.pipeline).into_bytes(),
             closing: closing.into_bytes(),
@@ -316,6 +337,7 @@ impl Worker {
         for index in 0..all {
             worker.clients.push(Client {
                 fresh: index >= connections,
+                tls: None,
                 stream: None,
                 connected: false,
                 unwritten: 0,
@@ -413,6 +435,9 @@ impl Worker {
         client.outstanding = 0;
         client.unwritten = 0;
         client.reader = ResponseReader::default();
+        client.tls = self.tls.as_ref().map(|(config, name)| {
+            ClientConnection::new(config.clone(), name.clone()).expect("a valid client config")
+        });
         match TcpStream::connect(self.target) {
             Ok(mut stream) => {
                 let _ = stream.set_nodelay(true);
@@ -528,6 +553,28 @@ impl Worker {
         let Some(stream) = &mut client.stream else {
             return;
         };
+        if let Some(tls) = &mut client.tls {
+            // The batch goes into rustls whole (it buffers plaintext until the handshake is
+            // done); the socket takes its ciphertext as it can.
+            if client.unwritten > 0 {
+                let from = batch.len() - client.unwritten;
+                let _ = tls.writer().write_all(&batch[from..]);
+                client.unwritten = 0;
+            }
+            while tls.wants_write() {
+                match tls.write_tls(stream) {
+                    Ok(_) => {}
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(err) => {
+                        self.report.errors.read_failed(&err);
+                        self.reconnect(index);
+                        return;
+                    }
+                }
+            }
+            return;
+        }
         while client.unwritten > 0 {
             let from = batch.len() - client.unwritten;
             match stream.write(&batch[from..]) {
@@ -580,10 +627,21 @@ impl Worker {
             if counting {
                 self.report.bytes += n as u64;
             }
+            let data = match &mut client.tls {
+                None => &self.scratch[..n],
+                Some(tls) => {
+                    if decrypt(tls, &self.scratch[..n], &mut self.plain).is_err() {
+                        self.report.errors.read += 1;
+                        self.reconnect(index);
+                        return false;
+                    }
+                    &self.plain[..]
+                }
+            };
             let (report, sent_at) = (&mut self.report, client.sent_at);
             let mut answers = 0;
             let mut closing = false;
-            let fed = client.reader.feed(&self.scratch[..n], |answer| {
+            let fed = client.reader.feed(data, |answer| {
                 answers += 1;
                 closing |= answer.close;
                 if counting {
@@ -635,6 +693,91 @@ impl Worker {
     }
 }
 
+/// Feeds ciphertext to rustls and collects what it decrypts into `plain` (cleared first).
+fn decrypt(
+    tls: &mut ClientConnection,
+    mut ciphertext: &[u8],
+    plain: &mut Vec<u8>,
+) -> Result<(), ()> {
+    plain.clear();
+    while !ciphertext.is_empty() {
+        tls.read_tls(&mut ciphertext).map_err(drop)?;
+        tls.process_new_packets().map_err(drop)?;
+    }
+    let mut chunk = [0; 16 * 1024];
+    loop {
+        match tls.reader().read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => plain.extend_from_slice(&chunk[..n]),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(_) => return Err(()),
+        }
+    }
+}
+
+/// The TLS client every connection of a worker is made from: HTTP/1.1 over TLS 1.2 or 1.3,
+/// session resumption as rustls does by default, and no certificate check (see `Target::tls`).
+fn tls_client(target: &Target) -> (Arc<ClientConfig>, ServerName<'static>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let host = target
+        .host
+        .rsplit_once(':')
+        .map_or(target.host.as_str(), |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = ServerName::try_from(host.to_string())
+        .unwrap_or_else(|_| ServerName::from(target.addr.ip()));
+    (Arc::new(config), name)
+}
+
+/// Accepts any certificate (the signatures are still checked, so the handshake costs the
+/// server what it would with a checking client).
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -648,7 +791,8 @@ mod tests {
             ("127.0.0.1:8080", "/hello?x=1")
         );
         assert_eq!(parse_url("http://127.0.0.1:9").unwrap().path, "/");
-        assert!(parse_url("https://x/").is_err());
+        assert!(parse_url("https://127.0.0.1:8443/").unwrap().tls);
+        assert!(parse_url("ftp://x/").is_err());
         assert!(parse_url("http:///x").is_err());
     }
 

@@ -25,7 +25,7 @@ use clap::Parser;
     after_help = "Also: reactor-bench compare --help"
 )]
 struct Run {
-    /// http://host:port/path
+    /// http://host:port/path or https://... (the certificate is not checked, as wrk does not)
     url: String,
     /// Open connections, all kept alive.
     #[arg(long, short = 'c', default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
@@ -94,6 +94,9 @@ struct CompareArgs {
     /// Runs of each kind per cell, each on a fresh server; the median run is reported.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     runs: u32,
+    /// Every server over HTTPS (`--tls-self-signed`), driven with TLS.
+    #[arg(long)]
+    tls: bool,
 }
 
 fn main() -> ExitCode {
@@ -201,6 +204,7 @@ fn compare(args: CompareArgs) -> Result<(), String> {
         runs: args.runs as usize,
         handler_threads: args.handler_threads.unwrap_or(args.threads),
         paths: args.paths,
+        tls: args.tls,
     };
     compare::run(&settings).map_err(|err| err.to_string())
 }
