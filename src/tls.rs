@@ -191,16 +191,20 @@ impl TlsConn {
             return false;
         }
         let buf = self.inner.read_buf(cx);
+        let room = buf.len();
         match self.tls.reader().read(buf) {
             Ok(n) => {
-                // 0: the client's close_notify; the HTTP connection sees the end of input.
-                self.plaintext = n > 0;
+                // 0: the client's close_notify; the HTTP connection sees the end of input. Less
+                // than the room: rustls has no more.
+                self.plaintext = n == room;
                 self.inner.received(n);
                 true
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                // The buffer taken goes back at the HTTP connection's next `want`.
                 self.plaintext = false;
+                // Asked again, the HTTP connection gives the buffer it lent back to the pool:
+                // an idle connection must hold none.
+                let _ = self.inner.want(cx);
                 false
             }
             Err(_) => {
