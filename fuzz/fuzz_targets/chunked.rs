@@ -9,9 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use reactor_httpd::http::{
-    ChunkedDecoder, Decoded, MAX_CHUNK_LINE, MAX_HEADERS, Status, is_tchar,
-};
+use reactor_httpd::http::{ChunkedDecoder, Decoded, MAX_CHUNK_LINE, MAX_HEADERS, Status, is_tchar};
 
 const MAX_BODY: u64 = 64 * 1024;
 const MAX_TRAILER: usize = 1024;
@@ -166,7 +164,11 @@ fuzz_target!(|input: &[u8]| {
         assert!(body.len() as u64 <= MAX_BODY && body.len() <= raw.len());
     }
     assert_eq!(whole, decode_in_pieces(raw, 1), "byte by byte");
-    assert_eq!(whole, decode_in_pieces(raw, usize::from(step | 1)), "in pieces of {step}");
+    assert_eq!(
+        whole,
+        decode_in_pieces(raw, usize::from(step | 1)),
+        "in pieces of {step}"
+    );
     let plain = reference(raw);
     match (&whole, &plain) {
         (Ok(Some(decoded)), Some(read)) => assert_eq!(decoded, read),

@@ -31,7 +31,11 @@ fuzz_target!(|input: &[u8]| {
     let data = &data[leading_empty_lines(data)..];
     let whole = HeadScan::default().scan(data, LIMIT);
     assert_eq!(whole, scan_in_pieces(data, 1), "byte by byte");
-    assert_eq!(whole, scan_in_pieces(data, usize::from(step).max(1)), "in pieces of {step}");
+    assert_eq!(
+        whole,
+        scan_in_pieces(data, usize::from(step).max(1)),
+        "in pieces of {step}"
+    );
 
     let mut storage = header_storage();
     let fast = parse_whole_head(data, &mut storage, LIMIT)

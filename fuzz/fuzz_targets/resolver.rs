@@ -29,6 +29,10 @@ fuzz_target!(|data: &[u8]| {
         && let Ok(Opened::File(file, _) | Opened::Dir(file, _)) = root.open(&decoded.relative())
     {
         let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap();
-        assert!(real.starts_with(canonical), "{url:?} opened {}", real.display());
+        assert!(
+            real.starts_with(canonical),
+            "{url:?} opened {}",
+            real.display()
+        );
     }
 });

@@ -11,33 +11,17 @@
 //! end the connection without a panic.
 #![no_main]
 
-use std::cell::Cell;
 use std::io::{Read, Write};
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use reactor_httpd::config::Limits;
-use reactor_httpd::http::memory::{MemoryEnv, parse_responses};
-use reactor_httpd::http::{Request, Response, Status, Want};
+use reactor_httpd::http::Want;
+use reactor_httpd::http::memory::{MemoryEnv, check_responses, numbered, reset_calls};
 use reactor_httpd::session::Session;
 use reactor_httpd::tls::{TlsConn, TlsSource, server_config};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
-
-thread_local! {
-    static CALLS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn numbered(request: &Request<'_>) -> Response {
-    let n = CALLS.with(|calls| {
-        calls.set(calls.get() + 1);
-        calls.get()
-    });
-    Response::text(Status::OK, format!("{} {}", request.method, request.body.len()))
-        .with_header("X-Call", n.to_string())
-        // `parse_responses` reads a HEAD response's body length from this.
-        .with_header("X-Method", request.method.to_string())
-}
 
 struct Keys {
     server: Arc<rustls::ServerConfig>,
@@ -72,7 +56,7 @@ fn keys() -> &'static Keys {
 /// Runs the stack: `plaintext` from the client, the wire cut in pieces of `sizes` (cycled).
 /// Returns what the client decrypted.
 fn run(plaintext: &[u8], sizes: &[usize]) -> Vec<u8> {
-    CALLS.with(|calls| calls.set(0));
+    reset_calls();
     let keys = keys();
     let mut env = MemoryEnv::new(Limits::default(), &numbered);
     let mut server = TlsConn::open(&keys.server, &mut env.cx());
@@ -153,19 +137,7 @@ fuzz_target!(|data: &[u8]| {
     let whole = run(input, &[1 << 20]);
     assert_eq!(whole, run(input, &sizes), "cut {sizes:?}");
 
-    let responses = parse_responses(&whole);
-    let mut last_call = 0;
-    for (i, (_, headers, _)) in responses.iter().enumerate() {
-        let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
-        if let Some(call) = header("x-call") {
-            let call: u64 = call.parse().unwrap();
-            assert_eq!(call, last_call + 1, "responses out of order");
-            last_call = call;
-        }
-        if header("connection") == Some("close") {
-            assert_eq!(i, responses.len() - 1, "a response after Connection: close");
-        }
-    }
+    check_responses(&whole);
 
     // The same bytes as ciphertext: garbage to TLS, or a plain HTTP request to the TLS port.
     let mut env = MemoryEnv::new(Limits::default(), &numbered);

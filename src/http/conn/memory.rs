@@ -242,3 +242,54 @@ pub fn parse_responses(mut bytes: &[u8]) -> Vec<Parsed> {
     }
     responses
 }
+
+std::thread_local! {
+    static CALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// A handler for the fuzz targets that numbers its calls (`X-Call`, from 1 after
+/// [`reset_calls`]), so [`check_responses`] can tell the order the responses left in. `/big`
+/// answers 100,000 bytes; everything else a line naming the request.
+pub fn numbered(request: &Request<'_>) -> Response {
+    let n = CALLS.with(|calls| {
+        calls.set(calls.get() + 1);
+        calls.get()
+    });
+    let body = if request.path == "/big" {
+        "x".repeat(100_000)
+    } else {
+        format!("{} {} {}", request.method, request.path, request.body.len())
+    };
+    Response::text(crate::http::Status::OK, body)
+        .with_header("X-Call", n.to_string())
+        // `parse_responses` reads a HEAD response's body length from this.
+        .with_header("X-Method", request.method.to_string())
+}
+
+/// Starts [`numbered`]'s count again.
+pub fn reset_calls() {
+    CALLS.with(|calls| calls.set(0));
+}
+
+/// Checks a response stream from a connection answered by [`numbered`]: well-formed responses,
+/// in the order the handler was called, and none after a `Connection: close`.
+pub fn check_responses(stream: &[u8]) {
+    let responses = parse_responses(stream);
+    let mut last_call = 0;
+    for (i, (_, headers, _)) in responses.iter().enumerate() {
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        if let Some(call) = header("x-call") {
+            let call: u64 = call.parse().expect("X-Call is a number");
+            assert_eq!(call, last_call + 1, "responses out of order");
+            last_call = call;
+        }
+        if header("connection") == Some("close") {
+            assert_eq!(i, responses.len() - 1, "a response after Connection: close");
+        }
+    }
+}
