@@ -63,6 +63,7 @@ fn serializing(c: &mut Criterion) {
                 response.body.len(),
                 Persistence::KeepAliveImplied,
                 &clock,
+                &[],
             );
             black_box(out.len())
         })
@@ -77,6 +78,7 @@ fn serializing(c: &mut Criterion) {
                 0,
                 Persistence::Close,
                 &clock,
+                &[],
             );
             black_box(out.len())
         })

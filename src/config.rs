@@ -115,6 +115,10 @@ pub struct Config {
     pub metrics_path: Option<String>,
     /// Serve HTTPS with this certificate.
     pub tls: Option<crate::tls::TlsSource>,
+    /// `--header 'Name: value'`: fields added to every response.
+    pub headers: Vec<(String, String)>,
+    /// Serve `x.br`, `x.zst` or `x.gz` for `x` when the client accepts it.
+    pub precompressed: bool,
 }
 
 impl Default for Config {
@@ -135,6 +139,8 @@ impl Default for Config {
             access_log: AccessLogTarget::Stdout,
             metrics_path: None,
             tls: None,
+            headers: Vec::new(),
+            precompressed: true,
         }
     }
 }

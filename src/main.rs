@@ -99,6 +99,12 @@ struct Cli {
     /// out: clients must be told to trust it, e.g. curl -k).
     #[arg(long)]
     tls_self_signed: bool,
+    /// Add this field to every response, e.g. 'Cache-Control: max-age=60' (repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
+    /// Do not serve x.br, x.zst or x.gz in place of x to clients that accept them.
+    #[arg(long)]
+    no_precompressed: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -117,6 +123,37 @@ fn parse_cores(text: &str) -> Result<Cores, String> {
             _ => Err("expected auto or a number of loops, at least 1".into()),
         },
     }
+}
+
+/// `Name: value` for `--header`: a field name (a token), a value of visible characters, spaces
+/// and tabs; not a field the server owns for framing.
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text.split_once(':').ok_or("expected 'Name: value'")?;
+    let value = value.trim_matches([' ', '\t']);
+    if name.is_empty() || !name.bytes().all(reactor_httpd::http::is_tchar) {
+        return Err(format!("{name:?} is not a field name"));
+    }
+    if !value
+        .bytes()
+        .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+    {
+        return Err("the value may hold only visible characters, spaces and tabs".into());
+    }
+    const FRAMING: [&str; 7] = [
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+    ];
+    if FRAMING.iter().any(|owned| name.eq_ignore_ascii_case(owned)) {
+        return Err(format!(
+            "{name} is the server's to set: it frames the response"
+        ));
+    }
+    Ok((name.to_string(), value.to_string()))
 }
 
 fn parse_secs(text: &str) -> Result<Duration, String> {
@@ -170,6 +207,8 @@ impl Cli {
             },
             access_log,
             metrics_path: self.metrics_path,
+            headers: self.headers,
+            precompressed: !self.no_precompressed,
             tls: match (self.tls_cert, self.tls_key, self.tls_self_signed) {
                 (Some(cert), Some(key), _) => Some(TlsSource::Files { cert, key }),
                 (_, _, true) => Some(TlsSource::SelfSigned),

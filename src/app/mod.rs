@@ -79,7 +79,7 @@ pub fn other_method(request: &Request<'_>, allow: &'static str) -> Response {
 /// The handler a configuration asks for: the static files of ROOT, with the demo routes
 /// mounted ahead of them when `--demo` is given. Fails if ROOT cannot be opened.
 pub fn build(config: &Config) -> io::Result<Arc<dyn Handler>> {
-    let files = StaticFiles::new(&config.root)?;
+    let files = StaticFiles::new(&config.root)?.precompressed(config.precompressed);
     Ok(if config.demo {
         Arc::new(Demo::new(files))
     } else {

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::fs::File;
+use std::sync::Arc;
 
 use super::date::Clock;
 
@@ -195,9 +196,17 @@ pub fn write_head(
     content_length: u64,
     persistence: Persistence,
     clock: &Clock,
+    always: &[(String, String)],
 ) {
     let content_type = response.content_type.as_deref().unwrap_or_default();
-    let extra: usize = (response.headers.iter())
+    let fields = || {
+        let own = response
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, &**value));
+        own.chain(always.iter().map(|(name, value)| (&**name, &**value)))
+    };
+    let extra: usize = fields()
         .map(|(name, value)| name.len() + value.len() + 4)
         .sum();
     // One reservation for the whole head, so none of the appends below has to grow the buffer.
@@ -219,7 +228,7 @@ pub fn write_head(
         out.extend_from_slice(b"\r\nContent-Length: ");
         out.extend_from_slice(itoa::Buffer::new().format(content_length).as_bytes());
     }
-    for (name, value) in &response.headers {
+    for (name, value) in fields() {
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
@@ -252,6 +261,8 @@ const HEAD_MAX_FIXED: usize = 64
 pub struct HeadCache {
     key: Option<HeadKey>,
     head: Vec<u8>,
+    /// `--header`: fields every response carries, after its own.
+    always: Arc<[(String, String)]>,
 }
 
 /// Everything a cacheable head depends on.
@@ -294,6 +305,14 @@ impl HeadKey {
 }
 
 impl HeadCache {
+    /// A cache whose heads all carry `always` (`--header`), after each response's own fields.
+    pub fn with_headers(always: Arc<[(String, String)]>) -> Self {
+        HeadCache {
+            always,
+            ..HeadCache::default()
+        }
+    }
+
     /// Appends the head of `response` to `out`, exactly as [`write_head`] would.
     pub fn write(
         &mut self,
@@ -309,7 +328,14 @@ impl HeadCache {
             return;
         }
         let start = out.len();
-        write_head(out, response, content_length, persistence, clock);
+        write_head(
+            out,
+            response,
+            content_length,
+            persistence,
+            clock,
+            &self.always,
+        );
         if key.is_some() {
             self.head.clear();
             self.head.extend_from_slice(&out[start..]);
@@ -329,7 +355,7 @@ mod tests {
 
     fn head(response: &Response, len: u64, persistence: Persistence) -> String {
         let mut out = Vec::new();
-        write_head(&mut out, response, len, persistence, &clock());
+        write_head(&mut out, response, len, persistence, &clock(), &[]);
         String::from_utf8(out).unwrap()
     }
 
@@ -419,7 +445,7 @@ mod tests {
                 for &(ref response, len, persistence) in [&responses[a], &responses[b]] {
                     let mut expected = b"earlier bytes".to_vec();
                     let mut cached = expected.clone();
-                    write_head(&mut expected, response, len, persistence, &clock);
+                    write_head(&mut expected, response, len, persistence, &clock, &[]);
                     cache.write(&mut cached, response, len, persistence, &clock);
                     assert_eq!(
                         String::from_utf8(cached).unwrap(),

@@ -75,6 +75,8 @@ pub(crate) struct Shared {
     pub access_log: AccessLogTarget,
     pub max_connections: usize,
     pub open: AtomicUsize,
+    /// `--header`: added to every response.
+    pub headers: Arc<[(String, String)]>,
 }
 
 /// What one event loop or worker thread owns for the connections it drives: a clock, a buffer
@@ -96,7 +98,7 @@ impl LoopEnv {
         Ok(LoopEnv {
             clock: Clock::new(),
             pool: BufPool::new(),
-            heads: HeadCache::default(),
+            heads: HeadCache::with_headers(shared.headers.clone()),
             log: AccessLog::open(&shared.access_log)?,
             metrics: shared.metrics.as_ref().map(|registry| registry.register()),
             shared,
@@ -233,6 +235,7 @@ impl Server {
             access_log: config.access_log.clone(),
             max_connections: config.max_connections,
             open: AtomicUsize::new(0),
+            headers: config.headers.clone().into(),
         });
         let bind_error = |err| StartError::Io(format!("cannot listen on {}: {err}", config.bind));
         // Sockets handed over by the old process of an upgrade, or else by systemd.

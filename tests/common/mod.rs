@@ -140,6 +140,12 @@ impl TestServer {
         if config.demo {
             command.arg("--demo");
         }
+        for (name, value) in &config.headers {
+            command.args(["--header", &format!("{name}: {value}")]);
+        }
+        if !config.precompressed {
+            command.arg("--no-precompressed");
+        }
         match &config.tls {
             Some(TlsSource::Files { cert, key }) => {
                 command

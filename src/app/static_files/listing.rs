@@ -1,4 +1,5 @@
-//! The HTML listing of a directory that has no `index.html`.
+//! The listing of a directory that has no `index.html`: an HTML page, or JSON for a client
+//! that prefers it (`Accept: application/json`, or `?format=json`).
 //!
 //! Directories first, then files, each sorted by name; hidden names left out; every name
 //! HTML-escaped where it is shown and percent-encoded where it is linked, so no file name can
@@ -12,21 +13,19 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::SystemTime;
 
-struct Entry {
+pub struct Entry {
     name: Vec<u8>,
     is_dir: bool,
+    /// The entry is itself a symbolic link (its other fields are its target's).
+    is_symlink: bool,
     len: u64,
     modified: Option<SystemTime>,
 }
 
-/// Renders the listing of `dir` (opened beneath ROOT; `path_for_fallback` names it for systems
-/// without /proc) as it appears at `title` (the decoded URL path, ending in `/`).
-pub fn render(
-    dir: &File,
-    path_for_fallback: &Path,
-    title: &str,
-    at_root: bool,
-) -> io::Result<Vec<u8>> {
+/// The entries of `dir` (opened beneath ROOT; `path_for_fallback` names it for systems without
+/// /proc) as they are listed: directories first, then files, each sorted by name, hidden names
+/// and dangling links left out.
+pub fn entries(dir: &File, path_for_fallback: &Path) -> io::Result<Vec<Entry>> {
     // Read the directory that was opened, not whatever the path names by now.
     let by_fd = format!("/proc/self/fd/{}", dir.as_raw_fd());
     let reader = fs::read_dir(&by_fd).or_else(|_| fs::read_dir(path_for_fallback))?;
@@ -44,21 +43,28 @@ pub fn render(
         entries.push(Entry {
             name,
             is_dir: metadata.is_dir(),
+            is_symlink: entry.file_type().is_ok_and(|kind| kind.is_symlink()),
             len: metadata.len(),
             modified: metadata.modified().ok(),
         });
     }
     entries.sort_unstable_by(|a, b| b.is_dir.cmp(&a.is_dir).then_with(|| a.name.cmp(&b.name)));
+    Ok(entries)
+}
 
+/// The HTML page listing `entries` as they appear at `title` (the decoded URL path, ending in
+/// `/`). It reads on a phone too: a viewport, a little CSS, the dates column dropped when narrow.
+pub fn html(entries: &[Entry], title: &str, at_root: bool) -> Vec<u8> {
     let mut html = Vec::with_capacity(512 + entries.len() * 128);
     let title = escape_html(title.as_bytes());
     html.extend_from_slice(
-        b"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of ",
+        b"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\
+          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Index of ",
     );
     html.extend_from_slice(title.as_bytes());
-    html.extend_from_slice(
-        b"</title><style>td{padding:0 1.5em 0 0}</style></head>\n<body><h1>Index of ",
-    );
+    html.extend_from_slice(b"</title><style>");
+    html.extend_from_slice(STYLE.as_bytes());
+    html.extend_from_slice(b"</style></head>\n<body><h1>Index of ");
     html.extend_from_slice(title.as_bytes());
     html.extend_from_slice(
         b"</h1>\n<table>\n<tr><th>Name</th><th>Size</th><th>Last modified</th></tr>\n",
@@ -66,7 +72,7 @@ pub fn render(
     if !at_root {
         html.extend_from_slice(b"<tr><td><a href=\"../\">../</a></td><td>-</td><td></td></tr>\n");
     }
-    for entry in &entries {
+    for entry in entries {
         let slash = if entry.is_dir { "/" } else { "" };
         let size = if entry.is_dir {
             "-".to_string()
@@ -85,7 +91,62 @@ pub fn render(
         html.extend_from_slice(row.as_bytes());
     }
     html.extend_from_slice(b"</table>\n</body></html>\n");
-    Ok(html)
+    html
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1em;line-height:1.4}\
+h1{font-size:1.3em;word-break:break-all}table{border-collapse:collapse;width:100%;max-width:60em}\
+th,td{text-align:left;padding:.25em 1.5em .25em 0;vertical-align:top}\
+td:nth-child(2),th:nth-child(2){text-align:right}a{word-break:break-all}\
+@media(max-width:600px){td:nth-child(3),th:nth-child(3){display:none}}";
+
+/// The listing as JSON: `[{"name":…,"type":"file|dir|symlink","size":…,"mtime":"…"},…]`, in
+/// the HTML listing's order. `size` is null for a directory, `mtime` (RFC 3339, UTC) null when
+/// unknown; a name that is not UTF-8 has its bad bytes replaced.
+pub fn json(entries: &[Entry]) -> Vec<u8> {
+    let items: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|entry| {
+            let kind = match (entry.is_symlink, entry.is_dir) {
+                (true, _) => "symlink",
+                (false, true) => "dir",
+                (false, false) => "file",
+            };
+            serde_json::json!({
+                "name": String::from_utf8_lossy(&entry.name),
+                "type": kind,
+                "size": (!entry.is_dir).then_some(entry.len),
+                "mtime": entry.modified.map(rfc3339),
+            })
+        })
+        .collect();
+    let mut out = serde_json::to_vec(&items).unwrap_or_else(|_| b"[]".to_vec());
+    out.push(b'\n');
+    out
+}
+
+/// `2026-12-02T04:04:27Z`.
+fn rfc3339(at: SystemTime) -> String {
+    let secs = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
 }
 
 /// Text safe to place in HTML, from bytes that may not be UTF-8.
@@ -142,9 +203,33 @@ mod tests {
         fs::write(dir.join("alpha.txt"), "12345").unwrap();
         fs::write(dir.join("<img src=x onerror=\"alert(1)\">.html"), "").unwrap();
         fs::write(dir.join(".secret"), "").unwrap();
+        std::os::unix::fs::symlink("alpha.txt", dir.join("link")).unwrap();
         let opened = File::open(&dir).unwrap();
-        let html = String::from_utf8(render(&opened, &dir, "/x/", false).unwrap()).unwrap();
+        let entries = entries(&opened, &dir).unwrap();
+        let html = String::from_utf8(html(&entries, "/x/", false)).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&json(&entries)).unwrap();
         fs::remove_dir_all(&dir).unwrap();
+
+        // The same entries, in the same order, as JSON.
+        let names: Vec<&str> = (json.as_array().unwrap().iter())
+            .map(|item| item["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "zeta-dir",
+                "<img src=x onerror=\"alert(1)\">.html",
+                "alpha.txt",
+                "link"
+            ]
+        );
+        assert_eq!(json[0]["type"], "dir");
+        assert!(json[0]["size"].is_null());
+        assert_eq!(json[2]["type"], "file");
+        assert_eq!(json[2]["size"], 5);
+        assert_eq!(json[3]["type"], "symlink");
+        assert!(json[2]["mtime"].as_str().unwrap().ends_with('Z'));
+        assert!(html.contains("name=\"viewport\""));
 
         let zeta = html.find("href=\"zeta-dir/\"").unwrap();
         let bold = html
@@ -161,5 +246,20 @@ mod tests {
         assert!(html.contains("<td>5</td>"));
         assert!(html.contains("href=\"../\""));
         assert!(html.contains("<title>Index of /x/</title>"));
+    }
+}
+
+#[cfg(test)]
+mod listing_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rfc3339_dates() {
+        let at = |secs| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(784_111_777), "1994-11-06T08:49:37Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_795_841_067), "2026-11-28T04:44:27Z");
     }
 }

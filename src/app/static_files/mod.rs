@@ -7,6 +7,7 @@
 //! directory redirects to its slash form, serves its `index.html`, or is listed (`listing.rs`).
 
 mod listing;
+mod negotiate;
 mod range;
 pub mod resolve;
 
@@ -19,19 +20,31 @@ use std::path::Path;
 
 use super::{Handler, other_method};
 use crate::http::{Body, FileBody, Request, Response, Status};
+use negotiate::Coding;
 use range::{Part, Validators, parse_range};
 use resolve::{DecodedPath, Opened, Refusal, Root, decode_path};
 
 pub struct StaticFiles {
     root: Root,
+    /// Serve `x.br`, `x.zst` or `x.gz` for `x` to a client that accepts it.
+    precompressed: bool,
 }
 
 impl StaticFiles {
-    /// Serves `root`, which is canonicalized and opened once, here.
+    /// Serves `root`, which is canonicalized and opened once, here; precompressed siblings on.
     pub fn new(root: &Path) -> io::Result<Self> {
         Ok(StaticFiles {
             root: Root::new(root)?,
+            precompressed: true,
         })
+    }
+
+    /// Whether precompressed siblings are served (`--no-precompressed` turns them off).
+    pub fn precompressed(self, on: bool) -> Self {
+        StaticFiles {
+            precompressed: on,
+            ..self
+        }
     }
 }
 
@@ -61,7 +74,7 @@ impl Handler for StaticFiles {
         match opened {
             Ok(Opened::File(file, metadata)) => {
                 let name = path.segments.last().map_or(&b""[..], Vec::as_slice);
-                serve_file(request, file, &metadata, name)
+                self.serve_negotiated(request, &path.relative(), file, &metadata, name)
             }
             Ok(Opened::Dir(..)) if !path.trailing_slash && !path.segments.is_empty() => {
                 // Relative links inside a directory page only work from its slash form.
@@ -82,9 +95,10 @@ impl StaticFiles {
     /// A directory's `index.html` if it has one, otherwise its listing.
     fn serve_dir(&self, request: &Request<'_>, path: &DecodedPath, dir: &File) -> Response {
         let relative = path.relative();
-        match self.root.open(&relative.join("index.html")) {
+        let index = relative.join("index.html");
+        match self.root.open(&index) {
             Ok(Opened::File(file, metadata)) => {
-                return serve_file(request, file, &metadata, b"index.html");
+                return self.serve_negotiated(request, &index, file, &metadata, b"index.html");
             }
             Ok(Opened::Dir(..)) | Err(Refusal::NotFound) => {}
             Err(refusal) => return refused(refusal),
@@ -95,26 +109,135 @@ impl StaticFiles {
             title.push('/');
         }
         let fallback = self.root.path().join(&relative);
-        match listing::render(dir, &fallback, &title, path.segments.is_empty()) {
-            Ok(html) => Response::new(Status::OK)
+        let entries = match listing::entries(dir, &fallback) {
+            Ok(entries) => entries,
+            Err(err) => return refused(resolve::refusal(err)),
+        };
+        let response = if wants_json(request) {
+            Response::new(Status::OK)
+                .with_content_type("application/json")
+                .with_body(Body::Bytes(listing::json(&entries)))
+        } else {
+            let html = listing::html(&entries, &title, path.segments.is_empty());
+            Response::new(Status::OK)
                 .with_content_type("text/html; charset=utf-8")
-                .with_body(Body::Bytes(html)),
-            Err(err) => refused(resolve::refusal(err)),
+                .with_body(Body::Bytes(html))
+        };
+        response.with_header("Vary", "Accept")
+    }
+}
+
+/// A listing as JSON: asked by `?format=json`, or by an `Accept` that weighs
+/// `application/json` above `text/html` (each weighed by its most specific media range).
+fn wants_json(request: &Request<'_>) -> bool {
+    if let Some(query) = request.query
+        && query.split('&').any(|pair| pair == "format=json")
+    {
+        return true;
+    }
+    let Some(accept) = request.headers.get_str("accept") else {
+        return false;
+    };
+    let weight = |wanted: &str| {
+        let (kind, _) = wanted.split_once('/').unwrap_or((wanted, ""));
+        let mut best: Option<(u8, u16)> = None; // (specificity, thousandths)
+        for range in accept.split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let specificity = if media == wanted {
+                3
+            } else if media == format!("{kind}/*") {
+                2
+            } else if media == "*/*" {
+                1
+            } else {
+                continue;
+            };
+            let q = parts
+                .filter_map(|param| param.split_once('='))
+                .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+                .map_or(Some(1000), |(_, value)| negotiate::qvalue(value.trim()));
+            let Some(q) = q else { continue };
+            if best.is_none_or(|(s, _)| specificity > s) {
+                best = Some((specificity, q));
+            }
+        }
+        best.map_or(0, |(_, q)| q)
+    };
+    let json = weight("application/json");
+    json > 0 && json > weight("text/html")
+}
+
+impl StaticFiles {
+    /// The file at `relative` (open as `file`), or the precompressed sibling the client
+    /// prefers: `x.br`, `x.zst` or `x.gz`, each resolved beneath ROOT like any file. Every answer
+    /// for a file that has a sibling says `Vary: Accept-Encoding`, so that caches keep one per
+    /// coding.
+    fn serve_negotiated(
+        &self,
+        request: &Request<'_>,
+        relative: &Path,
+        file: File,
+        metadata: &Metadata,
+        name: &[u8],
+    ) -> Response {
+        if !self.precompressed || Coding::names_sibling(name) {
+            return serve_file(request, file, metadata, name, None);
+        }
+        let sibling = |coding: Coding| {
+            let mut path = relative.as_os_str().to_owned();
+            path.push(coding.suffix());
+            match self.root.open(Path::new(&path)) {
+                Ok(Opened::File(file, metadata)) => Some((file, metadata)),
+                _ => None,
+            }
+        };
+        let wanted = negotiate::wanted(request.headers.get_str("accept-encoding"));
+        for &coding in &wanted {
+            if let Some((coded, coded_metadata)) = sibling(coding) {
+                return serve_file(request, coded, &coded_metadata, name, Some(coding))
+                    .with_header("Vary", "Accept-Encoding");
+            }
+        }
+        // None the client wants: the file as it is, which varies if a sibling exists.
+        let varies = Coding::ALL
+            .iter()
+            .any(|coding| !wanted.contains(coding) && sibling(*coding).is_some());
+        let response = serve_file(request, file, metadata, name, None);
+        if varies {
+            response.with_header("Vary", "Accept-Encoding")
+        } else {
+            response
         }
     }
 }
 
-/// Answers with the file: whole, in part, or not at all (304, 416), with its validators.
-fn serve_file(request: &Request<'_>, file: File, metadata: &Metadata, name: &[u8]) -> Response {
+/// Answers with the file: whole, in part, or not at all (304, 416), with its validators. A
+/// precompressed sibling (`coding`) has the Content-Type of the file it stands for (`name`),
+/// and its validators and ranges are its own bytes'.
+fn serve_file(
+    request: &Request<'_>,
+    file: File,
+    metadata: &Metadata,
+    name: &[u8],
+    coding: Option<Coding>,
+) -> Response {
     let Ok(modified) = metadata.modified() else {
         return refused(Refusal::Failed);
     };
-    let validators = Validators::new(metadata.len(), modified);
+    let mut validators = Validators::new(metadata.len(), modified);
+    if let Some(coding) = coding {
+        validators = validators.coded(coding.token());
+    }
     let headers = &request.headers;
     let with_validators = |response: Response| {
-        response
+        let response = response
             .with_header("Last-Modified", validators.last_modified())
-            .with_header("ETag", validators.etag())
+            .with_header("ETag", validators.etag());
+        match coding {
+            Some(coding) => response.with_header("Content-Encoding", coding.token()),
+            None => response,
+        }
     };
     let if_none_match = headers.get_str("if-none-match");
     if validators.not_modified(if_none_match, headers.get_str("if-modified-since")) {
@@ -185,6 +308,37 @@ fn refused(refusal: Refusal) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_listings_by_accept() {
+        let cases = [
+            (Some("application/json"), None, true),
+            (
+                Some("text/html,application/json;q=0.9,*/*;q=0.8"),
+                None,
+                false,
+            ),
+            (Some("application/json, text/html;q=0.5"), None, true),
+            (Some("*/*"), None, false),
+            (Some("application/*"), None, true),
+            (Some("application/json;q=0"), None, false),
+            (Some("text/html"), Some("format=json"), true),
+            (None, Some("a=1&format=json"), true),
+            (None, None, false),
+        ];
+        for (accept, query, json) in cases {
+            let mut head = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+            if let Some(accept) = accept {
+                head.push_str(&format!("Accept: {accept}\r\n"));
+            }
+            head.push_str("\r\n");
+            let mut storage = crate::http::header_storage();
+            let (mut request, _) =
+                crate::http::parse_again(head.as_bytes(), b"", &mut storage).unwrap();
+            request.query = query;
+            assert_eq!(wants_json(&request), json, "{accept:?} {query:?}");
+        }
+    }
 
     #[test]
     fn content_types() {

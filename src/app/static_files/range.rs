@@ -9,6 +9,9 @@ pub struct Validators {
     pub len: u64,
     /// Modification time, whole seconds since the epoch (HTTP dates have no finer grain).
     pub mtime: u64,
+    /// The content coding of a precompressed sibling: its entity tag says it, so a tag never
+    /// names two representations.
+    pub coding: Option<&'static str>,
 }
 
 impl Validators {
@@ -16,12 +19,27 @@ impl Validators {
         let mtime = modified
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());
-        Validators { len, mtime }
+        Validators {
+            len,
+            mtime,
+            coding: None,
+        }
     }
 
-    /// `"<mtime>-<size>"` in hex, as nginx makes it.
+    /// The validators of a sibling holding content coding `coding`.
+    pub fn coded(self, coding: &'static str) -> Self {
+        Validators {
+            coding: Some(coding),
+            ..self
+        }
+    }
+
+    /// `"<mtime>-<size>"` in hex, as nginx makes it; `"<mtime>-<size>-<coding>"` for a sibling.
     pub fn etag(&self) -> String {
-        format!("\"{:x}-{:x}\"", self.mtime, self.len)
+        match self.coding {
+            None => format!("\"{:x}-{:x}\"", self.mtime, self.len),
+            Some(coding) => format!("\"{:x}-{:x}-{coding}\"", self.mtime, self.len),
+        }
     }
 
     pub fn last_modified(&self) -> String {

@@ -1,0 +1,302 @@
+//! Content negotiation over real sockets: precompressed siblings (`x.br`, `x.zst`, `x.gz`) by
+//! `Accept-Encoding`, decoded back and compared byte for byte; their validators, ranges and
+//! 304s; `--header`; directory listings as JSON.
+
+mod common;
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{Client, TestServer, bounded, config, tempdir};
+use reactor_httpd::config::{Config, Mode};
+
+const MODES: [Mode; 4] = [Mode::Reactor, Mode::Threaded, Mode::Blocking, Mode::Fork];
+
+/// Some JavaScript, and its siblings in each coding; `only.txt` with a `.gz` alone; `plain.css`
+/// with none.
+fn site(name: &str) -> (PathBuf, Vec<u8>) {
+    let root = tempdir(name);
+    let script: Vec<u8> = (0..3000)
+        .flat_map(|i| format!("function f{i}() {{ return {i} * 2; }}\n").into_bytes())
+        .collect();
+    fs::write(root.join("app.js"), &script).unwrap();
+    fs::write(root.join("app.js.gz"), gzip(&script)).unwrap();
+    fs::write(root.join("app.js.br"), brotli(&script)).unwrap();
+    fs::write(
+        root.join("app.js.zst"),
+        zstd::encode_all(&script[..], 3).unwrap(),
+    )
+    .unwrap();
+    fs::write(root.join("only.txt"), b"only gzip here\n".repeat(100)).unwrap();
+    fs::write(
+        root.join("only.txt.gz"),
+        gzip(&b"only gzip here\n".repeat(100)),
+    )
+    .unwrap();
+    fs::write(root.join("plain.css"), b"body { color: red }\n").unwrap();
+    fs::create_dir(root.join("sub")).unwrap();
+    fs::write(root.join("sub/a.txt"), b"a").unwrap();
+    (root, script)
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn brotli(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let params = brotli::enc::BrotliEncoderParams::default();
+    brotli::BrotliCompress(&mut &bytes[..], &mut out, &params).unwrap();
+    out
+}
+
+fn decode(coding: Option<&str>, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    match coding {
+        None => out.extend_from_slice(body),
+        Some("gzip") => {
+            flate2::read::GzDecoder::new(body)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        Some("br") => {
+            brotli::BrotliDecompress(&mut &body[..], &mut out).unwrap();
+        }
+        Some("zstd") => out = zstd::decode_all(body).unwrap(),
+        Some(other) => panic!("unexpected coding {other}"),
+    }
+    out
+}
+
+fn site_config(mode: Mode, root: &Path) -> Config {
+    let mut config = config(mode);
+    config.root = root.to_path_buf();
+    config
+}
+
+fn get(client: &mut Client, path: &str, headers: &str) -> common::Response {
+    client.request(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{headers}\r\n").as_bytes())
+}
+
+/// Which coding each Accept-Encoding gets, and the body decodes back to the file, in every mode.
+#[test]
+fn siblings_are_served_by_accept_encoding() {
+    bounded(120, || {
+        let (root, script) = site("content-negotiation");
+        let table: [(&str, Option<&str>); 10] = [
+            ("", None),
+            ("Accept-Encoding: gzip\r\n", Some("gzip")),
+            ("Accept-Encoding: gzip, deflate, br, zstd\r\n", Some("br")),
+            ("Accept-Encoding: gzip;q=1.0, br;q=0.5\r\n", Some("gzip")),
+            ("Accept-Encoding: zstd\r\n", Some("zstd")),
+            ("Accept-Encoding: br;q=0, *\r\n", Some("zstd")),
+            ("Accept-Encoding: identity\r\n", None),
+            ("Accept-Encoding: gzip;q=0.5, identity\r\n", None),
+            ("Accept-Encoding: compress\r\n", None),
+            ("Accept-Encoding: \r\n", None),
+        ];
+        for mode in MODES {
+            let server = TestServer::start(site_config(mode, &root));
+            let mut client = server.connect();
+            for (header, expected) in table {
+                let response = get(&mut client, "/app.js", header);
+                assert_eq!(response.status, 200, "{mode:?} {header:?}");
+                assert_eq!(response.header("Content-Encoding"), expected, "{header:?}");
+                assert_eq!(
+                    response.header("Content-Type"),
+                    Some("text/javascript; charset=utf-8")
+                );
+                assert_eq!(response.header("Vary"), Some("Accept-Encoding"));
+                assert!(decode(expected, &response.body) == script, "{header:?}");
+            }
+            // Only a .gz: br is not there, gzip is.
+            let response = get(&mut client, "/only.txt", "Accept-Encoding: br, gzip\r\n");
+            assert_eq!(response.header("Content-Encoding"), Some("gzip"));
+            // No sibling at all: no Vary.
+            let response = get(&mut client, "/plain.css", "Accept-Encoding: gzip\r\n");
+            assert_eq!(response.header("Content-Encoding"), None);
+            assert_eq!(response.header("Vary"), None);
+            // A sibling asked for by its own name is a file like any other.
+            let response = get(&mut client, "/app.js.gz", "Accept-Encoding: gzip\r\n");
+            assert_eq!(response.header("Content-Encoding"), None);
+            assert_eq!(response.header("Content-Type"), Some("application/gzip"));
+        }
+    });
+}
+
+/// A sibling's validators and ranges are its own: a distinct ETag, 304 on it, ranges of the
+/// encoded bytes, HEAD with GET's headers.
+#[test]
+fn siblings_have_their_own_validators_and_ranges() {
+    bounded(60, || {
+        let (root, _) = site("content-validators");
+        let gz = fs::read(root.join("app.js.gz")).unwrap();
+        let server = TestServer::start(site_config(Mode::Reactor, &root));
+        let mut client = server.connect();
+        let plain = get(&mut client, "/app.js", "");
+        let coded = get(&mut client, "/app.js", "Accept-Encoding: gzip\r\n");
+        let tag = coded.header("ETag").unwrap().to_string();
+        assert_ne!(plain.header("ETag").unwrap(), tag);
+        let again = get(
+            &mut client,
+            "/app.js",
+            &format!("Accept-Encoding: gzip\r\nIf-None-Match: {tag}\r\n"),
+        );
+        assert_eq!(again.status, 304);
+        assert_eq!(again.header("Content-Encoding"), Some("gzip"));
+        // The identity representation does not match the coded one's tag.
+        let other = get(&mut client, "/app.js", &format!("If-None-Match: {tag}\r\n"));
+        assert_eq!(other.status, 200);
+        let range = get(
+            &mut client,
+            "/app.js",
+            "Accept-Encoding: gzip\r\nRange: bytes=10-29\r\n",
+        );
+        assert_eq!(range.status, 206);
+        assert_eq!(range.body, gz[10..30]);
+        assert_eq!(
+            range.header("Content-Range").unwrap(),
+            format!("bytes 10-29/{}", gz.len())
+        );
+        client.send(b"HEAD /app.js HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
+        let head = client.head_response();
+        assert_eq!(head.header("Content-Encoding"), Some("gzip"));
+        assert_eq!(
+            head.header("Content-Length"),
+            coded.header("Content-Length")
+        );
+        assert_eq!(head.header("ETag"), Some(tag.as_str()));
+    });
+}
+
+/// `--no-precompressed`: the file as it is, whatever the client accepts; and a sibling that is a
+/// link out of ROOT is never served.
+#[test]
+fn siblings_off_and_siblings_outside_root() {
+    bounded(60, || {
+        let (root, script) = site("content-off");
+        let mut config = site_config(Mode::Reactor, &root);
+        config.precompressed = false;
+        let server = TestServer::start(config);
+        let response = get(
+            &mut server.connect(),
+            "/app.js",
+            "Accept-Encoding: gzip, br\r\n",
+        );
+        assert_eq!(response.header("Content-Encoding"), None);
+        assert_eq!(response.header("Vary"), None);
+        assert!(response.body == script);
+        drop(server);
+
+        let outside = tempdir("content-outside");
+        fs::write(outside.join("evil.gz"), gzip(b"not from ROOT")).unwrap();
+        fs::remove_file(root.join("only.txt.gz")).unwrap();
+        std::os::unix::fs::symlink(outside.join("evil.gz"), root.join("only.txt.gz")).unwrap();
+        let server = TestServer::start(site_config(Mode::Reactor, &root));
+        let response = get(
+            &mut server.connect(),
+            "/only.txt",
+            "Accept-Encoding: gzip\r\n",
+        );
+        assert_eq!(response.header("Content-Encoding"), None);
+        assert_eq!(response.body, b"only gzip here\n".repeat(100));
+    });
+}
+
+/// `--header`: on every response, the server's own errors included.
+#[test]
+fn extra_headers_on_every_response() {
+    bounded(60, || {
+        let (root, _) = site("content-headers");
+        for mode in MODES {
+            let mut config = site_config(mode, &root);
+            config.headers = vec![
+                ("Cache-Control".into(), "max-age=60".into()),
+                ("X-Frame-Options".into(), "DENY".into()),
+            ];
+            let server = TestServer::start(config);
+            let mut client = server.connect();
+            for path in ["/hello", "/app.js", "/missing", "/sub/"] {
+                let response = get(&mut client, path, "");
+                assert_eq!(
+                    response.header("Cache-Control"),
+                    Some("max-age=60"),
+                    "{path}"
+                );
+                assert_eq!(response.header("X-Frame-Options"), Some("DENY"), "{path}");
+            }
+            let bad = Client::connect(server.addr).request(b"GET / HTTP/1.1\r\n\r\n");
+            assert_eq!(bad.status, 400);
+            assert_eq!(bad.header("Cache-Control"), Some("max-age=60"), "{mode:?}");
+        }
+    });
+}
+
+/// Headers that would break framing, or carry a line break, are refused at start.
+#[test]
+fn framing_headers_are_refused() {
+    bounded(30, || {
+        for header in [
+            "Content-Length: 5",
+            "transfer-encoding: chunked",
+            "Connection: close",
+            "X-Split: a\r\nInjected: b",
+            "X-Bare-LF: a\nb",
+            "Bad Name: x",
+            "no colon",
+        ] {
+            let output = Command::new(env!("CARGO_BIN_EXE_reactor-httpd"))
+                .args(["--bind", "127.0.0.1:0", "--header", header])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{header:?}: {stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        }
+    });
+}
+
+/// A listing as JSON, by `Accept` or `?format=json`, with the HTML listing's order and rules.
+#[test]
+fn listings_as_json() {
+    bounded(60, || {
+        let (root, _) = site("content-json");
+        fs::write(root.join(".hidden"), b"x").unwrap();
+        let server = TestServer::start(site_config(Mode::Reactor, &root));
+        let mut client = server.connect();
+        for (path, header) in [("/", "Accept: application/json\r\n"), ("/?format=json", "")] {
+            let response = get(&mut client, path, header);
+            assert_eq!(response.header("Content-Type"), Some("application/json"));
+            assert_eq!(response.header("Vary"), Some("Accept"));
+            let items: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+            let names: Vec<&str> = (items.as_array().unwrap().iter())
+                .map(|item| item["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                names,
+                [
+                    "sub",
+                    "app.js",
+                    "app.js.br",
+                    "app.js.gz",
+                    "app.js.zst",
+                    "only.txt",
+                    "only.txt.gz",
+                    "plain.css"
+                ]
+            );
+            assert_eq!(items[0]["type"], "dir");
+            assert_eq!(items[5]["size"], 1500);
+        }
+        let html = get(&mut client, "/", "Accept: text/html,*/*;q=0.8\r\n");
+        assert_eq!(
+            html.header("Content-Type"),
+            Some("text/html; charset=utf-8")
+        );
+    });
+}
