@@ -88,7 +88,7 @@ pub fn wanted(accept_encoding: Option<&str>) -> Vec<Coding> {
         .filter(|&(q, _)| q > 0 && q >= plain)
         .collect();
     // Stable: equal weights keep the order of `ALL`.
-    wanted.sort_by(|a, b| b.0.cmp(&a.0));
+    wanted.sort_by_key(|&(q, _)| std::cmp::Reverse(q));
     wanted.into_iter().map(|(_, coding)| coding).collect()
 }
 
