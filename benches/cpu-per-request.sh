@@ -18,6 +18,8 @@
 #                                        # P-256 certificate, ratios to nginx
 #   FILE_KIB=1024 TLS=1 SERVERS="reactor nginx" benches/cpu-per-request.sh   # GET a 1 MiB file
 #                                        # instead of /hello (both serve the same directory)
+#   SITE=DIR URL_PATH=/app.js HEADER='Accept-Encoding: br, gzip' NGINX_HTTP='gzip_static on;' \
+#     SERVERS="reactor nginx" benches/cpu-per-request.sh   # a file of DIR, with a request header
 #
 # Needs: wrk, nginx, gcc (apt-get install wrk nginx-light gcc), two cores.
 set -euo pipefail
@@ -42,9 +44,13 @@ LIMIT_C=${LIMIT_C:-$shared/limit.c}
 PIPELINE_LUA=${PIPELINE_LUA:-$shared/pipeline.lua}
 
 FILE_KIB=${FILE_KIB:-}
-URL_PATH=/hello
+URL_PATH=${URL_PATH:-/hello}
 root_args=()
 nginx_root=()
+if [ -n "${SITE:-}" ]; then
+  root_args=("$SITE")
+  nginx_root=("$SITE")
+fi
 if [ -n "$FILE_KIB" ]; then
   mkdir -p "$work/www"
   head -c $((FILE_KIB * 1024)) /dev/urandom >"$work/www/file.bin"
@@ -94,6 +100,7 @@ done
 
 measure() { # name -> "requests cpu_us_per_request user_us_per_request requests_per_s p99_latency_us"
   local name=$1 args=(-t1 "-c$CONNECTIONS" "-d${SECONDS_PER_RUN}s" --latency)
+  [ -n "${HEADER:-}" ] && args+=(-H "$HEADER")
   [ -n "$PIPELINE" ] && args+=(-s "$PIPELINE_LUA")
   args+=("$SCHEME://127.0.0.1:${port[$name]}$URL_PATH")
   [ -n "$PIPELINE" ] && args+=(-- "$PIPELINE")

@@ -31,6 +31,7 @@ http {
   keepalive_requests 100000000;
   keepalive_timeout 600s;
   include /etc/nginx/mime.types;
+  ${NGINX_HTTP:-}
   client_body_temp_path $dir; proxy_temp_path $dir; fastcgi_temp_path $dir;
   uwsgi_temp_path $dir; scgi_temp_path $dir;
   server {

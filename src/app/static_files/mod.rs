@@ -63,7 +63,16 @@ impl Handler for StaticFiles {
             Ok(path) => path,
             Err(refusal) => return refused(refusal),
         };
-        let opened = self.root.open(&path.relative());
+        let relative = path.relative();
+        let name = path.segments.last().map_or(&b""[..], Vec::as_slice);
+        if !options
+            && !path.trailing_slash
+            && !name.is_empty()
+            && let Some(response) = self.serve_sibling(request, &relative, name)
+        {
+            return response;
+        }
+        let opened = self.root.open(&relative);
         if options {
             // What a path allows, once it is known to name something.
             return match opened {
@@ -73,8 +82,7 @@ impl Handler for StaticFiles {
         }
         match opened {
             Ok(Opened::File(file, metadata)) => {
-                let name = path.segments.last().map_or(&b""[..], Vec::as_slice);
-                self.serve_negotiated(request, &path.relative(), file, &metadata, name)
+                self.serve_plain(request, &relative, file, &metadata, name)
             }
             Ok(Opened::Dir(..)) if !path.trailing_slash && !path.segments.is_empty() => {
                 // Relative links inside a directory page only work from its slash form.
@@ -98,7 +106,10 @@ impl StaticFiles {
         let index = relative.join("index.html");
         match self.root.open(&index) {
             Ok(Opened::File(file, metadata)) => {
-                return self.serve_negotiated(request, &index, file, &metadata, b"index.html");
+                if let Some(response) = self.serve_sibling(request, &index, b"index.html") {
+                    return response;
+                }
+                return self.serve_plain(request, &index, file, &metadata, b"index.html");
             }
             Ok(Opened::Dir(..)) | Err(Refusal::NotFound) => {}
             Err(refusal) => return refused(refusal),
@@ -169,11 +180,30 @@ fn wants_json(request: &Request<'_>) -> bool {
 }
 
 impl StaticFiles {
-    /// The file at `relative` (open as `file`), or the precompressed sibling the client
-    /// prefers: `x.br`, `x.zst` or `x.gz`, each resolved beneath ROOT like any file. Every answer
-    /// for a file that has a sibling says `Vary: Accept-Encoding`, so that caches keep one per
-    /// coding.
-    fn serve_negotiated(
+    /// The precompressed sibling of `relative` the client prefers (`x.br`, `x.zst` or `x.gz`,
+    /// each resolved beneath ROOT like any file), served with `Vary: Accept-Encoding`; `None`
+    /// when there is none it wants, or siblings are off. Tried before `x` itself is opened, as
+    /// nginx's `gzip_static` does: a hit costs one open, not two.
+    fn serve_sibling(
+        &self,
+        request: &Request<'_>,
+        relative: &Path,
+        name: &[u8],
+    ) -> Option<Response> {
+        if !self.precompressed || Coding::names_sibling(name) {
+            return None;
+        }
+        let wanted = negotiate::wanted(request.headers.get_str("accept-encoding"));
+        wanted.into_iter().find_map(|coding| {
+            let (file, metadata) = self.sibling(relative, coding)?;
+            let response = serve_file(request, file, &metadata, name, Some(coding));
+            Some(response.with_header("Vary", "Accept-Encoding"))
+        })
+    }
+
+    /// `x` itself, when no sibling was served: it still says `Vary: Accept-Encoding` if it has
+    /// one (one the client did not want), so that caches keep one answer per coding.
+    fn serve_plain(
         &self,
         request: &Request<'_>,
         relative: &Path,
@@ -181,33 +211,27 @@ impl StaticFiles {
         metadata: &Metadata,
         name: &[u8],
     ) -> Response {
-        if !self.precompressed || Coding::names_sibling(name) {
-            return serve_file(request, file, metadata, name, None);
-        }
-        let sibling = |coding: Coding| {
-            let mut path = relative.as_os_str().to_owned();
-            path.push(coding.suffix());
-            match self.root.open(Path::new(&path)) {
-                Ok(Opened::File(file, metadata)) => Some((file, metadata)),
-                _ => None,
-            }
-        };
-        let wanted = negotiate::wanted(request.headers.get_str("accept-encoding"));
-        for &coding in &wanted {
-            if let Some((coded, coded_metadata)) = sibling(coding) {
-                return serve_file(request, coded, &coded_metadata, name, Some(coding))
-                    .with_header("Vary", "Accept-Encoding");
-            }
-        }
-        // None the client wants: the file as it is, which varies if a sibling exists.
-        let varies = Coding::ALL
-            .iter()
-            .any(|coding| !wanted.contains(coding) && sibling(*coding).is_some());
         let response = serve_file(request, file, metadata, name, None);
+        if !self.precompressed || Coding::names_sibling(name) {
+            return response;
+        }
+        let wanted = negotiate::wanted(request.headers.get_str("accept-encoding"));
+        let varies = (Coding::ALL.iter())
+            .filter(|coding| !wanted.contains(coding))
+            .any(|&coding| self.sibling(relative, coding).is_some());
         if varies {
             response.with_header("Vary", "Accept-Encoding")
         } else {
             response
+        }
+    }
+
+    fn sibling(&self, relative: &Path, coding: Coding) -> Option<(File, Metadata)> {
+        let mut path = relative.as_os_str().to_owned();
+        path.push(coding.suffix());
+        match self.root.open(Path::new(&path)) {
+            Ok(Opened::File(file, metadata)) => Some((file, metadata)),
+            _ => None,
         }
     }
 }
