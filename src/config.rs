@@ -119,6 +119,8 @@ pub struct Config {
     pub headers: Vec<(String, String)>,
     /// Serve `x.br`, `x.zst` or `x.gz` for `x` when the client accepts it.
     pub precompressed: bool,
+    /// Compress compressible files of 1 KiB or more as they are sent.
+    pub compress: bool,
 }
 
 impl Default for Config {
@@ -141,6 +143,7 @@ impl Default for Config {
             tls: None,
             headers: Vec::new(),
             precompressed: true,
+            compress: false,
         }
     }
 }

@@ -105,6 +105,10 @@ struct Cli {
     /// Do not serve x.br, x.zst or x.gz in place of x to clients that accept them.
     #[arg(long)]
     no_precompressed: bool,
+    /// Compress text files of 1 KiB or more as they are sent (gzip 1, brotli 1, zstd 1), when
+    /// the client accepts it and no precompressed sibling does.
+    #[arg(long)]
+    compress: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -209,6 +213,7 @@ impl Cli {
             metrics_path: self.metrics_path,
             headers: self.headers,
             precompressed: !self.no_precompressed,
+            compress: self.compress,
             tls: match (self.tls_cert, self.tls_key, self.tls_self_signed) {
                 (Some(cert), Some(key), _) => Some(TlsSource::Files { cert, key }),
                 (_, _, true) => Some(TlsSource::SelfSigned),

@@ -79,7 +79,9 @@ pub fn other_method(request: &Request<'_>, allow: &'static str) -> Response {
 /// The handler a configuration asks for: the static files of ROOT, with the demo routes
 /// mounted ahead of them when `--demo` is given. Fails if ROOT cannot be opened.
 pub fn build(config: &Config) -> io::Result<Arc<dyn Handler>> {
-    let files = StaticFiles::new(&config.root)?.precompressed(config.precompressed);
+    let files = StaticFiles::new(&config.root)?
+        .precompressed(config.precompressed)
+        .compress(config.compress);
     Ok(if config.demo {
         Arc::new(Demo::new(files))
     } else {

@@ -250,18 +250,71 @@ struct Output {
     buf: Vec<u8>,
     /// Bytes of `buf` already written.
     written: usize,
-    /// Sent after `buf`; while it is here no further response is queued, which also keeps open
-    /// file descriptors to one per connection at most.
-    file: Option<Box<FileBody>>,
+    /// Sent after `buf`: a file, or a body made as it goes. While it is here no further
+    /// response is queued, which also keeps open file descriptors to one per connection at most.
+    tail: Option<Box<Tail>>,
+}
+
+/// A response body that is not in the output buffer.
+enum Tail {
+    /// Sent by the driver with sendfile.
+    File(FileBody),
+    /// Pulled a piece at a time into the output buffer, framed as chunks.
+    Stream(Box<dyn super::BodyStream>),
+}
+
+/// One piece of a streamed body, read at most: what one pull may cost (a read and, for a
+/// compressing stream, the compression of this much).
+pub const STREAM_PIECE: usize = 16 * 1024;
+
+impl Tail {
+    fn file(&self) -> Option<&FileBody> {
+        match self {
+            Tail::File(file) => Some(file),
+            Tail::Stream(_) => None,
+        }
+    }
 }
 
 impl Output {
+    /// A streamed tail: its next piece, framed as a chunk, into the buffer; after its last, the
+    /// last chunk and the end of the body. `None` if the tail is a file.
+    fn pull(&mut self, pool: &mut BufPool) -> Option<std::io::Result<()>> {
+        let Tail::Stream(stream) = self.tail.as_deref_mut()? else {
+            return None;
+        };
+        if self.buf.capacity() == 0 {
+            self.buf = pool.take_output();
+        }
+        let buf = &mut self.buf;
+        // The chunk size goes in front once known: eight hex digits, zero-padded (1*HEXDIG).
+        let start = buf.len();
+        buf.extend_from_slice(b"00000000\r\n");
+        match stream.next_piece(buf) {
+            Ok(0) => {
+                buf.truncate(start);
+                buf.extend_from_slice(b"0\r\n\r\n");
+                self.tail = None;
+            }
+            Ok(n) => {
+                let size = format!("{n:08x}");
+                buf[start..start + 8].copy_from_slice(size.as_bytes());
+                buf.extend_from_slice(b"\r\n");
+            }
+            Err(err) => {
+                buf.truncate(start);
+                return Some(Err(err));
+            }
+        }
+        Some(Ok(()))
+    }
+
     fn has_bytes(&self) -> bool {
         self.written < self.buf.len()
     }
 
     fn is_empty(&self) -> bool {
-        !self.has_bytes() && self.file.is_none()
+        !self.has_bytes() && self.tail.is_none()
     }
 
     fn buf(&mut self, pool: &mut BufPool) -> &mut Vec<u8> {
@@ -293,14 +346,17 @@ impl Output {
                 Body::Empty => {}
                 Body::Static(bytes) => buf.extend_from_slice(bytes),
                 Body::Bytes(bytes) => buf.extend_from_slice(&bytes),
-                Body::File(file) if file.len > 0 => self.file = Some(Box::new(file)),
+                Body::File(file) if file.len > 0 => self.tail = Some(Box::new(Tail::File(file))),
                 Body::File(_) => {}
+                Body::Stream(stream) => self.tail = Some(Box::new(Tail::Stream(stream))),
             }
         }
         if let Some(metrics) = cx.metrics {
             metrics.responded(response.status.0, request.is_some());
             // Counted when queued: the head and body this response puts on the wire.
-            let file = self.file.as_ref().map_or(0, |file| file.len);
+            let file = (self.tail.as_ref())
+                .and_then(|tail| tail.file())
+                .map_or(0, |file| file.len);
             metrics
                 .bytes_sent
                 .add((self.buf.len() - before) as u64 + file);
@@ -430,7 +486,7 @@ impl Conn {
             self.output.release(cx.pool);
             self.awaiting_input = true;
         }
-        match (next, &self.output.file) {
+        match (next, self.output.tail.as_deref().and_then(Tail::file)) {
             (Next::Read, _) => Want::Read,
             (Next::Write, _) => Want::Write(&self.output.buf[self.output.written..]),
             (Next::SendFile, Some(file)) => Want::SendFile {
@@ -496,18 +552,18 @@ impl Conn {
     /// rather than send bytes that are not the file.
     pub fn sent_file(&mut self, n: u64) {
         self.awaiting_input = false;
-        let Some(file) = &mut self.output.file else {
+        let Some(Tail::File(file)) = self.output.tail.as_deref_mut() else {
             return;
         };
         if n == 0 {
-            self.output.file = None;
+            self.output.tail = None;
             self.phase = Phase::Closed;
             return;
         }
         file.offset += n;
         file.len -= n.min(file.len);
         if file.len == 0 {
-            self.output.file = None;
+            self.output.tail = None;
         }
         self.sent_since_want = true;
     }
@@ -625,7 +681,7 @@ impl Conn {
     fn next(&mut self, cx: &mut Context<'_>) -> Next {
         loop {
             let has_bytes = self.output.has_bytes();
-            let file_waiting = self.output.file.is_some();
+            let file_waiting = self.output.tail.is_some();
             // ANCHOR: backpressure
             match self.phase {
                 Phase::Closed => return Next::Close,
@@ -634,7 +690,16 @@ impl Conn {
                     return Next::Write;
                 }
                 // ANCHOR_END: backpressure
-                _ if file_waiting => return Next::SendFile,
+                _ if file_waiting => match self.output.pull(cx.pool) {
+                    // A file: the driver sends it.
+                    None => return Next::SendFile,
+                    Some(Ok(())) => {}
+                    // The body cannot be completed: close rather than end it as if it were.
+                    Some(Err(_)) => {
+                        self.output.tail = None;
+                        self.phase = Phase::Closed;
+                    }
+                },
                 Phase::Lingering if self.peer_closed => self.phase = Phase::Closed,
                 Phase::Lingering => return Next::Read,
                 Phase::Closing { .. } if has_bytes => return Next::Write,

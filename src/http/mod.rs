@@ -24,7 +24,7 @@ pub use body::{ChunkedDecoder, Decoded, MAX_CHUNK_LINE};
 pub use buf::{BUF_SIZE, BufPool};
 pub use conn::{
     Conn, Context, Drain, HANDOVER_IDLE, Handover, LINGER_TIMEOUT, OUTPUT_HIGH_WATER, Offload,
-    Want, memory,
+    STREAM_PIECE, Want, memory,
 };
 pub use date::Clock;
 pub use parse::{
@@ -33,5 +33,7 @@ pub use parse::{
     parse_again, parse_head, parse_whole_head,
 };
 pub use request::{Headers, Request, Version};
-pub use response::{Body, FileBody, HeadCache, Persistence, Response, Status, write_head};
+pub use response::{
+    Body, BodyStream, FileBody, HeadCache, Persistence, Response, Status, write_head,
+};
 pub use uri::{Target, is_tchar, split_target, valid_host};

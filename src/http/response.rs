@@ -93,6 +93,19 @@ pub enum Body {
     Static(&'static [u8]),
     Bytes(Vec<u8>),
     File(FileBody),
+    /// Made as it is sent, a bounded piece at a time, and sent with chunked transfer coding
+    /// (its length is not known in advance). Only for HTTP/1.1 requests.
+    Stream(Box<dyn BodyStream>),
+}
+
+/// A body made as it goes (a file compressed on the fly, say). The connection asks for one
+/// piece at a time, when its output has room, and frames each as a chunk.
+pub trait BodyStream: Send + std::fmt::Debug {
+    /// Appends the next piece of the body to `out`, reading at most
+    /// [`STREAM_PIECE`](super::conn::STREAM_PIECE) of its source; returns how many bytes it
+    /// appended, 0 once the body is complete. An error ends the connection (the response cannot
+    /// be completed).
+    fn next_piece(&mut self, out: &mut Vec<u8>) -> std::io::Result<usize>;
 }
 
 impl Body {
@@ -102,6 +115,7 @@ impl Body {
             Body::Static(bytes) => bytes.len() as u64,
             Body::Bytes(bytes) => bytes.len() as u64,
             Body::File(file) => file.len,
+            Body::Stream(_) => 0,
         }
     }
 
@@ -224,7 +238,9 @@ pub fn write_head(
         out.extend_from_slice(b"\r\nContent-Type: ");
         out.extend_from_slice(content_type.as_bytes());
     }
-    if !response.status.forbids_body() {
+    if matches!(response.body, Body::Stream(_)) {
+        out.extend_from_slice(b"\r\nTransfer-Encoding: chunked");
+    } else if !response.status.forbids_body() {
         out.extend_from_slice(b"\r\nContent-Length: ");
         out.extend_from_slice(itoa::Buffer::new().format(content_length).as_bytes());
     }

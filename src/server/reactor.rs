@@ -64,6 +64,10 @@ const LISTENERS: usize = usize::MAX - 3;
 const RESERVED: usize = (u32::MAX as usize) << 32;
 /// Readiness events taken per `poll`.
 const EVENTS_PER_POLL: usize = 1024;
+/// Bytes one connection may write in one turn of the loop before the others get theirs: a
+/// large body to a fast client (a file, a body compressed as it goes) would otherwise keep the
+/// loop to itself until it is all sent. The connection goes on in the next turn.
+const TURN_BUDGET: usize = 64 * 1024;
 /// Connections accepted past `--max-connections` only to answer 503, per loop. Beyond this
 /// they are closed without an answer, so a flood cannot grow the slab.
 const REFUSING_MAX: usize = 256;
@@ -173,6 +177,9 @@ struct EventLoop<S: Session> {
     signals: Option<(Signals, Option<Upgrade>)>,
     /// When the upgrade under way is called off, if one is (kept here: asked every turn).
     upgrade_due: Option<Instant>,
+    /// Connections that used their turn's budget with more to send: driven again next turn.
+    /// (Their sockets may stay writable, so no event would come for them.)
+    again: Vec<(usize, u32)>,
 }
 
 impl<S: Session> EventLoop<S> {
@@ -227,6 +234,7 @@ impl<S: Session> EventLoop<S> {
             drain_deadline: None,
             signals,
             upgrade_due: None,
+            again: Vec::new(),
         })
     }
 
@@ -268,6 +276,7 @@ impl<S: Session> EventLoop<S> {
                     _ => self.accept_all(),
                 }
             }
+            self.drive_again();
             self.fire_timers();
             if self
                 .upgrade_due
@@ -314,6 +323,9 @@ impl<S: Session> EventLoop<S> {
             (Some(earliest), Some(at)) => Some(earliest.min(at)),
             (earliest, at) => earliest.or(at),
         });
+        if !self.again.is_empty() {
+            return Some(Duration::ZERO); // connections wait for their next turn
+        }
         earliest.map(|at| at.saturating_duration_since(self.env.clock.now()))
     }
     // ANCHOR_END: poll_timeout
@@ -448,6 +460,9 @@ impl<S: Session> EventLoop<S> {
         };
         // Set when the socket cannot take more output: wait for WRITABLE.
         let mut blocked_on_write = false;
+        // Bytes written in this turn; past TURN_BUDGET the others go first.
+        let mut budget = TURN_BUDGET;
+        let mut turn_over = false;
         // A request handed to the pool is tagged with this connection.
         if let Some(offload) = &mut self.env.offload {
             offload.ticket = (key, connection.generation);
@@ -476,8 +491,15 @@ impl<S: Session> EventLoop<S> {
                             Err(_) => break false, // reset by the client: nothing to answer
                         }
                     }
+                    _ if budget == 0 => {
+                        turn_over = true;
+                        break true;
+                    }
                     Want::Write(bytes) => match stream.write(bytes) {
-                        Ok(n) => conn.wrote(n),
+                        Ok(n) => {
+                            budget = budget.saturating_sub(n);
+                            conn.wrote(n);
+                        }
                         Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                             blocked_on_write = true;
                             break true;
@@ -487,7 +509,10 @@ impl<S: Session> EventLoop<S> {
                     },
                     Want::SendFile { file, offset, len } => {
                         match io_util::sendfile(stream.as_raw_fd(), file, offset, len) {
-                            Ok(n) => conn.sent_file(n),
+                            Ok(n) => {
+                                budget = budget.saturating_sub(n as usize);
+                                conn.sent_file(n);
+                            }
                             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                                 blocked_on_write = true;
                                 break true;
@@ -508,6 +533,9 @@ impl<S: Session> EventLoop<S> {
         if !alive {
             self.close(key);
             return;
+        }
+        if turn_over {
+            self.again.push((key, connection.generation));
         }
         // WRITABLE interest only while output is blocked: an always-writable socket would
         // otherwise wake the loop for nothing.
@@ -537,6 +565,19 @@ impl<S: Session> EventLoop<S> {
     fn arm_timer(&mut self, key: usize) {
         if let Some(connection) = self.connections.get_mut(key) {
             connection.arm_timer(key, &mut self.timers, &self.env.shared.limits);
+        }
+    }
+
+    /// Drives the connections whose turn ran out last time (unless closed since).
+    fn drive_again(&mut self) {
+        for (key, generation) in std::mem::take(&mut self.again) {
+            if self
+                .connections
+                .get(key)
+                .is_some_and(|connection| connection.generation == generation)
+            {
+                self.drive(key);
+            }
         }
     }
 

@@ -146,6 +146,9 @@ impl TestServer {
         if !config.precompressed {
             command.arg("--no-precompressed");
         }
+        if config.compress {
+            command.arg("--compress");
+        }
         match &config.tls {
             Some(TlsSource::Files { cert, key }) => {
                 command
@@ -380,6 +383,13 @@ impl<S: Read + Write> Client<S> {
     /// Bytes received but not yet part of a complete response.
     pub fn unread(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Puts bytes back in front of what is still to be read.
+    pub fn push_back(&mut self, bytes: &[u8]) {
+        let mut joined = bytes.to_vec();
+        joined.append(&mut self.buf);
+        self.buf = joined;
     }
 
     /// Takes the bytes received but not yet read as responses, to read the rest raw.

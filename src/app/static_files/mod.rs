@@ -6,6 +6,7 @@
 //! open file itself: the driver sends it with sendfile, so it never passes through memory. A
 //! directory redirects to its slash form, serves its `index.html`, or is listed (`listing.rs`).
 
+mod compress;
 mod listing;
 mod negotiate;
 mod range;
@@ -28,6 +29,8 @@ pub struct StaticFiles {
     root: Root,
     /// Serve `x.br`, `x.zst` or `x.gz` for `x` to a client that accepts it.
     precompressed: bool,
+    /// `--compress`: compress compressible files as they are sent.
+    compress: bool,
 }
 
 impl StaticFiles {
@@ -36,7 +39,16 @@ impl StaticFiles {
         Ok(StaticFiles {
             root: Root::new(root)?,
             precompressed: true,
+            compress: false,
         })
+    }
+
+    /// Whether compressible files without a sibling are compressed as they are sent.
+    pub fn compress(self, on: bool) -> Self {
+        StaticFiles {
+            compress: on,
+            ..self
+        }
     }
 
     /// Whether precompressed siblings are served (`--no-precompressed` turns them off).
@@ -211,11 +223,25 @@ impl StaticFiles {
         metadata: &Metadata,
         name: &[u8],
     ) -> Response {
+        let compressible = self.compress
+            && metadata.len() >= compress::MIN_LEN
+            && compress::compressible(&content_type(name));
+        let wanted = negotiate::wanted(request.headers.get_str("accept-encoding"));
+        if compressible {
+            let file = match wanted.first() {
+                Some(&coding) => match compressed(request, file, metadata, name, coding) {
+                    Ok(response) => return response.with_header("Vary", "Accept-Encoding"),
+                    Err(file) => file,
+                },
+                None => file,
+            };
+            return serve_file(request, file, metadata, name, None)
+                .with_header("Vary", "Accept-Encoding");
+        }
         let response = serve_file(request, file, metadata, name, None);
         if !self.precompressed || Coding::names_sibling(name) {
             return response;
         }
-        let wanted = negotiate::wanted(request.headers.get_str("accept-encoding"));
         let varies = (Coding::ALL.iter())
             .filter(|coding| !wanted.contains(coding))
             .any(|&coding| self.sibling(relative, coding).is_some());
@@ -298,6 +324,49 @@ fn serve_file(
         );
     }
     response
+}
+
+/// `file` compressed as it is sent (`--compress`), for a GET or HEAD without a Range (ranges of
+/// an encoding made on the fly cannot be served: those get the file as it is) from an HTTP/1.1
+/// client (chunked transfer coding). Its entity tag is weak: the same file compresses to the
+/// same bytes only as long as the encoder's version stays. `Err` gives the file back.
+fn compressed(
+    request: &Request<'_>,
+    file: File,
+    metadata: &Metadata,
+    name: &[u8],
+    coding: Coding,
+) -> Result<Response, File> {
+    let eligible = request.version == crate::http::Version::Http11
+        && request.headers.get_str("range").is_none();
+    let Ok(modified) = metadata.modified() else {
+        return Err(file);
+    };
+    if !eligible {
+        return Err(file);
+    }
+    let validators = Validators::new(metadata.len(), modified).coded(coding.token());
+    let etag = format!("W/{}", validators.etag());
+    let headers = &request.headers;
+    let with_validators = |response: Response| {
+        response
+            .with_header("Last-Modified", validators.last_modified())
+            .with_header("ETag", etag.clone())
+            .with_header("Content-Encoding", coding.token())
+    };
+    if validators.not_modified(
+        headers.get_str("if-none-match"),
+        headers.get_str("if-modified-since"),
+    ) {
+        return Ok(with_validators(Response::new(Status::NOT_MODIFIED)));
+    }
+    let stream = match compress::Compressing::new(file, metadata.len(), coding) {
+        Ok(stream) => stream,
+        Err(_) => return Ok(refused(Refusal::Failed)),
+    };
+    Ok(with_validators(Response::new(Status::OK))
+        .with_content_type(content_type(name))
+        .with_body(Body::Stream(Box::new(stream))))
 }
 
 /// By extension; text is declared UTF-8; unknown is `application/octet-stream`.
