@@ -20,6 +20,7 @@
 #                                        # instead of /hello (both serve the same directory)
 #   SITE=DIR URL_PATH=/app.js HEADER='Accept-Encoding: br, gzip' NGINX_HTTP='gzip_static on;' \
 #     SERVERS="reactor nginx" benches/cpu-per-request.sh   # a file of DIR, with a request header
+#   REACTOR_ARGS=--compress ...          # more flags for reactor-httpd
 #
 # Needs: wrk, nginx, gcc (apt-get install wrk nginx-light gcc), two cores.
 set -euo pipefail
@@ -75,7 +76,7 @@ for name in $SERVERS; do
   case $name in
     reactor)
       (cd "$repo" && cargo build --release --quiet)
-      start reactor 18080 "$URL_PATH" "$repo/target/release/reactor-httpd" --bind 127.0.0.1:18080 --cores 1 --quiet --demo "${tls_args[@]}" "${root_args[@]}"
+      start reactor 18080 "$URL_PATH" "$repo/target/release/reactor-httpd" --bind 127.0.0.1:18080 --cores 1 --quiet --demo "${tls_args[@]}" ${REACTOR_ARGS:-} "${root_args[@]}"
       ;;
     metrics)
       (cd "$repo" && cargo build --release --quiet)

@@ -491,14 +491,14 @@ impl<S: Session> EventLoop<S> {
                             Err(_) => break false, // reset by the client: nothing to answer
                         }
                     }
-                    _ if budget == 0 => {
-                        turn_over = true;
-                        break true;
-                    }
                     Want::Write(bytes) => match stream.write(bytes) {
                         Ok(n) => {
-                            budget = budget.saturating_sub(n);
                             conn.wrote(n);
+                            budget = budget.saturating_sub(n);
+                            if budget == 0 {
+                                turn_over = true;
+                                break true;
+                            }
                         }
                         Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                             blocked_on_write = true;
@@ -510,8 +510,12 @@ impl<S: Session> EventLoop<S> {
                     Want::SendFile { file, offset, len } => {
                         match io_util::sendfile(stream.as_raw_fd(), file, offset, len) {
                             Ok(n) => {
-                                budget = budget.saturating_sub(n as usize);
                                 conn.sent_file(n);
+                                budget = budget.saturating_sub(n as usize);
+                                if budget == 0 {
+                                    turn_over = true;
+                                    break true;
+                                }
                             }
                             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                                 blocked_on_write = true;
@@ -569,7 +573,16 @@ impl<S: Session> EventLoop<S> {
     }
 
     /// Drives the connections whose turn ran out last time (unless closed since).
+    #[inline]
     fn drive_again(&mut self) {
+        if self.again.is_empty() {
+            return;
+        }
+        self.drive_again_now();
+    }
+
+    #[cold]
+    fn drive_again_now(&mut self) {
         for (key, generation) in std::mem::take(&mut self.again) {
             if self
                 .connections
