@@ -432,15 +432,18 @@ fn files_compressed_as_they_are_sent() {
     });
 }
 
-/// A large file compressed for one client does not hold up the others: `/hello` on other
+/// A 50 MiB file compressed for one client does not hold up the others: `/hello` on other
 /// connections stays quick throughout (reactor, one loop).
 #[test]
 fn compressing_a_large_file_stalls_no_one() {
     bounded(300, || {
         let (root, _) = compressing_site("content-compress-large");
-        let big: Vec<u8> = (0..400_000)
-            .flat_map(|i| format!("line {i}: {}\n", i * 2_654_435_761u64 % 1_000_003).into_bytes())
+        // 50 MiB of text.
+        let big: Vec<u8> = (0..2_600_000u64)
+            .flat_map(|i| format!("line {i}: {}\n", i * 2_654_435_761 % 1_000_003).into_bytes())
+            .take(50 << 20)
             .collect();
+        assert_eq!(big.len(), 50 << 20);
         fs::write(root.join("big.txt"), &big).unwrap();
         let mut config = site_config(Mode::Reactor, &root);
         config.compress = true;
