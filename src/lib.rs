@@ -5,7 +5,8 @@
 //! ```text
 //!   main.rs        the command line: flags -> Config, the listening line, signals
 //!   config.rs      every limit and timeout, with its default
-//!   server/        drivers: move bytes between sockets and http::Conn, keep time
+//!   server/        drivers: move bytes between sockets and a session, keep time
+//!   session.rs     what drivers drive: http::Conn, or TLS under it (tls.rs, rustls)
 //!   http/          HTTP/1.1 without I/O: bytes in, requests out; responses in, bytes out
 //!   app/           handlers: a request in, a response out (demo routes, static files)
 //!   access_log.rs  Common Log Format, buffered per loop

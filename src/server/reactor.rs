@@ -7,7 +7,8 @@
 //! ```text
 //!   poll(timeout = earliest timer)          sleep until a socket is ready or a timer is due
 //!     ├─ listener ready  → accept until WouldBlock, register each socket for READABLE
-//!     ├─ socket ready    → drive(connection): read / write / sendfile until WouldBlock,
+//!     ├─ socket ready    → drive(connection): read / write / sendfile until WouldBlock
+//!     │                    (or 64 KiB written: the rest in the next turn),
 //!     │                    as http::Conn asks
 //!     ├─ signal socket   → (first loop only) SIGINT/SIGTERM: trigger the shutdown;
 //!     │                    SIGHUP: start the upgrade, and watch for the new process to serve
