@@ -259,8 +259,9 @@ struct Output {
 enum Tail {
     /// Sent by the driver with sendfile.
     File(FileBody),
-    /// Pulled a piece at a time into the output buffer, framed as chunks.
-    Stream(Box<dyn super::BodyStream>),
+    /// Pulled a piece at a time into the output buffer, framed as chunks (unless `false`: to
+    /// an HTTP/1.0 client the body ends with the connection).
+    Stream(Box<dyn super::BodyStream>, bool),
 }
 
 /// One piece of a streamed body, read at most: what one pull may cost (a read and, for a
@@ -271,7 +272,7 @@ impl Tail {
     fn file(&self) -> Option<&FileBody> {
         match self {
             Tail::File(file) => Some(file),
-            Tail::Stream(_) => None,
+            Tail::Stream(..) => None,
         }
     }
 }
@@ -280,13 +281,23 @@ impl Output {
     /// A streamed tail: its next piece, framed as a chunk, into the buffer; after its last, the
     /// last chunk and the end of the body. `None` if the tail is a file.
     fn pull(&mut self, pool: &mut BufPool) -> Option<std::io::Result<()>> {
-        let Tail::Stream(stream) = self.tail.as_deref_mut()? else {
+        let Tail::Stream(stream, chunked) = self.tail.as_deref_mut()? else {
             return None;
         };
         if self.buf.capacity() == 0 {
             self.buf = pool.take_output();
         }
         let buf = &mut self.buf;
+        if !*chunked {
+            return Some(match stream.next_piece(buf) {
+                Ok(0) => {
+                    self.tail = None;
+                    Ok(())
+                }
+                Ok(_) => Ok(()),
+                Err(err) => Err(err),
+            });
+        }
         // The chunk size goes in front once known: eight hex digits, zero-padded (1*HEXDIG).
         let start = buf.len();
         buf.extend_from_slice(b"00000000\r\n");
@@ -348,7 +359,10 @@ impl Output {
                 Body::Bytes(bytes) => buf.extend_from_slice(&bytes),
                 Body::File(file) if file.len > 0 => self.tail = Some(Box::new(Tail::File(file))),
                 Body::File(_) => {}
-                Body::Stream(stream) => self.tail = Some(Box::new(Tail::Stream(stream))),
+                Body::Stream(stream) => {
+                    let chunked = persistence != Persistence::CloseDelimited;
+                    self.tail = Some(Box::new(Tail::Stream(stream, chunked)));
+                }
             }
         }
         if let Some(metrics) = cx.metrics {
@@ -381,8 +395,13 @@ impl Output {
         open: bool,
         response: Response,
     ) -> bool {
-        let keep_alive = framing.keep_alive && open;
+        // A streamed body has no length to announce; HTTP/1.0 has no chunks: it ends with the
+        // connection.
+        let unframed =
+            request.version == Version::Http10 && matches!(response.body, Body::Stream(_));
+        let keep_alive = framing.keep_alive && open && !unframed;
         let persistence = match (keep_alive, request.version) {
+            (false, _) if unframed => Persistence::CloseDelimited,
             (false, _) => Persistence::Close,
             (true, Version::Http10) => Persistence::KeepAlive,
             (true, Version::Http11) => Persistence::KeepAliveImplied,

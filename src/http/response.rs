@@ -200,6 +200,9 @@ pub enum Persistence {
     /// An HTTP/1.0 client asked for keep-alive: confirm it.
     KeepAlive,
     Close,
+    /// Close, and the body ends where the connection does: a streamed body to an HTTP/1.0
+    /// client, which knows no chunked coding. Neither Content-Length nor Transfer-Encoding.
+    CloseDelimited,
 }
 
 /// Appends the status line and headers of `response` to `out`. `content_length` is the length of
@@ -239,7 +242,9 @@ pub fn write_head(
         out.extend_from_slice(content_type.as_bytes());
     }
     if matches!(response.body, Body::Stream(_)) {
-        out.extend_from_slice(b"\r\nTransfer-Encoding: chunked");
+        if persistence != Persistence::CloseDelimited {
+            out.extend_from_slice(b"\r\nTransfer-Encoding: chunked");
+        }
     } else if !response.status.forbids_body() {
         out.extend_from_slice(b"\r\nContent-Length: ");
         out.extend_from_slice(itoa::Buffer::new().format(content_length).as_bytes());
@@ -253,7 +258,9 @@ pub fn write_head(
     match persistence {
         Persistence::KeepAliveImplied => out.extend_from_slice(b"\r\n\r\n"),
         Persistence::KeepAlive => out.extend_from_slice(b"\r\nConnection: keep-alive\r\n\r\n"),
-        Persistence::Close => out.extend_from_slice(b"\r\nConnection: close\r\n\r\n"),
+        Persistence::Close | Persistence::CloseDelimited => {
+            out.extend_from_slice(b"\r\nConnection: close\r\n\r\n")
+        }
     }
 }
 

@@ -722,3 +722,55 @@ fn leading_empty_lines_in_any_split() {
     let (out, _) = run_all_ways(b"\rGET /a HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(statuses(out.as_bytes()), vec![400]);
 }
+
+/// A body made as it goes: three pieces.
+#[derive(Debug)]
+struct Pieces(u8);
+
+impl crate::http::BodyStream for Pieces {
+    fn next_piece(&mut self, out: &mut Vec<u8>) -> std::io::Result<usize> {
+        if self.0 == 3 {
+            return Ok(0);
+        }
+        self.0 += 1;
+        out.extend_from_slice(format!("piece {} ", self.0).as_bytes());
+        Ok(8)
+    }
+}
+
+fn serve_stream(_: &Request<'_>) -> Response {
+    Response::new(Status::OK).with_body(Body::Stream(Box::new(Pieces(0))))
+}
+
+#[test]
+fn streamed_bodies_are_chunked_or_end_with_the_connection() {
+    // HTTP/1.1: chunked, and the connection goes on to the next request.
+    let mut harness = Harness::with(Limits::default(), &serve_stream);
+    harness.feed(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    let text = harness.text();
+    let one = "Transfer-Encoding: chunked\r\n\r\n\
+               00000008\r\npiece 1 \r\n00000008\r\npiece 2 \r\n00000008\r\npiece 3 \r\n0\r\n\r\n";
+    assert_eq!(text.matches(one).count(), 2, "{text}");
+    assert!(!text.contains("Content-Length"));
+    assert!(!harness.closed);
+
+    // HTTP/1.0: no chunks; no length either; the body ends where the connection does.
+    let mut harness = Harness::with(Limits::default(), &serve_stream);
+    harness.feed(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let text = harness.text();
+    assert!(
+        text.ends_with("Connection: close\r\n\r\npiece 1 piece 2 piece 3 "),
+        "{text}"
+    );
+    assert!(!text.contains("Transfer-Encoding") && !text.contains("Content-Length"));
+    assert!(harness.half_closed || harness.closed);
+
+    // HEAD: the headers GET would have, no body.
+    let mut harness = Harness::with(Limits::default(), &serve_stream);
+    harness.feed(b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        harness
+            .text()
+            .ends_with("Transfer-Encoding: chunked\r\n\r\n")
+    );
+}
