@@ -261,3 +261,36 @@ impl UntilIgnored for Upgrading {
         panic!("no SIGHUP was reported ignored");
     }
 }
+
+/// Releases switched by a link (`current -> v1`, then `current -> v2`): the upgrade runs the
+/// binary the path names now, through the link, not the file the old process was loaded from.
+#[test]
+fn an_upgrade_follows_a_switched_release_link() {
+    bounded(60, || {
+        let root = tempdir("upgrade-link");
+        let dir = tempdir("upgrade-link-releases");
+        let (v1, v2) = (dir.join("v1"), dir.join("v2"));
+        fs::create_dir_all(&v1).unwrap();
+        fs::create_dir_all(&v2).unwrap();
+        fs::copy(binary(), v1.join("reactor-httpd")).unwrap();
+        let marker = dir.join("v2-ran");
+        let script = format!(
+            "#!/bin/sh\ntouch {}\nexec {} \"$@\"\n",
+            marker.display(),
+            binary().display()
+        );
+        replace_executable(&v2.join("reactor-httpd"), script.as_bytes());
+        let current = dir.join("current");
+        std::os::unix::fs::symlink(&v1, &current).unwrap();
+        let mut server = Upgrading::start(&current.join("reactor-httpd"), "reactor", &root, &[]);
+        // Switch the release as deploy tools do: a new link renamed over the old one.
+        let next = dir.join("current.next");
+        std::os::unix::fs::symlink(&v2, &next).unwrap();
+        fs::rename(&next, &current).unwrap();
+        let new = server.upgrade();
+        assert!(marker.exists(), "the upgrade ran v1 again");
+        assert_eq!(server.get("/hello").status, 200);
+        server.old_exits_cleanly();
+        stop(new);
+    });
+}

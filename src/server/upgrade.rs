@@ -22,9 +22,11 @@
 //! dies, or it says nothing for [`READY_WITHIN`]), the readiness socket reports the end of the
 //! stream or the time runs out: the old process says so in one line and serves on, as before.
 //!
-//! The binary is the path this process was started from, resolved at start, so a binary
-//! replaced on disk since (renamed over, as package managers do) is the one that runs; not
-//! `/proc/self/exe`, which names the old file even after it was replaced.
+//! The binary is the path this process was started from (`argv[0]`, resolved against the working
+//! directory or `PATH` at start), so a binary replaced on disk since (renamed over, as package
+//! managers do, or a `current` link moved to a new release) is the one that runs; not
+//! `/proc/self/exe`, which names the old file even after it was replaced, and the target of any
+//! link.
 //!
 //! Nothing here runs on a thread of its own: the driver that takes the signals (the reactor's
 //! first loop, the fork mode's parent, the blocking modes' signal thread) starts the upgrade
@@ -85,7 +87,7 @@ impl Upgrade {
         listeners: &[&TcpListener],
         shutdown: &Shutdown,
     ) -> io::Result<Upgrade> {
-        let binary = std::env::current_exe()?;
+        let binary = started_from()?;
         let listeners: Vec<OwnedFd> = listeners
             .iter()
             .map(|listener| listener.try_clone().map(OwnedFd::from))
@@ -263,6 +265,29 @@ impl Upgrade {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         listeners.iter().map(AsRawFd::as_raw_fd).collect()
+    }
+}
+
+/// The path this process was started from, as nginx keeps it: `argv[0]` made absolute against
+/// the working directory now, or found on `PATH` now if it has no slash. Symbolic links are
+/// kept, so a release switched by moving a `current` link is the one the upgrade runs
+/// (`/proc/self/exe` names the file behind the links, and the old file once replaced).
+fn started_from() -> io::Result<PathBuf> {
+    let Some(arg0) = std::env::args_os().next().map(PathBuf::from) else {
+        return std::env::current_exe();
+    };
+    if arg0.as_os_str().as_encoded_bytes().contains(&b'/') {
+        return Ok(std::env::current_dir()?.join(arg0));
+    }
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(&arg0))
+            .find(|candidate| candidate.is_file())
+    });
+    match on_path {
+        Some(found) if found.is_absolute() => Ok(found),
+        Some(found) => Ok(std::env::current_dir()?.join(found)),
+        None => std::env::current_exe(),
     }
 }
 
