@@ -13,8 +13,8 @@ set -euo pipefail
 N=${1:-10000}
 WHICH=${2:-reactor}
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(dirname "$here")
-work=$(mktemp -d)
+# shellcheck source=benches/lib.sh
+. "$here/lib.sh"
 ulimit -n "$(ulimit -Hn)"
 if [ "$(ulimit -n)" -le $((N + 100)) ]; then
   echo "descriptor limit $(ulimit -n) is too low for $N connections" >&2
@@ -25,11 +25,7 @@ PORT=18300
 SCHEME=http
 TLS_ARGS=""
 if [ -n "${TLS:-}" ]; then
-  TLS_CERT=$work/cert.pem TLS_KEY=$work/key.pem
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-    -keyout "$TLS_KEY" -out "$TLS_CERT" 2>/dev/null
-  export TLS_CERT TLS_KEY
+  make_certificate
   SCHEME=https
   TLS_ARGS="--tls-cert $TLS_CERT --tls-key $TLS_KEY"
 fi

@@ -105,10 +105,6 @@ fn connect(addr: SocketAddr) -> Client<TlsStream> {
     tls_over(TcpStream::connect(addr).unwrap(), &default_client())
 }
 
-fn get(client: &mut Client<TlsStream>, path: &str) -> common::Response {
-    client.get(path)
-}
-
 /// Keep-alive, pipelining, a 1 MiB POST echoed, a range, ALPN: in every mode.
 #[test]
 fn requests_over_tls_in_every_mode() {
@@ -116,16 +112,8 @@ fn requests_over_tls_in_every_mode() {
         for mode in MODES {
             let server = TestServer::start(tls_config(mode));
             let mut client = connect(server.addr);
-            assert_eq!(
-                get(&mut client, "/hello").text(),
-                "Hello, World!",
-                "{mode:?}"
-            );
-            assert_eq!(
-                get(&mut client, "/hello").text(),
-                "Hello, World!",
-                "{mode:?}"
-            );
+            assert_eq!(client.get("/hello").text(), "Hello, World!", "{mode:?}");
+            assert_eq!(client.get("/hello").text(), "Hello, World!", "{mode:?}");
             assert_eq!(client.stream.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
             client.send(
                 b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\nGET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n\
@@ -172,7 +160,7 @@ fn large_files_over_tls() {
                 Mode::Reactor => ("/100m.bin", 100 << 20),
                 _ => ("/8m.bin", 8 << 20),
             };
-            let response = get(&mut client, path);
+            let response = client.get(path);
             assert_eq!(response.status, 200, "{mode:?}");
             assert_eq!(response.body.len(), bytes, "{mode:?}");
             let expected = Sha256::digest(fs::read(pki().root.join(&path[1..])).unwrap());
@@ -196,7 +184,7 @@ fn a_slow_tls_reader_stalls_only_itself() {
         // Not reading: the server's sends to it block. Others are served meanwhile.
         for _ in 0..20 {
             let start = Instant::now();
-            assert_eq!(get(&mut connect(server.addr), "/hello").status, 200);
+            assert_eq!(connect(server.addr).get("/hello").status, 200);
             assert!(start.elapsed() < Duration::from_secs(2));
         }
         let response = slow.response();
@@ -220,7 +208,7 @@ fn plain_http_on_the_tls_port_is_told_so() {
             assert!(response.header("Date").is_some());
             plain.expect_close();
             drop(plain);
-            assert_eq!(get(&mut connect(server.addr), "/hello").status, 200);
+            assert_eq!(connect(server.addr).get("/hello").status, 200);
         }
     });
 }
@@ -244,7 +232,7 @@ fn bad_tls_input_is_closed_and_harms_nobody() {
                 let mut sink = Vec::new();
                 let _ = raw.read_to_end(&mut sink);
                 assert!(start.elapsed() < within, "{mode:?}: not closed in time");
-                assert_eq!(get(&mut connect(server.addr), "/hello").status, 200);
+                assert_eq!(connect(server.addr).get("/hello").status, 200);
             };
             // Not TLS at all.
             expect_closed(b"\x00\x01\x02\x03garbage", Duration::from_secs(5));
@@ -262,7 +250,7 @@ fn bad_tls_input_is_closed_and_harms_nobody() {
                 .set_linger(Some(Duration::ZERO))
                 .unwrap();
             drop(raw);
-            assert_eq!(get(&mut connect(server.addr), "/hello").status, 200);
+            assert_eq!(connect(server.addr).get("/hello").status, 200);
         }
     });
 }
@@ -287,14 +275,14 @@ fn sessions_resume() {
         ] {
             let config = client_config(versions);
             let mut first = tls_over(TcpStream::connect(server.addr).unwrap(), &config);
-            assert_eq!(get(&mut first, "/hello").status, 200);
+            assert_eq!(first.get("/hello").status, 200);
             assert_eq!(
                 first.stream.conn.handshake_kind(),
                 Some(HandshakeKind::Full)
             );
             // TLS 1.3 tickets arrive after the handshake; the response above brought them.
             let mut second = tls_over(TcpStream::connect(server.addr).unwrap(), &config);
-            assert_eq!(get(&mut second, "/hello").status, 200);
+            assert_eq!(second.get("/hello").status, 200);
             assert_eq!(
                 second.stream.conn.handshake_kind(),
                 Some(HandshakeKind::Resumed),
@@ -421,9 +409,9 @@ fn an_upgrade_over_tls() {
                 &["--tls-cert", &cert, "--tls-key", &key],
             );
             let mut kept = connect(server.addr);
-            assert_eq!(get(&mut kept, "/hello").status, 200);
+            assert_eq!(kept.get("/hello").status, 200);
             let new = server.upgrade();
-            let last = get(&mut kept, "/hello");
+            let last = kept.get("/hello");
             assert_eq!(last.status, 200, "{mode}");
             // Then the old process ends the connection (at once if the answer said
             // `Connection: close`; after the idle grace if the request beat the handover to
@@ -433,7 +421,7 @@ fn an_upgrade_over_tls() {
                 Ok(_) => assert!(rest.is_empty(), "{mode}: more after the last answer"),
                 Err(err) => assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{mode}"),
             }
-            assert_eq!(get(&mut connect(server.addr), "/hello").status, 200);
+            assert_eq!(connect(server.addr).get("/hello").status, 200);
             server.old_exits_cleanly();
             stop(new);
         }

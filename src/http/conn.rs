@@ -278,40 +278,37 @@ impl Tail {
 }
 
 impl Output {
-    /// A streamed tail: its next piece, framed as a chunk, into the buffer; after its last, the
-    /// last chunk and the end of the body. `None` if the tail is a file.
+    /// A streamed tail: its next piece, framed as a chunk (unless the body ends with the
+    /// connection), into the buffer; after its last, the last chunk. `None` if the tail is a
+    /// file.
     fn pull(&mut self, pool: &mut BufPool) -> Option<std::io::Result<()>> {
         let Tail::Stream(stream, chunked) = self.tail.as_deref_mut()? else {
             return None;
         };
+        let chunked = *chunked;
         if self.buf.capacity() == 0 {
             self.buf = pool.take_output();
         }
         let buf = &mut self.buf;
-        if !*chunked {
-            return Some(match stream.next_piece(buf) {
-                Ok(0) => {
-                    self.tail = None;
-                    Ok(())
-                }
-                Ok(_) => Ok(()),
-                Err(err) => Err(err),
-            });
-        }
-        // The chunk size goes in front once known: eight hex digits, zero-padded (1*HEXDIG).
         let start = buf.len();
-        buf.extend_from_slice(b"00000000\r\n");
+        if chunked {
+            // The chunk size goes in front once known: eight hex digits, zero-padded (1*HEXDIG).
+            buf.extend_from_slice(b"00000000\r\n");
+        }
         match stream.next_piece(buf) {
             Ok(0) => {
                 buf.truncate(start);
-                buf.extend_from_slice(b"0\r\n\r\n");
+                if chunked {
+                    buf.extend_from_slice(b"0\r\n\r\n");
+                }
                 self.tail = None;
             }
-            Ok(n) => {
+            Ok(n) if chunked => {
                 let size = format!("{n:08x}");
                 buf[start..start + 8].copy_from_slice(size.as_bytes());
                 buf.extend_from_slice(b"\r\n");
             }
+            Ok(_) => {}
             Err(err) => {
                 buf.truncate(start);
                 return Some(Err(err));
@@ -599,7 +596,7 @@ impl Conn {
             Timer::Linger => LINGER_TIMEOUT,
             Timer::Handler => limits.handler_timeout,
         };
-        if self.drain == Drain::Handover && self.is_idle() {
+        if self.waits_out_handover() {
             return Some(self.timer_since + duration.min(HANDOVER_IDLE));
         }
         Some(self.timer_since + duration)
@@ -622,7 +619,7 @@ impl Conn {
             metrics.timed_out(kind);
         }
         // An idle connection of a server handing over was only waiting in case a request came.
-        let handed_over = self.drain == Drain::Handover && self.is_idle();
+        let handed_over = self.waits_out_handover();
         match self.timer {
             Timer::Header | Timer::Body if !self.output.has_bytes() && !handed_over => {
                 self.fail(Status::REQUEST_TIMEOUT, cx)
@@ -680,6 +677,11 @@ impl Conn {
         self.drain = how;
     }
 
+    /// Idle on a server that is handing over: waiting only for a last request, for a while.
+    fn waits_out_handover(&self) -> bool {
+        self.drain == Drain::Handover && self.is_idle()
+    }
+
     /// Nothing received that is not answered, nothing waiting to be sent: closing the connection
     /// now would lose nothing. (Blocking drivers wake such connections at shutdown.)
     pub fn is_idle(&self) -> bool {
@@ -700,16 +702,16 @@ impl Conn {
     fn next(&mut self, cx: &mut Context<'_>) -> Next {
         loop {
             let has_bytes = self.output.has_bytes();
-            let file_waiting = self.output.tail.is_some();
+            let tail_waiting = self.output.tail.is_some();
             // ANCHOR: backpressure
             match self.phase {
                 Phase::Closed => return Next::Close,
                 // Output takes over when nothing may overtake it, or when enough is queued.
-                _ if has_bytes && (file_waiting || self.output.buf.len() >= OUTPUT_HIGH_WATER) => {
+                _ if has_bytes && (tail_waiting || self.output.buf.len() >= OUTPUT_HIGH_WATER) => {
                     return Next::Write;
                 }
                 // ANCHOR_END: backpressure
-                _ if file_waiting => match self.output.pull(cx.pool) {
+                _ if tail_waiting => match self.output.pull(cx.pool) {
                     // A file: the driver sends it.
                     None => return Next::SendFile,
                     Some(Ok(())) => {}

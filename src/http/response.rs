@@ -93,13 +93,14 @@ pub enum Body {
     Static(&'static [u8]),
     Bytes(Vec<u8>),
     File(FileBody),
-    /// Made as it is sent, a bounded piece at a time, and sent with chunked transfer coding
-    /// (its length is not known in advance). Only for HTTP/1.1 requests.
+    /// Made as it is sent, a bounded piece at a time; its length is not known in advance, so it
+    /// goes with chunked transfer coding, or to an HTTP/1.0 client as a body that ends with the
+    /// connection.
     Stream(Box<dyn BodyStream>),
 }
 
 /// A body made as it goes (a file compressed on the fly, say). The connection asks for one
-/// piece at a time, when its output has room, and frames each as a chunk.
+/// piece at a time, when its output has room, and frames each as a chunk (HTTP/1.1).
 pub trait BodyStream: Send + std::fmt::Debug {
     /// Appends the next piece of the body to `out`, reading at most
     /// [`STREAM_PIECE`](super::conn::STREAM_PIECE) of its source; returns how many bytes it

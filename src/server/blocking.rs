@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use super::{LoopEnv, Shared, Shutdown, io_util, shutdown::DRAIN_GRACE};
+use super::shutdown::{DRAIN_GRACE, wait_readable};
+use super::{LoopEnv, Shared, Shutdown, io_util};
 use crate::http::{HANDOVER_IDLE, Status, Want};
 use crate::session::Session;
 
@@ -290,22 +291,17 @@ impl Active {
             wake: UnixStream::pair()?,
         });
         let on_shutdown = active.clone();
-        let handover = shutdown.clone();
+        let triggered = shutdown.clone();
         shutdown.on_trigger(move || {
             let _ = (&on_shutdown.wake.1).write(&[1]);
             let active = on_shutdown.clone();
-            let handover = handover.is_handover();
+            let (handover, mut grace) = (triggered.is_handover(), triggered.grace());
             if !handover {
                 active.wake_idle();
             }
             // On a handover, idle connections first get their chance at one more request.
             // Requests in flight get the drain time to finish; then their sockets are shut.
             thread::spawn(move || {
-                let mut grace = if handover {
-                    super::HANDOVER_GRACE
-                } else {
-                    DRAIN_GRACE
-                };
                 if handover {
                     thread::sleep(HANDOVER_IDLE);
                     active.wake_idle();
@@ -320,21 +316,7 @@ impl Active {
 
     /// Waits until `listener` has a connection to accept, or a shutdown wakes the acceptor.
     fn wait_for_connection(&self, listener: &TcpListener) {
-        let mut fds = [
-            libc::pollfd {
-                fd: listener.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.wake.0.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: `fds` is a valid array of two for the call. An interrupted or failed wait
-        // returns, and the caller's accept finds out.
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        wait_readable([listener.as_raw_fd(), self.wake.0.as_raw_fd()], None);
     }
 
     fn register(&self, stream: &TcpStream) -> Slot<'_> {

@@ -688,30 +688,25 @@ impl<S: Session> EventLoop<S> {
     fn begin_drain(&mut self) {
         let how = self.shutdown.drain_kind();
         self.drain_deadline = Some(self.env.clock.now() + self.shutdown.grace());
-        if how == Drain::Handover {
-            self.listeners.clear();
-            for (_, connection) in self.connections.iter_mut() {
-                connection.conn.drain(how);
-            }
-            let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
-            for key in keys {
-                self.drive(key);
-            }
-            return;
+        let stop = how != Drain::Handover;
+        if stop {
+            // Connections the kernel already completed are in flight too: take them before
+            // closing the listeners, which would reset them.
+            self.accept_all();
         }
-        // Connections the kernel already completed are in flight too: take them before closing
-        // the listeners, which would reset them.
-        self.accept_all();
         self.listeners.clear();
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
-        // First read whatever has already arrived on every connection: a request whose bytes
-        // are here is in flight, even if no event announced it yet. Only then mark them all
-        // draining and drive them (idle ones close): done one connection at a time, a close seen
-        // by one client could come before another connection's read pass.
-        for &key in &keys {
-            if let Some(connection) = self.connections.get_mut(key) {
-                connection.drained = false;
-                self.drive(key);
+        if stop {
+            // First read whatever has already arrived on every connection: a request whose
+            // bytes are here is in flight, even if no event announced it yet. Only then mark
+            // them all draining and drive them (idle ones close): done one connection at a
+            // time, a close seen by one client could come before another connection's read
+            // pass. (On a handover idle connections keep reading, so no pass is needed.)
+            for &key in &keys {
+                if let Some(connection) = self.connections.get_mut(key) {
+                    connection.drained = false;
+                    self.drive(key);
+                }
             }
         }
         for (_, connection) in self.connections.iter_mut() {

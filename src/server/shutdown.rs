@@ -203,8 +203,10 @@ impl Signals {
                 let mut watching: Option<RawFd> = None;
                 while !shutdown.is_triggered() {
                     let deadline = upgrade.as_ref().and_then(|upgrade| upgrade.deadline());
-                    let fds = [Some(self.fd()), watching];
-                    wait_readable(&fds, deadline);
+                    match watching {
+                        Some(ready) => wait_readable([self.fd(), ready], deadline),
+                        None => wait_readable([self.fd()], deadline),
+                    }
                     let received = self.take();
                     if received.stop {
                         shutdown.trigger();
@@ -227,24 +229,20 @@ impl Signals {
     }
 }
 
-/// Waits until one of `fds` is readable, or `until` passes.
-fn wait_readable(fds: &[Option<RawFd>], until: Option<std::time::Instant>) {
-    let mut polled: Vec<libc::pollfd> = fds
-        .iter()
-        .flatten()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+/// Waits until one of `fds` is readable, or `until` passes (`None`: no time limit). An
+/// interrupted wait simply returns: callers look again.
+pub(crate) fn wait_readable<const N: usize>(fds: [RawFd; N], until: Option<std::time::Instant>) {
+    let mut polled = fds.map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
     let timeout = until.map_or(-1, |at| {
         let left = at.saturating_duration_since(std::time::Instant::now());
         left.as_millis().min(i32::MAX as u128) as i32
     });
-    // SAFETY: `polled` is a valid array of its length for the call. An interrupted wait simply
-    // returns; the caller looks again.
-    unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, timeout) };
+    // SAFETY: `polled` is a valid array of N for the call.
+    unsafe { libc::poll(polled.as_mut_ptr(), N as libc::nfds_t, timeout) };
 }
 
 /// The self-pipe: a socket pair, with signal-hook's handler writing one byte into one end each

@@ -77,10 +77,11 @@ impl Handler for StaticFiles {
         };
         let relative = path.relative();
         let name = path.segments.last().map_or(&b""[..], Vec::as_slice);
+        let wanted = negotiate::wanted(request.headers.get_str("accept-encoding"));
         if !options
             && !path.trailing_slash
             && !name.is_empty()
-            && let Some(response) = self.serve_sibling(request, &relative, name)
+            && let Some(response) = self.serve_sibling(request, &wanted, &relative, name)
         {
             return response;
         }
@@ -94,7 +95,7 @@ impl Handler for StaticFiles {
         }
         match opened {
             Ok(Opened::File(file, metadata)) => {
-                self.serve_plain(request, &relative, file, &metadata, name)
+                self.serve_plain(request, &wanted, &relative, file, &metadata, name)
             }
             Ok(Opened::Dir(..)) if !path.trailing_slash && !path.segments.is_empty() => {
                 // Relative links inside a directory page only work from its slash form.
@@ -105,7 +106,7 @@ impl Handler for StaticFiles {
                 }
                 Response::error(Status::MOVED_PERMANENTLY).with_header("Location", location)
             }
-            Ok(Opened::Dir(dir, _)) => self.serve_dir(request, &path, &dir),
+            Ok(Opened::Dir(dir, _)) => self.serve_dir(request, &wanted, &path, &dir),
             Err(refusal) => refused(refusal),
         }
     }
@@ -113,15 +114,21 @@ impl Handler for StaticFiles {
 
 impl StaticFiles {
     /// A directory's `index.html` if it has one, otherwise its listing.
-    fn serve_dir(&self, request: &Request<'_>, path: &DecodedPath, dir: &File) -> Response {
+    fn serve_dir(
+        &self,
+        request: &Request<'_>,
+        wanted: &[Coding],
+        path: &DecodedPath,
+        dir: &File,
+    ) -> Response {
         let relative = path.relative();
         let index = relative.join("index.html");
+        if let Some(response) = self.serve_sibling(request, wanted, &index, b"index.html") {
+            return response;
+        }
         match self.root.open(&index) {
             Ok(Opened::File(file, metadata)) => {
-                if let Some(response) = self.serve_sibling(request, &index, b"index.html") {
-                    return response;
-                }
-                return self.serve_plain(request, &index, file, &metadata, b"index.html");
+                return self.serve_plain(request, wanted, &index, file, &metadata, b"index.html");
             }
             Ok(Opened::Dir(..)) | Err(Refusal::NotFound) => {}
             Err(refusal) => return refused(refusal),
@@ -199,14 +206,14 @@ impl StaticFiles {
     fn serve_sibling(
         &self,
         request: &Request<'_>,
+        wanted: &[Coding],
         relative: &Path,
         name: &[u8],
     ) -> Option<Response> {
         if !self.precompressed || Coding::names_sibling(name) {
             return None;
         }
-        let wanted = negotiate::wanted(request.headers.get_str("accept-encoding"));
-        wanted.into_iter().find_map(|coding| {
+        wanted.iter().find_map(|&coding| {
             let (file, metadata) = self.sibling(relative, coding)?;
             let response = serve_file(request, file, &metadata, name, Some(coding));
             Some(response.with_header("Vary", "Accept-Encoding"))
@@ -218,6 +225,7 @@ impl StaticFiles {
     fn serve_plain(
         &self,
         request: &Request<'_>,
+        wanted: &[Coding],
         relative: &Path,
         file: File,
         metadata: &Metadata,
@@ -226,7 +234,6 @@ impl StaticFiles {
         let compressible = self.compress
             && metadata.len() >= compress::MIN_LEN
             && compress::compressible(&content_type(name));
-        let wanted = negotiate::wanted(request.headers.get_str("accept-encoding"));
         if compressible {
             let file = match wanted.first() {
                 Some(&coding) => match compressed(request, file, metadata, name, coding) {
