@@ -427,3 +427,80 @@ fn an_upgrade_over_tls() {
         }
     });
 }
+
+/// A ClientHello sent a byte at a time, slowly: the handshake counts under the header timeout,
+/// so the connection is closed when it runs out, and a good client is served meanwhile.
+#[test]
+fn a_client_hello_dripped_byte_by_byte_is_timed_out() {
+    bounded(60, || {
+        let mut config = tls_config(Mode::Reactor);
+        config.limits.header_timeout = Duration::from_secs(1);
+        let server = TestServer::start(config);
+        let hello = client_hello();
+        let mut raw = TcpStream::connect(server.addr).unwrap();
+        raw.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let start = Instant::now();
+        let mut closed = false;
+        for &byte in &hello {
+            // The pace of the drip: each byte waits for the read below to time out.
+            if raw.write_all(&[byte]).is_err() {
+                closed = true;
+                break;
+            }
+            let mut sink = [0; 64];
+            match raw.read(&mut sink) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+            assert_eq!(connect(server.addr).get("/hello").status, 200);
+        }
+        assert!(closed, "the dripped handshake was never cut off");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    });
+}
+
+/// A server name the certificate does not cover: served with the one certificate there is (as
+/// nginx's default server does); the client decides whether to trust it.
+#[test]
+fn an_unknown_server_name_gets_the_certificate_there_is() {
+    bounded(60, || {
+        let server = TestServer::start(tls_config(Mode::Reactor));
+        let mut child = Command::new("openssl")
+            .args([
+                "s_client",
+                "-quiet",
+                "-servername",
+                "unknown.example",
+                "-connect",
+            ])
+            .arg(server.addr.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| panic!("openssl is needed (apt-get install openssl): {err}"));
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"GET /hello HTTP/1.1\r\nHost: unknown.example\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text.ends_with("Hello, World!"), "{text}");
+    });
+}
