@@ -18,15 +18,23 @@ pub enum Mode {
     Blocking,
     /// A single-threaded parent that forks a child per connection.
     Fork,
+    /// One io_uring per core, each with its own SO_REUSEPORT listener: completion, not readiness.
+    Uring,
 }
 
 impl Mode {
+    /// Event-loop modes: one loop per core, each with its own listener and a handler pool.
+    pub fn has_loops(self) -> bool {
+        matches!(self, Mode::Reactor | Mode::Uring)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Mode::Reactor => "reactor",
             Mode::Threaded => "threaded",
             Mode::Blocking => "blocking",
             Mode::Fork => "fork",
+            Mode::Uring => "uring",
         }
     }
 }

@@ -35,7 +35,7 @@ struct Cli {
     /// How connections are driven.
     #[arg(long, value_enum, default_value = "reactor")]
     mode: ModeArg,
-    /// Event loops in reactor mode (auto: one per core this process may use).
+    /// Event loops (rings) in reactor and uring mode (auto: one per core this process may use).
     #[arg(long, default_value = "auto", value_parser = parse_cores)]
     cores: Cores,
     /// Do not pin event loops to cores.
@@ -44,7 +44,7 @@ struct Cli {
     /// Worker threads in threaded mode.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     threads: u32,
-    /// Reactor mode: threads that run handlers which may block (/sleep, /compute); 0 = every
+    /// Reactor and uring mode: threads that run handlers which may block (/sleep, /compute); 0 = every
     /// handler on its loop. Default: 8 per loop.
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=4096))]
     handler_threads: Option<u32>,
@@ -117,6 +117,7 @@ enum ModeArg {
     Threaded,
     Blocking,
     Fork,
+    Uring,
 }
 
 fn parse_cores(text: &str) -> Result<Cores, String> {
@@ -192,6 +193,7 @@ impl Cli {
                 ModeArg::Threaded => Mode::Threaded,
                 ModeArg::Blocking => Mode::Blocking,
                 ModeArg::Fork => Mode::Fork,
+                ModeArg::Uring => Mode::Uring,
             },
             cores: self.cores,
             pin: !self.no_pin,

@@ -183,6 +183,11 @@ fn every_mode_says_how_it_runs() {
                 &["--mode", "reactor", "--cores", "1"][..],
                 "reactor, 1 loop",
             ),
+            (&["--mode", "uring", "--cores", "1"][..], "uring, 1 ring"),
+            (
+                &["--mode", "uring", "--cores", "2", "--no-pin"][..],
+                "uring, 2 rings",
+            ),
         ] {
             let mut all = vec!["--bind", "127.0.0.1:0", "--demo", "--quiet"];
             all.extend_from_slice(args);
@@ -308,6 +313,7 @@ fn sigusr1_reopens_the_access_log() {
     bounded(60, || {
         for (mode, how) in [
             ("reactor", "reactor, 2 loops"),
+            ("uring", "uring, 2 rings"),
             ("threaded", "threaded, 4 threads"),
             ("blocking", "blocking, 1 thread"),
         ] {
@@ -374,4 +380,69 @@ fn sigusr1_reopens_the_access_log() {
             let _ = std::fs::remove_dir_all(&dir);
         }
     });
+}
+
+/// Where io_uring is refused (here by a seccomp filter, as Docker's default profile refuses it),
+/// `--mode uring` says so in one line and exits 1; the other modes do not care.
+#[test]
+fn uring_refused_by_seccomp_is_one_line() {
+    use std::os::unix::process::CommandExt;
+    bounded(30, || {
+        let mut command = Command::new(BIN);
+        command.args(["--mode", "uring", "--bind", "127.0.0.1:0", "--demo"]);
+        // SAFETY: runs in the child between fork and exec, and only calls prctl.
+        unsafe { command.pre_exec(deny_io_uring_setup) };
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert_one_line_error(&stderr, "io_uring is not available here");
+        assert!(stderr.contains("--mode reactor"), "{stderr}");
+    });
+}
+
+/// Installs a seccomp filter that fails io_uring_setup with EPERM and allows everything else.
+fn deny_io_uring_setup() -> std::io::Result<()> {
+    const IO_URING_SETUP: u32 = 425; // the same number on every architecture
+    let statement = |code: u16, k: u32| libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let filter = [
+        // A = seccomp_data.nr
+        statement((libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16, 0),
+        // if A == io_uring_setup, fall through to the refusal; else skip it
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: IO_URING_SETUP,
+        },
+        statement(
+            (libc::BPF_RET | libc::BPF_K) as u16,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        ),
+        statement(
+            (libc::BPF_RET | libc::BPF_K) as u16,
+            libc::SECCOMP_RET_ALLOW,
+        ),
+    ];
+    let program = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: prctl with valid arguments; `program` outlives the call, which copies it.
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            || libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &raw const program,
+            ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }

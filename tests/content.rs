@@ -12,7 +12,13 @@ use std::process::Command;
 use common::{Client, TestServer, bounded, config, tempdir};
 use reactor_httpd::config::{Config, Mode};
 
-const MODES: [Mode; 4] = [Mode::Reactor, Mode::Threaded, Mode::Blocking, Mode::Fork];
+const MODES: [Mode; 5] = [
+    Mode::Reactor,
+    Mode::Uring,
+    Mode::Threaded,
+    Mode::Blocking,
+    Mode::Fork,
+];
 
 /// Some JavaScript, and its siblings in each coding; `only.txt` with a `.gz` alone; `plain.css`
 /// with none.

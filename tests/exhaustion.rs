@@ -26,6 +26,11 @@ fn reactor() {
 }
 
 #[test]
+fn uring() {
+    bounded(60, || out_of_descriptors(Mode::Uring));
+}
+
+#[test]
 fn threaded() {
     bounded(60, || out_of_descriptors(Mode::Threaded));
 }

@@ -16,12 +16,12 @@ use reactor_httpd::app::Handler;
 use reactor_httpd::config::{Config, Cores, Mode};
 use reactor_httpd::http::{Request, Response, Status};
 
-/// One reactor loop, `threads` pool threads.
-fn one_loop(threads: usize) -> Config {
+/// One loop (reactor or uring), `threads` pool threads.
+fn one_loop(mode: Mode, threads: usize) -> Config {
     Config {
         cores: Cores::Count(1),
         handler_threads: Some(threads),
-        ..config(Mode::Reactor)
+        ..config(mode)
     }
 }
 
@@ -77,10 +77,9 @@ fn gated(config: Config) -> (TestServer, Receiver<()>, Sender<()>) {
 
 /// 50 concurrent `/sleep?ms=200` on one loop with 8 pool threads take about
 /// ceil(50 / 8) x 200 ms, and all the while `/hello` on another connection is answered at once.
-#[test]
-fn sleeps_run_on_the_pool_while_the_loop_serves_others() {
-    bounded(60, || {
-        let server = TestServer::start(one_loop(8));
+fn sleeps_run_on_the_pool_while_the_loop_serves_others(mode: Mode) {
+    bounded(60, move || {
+        let server = TestServer::start(one_loop(mode, 8));
         let addr = server.addr;
         let start = Instant::now();
         let sleepers: Vec<_> = (0..50)
@@ -116,10 +115,9 @@ fn sleeps_run_on_the_pool_while_the_loop_serves_others() {
 
 /// The lesson: with every handler on the loop, one that blocks stalls every other connection
 /// of that loop for as long as it blocks.
-#[test]
-fn without_a_pool_one_blocking_handler_stalls_the_loop() {
-    bounded(30, || {
-        let (server, started, release) = gated(one_loop(0));
+fn without_a_pool_one_blocking_handler_stalls_the_loop(mode: Mode) {
+    bounded(30, move || {
+        let (server, started, release) = gated(one_loop(mode, 0));
         let mut blocked = server.connect();
         blocked.send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
         started.recv_timeout(Duration::from_secs(5)).unwrap();
@@ -146,10 +144,9 @@ fn without_a_pool_one_blocking_handler_stalls_the_loop() {
 }
 
 /// The same blocking handler on the pool: the other connection is answered at once.
-#[test]
-fn with_a_pool_the_blocking_handler_stalls_nobody() {
-    bounded(30, || {
-        let (server, started, release) = gated(one_loop(2));
+fn with_a_pool_the_blocking_handler_stalls_nobody(mode: Mode) {
+    bounded(30, move || {
+        let (server, started, release) = gated(one_loop(mode, 2));
         let mut blocked = server.connect();
         blocked.send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
         started.recv_timeout(Duration::from_secs(5)).unwrap();
@@ -162,10 +159,9 @@ fn with_a_pool_the_blocking_handler_stalls_nobody() {
 
 /// Pipelined behind a request on the pool, a request answered on the loop still gets its answer
 /// second.
-#[test]
-fn pipelined_responses_keep_their_order() {
-    bounded(30, || {
-        let server = TestServer::start(one_loop(2));
+fn pipelined_responses_keep_their_order(mode: Mode) {
+    bounded(30, move || {
+        let server = TestServer::start(one_loop(mode, 2));
         let mut client = server.connect();
         client.send(
             b"GET /sleep?ms=150 HTTP/1.1\r\nHost: t\r\n\r\n\
@@ -184,12 +180,11 @@ fn pipelined_responses_keep_their_order() {
 
 /// A client that leaves while its request is on the pool: its connection is cleaned up when
 /// the answer comes back (the one connection `--max-connections 1` allows is free again).
-#[test]
-fn a_client_that_vanishes_while_its_request_is_on_the_pool() {
-    bounded(30, || {
+fn a_client_that_vanishes_while_its_request_is_on_the_pool(mode: Mode) {
+    bounded(30, move || {
         let (server, started, release) = gated(Config {
             max_connections: 1,
-            ..one_loop(2)
+            ..one_loop(mode, 2)
         });
         let mut leaving = server.connect();
         leaving.send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -221,10 +216,9 @@ fn status_on_a_new_connection(server: &TestServer) -> Option<u16> {
 
 /// One pool thread and a queue of 16: of 20 slow requests at once, 17 are taken (one running,
 /// sixteen waiting) and 3 get 503 at once; the refused connections stay usable.
-#[test]
-fn a_full_queue_answers_503() {
-    bounded(60, || {
-        let (server, started, release) = gated(one_loop(1));
+fn a_full_queue_answers_503(mode: Mode) {
+    bounded(60, move || {
+        let (server, started, release) = gated(one_loop(mode, 1));
         let mut clients: Vec<Client> = (0..20).map(|_| server.connect()).collect();
         clients[0].send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
         started.recv_timeout(Duration::from_secs(5)).unwrap();
@@ -263,10 +257,9 @@ fn a_full_queue_answers_503() {
 }
 
 /// A handler that panics on the pool: that request gets 500, the connection and the pool go on.
-#[test]
-fn a_panic_on_the_pool_is_a_500() {
-    bounded(30, || {
-        let (server, _started, release) = gated(one_loop(1));
+fn a_panic_on_the_pool_is_a_500(mode: Mode) {
+    bounded(30, move || {
+        let (server, _started, release) = gated(one_loop(mode, 1));
         let mut client = server.connect();
         assert_eq!(client.get("/panic").status, 500);
         assert_eq!(client.get("/hello").status, 200);
@@ -278,10 +271,9 @@ fn a_panic_on_the_pool_is_a_500() {
 
 /// A handler that never answers in time: its client gets 504 after `--handler-timeout`, and
 /// the connection closes; the loop serves others meanwhile.
-#[test]
-fn a_stuck_handler_gets_its_client_a_504() {
-    bounded(30, || {
-        let mut config = one_loop(1);
+fn a_stuck_handler_gets_its_client_a_504(mode: Mode) {
+    bounded(30, move || {
+        let mut config = one_loop(mode, 1);
         config.limits.handler_timeout = Duration::from_millis(300);
         let (server, started, release) = gated(config);
         let mut client = server.connect();
@@ -306,10 +298,9 @@ fn a_stuck_handler_gets_its_client_a_504() {
 
 /// Shutdown with a request on the pool: the server waits for its answer, sends it (with
 /// `Connection: close`), and only then returns.
-#[test]
-fn shutdown_waits_for_pool_work_in_flight() {
-    bounded(30, || {
-        let (mut server, started, release) = gated(one_loop(1));
+fn shutdown_waits_for_pool_work_in_flight(mode: Mode) {
+    bounded(30, move || {
+        let (mut server, started, release) = gated(one_loop(mode, 1));
         let mut client = server.connect();
         client.send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
         started.recv_timeout(Duration::from_secs(5)).unwrap();
@@ -331,7 +322,13 @@ fn shutdown_waits_for_pool_work_in_flight() {
 #[test]
 fn sleep_and_compute_in_every_mode() {
     bounded(60, || {
-        for mode in [Mode::Reactor, Mode::Threaded, Mode::Blocking, Mode::Fork] {
+        for mode in [
+            Mode::Reactor,
+            Mode::Uring,
+            Mode::Threaded,
+            Mode::Blocking,
+            Mode::Fork,
+        ] {
             let server = TestServer::start(config(mode));
             let mut client = server.connect();
             assert_eq!(client.get("/sleep?ms=20").text(), "slept 20 ms", "{mode:?}");
@@ -340,4 +337,53 @@ fn sleep_and_compute_in_every_mode() {
             assert_eq!(client.get("/compute?kib=0").status, 400);
         }
     });
+}
+
+/// The pool serves both event-loop drivers the same way.
+macro_rules! loop_modes {
+    ($($mode:ident: $value:expr;)*) => {$(
+        mod $mode {
+            #[test]
+            fn sleeps_run_on_the_pool_while_the_loop_serves_others() {
+                super::sleeps_run_on_the_pool_while_the_loop_serves_others($value);
+            }
+            #[test]
+            fn without_a_pool_one_blocking_handler_stalls_the_loop() {
+                super::without_a_pool_one_blocking_handler_stalls_the_loop($value);
+            }
+            #[test]
+            fn with_a_pool_the_blocking_handler_stalls_nobody() {
+                super::with_a_pool_the_blocking_handler_stalls_nobody($value);
+            }
+            #[test]
+            fn pipelined_responses_keep_their_order() {
+                super::pipelined_responses_keep_their_order($value);
+            }
+            #[test]
+            fn a_client_that_vanishes_while_its_request_is_on_the_pool() {
+                super::a_client_that_vanishes_while_its_request_is_on_the_pool($value);
+            }
+            #[test]
+            fn a_full_queue_answers_503() {
+                super::a_full_queue_answers_503($value);
+            }
+            #[test]
+            fn a_panic_on_the_pool_is_a_500() {
+                super::a_panic_on_the_pool_is_a_500($value);
+            }
+            #[test]
+            fn a_stuck_handler_gets_its_client_a_504() {
+                super::a_stuck_handler_gets_its_client_a_504($value);
+            }
+            #[test]
+            fn shutdown_waits_for_pool_work_in_flight() {
+                super::shutdown_waits_for_pool_work_in_flight($value);
+            }
+        }
+    )*};
+}
+
+loop_modes! {
+    reactor: reactor_httpd::config::Mode::Reactor;
+    uring: reactor_httpd::config::Mode::Uring;
 }

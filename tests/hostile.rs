@@ -82,13 +82,13 @@ macro_rules! modes {
 modes! {
     // Blocking serves one connection at a time: a bystander would wait behind the hostile
     // client by design, so those modes run only where a bystander makes sense.
-    slowloris_one_byte_a_second: [Reactor, Threaded, Fork];
-    slow_post_body_times_out: [Reactor, Threaded, Blocking, Fork];
-    pipelining_without_reading_stays_bounded: [Reactor, Threaded];
-    silent_connections_time_out: [Reactor];
-    flood_past_max_connections: [Reactor, Threaded];
-    resets_mid_request_and_mid_response: [Reactor, Threaded, Blocking, Fork];
-    limits_exactly_and_one_over: [Reactor, Threaded, Blocking, Fork];
+    slowloris_one_byte_a_second: [Reactor, Uring, Threaded, Fork];
+    slow_post_body_times_out: [Reactor, Uring, Threaded, Blocking, Fork];
+    pipelining_without_reading_stays_bounded: [Reactor, Uring, Threaded];
+    silent_connections_time_out: [Reactor, Uring];
+    flood_past_max_connections: [Reactor, Uring, Threaded];
+    resets_mid_request_and_mid_response: [Reactor, Uring, Threaded, Blocking, Fork];
+    limits_exactly_and_one_over: [Reactor, Uring, Threaded, Blocking, Fork];
 }
 
 /// Slowloris: a head at one byte a second never completes; the header timeout (3 s here)

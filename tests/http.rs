@@ -383,7 +383,7 @@ fn over_max_connections_gets_503(mode: Mode) {
     let response = extra.request(hello_request());
     assert_eq!(response.status, 503);
     assert_eq!(response.header("connection"), Some("close"));
-    if mode == Mode::Reactor {
+    if mode.has_loops() {
         // It lingers after the answer, reading, until the client's side closes.
         extra.half_close();
     }
@@ -552,6 +552,13 @@ mod reactor {
     every_mode!(Mode::Reactor);
     in_process!(Mode::Reactor);
     concurrent!(Mode::Reactor);
+}
+
+mod uring {
+    use super::*;
+    every_mode!(Mode::Uring);
+    in_process!(Mode::Uring);
+    concurrent!(Mode::Uring);
 }
 
 mod threaded {

@@ -102,6 +102,11 @@ fn reactor() {
 }
 
 #[test]
+fn uring() {
+    bounded(30, || counts_what_happened(Mode::Uring));
+}
+
+#[test]
 fn threaded() {
     bounded(30, || counts_what_happened(Mode::Threaded));
 }

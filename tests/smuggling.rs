@@ -284,6 +284,11 @@ fn reactor() {
 }
 
 #[test]
+fn uring() {
+    run_vectors(Mode::Uring);
+}
+
+#[test]
 fn threaded() {
     run_vectors(Mode::Threaded);
 }

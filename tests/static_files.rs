@@ -535,6 +535,7 @@ macro_rules! modes {
 
 modes! {
     reactor: Mode::Reactor;
+    uring: Mode::Uring;
     threaded: Mode::Threaded;
     blocking: Mode::Blocking;
     fork: Mode::Fork;

@@ -21,7 +21,13 @@ use common::{Client, IO_TIMEOUT, TestServer, bounded, config, tempdir};
 use reactor_httpd::config::{Config, Mode};
 use reactor_httpd::tls::TlsSource;
 
-const MODES: [Mode; 4] = [Mode::Reactor, Mode::Threaded, Mode::Blocking, Mode::Fork];
+const MODES: [Mode; 5] = [
+    Mode::Reactor,
+    Mode::Uring,
+    Mode::Threaded,
+    Mode::Blocking,
+    Mode::Fork,
+];
 
 type TlsStream = StreamOwned<ClientConnection, TcpStream>;
 
@@ -157,7 +163,7 @@ fn large_files_over_tls() {
             let server = TestServer::start(tls_config(mode));
             let mut client = connect(server.addr);
             let (path, bytes) = match mode {
-                Mode::Reactor => ("/100m.bin", 100 << 20),
+                Mode::Reactor | Mode::Uring => ("/100m.bin", 100 << 20),
                 _ => ("/8m.bin", 8 << 20),
             };
             let response = client.get(path);
@@ -296,7 +302,7 @@ fn sessions_resume() {
 #[test]
 fn shutdown_finishes_a_tls_download() {
     bounded(60, || {
-        for mode in [Mode::Reactor, Mode::Threaded] {
+        for mode in [Mode::Reactor, Mode::Uring, Mode::Threaded] {
             let mut server = TestServer::start(tls_config(mode));
             let mut client = connect(server.addr);
             client.send(b"GET /8m.bin HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -401,7 +407,7 @@ fn an_upgrade_over_tls() {
         let pki = pki();
         let cert = pki.cert.to_string_lossy().into_owned();
         let key = pki.key.to_string_lossy().into_owned();
-        for mode in ["reactor", "threaded"] {
+        for mode in ["reactor", "uring", "threaded"] {
             let mut server = Upgrading::start(
                 &binary(),
                 mode,

@@ -3,8 +3,9 @@
 //! Every driver runs the same loop around `Conn::want` (see `http/conn.rs`); they differ only in
 //! how they wait. `reactor.rs` waits on many sockets at once with mio; `blocking.rs` waits on one
 //! socket at a time, on one thread; `threaded.rs` runs that blocking loop on a pool of threads;
-//! `fork.rs` runs it in a child process per connection. `pool.rs` is the reactor's handler pool,
-//! where the handlers that may block run, away from the loops.
+//! `fork.rs` runs it in a child process per connection; `uring.rs` is the reactor's twin on
+//! completions (io_uring) instead of readiness. `pool.rs` is the loops' handler pool, where the
+//! handlers that may block run, away from the loops.
 //! The HTTP rules are all in `http/`; nothing here decides a status code.
 //!
 //! [`Server::bind`] makes the listening sockets (so the port is known, even port 0, before
@@ -21,6 +22,7 @@ mod shutdown;
 mod threaded;
 mod timers;
 mod upgrade;
+mod uring;
 
 use std::fmt;
 use std::io;
@@ -199,9 +201,13 @@ impl Listeners {
 impl Server {
     /// Binds the listening sockets for `config.mode`; `handler` answers every request.
     pub fn bind(config: &Config, handler: Arc<dyn Handler>) -> Result<Server, StartError> {
-        let pins = match config.mode {
-            Mode::Reactor => loop_pins(config)?,
-            _ => Vec::new(),
+        if config.mode == Mode::Uring {
+            uring::available().map_err(StartError::Io)?;
+        }
+        let pins = if config.mode.has_loops() {
+            loop_pins(config)?
+        } else {
+            Vec::new()
         };
         let (tls, fingerprint) = match &config.tls {
             Some(source) => {
@@ -213,7 +219,7 @@ impl Server {
         };
         let pool_threads =
             (config.handler_threads).unwrap_or(HANDLER_THREADS_PER_LOOP * pins.len().max(1));
-        let pool = (config.mode == Mode::Reactor && pool_threads > 0)
+        let pool = (config.mode.has_loops() && pool_threads > 0)
             .then(|| Arc::new(pool::HandlerPool::new(handler.clone(), pool_threads)));
         let metrics = config
             .metrics_path
@@ -249,7 +255,7 @@ impl Server {
         // ever change it.
         let listeners = match (passed, config.mode) {
             (Some(passed), mode) => inherited(passed, mode, pins, config)?,
-            (None, Mode::Reactor) => {
+            (None, mode) if mode.has_loops() => {
                 let group = listener::bind_group(config.bind, pins.len(), true, config.reuse_port)
                     .map_err(bind_error)?;
                 Listeners::PerLoop(group.into_iter().map(|one| vec![one]).zip(pins).collect())
@@ -324,6 +330,10 @@ impl Server {
             Mode::Threaded => plural(self.threads, "thread"),
             Mode::Blocking => plural(1, "thread"),
             Mode::Fork => "1 process per connection".into(),
+            Mode::Uring => match &self.listeners {
+                Listeners::PerLoop(group) => plural(group.len(), "ring"),
+                Listeners::One(_) => plural(1, "ring"),
+            },
         };
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         format!(
@@ -357,6 +367,10 @@ impl Server {
             (Mode::Reactor, Listeners::PerLoop(group)) => {
                 let signals = self.signals.map(|signals| (signals, upgrade));
                 reactor::run::<S>(group, setup, shared, shutdown, signals)
+            }
+            (Mode::Uring, Listeners::PerLoop(group)) => {
+                let signals = self.signals.map(|signals| (signals, upgrade));
+                uring::run::<S>(group, setup, shared, shutdown, signals)
             }
             (Mode::Threaded, Listeners::One(listener)) => {
                 threaded::run::<S>(listener, setup, self.threads, shared, shutdown)
@@ -426,7 +440,7 @@ fn inherited(
         }
         listener.set_nonblocking(true).map_err(io)?;
     }
-    if mode != Mode::Reactor {
+    if !mode.has_loops() {
         let mut passed = passed.into_iter();
         let first = passed.next().expect("at least one");
         if passed.len() > 0 {

@@ -25,8 +25,6 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use mio::Waker;
-
 use crate::app::Handler;
 use crate::http::{Handover, Offload, Request, Response, Status, header_storage, parse_again};
 
@@ -53,10 +51,23 @@ pub(crate) struct Completion {
     pub response: Response,
 }
 
+/// How a pool thread wakes the loop it answered: the reactor's `mio::Waker`, the uring
+/// driver's eventfd.
+pub(crate) trait Wake: Send + Sync {
+    fn wake(&self);
+}
+
+impl Wake for mio::Waker {
+    fn wake(&self) {
+        // Fails only if the eventfd's counter is full: the loop is woken anyway.
+        let _ = mio::Waker::wake(self);
+    }
+}
+
 /// The sending side of a loop's inbox, shared by the jobs of that loop.
 struct Outbox {
     sender: Sender<Completion>,
-    waker: Arc<Waker>,
+    waker: Arc<dyn Wake>,
 }
 
 pub(crate) struct HandlerPool {
@@ -157,7 +168,7 @@ fn work(jobs: &Mutex<Receiver<Job>>, handler: &dyn Handler) {
         // completion is never left behind. (Wake-ups coalesce: one per batch is enough.)
         let sent = job.reply.sender.send(completion);
         if sent.is_ok() {
-            let _ = job.reply.waker.wake();
+            job.reply.waker.wake();
         }
     }
 }
@@ -173,8 +184,9 @@ pub(crate) struct Inbox {
 }
 
 impl Inbox {
-    /// `waker` is the loop's own (one per `Poll`): a completion wakes it like a shutdown does.
-    pub fn new(waker: Arc<Waker>) -> Self {
+    /// `waker` is the loop's own (one per `Poll` or ring): a completion wakes it like a
+    /// shutdown does.
+    pub fn new(waker: Arc<dyn Wake>) -> Self {
         let (sender, receiver) = mpsc::channel();
         Inbox {
             receiver,

@@ -44,7 +44,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::pool::{Inbox, PoolOffer};
-use super::timers::Timers;
+use super::timers::{Timers, earliest};
 use super::upgrade::Upgrade;
 use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
 use crate::access_log::AccessLog;
@@ -71,7 +71,7 @@ const EVENTS_PER_POLL: usize = 1024;
 const TURN_BUDGET: usize = 64 * 1024;
 /// Connections accepted past `--max-connections` only to answer 503, per loop. Beyond this
 /// they are closed without an answer, so a flood cannot grow the slab.
-const REFUSING_MAX: usize = 256;
+pub(crate) const REFUSING_MAX: usize = 256;
 
 // ANCHOR: spawn_loops
 /// Runs one event loop per set of listeners until shutdown: the first on the calling thread,
@@ -313,17 +313,15 @@ impl<S: Session> EventLoop<S> {
     /// turn's work, and the turn saves a clock read.
     fn poll_timeout(&self) -> Option<Duration> {
         let log_due = self.env.log.as_ref().and_then(AccessLog::flush_due);
-        let earliest = [
-            self.accept_paused_until,
-            log_due,
-            self.drain_deadline,
-            self.upgrade_due,
-        ]
-        .into_iter()
-        .fold(self.timers.next(), |earliest, at| match (earliest, at) {
-            (Some(earliest), Some(at)) => Some(earliest.min(at)),
-            (earliest, at) => earliest.or(at),
-        });
+        let earliest = earliest(
+            self.timers.next(),
+            [
+                self.accept_paused_until,
+                log_due,
+                self.drain_deadline,
+                self.upgrade_due,
+            ],
+        );
         if !self.again.is_empty() {
             return Some(Duration::ZERO); // connections wait for their next turn
         }

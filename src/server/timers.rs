@@ -55,6 +55,19 @@ impl Timers {
 }
 // ANCHOR_END: timers
 
+/// The earliest of `first` and `others`, any of which may be absent: what a loop sleeps until.
+pub(crate) fn earliest(
+    first: Option<Instant>,
+    others: impl IntoIterator<Item = Option<Instant>>,
+) -> Option<Instant> {
+    others
+        .into_iter()
+        .fold(first, |earliest, at| match (earliest, at) {
+            (Some(earliest), Some(at)) => Some(earliest.min(at)),
+            (earliest, at) => earliest.or(at),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,1529 @@
+//! The uring driver: one io_uring per core, each with its own listener and its own slab of
+//! connections, driving the same `http::Conn` as the reactor. Completion, not readiness.
+//!
+//! The reactor asks the kernel "which sockets are ready?" and then makes the calls itself (read,
+//! write, sendfile), one system call each. Here the loop hands the kernel whole operations, with
+//! their buffers, and the kernel reports each one done. One `io_uring_enter` per turn submits
+//! everything the turn queued and reaps whatever finished meanwhile:
+//!
+//! ```text
+//!   submit queued operations, wait (timeout = earliest timer)      one io_uring_enter
+//!   for each completion:
+//!     ├─ accept (multishot)  → a new connection: arm its receive
+//!     ├─ receive (multishot) → the kernel filled one of the loop's provided buffers: feed the
+//!     │                        bytes to the connection, give the buffer back, drive it
+//!     ├─ send                → the connection's output went out (or part of it): drive it
+//!     ├─ file read           → a piece of a file is in the connection's file buffer: send it
+//!     ├─ eventfd (multishot) → shutdown requested, or responses back from the handler pool
+//!     └─ signal socket       → (first ring only) SIGINT/SIGTERM, SIGHUP's upgrade
+//!   fire due timers, flush the access log once a second
+//! ```
+//!
+//! Driving a connection means what it means in the reactor (`http::Conn::want`, until it has to
+//! wait), except that waiting is the normal end: `Want::Write` queues a send and stops, and the
+//! next step happens when the send's completion arrives.
+//!
+//! # Who owns which memory
+//!
+//! This is where io_uring programs corrupt memory: the kernel owns a buffer from the submission
+//! of an operation until its completion, and nothing in the type system says so. The rules here:
+//!
+//! - **Receives** write only into the provided-buffer ring ([`BufRing`]). A buffer is the
+//!   kernel's from when it is published in the ring until a completion names it; it is then the
+//!   loop's until it is given back, which happens in the same turn, after its bytes were copied.
+//!   So an idle connection holds no receive buffer at all, as in the reactor.
+//! - **Sends** read straight from the connection's output buffer (a heap allocation inside
+//!   `http::Conn` or `TlsConn`). While a send is in flight (`Out::Send`) the loop calls nothing
+//!   on that connection but `deadline` and `is_pending`, which only read: anything else could
+//!   append to the buffer and move it. Bytes received meanwhile wait in the connection's backlog;
+//!   a response from the handler pool, a drain or a timeout wait in flags. Moving the
+//!   `Connection` itself (the slab grows) moves only the buffer's pointer, not its bytes.
+//! - **Files** are read into a buffer the driver owns (`FilePiece`), then sent from it: the same
+//!   rule, with `Out::FileRead` and `Out::FileSend`.
+//! - **Closing** a connection cancels its operations and keeps its slab entry, its buffers and
+//!   its socket until the completion of every one of them has arrived (`Connection::in_flight`);
+//!   only then is the entry removed and the socket closed. A cancellation is itself asynchronous:
+//!   the operation may still complete normally, and is waited for either way.
+//! - **At exit** the loop cancels everything and waits for the completions (bounded); what the
+//!   kernel still holds after that is leaked on purpose, never freed under it.
+//!
+//! Nothing in a completion is trusted to be for a live connection without its generation
+//! matching, though by the rules above no completion can arrive for a removed entry.
+
+use std::io;
+use std::mem::ManuallyDrop;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use io_uring::types::{BufRingEntry, SubmitArgs, Timespec};
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use slab::Slab;
+
+use super::pool::{Inbox, PoolOffer, Wake};
+use super::reactor::REFUSING_MAX;
+use super::timers::{Timers, earliest};
+use super::upgrade::Upgrade;
+use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
+use crate::access_log::AccessLog;
+use crate::http::{Drain, Response, Status, Want};
+use crate::metrics::LoopMetrics;
+use crate::session::Session;
+
+/// Submission queue entries per ring: one turn may queue more (they are submitted as the queue
+/// fills).
+const SQ_ENTRIES: u32 = 512;
+/// Completion queue entries per ring. Past this the kernel keeps completions on an overflow
+/// list (never drops them) until the loop reaps.
+const CQ_ENTRIES: u32 = 4096;
+/// Provided receive buffers per ring, and the size of each.
+const RECV_BUFFERS: u16 = 1024;
+const RECV_BUFFER_LEN: usize = 4096;
+/// Buffers published to the kernel at the start; doubled each time it runs out (ENOBUFS). Only
+/// published buffers are ever touched, so memory grows with the load, not with the ring.
+const RECV_POSTED_START: u16 = 32;
+/// The buffer group of the receive buffers (one group per ring).
+const BUF_GROUP: u16 = 0;
+/// Bytes a connection may hold received but not yet taken by `http::Conn` before its receive is
+/// cancelled (re-armed once they are taken): a client sending while its responses wait, or its
+/// request is on the pool, is stopped by TCP as it is in the reactor.
+const BACKLOG_MAX: usize = 64 * 1024;
+/// A file goes out in pieces of this size: read into a buffer of the loop's, then sent.
+const FILE_PIECE: usize = 64 * 1024;
+/// File buffers a ring keeps for reuse.
+const FILE_BUFFERS_KEPT: usize = 16;
+/// At exit, how long to wait for the kernel to finish with cancelled operations.
+const QUIESCE_WITHIN: Duration = Duration::from_secs(2);
+
+// ANCHOR: user_data
+/// What a completion is for: the top byte of its `user_data`. Connection operations carry the
+/// slab key in the low 32 bits and 24 bits of the generation above it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+enum Op {
+    /// Multishot accept on listener `key`.
+    Accept = 1,
+    /// Multishot receive into the provided buffers.
+    Recv,
+    /// A send from the connection's output buffer.
+    Send,
+    /// A read of a file piece into the connection's file buffer.
+    FileRead,
+    /// A send of a file piece from the connection's file buffer.
+    FileSend,
+    /// The ring's eventfd (multishot poll): shutdown, or responses from the handler pool.
+    Wake,
+    /// The signal socket (multishot poll; first ring only).
+    Signals,
+    /// The new process's readiness socket during an upgrade (one-shot poll).
+    Upgrade,
+    /// A cancellation: its completion says only whether it found its target.
+    Cancel,
+}
+
+const GENERATION_MASK: u32 = 0xff_ffff;
+
+fn user_data(op: Op, key: usize, generation: u32) -> u64 {
+    (op as u64) << 56 | u64::from(generation & GENERATION_MASK) << 32 | key as u64
+}
+
+fn decode(data: u64) -> (Option<Op>, usize, u32) {
+    let op = match (data >> 56) as u8 {
+        1 => Op::Accept,
+        2 => Op::Recv,
+        3 => Op::Send,
+        4 => Op::FileRead,
+        5 => Op::FileSend,
+        6 => Op::Wake,
+        7 => Op::Signals,
+        8 => Op::Upgrade,
+        9 => Op::Cancel,
+        _ => return (None, 0, 0),
+    };
+    (
+        Some(op),
+        (data & 0xffff_ffff) as usize,
+        (data >> 32) as u32 & GENERATION_MASK,
+    )
+}
+// ANCHOR_END: user_data
+
+/// Checks at start that this kernel, in this sandbox, gives us what the driver needs (a ring
+/// with the flags below, provided-buffer rings, multishot receive): one line if not.
+///
+/// On a thread of its own: when a ring is closed, the kernel finishes with the threads that used
+/// it by interrupting them once (task work), and a socket read with a timeout on the caller's
+/// thread (an application embedding the server) would see that as EINTR.
+pub(crate) fn available() -> Result<(), String> {
+    thread::spawn(probe)
+        .join()
+        .unwrap_or_else(|_| Err("io_uring probe panicked".into()))
+}
+
+fn probe() -> Result<(), String> {
+    let explain = |err: io::Error| {
+        format!(
+            "io_uring is not available here ({err}): --mode uring needs Linux 6.1 or later, with io_uring not disabled by kernel.io_uring_disabled or a seccomp filter (as in Docker's default profile); use --mode reactor"
+        )
+    };
+    let ring = new_ring().map_err(explain)?;
+    let mut probe = io_uring::Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(explain)?;
+    for code in [
+        opcode::AcceptMulti::CODE,
+        opcode::RecvMulti::CODE,
+        opcode::Send::CODE,
+        opcode::Read::CODE,
+        opcode::PollAdd::CODE,
+        opcode::AsyncCancel::CODE,
+    ] {
+        if !probe.is_supported(code) {
+            return Err(explain(io::Error::other(format!(
+                "operation {code} not supported"
+            ))));
+        }
+    }
+    let bufs = BufRing::new(&ring, 2, 2, 2).map_err(explain)?;
+    drop(ring);
+    drop(bufs);
+    Ok(())
+}
+
+// ANCHOR: new_ring
+/// A ring for one loop thread. SINGLE_ISSUER and DEFER_TASKRUN: only this thread submits, and
+/// the kernel's completion work for it is done when it enters the kernel to wait, not in
+/// interrupts or at random points of the loop; which is also what lets one `io_uring_enter` per
+/// turn do everything.
+fn new_ring() -> io::Result<IoUring> {
+    IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_cqsize(CQ_ENTRIES)
+        .setup_submit_all()
+        .build(SQ_ENTRIES)
+}
+// ANCHOR_END: new_ring
+
+// ANCHOR: buf_ring
+/// The provided-buffer ring: receive buffers the kernel picks from as data arrives, so that no
+/// buffer is tied to a connection that is waiting for input.
+///
+/// The ring itself is a circle of `slots` entries (address, length, buffer id) shared with the
+/// kernel: the kernel takes from its head, the loop adds at the tail. Buffers not published wait
+/// in `free`, most recently used on top, and only up to `target` are published at a time, so
+/// the pages touched are those of the buffers the load needs, not all of them.
+struct BufRing {
+    /// The shared entries (mmap'd: page-aligned, as the kernel requires).
+    entries: NonNull<BufRingEntry>,
+    slots: u16,
+    /// The tail as the loop has written it; published to the kernel by [`BufRing::publish`].
+    tail: u16,
+    /// Buffers published and not yet taken by the kernel.
+    posted: u16,
+    target: u16,
+    free: Vec<u16>,
+    /// `slots` buffers of `len` bytes (mmap'd: pages untouched until used).
+    memory: NonNull<u8>,
+    len: usize,
+}
+
+impl BufRing {
+    /// Maps and registers a ring of `slots` buffers of `len` bytes, `posted` of them published.
+    fn new(ring: &IoUring, slots: u16, len: usize, posted: u16) -> io::Result<BufRing> {
+        debug_assert!(slots.is_power_of_two());
+        let entries = map(usize::from(slots) * size_of::<BufRingEntry>())?.cast();
+        let memory = match map(usize::from(slots) * len) {
+            Ok(memory) => memory,
+            Err(err) => {
+                unmap(
+                    entries.cast(),
+                    usize::from(slots) * size_of::<BufRingEntry>(),
+                );
+                return Err(err);
+            }
+        };
+        let mut bufs = BufRing {
+            entries,
+            slots,
+            tail: 0,
+            posted: 0,
+            target: posted.min(slots),
+            free: (0..slots).rev().collect(),
+            memory,
+            len,
+        };
+        // SAFETY: `entries` stays mapped until this BufRing is dropped, which the loop does only
+        // after the ring is gone or has nothing in flight (see the module doc).
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                entries.as_ptr() as u64,
+                slots,
+                BUF_GROUP,
+                0,
+            )?;
+        }
+        bufs.publish();
+        Ok(bufs)
+    }
+
+    /// The `n` bytes the kernel put in buffer `id`. The buffer is the loop's from the completion
+    /// that named it until [`BufRing::give_back`]; nothing writes it meanwhile.
+    fn bytes(&self, id: u16, n: usize) -> &'static [u8] {
+        let n = n.min(self.len);
+        // SAFETY: `id` < slots (the kernel returns ids the loop published), the mapping lives as
+        // long as the loop, and the kernel does not write a buffer it has handed back until it
+        // is published again, which happens only after the caller is done with these bytes.
+        unsafe {
+            std::slice::from_raw_parts(self.memory.as_ptr().add(usize::from(id) * self.len), n)
+        }
+    }
+
+    /// The kernel took one buffer (a completion named it).
+    fn taken(&mut self) {
+        self.posted = self.posted.saturating_sub(1);
+    }
+
+    fn give_back(&mut self, id: u16) {
+        self.free.push(id);
+    }
+
+    /// The kernel found no buffer: publish more from now on.
+    fn ran_out(&mut self) {
+        self.target = self.target.saturating_mul(2).min(self.slots);
+    }
+
+    /// Publishes free buffers, most recently used first, up to the target; then the new tail,
+    /// with release ordering so the kernel sees the entries before the tail that covers them.
+    fn publish(&mut self) {
+        if self.posted >= self.target || self.free.is_empty() {
+            return;
+        }
+        let mask = self.slots - 1;
+        while self.posted < self.target
+            && let Some(id) = self.free.pop()
+        {
+            // SAFETY: the slot index is masked into the mapped array; the kernel reads entries
+            // only between its head and the published tail, and this one is past the tail.
+            let entry = unsafe { &mut *self.entries.as_ptr().add(usize::from(self.tail & mask)) };
+            entry.set_addr(self.memory.as_ptr() as u64 + (usize::from(id) * self.len) as u64);
+            entry.set_len(self.len as u32);
+            entry.set_bid(id);
+            self.tail = self.tail.wrapping_add(1);
+            self.posted += 1;
+        }
+        // SAFETY: the tail field is a properly aligned u16 inside the mapped first entry,
+        // shared with the kernel, so it is written atomically.
+        unsafe {
+            let tail = BufRingEntry::tail(self.entries.as_ptr()) as *const AtomicU16;
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        unmap(
+            self.entries.cast(),
+            usize::from(self.slots) * size_of::<BufRingEntry>(),
+        );
+        unmap(self.memory, usize::from(self.slots) * self.len);
+    }
+}
+
+/// Anonymous, private, zero-filled pages.
+fn map(len: usize) -> io::Result<NonNull<u8>> {
+    // SAFETY: a fresh anonymous mapping; no existing memory is touched.
+    let at = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if at == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(at.cast()).ok_or_else(|| io::Error::other("mmap returned null"))
+}
+
+fn unmap(at: NonNull<u8>, len: usize) {
+    // SAFETY: `at` and `len` describe a mapping made by `map` and no longer used.
+    unsafe {
+        libc::munmap(at.as_ptr().cast(), len);
+    }
+}
+// ANCHOR_END: buf_ring
+
+/// The ring's wake-up: an eventfd the ring polls, written by the handler pool and by shutdown.
+struct EventFd(OwnedFd);
+
+impl EventFd {
+    fn new() -> io::Result<EventFd> {
+        // SAFETY: a plain system call; the descriptor it returns is owned from here on.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new descriptor nobody else owns.
+        Ok(EventFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Resets the counter, so the next write is a new event.
+    fn reset(&self) {
+        let mut count = 0u64;
+        // SAFETY: reads 8 bytes into a local u64 from a descriptor this struct owns.
+        unsafe {
+            libc::read(self.0.as_raw_fd(), (&raw mut count).cast(), 8);
+        }
+    }
+}
+
+impl Wake for EventFd {
+    fn wake(&self) {
+        let one = 1u64;
+        // SAFETY: writes 8 bytes from a local u64 to a descriptor this struct owns. Fails only
+        // when the counter is full, in which case the ring is woken anyway.
+        unsafe {
+            libc::write(self.0.as_raw_fd(), (&raw const one).cast(), 8);
+        }
+    }
+}
+
+/// The receive operation of a connection.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Recv {
+    /// None in flight.
+    Off,
+    /// A multishot receive is armed.
+    Armed,
+    /// Armed, and cancelled: its last completion has not arrived yet.
+    Cancelling,
+}
+
+/// The output operation of a connection: at most one at a time.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Out {
+    Idle,
+    /// Sending from the connection's output buffer: nothing may touch the connection.
+    Send,
+    /// Reading a file piece into `FilePiece::buf`.
+    FileRead,
+    /// Sending `FilePiece::buf[start..end]`.
+    FileSend,
+}
+
+/// A piece of a file on its way: read into `buf`, `buf[start..end]` not yet sent.
+struct FilePiece {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+/// What a connection holds only now and then, boxed so an idle connection pays 8 bytes for it.
+#[derive(Default)]
+struct Extra {
+    /// Bytes received before `http::Conn` could take them; `backlog[taken..]` are left.
+    backlog: Vec<u8>,
+    taken: usize,
+    file: Option<FilePiece>,
+    /// A response from the handler pool that came while a send was in flight.
+    deferred: Option<Response>,
+}
+
+impl Extra {
+    fn is_empty(&self) -> bool {
+        self.taken == self.backlog.len() && self.file.is_none() && self.deferred.is_none()
+    }
+}
+
+/// One accepted socket and its protocol state.
+struct Connection<S> {
+    conn: S,
+    socket: OwnedFd,
+    /// See the reactor's: tells this connection from earlier ones with the same slab key.
+    generation: u32,
+    peer: IpAddr,
+    recv: Recv,
+    out: Out,
+    /// The client closed its side (a receive completed with 0 bytes).
+    eof: bool,
+    /// The socket failed (reset): nothing more can be read or sent.
+    failed: bool,
+    /// Its deadline passed while an operation was in flight: time it out once that is back.
+    overdue: bool,
+    /// The drain under way has been applied to it.
+    drained: bool,
+    /// Being closed: waiting for the completions of its operations.
+    closing: bool,
+    counted: bool,
+    timer: Option<Instant>,
+    extra: Option<Box<Extra>>,
+}
+
+impl<S> Connection<S> {
+    /// Operations of this connection the kernel holds.
+    fn in_flight(&self) -> bool {
+        self.recv != Recv::Off || self.out != Out::Idle
+    }
+
+    fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    /// Keeps received bytes `http::Conn` did not take.
+    fn hold(&mut self, bytes: &[u8]) {
+        let extra = self.extra();
+        if extra.taken == extra.backlog.len() {
+            extra.backlog.clear();
+            extra.taken = 0;
+        }
+        extra.backlog.extend_from_slice(bytes);
+    }
+
+    fn held(&self) -> usize {
+        self.extra
+            .as_ref()
+            .map_or(0, |extra| extra.backlog.len() - extra.taken)
+    }
+
+    /// Drops the box once nothing is in it.
+    fn tidy(&mut self) {
+        if self.extra.as_ref().is_some_and(|extra| extra.is_empty()) {
+            self.extra = None;
+        }
+    }
+}
+
+/// How a drive ended.
+enum Step {
+    /// Waiting for a completion, the pool or a timer.
+    Wait,
+    Close,
+}
+
+/// Queues an operation, submitting what is queued first if the submission queue is full.
+///
+/// # Safety
+/// Whatever memory `entry` points to must stay valid, and unused by anything else, until its
+/// completion (see the module doc for how each operation keeps to this).
+unsafe fn push(ring: &mut IoUring, entry: &squeue::Entry) {
+    loop {
+        // SAFETY: passed on to the caller.
+        if unsafe { ring.submission().push(entry) }.is_ok() {
+            return;
+        }
+        // Full: hand the queue to the kernel now. Only an error in the kernel's own bookkeeping
+        // fails this; the entries are taken either way, or the next push tries again.
+        if ring.submit().is_err() {
+            thread::yield_now();
+        }
+    }
+}
+
+fn cancel(ring: &mut IoUring, target: u64) {
+    let entry = opcode::AsyncCancel::new(target)
+        .build()
+        .user_data(user_data(Op::Cancel, 0, 0));
+    // SAFETY: a cancellation points at no memory.
+    unsafe { push(ring, &entry) };
+}
+
+// ANCHOR: spawn_rings
+/// Runs one ring per set of listeners until shutdown, like the reactor's loops: the first on the
+/// calling thread, the others each on a thread of its own, each pinned to its core if given.
+/// Each ring is made on the thread that will use it (a SINGLE_ISSUER ring belongs to the thread
+/// that made it); the upgrade is told the server is ready once every ring is.
+pub(crate) fn run<S: Session>(
+    listeners: Vec<(Vec<TcpListener>, Option<core_affinity::CoreId>)>,
+    setup: S::Setup,
+    shared: Arc<Shared>,
+    shutdown: Shutdown,
+    mut signals: Option<(Signals, Option<Upgrade>)>,
+) -> io::Result<()> {
+    let mut groups = listeners.into_iter();
+    let Some((first_own, first_pin)) = groups.next() else {
+        return Err(io::Error::other("no listener to serve"));
+    };
+    let (ready, built) = mpsc::channel::<Result<(), io::Error>>();
+    let mut threads = Vec::new();
+    for (index, (own, pin)) in groups.enumerate() {
+        let (setup, shared, shutdown, ready) = (
+            setup.clone(),
+            shared.clone(),
+            shutdown.clone(),
+            ready.clone(),
+        );
+        let thread = thread::Builder::new()
+            .name(format!("ring-{}", index + 1))
+            .spawn(move || {
+                if let Some(core) = pin {
+                    core_affinity::set_for_current(core);
+                }
+                match Ring::<S>::new(own, setup, &shared, &shutdown, None) {
+                    Ok(mut ring) => {
+                        let _ = ready.send(Ok(()));
+                        ring.run_to_end()
+                    }
+                    Err(err) => {
+                        let _ = ready.send(Err(io::Error::new(err.kind(), err.to_string())));
+                        Err(err)
+                    }
+                }
+            })?;
+        threads.push(thread);
+    }
+    drop(ready);
+    if let Some(core) = first_pin {
+        core_affinity::set_for_current(core);
+    }
+    let mut first = Ring::<S>::new(first_own, setup, &shared, &shutdown, signals.take());
+    for _ in 0..threads.len() {
+        if let Ok(Err(err)) = built.recv()
+            && first.is_ok()
+        {
+            first = Err(err);
+        }
+    }
+    let mut result = match first {
+        Ok(mut first) => {
+            super::upgrade::announce_ready();
+            first.run_to_end()
+        }
+        Err(err) => {
+            shutdown.trigger();
+            Err(err)
+        }
+    };
+    for thread in threads {
+        let outcome = thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("ring panicked")));
+        result = result.and(outcome);
+    }
+    result
+}
+// ANCHOR_END: spawn_rings
+
+struct Ring<S: Session> {
+    ring: IoUring,
+    /// Unmapped by `drop`, after the kernel let go of it (or never, if `leaked`).
+    bufs: ManuallyDrop<BufRing>,
+    /// The kernel may still hold memory of this ring's (`quiesce` ran out of time).
+    leaked: bool,
+    setup: S::Setup,
+    /// Closed once shutdown began (after their accepts are cancelled).
+    listeners: Vec<TcpListener>,
+    /// Which listeners have their multishot accept armed.
+    accepting: Vec<bool>,
+    connections: Slab<Connection<S>>,
+    next_generation: u32,
+    refusing: usize,
+    timers: Timers,
+    env: LoopEnv,
+    accept_paused_until: Option<Instant>,
+    accept_trouble: io_util::AcceptTrouble,
+    wake: Arc<EventFd>,
+    shutdown: Shutdown,
+    /// How connections drain, once shutdown began.
+    draining: Option<Drain>,
+    drain_deadline: Option<Instant>,
+    signals: Option<(Signals, Option<Upgrade>)>,
+    upgrade_due: Option<Instant>,
+    /// The readiness socket polled, while an upgrade is under way.
+    upgrade_polled: bool,
+    file_bufs: Vec<Box<[u8]>>,
+    /// Completions reaped in one turn (kept to reuse its allocation).
+    reaped: Vec<(u64, i32, u32)>,
+}
+
+impl<S: Session> Ring<S> {
+    fn new(
+        listeners: Vec<TcpListener>,
+        setup: S::Setup,
+        shared: &Arc<Shared>,
+        shutdown: &Shutdown,
+        signals: Option<(Signals, Option<Upgrade>)>,
+    ) -> io::Result<Self> {
+        let ring = new_ring()?;
+        let bufs = BufRing::new(&ring, RECV_BUFFERS, RECV_BUFFER_LEN, RECV_POSTED_START)?;
+        let wake = Arc::new(EventFd::new()?);
+        let waker = wake.clone();
+        shutdown.on_trigger(move || waker.wake());
+        let mut env = LoopEnv::new(shared.clone())?;
+        env.offload = shared.pool.clone().map(|pool| PoolOffer {
+            pool,
+            inbox: Inbox::new(wake.clone()),
+            ticket: (0, 0),
+        });
+        let accepting = vec![false; listeners.len()];
+        let mut this = Ring {
+            ring,
+            bufs: ManuallyDrop::new(bufs),
+            leaked: false,
+            setup,
+            listeners,
+            accepting,
+            connections: Slab::new(),
+            next_generation: 0,
+            refusing: 0,
+            timers: Timers::default(),
+            env,
+            accept_paused_until: None,
+            accept_trouble: io_util::AcceptTrouble::default(),
+            wake,
+            shutdown: shutdown.clone(),
+            draining: None,
+            drain_deadline: None,
+            signals,
+            upgrade_due: None,
+            upgrade_polled: false,
+            file_bufs: Vec::new(),
+            reaped: Vec::with_capacity(CQ_ENTRIES as usize),
+        };
+        this.arm_accepts();
+        this.poll(this.wake.0.as_raw_fd(), Op::Wake, true);
+        if let Some((signals, _)) = &this.signals {
+            this.poll(signals.fd(), Op::Signals, true);
+        }
+        // Submitted now, so the listeners are being accepted from by the time the upgrade's old
+        // process is told to stop.
+        this.ring.submit()?;
+        Ok(this)
+    }
+
+    /// Runs the ring; if it fails or panics, the other rings are told to stop too.
+    fn run_to_end(&mut self) -> io::Result<()> {
+        let result = panic::catch_unwind(AssertUnwindSafe(|| self.run()))
+            .unwrap_or_else(|_| Err(io::Error::other("ring panicked")));
+        if result.is_err() {
+            self.shutdown.trigger();
+        }
+        self.quiesce();
+        result
+    }
+
+    // ANCHOR: event_loop
+    fn run(&mut self) -> io::Result<()> {
+        loop {
+            let timeout = self.wait_timeout();
+            self.enter(timeout)?;
+            // Before any line of this turn is recorded: those go to the new file.
+            self.env.reopen_log_if_asked();
+            self.env.clock.tick();
+            self.reap();
+            self.fire_timers();
+            if self
+                .upgrade_due
+                .is_some_and(|at| at <= self.env.clock.now())
+            {
+                self.check_upgrade();
+            }
+            if self
+                .accept_paused_until
+                .is_some_and(|at| at <= self.env.clock.now())
+            {
+                self.accept_paused_until = None;
+                self.arm_accepts();
+            }
+            self.env.flush_log_if_due();
+            if self.shutdown.is_triggered() && self.drain_deadline.is_none() {
+                self.begin_drain();
+            }
+            if let Some(deadline) = self.drain_deadline
+                && (self.connections.is_empty() || self.env.clock.now() >= deadline)
+            {
+                return Ok(());
+            }
+        }
+    }
+    // ANCHOR_END: event_loop
+
+    // ANCHOR: enter
+    /// Publishes the receive buffers given back, submits everything queued, and waits for at
+    /// least one completion or the timeout: one system call.
+    fn enter(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.bufs.publish();
+        let submitter = self.ring.submitter();
+        let entered = match timeout {
+            None => submitter.submit_and_wait(1),
+            Some(timeout) => {
+                let timespec = Timespec::from(timeout);
+                submitter.submit_with_args(1, &SubmitArgs::new().timespec(&timespec))
+            }
+        };
+        match entered {
+            Ok(_) => Ok(()),
+            Err(err) => match err.raw_os_error() {
+                // The timeout; a signal (SIGUSR1 may have asked for a new log file); completions
+                // waiting on the overflow list, to be reaped first.
+                Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN) => Ok(()),
+                _ => Err(err),
+            },
+        }
+    }
+    // ANCHOR_END: enter
+
+    /// Sleeps until the earliest thing that has a time (see the reactor's `poll_timeout`).
+    fn wait_timeout(&self) -> Option<Duration> {
+        let log_due = self.env.log.as_ref().and_then(AccessLog::flush_due);
+        earliest(
+            self.timers.next(),
+            [
+                self.accept_paused_until,
+                log_due,
+                self.drain_deadline,
+                self.upgrade_due,
+            ],
+        )
+        .map(|at| at.saturating_duration_since(self.env.clock.now()))
+    }
+
+    /// Takes every completion waiting and handles each.
+    fn reap(&mut self) {
+        let mut reaped = std::mem::take(&mut self.reaped);
+        loop {
+            reaped.clear();
+            reaped.extend(
+                self.ring
+                    .completion()
+                    .map(|entry| (entry.user_data(), entry.result(), entry.flags())),
+            );
+            if reaped.is_empty() {
+                break;
+            }
+            for &(data, result, flags) in &reaped {
+                self.complete(data, result, flags);
+            }
+        }
+        self.reaped = reaped;
+    }
+
+    // ANCHOR: complete
+    fn complete(&mut self, data: u64, result: i32, flags: u32) {
+        let (op, key, generation) = decode(data);
+        let more = cqueue::more(flags);
+        match op {
+            Some(Op::Accept) => self.on_accept(key, result, more),
+            Some(Op::Recv) => self.on_recv(key, generation, result, flags),
+            Some(Op::Send) => self.on_send(key, generation, result),
+            Some(Op::FileRead) => self.on_file_read(key, generation, result),
+            Some(Op::FileSend) => self.on_file_send(key, generation, result),
+            Some(Op::Wake) => {
+                self.wake.reset();
+                if !more && self.draining.is_none() {
+                    self.poll(self.wake.0.as_raw_fd(), Op::Wake, true);
+                }
+                self.take_completions();
+            }
+            Some(Op::Signals) => {
+                if !more && let Some((signals, _)) = &self.signals {
+                    let fd = signals.fd();
+                    self.poll(fd, Op::Signals, true);
+                }
+                self.on_signals();
+            }
+            Some(Op::Upgrade) => {
+                self.upgrade_polled = false;
+                self.check_upgrade();
+            }
+            Some(Op::Cancel) | None => {}
+        }
+    }
+    // ANCHOR_END: complete
+
+    /// A connection's operation completed: the connection, if it is the one the operation was
+    /// for.
+    fn connection(&mut self, key: usize, generation: u32) -> Option<&mut Connection<S>> {
+        self.connections
+            .get_mut(key)
+            .filter(|connection| connection.generation & GENERATION_MASK == generation)
+    }
+
+    fn poll(&mut self, fd: RawFd, op: Op, multi: bool) {
+        let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .multi(multi)
+            .build()
+            .user_data(user_data(op, 0, 0));
+        // SAFETY: a poll points at no memory; the descriptor outlives it (it is cancelled or
+        // the ring is gone first).
+        unsafe { push(&mut self.ring, &entry) };
+    }
+
+    // ANCHOR: accept
+    fn arm_accepts(&mut self) {
+        if self.draining.is_some() {
+            return;
+        }
+        for index in 0..self.listeners.len() {
+            if !self.accepting[index] {
+                self.accepting[index] = true;
+                // Accepted sockets are blocking (the ring waits for them, not the loop) and
+                // close on exec (an upgrade's new process must not inherit them).
+                let entry = opcode::AcceptMulti::new(types::Fd(self.listeners[index].as_raw_fd()))
+                    .flags(libc::SOCK_CLOEXEC)
+                    .build()
+                    .user_data(user_data(Op::Accept, index, 0));
+                // SAFETY: a multishot accept without an address points at no memory.
+                unsafe { push(&mut self.ring, &entry) };
+            }
+        }
+    }
+
+    fn on_accept(&mut self, index: usize, result: i32, more: bool) {
+        if !more && let Some(accepting) = self.accepting.get_mut(index) {
+            *accepting = false;
+        }
+        if result >= 0 {
+            // SAFETY: the kernel made this descriptor for us; nothing else owns it.
+            let socket = unsafe { OwnedFd::from_raw_fd(result) };
+            self.accept_trouble.accepted();
+            self.admit(socket);
+        } else {
+            let err = io::Error::from_raw_os_error(-result);
+            match -result {
+                libc::ECANCELED => {}
+                _ if io_util::is_transient_accept_error(&err) => {
+                    self.count(|metrics| metrics.accept_errors.add(1));
+                }
+                _ => {
+                    // Out of descriptors or memory (or worse): the connection stays queued.
+                    // Accepting again at once would fail again; give closing connections time.
+                    self.count(|metrics| {
+                        metrics.accept_errors.add(1);
+                        metrics.accept_pauses.add(1);
+                    });
+                    self.accept_trouble.failed(&err);
+                    self.accept_paused_until = Some(self.env.clock.now() + io_util::ACCEPT_BACKOFF);
+                }
+            }
+        }
+        if !more && self.accept_paused_until.is_none() {
+            self.arm_accepts();
+        }
+    }
+    // ANCHOR_END: accept
+
+    /// Takes an accepted socket into the slab, or refuses it with 503 when the server is full.
+    fn admit(&mut self, socket: OwnedFd) {
+        let sock = socket2::SockRef::from(&socket);
+        let _ = sock.set_tcp_nodelay(true);
+        // A multishot accept reports no address: ask (once per connection, for the log).
+        let peer = sock
+            .peer_addr()
+            .ok()
+            .and_then(|addr| addr.as_socket())
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip());
+        let shared = &self.env.shared;
+        let counted = shared.open.fetch_add(1, Ordering::Relaxed) < shared.max_connections;
+        if !counted {
+            shared.open.fetch_sub(1, Ordering::Relaxed);
+            self.count(|metrics| metrics.refused.add(1));
+            if self.refusing >= REFUSING_MAX {
+                return; // dropped: closed without an answer
+            }
+            self.refusing += 1;
+        }
+        let entry = self.connections.vacant_entry();
+        let key = entry.key();
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1) & GENERATION_MASK;
+        let setup = &self.setup;
+        let conn = self.env.with_context(peer, |cx| {
+            if counted {
+                S::open(setup, cx)
+            } else {
+                S::refuse(setup, Status::SERVICE_UNAVAILABLE, cx)
+            }
+        });
+        entry.insert(Connection {
+            conn,
+            socket,
+            generation,
+            peer,
+            recv: Recv::Off,
+            out: Out::Idle,
+            eof: false,
+            failed: false,
+            overdue: false,
+            drained: false,
+            closing: false,
+            counted,
+            timer: None,
+            extra: None,
+        });
+        if counted {
+            self.count(|metrics| metrics.accepted.add(1));
+        }
+        // The first `want` is Read: this arms the receive (and the header timer).
+        self.drive(key, &[]);
+    }
+
+    // ANCHOR: on_recv
+    fn on_recv(&mut self, key: usize, generation: u32, result: i32, flags: u32) {
+        let buffer = cqueue::buffer_select(flags);
+        if buffer.is_some() {
+            self.bufs.taken();
+        }
+        let more = cqueue::more(flags);
+        if result == -libc::ENOBUFS {
+            self.bufs.ran_out();
+        }
+        let Some(connection) = self.connection(key, generation) else {
+            if let Some(id) = buffer {
+                self.bufs.give_back(id);
+            }
+            return;
+        };
+        if !more {
+            connection.recv = Recv::Off;
+        }
+        match result {
+            0 => connection.eof = true,
+            // Out of buffers (re-armed by the drive below, once some are published again), or
+            // cancelled by the loop.
+            n if n == -libc::ENOBUFS || n == -libc::ECANCELED => {}
+            n if n < 0 => connection.failed = true,
+            _ => {}
+        }
+        let bytes = match buffer {
+            Some(id) if result > 0 => self.bufs.bytes(id, result as usize),
+            _ => &[],
+        };
+        // The bytes are copied into the connection (or its backlog) before the buffer is given
+        // back.
+        self.drive(key, bytes);
+        if let Some(id) = buffer {
+            self.bufs.give_back(id);
+        }
+    }
+    // ANCHOR_END: on_recv
+
+    // ANCHOR: on_send
+    fn on_send(&mut self, key: usize, generation: u32, result: i32) {
+        let Some(connection) = self.connection(key, generation) else {
+            return;
+        };
+        connection.out = Out::Idle;
+        // Only now may the connection be touched again.
+        if result >= 0 && !connection.closing {
+            connection.conn.wrote(result as usize);
+        } else if result < 0 && result != -libc::ECANCELED {
+            connection.failed = true;
+        }
+        self.drive(key, &[]);
+    }
+    // ANCHOR_END: on_send
+
+    fn on_file_read(&mut self, key: usize, generation: u32, result: i32) {
+        let Some(connection) = self.connection(key, generation) else {
+            return;
+        };
+        connection.out = Out::Idle;
+        let usable = result > 0 && !connection.closing && !connection.overdue;
+        if usable && let Some(piece) = &mut connection.extra().file {
+            piece.start = 0;
+            piece.end = result as usize;
+            self.send_file_piece(key);
+            return;
+        }
+        self.release_file_buffer(key);
+        let Some(connection) = self.connections.get_mut(key) else {
+            return;
+        };
+        match result {
+            // The file ended early: the connection decides (it cannot keep its promise of a
+            // length, and closes).
+            0 if !connection.closing => connection.conn.sent_file(0),
+            n if n < 0 && n != -libc::ECANCELED => connection.failed = true,
+            _ => {}
+        }
+        self.drive(key, &[]);
+    }
+
+    fn on_file_send(&mut self, key: usize, generation: u32, result: i32) {
+        let Some(connection) = self.connection(key, generation) else {
+            return;
+        };
+        connection.out = Out::Idle;
+        if result >= 0 && !connection.closing {
+            connection.conn.sent_file(result as u64);
+            let more = connection.extra().file.as_mut().is_some_and(|piece| {
+                piece.start += result as usize;
+                piece.start < piece.end
+            });
+            if more && !connection.overdue {
+                self.send_file_piece(key);
+                return;
+            }
+        } else if result < 0 && result != -libc::ECANCELED {
+            connection.failed = true;
+        }
+        self.release_file_buffer(key);
+        self.drive(key, &[]);
+    }
+
+    /// Sends the rest of the connection's file piece.
+    fn send_file_piece(&mut self, key: usize) {
+        let Some(connection) = self.connections.get_mut(key) else {
+            return;
+        };
+        let generation = connection.generation;
+        let fd = connection.socket.as_raw_fd();
+        let Some(piece) = connection
+            .extra
+            .as_mut()
+            .and_then(|extra| extra.file.as_mut())
+        else {
+            return;
+        };
+        let rest = &piece.buf[piece.start..piece.end];
+        let entry = opcode::Send::new(types::Fd(fd), rest.as_ptr(), rest.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(user_data(Op::FileSend, key, generation));
+        connection.out = Out::FileSend;
+        // SAFETY: the piece's buffer is the driver's, boxed (its bytes do not move with the
+        // connection), and neither freed nor written until this send completes (`Out::FileSend`).
+        unsafe { push(&mut self.ring, &entry) };
+    }
+
+    fn release_file_buffer(&mut self, key: usize) {
+        let Some(connection) = self.connections.get_mut(key) else {
+            return;
+        };
+        if let Some(piece) = connection
+            .extra
+            .as_mut()
+            .and_then(|extra| extra.file.take())
+            && self.file_bufs.len() < FILE_BUFFERS_KEPT
+        {
+            self.file_bufs.push(piece.buf);
+        }
+        connection.tidy();
+    }
+
+    // ANCHOR: drive
+    /// Does what the connection asks until it has to wait for a completion. `incoming` are bytes
+    /// just received; what the connection cannot take yet is kept in its backlog.
+    fn drive(&mut self, key: usize, mut incoming: &[u8]) {
+        let Some(connection) = self.connections.get_mut(key) else {
+            return;
+        };
+        if connection.closing {
+            self.finish_if_done(key);
+            return;
+        }
+        if connection.out != Out::Idle {
+            // An operation holds the connection's memory: hold the bytes, touch nothing.
+            if !incoming.is_empty() {
+                connection.hold(incoming);
+                self.limit_backlog(key);
+            }
+            return;
+        }
+        let generation = connection.generation;
+        let fd = connection.socket.as_raw_fd();
+        let now = self.env.clock.now();
+        let draining = self.draining;
+        if connection.overdue
+            && connection.conn.is_pending()
+            && connection
+                .conn
+                .deadline(&self.env.shared.limits)
+                .is_some_and(|at| at <= now)
+            && let Some(offload) = &mut self.env.offload
+        {
+            let waited = self.env.shared.limits.handler_timeout;
+            offload
+                .inbox
+                .gave_up(&offload.pool, (key, generation), waited);
+        }
+        if let Some(offload) = &mut self.env.offload {
+            offload.ticket = (key, generation);
+        }
+        // Its deadline passed while an operation was in flight.
+        let time_out = std::mem::take(&mut connection.overdue)
+            && connection
+                .conn
+                .deadline(&self.env.shared.limits)
+                .is_some_and(|at| at <= now);
+        let ring = &mut self.ring;
+        let file_bufs = &mut self.file_bufs;
+        let step = self.env.with_context(connection.peer, |cx| {
+            let conn = &mut connection.conn;
+            // What waited while an operation was in flight, in the order it happened.
+            if let Some(response) = connection
+                .extra
+                .as_mut()
+                .and_then(|extra| extra.deferred.take())
+            {
+                conn.completed(response, cx);
+            }
+            if let Some(how) = draining
+                && !connection.drained
+            {
+                connection.drained = true;
+                conn.drain(how);
+            }
+            if time_out {
+                conn.timed_out(cx);
+            }
+            loop {
+                match conn.want(cx) {
+                    Want::Read => {
+                        // Bytes already here first: the backlog's, then this completion's.
+                        let held = connection
+                            .extra
+                            .as_mut()
+                            .filter(|extra| extra.taken < extra.backlog.len());
+                        let source: &[u8] = match &held {
+                            Some(extra) => &extra.backlog[extra.taken..],
+                            None => incoming,
+                        };
+                        if !source.is_empty() {
+                            let buf = conn.read_buf(cx);
+                            let n = buf.len().min(source.len());
+                            if n == 0 {
+                                break Step::Wait; // cannot happen: Read means room
+                            }
+                            buf[..n].copy_from_slice(&source[..n]);
+                            conn.received(n);
+                            match held {
+                                Some(extra) => extra.taken += n,
+                                None => incoming = &incoming[n..],
+                            }
+                            continue;
+                        }
+                        if connection.eof {
+                            conn.received(0);
+                            continue;
+                        }
+                        if connection.failed {
+                            break Step::Close; // reset by the client: nothing to answer
+                        }
+                        if connection.recv == Recv::Off {
+                            connection.recv = Recv::Armed;
+                            let entry = opcode::RecvMulti::new(types::Fd(fd), BUF_GROUP)
+                                .build()
+                                .user_data(user_data(Op::Recv, key, generation));
+                            // SAFETY: receives write only into provided buffers (`BufRing`).
+                            unsafe { push(ring, &entry) };
+                        }
+                        break Step::Wait;
+                    }
+                    Want::Write(bytes) => {
+                        if connection.failed {
+                            break Step::Close;
+                        }
+                        let entry =
+                            opcode::Send::new(types::Fd(fd), bytes.as_ptr(), bytes.len() as u32)
+                                .flags(libc::MSG_NOSIGNAL)
+                                .build()
+                                .user_data(user_data(Op::Send, key, generation));
+                        connection.out = Out::Send;
+                        // SAFETY: `bytes` is the connection's output buffer, on the heap; with
+                        // `Out::Send` set nothing calls into the connection (which alone may
+                        // change or free it) until this send completes.
+                        unsafe { push(ring, &entry) };
+                        break Step::Wait;
+                    }
+                    Want::SendFile { file, offset, len } => {
+                        if connection.failed {
+                            break Step::Close;
+                        }
+                        let mut buf = file_bufs
+                            .pop()
+                            .unwrap_or_else(|| vec![0; FILE_PIECE].into_boxed_slice());
+                        let want = len.min(buf.len() as u64) as u32;
+                        let entry =
+                            opcode::Read::new(types::Fd(file.as_raw_fd()), buf.as_mut_ptr(), want)
+                                .offset(offset)
+                                .build()
+                                .user_data(user_data(Op::FileRead, key, generation));
+                        connection.extra.get_or_insert_with(Box::default).file = Some(FilePiece {
+                            buf,
+                            start: 0,
+                            end: 0,
+                        });
+                        connection.out = Out::FileRead;
+                        // SAFETY: the buffer is boxed and kept in the connection, untouched
+                        // until the read completes (`Out::FileRead`); the file it reads stays
+                        // open in the connection, which nothing touches meanwhile either.
+                        unsafe { push(ring, &entry) };
+                        break Step::Wait;
+                    }
+                    Want::HalfClose => {
+                        // SAFETY: a plain system call on the connection's own socket.
+                        unsafe {
+                            libc::shutdown(fd, libc::SHUT_WR);
+                        }
+                    }
+                    // A request is on the pool: its answer will wake the ring.
+                    Want::Wait => break Step::Wait,
+                    Want::Close => break Step::Close,
+                }
+            }
+        });
+        if !incoming.is_empty() {
+            connection.hold(incoming);
+        }
+        match step {
+            Step::Close => self.close(key),
+            Step::Wait => {
+                connection.tidy();
+                let deadline = connection.conn.deadline(&self.env.shared.limits);
+                self.timers
+                    .arm((key, generation), &mut connection.timer, deadline);
+                self.limit_backlog(key);
+            }
+        }
+    }
+    // ANCHOR_END: drive
+
+    /// A connection holding more received bytes than it may stops receiving until they are
+    /// taken (`drive` re-arms the receive when the connection wants to read and has none held).
+    fn limit_backlog(&mut self, key: usize) {
+        let Some(connection) = self.connections.get_mut(key) else {
+            return;
+        };
+        if connection.recv == Recv::Armed && connection.held() > BACKLOG_MAX {
+            connection.recv = Recv::Cancelling;
+            let target = user_data(Op::Recv, key, connection.generation);
+            cancel(&mut self.ring, target);
+        }
+    }
+
+    // ANCHOR: close
+    /// Closes a connection: at once if the kernel holds nothing of it, else once the
+    /// completions of its cancelled operations are in.
+    fn close(&mut self, key: usize) {
+        let Some(connection) = self.connections.get_mut(key) else {
+            return;
+        };
+        if !connection.closing {
+            connection.closing = true;
+            let generation = connection.generation;
+            if connection.recv == Recv::Armed {
+                connection.recv = Recv::Cancelling;
+                cancel(&mut self.ring, user_data(Op::Recv, key, generation));
+            }
+            let op = match connection.out {
+                Out::Idle => None,
+                Out::Send => Some(Op::Send),
+                Out::FileRead => Some(Op::FileRead),
+                Out::FileSend => Some(Op::FileSend),
+            };
+            if let Some(op) = op {
+                cancel(&mut self.ring, user_data(op, key, generation));
+            }
+        }
+        self.finish_if_done(key);
+    }
+
+    fn finish_if_done(&mut self, key: usize) {
+        if self
+            .connections
+            .get(key)
+            .is_none_or(|connection| connection.in_flight())
+        {
+            return;
+        }
+        // Nothing of it is the kernel's any more: its buffers and socket can go.
+        let connection = self.connections.remove(key);
+        if let Some(piece) = connection.extra.and_then(|extra| extra.file)
+            && self.file_bufs.len() < FILE_BUFFERS_KEPT
+        {
+            self.file_bufs.push(piece.buf);
+        }
+        if connection.counted {
+            self.count(|metrics| metrics.closed.add(1));
+            self.env.shared.open.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            self.refusing -= 1;
+        }
+    }
+    // ANCHOR_END: close
+
+    // ANCHOR: fire_timers
+    /// Fires every timer that is due. A connection with an operation in flight is marked
+    /// overdue and its operation cancelled: it is timed out when the completion is back.
+    fn fire_timers(&mut self) {
+        let now = self.env.clock.now();
+        while let Some((at, (key, generation))) = self.timers.pop_due(now) {
+            let Some(connection) = self.connections.get_mut(key) else {
+                continue;
+            };
+            if connection.generation != generation || connection.timer != Some(at) {
+                continue;
+            }
+            connection.timer = None;
+            let deadline = connection.conn.deadline(&self.env.shared.limits);
+            if deadline.is_none_or(|deadline| deadline > now) {
+                self.timers
+                    .arm((key, generation), &mut connection.timer, deadline);
+                continue;
+            }
+            connection.overdue = true;
+            let op = match connection.out {
+                Out::Idle => None,
+                Out::Send => Some(Op::Send),
+                Out::FileRead => Some(Op::FileRead),
+                Out::FileSend => Some(Op::FileSend),
+            };
+            match op {
+                Some(op) => cancel(&mut self.ring, user_data(op, key, generation)),
+                None => self.drive(key, &[]),
+            }
+        }
+    }
+    // ANCHOR_END: fire_timers
+
+    /// Gives each response back from the pool to its connection (see the reactor's).
+    fn take_completions(&mut self) {
+        let Some(offload) = &mut self.env.offload else {
+            return;
+        };
+        for completion in offload.inbox.take(&offload.pool) {
+            let (key, generation) = completion.ticket;
+            let Some(connection) = self.connections.get_mut(key) else {
+                continue;
+            };
+            if connection.generation != generation || connection.closing {
+                continue;
+            }
+            connection.extra().deferred = Some(completion.response);
+            self.drive(key, &[]);
+        }
+    }
+
+    fn count(&self, what: impl FnOnce(&LoopMetrics)) {
+        if let Some(metrics) = &self.env.metrics {
+            what(metrics);
+        }
+    }
+
+    // ANCHOR: begin_drain
+    /// Shutdown: stop accepting, close idle connections, let the others finish (see the
+    /// reactor's). Accepting stops by cancelling the multishot accepts: closing a listener
+    /// would not stop an accept the kernel holds.
+    fn begin_drain(&mut self) {
+        let how = self.shutdown.drain_kind();
+        self.drain_deadline = Some(self.env.clock.now() + self.shutdown.grace());
+        let stop = how != Drain::Handover;
+        for index in 0..self.listeners.len() {
+            if self.accepting[index] {
+                cancel(&mut self.ring, user_data(Op::Accept, index, 0));
+            }
+        }
+        if stop {
+            // Connections the kernel already completed are in flight too: take them (the
+            // listeners are non-blocking) before closing the listeners resets them.
+            for index in 0..self.listeners.len() {
+                while let Ok((stream, _)) = self.listeners[index].accept() {
+                    self.admit(OwnedFd::from(stream));
+                }
+            }
+            // Bytes that arrived are in flight too: have the kernel deliver what it holds for
+            // the armed receives (a wait of zero runs its deferred work), before idle
+            // connections are closed.
+            let _ = self.enter(Some(Duration::ZERO));
+            self.reap();
+        }
+        self.listeners.clear();
+        self.draining = Some(how);
+        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.drive(key, &[]);
+        }
+    }
+    // ANCHOR_END: begin_drain
+
+    /// At the end: cancels what the kernel still holds and waits for it to let go, so no
+    /// buffer is freed while the kernel may write into it. What it has not let go of within
+    /// [`QUIESCE_WITHIN`] is leaked, not freed.
+    fn quiesce(&mut self) {
+        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.close(key);
+        }
+        let until = Instant::now() + QUIESCE_WITHIN;
+        while !self.connections.is_empty() {
+            let now = Instant::now();
+            if now >= until || self.enter(Some(until - now)).is_err() {
+                break;
+            }
+            self.env.clock.tick();
+            self.reap();
+        }
+        if !self.connections.is_empty() {
+            eprintln!(
+                "reactor-httpd: {} connections still held by the kernel at exit; their memory is left to the process's end",
+                self.connections.len()
+            );
+            std::mem::forget(std::mem::take(&mut self.connections));
+            self.leaked = true;
+        }
+    }
+
+    /// The signal socket is readable (first ring only).
+    fn on_signals(&mut self) {
+        let Some((signals, upgrade)) = &mut self.signals else {
+            return;
+        };
+        let received = signals.take();
+        if received.stop {
+            self.shutdown.trigger();
+        }
+        if received.upgrade
+            && let Some(upgrade) = upgrade
+            && let Some(fd) = upgrade.start(&self.shutdown)
+        {
+            self.poll(fd, Op::Upgrade, false);
+            self.upgrade_polled = true;
+        }
+        self.upgrade_due = self.upgrade_deadline();
+    }
+
+    /// The new process's readiness socket is readable, or its time is up.
+    fn check_upgrade(&mut self) {
+        if let Some((_, Some(upgrade))) = &mut self.signals {
+            upgrade.check(&self.shutdown);
+        }
+        self.upgrade_due = self.upgrade_deadline();
+        if self.upgrade_due.is_none() && self.upgrade_polled {
+            // Over either way: the poll must not outlive the socket it watches.
+            self.upgrade_polled = false;
+            cancel(&mut self.ring, user_data(Op::Upgrade, 0, 0));
+        }
+    }
+
+    fn upgrade_deadline(&self) -> Option<Instant> {
+        match &self.signals {
+            Some((_, Some(upgrade))) => upgrade.deadline(),
+            _ => None,
+        }
+    }
+}
+
+impl<S: Session> Drop for Ring<S> {
+    fn drop(&mut self) {
+        if self.leaked {
+            return;
+        }
+        // Nothing in flight holds a receive buffer: `quiesce` waited for every connection (a
+        // ring that never ran has only its accepts and polls, which hold none).
+        let _ = self.ring.submitter().unregister_buf_ring(BUF_GROUP);
+        // SAFETY: dropped once, here, and never used again.
+        unsafe { ManuallyDrop::drop(&mut self.bufs) };
+    }
+}
