@@ -14,6 +14,7 @@
 #   SERVERS="reactor limit" benches/cpu-per-request.sh
 #   SERVERS="reactor floor limit" ...  # add examples/httparse_floor.rs: limit.c on mio + httparse
 #   SERVERS="reactor metrics limit" ...  # add reactor-httpd with --metrics-path /metrics
+#   SERVERS="reactor uring limit" ...    # add reactor-httpd --mode uring (io_uring)
 #   TLS=1 benches/cpu-per-request.sh     # HTTPS, keep-alive: reactor-httpd vs nginx, same ECDSA
 #                                        # P-256 certificate, ratios to nginx
 #   FILE_KIB=1024 TLS=1 SERVERS="reactor nginx" benches/cpu-per-request.sh   # GET a 1 MiB file
@@ -77,6 +78,10 @@ for name in $SERVERS; do
     reactor)
       (cd "$repo" && cargo build --release --quiet)
       start reactor 18080 "$URL_PATH" "$repo/target/release/reactor-httpd" --bind 127.0.0.1:18080 --cores 1 --quiet --demo "${tls_args[@]}" ${REACTOR_ARGS:-} "${root_args[@]}"
+      ;;
+    uring)
+      (cd "$repo" && cargo build --release --quiet)
+      start uring 18130 "$URL_PATH" "$repo/target/release/reactor-httpd" --mode uring --bind 127.0.0.1:18130 --cores 1 --quiet --demo "${tls_args[@]}" ${REACTOR_ARGS:-} "${root_args[@]}"
       ;;
     metrics)
       (cd "$repo" && cargo build --release --quiet)

@@ -3,6 +3,7 @@
 # strace slows everything down; these are counts, not speed.
 #
 #   benches/syscalls-per-request.sh [SECONDS=3] [PIPELINE]      # PIPELINE=16: 16 per write
+#   MODE=uring benches/syscalls-per-request.sh                   # the io_uring driver
 #
 # Needs: strace, wrk.
 set -euo pipefail
@@ -13,7 +14,7 @@ repo=$(dirname "$here")
 work=$(mktemp -d)
 (cd "$repo" && cargo build --release --quiet)
 port=18400
-taskset -c 0 "$repo/target/release/reactor-httpd" --bind 127.0.0.1:$port --cores 1 --quiet --demo >/dev/null &
+taskset -c 0 "$repo/target/release/reactor-httpd" --mode "${MODE:-reactor}" --bind 127.0.0.1:$port --cores 1 --quiet --demo >/dev/null &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/hello" >/dev/null 2>&1 && break; sleep 0.1; done

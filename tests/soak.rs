@@ -31,13 +31,19 @@ const FILES: [(&str, usize); 3] = [
 
 #[test]
 fn soak_one_minute() {
-    soak(Duration::from_secs(60));
+    soak(Duration::from_secs(60), Mode::Reactor);
+}
+
+/// The io_uring driver through the same minute.
+#[test]
+fn soak_one_minute_uring() {
+    soak(Duration::from_secs(60), Mode::Uring);
 }
 
 #[test]
 #[ignore = "ten minutes; run it before a release"]
 fn soak_ten_minutes() {
-    soak(Duration::from_secs(600));
+    soak(Duration::from_secs(600), Mode::Reactor);
 }
 
 #[derive(Default, Debug)]
@@ -48,12 +54,12 @@ struct Counts {
     scenarios: u64,
 }
 
-fn soak(length: Duration) {
-    let root = tempdir("soak");
+fn soak(length: Duration, mode: Mode) {
+    let root = tempdir(&format!("soak-{mode:?}"));
     for (name, size) in FILES {
         fs::write(root.join(name), pattern(size)).unwrap();
     }
-    let mut cfg = config(Mode::Reactor);
+    let mut cfg = config(mode);
     cfg.root = root.clone();
     cfg.cores = Cores::Count(2);
     let mut server = TestServer::subprocess(&cfg, |command| {

@@ -95,6 +95,11 @@ const BUF_GROUP: u16 = 0;
 const BACKLOG_MAX: usize = 64 * 1024;
 /// A file goes out in pieces of this size: read into a buffer of the loop's, then sent.
 const FILE_PIECE: usize = 64 * 1024;
+/// Files of at least this many bytes are spliced (file to pipe to socket) rather than read and
+/// sent; `REACTOR_HTTPD_URING_SPLICE_AT` overrides it (for measuring one way against the other).
+const SPLICE_AT_LEAST: u64 = 64 * 1024;
+/// Bytes spliced into the pipe at a time: a pipe's default capacity.
+const PIPE_PIECE: u64 = 64 * 1024;
 /// File buffers a ring keeps for reuse.
 const FILE_BUFFERS_KEPT: usize = 16;
 /// At exit, how long to wait for the kernel to finish with cancelled operations.
@@ -124,6 +129,10 @@ enum Op {
     Upgrade,
     /// A cancellation: its completion says only whether it found its target.
     Cancel,
+    /// A splice of a file piece into the connection's pipe.
+    FileToPipe,
+    /// A splice from the connection's pipe to its socket.
+    PipeToSocket,
 }
 
 const GENERATION_MASK: u32 = 0xff_ffff;
@@ -143,6 +152,8 @@ fn decode(data: u64) -> (Option<Op>, usize, u32) {
         7 => Op::Signals,
         8 => Op::Upgrade,
         9 => Op::Cancel,
+        10 => Op::FileToPipe,
+        11 => Op::PipeToSocket,
         _ => return (None, 0, 0),
     };
     (
@@ -420,6 +431,50 @@ enum Out {
     FileRead,
     /// Sending `FilePiece::buf[start..end]`.
     FileSend,
+    /// Splicing a file piece into `Pipe`.
+    ToPipe,
+    /// Splicing what `Pipe` holds to the socket.
+    FromPipe,
+}
+
+impl Out {
+    /// The operation in flight, to cancel.
+    fn op(self) -> Option<Op> {
+        match self {
+            Out::Idle => None,
+            Out::Send => Some(Op::Send),
+            Out::FileRead => Some(Op::FileRead),
+            Out::FileSend => Some(Op::FileSend),
+            Out::ToPipe => Some(Op::FileToPipe),
+            Out::FromPipe => Some(Op::PipeToSocket),
+        }
+    }
+}
+
+/// A pipe for splicing a large file to a connection without copying it through user space:
+/// file to pipe, pipe to socket (io_uring has no sendfile). `held` bytes are in it.
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    held: usize,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two new descriptors into `fds`, owned from here on.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both are new descriptors nobody else owns.
+        Ok(unsafe {
+            Pipe {
+                read: OwnedFd::from_raw_fd(fds[0]),
+                write: OwnedFd::from_raw_fd(fds[1]),
+                held: 0,
+            }
+        })
+    }
 }
 
 /// A piece of a file on its way: read into `buf`, `buf[start..end]` not yet sent.
@@ -436,13 +491,18 @@ struct Extra {
     backlog: Vec<u8>,
     taken: usize,
     file: Option<FilePiece>,
+    /// Kept while the connection sends large files, dropped when it next waits for a request.
+    pipe: Option<Pipe>,
     /// A response from the handler pool that came while a send was in flight.
     deferred: Option<Response>,
 }
 
 impl Extra {
     fn is_empty(&self) -> bool {
-        self.taken == self.backlog.len() && self.file.is_none() && self.deferred.is_none()
+        self.taken == self.backlog.len()
+            && self.file.is_none()
+            && self.pipe.is_none()
+            && self.deferred.is_none()
     }
 }
 
@@ -621,8 +681,10 @@ struct Ring<S: Session> {
     /// The kernel may still hold memory of this ring's (`quiesce` ran out of time).
     leaked: bool,
     setup: S::Setup,
-    /// Closed once shutdown began (after their accepts are cancelled).
-    listeners: Vec<TcpListener>,
+    /// Each closed once its accept has reported its end after shutdown began.
+    listeners: Vec<Option<TcpListener>>,
+    /// Shutdown began: accepts are cancelled and never armed again.
+    accepts_closed: bool,
     /// Which listeners have their multishot accept armed.
     accepting: Vec<bool>,
     connections: Slab<Connection<S>>,
@@ -642,6 +704,8 @@ struct Ring<S: Session> {
     /// The readiness socket polled, while an upgrade is under way.
     upgrade_polled: bool,
     file_bufs: Vec<Box<[u8]>>,
+    /// Files (what is left of them) of this many bytes or more are spliced.
+    splice_at: u64,
     /// Completions reaped in one turn (kept to reuse its allocation).
     reaped: Vec<(u64, i32, u32)>,
 }
@@ -666,12 +730,14 @@ impl<S: Session> Ring<S> {
             ticket: (0, 0),
         });
         let accepting = vec![false; listeners.len()];
+        let listeners = listeners.into_iter().map(Some).collect();
         let mut this = Ring {
             ring,
             bufs: ManuallyDrop::new(bufs),
             leaked: false,
             setup,
             listeners,
+            accepts_closed: false,
             accepting,
             connections: Slab::new(),
             next_generation: 0,
@@ -688,6 +754,10 @@ impl<S: Session> Ring<S> {
             upgrade_due: None,
             upgrade_polled: false,
             file_bufs: Vec::new(),
+            splice_at: std::env::var("REACTOR_HTTPD_URING_SPLICE_AT")
+                .ok()
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(SPLICE_AT_LEAST),
             reaped: Vec::with_capacity(CQ_ENTRIES as usize),
         };
         this.arm_accepts();
@@ -739,8 +809,11 @@ impl<S: Session> Ring<S> {
             if self.shutdown.is_triggered() && self.drain_deadline.is_none() {
                 self.begin_drain();
             }
+            // Done once every connection is closed and every accept has reported its end: a
+            // ring closed with an accept still armed could take a connection nobody serves.
             if let Some(deadline) = self.drain_deadline
-                && (self.connections.is_empty() || self.env.clock.now() >= deadline)
+                && ((self.connections.is_empty() && !self.accepting.contains(&true))
+                    || self.env.clock.now() >= deadline)
             {
                 return Ok(());
             }
@@ -818,6 +891,8 @@ impl<S: Session> Ring<S> {
             Some(Op::Send) => self.on_send(key, generation, result),
             Some(Op::FileRead) => self.on_file_read(key, generation, result),
             Some(Op::FileSend) => self.on_file_send(key, generation, result),
+            Some(Op::FileToPipe) => self.on_to_pipe(key, generation, result),
+            Some(Op::PipeToSocket) => self.on_from_pipe(key, generation, result),
             Some(Op::Wake) => {
                 self.wake.reset();
                 if !more && self.draining.is_none() {
@@ -861,20 +936,32 @@ impl<S: Session> Ring<S> {
 
     // ANCHOR: accept
     fn arm_accepts(&mut self) {
-        if self.draining.is_some() {
+        if self.accepts_closed {
             return;
         }
         for index in 0..self.listeners.len() {
-            if !self.accepting[index] {
+            if let Some(listener) = &self.listeners[index]
+                && !self.accepting[index]
+            {
                 self.accepting[index] = true;
                 // Accepted sockets are blocking (the ring waits for them, not the loop) and
                 // close on exec (an upgrade's new process must not inherit them).
-                let entry = opcode::AcceptMulti::new(types::Fd(self.listeners[index].as_raw_fd()))
+                let entry = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
                     .flags(libc::SOCK_CLOEXEC)
                     .build()
                     .user_data(user_data(Op::Accept, index, 0));
                 // SAFETY: a multishot accept without an address points at no memory.
                 unsafe { push(&mut self.ring, &entry) };
+            }
+        }
+    }
+
+    /// Cancels the multishot accepts (closing a listener would not stop an accept the kernel
+    /// holds); each reports its end with a last completion.
+    fn cancel_accepts(&mut self) {
+        for index in 0..self.accepting.len() {
+            if self.accepting[index] {
+                cancel(&mut self.ring, user_data(Op::Accept, index, 0));
             }
         }
     }
@@ -907,8 +994,25 @@ impl<S: Session> Ring<S> {
                 }
             }
         }
-        if !more && self.accept_paused_until.is_none() {
+        if !more && self.accepts_closed {
+            self.last_accepts(index);
+        } else if !more && self.accept_paused_until.is_none() {
             self.arm_accepts();
+        }
+    }
+
+    /// A listener's accept has ended for good (shutdown): close the listener. On a handover,
+    /// first take what is queued on it. The kernel wakes one accept per connection (accepts
+    /// wait exclusively), and the wake-up may have gone to this process's accept as it was
+    /// being cancelled: the new process's accept was not woken, and nobody else would take it.
+    fn last_accepts(&mut self, index: usize) {
+        let Some(listener) = self.listeners.get_mut(index).and_then(Option::take) else {
+            return;
+        };
+        if self.draining == Some(Drain::Handover) {
+            while let Ok((stream, _)) = listener.accept() {
+                self.admit(OwnedFd::from(stream));
+            }
         }
     }
     // ANCHOR_END: accept
@@ -1072,6 +1176,92 @@ impl<S: Session> Ring<S> {
         self.drive(key, &[]);
     }
 
+    /// A file piece is in the pipe: splice it on to the socket.
+    fn on_to_pipe(&mut self, key: usize, generation: u32, result: i32) {
+        let Some(connection) = self.connection(key, generation) else {
+            return;
+        };
+        connection.out = Out::Idle;
+        if result > 0 && !connection.closing && !connection.overdue {
+            if let Some(pipe) = connection
+                .extra
+                .as_mut()
+                .and_then(|extra| extra.pipe.as_mut())
+            {
+                pipe.held = result as usize;
+            }
+            self.splice_to_socket(key);
+            return;
+        }
+        match result {
+            // The file ended early (see `on_file_read`).
+            0 if !connection.closing => connection.conn.sent_file(0),
+            n if n < 0 && n != -libc::ECANCELED => connection.failed = true,
+            _ => {}
+        }
+        self.drive(key, &[]);
+    }
+
+    fn on_from_pipe(&mut self, key: usize, generation: u32, result: i32) {
+        let Some(connection) = self.connection(key, generation) else {
+            return;
+        };
+        connection.out = Out::Idle;
+        let Some(pipe) = connection
+            .extra
+            .as_mut()
+            .and_then(|extra| extra.pipe.as_mut())
+        else {
+            return;
+        };
+        if result >= 0 && !connection.closing {
+            pipe.held = pipe.held.saturating_sub(result as usize);
+            connection.conn.sent_file(result as u64);
+            if pipe.held > 0 && !connection.overdue {
+                self.splice_to_socket(key);
+                return;
+            }
+        } else if result < 0 && result != -libc::ECANCELED {
+            connection.failed = true;
+        }
+        if let Some(extra) = &mut connection.extra
+            && extra.pipe.as_ref().is_some_and(|pipe| pipe.held > 0)
+        {
+            // Bytes left in it would go out with the next file: the pipe goes instead (and
+            // the connection is about to close anyway, for it stopped mid-file).
+            extra.pipe = None;
+        }
+        self.drive(key, &[]);
+    }
+
+    fn splice_to_socket(&mut self, key: usize) {
+        let Some(connection) = self.connections.get_mut(key) else {
+            return;
+        };
+        let generation = connection.generation;
+        let socket = connection.socket.as_raw_fd();
+        let Some(pipe) = connection
+            .extra
+            .as_ref()
+            .and_then(|extra| extra.pipe.as_ref())
+        else {
+            return;
+        };
+        let entry = opcode::Splice::new(
+            types::Fd(pipe.read.as_raw_fd()),
+            -1,
+            types::Fd(socket),
+            -1,
+            pipe.held as u32,
+        )
+        .build()
+        .user_data(user_data(Op::PipeToSocket, key, generation));
+        connection.out = Out::FromPipe;
+        // SAFETY: a splice points at no memory of ours; pipe and socket stay open in the
+        // connection until it completes.
+        unsafe { push(&mut self.ring, &entry) };
+    }
+
     /// Sends the rest of the connection's file piece.
     fn send_file_piece(&mut self, key: usize) {
         let Some(connection) = self.connections.get_mut(key) else {
@@ -1159,6 +1349,7 @@ impl<S: Session> Ring<S> {
                 .is_some_and(|at| at <= now);
         let ring = &mut self.ring;
         let file_bufs = &mut self.file_bufs;
+        let splice_at = self.splice_at;
         let step = self.env.with_context(connection.peer, |cx| {
             let conn = &mut connection.conn;
             // What waited while an operation was in flight, in the order it happened.
@@ -1208,6 +1399,10 @@ impl<S: Session> Ring<S> {
                             conn.received(0);
                             continue;
                         }
+                        // Waiting for a request: a pipe kept for files is not needed now.
+                        if let Some(extra) = &mut connection.extra {
+                            extra.pipe = None;
+                        }
                         if connection.failed {
                             break Step::Close; // reset by the client: nothing to answer
                         }
@@ -1240,6 +1435,34 @@ impl<S: Session> Ring<S> {
                     Want::SendFile { file, offset, len } => {
                         if connection.failed {
                             break Step::Close;
+                        }
+                        if len >= splice_at {
+                            let extra = connection.extra.get_or_insert_with(Box::default);
+                            if extra.pipe.is_none() {
+                                extra.pipe = Pipe::new().ok();
+                            }
+                            if let Some(pipe) = &extra.pipe {
+                                let piece = len.min(PIPE_PIECE) as u32;
+                                let entry = opcode::Splice::new(
+                                    types::Fd(file.as_raw_fd()),
+                                    offset as i64,
+                                    types::Fd(pipe.write.as_raw_fd()),
+                                    -1,
+                                    piece,
+                                )
+                                .build()
+                                .user_data(user_data(
+                                    Op::FileToPipe,
+                                    key,
+                                    generation,
+                                ));
+                                connection.out = Out::ToPipe;
+                                // SAFETY: a splice points at no memory of ours; the file and
+                                // the pipe stay open in the connection until it completes.
+                                unsafe { push(ring, &entry) };
+                                break Step::Wait;
+                            }
+                            // No pipe (out of descriptors): the piece goes the other way.
                         }
                         let mut buf = file_bufs
                             .pop()
@@ -1317,13 +1540,7 @@ impl<S: Session> Ring<S> {
                 connection.recv = Recv::Cancelling;
                 cancel(&mut self.ring, user_data(Op::Recv, key, generation));
             }
-            let op = match connection.out {
-                Out::Idle => None,
-                Out::Send => Some(Op::Send),
-                Out::FileRead => Some(Op::FileRead),
-                Out::FileSend => Some(Op::FileSend),
-            };
-            if let Some(op) = op {
+            if let Some(op) = connection.out.op() {
                 cancel(&mut self.ring, user_data(op, key, generation));
             }
         }
@@ -1374,13 +1591,7 @@ impl<S: Session> Ring<S> {
                 continue;
             }
             connection.overdue = true;
-            let op = match connection.out {
-                Out::Idle => None,
-                Out::Send => Some(Op::Send),
-                Out::FileRead => Some(Op::FileRead),
-                Out::FileSend => Some(Op::FileSend),
-            };
-            match op {
+            match connection.out.op() {
                 Some(op) => cancel(&mut self.ring, user_data(op, key, generation)),
                 None => self.drive(key, &[]),
             }
@@ -1420,16 +1631,17 @@ impl<S: Session> Ring<S> {
         let how = self.shutdown.drain_kind();
         self.drain_deadline = Some(self.env.clock.now() + self.shutdown.grace());
         let stop = how != Drain::Handover;
-        for index in 0..self.listeners.len() {
-            if self.accepting[index] {
-                cancel(&mut self.ring, user_data(Op::Accept, index, 0));
-            }
-        }
+        // First: an accept cancelled here must not be armed again when its last completion
+        // comes in.
+        self.accepts_closed = true;
+        self.cancel_accepts();
         if stop {
             // Connections the kernel already completed are in flight too: take them (the
             // listeners are non-blocking) before closing the listeners resets them.
             for index in 0..self.listeners.len() {
-                while let Ok((stream, _)) = self.listeners[index].accept() {
+                while let Some(Ok((stream, _))) =
+                    self.listeners[index].as_ref().map(TcpListener::accept)
+                {
                     self.admit(OwnedFd::from(stream));
                 }
             }
@@ -1439,8 +1651,14 @@ impl<S: Session> Ring<S> {
             let _ = self.enter(Some(Duration::ZERO));
             self.reap();
         }
-        self.listeners.clear();
         self.draining = Some(how);
+        // Listeners whose accept is not armed (paused) are done with; the others are closed by
+        // `last_accepts`.
+        for index in 0..self.listeners.len() {
+            if !self.accepting[index] {
+                self.listeners[index] = None;
+            }
+        }
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         for key in keys {
             self.drive(key, &[]);
@@ -1452,12 +1670,15 @@ impl<S: Session> Ring<S> {
     /// buffer is freed while the kernel may write into it. What it has not let go of within
     /// [`QUIESCE_WITHIN`] is leaked, not freed.
     fn quiesce(&mut self) {
+        self.draining.get_or_insert(Drain::Now);
+        self.accepts_closed = true;
+        self.cancel_accepts();
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         for key in keys {
             self.close(key);
         }
         let until = Instant::now() + QUIESCE_WITHIN;
-        while !self.connections.is_empty() {
+        while !self.connections.is_empty() || self.accepting.contains(&true) {
             let now = Instant::now();
             if now >= until || self.enter(Some(until - now)).is_err() {
                 break;
