@@ -15,6 +15,8 @@
 #   SERVERS="reactor floor limit" ...  # add examples/httparse_floor.rs: limit.c on mio + httparse
 #   SERVERS="reactor metrics limit" ...  # add reactor-httpd with --metrics-path /metrics
 #   SERVERS="reactor uring limit" ...    # add reactor-httpd --mode uring (io_uring)
+#   FILE_KIB=4 SERVERS="reactor uring-read uring-splice" BASE=reactor ...  # uring's two ways
+#                                        # of sending a file, each alone
 #   TLS=1 benches/cpu-per-request.sh     # HTTPS, keep-alive: reactor-httpd vs nginx, same ECDSA
 #                                        # P-256 certificate, ratios to nginx
 #   FILE_KIB=1024 TLS=1 SERVERS="reactor nginx" benches/cpu-per-request.sh   # GET a 1 MiB file
@@ -82,6 +84,13 @@ for name in $SERVERS; do
     uring)
       (cd "$repo" && cargo build --release --quiet)
       start uring 18130 "$URL_PATH" "$repo/target/release/reactor-httpd" --mode uring --bind 127.0.0.1:18130 --cores 1 --quiet --demo "${tls_args[@]}" ${REACTOR_ARGS:-} "${root_args[@]}"
+      ;;
+    uring-read|uring-splice)
+      # Files one way only: read into a buffer and sent, or spliced through a pipe.
+      (cd "$repo" && cargo build --release --quiet)
+      at=$([ "$name" = uring-read ] && echo 18446744073709551615 || echo 0)
+      uport=$([ "$name" = uring-read ] && echo 18131 || echo 18132)
+      start "$name" "$uport" "$URL_PATH" env REACTOR_HTTPD_URING_SPLICE_AT="$at" "$repo/target/release/reactor-httpd" --mode uring --bind "127.0.0.1:$uport" --cores 1 --quiet --demo "${tls_args[@]}" ${REACTOR_ARGS:-} "${root_args[@]}"
       ;;
     metrics)
       (cd "$repo" && cargo build --release --quiet)

@@ -98,8 +98,11 @@ const FILE_PIECE: usize = 64 * 1024;
 /// Files of at least this many bytes are spliced (file to pipe to socket) rather than read and
 /// sent; `REACTOR_HTTPD_URING_SPLICE_AT` overrides it (for measuring one way against the other).
 const SPLICE_AT_LEAST: u64 = 64 * 1024;
-/// Bytes spliced into the pipe at a time: a pipe's default capacity.
-const PIPE_PIECE: u64 = 64 * 1024;
+/// Bytes spliced into the pipe at a time: the capacity each pipe is given (a pipe holds
+/// references to page-cache pages, not copies; an unprivileged process may ask for up to
+/// `fs.pipe-max-size`, 1 MiB by default). Each splice is a trip through the kernel's worker
+/// threads, so fewer, larger pieces are much cheaper.
+const PIPE_PIECE: u64 = 1024 * 1024;
 /// File buffers a ring keeps for reuse.
 const FILE_BUFFERS_KEPT: usize = 16;
 /// At exit, how long to wait for the kernel to finish with cancelled operations.
@@ -467,13 +470,19 @@ impl Pipe {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: both are new descriptors nobody else owns.
-        Ok(unsafe {
+        let pipe = unsafe {
             Pipe {
                 read: OwnedFd::from_raw_fd(fds[0]),
                 write: OwnedFd::from_raw_fd(fds[1]),
                 held: 0,
             }
-        })
+        };
+        // SAFETY: fcntl on a descriptor this pipe owns. Refused past the system's limit: the
+        // pipe keeps its default (64 KiB) and pieces are as large as it takes.
+        unsafe {
+            libc::fcntl(pipe.write.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_PIECE as libc::c_int);
+        }
+        Ok(pipe)
     }
 }
 
