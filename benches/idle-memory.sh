@@ -5,6 +5,7 @@
 #
 #   benches/idle-memory.sh [N=10000]
 #   benches/idle-memory.sh 10000 nginx                # the same against nginx (one worker)
+#   benches/idle-memory.sh 10000 uring                # reactor-httpd --mode uring
 #   TLS=1 benches/idle-memory.sh 10000 [nginx]        # over TLS (ECDSA P-256, TLS 1.3)
 #
 # Needs: python3, and a descriptor limit above N (the script raises its soft limit to the hard).
@@ -33,7 +34,8 @@ if [ "$WHICH" = nginx ]; then
   SERVER="nginx -c $("$here/nginx-conf.sh" "$work" "$PORT")"
 else
   (cd "$repo" && cargo build --release --quiet)
-  SERVER="$repo/target/release/reactor-httpd --bind 127.0.0.1:$PORT --cores 1 --quiet --demo --max-connections $((N + 100)) --keep-alive-timeout 600 $TLS_ARGS"
+  # reactor, or uring: the mode to run.
+  SERVER="$repo/target/release/reactor-httpd --mode $WHICH --bind 127.0.0.1:$PORT --cores 1 --quiet --demo --max-connections $((N + 100)) --keep-alive-timeout 600 $TLS_ARGS"
 fi
 # shellcheck disable=SC2086
 $SERVER >"$work/server.out" 2>&1 &

@@ -143,7 +143,10 @@ fn slow_post_body_times_out(mode: Mode) {
 /// once its unsent output passes its bound, so its memory stays flat (the kernel's socket
 /// buffers hold the rest); when the client reads, every response arrives, in order.
 fn pipelining_without_reading_stays_bounded(mode: Mode) {
-    const REQUESTS: usize = 200_000;
+    // 19 MB of requests: more than the kernel will buffer for the server's socket even where
+    // receive buffers may grow to 32 MiB (net.ipv4.tcp_rmem; half of that holds data). At
+    // 6 MB, buffers grown that far could take it all while the server read nothing more.
+    const REQUESTS: usize = 600_000;
     let server = TestServer::subprocess(&config(mode), |_| {});
     let pid = server.pid().unwrap();
     let before = rss_kib(pid);

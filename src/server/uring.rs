@@ -71,6 +71,7 @@ use super::timers::{Timers, earliest};
 use super::upgrade::Upgrade;
 use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
 use crate::access_log::AccessLog;
+use crate::config::Limits;
 use crate::http::{Drain, Response, Status, Want};
 use crate::metrics::LoopMetrics;
 use crate::session::Session;
@@ -80,19 +81,19 @@ use crate::session::Session;
 const SQ_ENTRIES: u32 = 512;
 /// Completion queue entries per ring. Past this the kernel keeps completions on an overflow
 /// list (never drops them) until the loop reaps.
-const CQ_ENTRIES: u32 = 4096;
+const CQ_ENTRIES: u32 = 2048;
 /// Provided receive buffers per ring, and the size of each.
 const RECV_BUFFERS: u16 = 1024;
 const RECV_BUFFER_LEN: usize = 4096;
 /// Buffers published to the kernel at the start; doubled each time it runs out (ENOBUFS). Only
 /// published buffers are ever touched, so memory grows with the load, not with the ring.
-const RECV_POSTED_START: u16 = 32;
+const RECV_POSTED_START: u16 = 4;
 /// The buffer group of the receive buffers (one group per ring).
 const BUF_GROUP: u16 = 0;
 /// Bytes a connection may hold received but not yet taken by `http::Conn` before its receive is
 /// cancelled (re-armed once they are taken): a client sending while its responses wait, or its
 /// request is on the pool, is stopped by TCP as it is in the reactor.
-const BACKLOG_MAX: usize = 64 * 1024;
+const BACKLOG_MAX: usize = 16 * 1024;
 /// A file goes out in pieces of this size: read into a buffer of the loop's, then sent.
 const FILE_PIECE: usize = 64 * 1024;
 /// Files of at least this many bytes are spliced (file to pipe to socket) rather than read and
@@ -480,7 +481,11 @@ impl Pipe {
         // SAFETY: fcntl on a descriptor this pipe owns. Refused past the system's limit: the
         // pipe keeps its default (64 KiB) and pieces are as large as it takes.
         unsafe {
-            libc::fcntl(pipe.write.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_PIECE as libc::c_int);
+            libc::fcntl(
+                pipe.write.as_raw_fd(),
+                libc::F_SETPIPE_SZ,
+                PIPE_PIECE as libc::c_int,
+            );
         }
         Ok(pipe)
     }
@@ -535,8 +540,28 @@ struct Connection<S> {
     /// Being closed: waiting for the completions of its operations.
     closing: bool,
     counted: bool,
-    timer: Option<Instant>,
+    /// Its earliest entry in the timer heap, in [`Stamp`]s.
+    timer: Stamp,
     extra: Option<Box<Extra>>,
+}
+
+/// A time as whole milliseconds after the ring started, plus one (0: none): 4 bytes in every
+/// connection instead of an `Option<Instant>`'s 16, which keeps an idle connection within the
+/// reactor's size. Rounded down: a timer fires at most a millisecond late.
+#[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
+struct Stamp(u32);
+
+impl Stamp {
+    fn of(epoch: Instant, at: Option<Instant>) -> Stamp {
+        at.map_or(Stamp(0), |at| {
+            let ms = at.saturating_duration_since(epoch).as_millis();
+            Stamp(u32::try_from(ms).unwrap_or(u32::MAX - 1).saturating_add(1))
+        })
+    }
+
+    fn at(self, epoch: Instant) -> Option<Instant> {
+        (self.0 > 0).then(|| epoch + Duration::from_millis(u64::from(self.0 - 1)))
+    }
 }
 
 impl<S> Connection<S> {
@@ -571,6 +596,21 @@ impl<S> Connection<S> {
             self.extra = None;
         }
     }
+}
+
+/// Makes sure the timer heap holds an entry no later than the connection's deadline (see
+/// `Timers`).
+fn arm_timer<S: Session>(
+    timers: &mut Timers,
+    epoch: Instant,
+    limits: &Limits,
+    key: usize,
+    connection: &mut Connection<S>,
+) {
+    let deadline = connection.conn.deadline(limits);
+    let mut armed = connection.timer.at(epoch);
+    timers.arm((key, connection.generation), &mut armed, deadline);
+    connection.timer = Stamp::of(epoch, armed);
 }
 
 /// How a drive ended.
@@ -715,6 +755,8 @@ struct Ring<S: Session> {
     file_bufs: Vec<Box<[u8]>>,
     /// Files (what is left of them) of this many bytes or more are spliced.
     splice_at: u64,
+    /// When the ring started: what connections' [`Stamp`]s count from.
+    epoch: Instant,
     /// Completions reaped in one turn (kept to reuse its allocation).
     reaped: Vec<(u64, i32, u32)>,
 }
@@ -767,6 +809,7 @@ impl<S: Session> Ring<S> {
                 .ok()
                 .and_then(|value| value.parse().ok())
                 .unwrap_or(SPLICE_AT_LEAST),
+            epoch: Instant::now(),
             reaped: Vec::with_capacity(CQ_ENTRIES as usize),
         };
         this.arm_accepts();
@@ -1071,7 +1114,7 @@ impl<S: Session> Ring<S> {
             drained: false,
             closing: false,
             counted,
-            timer: None,
+            timer: Stamp::default(),
             extra: None,
         });
         if counted {
@@ -1513,9 +1556,13 @@ impl<S: Session> Ring<S> {
             Step::Close => self.close(key),
             Step::Wait => {
                 connection.tidy();
-                let deadline = connection.conn.deadline(&self.env.shared.limits);
-                self.timers
-                    .arm((key, generation), &mut connection.timer, deadline);
+                arm_timer(
+                    &mut self.timers,
+                    self.epoch,
+                    &self.env.shared.limits,
+                    key,
+                    connection,
+                );
                 self.limit_backlog(key);
             }
         }
@@ -1589,14 +1636,19 @@ impl<S: Session> Ring<S> {
             let Some(connection) = self.connections.get_mut(key) else {
                 continue;
             };
-            if connection.generation != generation || connection.timer != Some(at) {
+            if connection.generation != generation
+                || connection.timer != Stamp::of(self.epoch, Some(at))
+            {
                 continue;
             }
-            connection.timer = None;
-            let deadline = connection.conn.deadline(&self.env.shared.limits);
-            if deadline.is_none_or(|deadline| deadline > now) {
-                self.timers
-                    .arm((key, generation), &mut connection.timer, deadline);
+            connection.timer = Stamp::default();
+            let limits = &self.env.shared.limits;
+            if connection
+                .conn
+                .deadline(limits)
+                .is_none_or(|deadline| deadline > now)
+            {
+                arm_timer(&mut self.timers, self.epoch, limits, key, connection);
                 continue;
             }
             connection.overdue = true;
