@@ -13,7 +13,7 @@
 //!     ├─ receive (multishot) → the kernel filled one of the loop's provided buffers: feed the
 //!     │                        bytes to the connection, give the buffer back, drive it
 //!     ├─ send                → the connection's output went out (or part of it): drive it
-//!     ├─ file read           → a piece of a file is in the connection's file buffer: send it
+//!     ├─ file read / splice  → a piece of a file is in the connection's buffer or pipe: send it
 //!     ├─ eventfd (multishot) → shutdown requested, or responses back from the handler pool
 //!     └─ signal socket       → (first ring only) SIGINT/SIGTERM, SIGHUP's upgrade
 //!   fire due timers, flush the access log once a second
@@ -38,8 +38,10 @@
 //!   append to the buffer and move it. Bytes received meanwhile wait in the connection's backlog;
 //!   a response from the handler pool, a drain or a timeout wait in flags. Moving the
 //!   `Connection` itself (the slab grows) moves only the buffer's pointer, not its bytes.
-//! - **Files** are read into a buffer the driver owns (`FilePiece`), then sent from it: the same
-//!   rule, with `Out::FileRead` and `Out::FileSend`.
+//! - **Files** under 64 KiB are read into a buffer the driver owns (`FilePiece`), then sent from
+//!   it: the same rule, with `Out::FileRead` and `Out::FileSend`. Larger ones are spliced, file
+//!   to pipe to socket (`Out::ToPipe`, `Out::FromPipe`), a megabyte at a time: no memory of
+//!   ours is involved, only descriptors the connection keeps open until the completion.
 //! - **Closing** a connection cancels its operations and keeps its slab entry, its buffers and
 //!   its socket until the completion of every one of them has arrived (`Connection::in_flight`);
 //!   only then is the entry removed and the socket closed. A cancellation is itself asynchronous:
@@ -51,7 +53,7 @@
 //! matching, though by the rules above no completion can arrive for a removed entry.
 
 use std::io;
-use std::mem::ManuallyDrop;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
@@ -104,8 +106,6 @@ const SPLICE_AT_LEAST: u64 = 64 * 1024;
 /// `fs.pipe-max-size`, 1 MiB by default). Each splice is a trip through the kernel's worker
 /// threads, so fewer, larger pieces are much cheaper.
 const PIPE_PIECE: u64 = 1024 * 1024;
-/// File buffers a ring keeps for reuse.
-const FILE_BUFFERS_KEPT: usize = 16;
 /// At exit, how long to wait for the kernel to finish with cancelled operations.
 const QUIESCE_WITHIN: Duration = Duration::from_secs(2);
 
@@ -492,10 +492,21 @@ impl Pipe {
 }
 
 /// A piece of a file on its way: read into `buf`, `buf[start..end]` not yet sent.
+///
+/// The read and the send of its first part go to the kernel together, linked: the send starts
+/// when the read has filled the buffer, in the same turn. A short read breaks the link (the send
+/// completes as cancelled) and the piece is sent as it is. Both completions are awaited
+/// (`pending`) before anything is decided, in whatever order they arrive.
 struct FilePiece {
-    buf: Box<[u8]>,
+    /// Exactly as large as the piece; never read by the loop (only its address is used), so it
+    /// need not be initialised.
+    buf: Box<[MaybeUninit<u8>]>,
     start: usize,
     end: usize,
+    /// Completions of the linked pair still to come.
+    pending: u8,
+    read: i32,
+    sent: i32,
 }
 
 /// What a connection holds only now and then, boxed so an idle connection pays 8 bytes for it.
@@ -639,6 +650,17 @@ unsafe fn push(ring: &mut IoUring, entry: &squeue::Entry) {
     }
 }
 
+/// Cancels the connection's output operation (both of a linked read and send).
+fn cancel_out<S>(ring: &mut IoUring, key: usize, connection: &Connection<S>) {
+    let generation = connection.generation;
+    if let Some(op) = connection.out.op() {
+        cancel(ring, user_data(op, key, generation));
+    }
+    if connection.out == Out::FileRead {
+        cancel(ring, user_data(Op::FileSend, key, generation));
+    }
+}
+
 fn cancel(ring: &mut IoUring, target: u64) {
     let entry = opcode::AsyncCancel::new(target)
         .build()
@@ -752,7 +774,6 @@ struct Ring<S: Session> {
     upgrade_due: Option<Instant>,
     /// The readiness socket polled, while an upgrade is under way.
     upgrade_polled: bool,
-    file_bufs: Vec<Box<[u8]>>,
     /// Files (what is left of them) of this many bytes or more are spliced.
     splice_at: u64,
     /// When the ring started: what connections' [`Stamp`]s count from.
@@ -804,7 +825,6 @@ impl<S: Session> Ring<S> {
             signals,
             upgrade_due: None,
             upgrade_polled: false,
-            file_bufs: Vec::new(),
             splice_at: std::env::var("REACTOR_HTTPD_URING_SPLICE_AT")
                 .ok()
                 .and_then(|value| value.parse().ok())
@@ -941,8 +961,7 @@ impl<S: Session> Ring<S> {
             Some(Op::Accept) => self.on_accept(key, result, more),
             Some(Op::Recv) => self.on_recv(key, generation, result, flags),
             Some(Op::Send) => self.on_send(key, generation, result),
-            Some(Op::FileRead) => self.on_file_read(key, generation, result),
-            Some(Op::FileSend) => self.on_file_send(key, generation, result),
+            Some(op @ (Op::FileRead | Op::FileSend)) => self.on_file(op, key, generation, result),
             Some(Op::FileToPipe) => self.on_to_pipe(key, generation, result),
             Some(Op::PipeToSocket) => self.on_from_pipe(key, generation, result),
             Some(Op::Wake) => {
@@ -1180,51 +1199,80 @@ impl<S: Session> Ring<S> {
     }
     // ANCHOR_END: on_send
 
-    fn on_file_read(&mut self, key: usize, generation: u32, result: i32) {
+    // ANCHOR: on_file
+    /// A completion of a piece's linked read and send, or of a later send of its rest.
+    fn on_file(&mut self, op: Op, key: usize, generation: u32, result: i32) {
         let Some(connection) = self.connection(key, generation) else {
             return;
         };
-        connection.out = Out::Idle;
-        let usable = result > 0 && !connection.closing && !connection.overdue;
-        if usable && let Some(piece) = &mut connection.extra().file {
-            piece.start = 0;
-            piece.end = result as usize;
-            self.send_file_piece(key);
+        let Some(piece) = connection
+            .extra
+            .as_mut()
+            .and_then(|extra| extra.file.as_mut())
+        else {
             return;
+        };
+        if connection.out == Out::FileRead {
+            // One of the linked pair: wait for the other.
+            match op {
+                Op::FileRead => piece.read = result,
+                _ => piece.sent = result,
+            }
+            piece.pending -= 1;
+            if piece.pending > 0 {
+                return;
+            }
+            if piece.read > 0 {
+                piece.end = piece.read as usize;
+            }
+            // The send ran only if the read was whole; a short read cancelled it.
+            let (read, sent) = match (piece.read, piece.sent) {
+                (read, sent) if read > 0 && sent == -libc::ECANCELED => (read, 0),
+                pair => pair,
+            };
+            connection.out = Out::Idle;
+            self.file_progress(key, read, sent);
+        } else {
+            connection.out = Out::Idle;
+            self.file_progress(key, 1, result);
         }
-        self.release_file_buffer(key);
+    }
+    // ANCHOR_END: on_file
+
+    /// `sent` bytes of the piece went out (or the send failed); `read` says whether the piece
+    /// exists (> 0), the file ended early (0), or the read failed (< 0).
+    fn file_progress(&mut self, key: usize, read: i32, sent: i32) {
         let Some(connection) = self.connections.get_mut(key) else {
             return;
         };
-        match result {
-            // The file ended early: the connection decides (it cannot keep its promise of a
-            // length, and closes).
-            0 if !connection.closing => connection.conn.sent_file(0),
-            n if n < 0 && n != -libc::ECANCELED => connection.failed = true,
-            _ => {}
-        }
-        self.drive(key, &[]);
-    }
-
-    fn on_file_send(&mut self, key: usize, generation: u32, result: i32) {
-        let Some(connection) = self.connection(key, generation) else {
-            return;
-        };
-        connection.out = Out::Idle;
-        if result >= 0 && !connection.closing {
-            connection.conn.sent_file(result as u64);
-            let more = connection.extra().file.as_mut().is_some_and(|piece| {
-                piece.start += result as usize;
-                piece.start < piece.end
-            });
-            if more && !connection.overdue {
-                self.send_file_piece(key);
-                return;
+        if !connection.closing {
+            if read > 0 && sent >= 0 {
+                // (0 sent is the linked send that a short read cancelled, not the end of the
+                // file: the connection hears of progress only.)
+                if sent > 0 {
+                    connection.conn.sent_file(sent as u64);
+                }
+                let more = connection.extra().file.as_mut().is_some_and(|piece| {
+                    piece.start += sent as usize;
+                    piece.start < piece.end
+                });
+                if more && !connection.overdue {
+                    self.send_file_piece(key);
+                    return;
+                }
+            } else if read == 0 {
+                // The file ended early: the connection decides (it cannot keep its promise of
+                // a length, and closes).
+                connection.conn.sent_file(0);
+            } else if (read < 0 && read != -libc::ECANCELED)
+                || (sent < 0 && sent != -libc::ECANCELED)
+            {
+                connection.failed = true;
             }
-        } else if result < 0 && result != -libc::ECANCELED {
-            connection.failed = true;
         }
-        self.release_file_buffer(key);
+        if let Some(extra) = &mut connection.extra {
+            extra.file = None;
+        }
         self.drive(key, &[]);
     }
 
@@ -1329,7 +1377,7 @@ impl<S: Session> Ring<S> {
             return;
         };
         let rest = &piece.buf[piece.start..piece.end];
-        let entry = opcode::Send::new(types::Fd(fd), rest.as_ptr(), rest.len() as u32)
+        let entry = opcode::Send::new(types::Fd(fd), rest.as_ptr().cast(), rest.len() as u32)
             .flags(libc::MSG_NOSIGNAL)
             .build()
             .user_data(user_data(Op::FileSend, key, generation));
@@ -1337,21 +1385,6 @@ impl<S: Session> Ring<S> {
         // SAFETY: the piece's buffer is the driver's, boxed (its bytes do not move with the
         // connection), and neither freed nor written until this send completes (`Out::FileSend`).
         unsafe { push(&mut self.ring, &entry) };
-    }
-
-    fn release_file_buffer(&mut self, key: usize) {
-        let Some(connection) = self.connections.get_mut(key) else {
-            return;
-        };
-        if let Some(piece) = connection
-            .extra
-            .as_mut()
-            .and_then(|extra| extra.file.take())
-            && self.file_bufs.len() < FILE_BUFFERS_KEPT
-        {
-            self.file_bufs.push(piece.buf);
-        }
-        connection.tidy();
     }
 
     // ANCHOR: drive
@@ -1400,7 +1433,6 @@ impl<S: Session> Ring<S> {
                 .deadline(&self.env.shared.limits)
                 .is_some_and(|at| at <= now);
         let ring = &mut self.ring;
-        let file_bufs = &mut self.file_bufs;
         let splice_at = self.splice_at;
         let step = self.env.with_context(connection.peer, |cx| {
             let conn = &mut connection.conn;
@@ -1516,25 +1548,36 @@ impl<S: Session> Ring<S> {
                             }
                             // No pipe (out of descriptors): the piece goes the other way.
                         }
-                        let mut buf = file_bufs
-                            .pop()
-                            .unwrap_or_else(|| vec![0; FILE_PIECE].into_boxed_slice());
-                        let want = len.min(buf.len() as u64) as u32;
-                        let entry =
-                            opcode::Read::new(types::Fd(file.as_raw_fd()), buf.as_mut_ptr(), want)
-                                .offset(offset)
-                                .build()
-                                .user_data(user_data(Op::FileRead, key, generation));
+                        let want = len.min(FILE_PIECE as u64) as usize;
+                        let mut buf = Box::new_uninit_slice(want);
+                        let at = buf.as_mut_ptr().cast::<u8>();
+                        let read = opcode::Read::new(types::Fd(file.as_raw_fd()), at, want as u32)
+                            .offset(offset)
+                            .build()
+                            .flags(squeue::Flags::IO_LINK)
+                            .user_data(user_data(Op::FileRead, key, generation));
+                        let send = opcode::Send::new(types::Fd(fd), at, want as u32)
+                            .flags(libc::MSG_NOSIGNAL)
+                            .build()
+                            .user_data(user_data(Op::FileSend, key, generation));
                         connection.extra.get_or_insert_with(Box::default).file = Some(FilePiece {
                             buf,
                             start: 0,
                             end: 0,
+                            pending: 2,
+                            read: 0,
+                            sent: 0,
                         });
                         connection.out = Out::FileRead;
-                        // SAFETY: the buffer is boxed and kept in the connection, untouched
-                        // until the read completes (`Out::FileRead`); the file it reads stays
-                        // open in the connection, which nothing touches meanwhile either.
-                        unsafe { push(ring, &entry) };
+                        // SAFETY: the buffer is boxed (its bytes do not move with the
+                        // connection) and kept in it, untouched until both completions are in
+                        // (`Out::FileRead`); the file stays open in the connection, which
+                        // nothing touches meanwhile either. The send reads only what the read
+                        // wrote: it runs only if the read filled the whole buffer.
+                        unsafe {
+                            push(ring, &read);
+                            push(ring, &send);
+                        }
                         break Step::Wait;
                     }
                     Want::HalfClose => {
@@ -1596,9 +1639,7 @@ impl<S: Session> Ring<S> {
                 connection.recv = Recv::Cancelling;
                 cancel(&mut self.ring, user_data(Op::Recv, key, generation));
             }
-            if let Some(op) = connection.out.op() {
-                cancel(&mut self.ring, user_data(op, key, generation));
-            }
+            cancel_out(&mut self.ring, key, connection);
         }
         self.finish_if_done(key);
     }
@@ -1613,11 +1654,6 @@ impl<S: Session> Ring<S> {
         }
         // Nothing of it is the kernel's any more: its buffers and socket can go.
         let connection = self.connections.remove(key);
-        if let Some(piece) = connection.extra.and_then(|extra| extra.file)
-            && self.file_bufs.len() < FILE_BUFFERS_KEPT
-        {
-            self.file_bufs.push(piece.buf);
-        }
         if connection.counted {
             self.count(|metrics| metrics.closed.add(1));
             self.env.shared.open.fetch_sub(1, Ordering::Relaxed);
@@ -1652,9 +1688,10 @@ impl<S: Session> Ring<S> {
                 continue;
             }
             connection.overdue = true;
-            match connection.out.op() {
-                Some(op) => cancel(&mut self.ring, user_data(op, key, generation)),
-                None => self.drive(key, &[]),
+            if connection.out == Out::Idle {
+                self.drive(key, &[]);
+            } else {
+                cancel_out(&mut self.ring, key, connection);
             }
         }
     }

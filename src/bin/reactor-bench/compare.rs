@@ -269,7 +269,7 @@ fn start_server(
         .arg(root)
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    if mode == "reactor" {
+    if mode == "reactor" || mode == "uring" {
         command.args(["--cores", "1"]);
     }
     if compare.tls {
@@ -451,8 +451,8 @@ fn markdown(cells: &[Cell], compare: &Compare) -> String {
          loop), then {} s of the same connections sharing {:.0} requests/s on a fixed schedule (latency \
          from when each request was due), each on a fresh server, {} time(s): the median run is shown \
          (closed loop: by requests/s; fixed rate: by p99). Server pinned to core 0, load to core 1. \
-         `threaded` runs {} workers; `reactor` one loop and {} handler threads, `reactor-no-pool` \
-         one loop and every handler on it. Errors are mostly timeouts: requests unanswered for 2 s.\n",
+         `threaded` runs {} workers; `reactor` (and `uring`, its io_uring twin) one loop and {} \
+         handler threads, `reactor-no-pool` one loop and every handler on it. Errors are mostly timeouts: requests unanswered for 2 s.\n",
         compare.duration.as_secs_f64(),
         compare.duration.as_secs_f64(),
         compare.rate,

@@ -63,7 +63,7 @@ struct CompareArgs {
     /// its loop).
     #[arg(
         long,
-        default_value = "reactor,threaded,blocking,fork",
+        default_value = "reactor,uring,threaded,blocking,fork",
         value_delimiter = ','
     )]
     modes: Vec<String>,
