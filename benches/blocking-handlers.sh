@@ -3,7 +3,8 @@
 # route, and the p99 of `GET /hello` on 10 other connections while the slow load runs.
 #
 # For each workload (/sleep?ms=10 at 100 connections, /compute?kib=64 at 10 and 100) and each
-# server (reactor with a pool of THREADS handler threads, reactor with --handler-threads 0,
+# server (reactor with a pool of THREADS handler threads, the same in uring mode, reactor with
+# --handler-threads 0,
 # threaded with THREADS workers, fork), a fresh server pinned to core 0; reactor-bench on core 1
 # drives the slow route as fast as it is answered while a second reactor-bench sends /hello at
 # a fixed 200 requests/s on 10 connections (latency from when each was due). Rounds alternate
@@ -23,7 +24,7 @@ ROUNDS=${1:-5}
 SECONDS_PER_RUN=${2:-5}
 THREADS=${THREADS:-64}
 WORKLOADS=${WORKLOADS:-"idle@0 /sleep?ms=10@100 /compute?kib=64@10 /compute?kib=64@100"}
-SERVERS=${SERVERS:-"reactor reactor-no-pool threaded fork"}
+SERVERS=${SERVERS:-"reactor uring reactor-no-pool threaded fork"}
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=benches/lib.sh
 . "$here/lib.sh"
@@ -38,6 +39,7 @@ run_once() {
   local args=(--bind "127.0.0.1:$at" --quiet --demo --threads "$THREADS" --max-connections 5000)
   case $name in
     reactor) args+=(--mode reactor --cores 1 --handler-threads "$THREADS") ;;
+    uring) args+=(--mode uring --cores 1 --handler-threads "$THREADS") ;;
     reactor-no-pool) args+=(--mode reactor --cores 1 --handler-threads 0) ;;
     threaded) args+=(--mode threaded) ;;
     fork) args+=(--mode fork) ;;

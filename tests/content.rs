@@ -9,16 +9,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Client, TestServer, bounded, config, tempdir};
+use common::{Client, MODES, TestServer, bounded, config, tempdir};
 use reactor_httpd::config::{Config, Mode};
-
-const MODES: [Mode; 5] = [
-    Mode::Reactor,
-    Mode::Uring,
-    Mode::Threaded,
-    Mode::Blocking,
-    Mode::Fork,
-];
 
 /// Some JavaScript, and its siblings in each coding; `only.txt` with a `.gz` alone; `plain.css`
 /// with none.

@@ -322,13 +322,7 @@ fn shutdown_waits_for_pool_work_in_flight(mode: Mode) {
 #[test]
 fn sleep_and_compute_in_every_mode() {
     bounded(60, || {
-        for mode in [
-            Mode::Reactor,
-            Mode::Uring,
-            Mode::Threaded,
-            Mode::Blocking,
-            Mode::Fork,
-        ] {
+        for mode in common::MODES {
             let server = TestServer::start(config(mode));
             let mut client = server.connect();
             assert_eq!(client.get("/sleep?ms=20").text(), "slept 20 ms", "{mode:?}");

@@ -17,17 +17,9 @@ use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, Strea
 use sha2::{Digest, Sha256};
 
 use common::upgrading::{Upgrading, binary, stop};
-use common::{Client, IO_TIMEOUT, TestServer, bounded, config, tempdir};
+use common::{Client, IO_TIMEOUT, MODES, TestServer, bounded, config, tempdir};
 use reactor_httpd::config::{Config, Mode};
 use reactor_httpd::tls::TlsSource;
-
-const MODES: [Mode; 5] = [
-    Mode::Reactor,
-    Mode::Uring,
-    Mode::Threaded,
-    Mode::Blocking,
-    Mode::Fork,
-];
 
 type TlsStream = StreamOwned<ClientConnection, TcpStream>;
 

@@ -718,37 +718,19 @@ impl<S: Session> EventLoop<S> {
 
     /// The signal socket is readable (first loop only).
     fn on_signals(&mut self) {
-        let Some((signals, upgrade)) = &mut self.signals else {
-            return;
-        };
-        let received = signals.take();
-        if received.stop {
-            self.shutdown.trigger();
-        }
-        if received.upgrade
-            && let Some(upgrade) = upgrade
-            && let Some(fd) = upgrade.start(&self.shutdown)
+        let (started, due) = super::upgrade::on_signals(&mut self.signals, &self.shutdown);
+        if let Some(fd) = started
             && let Err(err) = watch(&self.poll, fd)
         {
             eprintln!("reactor-httpd: cannot watch the new process: {err}");
         }
-        self.upgrade_due = self.upgrade_deadline();
+        self.upgrade_due = due;
     }
 
     /// The new process's readiness socket is readable, or its time is up. Closing the socket
     /// (when the upgrade ends either way) takes it out of the epoll set.
     fn check_upgrade(&mut self) {
-        if let Some((_, Some(upgrade))) = &mut self.signals {
-            upgrade.check(&self.shutdown);
-        }
-        self.upgrade_due = self.upgrade_deadline();
-    }
-
-    fn upgrade_deadline(&self) -> Option<Instant> {
-        match &self.signals {
-            Some((_, Some(upgrade))) => upgrade.deadline(),
-            _ => None,
-        }
+        self.upgrade_due = super::upgrade::check(&mut self.signals, &self.shutdown);
     }
 }
 

@@ -43,7 +43,7 @@ use std::process::{Child, Command};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::Shutdown;
+use super::{Shutdown, Signals};
 
 /// The listening sockets handed to the new process: their descriptor numbers, comma-separated.
 const ENV_LISTENERS: &str = "REACTOR_HTTPD_LISTENERS";
@@ -374,5 +374,46 @@ impl Drop for Upgrade {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// What an event loop holds of the process's signals: the signal socket and SIGHUP's upgrade
+/// (the first loop only).
+pub(crate) type SignalDuty = Option<(Signals, Option<Upgrade>)>;
+
+/// The first loop's signal socket is readable: a stop triggers the shutdown; SIGHUP starts an
+/// upgrade. Returns the new process's readiness socket if one was started (the loop watches it),
+/// and when the upgrade under way is called off.
+pub(crate) fn on_signals(
+    duty: &mut SignalDuty,
+    shutdown: &Shutdown,
+) -> (Option<RawFd>, Option<Instant>) {
+    let Some((signals, upgrade)) = duty else {
+        return (None, None);
+    };
+    let received = signals.take();
+    if received.stop {
+        shutdown.trigger();
+    }
+    let started = match upgrade {
+        Some(upgrade) if received.upgrade => upgrade.start(shutdown),
+        _ => None,
+    };
+    (started, deadline(duty))
+}
+
+/// The new process's readiness socket is readable, or its time is up: returns when the upgrade
+/// still under way is called off (`None`: it is over, either way).
+pub(crate) fn check(duty: &mut SignalDuty, shutdown: &Shutdown) -> Option<Instant> {
+    if let Some((_, Some(upgrade))) = duty {
+        upgrade.check(shutdown);
+    }
+    deadline(duty)
+}
+
+fn deadline(duty: &SignalDuty) -> Option<Instant> {
+    match duty {
+        Some((_, Some(upgrade))) => upgrade.deadline(),
+        _ => None,
     }
 }

@@ -1335,55 +1335,64 @@ impl<S: Session> Ring<S> {
     }
 
     fn splice_to_socket(&mut self, key: usize) {
-        let Some(connection) = self.connections.get_mut(key) else {
-            return;
-        };
-        let generation = connection.generation;
-        let socket = connection.socket.as_raw_fd();
-        let Some(pipe) = connection
-            .extra
-            .as_ref()
-            .and_then(|extra| extra.pipe.as_ref())
-        else {
-            return;
-        };
-        let entry = opcode::Splice::new(
-            types::Fd(pipe.read.as_raw_fd()),
-            -1,
-            types::Fd(socket),
-            -1,
-            pipe.held as u32,
-        )
-        .build()
-        .user_data(user_data(Op::PipeToSocket, key, generation));
-        connection.out = Out::FromPipe;
-        // SAFETY: a splice points at no memory of ours; pipe and socket stay open in the
-        // connection until it completes.
-        unsafe { push(&mut self.ring, &entry) };
+        self.submit_out(key, Out::FromPipe, |socket, extra| {
+            let pipe = extra.pipe.as_ref()?;
+            // SAFETY (of the push): a splice points at no memory of ours; pipe and socket stay
+            // open in the connection until it completes.
+            Some(
+                opcode::Splice::new(
+                    types::Fd(pipe.read.as_raw_fd()),
+                    -1,
+                    types::Fd(socket),
+                    -1,
+                    pipe.held as u32,
+                )
+                .build(),
+            )
+        });
     }
 
     /// Sends the rest of the connection's file piece.
     fn send_file_piece(&mut self, key: usize) {
+        self.submit_out(key, Out::FileSend, |socket, extra| {
+            let piece = extra.file.as_ref()?;
+            let rest = &piece.buf[piece.start..piece.end];
+            // SAFETY (of the push): the piece's buffer is the driver's, boxed (its bytes do not
+            // move with the connection), and neither freed nor written until this send
+            // completes (`Out::FileSend`).
+            Some(
+                opcode::Send::new(types::Fd(socket), rest.as_ptr().cast(), rest.len() as u32)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build(),
+            )
+        });
+    }
+
+    /// Queues the connection's next output operation, made by `build` from its socket and what
+    /// it holds, and marks the connection busy with it.
+    fn submit_out(
+        &mut self,
+        key: usize,
+        out: Out,
+        build: impl FnOnce(RawFd, &Extra) -> Option<squeue::Entry>,
+    ) {
         let Some(connection) = self.connections.get_mut(key) else {
             return;
         };
-        let generation = connection.generation;
-        let fd = connection.socket.as_raw_fd();
-        let Some(piece) = connection
-            .extra
-            .as_mut()
-            .and_then(|extra| extra.file.as_mut())
-        else {
+        let socket = connection.socket.as_raw_fd();
+        let (Some(entry), Some(op)) = (
+            connection
+                .extra
+                .as_deref()
+                .and_then(|extra| build(socket, extra)),
+            out.op(),
+        ) else {
             return;
         };
-        let rest = &piece.buf[piece.start..piece.end];
-        let entry = opcode::Send::new(types::Fd(fd), rest.as_ptr().cast(), rest.len() as u32)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(user_data(Op::FileSend, key, generation));
-        connection.out = Out::FileSend;
-        // SAFETY: the piece's buffer is the driver's, boxed (its bytes do not move with the
-        // connection), and neither freed nor written until this send completes (`Out::FileSend`).
+        connection.out = out;
+        let entry = entry.user_data(user_data(op, key, connection.generation));
+        // SAFETY: see the callers: the memory each operation uses is the connection's, kept
+        // until its completion by `out`.
         unsafe { push(&mut self.ring, &entry) };
     }
 
@@ -1410,28 +1419,21 @@ impl<S: Session> Ring<S> {
         let fd = connection.socket.as_raw_fd();
         let now = self.env.clock.now();
         let draining = self.draining;
-        if connection.overdue
-            && connection.conn.is_pending()
-            && connection
-                .conn
-                .deadline(&self.env.shared.limits)
-                .is_some_and(|at| at <= now)
-            && let Some(offload) = &mut self.env.offload
-        {
-            let waited = self.env.shared.limits.handler_timeout;
-            offload
-                .inbox
-                .gave_up(&offload.pool, (key, generation), waited);
-        }
-        if let Some(offload) = &mut self.env.offload {
-            offload.ticket = (key, generation);
-        }
-        // Its deadline passed while an operation was in flight.
+        // Its deadline passed (found by `fire_timers`, perhaps while an operation was in flight).
         let time_out = std::mem::take(&mut connection.overdue)
             && connection
                 .conn
                 .deadline(&self.env.shared.limits)
                 .is_some_and(|at| at <= now);
+        if let Some(offload) = &mut self.env.offload {
+            if time_out && connection.conn.is_pending() {
+                let waited = self.env.shared.limits.handler_timeout;
+                offload
+                    .inbox
+                    .gave_up(&offload.pool, (key, generation), waited);
+            }
+            offload.ticket = (key, generation);
+        }
         let ring = &mut self.ring;
         let splice_at = self.splice_at;
         let step = self.env.with_context(connection.peer, |cx| {
@@ -1796,40 +1798,21 @@ impl<S: Session> Ring<S> {
 
     /// The signal socket is readable (first ring only).
     fn on_signals(&mut self) {
-        let Some((signals, upgrade)) = &mut self.signals else {
-            return;
-        };
-        let received = signals.take();
-        if received.stop {
-            self.shutdown.trigger();
-        }
-        if received.upgrade
-            && let Some(upgrade) = upgrade
-            && let Some(fd) = upgrade.start(&self.shutdown)
-        {
+        let (started, due) = super::upgrade::on_signals(&mut self.signals, &self.shutdown);
+        if let Some(fd) = started {
             self.poll(fd, Op::Upgrade, false);
             self.upgrade_polled = true;
         }
-        self.upgrade_due = self.upgrade_deadline();
+        self.upgrade_due = due;
     }
 
     /// The new process's readiness socket is readable, or its time is up.
     fn check_upgrade(&mut self) {
-        if let Some((_, Some(upgrade))) = &mut self.signals {
-            upgrade.check(&self.shutdown);
-        }
-        self.upgrade_due = self.upgrade_deadline();
+        self.upgrade_due = super::upgrade::check(&mut self.signals, &self.shutdown);
         if self.upgrade_due.is_none() && self.upgrade_polled {
             // Over either way: the poll must not outlive the socket it watches.
             self.upgrade_polled = false;
             cancel(&mut self.ring, user_data(Op::Upgrade, 0, 0));
-        }
-    }
-
-    fn upgrade_deadline(&self) -> Option<Instant> {
-        match &self.signals {
-            Some((_, Some(upgrade))) => upgrade.deadline(),
-            _ => None,
         }
     }
 }

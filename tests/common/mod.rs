@@ -17,6 +17,15 @@ use reactor_httpd::config::{AccessLogTarget, Config, Cores, Mode};
 use reactor_httpd::server::{Server, Shutdown};
 use reactor_httpd::tls::TlsSource;
 
+/// Every mode, for tests that run in each.
+pub const MODES: [Mode; 5] = [
+    Mode::Reactor,
+    Mode::Uring,
+    Mode::Threaded,
+    Mode::Blocking,
+    Mode::Fork,
+];
+
 /// No single read or write in a test waits longer than this: a hang fails instead of stalling.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
