@@ -83,7 +83,7 @@ use crate::session::Session;
 const SQ_ENTRIES: u32 = 512;
 /// Completion queue entries per ring. Past this the kernel keeps completions on an overflow
 /// list (never drops them) until the loop reaps.
-const CQ_ENTRIES: u32 = 2048;
+const CQ_ENTRIES: u32 = 8192;
 /// Provided receive buffers per ring, and the size of each.
 const RECV_BUFFERS: u16 = 1024;
 const RECV_BUFFER_LEN: usize = 4096;
