@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Client, MODES, TestServer, bounded, config, tempdir};
+use common::{Client, TestServer, bounded, config, tempdir};
 use reactor_httpd::config::{Config, Mode};
 
 /// Some JavaScript, and its siblings in each coding; `only.txt` with a `.gz` alone; `plain.css`
@@ -98,7 +98,7 @@ fn siblings_are_served_by_accept_encoding() {
             ("Accept-Encoding: compress\r\n", None),
             ("Accept-Encoding: \r\n", None),
         ];
-        for mode in MODES {
+        for mode in common::modes() {
             let server = TestServer::start(site_config(mode, &root));
             let mut client = server.connect();
             for (header, expected) in table {
@@ -211,7 +211,7 @@ fn siblings_off_and_siblings_outside_root() {
 fn extra_headers_on_every_response() {
     bounded(60, || {
         let (root, _) = site("content-headers");
-        for mode in MODES {
+        for mode in common::modes() {
             let mut config = site_config(mode, &root);
             config.headers = vec![
                 ("Cache-Control".into(), "max-age=60".into()),
@@ -374,7 +374,7 @@ fn compressing_site(name: &str) -> (PathBuf, Vec<u8>) {
 fn files_compressed_as_they_are_sent() {
     bounded(300, || {
         let (root, css) = compressing_site("content-compress");
-        for mode in MODES {
+        for mode in common::modes() {
             let mut config = site_config(mode, &root);
             config.compress = true;
             let server = TestServer::start(config);

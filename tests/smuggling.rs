@@ -285,7 +285,9 @@ fn reactor() {
 
 #[test]
 fn uring() {
-    run_vectors(Mode::Uring);
+    if common::runnable(Mode::Uring) {
+        run_vectors(Mode::Uring);
+    }
 }
 
 #[test]

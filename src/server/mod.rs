@@ -37,6 +37,12 @@ pub(crate) use shutdown::Signals;
 pub use shutdown::{DRAIN_GRACE, HANDOVER_GRACE, Shutdown};
 pub use upgrade::READY_WITHIN;
 
+/// Whether `--mode uring` can run here (Linux 6.1 or later, io_uring not disabled by sysctl or a
+/// seccomp filter); if not, the one line the server would print.
+pub fn uring_available() -> Result<(), String> {
+    uring::available()
+}
+
 use crate::access_log::AccessLog;
 use crate::app::Handler;
 use crate::config::{AccessLogTarget, Config, Cores, HANDLER_THREADS_PER_LOOP, Limits, Mode};

@@ -26,6 +26,35 @@ pub const MODES: [Mode; 5] = [
     Mode::Fork,
 ];
 
+/// Whether tests of `mode` can run here: false only for `Mode::Uring` where io_uring is not
+/// available (an old kernel, `kernel.io_uring_disabled`, a seccomp filter as in Docker's
+/// default profile). The reason is printed each time a test is skipped for it.
+pub fn runnable(mode: Mode) -> bool {
+    if mode != Mode::Uring {
+        return true;
+    }
+    static CHECKED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    match CHECKED.get_or_init(reactor_httpd::server::uring_available) {
+        Ok(()) => true,
+        Err(reason) => {
+            // Straight to stderr: the test harness hides what `eprintln!` prints in a test
+            // that passes, and a skip must be seen.
+            let _ = writeln!(io::stderr(), "skipped in uring mode: {reason}");
+            false
+        }
+    }
+}
+
+/// [`MODES`] that can run here (see [`runnable`]).
+pub fn modes() -> impl Iterator<Item = Mode> {
+    MODES.into_iter().filter(|&mode| runnable(mode))
+}
+
+/// The same for modes by name, as the binary's `--mode` takes them.
+pub fn runnable_name(name: &str) -> bool {
+    name != "uring" || runnable(Mode::Uring)
+}
+
 /// No single read or write in a test waits longer than this: a hang fails instead of stalling.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
