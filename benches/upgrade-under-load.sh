@@ -16,13 +16,13 @@
 # the median time from SIGHUP to the new process serving (the old one's "handed over after N
 # ms" line: from spawning the binary to its readiness byte).
 #
-#   benches/upgrade-under-load.sh [RESTARTS=10] [MODES="reactor threaded"] [WAYS="sighup stop-start reuseport"]
+#   benches/upgrade-under-load.sh [RESTARTS=10] [MODES="reactor uring threaded"] [WAYS="sighup stop-start reuseport"]
 #
 # Needs: taskset, curl, python3, two cores.
 set -euo pipefail
 
 RESTARTS=${1:-10}
-MODES=${2:-"reactor threaded"}
+MODES=${2:-"reactor uring threaded"}
 WAYS=${3:-"sighup stop-start reuseport"}
 RATE=${RATE:-20000}
 GAP=${GAP:-0.3}

@@ -48,6 +48,14 @@ fn soak_ten_minutes() {
     soak(Duration::from_secs(600), Mode::Reactor);
 }
 
+#[test]
+#[ignore = "ten minutes; run it before a release"]
+fn soak_ten_minutes_uring() {
+    if common::runnable(Mode::Uring) {
+        soak(Duration::from_secs(600), Mode::Uring);
+    }
+}
+
 #[derive(Default, Debug)]
 struct Counts {
     requests: u64,
