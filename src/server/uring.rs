@@ -1210,6 +1210,10 @@ impl<S: Session> Ring<S> {
             .as_mut()
             .and_then(|extra| extra.file.as_mut())
         else {
+            // Cannot happen (the piece lives until both completions are in); if it did, the
+            // connection must not stay marked busy for ever.
+            connection.out = Out::Idle;
+            self.drive(key, &[]);
             return;
         };
         if connection.out == Out::FileRead {
@@ -1294,7 +1298,7 @@ impl<S: Session> Ring<S> {
             return;
         }
         match result {
-            // The file ended early (see `on_file_read`).
+            // The file ended early (see `file_progress`).
             0 if !connection.closing => connection.conn.sent_file(0),
             n if n < 0 && n != -libc::ECANCELED => connection.failed = true,
             _ => {}
@@ -1312,6 +1316,7 @@ impl<S: Session> Ring<S> {
             .as_mut()
             .and_then(|extra| extra.pipe.as_mut())
         else {
+            self.drive(key, &[]); // cannot happen; never leave the connection waiting on nothing
             return;
         };
         if result >= 0 && !connection.closing {
@@ -1380,13 +1385,15 @@ impl<S: Session> Ring<S> {
             return;
         };
         let socket = connection.socket.as_raw_fd();
-        let (Some(entry), Some(op)) = (
-            connection
-                .extra
-                .as_deref()
-                .and_then(|extra| build(socket, extra)),
-            out.op(),
-        ) else {
+        let Some((entry, op)) = connection
+            .extra
+            .as_deref()
+            .and_then(|extra| build(socket, extra))
+            .zip(out.op())
+        else {
+            // Nothing to send from (cannot happen): let the connection say what it wants next
+            // rather than wait on an operation never submitted.
+            self.drive(key, &[]);
             return;
         };
         connection.out = out;
