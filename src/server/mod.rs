@@ -328,18 +328,16 @@ impl Server {
 
     /// The one line printed at start: `listening on http://127.0.0.1:8080 (reactor, 2 loops)`.
     pub fn listening_line(&self) -> String {
+        let loops = match &self.listeners {
+            Listeners::PerLoop(group) => group.len(),
+            Listeners::One(_) => 1,
+        };
         let how = match self.mode {
-            Mode::Reactor => match &self.listeners {
-                Listeners::PerLoop(group) => plural(group.len(), "loop"),
-                Listeners::One(_) => plural(1, "loop"),
-            },
+            Mode::Reactor => plural(loops, "loop"),
+            Mode::Uring => plural(loops, "ring"),
             Mode::Threaded => plural(self.threads, "thread"),
             Mode::Blocking => plural(1, "thread"),
             Mode::Fork => "1 process per connection".into(),
-            Mode::Uring => match &self.listeners {
-                Listeners::PerLoop(group) => plural(group.len(), "ring"),
-                Listeners::One(_) => plural(1, "ring"),
-            },
         };
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         format!(
