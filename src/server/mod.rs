@@ -470,6 +470,22 @@ fn inherited(
     Ok(Listeners::PerLoop(group.into_iter().zip(pins).collect()))
 }
 
+/// Waits for every thread; the first error (`result`'s, or a thread's, or a panic, named after
+/// `what` the threads are) is the outcome.
+fn join_all(
+    threads: Vec<std::thread::JoinHandle<io::Result<()>>>,
+    what: &str,
+    mut result: io::Result<()>,
+) -> io::Result<()> {
+    for thread in threads {
+        let outcome = thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other(format!("{what} panicked"))));
+        result = result.and(outcome);
+    }
+    result
+}
+
 fn plural(n: usize, what: &str) -> String {
     if n == 1 {
         format!("1 {what}")

@@ -114,14 +114,8 @@ pub(crate) fn run<S: Session>(
     // Every loop has its sockets registered: an upgrade's old process may stop now. (What
     // arrives before the first poll waits in the sockets' queues, and is reported by it.)
     super::upgrade::announce_ready();
-    let mut result = first.run_to_end();
-    for thread in threads {
-        let outcome = thread
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("event loop panicked")));
-        result = result.and(outcome);
-    }
-    result
+    let result = first.run_to_end();
+    super::join_all(threads, "event loop", result)
 }
 // ANCHOR_END: spawn_loops
 

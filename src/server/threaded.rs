@@ -83,13 +83,6 @@ pub(crate) fn run<S: Session>(
         dispatch(stream, peer);
     }
     drop(queue);
-    let mut result = accepted;
-    for worker in workers {
-        let outcome = worker
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("worker panicked")));
-        result = result.and(outcome);
-    }
-    result
+    super::join_all(workers, "worker", accepted)
 }
 // ANCHOR_END: threaded_run

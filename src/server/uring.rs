@@ -725,7 +725,7 @@ pub(crate) fn run<S: Session>(
             first = Err(err);
         }
     }
-    let mut result = match first {
+    let result = match first {
         Ok(mut first) => {
             super::upgrade::announce_ready();
             first.run_to_end()
@@ -735,13 +735,7 @@ pub(crate) fn run<S: Session>(
             Err(err)
         }
     };
-    for thread in threads {
-        let outcome = thread
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("ring panicked")));
-        result = result.and(outcome);
-    }
-    result
+    super::join_all(threads, "ring", result)
 }
 // ANCHOR_END: spawn_rings
 
