@@ -451,6 +451,25 @@ enum Next {
     Close,
 }
 
+/// Whether the batch path ([`Conn::heads`]) may answer more than one request per step. Always,
+/// except in tests that compare it with the general path.
+#[cfg(not(test))]
+#[inline(always)]
+fn batching() -> bool {
+    true
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Cleared by tests to run every request through the general path.
+    pub(super) static BATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+#[cfg(test)]
+fn batching() -> bool {
+    BATCHING.with(std::cell::Cell::get)
+}
+
 impl Conn {
     /// A freshly accepted connection: its first request head is due within the header timeout.
     pub fn new(cx: &Context<'_>) -> Self {
@@ -769,47 +788,7 @@ impl Conn {
     fn step_with(&mut self, input: &mut Input, cx: &mut Context<'_>) -> Step {
         let max_header_bytes = cx.limits.max_header_bytes;
         match &mut self.phase {
-            Phase::Head { scan, started } => {
-                // Two stores for header fields, one per path: uninitialized, they cost nothing.
-                let (mut storage, mut fallback_storage) = (header_storage(), header_storage());
-                let mut parsed = None;
-                if scan.is_fresh() {
-                    input.consume(leading_empty_lines(input.data()));
-                    // A lone CR may be the first half of one more empty line: wait for what
-                    // follows rather than scan it as the start of a request. (Found by the
-                    // `conn` fuzz target: split between CR and LF, a leading empty line turned a
-                    // valid request into a 400.)
-                    if input.is_empty() || input.data() == b"\r" {
-                        return Step::NeedData;
-                    }
-                    if !*started {
-                        *started = true;
-                        self.timer = Timer::Unset; // the header timer starts now
-                    }
-                    parsed = parse_whole_head(input.data(), &mut storage, max_header_bytes);
-                }
-                // Each path hands its result over directly: a request is large to copy.
-                let used = match parsed {
-                    Some(head) => self.on_parsed(input.data(), head, cx),
-                    None => match scan.scan(input.data(), max_header_bytes) {
-                        Ok(Scanned::NeedData) => return Step::NeedData,
-                        Ok(Scanned::Complete(len)) => {
-                            // HTTP/1.2 and the like, read as 1.1 (the one path that edits input).
-                            downgrade_later_minor(&mut input.data_mut()[..len]);
-                            let data = input.data();
-                            let head = parse_head(&data[..len], &mut fallback_storage)
-                                .map(|(request, framing)| (request, framing, len));
-                            self.on_parsed(data, head, cx)
-                        }
-                        Err(status) => {
-                            self.fail(status, cx);
-                            0
-                        }
-                    },
-                };
-                input.consume(used);
-                Step::Progress
-            }
+            Phase::Head { .. } => self.heads(input, cx),
             Phase::Body {
                 head_len,
                 reader: BodyReader::Length(length),
@@ -852,6 +831,84 @@ impl Conn {
                 Step::NeedData
             }
         }
+    }
+
+    // ANCHOR: heads
+    /// Request heads, as many as the input holds: the batch path. Pipelined requests without
+    /// bodies are answered one after another here, without going back through [`Conn::next`]
+    /// for each: the walk through the phases, and taking the input out and putting it back,
+    /// are done once per batch. The batch ends at anything else: a body to read, a head not
+    /// complete, a file or stream to send (nothing may overtake it), output past its high
+    /// water mark, a response away on the pool, or the connection closing.
+    fn heads(&mut self, input: &mut Input, cx: &mut Context<'_>) -> Step {
+        let mut answered = false;
+        loop {
+            if let Step::NeedData = self.head(input, cx) {
+                return if answered {
+                    Step::Progress
+                } else {
+                    Step::NeedData
+                };
+            }
+            answered = true;
+            let fresh = matches!(&self.phase, Phase::Head { scan, .. } if scan.is_fresh());
+            if !(fresh && batching())
+                || input.is_empty()
+                || self.output.tail.is_some()
+                || self.output.buf.len() >= OUTPUT_HIGH_WATER
+            {
+                return Step::Progress;
+            }
+        }
+    }
+    // ANCHOR_END: heads
+
+    /// One request head: parsed (and answered, if it has no body) once it is complete.
+    #[inline(always)]
+    fn head(&mut self, input: &mut Input, cx: &mut Context<'_>) -> Step {
+        let max_header_bytes = cx.limits.max_header_bytes;
+        let Phase::Head { scan, started } = &mut self.phase else {
+            return Step::NeedData;
+        };
+        // Two stores for header fields, one per path: uninitialized, they cost nothing.
+        let (mut storage, mut fallback_storage) = (header_storage(), header_storage());
+        let mut parsed = None;
+        if scan.is_fresh() {
+            input.consume(leading_empty_lines(input.data()));
+            // A lone CR may be the first half of one more empty line: wait for what
+            // follows rather than scan it as the start of a request. (Found by the
+            // `conn` fuzz target: split between CR and LF, a leading empty line turned a
+            // valid request into a 400.)
+            if input.is_empty() || input.data() == b"\r" {
+                return Step::NeedData;
+            }
+            if !*started {
+                *started = true;
+                self.timer = Timer::Unset; // the header timer starts now
+            }
+            parsed = parse_whole_head(input.data(), &mut storage, max_header_bytes);
+        }
+        // Each path hands its result over directly: a request is large to copy.
+        let used = match parsed {
+            Some(head) => self.on_parsed(input.data(), head, cx),
+            None => match scan.scan(input.data(), max_header_bytes) {
+                Ok(Scanned::NeedData) => return Step::NeedData,
+                Ok(Scanned::Complete(len)) => {
+                    // HTTP/1.2 and the like, read as 1.1 (the one path that edits input).
+                    downgrade_later_minor(&mut input.data_mut()[..len]);
+                    let data = input.data();
+                    let head = parse_head(&data[..len], &mut fallback_storage)
+                        .map(|(request, framing)| (request, framing, len));
+                    self.on_parsed(data, head, cx)
+                }
+                Err(status) => {
+                    self.fail(status, cx);
+                    0
+                }
+            },
+        };
+        input.consume(used);
+        Step::Progress
     }
 
     /// A head was parsed from the start of `data`, or refused. Returns the input bytes used.

@@ -10,7 +10,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::request::{Headers, Request, Version, list_has_token};
+use super::request::{Headers, Request, Version, list_has_token, name_is};
 use super::response::Status;
 use super::uri::{split_target, valid_host};
 
@@ -294,24 +294,25 @@ fn framing<'a>(
     let mut expect_continue = false;
     let (mut close, mut keep_alive_token) = (false, false);
     for (name, value) in headers.iter() {
-        // Most headers are none of these: the length settles it before any comparison.
+        // Most headers are none of these: the length settles it before any comparison, and
+        // the comparison is a word or two at a time.
         match name.len() {
-            4 if name.eq_ignore_ascii_case("host") => {
+            4 if name_is(name, b"host") => {
                 hosts += 1;
                 host = Some(value);
             }
-            6 if name.eq_ignore_ascii_case("expect") => {
+            6 if name_is(name, b"expect") => {
                 // The only expectation there is (RFC 9110 10.1.1); any other cannot be met.
                 if !value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
                     return Err(Status::EXPECTATION_FAILED);
                 }
                 expect_continue = true;
             }
-            10 if name.eq_ignore_ascii_case("connection") => {
+            10 if name_is(name, b"connection") => {
                 close |= list_has_token(value, "close");
                 keep_alive_token |= list_has_token(value, "keep-alive");
             }
-            14 if name.eq_ignore_ascii_case("content-length") => {
+            14 if name_is(name, b"content-length") => {
                 let length = parse_content_length(value)?;
                 // Repeats are tolerated only when they agree (RFC 9110 8.6).
                 if content_length.is_some_and(|previous| previous != length) {
@@ -319,7 +320,7 @@ fn framing<'a>(
                 }
                 content_length = Some(length);
             }
-            17 if name.eq_ignore_ascii_case("transfer-encoding") => {
+            17 if name_is(name, b"transfer-encoding") => {
                 // Exactly one field, exactly `chunked`: anything else is either a coding we do
                 // not implement or an obfuscation that another parser may read differently.
                 if transfer_encoding || !value.trim_ascii().eq_ignore_ascii_case(b"chunked") {

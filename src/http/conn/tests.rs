@@ -44,6 +44,14 @@ fn run_split(input: &[u8], sizes: &[usize]) -> (Vec<u8>, bool) {
     memory::run_split(&describe, input, sizes)
 }
 
+/// Runs `f` with the batch path off: every request goes through the general path.
+fn without_batching<T>(f: impl FnOnce() -> T) -> T {
+    super::BATCHING.with(|batching| batching.set(false));
+    let result = f();
+    super::BATCHING.with(|batching| batching.set(true));
+    result
+}
+
 /// The same input whole, byte by byte and in odd pieces must give the same bytes out. (Whether a
 /// final close lingers may differ: it depends on whether more input was already buffered.)
 fn run_all_ways(input: &[u8]) -> (String, bool) {
@@ -665,6 +673,32 @@ proptest! {
         prop_assert!(!whole.1);
     }
     // ANCHOR_END: any_split
+
+    // ANCHOR: batch_is_general
+    /// The batch path (`Conn::heads`, several requests a step) gives byte-identical output to
+    /// the general path (one request a step, through `Conn::next`) for any split of any
+    /// pipelined stream, garbage behind it or not.
+    #[test]
+    fn the_batch_path_is_the_general_path(
+        requests in proptest::collection::vec(prop_oneof![
+            6 => request_strategy(),
+            // A response past the output's high-water mark ends a batch.
+            1 => Just(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n".to_vec()),
+            // So does a request refused (no Host): 400, and the connection closes.
+            1 => Just(b"GET /nohost HTTP/1.1\r\n\r\n".to_vec()),
+        ], 1..12),
+        sizes in proptest::collection::vec(1..200usize, 1..10),
+        garbage in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..100)),
+    ) {
+        let mut input = requests.concat();
+        input.extend(garbage.unwrap_or_default());
+        for split in [&[input.len()][..], &sizes[..]] {
+            let batched = run_split(&input, split);
+            let general = without_batching(|| run_split(&input, split));
+            prop_assert_eq!(batched, general);
+        }
+    }
+    // ANCHOR_END: batch_is_general
 
     /// Arbitrary bytes: never a panic, only well-formed responses, and the connection either
     /// waits for more or closes.
