@@ -44,7 +44,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::pool::{Inbox, PoolOffer};
-use super::timers::{Timers, earliest};
+use super::timers::{Armed, Timers, earliest};
 use super::upgrade::Upgrade;
 use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
 use crate::access_log::AccessLog;
@@ -137,7 +137,7 @@ struct Connection<S> {
     /// Counted in `Shared::open` (a connection being refused with 503 is not).
     counted: bool,
     /// The earliest deadline this connection has in the timer heap.
-    timer: Option<Instant>,
+    timer: Armed,
 }
 
 impl<S: Session> Connection<S> {
@@ -414,7 +414,7 @@ impl<S: Session> EventLoop<S> {
             read_closed: false,
             writable: false,
             counted,
-            timer: None,
+            timer: Armed::NONE,
         });
         if counted {
             self.count(|metrics| metrics.accepted.add(1));
@@ -596,10 +596,10 @@ impl<S: Session> EventLoop<S> {
             let Some(connection) = self.connections.get_mut(key) else {
                 continue;
             };
-            if connection.generation != generation || connection.timer != Some(at) {
+            if connection.generation != generation || connection.timer != at {
                 continue;
             }
-            connection.timer = None;
+            connection.timer = Armed::NONE;
             let deadline = connection.conn.deadline(&self.env.shared.limits);
             if deadline.is_some_and(|deadline| deadline <= now) {
                 if connection.conn.is_pending()

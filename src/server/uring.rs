@@ -69,7 +69,7 @@ use slab::Slab;
 
 use super::pool::{Inbox, PoolOffer, Wake};
 use super::reactor::REFUSING_MAX;
-use super::timers::{Timers, earliest};
+use super::timers::{Armed, Timers, earliest};
 use super::upgrade::Upgrade;
 use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
 use crate::access_log::AccessLog;
@@ -551,28 +551,9 @@ struct Connection<S> {
     /// Being closed: waiting for the completions of its operations.
     closing: bool,
     counted: bool,
-    /// Its earliest entry in the timer heap, in [`Stamp`]s.
-    timer: Stamp,
+    /// Its earliest entry in the timer heap.
+    timer: Armed,
     extra: Option<Box<Extra>>,
-}
-
-/// A time as whole milliseconds after the ring started, plus one (0: none): 4 bytes in every
-/// connection instead of an `Option<Instant>`'s 16, which keeps an idle connection within the
-/// reactor's size. Rounded down: a timer fires at most a millisecond late.
-#[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
-struct Stamp(u32);
-
-impl Stamp {
-    fn of(epoch: Instant, at: Option<Instant>) -> Stamp {
-        at.map_or(Stamp(0), |at| {
-            let ms = at.saturating_duration_since(epoch).as_millis();
-            Stamp(u32::try_from(ms).unwrap_or(u32::MAX - 1).saturating_add(1))
-        })
-    }
-
-    fn at(self, epoch: Instant) -> Option<Instant> {
-        (self.0 > 0).then(|| epoch + Duration::from_millis(u64::from(self.0 - 1)))
-    }
 }
 
 impl<S> Connection<S> {
@@ -613,15 +594,16 @@ impl<S> Connection<S> {
 /// `Timers`).
 fn arm_timer<S: Session>(
     timers: &mut Timers,
-    epoch: Instant,
     limits: &Limits,
     key: usize,
     connection: &mut Connection<S>,
 ) {
     let deadline = connection.conn.deadline(limits);
-    let mut armed = connection.timer.at(epoch);
-    timers.arm((key, connection.generation), &mut armed, deadline);
-    connection.timer = Stamp::of(epoch, armed);
+    timers.arm(
+        (key, connection.generation),
+        &mut connection.timer,
+        deadline,
+    );
 }
 
 /// How a drive ended.
@@ -770,8 +752,6 @@ struct Ring<S: Session> {
     upgrade_polled: bool,
     /// Files (what is left of them) of this many bytes or more are spliced.
     splice_at: u64,
-    /// When the ring started: what connections' [`Stamp`]s count from.
-    epoch: Instant,
     /// Completions reaped in one turn (kept to reuse its allocation).
     reaped: Vec<(u64, i32, u32)>,
 }
@@ -823,7 +803,6 @@ impl<S: Session> Ring<S> {
                 .ok()
                 .and_then(|value| value.parse().ok())
                 .unwrap_or(SPLICE_AT_LEAST),
-            epoch: Instant::now(),
             reaped: Vec::with_capacity(CQ_ENTRIES as usize),
         };
         this.arm_accepts();
@@ -1127,7 +1106,7 @@ impl<S: Session> Ring<S> {
             drained: false,
             closing: false,
             counted,
-            timer: Stamp::default(),
+            timer: Armed::NONE,
             extra: None,
         });
         if counted {
@@ -1602,13 +1581,7 @@ impl<S: Session> Ring<S> {
             Step::Close => self.close(key),
             Step::Wait => {
                 connection.tidy();
-                arm_timer(
-                    &mut self.timers,
-                    self.epoch,
-                    &self.env.shared.limits,
-                    key,
-                    connection,
-                );
+                arm_timer(&mut self.timers, &self.env.shared.limits, key, connection);
                 self.limit_backlog(key);
             }
         }
@@ -1675,19 +1648,17 @@ impl<S: Session> Ring<S> {
             let Some(connection) = self.connections.get_mut(key) else {
                 continue;
             };
-            if connection.generation != generation
-                || connection.timer != Stamp::of(self.epoch, Some(at))
-            {
+            if connection.generation != generation || connection.timer != at {
                 continue;
             }
-            connection.timer = Stamp::default();
+            connection.timer = Armed::NONE;
             let limits = &self.env.shared.limits;
             if connection
                 .conn
                 .deadline(limits)
                 .is_none_or(|deadline| deadline > now)
             {
-                arm_timer(&mut self.timers, self.epoch, limits, key, connection);
+                arm_timer(&mut self.timers, limits, key, connection);
                 continue;
             }
             connection.overdue = true;
