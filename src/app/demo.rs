@@ -24,27 +24,72 @@ impl<H: Handler> Demo<H> {
 const MAX_SLEEP_MS: u64 = 10_000;
 const MAX_COMPUTE_KIB: u64 = 4096;
 
-impl<H: Handler> Handler for Demo<H> {
-    fn handle(&self, request: &Request<'_>) -> Response {
-        let get = matches!(request.method, "GET" | "HEAD");
+/// The demo's paths, told apart once per request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Hello,
+    Headers,
+    Echo,
+    Sleep,
+    Compute,
+    /// Not one of ours: for the handler behind.
+    Other,
+}
+
+impl Route {
+    #[inline(always)]
+    fn of(request: &Request<'_>) -> Route {
         match request.path {
-            "/hello" if get => hello(),
-            "/headers" if get => headers(request),
-            "/echo" if request.method == "POST" => echo(request),
-            "/sleep" if get => sleep(request),
-            "/compute" if get => compute(request),
-            "/hello" | "/headers" | "/sleep" | "/compute" => {
-                other_method(request, "GET, HEAD, OPTIONS")
-            }
-            "/echo" => other_method(request, "POST, OPTIONS"),
-            _ => self.rest.handle(request),
+            "/hello" => Route::Hello,
+            "/headers" => Route::Headers,
+            "/echo" => Route::Echo,
+            "/sleep" => Route::Sleep,
+            "/compute" => Route::Compute,
+            _ => Route::Other,
         }
     }
 
+    /// `/sleep` waits and `/compute` keeps a core busy: the reactor runs them on its pool.
+    fn may_block(self) -> bool {
+        matches!(self, Route::Sleep | Route::Compute)
+    }
+}
+
+impl<H: Handler> Handler for Demo<H> {
+    fn handle(&self, request: &Request<'_>) -> Response {
+        self.answer(Route::of(request), request)
+    }
+
     fn may_block(&self, request: &Request<'_>) -> bool {
-        match request.path {
-            "/sleep" | "/compute" => true,
-            _ => self.rest.may_block(request),
+        match Route::of(request) {
+            Route::Other => self.rest.may_block(request),
+            route => route.may_block(),
+        }
+    }
+
+    /// One look at the path decides both where the request runs and what answers it.
+    fn handle_unless_blocking(&self, request: &Request<'_>) -> Option<Response> {
+        match Route::of(request) {
+            Route::Other => self.rest.handle_unless_blocking(request),
+            route if route.may_block() => None,
+            route => Some(self.answer(route, request)),
+        }
+    }
+}
+
+impl<H: Handler> Demo<H> {
+    #[inline(always)]
+    fn answer(&self, route: Route, request: &Request<'_>) -> Response {
+        let get = matches!(request.method, "GET" | "HEAD");
+        match route {
+            Route::Hello if get => hello(),
+            Route::Headers if get => headers(request),
+            Route::Echo if request.method == "POST" => echo(request),
+            Route::Sleep if get => sleep(request),
+            Route::Compute if get => compute(request),
+            Route::Echo => other_method(request, "POST, OPTIONS"),
+            Route::Other => self.rest.handle(request),
+            _ => other_method(request, "GET, HEAD, OPTIONS"),
         }
     }
 }

@@ -58,6 +58,19 @@ pub trait Handler: Send + Sync + 'static {
     fn may_block(&self, _request: &Request<'_>) -> bool {
         false
     }
+
+    /// What an event loop calls: the response, or `None` if the request [may
+    /// block](Handler::may_block), in which case the loop has [`Handler::handle`] run on its
+    /// pool. The default asks one, then the other; a router that can tell both from one look
+    /// at the path overrides it to look once (the demo routes do), since it runs for every
+    /// request on the loop.
+    fn handle_unless_blocking(&self, request: &Request<'_>) -> Option<Response> {
+        if self.may_block(request) {
+            None
+        } else {
+            Some(self.handle(request))
+        }
+    }
 }
 // ANCHOR_END: handler
 

@@ -75,7 +75,9 @@ pub struct Context<'a> {
     pub log: Option<&'a mut AccessLog>,
     /// The client's address, for the access log.
     pub peer: IpAddr,
-    pub handler: &'a dyn Fn(&Request<'_>) -> Response,
+    /// Answers a request where it is, or declines (`None`) because it may block: it then goes
+    /// to `offload`. Only a context with an `offload` has a handler that declines.
+    pub handler: &'a dyn Fn(&Request<'_>) -> Option<Response>,
     /// Where requests whose handler may block go instead (the reactor's handler pool); `None`
     /// for drivers that call every handler where they are (a blocking thread may block).
     pub offload: Option<&'a mut dyn Offload>,
@@ -85,15 +87,13 @@ pub struct Context<'a> {
 
 // ANCHOR: offload
 /// A place to answer requests off the event loop: the driver's thread pool. A request whose
-/// handler may block is handed over, and the connection [waits](Want::Wait) until the driver
-/// gives the response back with [`Conn::completed`]. Nothing here knows about threads: to the
-/// state machine it is one more thing to wait for, like bytes.
+/// handler may block (the context's handler declined it) is handed over, and the connection
+/// [waits](Want::Wait) until the driver gives the response back with [`Conn::completed`].
+/// Nothing here knows about threads: to the state machine it is one more thing to wait for,
+/// like bytes.
 pub trait Offload {
-    /// Whether `request`'s handler may block: asked of every request, so it must be quick.
-    fn blocks(&self, request: &Request<'_>) -> bool;
-
-    /// Takes a request that [blocks](Offload::blocks). `head` is its head as received;
-    /// `request.body` its whole body.
+    /// Takes a request the handler declined to answer where it is. `head` is its head as
+    /// received; `request.body` its whole body.
     fn hand_over(&mut self, request: &Request<'_>, head: &[u8]) -> Handover;
 }
 
@@ -1011,27 +1011,33 @@ impl Conn {
         used: usize,
         cx: &mut Context<'_>,
     ) -> usize {
-        let response = if !framing.known_method {
+        let answer = if framing.known_method {
+            (cx.handler)(request)
+        } else {
             // No handler is asked about a method nobody here implements (RFC 9110 15.6.2). Its
             // framing was understood, so the connection goes on.
-            Response::error(Status::NOT_IMPLEMENTED)
-        } else if let Some(offload) = cx.offload.as_deref_mut()
-            && offload.blocks(request)
-        {
-            match offload.hand_over(request, &data[..head_len]) {
-                Handover::Away => {
-                    self.phase = Phase::Pending {
-                        head_len,
-                        body_len: request.body.len(),
-                        used,
-                    };
-                    self.timer = Timer::Unset; // the handler timer starts now
-                    return 0;
-                }
-                Handover::Refused(status) => Response::error(status),
-            }
-        } else {
-            (cx.handler)(request)
+            Some(Response::error(Status::NOT_IMPLEMENTED))
+        };
+        let response = match answer {
+            Some(response) => response,
+            // It may block: to the pool.
+            None => match cx.offload.as_deref_mut() {
+                Some(offload) => match offload.hand_over(request, &data[..head_len]) {
+                    Handover::Away => {
+                        self.phase = Phase::Pending {
+                            head_len,
+                            body_len: request.body.len(),
+                            used,
+                        };
+                        self.timer = Timer::Unset; // the handler timer starts now
+                        return 0;
+                    }
+                    Handover::Refused(status) => Response::error(status),
+                },
+                // Declined with nowhere to go: a driver that gave a declining handler and
+                // no pool.
+                None => Response::error(Status::INTERNAL_SERVER_ERROR),
+            },
         };
         let open = self.drain.keeps_open(data.len() > used);
         let keep_alive = self.output.respond(cx, request, framing, open, response);

@@ -118,17 +118,24 @@ impl LoopEnv {
     pub fn with_context<R>(&mut self, peer: IpAddr, f: impl FnOnce(&mut Context<'_>) -> R) -> R {
         let handler = &*self.shared.handler;
         let metrics = self.metrics.as_deref();
+        // With a pool, requests that may block go there: the handler says which, in the same
+        // call that answers the others.
+        let offloads = self.offload.is_some();
         let respond = |request: &Request<'_>| {
             // A panic in the handler is that request's failure, not the loop's: it becomes a
             // 500, and the loop goes on serving every other connection. The panic hook has
             // already printed the message and its location, once, to stderr; the access log
             // shows the 500. The connection's own state is untouched (the panic happened in the
             // handler, not in `http::Conn`), so it may stay open.
-            panic::catch_unwind(AssertUnwindSafe(|| handler.handle(request))).unwrap_or_else(|_| {
+            panic::catch_unwind(AssertUnwindSafe(|| match offloads {
+                true => handler.handle_unless_blocking(request),
+                false => Some(handler.handle(request)),
+            }))
+            .unwrap_or_else(|_| {
                 if let Some(metrics) = metrics {
                     metrics.handler_panics.add(1);
                 }
-                Response::error(Status::INTERNAL_SERVER_ERROR)
+                Some(Response::error(Status::INTERNAL_SERVER_ERROR))
             })
         };
         let mut cx = Context {
@@ -414,6 +421,13 @@ impl Handler for MetricsRoute {
 
     fn may_block(&self, request: &Request<'_>) -> bool {
         request.path != self.path && self.inner.may_block(request)
+    }
+
+    fn handle_unless_blocking(&self, request: &Request<'_>) -> Option<Response> {
+        if request.path != self.path {
+            return self.inner.handle_unless_blocking(request);
+        }
+        Some(self.handle(request))
     }
 }
 

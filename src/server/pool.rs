@@ -231,13 +231,6 @@ pub(crate) struct PoolOffer {
 }
 
 impl Offload for PoolOffer {
-    fn blocks(&self, request: &Request<'_>) -> bool {
-        // The user's predicate, on the loop: a panic in it must not take the loop down (the
-        // request is then answered here, where its handler's own panic, if any, is a 500).
-        panic::catch_unwind(AssertUnwindSafe(|| self.pool.handler.may_block(request)))
-            .unwrap_or(false)
-    }
-
     fn hand_over(&mut self, request: &Request<'_>, head: &[u8]) -> Handover {
         let job = Job {
             head: head.to_vec(),

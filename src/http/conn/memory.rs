@@ -14,6 +14,9 @@ use super::{Conn, Context, Offload, Want};
 use crate::config::Limits;
 use crate::http::{BufPool, Clock, HeadCache, Request, Response};
 
+/// A context's handler: a response, or `None` for a request that goes to the offload.
+pub type Respond<'h> = dyn Fn(&Request<'_>) -> Option<Response> + 'h;
+
 /// What a driver lends a `Conn` on each call, owned here: a loop's limits, clock, buffer pool and
 /// head cache, and the handler. [`MemoryEnv::cx`] borrows only this, so a `Conn` kept beside it
 /// stays usable while the context is alive. (The criterion bench drives a `Conn` with one too.)
@@ -22,19 +25,21 @@ pub struct MemoryEnv<'h> {
     pub clock: Clock,
     pub pool: BufPool,
     pub heads: HeadCache,
-    pub handler: &'h dyn Fn(&Request<'_>) -> Response,
+    /// Answers requests, or declines those that "may block" when there is an `offload`.
+    pub handler: Box<Respond<'h>>,
     /// Where requests may be handed away (a test's stand-in for the reactor's pool).
     pub offload: Option<Box<dyn Offload>>,
 }
 
 impl<'h> MemoryEnv<'h> {
+    /// An environment whose `handler` answers every request.
     pub fn new(limits: Limits, handler: &'h dyn Fn(&Request<'_>) -> Response) -> Self {
         MemoryEnv {
             limits,
             clock: clock_at(Instant::now()),
             pool: BufPool::new(),
             heads: HeadCache::default(),
-            handler,
+            handler: Box::new(move |request| Some(handler(request))),
             offload: None,
         }
     }
@@ -48,7 +53,7 @@ impl<'h> MemoryEnv<'h> {
             heads: &mut self.heads,
             log: None,
             peer: IpAddr::from([127, 0, 0, 1]),
-            handler: self.handler,
+            handler: &*self.handler,
             offload: match &mut self.offload {
                 Some(offload) => Some(offload.as_mut()),
                 None => None,

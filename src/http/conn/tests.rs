@@ -303,10 +303,6 @@ type Taken = std::rc::Rc<std::cell::RefCell<Vec<(Vec<u8>, Vec<u8>)>>>;
 struct Away(Taken);
 
 impl Offload for Away {
-    fn blocks(&self, request: &Request<'_>) -> bool {
-        matches!(request.path, "/slow" | "/full")
-    }
-
     fn hand_over(&mut self, request: &Request<'_>, head: &[u8]) -> Handover {
         if request.path == "/full" {
             return Handover::Refused(Status::SERVICE_UNAVAILABLE);
@@ -321,6 +317,8 @@ impl Offload for Away {
 fn with_pool(limits: Limits) -> (Harness, Taken) {
     let taken = Taken::default();
     let mut harness = Harness::with(limits, &describe);
+    harness.env.handler =
+        Box::new(|request| (!matches!(request.path, "/slow" | "/full")).then(|| describe(request)));
     harness.env.offload = Some(Box::new(Away(taken.clone())));
     (harness, taken)
 }
