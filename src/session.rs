@@ -5,10 +5,8 @@
 //! `sent_file`, so a driver is written once, generic over the session, and compiled twice: the
 //! plain server runs exactly the code it ran before TLS existed, with no branch for it.
 
-use std::time::Instant;
-
 use crate::config::Limits;
-use crate::http::{Conn, Context, Drain, Response, Status, Want};
+use crate::http::{Conn, Context, Drain, Millis, Response, Status, Want};
 
 // ANCHOR: session
 /// A connection state machine a driver can move bytes for.
@@ -32,7 +30,7 @@ pub trait Session: Sized + Send + 'static {
     /// `n` bytes of the last [`Want::SendFile`] were sent.
     fn sent_file(&mut self, n: u64);
     /// When the current timeout expires.
-    fn deadline(&self, limits: &Limits) -> Option<Instant>;
+    fn deadline(&self, limits: &Limits) -> Option<Millis>;
     /// The deadline passed.
     fn timed_out(&mut self, cx: &mut Context<'_>);
     /// The server stops or hands over.
@@ -84,7 +82,7 @@ impl Session for Conn {
     }
 
     #[inline]
-    fn deadline(&self, limits: &Limits) -> Option<Instant> {
+    fn deadline(&self, limits: &Limits) -> Option<Millis> {
         Conn::deadline(self, limits)
     }
 

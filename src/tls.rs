@@ -22,14 +22,13 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection};
 
 use crate::config::Limits;
-use crate::http::{Conn, Context, Drain, LINGER_TIMEOUT, Response, Status, Want};
+use crate::http::{Conn, Context, Drain, LINGER_TIMEOUT, Millis, Response, Status, Want};
 use crate::session::Session;
 
 /// Where the certificate comes from.
@@ -145,7 +144,7 @@ pub struct TlsConn {
     /// Something to log once a context is at hand (a refusal or a TLS failure).
     to_log: bool,
     /// A refused connection lingers until then, reading what the client still sends.
-    linger_until: Option<Instant>,
+    linger_until: Option<Millis>,
 }
 // ANCHOR_END: tls_conn
 
@@ -283,7 +282,7 @@ impl Session for TlsConn {
                 }
                 State::Refusing { half_closed: false } => {
                     self.state = State::Refusing { half_closed: true };
-                    self.linger_until = Some(cx.clock.now() + LINGER_TIMEOUT);
+                    self.linger_until = Some(cx.clock.now_ms().after(LINGER_TIMEOUT));
                     return Want::HalfClose;
                 }
                 // Lingering: read what the client still sends until it closes.
@@ -411,7 +410,7 @@ impl Session for TlsConn {
         // Never asked: file bodies are read and encrypted here (see `want`).
     }
 
-    fn deadline(&self, limits: &Limits) -> Option<Instant> {
+    fn deadline(&self, limits: &Limits) -> Option<Millis> {
         // The handshake counts under the first request's header timeout, which the HTTP
         // connection starts when it is made.
         self.linger_until.or_else(|| self.inner.deadline(limits))

@@ -40,11 +40,11 @@
 
 use core::net::IpAddr;
 use std::fs::File;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::body::{ChunkedDecoder, Decoded};
 use super::buf::{BUF_SIZE, BufPool, Input};
-use super::date::Clock;
+use super::date::{Clock, Millis};
 use super::parse::{
     BodyLength, Framing, Head, HeadScan, Scanned, downgrade_later_minor, header_storage,
     leading_empty_lines, parse_again, parse_head, parse_whole_head,
@@ -138,7 +138,7 @@ pub struct Conn {
     output: Output,
     /// When the current timer started. The deadline is computed only when a driver asks for it,
     /// since most timers (a send that completes at once) are replaced before anyone looks.
-    timer_since: Instant,
+    timer_since: Millis,
     /// Which timeout governs the connection now.
     timer: Timer,
     /// The client closed its side: no more input will come.
@@ -480,7 +480,7 @@ impl Conn {
             },
             input: Input::default(),
             output: Output::default(),
-            timer_since: cx.clock.now(),
+            timer_since: cx.clock.now_ms(),
             timer: Timer::Header,
             peer_closed: false,
             drain: Drain::No,
@@ -605,7 +605,7 @@ impl Conn {
 
     // ANCHOR: deadline
     /// When the current timeout expires; `None` once closed.
-    pub fn deadline(&self, limits: &Limits) -> Option<Instant> {
+    pub fn deadline(&self, limits: &Limits) -> Option<Millis> {
         let duration = match self.timer {
             Timer::Unset => return None,
             Timer::Header => limits.header_timeout,
@@ -616,9 +616,9 @@ impl Conn {
             Timer::Handler => limits.handler_timeout,
         };
         if self.waits_out_handover() {
-            return Some(self.timer_since + duration.min(HANDOVER_IDLE));
+            return Some(self.timer_since.after(duration.min(HANDOVER_IDLE)));
         }
-        Some(self.timer_since + duration)
+        Some(self.timer_since.after(duration))
     }
     // ANCHOR_END: deadline
 
@@ -1086,7 +1086,7 @@ impl Conn {
         // A send timer restarts whenever output moves; the others run from when they started.
         if timer != self.timer || (timer == Timer::Send && self.sent_since_want) {
             self.timer = timer;
-            self.timer_since = cx.clock.now();
+            self.timer_since = cx.clock.now_ms();
         }
         self.sent_since_want = false;
     }

@@ -5,10 +5,46 @@
 //! wake-up, as nginx's `ngx_time_update` does. It is never shared between threads: a cache that
 //! several threads rewrite in place is a data race, however harmless it looks.
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+// ANCHOR: millis
+/// A moment on the monotonic clock, in whole milliseconds since the process first asked
+/// (rounded down). Connections keep their timers in these: 8 bytes where an `Instant` takes 16,
+/// and a deadline is an integer addition, compared as an integer with the loop's current
+/// `Millis` (one clock conversion per wake-up, in [`Clock::tick`], not one per request).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Millis(pub u64);
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+impl Millis {
+    /// `at`, rounded down to the millisecond.
+    pub fn of(at: Instant) -> Millis {
+        let since = at.saturating_duration_since(epoch());
+        Millis(since.as_secs() * 1000 + u64::from(since.subsec_millis()))
+    }
+
+    pub fn instant(self) -> Instant {
+        epoch() + Duration::from_millis(self.0)
+    }
+
+    /// `duration` later (whole milliseconds of it).
+    #[inline]
+    pub fn after(self, duration: Duration) -> Millis {
+        let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        Millis(self.0.saturating_add(ms))
+    }
+}
+// ANCHOR_END: millis
 
 pub struct Clock {
     now: Instant,
+    /// `now` in [`Millis`], for timers.
+    now_ms: Millis,
     /// When the wall-clock second next changes, on the monotonic clock: until then the
     /// formatted dates stay valid, and a tick costs one monotonic clock read.
     next_second: Instant,
@@ -29,6 +65,7 @@ impl Clock {
     pub fn at(now: Instant, wall: SystemTime) -> Self {
         let mut clock = Clock {
             now,
+            now_ms: Millis::of(now),
             next_second: now,
             http_date: [b' '; 29],
             log_date: [b' '; 26],
@@ -41,6 +78,7 @@ impl Clock {
     /// Reads the monotonic clock; re-formats the dates only when a new second has begun.
     pub fn tick(&mut self) {
         self.now = Instant::now();
+        self.now_ms = Millis::of(self.now);
         if self.now >= self.next_second {
             self.set_wall(self.now, SystemTime::now());
         }
@@ -48,6 +86,11 @@ impl Clock {
 
     pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// [`Clock::now`] in milliseconds, for timers.
+    pub fn now_ms(&self) -> Millis {
+        self.now_ms
     }
 
     pub fn http_date(&self) -> &[u8; 29] {
@@ -116,6 +159,15 @@ mod tests {
         let start = Instant::now();
         let clock = Clock::at(start, UNIX_EPOCH + Duration::from_millis(784_111_777_250));
         assert_eq!(clock.next_second, start + Duration::from_millis(750));
+    }
+
+    #[test]
+    fn millis_round_down_and_add() {
+        let at = Instant::now() + Duration::from_micros(2_500_700);
+        let ms = Millis::of(at);
+        assert!(ms.instant() <= at && at - ms.instant() < Duration::from_millis(1));
+        assert_eq!(ms.after(Duration::from_secs(5)), Millis(ms.0 + 5000));
+        assert_eq!(ms.after(Duration::MAX), Millis(u64::MAX));
     }
 
     #[test]

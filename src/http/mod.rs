@@ -26,7 +26,7 @@ pub use conn::{
     Conn, Context, Drain, HANDOVER_IDLE, Handover, LINGER_TIMEOUT, OUTPUT_HIGH_WATER, Offload,
     STREAM_PIECE, Want, memory,
 };
-pub use date::Clock;
+pub use date::{Clock, Millis};
 pub use parse::{
     BodyLength, Framing, Head, HeadScan, HeaderStorage, KNOWN_METHODS, MAX_HEADERS, MAX_METHOD,
     MAX_REQUEST_LINE, Scanned, downgrade_later_minor, header_storage, leading_empty_lines,

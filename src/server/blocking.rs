@@ -26,7 +26,7 @@ use slab::Slab;
 
 use super::shutdown::{DRAIN_GRACE, wait_readable};
 use super::{LoopEnv, Shared, Shutdown, io_util};
-use crate::http::{HANDOVER_IDLE, Status, Want};
+use crate::http::{HANDOVER_IDLE, Millis, Status, Want};
 use crate::session::Session;
 
 /// A blocking wait may end this much after its deadline: the socket timeout is only shortened
@@ -147,7 +147,7 @@ pub(crate) fn serve_connection<S: Session>(
         let done = env.with_context(peer, |cx| match conn.want(cx) {
             Want::Read => {
                 // Wake no later than the connection's deadline, or the next log flush.
-                let deadline = conn.deadline(cx.limits);
+                let deadline = conn.deadline(cx.limits).map(Millis::instant);
                 let wake = [deadline, log_due].into_iter().flatten().min();
                 timeouts.read_until(wake, now);
                 let buf = conn.read_buf(cx);

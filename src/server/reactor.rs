@@ -44,7 +44,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::pool::{Inbox, PoolOffer};
-use super::timers::{Armed, Timers, earliest};
+use super::timers::{Armed, Timers, sleep_for};
 use super::upgrade::Upgrade;
 use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
 use crate::access_log::AccessLog;
@@ -306,20 +306,17 @@ impl<S: Session> EventLoop<S> {
     /// clock read at the start of this turn, as nginx does: a timer may fire as late as one
     /// turn's work, and the turn saves a clock read.
     fn poll_timeout(&self) -> Option<Duration> {
-        let log_due = self.env.log.as_ref().and_then(AccessLog::flush_due);
-        let earliest = earliest(
-            self.timers.next(),
-            [
-                self.accept_paused_until,
-                log_due,
-                self.drain_deadline,
-                self.upgrade_due,
-            ],
-        );
         if !self.again.is_empty() {
             return Some(Duration::ZERO); // connections wait for their next turn
         }
-        earliest.map(|at| at.saturating_duration_since(self.env.clock.now()))
+        let log_due = self.env.log.as_ref().and_then(AccessLog::flush_due);
+        let others = [
+            self.accept_paused_until,
+            log_due,
+            self.drain_deadline,
+            self.upgrade_due,
+        ];
+        sleep_for(&self.timers, &self.env.clock, others)
     }
     // ANCHOR_END: poll_timeout
 
@@ -591,7 +588,7 @@ impl<S: Session> EventLoop<S> {
     /// Fires every timer that is due. Entries whose connection is gone, or that a later entry
     /// replaced, are dropped; entries for a deadline that has since moved later are re-armed.
     fn fire_timers(&mut self) {
-        let now = self.env.clock.now();
+        let now = self.env.clock.now_ms();
         while let Some((at, (key, generation))) = self.timers.pop_due(now) {
             let Some(connection) = self.connections.get_mut(key) else {
                 continue;
@@ -731,4 +728,14 @@ impl<S: Session> EventLoop<S> {
 fn watch(poll: &Poll, fd: RawFd) -> io::Result<()> {
     poll.registry()
         .register(&mut SourceFd(&fd), UPGRADE, Interest::READABLE)
+}
+#[cfg(test)]
+mod tests {
+    /// What an idle connection costs the reactor beyond its `http::Conn` (see
+    /// `an_idle_connection_is_small`): its slab entry. benches/idle-memory.sh measures the whole.
+    #[test]
+    fn a_connection_entry_is_small() {
+        let size = size_of::<super::Connection<crate::http::Conn>>();
+        assert!(size <= 176, "the reactor's Connection grew to {size} bytes");
+    }
 }

@@ -13,61 +13,43 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
+use crate::http::{Clock, Millis};
+
 /// Identifies a connection across slab-key reuse: (slab key, generation).
 pub(crate) type TimerKey = (usize, u32);
 
 // ANCHOR: timers
-/// The heap holds one entry per connection, so its entries are kept small: a deadline as
-/// milliseconds after the loop started (rounded up: a timer fires up to a millisecond late, never
-/// early) and the connection's key, 16 bytes where an `Instant` and a `usize` key took 32. With
-/// ten thousand idle connections that is 160 KB.
+/// The heap holds one entry per connection, so its entries are kept small: a deadline in
+/// milliseconds and the connection's key, 16 bytes where an `Instant` and a `usize` key took 32.
+/// With ten thousand idle connections that is 160 KB.
+#[derive(Default)]
 pub(crate) struct Timers {
-    /// What deadlines are counted from.
-    epoch: Instant,
     heap: BinaryHeap<Reverse<(Armed, u32, u32)>>,
 }
 
-/// A connection's record of its earliest entry in the heap (its deadline, as the heap keeps it),
-/// or none: 8 bytes in every connection, where an `Option<Instant>` takes 16.
+/// A connection's record of its earliest entry in the heap (that entry's deadline), or none.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Armed(u64);
 
 impl Armed {
     pub const NONE: Armed = Armed(0);
-}
 
-impl Default for Timers {
-    fn default() -> Self {
-        Timers::new(Instant::now())
+    fn of(deadline: Millis) -> Armed {
+        Armed(deadline.0.saturating_add(1))
+    }
+
+    fn deadline(self) -> Millis {
+        Millis(self.0 - 1)
     }
 }
 
 impl Timers {
-    pub fn new(epoch: Instant) -> Self {
-        Timers {
-            epoch,
-            heap: BinaryHeap::new(),
-        }
-    }
-
-    /// `at` in whole milliseconds after the epoch, rounded up, plus one (0 is "none").
-    #[inline]
-    fn stamp(&self, at: Instant) -> Armed {
-        let since = at.saturating_duration_since(self.epoch);
-        let ms = since.as_secs() * 1000 + u64::from(since.subsec_nanos().div_ceil(1_000_000));
-        Armed(ms + 1)
-    }
-
-    fn instant(&self, armed: Armed) -> Instant {
-        self.epoch + Duration::from_millis(armed.0 - 1)
-    }
-
     /// Makes sure a timer fires no later than `deadline` for `key`. `armed` is the connection's
     /// record of its earliest entry in the heap.
     #[inline]
-    pub fn arm(&mut self, key: TimerKey, armed: &mut Armed, deadline: Option<Instant>) {
+    pub fn arm(&mut self, key: TimerKey, armed: &mut Armed, deadline: Option<Millis>) {
         if let Some(deadline) = deadline {
-            let at = self.stamp(deadline);
+            let at = Armed::of(deadline);
             if *armed == Armed::NONE || at < *armed {
                 // A slab key is below the connection limit, far below 2^32.
                 debug_assert!(u32::try_from(key.0).is_ok());
@@ -77,16 +59,11 @@ impl Timers {
         }
     }
 
-    /// The earliest entry, for the poll timeout.
-    pub fn next(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, ..))| self.instant(*at))
-    }
-
     /// Removes and returns an entry due at `now`, if any: (the entry, as the connection that
     /// armed it recorded it; whose).
-    pub fn pop_due(&mut self, now: Instant) -> Option<(Armed, TimerKey)> {
+    pub fn pop_due(&mut self, now: Millis) -> Option<(Armed, TimerKey)> {
         match self.heap.peek() {
-            Some(Reverse((at, ..))) if self.instant(*at) <= now => {
+            Some(Reverse((at, ..))) if at.deadline() <= now => {
                 let Reverse((at, key, generation)) = self.heap.pop()?;
                 Some((at, (key as usize, generation)))
             }
@@ -101,65 +78,64 @@ impl Timers {
 }
 // ANCHOR_END: timers
 
-/// The earliest of `first` and `others`, any of which may be absent: what a loop sleeps until.
-pub(crate) fn earliest(
-    first: Option<Instant>,
+/// How long a loop may sleep: until its earliest timer, or the earliest of `others` (any of
+/// which may be absent), counted from the clock's reading at the start of the turn. `None`:
+/// until an event. The timers' part is integer arithmetic on milliseconds: it runs every turn.
+pub(crate) fn sleep_for(
+    timers: &Timers,
+    clock: &Clock,
     others: impl IntoIterator<Item = Option<Instant>>,
-) -> Option<Instant> {
-    others
-        .into_iter()
-        .fold(first, |earliest, at| match (earliest, at) {
-            (Some(earliest), Some(at)) => Some(earliest.min(at)),
-            (earliest, at) => earliest.or(at),
-        })
+) -> Option<Duration> {
+    let timer = (timers.heap.peek())
+        .map(|Reverse((at, ..))| at.deadline().0.saturating_sub(clock.now_ms().0))
+        .map(Duration::from_millis);
+    (others.into_iter().flatten())
+        .map(|at| at.saturating_duration_since(clock.now()))
+        .chain(timer)
+        .min()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn later_deadlines_push_nothing_earlier_ones_do() {
-        let t0 = Instant::now();
-        let mut timers = Timers::new(t0);
+        let t0 = Millis(1000);
+        let mut timers = Timers::default();
         let mut armed = Armed::NONE;
-        timers.arm((1, 0), &mut armed, Some(t0 + Duration::from_secs(5)));
-        timers.arm((1, 0), &mut armed, Some(t0 + Duration::from_secs(9)));
+        timers.arm((1, 0), &mut armed, Some(t0.after(Duration::from_secs(5))));
+        timers.arm((1, 0), &mut armed, Some(t0.after(Duration::from_secs(9))));
         assert_eq!(timers.len(), 1);
-        timers.arm((1, 0), &mut armed, Some(t0 + Duration::from_secs(2)));
+        timers.arm((1, 0), &mut armed, Some(t0.after(Duration::from_secs(2))));
         assert_eq!(timers.len(), 2);
-        assert_eq!(timers.next(), Some(t0 + Duration::from_secs(2)));
-        assert_eq!(timers.pop_due(t0 + Duration::from_secs(1)), None);
-        assert_eq!(
-            timers.pop_due(t0 + Duration::from_secs(3)),
-            Some((armed, (1, 0)))
-        );
-        assert_eq!(timers.pop_due(t0 + Duration::from_secs(3)), None);
+        assert_eq!(timers.pop_due(Millis(2999)), None);
+        assert_eq!(timers.pop_due(Millis(3000)), Some((armed, (1, 0))));
+        assert_eq!(timers.pop_due(Millis(4000)), None);
+        let (_, (key, _)) = timers.pop_due(Millis(6000)).unwrap();
+        assert_eq!(key, 1);
     }
 
-    /// Deadlines are kept to the millisecond, rounded up: never due before they are, and due
-    /// within a millisecond after; days of uptime later as well.
     #[test]
-    fn never_early_at_most_a_millisecond_late() {
-        let t0 = Instant::now();
-        let mut timers = Timers::new(t0);
-        for offset in [
-            Duration::ZERO,
-            Duration::from_nanos(1),
-            Duration::from_micros(1500),
-            Duration::from_millis(7),
-            Duration::from_secs(60 * 86_400) + Duration::from_nanos(999_999_999),
-        ] {
-            let deadline = t0 + offset;
-            let mut armed = Armed::NONE;
-            timers.arm((3, 7), &mut armed, Some(deadline));
-            let fires = timers.next().unwrap();
-            assert!(fires >= deadline && fires - deadline < Duration::from_millis(1));
-            if offset > Duration::ZERO {
-                assert_eq!(timers.pop_due(deadline - Duration::from_nanos(1)), None);
-            }
-            assert_eq!(timers.pop_due(fires), Some((armed, (3, 7))));
-        }
+    fn sleeps_until_the_earliest_timer_or_other_deadline() {
+        let clock = Clock::new();
+        let now = clock.now_ms();
+        let mut timers = Timers::default();
+        assert_eq!(sleep_for(&timers, &clock, [None]), None);
+        let mut armed = Armed::NONE;
+        timers.arm(
+            (1, 0),
+            &mut armed,
+            Some(now.after(Duration::from_millis(40))),
+        );
+        assert_eq!(
+            sleep_for(&timers, &clock, [None]),
+            Some(Duration::from_millis(40))
+        );
+        let soon = clock.now() + Duration::from_millis(15);
+        let slept = sleep_for(&timers, &clock, [None, Some(soon)]);
+        assert_eq!(slept, Some(Duration::from_millis(15)));
+        let past = Some(clock.now() - Duration::from_millis(5));
+        assert_eq!(sleep_for(&timers, &clock, [past]), Some(Duration::ZERO));
     }
 }

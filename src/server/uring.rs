@@ -69,7 +69,7 @@ use slab::Slab;
 
 use super::pool::{Inbox, PoolOffer, Wake};
 use super::reactor::REFUSING_MAX;
-use super::timers::{Armed, Timers, earliest};
+use super::timers::{Armed, Timers, sleep_for};
 use super::upgrade::Upgrade;
 use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
 use crate::access_log::AccessLog;
@@ -894,16 +894,13 @@ impl<S: Session> Ring<S> {
     /// Sleeps until the earliest thing that has a time (see the reactor's `poll_timeout`).
     fn wait_timeout(&self) -> Option<Duration> {
         let log_due = self.env.log.as_ref().and_then(AccessLog::flush_due);
-        earliest(
-            self.timers.next(),
-            [
-                self.accept_paused_until,
-                log_due,
-                self.drain_deadline,
-                self.upgrade_due,
-            ],
-        )
-        .map(|at| at.saturating_duration_since(self.env.clock.now()))
+        let others = [
+            self.accept_paused_until,
+            log_due,
+            self.drain_deadline,
+            self.upgrade_due,
+        ];
+        sleep_for(&self.timers, &self.env.clock, others)
     }
 
     /// Takes every completion waiting and handles each.
@@ -1397,7 +1394,7 @@ impl<S: Session> Ring<S> {
         }
         let generation = connection.generation;
         let fd = connection.socket.as_raw_fd();
-        let now = self.env.clock.now();
+        let now = self.env.clock.now_ms();
         let draining = self.draining;
         // Its deadline passed (found by `fire_timers`, perhaps while an operation was in flight).
         let time_out = std::mem::take(&mut connection.overdue)
@@ -1643,7 +1640,7 @@ impl<S: Session> Ring<S> {
     /// Fires every timer that is due. A connection with an operation in flight is marked
     /// overdue and its operation cancelled: it is timed out when the completion is back.
     fn fire_timers(&mut self) {
-        let now = self.env.clock.now();
+        let now = self.env.clock.now_ms();
         while let Some((at, (key, generation))) = self.timers.pop_due(now) {
             let Some(connection) = self.connections.get_mut(key) else {
                 continue;
@@ -1799,5 +1796,15 @@ impl<S: Session> Drop for Ring<S> {
         let _ = self.ring.submitter().unregister_buf_ring(BUF_GROUP);
         // SAFETY: dropped once, here, and never used again.
         unsafe { ManuallyDrop::drop(&mut self.bufs) };
+    }
+}
+#[cfg(test)]
+mod tests {
+    /// What an idle connection costs the uring beyond its `http::Conn` (see
+    /// `an_idle_connection_is_small`): its slab entry. benches/idle-memory.sh measures the whole.
+    #[test]
+    fn a_connection_entry_is_small() {
+        let size = size_of::<super::Connection<crate::http::Conn>>();
+        assert!(size <= 192, "the uring's Connection grew to {size} bytes");
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use super::{Conn, Context, Offload, Want};
 use crate::config::Limits;
-use crate::http::{BufPool, Clock, HeadCache, Request, Response};
+use crate::http::{BufPool, Clock, HeadCache, Millis, Request, Response};
 
 /// A context's handler: a response, or `None` for a request that goes to the offload.
 pub type Respond<'h> = dyn Fn(&Request<'_>) -> Option<Response> + 'h;
@@ -155,7 +155,7 @@ impl MemoryConn {
         if self
             .conn
             .deadline(&self.env.limits)
-            .is_some_and(|deadline| deadline <= later)
+            .is_some_and(|deadline| deadline <= Millis::of(later))
         {
             let mut cx = self.env.cx();
             self.conn.timed_out(&mut cx);
