@@ -15,7 +15,10 @@
 #
 # The workload "idle@0" runs the /hello probe alone: the latency floor of this machine in the
 # same run, without which a p99 beside the load cannot be read (on a virtual machine whose idle
-# cores sleep, waking one costs far more than the server's work).
+# cores sleep, waking one costs far more than the server's work). The server "limit" is
+# ../shared/bench/limit.c, the C floor, which answers every request with hello: only for idle@0.
+#
+#   WORKLOADS=idle@0 SERVERS="limit reactor" benches/blocking-handlers.sh 5 5
 #
 # Needs: taskset, curl, python3, two cores.
 set -euo pipefail
@@ -32,19 +35,27 @@ here=$(cd "$(dirname "$0")" && pwd)
 (cd "$repo" && cargo build --release --quiet)
 bench=$repo/target/release/reactor-bench
 server=$repo/target/release/reactor-httpd
+case " $SERVERS " in
+  *" limit "*) gcc -O2 -o "$work/limit" "${LIMIT_C:-$repo/../shared/bench/limit.c}" ;;
+esac
 
 # One run: prints "requests_per_s p99_us errors hello_p99_us hello_errors".
 run_once() {
   local name=$1 path=$2 connections=$3 at=$4
   local args=(--bind "127.0.0.1:$at" --quiet --demo --threads "$THREADS" --max-connections 5000)
+  local command=$server
   case $name in
+    limit)
+      [ "$path" = idle ] || { echo "limit answers hello to everything: idle@0 only" >&2; exit 1; }
+      command=$work/limit args=("127.0.0.1:$at")
+      ;;
     reactor) args+=(--mode reactor --cores 1 --handler-threads "$THREADS") ;;
     uring) args+=(--mode uring --cores 1 --handler-threads "$THREADS") ;;
     reactor-no-pool) args+=(--mode reactor --cores 1 --handler-threads 0) ;;
     threaded) args+=(--mode threaded) ;;
     fork) args+=(--mode fork) ;;
   esac
-  start "$name" "$at" /hello "$server" "${args[@]}"
+  start "$name" "$at" /hello "$command" "${args[@]}"
   local slow=
   if [ "$path" = idle ]; then
     echo '{"requests_per_s": 0, "latency_us": {"p99": 0}, "errors": 0}' >"$work/slow.json"

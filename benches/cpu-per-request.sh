@@ -15,6 +15,8 @@
 #   SERVERS="reactor floor limit" ...  # add examples/httparse_floor.rs: limit.c on mio + httparse
 #   SERVERS="reactor metrics limit" ...  # add reactor-httpd with --metrics-path /metrics
 #   SERVERS="reactor uring limit" ...    # add reactor-httpd --mode uring (io_uring)
+#   SERVERS="reactor limit may nginx" ... # add may_minihttp (../shared/bench/may-hello, built
+#                                        # outside the workspace into $MAY_TARGET, /tmp/may)
 #   FILE_KIB=4 SERVERS="reactor uring-read uring-splice" BASE=reactor ...  # uring's two ways
 #                                        # of sending a file, each alone
 #   TLS=1 benches/cpu-per-request.sh     # HTTPS, keep-alive: reactor-httpd vs nginx, same ECDSA
@@ -104,6 +106,13 @@ for name in $SERVERS; do
       command -v gcc >/dev/null || { echo "needs gcc" >&2; exit 1; }
       gcc -O2 -o "$work/limit" "$LIMIT_C"
       start limit 18090 /hello "$work/limit" 127.0.0.1:18090
+      ;;
+    may)
+      # may_minihttp answering /hello on one worker: built outside this workspace, as its README
+      # says (it is not a dependency of the project).
+      may_target=${MAY_TARGET:-/tmp/may}
+      (cd "$shared/may-hello" && CARGO_TARGET_DIR="$may_target" cargo build --release --quiet)
+      start may 18086 /hello "$may_target/release/may-hello" 127.0.0.1:18086 1
       ;;
     nginx)
       command -v nginx >/dev/null || { echo "needs nginx (apt-get install nginx-light)" >&2; exit 1; }

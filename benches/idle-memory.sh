@@ -7,6 +7,10 @@
 #   benches/idle-memory.sh 10000 nginx                # the same against nginx (one worker)
 #   benches/idle-memory.sh 10000 uring                # reactor-httpd --mode uring
 #   TLS=1 benches/idle-memory.sh 10000 [nginx]        # over TLS (ECDSA P-256, TLS 1.3)
+#   COLD=1 CORES=auto benches/idle-memory.sh 10000    # as an outside harness measures: every
+#        loop (one per core), and the baseline taken before the first request, so what serving
+#        anything costs once (code paged in, each loop's first buffers, a second thread's malloc
+#        arena) is divided among the connections too
 #
 # Needs: python3, and a descriptor limit above N (the script raises its soft limit to the hard).
 set -euo pipefail
@@ -35,7 +39,7 @@ if [ "$WHICH" = nginx ]; then
 else
   (cd "$repo" && cargo build --release --quiet)
   # reactor, or uring: the mode to run.
-  SERVER="$repo/target/release/reactor-httpd --mode $WHICH --bind 127.0.0.1:$PORT --cores 1 --quiet --demo --max-connections $((N + 100)) --keep-alive-timeout 600 $TLS_ARGS"
+  SERVER="$repo/target/release/reactor-httpd --mode $WHICH --bind 127.0.0.1:$PORT --cores ${CORES:-1} --quiet --demo --max-connections $((N + 100)) --keep-alive-timeout 600 $TLS_ARGS"
 fi
 # shellcheck disable=SC2086
 $SERVER >"$work/server.out" 2>&1 &
@@ -46,13 +50,14 @@ rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 # The server process, or the newest child (nginx forks its worker).
 target=$pid
 for _ in $(seq 50); do
-  if curl -skf "$SCHEME://127.0.0.1:$PORT/hello" >/dev/null 2>&1; then break; fi
+  # A connection, not a request: a cold baseline must not have served anything.
+  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
   sleep 0.1
 done
 child=$(pgrep -P "$pid" | tail -1 || true)
 [ -n "$child" ] && target=$child
-# Warm up: one request, so buffers and pools exist before the baseline.
-curl -skf "$SCHEME://127.0.0.1:$PORT/hello" >/dev/null
+# Warm up: one request, so buffers and pools exist before the baseline (unless COLD=1).
+[ -n "${COLD:-}" ] || curl -skf "$SCHEME://127.0.0.1:$PORT/hello" >/dev/null
 
 python3 - "$PORT" "$N" "$target" "$SCHEME" <<'EOF'
 import socket, ssl, sys, time
