@@ -30,6 +30,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
@@ -153,6 +154,17 @@ impl LoopEnv {
             metrics,
         };
         f(&mut cx)
+    }
+
+    /// How long the loop may sleep: until its earliest timer, its access log's next flush, or
+    /// the earliest of `others` (an accept back-off's end, draining's end, an upgrade's).
+    pub(crate) fn sleep_for(
+        &self,
+        timers: &timers::Timers,
+        others: [Option<Instant>; 3],
+    ) -> Option<Duration> {
+        let log_due = self.log.as_ref().and_then(AccessLog::flush_due);
+        timers::sleep_for(timers, &self.clock, others.into_iter().chain([log_due]))
     }
 
     /// Writes the access log if a flush is due; reopens its file first if SIGUSR1 asked.

@@ -44,10 +44,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::pool::{Inbox, PoolOffer};
-use super::timers::{Armed, Timers, sleep_for};
+use super::timers::{Armed, Timers};
 use super::upgrade::Upgrade;
 use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
-use crate::access_log::AccessLog;
 use crate::config::Limits;
 use crate::http::{Drain, Status, Want};
 use crate::metrics::LoopMetrics;
@@ -309,14 +308,12 @@ impl<S: Session> EventLoop<S> {
         if !self.again.is_empty() {
             return Some(Duration::ZERO); // connections wait for their next turn
         }
-        let log_due = self.env.log.as_ref().and_then(AccessLog::flush_due);
         let others = [
             self.accept_paused_until,
-            log_due,
             self.drain_deadline,
             self.upgrade_due,
         ];
-        sleep_for(&self.timers, &self.env.clock, others)
+        self.env.sleep_for(&self.timers, others)
     }
     // ANCHOR_END: poll_timeout
 

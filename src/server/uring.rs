@@ -69,10 +69,9 @@ use slab::Slab;
 
 use super::pool::{Inbox, PoolOffer, Wake};
 use super::reactor::REFUSING_MAX;
-use super::timers::{Armed, Timers, sleep_for};
+use super::timers::{Armed, Timers};
 use super::upgrade::Upgrade;
 use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
-use crate::access_log::AccessLog;
 use crate::config::Limits;
 use crate::http::{Drain, Response, Status, Want};
 use crate::metrics::LoopMetrics;
@@ -893,14 +892,12 @@ impl<S: Session> Ring<S> {
 
     /// Sleeps until the earliest thing that has a time (see the reactor's `poll_timeout`).
     fn wait_timeout(&self) -> Option<Duration> {
-        let log_due = self.env.log.as_ref().and_then(AccessLog::flush_due);
         let others = [
             self.accept_paused_until,
-            log_due,
             self.drain_deadline,
             self.upgrade_due,
         ];
-        sleep_for(&self.timers, &self.env.clock, others)
+        self.env.sleep_for(&self.timers, others)
     }
 
     /// Takes every completion waiting and handles each.
