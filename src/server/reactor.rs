@@ -733,6 +733,11 @@ mod tests {
     #[test]
     fn a_connection_entry_is_small() {
         let size = size_of::<super::Connection<crate::http::Conn>>();
-        assert!(size <= 176, "the reactor's Connection grew to {size} bytes");
+        // In debug builds mio keeps a selector id in every registered source, for its own checks.
+        let limit = if cfg!(debug_assertions) { 192 } else { 176 };
+        assert!(
+            size <= limit,
+            "the reactor's Connection grew to {size} bytes"
+        );
     }
 }
