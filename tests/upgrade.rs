@@ -10,9 +10,10 @@
 mod common;
 
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::upgrading::{Upgrading, binary, stop};
@@ -143,9 +144,34 @@ fn replace_executable(path: &Path, text: &[u8]) {
 
 fn replace_file(path: &Path, text: &[u8], mode: u32) {
     let staged = path.with_extension("new");
-    fs::write(&staged, text).unwrap();
+    write_elsewhere(&staged, text);
     fs::set_permissions(&staged, fs::Permissions::from_mode(mode)).unwrap();
     fs::rename(&staged, path).unwrap();
+}
+
+/// Writes a file that is about to be executed from another process (`cat`), not this one: a
+/// child forked by a test running in parallel inherits this process's descriptors until it
+/// execs, and while it holds one open for writing, executing that file fails with "Text file
+/// busy" (ETXTBSY). Seen once in CI; `cat` forks nothing, so its descriptor goes nowhere.
+fn write_elsewhere(path: &Path, text: &[u8]) {
+    let mut cat = Command::new("sh")
+        .args(["-c", "cat > \"$1\"", "sh"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("run sh");
+    cat.stdin.take().unwrap().write_all(text).unwrap();
+    assert!(cat.wait().unwrap().success(), "writing {path:?}");
+}
+
+/// `fs::copy`, for the same reason as [`write_elsewhere`]: the copy is written by `cp`.
+fn copy_elsewhere(from: &Path, to: &Path) {
+    let copied = Command::new("cp")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("run cp");
+    assert!(copied.success(), "copying {from:?} to {to:?}");
 }
 
 /// The binary replaced on disk by one that fails: the old process says so in one line and
@@ -158,7 +184,7 @@ fn a_broken_new_binary_leaves_the_old_one_serving() {
         let dir = tempdir("upgrade-broken-bin");
         let installed = dir.join("reactor-httpd");
         for mode in MODES.into_iter().filter(|mode| common::runnable_name(mode)) {
-            fs::copy(binary(), &installed).unwrap();
+            copy_elsewhere(&binary(), &installed);
             let mut server = Upgrading::start(&installed, mode, &root, &[]);
             let mut kept = Client::connect(server.addr);
             assert_eq!(kept.get("/hello").status, 200);
@@ -208,7 +234,7 @@ fn a_second_sighup_is_ignored() {
         let installed = dir.join("reactor-httpd");
         let go = dir.join("go");
         for mode in MODES.into_iter().filter(|mode| common::runnable_name(mode)) {
-            fs::copy(binary(), &installed).unwrap();
+            copy_elsewhere(&binary(), &installed);
             let mut server = Upgrading::start(&installed, mode, &root, &[]);
             // The next binary waits for our word before it starts: the upgrade stays under way.
             let _ = fs::remove_file(&go);
@@ -272,7 +298,7 @@ fn an_upgrade_follows_a_switched_release_link() {
         let (v1, v2) = (dir.join("v1"), dir.join("v2"));
         fs::create_dir_all(&v1).unwrap();
         fs::create_dir_all(&v2).unwrap();
-        fs::copy(binary(), v1.join("reactor-httpd")).unwrap();
+        copy_elsewhere(&binary(), &v1.join("reactor-httpd"));
         let marker = dir.join("v2-ran");
         let script = format!(
             "#!/bin/sh\ntouch {}\nexec {} \"$@\"\n",
