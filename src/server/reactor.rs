@@ -726,6 +726,7 @@ fn watch(poll: &Poll, fd: RawFd) -> io::Result<()> {
     poll.registry()
         .register(&mut SourceFd(&fd), UPGRADE, Interest::READABLE)
 }
+
 #[cfg(test)]
 mod tests {
     /// What an idle connection costs the reactor beyond its `http::Conn` (see

@@ -28,7 +28,7 @@ pub(crate) struct Timers {
 }
 
 /// A connection's record of its earliest entry in the heap (that entry's deadline), or none.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Armed(u64);
 
 impl Armed {

@@ -1795,6 +1795,7 @@ impl<S: Session> Drop for Ring<S> {
         unsafe { ManuallyDrop::drop(&mut self.bufs) };
     }
 }
+
 #[cfg(test)]
 mod tests {
     /// What an idle connection costs the uring beyond its `http::Conn` (see
