@@ -10,7 +10,8 @@
 #   COLD=1 CORES=auto benches/idle-memory.sh 10000    # as an outside harness measures: every
 #        loop (one per core), and the baseline taken before the first request, so what serving
 #        anything costs once (code paged in, each loop's first buffers, a second thread's malloc
-#        arena) is divided among the connections too
+#        arena) is divided among the connections too (reactor-httpd only: nginx forks its
+#        worker after it listens, and only a request tells that the worker is there)
 #
 # Needs: python3, and a descriptor limit above N (the script raises its soft limit to the hard).
 set -euo pipefail
@@ -49,9 +50,17 @@ trap 'kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 # The server process, or the newest child (nginx forks its worker).
 target=$pid
+ready() {
+  if [ -n "${COLD:-}" ]; then
+    # A connection, not a request: a cold baseline must not have served anything.
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null
+  else
+    # A request answered: nginx's worker exists by then (it is what is measured).
+    curl -skf "$SCHEME://127.0.0.1:$PORT/hello" >/dev/null 2>&1
+  fi
+}
 for _ in $(seq 50); do
-  # A connection, not a request: a cold baseline must not have served anything.
-  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
+  if ready; then break; fi
   sleep 0.1
 done
 child=$(pgrep -P "$pid" | tail -1 || true)
