@@ -164,7 +164,8 @@ impl LoopEnv {
         others: [Option<Instant>; 3],
     ) -> Option<Duration> {
         let log_due = self.log.as_ref().and_then(AccessLog::flush_due);
-        timers::sleep_for(timers, &self.clock, others.into_iter().chain([log_due]))
+        let [a, b, c] = others;
+        timers::sleep_for(timers, &self.clock, [a, b, c, log_due])
     }
 
     /// Writes the access log if a flush is due; reopens its file first if SIGUSR1 asked.

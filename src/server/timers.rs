@@ -86,13 +86,15 @@ pub(crate) fn sleep_for(
     clock: &Clock,
     others: impl IntoIterator<Item = Option<Instant>>,
 ) -> Option<Duration> {
-    let timer = (timers.heap.peek())
+    let mut sleep = (timers.heap.peek())
         .map(|Reverse((at, ..))| at.deadline().0.saturating_sub(clock.now_ms().0))
         .map(Duration::from_millis);
-    (others.into_iter().flatten())
-        .map(|at| at.saturating_duration_since(clock.now()))
-        .chain(timer)
-        .min()
+    // A plain loop: as an iterator chain (`chain`, `min`) this cost 118 instructions a turn.
+    for at in others.into_iter().flatten() {
+        let wait = at.saturating_duration_since(clock.now());
+        sleep = Some(sleep.map_or(wait, |sleep| sleep.min(wait)));
+    }
+    sleep
 }
 
 #[cfg(test)]
