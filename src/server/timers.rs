@@ -89,7 +89,8 @@ pub(crate) fn sleep_for(
     let mut sleep = (timers.heap.peek())
         .map(|Reverse((at, ..))| at.deadline().0.saturating_sub(clock.now_ms().0))
         .map(Duration::from_millis);
-    // A plain loop: as an iterator chain (`chain`, `min`) this cost 118 instructions a turn.
+    // A plain loop: as an iterator chain (`chain`, `flatten`, `min`) this cost 61 more
+    // instructions a turn.
     for at in others.into_iter().flatten() {
         let wait = at.saturating_duration_since(clock.now());
         sleep = Some(sleep.map_or(wait, |sleep| sleep.min(wait)));

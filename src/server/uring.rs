@@ -44,8 +44,8 @@
 //!   to pipe to socket (`Out::ToPipe`, `Out::FromPipe`), a megabyte at a time: no memory of
 //!   ours is involved, only descriptors the connection keeps open until the completion.
 //! - **Closing** a connection cancels its operations and keeps its slab entry, its `Extra`, its
-//!   buffers and its socket until the completion of every one of them has arrived (`Connection::in_flight`);
-//!   only then is the entry removed and the socket closed. A cancellation is itself asynchronous:
+//!   buffers and its socket until the completion of every one of them has arrived
+//!   (`Connection::in_flight`); only then is the entry removed and the socket closed. A cancellation is itself asynchronous:
 //!   the operation may still complete normally, and is waited for either way.
 //! - **At exit** the loop cancels everything and waits for the completions (bounded); what the
 //!   kernel still holds after that is leaked on purpose, never freed under it.
@@ -545,19 +545,24 @@ type ExtraKey = NonZeroU32;
 #[derive(Default)]
 struct Extras(Slab<Extra>);
 
+/// The slab key an `ExtraKey` names.
+fn slab_key(key: ExtraKey) -> usize {
+    key.get() as usize - 1
+}
+
 impl Extras {
     fn get(&self, key: Option<ExtraKey>) -> Option<&Extra> {
-        key.and_then(|key| self.0.get(key.get() as usize - 1))
+        key.and_then(|key| self.0.get(slab_key(key)))
     }
 
     fn get_mut(&mut self, key: Option<ExtraKey>) -> Option<&mut Extra> {
-        key.and_then(|key| self.0.get_mut(key.get() as usize - 1))
+        key.and_then(|key| self.0.get_mut(slab_key(key)))
     }
 
     /// The connection's `Extra`, made empty if it has none yet.
     fn make(&mut self, key: &mut Option<ExtraKey>) -> &mut Extra {
         let at = match *key {
-            Some(at) => at.get() as usize - 1,
+            Some(at) => slab_key(at),
             None => {
                 let at = self.0.insert(Extra::default());
                 // There are never more `Extra`s than connections, whose keys fit in 32 bits
@@ -569,13 +574,17 @@ impl Extras {
         &mut self.0[at]
     }
 
-    /// Gives the connection's `Extra` up once nothing is in it (with `always`, in any case).
-    fn tidy(&mut self, key: &mut Option<ExtraKey>, always: bool) {
-        if let Some(at) = *key
-            && (always || self.0[at.get() as usize - 1].is_empty())
-        {
-            self.0.remove(at.get() as usize - 1);
-            *key = None;
+    /// Gives the connection's `Extra` up once nothing is in it.
+    fn tidy(&mut self, key: &mut Option<ExtraKey>) {
+        if self.get(*key).is_some_and(Extra::is_empty) {
+            self.release(key);
+        }
+    }
+
+    /// Gives the connection's `Extra` up, whatever is in it (the connection is gone).
+    fn release(&mut self, key: &mut Option<ExtraKey>) {
+        if let Some(at) = key.take() {
+            self.0.remove(slab_key(at));
         }
     }
 
@@ -669,8 +678,9 @@ fn arm_timer<S: Session>(
     );
 }
 
-/// The connection with slab key `key`, if its generation matches a completion's (the low
-/// bits `user_data` keeps of it).
+/// A connection's operation completed: the connection with slab key `key`, if it is the one the
+/// operation was for (its generation matches the low bits `user_data` keeps of it). A free
+/// function, so that the ring's other fields (`extras`) can be borrowed beside it.
 fn find<S>(
     connections: &mut Slab<Connection<S>>,
     key: usize,
@@ -1033,12 +1043,6 @@ impl<S: Session> Ring<S> {
     }
     // ANCHOR_END: complete
 
-    /// A connection's operation completed: the connection, if it is the one the operation was
-    /// for.
-    fn connection(&mut self, key: usize, generation: u32) -> Option<&mut Connection<S>> {
-        find(&mut self.connections, key, generation)
-    }
-
     fn poll(&mut self, fd: RawFd, op: Op, multi: bool) {
         let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
             .multi(multi)
@@ -1192,7 +1196,7 @@ impl<S: Session> Ring<S> {
         if result == -libc::ENOBUFS {
             self.bufs.ran_out();
         }
-        let Some(connection) = self.connection(key, generation) else {
+        let Some(connection) = find(&mut self.connections, key, generation) else {
             if let Some(id) = buffer {
                 self.bufs.give_back(id);
             }
@@ -1224,7 +1228,7 @@ impl<S: Session> Ring<S> {
 
     // ANCHOR: on_send
     fn on_send(&mut self, key: usize, generation: u32, result: i32) {
-        let Some(connection) = self.connection(key, generation) else {
+        let Some(connection) = find(&mut self.connections, key, generation) else {
             return;
         };
         connection.out = Out::Idle;
@@ -1651,7 +1655,7 @@ impl<S: Session> Ring<S> {
         match step {
             Step::Close => self.close(key),
             Step::Wait => {
-                self.extras.tidy(&mut connection.extra, false);
+                self.extras.tidy(&mut connection.extra);
                 arm_timer(&mut self.timers, &self.env.shared.limits, key, connection);
                 self.limit_backlog(key);
             }
@@ -1701,7 +1705,7 @@ impl<S: Session> Ring<S> {
         }
         // Nothing of it is the kernel's any more: its buffers and socket can go.
         let mut connection = self.connections.remove(key);
-        self.extras.tidy(&mut connection.extra, true);
+        self.extras.release(&mut connection.extra);
         if connection.flags.has(Flags::COUNTED) {
             self.count(|metrics| metrics.closed.add(1));
             self.env.shared.open.fetch_sub(1, Ordering::Relaxed);
