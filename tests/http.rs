@@ -499,6 +499,57 @@ fn handler_panic_is_a_500(mode: Mode) {
     }
 }
 
+/// Every accepted socket has Nagle's algorithm off: without it, a response written in two
+/// pieces (a file's head, then its body) waits for the client's delayed ACK. The server sets
+/// TCP_NODELAY on its listeners and each accepted socket inherits it; this finds the server's
+/// end of a connection among this process's descriptors (the server runs in it) by its peer
+/// address, and asks.
+fn accepted_sockets_have_no_nagle(mode: Mode) {
+    let server = TestServer::start(config(mode));
+    let mut client = server.connect();
+    assert_eq!(client.request(hello_request()).status, 200);
+    let ours = client.stream.local_addr().unwrap();
+    let nodelay = server_end_nodelay(ours).expect("the server's end of the connection");
+    assert!(nodelay, "TCP_NODELAY is off on an accepted socket");
+}
+
+/// TCP_NODELAY of the socket in this process whose peer is `peer`.
+fn server_end_nodelay(peer: std::net::SocketAddr) -> Option<bool> {
+    for entry in std::fs::read_dir("/proc/self/fd").ok()? {
+        let Ok(fd) = entry.ok()?.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // Plain calls on a number: a descriptor that another test's thread closes meanwhile
+        // gives an error, or another peer, and is skipped.
+        // SAFETY: getpeername writes at most `len` bytes of an address into the storage given.
+        let named = unsafe {
+            socket2::SockAddr::try_init(|storage, len| {
+                match libc::getpeername(fd, storage.cast(), len) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            })
+        };
+        let found = named.ok().and_then(|(_, addr)| addr.as_socket());
+        if found != Some(peer) {
+            continue;
+        }
+        let (mut on, mut len): (libc::c_int, libc::socklen_t) = (0, 4);
+        // SAFETY: as above; `on` takes an int.
+        let got = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                (&raw mut on).cast(),
+                &mut len,
+            )
+        };
+        return (got == 0).then_some(on != 0);
+    }
+    None
+}
+
 /// One test for one mode, under a time bound.
 macro_rules! t {
     ($name:ident, $secs:expr, $mode:expr) => {
@@ -537,6 +588,7 @@ macro_rules! in_process {
         t!(custom_handler_sees_the_request, 20, $mode);
         t!(handler_panic_is_a_500, 20, $mode);
         t!(graceful_shutdown, 20, $mode);
+        t!(accepted_sockets_have_no_nagle, 20, $mode);
     };
 }
 

@@ -118,9 +118,6 @@ pub(crate) fn serve_connection<S: Session>(
     shutdown: &Shutdown,
 ) {
     let slot = active.register(&stream);
-    // A file response is two sends (head, then sendfile): without this, Nagle holds the second
-    // back until the first is acknowledged, and a client's delayed ACK makes that 40 ms.
-    let _ = stream.set_nodelay(true);
     env.clock.tick();
     if let Some(metrics) = &env.metrics {
         metrics.accepted.add(1);

@@ -290,6 +290,15 @@ impl Server {
                 listener::bind(config.bind, config.reuse_port, true).map_err(bind_error)?,
             ),
         };
+        // Responses are written whole (and a file's head and body are two sends): Nagle must not
+        // hold back a last segment until the client's delayed ACK. Set on the listeners, once:
+        // Linux gives every accepted socket its listener's TCP options, which spares a system
+        // call per connection.
+        for listener in listeners.all() {
+            socket2::SockRef::from(listener)
+                .set_tcp_nodelay(true)
+                .map_err(|err| StartError::Io(format!("cannot set TCP_NODELAY: {err}")))?;
+        }
         let addr = listeners.all()[0]
             .local_addr()
             .map_err(|err| StartError::Io(err.to_string()))?;

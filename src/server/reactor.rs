@@ -362,8 +362,6 @@ impl<S: Session> EventLoop<S> {
 
     /// Takes an accepted socket into the slab, or refuses it with 503 when the server is full.
     fn admit(&mut self, mut stream: TcpStream, peer: IpAddr) {
-        // Responses are written whole; don't let Nagle hold back the last segment.
-        let _ = stream.set_nodelay(true);
         let shared = &self.env.shared;
         let counted = shared.open.fetch_add(1, Ordering::Relaxed) < shared.max_connections;
         if !counted {
