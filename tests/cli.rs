@@ -152,6 +152,36 @@ fn serves_logs_and_exits_cleanly_on_sigterm() {
     });
 }
 
+/// The io_uring driver's multishot accept reports no peer address; the ring asks for it when
+/// there is an access log to write it to.
+#[test]
+fn uring_logs_the_peer() {
+    if !common::runnable_name("uring") {
+        return;
+    }
+    bounded(30, || {
+        let server = Running::start(
+            &[
+                "--bind",
+                "127.0.0.1:0",
+                "--demo",
+                "--mode",
+                "uring",
+                "--cores",
+                "1",
+            ],
+            "uring, 1 ring",
+        );
+        assert_eq!(server.client().get("/hello").status, 200);
+        server.signal(libc::SIGTERM);
+        let (code, rest, stderr, _) = server.wait();
+        assert_eq!(code, Some(0), "{stderr}");
+        let line = rest.lines().next().unwrap_or_default();
+        assert!(line.starts_with("127.0.0.1 - - ["), "{rest:?}");
+        assert!(line.ends_with("] \"GET /hello HTTP/1.1\" 200 13"), "{line}");
+    });
+}
+
 #[test]
 fn sigint_too_and_quiet_logs_nothing() {
     bounded(30, || {

@@ -57,7 +57,7 @@ use std::io;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::num::NonZeroU32;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -138,6 +138,8 @@ enum Op {
     FileToPipe,
     /// A splice from the connection's pipe to its socket.
     PipeToSocket,
+    /// A connection's socket closed (its completion says nothing we act on).
+    Close,
 }
 
 const GENERATION_MASK: u32 = 0xff_ffff;
@@ -159,6 +161,7 @@ fn decode(data: u64) -> (Option<Op>, usize, u32) {
         9 => Op::Cancel,
         10 => Op::FileToPipe,
         11 => Op::PipeToSocket,
+        12 => Op::Close,
         _ => return (None, 0, 0),
     };
     (
@@ -199,6 +202,7 @@ fn probe() -> Result<(), String> {
         opcode::Read::CODE,
         opcode::PollAdd::CODE,
         opcode::AsyncCancel::CODE,
+        opcode::Close::CODE,
     ] {
         if !probe.is_supported(code) {
             return Err(explain(io::Error::other(format!(
@@ -728,6 +732,21 @@ fn cancel_out<S>(ring: &mut IoUring, key: usize, connection: &Connection<S>) {
     }
 }
 
+/// Closes a socket as one more operation of this turn's submission, not a system call of its
+/// own. A socket has no flush, so the kernel closes it inline, during the submission; and a
+/// close that succeeds posts no completion (`SKIP_SUCCESS`), which would only wake the ring for
+/// nothing. (A shutdown, by contrast, io_uring always hands to a worker thread: `drive` makes
+/// that a plain call.)
+fn close_in_ring(ring: &mut IoUring, socket: OwnedFd) {
+    let entry = opcode::Close::new(types::Fd(socket.into_raw_fd()))
+        .build()
+        .flags(squeue::Flags::SKIP_SUCCESS)
+        .user_data(user_data(Op::Close, 0, 0));
+    // SAFETY: a close points at no memory. The descriptor is the kernel's from here: its number
+    // stays taken until the close runs, and nothing of ours names it again.
+    unsafe { push(ring, &entry) };
+}
+
 fn cancel(ring: &mut IoUring, target: u64) {
     let entry = opcode::AsyncCancel::new(target)
         .build()
@@ -1038,7 +1057,7 @@ impl<S: Session> Ring<S> {
                 self.upgrade_polled = false;
                 self.check_upgrade();
             }
-            Some(Op::Cancel) | None => {}
+            Some(Op::Cancel | Op::Close) | None => {}
         }
     }
     // ANCHOR_END: complete
@@ -1138,14 +1157,17 @@ impl<S: Session> Ring<S> {
 
     /// Takes an accepted socket into the slab, or refuses it with 503 when the server is full.
     fn admit(&mut self, socket: OwnedFd) {
-        let sock = socket2::SockRef::from(&socket);
-        let _ = sock.set_tcp_nodelay(true);
-        // A multishot accept reports no address: ask (once per connection, for the log).
-        let peer = sock
-            .peer_addr()
-            .ok()
-            .and_then(|addr| addr.as_socket())
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip());
+        // A multishot accept reports no address. Only the access log reads it: ask for it (a
+        // system call) only if there is one.
+        let peer = match self.env.log {
+            Some(_) => socket2::SockRef::from(&socket)
+                .peer_addr()
+                .ok()
+                .and_then(|addr| addr.as_socket())
+                .map(|addr| addr.ip()),
+            None => None,
+        }
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let shared = &self.env.shared;
         let counted = shared.open.fetch_add(1, Ordering::Relaxed) < shared.max_connections;
         if !counted {
@@ -1706,6 +1728,7 @@ impl<S: Session> Ring<S> {
         // Nothing of it is the kernel's any more: its buffers and socket can go.
         let mut connection = self.connections.remove(key);
         self.extras.release(&mut connection.extra);
+        close_in_ring(&mut self.ring, connection.socket);
         if connection.flags.has(Flags::COUNTED) {
             self.count(|metrics| metrics.closed.add(1));
             self.env.shared.open.fetch_sub(1, Ordering::Relaxed);
@@ -1843,6 +1866,8 @@ impl<S: Session> Ring<S> {
             std::mem::forget(std::mem::take(&mut self.extras));
             self.leaked = true;
         }
+        // The last connections' closes are queued: run them now.
+        let _ = self.ring.submit();
     }
 
     /// The signal socket is readable (first ring only).
