@@ -5,6 +5,7 @@
 # reaped children's, from /proc, before and after.
 #
 #   benches/connection-cost.sh [N=5000]
+#   MODES="reactor uring" benches/connection-cost.sh 20000   # some modes, in this order
 #
 # Needs: python3. The server runs on core 0 and the client on core 1 when there are two.
 set -euo pipefail
@@ -15,7 +16,7 @@ repo=$(dirname "$here")
 (cd "$repo" && cargo build --release --quiet)
 PORT=18320
 
-for mode in reactor threaded blocking fork; do
+for mode in ${MODES:-reactor uring threaded blocking fork}; do
   taskset -c 0 "$repo/target/release/reactor-httpd" --bind 127.0.0.1:$PORT --quiet --demo \
     --mode "$mode" --cores 1 >/dev/null 2>&1 &
   pid=$!
