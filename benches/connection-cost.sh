@@ -6,8 +6,13 @@
 #
 #   benches/connection-cost.sh [N=5000]
 #   MODES="reactor uring" benches/connection-cost.sh 20000   # some modes, in this order
+#   STRACE=1 MODES="reactor uring" benches/connection-cost.sh 2000   # system calls per connection
 #
-# Needs: python3. The server runs on core 0 and the client on core 1 when there are two.
+# CPU per connection moves a lot from run to run on a shared machine; the system calls, counted
+# by strace (which slows the server, so then the CPU figure means nothing), are exact.
+#
+# Needs: python3 (and strace for STRACE=1). The server runs on core 0 and the client on core 1
+# when there are two.
 set -euo pipefail
 
 N=${1:-5000}
@@ -24,6 +29,13 @@ for mode in ${MODES:-reactor uring threaded blocking fork}; do
     curl -sf "http://127.0.0.1:$PORT/hello" >/dev/null 2>&1 && break
     sleep 0.1
   done
+  if [ -n "${STRACE:-}" ]; then
+    command -v strace >/dev/null || { echo "STRACE=1 needs strace (apt-get install strace)" >&2; exit 1; }
+    counts=$(mktemp)
+    strace -c -f -U name,calls -p "$pid" -o "$counts" 2>/dev/null &
+    tracer=$!
+    sleep 0.5 # attached
+  fi
   taskset -c 1 python3 - "$PORT" "$N" "$pid" "$mode" <<'PY'
 import socket, sys, time, os
 port, n, pid, mode = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
@@ -45,6 +57,14 @@ time.sleep(0.5)  # let the last children be reaped
 used = cpu() - before
 print(f"{mode:9} {n} connections in {elapsed:.2f} s: server CPU {used * 1e6 / n:.0f} µs per connection")
 PY
+  if [ -n "${STRACE:-}" ]; then
+    kill -INT "$tracer"
+    wait "$tracer" 2>/dev/null || true
+    awk -v n="$N" -v mode="$mode" '
+      $1 ~ /^[a-z_0-9]+$/ && $2 ~ /^[0-9]+$/ && $1 != "total" { line = line sprintf(" %s %.2f", $1, $2 / n); sum += $2 }
+      END { printf "%-9s system calls per connection: %.2f (%s )\n", mode, sum / n, line }' "$counts"
+    rm -f "$counts"
+  fi
   kill "$pid"
   wait "$pid" 2>/dev/null || true
 done
