@@ -17,26 +17,17 @@ set -euo pipefail
 
 N=${1:-5000}
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(dirname "$here")
+# shellcheck source=benches/lib.sh
+. "$here/lib.sh"
 (cd "$repo" && cargo build --release --quiet)
 PORT=18320
 
 for mode in ${MODES:-reactor uring threaded blocking fork}; do
-  taskset -c 0 "$repo/target/release/reactor-httpd" --bind 127.0.0.1:$PORT --quiet --demo \
-    --mode "$mode" --cores 1 >/dev/null 2>&1 &
-  pid=$!
-  for _ in $(seq 50); do
-    curl -sf "http://127.0.0.1:$PORT/hello" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  if [ -n "${STRACE:-}" ]; then
-    command -v strace >/dev/null || { echo "STRACE=1 needs strace (apt-get install strace)" >&2; exit 1; }
-    counts=$(mktemp)
-    strace -c -f -U name,calls -p "$pid" -o "$counts" 2>/dev/null &
-    tracer=$!
-    sleep 0.5 # attached
-  fi
-  taskset -c 1 python3 - "$PORT" "$N" "$pid" "$mode" <<'PY'
+  start "$mode" $PORT /hello "$repo/target/release/reactor-httpd" --bind 127.0.0.1:$PORT \
+    --quiet --demo --mode "$mode" --cores 1
+  server=${pid[$mode]}
+  [ -z "${STRACE:-}" ] || strace_attach "$server" "$work/strace.$mode"
+  taskset -c 1 python3 - "$PORT" "$N" "$server" "$mode" <<'PY'
 import socket, sys, time, os
 port, n, pid, mode = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 tick = os.sysconf("SC_CLK_TCK")
@@ -58,13 +49,12 @@ used = cpu() - before
 print(f"{mode:9} {n} connections in {elapsed:.2f} s: server CPU {used * 1e6 / n:.0f} µs per connection")
 PY
   if [ -n "${STRACE:-}" ]; then
-    kill -INT "$tracer"
-    wait "$tracer" 2>/dev/null || true
-    awk -v n="$N" -v mode="$mode" '
-      $1 ~ /^[a-z_0-9]+$/ && $2 ~ /^[0-9]+$/ && $1 != "total" { line = line sprintf(" %s %.2f", $1, $2 / n); sum += $2 }
-      END { printf "%-9s system calls per connection: %.2f (%s )\n", mode, sum / n, line }' "$counts"
-    rm -f "$counts"
+    strace_detach
+    strace_rows "$work/strace.$mode" | awk -v n="$N" -v mode="$mode" '
+      $1 == "total" { total = $2; next }
+      { line = line sprintf(" %s %.2f", $1, $2 / n) }
+      END { printf "%-9s system calls per connection: %.2f (%s )\n", mode, total / n, line }'
   fi
-  kill "$pid"
-  wait "$pid" 2>/dev/null || true
+  kill "$server"
+  wait "$server" 2>/dev/null || true
 done

@@ -45,3 +45,16 @@ make_certificate() {
     -keyout "$TLS_KEY" -out "$TLS_CERT" 2>/dev/null
   export TLS_CERT TLS_KEY
 }
+
+# strace_attach PID FILE: counts the system calls of PID (every thread) into FILE until
+# strace_detach. strace slows the process down: what it gives is counts, not speed.
+strace_attach() {
+  command -v strace >/dev/null || { echo "needs strace (apt-get install strace)" >&2; exit 1; }
+  strace -c -f -U name,calls -p "$1" -o "$2" 2>/dev/null &
+  tracer=$!
+  sleep 0.5 # attached
+}
+strace_detach() { kill -INT "$tracer"; wait "$tracer" 2>/dev/null || true; }
+
+# strace_rows FILE: one "name calls" line per system call strace counted, then "total calls".
+strace_rows() { awk '/^-/ {next} $2 ~ /^[0-9]+$/ {print $1, $2}' "$1"; }
