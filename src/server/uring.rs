@@ -45,8 +45,9 @@
 //!   ours is involved, only descriptors the connection keeps open until the completion.
 //! - **Closing** a connection cancels its operations and keeps its slab entry, its `Extra`, its
 //!   buffers and its socket until the completion of every one of them has arrived
-//!   (`Connection::in_flight`); only then is the entry removed and the socket closed. A cancellation is itself asynchronous:
-//!   the operation may still complete normally, and is waited for either way.
+//!   (`Connection::in_flight`); only then is the entry removed and the socket closed (by the
+//!   ring: `close_in_ring`). A cancellation is itself asynchronous: the operation may still
+//!   complete normally, and is waited for either way.
 //! - **At exit** the loop cancels everything and waits for the completions (bounded); what the
 //!   kernel still holds after that is leaked on purpose, never freed under it.
 //!
