@@ -8,7 +8,7 @@ use reactor_httpd::app::{Demo, Handler, StaticFiles};
 use reactor_httpd::config::Limits;
 use reactor_httpd::http::memory::MemoryEnv;
 use reactor_httpd::http::{
-    Clock, Conn, HeadScan, Persistence, Request, Response, Scanned, Status, Want, header_storage,
+    Clock, Conn, HeadScan, Persistence, Response, Scanned, Status, Want, header_storage,
     parse_head, write_head,
 };
 
@@ -89,10 +89,9 @@ fn serializing(c: &mut Criterion) {
 /// write, as a driver would, per request.
 fn state_machine(c: &mut Criterion) {
     let demo = Demo::new(StaticFiles::new(".".as_ref()).unwrap());
-    let respond = |request: &Request<'_>| demo.handle(request);
     let batch: Vec<u8> = HELLO_GET.repeat(16);
     // Not a `MemoryConn`, which would copy every response into a Vec: only its environment.
-    let mut env = MemoryEnv::new(Limits::default(), &respond);
+    let mut env = MemoryEnv::serving(Limits::default(), demo);
     let mut cx = env.cx();
     let mut conn = Conn::new(&cx);
     let mut group = c.benchmark_group("state machine");

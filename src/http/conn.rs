@@ -40,6 +40,7 @@
 
 use core::net::IpAddr;
 use std::fs::File;
+use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
 
 use super::body::{ChunkedDecoder, Decoded};
@@ -52,6 +53,7 @@ use super::parse::{
 use super::request::{Request, Version};
 use super::response::{Body, FileBody, HeadCache, Persistence, Response, Status};
 use crate::access_log::{AccessLog, LoggedRequest};
+use crate::app::Handler;
 use crate::config::Limits;
 use crate::metrics::{LoopMetrics, Timeout};
 
@@ -75,14 +77,39 @@ pub struct Context<'a> {
     pub log: Option<&'a mut AccessLog>,
     /// The client's address, for the access log.
     pub peer: IpAddr,
-    /// Answers a request where it is, or declines (`None`) because it may block: it then goes
-    /// to `offload`. Only a context with an `offload` has a handler that declines.
-    pub handler: &'a dyn Fn(&Request<'_>) -> Option<Response>,
+    /// The application. With an `offload`, the requests it [may
+    /// block](Handler::may_block) on go there; without one, it answers every request where it is.
+    /// Called through this one reference (one indirect call per request); the panic guard is
+    /// [`Context::ask`].
+    pub handler: &'a dyn Handler,
     /// Where requests whose handler may block go instead (the reactor's handler pool); `None`
     /// for drivers that call every handler where they are (a blocking thread may block).
     pub offload: Option<&'a mut dyn Offload>,
     /// The loop's counters, with `--metrics-path`.
     pub metrics: Option<&'a LoopMetrics>,
+}
+
+impl Context<'_> {
+    /// The handler's answer to `request`, or `None` when it may block and there is an
+    /// `offload` to take it. A panic in the handler is that request's failure, not the loop's:
+    /// it becomes a 500, and the loop goes on serving every other connection. The panic hook has
+    /// already printed the message and its location, once, to stderr; the access log shows the
+    /// 500. The connection's own state is untouched (the panic happened in the handler, not
+    /// here), so it may stay open.
+    #[inline(always)]
+    fn ask(&self, request: &Request<'_>) -> Option<Response> {
+        let (handler, offloads) = (self.handler, self.offload.is_some());
+        panic::catch_unwind(AssertUnwindSafe(|| match offloads {
+            true => handler.handle_unless_blocking(request),
+            false => Some(handler.handle(request)),
+        }))
+        .unwrap_or_else(|_| {
+            if let Some(metrics) = self.metrics {
+                metrics.handler_panics.add(1);
+            }
+            Some(Response::error(Status::INTERNAL_SERVER_ERROR))
+        })
+    }
 }
 
 // ANCHOR: offload
@@ -1012,7 +1039,7 @@ impl Conn {
         cx: &mut Context<'_>,
     ) -> usize {
         let answer = if framing.known_method {
-            (cx.handler)(request)
+            cx.ask(request)
         } else {
             // No handler is asked about a method nobody here implements (RFC 9110 15.6.2). Its
             // framing was understood, so the connection goes on.

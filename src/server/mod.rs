@@ -27,7 +27,6 @@ mod uring;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::{Duration, Instant};
@@ -117,28 +116,6 @@ impl LoopEnv {
 
     /// Runs `f` with the context a connection from `peer` needs for one call into `http::Conn`.
     pub fn with_context<R>(&mut self, peer: IpAddr, f: impl FnOnce(&mut Context<'_>) -> R) -> R {
-        let handler = &*self.shared.handler;
-        let metrics = self.metrics.as_deref();
-        // With a pool, requests that may block go there: the handler says which, in the same
-        // call that answers the others.
-        let offloads = self.offload.is_some();
-        let respond = |request: &Request<'_>| {
-            // A panic in the handler is that request's failure, not the loop's: it becomes a
-            // 500, and the loop goes on serving every other connection. The panic hook has
-            // already printed the message and its location, once, to stderr; the access log
-            // shows the 500. The connection's own state is untouched (the panic happened in the
-            // handler, not in `http::Conn`), so it may stay open.
-            panic::catch_unwind(AssertUnwindSafe(|| match offloads {
-                true => handler.handle_unless_blocking(request),
-                false => Some(handler.handle(request)),
-            }))
-            .unwrap_or_else(|_| {
-                if let Some(metrics) = metrics {
-                    metrics.handler_panics.add(1);
-                }
-                Some(Response::error(Status::INTERNAL_SERVER_ERROR))
-            })
-        };
         let mut cx = Context {
             limits: &self.shared.limits,
             clock: &self.clock,
@@ -146,12 +123,12 @@ impl LoopEnv {
             heads: &mut self.heads,
             log: self.log.as_mut(),
             peer,
-            handler: &respond,
+            handler: &*self.shared.handler,
             offload: self
                 .offload
                 .as_mut()
                 .map(|offload| offload as &mut dyn Offload),
-            metrics,
+            metrics: self.metrics.as_deref(),
         };
         f(&mut cx)
     }

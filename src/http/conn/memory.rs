@@ -11,35 +11,50 @@ use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use super::{Conn, Context, Offload, Want};
+use crate::app::Handler;
 use crate::config::Limits;
 use crate::http::{BufPool, Clock, HeadCache, Millis, Request, Response};
 
-/// A context's handler: a response, or `None` for a request that goes to the offload.
-pub type Respond<'h> = dyn Fn(&Request<'_>) -> Option<Response> + 'h;
+/// A handler written as a function of the request.
+pub type Respond = dyn Fn(&Request<'_>) -> Response + Send + Sync;
+
+/// A [`Respond`] function as a [`Handler`].
+struct FnHandler(&'static Respond);
+
+impl Handler for FnHandler {
+    fn handle(&self, request: &Request<'_>) -> Response {
+        (self.0)(request)
+    }
+}
 
 /// What a driver lends a `Conn` on each call, owned here: a loop's limits, clock, buffer pool and
 /// head cache, and the handler. [`MemoryEnv::cx`] borrows only this, so a `Conn` kept beside it
 /// stays usable while the context is alive. (The criterion bench drives a `Conn` with one too.)
-pub struct MemoryEnv<'h> {
+pub struct MemoryEnv {
     pub limits: Limits,
     pub clock: Clock,
     pub pool: BufPool,
     pub heads: HeadCache,
-    /// Answers requests, or declines those that "may block" when there is an `offload`.
-    pub handler: Box<Respond<'h>>,
+    /// Answers requests; with an `offload`, those it [may block](Handler::may_block) on go there.
+    pub handler: Box<dyn Handler>,
     /// Where requests may be handed away (a test's stand-in for the reactor's pool).
     pub offload: Option<Box<dyn Offload>>,
 }
 
-impl<'h> MemoryEnv<'h> {
+impl MemoryEnv {
     /// An environment whose `handler` answers every request.
-    pub fn new(limits: Limits, handler: &'h dyn Fn(&Request<'_>) -> Response) -> Self {
+    pub fn new(limits: Limits, handler: &'static Respond) -> Self {
+        Self::serving(limits, FnHandler(handler))
+    }
+
+    /// An environment that serves `handler`.
+    pub fn serving(limits: Limits, handler: impl Handler) -> Self {
         MemoryEnv {
             limits,
             clock: clock_at(Instant::now()),
             pool: BufPool::new(),
             heads: HeadCache::default(),
-            handler: Box::new(move |request| Some(handler(request))),
+            handler: Box::new(handler),
             offload: None,
         }
     }
@@ -69,7 +84,7 @@ fn clock_at(now: Instant) -> Clock {
 }
 
 pub struct MemoryConn {
-    pub env: MemoryEnv<'static>,
+    pub env: MemoryEnv,
     pub conn: Conn,
     pub out: Vec<u8>,
     /// The client does not read: writes make no progress.
@@ -79,7 +94,7 @@ pub struct MemoryConn {
 }
 
 impl MemoryConn {
-    pub fn with(limits: Limits, handler: &'static dyn Fn(&Request<'_>) -> Response) -> Self {
+    pub fn with(limits: Limits, handler: &'static Respond) -> Self {
         let mut env = MemoryEnv::new(limits, handler);
         let conn = Conn::new(&env.cx());
         MemoryConn {
@@ -170,11 +185,7 @@ impl MemoryConn {
 
 /// Runs `input` through a fresh connection split at the given sizes (cycled), as successive
 /// reads; returns the output and whether the connection closed.
-pub fn run_split(
-    handler: &'static dyn Fn(&Request<'_>) -> Response,
-    input: &[u8],
-    sizes: &[usize],
-) -> (Vec<u8>, bool) {
+pub fn run_split(handler: &'static Respond, input: &[u8], sizes: &[usize]) -> (Vec<u8>, bool) {
     let mut conn = MemoryConn::with(Limits::default(), handler);
     let mut at = 0;
     for &size in sizes.iter().cycle() {

@@ -313,12 +313,24 @@ impl Offload for Away {
     }
 }
 
-/// A connection whose `/slow` and `/full` requests "may block", with [`Away`] as its pool.
+/// [`describe`], with `/slow` and `/full` that "may block".
+struct MayBlock;
+
+impl Handler for MayBlock {
+    fn handle(&self, request: &Request<'_>) -> Response {
+        describe(request)
+    }
+
+    fn may_block(&self, request: &Request<'_>) -> bool {
+        matches!(request.path, "/slow" | "/full")
+    }
+}
+
+/// A connection serving [`MayBlock`], with [`Away`] as its pool.
 fn with_pool(limits: Limits) -> (Harness, Taken) {
     let taken = Taken::default();
     let mut harness = Harness::with(limits, &describe);
-    harness.env.handler =
-        Box::new(|request| (!matches!(request.path, "/slow" | "/full")).then(|| describe(request)));
+    harness.env.handler = Box::new(MayBlock);
     harness.env.offload = Some(Box::new(Away(taken.clone())));
     (harness, taken)
 }
