@@ -271,12 +271,13 @@ impl Server {
         // hold back a last segment until the client's delayed ACK. Set on the listeners, once:
         // Linux gives every accepted socket its listener's TCP options, which spares a system
         // call per connection.
-        for listener in listeners.all() {
-            socket2::SockRef::from(listener)
+        let all = listeners.all();
+        for listener in &all {
+            socket2::SockRef::from(*listener)
                 .set_tcp_nodelay(true)
                 .map_err(|err| StartError::Io(format!("cannot set TCP_NODELAY: {err}")))?;
         }
-        let addr = listeners.all()[0]
+        let addr = all[0]
             .local_addr()
             .map_err(|err| StartError::Io(err.to_string()))?;
         Ok(Server {
