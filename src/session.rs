@@ -41,6 +41,12 @@ pub trait Session: Sized + Send + 'static {
     fn is_pending(&self) -> bool;
     /// The pool's response to the request handed over.
     fn completed(&mut self, response: Response, cx: &mut Context<'_>);
+    /// Whether the connection will read nothing more: once its queued output is written, it
+    /// closes. A driver may stop receiving now (the uring driver cancels its receive with the
+    /// last send). `false` when unsure.
+    fn reads_no_more(&self) -> bool {
+        false
+    }
 }
 // ANCHOR_END: session
 
@@ -101,6 +107,10 @@ impl Session for Conn {
 
     fn is_pending(&self) -> bool {
         Conn::is_pending(self)
+    }
+
+    fn reads_no_more(&self) -> bool {
+        Conn::reads_no_more(self)
     }
 
     fn completed(&mut self, response: Response, cx: &mut Context<'_>) {

@@ -94,14 +94,31 @@ fn dribbled_one_byte_at_a_time(mode: Mode) {
     assert_eq!(response.header("content-type"), Some("a/b"));
 }
 
-/// A 1 MiB echo read back 4 KiB at a time: the server's writes hit a full socket, wait for
+/// A 6 MiB echo read back 4 KiB at a time: the server's writes hit a full socket, wait for
 /// WRITABLE, and resume where they stopped.
 fn large_echo_read_slowly(mode: Mode) {
+    let (_server, mut client) = echo_read_slowly(mode, "");
+    // The connection is still good.
+    assert_eq!(client.request(hello_request()).status, 200);
+}
+
+/// The same as the connection's last response (`Connection: close`): every byte arrives before
+/// the close, though the server stops receiving as soon as it has queued them (the uring driver
+/// cancels its receive with the first send).
+fn last_large_echo_read_slowly(mode: Mode) {
+    let (_server, mut client) = echo_read_slowly(mode, "Connection: close\r\n");
+    client.expect_close();
+}
+
+/// POSTs 6 MiB to /echo with the extra `fields`, reads the answer 4 KiB at a time while still
+/// sending, and checks it is the body, whole. The body is larger than the server's socket
+/// buffer can grow to, and the client's receive window is small: the server's sends stop short. Returns the server and the connection.
+fn echo_read_slowly(mode: Mode, fields: &str) -> (TestServer, Client) {
     let server = TestServer::start(config(mode));
-    let mut client = server.connect();
-    let body: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 7 % 251) as u8).collect();
+    let mut client = Client::connect_with_small_window(server.addr, 16 * 1024);
+    let body: Vec<u8> = (0..6 << 20).map(|i: u32| (i * 7 % 251) as u8).collect();
     let head = format!(
-        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: t\r\n{fields}Content-Length: {}\r\n\r\n",
         body.len()
     );
     let writer = {
@@ -127,8 +144,7 @@ fn large_echo_read_slowly(mode: Mode) {
         }
     }
     writer.join().unwrap();
-    // The connection is still good.
-    assert_eq!(client.request(hello_request()).status, 200);
+    (server, client)
 }
 
 fn expect_100_continue(mode: Mode) {
@@ -570,6 +586,7 @@ macro_rules! every_mode {
         t!(pipelined_hundred_in_one_write, 20, $mode);
         t!(dribbled_one_byte_at_a_time, 20, $mode);
         t!(large_echo_read_slowly, 30, $mode);
+        t!(last_large_echo_read_slowly, 30, $mode);
         t!(expect_100_continue, 20, $mode);
         t!(chunked_bodies, 20, $mode);
         t!(error_statuses, 30, $mode);

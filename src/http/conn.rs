@@ -678,6 +678,17 @@ impl Conn {
         self.timer = Timer::Unset;
     }
 
+    /// Whether the connection is closing without reading anything more: what is queued is its
+    /// last output (no file or stream follows), and no lingering read comes after it.
+    pub fn reads_no_more(&self) -> bool {
+        self.output.tail.is_none()
+            && match self.phase {
+                Phase::Closed => true,
+                Phase::Closing { linger } => !linger || self.peer_closed,
+                _ => false,
+            }
+    }
+
     /// Whether a request of this connection is away in the driver's pool.
     pub fn is_pending(&self) -> bool {
         matches!(self.phase, Phase::Pending { .. })

@@ -748,9 +748,13 @@ fn close_in_ring(ring: &mut IoUring, socket: OwnedFd) {
     unsafe { push(ring, &entry) };
 }
 
+/// Cancels the operation `target`. The cancellation's own completion is posted only when it
+/// failed (`SKIP_SUCCESS`), and nothing waits on it either way: the cancelled operation's last
+/// completion is what says it is over.
 fn cancel(ring: &mut IoUring, target: u64) {
     let entry = opcode::AsyncCancel::new(target)
         .build()
+        .flags(squeue::Flags::SKIP_SUCCESS)
         .user_data(user_data(Op::Cancel, 0, 0));
     // SAFETY: a cancellation points at no memory.
     unsafe { push(ring, &entry) };
@@ -1594,6 +1598,15 @@ impl<S: Session> Ring<S> {
                         // `Out::Send` set nothing calls into the connection (which alone may
                         // change or free it) until this send completes.
                         unsafe { push(ring, &entry) };
+                        // Its last bytes (`Connection: close`, say): the receive is cancelled
+                        // in the same submission, rather than in a turn of its own once the
+                        // send is back; one `io_uring_enter` fewer per connection. Early is
+                        // harmless: the connection reads nothing more, and were it to want to,
+                        // `Want::Read` arms a new receive.
+                        if connection.recv == Recv::Armed && conn.reads_no_more() {
+                            connection.recv = Recv::Cancelling;
+                            cancel(ring, user_data(Op::Recv, key, generation));
+                        }
                         break Step::Wait;
                     }
                     Want::SendFile { file, offset, len } => {

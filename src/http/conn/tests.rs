@@ -819,3 +819,41 @@ fn streamed_bodies_are_chunked_or_end_with_the_connection() {
             .ends_with("Transfer-Encoding: chunked\r\n\r\n")
     );
 }
+
+/// `reads_no_more` is true exactly when the queued output is the connection's last and no
+/// lingering read follows it: a driver that stops receiving on its word loses nothing.
+#[test]
+fn reads_no_more_only_before_a_plain_close() {
+    let cases: [(&[u8], bool); 6] = [
+        (b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", false),
+        (
+            b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            true,
+        ),
+        (b"GET /a HTTP/1.0\r\n\r\n", true),
+        (b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", false),
+        // Bytes behind the last request: the close lingers, reading them.
+        (
+            b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /b",
+            false,
+        ),
+        // A 400: the close lingers too (the client may still be sending).
+        (b"GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", false),
+    ];
+    for (input, expected) in cases {
+        let mut harness = Harness::new();
+        harness.stalled = true;
+        harness.feed(input);
+        assert!(!harness.out.is_empty() || harness.conn.output.has_bytes());
+        assert_eq!(
+            harness.conn.reads_no_more(),
+            expected,
+            "{}",
+            String::from_utf8_lossy(input)
+        );
+        // And it holds: written out, a connection that said so closes without reading.
+        harness.stalled = false;
+        harness.feed(b"");
+        assert_eq!(harness.closed && !harness.half_closed, expected);
+    }
+}
