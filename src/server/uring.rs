@@ -1598,6 +1598,7 @@ impl<S: Session> Ring<S> {
                         // `Out::Send` set nothing calls into the connection (which alone may
                         // change or free it) until this send completes.
                         unsafe { push(ring, &entry) };
+                        // ANCHOR: last_send
                         // Its last bytes (`Connection: close`, say): the receive is cancelled
                         // in the same submission, rather than in a turn of its own once the
                         // send is back; one `io_uring_enter` fewer per connection. Early is
@@ -1607,6 +1608,7 @@ impl<S: Session> Ring<S> {
                             connection.recv = Recv::Cancelling;
                             cancel(ring, user_data(Op::Recv, key, generation));
                         }
+                        // ANCHOR_END: last_send
                         break Step::Wait;
                     }
                     Want::SendFile { file, offset, len } => {
