@@ -34,10 +34,11 @@
 //!   So an idle connection holds no receive buffer at all, as in the reactor.
 //! - **Sends** read straight from the connection's output buffer (a heap allocation inside
 //!   `http::Conn` or `TlsConn`). While a send is in flight (`Out::Send`) the loop calls nothing
-//!   on that connection but `deadline` and `is_pending`, which only read: anything else could
-//!   append to the buffer and move it. Bytes received meanwhile wait in the connection's backlog;
-//!   a response from the handler pool, a drain or a timeout wait in flags. Moving the
-//!   `Connection` itself (the slab grows) moves only the buffer's pointer, not its bytes.
+//!   on that connection but `deadline`, `is_pending` and `reads_no_more`, which only read:
+//!   anything else could append to the buffer and move it. Bytes received meanwhile wait in the
+//!   connection's backlog; a response from the handler pool, a drain or a timeout wait in flags.
+//!   Moving the `Connection` itself (the slab grows) moves only the buffer's pointer, not its
+//!   bytes.
 //! - **Files** under 64 KiB are read into a buffer the driver owns (`FilePiece`, boxed, in the
 //!   connection's `Extra`: moving that moves only the pointer too), then sent from it: the same
 //!   rule, with `Out::FileRead` and `Out::FileSend`. Larger ones are spliced, file
