@@ -104,7 +104,7 @@ fn large_echo_read_slowly(mode: Mode) {
 
 /// The same as the connection's last response (`Connection: close`): every byte arrives before
 /// the close, though the server stops receiving as soon as it has queued them (the uring driver
-/// cancels its receive with the first send).
+/// cancels its receive together with the first send of them).
 fn last_large_echo_read_slowly(mode: Mode) {
     let (_server, mut client) = echo_read_slowly(mode, "Connection: close\r\n");
     client.expect_close();
@@ -112,7 +112,8 @@ fn last_large_echo_read_slowly(mode: Mode) {
 
 /// POSTs 6 MiB to /echo with the extra `fields`, reads the answer 4 KiB at a time while still
 /// sending, and checks it is the body, whole. The body is larger than the server's socket
-/// buffer can grow to, and the client's receive window is small: the server's sends stop short. Returns the server and the connection.
+/// buffer can grow to, and the client's receive window is small: the server's sends stop short.
+/// Returns the server and the connection.
 fn echo_read_slowly(mode: Mode, fields: &str) -> (TestServer, Client) {
     let server = TestServer::start(config(mode));
     let mut client = Client::connect_with_small_window(server.addr, 16 * 1024);
