@@ -723,6 +723,15 @@ unsafe fn push(ring: &mut IoUring, entry: &squeue::Entry) {
     }
 }
 
+/// Cancels the connection's receive, if one is armed. Its last completion says it is over
+/// (`Recv::Off`).
+fn cancel_recv<S>(ring: &mut IoUring, key: usize, connection: &mut Connection<S>) {
+    if connection.recv == Recv::Armed {
+        connection.recv = Recv::Cancelling;
+        cancel(ring, user_data(Op::Recv, key, connection.generation));
+    }
+}
+
 /// Cancels the connection's output operation (both of a linked read and send).
 fn cancel_out<S>(ring: &mut IoUring, key: usize, connection: &Connection<S>) {
     let generation = connection.generation;
@@ -1605,9 +1614,8 @@ impl<S: Session> Ring<S> {
                         // send is back; one `io_uring_enter` fewer per connection. Early is
                         // harmless: the connection reads nothing more, and were it to want to,
                         // `Want::Read` arms a new receive.
-                        if connection.recv == Recv::Armed && conn.reads_no_more() {
-                            connection.recv = Recv::Cancelling;
-                            cancel(ring, user_data(Op::Recv, key, generation));
+                        if conn.reads_no_more() {
+                            cancel_recv(ring, key, connection);
                         }
                         // ANCHOR_END: last_send
                         break Step::Wait;
@@ -1708,10 +1716,8 @@ impl<S: Session> Ring<S> {
         let Some(connection) = self.connections.get_mut(key) else {
             return;
         };
-        if connection.recv == Recv::Armed && self.extras.held(connection.extra) > BACKLOG_MAX {
-            connection.recv = Recv::Cancelling;
-            let target = user_data(Op::Recv, key, connection.generation);
-            cancel(&mut self.ring, target);
+        if self.extras.held(connection.extra) > BACKLOG_MAX {
+            cancel_recv(&mut self.ring, key, connection);
         }
     }
 
@@ -1724,11 +1730,7 @@ impl<S: Session> Ring<S> {
         };
         if !connection.flags.has(Flags::CLOSING) {
             connection.flags.set(Flags::CLOSING);
-            let generation = connection.generation;
-            if connection.recv == Recv::Armed {
-                connection.recv = Recv::Cancelling;
-                cancel(&mut self.ring, user_data(Op::Recv, key, generation));
-            }
+            cancel_recv(&mut self.ring, key, connection);
             cancel_out(&mut self.ring, key, connection);
         }
         self.finish_if_done(key);
