@@ -684,9 +684,15 @@ impl Conn {
         self.output.tail.is_none()
             && match self.phase {
                 Phase::Closed => true,
-                Phase::Closing { linger } => !linger || self.peer_closed,
+                Phase::Closing { linger } => !self.lingers(linger),
                 _ => false,
             }
+    }
+
+    /// Whether a close asked to linger (`Phase::Closing { linger }`) does read on after its
+    /// output: not once the client has closed its side.
+    fn lingers(&self, linger: bool) -> bool {
+        linger && !self.peer_closed
     }
 
     /// Whether a request of this connection is away in the driver's pool.
@@ -782,7 +788,7 @@ impl Conn {
                 Phase::Lingering => return Next::Read,
                 Phase::Closing { .. } if has_bytes => return Next::Write,
                 Phase::Closing { linger } => {
-                    if linger && !self.peer_closed {
+                    if self.lingers(linger) {
                         self.phase = Phase::Lingering;
                         self.input.consume(self.input.len());
                         return Next::HalfClose;
