@@ -536,33 +536,13 @@ fn server_end_nodelay(peer: std::net::SocketAddr) -> Option<bool> {
         let Ok(fd) = entry.ok()?.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        // Plain calls on a number: a descriptor that another test's thread closes meanwhile
-        // gives an error, or another peer, and is skipped.
-        // SAFETY: getpeername writes at most `len` bytes of an address into the storage given.
-        let named = unsafe {
-            socket2::SockAddr::try_init(|storage, len| {
-                match libc::getpeername(fd, storage.cast(), len) {
-                    0 => Ok(()),
-                    _ => Err(std::io::Error::last_os_error()),
-                }
-            })
-        };
-        let found = named.ok().and_then(|(_, addr)| addr.as_socket());
-        if found != Some(peer) {
-            continue;
+        // SAFETY: the descriptor is only asked about, never closed. One that another test's
+        // thread closes meanwhile gives an error, or another peer, and is skipped.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let socket = socket2::SockRef::from(&fd);
+        if socket.peer_addr().ok().and_then(|addr| addr.as_socket()) == Some(peer) {
+            return socket.tcp_nodelay().ok();
         }
-        let (mut on, mut len): (libc::c_int, libc::socklen_t) = (0, 4);
-        // SAFETY: as above; `on` takes an int.
-        let got = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_NODELAY,
-                (&raw mut on).cast(),
-                &mut len,
-            )
-        };
-        return (got == 0).then_some(on != 0);
     }
     None
 }
