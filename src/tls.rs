@@ -282,7 +282,7 @@ impl Session for TlsConn {
                 }
                 State::Refusing { half_closed: false } => {
                     self.state = State::Refusing { half_closed: true };
-                    self.linger_until = Some(cx.clock.now_ms().after(LINGER_TIMEOUT));
+                    self.linger_until = Some(cx.clock.now_ms().deadline_after(LINGER_TIMEOUT));
                     return Want::HalfClose;
                 }
                 // Lingering: read what the client still sends until it closes.

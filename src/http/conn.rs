@@ -643,9 +643,9 @@ impl Conn {
             Timer::Handler => limits.handler_timeout,
         };
         if self.waits_out_handover() {
-            return Some(self.timer_since.after(duration.min(HANDOVER_IDLE)));
+            return Some(self.timer_since.deadline_after(duration.min(HANDOVER_IDLE)));
         }
-        Some(self.timer_since.after(duration))
+        Some(self.timer_since.deadline_after(duration))
     }
     // ANCHOR_END: deadline
 

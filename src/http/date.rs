@@ -72,6 +72,15 @@ impl Millis {
         let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
         Millis(self.0.saturating_add(ms))
     }
+
+    /// The first reading by which `duration` has surely passed since a moment read as `self`:
+    /// a timeout's deadline. A reading rounds down, so the moment may have come up to a
+    /// millisecond after it; without the millisecond added here, a timeout could fire that much
+    /// before its whole duration had passed.
+    #[inline]
+    pub fn deadline_after(self, duration: Duration) -> Millis {
+        self.after(duration).after(Duration::from_millis(1))
+    }
 }
 // ANCHOR_END: millis
 
@@ -202,6 +211,20 @@ mod tests {
         assert!(ms.instant() <= at && at - ms.instant() < Duration::from_millis(1));
         assert_eq!(ms.after(Duration::from_secs(5)), Millis(ms.0 + 5000));
         assert_eq!(ms.after(Duration::MAX), Millis(u64::MAX));
+    }
+
+    /// A deadline is never reached before its whole duration has passed, however late in its
+    /// millisecond the timer started.
+    #[test]
+    fn deadlines_are_never_early() {
+        let duration = Duration::from_millis(300);
+        for micros in [0, 1, 500, 999] {
+            let start = Millis(1_000_000).instant() + Duration::from_micros(micros);
+            let deadline = Millis::of(start).deadline_after(duration);
+            let just_before = start + duration - Duration::from_nanos(1);
+            assert!(Millis::of(just_before) < deadline, "{micros} µs in");
+            assert!(Millis::of(start + duration + Duration::from_millis(1)) >= deadline);
+        }
     }
 
     #[test]

@@ -857,3 +857,20 @@ fn reads_no_more_only_before_a_plain_close() {
         assert_eq!(harness.closed && !harness.half_closed, expected);
     }
 }
+
+/// A connection's timeout is not reached before its whole duration has passed since the timer
+/// started, though the loop's clock reads whole milliseconds, rounded down.
+#[test]
+fn a_timeout_is_never_reached_early() {
+    let limits = Limits::default();
+    let start = Millis(1_000_000).instant() + Duration::from_micros(900);
+    let mut harness = Harness::new();
+    harness.env.clock = Clock::at(start, std::time::SystemTime::UNIX_EPOCH);
+    harness.conn = Conn::new(&harness.env.cx());
+    let deadline = harness
+        .conn
+        .deadline(&limits)
+        .expect("the header timer runs");
+    let just_before = start + limits.header_timeout - Duration::from_nanos(1);
+    assert!(Millis::of(just_before) < deadline);
+}
