@@ -530,26 +530,31 @@ impl Conn {
         if self.awaiting_input {
             return Want::Read;
         }
+        // Idle is the state after every response: nothing to parse, nothing to send. Said
+        // without the general walk through the phases, since it is asked once per request.
+        if self.is_idle() && self.drain != Drain::Now && !self.peer_closed {
+            return self.await_request(cx);
+        }
         self.decide(cx)
     }
 
+    /// Idle: wait for the next request, holding no buffer.
+    fn await_request(&mut self, cx: &mut Context<'_>) -> Want<'_> {
+        self.arm_timer(Next::Read, cx);
+        // Idle buffers go back to the loop's pool: an idle connection holds none.
+        self.input.release(cx.pool);
+        self.output.release(cx.pool);
+        self.awaiting_input = true;
+        Want::Read
+    }
+
     fn decide(&mut self, cx: &mut Context<'_>) -> Want<'_> {
-        // Idle is the state after every response: nothing to parse, nothing to send. Said
-        // without the general walk through the phases below, since it is asked once per request.
-        let next = if self.is_idle() && self.drain != Drain::Now && !self.peer_closed {
-            Next::Read
-        } else {
-            self.next(cx)
-        };
-        self.arm_timer(next, cx);
+        let next = self.next(cx);
         if next == Next::Read {
-            // Idle buffers go back to the loop's pool: an idle connection holds none.
-            self.input.release(cx.pool);
-            self.output.release(cx.pool);
-            self.awaiting_input = true;
+            return self.await_request(cx);
         }
+        self.arm_timer(next, cx);
         match (next, self.output.tail.as_deref().and_then(Tail::file)) {
-            (Next::Read, _) => Want::Read,
             (Next::Write, _) => Want::Write(&self.output.buf[self.output.written..]),
             (Next::SendFile, Some(file)) => Want::SendFile {
                 file: &file.file,
@@ -558,6 +563,7 @@ impl Conn {
             },
             (Next::HalfClose, _) => Want::HalfClose,
             (Next::Wait, _) => Want::Wait,
+            (Next::Read, _) => Want::Read,
             (Next::Close | Next::SendFile, _) => Want::Close,
         }
     }
