@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use common::bounded;
+use common::{Rng, bounded};
 use reactor_httpd::config::Limits;
 use reactor_httpd::http::memory::{MemoryConn, parse_responses};
 use reactor_httpd::http::{
@@ -204,26 +204,6 @@ fn h11(streams: &[Vec<u8>]) -> Vec<Reading> {
 }
 
 // ---- the streams ----
-
-/// xorshift64*: small, seeded, the same on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 /// Valid requests of every framing, and the shapes of the smuggling literature.
 #[rustfmt::skip]
@@ -644,8 +624,7 @@ fn reactor_httpd_and_h11_read_streams_alike() {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(0x5eed_1234);
-        // Spread nearby seeds apart; xorshift needs a state other than 0.
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut rng = Rng::seeded(seed);
         let streams: Vec<Vec<u8>> = (0..count).map(|_| generate(&mut rng)).collect();
         let theirs = h11(&streams);
         let mut classes: BTreeMap<&str, (usize, Vec<u8>)> = BTreeMap::new();

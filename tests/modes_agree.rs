@@ -21,7 +21,7 @@ mod common;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use common::{IO_TIMEOUT, TestServer, bounded, config, modes, tempdir};
+use common::{IO_TIMEOUT, Rng, TestServer, bounded, config, modes, tempdir};
 use reactor_httpd::config::Mode;
 
 const HELLO: &str = "GET /hello HTTP/1.1\r\nHost: a\r\n\r\n";
@@ -96,27 +96,11 @@ fn written() -> Vec<Vec<u8>> {
     streams.into_iter().map(String::into_bytes).collect()
 }
 
-/// xorshift64*: small, seeded, the same on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// One of `seeds`, changed in one to three places: a byte deleted, a byte inserted (one of
 /// those that matter to a parser), a run of bytes repeated, or a letter's case flipped.
 fn mutant(seeds: &[Vec<u8>], rng: &mut Rng) -> Vec<u8> {
     const INSERTED: &[u8] = b"\r\n :;\t0aA\x00\x7f,";
-    let mut stream = seeds[rng.below(seeds.len())].clone();
+    let mut stream = rng.pick(seeds).clone();
     for _ in 0..1 + rng.below(3) {
         let at = rng.below(stream.len());
         match rng.below(4) {
@@ -213,7 +197,7 @@ fn every_mode_answers_every_stream_alike() {
 
         let seeds = written();
         let seed = number("MODES_AGREE_SEED", 1);
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut rng = Rng::seeded(seed);
         let mut streams = seeds.clone();
         streams.extend((0..number("MODES_AGREE_MUTANTS", 2000)).map(|_| mutant(&seeds, &mut rng)));
 
