@@ -454,6 +454,56 @@ fn graceful_shutdown(mode: Mode) {
     );
 }
 
+/// Shutdown while a long response is on its way to a client that has already sent its next
+/// request: the response still arrives whole, then the connection ends (with the next request
+/// answered, or not). A server that closes a socket over unread input gets it reset by the
+/// kernel, and what of the response was still queued to send is lost.
+fn a_response_in_flight_at_shutdown_arrives_whole(mode: Mode) {
+    let server = TestServer::start(config(mode));
+    let mut client = Client::connect_with_small_window(server.addr, 16 * 1024);
+    let body: Vec<u8> = (0..6 << 20).map(|i: u32| (i * 7 % 251) as u8).collect();
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let writer = {
+        let mut stream = client.stream.try_clone().unwrap();
+        let body = body.clone();
+        thread::spawn(move || {
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.write_all(&body).unwrap();
+            // The next request, before a byte of the answer is read.
+            stream.write_all(hello_request()).unwrap();
+        })
+    };
+    // The answer's head: the server has the whole body and is sending it back.
+    let response = client.head_response();
+    assert_eq!(response.status, 200);
+    writer.join().unwrap();
+    server.trigger_shutdown();
+    let mut received = client.take_unread();
+    let mut chunk = [0; 4096];
+    loop {
+        match client.stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+            Err(err) => panic!(
+                "{err} after {} of the {} bytes of the answer",
+                received.len(),
+                body.len()
+            ),
+        }
+    }
+    assert!(received.len() >= body.len(), "{} bytes", received.len());
+    assert!(received[..body.len()] == body[..], "the answer differs");
+    let rest = &received[body.len()..];
+    assert!(
+        rest.is_empty() || (rest.starts_with(b"HTTP/1.1 200 OK") && rest.ends_with(b"World!")),
+        "after the answer: {:?}",
+        String::from_utf8_lossy(rest)
+    );
+}
+
 fn custom_handler_sees_the_request(mode: Mode) {
     use reactor_httpd::app::Handler;
     use reactor_httpd::http::{Request, Response, Status};
@@ -586,6 +636,7 @@ macro_rules! in_process {
         t!(custom_handler_sees_the_request, 20, $mode);
         t!(handler_panic_is_a_500, 20, $mode);
         t!(graceful_shutdown, 20, $mode);
+        t!(a_response_in_flight_at_shutdown_arrives_whole, 30, $mode);
         t!(accepted_sockets_have_no_nagle, 20, $mode);
     };
 }

@@ -25,6 +25,25 @@ pub(crate) fn sendfile(socket: RawFd, file: &File, offset: u64, len: u64) -> io:
 }
 // ANCHOR_END: sendfile
 
+/// At most this much unread input is read and dropped before a close (`discard_unread`).
+const DISCARD_MAX: usize = 1 << 20;
+
+/// Reads and drops what input is waiting on a non-blocking socket about to be closed, up to
+/// [`DISCARD_MAX`]: closed over unread bytes, a socket is reset instead of ending with a FIN
+/// after its queued output, and the output is lost.
+pub(crate) fn discard_unread(mut socket: impl io::Read) {
+    let mut scratch = [0; 16 * 1024];
+    let mut read = 0;
+    while read < DISCARD_MAX {
+        match socket.read(&mut scratch) {
+            Ok(0) => return,
+            Ok(n) => read += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return, // WouldBlock: nothing more is waiting
+        }
+    }
+}
+
 /// Errors that concern one connection that failed while queued (it was reset or aborted before
 /// accept took it): accept the next one.
 pub(crate) fn is_transient_accept_error(err: &io::Error) -> bool {

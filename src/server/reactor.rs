@@ -127,7 +127,8 @@ struct Connection<S> {
     /// bit in the epoll data for the same reason.)
     generation: u32,
     peer: IpAddr,
-    /// The last read emptied the socket; nothing to read until the next readable event.
+    /// The last read emptied the socket (or found its end): nothing to read until the next
+    /// readable event. Also what a close asks before it closes (`EventLoop::close`).
     drained: bool,
     /// The client closed its side (EPOLLRDHUP): read until EOF, no short-read shortcut.
     read_closed: bool,
@@ -466,8 +467,10 @@ impl<S: Session> EventLoop<S> {
                         match stream.read(buf) {
                             Ok(n) => {
                                 conn.received(n);
-                                // nginx's trick: a short read emptied the socket.
-                                connection.drained = n > 0 && n < asked && !connection.read_closed;
+                                // nginx's trick: a short read emptied the socket. (And after
+                                // the end of the client's stream nothing more can come.)
+                                connection.drained =
+                                    n == 0 || (n < asked && !connection.read_closed);
                             }
                             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                                 connection.drained = true;
@@ -649,6 +652,14 @@ impl<S: Session> EventLoop<S> {
     fn close(&mut self, key: usize) {
         // Dropping the stream closes the socket, which also removes it from epoll.
         let connection = self.connections.remove(key);
+        // Closing a socket with unread input makes Linux answer with a reset at once, throwing
+        // away what of the last response is still in the send queue. Input the connection did
+        // not read (a client that sent its next request before reading a long answer, and then
+        // met a shutdown) is read and dropped first. (The other drivers read on while they
+        // write.)
+        if !connection.drained {
+            io_util::discard_unread(&connection.stream);
+        }
         if connection.counted {
             self.count(|metrics| metrics.closed.add(1));
         }
