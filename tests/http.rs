@@ -116,20 +116,7 @@ fn last_large_echo_read_slowly(mode: Mode) {
 /// Returns the server and the connection.
 fn echo_read_slowly(mode: Mode, fields: &str) -> (TestServer, Client) {
     let server = TestServer::start(config(mode));
-    let mut client = Client::connect_with_small_window(server.addr, 16 * 1024);
-    let body: Vec<u8> = (0..6 << 20).map(|i: u32| (i * 7 % 251) as u8).collect();
-    let head = format!(
-        "POST /echo HTTP/1.1\r\nHost: t\r\n{fields}Content-Length: {}\r\n\r\n",
-        body.len()
-    );
-    let writer = {
-        let mut stream = client.stream.try_clone().unwrap();
-        let body = body.clone();
-        thread::spawn(move || {
-            stream.write_all(head.as_bytes()).unwrap();
-            stream.write_all(&body).unwrap();
-        })
-    };
+    let (mut client, body, writer) = large_echo(&server, fields, b"");
     let mut received = Vec::new();
     let mut chunk = [0; 4096];
     let expected_len = body.len() + 1000;
@@ -146,6 +133,32 @@ fn echo_read_slowly(mode: Mode, fields: &str) -> (TestServer, Client) {
     }
     writer.join().unwrap();
     (server, client)
+}
+
+/// Starts sending a POST of 6 MiB to /echo, with the extra `fields`, and `then` right behind
+/// it, from a client with a 16 KiB receive window. Returns the client, the body, and the thread
+/// that is sending.
+fn large_echo(
+    server: &TestServer,
+    fields: &str,
+    then: &'static [u8],
+) -> (Client, Vec<u8>, thread::JoinHandle<()>) {
+    let client = Client::connect_with_small_window(server.addr, 16 * 1024);
+    let body: Vec<u8> = (0..6 << 20).map(|i: u32| (i * 7 % 251) as u8).collect();
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nHost: t\r\n{fields}Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let writer = {
+        let mut stream = client.stream.try_clone().unwrap();
+        let body = body.clone();
+        thread::spawn(move || {
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.write_all(&body).unwrap();
+            stream.write_all(then).unwrap();
+        })
+    };
+    (client, body, writer)
 }
 
 fn expect_100_continue(mode: Mode) {
@@ -460,22 +473,8 @@ fn graceful_shutdown(mode: Mode) {
 /// kernel, and what of the response was still queued to send is lost.
 fn a_response_in_flight_at_shutdown_arrives_whole(mode: Mode) {
     let server = TestServer::start(config(mode));
-    let mut client = Client::connect_with_small_window(server.addr, 16 * 1024);
-    let body: Vec<u8> = (0..6 << 20).map(|i: u32| (i * 7 % 251) as u8).collect();
-    let head = format!(
-        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    let writer = {
-        let mut stream = client.stream.try_clone().unwrap();
-        let body = body.clone();
-        thread::spawn(move || {
-            stream.write_all(head.as_bytes()).unwrap();
-            stream.write_all(&body).unwrap();
-            // The next request, before a byte of the answer is read.
-            stream.write_all(hello_request()).unwrap();
-        })
-    };
+    // The next request goes before a byte of the answer is read.
+    let (mut client, body, writer) = large_echo(&server, "", hello_request());
     // The answer's head: the server has the whole body and is sending it back.
     let response = client.head_response();
     assert_eq!(response.status, 200);
