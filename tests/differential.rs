@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use common::{Rng, bounded};
+use common::{Rng, bounded, env_or};
 use reactor_httpd::config::Limits;
 use reactor_httpd::http::memory::{MemoryConn, parse_responses};
 use reactor_httpd::http::{
@@ -616,14 +616,8 @@ fn explain(stream: &[u8], ours: &Reading, theirs: &Reading) -> Option<&'static s
 #[test]
 fn reactor_httpd_and_h11_read_streams_alike() {
     bounded(600, || {
-        let count: usize = std::env::var("DIFFERENTIAL_STREAMS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(50_000);
-        let seed: u64 = std::env::var("DIFFERENTIAL_SEED")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0x5eed_1234);
+        let count: usize = env_or("DIFFERENTIAL_STREAMS", 50_000);
+        let seed: u64 = env_or("DIFFERENTIAL_SEED", 0x5eed_1234);
         let mut rng = Rng::seeded(seed);
         let streams: Vec<Vec<u8>> = (0..count).map(|_| generate(&mut rng)).collect();
         let theirs = h11(&streams);

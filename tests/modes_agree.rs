@@ -21,7 +21,7 @@ mod common;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use common::{IO_TIMEOUT, Rng, TestServer, bounded, config, modes, tempdir};
+use common::{IO_TIMEOUT, Rng, TestServer, bounded, config, env_or, modes, tempdir};
 use reactor_httpd::config::Mode;
 
 const HELLO: &str = "GET /hello HTTP/1.1\r\nHost: a\r\n\r\n";
@@ -171,13 +171,6 @@ fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..bytes.len().min(600)]).into_owned()
 }
 
-fn number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
 #[test]
 fn every_mode_answers_every_stream_alike() {
     bounded(600, || {
@@ -196,10 +189,10 @@ fn every_mode_answers_every_stream_alike() {
         assert!(servers.len() >= 4, "too few modes ran");
 
         let seeds = written();
-        let seed = number("MODES_AGREE_SEED", 1);
+        let seed = env_or("MODES_AGREE_SEED", 1);
         let mut rng = Rng::seeded(seed);
         let mut streams = seeds.clone();
-        streams.extend((0..number("MODES_AGREE_MUTANTS", 2000)).map(|_| mutant(&seeds, &mut rng)));
+        streams.extend((0..env_or("MODES_AGREE_MUTANTS", 2000)).map(|_| mutant(&seeds, &mut rng)));
 
         let mut differing = Vec::new();
         for stream in &streams {

@@ -562,6 +562,15 @@ pub fn tempdir(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// The environment variable `name` read as a number (how many streams, which seed), or
+/// `default` when it is unset or not one.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
 /// xorshift64*: small, seeded, the same on every machine (for generated test input).
 pub struct Rng(u64);
 
