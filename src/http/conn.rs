@@ -728,7 +728,7 @@ impl Conn {
             Ok((request, framing)) => {
                 let open = self.drain.keeps_open(data.len() > used);
                 let keep_alive = self.output.respond(cx, &request, framing, open, response);
-                self.after_request(data, used, keep_alive)
+                self.after_request(data, used, keep_alive, framing.keep_alive)
             }
             Err(status) => {
                 self.fail(status, cx);
@@ -1091,12 +1091,19 @@ impl Conn {
         };
         let open = self.drain.keeps_open(data.len() > used);
         let keep_alive = self.output.respond(cx, request, framing, open, response);
-        self.after_request(data, used, keep_alive)
+        self.after_request(data, used, keep_alive, framing.keep_alive)
     }
 
     /// The request (the first `used` bytes of `data`) is answered: on to the next, or to
-    /// closing. Returns `used`.
-    fn after_request(&mut self, data: &[u8], used: usize, keep_alive: bool) -> usize {
+    /// closing (`keep_alive` false). `asked_keep_alive`: the client meant to go on. Returns
+    /// `used`.
+    fn after_request(
+        &mut self,
+        data: &[u8],
+        used: usize,
+        keep_alive: bool,
+        asked_keep_alive: bool,
+    ) -> usize {
         self.timer = Timer::Unset;
         self.phase = if keep_alive {
             Phase::Head {
@@ -1104,9 +1111,13 @@ impl Conn {
                 started: false,
             }
         } else {
-            // Bytes after a last request mean the client is still sending: linger.
+            // The client may still be sending: bytes after the last request are here, or the
+            // server closes a connection the client meant to keep (a stop, a response that
+            // must end with the connection), on which it may be pipelining. Then linger, so
+            // that what it sends next does not meet a reset (RFC 9112 9.6). A client that
+            // asked to close sends nothing more (9.6 again).
             Phase::Closing {
-                linger: data.len() > used,
+                linger: data.len() > used || asked_keep_alive,
             }
         };
         used
