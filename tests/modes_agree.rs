@@ -184,28 +184,40 @@ fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..bytes.len().min(600)]).into_owned()
 }
 
+/// A server in every mode that runs here, each serving the same small tree (a file, a hidden
+/// file, a directory).
+fn servers(name: &str) -> Vec<(Mode, TestServer)> {
+    let root = tempdir(name);
+    std::fs::write(root.join("f.txt"), "0123456789abcdef\n").unwrap();
+    std::fs::write(root.join(".hidden"), "secret\n").unwrap();
+    std::fs::create_dir(root.join("dir")).unwrap();
+    std::fs::write(root.join("dir/a.txt"), "a\n").unwrap();
+    let servers: Vec<(Mode, TestServer)> = modes()
+        .map(|mode| {
+            let mut config = config(mode);
+            config.root = root.clone();
+            (mode, TestServer::start(config))
+        })
+        .collect();
+    assert!(servers.len() >= 4, "too few modes ran");
+    servers
+}
+
+/// The hand-written streams, then `mutants` mutants of them.
+fn streams(rng: &mut Rng, mutants: usize) -> Vec<Vec<u8>> {
+    let seeds = written();
+    let mut streams = seeds.clone();
+    streams.extend((0..mutants).map(|_| mutant(&seeds, rng)));
+    streams
+}
+
 #[test]
 fn every_mode_answers_every_stream_alike() {
     bounded(600, || {
-        let root = tempdir("modes-agree");
-        std::fs::write(root.join("f.txt"), "0123456789abcdef\n").unwrap();
-        std::fs::write(root.join(".hidden"), "secret\n").unwrap();
-        std::fs::create_dir(root.join("dir")).unwrap();
-        std::fs::write(root.join("dir/a.txt"), "a\n").unwrap();
-        let servers: Vec<(Mode, TestServer)> = modes()
-            .map(|mode| {
-                let mut config = config(mode);
-                config.root = root.clone();
-                (mode, TestServer::start(config))
-            })
-            .collect();
-        assert!(servers.len() >= 4, "too few modes ran");
-
-        let seeds = written();
+        let servers = servers("modes-agree");
         let seed = env_or("MODES_AGREE_SEED", 1);
         let mut rng = Rng::seeded(seed);
-        let mut streams = seeds.clone();
-        streams.extend((0..env_or("MODES_AGREE_MUTANTS", 2000)).map(|_| mutant(&seeds, &mut rng)));
+        let streams = streams(&mut rng, env_or("MODES_AGREE_MUTANTS", 2000));
 
         let mut differing = Vec::new();
         for stream in &streams {
@@ -247,25 +259,10 @@ fn every_mode_answers_every_stream_alike() {
 #[test]
 fn every_mode_answers_streams_in_pieces_as_whole() {
     bounded(600, || {
-        let root = tempdir("modes-agree-pieces");
-        std::fs::write(root.join("f.txt"), "0123456789abcdef\n").unwrap();
-        std::fs::write(root.join(".hidden"), "secret\n").unwrap();
-        std::fs::create_dir(root.join("dir")).unwrap();
-        std::fs::write(root.join("dir/a.txt"), "a\n").unwrap();
-        let servers: Vec<(Mode, TestServer)> = modes()
-            .map(|mode| {
-                let mut config = config(mode);
-                config.root = root.clone();
-                (mode, TestServer::start(config))
-            })
-            .collect();
-        assert!(servers.len() >= 4, "too few modes ran");
-
-        let seeds = written();
+        let servers = servers("modes-agree-pieces");
         let seed = env_or("MODES_AGREE_SEED", 1);
         let mut rng = Rng::seeded(seed ^ 0x5eed);
-        let mut streams = seeds.clone();
-        streams.extend((0..env_or("MODES_AGREE_PIECES", 500)).map(|_| mutant(&seeds, &mut rng)));
+        let streams = streams(&mut rng, env_or("MODES_AGREE_PIECES", 500));
 
         let mut differing = Vec::new();
         for stream in &streams {
