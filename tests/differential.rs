@@ -437,6 +437,11 @@ const STRICTER: &[(&str, Explains)] = &[
             })
         },
     ),
+    (
+        "a request line refused once it is known bad (a method no token or too long, a line \
+         httparse refuses), before its head ends (h11 waits for the head)",
+        |s, _, theirs| theirs.end == End::Partial && !has(s, b"\n\n") && !has(s, b"\n\r\n"),
+    ),
 ];
 
 /// h11 refuses (or stops) where we read on.

@@ -96,6 +96,10 @@ fn written() -> Vec<Vec<u8>> {
         format!("GET / HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\n\r\n{HELLO}"),
         long_field,
         long_target,
+        // Refused as they arrive, before any end of head.
+        format!("\x16\x03\x01\x00\x2a\x01\x00\x00\x26\x03\x03{HELLO}"),
+        format!("GET /\r\n{HELLO}"),
+        format!("{} / HTTP/1.1\r\nHost: a\r\n\r\n{HELLO}", "M".repeat(40)),
     ];
     streams.into_iter().map(String::into_bytes).collect()
 }

@@ -3,7 +3,8 @@
 //! httparse keeps no state between calls and would re-parse from the first byte each time more
 //! arrives, and it has no byte limit. So [`HeadScan`] first looks for the blank line that ends the
 //! head, resuming where it stopped, and enforces the size limits (414, 431) while it waits; only a
-//! complete head is handed to httparse, once. [`parse_head`] then turns it into a [`Request`] and
+//! complete head is handed to httparse, once (and, for a head that arrives in pieces, its
+//! request line, once, as soon as that is complete: a line that cannot be one is refused then). [`parse_head`] then turns it into a [`Request`] and
 //! the [`Framing`] facts the connection needs: how the body is delimited, and whether the
 //! connection stays open. Anything that makes the framing ambiguous is refused (400), because two
 //! parties that disagree on where a request ends is how requests get smuggled.
@@ -12,7 +13,7 @@ use std::mem::MaybeUninit;
 
 use super::request::{Headers, Request, Version, list_has_token, name_is};
 use super::response::Status;
-use super::uri::{split_target, valid_host};
+use super::uri::{is_tchar, split_target, valid_host};
 
 /// The request line alone may not exceed this (then 414), whatever the header limit.
 pub const MAX_REQUEST_LINE: usize = 8 * 1024;
@@ -52,9 +53,11 @@ impl HeadScan {
             let lf = at + i;
             if !self.line_done {
                 let line_len = lf - usize::from(lf > 0 && data[lf - 1] == b'\r');
+                method_so_far(&data[..line_len])?;
                 if line_len > request_line_limit(max_header_bytes) {
                     return Err(Status::URI_TOO_LONG);
                 }
+                request_line(&data[..=lf])?;
                 self.line_done = true;
             }
             let end = match (data.get(lf + 1), data.get(lf + 2)) {
@@ -81,6 +84,9 @@ impl HeadScan {
     }
 
     fn incomplete(&self, data: &[u8], max_header_bytes: usize) -> Result<Scanned, Status> {
+        if !self.line_done {
+            method_so_far(data)?;
+        }
         // An unfinished line may still end in the CR of its CRLF: one byte of grace, unless the
         // line alone already overflows the head.
         let line_limit = request_line_limit(max_header_bytes) + 1;
@@ -91,6 +97,44 @@ impl HeadScan {
         } else {
             Ok(Scanned::NeedData)
         }
+    }
+}
+
+// A head that arrives in pieces is judged as its first line comes, not only once it is whole:
+// bytes that cannot begin a request (binary garbage, a method that is no token or longer than
+// any method, an HTTP/0.9 line) are refused at once, instead of holding the connection until the
+// header timeout or the size limit. The checks run in the order of the bytes they need (the
+// method, then the line's length, then the whole line), and whole heads that httparse refuses
+// come through them too (`Conn::head` falls back to the scan), so a head gets the same answer
+// however it is split. A complete valid head never meets them: httparse takes it first.
+
+/// The request line's first bytes (`line`, without its line ending if it has one): a method
+/// must be a token (else 400) of at most [`MAX_METHOD`] bytes (else 501, as `interpret` answers
+/// a longer one that arrived whole: RFC 9112 3 asks 501 for a method longer than any known).
+#[cold]
+fn method_so_far(line: &[u8]) -> Result<(), Status> {
+    for (at, &byte) in line.iter().take(MAX_METHOD + 1).enumerate() {
+        match byte {
+            b' ' if at > 0 => return Ok(()),
+            _ if !is_tchar(byte) => return Err(Status::BAD_REQUEST),
+            _ if at == MAX_METHOD => return Err(Status::NOT_IMPLEMENTED),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A complete request line (with its line ending), as httparse reads it: 400 if it cannot be
+/// one (HTTP/0.9, missing or extra spaces, a bad target byte). A version httparse does not know
+/// is left to the whole head's parse, which tells 505 from 400 and reads HTTP/1.2 as 1.1.
+#[cold]
+fn request_line(line: &[u8]) -> Result<(), Status> {
+    // The entry point the hot path uses: a second one (`parse`) made httparse's parser a shared
+    // function that no longer knew its configuration at compile time, 17 instructions more on
+    // every request.
+    match httparse::Request::new(&mut []).parse_with_uninit_headers(line, &mut []) {
+        Ok(_) | Err(httparse::Error::Version) => Ok(()),
+        Err(_) => Err(Status::BAD_REQUEST),
     }
 }
 

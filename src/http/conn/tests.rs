@@ -244,6 +244,34 @@ fn error_statuses_close_the_connection() {
     }
 }
 
+/// Bytes that cannot begin a request are refused as they arrive, before any end of head: a
+/// TLS handshake sent to the plain port, a method that is no token or too long to be one, an
+/// HTTP/0.9 line. A head still valid so far waits for the rest. Whole or byte by byte, the
+/// answer is the same.
+#[test]
+fn a_head_that_cannot_be_a_request_is_refused_before_it_ends() {
+    let cases: [(&[u8], Option<u16>); 7] = [
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", Some(400)),
+        (b"G@T / HTTP/1.1", Some(400)),
+        (b" GET / HTTP/1.1", Some(400)),
+        (b"GET /\r\n", Some(400)),
+        (b"GET / HTTP/1.1 x\r\n", Some(400)),
+        (&[b'M'; 40], Some(501)),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n", None),
+    ];
+    for (input, status) in cases {
+        for sizes in [&[input.len()][..], &[1]] {
+            let (out, _) = memory::run_split(&describe, input, sizes);
+            assert_eq!(
+                statuses(&out),
+                Vec::from_iter(status),
+                "{:?} in pieces of {sizes:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+}
+
 /// What the conformance rules answer without closing: the framing was understood, so the
 /// next request is read.
 #[test]
