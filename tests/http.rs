@@ -232,6 +232,10 @@ fn error_statuses(mode: Mode) {
         (big_head.into_bytes(), 431),
         (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n".to_vec(), 413),
         (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n".to_vec(), 413),
+        // No end of head: refused as the bytes arrive (a 408 would mean they were held).
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec(), 400),
+        (b"GET /\r\n".to_vec(), 400),
+        ("M".repeat(40).into_bytes(), 501),
     ];
     for (request, status) in cases {
         let mut client = server.connect();
