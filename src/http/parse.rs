@@ -53,8 +53,9 @@ impl HeadScan {
             let lf = at + i;
             if !self.line_done {
                 let line_len = lf - usize::from(lf > 0 && data[lf - 1] == b'\r');
-                method_so_far(&data[..line_len])?;
-                if line_len > request_line_limit(max_header_bytes) {
+                let limit = request_line_limit(max_header_bytes);
+                method_so_far(&data[..line_len.min(limit)])?;
+                if line_len > limit {
                     return Err(Status::URI_TOO_LONG);
                 }
                 request_line(&data[..=lf])?;
@@ -85,7 +86,8 @@ impl HeadScan {
 
     fn incomplete(&self, data: &[u8], max_header_bytes: usize) -> Result<Scanned, Status> {
         if !self.line_done {
-            method_so_far(data)?;
+            // Only what the line may hold: past that it is too long (414), however it goes on.
+            method_so_far(&data[..data.len().min(request_line_limit(max_header_bytes))])?;
         }
         // An unfinished line may still end in the CR of its CRLF: one byte of grace, unless the
         // line alone already overflows the head.
@@ -503,6 +505,42 @@ mod tests {
             }
         }
         assert!(steps < head.len() * 3, "{steps}");
+    }
+
+    /// The request line is judged as it arrives (method, then length, then the whole line):
+    /// whole or a byte at a time, under any head limit, the verdict is the same.
+    #[test]
+    fn a_request_line_is_judged_alike_however_it_arrives() {
+        let long_method = [b'M'; 40];
+        let long_method_line = [&long_method[..], b" / HTTP/1.1\r\nHost: a\r\n\r\n"].concat();
+        let inputs: [&[u8]; 9] = [
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+            b"G@T / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /\r\nHost: a\r\n\r\n",
+            b"GET\r\n\r\n",
+            &[b'M'; 32],
+            &long_method,
+            &long_method_line,
+            b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        ];
+        for input in inputs {
+            for limit in [8, 20, 33, 34, 40, 1 << 14] {
+                assert_eq!(
+                    HeadScan::default().scan(input, limit),
+                    scan_bytewise(input, limit),
+                    "{:?} under {limit}",
+                    String::from_utf8_lossy(input)
+                );
+            }
+        }
+        let verdict = |input: &[u8]| scan_bytewise(input, 1 << 14);
+        assert_eq!(verdict(inputs[0]), Err(Status::BAD_REQUEST));
+        assert_eq!(verdict(inputs[2]), Err(Status::BAD_REQUEST));
+        assert_eq!(verdict(&[b'M'; 32]), Ok(Scanned::NeedData));
+        assert_eq!(verdict(&long_method), Err(Status::NOT_IMPLEMENTED));
+        // Left to the whole head's parse, which answers 505.
+        assert!(matches!(verdict(inputs[7]), Ok(Scanned::Complete(_))));
     }
 
     #[test]
