@@ -3,11 +3,12 @@
 //! httparse keeps no state between calls and would re-parse from the first byte each time more
 //! arrives, and it has no byte limit. So [`HeadScan`] first looks for the blank line that ends the
 //! head, resuming where it stopped, and enforces the size limits (414, 431) while it waits; only a
-//! complete head is handed to httparse, once (and, for a head that arrives in pieces, its
-//! request line, once, as soon as that is complete: a line that cannot be one is refused then). [`parse_head`] then turns it into a [`Request`] and
-//! the [`Framing`] facts the connection needs: how the body is delimited, and whether the
-//! connection stays open. Anything that makes the framing ambiguous is refused (400), because two
-//! parties that disagree on where a request ends is how requests get smuggled.
+//! complete head is handed to httparse, once (and, for a head that arrives in pieces, its request
+//! line, once, as soon as that is complete: a line that cannot be one is refused then).
+//! [`parse_head`] then turns it into a [`Request`] and the [`Framing`] facts the connection needs:
+//! how the body is delimited, and whether the connection stays open. Anything that makes the
+//! framing ambiguous is refused (400), because two parties that disagree on where a request ends
+//! is how requests get smuggled.
 
 use std::mem::MaybeUninit;
 
