@@ -235,7 +235,7 @@ fn error_statuses(mode: Mode) {
         // No end of head: refused as the bytes arrive (a 408 would mean they were held).
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec(), 400),
         (b"GET /\r\n".to_vec(), 400),
-        ("M".repeat(40).into_bytes(), 501),
+        (format!("{} / HTTP/1.1\r\n", "M".repeat(40)).into_bytes(), 501),
     ];
     for (request, status) in cases {
         let mut client = server.connect();

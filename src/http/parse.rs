@@ -59,6 +59,9 @@ impl HeadScan {
                 if line_len > limit {
                     return Err(Status::URI_TOO_LONG);
                 }
+                if method_too_long(&data[..line_len]) {
+                    return Err(Status::NOT_IMPLEMENTED);
+                }
                 request_line(&data[..=lf])?;
                 self.line_done = true;
             }
@@ -104,27 +107,34 @@ impl HeadScan {
 }
 
 // A head that arrives in pieces is judged as its first line comes, not only once it is whole:
-// bytes that cannot begin a request (binary garbage, a method that is no token or longer than
-// any method, an HTTP/0.9 line) are refused at once, instead of holding the connection until the
-// header timeout or the size limit. The checks run in the order of the bytes they need (the
-// method, then the line's length, then the whole line), and whole heads that httparse refuses
-// come through them too (`Conn::head` falls back to the scan), so a head gets the same answer
-// however it is split. A complete valid head never meets them: httparse takes it first.
+// bytes that cannot begin a request (binary garbage, a method that is no token, an HTTP/0.9
+// line) are refused at once, instead of holding the connection until the header timeout or the
+// size limit. The checks run in the order the whole head's parse would make them (a method
+// byte, the line's length, the method's length, the rest of the line), and whole heads that
+// httparse refuses come through them too (`Conn::head` falls back to the scan), so a head gets
+// the same answer however it is split. A complete valid head never meets them: httparse takes
+// it first.
 
-/// The request line's first bytes (`line`, without its line ending if it has one): a method
-/// must be a token (else 400) of at most [`MAX_METHOD`] bytes (else 501, as `interpret` answers
-/// a longer one that arrived whole: RFC 9112 3 asks 501 for a method longer than any known).
+/// The request line's first bytes (`line`, without its line ending if it has one): 400 at a
+/// method byte no token may hold. (Its length waits for the line's end: a line over 8 KiB is
+/// 414 whatever its method.)
 #[cold]
 fn method_so_far(line: &[u8]) -> Result<(), Status> {
     for (at, &byte) in line.iter().take(MAX_METHOD + 1).enumerate() {
         match byte {
             b' ' if at > 0 => return Ok(()),
             _ if !is_tchar(byte) => return Err(Status::BAD_REQUEST),
-            _ if at == MAX_METHOD => return Err(Status::NOT_IMPLEMENTED),
             _ => {}
         }
     }
     Ok(())
+}
+
+/// A complete request line whose method is longer than [`MAX_METHOD`]: 501, as `interpret`
+/// answers it in a whole head (RFC 9112 3 asks 501 for a method longer than any known).
+#[cold]
+fn method_too_long(line: &[u8]) -> bool {
+    line.len() > MAX_METHOD && !line[..=MAX_METHOD].contains(&b' ')
 }
 
 /// A complete request line (with its line ending), as httparse reads it: 400 if it cannot be
@@ -514,7 +524,9 @@ mod tests {
     fn a_request_line_is_judged_alike_however_it_arrives() {
         let long_method = [b'M'; 40];
         let long_method_line = [&long_method[..], b" / HTTP/1.1\r\nHost: a\r\n\r\n"].concat();
-        let inputs: [&[u8]; 9] = [
+        let long_everything =
+            [&long_method[..], b" /", &[b'a'; 9000], b" HTTP/1.1\r\n\r\n"].concat();
+        let inputs: [&[u8]; 10] = [
             b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
             b"G@T / HTTP/1.1\r\nHost: a\r\n\r\n",
             b"GET /\r\nHost: a\r\n\r\n",
@@ -522,6 +534,7 @@ mod tests {
             &[b'M'; 32],
             &long_method,
             &long_method_line,
+            &long_everything,
             b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
         ];
@@ -539,9 +552,12 @@ mod tests {
         assert_eq!(verdict(inputs[0]), Err(Status::BAD_REQUEST));
         assert_eq!(verdict(inputs[2]), Err(Status::BAD_REQUEST));
         assert_eq!(verdict(&[b'M'; 32]), Ok(Scanned::NeedData));
-        assert_eq!(verdict(&long_method), Err(Status::NOT_IMPLEMENTED));
+        // A long method waits for its line's end: the line may yet prove too long (414).
+        assert_eq!(verdict(&long_method), Ok(Scanned::NeedData));
+        assert_eq!(verdict(&long_method_line), Err(Status::NOT_IMPLEMENTED));
+        assert_eq!(verdict(&long_everything), Err(Status::URI_TOO_LONG));
         // Left to the whole head's parse, which answers 505.
-        assert!(matches!(verdict(inputs[7]), Ok(Scanned::Complete(_))));
+        assert!(matches!(verdict(inputs[8]), Ok(Scanned::Complete(_))));
     }
 
     #[test]

@@ -245,18 +245,27 @@ fn error_statuses_close_the_connection() {
 }
 
 /// Bytes that cannot begin a request are refused as they arrive, before any end of head: a
-/// TLS handshake sent to the plain port, a method that is no token or too long to be one, an
-/// HTTP/0.9 line. A head still valid so far waits for the rest. Whole or byte by byte, the
-/// answer is the same.
+/// TLS handshake sent to the plain port, a method that is no token (at once) or too long to be
+/// one (at its line's end), an HTTP/0.9 line. A head still valid so far waits for the rest.
+/// Whole or byte by byte, the answer is the same.
 #[test]
 fn a_head_that_cannot_be_a_request_is_refused_before_it_ends() {
-    let cases: [(&[u8], Option<u16>); 7] = [
+    let long_method = format!("{} / HTTP/1.1\r\n", "M".repeat(40));
+    // A line over 8 KiB is 414, whatever its method, whole (httparse reads it) or in pieces.
+    let long_everything = format!(
+        "{} /{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "M".repeat(40),
+        "a".repeat(9000)
+    );
+    let cases: [(&[u8], Option<u16>); 9] = [
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", Some(400)),
         (b"G@T / HTTP/1.1", Some(400)),
         (b" GET / HTTP/1.1", Some(400)),
         (b"GET /\r\n", Some(400)),
         (b"GET / HTTP/1.1 x\r\n", Some(400)),
-        (&[b'M'; 40], Some(501)),
+        (long_method.as_bytes(), Some(501)),
+        (long_everything.as_bytes(), Some(414)),
+        (&[b'M'; 40], None),
         (b"GET / HTTP/1.1\r\nHost: x\r\n", None),
     ];
     for (input, status) in cases {
