@@ -464,6 +464,26 @@ const LAXER: &[(&str, Explains)] = &[
         "an invalid request line refused before its end (h11 judges its first bytes; we wait for the line)",
         |_, ours, theirs| ours.end == End::Partial && theirs.reason == "illegal request line",
     ),
+    (
+        "Content-Length fields with the same decimal value written differently, `3` and `03` \
+         (RFC 9110 8.6: one length; h11 compares the text)",
+        |s, _, theirs| {
+            let values: Vec<&[u8]> = lines(head(s))
+                .filter(|l| l.len() > 15 && l[..15].eq_ignore_ascii_case(b"content-length:"))
+                .map(|l| l[15..].trim_ascii())
+                .collect();
+            let number = |v: &[u8]| -> Option<u64> {
+                v.iter()
+                    .all(u8::is_ascii_digit)
+                    .then(|| std::str::from_utf8(v).ok()?.parse().ok())?
+            };
+            theirs.reason == "conflicting Content-Length headers"
+                && values.len() > 1
+                && values
+                    .iter()
+                    .all(|v| number(v).is_some() && number(v) == number(values[0]))
+        },
+    ),
 ];
 
 /// h11 reads no further after an HTTP/1.0 request (it does not do 1.0 keep-alive), where we read
