@@ -372,7 +372,7 @@ const STRICTER: &[(&str, Explains)] = &[
     (
         "Host value (h11 checks presence, not the RFC 3986 grammar)",
         |s, _, _| {
-            host_values(s)
+            field_values(s, b"host:")
                 .iter()
                 .any(|v| valid_host(v.trim_ascii()).is_none())
         },
@@ -400,9 +400,9 @@ const STRICTER: &[(&str, Explains)] = &[
     (
         "Content-Length as a list (h11 merges equal values; RFC 9110 8.6 lets us refuse)",
         |s, _, _| {
-            lines(s).any(|l| {
-                l.len() > 15 && l[..15].eq_ignore_ascii_case(b"content-length:") && has(l, b",")
-            })
+            field_values(s, b"content-length:")
+                .iter()
+                .any(|v| has(v, b","))
         },
     ),
     (
@@ -468,9 +468,9 @@ const LAXER: &[(&str, Explains)] = &[
         "Content-Length fields with the same decimal value written differently, `3` and `03` \
          (RFC 9110 8.6: one length; h11 compares the text)",
         |s, _, theirs| {
-            let values: Vec<&[u8]> = lines(head(s))
-                .filter(|l| l.len() > 15 && l[..15].eq_ignore_ascii_case(b"content-length:"))
-                .map(|l| l[15..].trim_ascii())
+            let values: Vec<&[u8]> = field_values(head(s), b"content-length:")
+                .into_iter()
+                .map(<[u8]>::trim_ascii)
                 .collect();
             let number = |v: &[u8]| -> Option<u64> {
                 v.iter()
@@ -528,10 +528,11 @@ fn lines(stream: &[u8]) -> impl Iterator<Item = &[u8]> {
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
 }
 
-fn host_values(stream: &[u8]) -> Vec<&[u8]> {
+/// The values of the field lines in `stream` that start with `name` (with its colon, any case).
+fn field_values<'a>(stream: &'a [u8], name: &[u8]) -> Vec<&'a [u8]> {
     lines(stream)
-        .filter(|l| l.len() >= 5 && l[..5].eq_ignore_ascii_case(b"host:"))
-        .map(|l| &l[5..])
+        .filter(|l| l.len() >= name.len() && l[..name.len()].eq_ignore_ascii_case(name))
+        .map(|l| &l[name.len()..])
         .collect()
 }
 

@@ -236,8 +236,7 @@ pub(crate) fn refuse<S: Session>(
     });
     let _ = stream.shutdown(HalfClose::Write);
     // Read what the client already sent, so closing does not reset the connection.
-    let mut discard = [0; 4096];
-    while matches!(stream.read(&mut discard), Ok(n) if n > 0) {}
+    io_util::discard_unread(stream);
 }
 
 /// The socket's own timeouts, set only when they must change.
