@@ -55,11 +55,13 @@ impl HeadScan {
             if !self.line_done {
                 let line_len = lf - usize::from(lf > 0 && data[lf - 1] == b'\r');
                 let limit = request_line_limit(max_header_bytes);
-                method_so_far(&data[..line_len.min(limit)])?;
+                let method_ended = method_so_far(&data[..line_len.min(limit)])?;
                 if line_len > limit {
                     return Err(Status::URI_TOO_LONG);
                 }
-                if method_too_long(&data[..line_len]) {
+                // No space in its first 33 bytes: a method longer than any (RFC 9112 3: 501,
+                // as `interpret` answers it in a whole head).
+                if !method_ended && line_len > MAX_METHOD {
                     return Err(Status::NOT_IMPLEMENTED);
                 }
                 request_line(&data[..=lf])?;
@@ -91,7 +93,7 @@ impl HeadScan {
     fn incomplete(&self, data: &[u8], max_header_bytes: usize) -> Result<Scanned, Status> {
         if !self.line_done {
             // Only what the line may hold: past that it is too long (414), however it goes on.
-            method_so_far(&data[..data.len().min(request_line_limit(max_header_bytes))])?;
+            let _ = method_so_far(&data[..data.len().min(request_line_limit(max_header_bytes))])?;
         }
         // An unfinished line may still end in the CR of its CRLF: one byte of grace, unless the
         // line alone already overflows the head.
@@ -116,25 +118,19 @@ impl HeadScan {
 // it first.
 
 /// The request line's first bytes (`line`, without its line ending if it has one): 400 at a
-/// method byte no token may hold. (Its length waits for the line's end: a line over 8 KiB is
-/// 414 whatever its method.)
+/// method byte no token may hold. `Ok(true)` once the method has ended (its space is within
+/// the first `MAX_METHOD + 1` bytes). Its length is judged only at the line's end: a line over
+/// 8 KiB is 414 whatever its method.
 #[cold]
-fn method_so_far(line: &[u8]) -> Result<(), Status> {
+fn method_so_far(line: &[u8]) -> Result<bool, Status> {
     for (at, &byte) in line.iter().take(MAX_METHOD + 1).enumerate() {
         match byte {
-            b' ' if at > 0 => return Ok(()),
+            b' ' if at > 0 => return Ok(true),
             _ if !is_tchar(byte) => return Err(Status::BAD_REQUEST),
             _ => {}
         }
     }
-    Ok(())
-}
-
-/// A complete request line whose method is longer than [`MAX_METHOD`]: 501, as `interpret`
-/// answers it in a whole head (RFC 9112 3 asks 501 for a method longer than any known).
-#[cold]
-fn method_too_long(line: &[u8]) -> bool {
-    line.len() > MAX_METHOD && !line[..=MAX_METHOD].contains(&b' ')
+    Ok(false)
 }
 
 /// A complete request line (with its line ending), as httparse reads it: 400 if it cannot be
