@@ -427,6 +427,20 @@ fn files_compressed_as_they_are_sent() {
             &format!("Accept-Encoding: br\r\nIf-None-Match: {tag}\r\n"),
         );
         assert_eq!(again.status, 304);
+        // If-Match compares strongly: a weak tag never holds, so 412; `*` does.
+        let strong = tag.strip_prefix("W/").unwrap();
+        for condition in [tag.as_str(), strong] {
+            let headers = format!("Accept-Encoding: br\r\nIf-Match: {condition}\r\n");
+            let refused = get(&mut client, "/site.css", &headers);
+            assert_eq!(refused.status, 412, "If-Match: {condition}");
+        }
+        let headers = "Accept-Encoding: br\r\nIf-Match: *\r\n";
+        let (head, body) = get_chunked(&mut client, "/site.css", headers);
+        assert_eq!(
+            (head.status, head.header("Content-Encoding")),
+            (200, Some("br"))
+        );
+        assert!(decode(Some("br"), &body) == css);
     });
 }
 

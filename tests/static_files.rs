@@ -299,9 +299,13 @@ fn caching(mode: Mode) {
         format!("If-None-Match: \"nope\", W/{etag}"),
         "If-None-Match: *".to_string(),
         format!("If-Modified-Since: {modified}"),
-        "If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT".to_string(),
         // If-None-Match wins when both are present.
         format!("If-None-Match: {etag}\r\nIf-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT"),
+        // Preconditions that hold leave the rest to decide.
+        format!("If-Match: {etag}\r\nIf-None-Match: {etag}"),
+        format!("If-Unmodified-Since: {modified}\r\nIf-Modified-Since: {modified}"),
+        // One list in two fields.
+        format!("If-None-Match: \"nope\"\r\nIf-None-Match: {etag}"),
     ] {
         let response = get(&mut client, "/hello.txt", &format!("{condition}\r\n"));
         assert_eq!(response.status, 304, "{condition}");
@@ -313,10 +317,30 @@ fn caching(mode: Mode) {
         "If-None-Match: \"nope\"".to_string(),
         "If-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT".to_string(),
         format!("If-None-Match: \"nope\"\r\nIf-Modified-Since: {modified}"),
+        // Later than the server's clock: not a date the client had from us, so ignored.
+        "If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT".to_string(),
+        // A date sent twice is no date.
+        format!("If-Modified-Since: {modified}\r\nIf-Modified-Since: {modified}"),
+        format!("If-Match: \"nope\", {etag}"),
+        "If-Match: *".to_string(),
+        format!("If-Unmodified-Since: {modified}"),
+        "If-Unmodified-Since: not a date".to_string(),
     ] {
         let response = get(&mut client, "/hello.txt", &format!("{condition}\r\n"));
         assert_eq!(response.status, 200, "{condition}");
         assert_eq!(response.text(), "hello from a file\n");
+    }
+    // The client asked for a state the file is not in: 412, whatever else it asked.
+    for condition in [
+        "If-Match: \"nope\"".to_string(),
+        format!("If-Match: W/{etag}"),
+        "If-Unmodified-Since: Thu, 01 Jan 1970 00:00:00 GMT".to_string(),
+        format!("If-Match: \"nope\"\r\nIf-None-Match: {etag}"),
+        "If-Unmodified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\nRange: bytes=0-1".to_string(),
+    ] {
+        let response = get(&mut client, "/hello.txt", &format!("{condition}\r\n"));
+        assert_eq!(response.status, 412, "{condition}");
+        assert!(!response.text().contains("hello from a file"));
     }
     // A change to the file changes its validators.
     let path = site.root.join("hello.txt");

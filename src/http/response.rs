@@ -60,6 +60,7 @@ statuses! {
     NOT_FOUND = 404 "Not Found",
     METHOD_NOT_ALLOWED = 405 "Method Not Allowed",
     REQUEST_TIMEOUT = 408 "Request Timeout",
+    PRECONDITION_FAILED = 412 "Precondition Failed",
     PAYLOAD_TOO_LARGE = 413 "Content Too Large",
     URI_TOO_LONG = 414 "URI Too Long",
     RANGE_NOT_SATISFIABLE = 416 "Range Not Satisfiable",

@@ -18,11 +18,12 @@ use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::time::SystemTime;
 
 use super::{Handler, other_method};
-use crate::http::{Body, FileBody, Request, Response, Status};
+use crate::http::{Body, FileBody, Headers, Request, Response, Status};
 use negotiate::Coding;
-use range::{Part, Validators, parse_range};
+use range::{Conditions, Outcome, Part, Validators, parse_range};
 use resolve::{DecodedPath, Opened, Refusal, Root, decode_path};
 
 pub struct StaticFiles {
@@ -296,9 +297,10 @@ fn serve_file(
             None => response,
         }
     };
-    let if_none_match = headers.get_str("if-none-match");
-    if validators.not_modified(if_none_match, headers.get_str("if-modified-since")) {
-        return with_validators(Response::new(Status::NOT_MODIFIED));
+    match validators.evaluate(&conditions(headers), false, SystemTime::now()) {
+        Outcome::Send => {}
+        Outcome::NotModified => return with_validators(Response::new(Status::NOT_MODIFIED)),
+        Outcome::PreconditionFailed => return Response::error(Status::PRECONDITION_FAILED),
     }
     // Ranges apply to GET only (RFC 9110 14.2), and only to the representation If-Range names.
     let part = if request.method == "GET" && validators.if_range_holds(headers.get_str("if-range"))
@@ -333,6 +335,29 @@ fn serve_file(
     response
 }
 
+/// The conditional fields of a request. A list sent in several fields is one list (RFC 9110
+/// 5.3); a date sent twice is no date.
+fn conditions<'a>(headers: &Headers<'a>) -> Conditions<'a> {
+    let list = |name| {
+        let mut values = headers.get_all(name).map(String::from_utf8_lossy);
+        let first = values.next()?;
+        Some(values.fold(first, |list, value| Cow::Owned(format!("{list}, {value}"))))
+    };
+    let date = |name| {
+        let mut values = headers.get_all(name);
+        match (values.next(), values.next()) {
+            (Some(value), None) => std::str::from_utf8(value).ok().map(str::trim),
+            _ => None,
+        }
+    };
+    Conditions {
+        if_match: list("if-match"),
+        if_unmodified_since: date("if-unmodified-since"),
+        if_none_match: list("if-none-match"),
+        if_modified_since: date("if-modified-since"),
+    }
+}
+
 /// `file` compressed as it is sent (`--compress`), for a GET or HEAD without a Range (ranges of
 /// an encoding made on the fly cannot be served: those get the file as it is) from an HTTP/1.1
 /// client (chunked transfer coding). Its entity tag is weak: the same file compresses to the
@@ -361,11 +386,10 @@ fn compressed(
             .with_header("ETag", etag.clone())
             .with_header("Content-Encoding", coding.token())
     };
-    if validators.not_modified(
-        headers.get_str("if-none-match"),
-        headers.get_str("if-modified-since"),
-    ) {
-        return Ok(with_validators(Response::new(Status::NOT_MODIFIED)));
+    match validators.evaluate(&conditions(headers), true, SystemTime::now()) {
+        Outcome::Send => {}
+        Outcome::NotModified => return Ok(with_validators(Response::new(Status::NOT_MODIFIED))),
+        Outcome::PreconditionFailed => return Ok(Response::error(Status::PRECONDITION_FAILED)),
     }
     let stream = match compress::Compressing::new(file, metadata.len(), coding) {
         Ok(stream) => stream,

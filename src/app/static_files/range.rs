@@ -1,6 +1,7 @@
 //! Conditional and range requests against a file's validators (RFC 9110 13 and 14), as pure
 //! functions of header values, so each rule is tested on its own.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A file's validators: what `ETag` and `Last-Modified` are made of.
@@ -46,27 +47,41 @@ impl Validators {
         httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(self.mtime))
     }
 
-    /// Whether a conditional GET or HEAD should get 304: `If-None-Match` decides if present
-    /// (a list, or `*`, compared weakly); otherwise `If-Modified-Since`.
-    pub fn not_modified(
-        &self,
-        if_none_match: Option<&str>,
-        if_modified_since: Option<&str>,
-    ) -> bool {
-        if let Some(tags) = if_none_match {
-            let ours = self.etag();
-            return tags
-                .split(',')
-                .map(str::trim)
-                .any(|tag| tag == "*" || strip_weak(tag) == strip_weak(&ours));
+    /// What the preconditions of a GET or HEAD of this file ask for, in RFC 9110 13.2.2's
+    /// order: `If-Match`, else `If-Unmodified-Since`, failing gives 412; then `If-None-Match`,
+    /// else `If-Modified-Since`, holding gives 304. `weak`: the entity tag we send is weak (an
+    /// encoding made on the fly), which `If-Match`'s strong comparison never matches. `now` is
+    /// the server's clock: an `If-Modified-Since` later than it cannot be a date the client
+    /// had from us (RFC 2616 14.25 called it invalid, and Apache ignores it), unless it is the
+    /// file's own `Last-Modified`, as for a file dated in the future.
+    pub fn evaluate(&self, conditions: &Conditions<'_>, weak: bool, now: SystemTime) -> Outcome {
+        let ours = self.etag();
+        if let Some(tags) = &conditions.if_match {
+            // Strong comparison (13.1.1): neither tag weak, the same opaque tag.
+            let held = entity_tags(tags).any(|tag| tag == "*" || (!weak && tag == ours));
+            if !held {
+                return Outcome::PreconditionFailed;
+            }
+        } else if let Some(since) = conditions.if_unmodified_since.and_then(seconds) {
+            if self.mtime > since {
+                return Outcome::PreconditionFailed;
+            }
         }
-        if_modified_since
-            .and_then(|date| httpdate::parse_http_date(date).ok())
-            .is_some_and(|since| {
-                since
-                    .duration_since(UNIX_EPOCH)
-                    .is_ok_and(|at| self.mtime <= at.as_secs())
-            })
+        if let Some(tags) = &conditions.if_none_match {
+            // Weak comparison (13.1.2): a match means the client has it.
+            let matched = entity_tags(tags).any(|tag| tag == "*" || strip_weak(tag) == ours);
+            return match matched {
+                true => Outcome::NotModified,
+                false => Outcome::Send,
+            };
+        }
+        let now = now.duration_since(UNIX_EPOCH).map_or(0, |at| at.as_secs());
+        match conditions.if_modified_since.and_then(seconds) {
+            Some(since) if self.mtime <= since && (since <= now || since == self.mtime) => {
+                Outcome::NotModified
+            }
+            _ => Outcome::Send,
+        }
     }
 
     /// Whether `If-Range` lets a Range apply: it must name the current representation exactly,
@@ -80,16 +95,47 @@ impl Validators {
         } else if value.starts_with("W/") {
             false // weak tags never match for ranges
         } else {
-            httpdate::parse_http_date(value)
-                .ok()
-                .and_then(|date| date.duration_since(UNIX_EPOCH).ok())
-                .is_some_and(|date| date.as_secs() == self.mtime)
+            seconds(value) == Some(self.mtime)
         }
     }
 }
 
 fn strip_weak(tag: &str) -> &str {
     tag.strip_prefix("W/").unwrap_or(tag)
+}
+
+/// The members of an entity-tag list (`If-Match`, `If-None-Match`).
+fn entity_tags(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').map(str::trim).filter(|tag| !tag.is_empty())
+}
+
+/// An HTTP-date as whole seconds since the epoch; `None` for anything else, which the
+/// conditions that take a date ignore (RFC 9110 13.1.3, 13.1.4).
+fn seconds(date: &str) -> Option<u64> {
+    let date = httpdate::parse_http_date(date).ok()?;
+    date.duration_since(UNIX_EPOCH).ok().map(|at| at.as_secs())
+}
+
+/// The conditional header fields of a request (RFC 9110 13.1). A list may arrive in several
+/// fields, joined here into one; a date field sent more than once is a list of dates, which is
+/// no date, and is left out.
+#[derive(Clone, Debug, Default)]
+pub struct Conditions<'a> {
+    pub if_match: Option<Cow<'a, str>>,
+    pub if_unmodified_since: Option<&'a str>,
+    pub if_none_match: Option<Cow<'a, str>>,
+    pub if_modified_since: Option<&'a str>,
+}
+
+/// What the preconditions decide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answer as if there were none (200, or 206 for a range).
+    Send,
+    /// 304: the client's copy is current.
+    NotModified,
+    /// 412: the client asked for a state of the file it is not in.
+    PreconditionFailed,
 }
 
 /// The part of a file a GET asks for.
@@ -205,23 +251,103 @@ mod tests {
         assert_eq!(file().last_modified(), "Sun, 06 Nov 1994 08:49:37 GMT");
     }
 
+    /// The file's clock reads a day after its modification.
+    fn evaluate(f: &Validators, fields: [Option<&str>; 4], weak: bool) -> Outcome {
+        let [
+            if_match,
+            if_unmodified_since,
+            if_none_match,
+            if_modified_since,
+        ] = fields;
+        let conditions = Conditions {
+            if_match: if_match.map(Cow::Borrowed),
+            if_unmodified_since,
+            if_none_match: if_none_match.map(Cow::Borrowed),
+            if_modified_since,
+        };
+        let now = UNIX_EPOCH + Duration::from_secs(f.mtime + 86_400);
+        f.evaluate(&conditions, weak, now)
+    }
+
     #[test]
-    fn conditionals() {
+    fn not_modified() {
+        use Outcome::*;
         let f = file();
         let etag = f.etag();
-        assert!(f.not_modified(Some(&etag), None));
-        assert!(f.not_modified(Some(&format!("W/{etag}")), None));
-        assert!(f.not_modified(Some(&format!("\"other\", {etag}")), None));
-        assert!(f.not_modified(Some("*"), None));
-        assert!(!f.not_modified(Some("\"other\""), None));
-        assert!(f.not_modified(None, Some("Sun, 06 Nov 1994 08:49:37 GMT")));
-        assert!(f.not_modified(None, Some("Mon, 07 Nov 1994 08:49:37 GMT")));
-        assert!(!f.not_modified(None, Some("Sun, 06 Nov 1994 08:49:36 GMT")));
-        assert!(!f.not_modified(None, Some("yesterday")));
+        let inm = |tags: &str| evaluate(&f, [None, None, Some(tags), None], false);
+        let ims = |date: &str| evaluate(&f, [None, None, None, Some(date)], false);
+        assert_eq!(inm(&etag), NotModified);
+        assert_eq!(inm(&format!("W/{etag}")), NotModified);
+        assert_eq!(inm(&format!("\"other\", {etag}")), NotModified);
+        assert_eq!(inm("*"), NotModified);
+        assert_eq!(inm("\"other\""), Send);
+        // Unquoted is not an entity tag.
+        assert_eq!(inm(etag.trim_matches('"')), Send);
+        assert_eq!(ims("Sun, 06 Nov 1994 08:49:37 GMT"), NotModified);
+        assert_eq!(ims("Mon, 07 Nov 1994 08:49:37 GMT"), NotModified);
+        assert_eq!(ims("Sun, 06 Nov 1994 08:49:36 GMT"), Send);
+        assert_eq!(ims("yesterday"), Send);
+        // Later than the server's clock: not a date it sent, so no date at all.
+        assert_eq!(ims("Tue, 08 Nov 1994 08:49:37 GMT"), Send);
+        assert_eq!(ims("Thu, 01 Jan 2099 00:00:00 GMT"), Send);
         // If-None-Match wins over If-Modified-Since, both ways.
-        assert!(!f.not_modified(Some("\"other\""), Some("Mon, 07 Nov 1994 08:49:37 GMT")));
-        assert!(f.not_modified(Some(&etag), Some("Sat, 01 Jan 1994 00:00:00 GMT")));
-        assert!(!f.not_modified(None, None));
+        let both =
+            |tags: &str, date: &str| evaluate(&f, [None, None, Some(tags), Some(date)], false);
+        assert_eq!(both("\"other\"", "Mon, 07 Nov 1994 08:49:37 GMT"), Send);
+        assert_eq!(both(&etag, "Sat, 01 Jan 1994 00:00:00 GMT"), NotModified);
+        assert_eq!(evaluate(&f, [None; 4], false), Send);
+    }
+
+    #[test]
+    fn a_file_dated_in_the_future_still_validates_its_own_date() {
+        let f = file();
+        let now = UNIX_EPOCH + Duration::from_secs(f.mtime - 60);
+        let conditions = Conditions {
+            if_modified_since: Some("Sun, 06 Nov 1994 08:49:37 GMT"),
+            ..Conditions::default()
+        };
+        assert_eq!(f.evaluate(&conditions, false, now), Outcome::NotModified);
+        let later = Conditions {
+            if_modified_since: Some("Sun, 06 Nov 1994 08:49:38 GMT"),
+            ..Conditions::default()
+        };
+        assert_eq!(f.evaluate(&later, false, now), Outcome::Send);
+    }
+
+    #[test]
+    fn preconditions_fail_with_412_first() {
+        use Outcome::*;
+        let f = file();
+        let etag = f.etag();
+        let im = |tags: &str, weak| evaluate(&f, [Some(tags), None, None, None], weak);
+        assert_eq!(im(&etag, false), Send);
+        assert_eq!(im(&format!("\"other\", {etag}"), false), Send);
+        assert_eq!(im("*", false), Send);
+        assert_eq!(im("*", true), Send);
+        assert_eq!(im("\"other\"", false), PreconditionFailed);
+        // Strong comparison: a weak tag on either side never matches.
+        assert_eq!(im(&format!("W/{etag}"), false), PreconditionFailed);
+        assert_eq!(im(&etag, true), PreconditionFailed);
+        let ius = |date: &str| evaluate(&f, [None, Some(date), None, None], false);
+        assert_eq!(ius("Sun, 06 Nov 1994 08:49:37 GMT"), Send);
+        assert_eq!(ius("Sun, 06 Nov 1994 08:49:36 GMT"), PreconditionFailed);
+        assert_eq!(ius("not a date"), Send);
+        // If-Match present: If-Unmodified-Since is not evaluated (RFC 9110 13.2.2).
+        let stale = "Sat, 01 Jan 1994 00:00:00 GMT";
+        assert_eq!(
+            evaluate(&f, [Some(&etag), Some(stale), None, None], false),
+            Send
+        );
+        // A failed precondition wins over a 304 the other fields would give.
+        let failed = evaluate(&f, [Some("\"other\""), None, Some(&etag), None], false);
+        assert_eq!(failed, PreconditionFailed);
+        let failed = evaluate(&f, [None, Some(stale), None, Some(stale)], false);
+        assert_eq!(failed, PreconditionFailed);
+        // Both kinds holding: then If-None-Match decides.
+        assert_eq!(
+            evaluate(&f, [Some("*"), None, Some(&etag), None], false),
+            NotModified
+        );
     }
 
     #[test]
