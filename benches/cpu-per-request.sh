@@ -26,8 +26,12 @@
 #   SITE=DIR URL_PATH=/app.js HEADER='Accept-Encoding: br, gzip' NGINX_HTTP='gzip_static on;' \
 #     SERVERS="reactor nginx" benches/cpu-per-request.sh   # a file of DIR, with a request header
 #   REACTOR_ARGS=--compress ...          # more flags for reactor-httpd
+#   PERF=1 ...                           # also sample each server (perf, cpu-clock) and show
+#                                        # where its CPU went: the kernel's TCP/IP work, its
+#                                        # system-call or io_uring layer, scheduling, user space.
+#                                        # Sampling costs CPU: compare ratios from runs without it
 #
-# Needs: wrk, nginx, gcc (apt-get install wrk nginx-light gcc), two cores.
+# Needs: wrk, nginx, gcc (apt-get install wrk nginx-light gcc), two cores; perf for PERF=1.
 set -euo pipefail
 
 ROUNDS=${1:-5}
@@ -73,6 +77,7 @@ else
   tls_args=()
 fi
 
+[ -n "${PERF:-}" ] && { command -v perf >/dev/null || { echo "PERF=1 needs perf (apt-get install linux-perf)" >&2; exit 1; }; }
 for tool in wrk taskset; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install wrk util-linux)" >&2; exit 1; }
 done
@@ -131,7 +136,14 @@ measure() { # name -> "requests cpu_us_per_request user_us_per_request requests_
   local before after user_before user_after out
   before=$(cpu_ticks "${pid[$name]}")
   user_before=$(user_ticks "${pid[$name]}")
+  local sampler=
+  if [ -n "${PERF:-}" ]; then # samples the middle of the run, into one file per server
+    perf record -q -e cpu-clock -p "${pid[$name]}" -o "$work/perf.$name" \
+      -- sleep $((SECONDS_PER_RUN > 2 ? SECONDS_PER_RUN - 2 : 1)) >/dev/null 2>&1 &
+    sampler=$!
+  fi
   out=$(taskset -c 1 wrk "${args[@]}")
+  [ -n "$sampler" ] && wait "$sampler"
   after=$(cpu_ticks "${pid[$name]}")
   user_after=$(user_ticks "${pid[$name]}")
   local requests rps errors p99
@@ -189,3 +201,24 @@ while read -r name m user p99 paired; do
   if [ -n "$PIPELINE" ]; then p99=none; else p99="$p99 us"; fi
   printf '%-10s %-22s %-11s %-17s %-21s %s\n' "$name" "$m" "$user" "${ratio:--}" "$paired" "$p99"
 done <"$work/medians"
+
+# PERF=1: each server's samples from its last round, by where they fell: its own code (user),
+# its system-call layer (entry, descriptor lookup, vfs, epoll) or io_uring's, sleeping and
+# waking (sched), and the rest of the kernel (kernel: nearly all of it TCP/IP).
+[ -z "${PERF:-}" ] && exit 0
+echo
+printf '%-10s %8s %8s %8s %8s %8s\n' server kernel syscall io_uring sched user
+for name in $SERVERS; do
+  perf report -i "$work/perf.$name" --no-children --sort sym --stdio 2>/dev/null | awk -v name="$name" '
+    $1 ~ /%$/ {
+      share = $1 + 0; sym = $3
+      if ($2 == "[.]") group = "user"
+      else if (sym ~ /^(__)?io_|io_uring/) group = "uring"
+      else if (sym ~ /do_syscall_64|entry_SYSCALL|syscall_exit|__x64_sys|ksys_|vfs_|sock_(read|write)_iter|__sys_(recvfrom|sendto)|ep_|epoll|fget|fdget/) group = "syscall"
+      else if (sym ~ /finish_task_switch|schedule|ttwu|try_to_wake|enqueue_|dequeue_|pick_next|update_curr|psi_/) group = "sched"
+      else group = "kernel"
+      total[group] += share
+    }
+    END { printf "%-10s %7.1f%% %7.1f%% %7.1f%% %7.1f%% %7.1f%%\n", name, total["kernel"],
+            total["syscall"], total["uring"], total["sched"], total["user"] }'
+done
