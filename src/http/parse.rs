@@ -91,14 +91,14 @@ impl HeadScan {
     }
 
     fn incomplete(&self, data: &[u8], max_header_bytes: usize) -> Result<Scanned, Status> {
+        let line_limit = request_line_limit(max_header_bytes);
         if !self.line_done {
             // Only what the line may hold: past that it is too long (414), however it goes on.
-            let _ = method_so_far(&data[..data.len().min(request_line_limit(max_header_bytes))])?;
+            method_so_far(&data[..data.len().min(line_limit)])?;
         }
         // An unfinished line may still end in the CR of its CRLF: one byte of grace, unless the
         // line alone already overflows the head.
-        let line_limit = request_line_limit(max_header_bytes) + 1;
-        if !self.line_done && data.len() > line_limit.min(max_header_bytes) {
+        if !self.line_done && data.len() > (line_limit + 1).min(max_header_bytes) {
             Err(Status::URI_TOO_LONG)
         } else if data.len() > max_header_bytes {
             Err(Status::HEADERS_TOO_LARGE)

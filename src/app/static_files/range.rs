@@ -55,7 +55,11 @@ impl Validators {
     /// had from us (RFC 2616 14.25 called it invalid, and Apache ignores it), unless it is the
     /// file's own `Last-Modified`, as for a file dated in the future.
     pub fn evaluate(&self, conditions: &Conditions<'_>, weak: bool, now: SystemTime) -> Outcome {
-        let ours = self.etag();
+        // Our tag is built only when there is one to compare it with: most requests send none.
+        let ours = match conditions.if_match.is_some() || conditions.if_none_match.is_some() {
+            true => self.etag(),
+            false => String::new(),
+        };
         if let Some(tags) = &conditions.if_match {
             // Strong comparison (13.1.1): neither tag weak, the same opaque tag.
             let held = entity_tags(tags).any(|tag| tag == "*" || (!weak && tag == ours));
