@@ -11,7 +11,9 @@
 //! answers from rustls: its `Read` is fed decrypted bytes (and becomes the driver's `Read` of
 //! ciphertext when there are none), its `Write` is encrypted, its `SendFile` is read from the
 //! file in bounded pieces and encrypted (no sendfile through a userspace TLS stack), its
-//! `HalfClose` and `Close` send a close_notify first. `http/` knows nothing of any of this.
+//! `HalfClose` and `Close` send a close_notify first. The client's close_notify is the end of
+//! the HTTP connection's input, as a FIN is without TLS: what it asked before is answered, then
+//! the connection closes. `http/` knows nothing of any of this.
 //!
 //! A plain HTTP request sent to the TLS port is answered with a short plain-text 400 saying so,
 //! then closed, as nginx does. A connection whose TLS fails (garbage, a bad record, a handshake
@@ -132,8 +134,11 @@ pub struct TlsConn {
     /// Ciphertext from the socket, lent by the loop's pool while a read is under way.
     input: Vec<u8>,
     state: State,
-    /// rustls holds decrypted bytes the HTTP connection has not taken yet.
+    /// rustls holds decrypted bytes the HTTP connection has not taken yet, or the client's
+    /// close_notify, which the HTTP connection is yet to see as the end of its input.
     plaintext: bool,
+    /// The client's close_notify has come: its side of the conversation is over.
+    peer_closed: bool,
     /// The client closed its side of the socket.
     eof: bool,
     /// The HTTP connection asked for a half-close: it goes to the driver once the close_notify
@@ -175,6 +180,7 @@ impl TlsConn {
             input: Vec::new(),
             state: State::Fresh,
             plaintext: false,
+            peer_closed: false,
             eof: false,
             half_close: false,
             notified: false,
@@ -194,8 +200,9 @@ impl TlsConn {
         match self.tls.reader().read(buf) {
             Ok(n) => {
                 // 0: the client's close_notify; the HTTP connection sees the end of input. Less
-                // than the room: rustls has no more.
-                self.plaintext = n == room;
+                // than the room: rustls has no more, though a close_notify behind those bytes
+                // is still to be read as that end.
+                self.plaintext = n == room || (n > 0 && self.peer_closed);
                 self.inner.received(n);
                 true
             }
@@ -392,7 +399,13 @@ impl Session for TlsConn {
                 return;
             }
             match self.tls.process_new_packets() {
-                Ok(io) => self.plaintext |= io.plaintext_bytes_to_read() > 0,
+                Ok(io) => {
+                    // A close_notify brings no bytes, but it must reach the HTTP connection
+                    // as the end of its input, as a FIN does without TLS: the connection then
+                    // ends once its answers are out, instead of idling to its timeout.
+                    self.peer_closed |= io.peer_has_closed();
+                    self.plaintext |= io.plaintext_bytes_to_read() > 0 || self.peer_closed;
+                }
                 Err(_) => {
                     // rustls has queued an alert for the client; it goes out, then we close.
                     self.fail();

@@ -139,6 +139,60 @@ fn requests_over_tls_in_every_mode() {
     });
 }
 
+/// A client's close_notify is the end of its input, as a FIN is without TLS: requests sent
+/// before it are answered in full, then the server says close_notify too and closes, at once
+/// rather than at the keep-alive timeout (a client that waits for the server's close_notify,
+/// as Python's `unwrap()` does, waited that long). In every mode.
+#[test]
+fn a_close_notify_ends_the_connection() {
+    bounded(120, || {
+        for mode in common::modes() {
+            let mut config = tls_config(mode);
+            // Far beyond the clients' read timeout: waiting for it fails the test.
+            config.limits.keep_alive_timeout = Duration::from_secs(60);
+            let server = TestServer::start(config);
+            let ends = |client: &mut Client<TlsStream>, what: &str| {
+                let start = Instant::now();
+                let mut rest = Vec::new();
+                // Ok only after the server's close_notify; a bare TCP close is an error.
+                let ended = client.stream.read_to_end(&mut rest);
+                assert!(ended.is_ok(), "{mode:?}, {what}: {ended:?}");
+                assert!(rest.is_empty(), "{mode:?}, {what}: more came");
+                assert!(start.elapsed() < Duration::from_secs(5), "{mode:?}, {what}");
+            };
+            // After an answer, idle.
+            let mut client = connect(server.addr);
+            assert_eq!(client.get("/hello").status, 200, "{mode:?}");
+            client.stream.conn.send_close_notify();
+            client.stream.flush().unwrap();
+            ends(&mut client, "idle");
+            // Right behind two pipelined requests, in the same flight: both are answered.
+            let mut client = connect(server.addr);
+            assert_eq!(client.get("/hello").status, 200, "{mode:?}");
+            client.stream.conn.writer().write_all(
+                b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n",
+            ).unwrap();
+            client.stream.conn.send_close_notify();
+            client.stream.flush().unwrap();
+            assert_eq!(client.response().text(), "0123456789abcdefghij", "{mode:?}");
+            assert_eq!(client.response().text(), "Hello, World!", "{mode:?}");
+            ends(&mut client, "pipelined");
+            // Behind a request for a file larger than any buffer: all of it still comes.
+            let mut client = connect(server.addr);
+            client.send(b"GET /8m.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+            client.stream.conn.send_close_notify();
+            client.stream.flush().unwrap();
+            assert!(
+                client.response().body == pattern(8 << 20),
+                "{mode:?}: bytes differ"
+            );
+            ends(&mut client, "file");
+            // The server is none the worse.
+            assert_eq!(connect(server.addr).get("/hello").status, 200, "{mode:?}");
+        }
+    });
+}
+
 /// A file goes out through TLS byte for byte: 100 MiB in reactor mode, 8 MiB in the others.
 #[test]
 fn large_files_over_tls() {
