@@ -5,7 +5,9 @@
 //! - what the client decrypts is a sequence of well-formed HTTP/1.1 responses;
 //! - responses leave in the order the handler was called;
 //! - nothing follows a response that says `Connection: close`;
-//! - the same plaintext cut differently on the wire gives the same responses.
+//! - the same plaintext cut differently on the wire gives the same responses;
+//! - a client that ends with a close_notify (one input in two) gets its connection closed:
+//!   the close_notify is the end of the HTTP connection's input, as a FIN is.
 //!
 //! A second run feeds the same bytes to the server as raw ciphertext (garbage for TLS): it must
 //! end the connection without a panic.
@@ -53,9 +55,10 @@ fn keys() -> &'static Keys {
     })
 }
 
-/// Runs the stack: `plaintext` from the client, the wire cut in pieces of `sizes` (cycled).
-/// Returns what the client decrypted.
-fn run(plaintext: &[u8], sizes: &[usize]) -> Vec<u8> {
+/// Runs the stack: `plaintext` from the client, then its close_notify if `notify`, the wire cut
+/// in pieces of `sizes` (cycled). Returns what the client decrypted, and whether the server
+/// closed the connection.
+fn run(plaintext: &[u8], sizes: &[usize], notify: bool) -> (Vec<u8>, bool) {
     reset_calls();
     let keys = keys();
     let mut env = MemoryEnv::new(Limits::default(), &numbered);
@@ -63,12 +66,19 @@ fn run(plaintext: &[u8], sizes: &[usize]) -> Vec<u8> {
     let name = ServerName::try_from("localhost").unwrap();
     let mut client = ClientConnection::new(keys.client.clone(), name).unwrap();
     client.writer().write_all(plaintext).unwrap();
+    let mut notify = notify;
     let mut to_server: Vec<u8> = Vec::new();
     let mut received = Vec::new();
     let mut cut = sizes.iter().cycle();
     let mut closed = false;
     for _ in 0..10_000 {
         let mut moved = false;
+        // Once the handshake is through (and with it the plaintext, which waited for it): the
+        // close_notify, if this client ends with one.
+        if notify && !client.is_handshaking() {
+            client.send_close_notify();
+            notify = false;
+        }
         // Client to server.
         while client.wants_write() {
             client.write_tls(&mut to_server).unwrap();
@@ -95,7 +105,9 @@ fn run(plaintext: &[u8], sizes: &[usize]) -> Vec<u8> {
                     let taken = client.read_tls(&mut piece).unwrap_or(0);
                     server.wrote(taken);
                     if client.process_new_packets().is_err() {
-                        return received;
+                        // The client gives up (as rustls's does on a handshake message after
+                        // its own close_notify) and closes its socket.
+                        return (received, closes_at_eof(&mut server, &mut env));
                     }
                     moved |= taken > 0;
                     if taken == 0 {
@@ -103,7 +115,9 @@ fn run(plaintext: &[u8], sizes: &[usize]) -> Vec<u8> {
                     }
                 }
                 Want::SendFile { .. } => unreachable!("TlsConn sends files itself"),
-                Want::HalfClose | Want::Wait => break,
+                // Half-closed, the server goes on reading until the client's end.
+                Want::HalfClose => {}
+                Want::Wait => break,
                 Want::Close => {
                     closed = true;
                     break;
@@ -124,7 +138,25 @@ fn run(plaintext: &[u8], sizes: &[usize]) -> Vec<u8> {
             break;
         }
     }
-    received
+    (received, closed)
+}
+
+/// The client's socket ends: the server must close the connection.
+fn closes_at_eof(server: &mut TlsConn, env: &mut MemoryEnv) -> bool {
+    for _ in 0..1_000 {
+        let mut cx = env.cx();
+        match server.want(&mut cx) {
+            Want::Read => server.received(0),
+            Want::Write(bytes) => {
+                let n = bytes.len();
+                server.wrote(n);
+            }
+            Want::SendFile { .. } => unreachable!("TlsConn sends files itself"),
+            Want::HalfClose | Want::Wait => {}
+            Want::Close => return true,
+        }
+    }
+    false
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -134,8 +166,12 @@ fuzz_target!(|data: &[u8]| {
     let (split, input) = data.split_at(3);
     let sizes: Vec<usize> = split.iter().map(|&b| usize::from(b) + 1).collect();
 
-    let whole = run(input, &[1 << 20]);
-    assert_eq!(whole, run(input, &sizes), "cut {sizes:?}");
+    let notify = data[0] & 0x80 != 0;
+    let (whole, closed) = run(input, &[1 << 20], notify);
+    let (cut, cut_closed) = run(input, &sizes, notify);
+    assert_eq!(whole, cut, "cut {sizes:?}");
+    assert_eq!(closed, cut_closed, "cut {sizes:?}");
+    assert!(closed || !notify, "a close_notify left the connection open");
 
     check_responses(&whole);
 
