@@ -187,6 +187,13 @@ fn a_close_notify_ends_the_connection() {
                 "{mode:?}: bytes differ"
             );
             ends(&mut client, "file");
+            // Behind a request whose handler runs on the pool (reactor, uring): it is awaited.
+            let mut client = connect(server.addr);
+            client.send(b"GET /sleep?ms=50 HTTP/1.1\r\nHost: t\r\n\r\n");
+            client.stream.conn.send_close_notify();
+            client.stream.flush().unwrap();
+            assert_eq!(client.response().text(), "slept 50 ms", "{mode:?}");
+            ends(&mut client, "pool");
             // The server is none the worse.
             assert_eq!(connect(server.addr).get("/hello").status, 200, "{mode:?}");
         }
