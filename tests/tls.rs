@@ -160,38 +160,41 @@ fn a_close_notify_ends_the_connection() {
                 assert!(rest.is_empty(), "{mode:?}, {what}: more came");
                 assert!(start.elapsed() < Duration::from_secs(5), "{mode:?}, {what}");
             };
-            // After an answer, idle.
+            // Requests, then at once the close_notify, in the same flight (after the
+            // handshake: during one, rustls's server takes an alert for an error).
+            let closing = |requests: &[u8]| {
+                let mut client = connect(server.addr);
+                let (conn, sock) = (&mut client.stream.conn, &mut client.stream.sock);
+                while conn.is_handshaking() {
+                    conn.complete_io(sock).unwrap();
+                }
+                client.stream.conn.writer().write_all(requests).unwrap();
+                client.stream.conn.send_close_notify();
+                client.stream.flush().unwrap();
+                client
+            };
+            // Later, on a connection idle after its answer.
             let mut client = connect(server.addr);
             assert_eq!(client.get("/hello").status, 200, "{mode:?}");
             client.stream.conn.send_close_notify();
             client.stream.flush().unwrap();
             ends(&mut client, "idle");
-            // Right behind two pipelined requests, in the same flight: both are answered.
-            let mut client = connect(server.addr);
-            assert_eq!(client.get("/hello").status, 200, "{mode:?}");
-            client.stream.conn.writer().write_all(
+            // Two pipelined requests: both are answered.
+            let mut client = closing(
                 b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n",
-            ).unwrap();
-            client.stream.conn.send_close_notify();
-            client.stream.flush().unwrap();
+            );
             assert_eq!(client.response().text(), "0123456789abcdefghij", "{mode:?}");
             assert_eq!(client.response().text(), "Hello, World!", "{mode:?}");
             ends(&mut client, "pipelined");
-            // Behind a request for a file larger than any buffer: all of it still comes.
-            let mut client = connect(server.addr);
-            client.send(b"GET /8m.bin HTTP/1.1\r\nHost: t\r\n\r\n");
-            client.stream.conn.send_close_notify();
-            client.stream.flush().unwrap();
+            // A file larger than any buffer: all of it still comes.
+            let mut client = closing(b"GET /8m.bin HTTP/1.1\r\nHost: t\r\n\r\n");
             assert!(
                 client.response().body == pattern(8 << 20),
                 "{mode:?}: bytes differ"
             );
             ends(&mut client, "file");
-            // Behind a request whose handler runs on the pool (reactor, uring): it is awaited.
-            let mut client = connect(server.addr);
-            client.send(b"GET /sleep?ms=50 HTTP/1.1\r\nHost: t\r\n\r\n");
-            client.stream.conn.send_close_notify();
-            client.stream.flush().unwrap();
+            // A request whose handler runs on the pool (reactor, uring): it is awaited.
+            let mut client = closing(b"GET /sleep?ms=50 HTTP/1.1\r\nHost: t\r\n\r\n");
             assert_eq!(client.response().text(), "slept 50 ms", "{mode:?}");
             ends(&mut client, "pool");
             // The server is none the worse.
