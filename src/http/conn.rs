@@ -365,7 +365,7 @@ impl Output {
         &mut self,
         cx: &mut Context<'_>,
         request: Option<&Request<'_>>,
-        response: Response,
+        response: &mut Response,
         head_method: bool,
         persistence: Persistence,
     ) {
@@ -373,11 +373,11 @@ impl Output {
         let buf = self.buf(cx.pool);
         let before = buf.len();
         cx.heads
-            .write(buf, &response, content_length, persistence, cx.clock);
+            .write(buf, response, content_length, persistence, cx.clock);
         let sends_body = !head_method && !response.status.forbids_body();
         let body_bytes = if sends_body { content_length } else { 0 };
         if sends_body {
-            match response.body {
+            match std::mem::replace(&mut response.body, Body::Empty) {
                 Body::Empty => {}
                 Body::Static(bytes) => buf.extend_from_slice(bytes),
                 Body::Bytes(bytes) => buf.extend_from_slice(&bytes),
@@ -417,7 +417,7 @@ impl Output {
         request: &Request<'_>,
         framing: Framing,
         open: bool,
-        response: Response,
+        response: &mut Response,
     ) -> bool {
         // A streamed body has no length to announce; HTTP/1.0 has no chunks: it ends with the
         // connection.
@@ -445,7 +445,7 @@ impl Output {
         self.queue(
             cx,
             request,
-            Response::error(status),
+            &mut Response::error(status),
             false,
             Persistence::Close,
         );
@@ -709,7 +709,7 @@ impl Conn {
     /// The response to the request handed away by [`Offload::hand_over`]: queued now, in its turn,
     /// and the requests buffered behind it are answered next. A response for a connection that
     /// stopped waiting (it timed out, 504) is dropped.
-    pub fn completed(&mut self, response: Response, cx: &mut Context<'_>) {
+    pub fn completed(&mut self, mut response: Response, cx: &mut Context<'_>) {
         let Phase::Pending {
             head_len,
             body_len,
@@ -727,7 +727,9 @@ impl Conn {
         let used = match parse_again(head, body, &mut storage) {
             Ok((request, framing)) => {
                 let open = self.drain.keeps_open(data.len() > used);
-                let keep_alive = self.output.respond(cx, &request, framing, open, response);
+                let keep_alive = self
+                    .output
+                    .respond(cx, &request, framing, open, &mut response);
                 self.after_request(data, used, keep_alive, framing.keep_alive)
             }
             Err(status) => {
@@ -922,8 +924,7 @@ impl Conn {
         };
         // Two stores for header fields, one per path: uninitialized, they cost nothing.
         let (mut storage, mut fallback_storage) = (header_storage(), header_storage());
-        let mut parsed = None;
-        if scan.is_fresh() {
+        let parsed = if scan.is_fresh() {
             input.consume(leading_empty_lines(input.data()));
             // A lone CR may be the first half of one more empty line: wait for what
             // follows rather than scan it as the start of a request. (Found by the
@@ -936,10 +937,12 @@ impl Conn {
                 *started = true;
                 self.timer = Timer::Unset; // the header timer starts now
             }
-            parsed = parse_whole_head(input.data(), &mut storage, max_header_bytes);
-        }
+            parse_whole_head(input.data(), &mut storage, max_header_bytes)
+        } else {
+            None
+        };
         // Each path hands its result over directly: a request is large to copy.
-        let used = match parsed {
+        let used = match &parsed {
             Some(head) => self.on_parsed(input.data(), head, cx),
             None => match scan.scan(input.data(), max_header_bytes) {
                 Ok(Scanned::NeedData) => return Step::NeedData,
@@ -949,7 +952,7 @@ impl Conn {
                     let data = input.data();
                     let head = parse_head(&data[..len], &mut fallback_storage)
                         .map(|(request, framing)| (request, framing, len));
-                    self.on_parsed(data, head, cx)
+                    self.on_parsed(data, &head, cx)
                 }
                 Err(status) => {
                     self.fail(status, cx);
@@ -965,13 +968,17 @@ impl Conn {
     fn on_parsed(
         &mut self,
         data: &[u8],
-        head: Result<Head<'_>, Status>,
+        head: &Result<Head<'_>, Status>,
         cx: &mut Context<'_>,
     ) -> usize {
+        // Matched by reference: moving the request out would copy it, and the copy's loads
+        // would wait on the stores that just wrote it.
         match head {
-            Ok((request, framing, head_len)) => self.on_head(data, request, framing, head_len, cx),
+            Ok((request, framing, head_len)) => {
+                self.on_head(data, request, *framing, *head_len, cx)
+            }
             Err(status) => {
-                self.fail(status, cx);
+                self.fail(*status, cx);
                 0
             }
         }
@@ -983,19 +990,19 @@ impl Conn {
     fn on_head(
         &mut self,
         data: &[u8],
-        request: Request<'_>,
+        request: &Request<'_>,
         framing: Framing,
         head_len: usize,
         cx: &mut Context<'_>,
     ) -> usize {
         let length = match framing.body {
             BodyLength::None => {
-                return self.answer(data, &request, framing, head_len, head_len, cx);
+                return self.answer(data, request, framing, head_len, head_len, cx);
             }
             BodyLength::Length(length) if length > cx.limits.max_body_bytes => {
                 // Refused before a byte of the body is read, 100-continue or not.
                 self.output
-                    .queue_error(cx, Some(&request), Status::PAYLOAD_TOO_LARGE);
+                    .queue_error(cx, Some(request), Status::PAYLOAD_TOO_LARGE);
                 self.phase = Phase::Closing { linger: true };
                 return 0;
             }
@@ -1007,7 +1014,7 @@ impl Conn {
             // The common small POST: head and body arrived together; no second parse.
             let request = Request {
                 body: &data[head_len..head_len + length],
-                ..request
+                ..*request
             };
             return self.answer(data, &request, framing, head_len, head_len + length, cx);
         }
@@ -1061,17 +1068,18 @@ impl Conn {
         used: usize,
         cx: &mut Context<'_>,
     ) -> usize {
-        let answer = if framing.known_method {
+        let mut answer = if framing.known_method {
             cx.ask(request)
         } else {
             // No handler is asked about a method nobody here implements (RFC 9110 15.6.2). Its
             // framing was understood, so the connection goes on.
             Some(Response::error(Status::NOT_IMPLEMENTED))
         };
-        let response = match answer {
+        // The response stays where the handler put it, and is queued from there.
+        let response = match &mut answer {
             Some(response) => response,
             // It may block: to the pool.
-            None => match cx.offload.as_deref_mut() {
+            None => answer.insert(match cx.offload.as_deref_mut() {
                 Some(offload) => match offload.hand_over(request, &data[..head_len]) {
                     Handover::Away => {
                         self.phase = Phase::Pending {
@@ -1087,7 +1095,7 @@ impl Conn {
                 // Declined with nowhere to go: a driver that gave a declining handler and
                 // no pool.
                 None => Response::error(Status::INTERNAL_SERVER_ERROR),
-            },
+            }),
         };
         let open = self.drain.keeps_open(data.len() > used);
         let keep_alive = self.output.respond(cx, request, framing, open, response);
