@@ -1,17 +1,19 @@
-//! HTTPS in every mode, with real clients: rustls's client in-process, and curl. The server's
-//! certificate is made here (rcgen) for localhost and 127.0.0.1, written as PEM files, and the
-//! clients trust it and nothing else.
+//! HTTPS in every mode, with real clients: rustls's client in-process, curl and openssl. The
+//! server's certificate is made here (rcgen) for localhost and 127.0.0.1, written as PEM files,
+//! and the clients trust it and nothing else; one test has the binary make its own
+//! (`--tls-self-signed`) and checks the fingerprint it prints.
 
 mod common;
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned};
 use sha2::{Digest, Sha256};
@@ -405,6 +407,62 @@ fn curl_trusts_the_certificate_it_is_given() {
             String::from_utf8_lossy(&output.stderr)
         );
         assert_eq!(output.stdout, b"Hello, World!0123456789abcdefghij");
+    });
+}
+
+/// `--tls-self-signed`: a certificate made at start for localhost, 127.0.0.1 and ::1, and its
+/// SHA-256 fingerprint on stderr. The certificate openssl is shown must have that fingerprint, and
+/// a client that trusts it alone must verify it under each of the three names.
+#[test]
+fn a_self_signed_certificate_is_made_at_start() {
+    bounded(60, || {
+        let mut config = config(Mode::Reactor);
+        config.tls = Some(TlsSource::SelfSigned);
+        let mut server = TestServer::subprocess(&config, |command| {
+            command.stderr(Stdio::piped());
+        });
+        let stderr = server.child().unwrap().stderr.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stderr).read_line(&mut line).unwrap();
+        let printed = line
+            .trim_end()
+            .strip_prefix(
+                "reactor-httpd: self-signed certificate for localhost, 127.0.0.1 and ::1, SHA-256 ",
+            )
+            .unwrap_or_else(|| panic!("{line:?}"))
+            .to_string();
+        let shown = Command::new("openssl")
+            .args(["s_client", "-connect"])
+            .arg(server.addr.to_string())
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .unwrap_or_else(|err| panic!("openssl is needed (apt-get install openssl): {err}"));
+        let der = CertificateDer::from_pem_slice(&shown.stdout)
+            .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&shown.stdout)));
+        let fingerprint: Vec<String> = Sha256::digest(&der)
+            .iter()
+            .map(|byte| format!("{byte:02X}"))
+            .collect();
+        assert_eq!(fingerprint.join(":"), printed);
+        let mut roots = RootCertStore::empty();
+        roots.add(der).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let trusting = Arc::new(
+            ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        );
+        for name in ["localhost", "127.0.0.1", "::1"] {
+            let tcp = TcpStream::connect(server.addr).unwrap();
+            tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            let name = ServerName::try_from(name).unwrap();
+            let conn = ClientConnection::new(trusting.clone(), name.clone()).unwrap();
+            let mut client = Client::wrap(StreamOwned::new(conn, tcp));
+            assert_eq!(client.get("/hello").text(), "Hello, World!", "{name:?}");
+        }
     });
 }
 
