@@ -104,15 +104,36 @@ fn two_passed_sockets_one_per_loop() {
     });
 }
 
-/// In the blocking modes too.
+/// In every other mode too: the socket passed is the one each serves, and says it serves.
 #[test]
-fn threaded_mode_serves_the_passed_socket() {
-    bounded(30, || {
-        let port = free_port();
-        let child = activate(&[port], &["--demo", "--quiet", "--mode", "threaded"]);
-        let mut client = Client::connect(([127, 0, 0, 1], port).into());
-        assert_eq!(client.get("/hello").text(), "Hello, World!");
-        stop(child);
+fn every_other_mode_serves_the_passed_socket() {
+    bounded(60, || {
+        for (mode, describe) in [
+            ("threaded", "threaded, 64 threads"),
+            ("blocking", "blocking, 1 thread"),
+            ("fork", "fork, 1 process per connection"),
+            ("uring", "uring, 2 rings"),
+        ] {
+            if !common::runnable_name(mode) {
+                continue;
+            }
+            let port = free_port();
+            let mut child = activate(
+                &[port],
+                &[
+                    "--demo", "--quiet", "--mode", mode, "--cores", "2", "--no-pin",
+                ],
+            );
+            for _ in 0..3 {
+                let mut client = Client::connect(([127, 0, 0, 1], port).into());
+                assert_eq!(client.get("/hello").text(), "Hello, World!", "{mode}");
+            }
+            assert_eq!(
+                listening_line(&mut child).trim(),
+                format!("listening on http://127.0.0.1:{port} ({describe})")
+            );
+            stop(child);
+        }
     });
 }
 
