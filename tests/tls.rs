@@ -74,8 +74,16 @@ fn tls_config(mode: Mode) -> Config {
 }
 
 fn client_config(versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<ClientConfig> {
+    client_trusting(pki().der.clone(), versions)
+}
+
+/// A client that trusts `cert` and nothing else.
+fn client_trusting(
+    cert: CertificateDer<'static>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
-    roots.add(pki().der.clone()).unwrap();
+    roots.add(cert).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
@@ -94,9 +102,14 @@ fn default_client() -> Arc<ClientConfig> {
 }
 
 fn tls_over(tcp: TcpStream, config: &Arc<ClientConfig>) -> Client<TlsStream> {
+    tls_over_as(tcp, config, "localhost")
+}
+
+/// TLS over `tcp`, the server expected to prove it is `name` (a host name or an IP address).
+fn tls_over_as(tcp: TcpStream, config: &Arc<ClientConfig>, name: &str) -> Client<TlsStream> {
     tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     tcp.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
+    let name = ServerName::try_from(name.to_string()).unwrap();
     let conn = ClientConnection::new(config.clone(), name).unwrap();
     Client::wrap(StreamOwned::new(conn, tcp))
 }
@@ -445,23 +458,11 @@ fn a_self_signed_certificate_is_made_at_start() {
             .map(|byte| format!("{byte:02X}"))
             .collect();
         assert_eq!(fingerprint.join(":"), printed);
-        let mut roots = RootCertStore::empty();
-        roots.add(der).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let trusting = Arc::new(
-            ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        );
+        let trusting = client_trusting(der, rustls::DEFAULT_VERSIONS);
         for name in ["localhost", "127.0.0.1", "::1"] {
             let tcp = TcpStream::connect(server.addr).unwrap();
-            tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-            let name = ServerName::try_from(name).unwrap();
-            let conn = ClientConnection::new(trusting.clone(), name.clone()).unwrap();
-            let mut client = Client::wrap(StreamOwned::new(conn, tcp));
-            assert_eq!(client.get("/hello").text(), "Hello, World!", "{name:?}");
+            let mut client = tls_over_as(tcp, &trusting, name);
+            assert_eq!(client.get("/hello").text(), "Hello, World!", "{name}");
         }
     });
 }
