@@ -47,6 +47,10 @@ pub trait Session: Sized + Send + 'static {
     fn reads_no_more(&self) -> bool {
         false
     }
+    /// Called by the parent of a process-per-connection server (`--mode fork`) just before
+    /// each fork: whatever the sessions' shared state needs done where every later child will
+    /// inherit it, rather than in a child whose memory dies with its connection.
+    fn before_fork(_setup: &Self::Setup) {}
 }
 // ANCHOR_END: session
 

@@ -239,8 +239,25 @@ impl TlsConn {
     }
 }
 
+/// The longest session state a ticket of ours carries, with room to spare: with the longest
+/// server name there is (253 bytes), our one ALPN protocol and no client certificate, rustls's
+/// state is 325 bytes in TLS 1.3 and 1.2 alike (a ticket of 369, read back with openssl).
+const TICKET_STATE_MAX: usize = 512;
+
 impl Session for TlsConn {
     type Setup = Arc<ServerConfig>;
+
+    /// Keeps session tickets good across children. rustls's ticketer makes a new key every six
+    /// hours, at its first use after that, and refuses to decrypt a ticket longer than any it
+    /// has made itself (a defence against partitioning oracles). A child starts from the
+    /// parent's copy of it and makes its tickets in a copy that dies with it: the next child,
+    /// whose copy had made none, refused every one, and after six hours each child would have
+    /// made a key of its own. So the parent uses the ticketer once before each fork: the key
+    /// rolls over here when it is due, for every child after, and the parent's copy has made a
+    /// ticket as long as any a child will.
+    fn before_fork(config: &Arc<ServerConfig>) {
+        let _ = config.ticketer.encrypt(&[0; TICKET_STATE_MAX]);
+    }
 
     fn open(config: &Arc<ServerConfig>, cx: &mut Context<'_>) -> Self {
         TlsConn::new(config, Conn::new(cx))

@@ -247,29 +247,35 @@ fn large_files_over_tls() {
 }
 
 /// A client that stops reading a TLS download holds up nobody else; when it reads again, it
-/// gets every byte.
+/// gets every byte. In every mode that serves more than one connection at a time.
 #[test]
 fn a_slow_tls_reader_stalls_only_itself() {
-    bounded(60, || {
-        let server = TestServer::start(tls_config(Mode::Reactor));
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        socket.set_recv_buffer_size(16 * 1024).unwrap();
-        socket.connect(&server.addr.into()).unwrap();
-        let mut slow = tls_over(socket.into(), &default_client());
-        slow.send(b"GET /8m.bin HTTP/1.1\r\nHost: t\r\n\r\n");
-        // Not reading: the server's sends to it block. Others are served meanwhile.
-        for _ in 0..20 {
-            let start = Instant::now();
-            assert_eq!(connect(server.addr).get("/hello").status, 200);
-            assert!(start.elapsed() < Duration::from_secs(2));
+    bounded(120, || {
+        // Blocking mode serves one connection at a time: a slow reader stalls everyone there.
+        for mode in common::modes().filter(|&mode| mode != Mode::Blocking) {
+            slow_tls_reader(mode);
         }
-        let response = slow.response();
-        assert!(
-            response.body == pattern(8 << 20),
-            "the slow download differs"
-        );
     });
+}
+
+fn slow_tls_reader(mode: Mode) {
+    let server = TestServer::start(tls_config(mode));
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let mut slow = tls_over(socket.into(), &default_client());
+    slow.send(b"GET /8m.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    // Not reading: the server's sends to it block. Others are served meanwhile.
+    for _ in 0..20 {
+        let start = Instant::now();
+        assert_eq!(connect(server.addr).get("/hello").status, 200, "{mode:?}");
+        assert!(start.elapsed() < Duration::from_secs(2), "{mode:?}");
+    }
+    let response = slow.response();
+    assert!(
+        response.body == pattern(8 << 20),
+        "{mode:?}: the slow download differs"
+    );
 }
 
 /// Plain HTTP to the TLS port: a plain-text 400 saying so, then the connection closes.
@@ -341,42 +347,48 @@ fn client_hello() -> Vec<u8> {
     hello
 }
 
-/// A second connection resumes the first one's session: a TLS 1.3 ticket, and TLS 1.2 too.
+/// A second connection resumes the first one's session: a TLS 1.3 ticket, and TLS 1.2 too. In
+/// every mode: in fork mode the two connections are served by two children, and the ticket one
+/// made must be good in the other (it was not: `Session::before_fork`).
 #[test]
 fn sessions_resume() {
     bounded(60, || {
-        let server = TestServer::start(tls_config(Mode::Reactor));
-        for versions in [
-            &[&rustls::version::TLS13][..],
-            &[&rustls::version::TLS12][..],
-        ] {
-            let config = client_config(versions);
-            let mut first = tls_over(TcpStream::connect(server.addr).unwrap(), &config);
-            assert_eq!(first.get("/hello").status, 200);
-            assert_eq!(
-                first.stream.conn.handshake_kind(),
-                Some(HandshakeKind::Full)
-            );
-            // TLS 1.3 tickets arrive after the handshake; the response above brought them.
-            let mut second = tls_over(TcpStream::connect(server.addr).unwrap(), &config);
-            assert_eq!(second.get("/hello").status, 200);
-            assert_eq!(
-                second.stream.conn.handshake_kind(),
-                Some(HandshakeKind::Resumed),
-                "{versions:?}"
-            );
+        for mode in common::modes() {
+            sessions_resume_in(mode);
         }
     });
 }
 
-/// A download under way when the server is asked to stop completes before it exits.
+fn sessions_resume_in(mode: Mode) {
+    let server = TestServer::start(tls_config(mode));
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
+        let config = client_config(versions);
+        let mut first = tls_over(TcpStream::connect(server.addr).unwrap(), &config);
+        assert_eq!(first.get("/hello").status, 200);
+        assert_eq!(
+            first.stream.conn.handshake_kind(),
+            Some(HandshakeKind::Full)
+        );
+        // TLS 1.3 tickets arrive after the handshake; the response above brought them.
+        let mut second = tls_over(TcpStream::connect(server.addr).unwrap(), &config);
+        assert_eq!(second.get("/hello").status, 200);
+        assert_eq!(
+            second.stream.conn.handshake_kind(),
+            Some(HandshakeKind::Resumed),
+            "{mode:?}, {versions:?}"
+        );
+    }
+}
+
+/// A download under way when the server is asked to stop completes before it exits, in every
+/// mode.
 #[test]
 fn shutdown_finishes_a_tls_download() {
     bounded(60, || {
-        for mode in [Mode::Reactor, Mode::Uring, Mode::Threaded]
-            .into_iter()
-            .filter(|&mode| common::runnable(mode))
-        {
+        for mode in common::modes() {
             let mut server = TestServer::start(tls_config(mode));
             let mut client = connect(server.addr);
             client.send(b"GET /8m.bin HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -525,7 +537,7 @@ fn an_upgrade_over_tls() {
         let pki = pki();
         let cert = pki.cert.to_string_lossy().into_owned();
         let key = pki.key.to_string_lossy().into_owned();
-        for mode in ["reactor", "uring", "threaded"]
+        for mode in ["reactor", "uring", "threaded", "blocking", "fork"]
             .into_iter()
             .filter(|mode| common::runnable_name(mode))
         {
@@ -556,47 +568,54 @@ fn an_upgrade_over_tls() {
 }
 
 /// A ClientHello sent a byte at a time, slowly: the handshake counts under the header timeout,
-/// so the connection is closed when it runs out, and a good client is served meanwhile.
+/// so the connection is closed when it runs out, and a good client is served meanwhile (in
+/// blocking mode, which serves one connection at a time, once it is closed). In every mode.
 #[test]
 fn a_client_hello_dripped_byte_by_byte_is_timed_out() {
-    bounded(60, || {
-        let mut config = tls_config(Mode::Reactor);
-        config.limits.header_timeout = Duration::from_secs(1);
-        let server = TestServer::start(config);
-        let hello = client_hello();
-        let mut raw = TcpStream::connect(server.addr).unwrap();
-        raw.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let start = Instant::now();
-        let mut closed = false;
-        for &byte in &hello {
-            // The pace of the drip: each byte waits for the read below to time out.
-            if raw.write_all(&[byte]).is_err() {
+    bounded(120, || {
+        for mode in common::modes() {
+            dripped_client_hello(mode);
+        }
+    });
+}
+
+fn dripped_client_hello(mode: Mode) {
+    let mut config = tls_config(mode);
+    config.limits.header_timeout = Duration::from_secs(1);
+    let server = TestServer::start(config);
+    let hello = client_hello();
+    let mut raw = TcpStream::connect(server.addr).unwrap();
+    raw.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let start = Instant::now();
+    let mut closed = false;
+    for &byte in &hello {
+        // The pace of the drip: each byte waits for the read below to time out.
+        if raw.write_all(&[byte]).is_err() {
+            closed = true;
+            break;
+        }
+        let mut sink = [0; 64];
+        match raw.read(&mut sink) {
+            Ok(0) => {
                 closed = true;
                 break;
             }
-            let mut sink = [0; 64];
-            match raw.read(&mut sink) {
-                Ok(0) => {
-                    closed = true;
-                    break;
-                }
-                Ok(_) => {}
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => {
-                    closed = true;
-                    break;
-                }
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                closed = true;
+                break;
             }
-            assert_eq!(connect(server.addr).get("/hello").status, 200);
         }
-        assert!(closed, "the dripped handshake was never cut off");
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            start.elapsed()
-        );
-    });
+        assert_eq!(connect(server.addr).get("/hello").status, 200);
+    }
+    assert!(closed, "{mode:?}: the dripped handshake was never cut off");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{mode:?}: {:?}",
+        start.elapsed()
+    );
 }
 
 /// A server name the certificate does not cover: served with the one certificate there is (as

@@ -211,6 +211,7 @@ fn fork_child<S: Session>(
     shared: &Arc<Shared>,
     shutdown: &Shutdown,
 ) -> io::Result<libc::pid_t> {
+    S::before_fork(setup);
     // SAFETY: the parent is single-threaded (checked when `run` starts, and it starts no
     // threads), so the child is a consistent copy of it: no other thread can have been holding
     // a lock (malloc's, stdout's) at the moment of the fork. The child serves its connection
