@@ -155,12 +155,20 @@ fn state(pid: u32) -> Option<char> {
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
-/// SIGTERM: the parent stops accepting at once, lets the child finish its response, and exits
-/// 0 within 5 s. It signals no child.
+/// SIGTERM to the parent alone: it stops accepting at once and passes the stop on to its
+/// children, as in every other mode a stop reaches every connection. A child with a response in
+/// flight finishes it; a child holding an idle keep-alive connection closes it at once, not when
+/// its keep-alive timeout (30 s here) runs out; and the parent exits 0 within 5 s. (Before stop
+/// 33 the parent signalled no child: the idle one held it for the whole drain time, and then
+/// outlived it.)
 #[test]
 fn shutdown_waits_for_children() {
     bounded(30, || {
-        let mut server = TestServer::start(config(Mode::Fork));
+        let mut cfg = config(Mode::Fork);
+        cfg.limits.keep_alive_timeout = Duration::from_secs(30);
+        let mut server = TestServer::start(cfg);
+        let mut idle = server.connect();
+        assert_eq!(idle.get("/hello").status, 200);
         let mut busy = server.connect();
         busy.send(
             b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
@@ -174,6 +182,11 @@ fn shutdown_waits_for_children() {
             )
             .is_err()),
             "still accepting"
+        );
+        let idle_closed = idle.expect_close();
+        assert!(
+            idle_closed < Duration::from_secs(2),
+            "idle for {idle_closed:?}"
         );
         busy.send(b"done");
         assert_eq!(busy.response().text(), "done");
@@ -196,4 +209,97 @@ fn refuses_to_fork_from_a_threaded_process() {
     );
     let err = server.run().unwrap_err();
     assert!(err.to_string().contains("single-threaded"), "{err}");
+}
+
+/// How many processes (threads included) run as `uid`: what RLIMIT_NPROC counts.
+fn tasks_of(uid: u32) -> usize {
+    let owner = format!("Uid:\t{uid}\t");
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .filter(|status| status.lines().any(|line| line.starts_with(&owner)))
+        .map(|status| {
+            let threads = status
+                .lines()
+                .find_map(|line| line.strip_prefix("Threads:"));
+            threads.and_then(|n| n.trim().parse().ok()).unwrap_or(1)
+        })
+        .sum()
+}
+
+/// Out of processes: a connection the parent cannot fork a child for gets 503, as one past
+/// `--max-connections` does, instead of being closed unanswered; and once a child has exited
+/// the server serves again. The server runs as `nobody` with RLIMIT_NPROC leaving room for two
+/// children (root is exempt from the limit, so the test needs root to switch user).
+#[test]
+fn a_connection_no_child_can_be_made_for_gets_503() {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    bounded(60, || {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root, to run the server as nobody under a process limit");
+            return;
+        }
+        const NOBODY: u32 = 65534;
+        // The server and two children, beside whatever else runs as nobody.
+        let limit = (tasks_of(NOBODY) + 3) as libc::rlim_t;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_reactor-httpd"));
+        command
+            .args(["--mode", "fork", "--bind", "127.0.0.1:0", "--demo"])
+            .args(["--access-log", "off"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: between fork and exec only plain system calls run, on values owned here.
+        unsafe {
+            command.pre_exec(move || {
+                let nproc = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_NPROC, &nproc) != 0
+                    || libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(NOBODY) != 0
+                    || libc::setuid(NOBODY) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut server = command.spawn().unwrap();
+        let addr = match common::listening_addr(&mut server) {
+            Ok(addr) => addr,
+            Err(line) => {
+                let _ = server.wait();
+                panic!("the server did not start as nobody: {line:?}");
+            }
+        };
+        let mut first = common::Client::connect(addr);
+        let mut second = common::Client::connect(addr);
+        assert_eq!(first.get("/hello").status, 200);
+        assert_eq!(second.get("/hello").status, 200);
+        // Both children serve on; a third cannot be made.
+        let mut third = common::Client::connect(addr);
+        let refused = third.get("/hello");
+        assert_eq!(refused.status, 503);
+        third.expect_close();
+        // A child exits with its client; then connections are served again (the parent waits
+        // a moment before accepting after a failed fork).
+        drop(first);
+        let served = eventually(Duration::from_secs(5), || {
+            common::Client::connect(addr).get("/hello").status == 200
+        });
+        assert!(served, "no connection was served after a child exited");
+        assert_eq!(second.get("/hello").status, 200);
+        drop(second);
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+        let status = common::wait_with_timeout(&mut server, Duration::from_secs(5));
+        assert!(status.is_some_and(|status| status.success()), "{status:?}");
+        let mut log = String::new();
+        std::io::Read::read_to_string(&mut server.stderr.take().unwrap(), &mut log).unwrap();
+        assert!(log.contains("fork: "), "stderr: {log:?}");
+    });
 }

@@ -14,10 +14,15 @@
 //! Relying on the signal to interrupt `epoll_wait` is not enough: a child that exits after the
 //! parent last reaped but before it starts waiting would interrupt nothing, and its zombie would
 //! stay until the next connection arrived. The byte stays in the socket until the wait sees it.
-//! At shutdown the parent stops accepting and waits, up to the drain time, for its children to
-//! finish; it signals none of them. On a handover (SIGHUP's upgrade) it sends each child a
-//! SIGHUP, which a child takes as its own handover: it answers what it has received, the last
-//! answer with `Connection: close`, and ends.
+//! At shutdown the parent stops accepting, passes the stop on to its children, and waits, up to
+//! the drain time, for them to finish. On a stop it sends each child a SIGTERM, as a Ctrl-C
+//! would (it reaches the whole process group, a `kill` of the parent does not): the child
+//! finishes a response in flight and closes an idle connection at once, as every other mode
+//! does. (Until stop 33 it signalled none of them, and a child holding an idle keep-alive
+//! connection kept the parent waiting until its keep-alive timeout ran out: over 5 s by
+//! default, and with a longer timeout the parent left before it.) On a handover (SIGHUP's
+//! upgrade) it sends each child a SIGHUP, which a child takes as its own handover: it answers
+//! what it has received, the last answer with `Connection: close`, and ends.
 
 use std::collections::HashSet;
 use std::fs;
@@ -145,9 +150,11 @@ pub(crate) fn run<S: Session>(
                         Ok(pid) => {
                             children.insert(pid);
                         }
-                        Err(err) => {
-                            // Out of processes or memory: the connection is dropped; wait before more.
+                        Err((err, stream)) => {
+                            // Out of processes or memory: no child to serve it, so the client
+                            // is told, as past --max-connections; wait before accepting more.
                             eprintln!("reactor-httpd: fork: {err}");
+                            blocking::refuse::<S>(stream, peer.ip(), &setup, &mut env);
                             paused_until = Some(Instant::now() + io_util::ACCEPT_BACKOFF);
                             break;
                         }
@@ -170,11 +177,14 @@ pub(crate) fn run<S: Session>(
     drop(listener);
     // With our copies of the listener (the flag set by a signal runs no shutdown hook).
     drop(upgrade);
-    if shutdown.is_handover() {
-        for &pid in &children {
-            // SAFETY: kill(2) on a child of ours that has not been reaped, so the pid is its.
-            unsafe { libc::kill(pid, libc::SIGHUP) };
-        }
+    let drain = if shutdown.is_handover() {
+        SIGHUP
+    } else {
+        SIGTERM
+    };
+    for &pid in &children {
+        // SAFETY: kill(2) on a child of ours that has not been reaped, so the pid is its.
+        unsafe { libc::kill(pid, drain) };
     }
     let deadline = Instant::now() + shutdown.grace();
     while !children.is_empty() {
@@ -202,7 +212,7 @@ struct Inherited {
 }
 
 /// Forks a child to serve `stream`; returns its pid. In the parent, closes its copy of the
-/// connection.
+/// connection. If there can be no child, gives the connection back.
 fn fork_child<S: Session>(
     stream: TcpStream,
     peer: IpAddr,
@@ -210,14 +220,14 @@ fn fork_child<S: Session>(
     setup: &S::Setup,
     shared: &Arc<Shared>,
     shutdown: &Shutdown,
-) -> io::Result<libc::pid_t> {
+) -> Result<libc::pid_t, (io::Error, TcpStream)> {
     S::before_fork(setup);
     // SAFETY: the parent is single-threaded (checked when `run` starts, and it starts no
     // threads), so the child is a consistent copy of it: no other thread can have been holding
     // a lock (malloc's, stdout's) at the moment of the fork. The child serves its connection
     // and leaves with `_exit`, never returning into the parent's code.
     match unsafe { libc::fork() } {
-        -1 => Err(io::Error::last_os_error()),
+        -1 => Err((io::Error::last_os_error(), stream)),
         0 => serve_child::<S>(stream, peer, inherited, setup, shared, shutdown),
         pid => Ok(pid), // `stream` is dropped here: the parent's copy is closed
     }
