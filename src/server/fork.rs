@@ -10,7 +10,8 @@
 //! signal thread the blocking modes use: SIGINT and SIGTERM set the shutdown flag, SIGHUP a flag
 //! of its own (the parent starts the upgrade and watches its readiness socket in the same
 //! poll), and every signal, SIGCHLD included, also writes a byte to a socket the parent polls
-//! (the self-pipe).
+//! (the self-pipe). SIGUSR1 (reopen the access log) is passed on to every child: each writes its
+//! lines through its own copy of the file.
 //! Relying on the signal to interrupt `epoll_wait` is not enough: a child that exits after the
 //! parent last reaped but before it starts waiting would interrupt nothing, and its zombie would
 //! stay until the next connection arrived. The byte stays in the socket until the wait sees it.
@@ -35,12 +36,13 @@ use std::time::Instant;
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 
 use super::blocking::{self, Active};
 use super::shutdown::self_pipe;
 use super::upgrade::Upgrade;
 use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
+use crate::access_log::REOPEN_GENERATION;
 use crate::session::Session;
 
 const LISTENER: Token = Token(0);
@@ -72,7 +74,7 @@ pub(crate) fn run<S: Session>(
         registered.push(signal_hook::flag::register(SIGINT, requested.clone())?);
         registered.push(signal_hook::flag::register(SIGTERM, requested)?);
     }
-    let (wake, pipe_registered) = self_pipe(&[SIGINT, SIGTERM, SIGHUP, SIGCHLD])?;
+    let (wake, pipe_registered) = self_pipe(&[SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGUSR1])?;
     registered.extend(pipe_registered);
     wake.set_nonblocking(true)?;
     let mut wake = mio::net::UnixStream::from_std(wake);
@@ -88,6 +90,8 @@ pub(crate) fn run<S: Session>(
     let mut children: HashSet<libc::pid_t> = HashSet::new();
     let mut paused_until: Option<Instant> = None;
     let mut trouble = io_util::AcceptTrouble::default();
+    // The SIGUSR1 (a new access log file) last passed on to the children.
+    let mut log_generation = REOPEN_GENERATION.load(Ordering::Relaxed);
     super::upgrade::announce_ready();
 
     while !shutdown.is_triggered() {
@@ -107,6 +111,17 @@ pub(crate) fn run<S: Session>(
         // Emptied before reaping: a child that exits after this leaves a byte for the next wait.
         Signals::drain(&wake);
         reap(&mut children);
+        // A child writes its log lines through its own copy of the file: each must reopen it
+        // too, or a kept-alive connection goes on writing into the rotated file.
+        let generation = REOPEN_GENERATION.load(Ordering::Relaxed);
+        if generation != log_generation {
+            log_generation = generation;
+            env.reopen_log_if_asked();
+            for &pid in &children {
+                // SAFETY: kill(2) on a child of ours that has not been reaped, so the pid is its.
+                unsafe { libc::kill(pid, SIGUSR1) };
+            }
+        }
         if let Some(upgrade) = &mut upgrade {
             if hangup.swap(false, Ordering::SeqCst)
                 && let Some(fd) = upgrade.start(&shutdown)
