@@ -192,6 +192,13 @@ pub(crate) fn serve_connection<S: Session>(
         }
         slot.set_idle(false);
     }
+    // Closed over unread input, a socket is reset, and what of the last response is still
+    // queued to send is lost. A client may have sent its next request behind the one answered
+    // last (at a stop, in fork mode, a response in flight lost megabytes this way): read out what
+    // is waiting first, as the reactor does.
+    if unread_bytes(stream.as_raw_fd()) > 0 && stream.set_nonblocking(true).is_ok() {
+        io_util::discard_unread(stream);
+    }
     if let Some(metrics) = &env.metrics {
         metrics.closed.add(1);
     }
