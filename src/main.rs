@@ -131,7 +131,8 @@ fn parse_cores(text: &str) -> Result<Cores, String> {
 }
 
 /// `Name: value` for `--header`: a field name (a token), a value of visible characters, spaces
-/// and tabs; not a field the server owns for framing.
+/// and tabs; not a field the server owns for framing, nor one it sets itself that a response may
+/// carry only once.
 fn parse_header(text: &str) -> Result<(String, String), String> {
     let (name, value) = text.split_once(':').ok_or("expected 'Name: value'")?;
     let value = value.trim_matches([' ', '\t']);
@@ -156,6 +157,25 @@ fn parse_header(text: &str) -> Result<(String, String), String> {
     if FRAMING.iter().any(|owned| name.eq_ignore_ascii_case(owned)) {
         return Err(format!(
             "{name} is the server's to set: it frames the response"
+        ));
+    }
+    // Fields the server sets on its own responses whose value is one item, not a list (RFC 9110
+    // 5.3: a second field line of such a name makes the message invalid, and a second
+    // Content-Encoding would tell the client to decode what is not encoded).
+    const OWN: [&str; 9] = [
+        "date",
+        "server",
+        "content-type",
+        "content-encoding",
+        "content-range",
+        "etag",
+        "last-modified",
+        "location",
+        "accept-ranges",
+    ];
+    if OWN.iter().any(|owned| name.eq_ignore_ascii_case(owned)) {
+        return Err(format!(
+            "{name} is the server's to set: a response carries it once"
         ));
     }
     Ok((name.to_string(), value.to_string()))
