@@ -380,6 +380,31 @@ fn address_in_use_exits_1_with_one_line() {
     assert_one_line_error(&err, &addr);
 }
 
+/// An access log file that cannot be opened: one line naming it, exit 1, before any listening
+/// line (it used to start, print the listening line, then fail with "No such file or directory").
+#[test]
+fn an_access_log_that_cannot_be_opened_exits_1_with_one_line() {
+    bounded(30, || {
+        for mode in ["reactor", "uring", "threaded", "blocking", "fork"] {
+            if !common::runnable_name(mode) {
+                continue;
+            }
+            let path = "/nonexistent-dir/access.log";
+            let args = [
+                "--bind",
+                "127.0.0.1:0",
+                "--mode",
+                mode,
+                "--access-log",
+                path,
+            ];
+            let (code, out, err) = run(&args);
+            assert_eq!((code, out.as_str()), (Some(1), ""), "{mode}: {err}");
+            assert_one_line_error(&err, path);
+        }
+    });
+}
+
 #[test]
 fn help_goes_to_stdout_and_exits_0() {
     let (code, out, err) = run(&["--help"]);

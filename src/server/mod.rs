@@ -220,6 +220,16 @@ impl Server {
             }
             None => (None, None),
         };
+        // Each loop opens the log file itself; one that cannot be opened is said now, in one
+        // line before the listening line, not as a loop's failure after it.
+        if let AccessLogTarget::File(path) = &config.access_log {
+            AccessLog::open(&config.access_log).map_err(|err| {
+                StartError::Io(format!(
+                    "cannot open the access log {}: {err}",
+                    path.display()
+                ))
+            })?;
+        }
         let pool_threads =
             (config.handler_threads).unwrap_or(HANDLER_THREADS_PER_LOOP * pins.len().max(1));
         let pool = (config.mode.has_loops() && pool_threads > 0)
