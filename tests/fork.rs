@@ -235,7 +235,7 @@ fn tasks_of(uid: u32) -> usize {
 #[test]
 fn a_connection_no_child_can_be_made_for_gets_503() {
     use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     bounded(60, || {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
@@ -245,61 +245,47 @@ fn a_connection_no_child_can_be_made_for_gets_503() {
         const NOBODY: u32 = 65534;
         // The server and two children, beside whatever else runs as nobody.
         let limit = (tasks_of(NOBODY) + 3) as libc::rlim_t;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_reactor-httpd"));
-        command
-            .args(["--mode", "fork", "--bind", "127.0.0.1:0", "--demo"])
-            .args(["--access-log", "off"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        // SAFETY: between fork and exec only plain system calls run, on values owned here.
-        unsafe {
-            command.pre_exec(move || {
-                let nproc = libc::rlimit {
-                    rlim_cur: limit,
-                    rlim_max: limit,
-                };
-                if libc::setrlimit(libc::RLIMIT_NPROC, &nproc) != 0
-                    || libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(NOBODY) != 0
-                    || libc::setuid(NOBODY) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut server = command.spawn().unwrap();
-        let addr = match common::listening_addr(&mut server) {
-            Ok(addr) => addr,
-            Err(line) => {
-                let _ = server.wait();
-                panic!("the server did not start as nobody: {line:?}");
+        let mut server = TestServer::subprocess(&config(Mode::Fork), |command| {
+            command.stderr(Stdio::piped());
+            // SAFETY: between fork and exec only plain system calls run, on values owned here.
+            unsafe {
+                command.pre_exec(move || {
+                    let nproc = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NPROC, &nproc) != 0
+                        || libc::setgroups(0, std::ptr::null()) != 0
+                        || libc::setgid(NOBODY) != 0
+                        || libc::setuid(NOBODY) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
             }
-        };
-        let mut first = common::Client::connect(addr);
-        let mut second = common::Client::connect(addr);
+        });
+        let mut first = server.connect();
+        let mut second = server.connect();
         assert_eq!(first.get("/hello").status, 200);
         assert_eq!(second.get("/hello").status, 200);
         // Both children serve on; a third cannot be made.
-        let mut third = common::Client::connect(addr);
-        let refused = third.get("/hello");
-        assert_eq!(refused.status, 503);
+        let mut third = server.connect();
+        assert_eq!(third.get("/hello").status, 503);
         third.expect_close();
         // A child exits with its client; then connections are served again (the parent waits
         // a moment before accepting after a failed fork).
         drop(first);
         let served = eventually(Duration::from_secs(5), || {
-            common::Client::connect(addr).get("/hello").status == 200
+            server.connect().get("/hello").status == 200
         });
         assert!(served, "no connection was served after a child exited");
         assert_eq!(second.get("/hello").status, 200);
         drop(second);
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
-        let status = common::wait_with_timeout(&mut server, Duration::from_secs(5));
-        assert!(status.is_some_and(|status| status.success()), "{status:?}");
+        let mut stderr = server.child().unwrap().stderr.take().unwrap();
+        server.stop();
         let mut log = String::new();
-        std::io::Read::read_to_string(&mut server.stderr.take().unwrap(), &mut log).unwrap();
+        std::io::Read::read_to_string(&mut stderr, &mut log).unwrap();
         assert!(log.contains("fork: "), "stderr: {log:?}");
     });
 }
