@@ -56,6 +56,14 @@ fn soak_ten_minutes_uring() {
     }
 }
 
+/// A process per connection: the parent's descriptors and memory over hundreds of thousands of
+/// children (each child's own end with it).
+#[test]
+#[ignore = "ten minutes; run it before a release"]
+fn soak_ten_minutes_fork() {
+    soak(Duration::from_secs(600), Mode::Fork);
+}
+
 #[derive(Default, Debug)]
 struct Counts {
     requests: u64,
