@@ -117,10 +117,7 @@ pub(crate) fn run<S: Session>(
         if generation != log_generation {
             log_generation = generation;
             env.reopen_log_if_asked();
-            for &pid in &children {
-                // SAFETY: kill(2) on a child of ours that has not been reaped, so the pid is its.
-                unsafe { libc::kill(pid, SIGUSR1) };
-            }
+            signal_children(&children, SIGUSR1);
         }
         if let Some(upgrade) = &mut upgrade {
             if hangup.swap(false, Ordering::SeqCst)
@@ -197,10 +194,7 @@ pub(crate) fn run<S: Session>(
     } else {
         SIGTERM
     };
-    for &pid in &children {
-        // SAFETY: kill(2) on a child of ours that has not been reaped, so the pid is its.
-        unsafe { libc::kill(pid, drain) };
-    }
+    signal_children(&children, drain);
     let deadline = Instant::now() + shutdown.grace();
     while !children.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -291,6 +285,14 @@ fn serve_child<S: Session>(
     // SAFETY: _exit ends the process without running the parent's destructors or atexit
     // handlers, which belong to the parent's copy of this memory.
     unsafe { libc::_exit(code) }
+}
+
+/// Passes `signal` on to every child: a signal sent to the parent reaches only the parent.
+fn signal_children(children: &HashSet<libc::pid_t>, signal: libc::c_int) {
+    for &pid in children {
+        // SAFETY: kill(2) on a child of ours that has not been reaped, so the pid is its.
+        unsafe { libc::kill(pid, signal) };
+    }
 }
 
 /// Reaps every child that has exited, without blocking, and takes it out of `children`.
