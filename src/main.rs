@@ -145,38 +145,42 @@ fn parse_header(text: &str) -> Result<(String, String), String> {
     {
         return Err("the value may hold only visible characters, spaces and tabs".into());
     }
-    const FRAMING: [&str; 7] = [
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "upgrade",
-        "te",
-        "trailer",
+    // Fields the server sets itself: those that frame the response, and those whose value is
+    // one item, not a list (RFC 9110 5.3: a second field line of such a name makes the message
+    // invalid, and a second Content-Encoding would tell the client to decode what is not
+    // encoded).
+    const OWNED: [(&[&str], &str); 2] = [
+        (
+            &[
+                "content-length",
+                "transfer-encoding",
+                "connection",
+                "keep-alive",
+                "upgrade",
+                "te",
+                "trailer",
+            ],
+            "it frames the response",
+        ),
+        (
+            &[
+                "date",
+                "server",
+                "content-type",
+                "content-encoding",
+                "content-range",
+                "etag",
+                "last-modified",
+                "location",
+                "accept-ranges",
+            ],
+            "a response carries it once",
+        ),
     ];
-    if FRAMING.iter().any(|owned| name.eq_ignore_ascii_case(owned)) {
-        return Err(format!(
-            "{name} is the server's to set: it frames the response"
-        ));
-    }
-    // Fields the server sets on its own responses whose value is one item, not a list (RFC 9110
-    // 5.3: a second field line of such a name makes the message invalid, and a second
-    // Content-Encoding would tell the client to decode what is not encoded).
-    const OWN: [&str; 9] = [
-        "date",
-        "server",
-        "content-type",
-        "content-encoding",
-        "content-range",
-        "etag",
-        "last-modified",
-        "location",
-        "accept-ranges",
-    ];
-    if OWN.iter().any(|owned| name.eq_ignore_ascii_case(owned)) {
-        return Err(format!(
-            "{name} is the server's to set: a response carries it once"
-        ));
+    for (names, why) in OWNED {
+        if names.iter().any(|owned| name.eq_ignore_ascii_case(owned)) {
+            return Err(format!("{name} is the server's to set: {why}"));
+        }
     }
     Ok((name.to_string(), value.to_string()))
 }
