@@ -10,7 +10,7 @@
 //!   http/          HTTP/1.1 without I/O: bytes in, requests out; responses in, bytes out
 //!   app/           handlers: a request in, a response out (demo routes, static files)
 //!   access_log.rs  Common Log Format, buffered per loop
-//!   metrics.rs     per-loop counters (one writer each) and their Prometheus text
+//!   metrics.rs     per-loop counters (one writer each; fork mode's shared) and their Prometheus text
 //! ```
 //!
 //! Dependencies point down only: `server/` uses `http/` and `app/`; `app/` uses `http/`'s

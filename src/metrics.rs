@@ -6,8 +6,16 @@
 //! (relaxed loads: each value is a moment's, which is all a counter promises) and prints each
 //! family once, with one series per loop (label `loop`), as the text format 0.0.4 requires: a
 //! family's series must stand together, after its one HELP and TYPE.
+//!
+//! Fork mode is the exception. Its loop is the parent's, but the requests are served by children,
+//! each in memory of its own: counters they kept privately would be lost when they exit, and a
+//! scrape (answered by whichever child has the scraping connection) would see only its own. So
+//! there the one [`LoopMetrics`] lives in a mapping shared with every child, made before the first
+//! fork, and its counters go up by locked adds, since many processes write them at once.
 
 use std::fmt::Write as _;
+use std::ops::Deref;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -15,19 +23,34 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// A counter on a cache line (or two) of its own: two loops' counters never share a line, even
 /// with the prefetcher pulling lines in pairs (128 bytes, as crossbeam pads on x86_64).
 #[repr(align(128))]
-#[derive(Default)]
-pub struct Counter(AtomicU64);
+pub struct Counter {
+    value: AtomicU64,
+    /// Written by more than one process (fork mode): each add must be one locked instruction.
+    shared: bool,
+}
 
 impl Counter {
-    /// Adds `n`. Only the owning loop calls this: a load and a store suffice.
+    fn new(shared: bool) -> Self {
+        Counter {
+            value: AtomicU64::new(0),
+            shared,
+        }
+    }
+
+    /// Adds `n`. Only the owning loop calls this, so a load and a store suffice, unless other
+    /// processes write the counter too.
     #[inline]
     pub fn add(&self, n: u64) {
-        let value = self.0.load(Ordering::Relaxed);
-        self.0.store(value.wrapping_add(n), Ordering::Relaxed);
+        if self.shared {
+            self.value.fetch_add(n, Ordering::Relaxed);
+        } else {
+            let value = self.value.load(Ordering::Relaxed);
+            self.value.store(value.wrapping_add(n), Ordering::Relaxed);
+        }
     }
 
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.value.load(Ordering::Relaxed)
     }
 }
 
@@ -98,7 +121,8 @@ const FAMILIES: &[Family] = &[
     (
         "refused_total",
         "counter",
-        "Connections refused with 503 past --max-connections.",
+        "Connections refused with 503: past --max-connections, or (fork mode) no process to \
+         serve them.",
         None,
         |m, _| m.refused.get(),
     ),
@@ -126,7 +150,6 @@ const FAMILIES: &[Family] = &[
 ];
 
 /// One loop's counters.
-#[derive(Default)]
 pub struct LoopMetrics {
     pub accepted: Counter,
     pub closed: Counter,
@@ -144,6 +167,23 @@ pub struct LoopMetrics {
 }
 
 impl LoopMetrics {
+    /// Counters that start at zero; `shared`: other processes write them too.
+    fn new(shared: bool) -> Self {
+        let counter = || Counter::new(shared);
+        LoopMetrics {
+            accepted: counter(),
+            closed: counter(),
+            requests: counter(),
+            responses: std::array::from_fn(|_| counter()),
+            bytes_sent: counter(),
+            timeouts: std::array::from_fn(|_| counter()),
+            refused: counter(),
+            accept_errors: counter(),
+            accept_pauses: counter(),
+            handler_panics: counter(),
+        }
+    }
+
     /// A response with `status` went into the output (the request it answers counted too, when
     /// there is one).
     #[inline]
@@ -164,15 +204,88 @@ impl LoopMetrics {
     }
 }
 
+/// One loop's counters, as the loop holds them: on the heap, or in a mapping shared with other
+/// processes.
+#[derive(Clone)]
+pub struct Metrics(Arc<Place>);
+
+// Made once per loop and kept behind the `Arc`: its size costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Place {
+    Own(LoopMetrics),
+    Mapped(Mapping),
+}
+
+impl Deref for Metrics {
+    type Target = LoopMetrics;
+
+    fn deref(&self) -> &LoopMetrics {
+        match &*self.0 {
+            Place::Own(metrics) => metrics,
+            Place::Mapped(mapping) => mapping.get(),
+        }
+    }
+}
+
+/// A [`LoopMetrics`] in memory mapped shared and anonymous: a child forked after it was made
+/// writes the same physical pages as its parent and every other child.
+struct Mapping(NonNull<LoopMetrics>);
+
+// SAFETY: the mapping is only ever read and written through `&LoopMetrics`, whose counters are
+// atomics; the pointer itself never changes.
+unsafe impl Send for Mapping {}
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    fn new() -> std::io::Result<Self> {
+        let size = std::mem::size_of::<LoopMetrics>();
+        // SAFETY: a fresh anonymous mapping, placed by the kernel; no existing memory is touched.
+        let at = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if at == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let at = at.cast::<LoopMetrics>();
+        // SAFETY: the mapping is page-aligned (more than `LoopMetrics`'s 128), as large as one,
+        // writable, and ours alone until this returns.
+        unsafe { at.write(LoopMetrics::new(true)) };
+        Ok(Mapping(NonNull::new(at).expect("mmap gave a null mapping")))
+    }
+
+    fn get(&self) -> &LoopMetrics {
+        // SAFETY: initialized in `new`, and mapped until `drop`, which takes `&mut self`.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping `new` made, unmapped once: nothing borrows it past `self`. A child's
+        // copy of the mapping is its own, and stays.
+        unsafe { libc::munmap(self.0.as_ptr().cast(), std::mem::size_of::<LoopMetrics>()) };
+    }
+}
+
 /// Every loop's counters, for a scrape, and what describes the process.
 pub struct Registry {
-    loops: Mutex<Vec<Arc<LoopMetrics>>>,
+    loops: Mutex<Vec<Metrics>>,
     mode: &'static str,
     started: f64,
+    /// Fork mode: one set of counters, shared by the parent and every child.
+    across_processes: bool,
 }
 
 impl Registry {
-    pub fn new(mode: &'static str) -> Self {
+    /// `across_processes`: the loop forks children that serve its connections (fork mode).
+    pub fn new(mode: &'static str, across_processes: bool) -> Self {
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -180,14 +293,30 @@ impl Registry {
             loops: Mutex::new(Vec::new()),
             mode,
             started,
+            across_processes,
         }
     }
 
     /// A new loop's counters, numbered in the order loops (or workers) start. The lock is taken
-    /// here and at a scrape, never while serving.
-    pub fn register(&self) -> Arc<LoopMetrics> {
-        let metrics = Arc::new(LoopMetrics::default());
-        (self.loops.lock().unwrap_or_else(PoisonError::into_inner)).push(metrics.clone());
+    /// here and at a scrape, never while serving. Across processes there is one set: the first
+    /// call (the parent's loop, before any fork) maps it, and a child's call finds it in its
+    /// copy of the registry and shares it.
+    pub fn register(&self) -> Metrics {
+        let mut loops = self.loops.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.across_processes
+            && let Some(first) = loops.first()
+        {
+            return first.clone();
+        }
+        let place = match self.across_processes {
+            // Out of memory for one page: counted per process, as the only way left.
+            true => {
+                Mapping::new().map_or_else(|_| Place::Own(LoopMetrics::new(false)), Place::Mapped)
+            }
+            false => Place::Own(LoopMetrics::new(false)),
+        };
+        let metrics = Metrics(Arc::new(place));
+        loops.push(metrics.clone());
         metrics
     }
 
@@ -252,9 +381,39 @@ mod tests {
         assert_eq!(std::mem::size_of::<Counter>(), 128);
     }
 
+    /// Across processes: one set of counters, and what a forked child adds, the parent reads.
+    #[test]
+    fn shared_counters_are_written_by_children() {
+        let registry = Registry::new("fork", true);
+        let parent = registry.register();
+        parent.accepted.add(1);
+        // SAFETY: the child only takes the registry's lock (held by no other thread: this
+        // registry is the test's own), adds, and leaves with `_exit`.
+        match unsafe { libc::fork() } {
+            0 => {
+                let child = registry.register();
+                child.requests.add(5);
+                child.accepted.add(1);
+                unsafe { libc::_exit(0) };
+            }
+            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+            pid => {
+                let mut status = 0;
+                // SAFETY: waits for the child just forked.
+                assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+                assert_eq!(status, 0);
+            }
+        }
+        assert_eq!(parent.requests.get(), 5);
+        assert_eq!(parent.accepted.get(), 2);
+        let text = registry.render();
+        assert!(text.contains("reactor_httpd_info{mode=\"fork\",loops=\"1\"} 1\n"));
+        assert!(text.contains("reactor_httpd_requests_total{loop=\"0\"} 5\n"));
+    }
+
     #[test]
     fn families_stand_together_once_each() {
-        let registry = Registry::new("reactor");
+        let registry = Registry::new("reactor", false);
         let (a, b) = (registry.register(), registry.register());
         a.accepted.add(3);
         a.closed.add(1);

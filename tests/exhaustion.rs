@@ -44,6 +44,7 @@ fn out_of_descriptors(mode: Mode) {
     cfg.root = root.clone();
     cfg.cores = Cores::Count(1);
     cfg.threads = 100; // more workers than descriptors: descriptors run out first
+    cfg.metrics_path = Some("/metrics".into());
     let mut server = TestServer::subprocess(&cfg, |command| {
         command.stderr(Stdio::piped());
         // SAFETY: between fork and exec only setrlimit runs, a plain system call on a struct
@@ -110,6 +111,15 @@ fn out_of_descriptors(mode: Mode) {
     let mut fresh = server.connect();
     assert_eq!(fresh.request(HELLO).status, 200);
     assert_eq!(held[2].request(FILE).text(), "some text\n");
+    // The metrics saw it: accepts that failed, and paused.
+    let text = fresh.get("/metrics").text();
+    for name in ["accept_errors_total", "accept_pauses_total"] {
+        let count: u64 = (text.lines())
+            .filter(|line| line.starts_with(&format!("reactor_httpd_{name}{{")))
+            .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert!(count >= 1, "{mode:?} {name}: {text}");
+    }
 
     drop(held);
     drop(waiting);

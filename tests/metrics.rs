@@ -49,6 +49,11 @@ fn counts_what_happened(mode: Mode) {
         ..config(mode)
     };
     let server = TestServer::start(config);
+    // A request that cannot be parsed: a 4xx response, but no request counted. (First: blocking
+    // mode serves one connection at a time.)
+    let mut bad = server.connect();
+    assert_eq!(bad.request(b"NOT HTTP\r\n\r\n").status, 400);
+    bad.expect_close();
     let mut client = server.connect();
     for _ in 0..10 {
         assert_eq!(client.get("/hello").status, 200);
@@ -56,10 +61,6 @@ fn counts_what_happened(mode: Mode) {
     for _ in 0..3 {
         assert_eq!(client.get("/missing").status, 404);
     }
-    // A request that cannot be parsed: a 4xx response, but no request counted.
-    let mut bad = server.connect();
-    assert_eq!(bad.request(b"NOT HTTP\r\n\r\n").status, 400);
-    bad.expect_close();
     let scrape = client.get("/metrics");
     assert_eq!(scrape.status, 200);
     assert_eq!(
@@ -113,30 +114,69 @@ fn threaded() {
     bounded(30, || counts_what_happened(Mode::Threaded));
 }
 
-/// A loop's timeouts by kind, and 503 refusals past --max-connections.
 #[test]
-fn timeouts_and_refusals() {
-    bounded(30, || {
-        // One loop: connections are accepted in the order they were made.
-        let mut config = Config {
-            metrics_path: Some("/metrics".into()),
-            max_connections: 2,
-            cores: reactor_httpd::config::Cores::Count(1),
-            ..config(Mode::Reactor)
-        };
-        config.limits.keep_alive_timeout = std::time::Duration::from_millis(200);
-        let server = TestServer::start(config);
-        let mut idle = server.connect();
-        assert_eq!(idle.get("/hello").status, 200);
-        idle.expect_close(); // closed by the keep-alive timeout
-        let mut scraper = server.connect();
+fn blocking() {
+    bounded(30, || counts_what_happened(Mode::Blocking));
+}
+
+/// Each connection is served by a child process of its own, and the scrape is answered by yet
+/// another: the counts are every child's, in one series.
+#[test]
+fn fork() {
+    bounded(30, || counts_what_happened(Mode::Fork));
+}
+
+/// A loop's timeouts by kind, and 503 refusals past --max-connections (blocking mode, which
+/// serves one connection at a time and lets the others wait, refuses none).
+fn timeouts_and_refusals(mode: Mode) {
+    // One loop: connections are accepted in the order they were made.
+    let mut config = Config {
+        metrics_path: Some("/metrics".into()),
+        max_connections: 2,
+        cores: reactor_httpd::config::Cores::Count(1),
+        ..config(mode)
+    };
+    config.limits.keep_alive_timeout = std::time::Duration::from_millis(200);
+    let server = TestServer::start(config);
+    let mut idle = server.connect();
+    assert_eq!(idle.get("/hello").status, 200);
+    idle.expect_close(); // closed by the keep-alive timeout
+    // The client sees the close a moment before a worker thread or a fork child is done with
+    // the connection: the server is full only once the metrics say one is open (the scraper).
+    let mut scraper = server.connect();
+    while total(
+        &scraper.get("/metrics").text(),
+        "reactor_httpd_connections_open",
+        "",
+    ) != 1
+    {}
+    let refuses = mode != Mode::Blocking;
+    if refuses {
         let _held = server.connect();
         let mut refused = server.connect();
-        assert_eq!(refused.response().status, 503);
-        let text = scraper.get("/metrics").text();
-        let kind = |kind| total(&text, "reactor_httpd_timeouts_total", kind);
-        assert_eq!(kind("kind=\"keep_alive\""), 1, "{text}");
-        assert_eq!(kind("kind=\"header\""), 0, "{text}");
-        assert_eq!(total(&text, "reactor_httpd_refused_total", ""), 1, "{text}");
+        assert_eq!(refused.response().status, 503, "{mode:?}");
+    }
+    let text = scraper.get("/metrics").text();
+    let kind = |kind| total(&text, "reactor_httpd_timeouts_total", kind);
+    assert_eq!(kind("kind=\"keep_alive\""), 1, "{mode:?} {text}");
+    assert_eq!(kind("kind=\"header\""), 0, "{mode:?} {text}");
+    assert_eq!(
+        total(&text, "reactor_httpd_refused_total", ""),
+        u64::from(refuses),
+        "{mode:?} {text}"
+    );
+    assert_eq!(
+        total(&text, "reactor_httpd_responses_total", "class=\"5xx\""),
+        u64::from(refuses),
+        "{mode:?} {text}"
+    );
+}
+
+#[test]
+fn timeouts_and_refusals_in_every_mode() {
+    bounded(120, || {
+        for mode in common::modes() {
+            timeouts_and_refusals(mode);
+        }
     });
 }

@@ -17,7 +17,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown as HalfClose, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -27,6 +27,7 @@ use slab::Slab;
 use super::shutdown::{DRAIN_GRACE, wait_readable};
 use super::{LoopEnv, Shared, Shutdown, io_util};
 use crate::http::{HANDOVER_IDLE, Millis, Status, Want};
+use crate::metrics::LoopMetrics;
 use crate::session::Session;
 
 /// A blocking wait may end this much after its deadline: the socket timeout is only shortened
@@ -43,13 +44,39 @@ pub(crate) fn run<S: Session>(
     let active = Active::new(&shutdown)?;
     let mut env = LoopEnv::new(shared)?;
     super::upgrade::announce_ready();
-    while let Some((stream, peer)) = accept(&listener, &active, &shutdown)? {
-        serve_connection::<S>(stream, peer, &setup, &mut env, &active, &shutdown);
+    while let Some((stream, peer)) = accept(&listener, &active, &shutdown, env.metrics.as_deref())?
+    {
+        serve_counted::<S>(stream, peer, &setup, &mut env, &active, &shutdown, None);
     }
     for (stream, peer) in backlog(&listener, &shutdown, Instant::now()) {
-        serve_connection::<S>(stream, peer, &setup, &mut env, &active, &shutdown);
+        serve_counted::<S>(stream, peer, &setup, &mut env, &active, &shutdown, None);
     }
     Ok(())
+}
+
+/// [`serve_connection`], counted in the loop's metrics as a connection accepted, then closed;
+/// `open`, the server's count of open connections (threaded mode), goes down before the
+/// metrics say closed, so that a client who reads them never finds the server fuller than they
+/// say. (Fork mode's parent counts its children's connections itself: it sees them all.)
+pub(crate) fn serve_counted<S: Session>(
+    stream: TcpStream,
+    peer: IpAddr,
+    setup: &S::Setup,
+    env: &mut LoopEnv,
+    active: &Active,
+    shutdown: &Shutdown,
+    open: Option<&AtomicUsize>,
+) {
+    if let Some(metrics) = &env.metrics {
+        metrics.accepted.add(1);
+    }
+    serve_connection::<S>(stream, peer, setup, env, active, shutdown);
+    if let Some(open) = open {
+        open.fetch_sub(1, Ordering::Relaxed);
+    }
+    if let Some(metrics) = &env.metrics {
+        metrics.closed.add(1);
+    }
 }
 
 /// After shutdown: the connections the kernel had already accepted, taken without waiting for
@@ -79,6 +106,7 @@ pub(crate) fn accept(
     listener: &TcpListener,
     active: &Active,
     shutdown: &Shutdown,
+    metrics: Option<&LoopMetrics>,
 ) -> io::Result<Option<(TcpStream, IpAddr)>> {
     let mut trouble = io_util::AcceptTrouble::default();
     loop {
@@ -97,8 +125,11 @@ pub(crate) fn accept(
             }
             // Someone else took it (another process on a shared listener), or a wake-up.
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-            Err(err) if io_util::is_transient_accept_error(&err) => {}
+            Err(err) if io_util::is_transient_accept_error(&err) => {
+                io_util::count_accept_error(metrics, false);
+            }
             Err(err) if io_util::is_resource_exhaustion(&err) => {
+                io_util::count_accept_error(metrics, true);
                 trouble.failed(&err);
                 thread::sleep(io_util::ACCEPT_BACKOFF);
             }
@@ -119,9 +150,6 @@ pub(crate) fn serve_connection<S: Session>(
 ) {
     let slot = active.register(&stream);
     env.clock.tick();
-    if let Some(metrics) = &env.metrics {
-        metrics.accepted.add(1);
-    }
     let mut conn = env.with_context(peer, |cx| S::open(setup, cx));
     let mut timeouts = SocketTimeouts::new(&stream, env.shared.limits.send_timeout);
     let mut stream = &stream;
@@ -199,9 +227,6 @@ pub(crate) fn serve_connection<S: Session>(
     if unread_bytes(stream.as_raw_fd()) > 0 && stream.set_nonblocking(true).is_ok() {
         io_util::discard_unread(stream);
     }
-    if let Some(metrics) = &env.metrics {
-        metrics.closed.add(1);
-    }
 }
 // ANCHOR_END: serve_connection
 
@@ -231,6 +256,9 @@ pub(crate) fn refuse<S: Session>(
     setup: &S::Setup,
     env: &mut LoopEnv,
 ) {
+    if let Some(metrics) = &env.metrics {
+        metrics.refused.add(1);
+    }
     if stream.set_nonblocking(true).is_err() {
         return;
     }

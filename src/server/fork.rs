@@ -110,7 +110,7 @@ pub(crate) fn run<S: Session>(
         }
         // Emptied before reaping: a child that exits after this leaves a byte for the next wait.
         Signals::drain(&wake);
-        reap(&mut children);
+        reap(&mut children, &env);
         // A child writes its log lines through its own copy of the file: each must reopen it
         // too, or a kept-alive connection goes on writing into the rotated file.
         let generation = REOPEN_GENERATION.load(Ordering::Relaxed);
@@ -161,6 +161,9 @@ pub(crate) fn run<S: Session>(
                     {
                         Ok(pid) => {
                             children.insert(pid);
+                            if let Some(metrics) = &env.metrics {
+                                metrics.accepted.add(1);
+                            }
                         }
                         Err((err, stream)) => {
                             // Out of processes or memory: no child to serve it, so the client
@@ -173,8 +176,11 @@ pub(crate) fn run<S: Session>(
                     }
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                Err(err) if io_util::is_transient_accept_error(&err) => {}
+                Err(err) if io_util::is_transient_accept_error(&err) => {
+                    io_util::count_accept_error(env.metrics.as_deref(), false);
+                }
                 Err(err) => {
+                    io_util::count_accept_error(env.metrics.as_deref(), true);
                     trouble.failed(&err);
                     paused_until = Some(Instant::now() + io_util::ACCEPT_BACKOFF);
                     break;
@@ -204,7 +210,7 @@ pub(crate) fn run<S: Session>(
         // Each child's exit writes a wake-up byte.
         let _ = poll.poll(&mut events, Some(left));
         Signals::drain(&wake);
-        reap(&mut children);
+        reap(&mut children, &env);
     }
     for id in registered {
         signal_hook::low_level::unregister(id);
@@ -298,13 +304,19 @@ fn signal_children(children: &HashSet<libc::pid_t>, signal: libc::c_int) {
 /// Reaps every child that has exited, without blocking, and takes it out of `children`.
 /// The new process of an upgrade is a child too: reaped here if it ends (an `Upgrade` under way
 /// then finds it gone, and says it ended before it was ready).
-fn reap(children: &mut HashSet<libc::pid_t>) {
+/// Each child's connection is counted closed here, in the loop's metrics, however the child
+/// ended.
+fn reap(children: &mut HashSet<libc::pid_t>, env: &LoopEnv) {
     loop {
         // SAFETY: waitpid with a null status pointer only reaps; WNOHANG keeps it from blocking.
         let pid = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
         if pid > 0 {
             // Not in `children`: the new process of an upgrade, under way or done.
-            children.remove(&pid);
+            if children.remove(&pid)
+                && let Some(metrics) = &env.metrics
+            {
+                metrics.closed.add(1);
+            }
         } else if pid < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
             continue;
         } else {

@@ -5,6 +5,8 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
+use crate::metrics::LoopMetrics;
+
 /// Linux sends at most this much per sendfile call.
 const SENDFILE_MAX: u64 = 0x7fff_f000;
 
@@ -68,6 +70,17 @@ pub(crate) fn is_resource_exhaustion(err: &io::Error) -> bool {
 /// memory: wait this long before trying again, instead of spinning on a failure that will repeat
 /// until closing connections free something.
 pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// An accept that failed, in the loop's metrics: an error, and a pause if accepting stops for a
+/// while (out of descriptors or memory).
+pub(crate) fn count_accept_error(metrics: Option<&LoopMetrics>, paused: bool) {
+    if let Some(metrics) = metrics {
+        metrics.accept_errors.add(1);
+        if paused {
+            metrics.accept_pauses.add(1);
+        }
+    }
+}
 
 /// Reports accept failures once per episode: the first failure, then how long it lasted when
 /// an accept succeeds again. Retrying every 100 ms through a descriptor shortage would

@@ -49,7 +49,7 @@ use crate::config::{AccessLogTarget, Config, Cores, HANDLER_THREADS_PER_LOOP, Li
 use crate::http::{
     Body, BufPool, Clock, Conn, Context, HeadCache, Offload, Request, Response, Status,
 };
-use crate::metrics::{LoopMetrics, Registry};
+use crate::metrics::{Metrics, Registry};
 use crate::session::Session;
 use crate::tls::{self, TlsConn};
 
@@ -97,8 +97,9 @@ pub(crate) struct LoopEnv {
     pub log: Option<AccessLog>,
     pub shared: Arc<Shared>,
     pub offload: Option<pool::PoolOffer>,
-    /// This loop's counters, with `--metrics-path`; it is their only writer.
-    pub metrics: Option<Arc<LoopMetrics>>,
+    /// This loop's counters, with `--metrics-path`; it is their only writer (but in fork mode,
+    /// where the parent and its children share one set).
+    pub metrics: Option<Metrics>,
 }
 
 impl LoopEnv {
@@ -237,7 +238,7 @@ impl Server {
         let metrics = config
             .metrics_path
             .as_ref()
-            .map(|_| Arc::new(Registry::new(config.mode.name())));
+            .map(|_| Arc::new(Registry::new(config.mode.name(), config.mode == Mode::Fork)));
         let handler = match (&config.metrics_path, &metrics) {
             (Some(path), Some(registry)) => Arc::new(MetricsRoute {
                 path: path.clone(),

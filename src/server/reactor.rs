@@ -341,17 +341,14 @@ impl<S: Session> EventLoop<S> {
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
                 Err(err) if io_util::is_transient_accept_error(&err) => {
-                    self.count(|metrics| metrics.accept_errors.add(1));
+                    io_util::count_accept_error(self.env.metrics.as_deref(), false);
                     continue;
                 }
                 Err(err) => {
                     // Out of descriptors or memory (or worse): the connection stays in the
                     // backlog. Retrying at once would spin at full CPU; give closing
                     // connections time to free some.
-                    self.count(|metrics| {
-                        metrics.accept_errors.add(1);
-                        metrics.accept_pauses.add(1);
-                    });
+                    io_util::count_accept_error(self.env.metrics.as_deref(), true);
                     self.accept_trouble.failed(&err);
                     self.accept_paused_until = Some(self.env.clock.now() + io_util::ACCEPT_BACKOFF);
                     return;

@@ -48,16 +48,22 @@ pub(crate) fn run<S: Session>(
                     let Ok((stream, peer)) = job else {
                         return Ok(()); // the acceptor is gone: shutdown
                     };
-                    blocking::serve_connection::<S>(
-                        stream, peer, &setup, &mut env, &active, &shutdown,
+                    blocking::serve_counted::<S>(
+                        stream,
+                        peer,
+                        &setup,
+                        &mut env,
+                        &active,
+                        &shutdown,
+                        Some(&shared.open),
                     );
-                    shared.open.fetch_sub(1, Ordering::Relaxed);
                 }
             })?;
         workers.push(worker);
     }
 
     let mut env = LoopEnv::new(shared.clone())?;
+    let metrics = env.metrics.clone();
     let mut dispatch = |stream: TcpStream, peer: IpAddr| {
         if shared.open.fetch_add(1, Ordering::Relaxed) >= shared.max_connections {
             shared.open.fetch_sub(1, Ordering::Relaxed);
@@ -69,7 +75,7 @@ pub(crate) fn run<S: Session>(
     };
     super::upgrade::announce_ready();
     let accepted = loop {
-        match blocking::accept(&listener, &active, &shutdown) {
+        match blocking::accept(&listener, &active, &shutdown, metrics.as_deref()) {
             Ok(Some((stream, peer))) => dispatch(stream, peer),
             Ok(None) => break Ok(()),
             Err(err) => {

@@ -1133,15 +1133,12 @@ impl<S: Session> Ring<S> {
             match -result {
                 libc::ECANCELED => {}
                 _ if io_util::is_transient_accept_error(&err) => {
-                    self.count(|metrics| metrics.accept_errors.add(1));
+                    io_util::count_accept_error(self.env.metrics.as_deref(), false);
                 }
                 _ => {
                     // Out of descriptors or memory (or worse): the connection stays queued.
                     // Accepting again at once would fail again; give closing connections time.
-                    self.count(|metrics| {
-                        metrics.accept_errors.add(1);
-                        metrics.accept_pauses.add(1);
-                    });
+                    io_util::count_accept_error(self.env.metrics.as_deref(), true);
                     self.accept_trouble.failed(&err);
                     self.accept_paused_until = Some(self.env.clock.now() + io_util::ACCEPT_BACKOFF);
                 }
