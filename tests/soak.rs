@@ -56,6 +56,13 @@ fn soak_ten_minutes_uring() {
     }
 }
 
+/// A thread per connection, from a pool of workers fed by one acceptor.
+#[test]
+#[ignore = "ten minutes; run it before a release"]
+fn soak_ten_minutes_threaded() {
+    soak(Duration::from_secs(600), Mode::Threaded);
+}
+
 /// A process per connection: the parent's descriptors and memory over hundreds of thousands of
 /// children (each child's own end with it).
 #[test]
