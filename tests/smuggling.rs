@@ -194,7 +194,7 @@ fn conformance_vectors() -> Vec<(&'static str, Vec<u8>, Outcome)> {
         v("Host invalid on HTTP/1.0", "GET /hello HTTP/1.0\r\nHost: a/b\r\n\r\n".to_string(), Refused(400)),
         v("absolute-form with an empty authority", "GET http:/// HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
         v("absolute-form with userinfo", "GET http://u@t/hello HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
-        v("absolute-form with https before TLS", "GET https://t/hello HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
+        v("absolute-form with another scheme", "GET ftp://t/hello HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
         v("absolute-form with a bad port", "GET http://t:99999/hello HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
         v("Host an IPv6 literal with a port", host("[::1]:8080"), Parsed(&[HELLO])),
         v("Host an IPvFuture literal", host("[v7.a:b]"), Parsed(&[HELLO])),
@@ -202,6 +202,7 @@ fn conformance_vectors() -> Vec<(&'static str, Vec<u8>, Outcome)> {
         v("Host with leading zeros in the port", host("EXAMPLE.com:0080"), Parsed(&[HELLO])),
         v("Host with an empty port", host("example.com:"), Parsed(&[HELLO])),
         v("Host with a percent-escape", host("ex%41mple"), Parsed(&[HELLO])),
+        v("absolute-form with https", "GET https://t/hello HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Parsed(&[HELLO])),
         v("absolute-form with an IPv6 authority", "GET http://[::1]:80/hello HTTP/1.1\r\nHost: t\r\n\r\n".to_string(), Parsed(&[HELLO])),
         // --- Trailer fields (RFC 9112 7.1.2): the head's field grammar and limits.
         v("trailer without a colon", chunked("3\r\nabc\r\n0\r\nNoColonHere\r\n\r\n"), Refused(400)),

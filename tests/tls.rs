@@ -150,6 +150,11 @@ fn requests_over_tls_in_every_mode() {
                 client.request(b"GET /small.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=10-14\r\n\r\n");
             assert_eq!(range.status, 206);
             assert_eq!(range.text(), "abcde");
+            // The absolute form of an https URI (RFC 9112 3.2.2: a server must accept it).
+            let absolute = client
+                .request(b"GET https://localhost/small.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
+            assert_eq!(absolute.status, 200, "{mode:?}");
+            assert_eq!(absolute.text(), "0123456789abcdefghij");
         }
     });
 }

@@ -75,13 +75,15 @@ pub fn split_target<'a>(method: &str, target: &'a str) -> Result<Target<'a>, Sta
             _ => bad,
         };
     }
-    // Absolute form (RFC 9112 3.2.2): `http://authority[/path][?query]`. The scheme is
-    // case-insensitive; `https` waits for TLS.
-    let Some(rest) = before_query
-        .get(..7)
-        .filter(|scheme| scheme.eq_ignore_ascii_case("http://"))
-        .map(|_| &before_query[7..])
-    else {
+    // Absolute form (RFC 9112 3.2.2): `http://authority[/path][?query]`, or `https://`: the
+    // two schemes HTTP serves (RFC 9110 4.2), case-insensitive. Either is taken on either kind of
+    // connection, as nginx and h11 take them: the scheme chooses no resource here.
+    let Some(rest) = ["http://", "https://"].into_iter().find_map(|scheme| {
+        before_query
+            .get(..scheme.len())
+            .filter(|start| start.eq_ignore_ascii_case(scheme))
+            .map(|_| &before_query[scheme.len()..])
+    }) else {
         return bad;
     };
     let (authority, path) = match rest.find('/') {
@@ -370,6 +372,8 @@ mod tests {
             ("GET", "http://h", "h / -"),
             ("GET", "http://h?q", "h / ?q"),
             ("GET", "http://[::1]:80/x", "[::1]:80 /x -"),
+            ("GET", "https://a/b", "a /b -"),
+            ("GET", "HTTPS://a:443", "a:443 / -"),
             ("OPTIONS", "*", "- * -"),
             (
                 "CONNECT",
@@ -392,7 +396,9 @@ mod tests {
             ("GET", "*"),
             ("POST", "*"),
             ("GET", "ftp://a/b"),
-            ("GET", "https://a/b"),
+            ("GET", "httpx://a/b"),
+            ("GET", "https:/a/b"),
+            ("GET", "https://"),
             ("GET", "http:///"),
             ("GET", "http://"),
             ("GET", "http://u@h/"),
