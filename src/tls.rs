@@ -92,7 +92,10 @@ pub fn server_config(source: &TlsSource) -> Result<(Arc<ServerConfig>, Option<St
             ),
             TlsSource::SelfSigned => format!("TLS: {err}"),
         })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // The versions we speak, ours first (rustls picks by the server's order). A client that
+    // offers only `http/1.0` (`curl --http1.0`) gets it, as from nginx: offered nothing it
+    // knows, rustls ends the handshake (RFC 7301 3.2).
+    config.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
     // Session resumption: stateless tickets (TLS 1.3 and 1.2), and the default in-memory cache
     // of session ids for TLS 1.2 clients without tickets.
     config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|err| format!("TLS: {err}"))?;
@@ -240,7 +243,8 @@ impl TlsConn {
 }
 
 /// The longest session state a ticket of ours carries, with room to spare: with the longest
-/// server name there is (253 bytes), our one ALPN protocol and no client certificate, rustls's
+/// server name there is (253 bytes), an ALPN protocol (both of ours are 8 bytes) and no client
+/// certificate, rustls's
 /// state is 325 bytes in TLS 1.3 and 1.2 alike (a ticket of 369, read back with openssl).
 const TICKET_STATE_MAX: usize = 512;
 

@@ -159,6 +159,30 @@ fn requests_over_tls_in_every_mode() {
     });
 }
 
+/// ALPN: `http/1.1` chosen when offered (with anything else), `http/1.0` when it is all the
+/// client offers (`curl --http1.0`), and a handshake refused when the client offers only
+/// protocols we do not speak (`h2`).
+#[test]
+fn alpn_picks_the_version_offered() {
+    bounded(60, || {
+        let server = TestServer::start(tls_config(Mode::Reactor));
+        let offering = |protocols: &[&[u8]]| {
+            let mut config = (*default_client()).clone();
+            config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+            tls_over(TcpStream::connect(server.addr).unwrap(), &Arc::new(config))
+        };
+        let mut both = offering(&[b"h2", b"http/1.0", b"http/1.1"]);
+        assert_eq!(both.get("/hello").text(), "Hello, World!");
+        assert_eq!(both.stream.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+        let mut old = offering(&[b"http/1.0"]);
+        let response = old.request(b"GET /hello HTTP/1.0\r\n\r\n");
+        assert_eq!(response.text(), "Hello, World!");
+        assert_eq!(old.stream.conn.alpn_protocol(), Some(&b"http/1.0"[..]));
+        let mut h2 = offering(&[b"h2"]);
+        h2.stream.conn.complete_io(&mut h2.stream.sock).unwrap_err();
+    });
+}
+
 /// A client's close_notify is the end of its input, as a FIN is without TLS: requests sent
 /// before it are answered in full, then the server says close_notify too and closes, at once
 /// rather than at the keep-alive timeout (a client that waits for the server's close_notify,
