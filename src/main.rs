@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use clap::error::{ContextKind, ContextValue};
 
 use reactor_httpd::config::{AccessLogTarget, Config, Cores, Limits, Mode};
 use reactor_httpd::server::{Server, StartError};
@@ -255,10 +256,24 @@ fn main() -> ExitCode {
         // --help and --version print in full, to stdout.
         Err(err) if !err.use_stderr() => err.exit(),
         Err(err) => {
-            // clap's message spans several lines; the contract wants one.
-            let text = err.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            let message = first.strip_prefix("error: ").unwrap_or(first);
+            // clap's message spans several paragraphs; the contract wants one line: the first
+            // paragraph, its lines joined. A value quoted in it that holds a line break (a
+            // `--header` with a CR LF in it) is shown escaped, not broken over lines.
+            let mut text = err.to_string();
+            if let Some(ContextValue::String(value)) = err.get(ContextKind::InvalidValue)
+                && value.chars().any(char::is_control)
+            {
+                let escaped: String = (value.chars())
+                    .flat_map(|c| match c.is_control() {
+                        true => c.escape_default().collect::<Vec<_>>(),
+                        false => vec![c],
+                    })
+                    .collect();
+                text = text.replacen(value.as_str(), &escaped, 1);
+            }
+            let first = text.split("\n\n").next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let message = first.lines().map(str::trim).collect::<Vec<_>>().join(" ");
             return fail(2, &format!("{message} (see --help)"));
         }
     };

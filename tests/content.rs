@@ -266,6 +266,8 @@ fn framing_headers_are_refused() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert_eq!(output.status.code(), Some(2), "{header:?}: {stderr}");
             assert_eq!(stderr.lines().count(), 1, "{stderr}");
+            // The whole reason, even when the value holds a line break.
+            assert!(stderr.contains("'--header <NAME: VALUE>': "), "{stderr}");
         }
     });
 }
