@@ -79,8 +79,9 @@ struct Cli {
     /// Common Log Format access log: a file, - for stdout, or off.
     #[arg(long, default_value = "-", value_name = "PATH|-|off")]
     access_log: String,
-    /// Same as --access-log off.
-    #[arg(long)]
+    /// Same as --access-log off (and so not given with it: a log asked for and silenced at once
+    /// would be lost without a word).
+    #[arg(long, conflicts_with = "access_log")]
     quiet: bool,
     /// Answer GET PATH with Prometheus text-format metrics, per loop (e.g. /metrics).
     #[arg(long, value_name = "PATH")]

@@ -369,6 +369,16 @@ fn usage_errors_exit_2_with_one_line() {
     let (code, _, err) = run(&["--header-timeout", "soon"]);
     assert_eq!(code, Some(2));
     assert_one_line_error(&err, "--header-timeout");
+
+    // A log asked for and silenced in one command line: said, not lost.
+    let (code, _, err) = run(&["--quiet", "--access-log", "/tmp/access.log"]);
+    assert_eq!(code, Some(2));
+    assert_one_line_error(&err, "--quiet");
+
+    // A required argument missing: named, on the one line.
+    let (code, _, err) = run(&["--tls-cert", "cert.pem"]);
+    assert_eq!(code, Some(2));
+    assert_one_line_error(&err, "--tls-key");
 }
 
 #[test]
