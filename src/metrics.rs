@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::server::io_util::{map_anonymous, unmap};
+
 /// A counter on a cache line (or two) of its own: two loops' counters never share a line, even
 /// with the prefetcher pulling lines in pairs (128 bytes, as crossbeam pads on x86_64).
 #[repr(align(128))]
@@ -238,26 +240,11 @@ unsafe impl Sync for Mapping {}
 
 impl Mapping {
     fn new() -> std::io::Result<Self> {
-        let size = std::mem::size_of::<LoopMetrics>();
-        // SAFETY: a fresh anonymous mapping, placed by the kernel; no existing memory is touched.
-        let at = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if at == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        let at = at.cast::<LoopMetrics>();
+        let at = map_anonymous(size_of::<LoopMetrics>(), true)?.cast::<LoopMetrics>();
         // SAFETY: the mapping is page-aligned (more than `LoopMetrics`'s 128), as large as one,
         // writable, and ours alone until this returns.
         unsafe { at.write(LoopMetrics::new(true)) };
-        Ok(Mapping(NonNull::new(at).expect("mmap gave a null mapping")))
+        Ok(Mapping(at))
     }
 
     fn get(&self) -> &LoopMetrics {
@@ -268,9 +255,8 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: the mapping `new` made, unmapped once: nothing borrows it past `self`. A child's
-        // copy of the mapping is its own, and stays.
-        unsafe { libc::munmap(self.0.as_ptr().cast(), std::mem::size_of::<LoopMetrics>()) };
+        // Nothing borrows it past `self`. A child's copy of the mapping is its own, and stays.
+        unmap(self.0.cast(), size_of::<LoopMetrics>());
     }
 }
 

@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use crate::metrics::LoopMetrics;
@@ -103,5 +104,38 @@ impl AcceptTrouble {
             let seconds = since.elapsed().as_secs_f64();
             eprintln!("reactor-httpd: accepting again after {seconds:.1} s");
         }
+    }
+}
+
+/// Anonymous, zero-filled pages, `shared` with the children this process forks after (or else
+/// private to it).
+pub(crate) fn map_anonymous(len: usize, shared: bool) -> io::Result<NonNull<u8>> {
+    let sharing = if shared {
+        libc::MAP_SHARED
+    } else {
+        libc::MAP_PRIVATE
+    };
+    // SAFETY: a fresh anonymous mapping, placed by the kernel; no existing memory is touched.
+    let at = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            sharing | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if at == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(at.cast()).ok_or_else(|| io::Error::other("mmap returned null"))
+}
+
+/// Unmaps what [`map_anonymous`] mapped.
+pub(crate) fn unmap(at: NonNull<u8>, len: usize) {
+    // SAFETY: `at` and `len` describe a mapping made by `map_anonymous` and no longer used.
+    unsafe {
+        libc::munmap(at.as_ptr().cast(), len);
     }
 }

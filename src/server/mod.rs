@@ -14,7 +14,7 @@
 mod activation;
 mod blocking;
 mod fork;
-mod io_util;
+pub(crate) mod io_util;
 mod listener;
 mod pool;
 mod reactor;

@@ -260,11 +260,12 @@ impl BufRing {
     /// Maps and registers a ring of `slots` buffers of `len` bytes, `posted` of them published.
     fn new(ring: &IoUring, slots: u16, len: usize, posted: u16) -> io::Result<BufRing> {
         debug_assert!(slots.is_power_of_two());
-        let entries = map(usize::from(slots) * size_of::<BufRingEntry>())?.cast();
-        let memory = match map(usize::from(slots) * len) {
+        let entries =
+            io_util::map_anonymous(usize::from(slots) * size_of::<BufRingEntry>(), false)?.cast();
+        let memory = match io_util::map_anonymous(usize::from(slots) * len, false) {
             Ok(memory) => memory,
             Err(err) => {
-                unmap(
+                io_util::unmap(
                     entries.cast(),
                     usize::from(slots) * size_of::<BufRingEntry>(),
                 );
@@ -351,39 +352,14 @@ impl BufRing {
 
 impl Drop for BufRing {
     fn drop(&mut self) {
-        unmap(
+        io_util::unmap(
             self.entries.cast(),
             usize::from(self.slots) * size_of::<BufRingEntry>(),
         );
-        unmap(self.memory, usize::from(self.slots) * self.len);
+        io_util::unmap(self.memory, usize::from(self.slots) * self.len);
     }
 }
 
-/// Anonymous, private, zero-filled pages.
-fn map(len: usize) -> io::Result<NonNull<u8>> {
-    // SAFETY: a fresh anonymous mapping; no existing memory is touched.
-    let at = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if at == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    NonNull::new(at.cast()).ok_or_else(|| io::Error::other("mmap returned null"))
-}
-
-fn unmap(at: NonNull<u8>, len: usize) {
-    // SAFETY: `at` and `len` describe a mapping made by `map` and no longer used.
-    unsafe {
-        libc::munmap(at.as_ptr().cast(), len);
-    }
-}
 // ANCHOR_END: buf_ring
 
 /// The ring's wake-up: an eventfd the ring polls, written by the handler pool and by shutdown.
