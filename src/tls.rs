@@ -244,8 +244,8 @@ impl TlsConn {
 
 /// The longest session state a ticket of ours carries, with room to spare: with the longest
 /// server name there is (253 bytes), an ALPN protocol (both of ours are 8 bytes) and no client
-/// certificate, rustls's
-/// state is 325 bytes in TLS 1.3 and 1.2 alike (a ticket of 369, read back with openssl).
+/// certificate, rustls's state is 325 bytes in TLS 1.3 and 1.2 alike (a ticket of 369, read
+/// back with openssl).
 const TICKET_STATE_MAX: usize = 512;
 
 impl Session for TlsConn {
