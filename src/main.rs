@@ -76,12 +76,12 @@ struct Cli {
     /// Seconds a response may make no progress (the client stopped reading) before it is dropped.
     #[arg(long, default_value = "60", value_parser = parse_secs)]
     send_timeout: Duration,
-    /// Common Log Format access log: a file, - for stdout, or off.
-    #[arg(long, default_value = "-", value_name = "PATH|-|off")]
-    access_log: String,
-    /// Same as --access-log off (and so not given with it: a log asked for and silenced at once
-    /// would be lost without a word).
-    #[arg(long, conflicts_with = "access_log")]
+    /// Common Log Format access log: a file, - for stdout, or off [default: -].
+    #[arg(long, value_name = "PATH|-|off")]
+    access_log: Option<String>,
+    /// Same as --access-log off (and so not given with a log to write: a log asked for and
+    /// silenced at once would be lost without a word).
+    #[arg(long)]
     quiet: bool,
     /// Answer GET PATH with Prometheus text-format metrics, per loop (e.g. /metrics).
     #[arg(long, value_name = "PATH")]
@@ -205,10 +205,16 @@ impl Cli {
         {
             return Err(format!("--metrics-path {path:?}: a path, starting with /"));
         }
-        let access_log = match (self.quiet, self.access_log.as_str()) {
-            (true, _) | (false, "off") => AccessLogTarget::Off,
-            (false, "-") => AccessLogTarget::Stdout,
-            (false, path) => AccessLogTarget::File(PathBuf::from(path)),
+        let access_log = match (self.quiet, self.access_log.as_deref()) {
+            (true, None) | (_, Some("off")) => AccessLogTarget::Off,
+            (true, Some(log)) => {
+                return Err(format!(
+                    "--quiet cannot be used with --access-log {log}: a log asked for would be \
+                     switched off"
+                ));
+            }
+            (false, None | Some("-")) => AccessLogTarget::Stdout,
+            (false, Some(path)) => AccessLogTarget::File(PathBuf::from(path)),
         };
         Ok(Config {
             bind: self.bind.unwrap_or(Config::default().bind),

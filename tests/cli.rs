@@ -205,6 +205,22 @@ fn sigint_too_and_quiet_logs_nothing() {
 }
 
 #[test]
+fn quiet_agrees_with_a_log_switched_off() {
+    bounded(30, || {
+        let args = ["--bind", "127.0.0.1:0", "--demo", "--cores", "1"];
+        let server = Running::start(
+            &[&args[..], &["--quiet", "--access-log", "off"]].concat(),
+            "reactor, 1 loop",
+        );
+        assert_eq!(server.client().get("/hello").status, 200);
+        server.signal(libc::SIGTERM);
+        let (code, rest, _, _) = server.wait();
+        assert_eq!(code, Some(0));
+        assert_eq!(rest, "");
+    });
+}
+
+#[test]
 fn every_mode_says_how_it_runs() {
     bounded(30, || {
         for (args, describe) in [
@@ -370,10 +386,13 @@ fn usage_errors_exit_2_with_one_line() {
     assert_eq!(code, Some(2));
     assert_one_line_error(&err, "--header-timeout");
 
-    // A log asked for and silenced in one command line: said, not lost.
-    let (code, _, err) = run(&["--quiet", "--access-log", "/tmp/access.log"]);
-    assert_eq!(code, Some(2));
-    assert_one_line_error(&err, "--quiet");
+    // A log asked for and silenced in one command line: said, not lost. Stdout named
+    // explicitly is a log asked for too.
+    for log in ["/tmp/access.log", "-"] {
+        let (code, _, err) = run(&["--quiet", "--access-log", log]);
+        assert_eq!(code, Some(2));
+        assert_one_line_error(&err, "--quiet");
+    }
 
     // A required argument missing: named, on the one line.
     let (code, _, err) = run(&["--tls-cert", "cert.pem"]);
