@@ -168,8 +168,14 @@ fn headers(request: &Request<'_>) -> Response {
         text.extend_from_slice(value);
         text.push(b'\n');
     }
+    // Field values may hold any byte but controls (obs-text): echoed as received, and called
+    // UTF-8 only when they are.
+    let content_type = match std::str::from_utf8(&text) {
+        Ok(_) => "text/plain; charset=utf-8",
+        Err(_) => "text/plain",
+    };
     Response::new(Status::OK)
-        .with_content_type("text/plain; charset=utf-8")
+        .with_content_type(content_type)
         .with_body(Body::Bytes(text))
 }
 
@@ -245,6 +251,18 @@ mod tests {
         ];
         let headers = demo.handle(&request("GET", "/headers", &fields, b""));
         assert_eq!(body(&headers), b"Host: h\nX-A: 1\n");
+        assert_eq!(
+            headers.content_type.as_deref(),
+            Some("text/plain; charset=utf-8")
+        );
+        // obs-text that is not UTF-8 (Latin-1 here): echoed as sent, and not called UTF-8.
+        let fields = [httparse::Header {
+            name: "X-A",
+            value: b"caf\xe9",
+        }];
+        let latin = demo.handle(&request("GET", "/headers", &fields, b""));
+        assert_eq!(body(&latin), b"X-A: caf\xe9\n");
+        assert_eq!(latin.content_type.as_deref(), Some("text/plain"));
 
         let wrong = demo.handle(&request("POST", "/hello", &[], b""));
         assert_eq!(wrong.status, Status::METHOD_NOT_ALLOWED);
