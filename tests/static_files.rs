@@ -393,6 +393,14 @@ fn ranges(mode: Mode) {
         ("bytes=-2", 206, "89", "bytes 8-9/10"),
         ("bytes=5-100", 206, "56789", "bytes 5-9/10"),
         ("bytes=-100", 206, "0123456789", "bytes 0-9/10"),
+        // Positions past any integer type are still positions (RFC 9110 14.1.1): clipped.
+        ("bytes=8-99999999999999999999999", 206, "89", "bytes 8-9/10"),
+        (
+            "bytes=-99999999999999999999999",
+            206,
+            "0123456789",
+            "bytes 0-9/10",
+        ),
     ] {
         let response = get(&mut client, "/digits.txt", &format!("Range: {range}\r\n"));
         assert_eq!(response.status, status, "{range}");
@@ -407,7 +415,12 @@ fn ranges(mode: Mode) {
             Some(body.len().to_string().as_str())
         );
     }
-    for range in ["bytes=10-", "bytes=10-20", "bytes=-0"] {
+    for range in [
+        "bytes=10-",
+        "bytes=10-20",
+        "bytes=-0",
+        "bytes=18446744073709551616-",
+    ] {
         let response = get(&mut client, "/digits.txt", &format!("Range: {range}\r\n"));
         assert_eq!(response.status, 416, "{range}");
         assert_eq!(response.header("content-range"), Some("bytes */10"));

@@ -177,9 +177,14 @@ pub fn parse_range(range: Option<&str>, len: u64) -> Part {
     let Some((first, last)) = spec.split_once('-') else {
         return Part::Whole;
     };
+    // `1*DIGIT`, however long (RFC 9110 14.1.1 sets no limit): a position past `u64::MAX` is
+    // past the end of any file, so it reads as `u64::MAX`, which clips and compares the same.
     let number = |text: &str| {
-        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| text.parse::<u64>().ok())?
+        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())).then(|| {
+            text.bytes().fold(0u64, |n, d| {
+                n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+            })
+        })
     };
     match (first.trim(), last.trim()) {
         ("", suffix) => match number(suffix) {
@@ -198,8 +203,10 @@ pub fn parse_range(range: Option<&str>, len: u64) -> Part {
             },
             None => Part::Whole,
         },
-        (start, end) => match (number(start), number(end)) {
-            (Some(start), Some(end)) if start > end => Part::Whole,
+        (start_text, end_text) => match (number(start_text), number(end_text)) {
+            // A last position before the first makes the range invalid (14.1.1): ignored.
+            // Compared as written, since two long ones both read as `u64::MAX`.
+            (Some(_), Some(_)) if decimal_order(start_text, end_text).is_gt() => Part::Whole,
             (Some(start), Some(_)) if start >= len => Part::Unsatisfiable,
             (Some(start), Some(end)) => Part::Range {
                 start,
@@ -208,6 +215,12 @@ pub fn parse_range(range: Option<&str>, len: u64) -> Part {
             _ => Part::Whole,
         },
     }
+}
+
+/// The order of two decimal numbers written as ASCII digits, of any length.
+fn decimal_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
 #[cfg(test)]
@@ -236,7 +249,33 @@ mod tests {
             ("bytes=1-2-3", Part::Whole),
             ("items=0-5", Part::Whole),
             ("bytes", Part::Whole),
-            ("bytes=99999999999999999999999-", Part::Whole),
+            // Positions too large for any integer type are still positions: past the end.
+            ("bytes=99999999999999999999999-", Part::Unsatisfiable),
+            ("bytes=18446744073709551616-", Part::Unsatisfiable),
+            (
+                "bytes=0-99999999999999999999999",
+                Part::Range { start: 0, end: 99 },
+            ),
+            (
+                "bytes=99-18446744073709551616",
+                Part::Range { start: 99, end: 99 },
+            ),
+            (
+                "bytes=-99999999999999999999999",
+                Part::Range { start: 0, end: 99 },
+            ),
+            (
+                "bytes=00000000000000000000000000005-6",
+                Part::Range { start: 5, end: 6 },
+            ),
+            (
+                "bytes=99999999999999999999999-99999999999999999999998",
+                Part::Whole,
+            ),
+            (
+                "bytes=99999999999999999999998-99999999999999999999999",
+                Part::Unsatisfiable,
+            ),
         ];
         for &(header, expected) in cases {
             assert_eq!(parse_range(Some(header), 100), expected, "{header}");
