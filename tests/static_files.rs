@@ -40,6 +40,8 @@ impl Site {
         fs::write(root.join("with space.txt"), "spaced").unwrap();
         fs::write(root.join("café ☕.txt"), "unicode").unwrap();
         fs::write(root.join(".env"), "PASSWORD=hunter2").unwrap();
+        // Never served (a backslash is a separator to some clients), so never listed either.
+        fs::write(root.join("back\\slash.txt"), "unreachable").unwrap();
         fs::write(root.join("docs/readme.txt"), "docs").unwrap();
         fs::write(root.join("docs/.hidden"), "hidden").unwrap();
         fs::write(root.join("with-index/index.html"), "<h1>index</h1>").unwrap();
@@ -277,6 +279,13 @@ fn directories(mode: Mode) {
     assert!(root.contains("href=\"with%20space.txt\">with space.txt</a>"));
     assert!(root.contains("href=\"caf%C3%A9%20%E2%98%95.txt\">café ☕.txt</a>"));
     assert!(!root.contains(".env") && !root.contains("secret"));
+    assert!(
+        !root.contains("slash.txt"),
+        "a name no request can fetch is not listed"
+    );
+    assert_eq!(get(&mut client, "/back%5Cslash.txt", "").status, 404);
+    let json = get(&mut client, "/?format=json", "").text();
+    assert!(json.contains("with space.txt") && !json.contains("slash.txt"));
     // The listing's links work.
     assert_eq!(get(&mut client, "/with%20space.txt", "").text(), "spaced");
     let empty_dir = get(&mut client, "/docs/empty-dir/", "").text();

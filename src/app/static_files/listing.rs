@@ -1,9 +1,9 @@
 //! The listing of a directory that has no `index.html`: an HTML page, or JSON for a client
 //! that prefers it (`Accept: application/json`, or `?format=json`).
 //!
-//! Directories first, then files, each sorted by name; hidden names left out; every name
-//! HTML-escaped where it is shown and percent-encoded where it is linked, so no file name can
-//! inject markup or a different link. The listing is built in memory: a directory of 100,000
+//! Directories first, then files, each sorted by name; hidden names, and any other name a
+//! request cannot fetch, left out; every name HTML-escaped where it is shown and
+//! percent-encoded where it is linked, so no file name can inject markup or a different link. The listing is built in memory: a directory of 100,000
 //! entries makes a page of about 10 MB (see the note on issue 3 for its time).
 
 use std::fs::{self, File};
@@ -23,8 +23,8 @@ pub struct Entry {
 }
 
 /// The entries of `dir` (opened beneath ROOT; `path_for_fallback` names it for systems without
-/// /proc) as they are listed: directories first, then files, each sorted by name, hidden names
-/// and dangling links left out.
+/// /proc) as they are listed: directories first, then files, each sorted by name, hidden names,
+/// names that cannot be fetched and dangling links left out.
 pub fn entries(dir: &File, path_for_fallback: &Path) -> io::Result<Vec<Entry>> {
     // Read the directory that was opened, not whatever the path names by now.
     let by_fd = format!("/proc/self/fd/{}", dir.as_raw_fd());
@@ -33,7 +33,8 @@ pub fn entries(dir: &File, path_for_fallback: &Path) -> io::Result<Vec<Entry>> {
     for entry in reader {
         let entry = entry?;
         let name = entry.file_name().as_bytes().to_vec();
-        if name.first() == Some(&b'.') {
+        // A name no request can fetch is not offered as a link.
+        if !super::resolve::is_servable_name(&name) {
             continue;
         }
         // Follow symlinks, so a link to a directory lists as one; a dangling link is left out.

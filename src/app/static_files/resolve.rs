@@ -86,7 +86,7 @@ pub fn decode_path(path: &str) -> Result<DecodedPath, Refusal> {
             }
             _ => byte,
         };
-        if decoded == 0 || decoded == b'\\' {
+        if decoded == 0 {
             return Err(Refusal::NotFound);
         }
         segment.push(decoded);
@@ -95,14 +95,20 @@ pub fn decode_path(path: &str) -> Result<DecodedPath, Refusal> {
     if !segment.is_empty() {
         segments.push(segment);
     }
-    // `.`, `..` and dotfiles alike: never served.
-    if segments.iter().any(|segment| segment[0] == b'.') {
+    if !segments.iter().all(|segment| is_servable_name(segment)) {
         return Err(Refusal::NotFound);
     }
     Ok(DecodedPath {
         segments,
         trailing_slash,
     })
+}
+
+/// Whether a file name (one path segment, decoded) may be served, and so listed: not `.`, `..`
+/// or any other name starting with `.`, and no backslash (a path separator to some clients
+/// and to some servers a proxy may sit in front of).
+pub fn is_servable_name(name: &[u8]) -> bool {
+    name.first() != Some(&b'.') && !name.contains(&b'\\')
 }
 
 fn hex(digit: u8) -> Option<u8> {
