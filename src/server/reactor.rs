@@ -48,7 +48,7 @@ use super::timers::{Armed, Timers};
 use super::upgrade::Upgrade;
 use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
 use crate::config::Limits;
-use crate::http::{Drain, Status, Want};
+use crate::http::{Drain, Millis, Status, Want};
 use crate::metrics::LoopMetrics;
 use crate::session::Session;
 
@@ -144,9 +144,9 @@ impl<S: Session> Connection<S> {
     /// Makes sure the loop's timer heap holds an entry no later than this connection's deadline.
     /// (Runs after every `drive`; not inlined it cost 20 more instructions per request.)
     #[inline]
-    fn arm_timer(&mut self, key: usize, timers: &mut Timers, limits: &Limits) {
+    fn arm_timer(&mut self, key: usize, timers: &mut Timers, limits: &Limits, now: Millis) {
         let deadline = self.conn.deadline(limits);
-        timers.arm((key, self.generation), &mut self.timer, deadline);
+        timers.arm((key, self.generation), &mut self.timer, deadline, now);
     }
 }
 
@@ -221,7 +221,7 @@ impl<S: Session> EventLoop<S> {
             connections: Slab::new(),
             next_generation: 0,
             refusing: 0,
-            timers: Timers::default(),
+            timers: Timers::new(shared.limits.keep_alive_timeout),
             env,
             accept_paused_until: None,
             accept_trouble: io_util::AcceptTrouble::default(),
@@ -547,13 +547,15 @@ impl<S: Session> EventLoop<S> {
             connection.writable = blocked_on_write;
         }
         // Here rather than by `arm_timer`: the connection is in hand, no second slab lookup.
-        connection.arm_timer(key, &mut self.timers, &self.env.shared.limits);
+        let now = self.env.clock.now_ms();
+        connection.arm_timer(key, &mut self.timers, &self.env.shared.limits, now);
     }
     // ANCHOR_END: drive
 
     fn arm_timer(&mut self, key: usize) {
         if let Some(connection) = self.connections.get_mut(key) {
-            connection.arm_timer(key, &mut self.timers, &self.env.shared.limits);
+            let now = self.env.clock.now_ms();
+            connection.arm_timer(key, &mut self.timers, &self.env.shared.limits, now);
         }
     }
 

@@ -8,6 +8,14 @@
 //! connection's real deadline and either fires it or re-arms for it. Only a deadline that moves
 //! earlier needs a new entry. The loop sleeps in `poll` until the earliest entry, so no connection
 //! is scanned unless its timer may have fired.
+//!
+//! A new entry is pushed no further off than the keep-alive timeout (the heap's `horizon`),
+//! even when the deadline is later. Every connection that is answered ends up waiting on that
+//! timeout, and its deadline then moves earlier than a header deadline armed at accept (10 s
+//! against 5, by default): the header entry would go stale, and every idle connection would
+//! hold two entries instead of one. An entry that comes due before its connection's deadline
+//! is re-armed, as any other; the cost is one more look at a connection whose head is slower
+//! than the keep-alive timeout.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -22,9 +30,10 @@ pub(crate) type TimerKey = (usize, u32);
 /// The heap holds one entry per connection, so its entries are kept small: a deadline in
 /// milliseconds and the connection's key, 16 bytes where an `Instant` and a `usize` key took 32.
 /// With ten thousand idle connections that is 160 KB.
-#[derive(Default)]
 pub(crate) struct Timers {
     heap: BinaryHeap<Reverse<(Armed, u32, u32)>>,
+    /// How far off a new entry may be: the keep-alive timeout (see the module doc).
+    horizon: Duration,
 }
 
 /// A connection's record of its earliest entry in the heap (that entry's deadline), or none.
@@ -44,18 +53,28 @@ impl Armed {
 }
 
 impl Timers {
+    /// Timers whose new entries are at most `horizon` off: the keep-alive timeout. (At least a
+    /// tenth of a second, so that a zero timeout, which a library user may set, cannot bring
+    /// entries due every millisecond.)
+    pub fn new(horizon: Duration) -> Self {
+        Timers {
+            heap: BinaryHeap::new(),
+            horizon: horizon.max(Duration::from_millis(100)),
+        }
+    }
+
     /// Makes sure a timer fires no later than `deadline` for `key`. `armed` is the connection's
-    /// record of its earliest entry in the heap.
+    /// record of its earliest entry in the heap; `now` the loop's clock.
     #[inline]
-    pub fn arm(&mut self, key: TimerKey, armed: &mut Armed, deadline: Option<Millis>) {
-        if let Some(deadline) = deadline {
-            let at = Armed::of(deadline);
-            if *armed == Armed::NONE || at < *armed {
-                // A slab key is below the connection limit, far below 2^32.
-                debug_assert!(u32::try_from(key.0).is_ok());
-                self.heap.push(Reverse((at, key.0 as u32, key.1)));
-                *armed = at;
-            }
+    pub fn arm(&mut self, key: TimerKey, armed: &mut Armed, deadline: Option<Millis>, now: Millis) {
+        if let Some(deadline) = deadline
+            && (*armed == Armed::NONE || Armed::of(deadline) < *armed)
+        {
+            let at = Armed::of(deadline.min(now.deadline_after(self.horizon)));
+            // A slab key is below the connection limit, far below 2^32.
+            debug_assert!(u32::try_from(key.0).is_ok());
+            self.heap.push(Reverse((at, key.0 as u32, key.1)));
+            *armed = at;
         }
     }
 
@@ -113,12 +132,15 @@ mod tests {
     #[test]
     fn later_deadlines_push_nothing_earlier_ones_do() {
         let t0 = Millis(1000);
-        let mut timers = Timers::default();
+        let mut timers = Timers::new(Duration::from_secs(60));
         let mut armed = Armed::NONE;
-        timers.arm((1, 0), &mut armed, Some(t0.after(Duration::from_secs(5))));
-        timers.arm((1, 0), &mut armed, Some(t0.after(Duration::from_secs(9))));
+        let arm = |timers: &mut Timers, armed: &mut Armed, secs| {
+            timers.arm((1, 0), armed, Some(t0.after(Duration::from_secs(secs))), t0)
+        };
+        arm(&mut timers, &mut armed, 5);
+        arm(&mut timers, &mut armed, 9);
         assert_eq!(timers.len(), 1);
-        timers.arm((1, 0), &mut armed, Some(t0.after(Duration::from_secs(2))));
+        arm(&mut timers, &mut armed, 2);
         assert_eq!(timers.len(), 2);
         assert_eq!(timers.pop_due(Millis(2999)), None);
         assert_eq!(timers.pop_due(Millis(3000)), Some((armed, (1, 0))));
@@ -131,13 +153,14 @@ mod tests {
     fn sleeps_until_the_earliest_timer_or_other_deadline() {
         let clock = Clock::new();
         let now = clock.now_ms();
-        let mut timers = Timers::default();
+        let mut timers = Timers::new(Duration::from_secs(5));
         assert_eq!(sleep_for(&timers, &clock, [None]), None);
         let mut armed = Armed::NONE;
         timers.arm(
             (1, 0),
             &mut armed,
             Some(now.after(Duration::from_millis(40))),
+            now,
         );
         assert_eq!(
             sleep_for(&timers, &clock, [None]),
@@ -148,5 +171,37 @@ mod tests {
         assert_eq!(slept, Some(Duration::from_millis(15)));
         let past = Some(clock.now() - Duration::from_millis(5));
         assert_eq!(sleep_for(&timers, &clock, [past]), Some(Duration::ZERO));
+    }
+
+    /// A header deadline further off than the keep-alive timeout is armed at the horizon, so the
+    /// keep-alive deadline that follows the first answer needs no second entry; the early entry,
+    /// once due, is re-armed for the real deadline.
+    #[test]
+    fn entries_go_no_further_than_the_horizon() {
+        let t0 = Millis(1000);
+        let secs = Duration::from_secs;
+        let mut timers = Timers::new(secs(5));
+        let mut armed = Armed::NONE;
+        // Accepted: the header deadline, 10 s off, is armed at 5 s.
+        timers.arm((1, 0), &mut armed, Some(t0.deadline_after(secs(10))), t0);
+        assert_eq!(armed, Armed::of(t0.deadline_after(secs(5))));
+        // Answered in the same millisecond: keep-alive for 5 s, no new entry.
+        timers.arm((1, 0), &mut armed, Some(t0.deadline_after(secs(5))), t0);
+        assert_eq!(timers.len(), 1);
+        // Answered a little later: still none (the deadline moved later).
+        let t1 = t0.after(Duration::from_millis(3));
+        timers.arm((1, 0), &mut armed, Some(t1.deadline_after(secs(5))), t1);
+        assert_eq!(timers.len(), 1);
+        // The entry comes due before the deadline: the driver re-arms for the real one.
+        let due = t0.deadline_after(secs(5));
+        assert_eq!(timers.pop_due(due), Some((armed, (1, 0))));
+        let mut armed = Armed::NONE;
+        timers.arm((1, 0), &mut armed, Some(t1.deadline_after(secs(5))), due);
+        assert_eq!(armed, Armed::of(t1.deadline_after(secs(5))));
+        // A horizon longer than the deadline changes nothing.
+        let mut long = Timers::new(secs(600));
+        let mut armed = Armed::NONE;
+        long.arm((2, 0), &mut armed, Some(t0.deadline_after(secs(10))), t0);
+        assert_eq!(armed, Armed::of(t0.deadline_after(secs(10))));
     }
 }

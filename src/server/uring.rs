@@ -76,7 +76,6 @@ use super::reactor::REFUSING_MAX;
 use super::timers::{Armed, Timers};
 use super::upgrade::Upgrade;
 use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
-use crate::config::Limits;
 use crate::http::{Drain, Response, Status, Want};
 use crate::metrics::LoopMetrics;
 use crate::session::Session;
@@ -652,15 +651,16 @@ impl<S> Connection<S> {
 /// `Timers`).
 fn arm_timer<S: Session>(
     timers: &mut Timers,
-    limits: &Limits,
+    env: &LoopEnv,
     key: usize,
     connection: &mut Connection<S>,
 ) {
-    let deadline = connection.conn.deadline(limits);
+    let deadline = connection.conn.deadline(&env.shared.limits);
     timers.arm(
         (key, connection.generation),
         &mut connection.timer,
         deadline,
+        env.clock.now_ms(),
     );
 }
 
@@ -890,7 +890,7 @@ impl<S: Session> Ring<S> {
             extras: Extras::default(),
             next_generation: 0,
             refusing: 0,
-            timers: Timers::default(),
+            timers: Timers::new(shared.limits.keep_alive_timeout),
             env,
             accept_paused_until: None,
             accept_trouble: io_util::AcceptTrouble::default(),
@@ -1680,7 +1680,7 @@ impl<S: Session> Ring<S> {
             Step::Close => self.close(key),
             Step::Wait => {
                 self.extras.tidy(&mut connection.extra);
-                arm_timer(&mut self.timers, &self.env.shared.limits, key, connection);
+                arm_timer(&mut self.timers, &self.env, key, connection);
                 self.limit_backlog(key);
             }
         }
@@ -1747,13 +1747,12 @@ impl<S: Session> Ring<S> {
                 continue;
             }
             connection.timer = Armed::NONE;
-            let limits = &self.env.shared.limits;
             if connection
                 .conn
-                .deadline(limits)
+                .deadline(&self.env.shared.limits)
                 .is_none_or(|deadline| deadline > now)
             {
-                arm_timer(&mut self.timers, limits, key, connection);
+                arm_timer(&mut self.timers, &self.env, key, connection);
                 continue;
             }
             connection.flags.set(Flags::OVERDUE);
