@@ -92,9 +92,9 @@ const RECV_BUFFER_LEN: usize = 4096;
 /// Buffers published to the kernel at the start; doubled each time it runs out (ENOBUFS). Only
 /// published buffers are ever touched, so memory grows with the load, not with the ring. One:
 /// the kernel takes published buffers in ring order, so each one published is touched sooner or
-/// later even by a load that never needs two at once (with four, an outside count of idle
-/// connections saw 12 KiB more than the reactor's; the doublings to a busy load's size cost a
-/// few re-armed receives, once).
+/// later even by a load that never needs two at once (with four, `benches/idle-memory.sh` saw
+/// 12 KiB more than the reactor's; the doublings to a busy load's size cost a few re-armed
+/// receives, once).
 const RECV_POSTED_START: u16 = 1;
 /// The buffer group of the receive buffers (one group per ring).
 const BUF_GROUP: u16 = 0;

@@ -3,8 +3,9 @@
 //!
 //! Directories first, then files, each sorted by name; hidden names, and any other name a
 //! request cannot fetch, left out; every name HTML-escaped where it is shown and
-//! percent-encoded where it is linked, so no file name can inject markup or a different link. The listing is built in memory: a directory of 100,000
-//! entries makes a page of about 10 MB (see the note on issue 3 for its time).
+//! percent-encoded where it is linked, so no file name can inject markup or a different link.
+//! The listing is built in memory: a directory of 100,000 entries makes a page of about 10 MB
+//! (see the note on issue 3 for its time).
 
 use std::fs::{self, File};
 use std::io;
