@@ -12,6 +12,10 @@
 #        anything costs once (code paged in, each loop's first buffers, a second thread's malloc
 #        arena) is divided among the connections too (reactor-httpd only: nginx forks its
 #        worker after it listens, and only a request tells that the worker is there)
+#   OUTSIDE=1 benches/idle-memory.sh 10000 [uring]    # the same, and the server started with its
+#        defaults (every core, default limits and timeouts), as a harness that knows none of
+#        our flags starts it: N must stay within the default --max-connections (10000), and the
+#        connections must all open within the keep-alive timeout (5 s)
 #
 # Needs: python3, and a descriptor limit above N (the script raises its soft limit to the hard).
 set -euo pipefail
@@ -41,6 +45,10 @@ else
   (cd "$repo" && cargo build --release --quiet)
   # reactor, or uring: the mode to run.
   SERVER="$repo/target/release/reactor-httpd --mode $WHICH --bind 127.0.0.1:$PORT --cores ${CORES:-1} --quiet --demo --max-connections $((N + 100)) --keep-alive-timeout 600 $TLS_ARGS"
+  if [ -n "${OUTSIDE:-}" ]; then
+    COLD=1
+    SERVER="$repo/target/release/reactor-httpd --mode $WHICH --bind 127.0.0.1:$PORT --quiet --demo $TLS_ARGS"
+  fi
 fi
 # shellcheck disable=SC2086
 $SERVER >"$work/server.out" 2>&1 &
@@ -68,9 +76,10 @@ child=$(pgrep -P "$pid" | tail -1 || true)
 # Warm up: one request, so buffers and pools exist before the baseline (unless COLD=1).
 [ -n "${COLD:-}" ] || curl -skf "$SCHEME://127.0.0.1:$PORT/hello" >/dev/null
 
-python3 - "$PORT" "$N" "$target" "$SCHEME" <<'EOF'
+python3 - "$PORT" "$N" "$target" "$SCHEME" "${OUTSIDE:-}" <<'EOF'
 import socket, ssl, sys, time
 port, n, pid, scheme = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+outside = bool(sys.argv[5])
 context = ssl.create_default_context()
 context.check_hostname = False
 context.verify_mode = ssl.CERT_NONE
@@ -79,6 +88,7 @@ def rss():
         if line.startswith("VmRSS"):
             return int(line.split()[1])
 before = rss()
+started = time.time()
 request = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 conns = []
 for i in range(n):
@@ -93,8 +103,15 @@ for i in range(n):
             sys.exit(f"connection {i} closed")
         got += chunk
     conns.append(s)
-time.sleep(1)  # let the server settle (pools trimmed, timers armed)
+# Let the server settle (pools trimmed, timers armed); not with its default 5-second keep-alive
+# timeout (OUTSIDE=1), which the first connections would be near by then.
+time.sleep(0 if outside else 1)
 after = rss()
+# Every connection counted must have been open when measured: the first one opened still
+# answers (with the server's default keep-alive timeout, a slow run would lose the early ones).
+conns[0].sendall(request)
+if b"Hello, World!" not in conns[0].recv(4096):
+    sys.exit(f"the first connection had closed before the measurement, {time.time() - started:.1f} s after it opened: measure fewer")
 print(f"RSS before: {before} KiB, with {n} idle connections: {after} KiB")
 print(f"per idle connection: {(after - before) * 1024 / n:.0f} bytes")
 EOF
