@@ -47,8 +47,7 @@ use super::pool::{Inbox, PoolOffer};
 use super::timers::{Armed, Timers};
 use super::upgrade::Upgrade;
 use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
-use crate::config::Limits;
-use crate::http::{Drain, Millis, Status, Want};
+use crate::http::{Drain, Status, Want};
 use crate::metrics::LoopMetrics;
 use crate::session::Session;
 
@@ -144,8 +143,9 @@ impl<S: Session> Connection<S> {
     /// Makes sure the loop's timer heap holds an entry no later than this connection's deadline.
     /// (Runs after every `drive`; not inlined it cost 20 more instructions per request.)
     #[inline]
-    fn arm_timer(&mut self, key: usize, timers: &mut Timers, limits: &Limits, now: Millis) {
-        let deadline = self.conn.deadline(limits);
+    fn arm_timer(&mut self, key: usize, timers: &mut Timers, env: &LoopEnv) {
+        let deadline = self.conn.deadline(&env.shared.limits);
+        let now = env.clock.now_ms();
         timers.arm((key, self.generation), &mut self.timer, deadline, now);
     }
 }
@@ -547,15 +547,13 @@ impl<S: Session> EventLoop<S> {
             connection.writable = blocked_on_write;
         }
         // Here rather than by `arm_timer`: the connection is in hand, no second slab lookup.
-        let now = self.env.clock.now_ms();
-        connection.arm_timer(key, &mut self.timers, &self.env.shared.limits, now);
+        connection.arm_timer(key, &mut self.timers, &self.env);
     }
     // ANCHOR_END: drive
 
     fn arm_timer(&mut self, key: usize) {
         if let Some(connection) = self.connections.get_mut(key) {
-            let now = self.env.clock.now_ms();
-            connection.arm_timer(key, &mut self.timers, &self.env.shared.limits, now);
+            connection.arm_timer(key, &mut self.timers, &self.env);
         }
     }
 
