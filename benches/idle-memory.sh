@@ -44,10 +44,11 @@ if [ "$WHICH" = nginx ]; then
 else
   (cd "$repo" && cargo build --release --quiet)
   # reactor, or uring: the mode to run.
-  SERVER="$repo/target/release/reactor-httpd --mode $WHICH --bind 127.0.0.1:$PORT --cores ${CORES:-1} --quiet --demo --max-connections $((N + 100)) --keep-alive-timeout 600 $TLS_ARGS"
+  SERVER="$repo/target/release/reactor-httpd --mode $WHICH --bind 127.0.0.1:$PORT --quiet --demo $TLS_ARGS"
   if [ -n "${OUTSIDE:-}" ]; then
     COLD=1
-    SERVER="$repo/target/release/reactor-httpd --mode $WHICH --bind 127.0.0.1:$PORT --quiet --demo $TLS_ARGS"
+  else
+    SERVER+=" --cores ${CORES:-1} --max-connections $((N + 100)) --keep-alive-timeout 600"
   fi
 fi
 # shellcheck disable=SC2086

@@ -270,12 +270,13 @@ fn main() -> ExitCode {
             if let Some(ContextValue::String(value)) = err.get(ContextKind::InvalidValue)
                 && value.chars().any(char::is_control)
             {
-                let escaped: String = (value.chars())
-                    .flat_map(|c| match c.is_control() {
-                        true => c.escape_default().collect::<Vec<_>>(),
-                        false => vec![c],
-                    })
-                    .collect();
+                let mut escaped = String::with_capacity(value.len());
+                for c in value.chars() {
+                    match c.is_control() {
+                        true => escaped.extend(c.escape_default()),
+                        false => escaped.push(c),
+                    }
+                }
                 text = text.replacen(value.as_str(), &escaped, 1);
             }
             let first = text.split("\n\n").next().unwrap_or_default();
