@@ -438,8 +438,9 @@ const STRICTER: &[(&str, Explains)] = &[
         },
     ),
     (
-        "a request line refused once it is known bad (a method no token or too long, a line \
-         httparse refuses), before its head ends (h11 waits for the head)",
+        "a head refused once a line of it is known bad (a method no token or too long, a \
+         request line or field line httparse refuses), before its head ends (h11 waits for \
+         the head)",
         |s, _, theirs| theirs.end == End::Partial && !has(s, b"\n\n") && !has(s, b"\n\r\n"),
     ),
 ];

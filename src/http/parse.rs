@@ -3,8 +3,8 @@
 //! httparse keeps no state between calls and would re-parse from the first byte each time more
 //! arrives, and it has no byte limit. So [`HeadScan`] first looks for the blank line that ends the
 //! head, resuming where it stopped, and enforces the size limits (414, 431) while it waits; only a
-//! complete head is handed to httparse, once (and, for a head that arrives in pieces, its request
-//! line, once, as soon as that is complete: a line that cannot be one is refused then).
+//! complete head is handed to httparse, once (and, for a head that arrives in pieces, each of its
+//! lines, once, as soon as that line is complete: a line that cannot be one is refused then).
 //! [`parse_head`] then turns it into a [`Request`] and the [`Framing`] facts the connection needs:
 //! how the body is delimited, and whether the connection stays open. Anything that makes the
 //! framing ambiguous is refused (400), because two parties that disagree on where a request ends
@@ -27,10 +27,19 @@ pub const MAX_METHOD: usize = 32;
 /// How far the search for the end of the current head has got.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HeadScan {
-    /// Bytes already searched; the next search starts here.
-    scanned: usize,
+    /// Bytes already searched for a line's end; the next search starts here. (Positions are
+    /// 32 bits, which keeps a connection small: a head is never longer than 4 GiB.)
+    scanned: u32,
+    /// Where the line being read starts: every line before it was whole, and was judged.
+    line_start: u32,
+    /// Field lines judged so far (at most one past [`MAX_HEADERS`]).
+    fields: u16,
     /// The request line is complete (its length was checked).
     line_done: bool,
+    /// The request line is one httparse reads through, so its field lines are judged as they
+    /// come. Not when it names a version httparse refuses: the whole head's parse stops there
+    /// (505 or 400) without reading a field, and so must the scan.
+    judge_fields: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -47,54 +56,114 @@ impl HeadScan {
     }
 
     /// Looks for the end of the head that starts at `data[0]` (leading empty lines skipped).
-    /// Lines end in LF, optionally preceded by CR, as httparse reads them.
+    /// Lines end in LF, optionally preceded by CR, as httparse reads them. Each line is judged
+    /// once, when it is whole, and every byte is searched once: a head that arrives a byte at a
+    /// time costs what it costs whole.
     pub fn scan(&mut self, data: &[u8], max_header_bytes: usize) -> Result<Scanned, Status> {
-        let mut at = self.scanned;
-        while let Some(i) = memchr::memchr(b'\n', &data[at..]) {
-            let lf = at + i;
-            if !self.line_done {
-                let line_len = lf - usize::from(lf > 0 && data[lf - 1] == b'\r');
-                let limit = request_line_limit(max_header_bytes);
-                let method_ended = method_so_far(&data[..line_len.min(limit)])?;
-                if line_len > limit {
-                    return Err(Status::URI_TOO_LONG);
+        loop {
+            if self.line_done {
+                // An empty line ends the head.
+                let line_start = self.line_start as usize;
+                let end = match &data[line_start..] {
+                    [b'\n', ..] => line_start + 1,
+                    [b'\r', b'\n', ..] => line_start + 2,
+                    // Can't tell yet: look here again when more arrives.
+                    [] | [b'\r'] => {
+                        return self.incomplete(data, self.scanned as usize, max_header_bytes);
+                    }
+                    _ => 0,
+                };
+                if end > max_header_bytes {
+                    return Err(Status::HEADERS_TOO_LARGE);
+                } else if end > 0 {
+                    return Ok(Scanned::Complete(end));
                 }
-                // No space in its first 33 bytes: a method longer than any (RFC 9112 3: 501,
-                // as `interpret` answers it in a whole head).
-                if !method_ended && line_len > MAX_METHOD {
-                    return Err(Status::NOT_IMPLEMENTED);
-                }
-                request_line(&data[..=lf])?;
-                self.line_done = true;
             }
-            let end = match (data.get(lf + 1), data.get(lf + 2)) {
-                (Some(b'\n'), _) => lf + 2,
-                (Some(b'\r'), Some(b'\n')) => lf + 3,
-                (None, _) | (Some(b'\r'), None) => {
-                    // Can't tell yet: look at this LF again when more arrives.
-                    self.scanned = lf;
-                    return self.incomplete(data, max_header_bytes);
-                }
-                _ => {
-                    at = lf + 1;
-                    continue;
-                }
+            let searched = self.scanned as usize;
+            let Some(i) = memchr::memchr(b'\n', &data[searched..]) else {
+                self.scanned = position(data.len())?;
+                return self.incomplete(data, searched, max_header_bytes);
             };
-            return if end > max_header_bytes {
-                Err(Status::HEADERS_TOO_LARGE)
+            let lf = searched + i;
+            if self.line_done {
+                self.field_line(&data[self.line_start as usize..=lf], lf < max_header_bytes)?;
             } else {
-                Ok(Scanned::Complete(end))
-            };
+                self.request_line(data, lf, max_header_bytes)?;
+            }
+            self.line_start = position(lf + 1)?;
+            self.scanned = self.line_start;
         }
-        self.scanned = data.len();
-        self.incomplete(data, max_header_bytes)
     }
 
-    fn incomplete(&self, data: &[u8], max_header_bytes: usize) -> Result<Scanned, Status> {
+    /// The request line, whole (`data[lf]` is its LF).
+    fn request_line(
+        &mut self,
+        data: &[u8],
+        lf: usize,
+        max_header_bytes: usize,
+    ) -> Result<(), Status> {
+        let line_len = lf - usize::from(lf > 0 && data[lf - 1] == b'\r');
+        let limit = request_line_limit(max_header_bytes);
+        let within = &data[..line_len.min(limit)];
+        let method_ended = method_so_far(within)?;
+        // A CR that is not its line ending's (before the length: see `incomplete`).
+        if method_ended && memchr::memchr(b'\r', within).is_some() {
+            return Err(Status::BAD_REQUEST);
+        }
+        if line_len > limit {
+            return Err(Status::URI_TOO_LONG);
+        }
+        // No space in its first 33 bytes: a method longer than any (RFC 9112 3: 501, as
+        // `interpret` answers it in a whole head).
+        if !method_ended && line_len > MAX_METHOD {
+            return Err(Status::NOT_IMPLEMENTED);
+        }
+        self.judge_fields = request_line(&data[..=lf])?;
+        self.line_done = true;
+        Ok(())
+    }
+
+    /// A whole field line (with its line ending), judged as the whole head's parse would judge
+    /// it: httparse reads field lines one by one, and stops at the first it cannot read (400)
+    /// or at the one past its storage (431). A line that ends past the head's limit decides
+    /// nothing: the head is too large (431) however that line reads, and so is one more field
+    /// than there is storage for.
+    fn field_line(&mut self, line: &[u8], within_limit: bool) -> Result<(), Status> {
+        if !self.judge_fields || !within_limit || usize::from(self.fields) > MAX_HEADERS {
+            return Ok(());
+        }
+        self.fields += 1;
+        match httparse::parse_headers(line, &mut [httparse::EMPTY_HEADER]) {
+            Err(_) => Err(Status::BAD_REQUEST),
+            Ok(_) if usize::from(self.fields) > MAX_HEADERS => Err(Status::HEADERS_TOO_LARGE),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// No line end yet: what has arrived is judged as far as it can be. `searched` is where
+    /// this call's new bytes begin.
+    fn incomplete(
+        &self,
+        data: &[u8],
+        searched: usize,
+        max_header_bytes: usize,
+    ) -> Result<Scanned, Status> {
         let line_limit = request_line_limit(max_header_bytes);
         if !self.line_done {
             // Only what the line may hold: past that it is too long (414), however it goes on.
-            method_so_far(&data[..data.len().min(line_limit)])?;
+            let within = &data[..data.len().min(line_limit)];
+            // A CR with a byte after it is not the CR of the line's CRLF (RFC 9112 2.2): refused
+            // now, not at the header timeout. (Before the method has ended, `method_so_far`
+            // refuses it: CR is no token byte.) Only the new bytes are searched, and the last
+            // byte before them, which may be a CR that had nothing after it then.
+            if method_so_far(within)? {
+                let from = searched.saturating_sub(1).min(within.len());
+                if memchr::memchr(b'\r', &within[from..])
+                    .is_some_and(|cr| from + cr + 1 < data.len())
+                {
+                    return Err(Status::BAD_REQUEST);
+                }
+            }
         }
         // An unfinished line may still end in the CR of its CRLF: one byte of grace, unless the
         // line alone already overflows the head.
@@ -106,6 +175,11 @@ impl HeadScan {
             Ok(Scanned::NeedData)
         }
     }
+}
+
+/// A position in a head, as [`HeadScan`] keeps it. One past 4 GiB is past any head limit.
+fn position(at: usize) -> Result<u32, Status> {
+    u32::try_from(at).map_err(|_| Status::HEADERS_TOO_LARGE)
 }
 
 // A head that arrives in pieces is judged as its first line comes, not only once it is whole:
@@ -136,13 +210,18 @@ fn method_so_far(line: &[u8]) -> Result<bool, Status> {
 /// A complete request line (with its line ending), as httparse reads it: 400 if it cannot be
 /// one (HTTP/0.9, missing or extra spaces, a bad target byte). A version httparse does not know
 /// is left to the whole head's parse, which tells 505 from 400 and reads HTTP/1.2 as 1.1.
+/// Whether that parse goes on to read the field lines: not past another major version.
 #[cold]
-fn request_line(line: &[u8]) -> Result<(), Status> {
+fn request_line(line: &[u8]) -> Result<bool, Status> {
     // The entry point the hot path uses: a second one (`parse`) made httparse's parser a shared
     // function that no longer knew its configuration at compile time, 17 instructions more on
     // every request.
     match httparse::Request::new(&mut []).parse_with_uninit_headers(line, &mut []) {
-        Ok(_) | Err(httparse::Error::Version) => Ok(()),
+        Ok(_) => Ok(true),
+        Err(httparse::Error::Version) => Ok(matches!(
+            request_line_version(line),
+            Some((b'1', b'0'..=b'9'))
+        )),
         Err(_) => Err(Status::BAD_REQUEST),
     }
 }
@@ -498,15 +577,17 @@ mod tests {
     #[test]
     fn a_bytewise_head_is_scanned_in_linear_time() {
         // 16 KiB of headers fed a byte at a time: quadratic rescanning would be ~10^8 steps.
+        // (Fewer fields than MAX_HEADERS, each judged once as it completes.)
         let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+        let field = [&b"X-Filler: "[..], &[b'a'; 200], b"\r\n"].concat();
         while head.len() < 16_000 {
-            head.extend_from_slice(b"X-Filler: abcdefghijklmnopqrstuvwxyz\r\n");
+            head.extend_from_slice(&field);
         }
         head.extend_from_slice(b"\r\n");
         let mut scan = HeadScan::default();
         let mut steps = 0usize;
         for end in 1..=head.len() {
-            steps += end - scan.scanned;
+            steps += end - scan.scanned as usize;
             if let Scanned::Complete(n) = scan.scan(&head[..end], 1 << 15).unwrap() {
                 assert_eq!(n, head.len());
             }
@@ -554,6 +635,144 @@ mod tests {
         assert_eq!(verdict(&long_everything), Err(Status::URI_TOO_LONG));
         // Left to the whole head's parse, which answers 505.
         assert!(matches!(verdict(inputs[8]), Ok(Scanned::Complete(_))));
+    }
+
+    /// The head's length once it is whole and valid; `None` while it is neither.
+    type Answer = Result<Option<usize>, Status>;
+
+    /// What the connection answers a head that arrives in pieces of `step` bytes: the scan's
+    /// refusal, or the whole head's parse once the scan finds its end.
+    fn answer(data: &[u8], step: usize, limit: usize) -> Answer {
+        let mut scan = HeadScan::default();
+        let mut end = 0;
+        while end < data.len() {
+            end = (end + step).min(data.len());
+            if let Scanned::Complete(len) = scan.scan(&data[..end], limit)? {
+                let mut head = data[..len].to_vec();
+                downgrade_later_minor(&mut head);
+                return parse_head(&head, &mut header_storage()).map(|_| Some(len));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Field lines are judged as each is whole, and a stray CR in the request line as soon as a
+    /// byte follows it: heads that cannot be requests are refused before their end arrives, not
+    /// at the header timeout. The answer is the one the whole head gets, however it arrives.
+    #[test]
+    fn a_head_is_refused_as_its_lines_arrive_and_alike_whole() {
+        let many = |n: usize, last: &[u8]| {
+            let fields = b"X: y\r\n".repeat(n);
+            [
+                &b"GET / HTTP/1.1\r\nHost: a\r\n"[..],
+                &fields,
+                last,
+                b"\r\n",
+            ]
+            .concat()
+        };
+        let long_line = [&b"GET /"[..], &[b'a'; 9000], b" HTTP/1.1\r\n\r\n"].concat();
+        let cr_then_long = [&b"GET /a\rb"[..], &[b'a'; 9000], b" HTTP/1.1\r\n\r\n"].concat();
+        // (head, answer, the answer before its last line arrives)
+        let cases: &[(&[u8], Answer, Answer)] = &[
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", Ok(Some(27)), Ok(None)),
+            (
+                b"GET / HTTP/1.1\r\nHo\x01st: a\r\nX: y\r\n\r\n",
+                Err(Status::BAD_REQUEST),
+                Err(Status::BAD_REQUEST),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\nY: z\r\n\r\n",
+                Err(Status::BAD_REQUEST),
+                Err(Status::BAD_REQUEST),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\nY: z\r\n\r\n",
+                Err(Status::BAD_REQUEST),
+                Err(Status::BAD_REQUEST),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\n\r\r\n",
+                Err(Status::BAD_REQUEST),
+                Ok(None),
+            ),
+            (
+                b"GET / HTTP/1.1\rHost: a\r\r",
+                Err(Status::BAD_REQUEST),
+                Err(Status::BAD_REQUEST),
+            ),
+            (
+                b"GET /a\rb HTTP/1.1\r\n\r\n",
+                Err(Status::BAD_REQUEST),
+                Err(Status::BAD_REQUEST),
+            ),
+            // Another major version: the parse stops at the line (505), whatever follows.
+            (
+                b"GET / HTTP/2.0\r\nB\x01d: x\r\nY: z\r\n\r\n",
+                Err(Status::VERSION_NOT_SUPPORTED),
+                Ok(None),
+            ),
+            // A later minor version is read as 1.1, fields and all.
+            (
+                b"GET / HTTP/1.2\r\nHost: a\r\nB\x01d: x\r\nY: z\r\n\r\n",
+                Err(Status::BAD_REQUEST),
+                Err(Status::BAD_REQUEST),
+            ),
+            (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", Ok(Some(27)), Ok(None)),
+            // Storage for MAX_HEADERS fields: the Host and 99 more fit, one more is 431, and
+            // so is a bad line after it; a bad line before it is 400.
+            (&many(99, b""), Ok(Some(27 + 99 * 6)), Ok(None)),
+            (
+                &many(100, b""),
+                Err(Status::HEADERS_TOO_LARGE),
+                Err(Status::HEADERS_TOO_LARGE),
+            ),
+            (
+                &many(100, b"B\x01d: x\r\nY: z\r\n"),
+                Err(Status::HEADERS_TOO_LARGE),
+                Err(Status::HEADERS_TOO_LARGE),
+            ),
+            (
+                &many(99, b"B\x01d: x\r\nY: z\r\n"),
+                Err(Status::BAD_REQUEST),
+                Err(Status::BAD_REQUEST),
+            ),
+            (
+                &long_line,
+                Err(Status::URI_TOO_LONG),
+                Err(Status::URI_TOO_LONG),
+            ),
+            // A stray CR within the line's first 8 KiB is found before its length is judged.
+            (
+                &cr_then_long,
+                Err(Status::BAD_REQUEST),
+                Err(Status::BAD_REQUEST),
+            ),
+        ];
+        for (head, whole, early) in cases {
+            let text = String::from_utf8_lossy(head);
+            for step in [1, 2, 3, 7, head.len()] {
+                assert_eq!(
+                    answer(head, step, 1 << 14),
+                    *whole,
+                    "{text:?} in steps of {step}"
+                );
+            }
+            // All but the last line: what is refused already, and what still waits.
+            let last_line = head[..head.len() - 1].iter().rposition(|&b| b == b'\n');
+            let before_last = &head[..last_line.map_or(head.len() - 1, |at| at + 1)];
+            assert_eq!(
+                answer(before_last, 1, 1 << 14),
+                *early,
+                "{text:?} without its last line"
+            );
+        }
+        // A line past the head's limit is not judged: the head is too large however it reads,
+        // and whole or bytewise it is 431.
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\nB\x01d: x\r\n\r\n";
+        for step in [1, head.len()] {
+            assert_eq!(answer(head, step, 30), Err(Status::HEADERS_TOO_LARGE));
+        }
     }
 
     #[test]
