@@ -36,4 +36,4 @@ pub use request::{Headers, Request, Version};
 pub use response::{
     Body, BodyStream, FileBody, HeadCache, Persistence, Response, Status, write_head,
 };
-pub use uri::{Target, is_tchar, split_target, valid_host};
+pub use uri::{Target, is_tchar, percent_decode, split_target, unescape, valid_host};

@@ -112,6 +112,25 @@ pub fn valid_host(value: &[u8]) -> Option<&str> {
     Some(unsafe { std::str::from_utf8_unchecked(value) })
 }
 
+/// The byte a percent-escape's two hex digits stand for (RFC 3986 2.1).
+pub fn unescape(high: u8, low: u8) -> Option<u8> {
+    let hex = |digit: u8| (digit as char).to_digit(16).map(|value| value as u8);
+    Some(hex(high)? << 4 | hex(low)?)
+}
+
+/// `text` with its percent-escapes decoded; `None` if one is malformed.
+pub fn percent_decode(text: &str) -> Option<Vec<u8>> {
+    let mut decoded = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(byte) = bytes.next() {
+        decoded.push(match byte {
+            b'%' => unescape(bytes.next()?, bytes.next()?)?,
+            _ => byte,
+        });
+    }
+    Some(decoded)
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Port {
     Optional,

@@ -17,6 +17,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::http::unescape;
+
 /// Why a path names nothing that can be served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -76,8 +78,7 @@ pub fn decode_path(path: &str) -> Result<DecodedPath, Refusal> {
                 let (Some(high), Some(low)) = (bytes.next(), bytes.next()) else {
                     return Err(Refusal::BadRequest);
                 };
-                let value = hex(high).zip(hex(low)).ok_or(Refusal::BadRequest)?;
-                let decoded = value.0 << 4 | value.1;
+                let decoded = unescape(high, low).ok_or(Refusal::BadRequest)?;
                 // An encoded slash would join segments the client was not allowed to name.
                 if decoded == b'/' {
                     return Err(Refusal::NotFound);
@@ -109,10 +110,6 @@ pub fn decode_path(path: &str) -> Result<DecodedPath, Refusal> {
 /// and to some servers a proxy may sit in front of).
 pub fn is_servable_name(name: &[u8]) -> bool {
     name.first() != Some(&b'.') && !name.contains(&b'\\')
-}
-
-fn hex(digit: u8) -> Option<u8> {
-    (digit as char).to_digit(16).map(|value| value as u8)
 }
 
 /// What a path names, opened.
