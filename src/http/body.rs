@@ -10,9 +10,9 @@
 //! (`1*HEXDIG`, then `*( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )`, then
 //! CRLF), so a body split across reads at any point decodes the same, and a line is bounded
 //! ([`MAX_CHUNK_LINE`]) without being buffered. The trailer section is a header section (7.1.2):
-//! it is kept in the buffer until its blank line arrives, bounded like a head, and then read by
-//! httparse with the same field rules as the head. Nothing a client sends after the last chunk
-//! can hide in it.
+//! it is kept in the buffer until its blank line arrives, bounded like a head, each field line
+//! read by httparse as it ends and the whole section once more at the end, with the same field
+//! rules as the head. Nothing a client sends after the last chunk can hide in it.
 
 use super::parse::MAX_HEADERS;
 use super::response::Status;
@@ -39,11 +39,12 @@ enum State {
     DataLf,
     /// After the last chunk: the trailer section, up to and including its blank line, starts at
     /// `raw_len` and stays in the buffer until it is complete; `scanned` bytes of it were
-    /// searched for its end. (A u16 that stops at 65,535: past that a walk starts again
-    /// there, which gives the same answer, only later. A usize here made every idle connection
-    /// 16 bytes larger.)
+    /// searched for its end, and `fields` of its lines were judged. (A u16 that stops at 65,535:
+    /// past that a walk starts again there, which gives the same answer, only later. A usize
+    /// here made every idle connection 16 bytes larger.)
     Trailers {
         scanned: u16,
+        fields: u8,
     },
     Done,
 }
@@ -154,9 +155,13 @@ impl ChunkedDecoder {
                         self.state = State::DataCr;
                     }
                 }
-                State::Trailers { scanned } => {
+                State::Trailers {
+                    scanned,
+                    mut fields,
+                } => {
                     self.raw_len = at as u64;
-                    return match trailer_section(&buf[at..], scanned as usize, max_trailer)? {
+                    let section = &buf[at..];
+                    return match trailer_section(section, scanned, &mut fields, max_trailer)? {
                         Some(len) => {
                             self.raw_len += len as u64;
                             self.state = State::Done;
@@ -165,6 +170,7 @@ impl ChunkedDecoder {
                         None => {
                             self.state = State::Trailers {
                                 scanned: u16::try_from(buf.len() - at).unwrap_or(u16::MAX),
+                                fields,
                             };
                             Ok(Decoded::NeedData)
                         }
@@ -218,7 +224,10 @@ impl ChunkedDecoder {
             (State::SizeLf, b'\n') => {
                 self.line_len = 0;
                 if self.chunk == 0 {
-                    State::Trailers { scanned: 0 }
+                    State::Trailers {
+                        scanned: 0,
+                        fields: 0,
+                    }
                 } else {
                     State::Data
                 }
@@ -257,19 +266,20 @@ fn extension(ext: Ext, byte: u8) -> Result<Ext, Status> {
 }
 
 /// Looks for the end of the trailer section at the start of `data` (`scanned` bytes of it
-/// already walked) and, once it is there, checks it. `Some(len)`: the section, blank line
-/// included, is the first `len` bytes, and valid.
+/// already walked, `fields` lines of it judged) and, once it is there, checks it. `Some(len)`:
+/// the section, blank line included, is the first `len` bytes, and valid.
 ///
 /// The bytes are walked in order and the first thing found decides (the limit, a lone CR or LF,
-/// the blank line), so the answer is the same however the input was split. Lines end in CRLF
-/// only, as chunk lines do: after the head, a bare LF is a framing disagreement waiting to
-/// happen (golang/go#71988), not a tolerance.
+/// a field line httparse cannot read, the blank line), so the answer is the same however the
+/// input was split. Lines end in CRLF only, as chunk lines do: after the head, a bare LF is a
+/// framing disagreement waiting to happen (golang/go#71988), not a tolerance.
 fn trailer_section(
     data: &[u8],
-    scanned: usize,
+    scanned: u16,
+    fields: &mut u8,
     max_trailer: usize,
 ) -> Result<Option<usize>, Status> {
-    for at in scanned..data.len() {
+    for at in usize::from(scanned)..data.len() {
         if at >= max_trailer {
             return Err(Status::HEADERS_TOO_LARGE);
         }
@@ -279,6 +289,9 @@ fn trailer_section(
             return Err(Status::BAD_REQUEST);
         }
         let blank_line_ends = byte == b'\n' && (at == 1 || data[..at - 1].ends_with(b"\r\n"));
+        if byte == b'\n' && !blank_line_ends {
+            field_line(data, at, fields)?;
+        }
         if !blank_line_ends {
             continue;
         }
@@ -295,6 +308,27 @@ fn trailer_section(
         };
     }
     Ok(None)
+}
+
+// Trailer fields are counted in a u8, up to one past the limit.
+const _: () = assert!(MAX_HEADERS < u8::MAX as usize);
+
+/// A trailer field line has just ended at `data[lf]`: judged now, as the whole section's parse
+/// will judge it (400 if httparse cannot read it, 431 as the field past [`MAX_HEADERS`]), so a
+/// section that breaks the rules is refused before its blank line, not at the body timeout.
+/// Only lines that end before the walk's resume point saturates (65,535) are judged here, so
+/// none is judged, and counted, twice; the parse of the whole section judges every line again.
+fn field_line(data: &[u8], lf: usize, fields: &mut u8) -> Result<(), Status> {
+    if lf >= usize::from(u16::MAX) || usize::from(*fields) > MAX_HEADERS {
+        return Ok(());
+    }
+    *fields += 1;
+    let start = memchr::memrchr(b'\n', &data[..lf]).map_or(0, |before| before + 1);
+    match httparse::parse_headers(&data[start..=lf], &mut [httparse::EMPTY_HEADER]) {
+        Err(_) => Err(Status::BAD_REQUEST),
+        Ok(_) if usize::from(*fields) > MAX_HEADERS => Err(Status::HEADERS_TOO_LARGE),
+        Ok(_) => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -415,6 +449,31 @@ mod tests {
         for raw in cases {
             assert_eq!(decode_all_ways(raw), Err(Status::BAD_REQUEST), "{raw:?}");
         }
+    }
+
+    /// A trailer field line is judged once it is whole: a section that breaks the rules is
+    /// refused before its blank line arrives (`Status(0)` would mean it was still waiting).
+    #[test]
+    fn a_trailer_line_is_judged_as_it_ends() {
+        let cases: &[&[u8]] = &[
+            b"0\r\nNoColonHere\r\n",
+            b"0\r\nX: a\x01b\r\n",
+            b"0\r\nX: a\r\n folded\r\n",
+            b"3\r\nabc\r\n0\r\nOk: 1\r\nGET /hello HTTP/1.1\r\n",
+        ];
+        for raw in cases {
+            assert_eq!(decode_all_ways(raw), Err(Status::BAD_REQUEST), "{raw:?}");
+        }
+        assert_eq!(decode_all_ways(b"0\r\nOk: 1\r\n"), Err(Status(0)));
+        // The field past MAX_HEADERS is 431 as it ends, and a bad line after it changes nothing;
+        // a bad line before it is 400.
+        let fields = [&b"0\r\n"[..], &b"A: b\r\n".repeat(MAX_HEADERS)].concat();
+        let too_many = [&fields[..], b"A: b\r\n"].concat();
+        assert_eq!(decode_all_ways(&too_many), Err(Status::HEADERS_TOO_LARGE));
+        let bad_after = [&too_many[..], b"Bad\r\n"].concat();
+        assert_eq!(decode_all_ways(&bad_after), Err(Status::HEADERS_TOO_LARGE));
+        let bad_before = [&fields[..], b"Bad\r\nA: b\r\n"].concat();
+        assert_eq!(decode_all_ways(&bad_before), Err(Status::BAD_REQUEST));
     }
 
     #[test]
