@@ -14,7 +14,7 @@
 //! read by httparse as it ends and the whole section once more at the end, with the same field
 //! rules as the head. Nothing a client sends after the last chunk can hide in it.
 
-use super::parse::MAX_HEADERS;
+use super::parse::{MAX_HEADERS, judge_field_line};
 use super::response::Status;
 use super::uri::is_tchar;
 
@@ -310,25 +310,17 @@ fn trailer_section(
     Ok(None)
 }
 
-// Trailer fields are counted in a u8, up to one past the limit.
-const _: () = assert!(MAX_HEADERS < u8::MAX as usize);
-
 /// A trailer field line has just ended at `data[lf]`: judged now, as the whole section's parse
-/// will judge it (400 if httparse cannot read it, 431 as the field past [`MAX_HEADERS`]), so a
-/// section that breaks the rules is refused before its blank line, not at the body timeout.
-/// Only lines that end before the walk's resume point saturates (65,535) are judged here, so
-/// none is judged, and counted, twice; the parse of the whole section judges every line again.
+/// will judge it ([`judge_field_line`], as a head's lines are), so a section that breaks the
+/// rules is refused before its blank line, not at the body timeout. Only lines that end before
+/// the walk's resume point saturates (65,535) are judged here, so none is judged, and counted,
+/// twice; the parse of the whole section judges every line again.
 fn field_line(data: &[u8], lf: usize, fields: &mut u8) -> Result<(), Status> {
-    if lf >= usize::from(u16::MAX) || usize::from(*fields) > MAX_HEADERS {
+    if lf >= usize::from(u16::MAX) {
         return Ok(());
     }
-    *fields += 1;
     let start = memchr::memrchr(b'\n', &data[..lf]).map_or(0, |before| before + 1);
-    match httparse::parse_headers(&data[start..=lf], &mut [httparse::EMPTY_HEADER]) {
-        Err(_) => Err(Status::BAD_REQUEST),
-        Ok(_) if usize::from(*fields) > MAX_HEADERS => Err(Status::HEADERS_TOO_LARGE),
-        Ok(_) => Ok(()),
-    }
+    judge_field_line(&data[start..=lf], fields)
 }
 
 #[cfg(test)]

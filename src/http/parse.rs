@@ -33,7 +33,7 @@ pub struct HeadScan {
     /// Where the line being read starts: every line before it was whole, and was judged.
     line_start: u32,
     /// Field lines judged so far (at most one past [`MAX_HEADERS`]).
-    fields: u16,
+    fields: u8,
     /// The request line is complete (its length was checked).
     line_done: bool,
     /// The request line is one httparse reads through, so its field lines are judged as they
@@ -123,21 +123,14 @@ impl HeadScan {
         Ok(())
     }
 
-    /// A whole field line (with its line ending), judged as the whole head's parse would judge
-    /// it: httparse reads field lines one by one, and stops at the first it cannot read (400)
-    /// or at the one past its storage (431). A line that ends past the head's limit decides
-    /// nothing: the head is too large (431) however that line reads, and so is one more field
-    /// than there is storage for.
+    /// A whole field line (with its line ending), judged by [`judge_field_line`]. A line that
+    /// ends past the head's limit decides nothing: the head is too large (431) however that line
+    /// reads.
     fn field_line(&mut self, line: &[u8], within_limit: bool) -> Result<(), Status> {
-        if !self.judge_fields || !within_limit || usize::from(self.fields) > MAX_HEADERS {
+        if !self.judge_fields || !within_limit {
             return Ok(());
         }
-        self.fields += 1;
-        match httparse::parse_headers(line, &mut [httparse::EMPTY_HEADER]) {
-            Err(_) => Err(Status::BAD_REQUEST),
-            Ok(_) if usize::from(self.fields) > MAX_HEADERS => Err(Status::HEADERS_TOO_LARGE),
-            Ok(_) => Ok(()),
-        }
+        judge_field_line(line, &mut self.fields)
     }
 
     /// No line end yet: what has arrived is judged as far as it can be. `searched` is where
@@ -174,6 +167,25 @@ impl HeadScan {
         } else {
             Ok(Scanned::NeedData)
         }
+    }
+}
+
+// Field lines are counted in a u8, up to one past the limit.
+const _: () = assert!(MAX_HEADERS < u8::MAX as usize);
+
+/// One whole field line (with its line ending) of a head or a trailer section, judged as that
+/// section's whole parse will judge it: httparse reads field lines one by one and stops at the
+/// first it cannot read (400) or at the one past its storage of [`MAX_HEADERS`] (431).
+/// `fields` counts the lines judged; past the storage no line decides anything more.
+pub(super) fn judge_field_line(line: &[u8], fields: &mut u8) -> Result<(), Status> {
+    if usize::from(*fields) > MAX_HEADERS {
+        return Ok(());
+    }
+    *fields += 1;
+    match httparse::parse_headers(line, &mut [httparse::EMPTY_HEADER]) {
+        Err(_) => Err(Status::BAD_REQUEST),
+        Ok(_) if usize::from(*fields) > MAX_HEADERS => Err(Status::HEADERS_TOO_LARGE),
+        Ok(_) => Ok(()),
     }
 }
 
