@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 
 use super::{Handler, other_method};
-use crate::http::{Body, Request, Response, Status, percent_decode};
+use crate::http::{Body, Request, Response, Status, decimal, percent_decode};
 
 pub struct Demo<H> {
     rest: H,
@@ -138,16 +138,7 @@ fn parameter(
             }
         }
     }
-    let value = value?;
-    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    // ASCII digits only, so valid UTF-8.
-    std::str::from_utf8(&value)
-        .ok()?
-        .parse()
-        .ok()
-        .filter(|n| range.contains(n))
+    decimal(&value?).filter(|n| range.contains(n))
 }
 
 /// Built from static parts only: the hot path allocates nothing. A constant, so that it is

@@ -29,7 +29,7 @@ pub use conn::{
 pub use date::{Clock, Millis};
 pub use parse::{
     BodyLength, Framing, Head, HeadScan, HeaderStorage, KNOWN_METHODS, MAX_HEADERS, MAX_METHOD,
-    MAX_REQUEST_LINE, Scanned, downgrade_later_minor, header_storage, leading_empty_lines,
+    MAX_REQUEST_LINE, Scanned, decimal, downgrade_later_minor, header_storage, leading_empty_lines,
     parse_again, parse_head, parse_whole_head,
 };
 pub use request::{Headers, Request, Version};

@@ -537,16 +537,18 @@ fn is_known_method(method: &str) -> bool {
 /// `1*DIGIT` and nothing else: no sign, no inner spaces, no list. Too large for u64 reads as
 /// `u64::MAX`, so it is refused as too large (413) rather than as malformed.
 fn parse_content_length(value: &[u8]) -> Result<u64, Status> {
-    let digits = value.trim_ascii();
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(Status::BAD_REQUEST);
-    }
-    Ok(digits
-        .iter()
-        .try_fold(0u64, |n, &d| {
-            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    decimal(value.trim_ascii()).ok_or(Status::BAD_REQUEST)
+}
+
+/// `1*DIGIT` and nothing else (no sign, no space) as a number; one too large for a `u64` reads
+/// as `u64::MAX`, which is past any limit or length it is compared with. A Content-Length, a
+/// range position, a demo parameter.
+pub fn decimal(digits: &[u8]) -> Option<u64> {
+    (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit)).then(|| {
+        digits.iter().fold(0u64, |n, &d| {
+            n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
         })
-        .unwrap_or(u64::MAX))
+    })
 }
 
 #[cfg(test)]

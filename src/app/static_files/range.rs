@@ -4,6 +4,8 @@
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::http::decimal;
+
 /// A file's validators: what `ETag` and `Last-Modified` are made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Validators {
@@ -179,13 +181,7 @@ pub fn parse_range(range: Option<&str>, len: u64) -> Part {
     };
     // `1*DIGIT`, however long (RFC 9110 14.1.1 sets no limit): a position past `u64::MAX` is
     // past the end of any file, so it reads as `u64::MAX`, which clips and compares the same.
-    let number = |text: &str| {
-        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())).then(|| {
-            text.bytes().fold(0u64, |n, d| {
-                n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-            })
-        })
-    };
+    let number = |text: &str| decimal(text.as_bytes());
     match (first.trim(), last.trim()) {
         ("", suffix) => match number(suffix) {
             Some(0) => Part::Unsatisfiable,
