@@ -236,12 +236,14 @@ fn error_statuses(mode: Mode) {
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec(), 400),
         (b"GET /\r\n".to_vec(), 400),
         (format!("{} / HTTP/1.1\r\n", "M".repeat(40)).into_bytes(), 501),
-        // A line of the head that breaks the rules, refused once it is whole; a CR in the
-        // request line once a byte other than LF follows it.
+        // A line of the head that breaks the rules, refused once it is whole; a CR once a
+        // byte other than LF follows it, in the request line or a field line.
         (b"GET / HTTP/1.1\r\nHost: t\r\nBad\x01Name: x\r\n".to_vec(), 400),
         (b"GET / HTTP/1.1\r\nHost: t\r\n folded\r\n".to_vec(), 400),
         (b"GET / HTTP/1.1\r\nHost: t\r\n\r\r\n".to_vec(), 400),
         (b"GET /hello HTTP/1.1\rHost: t\r\r".to_vec(), 400),
+        (b"GET / HTTP/1.1\r\nHost: t\r\nX: a\rb".to_vec(), 400),
+        (b"GET / HTTP/1.1\r\nHost: t\r\n\rGET".to_vec(), 400),
         (
             [&b"GET / HTTP/1.1\r\nHost: t\r\n"[..], &b"X: y\r\n".repeat(100)].concat(),
             431,

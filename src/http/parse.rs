@@ -86,7 +86,7 @@ impl HeadScan {
             };
             let lf = searched + i;
             if self.line_done {
-                self.field_line(&data[self.line_start as usize..=lf], lf < max_header_bytes)?;
+                self.field_line(data, lf, max_header_bytes)?;
             } else {
                 self.request_line(data, lf, max_header_bytes)?;
             }
@@ -123,14 +123,24 @@ impl HeadScan {
         Ok(())
     }
 
-    /// A whole field line (with its line ending), judged by [`judge_field_line`]. A line that
-    /// ends past the head's limit decides nothing: the head is too large (431) however that line
-    /// reads.
-    fn field_line(&mut self, line: &[u8], within_limit: bool) -> Result<(), Status> {
-        if !self.judge_fields || !within_limit {
-            return Ok(());
+    /// A whole field line (`data[lf]` is its LF), judged by [`judge_field_line`]. A line that
+    /// ends past the head's limit is too large (431) however it reads, except for a stray CR
+    /// within the limit: [`stray_cr`] refuses that before the line's end, so it does here too.
+    fn field_line(
+        &mut self,
+        data: &[u8],
+        lf: usize,
+        max_header_bytes: usize,
+    ) -> Result<(), Status> {
+        let start = self.line_start as usize;
+        if !self.judge_fields {
+            Ok(())
+        } else if lf < max_header_bytes {
+            judge_field_line(&data[start..=lf], &mut self.fields)
+        } else {
+            // Every CR before the one right before the LF has a byte other than LF after it.
+            stray_cr(&data[..lf], start, max_header_bytes)
         }
-        judge_field_line(line, &mut self.fields)
     }
 
     /// No line end yet: what has arrived is judged as far as it can be. `searched` is where
@@ -157,6 +167,12 @@ impl HeadScan {
                     return Err(Status::BAD_REQUEST);
                 }
             }
+        } else if self.judge_fields {
+            // The same in a field line, which httparse refuses once it ends (it reads a CR only
+            // as a line ending's). No LF has arrived since `searched`: a CR from the byte before
+            // it on, with a byte after it, is a stray one.
+            let from = searched.saturating_sub(1).max(self.line_start as usize);
+            stray_cr(data, from, max_header_bytes)?;
         }
         // An unfinished line may still end in the CR of its CRLF: one byte of grace, unless the
         // line alone already overflows the head.
@@ -167,6 +183,20 @@ impl HeadScan {
         } else {
             Ok(Scanned::NeedData)
         }
+    }
+}
+
+/// 400 if `data[from..]` holds a CR with a byte after it (one its caller knows is not LF),
+/// that byte within the head's limit: a CR that is no line ending's. Past the limit the head
+/// is too large (431), whatever its bytes.
+fn stray_cr(data: &[u8], from: usize, max_header_bytes: usize) -> Result<(), Status> {
+    let end = data.len().min(max_header_bytes).saturating_sub(1);
+    match data
+        .get(from..end)
+        .and_then(|within| memchr::memchr(b'\r', within))
+    {
+        Some(_) => Err(Status::BAD_REQUEST),
+        None => Ok(()),
     }
 }
 
@@ -199,7 +229,8 @@ fn position(at: usize) -> Result<u32, Status> {
 // stray CR) and field lines httparse cannot read are refused at once, instead of holding the
 // connection until the header timeout or the size limit. The checks run in the order the whole
 // head's parse would make them (a method byte, a stray CR within the line's first 8 KiB, the
-// line's length, the method's length, the rest of the line, then each field line), and whole
+// line's length, the method's length, the rest of the line, then each field line, a stray CR in
+// it as soon as the byte after the CR arrives, within the head's limit), and whole
 // heads that httparse refuses come through them too (`Conn::head` falls back to the scan), so a
 // head gets the same answer however it is split. A complete valid head never meets them:
 // httparse takes it first.
@@ -671,8 +702,8 @@ mod tests {
         Ok(None)
     }
 
-    /// Field lines are judged as each is whole, and a stray CR in the request line as soon as a
-    /// byte follows it: heads that cannot be requests are refused before their end arrives, not
+    /// Field lines are judged as each is whole, and a stray CR in any line as soon as a byte
+    /// follows it: heads that cannot be requests are refused before their end arrives, not
     /// at the header timeout. The answer is the one the whole head gets, however it arrives.
     #[test]
     fn a_head_is_refused_as_its_lines_arrive_and_alike_whole() {
@@ -763,6 +794,19 @@ mod tests {
                 Err(Status::BAD_REQUEST),
                 Err(Status::BAD_REQUEST),
             ),
+            // In a field line, as soon as the byte after it arrives, before any LF.
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb",
+                Err(Status::BAD_REQUEST),
+                Ok(None),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\n\rGET",
+                Err(Status::BAD_REQUEST),
+                Ok(None),
+            ),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r", Ok(None), Ok(None)),
+            (b"GET / HTTP/2.0\r\nX: a\rb", Ok(None), Ok(None)),
         ];
         for (head, whole, early) in cases {
             let text = String::from_utf8_lossy(head);
@@ -787,6 +831,14 @@ mod tests {
         let head = b"GET / HTTP/1.1\r\nHost: a\r\nB\x01d: x\r\n\r\n";
         for step in [1, head.len()] {
             assert_eq!(answer(head, step, 30), Err(Status::HEADERS_TOO_LARGE));
+        }
+        // Except for a stray CR whose next byte is within the limit, in a line that ends past
+        // it: refused as it arrives, so refused whole too. One byte further on, it is 431.
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\nX: ab\rcdefghij\r\n\r\n";
+        for (limit, verdict) in [(32, Status::BAD_REQUEST), (31, Status::HEADERS_TOO_LARGE)] {
+            for step in [1, 2, 3, head.len()] {
+                assert_eq!(answer(head, step, limit), Err(verdict), "{limit} {step}");
+            }
         }
     }
 
