@@ -224,16 +224,15 @@ fn position(at: usize) -> Result<u32, Status> {
     u32::try_from(at).map_err(|_| Status::HEADERS_TOO_LARGE)
 }
 
-// A head that arrives in pieces is judged as its lines come, not only once it is whole: bytes
-// that cannot begin a request (binary garbage, a method that is no token, an HTTP/0.9 line, a
-// stray CR) and field lines httparse cannot read are refused at once, instead of holding the
-// connection until the header timeout or the size limit. The checks run in the order the whole
-// head's parse would make them (a method byte, a stray CR within the line's first 8 KiB, the
-// line's length, the method's length, the rest of the line, then each field line, a stray CR in
-// it as soon as the byte after the CR arrives, within the head's limit), and whole
-// heads that httparse refuses come through them too (`Conn::head` falls back to the scan), so a
-// head gets the same answer however it is split. A complete valid head never meets them:
-// httparse takes it first.
+// A head that arrives in pieces is judged as its lines come, not only once it is whole: bytes that
+// cannot begin a request (binary garbage, a method that is no token, an HTTP/0.9 line, a stray CR)
+// and field lines httparse cannot read are refused at once, instead of holding the connection until
+// the header timeout or the size limit. The checks run in the order the whole head's parse would
+// make them (a method byte, a stray CR within the line's first 8 KiB, the line's length, the
+// method's length, the rest of the line, then each field line, a stray CR in it as soon as the byte
+// after the CR arrives, within the head's limit), and whole heads that httparse refuses come
+// through them too (`Conn::head` falls back to the scan), so a head gets the same answer however it
+// is split. A complete valid head never meets them: httparse takes it first.
 
 /// The request line's first bytes (`line`, without its line ending if it has one): 400 at a
 /// method byte no token may hold. `Ok(true)` once the method has ended (its space is within
