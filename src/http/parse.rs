@@ -139,7 +139,7 @@ impl HeadScan {
             judge_field_line(&data[start..=lf], &mut self.fields)
         } else {
             // Every CR before the one right before the LF has a byte other than LF after it.
-            stray_cr(&data[..lf], start, max_header_bytes)
+            stray_cr(&data[..lf], start, max_header_bytes.saturating_sub(1))
         }
     }
 
@@ -152,27 +152,23 @@ impl HeadScan {
         max_header_bytes: usize,
     ) -> Result<Scanned, Status> {
         let line_limit = request_line_limit(max_header_bytes);
-        if !self.line_done {
-            // Only what the line may hold: past that it is too long (414), however it goes on.
-            let within = &data[..data.len().min(line_limit)];
-            // A CR with a byte after it is not the CR of the line's CRLF (RFC 9112 2.2): refused
-            // now, not at the header timeout. (Before the method has ended, `method_so_far`
-            // refuses it: CR is no token byte.) Only the new bytes are searched, and the last
-            // byte before them, which may be a CR that had nothing after it then.
-            if method_so_far(within)? {
-                let from = searched.saturating_sub(1).min(within.len());
-                if memchr::memchr(b'\r', &within[from..])
-                    .is_some_and(|cr| from + cr + 1 < data.len())
-                {
-                    return Err(Status::BAD_REQUEST);
-                }
-            }
-        } else if self.judge_fields {
-            // The same in a field line, which httparse refuses once it ends (it reads a CR only
-            // as a line ending's). No LF has arrived since `searched`: a CR from the byte before
-            // it on, with a byte after it, is a stray one.
-            let from = searched.saturating_sub(1).max(self.line_start as usize);
-            stray_cr(data, from, max_header_bytes)?;
+        // A CR with a byte after it is not the CR of a line's CRLF (RFC 9112 2.2): refused now,
+        // not at the header timeout. No LF has arrived since `searched`, so only the new bytes
+        // are searched, and the last byte before them, which may be a CR that had nothing after
+        // it then. In the request line, a CR within what the line may hold (past that it is too
+        // long, 414), once the method has ended (before, `method_so_far` refuses it: CR is no
+        // token byte). In a field line, one httparse will read (it reads a CR only as a line
+        // ending's), with the byte after it within the head's limit.
+        let (judged, cr_below) = if self.line_done {
+            (self.judge_fields, max_header_bytes.saturating_sub(1))
+        } else {
+            (
+                method_so_far(&data[..data.len().min(line_limit)])?,
+                line_limit,
+            )
+        };
+        if judged {
+            stray_cr(data, searched.saturating_sub(1), cr_below)?;
         }
         // An unfinished line may still end in the CR of its CRLF: one byte of grace, unless the
         // line alone already overflows the head.
@@ -186,11 +182,11 @@ impl HeadScan {
     }
 }
 
-/// 400 if `data[from..]` holds a CR with a byte after it (one its caller knows is not LF),
-/// that byte within the head's limit: a CR that is no line ending's. Past the limit the head
-/// is too large (431), whatever its bytes.
-fn stray_cr(data: &[u8], from: usize, max_header_bytes: usize) -> Result<(), Status> {
-    let end = data.len().min(max_header_bytes).saturating_sub(1);
+/// 400 if a CR at a position from `from` up to (not including) `cr_below` has a byte after it
+/// in `data` (one its caller knows is not LF): a CR that is no line ending's. Past the bound
+/// the line or the head is too large (414, 431), whatever its bytes.
+fn stray_cr(data: &[u8], from: usize, cr_below: usize) -> Result<(), Status> {
+    let end = cr_below.min(data.len().saturating_sub(1));
     match data
         .get(from..end)
         .and_then(|within| memchr::memchr(b'\r', within))
