@@ -180,3 +180,78 @@ fn timeouts_and_refusals_in_every_mode() {
         }
     });
 }
+
+/// Every byte of a response, however its body goes out, is counted: a file sent by the driver, a
+/// body compressed as it is sent (pulled a piece at a time, after the head was queued), a
+/// plain one. Each request goes on a connection of its own that the server closes, so what the
+/// client read to the end is exactly what the server sent.
+fn counts_every_byte_sent(mode: Mode) {
+    let root = common::tempdir(&format!("metrics-bytes-{}", mode.name()));
+    let text: Vec<u8> = (0..4000)
+        .flat_map(|i| format!("line {i} of a file that compresses\n").into_bytes())
+        .collect();
+    std::fs::write(root.join("big.txt"), &text).unwrap();
+    let config = Config {
+        metrics_path: Some("/metrics".into()),
+        root: root.clone(),
+        compress: true,
+        ..config(mode)
+    };
+    let server = TestServer::start(config);
+    let exchange = |path: &str, headers: &str| {
+        let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\n{headers}Connection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut stream, &mut got).unwrap();
+        got
+    };
+    let sent = |scrape: &[u8]| {
+        total(
+            &String::from_utf8_lossy(scrape),
+            "reactor_httpd_sent_bytes_total",
+            "",
+        )
+    };
+    let before = exchange("/metrics", "");
+    let mut expected = before.len();
+    for (path, headers, marker) in [
+        (
+            "/big.txt",
+            "Accept-Encoding: gzip\r\n",
+            "Transfer-Encoding: chunked",
+        ),
+        (
+            "/big.txt",
+            "Accept-Encoding: br\r\n",
+            "Transfer-Encoding: chunked",
+        ),
+        ("/big.txt", "", "Content-Length"),
+        ("/hello", "", "Content-Length"),
+    ] {
+        let got = exchange(path, headers);
+        assert!(
+            common::find(&got, marker.as_bytes()).is_some(),
+            "{mode:?} {path} {headers}: {}",
+            String::from_utf8_lossy(&got[..got.len().min(400)])
+        );
+        expected += got.len();
+    }
+    let after = exchange("/metrics", "");
+    assert_eq!(
+        sent(&after) - sent(&before),
+        expected as u64,
+        "{mode:?}: the counter moved by what went out on the wire"
+    );
+    let _ = std::fs::remove_dir_all(root);
+}
+
+#[test]
+fn every_byte_sent_is_counted_in_every_mode() {
+    bounded(120, || {
+        for mode in common::modes() {
+            counts_every_byte_sent(mode);
+        }
+    });
+}

@@ -306,9 +306,9 @@ impl Tail {
 
 impl Output {
     /// A streamed tail: its next piece, framed as a chunk (unless the body ends with the
-    /// connection), into the buffer; after its last, the last chunk. `None` if the tail is a
-    /// file.
-    fn pull(&mut self, pool: &mut BufPool) -> Option<std::io::Result<()>> {
+    /// connection), into the buffer; after its last, the last chunk. Returns how many bytes it
+    /// queued, framing included; `None` if the tail is a file.
+    fn pull(&mut self, pool: &mut BufPool) -> Option<std::io::Result<usize>> {
         let Tail::Stream(stream, chunked) = self.tail.as_deref_mut()? else {
             return None;
         };
@@ -341,7 +341,7 @@ impl Output {
                 return Some(Err(err));
             }
         }
-        Some(Ok(()))
+        Some(Ok(buf.len() - start))
     }
 
     fn has_bytes(&self) -> bool {
@@ -785,7 +785,12 @@ impl Conn {
                 _ if tail_waiting => match self.output.pull(cx.pool) {
                     // A file: the driver sends it.
                     None => return Next::SendFile,
-                    Some(Ok(())) => {}
+                    // Counted as it is queued, as a response's head and other bodies are.
+                    Some(Ok(queued)) => {
+                        if let Some(metrics) = cx.metrics {
+                            metrics.bytes_sent.add(queued as u64);
+                        }
+                    }
                     // The body cannot be completed: close rather than end it as if it were.
                     Some(Err(_)) => {
                         self.output.tail = None;
