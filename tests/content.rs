@@ -312,50 +312,13 @@ fn listings_as_json() {
     });
 }
 
-/// A chunked body, undone: the bytes of its chunks.
-fn dechunk(client: &mut Client) -> Vec<u8> {
-    let mut body = Vec::new();
-    loop {
-        let line = read_line(client);
-        let size = usize::from_str_radix(line.trim(), 16).expect("a chunk size");
-        let mut chunk = vec![0; size + 2];
-        read_exact(client, &mut chunk);
-        assert_eq!(&chunk[size..], b"\r\n");
-        if size == 0 {
-            return body;
-        }
-        body.extend_from_slice(&chunk[..size]);
-    }
-}
-
-fn read_line(client: &mut Client) -> String {
-    let mut line = Vec::new();
-    while !line.ends_with(b"\r\n") {
-        let mut byte = [0];
-        read_exact(client, &mut byte);
-        line.push(byte[0]);
-    }
-    String::from_utf8(line).unwrap()
-}
-
-fn read_exact(client: &mut Client, buf: &mut [u8]) {
-    let unread = client.take_unread();
-    let from_buffer = unread.len().min(buf.len());
-    buf[..from_buffer].copy_from_slice(&unread[..from_buffer]);
-    if from_buffer < unread.len() {
-        // Give back what this read did not need.
-        client.push_back(&unread[from_buffer..]);
-    }
-    client.stream.read_exact(&mut buf[from_buffer..]).unwrap();
-}
-
 /// The head of a response whose body is chunked (read with `head_response`, which stops at
 /// the head), then its body.
 fn get_chunked(client: &mut Client, path: &str, headers: &str) -> (common::Response, Vec<u8>) {
     client.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{headers}\r\n").as_bytes());
     let head = client.head_response();
     let body = if head.header("Transfer-Encoding") == Some("chunked") {
-        dechunk(client)
+        client.chunked_body()
     } else {
         head.body.clone()
     };

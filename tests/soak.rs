@@ -1,24 +1,33 @@
 //! The soak test: minutes of mixed, partly hostile load against `--cores 2`, every response
 //! checked, then the server's memory and descriptors compared with where they started.
 //!
-//! `soak_one_minute` runs in CI. The ten-minute run is ignored by default:
+//! The one-minute runs (the reactor and the ring in plain HTTP, the reactor over TLS) run in
+//! CI. The ten-minute runs are ignored by default:
 //! `cargo test --release --test soak -- --ignored --nocapture`.
 //!
 //! Eight client threads each loop over the scenarios below until the time is up. A scenario
-//! that sees anything but the exact expected answer fails the test with what it saw.
+//! that sees anything but the exact expected answer fails the test with what it saw. Over TLS
+//! every connection is a TLS one (half of the clients resume sessions, half make a full
+//! handshake each time), so the same scenarios also soak rustls's buffers and the handshakes.
 
 mod common;
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
 use common::proc::{open_fds, rss_kib};
-use common::{Client, TestServer, config, tempdir};
+use common::{Client, IO_TIMEOUT, TestServer, config, tempdir};
 use reactor_httpd::config::{Cores, Mode};
+use reactor_httpd::tls::TlsSource;
 
 const CLIENTS: usize = 8;
 const HELLO: &[u8] = b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
@@ -28,31 +37,57 @@ const FILES: [(&str, usize); 3] = [
     ("medium.bin", 100_000),
     ("large.bin", 3 << 20),
 ];
+/// Served compressed as it is sent (`--compress`): text, and large enough that its compressed
+/// body is many pieces.
+const TEXT: &str = "text.txt";
+
+const MINUTE: Duration = Duration::from_secs(60);
+const TEN_MINUTES: Duration = Duration::from_secs(600);
 
 #[test]
 fn soak_one_minute() {
-    soak(Duration::from_secs(60), Mode::Reactor);
+    soak(MINUTE, Mode::Reactor, Wire::Plain);
 }
 
 /// The io_uring driver through the same minute.
 #[test]
 fn soak_one_minute_uring() {
     if common::runnable(Mode::Uring) {
-        soak(Duration::from_secs(60), Mode::Uring);
+        soak(MINUTE, Mode::Uring, Wire::Plain);
     }
+}
+
+/// Every connection a TLS one.
+#[test]
+fn soak_one_minute_tls() {
+    soak(MINUTE, Mode::Reactor, Wire::Tls);
 }
 
 #[test]
 #[ignore = "ten minutes; run it before a release"]
 fn soak_ten_minutes() {
-    soak(Duration::from_secs(600), Mode::Reactor);
+    soak(TEN_MINUTES, Mode::Reactor, Wire::Plain);
 }
 
 #[test]
 #[ignore = "ten minutes; run it before a release"]
 fn soak_ten_minutes_uring() {
     if common::runnable(Mode::Uring) {
-        soak(Duration::from_secs(600), Mode::Uring);
+        soak(TEN_MINUTES, Mode::Uring, Wire::Plain);
+    }
+}
+
+#[test]
+#[ignore = "ten minutes; run it before a release"]
+fn soak_ten_minutes_tls() {
+    soak(TEN_MINUTES, Mode::Reactor, Wire::Tls);
+}
+
+#[test]
+#[ignore = "ten minutes; run it before a release"]
+fn soak_ten_minutes_uring_tls() {
+    if common::runnable(Mode::Uring) {
+        soak(TEN_MINUTES, Mode::Uring, Wire::Tls);
     }
 }
 
@@ -60,7 +95,7 @@ fn soak_ten_minutes_uring() {
 #[test]
 #[ignore = "ten minutes; run it before a release"]
 fn soak_ten_minutes_threaded() {
-    soak(Duration::from_secs(600), Mode::Threaded);
+    soak(TEN_MINUTES, Mode::Threaded, Wire::Plain);
 }
 
 /// A process per connection: the parent's descriptors and memory over hundreds of thousands of
@@ -68,7 +103,119 @@ fn soak_ten_minutes_threaded() {
 #[test]
 #[ignore = "ten minutes; run it before a release"]
 fn soak_ten_minutes_fork() {
-    soak(Duration::from_secs(600), Mode::Fork);
+    soak(TEN_MINUTES, Mode::Fork, Wire::Plain);
+}
+
+/// What the clients' connections are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wire {
+    Plain,
+    Tls,
+}
+
+/// A client's connection: TCP, or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => tls.get_ref(),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => tcp.read(buf),
+            Stream::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => tcp.write(buf),
+            Stream::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(tcp) => tcp.flush(),
+            Stream::Tls(tls) => tls.flush(),
+        }
+    }
+}
+
+/// How one client thread connects: to where, and with which TLS client (`None`: plain).
+#[derive(Clone)]
+struct Dialer {
+    addr: SocketAddr,
+    tls: Option<Arc<ClientConfig>>,
+}
+
+impl Dialer {
+    fn connect(&self) -> Client<Stream> {
+        self.over(TcpStream::connect(self.addr).expect("connect"))
+    }
+
+    /// With a receive buffer of about `bytes`, so the server's sends block early.
+    fn connect_with_small_window(&self, bytes: usize) -> Client<Stream> {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(bytes).unwrap();
+        socket.connect(&self.addr.into()).expect("connect");
+        self.over(socket.into())
+    }
+
+    fn over(&self, tcp: TcpStream) -> Client<Stream> {
+        tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        tcp.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        Client::wrap(match &self.tls {
+            None => Stream::Plain(tcp),
+            Some(config) => {
+                let name = ServerName::try_from("localhost").unwrap();
+                let conn = ClientConnection::new(config.clone(), name).unwrap();
+                Stream::Tls(Box::new(StreamOwned::new(conn, tcp)))
+            }
+        })
+    }
+}
+
+/// A certificate for localhost, written where the server reads it, and two TLS clients that
+/// trust it and nothing else: one that resumes sessions and one that never does.
+fn tls_setup(dir: &Path) -> (TlsSource, [Arc<ClientConfig>; 2]) {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    fs::write(&cert, made.cert.pem()).unwrap();
+    fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let client = |resume: bool| {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(made.cert.der().to_vec()))
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        if !resume {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
+        Arc::new(config)
+    };
+    (
+        TlsSource::Files { cert, key },
+        [client(true), client(false)],
+    )
 }
 
 #[derive(Default, Debug)]
@@ -79,26 +226,39 @@ struct Counts {
     scenarios: u64,
 }
 
-fn soak(length: Duration, mode: Mode) {
-    let root = tempdir(&format!("soak-{mode:?}"));
+fn soak(length: Duration, mode: Mode, wire: Wire) {
+    let dir = tempdir(&format!("soak-{mode:?}-{wire:?}"));
+    let root = dir.join("www");
+    fs::create_dir(&root).unwrap();
     for (name, size) in FILES {
         fs::write(root.join(name), pattern(size)).unwrap();
     }
+    fs::write(root.join(TEXT), text()).unwrap();
     let mut cfg = config(mode);
     cfg.root = root.clone();
     cfg.cores = Cores::Count(2);
+    cfg.compress = true;
+    let tls_clients = match wire {
+        Wire::Plain => [None, None],
+        Wire::Tls => {
+            let (source, clients) = tls_setup(&dir);
+            cfg.tls = Some(source);
+            clients.map(Some)
+        }
+    };
     let mut server = TestServer::subprocess(&cfg, |command| {
         command.stderr(Stdio::piped());
     });
     let pid = server.pid().unwrap();
-    let addr = server.addr;
-    // Warm up (buffer pools, the first pages of each file) before taking the baseline.
-    for _ in 0..3 {
-        let mut counts = Counts::default();
-        for scenario in SCENARIOS {
-            scenario(&mut Client::connect(addr), &mut counts);
-        }
-    }
+    let dialers = tls_clients.map(|tls| Dialer {
+        addr: server.addr,
+        tls,
+    });
+    // Warm up before taking the baseline: buffer pools, the first pages of each file, and what
+    // the allocator keeps of the peak of eight clients at once (several compressors alive
+    // together hold a few MiB, which the allocator does not give back), by running every client
+    // through every scenario a few times.
+    run_clients(&dialers, |turns| turns < 3 * SCENARIOS.len());
     // The warm-up's own clients may still be closing: the baseline is what remains once they
     // are gone.
     let settle = Instant::now() + Duration::from_secs(2);
@@ -110,27 +270,7 @@ fn soak(length: Duration, mode: Mode) {
     let rss_start = rss_kib(pid);
 
     let deadline = Instant::now() + length;
-    let totals = Mutex::new(Counts::default());
-    thread::scope(|scope| {
-        for id in 0..CLIENTS {
-            let totals = &totals;
-            scope.spawn(move || {
-                let mut counts = Counts::default();
-                let mut turn = id;
-                while Instant::now() < deadline {
-                    let scenario = SCENARIOS[turn % SCENARIOS.len()];
-                    scenario(&mut Client::connect(addr), &mut counts);
-                    counts.scenarios += 1;
-                    turn += 1;
-                }
-                let mut totals = totals.lock().unwrap();
-                totals.requests += counts.requests;
-                totals.hostile += counts.hostile;
-                totals.scenarios += counts.scenarios;
-            });
-        }
-    });
-    let totals = totals.into_inner().unwrap();
+    let totals = run_clients(&dialers, |_| Instant::now() < deadline);
 
     // Every client has gone: the server's descriptors return to the baseline once it has
     // noticed the last close.
@@ -140,7 +280,7 @@ fn soak(length: Duration, mode: Mode) {
     }
     let (rss_end, fds_end) = (rss_kib(pid), open_fds(pid));
     eprintln!(
-        "soak {:?}: {} scenarios, {} requests ({:.0}/s), {} hostile; RSS {} -> {} KiB, fds {} -> {}",
+        "soak {:?} {mode:?} {wire:?}: {} scenarios, {} requests ({:.0}/s), {} hostile; RSS {} -> {} KiB, fds {} -> {}",
         length,
         totals.scenarios,
         totals.requests,
@@ -168,12 +308,38 @@ fn soak(length: Duration, mode: Mode) {
     let mut log = String::new();
     stderr.read_to_string(&mut log).unwrap();
     assert!(log.is_empty(), "the server logged: {log}");
-    let _ = fs::remove_dir_all(root);
+    let _ = fs::remove_dir_all(dir);
 }
 
-type Scenario = fn(&mut Client, &mut Counts);
+/// Runs [`CLIENTS`] client threads, each through the scenarios in turn on fresh connections
+/// (half of them with each dialer) for as long as `going` says, given how many it has run.
+fn run_clients(dialers: &[Dialer; 2], going: impl Fn(usize) -> bool + Sync) -> Counts {
+    let totals = Mutex::new(Counts::default());
+    thread::scope(|scope| {
+        for id in 0..CLIENTS {
+            let (totals, going) = (&totals, &going);
+            let dialer = &dialers[id % 2];
+            scope.spawn(move || {
+                let mut counts = Counts::default();
+                while going(counts.scenarios as usize) {
+                    let scenario = SCENARIOS[(id + counts.scenarios as usize) % SCENARIOS.len()];
+                    scenario(dialer, &mut dialer.connect(), &mut counts);
+                    counts.scenarios += 1;
+                }
+                let mut totals = totals.lock().unwrap();
+                totals.requests += counts.requests;
+                totals.hostile += counts.hostile;
+                totals.scenarios += counts.scenarios;
+            });
+        }
+    });
+    totals.into_inner().unwrap()
+}
 
-const SCENARIOS: [Scenario; 9] = [
+/// One scenario on a fresh connection; `dialer` makes any other it needs, of the same kind.
+type Scenario = fn(&Dialer, &mut Client<Stream>, &mut Counts);
+
+const SCENARIOS: [Scenario; 11] = [
     keep_alive_hellos,
     whole_files,
     ranges,
@@ -183,16 +349,18 @@ const SCENARIOS: [Scenario; 9] = [
     gone_mid_request,
     gone_mid_response,
     chunked_echo,
+    compressed,
+    gone_mid_compressed,
 ];
 
-fn keep_alive_hellos(client: &mut Client, counts: &mut Counts) {
+fn keep_alive_hellos(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
     for _ in 0..20 {
         assert_eq!(client.request(HELLO).text(), "Hello, World!");
         counts.requests += 1;
     }
 }
 
-fn whole_files(client: &mut Client, counts: &mut Counts) {
+fn whole_files(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
     for (name, size) in FILES {
         let response = client.get(&format!("/{name}"));
         assert_eq!(response.status, 200, "{name}");
@@ -201,7 +369,7 @@ fn whole_files(client: &mut Client, counts: &mut Counts) {
     }
 }
 
-fn ranges(client: &mut Client, counts: &mut Counts) {
+fn ranges(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
     let whole = pattern(100_000);
     for (range, from, to) in [
         ("0-99", 0, 100),
@@ -218,7 +386,7 @@ fn ranges(client: &mut Client, counts: &mut Counts) {
     }
 }
 
-fn pipelined(client: &mut Client, counts: &mut Counts) {
+fn pipelined(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
     let mut batch = HELLO.repeat(30);
     batch.extend_from_slice(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
     client.send(&batch);
@@ -231,8 +399,8 @@ fn pipelined(client: &mut Client, counts: &mut Counts) {
 
 /// Reads a 3 MiB file 16 KiB at a time through a small receive window, so the server's
 /// sendfile stops and resumes hundreds of times.
-fn slow_reader(client: &mut Client, counts: &mut Counts) {
-    let mut slow = Client::connect_with_small_window(client.stream.peer_addr().unwrap(), 16 * 1024);
+fn slow_reader(dialer: &Dialer, _: &mut Client<Stream>, counts: &mut Counts) {
+    let mut slow = dialer.connect_with_small_window(16 * 1024);
     slow.send(b"GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n");
     let mut received = Vec::with_capacity(3 << 20);
     let mut chunk = vec![0; 16 * 1024];
@@ -258,14 +426,14 @@ fn slow_reader(client: &mut Client, counts: &mut Counts) {
     counts.requests += 1;
 }
 
-fn malformed(client: &mut Client, counts: &mut Counts) {
+fn malformed(dialer: &Dialer, _: &mut Client<Stream>, counts: &mut Counts) {
     let bad: [&[u8]; 3] = [
         b"GET /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
         b"GARBAGE\r\n\r\n",
         b"GET /hello HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n",
     ];
     for bytes in bad {
-        let mut fresh = Client::connect(client.stream.peer_addr().unwrap());
+        let mut fresh = dialer.connect();
         let response = fresh.request(bytes);
         assert_eq!(response.status, 400);
         assert_eq!(response.header("connection"), Some("close"));
@@ -273,25 +441,25 @@ fn malformed(client: &mut Client, counts: &mut Counts) {
     }
 }
 
-fn gone_mid_request(client: &mut Client, counts: &mut Counts) {
+fn gone_mid_request(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
     client.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\nonly some");
     counts.hostile += 1;
 }
 
-fn gone_mid_response(client: &mut Client, counts: &mut Counts) {
+fn gone_mid_response(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
     client.send(b"GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n");
     let mut some = [0; 8192];
     client.stream.read_exact(&mut some).unwrap();
     // Half of these end with a reset rather than a close.
     if counts.hostile % 2 == 0 {
-        socket2::SockRef::from(&client.stream)
+        socket2::SockRef::from(client.stream.tcp())
             .set_linger(Some(Duration::ZERO))
             .unwrap();
     }
     counts.hostile += 1;
 }
 
-fn chunked_echo(client: &mut Client, counts: &mut Counts) {
+fn chunked_echo(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
     let mut request =
         b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     let mut expected = Vec::new();
@@ -309,6 +477,52 @@ fn chunked_echo(client: &mut Client, counts: &mut Counts) {
     }
     assert!(client.response().body == expected);
     counts.requests += 1;
+}
+
+/// The text file, compressed in each coding in turn, every piece of it checked once decoded.
+fn compressed(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
+    let coding = ["gzip", "br", "zstd"][counts.requests as usize % 3];
+    client.send(
+        format!("GET /{TEXT} HTTP/1.1\r\nHost: t\r\nAccept-Encoding: {coding}\r\n\r\n").as_bytes(),
+    );
+    let head = client.head_response();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-encoding"), Some(coding));
+    let body = client.chunked_body();
+    let mut decoded = Vec::new();
+    match coding {
+        "gzip" => {
+            flate2::read::GzDecoder::new(&body[..])
+                .read_to_end(&mut decoded)
+                .unwrap();
+        }
+        "br" => brotli::BrotliDecompress(&mut &body[..], &mut decoded).unwrap(),
+        _ => decoded = zstd::decode_all(&body[..]).unwrap(),
+    }
+    assert!(decoded == text(), "{coding}: wrong bytes once decoded");
+    // The connection goes on after a chunked body.
+    assert_eq!(client.request(HELLO).text(), "Hello, World!");
+    counts.requests += 2;
+}
+
+/// Gone after the first bytes of a compressed body, with the encoder mid-way.
+fn gone_mid_compressed(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
+    client
+        .send(format!("GET /{TEXT} HTTP/1.1\r\nHost: t\r\nAccept-Encoding: br\r\n\r\n").as_bytes());
+    assert_eq!(client.head_response().status, 200);
+    counts.hostile += 1;
+}
+
+/// About 400 KiB of text: compressible, and many pieces of a compressed body.
+fn text() -> &'static [u8] {
+    static TEXT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        (0..10_000)
+            .flat_map(|i| {
+                format!("line {i:05}: the quick brown fox {}\n", i * 7919 % 100_003).into_bytes()
+            })
+            .collect()
+    })
 }
 
 /// Bytes that differ at every position modulo 251, so a misplaced range or a resumed send at

@@ -435,6 +435,41 @@ impl<S: Read + Write> Client<S> {
         std::mem::take(&mut self.buf)
     }
 
+    /// A chunked body, undone: the bytes of its chunks. Read after `head_response`, which stops
+    /// at the head of a response that has no Content-Length.
+    pub fn chunked_body(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        loop {
+            let line = self.take_through(b"\r\n");
+            let line = String::from_utf8_lossy(&line);
+            let size = usize::from_str_radix(line.trim(), 16).expect("a chunk size");
+            let chunk = self.take_exact(size + 2);
+            assert_eq!(&chunk[size..], b"\r\n", "a chunk ends with CRLF");
+            if size == 0 {
+                return body;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    }
+
+    /// The next bytes up to and including `end`.
+    fn take_through(&mut self, end: &[u8]) -> Vec<u8> {
+        loop {
+            if let Some(at) = find(&self.buf, end) {
+                return self.buf.drain(..at + end.len()).collect();
+            }
+            self.fill().expect("read");
+        }
+    }
+
+    /// The next `n` bytes.
+    fn take_exact(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            self.fill().expect("read");
+        }
+        self.buf.drain(..n).collect()
+    }
+
     fn read_response(&mut self, head_only: bool) -> io::Result<Response> {
         let head_len = loop {
             if let Some(end) = find(&self.buf, b"\r\n\r\n") {
