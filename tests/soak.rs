@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use common::proc::{open_fds, rss_kib};
 use common::{Client, IO_TIMEOUT, TestServer, config, tempdir};
@@ -191,31 +191,20 @@ impl Dialer {
 /// A certificate for localhost, written where the server reads it, and two TLS clients that
 /// trust it and nothing else: one that resumes sessions and one that never does.
 fn tls_setup(dir: &Path) -> (TlsSource, [Arc<ClientConfig>; 2]) {
-    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    fs::write(&cert, made.cert.pem()).unwrap();
-    fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let made = common::self_signed(dir, &["localhost"]);
     let client = |resume: bool| {
-        let mut roots = RootCertStore::empty();
-        roots
-            .add(CertificateDer::from(made.cert.der().to_vec()))
-            .unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let mut config = common::client_trusting(made.der.clone(), rustls::DEFAULT_VERSIONS);
         if !resume {
             config.resumption = rustls::client::Resumption::disabled();
         }
         Arc::new(config)
     };
-    (
-        TlsSource::Files { cert, key },
-        [client(true), client(false)],
-    )
+    let clients = [client(true), client(false)];
+    let source = TlsSource::Files {
+        cert: made.cert,
+        key: made.key,
+    };
+    (source, clients)
 }
 
 #[derive(Default, Debug)]

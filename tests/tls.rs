@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned};
+use rustls::{ClientConfig, ClientConnection, HandshakeKind, StreamOwned};
 use sha2::{Digest, Sha256};
 
 use common::upgrading::{Upgrading, binary, stop};
-use common::{Client, IO_TIMEOUT, TestServer, bounded, config, tempdir};
+use common::{Client, IO_TIMEOUT, TestServer, bounded, client_trusting, config, tempdir};
 use reactor_httpd::config::{Config, Mode};
 use reactor_httpd::tls::TlsSource;
 
@@ -37,23 +37,16 @@ fn pki() -> &'static Pki {
     static PKI: OnceLock<Pki> = OnceLock::new();
     PKI.get_or_init(|| {
         let dir = tempdir("tls-pki");
-        let made = rcgen::generate_simple_self_signed(vec![
-            "localhost".to_string(),
-            "127.0.0.1".to_string(),
-        ])
-        .unwrap();
-        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-        fs::write(&cert, made.cert.pem()).unwrap();
-        fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+        let made = common::self_signed(&dir, &["localhost", "127.0.0.1"]);
         let root = dir.join("www");
         fs::create_dir(&root).unwrap();
         fs::write(root.join("small.txt"), b"0123456789abcdefghij").unwrap();
         fs::write(root.join("8m.bin"), pattern(8 << 20)).unwrap();
         Pki {
             root,
-            cert,
-            key,
-            der: made.cert.der().clone(),
+            cert: made.cert,
+            key: made.key,
+            der: made.der,
         }
     })
 }
@@ -74,24 +67,7 @@ fn tls_config(mode: Mode) -> Config {
 }
 
 fn client_config(versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<ClientConfig> {
-    client_trusting(pki().der.clone(), versions)
-}
-
-/// A client that trusts `cert` and nothing else.
-fn client_trusting(
-    cert: CertificateDer<'static>,
-    versions: &[&'static rustls::SupportedProtocolVersion],
-) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    roots.add(cert).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(config)
+    Arc::new(client_trusting(pki().der.clone(), versions))
 }
 
 fn default_client() -> Arc<ClientConfig> {
@@ -499,7 +475,7 @@ fn a_self_signed_certificate_is_made_at_start() {
             .map(|byte| format!("{byte:02X}"))
             .collect();
         assert_eq!(fingerprint.join(":"), printed);
-        let trusting = client_trusting(der, rustls::DEFAULT_VERSIONS);
+        let trusting = Arc::new(client_trusting(der, rustls::DEFAULT_VERSIONS));
         for name in ["localhost", "127.0.0.1", "::1"] {
             let tcp = TcpStream::connect(server.addr).unwrap();
             let mut client = tls_over_as(tcp, &trusting, name);

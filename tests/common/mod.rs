@@ -16,6 +16,8 @@ use reactor_httpd::app::{self, Handler};
 use reactor_httpd::config::{AccessLogTarget, Config, Cores, Mode};
 use reactor_httpd::server::{Server, Shutdown};
 use reactor_httpd::tls::TlsSource;
+use rustls::pki_types::CertificateDer;
+use rustls::{ClientConfig, RootCertStore};
 
 /// Every mode, for tests that run in each.
 pub const MODES: [Mode; 5] = [
@@ -630,4 +632,43 @@ impl Rng {
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
+}
+
+/// A self-signed certificate (rcgen) and its key, written as PEM files.
+pub struct SelfSigned {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub der: CertificateDer<'static>,
+}
+
+/// A certificate for `names` (host names or IP addresses), written as `cert.pem` and `key.pem`
+/// in `dir`.
+pub fn self_signed(dir: &std::path::Path, names: &[&str]) -> SelfSigned {
+    let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+    let made = rcgen::generate_simple_self_signed(names).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    SelfSigned {
+        cert,
+        key,
+        der: made.cert.der().clone(),
+    }
+}
+
+/// A TLS client (rustls with ring, ALPN `http/1.1`) that trusts `cert` and nothing else.
+pub fn client_trusting(
+    cert: CertificateDer<'static>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> ClientConfig {
+    let mut roots = RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
 }
