@@ -5,7 +5,6 @@
 mod common;
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -53,24 +52,6 @@ fn brotli(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-fn decode(coding: Option<&str>, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    match coding {
-        None => out.extend_from_slice(body),
-        Some("gzip") => {
-            flate2::read::GzDecoder::new(body)
-                .read_to_end(&mut out)
-                .unwrap();
-        }
-        Some("br") => {
-            brotli::BrotliDecompress(&mut &body[..], &mut out).unwrap();
-        }
-        Some("zstd") => out = zstd::decode_all(body).unwrap(),
-        Some(other) => panic!("unexpected coding {other}"),
-    }
-    out
-}
-
 fn site_config(mode: Mode, root: &Path) -> Config {
     let mut config = config(mode);
     config.root = root.to_path_buf();
@@ -110,7 +91,10 @@ fn siblings_are_served_by_accept_encoding() {
                     Some("text/javascript; charset=utf-8")
                 );
                 assert_eq!(response.header("Vary"), Some("Accept-Encoding"));
-                assert!(decode(expected, &response.body) == script, "{header:?}");
+                assert!(
+                    common::decode(expected, &response.body) == script,
+                    "{header:?}"
+                );
             }
             // Only a .gz: br is not there, gzip is.
             let response = get(&mut client, "/only.txt", "Accept-Encoding: br, gzip\r\n");
@@ -367,7 +351,10 @@ fn files_compressed_as_they_are_sent() {
                 assert_eq!(head.header("Vary"), Some("Accept-Encoding"));
                 assert!(head.header("ETag").unwrap().starts_with("W/"));
                 assert!(body.len() < css.len() / 3, "{coding}: {} bytes", body.len());
-                assert!(decode(Some(coding), &body) == css, "{mode:?} {coding}");
+                assert!(
+                    common::decode(Some(coding), &body) == css,
+                    "{mode:?} {coding}"
+                );
             }
             // The same connection serves on.
             assert_eq!(client.get("/hello").text(), "Hello, World!");
@@ -416,7 +403,7 @@ fn files_compressed_as_they_are_sent() {
             (head.status, head.header("Content-Encoding")),
             (200, Some("br"))
         );
-        assert!(decode(Some("br"), &body) == css);
+        assert!(common::decode(Some("br"), &body) == css);
     });
 }
 
@@ -459,7 +446,7 @@ fn compress_beside_hello(mode: Mode, server: TestServer, big: &[u8]) {
         latencies.push(start.elapsed());
     }
     let body = downloader.join().unwrap();
-    assert!(decode(Some("gzip"), &body) == big, "{mode:?}");
+    assert!(common::decode(Some("gzip"), &body) == big, "{mode:?}");
     latencies.sort();
     assert!(
         latencies.len() >= 10,

@@ -154,7 +154,6 @@ impl Write for Stream {
 }
 
 /// How one client thread connects: to where, and with which TLS client (`None`: plain).
-#[derive(Clone)]
 struct Dialer {
     addr: SocketAddr,
     tls: Option<Arc<ClientConfig>>,
@@ -477,17 +476,7 @@ fn compressed(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
     let head = client.head_response();
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-encoding"), Some(coding));
-    let body = client.chunked_body();
-    let mut decoded = Vec::new();
-    match coding {
-        "gzip" => {
-            flate2::read::GzDecoder::new(&body[..])
-                .read_to_end(&mut decoded)
-                .unwrap();
-        }
-        "br" => brotli::BrotliDecompress(&mut &body[..], &mut decoded).unwrap(),
-        _ => decoded = zstd::decode_all(&body[..]).unwrap(),
-    }
+    let decoded = common::decode(Some(coding), &client.chunked_body());
     assert!(decoded == text(), "{coding}: wrong bytes once decoded");
     // The connection goes on after a chunked body.
     assert_eq!(client.request(HELLO).text(), "Hello, World!");

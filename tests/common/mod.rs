@@ -672,3 +672,22 @@ pub fn client_trusting(
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config
 }
+
+/// A body in `coding` (a `Content-Encoding`; `None`: none), decoded.
+pub fn decode(coding: Option<&str>, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    match coding {
+        None => out.extend_from_slice(body),
+        Some("gzip") => {
+            flate2::read::GzDecoder::new(body)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        Some("br") => {
+            brotli::BrotliDecompress(&mut &body[..], &mut out).unwrap();
+        }
+        Some("zstd") => out = zstd::decode_all(body).unwrap(),
+        Some(other) => panic!("unexpected coding {other}"),
+    }
+    out
+}
