@@ -1,8 +1,10 @@
 //! The access log: one Common Log Format line per response, buffered per loop.
 //!
-//! The connection appends a line to its loop's [`AccessLog`] when it queues a response (no I/O);
-//! the driver writes the buffer out when [`AccessLog::flush_due`] says so (once a second, or when
-//! it is large), and at shutdown. So logging costs a formatted line per request and one write per
+//! The connection appends a line to its loop's [`AccessLog`] when it queues a response (no I/O),
+//! or, for a body made as it is sent (compressed on the fly), when that body ends or the
+//! connection does, since only then is its size known ([`AccessLog::begin`]). The driver writes
+//! the buffer out when [`AccessLog::flush_due`] says so (once a second, or when it is large),
+//! and at shutdown. So logging costs a formatted line per request and one write per
 //! second, never a write per request.
 //!
 //! SIGUSR1 asks every log to reopen its file (logrotate's `postrotate`): the signal only bumps
@@ -61,6 +63,10 @@ pub struct LoggedRequest<'a> {
     pub version: &'a str,
 }
 
+/// A line begun and not yet ended ([`AccessLog::begin`]): it goes into the log only when ended.
+#[derive(Debug)]
+pub struct OpenLine(Vec<u8>);
+
 impl AccessLog {
     /// Opens the log for one loop; `Ok(None)` when logging is off. Each loop opens the file in
     /// append mode, so whole buffers from different loops never interleave mid-line.
@@ -88,24 +94,34 @@ impl AccessLog {
         status: u16,
         body_bytes: u64,
     ) {
+        write_start(&mut self.buf, peer, clock, request, status);
+        self.write_end(clock, body_bytes);
+    }
+
+    /// Begins the line of a response whose body is made as it is sent, so that its size is
+    /// known only at its end: everything but the size, kept apart until [`AccessLog::end`]. The
+    /// date is the one the response was queued at, as for every other line.
+    pub fn begin(
+        &self,
+        peer: IpAddr,
+        clock: &Clock,
+        request: Option<LoggedRequest<'_>>,
+        status: u16,
+    ) -> OpenLine {
+        let mut start = Vec::with_capacity(128);
+        write_start(&mut start, peer, clock, request, status);
+        OpenLine(start)
+    }
+
+    /// Appends a line begun with [`AccessLog::begin`], now that its body's size is known.
+    pub fn end(&mut self, line: OpenLine, clock: &Clock, body_bytes: u64) {
+        self.buf.extend_from_slice(&line.0);
+        self.write_end(clock, body_bytes);
+    }
+
+    /// The size (`-` for none, as the Common Log Format has it) and the end of the line.
+    fn write_end(&mut self, clock: &Clock, body_bytes: u64) {
         let buf = &mut self.buf;
-        // Writing into a Vec cannot fail.
-        let _ = write!(buf, "{peer} - - [");
-        buf.extend_from_slice(clock.log_date());
-        buf.extend_from_slice(b"] \"");
-        match request {
-            Some(request) => {
-                buf.extend_from_slice(request.method.as_bytes());
-                buf.push(b' ');
-                escape_into(buf, request.target.as_bytes());
-                buf.push(b' ');
-                buf.extend_from_slice(request.version.as_bytes());
-            }
-            None => buf.push(b'-'),
-        }
-        buf.extend_from_slice(b"\" ");
-        buf.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
-        buf.push(b' ');
         if body_bytes == 0 {
             buf.push(b'-');
         } else {
@@ -174,6 +190,33 @@ impl Drop for AccessLog {
     fn drop(&mut self) {
         self.flush();
     }
+}
+
+/// A line without its size: `PEER - - [DATE] "REQUEST LINE" STATUS `.
+fn write_start(
+    buf: &mut Vec<u8>,
+    peer: IpAddr,
+    clock: &Clock,
+    request: Option<LoggedRequest<'_>>,
+    status: u16,
+) {
+    // Writing into a Vec cannot fail.
+    let _ = write!(buf, "{peer} - - [");
+    buf.extend_from_slice(clock.log_date());
+    buf.extend_from_slice(b"] \"");
+    match request {
+        Some(request) => {
+            buf.extend_from_slice(request.method.as_bytes());
+            buf.push(b' ');
+            escape_into(buf, request.target.as_bytes());
+            buf.push(b' ');
+            buf.extend_from_slice(request.version.as_bytes());
+        }
+        None => buf.push(b'-'),
+    }
+    buf.extend_from_slice(b"\" ");
+    buf.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    buf.push(b' ');
 }
 
 /// Copies a request target into the log, escaping what could break the line or its quoting.

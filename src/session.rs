@@ -41,6 +41,9 @@ pub trait Session: Sized + Send + 'static {
     fn is_pending(&self) -> bool;
     /// The pool's response to the request handed over.
     fn completed(&mut self, response: Response, cx: &mut Context<'_>);
+    /// The connection is gone (closed, or given up): the last call before it is dropped. What
+    /// it still owed the access log (a body made as it was sent, cut short) is written now.
+    fn closed(&mut self, cx: &mut Context<'_>);
     /// Whether the connection will read nothing more: once its queued output is written, it
     /// closes. A driver may stop receiving now (the uring driver cancels its receive with the
     /// last send). `false` when unsure.
@@ -119,5 +122,9 @@ impl Session for Conn {
 
     fn completed(&mut self, response: Response, cx: &mut Context<'_>) {
         Conn::completed(self, response, cx)
+    }
+
+    fn closed(&mut self, cx: &mut Context<'_>) {
+        Conn::closed(self, cx)
     }
 }

@@ -474,6 +474,10 @@ impl Session for TlsConn {
     fn completed(&mut self, response: Response, cx: &mut Context<'_>) {
         self.inner.completed(response, cx);
     }
+
+    fn closed(&mut self, cx: &mut Context<'_>) {
+        self.inner.closed(cx);
+    }
 }
 
 /// Reads the next piece of a file body and gives it to rustls to encrypt; returns how many

@@ -460,3 +460,81 @@ fn compress_beside_hello(mode: Mode, server: TestServer, big: &[u8]) {
         latencies.len()
     );
 }
+
+/// `--compress` with an access log: a body compressed as it is sent is logged with the bytes it
+/// took on the wire (chunk framing included, as nginx's `$body_bytes_sent`), which are known only
+/// at its end; one cut short by its client is logged too, with what was queued until then; a
+/// HEAD has no body (`-`). In every mode.
+#[test]
+fn compressed_bodies_are_logged_with_their_size() {
+    bounded(300, || {
+        let (root, _) = compressing_site("content-compress-log");
+        // 12 MiB that compresses to no less than three quarters of it (six random bits a
+        // byte): more than the most a server can have queued for a client that stopped
+        // reading (its socket's send buffer, 4 MiB at most by `net.ipv4.tcp_wmem`, and the
+        // client's receive window, or `OUTPUT_HIGH_WATER` and one piece in the server).
+        const SYMBOLS: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut rng = common::Rng::seeded(19);
+        let mut noisy = Vec::with_capacity(12 << 20);
+        while noisy.len() < 12 << 20 {
+            let bits = rng.next();
+            noisy.extend((0..10).map(|at| SYMBOLS[(bits >> (6 * at)) as usize & 63]));
+            noisy.push(b'\n');
+        }
+        fs::write(root.join("noisy.txt"), &noisy).unwrap();
+        for mode in common::modes() {
+            let log = root.join(format!("access-{mode:?}.log"));
+            let mut config = site_config(mode, &root);
+            config.compress = true;
+            config.access_log = reactor_httpd::config::AccessLogTarget::File(log.clone());
+            let mut server = TestServer::start(config);
+            // Whole: everything after the head, read to the close.
+            let mut whole = server.connect();
+            whole.send(b"GET /site.css HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n");
+            let head = whole.head_response();
+            assert_eq!(
+                head.header("Transfer-Encoding"),
+                Some("chunked"),
+                "{mode:?}"
+            );
+            let wire_body = whole.read_to_end().len();
+            // Cut short: the head read, then gone.
+            let mut cut = Client::connect_with_small_window(server.addr, 16 * 1024);
+            cut.send(b"GET /noisy.txt HTTP/1.1\r\nHost: t\r\nAccept-Encoding: zstd\r\n\r\n");
+            assert_eq!(cut.head_response().header("Content-Encoding"), Some("zstd"));
+            drop(cut);
+            let mut client = server.connect();
+            client.send(b"HEAD /site.css HTTP/1.1\r\nHost: t\r\nAccept-Encoding: br\r\n\r\n");
+            assert_eq!(client.head_response().status, 200);
+            server.stop();
+            let text = fs::read_to_string(&log)
+                .unwrap_or_else(|err| panic!("{mode:?}: {}: {err}", log.display()));
+            let size_of = |request: &str| -> Vec<String> {
+                (text.lines())
+                    .filter(|line| line.contains(request))
+                    .map(|line| line.rsplit(' ').next().unwrap().to_string())
+                    .collect()
+            };
+            assert_eq!(
+                size_of("\"GET /site.css HTTP/1.1\" 200 "),
+                [wire_body.to_string()],
+                "{mode:?}:\n{text}"
+            );
+            assert_eq!(
+                size_of("\"HEAD /site.css HTTP/1.1\" 200 "),
+                ["-"],
+                "{mode:?}"
+            );
+            let cut_short = size_of("\"GET /noisy.txt HTTP/1.1\" 200 ");
+            let [cut_short] = &cut_short[..] else {
+                panic!("{mode:?}: one line for the body cut short:\n{text}");
+            };
+            let cut_short: usize = cut_short.parse().expect("a size");
+            assert!(
+                cut_short > 0 && cut_short < noisy.len() / 2,
+                "{mode:?}: {cut_short} bytes logged for a body cut short"
+            );
+        }
+    });
+}

@@ -52,7 +52,7 @@ use super::parse::{
 };
 use super::request::{Request, Version};
 use super::response::{Body, FileBody, HeadCache, Persistence, Response, Status};
-use crate::access_log::{AccessLog, LoggedRequest};
+use crate::access_log::{AccessLog, LoggedRequest, OpenLine};
 use crate::app::Handler;
 use crate::config::Limits;
 use crate::metrics::{LoopMetrics, Timeout};
@@ -286,9 +286,30 @@ struct Output {
 enum Tail {
     /// Sent by the driver with sendfile.
     File(FileBody),
-    /// Pulled a piece at a time into the output buffer, framed as chunks (unless `false`: to
-    /// an HTTP/1.0 client the body ends with the connection).
-    Stream(Box<dyn super::BodyStream>, bool),
+    /// Pulled a piece at a time into the output buffer.
+    Stream(StreamTail),
+}
+
+/// A body made as it is sent, and what its access log line waits for.
+struct StreamTail {
+    stream: Box<dyn super::BodyStream>,
+    /// Framed as chunks; `false` to an HTTP/1.0 client, where the body ends with the connection.
+    chunked: bool,
+    /// Bytes of the body queued so far, chunk framing included (what the log reports, as nginx's
+    /// `$body_bytes_sent` does).
+    queued: u64,
+    /// The response's log line, ended with the body's size when the body ends or the connection
+    /// does ([`Conn::closed`]); `None` without an access log.
+    line: Option<OpenLine>,
+}
+
+impl StreamTail {
+    /// The body is over, whole or cut short: its log line can be written.
+    fn end(self, cx: &mut Context<'_>) {
+        if let (Some(line), Some(log)) = (self.line, cx.log.as_deref_mut()) {
+            log.end(line, cx.clock, self.queued);
+        }
+    }
 }
 
 /// One piece of a streamed body, read at most: what one pull may cost (a read and, for a
@@ -306,42 +327,62 @@ impl Tail {
 
 impl Output {
     /// A streamed tail: its next piece, framed as a chunk (unless the body ends with the
-    /// connection), into the buffer; after its last, the last chunk. Returns how many bytes it
-    /// queued, framing included; `None` if the tail is a file.
-    fn pull(&mut self, pool: &mut BufPool) -> Option<std::io::Result<usize>> {
-        let Tail::Stream(stream, chunked) = self.tail.as_deref_mut()? else {
+    /// connection), into the buffer; after its last, the last chunk, and the response's log
+    /// line. The bytes queued are counted as sent, as every response's are when queued. `None`
+    /// if the tail is a file; `Some(false)` if the body cannot be completed (it is dropped, and
+    /// the connection must close rather than end it as if it were whole).
+    fn pull(&mut self, cx: &mut Context<'_>) -> Option<bool> {
+        let Tail::Stream(tail) = self.tail.as_deref_mut()? else {
             return None;
         };
-        let chunked = *chunked;
         if self.buf.capacity() == 0 {
-            self.buf = pool.take_output();
+            self.buf = cx.pool.take_output();
         }
         let buf = &mut self.buf;
         let start = buf.len();
-        if chunked {
+        if tail.chunked {
             // The chunk size goes in front once known: eight hex digits, zero-padded (1*HEXDIG).
             buf.extend_from_slice(b"00000000\r\n");
         }
-        match stream.next_piece(buf) {
+        let ended = match tail.stream.next_piece(buf) {
             Ok(0) => {
                 buf.truncate(start);
-                if chunked {
+                if tail.chunked {
                     buf.extend_from_slice(b"0\r\n\r\n");
                 }
-                self.tail = None;
+                true
             }
-            Ok(n) if chunked => {
-                let size = format!("{n:08x}");
-                buf[start..start + 8].copy_from_slice(size.as_bytes());
-                buf.extend_from_slice(b"\r\n");
+            Ok(n) => {
+                if tail.chunked {
+                    buf[start..start + 8].copy_from_slice(&hex8(n));
+                    buf.extend_from_slice(b"\r\n");
+                }
+                false
             }
-            Ok(_) => {}
-            Err(err) => {
+            Err(_) => {
                 buf.truncate(start);
-                return Some(Err(err));
+                self.end_stream(cx);
+                return Some(false);
             }
+        };
+        let queued = (buf.len() - start) as u64;
+        tail.queued += queued;
+        if let Some(metrics) = cx.metrics {
+            metrics.bytes_sent.add(queued);
         }
-        Some(Ok(buf.len() - start))
+        if ended {
+            self.end_stream(cx);
+        }
+        Some(true)
+    }
+
+    /// Drops a streamed tail (a file tail stays), and writes its log line.
+    fn end_stream(&mut self, cx: &mut Context<'_>) {
+        if let Some(Tail::Stream(_)) = self.tail.as_deref()
+            && let Some(Tail::Stream(tail)) = self.tail.take().map(|tail| *tail)
+        {
+            tail.end(cx);
+        }
     }
 
     fn has_bytes(&self) -> bool {
@@ -384,8 +425,7 @@ impl Output {
                 Body::File(file) if file.len > 0 => self.tail = Some(Box::new(Tail::File(file))),
                 Body::File(_) => {}
                 Body::Stream(stream) => {
-                    let chunked = persistence != Persistence::CloseDelimited;
-                    self.tail = Some(Box::new(Tail::Stream(stream, chunked)));
+                    self.queue_stream(cx, request, response.status, stream, persistence);
                 }
             }
         }
@@ -399,14 +439,39 @@ impl Output {
                 .bytes_sent
                 .add((self.buf.len() - before) as u64 + file);
         }
-        if let Some(log) = cx.log.as_deref_mut() {
-            let logged = request.map(|request| LoggedRequest {
-                method: request.method,
-                target: request.target,
-                version: request.version.as_str(),
-            });
-            log.record(cx.peer, cx.clock, logged, response.status.0, body_bytes);
+        // A streamed body is logged at its end (`queue_stream`).
+        if let Some(log) = cx.log.as_deref_mut()
+            && !matches!(self.tail.as_deref(), Some(Tail::Stream(_)))
+        {
+            log.record(
+                cx.peer,
+                cx.clock,
+                logged(request),
+                response.status.0,
+                body_bytes,
+            );
         }
+    }
+
+    /// A body made as it is sent follows the head. Its size is known only at its end, and so is
+    /// its log line: begun here, ended by [`StreamTail::end`].
+    #[cold]
+    fn queue_stream(
+        &mut self,
+        cx: &mut Context<'_>,
+        request: Option<&Request<'_>>,
+        status: Status,
+        stream: Box<dyn super::BodyStream>,
+        persistence: Persistence,
+    ) {
+        let line =
+            (cx.log.as_deref()).map(|log| log.begin(cx.peer, cx.clock, logged(request), status.0));
+        self.tail = Some(Box::new(Tail::Stream(StreamTail {
+            stream,
+            chunked: persistence != Persistence::CloseDelimited,
+            queued: 0,
+            line,
+        })));
     }
 
     /// Queues `response`, the answer to `request`; `open` is false if the server says the
@@ -457,6 +522,24 @@ impl Output {
             self.written = 0;
         }
     }
+}
+
+/// What the access log shows of a request (`-` when there is none: its head was refused).
+fn logged<'a>(request: Option<&'a Request<'_>>) -> Option<LoggedRequest<'a>> {
+    request.map(|request| LoggedRequest {
+        method: request.method,
+        target: request.target,
+        version: request.version.as_str(),
+    })
+}
+
+/// `n` as eight hex digits, zero-padded: a chunk's size, written in front of it once known.
+fn hex8(n: usize) -> [u8; 8] {
+    let mut digits = [b'0'; 8];
+    for (at, digit) in digits.iter_mut().rev().enumerate() {
+        *digit = b"0123456789abcdef"[(n >> (4 * at)) & 0xf];
+    }
+    digits
 }
 
 /// What one step of request processing achieved.
@@ -741,6 +824,13 @@ impl Conn {
         self.input.consume(used);
     }
 
+    /// The connection is gone, and about to be dropped: a body made as it was sent, cut short
+    /// (the client left, a write failed, the server stopped), still owes the access log its
+    /// line, with the bytes queued until then.
+    pub fn closed(&mut self, cx: &mut Context<'_>) {
+        self.output.end_stream(cx);
+    }
+
     /// The server is stopping (`Drain::Now`) or handing over (`Drain::Handover`): finish the
     /// request in flight, if any, then close.
     pub fn drain(&mut self, how: Drain) {
@@ -782,20 +872,12 @@ impl Conn {
                     return Next::Write;
                 }
                 // ANCHOR_END: backpressure
-                _ if tail_waiting => match self.output.pull(cx.pool) {
+                _ if tail_waiting => match self.output.pull(cx) {
                     // A file: the driver sends it.
                     None => return Next::SendFile,
-                    // Counted as it is queued, as a response's head and other bodies are.
-                    Some(Ok(queued)) => {
-                        if let Some(metrics) = cx.metrics {
-                            metrics.bytes_sent.add(queued as u64);
-                        }
-                    }
+                    Some(true) => {}
                     // The body cannot be completed: close rather than end it as if it were.
-                    Some(Err(_)) => {
-                        self.output.tail = None;
-                        self.phase = Phase::Closed;
-                    }
+                    Some(false) => self.phase = Phase::Closed,
                 },
                 Phase::Lingering if self.peer_closed => self.phase = Phase::Closed,
                 Phase::Lingering => return Next::Read,

@@ -220,6 +220,7 @@ pub(crate) fn serve_connection<S: Session>(
         }
         slot.set_idle(false);
     }
+    env.with_context(peer, |cx| conn.closed(cx));
     // Closed over unread input, a socket is reset, and what of the last response is still
     // queued to send is lost. A client may have sent its next request behind the one answered
     // last (at a stop, in fork mode, a response in flight lost megabytes this way): read out what

@@ -962,6 +962,11 @@ impl<S: Session> Ring<S> {
                 && ((self.connections.is_empty() && !self.accepting.contains(&true))
                     || self.env.clock.now() >= deadline)
             {
+                // Those still open are cut off: what they owe the access log is written first.
+                // (Only a streamed body's state is dropped here, which no operation reads.)
+                for (_, connection) in self.connections.iter_mut() {
+                    (self.env).with_context(connection.peer, |cx| connection.conn.closed(cx));
+                }
                 return Ok(());
             }
         }
@@ -1723,6 +1728,7 @@ impl<S: Session> Ring<S> {
         }
         // Nothing of it is the kernel's any more: its buffers and socket can go.
         let mut connection = self.connections.remove(key);
+        (self.env).with_context(connection.peer, |cx| connection.conn.closed(cx));
         self.extras.release(&mut connection.extra);
         close_in_ring(&mut self.ring, connection.socket);
         if connection.flags.has(Flags::COUNTED) {

@@ -147,13 +147,7 @@ impl TestServer {
         let limits = &config.limits;
         let mut command = Command::new(env!("CARGO_BIN_EXE_reactor-httpd"));
         command
-            .args([
-                "--bind",
-                "127.0.0.1:0",
-                "--mode",
-                config.mode.name(),
-                "--quiet",
-            ])
+            .args(["--bind", "127.0.0.1:0", "--mode", config.mode.name()])
             .args(["--max-connections", &config.max_connections.to_string()])
             .args(["--max-header-bytes", &limits.max_header_bytes.to_string()])
             .args(["--max-body-bytes", &limits.max_body_bytes.to_string()])
@@ -165,6 +159,12 @@ impl TestServer {
             .args(["--handler-timeout", &secs(limits.handler_timeout)])
             .arg(&config.root)
             .stdout(Stdio::piped());
+        // The log to a file when the test asks for one; never to stdout, which carries the
+        // listening line.
+        match &config.access_log {
+            AccessLogTarget::File(path) => command.arg("--access-log").arg(path),
+            AccessLogTarget::Off | AccessLogTarget::Stdout => command.arg("--quiet"),
+        };
         if let Cores::Count(n) = config.cores {
             command.args(["--cores", &n.to_string()]);
         }
@@ -451,6 +451,19 @@ impl<S: Read + Write> Client<S> {
                 return body;
             }
             body.extend_from_slice(&chunk[..size]);
+        }
+    }
+
+    /// Everything left until the server closes the connection.
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        loop {
+            match self.fill() {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
+                    return std::mem::take(&mut self.buf);
+                }
+                Err(err) => panic!("read: {err}"),
+            }
         }
     }
 
