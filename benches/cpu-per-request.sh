@@ -19,6 +19,8 @@
 #                                        # outside the workspace into $MAY_TARGET, /tmp/may)
 #   FILE_KIB=4 SERVERS="reactor uring-read uring-splice" BASE=reactor ...  # uring's two ways
 #                                        # of sending a file, each alone
+#   SERVERS="uring uring-fd limit" ...   # the ring with its sockets registered (as it runs) and
+#                                        # named by descriptor in every send
 #   TLS=1 benches/cpu-per-request.sh     # HTTPS, keep-alive: reactor-httpd vs nginx, same ECDSA
 #                                        # P-256 certificate, ratios to nginx
 #   FILE_KIB=1024 TLS=1 SERVERS="reactor nginx" benches/cpu-per-request.sh   # GET a 1 MiB file
@@ -98,6 +100,11 @@ for name in $SERVERS; do
       at=$([ "$name" = uring-read ] && echo 18446744073709551615 || echo 0)
       uport=$([ "$name" = uring-read ] && echo 18131 || echo 18132)
       start "$name" "$uport" "$URL_PATH" env REACTOR_HTTPD_URING_SPLICE_AT="$at" "$repo/target/release/reactor-httpd" --mode uring --bind "127.0.0.1:$uport" --cores 1 --quiet --demo "${tls_args[@]}" ${REACTOR_ARGS:-} "${root_args[@]}"
+      ;;
+    uring-fd)
+      # Sockets named by descriptor in every send, not by a slot in the ring's registered files.
+      (cd "$repo" && cargo build --release --quiet)
+      start uring-fd 18133 "$URL_PATH" env REACTOR_HTTPD_URING_FIXED_FILES=0 "$repo/target/release/reactor-httpd" --mode uring --bind 127.0.0.1:18133 --cores 1 --quiet --demo "${tls_args[@]}" ${REACTOR_ARGS:-} "${root_args[@]}"
       ;;
     metrics)
       (cd "$repo" && cargo build --release --quiet)

@@ -698,3 +698,69 @@ mod fork {
     every_mode!(Mode::Fork);
     concurrent!(Mode::Fork);
 }
+
+/// The ring names a connection's socket by its slot in the ring's table of registered files
+/// when it has one, and by descriptor past the table's end (`REACTOR_HTTPD_URING_FIXED_FILES`
+/// caps it at two slots here). Both serve alike: keep-alive, pipelining, a file read and sent,
+/// a file spliced; a registered socket the server closes reaches its client's end (the table
+/// holds a reference of its own, dropped at the close), and its slot serves the next
+/// connection given the same key.
+#[test]
+fn uring_sockets_registered_or_not_serve_alike() {
+    if !common::runnable(Mode::Uring) {
+        return;
+    }
+    bounded(60, || {
+        let root = common::tempdir("uring-fixed-files");
+        let small: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
+        let large: Vec<u8> = (0..200_000u32).map(|i| (i * 13 % 253) as u8).collect();
+        std::fs::write(root.join("small.bin"), &small).unwrap();
+        std::fs::write(root.join("large.bin"), &large).unwrap();
+        let mut config = config(Mode::Uring);
+        config.cores = reactor_httpd::config::Cores::Count(1);
+        config.root = root;
+        let server = TestServer::subprocess(&config, |command| {
+            command.env("REACTOR_HTTPD_URING_FIXED_FILES", "2");
+        });
+        let serves = |client: &mut Client| {
+            assert_eq!(client.get("/hello").text(), "Hello, World!");
+            assert!(client.get("/small.bin").body == small);
+            assert!(client.get("/large.bin").body == large);
+            client.send(&b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n".repeat(3));
+            for _ in 0..3 {
+                assert_eq!(client.response().text(), "Hello, World!");
+            }
+        };
+        // Accepted one after another: keys 0 and 1 get the two slots, 2 to 5 none.
+        let mut clients: Vec<Client> = (0..6)
+            .map(|_| {
+                let mut client = server.connect();
+                serves(&mut client);
+                client
+            })
+            .collect();
+        for client in &mut clients {
+            serves(client);
+        }
+        // The server ends the connection in slot 0 and the one past the table: both clients
+        // see the end.
+        for at in [0, 4] {
+            let client = &mut clients[at];
+            client.send(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            assert_eq!(client.response().status, 200);
+            client.expect_close();
+        }
+        // Keys 4 and 0 again (the slab hands out the last freed first), for new connections:
+        // the one at 0 registered in the slot its predecessor left.
+        for _ in 0..2 {
+            let mut again = server.connect();
+            serves(&mut again);
+            again.send(b"GET /hello HTTP/1.0\r\n\r\n");
+            assert_eq!(again.response().status, 200);
+            again.expect_close();
+        }
+        // The others serve on.
+        serves(&mut clients[1]);
+        serves(&mut clients[5]);
+    });
+}

@@ -139,3 +139,16 @@ pub(crate) fn unmap(at: NonNull<u8>, len: usize) {
         libc::munmap(at.as_ptr().cast(), len);
     }
 }
+
+/// How many descriptors this process may have open (`RLIMIT_NOFILE`, soft); 1024 if unknown.
+pub(crate) fn descriptor_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit through the pointer, which is valid for the call.
+    match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
+        0 => usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX),
+        _ => 1024,
+    }
+}

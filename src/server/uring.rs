@@ -44,10 +44,14 @@
 //!   rule, with `Out::FileRead` and `Out::FileSend`. Larger ones are spliced, file
 //!   to pipe to socket (`Out::ToPipe`, `Out::FromPipe`), a megabyte at a time: no memory of
 //!   ours is involved, only descriptors the connection keeps open until the completion.
+//! - **Registrations** of accepted sockets in the ring's table of registered files (sends name
+//!   a socket by its slot there, not by descriptor) read the descriptor through a pointer, when
+//!   the kernel runs them during the submission: it waits in [`Staged`], which does not move and
+//!   is reused only once a submission has taken every queued entry.
 //! - **Closing** a connection cancels its operations and keeps its slab entry, its `Extra`, its
 //!   buffers and its socket until the completion of every one of them has arrived
 //!   (`Connection::in_flight`); only then is the entry removed and the socket closed (by the
-//!   ring: `close_in_ring`). A cancellation is itself asynchronous: the operation may still
+//!   ring: `close_in_ring`, with its registered slot emptied first: `unregister_in_ring`). A cancellation is itself asynchronous: the operation may still
 //!   complete normally, and is waited for either way.
 //! - **At exit** the loop cancels everything and waits for the completions (bounded); what the
 //!   kernel still holds after that is leaked on purpose, never freed under it.
@@ -112,6 +116,11 @@ const SPLICE_AT_LEAST: u64 = 64 * 1024;
 /// `fs.pipe-max-size`, 1 MiB by default). Each splice is a trip through the kernel's worker
 /// threads, so fewer, larger pieces are much cheaper.
 const PIPE_PIECE: u64 = 1024 * 1024;
+/// Slots in a ring's table of registered files: sockets a send names by index, not descriptor.
+/// Connections whose slab key is past it are named by descriptor.
+const FIXED_FILES_MAX: usize = 65_536;
+/// Sockets put in the table in one submission at most (see [`Staged`]).
+const STAGED: usize = 256;
 /// At exit, how long to wait for the kernel to finish with cancelled operations.
 const QUIESCE_WITHIN: Duration = Duration::from_secs(2);
 
@@ -145,6 +154,9 @@ enum Op {
     PipeToSocket,
     /// A connection's socket closed (its completion says nothing we act on).
     Close,
+    /// A connection's socket put in the ring's table of registered files: a completion only
+    /// if that failed.
+    Register,
 }
 
 const GENERATION_MASK: u32 = 0xff_ffff;
@@ -167,6 +179,7 @@ fn decode(data: u64) -> (Option<Op>, usize, u32) {
         10 => Op::FileToPipe,
         11 => Op::PipeToSocket,
         12 => Op::Close,
+        13 => Op::Register,
         _ => return (None, 0, 0),
     };
     (
@@ -608,6 +621,8 @@ impl Flags {
     const CLOSING: u8 = 1 << 4;
     /// Counted in `Shared::open` (a connection being refused with 503 is not).
     const COUNTED: u8 = 1 << 5;
+    /// Its socket is in the ring's registered-file table, at its slab key: sends name it there.
+    const FIXED: u8 = 1 << 6;
 
     fn has(self, flag: u8) -> bool {
         self.0 & flag != 0
@@ -738,6 +753,73 @@ fn close_in_ring(ring: &mut IoUring, socket: OwnedFd) {
     unsafe { push(ring, &entry) };
 }
 
+/// Empties slot `key` of the ring's table of registered files, in this turn's submission, so
+/// that the socket there closes with its descriptor (the table holds a reference of its own),
+/// and the slot is empty before a later connection's socket is put there. Queued before that
+/// socket's registration, it runs before it: a submission runs its operations in order.
+fn unregister_in_ring(ring: &mut IoUring, key: usize) {
+    let entry = opcode::Close::new(types::Fixed(key as u32))
+        .build()
+        .flags(squeue::Flags::SKIP_SUCCESS)
+        .user_data(user_data(Op::Close, 0, 0));
+    // SAFETY: a close points at no memory.
+    unsafe { push(ring, &entry) };
+}
+
+// ANCHOR: registered_files
+/// A connection's socket as a send names it: by descriptor, or by its slot in the ring's table
+/// of registered files. A descriptor is looked up in the process's file table for every
+/// operation (`fget` and `fput`: two atomic operations on a process with threads); a slot is an
+/// index into the ring's own table, taken once when the connection is accepted.
+#[derive(Clone, Copy)]
+enum Socket {
+    Fd(RawFd),
+    Fixed(u32),
+}
+
+impl Socket {
+    fn of<S>(key: usize, connection: &Connection<S>) -> Socket {
+        match connection.flags.has(Flags::FIXED) {
+            true => Socket::Fixed(key as u32),
+            false => Socket::Fd(connection.socket.as_raw_fd()),
+        }
+    }
+
+    /// A splice of `len` bytes from the pipe `from`.
+    fn splice_from(self, from: RawFd, len: u32) -> squeue::Entry {
+        let from = types::Fd(from);
+        match self {
+            Socket::Fd(fd) => opcode::Splice::new(from, -1, types::Fd(fd), -1, len),
+            Socket::Fixed(slot) => opcode::Splice::new(from, -1, types::Fixed(slot), -1, len),
+        }
+        .build()
+    }
+
+    /// A send of `len` bytes at `at`, without SIGPIPE.
+    fn send(self, at: *const u8, len: usize) -> squeue::Entry {
+        let len = len as u32;
+        match self {
+            Socket::Fd(fd) => opcode::Send::new(types::Fd(fd), at, len),
+            Socket::Fixed(slot) => opcode::Send::new(types::Fixed(slot), at, len),
+        }
+        .flags(libc::MSG_NOSIGNAL)
+        .build()
+    }
+}
+
+/// Descriptors on their way into the table of registered files. A registration
+/// (`IORING_OP_FILES_UPDATE`) carries a pointer to the descriptor, which the kernel reads when it
+/// runs the operation: inline, during the `io_uring_enter` that submits it (it never waits, so
+/// it is never handed to a worker). An accepted socket's descriptor lives in its `Connection`,
+/// which moves when the slab grows; so it is copied here, where it stays put until a
+/// submission has taken every queued entry (the queue empty again), and only then is the array
+/// used anew.
+struct Staged {
+    fds: Box<[RawFd; STAGED]>,
+    len: usize,
+}
+// ANCHOR_END: registered_files
+
 /// Cancels the operation `target`. The cancellation's own completion is posted only when it
 /// failed (`SKIP_SUCCESS`), and nothing waits on it either way: the cancelled operation's last
 /// completion is what says it is over.
@@ -855,6 +937,9 @@ struct Ring<S: Session> {
     splice_at: u64,
     /// Completions reaped in one turn (kept to reuse its allocation).
     reaped: Vec<(u64, i32, u32)>,
+    /// Slots in the table of registered files (0: none, the kernel refused one).
+    fixed_slots: usize,
+    staged: Staged,
 }
 
 impl<S: Session> Ring<S> {
@@ -867,6 +952,27 @@ impl<S: Session> Ring<S> {
     ) -> io::Result<Self> {
         let ring = new_ring()?;
         let bufs = BufRing::new(&ring, RECV_BUFFERS, RECV_BUFFER_LEN, RECV_POSTED_START)?;
+        // A slot for every connection this ring may hold, each empty until a socket is put
+        // there, and no more than the process may open (the kernel refuses a larger table).
+        // Refused all the same: every socket is named by descriptor.
+        // `REACTOR_HTTPD_URING_FIXED_FILES` caps the slots (0: none), for measuring one way
+        // against the other, and for tests of both.
+        let wanted = std::env::var("REACTOR_HTTPD_URING_FIXED_FILES")
+            .ok()
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(usize::MAX)
+            .min(shared.max_connections + REFUSING_MAX)
+            .min(FIXED_FILES_MAX)
+            .min(io_util::descriptor_limit());
+        let fixed_slots = match wanted > 0
+            && ring
+                .submitter()
+                .register_files_sparse(wanted as u32)
+                .is_ok()
+        {
+            true => wanted,
+            false => 0,
+        };
         let wake = Arc::new(EventFd::new()?);
         let waker = wake.clone();
         shutdown.on_trigger(move || waker.wake());
@@ -906,6 +1012,11 @@ impl<S: Session> Ring<S> {
                 .and_then(|value| value.parse().ok())
                 .unwrap_or(SPLICE_AT_LEAST),
             reaped: Vec::with_capacity(CQ_ENTRIES as usize),
+            fixed_slots,
+            staged: Staged {
+                fds: Box::new([-1; STAGED]),
+                len: 0,
+            },
         };
         this.arm_accepts();
         this.poll(this.wake.0.as_raw_fd(), Op::Wake, true);
@@ -986,6 +1097,9 @@ impl<S: Session> Ring<S> {
                 submitter.submit_with_args(1, &SubmitArgs::new().timespec(&timespec))
             }
         };
+        if self.ring.submission().is_empty() {
+            self.staged.len = 0; // every registration queued has run
+        }
         match entered {
             Ok(_) => Ok(()),
             Err(err) => match err.raw_os_error() {
@@ -1056,6 +1170,15 @@ impl<S: Session> Ring<S> {
             Some(Op::Upgrade) => {
                 self.upgrade_polled = false;
                 self.check_upgrade();
+            }
+            // Only a failure completes (`SKIP_SUCCESS`), before anything sent on the socket: it
+            // is named by descriptor instead.
+            Some(Op::Register) => {
+                if let Some(connection) = self.connections.get_mut(key)
+                    && connection.generation == generation
+                {
+                    connection.flags.take(Flags::FIXED);
+                }
             }
             Some(Op::Cancel | Op::Close) | None => {}
         }
@@ -1200,9 +1323,45 @@ impl<S: Session> Ring<S> {
         });
         if counted {
             self.count(|metrics| metrics.accepted.add(1));
+            self.register(key);
         }
         // The first `want` is Read: this arms the receive (and the header timer).
         self.drive(key, &[]);
+    }
+
+    /// Puts a new connection's socket in the table of registered files, at its slab key, in
+    /// this turn's submission: its sends will name it there. Queued before anything else of the
+    /// connection's, it runs before any of it. (A refused connection's one send is not worth
+    /// it.)
+    fn register(&mut self, key: usize) {
+        let Some(connection) = self.connections.get_mut(key) else {
+            return;
+        };
+        if key >= self.fixed_slots {
+            return;
+        }
+        if self.staged.len == STAGED {
+            // Hand the queue to the kernel until it has taken every entry: the registrations
+            // in it have run, and the array is free again.
+            while !self.ring.submission().is_empty() {
+                if self.ring.submit().is_err() {
+                    thread::yield_now();
+                }
+            }
+            self.staged.len = 0;
+        }
+        let at = &mut self.staged.fds[self.staged.len];
+        *at = connection.socket.as_raw_fd();
+        self.staged.len += 1;
+        let entry = opcode::FilesUpdate::new(at, 1)
+            .offset(key as i32)
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(user_data(Op::Register, key, connection.generation));
+        connection.flags.set(Flags::FIXED);
+        // SAFETY: the descriptor read is in `staged`, unchanged until a submission has taken
+        // this entry (see `Staged`).
+        unsafe { push(&mut self.ring, &entry) };
     }
 
     // ANCHOR: on_recv
@@ -1412,16 +1571,7 @@ impl<S: Session> Ring<S> {
             let pipe = extra.pipe.as_ref()?;
             // SAFETY (of the push): a splice points at no memory of ours; pipe and socket stay
             // open in the connection until it completes.
-            Some(
-                opcode::Splice::new(
-                    types::Fd(pipe.read.as_raw_fd()),
-                    -1,
-                    types::Fd(socket),
-                    -1,
-                    pipe.held as u32,
-                )
-                .build(),
-            )
+            Some(socket.splice_from(pipe.read.as_raw_fd(), pipe.held as u32))
         });
     }
 
@@ -1433,11 +1583,7 @@ impl<S: Session> Ring<S> {
             // SAFETY (of the push): the piece's buffer is the driver's, boxed (its bytes do not
             // move with the connection), and neither freed nor written until this send
             // completes (`Out::FileSend`).
-            Some(
-                opcode::Send::new(types::Fd(socket), rest.as_ptr().cast(), rest.len() as u32)
-                    .flags(libc::MSG_NOSIGNAL)
-                    .build(),
-            )
+            Some(socket.send(rest.as_ptr().cast(), rest.len()))
         });
     }
 
@@ -1447,12 +1593,12 @@ impl<S: Session> Ring<S> {
         &mut self,
         key: usize,
         out: Out,
-        build: impl FnOnce(RawFd, &Extra) -> Option<squeue::Entry>,
+        build: impl FnOnce(Socket, &Extra) -> Option<squeue::Entry>,
     ) {
         let Some(connection) = self.connections.get_mut(key) else {
             return;
         };
-        let socket = connection.socket.as_raw_fd();
+        let socket = Socket::of(key, connection);
         let Some((entry, op)) = self
             .extras
             .get(connection.extra)
@@ -1492,6 +1638,7 @@ impl<S: Session> Ring<S> {
         }
         let generation = connection.generation;
         let fd = connection.socket.as_raw_fd();
+        let socket = Socket::of(key, connection);
         let now = self.env.clock.now_ms();
         let draining = self.draining;
         // Its deadline passed (found by `fire_timers`, perhaps while an operation was in flight).
@@ -1512,172 +1659,168 @@ impl<S: Session> Ring<S> {
         let ring = &mut self.ring;
         let extras = &mut self.extras;
         let splice_at = self.splice_at;
-        let step = self.env.with_context(connection.peer, |cx| {
-            let conn = &mut connection.conn;
-            // What waited while an operation was in flight, in the order it happened.
-            if let Some(response) = extras
-                .get_mut(connection.extra)
-                .and_then(|extra| extra.deferred.take())
-            {
-                conn.completed(response, cx);
-            }
-            if let Some(how) = draining
-                && !connection.flags.has(Flags::DRAINED)
-            {
-                connection.flags.set(Flags::DRAINED);
-                conn.drain(how);
-            }
-            if time_out {
-                conn.timed_out(cx);
-            }
-            loop {
-                match conn.want(cx) {
-                    Want::Read => {
-                        // Bytes already here first: the backlog's, then this completion's.
-                        let held = extras
-                            .get_mut(connection.extra)
-                            .filter(|extra| extra.taken < extra.backlog.len());
-                        let source: &[u8] = match &held {
-                            Some(extra) => &extra.backlog[extra.taken..],
-                            None => incoming,
-                        };
-                        if !source.is_empty() {
-                            let buf = conn.read_buf(cx);
-                            let n = buf.len().min(source.len());
-                            if n == 0 {
-                                break Step::Wait; // cannot happen: Read means room
-                            }
-                            buf[..n].copy_from_slice(&source[..n]);
-                            conn.received(n);
-                            match held {
-                                Some(extra) => extra.taken += n,
-                                None => incoming = &incoming[n..],
-                            }
-                            continue;
-                        }
-                        if connection.flags.has(Flags::EOF) {
-                            conn.received(0);
-                            continue;
-                        }
-                        // Waiting for a request: a pipe kept for files is not needed now.
-                        if let Some(extra) = extras.get_mut(connection.extra) {
-                            extra.pipe = None;
-                        }
-                        if connection.flags.has(Flags::FAILED) {
-                            break Step::Close; // reset by the client: nothing to answer
-                        }
-                        if connection.recv == Recv::Off {
-                            connection.recv = Recv::Armed;
-                            let entry = opcode::RecvMulti::new(types::Fd(fd), BUF_GROUP)
-                                .build()
-                                .user_data(user_data(Op::Recv, key, generation));
-                            // SAFETY: receives write only into provided buffers (`BufRing`).
-                            unsafe { push(ring, &entry) };
-                        }
-                        break Step::Wait;
-                    }
-                    Want::Write(bytes) => {
-                        if connection.flags.has(Flags::FAILED) {
-                            break Step::Close;
-                        }
-                        let entry =
-                            opcode::Send::new(types::Fd(fd), bytes.as_ptr(), bytes.len() as u32)
-                                .flags(libc::MSG_NOSIGNAL)
-                                .build()
-                                .user_data(user_data(Op::Send, key, generation));
-                        connection.out = Out::Send;
-                        // SAFETY: `bytes` is the connection's output buffer, on the heap; with
-                        // `Out::Send` set nothing calls into the connection (which alone may
-                        // change or free it) until this send completes.
-                        unsafe { push(ring, &entry) };
-                        // ANCHOR: last_send
-                        // Its last bytes (`Connection: close`, say): the receive is cancelled
-                        // in the same submission, rather than in a turn of its own once the
-                        // send is back; one `io_uring_enter` fewer per connection. Early is
-                        // harmless: the connection reads nothing more, and were it to want to,
-                        // `Want::Read` arms a new receive.
-                        if conn.reads_no_more() {
-                            cancel_recv(ring, key, connection);
-                        }
-                        // ANCHOR_END: last_send
-                        break Step::Wait;
-                    }
-                    Want::SendFile { file, offset, len } => {
-                        if connection.flags.has(Flags::FAILED) {
-                            break Step::Close;
-                        }
-                        if len >= splice_at {
-                            let extra = extras.make(&mut connection.extra);
-                            if extra.pipe.is_none() {
-                                extra.pipe = Pipe::new().ok();
-                            }
-                            if let Some(pipe) = &extra.pipe {
-                                let piece = len.min(PIPE_PIECE) as u32;
-                                let entry = opcode::Splice::new(
-                                    types::Fd(file.as_raw_fd()),
-                                    offset as i64,
-                                    types::Fd(pipe.write.as_raw_fd()),
-                                    -1,
-                                    piece,
-                                )
-                                .build()
-                                .user_data(user_data(
-                                    Op::FileToPipe,
-                                    key,
-                                    generation,
-                                ));
-                                connection.out = Out::ToPipe;
-                                // SAFETY: a splice points at no memory of ours; the file and
-                                // the pipe stay open in the connection until it completes.
-                                unsafe { push(ring, &entry) };
-                                break Step::Wait;
-                            }
-                            // No pipe (out of descriptors): the piece goes the other way.
-                        }
-                        let want = len.min(FILE_PIECE as u64) as usize;
-                        let mut buf = Box::new_uninit_slice(want);
-                        let at = buf.as_mut_ptr().cast::<u8>();
-                        let read = opcode::Read::new(types::Fd(file.as_raw_fd()), at, want as u32)
-                            .offset(offset)
-                            .build()
-                            .flags(squeue::Flags::IO_LINK)
-                            .user_data(user_data(Op::FileRead, key, generation));
-                        let send = opcode::Send::new(types::Fd(fd), at, want as u32)
-                            .flags(libc::MSG_NOSIGNAL)
-                            .build()
-                            .user_data(user_data(Op::FileSend, key, generation));
-                        extras.make(&mut connection.extra).file = Some(FilePiece {
-                            buf,
-                            start: 0,
-                            end: 0,
-                            pending: 2,
-                            read: 0,
-                            sent: 0,
-                        });
-                        connection.out = Out::FileRead;
-                        // SAFETY: the buffer is boxed (its bytes do not move when the
-                        // `Extras` slab does) and kept in the connection's `Extra`, untouched
-                        // until both completions are in (`Out::FileRead`); the file stays open
-                        // in the connection, which nothing touches meanwhile either. The send reads only what the read
-                        // wrote: it runs only if the read filled the whole buffer.
-                        unsafe {
-                            push(ring, &read);
-                            push(ring, &send);
-                        }
-                        break Step::Wait;
-                    }
-                    Want::HalfClose => {
-                        // SAFETY: a plain system call on the connection's own socket.
-                        unsafe {
-                            libc::shutdown(fd, libc::SHUT_WR);
-                        }
-                    }
-                    // A request is on the pool: its answer will wake the ring.
-                    Want::Wait => break Step::Wait,
-                    Want::Close => break Step::Close,
+        let step =
+            self.env.with_context(connection.peer, |cx| {
+                let conn = &mut connection.conn;
+                // What waited while an operation was in flight, in the order it happened.
+                if let Some(response) = extras
+                    .get_mut(connection.extra)
+                    .and_then(|extra| extra.deferred.take())
+                {
+                    conn.completed(response, cx);
                 }
-            }
-        });
+                if let Some(how) = draining
+                    && !connection.flags.has(Flags::DRAINED)
+                {
+                    connection.flags.set(Flags::DRAINED);
+                    conn.drain(how);
+                }
+                if time_out {
+                    conn.timed_out(cx);
+                }
+                loop {
+                    match conn.want(cx) {
+                        Want::Read => {
+                            // Bytes already here first: the backlog's, then this completion's.
+                            let held = extras
+                                .get_mut(connection.extra)
+                                .filter(|extra| extra.taken < extra.backlog.len());
+                            let source: &[u8] = match &held {
+                                Some(extra) => &extra.backlog[extra.taken..],
+                                None => incoming,
+                            };
+                            if !source.is_empty() {
+                                let buf = conn.read_buf(cx);
+                                let n = buf.len().min(source.len());
+                                if n == 0 {
+                                    break Step::Wait; // cannot happen: Read means room
+                                }
+                                buf[..n].copy_from_slice(&source[..n]);
+                                conn.received(n);
+                                match held {
+                                    Some(extra) => extra.taken += n,
+                                    None => incoming = &incoming[n..],
+                                }
+                                continue;
+                            }
+                            if connection.flags.has(Flags::EOF) {
+                                conn.received(0);
+                                continue;
+                            }
+                            // Waiting for a request: a pipe kept for files is not needed now.
+                            if let Some(extra) = extras.get_mut(connection.extra) {
+                                extra.pipe = None;
+                            }
+                            if connection.flags.has(Flags::FAILED) {
+                                break Step::Close; // reset by the client: nothing to answer
+                            }
+                            if connection.recv == Recv::Off {
+                                connection.recv = Recv::Armed;
+                                let entry = opcode::RecvMulti::new(types::Fd(fd), BUF_GROUP)
+                                    .build()
+                                    .user_data(user_data(Op::Recv, key, generation));
+                                // SAFETY: receives write only into provided buffers (`BufRing`).
+                                unsafe { push(ring, &entry) };
+                            }
+                            break Step::Wait;
+                        }
+                        Want::Write(bytes) => {
+                            if connection.flags.has(Flags::FAILED) {
+                                break Step::Close;
+                            }
+                            let entry = (socket.send(bytes.as_ptr(), bytes.len()))
+                                .user_data(user_data(Op::Send, key, generation));
+                            connection.out = Out::Send;
+                            // SAFETY: `bytes` is the connection's output buffer, on the heap; with
+                            // `Out::Send` set nothing calls into the connection (which alone may
+                            // change or free it) until this send completes.
+                            unsafe { push(ring, &entry) };
+                            // ANCHOR: last_send
+                            // Its last bytes (`Connection: close`, say): the receive is cancelled
+                            // in the same submission, rather than in a turn of its own once the
+                            // send is back; one `io_uring_enter` fewer per connection. Early is
+                            // harmless: the connection reads nothing more, and were it to want to,
+                            // `Want::Read` arms a new receive.
+                            if conn.reads_no_more() {
+                                cancel_recv(ring, key, connection);
+                            }
+                            // ANCHOR_END: last_send
+                            break Step::Wait;
+                        }
+                        Want::SendFile { file, offset, len } => {
+                            if connection.flags.has(Flags::FAILED) {
+                                break Step::Close;
+                            }
+                            if len >= splice_at {
+                                let extra = extras.make(&mut connection.extra);
+                                if extra.pipe.is_none() {
+                                    extra.pipe = Pipe::new().ok();
+                                }
+                                if let Some(pipe) = &extra.pipe {
+                                    let piece = len.min(PIPE_PIECE) as u32;
+                                    let entry = opcode::Splice::new(
+                                        types::Fd(file.as_raw_fd()),
+                                        offset as i64,
+                                        types::Fd(pipe.write.as_raw_fd()),
+                                        -1,
+                                        piece,
+                                    )
+                                    .build()
+                                    .user_data(user_data(Op::FileToPipe, key, generation));
+                                    connection.out = Out::ToPipe;
+                                    // SAFETY: a splice points at no memory of ours; the file and
+                                    // the pipe stay open in the connection until it completes.
+                                    unsafe { push(ring, &entry) };
+                                    break Step::Wait;
+                                }
+                                // No pipe (out of descriptors): the piece goes the other way.
+                            }
+                            let want = len.min(FILE_PIECE as u64) as usize;
+                            let mut buf = Box::new_uninit_slice(want);
+                            let at = buf.as_mut_ptr().cast::<u8>();
+                            let read =
+                                opcode::Read::new(types::Fd(file.as_raw_fd()), at, want as u32)
+                                    .offset(offset)
+                                    .build()
+                                    .flags(squeue::Flags::IO_LINK)
+                                    .user_data(user_data(Op::FileRead, key, generation));
+                            let send = (socket.send(at, want)).user_data(user_data(
+                                Op::FileSend,
+                                key,
+                                generation,
+                            ));
+                            extras.make(&mut connection.extra).file = Some(FilePiece {
+                                buf,
+                                start: 0,
+                                end: 0,
+                                pending: 2,
+                                read: 0,
+                                sent: 0,
+                            });
+                            connection.out = Out::FileRead;
+                            // SAFETY: the buffer is boxed (its bytes do not move when the
+                            // `Extras` slab does) and kept in the connection's `Extra`, untouched
+                            // until both completions are in (`Out::FileRead`); the file stays open
+                            // in the connection, which nothing touches meanwhile either. The send reads only what the read
+                            // wrote: it runs only if the read filled the whole buffer.
+                            unsafe {
+                                push(ring, &read);
+                                push(ring, &send);
+                            }
+                            break Step::Wait;
+                        }
+                        Want::HalfClose => {
+                            // SAFETY: a plain system call on the connection's own socket.
+                            unsafe {
+                                libc::shutdown(fd, libc::SHUT_WR);
+                            }
+                        }
+                        // A request is on the pool: its answer will wake the ring.
+                        Want::Wait => break Step::Wait,
+                        Want::Close => break Step::Close,
+                    }
+                }
+            });
         if !incoming.is_empty() {
             self.extras.hold(&mut connection.extra, incoming);
         }
@@ -1730,6 +1873,9 @@ impl<S: Session> Ring<S> {
         let mut connection = self.connections.remove(key);
         (self.env).with_context(connection.peer, |cx| connection.conn.closed(cx));
         self.extras.release(&mut connection.extra);
+        if connection.flags.has(Flags::FIXED) {
+            unregister_in_ring(&mut self.ring, key);
+        }
         close_in_ring(&mut self.ring, connection.socket);
         if connection.flags.has(Flags::COUNTED) {
             self.count(|metrics| metrics.closed.add(1));
