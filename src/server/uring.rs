@@ -51,8 +51,9 @@
 //! - **Closing** a connection cancels its operations and keeps its slab entry, its `Extra`, its
 //!   buffers and its socket until the completion of every one of them has arrived
 //!   (`Connection::in_flight`); only then is the entry removed and the socket closed (by the
-//!   ring: `close_in_ring`, with its registered slot emptied first: `unregister_in_ring`). A cancellation is itself asynchronous: the operation may still
-//!   complete normally, and is waited for either way.
+//!   ring: `close_in_ring`, with its registered slot emptied first: `unregister_in_ring`). A
+//!   cancellation is itself asynchronous: the operation may still complete normally, and is
+//!   waited for either way.
 //! - **At exit** the loop cancels everything and waits for the completions (bounded); what the
 //!   kernel still holds after that is leaked on purpose, never freed under it.
 //!
@@ -961,7 +962,7 @@ impl<S: Session> Ring<S> {
             .ok()
             .and_then(|value| value.parse().ok())
             .unwrap_or(usize::MAX)
-            .min(shared.max_connections + REFUSING_MAX)
+            .min(shared.max_connections.saturating_add(REFUSING_MAX))
             .min(FIXED_FILES_MAX)
             .min(io_util::descriptor_limit());
         let fixed_slots = match wanted > 0
@@ -1801,8 +1802,9 @@ impl<S: Session> Ring<S> {
                             // SAFETY: the buffer is boxed (its bytes do not move when the
                             // `Extras` slab does) and kept in the connection's `Extra`, untouched
                             // until both completions are in (`Out::FileRead`); the file stays open
-                            // in the connection, which nothing touches meanwhile either. The send reads only what the read
-                            // wrote: it runs only if the read filled the whole buffer.
+                            // in the connection, which nothing touches meanwhile either. The
+                            // send reads only what the read wrote: it runs only if the read
+                            // filled the whole buffer.
                             unsafe {
                                 push(ring, &read);
                                 push(ring, &send);
