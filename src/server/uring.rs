@@ -1729,7 +1729,8 @@ impl<S: Session> Ring<S> {
                             if connection.flags.has(Flags::FAILED) {
                                 break Step::Close;
                             }
-                            let entry = (socket.send(bytes.as_ptr(), bytes.len()))
+                            let entry = socket
+                                .send(bytes.as_ptr(), bytes.len())
                                 .user_data(user_data(Op::Send, key, generation));
                             connection.out = Out::Send;
                             // SAFETY: `bytes` is the connection's output buffer, on the heap; with
@@ -1785,7 +1786,7 @@ impl<S: Session> Ring<S> {
                                     .build()
                                     .flags(squeue::Flags::IO_LINK)
                                     .user_data(user_data(Op::FileRead, key, generation));
-                            let send = (socket.send(at, want)).user_data(user_data(
+                            let send = socket.send(at, want).user_data(user_data(
                                 Op::FileSend,
                                 key,
                                 generation,
