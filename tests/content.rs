@@ -145,6 +145,20 @@ fn siblings_have_their_own_validators_and_ranges() {
             range.header("Content-Range").unwrap(),
             format!("bytes 10-29/{}", gz.len())
         );
+        // Several ranges of the coded bytes: the whole sibling (a Content-Encoding on a
+        // multipart body would say the multipart body is what is encoded).
+        let several = get(
+            &mut client,
+            "/app.js",
+            "Accept-Encoding: gzip\r\nRange: bytes=0-1,10-29\r\n",
+        );
+        assert_eq!(several.status, 200);
+        assert_eq!(several.header("Content-Encoding"), Some("gzip"));
+        assert_eq!(several.body, gz);
+        // Of the file itself: the parts.
+        let identity = get(&mut client, "/app.js", "Range: bytes=0-1,10-29\r\n");
+        assert_eq!(identity.status, 206);
+        assert_eq!(identity.header("Content-Encoding"), None);
         client.send(b"HEAD /app.js HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
         let head = client.head_response();
         assert_eq!(head.header("Content-Encoding"), Some("gzip"));

@@ -434,8 +434,8 @@ fn ranges(mode: Mode) {
         assert_eq!(response.status, 416, "{range}");
         assert_eq!(response.header("content-range"), Some("bytes */10"));
     }
-    // Several ranges, or a malformed one: the whole file.
-    for range in ["bytes=0-1,4-5", "bytes=5-1", "lines=1-2"] {
+    // A malformed one, or another unit: the whole file. (Several: `several_ranges`.)
+    for range in ["bytes=5-1", "bytes=0-1,5-1", "lines=1-2"] {
         let response = get(&mut client, "/digits.txt", &format!("Range: {range}\r\n"));
         assert_eq!(
             (response.status, response.text().as_str()),
@@ -463,6 +463,113 @@ fn ranges(mode: Mode) {
     // A big file's middle, sent from an offset.
     let middle = get(&mut client, "/big.bin", "Range: bytes=3000000-3000099\r\n");
     assert_eq!(middle.body, &site.big[3_000_000..3_000_100]);
+}
+
+/// Several ranges in one request: one 206 with a part for each, in the order asked
+/// (`multipart/byteranges`, as nginx answers), framed by its Content-Length so the connection
+/// goes on; over a slow reader, parts of a big file resume exactly where the socket filled.
+/// Ranges that overlap past the file's size, or an If-Range that no longer holds, get the whole
+/// file; none satisfiable, 416.
+fn several_ranges(mode: Mode) {
+    let site = Site::new("ranges");
+    let server = site.serve(mode);
+    let mut client = server.connect();
+    let digits = b"0123456789";
+    let text = "text/plain; charset=utf-8";
+    for (range, parts) in [
+        ("bytes=0-1,4-5,-2", &[(0, 1), (4, 5), (8, 9)][..]),
+        // In the order asked, clipped at the end; one past the end is left out.
+        ("bytes=7-, 0-0, 20-30", &[(7, 9), (0, 0)][..]),
+    ] {
+        let response = get(&mut client, "/digits.txt", &format!("Range: {range}\r\n"));
+        assert_eq!(response.status, 206, "{range}");
+        let expected = common::multipart(digits, text, parts, &common::boundary(&response));
+        assert_eq!(
+            response.text(),
+            String::from_utf8(expected).unwrap(),
+            "{range}"
+        );
+        assert_eq!(response.header("content-range"), None, "RFC 9110 14.4");
+        assert_eq!(response.header("accept-ranges"), Some("bytes"));
+        assert!(response.header("etag").is_some());
+    }
+    // Two requests never share a boundary.
+    let range = "Range: bytes=0-0,2-2\r\n";
+    let (a, b) = (
+        get(&mut client, "/digits.txt", range),
+        get(&mut client, "/digits.txt", range),
+    );
+    assert_ne!(common::boundary(&a), common::boundary(&b));
+    // One range left of several: a plain 206. None: 416.
+    let one = get(&mut client, "/digits.txt", "Range: bytes=3-4, 50-60\r\n");
+    assert_eq!((one.status, one.text().as_str()), (206, "34"));
+    assert_eq!(one.header("content-range"), Some("bytes 3-4/10"));
+    let none = get(&mut client, "/digits.txt", "Range: bytes=10-, 20-30\r\n");
+    assert_eq!(none.status, 416);
+    assert_eq!(none.header("content-range"), Some("bytes */10"));
+    // Ignored: overlaps adding up past the file; an If-Range that does not hold.
+    for extra in [
+        "Range: bytes=0-7,2-9\r\n",
+        "Range: bytes=0-1,4-5\r\nIf-Range: \"stale\"\r\n",
+    ] {
+        let whole = get(&mut client, "/digits.txt", extra);
+        assert_eq!((whole.status, whole.text().as_str()), (200, "0123456789"));
+    }
+    // HEAD: the same head, no body; HTTP/1.0: framed the same, then closed.
+    client.send(b"HEAD /digits.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-1,4-5\r\n\r\n");
+    let head = client.head_response();
+    assert_eq!(
+        head.status, 200,
+        "a Range on HEAD is ignored (RFC 9110 14.2)"
+    );
+    assert_eq!(head.header("content-length"), Some("10"));
+    let old = client.request(b"GET /digits.txt HTTP/1.0\r\nRange: bytes=1-1,3-3\r\n\r\n");
+    assert_eq!(old.status, 206);
+    let expected = common::multipart(digits, text, &[(1, 1), (3, 3)], &common::boundary(&old));
+    assert_eq!(old.body, expected);
+    assert_eq!(old.header("connection"), Some("close"));
+
+    // MiBs of a big file, read 4 KiB at a time through a small window: every part's sendfile
+    // meets a full socket and resumes where it stopped.
+    let mut slow = Client::connect_with_small_window(server.addr, 16 * 1024);
+    let parts = [
+        (0, (1 << 20) - 1),
+        (3_000_000, 4_999_999),
+        (5_242_780, 5_242_879),
+        (10, 10),
+    ];
+    let spec: Vec<String> = parts.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+    slow.send(
+        format!(
+            "GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes={}\r\n\r\n",
+            spec.join(",")
+        )
+        .as_bytes(),
+    );
+    let mut received = Vec::new();
+    let mut chunk = [0; 4096];
+    while !received.ends_with(b"--\r\n") {
+        let n = slow.stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed after {} bytes", received.len());
+        received.extend_from_slice(&chunk[..n]);
+    }
+    let head_end = common::find(&received, b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&received[..head_end]).into_owned();
+    let boundary = head
+        .split("boundary=")
+        .nth(1)
+        .and_then(|rest| rest.split("\r\n").next())
+        .unwrap()
+        .to_string();
+    let expected = common::multipart(&site.big, "application/octet-stream", &parts, &boundary);
+    assert!(
+        head.contains(&format!("Content-Length: {}\r\n", expected.len())),
+        "{head}"
+    );
+    assert_eq!(received.len() - head_end, expected.len(), "nothing extra");
+    assert!(received[head_end..] == expected[..], "the parts' bytes");
+    // The connection goes on after the body its length framed.
+    assert_eq!(get(&mut slow, "/hello.txt", "").status, 200);
 }
 
 fn errors(mode: Mode) {
@@ -613,6 +720,7 @@ macro_rules! modes {
             t!(directories, 20);
             t!(caching, 20);
             t!(ranges, 20);
+            t!(several_ranges, 60);
             t!(errors, 20);
         }
     )*};

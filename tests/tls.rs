@@ -126,6 +126,23 @@ fn requests_over_tls_in_every_mode() {
                 client.request(b"GET /small.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=10-14\r\n\r\n");
             assert_eq!(range.status, 206);
             assert_eq!(range.text(), "abcde");
+            // Several ranges of a large file: each part read from the file and encrypted.
+            let parts = [
+                (0, 9),
+                (4_000_000, 6_999_999),
+                ((8 << 20) - 3, (8 << 20) - 1),
+            ];
+            let several = client.request(
+                b"GET /8m.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9,4000000-6999999,-3\r\n\r\n",
+            );
+            assert_eq!(several.status, 206, "{mode:?}");
+            let expected = common::multipart(
+                &pattern(8 << 20),
+                "application/octet-stream",
+                &parts,
+                &common::boundary(&several),
+            );
+            assert!(several.body == expected, "{mode:?}: the parts differ");
             // The absolute form of an https URI (RFC 9112 3.2.2: a server must accept it).
             let absolute = client
                 .request(b"GET https://localhost/small.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");

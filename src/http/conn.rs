@@ -288,6 +288,9 @@ enum Tail {
     File(FileBody),
     /// Pulled a piece at a time into the output buffer.
     Stream(StreamTail),
+    /// Ranges of a file, each sent by the driver with sendfile, with the head of each part
+    /// pulled into the output buffer before it.
+    Parts(Box<super::Multipart>),
 }
 
 /// A body made as it is sent, and what its access log line waits for.
@@ -320,6 +323,16 @@ impl Tail {
     fn file(&self) -> Option<&FileBody> {
         match self {
             Tail::File(file) => Some(file),
+            Tail::Parts(parts) => parts.current(),
+            Tail::Stream(..) => None,
+        }
+    }
+
+    /// The file region the driver is sending, to advance by what it sent.
+    fn file_mut(&mut self) -> Option<&mut FileBody> {
+        match self {
+            Tail::File(file) => Some(file),
+            Tail::Parts(parts) => Some(parts.current_mut()),
             Tail::Stream(..) => None,
         }
     }
@@ -328,17 +341,26 @@ impl Tail {
 impl Output {
     /// A streamed tail: its next piece, framed as a chunk (unless the body ends with the
     /// connection), into the buffer; after its last, the last chunk, and the response's log
-    /// line. The bytes queued are counted as sent, as every response's are when queued. `None`
-    /// if the tail is a file; `Some(false)` if the body cannot be completed (it is dropped, and
-    /// the connection must close rather than end it as if it were whole).
+    /// line. The bytes queued are counted as sent, as every response's are when queued. A
+    /// multipart tail whose range is sent: the next part's lines, or the closing one. `None` if
+    /// the tail is a file region for the driver to send; `Some(false)` if the body cannot be
+    /// completed (it is dropped, and the connection must close rather than end it as if it were
+    /// whole).
     fn pull(&mut self, cx: &mut Context<'_>) -> Option<bool> {
-        let Tail::Stream(tail) = self.tail.as_deref_mut()? else {
-            return None;
+        let tail = match self.tail.as_deref_mut()? {
+            Tail::Stream(tail) => tail,
+            Tail::File(_) => return None,
+            Tail::Parts(parts) if parts.current().is_some() => return None,
+            Tail::Parts(parts) => {
+                // The range before is sent: the next part's head, or the closing line. (Its
+                // bytes were counted when the response was queued.)
+                if !parts.advance(Self::buf_of(&mut self.buf, cx.pool)) {
+                    self.tail = None;
+                }
+                return Some(true);
+            }
         };
-        if self.buf.capacity() == 0 {
-            self.buf = cx.pool.take_output();
-        }
-        let buf = &mut self.buf;
+        let buf = Self::buf_of(&mut self.buf, cx.pool);
         let start = buf.len();
         if tail.chunked {
             // The chunk size goes in front once known: eight hex digits, zero-padded (1*HEXDIG).
@@ -394,10 +416,15 @@ impl Output {
     }
 
     fn buf(&mut self, pool: &mut BufPool) -> &mut Vec<u8> {
-        if self.buf.capacity() == 0 {
-            self.buf = pool.take_output();
+        Self::buf_of(&mut self.buf, pool)
+    }
+
+    /// The output buffer, taken from the pool if the connection holds none.
+    fn buf_of<'b>(buf: &'b mut Vec<u8>, pool: &mut BufPool) -> &'b mut Vec<u8> {
+        if buf.capacity() == 0 {
+            *buf = pool.take_output();
         }
-        &mut self.buf
+        buf
     }
 
     /// Queues `response` (the handler's answer to `request`, or an error when `request` is None)
@@ -415,6 +442,7 @@ impl Output {
         let before = buf.len();
         cx.heads
             .write(buf, response, content_length, persistence, cx.clock);
+        let head_len = buf.len() - before;
         let sends_body = !head_method && !response.status.forbids_body();
         let body_bytes = if sends_body { content_length } else { 0 };
         if sends_body {
@@ -424,6 +452,10 @@ impl Output {
                 Body::Bytes(bytes) => buf.extend_from_slice(&bytes),
                 Body::File(file) if file.len > 0 => self.tail = Some(Box::new(Tail::File(file))),
                 Body::File(_) => {}
+                Body::Parts(mut parts) => {
+                    parts.advance(buf);
+                    self.tail = Some(Box::new(Tail::Parts(parts)));
+                }
                 Body::Stream(stream) => {
                     self.queue_stream(cx, request, response.status, stream, persistence);
                 }
@@ -431,13 +463,11 @@ impl Output {
         }
         if let Some(metrics) = cx.metrics {
             metrics.responded(response.status.0, request.is_some());
-            // Counted when queued: the head and body this response puts on the wire.
-            let file = (self.tail.as_ref())
-                .and_then(|tail| tail.file())
-                .map_or(0, |file| file.len);
-            metrics
-                .bytes_sent
-                .add((self.buf.len() - before) as u64 + file);
+            // Counted when queued: the head and body this response puts on the wire (a
+            // streamed body's pieces are counted as they are made).
+            let streamed = matches!(self.tail.as_deref(), Some(Tail::Stream(_)));
+            let body = if streamed { 0 } else { body_bytes };
+            metrics.bytes_sent.add(head_len as u64 + body);
         }
         // A streamed body is logged at its end (`queue_stream`).
         if let Some(log) = cx.log.as_deref_mut()
@@ -703,7 +733,7 @@ impl Conn {
     /// rather than send bytes that are not the file.
     pub fn sent_file(&mut self, n: u64) {
         self.awaiting_input = false;
-        let Some(Tail::File(file)) = self.output.tail.as_deref_mut() else {
+        let Some(file) = self.output.tail.as_deref_mut().and_then(Tail::file_mut) else {
             return;
         };
         if n == 0 {
@@ -713,7 +743,8 @@ impl Conn {
         }
         file.offset += n;
         file.len -= n.min(file.len);
-        if file.len == 0 {
+        // A multipart body goes on with its next part (`Output::pull`).
+        if file.len == 0 && matches!(self.output.tail.as_deref(), Some(Tail::File(_))) {
             self.output.tail = None;
         }
         self.sent_since_want = true;
@@ -1186,6 +1217,10 @@ impl Conn {
         };
         let open = self.drain.keeps_open(data.len() > used);
         let keep_alive = self.output.respond(cx, request, framing, open, response);
+        // The queue took the body (unless it sends none): see `Body::discard`.
+        if let Some(Response { body, .. }) = answer {
+            body.discard();
+        }
         self.after_request(data, used, keep_alive, framing.keep_alive)
     }
 

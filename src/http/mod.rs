@@ -34,6 +34,6 @@ pub use parse::{
 };
 pub use request::{Headers, Request, Version};
 pub use response::{
-    Body, BodyStream, FileBody, HeadCache, Persistence, Response, Status, write_head,
+    Body, BodyStream, FileBody, HeadCache, Multipart, Persistence, Response, Status, write_head,
 };
 pub use uri::{Target, is_tchar, percent_decode, split_target, unescape, valid_host};

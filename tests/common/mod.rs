@@ -704,3 +704,43 @@ pub fn decode(coding: Option<&str>, body: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// The body `ranges` of `file` (`len` bytes, Content-Type `part_type`) make as
+/// `multipart/byteranges` with `boundary`, written out from RFC 9110 14.6 and RFC 2046 5.1.1.
+pub fn multipart(
+    file: &[u8],
+    part_type: &str,
+    ranges: &[(usize, usize)],
+    boundary: &str,
+) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (index, &(first, last)) in ranges.iter().enumerate() {
+        if index > 0 {
+            body.extend_from_slice(b"\r\n");
+        }
+        let len = file.len();
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Type: {part_type}\r\n\
+                 Content-Range: bytes {first}-{last}/{len}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(&file[first..=last]);
+    }
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
+}
+
+/// The boundary a `multipart/byteranges` response says it uses.
+pub fn boundary(response: &Response) -> String {
+    let content_type = response.header("content-type").unwrap_or_default();
+    let boundary = content_type
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap_or_else(|| panic!("not multipart: {content_type}"));
+    assert!(
+        (1..=70).contains(&boundary.len()) && boundary.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "RFC 2046 5.1.1: {boundary}"
+    );
+    boundary.to_string()
+}

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use super::{Handler, other_method};
-use crate::http::{Body, FileBody, Headers, Request, Response, Status};
+use crate::http::{Body, FileBody, Headers, Multipart, Request, Response, Status};
 use negotiate::Coding;
 use range::{Conditions, Outcome, Part, Validators, parse_range};
 use resolve::{DecodedPath, Opened, Refusal, Root, decode_path};
@@ -313,6 +313,17 @@ fn serve_file(
     let (status, offset, count) = match part {
         Part::Whole => (Status::OK, 0, len),
         Part::Range { start, end } => (Status::PARTIAL_CONTENT, start, end - start + 1),
+        // Parts of a representation in a content coding would be parts of its encoded bytes,
+        // under a Content-Encoding that would then claim the multipart body itself is encoded:
+        // such a request gets the whole file.
+        Part::Ranges(_) if coding.is_some() => (Status::OK, 0, len),
+        Part::Ranges(ranges) => {
+            let parts = Multipart::new(file, ranges, &content_type(name), len);
+            return with_validators(Response::new(Status::PARTIAL_CONTENT))
+                .with_content_type(parts.content_type())
+                .with_header("Accept-Ranges", "bytes")
+                .with_body(Body::Parts(Box::new(parts)));
+        }
         Part::Unsatisfiable => {
             return Response::error(Status::RANGE_NOT_SATISFIABLE)
                 .with_header("Content-Range", format!("bytes */{len}"));

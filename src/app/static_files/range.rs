@@ -145,20 +145,31 @@ pub enum Outcome {
 }
 
 /// The part of a file a GET asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Part {
-    /// The whole file, 200: no Range, one we ignore, or several ranges (answered whole).
+    /// The whole file, 200: no Range, or one we ignore.
     Whole,
     /// Bytes `start..=end`, 206.
     Range { start: u64, end: u64 },
-    /// No byte of the file is in the range, 416.
+    /// Two or more ranges, each `(start, end)` inclusive, in the order asked: 206 with a
+    /// `multipart/byteranges` body (RFC 9110 14.6).
+    Ranges(Vec<(u64, u64)>),
+    /// No byte of the file is in any range asked for, 416.
     Unsatisfiable,
 }
 
-/// Reads a `Range` header against a file of `len` bytes. One range of `bytes=a-b`, `a-` or `-n`
-/// is served; a range past the end is clipped. Several ranges get the whole file (a multipart
-/// answer would cost more than it saves), and so does anything malformed, which RFC 9110 14.2
-/// allows a server to ignore. A zero-length file is always sent whole.
+/// More ranges than this in one Range field: the field is ignored (the whole file is sent).
+/// Each part costs a head of its own; Apache's default limit is 200, nginx has none.
+pub const MAX_RANGES: usize = 100;
+
+/// Reads a `Range` header against a file of `len` bytes: `bytes=` and a list of `a-b`, `a-`
+/// or `-n`. A range past the end is clipped, one wholly past it is left out, and if none is
+/// left the answer is 416. One range left is a 206 of that range; several are one 206 with a
+/// part for each, in the order asked. Ignored (the whole file), as RFC 9110 14.2 allows: a
+/// malformed field, an invalid range in it (`5-2`), more than [`MAX_RANGES`], and ranges that
+/// add up to more than the file (overlaps, which would send bytes more than once: the denial
+/// of service of CVE-2011-3192; nginx and Go's net/http refuse them the same way). A
+/// zero-length file is always sent whole.
 pub fn parse_range(range: Option<&str>, len: u64) -> Part {
     let Some(range) = range else {
         return Part::Whole;
@@ -169,46 +180,71 @@ pub fn parse_range(range: Option<&str>, len: u64) -> Part {
     if !unit.trim().eq_ignore_ascii_case("bytes") || len == 0 {
         return Part::Whole;
     }
-    let mut specs = set
+    let mut ranges = Vec::new();
+    let mut specs = 0;
+    // Empty list elements are allowed and mean nothing (RFC 9110 5.6.1).
+    for spec in set
         .split(',')
         .map(str::trim)
-        .filter(|spec| !spec.is_empty());
-    let (Some(spec), None) = (specs.next(), specs.next()) else {
-        return Part::Whole;
-    };
+        .filter(|spec| !spec.is_empty())
+    {
+        specs += 1;
+        if specs > MAX_RANGES {
+            return Part::Whole;
+        }
+        match one_range(spec, len) {
+            Spec::Satisfiable(start, end) => ranges.push((start, end)),
+            Spec::Unsatisfiable => {}
+            Spec::Invalid => return Part::Whole,
+        }
+    }
+    let total = ranges.iter().fold(0u64, |sum, &(start, end)| {
+        sum.saturating_add(end - start + 1)
+    });
+    match ranges.as_slice() {
+        _ if specs == 0 => Part::Whole,
+        [] => Part::Unsatisfiable,
+        &[(start, end)] => Part::Range { start, end },
+        _ if total > len => Part::Whole,
+        _ => Part::Ranges(ranges),
+    }
+}
+
+/// One range of a Range field, read against a file of `len` bytes (more than 0).
+enum Spec {
+    /// `start..=end`, clipped to the file.
+    Satisfiable(u64, u64),
+    /// Wholly past the end, or an empty suffix (`-0`).
+    Unsatisfiable,
+    /// Not a range: the whole field is ignored.
+    Invalid,
+}
+
+fn one_range(spec: &str, len: u64) -> Spec {
     let Some((first, last)) = spec.split_once('-') else {
-        return Part::Whole;
+        return Spec::Invalid;
     };
     // `1*DIGIT`, however long (RFC 9110 14.1.1 sets no limit): a position past `u64::MAX` is
     // past the end of any file, so it reads as `u64::MAX`, which clips and compares the same.
     let number = |text: &str| decimal(text.as_bytes());
     match (first.trim(), last.trim()) {
         ("", suffix) => match number(suffix) {
-            Some(0) => Part::Unsatisfiable,
-            Some(n) => Part::Range {
-                start: len.saturating_sub(n),
-                end: len - 1,
-            },
-            None => Part::Whole,
+            Some(0) => Spec::Unsatisfiable,
+            Some(n) => Spec::Satisfiable(len.saturating_sub(n), len - 1),
+            None => Spec::Invalid,
         },
         (start, "") => match number(start) {
-            Some(start) if start >= len => Part::Unsatisfiable,
-            Some(start) => Part::Range {
-                start,
-                end: len - 1,
-            },
-            None => Part::Whole,
+            Some(start) if start >= len => Spec::Unsatisfiable,
+            Some(start) => Spec::Satisfiable(start, len - 1),
+            None => Spec::Invalid,
         },
         (start_text, end_text) => match (number(start_text), number(end_text)) {
             // A last position before the first makes the range invalid (14.1.1): ignored.
             // Compared as written, since two long ones both read as `u64::MAX`.
-            (Some(_), Some(_)) if decimal_order(start_text, end_text).is_gt() => Part::Whole,
-            (Some(start), Some(_)) if start >= len => Part::Unsatisfiable,
-            (Some(start), Some(end)) => Part::Range {
-                start,
-                end: end.min(len - 1),
-            },
-            _ => Part::Whole,
+            (Some(_), Some(_)) if decimal_order(start_text, end_text).is_gt() => Spec::Invalid,
+            (Some(start), Some(_)) if start >= len => Spec::Unsatisfiable,
+            (Some(start), Some(end)) => Spec::Satisfiable(start, end.min(len - 1)),
+            _ => Spec::Invalid,
         },
     }
 }
@@ -237,7 +273,20 @@ mod tests {
             ("bytes=100-", Part::Unsatisfiable),
             ("bytes=100-200", Part::Unsatisfiable),
             ("bytes=-0", Part::Unsatisfiable),
-            ("bytes=0-1,5-6", Part::Whole),
+            ("bytes=0-1,5-6", Part::Ranges(vec![(0, 1), (5, 6)])),
+            // In the order asked, clipped; a range wholly past the end is left out.
+            (
+                "bytes=-5, 0-0,,90-200",
+                Part::Ranges(vec![(95, 99), (0, 0), (90, 99)]),
+            ),
+            ("bytes=0-1, 100-", Part::Range { start: 0, end: 1 }),
+            ("bytes=100-, 200-300, -0", Part::Unsatisfiable),
+            // One invalid range, or overlaps that add up to more than the file: ignored.
+            ("bytes=0-1, 9-1", Part::Whole),
+            ("bytes=0-1, x", Part::Whole),
+            ("bytes=0-59, 40-99", Part::Whole),
+            ("bytes=0-49, 40-89", Part::Ranges(vec![(0, 49), (40, 89)])),
+            ("bytes=,", Part::Whole),
             ("bytes=9-1", Part::Whole),
             ("bytes=a-b", Part::Whole),
             ("bytes=-", Part::Whole),
@@ -273,10 +322,15 @@ mod tests {
                 Part::Unsatisfiable,
             ),
         ];
-        for &(header, expected) in cases {
-            assert_eq!(parse_range(Some(header), 100), expected, "{header}");
+        for (header, expected) in cases {
+            assert_eq!(&parse_range(Some(header), 100), expected, "{header}");
         }
         assert_eq!(parse_range(None, 100), Part::Whole);
+        let at_most = vec!["0-0"; MAX_RANGES].join(",");
+        let past = vec!["0-0"; MAX_RANGES + 1].join(",");
+        let parts = |header: &str| parse_range(Some(&format!("bytes={header}")), 1 << 20);
+        assert_eq!(parts(&at_most), Part::Ranges(vec![(0, 0); MAX_RANGES]));
+        assert_eq!(parts(&past), Part::Whole);
         assert_eq!(parse_range(Some("bytes=0-0"), 0), Part::Whole);
     }
 

@@ -661,6 +661,77 @@ fn file_bodies_follow_their_head_and_hold_back_the_next_response() {
     );
 }
 
+fn serve_parts(request: &Request<'_>) -> Response {
+    let contents: &[u8] = match request.path {
+        "/shrunk" => b"0123",
+        _ => b"0123456789",
+    };
+    let parts = super::super::Multipart::new(
+        temp_file(contents),
+        vec![(1, 2), (5, 5), (8, 9)],
+        "text/plain",
+        10,
+    );
+    Response::new(Status::PARTIAL_CONTENT)
+        .with_content_type(parts.content_type())
+        .with_body(Body::Parts(Box::new(parts)))
+}
+
+#[test]
+fn multipart_bodies_send_each_range_after_its_head() {
+    let expected = |boundary: &str| {
+        let part = |first: &str, range: &str, bytes: &str| {
+            format!(
+                "{first}--{boundary}\r\nContent-Type: text/plain\r\n\
+                 Content-Range: bytes {range}/10\r\n\r\n{bytes}"
+            )
+        };
+        let body = [
+            part("", "1-2", "12"),
+            part("\r\n", "5-5", "5"),
+            part("\r\n", "8-9", "89"),
+            format!("\r\n--{boundary}--\r\n"),
+        ];
+        body.concat()
+    };
+    let boundary_of = |head: &str| {
+        let at = head.find("boundary=").unwrap() + "boundary=".len();
+        head[at..at + 24].to_string()
+    };
+    // Pipelined: each range goes out after its part's head, and the response after the body.
+    let mut harness = Harness::with(Limits::default(), &serve_parts);
+    harness.feed(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    let text = harness.text();
+    let responses = parse_responses(&harness.out);
+    assert_eq!(responses.len(), 2, "{text}");
+    let heads: Vec<&str> = text.split("HTTP/1.1 206").skip(1).collect();
+    for (response, head) in responses.iter().zip(heads) {
+        let body = String::from_utf8(response.2.clone()).unwrap();
+        assert_eq!(body, expected(&boundary_of(head)));
+    }
+    assert!(!harness.conn.holds_buffers());
+
+    // HEAD: the length of the body it would have, and no body.
+    let mut harness = Harness::with(Limits::default(), &serve_parts);
+    harness.feed(b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    let text = harness.text();
+    let len = expected(&boundary_of(&text)).len();
+    assert!(
+        text.ends_with(&format!("Content-Length: {len}\r\n\r\n")),
+        "{text}"
+    );
+
+    // A file that shrank under its second range: the connection ends there.
+    let mut harness = Harness::with(Limits::default(), &serve_parts);
+    harness.feed(b"GET /shrunk HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(harness.closed);
+    let text = harness.text();
+    assert!(
+        text.ends_with("Content-Range: bytes 5-5/10\r\n\r\n"),
+        "{text}"
+    );
+}
+
 /// A valid request, rendered.
 fn request_strategy() -> impl Strategy<Value = Vec<u8>> {
     let path = "/[a-z0-9]{0,12}";
