@@ -372,6 +372,19 @@ fn ranges(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
         assert!(response.body == whole[from..to], "{range}: wrong bytes");
         counts.requests += 1;
     }
+    // All three at once: one multipart body.
+    let response = client
+        .request(b"GET /medium.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-99,99000-,-10\r\n\r\n");
+    assert_eq!(response.status, 206);
+    let parts = [(0, 99), (99_000, 99_999), (99_990, 99_999)];
+    let expected = common::multipart(
+        &whole,
+        "application/octet-stream",
+        &parts,
+        &common::boundary(&response),
+    );
+    assert!(response.body == expected, "the parts: wrong bytes");
+    counts.requests += 1;
 }
 
 fn pipelined(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
