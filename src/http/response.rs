@@ -111,9 +111,19 @@ pub struct Multipart {
 }
 
 impl Multipart {
-    /// `ranges` of a file of `file_len` bytes whose own Content-Type is `part_type`. The
-    /// boundary is random: 24 hex digits, so that a file is most unlikely to hold it.
+    /// `ranges` of a file of `file_len` bytes whose own Content-Type is `part_type`: each
+    /// `(start, end)` with `start <= end < file_len`, at least one (see
+    /// `static_files::range::parse_range`, which also leaves out what RFC 9110 14.2 lets a
+    /// server ignore). The boundary is random, 24 hex digits, so that a file is most unlikely
+    /// to hold it.
     pub fn new(file: File, ranges: Vec<(u64, u64)>, part_type: &str, file_len: u64) -> Self {
+        assert!(
+            !ranges.is_empty()
+                && ranges
+                    .iter()
+                    .all(|&(start, end)| start <= end && end < file_len),
+            "multipart ranges must lie within the file"
+        );
         use std::hash::{BuildHasher, Hasher};
         let random = || {
             std::collections::hash_map::RandomState::new()
