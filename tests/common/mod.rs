@@ -705,8 +705,9 @@ pub fn decode(coding: Option<&str>, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The body `ranges` of `file` (`len` bytes, Content-Type `part_type`) make as
-/// `multipart/byteranges` with `boundary`, written out from RFC 9110 14.6 and RFC 2046 5.1.1.
+/// The `multipart/byteranges` body that `ranges` (`(first, last)`, inclusive) of `file` make,
+/// each part of type `part_type`, separated by `boundary`: written out from RFC 9110 14.6 and
+/// RFC 2046 5.1.1.
 pub fn multipart(
     file: &[u8],
     part_type: &str,
