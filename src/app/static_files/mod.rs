@@ -309,41 +309,57 @@ fn serve_file(
     } else {
         Part::Whole
     };
+    // Parts of a representation in a content coding would be parts of its encoded bytes, under
+    // a Content-Encoding that would then claim the multipart body itself is encoded: such a
+    // request gets the whole file.
+    let part = match part {
+        Part::Ranges(_) if coding.is_some() => Part::Whole,
+        part => part,
+    };
     let len = validators.len;
-    let (status, offset, count) = match part {
-        Part::Whole => (Status::OK, 0, len),
-        Part::Range { start, end } => (Status::PARTIAL_CONTENT, start, end - start + 1),
-        // Parts of a representation in a content coding would be parts of its encoded bytes,
-        // under a Content-Encoding that would then claim the multipart body itself is encoded:
-        // such a request gets the whole file.
-        Part::Ranges(_) if coding.is_some() => (Status::OK, 0, len),
+    let (status, media_type, body, content_range) = match part {
+        Part::Whole => (
+            Status::OK,
+            content_type(name),
+            Body::File(FileBody {
+                file,
+                offset: 0,
+                len,
+            }),
+            None,
+        ),
+        Part::Range { start, end } => (
+            Status::PARTIAL_CONTENT,
+            content_type(name),
+            Body::File(FileBody {
+                file,
+                offset: start,
+                len: end - start + 1,
+            }),
+            Some(format!("bytes {start}-{end}/{len}")),
+        ),
         Part::Ranges(ranges) => {
             let parts = Multipart::new(file, ranges, &content_type(name), len);
-            return with_validators(Response::new(Status::PARTIAL_CONTENT))
-                .with_content_type(parts.content_type())
-                .with_header("Accept-Ranges", "bytes")
-                .with_body(Body::Parts(Box::new(parts)));
+            (
+                Status::PARTIAL_CONTENT,
+                Cow::Owned(parts.content_type()),
+                Body::Parts(Box::new(parts)),
+                None,
+            )
         }
         Part::Unsatisfiable => {
             return Response::error(Status::RANGE_NOT_SATISFIABLE)
                 .with_header("Content-Range", format!("bytes */{len}"));
         }
     };
-    let mut response = with_validators(Response::new(status))
-        .with_content_type(content_type(name))
+    let response = with_validators(Response::new(status))
+        .with_content_type(media_type)
         .with_header("Accept-Ranges", "bytes")
-        .with_body(Body::File(FileBody {
-            file,
-            offset,
-            len: count,
-        }));
-    if status == Status::PARTIAL_CONTENT {
-        response = response.with_header(
-            "Content-Range",
-            format!("bytes {offset}-{}/{len}", offset + count - 1),
-        );
+        .with_body(body);
+    match content_range {
+        Some(range) => response.with_header("Content-Range", range),
+        None => response,
     }
-    response
 }
 
 /// The conditional fields of a request. A list sent in several fields is one list (RFC 9110
