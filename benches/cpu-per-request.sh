@@ -6,8 +6,9 @@
 # how much CPU each server burns per request. Each server runs pinned to core 0 and wrk to
 # core 1; the server's utime+stime comes from /proc/PID/stat before and after each run. Runs
 # alternate between servers (so drift hits all alike), ROUNDS times each, and the median is shown,
-# with the median of each round's ratio to limit.c beside it, and the part of the CPU time spent
-# in the server's own code (utime) rather than in the kernel on its behalf.
+# with the median of each round's ratio to limit.c beside it, the number of rounds in which the
+# server took less CPU than limit.c, and the part of the CPU time spent in the server's own code
+# (utime) rather than in the kernel on its behalf.
 #
 #   benches/cpu-per-request.sh [ROUNDS=5] [SECONDS=10]
 #   PIPELINE=16 benches/cpu-per-request.sh        # 16 requests per write (../shared/bench/pipeline.lua)
@@ -192,21 +193,28 @@ for round in $(seq "$ROUNDS"); do
 done
 
 for name in $SERVERS; do
-  paired=-
-  [ -n "${round_ratios[$name]:-}" ] && paired="$(echo "${round_ratios[$name]}" | median)x"
+  paired=- below=-
+  if [ -n "${round_ratios[$name]:-}" ]; then
+    paired="$(echo "${round_ratios[$name]}" | median)x"
+    # In how many rounds this server took less CPU than the base: "level within noise" is about
+    # half of them; "below" is most of them.
+    below="$(echo "${round_ratios[$name]}" | tr ' ' '\n' | awk 'NF {n++; b += ($1 < 1)}
+      END {print b "/" n}')"
+  fi
   echo "$name $(echo "${results[$name]}" | median) $(echo "${user_results[$name]}" | median)" \
-    "$(echo "${latencies[$name]}" | median) $paired"
+    "$(echo "${latencies[$name]}" | median) $paired $below"
 done >"$work/medians"
 floor=$(awk -v base="$BASE" '$1 == base {print $2}' "$work/medians")
 echo
 # The user-space part is the server's own code; the rest is the kernel's work on its behalf
 # (reading, writing, epoll): servers that make the same system calls differ only in the first.
-printf '%-10s %-22s %-11s %-17s %-21s %s\n' server "median us CPU/request" "of it user" \
-  "ratio to $BASE" "median round ratio" "median p99 latency"
-while read -r name m user p99 paired; do
+printf '%-10s %-22s %-11s %-17s %-21s %-19s %s\n' server "median us CPU/request" "of it user" \
+  "ratio to $BASE" "median round ratio" "rounds below $BASE" "median p99 latency"
+while read -r name m user p99 paired below; do
   ratio=${floor:+$(echo "scale=3; $m / $floor" | bc)x}
   if [ -n "$PIPELINE" ]; then p99=none; else p99="$p99 us"; fi
-  printf '%-10s %-22s %-11s %-17s %-21s %s\n' "$name" "$m" "$user" "${ratio:--}" "$paired" "$p99"
+  printf '%-10s %-22s %-11s %-17s %-21s %-19s %s\n' "$name" "$m" "$user" "${ratio:--}" "$paired" \
+    "$below" "$p99"
 done <"$work/medians"
 
 # PERF=1: each server's samples from its last round, by where they fell: its own code (user),
