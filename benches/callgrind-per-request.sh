@@ -8,7 +8,7 @@
 #   MODE=uring benches/callgrind-per-request.sh   # reactor-httpd --mode uring
 #   KEEP=DIR ...                                  # keep the two profiles (cg.0, cg.N) in DIR
 #
-# Needs: valgrind, python3.
+# Needs: valgrind (its callgrind_control, which uses vgdb and ptrace), python3.
 set -euo pipefail
 
 N=${1:-20000}
