@@ -258,6 +258,7 @@ fn decimal_order(a: &str, b: &str) -> std::cmp::Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn ranges() {
@@ -453,5 +454,105 @@ mod tests {
         assert!(f.if_range_holds(Some("Sun, 06 Nov 1994 08:49:37 GMT")));
         assert!(!f.if_range_holds(Some("Sun, 06 Nov 1994 08:49:38 GMT")));
         assert!(!f.if_range_holds(Some("garbage")));
+    }
+
+    /// One range as numbers, to be written into a field and read back.
+    #[derive(Clone, Debug)]
+    enum Asked {
+        FromTo(u64, u64),
+        From(u64),
+        Suffix(u64),
+    }
+
+    /// `u64::MAX` stands for a position too long to read: written with more digits than fit.
+    fn written(n: u64) -> String {
+        match n {
+            u64::MAX => "123456789012345678901234567890".into(),
+            n => n.to_string(),
+        }
+    }
+
+    /// What RFC 9110 14 and the rules above make of the ranges, worked out on the numbers.
+    fn expected(asked: &[Asked], len: u64) -> Part {
+        if len == 0 || asked.is_empty() || asked.len() > MAX_RANGES {
+            return Part::Whole;
+        }
+        let mut kept = Vec::new();
+        for range in asked {
+            let (start, end) = match *range {
+                Asked::FromTo(first, last) if first > last => return Part::Whole,
+                Asked::FromTo(first, last) => (first, last.min(len - 1)),
+                Asked::From(first) => (first, len - 1),
+                Asked::Suffix(0) => continue,
+                Asked::Suffix(n) => (len.saturating_sub(n), len - 1),
+            };
+            if start < len {
+                kept.push((start, end));
+            }
+        }
+        let total: u64 = kept.iter().map(|(start, end)| end - start + 1).sum();
+        match kept[..] {
+            [] => Part::Unsatisfiable,
+            [(start, end)] => Part::Range { start, end },
+            _ if total > len => Part::Whole,
+            _ => Part::Ranges(kept),
+        }
+    }
+
+    fn asked() -> impl Strategy<Value = Asked> {
+        let n = || prop_oneof![8 => 0u64..40, 1 => Just(u64::MAX)];
+        prop_oneof![
+            (n(), n()).prop_map(|(first, last)| Asked::FromTo(first, last)),
+            n().prop_map(Asked::From),
+            n().prop_map(Asked::Suffix),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+        /// Any list of ranges, written with the spacing and empty elements a list may have,
+        /// reads as the numbers it names.
+        #[test]
+        fn a_range_field_reads_as_the_ranges_it_names(
+            asked in prop_oneof![
+                proptest::collection::vec(asked(), 0..6),
+                // About MAX_RANGES short ones, which a large file can hold all of.
+                proptest::collection::vec(
+                    (0u64..40, 0u64..3).prop_map(|(first, more)| Asked::FromTo(first, first + more)),
+                    98..103,
+                ),
+            ],
+            len in prop_oneof![0u64..30, Just(10_000u64)],
+            separator in prop_oneof![Just(","), Just(", "), Just(" , "), Just(",,")],
+            unit in prop_oneof![Just("bytes"), Just("Bytes"), Just(" bytes ")],
+        ) {
+            let field = format!("{unit}={}", asked.iter().map(|range| match *range {
+                Asked::FromTo(first, last) => format!("{}-{}", written(first), written(last)),
+                Asked::From(first) => format!("{}-", written(first)),
+                Asked::Suffix(n) => format!("-{}", written(n)),
+            }).collect::<Vec<_>>().join(separator));
+            prop_assert_eq!(parse_range(Some(&field), len), expected(&asked, len), "{}", field);
+        }
+
+        /// Whatever the field, what comes back lies inside the file, and several ranges never
+        /// add up to more than it: what `Multipart::new` requires.
+        #[test]
+        fn any_range_field_stays_inside_the_file(
+            field in "[bBytes= 0-9,-]{0,40}",
+            len in 0u64..50,
+        ) {
+            match parse_range(Some(&field), len) {
+                Part::Whole => {}
+                Part::Unsatisfiable => prop_assert!(len > 0),
+                Part::Range { start, end } => prop_assert!(start <= end && end < len),
+                Part::Ranges(ranges) => {
+                    prop_assert!((2..=MAX_RANGES).contains(&ranges.len()));
+                    prop_assert!(ranges.iter().all(|&(start, end)| start <= end && end < len));
+                    let total: u64 = ranges.iter().map(|(start, end)| end - start + 1).sum();
+                    prop_assert!(total <= len);
+                }
+            }
+        }
     }
 }
