@@ -317,10 +317,12 @@ fn serve_file(
         part => part,
     };
     let len = validators.len;
-    let (status, media_type, body, content_range) = match part {
+    // The file's type; a multipart body's own type names the boundary instead (each part
+    // carries the file's).
+    let mut media_type = content_type(name);
+    let (status, body, content_range) = match part {
         Part::Whole => (
             Status::OK,
-            content_type(name),
             Body::File(FileBody {
                 file,
                 offset: 0,
@@ -330,7 +332,6 @@ fn serve_file(
         ),
         Part::Range { start, end } => (
             Status::PARTIAL_CONTENT,
-            content_type(name),
             Body::File(FileBody {
                 file,
                 offset: start,
@@ -339,13 +340,9 @@ fn serve_file(
             Some(format!("bytes {start}-{end}/{len}")),
         ),
         Part::Ranges(ranges) => {
-            let parts = Multipart::new(file, ranges, &content_type(name), len);
-            (
-                Status::PARTIAL_CONTENT,
-                Cow::Owned(parts.content_type()),
-                Body::Parts(Box::new(parts)),
-                None,
-            )
+            let parts = Multipart::new(file, ranges, &media_type, len);
+            media_type = Cow::Owned(parts.content_type());
+            (Status::PARTIAL_CONTENT, Body::Parts(Box::new(parts)), None)
         }
         Part::Unsatisfiable => {
             return Response::error(Status::RANGE_NOT_SATISFIABLE)
