@@ -64,9 +64,11 @@ run() { # requests -> instructions
   # server even in a system call; then the server is killed. (Not counted at a graceful exit:
   # valgrind 3.19 holds a signal back while a thread waits in io_uring_enter, so `--mode uring`
   # never hears SIGTERM under it.)
-  if ! callgrind_control --dump "$pid" >"$work/control.$count" 2>&1 || [ ! -s "$work/cg.$count.1" ]; then
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+  local dumped=true
+  callgrind_control --dump "$pid" >"$work/control.$count" 2>&1 || dumped=false
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  if ! $dumped || [ ! -s "$work/cg.$count.1" ]; then
     {
       echo "callgrind_control could not make the server (pid $pid) write its counts: it reaches"
       echo "the server through vgdb, which needs ptrace (a container may forbid it). It said:"
@@ -76,8 +78,6 @@ run() { # requests -> instructions
     } >&2
     exit 1
   fi
-  kill -KILL "$pid"
-  wait "$pid" 2>/dev/null || true
   mv "$work/cg.$count.1" "$work/cg.$count"
   awk '/^totals:/ {print $2}' "$work/cg.$count"
 }
