@@ -24,6 +24,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -69,12 +70,9 @@ pub fn server_config(source: &TlsSource) -> Result<(Arc<ServerConfig>, Option<St
     let (chain, key, fingerprint) = match source {
         TlsSource::Files { cert, key } => (read_chain(cert)?, read_key(key)?, None),
         TlsSource::SelfSigned => {
-            let names = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
-            let made = rcgen::generate_simple_self_signed(names)
+            let (der, key) = self_signed(SystemTime::now())
                 .map_err(|err| format!("cannot make a self-signed certificate: {err}"))?;
-            let der = made.cert.der().clone();
             let fingerprint = fingerprint(&der);
-            let key = PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
             (vec![der], key, Some(fingerprint))
         }
     };
@@ -100,6 +98,38 @@ pub fn server_config(source: &TlsSource) -> Result<(Arc<ServerConfig>, Option<St
     // of session ids for TLS 1.2 clients without tickets.
     config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|err| format!("TLS: {err}"))?;
     Ok((Arc::new(config), fingerprint))
+}
+
+/// A certificate for localhost, 127.0.0.1 and ::1, made at `now`, and its key.
+///
+/// It is valid from a day before `now` (for a client whose clock is behind) for 365 days in
+/// all, as a certificate a browser is asked to trust must be: Apple's platforms refuse server
+/// certificates valid for longer than 825 days even when the user trusts them, and Mozilla's
+/// guidance is at most 366. (rcgen's default runs from 1975 to 4096.) A server that runs a
+/// year without a restart or an upgrade (SIGHUP, which makes a new one) should use
+/// `--tls-cert`. It names itself, and carries what strict verifiers look for: key usage for
+/// signatures, extended key usage for a TLS server, and key identifiers.
+fn self_signed(
+    now: SystemTime,
+) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), rcgen::Error> {
+    const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+    let names = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+    let mut params = rcgen::CertificateParams::new(names)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "reactor-httpd self-signed");
+    params.not_before = (now - DAY).into();
+    params.not_after = (now + 364 * DAY).into();
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    Ok((
+        cert.der().clone(),
+        PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    ))
 }
 
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -490,4 +520,45 @@ fn send_piece(tls: &mut ServerConnection, file: &File, offset: u64, len: u64) ->
         return Ok(0); // the file shrank: the HTTP connection closes
     }
     Ok(tls.writer().write(&piece[..read]).unwrap_or(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::{ServerName, UnixTime};
+    use std::time::UNIX_EPOCH;
+
+    /// The self-signed certificate verifies (for a client that trusts it) from a day before it
+    /// was made until 364 days after, under each of its three names, and at no other time.
+    #[test]
+    fn a_self_signed_certificate_is_valid_for_a_year() {
+        const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+        const MINUTE: Duration = Duration::from_secs(60);
+        let made = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let (der, _) = self_signed(made).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .unwrap();
+        let verifies = |name: &str, at: SystemTime| {
+            let since = at.duration_since(UNIX_EPOCH).unwrap();
+            let name = ServerName::try_from(name.to_string()).unwrap();
+            let at = UnixTime::since_unix_epoch(since);
+            verifier
+                .verify_server_cert(&der, &[], &name, &[], at)
+                .is_ok()
+        };
+        for name in ["localhost", "127.0.0.1", "::1"] {
+            assert!(verifies(name, made), "{name}");
+        }
+        assert!(!verifies("example.com", made));
+        assert!(verifies("localhost", made - DAY + MINUTE));
+        assert!(verifies("localhost", made + 364 * DAY - MINUTE));
+        assert!(!verifies("localhost", made - DAY - MINUTE));
+        assert!(!verifies("localhost", made + 364 * DAY + MINUTE));
+    }
 }
