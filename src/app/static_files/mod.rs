@@ -424,13 +424,17 @@ fn compressed(
         .with_body(Body::Stream(Box::new(stream))))
 }
 
-/// By extension; text is declared UTF-8; unknown is `application/octet-stream`.
+/// By extension; text is declared UTF-8; unknown is `application/octet-stream`. JavaScript is
+/// `text/javascript` whatever its extension (`.mjs` included, which mime_guess calls
+/// `application/javascript`): RFC 9239 makes that the one type, as the HTML standard asks.
 fn content_type(name: &[u8]) -> Cow<'static, str> {
     match mime_guess::from_path(Path::new(OsStr::from_bytes(name))).first_raw() {
         Some("text/html") => Cow::Borrowed("text/html; charset=utf-8"),
         Some("text/plain") => Cow::Borrowed("text/plain; charset=utf-8"),
         Some("text/css") => Cow::Borrowed("text/css; charset=utf-8"),
-        Some("text/javascript") => Cow::Borrowed("text/javascript; charset=utf-8"),
+        Some("text/javascript" | "application/javascript") => {
+            Cow::Borrowed("text/javascript; charset=utf-8")
+        }
         Some(text) if text.starts_with("text/") => Cow::Owned(format!("{text}; charset=utf-8")),
         Some(other) => Cow::Borrowed(other),
         None => Cow::Borrowed("application/octet-stream"),
@@ -494,6 +498,8 @@ mod tests {
         assert_eq!(content_type(b"a.TXT"), "text/plain; charset=utf-8");
         assert_eq!(content_type(b"a.csv"), "text/csv; charset=utf-8");
         assert_eq!(content_type(b"a.png"), "image/png");
+        assert_eq!(content_type(b"a.js"), "text/javascript; charset=utf-8");
+        assert_eq!(content_type(b"a.mjs"), "text/javascript; charset=utf-8");
         assert_eq!(content_type(b"a.unknownext"), "application/octet-stream");
         assert_eq!(content_type(b"Makefile"), "application/octet-stream");
     }
