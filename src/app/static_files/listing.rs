@@ -7,12 +7,15 @@
 //! The listing is built in memory: a directory of 100,000 entries makes a page of about 10 MB
 //! (see the note on issue 3 for its time).
 
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::SystemTime;
+
+use super::resolve::{Opened, Root, is_servable_name};
 
 pub struct Entry {
     name: Vec<u8>,
@@ -23,10 +26,18 @@ pub struct Entry {
     modified: Option<SystemTime>,
 }
 
-/// The entries of `dir` (opened beneath ROOT; `path_for_fallback` names it for systems without
-/// /proc) as they are listed: directories first, then files, each sorted by name, hidden names,
-/// names that cannot be fetched and dangling links left out.
-pub fn entries(dir: &File, path_for_fallback: &Path) -> io::Result<Vec<Entry>> {
+/// The entries of the directory `dir`, at `relative` beneath `root` (`path_for_fallback` names
+/// it for systems without /proc), as they are listed: directories first, then files, each
+/// sorted by name. Only what a request for it would serve is listed: regular files and
+/// directories, under names a request can fetch. Hidden names, FIFOs, sockets and devices are
+/// left out, and so is a symbolic link unless it resolves within ROOT, as a request resolves
+/// it (a link out of ROOT would show the size and date of a file the server never serves).
+pub fn entries(
+    root: &Root,
+    relative: &Path,
+    dir: &File,
+    path_for_fallback: &Path,
+) -> io::Result<Vec<Entry>> {
     // Read the directory that was opened, not whatever the path names by now.
     let by_fd = format!("/proc/self/fd/{}", dir.as_raw_fd());
     let reader = fs::read_dir(&by_fd).or_else(|_| fs::read_dir(path_for_fallback))?;
@@ -35,17 +46,29 @@ pub fn entries(dir: &File, path_for_fallback: &Path) -> io::Result<Vec<Entry>> {
         let entry = entry?;
         let name = entry.file_name().as_bytes().to_vec();
         // A name no request can fetch is not offered as a link.
-        if !super::resolve::is_servable_name(&name) {
+        if !is_servable_name(&name) {
             continue;
         }
-        // Follow symlinks, so a link to a directory lists as one; a dangling link is left out.
-        let Ok(metadata) = fs::metadata(entry.path()) else {
+        let Ok(kind) = entry.file_type() else {
             continue;
+        };
+        // A link is followed as a request for it would be: beneath ROOT, or not at all (a link
+        // to a directory then lists as one). Anything else by its own metadata.
+        let metadata = if kind.is_symlink() {
+            match root.open(&relative.join(OsStr::from_bytes(&name))) {
+                Ok(Opened::File(_, metadata) | Opened::Dir(_, metadata)) => metadata,
+                Err(_) => continue,
+            }
+        } else {
+            match entry.metadata() {
+                Ok(metadata) if metadata.is_file() || metadata.is_dir() => metadata,
+                _ => continue,
+            }
         };
         entries.push(Entry {
             name,
             is_dir: metadata.is_dir(),
-            is_symlink: entry.file_type().is_ok_and(|kind| kind.is_symlink()),
+            is_symlink: kind.is_symlink(),
             len: metadata.len(),
             modified: metadata.modified().ok(),
         });
@@ -207,7 +230,8 @@ mod tests {
         fs::write(dir.join(".secret"), "").unwrap();
         std::os::unix::fs::symlink("alpha.txt", dir.join("link")).unwrap();
         let opened = File::open(&dir).unwrap();
-        let entries = entries(&opened, &dir).unwrap();
+        let root = Root::new(&dir).unwrap();
+        let entries = entries(&root, Path::new("."), &opened, &dir).unwrap();
         let html = String::from_utf8(html(&entries, "/x/", false)).unwrap();
         let json: serde_json::Value = serde_json::from_slice(&json(&entries)).unwrap();
         fs::remove_dir_all(&dir).unwrap();
@@ -248,6 +272,47 @@ mod tests {
         assert!(html.contains("<td>5</td>"));
         assert!(html.contains("href=\"../\""));
         assert!(html.contains("<title>Index of /x/</title>"));
+    }
+
+    /// Only what a request would serve is listed: no link out of ROOT (straight, through `..`,
+    /// to /etc), no link loop, no FIFO, and no link to one; links that stay inside are listed
+    /// with their targets' size and kind.
+    #[test]
+    fn lists_only_what_is_served() {
+        let base = std::env::temp_dir().join(format!("listing-traps-{}", std::process::id()));
+        let path = super::super::resolve::trap_tree(&base).unwrap();
+        let fifo = std::ffi::CString::new(path.join("pipe").as_os_str().as_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path; mkfifo only reads it.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        std::os::unix::fs::symlink("pipe", path.join("pipe-link")).unwrap();
+        std::os::unix::fs::symlink("dir/sub", path.join("dir-link")).unwrap();
+        let root = Root::new(&path).unwrap();
+        let listed = |relative: &str| {
+            let opened = File::open(path.join(relative)).unwrap();
+            let found = entries(&root, Path::new(relative), &opened, &path).unwrap();
+            (found.iter())
+                .map(|entry| {
+                    let name = String::from_utf8_lossy(&entry.name).into_owned();
+                    (name, entry.is_dir, entry.is_symlink, entry.len)
+                })
+                .collect::<Vec<_>>()
+        };
+        let at_root = listed(".");
+        let in_dir = listed("dir/");
+        fs::remove_dir_all(&base).unwrap();
+        let names: Vec<&str> = at_root.iter().map(|entry| entry.0.as_str()).collect();
+        assert_eq!(names, ["dir", "dir-link", "a b.txt", "file.txt", "in-link"]);
+        assert!(
+            at_root[1].1 && at_root[1].2,
+            "a link to a directory inside is one"
+        );
+        assert_eq!(
+            at_root[4],
+            ("in-link".into(), false, true, 4),
+            "deep.txt's 4 bytes"
+        );
+        let names: Vec<&str> = in_dir.iter().map(|entry| entry.0.as_str()).collect();
+        assert_eq!(names, ["sub"], "dir/up-link leads out of ROOT");
     }
 }
 

@@ -140,7 +140,7 @@ impl StaticFiles {
             title.push('/');
         }
         let fallback = self.root.path().join(&relative);
-        let entries = match listing::entries(dir, &fallback) {
+        let entries = match listing::entries(&self.root, &relative, dir, &fallback) {
             Ok(entries) => entries,
             Err(err) => return refused(resolve::refusal(err)),
         };
