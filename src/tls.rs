@@ -108,7 +108,7 @@ pub fn server_config(source: &TlsSource) -> Result<(Arc<ServerConfig>, Option<St
 /// guidance is at most 366. (rcgen's default runs from 1975 to 4096.) A server that runs a
 /// year without a restart or an upgrade (SIGHUP, which makes a new one) should use
 /// `--tls-cert`. It names itself, and carries what strict verifiers look for: key usage for
-/// signatures, extended key usage for a TLS server, and key identifiers.
+/// signatures, extended key usage for a TLS server, and an authority key identifier.
 fn self_signed(
     now: SystemTime,
 ) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), rcgen::Error> {
