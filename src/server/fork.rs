@@ -157,17 +157,24 @@ pub(crate) fn run<S: Session>(
                             .map(Upgrade::listener_fds)
                             .unwrap_or_default(),
                     };
+                    // Counted before the fork, in the counters the children share: a child may
+                    // serve a scrape before this process runs again, and that scrape must count
+                    // its own connection open, as in every other mode.
+                    if let Some(metrics) = &env.metrics {
+                        metrics.accepted.add(1);
+                    }
                     match fork_child::<S>(stream, peer.ip(), inherited, &setup, &shared, &shutdown)
                     {
                         Ok(pid) => {
                             children.insert(pid);
-                            if let Some(metrics) = &env.metrics {
-                                metrics.accepted.add(1);
-                            }
                         }
                         Err((err, stream)) => {
                             // Out of processes or memory: no child to serve it, so the client
                             // is told, as past --max-connections; wait before accepting more.
+                            // Its connection was counted open: it is closed now.
+                            if let Some(metrics) = &env.metrics {
+                                metrics.closed.add(1);
+                            }
                             eprintln!("reactor-httpd: fork: {err}");
                             blocking::refuse::<S>(stream, peer.ip(), &setup, &mut env);
                             paused_until = Some(Instant::now() + io_util::ACCEPT_BACKOFF);
