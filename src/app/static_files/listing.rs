@@ -26,21 +26,16 @@ pub struct Entry {
     modified: Option<SystemTime>,
 }
 
-/// The entries of the directory `dir`, at `relative` beneath `root` (`path_for_fallback` names
-/// it for systems without /proc), as they are listed: directories first, then files, each
+/// The entries of the directory `dir`, at `relative` beneath `root`, as they are listed: directories first, then files, each
 /// sorted by name. Only what a request for it would serve is listed: regular files and
 /// directories, under names a request can fetch. Hidden names, FIFOs, sockets and devices are
 /// left out, and so is a symbolic link unless it resolves within ROOT, as a request resolves
 /// it (a link out of ROOT would show the size and date of a file the server never serves).
-pub fn entries(
-    root: &Root,
-    relative: &Path,
-    dir: &File,
-    path_for_fallback: &Path,
-) -> io::Result<Vec<Entry>> {
-    // Read the directory that was opened, not whatever the path names by now.
+pub fn entries(root: &Root, relative: &Path, dir: &File) -> io::Result<Vec<Entry>> {
+    // Read the directory that was opened, not whatever the path names by now; by its path only
+    // where there is no /proc.
     let by_fd = format!("/proc/self/fd/{}", dir.as_raw_fd());
-    let reader = fs::read_dir(&by_fd).or_else(|_| fs::read_dir(path_for_fallback))?;
+    let reader = fs::read_dir(&by_fd).or_else(|_| fs::read_dir(root.path().join(relative)))?;
     let mut entries = Vec::new();
     for entry in reader {
         let entry = entry?;
@@ -231,7 +226,7 @@ mod tests {
         std::os::unix::fs::symlink("alpha.txt", dir.join("link")).unwrap();
         let opened = File::open(&dir).unwrap();
         let root = Root::new(&dir).unwrap();
-        let entries = entries(&root, Path::new("."), &opened, &dir).unwrap();
+        let entries = entries(&root, Path::new("."), &opened).unwrap();
         let html = String::from_utf8(html(&entries, "/x/", false)).unwrap();
         let json: serde_json::Value = serde_json::from_slice(&json(&entries)).unwrap();
         fs::remove_dir_all(&dir).unwrap();
@@ -289,7 +284,7 @@ mod tests {
         let root = Root::new(&path).unwrap();
         let listed = |relative: &str| {
             let opened = File::open(path.join(relative)).unwrap();
-            let found = entries(&root, Path::new(relative), &opened, &path).unwrap();
+            let found = entries(&root, Path::new(relative), &opened).unwrap();
             (found.iter())
                 .map(|entry| {
                     let name = String::from_utf8_lossy(&entry.name).into_owned();

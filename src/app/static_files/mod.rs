@@ -139,8 +139,7 @@ impl StaticFiles {
             title.push_str(&String::from_utf8_lossy(segment));
             title.push('/');
         }
-        let fallback = self.root.path().join(&relative);
-        let entries = match listing::entries(&self.root, &relative, dir, &fallback) {
+        let entries = match listing::entries(&self.root, &relative, dir) {
             Ok(entries) => entries,
             Err(err) => return refused(resolve::refusal(err)),
         };
