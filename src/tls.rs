@@ -100,6 +100,8 @@ pub fn server_config(source: &TlsSource) -> Result<(Arc<ServerConfig>, Option<St
     Ok((Arc::new(config), fingerprint))
 }
 
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// A certificate for localhost, 127.0.0.1 and ::1, made at `now`, and its key.
 ///
 /// It is valid from a day before `now` (for a client whose clock is behind) for 365 days in
@@ -112,7 +114,6 @@ pub fn server_config(source: &TlsSource) -> Result<(Arc<ServerConfig>, Option<St
 fn self_signed(
     now: SystemTime,
 ) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), rcgen::Error> {
-    const DAY: Duration = Duration::from_secs(24 * 60 * 60);
     let names = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
     let mut params = rcgen::CertificateParams::new(names)?;
     params.distinguished_name = rcgen::DistinguishedName::new();
@@ -534,7 +535,6 @@ mod tests {
     /// was made until 364 days after, under each of its three names, and at no other time.
     #[test]
     fn a_self_signed_certificate_is_valid_for_a_year() {
-        const DAY: Duration = Duration::from_secs(24 * 60 * 60);
         const MINUTE: Duration = Duration::from_secs(60);
         let made = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let (der, _) = self_signed(made).unwrap();
