@@ -14,7 +14,7 @@
 //! that process's accepting too.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Shutdown as HalfClose, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown as HalfClose, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -36,19 +36,19 @@ const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
 
 /// `--mode blocking`: accept a connection, serve it until it closes, accept the next.
 pub(crate) fn run<S: Session>(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     setup: S::Setup,
     shared: Arc<Shared>,
     shutdown: Shutdown,
 ) -> io::Result<()> {
     let active = Active::new(&shutdown)?;
     let mut env = LoopEnv::new(shared)?;
+    let mut acceptor = Acceptor::new(listeners);
     super::upgrade::announce_ready();
-    while let Some((stream, peer)) = accept(&listener, &active, &shutdown, env.metrics.as_deref())?
-    {
+    while let Some((stream, peer)) = acceptor.accept(&active, &shutdown, env.metrics.as_deref())? {
         serve_counted::<S>(stream, peer, &setup, &mut env, &active, &shutdown, None);
     }
-    for (stream, peer) in backlog(&listener, &shutdown, Instant::now()) {
+    for (stream, peer) in acceptor.backlog(&shutdown, Instant::now()) {
         serve_counted::<S>(stream, peer, &setup, &mut env, &active, &shutdown, None);
     }
     Ok(())
@@ -79,66 +79,103 @@ pub(crate) fn serve_counted<S: Session>(
     }
 }
 
-/// After shutdown: the connections the kernel had already accepted, taken without waiting for
-/// more, while the drain time lasts. Their requests are in flight too (the reactor takes them
-/// the same way before closing its listeners). None on a handover: they are the new process's.
-pub(crate) fn backlog<'a>(
-    listener: &'a TcpListener,
-    shutdown: &Shutdown,
-    since: Instant,
-) -> impl Iterator<Item = (TcpStream, IpAddr)> + 'a {
-    let take = !shutdown.is_handover();
-    std::iter::from_fn(move || {
-        while take && since.elapsed() < DRAIN_GRACE {
-            match listener.accept() {
-                // Accepted sockets do not inherit O_NONBLOCK on Linux: they block, as served.
-                Ok((stream, peer)) => return Some((stream, peer.ip())),
-                Err(err) if io_util::is_transient_accept_error(&err) => {}
-                Err(_) => return None,
-            }
-        }
-        None
-    })
+/// The listening sockets of the blocking modes (one, unless more were passed in), taken in
+/// turn: connections queued on one cannot keep another's waiting.
+pub(crate) struct Acceptor {
+    listeners: Vec<TcpListener>,
+    /// The listener tried first next time.
+    next: usize,
 }
 
-/// The next connection, or `None` once shutdown began. Retries what is worth retrying.
-pub(crate) fn accept(
-    listener: &TcpListener,
-    active: &Active,
-    shutdown: &Shutdown,
-    metrics: Option<&LoopMetrics>,
-) -> io::Result<Option<(TcpStream, IpAddr)>> {
-    let mut trouble = io_util::AcceptTrouble::default();
-    loop {
-        if shutdown.is_triggered() {
-            return Ok(None);
-        }
-        active.wait_for_connection(listener);
-        if shutdown.is_triggered() {
-            return Ok(None);
-        }
-        match listener.accept() {
-            // Accepted sockets do not inherit O_NONBLOCK on Linux: they block, as served.
-            Ok((stream, peer)) => {
-                trouble.accepted();
-                return Ok(Some((stream, peer.ip())));
+impl Acceptor {
+    pub(crate) fn new(listeners: Vec<TcpListener>) -> Acceptor {
+        assert!(!listeners.is_empty(), "an acceptor needs a listener");
+        Acceptor { listeners, next: 0 }
+    }
+
+    /// The next connection, or `None` once shutdown began. Retries what is worth retrying.
+    pub(crate) fn accept(
+        &mut self,
+        active: &Active,
+        shutdown: &Shutdown,
+        metrics: Option<&LoopMetrics>,
+    ) -> io::Result<Option<(TcpStream, IpAddr)>> {
+        let mut trouble = io_util::AcceptTrouble::default();
+        loop {
+            if shutdown.is_triggered() {
+                return Ok(None);
             }
-            // Someone else took it (another process on a shared listener), or a wake-up.
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-            Err(err) if io_util::is_transient_accept_error(&err) => {
-                io_util::count_accept_error(metrics, false);
+            active.wait_for_connection(&self.listeners);
+            if shutdown.is_triggered() {
+                return Ok(None);
             }
-            Err(err) if io_util::is_resource_exhaustion(&err) => {
-                io_util::count_accept_error(metrics, true);
-                trouble.failed(&err);
-                thread::sleep(io_util::ACCEPT_BACKOFF);
+            match self.accept_any() {
+                // Accepted sockets do not inherit O_NONBLOCK on Linux: they block, as served.
+                Ok((stream, peer)) => {
+                    trouble.accepted();
+                    return Ok(Some((stream, peer.ip())));
+                }
+                // Someone else took it (another process on a shared listener), or a wake-up.
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) if io_util::is_transient_accept_error(&err) => {
+                    io_util::count_accept_error(metrics, false);
+                }
+                Err(err) if io_util::is_resource_exhaustion(&err) => {
+                    io_util::count_accept_error(metrics, true);
+                    trouble.failed(&err);
+                    thread::sleep(io_util::ACCEPT_BACKOFF);
+                }
+                Err(err) => return Err(err),
             }
-            Err(err) => return Err(err),
         }
+    }
+
+    /// One `accept` on each listener in turn, starting after the one that answered last, until
+    /// one has a connection (or an error); WouldBlock if none has.
+    fn accept_any(&mut self) -> io::Result<(TcpStream, SocketAddr)> {
+        let count = self.listeners.len();
+        for turn in 0..count {
+            let index = (self.next + turn) % count;
+            match self.listeners[index].accept() {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                answer => {
+                    self.next = (index + 1) % count;
+                    return answer;
+                }
+            }
+        }
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
+    /// After shutdown: the connections the kernel had already accepted, on every listener,
+    /// taken without waiting for more, while the drain time lasts. Their requests are in flight
+    /// too (the reactor takes them the same way before closing its listeners). None on a
+    /// handover: they are the new process's.
+    pub(crate) fn backlog<'a>(
+        &'a self,
+        shutdown: &Shutdown,
+        since: Instant,
+    ) -> impl Iterator<Item = (TcpStream, IpAddr)> + 'a {
+        let take = !shutdown.is_handover();
+        let mut listeners = self.listeners.iter().filter(move |_| take);
+        let mut listener = listeners.next();
+        std::iter::from_fn(move || {
+            while let Some(current) = listener
+                && since.elapsed() < DRAIN_GRACE
+            {
+                match current.accept() {
+                    // Accepted sockets do not inherit O_NONBLOCK on Linux: they block, as served.
+                    Ok((stream, peer)) => return Some((stream, peer.ip())),
+                    Err(err) if io_util::is_transient_accept_error(&err) => {}
+                    // This one's queue is empty (or it failed): the next listener's.
+                    Err(_) => listener = listeners.next(),
+                }
+            }
+            None
+        })
     }
 }
 
-// ANCHOR: serve_connection
 /// Serves one connection until it closes.
 pub(crate) fn serve_connection<S: Session>(
     stream: TcpStream,
@@ -346,9 +383,13 @@ impl Active {
         Ok(active)
     }
 
-    /// Waits until `listener` has a connection to accept, or a shutdown wakes the acceptor.
-    fn wait_for_connection(&self, listener: &TcpListener) {
-        wait_readable([listener.as_raw_fd(), self.wake.0.as_raw_fd()], None);
+    /// Waits until one of `listeners` has a connection to accept, or a shutdown wakes the
+    /// acceptor.
+    fn wait_for_connection(&self, listeners: &[TcpListener]) {
+        let fds: Vec<RawFd> = (listeners.iter().map(AsRawFd::as_raw_fd))
+            .chain([self.wake.0.as_raw_fd()])
+            .collect();
+        wait_readable(&fds, None);
     }
 
     fn register(&self, stream: &TcpStream) -> Slot<'_> {

@@ -45,12 +45,13 @@ use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
 use crate::access_log::REOPEN_GENERATION;
 use crate::session::Session;
 
-const LISTENER: Token = Token(0);
-const SIGNALED: Token = Token(1);
-const UPGRADE: Token = Token(2);
+const SIGNALED: Token = Token(0);
+const UPGRADE: Token = Token(1);
+/// The first listener's; the others' follow.
+const LISTENERS: usize = 2;
 
 pub(crate) fn run<S: Session>(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     setup: S::Setup,
     shared: Arc<Shared>,
     shutdown: Shutdown,
@@ -79,9 +80,13 @@ pub(crate) fn run<S: Session>(
     wake.set_nonblocking(true)?;
     let mut wake = mio::net::UnixStream::from_std(wake);
     let mut poll = Poll::new()?;
-    let mut listener = mio::net::TcpListener::from_std(listener);
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let mut listeners: Vec<_> = (listeners.into_iter())
+        .map(mio::net::TcpListener::from_std)
+        .collect();
+    for (index, listener) in listeners.iter_mut().enumerate() {
+        poll.registry()
+            .register(listener, Token(LISTENERS + index), Interest::READABLE)?;
+    }
     poll.registry()
         .register(&mut wake, SIGNALED, Interest::READABLE)?;
     let mut env = LoopEnv::new(shared.clone())?;
@@ -138,59 +143,67 @@ pub(crate) fn run<S: Session>(
             continue;
         }
         paused_until = None;
-        // Edge-triggered: take every queued connection.
-        loop {
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    trouble.accepted();
-                    // Accepted sockets are non-blocking under mio; the child blocks.
-                    let stream = into_std(stream);
-                    if children.len() >= shared.max_connections {
-                        blocking::refuse::<S>(stream, peer.ip(), &setup, &mut env);
-                        continue;
-                    }
-                    let inherited = Inherited {
-                        listener: listener.as_raw_fd(),
-                        poll: poll.as_raw_fd(),
-                        upgrade: upgrade
-                            .as_ref()
-                            .map(Upgrade::listener_fds)
-                            .unwrap_or_default(),
-                    };
-                    // Counted before the fork, in the counters the children share: a child may
-                    // serve a scrape before this process runs again, and that scrape must count
-                    // its own connection open, as in every other mode.
-                    if let Some(metrics) = &env.metrics {
-                        metrics.accepted.add(1);
-                    }
-                    match fork_child::<S>(stream, peer.ip(), inherited, &setup, &shared, &shutdown)
-                    {
-                        Ok(pid) => {
-                            children.insert(pid);
-                        }
-                        Err((err, stream)) => {
-                            // Out of processes or memory: no child to serve it, so the client
-                            // is told, as past --max-connections; wait before accepting more.
-                            // Its connection was counted open: it is closed now.
-                            if let Some(metrics) = &env.metrics {
-                                metrics.closed.add(1);
-                            }
-                            eprintln!("reactor-httpd: fork: {err}");
+        // Edge-triggered: take every queued connection, on every listener.
+        'listeners: for listener in &listeners {
+            loop {
+                match listener.accept() {
+                    Ok((stream, peer)) => {
+                        trouble.accepted();
+                        // Accepted sockets are non-blocking under mio; the child blocks.
+                        let stream = into_std(stream);
+                        if children.len() >= shared.max_connections {
                             blocking::refuse::<S>(stream, peer.ip(), &setup, &mut env);
-                            paused_until = Some(Instant::now() + io_util::ACCEPT_BACKOFF);
-                            break;
+                            continue;
+                        }
+                        let inherited = Inherited {
+                            listeners: listeners.iter().map(AsRawFd::as_raw_fd).collect(),
+                            poll: poll.as_raw_fd(),
+                            upgrade: upgrade
+                                .as_ref()
+                                .map(Upgrade::listener_fds)
+                                .unwrap_or_default(),
+                        };
+                        // Counted before the fork, in the counters the children share: a child may
+                        // serve a scrape before this process runs again, and that scrape must count
+                        // its own connection open, as in every other mode.
+                        if let Some(metrics) = &env.metrics {
+                            metrics.accepted.add(1);
+                        }
+                        match fork_child::<S>(
+                            stream,
+                            peer.ip(),
+                            inherited,
+                            &setup,
+                            &shared,
+                            &shutdown,
+                        ) {
+                            Ok(pid) => {
+                                children.insert(pid);
+                            }
+                            Err((err, stream)) => {
+                                // Out of processes or memory: no child to serve it, so the client
+                                // is told, as past --max-connections; wait before accepting more.
+                                // Its connection was counted open: it is closed now.
+                                if let Some(metrics) = &env.metrics {
+                                    metrics.closed.add(1);
+                                }
+                                eprintln!("reactor-httpd: fork: {err}");
+                                blocking::refuse::<S>(stream, peer.ip(), &setup, &mut env);
+                                paused_until = Some(Instant::now() + io_util::ACCEPT_BACKOFF);
+                                break 'listeners;
+                            }
                         }
                     }
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                Err(err) if io_util::is_transient_accept_error(&err) => {
-                    io_util::count_accept_error(env.metrics.as_deref(), false);
-                }
-                Err(err) => {
-                    io_util::count_accept_error(env.metrics.as_deref(), true);
-                    trouble.failed(&err);
-                    paused_until = Some(Instant::now() + io_util::ACCEPT_BACKOFF);
-                    break;
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(err) if io_util::is_transient_accept_error(&err) => {
+                        io_util::count_accept_error(env.metrics.as_deref(), false);
+                    }
+                    Err(err) => {
+                        io_util::count_accept_error(env.metrics.as_deref(), true);
+                        trouble.failed(&err);
+                        paused_until = Some(Instant::now() + io_util::ACCEPT_BACKOFF);
+                        break 'listeners;
+                    }
                 }
             }
         }
@@ -199,8 +212,8 @@ pub(crate) fn run<S: Session>(
 
     // Stop accepting; give the children the drain time to finish what they serve. (On a
     // handover this closes only our copy: the new process serves the socket and its queue.)
-    drop(listener);
-    // With our copies of the listener (the flag set by a signal runs no shutdown hook).
+    drop(listeners);
+    // With our copies of the listeners (the flag set by a signal runs no shutdown hook).
     drop(upgrade);
     let drain = if shutdown.is_handover() {
         SIGHUP
@@ -227,7 +240,7 @@ pub(crate) fn run<S: Session>(
 
 /// The parent's descriptors a child must close: it serves one connection, nothing else.
 struct Inherited {
-    listener: i32,
+    listeners: Vec<i32>,
     poll: i32,
     /// The upgrade's copies of the listener.
     upgrade: Vec<i32>,
@@ -267,7 +280,9 @@ fn serve_child<S: Session>(
     // SAFETY: these descriptors were inherited from the parent and nothing in the child uses
     // them; the objects that own them in this copy of memory are never dropped (see `_exit`).
     unsafe {
-        libc::close(inherited.listener);
+        for fd in inherited.listeners {
+            libc::close(fd);
+        }
         libc::close(inherited.poll);
         for fd in inherited.upgrade {
             libc::close(fd);

@@ -189,15 +189,16 @@ enum Listeners {
     /// Reactor: the listeners of each loop (one, unless more sockets were passed in than there
     /// are loops), and the core each loop is pinned to.
     PerLoop(Vec<(Vec<TcpListener>, Option<core_affinity::CoreId>)>),
-    /// The other modes: one listener.
-    One(TcpListener),
+    /// The other modes: every listener (one, unless more sockets were passed in), taken in turn
+    /// by their one acceptor.
+    OneAcceptor(Vec<TcpListener>),
 }
 
 impl Listeners {
     fn all(&self) -> Vec<&TcpListener> {
         match self {
             Listeners::PerLoop(group) => group.iter().flat_map(|(own, _)| own).collect(),
-            Listeners::One(listener) => vec![listener],
+            Listeners::OneAcceptor(listeners) => listeners.iter().collect(),
         }
     }
 }
@@ -274,9 +275,9 @@ impl Server {
                     .map_err(bind_error)?;
                 Listeners::PerLoop(group.into_iter().map(|one| vec![one]).zip(pins).collect())
             }
-            (None, _) => Listeners::One(
+            (None, _) => Listeners::OneAcceptor(vec![
                 listener::bind(config.bind, config.reuse_port, true).map_err(bind_error)?,
-            ),
+            ]),
         };
         // Responses are written whole (and a file's head and body are two sends): Nagle must not
         // hold back a last segment until the client's delayed ACK. Set on the listeners, once:
@@ -348,7 +349,7 @@ impl Server {
     pub fn listening_line(&self) -> String {
         let loops = match &self.listeners {
             Listeners::PerLoop(group) => group.len(),
-            Listeners::One(_) => 1,
+            Listeners::OneAcceptor(_) => 1,
         };
         let how = match self.mode {
             Mode::Reactor => plural(loops, "loop"),
@@ -394,15 +395,15 @@ impl Server {
                 let signals = self.signals.map(|signals| (signals, upgrade));
                 uring::run::<S>(group, setup, shared, shutdown, signals)
             }
-            (Mode::Threaded, Listeners::One(listener)) => {
-                threaded::run::<S>(listener, setup, self.threads, shared, shutdown)
+            (Mode::Threaded, Listeners::OneAcceptor(listeners)) => {
+                threaded::run::<S>(listeners, setup, self.threads, shared, shutdown)
             }
-            (Mode::Blocking, Listeners::One(listener)) => {
-                blocking::run::<S>(listener, setup, shared, shutdown)
+            (Mode::Blocking, Listeners::OneAcceptor(listeners)) => {
+                blocking::run::<S>(listeners, setup, shared, shutdown)
             }
-            (Mode::Fork, Listeners::One(listener)) => {
+            (Mode::Fork, Listeners::OneAcceptor(listeners)) => {
                 let upgrade = upgrade.zip(self.fork_hangup);
-                fork::run::<S>(listener, setup, shared, shutdown, upgrade)
+                fork::run::<S>(listeners, setup, shared, shutdown, upgrade)
             }
             _ => Err(io::Error::other("listeners do not match the mode")),
         }
@@ -444,12 +445,14 @@ impl Handler for MetricsRoute {
 
 /// The listeners for `mode` from sockets passed in (by an upgrade's old process, or by socket
 /// activation) instead of bound here. An explicit `--bind` must name what was passed (port 0
-/// matches any port). The reactor's loops take one socket each when as many were passed (an
-/// upgrade from the same flags; `ReusePort=yes` and one `ListenStream=` per loop); with more
-/// sockets than loops, a loop takes several, for a socket nobody accepts from would hold its
-/// connections forever; with fewer, the loops share them round the loops, each loop with its
-/// own descriptor of a shared socket, accepting until it would block: one connection goes to
-/// whichever loop's `accept` takes it first, never to two. The other modes serve the first.
+/// matches any port). Every socket is served: one nobody accepts from would hold its
+/// connections forever. The modes without loops take them all in their one acceptor. The
+/// reactor's loops split the sockets of each address among them when there are as many as
+/// loops or more (an upgrade from the same flags; `ReusePort=yes` and one `ListenStream=` per
+/// loop), a loop taking several when there are more; with fewer, the loops share them round
+/// the loops, each loop with its own descriptor of a shared socket, accepting until it would
+/// block: one connection goes to whichever loop's `accept` takes it first, never to two. So
+/// with an IPv4 and an IPv6 socket passed, every loop serves both.
 fn inherited(
     passed: Vec<TcpListener>,
     mode: Mode,
@@ -457,7 +460,9 @@ fn inherited(
     config: &Config,
 ) -> Result<Listeners, StartError> {
     let io = |err: io::Error| StartError::Io(format!("cannot use the sockets passed: {err}"));
-    for listener in &passed {
+    // The sockets of each address, in the order the addresses were first passed.
+    let mut by_address: Vec<(SocketAddr, Vec<TcpListener>)> = Vec::new();
+    for listener in passed {
         let addr = listener.local_addr().map_err(io)?;
         let same =
             addr == config.bind || (config.bind.port() == 0 && addr.ip() == config.bind.ip());
@@ -468,28 +473,26 @@ fn inherited(
             )));
         }
         listener.set_nonblocking(true).map_err(io)?;
+        match by_address.iter_mut().find(|(seen, _)| *seen == addr) {
+            Some((_, sockets)) => sockets.push(listener),
+            None => by_address.push((addr, vec![listener])),
+        }
     }
     if !mode.has_loops() {
-        let mut passed = passed.into_iter();
-        let first = passed.next().expect("at least one");
-        if passed.len() > 0 {
-            eprintln!(
-                "reactor-httpd: {} mode serves one listening socket; {} passed in are left alone",
-                mode.name(),
-                passed.len()
-            );
-        }
-        return Ok(Listeners::One(first));
+        let all = by_address.into_iter().flat_map(|(_, sockets)| sockets);
+        return Ok(Listeners::OneAcceptor(all.collect()));
     }
     let loops = pins.len();
     let mut group: Vec<Vec<TcpListener>> = (0..loops).map(|_| Vec::new()).collect();
-    if passed.len() >= loops {
-        for (index, listener) in passed.into_iter().enumerate() {
-            group[index % loops].push(listener);
-        }
-    } else {
-        for (index, own) in group.iter_mut().enumerate() {
-            own.push(passed[index % passed.len()].try_clone().map_err(io)?);
+    for (_, sockets) in by_address {
+        if sockets.len() >= loops {
+            for (index, listener) in sockets.into_iter().enumerate() {
+                group[index % loops].push(listener);
+            }
+        } else {
+            for (index, own) in group.iter_mut().enumerate() {
+                own.push(sockets[index % sockets.len()].try_clone().map_err(io)?);
+            }
         }
     }
     Ok(Listeners::PerLoop(group.into_iter().zip(pins).collect()))
@@ -538,4 +541,86 @@ fn loop_pins(config: &Config) -> Result<Vec<Option<core_affinity::CoreId>>, Star
         )));
     }
     Ok(cores.into_iter().take(loops).map(Some).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::{AsRawFd, RawFd};
+
+    use super::*;
+
+    /// The addresses each loop accepts on, sorted.
+    fn addresses(listeners: &Listeners) -> Vec<Vec<SocketAddr>> {
+        let Listeners::PerLoop(group) = listeners else {
+            panic!("not per loop");
+        };
+        (group.iter())
+            .map(|(own, _)| {
+                let mut addrs: Vec<_> = own.iter().map(|l| l.local_addr().unwrap()).collect();
+                addrs.sort();
+                addrs
+            })
+            .collect()
+    }
+
+    /// `count` sockets listening on one loopback address, sharing its port.
+    fn sockets_on_one_address(count: usize) -> Vec<TcpListener> {
+        let first = ([127, 0, 0, 1], 0).into();
+        listener::bind_group(first, count, true, true).unwrap()
+    }
+
+    #[test]
+    fn every_loop_serves_every_address_passed() {
+        let two_loops = || vec![None, None];
+        let config = Config::default();
+        // Two addresses, one socket each: both loops take both (a descriptor of each).
+        let (a, b) = (sockets_on_one_address(1), sockets_on_one_address(1));
+        let (a_addr, b_addr) = (a[0].local_addr().unwrap(), b[0].local_addr().unwrap());
+        let mut both = vec![a_addr, b_addr];
+        both.sort();
+        let passed = a.into_iter().chain(b).collect();
+        let listeners = inherited(passed, Mode::Reactor, two_loops(), &config).unwrap();
+        assert_eq!(addresses(&listeners), vec![both.clone(), both.clone()]);
+        // One address with a socket per loop (an upgrade's), and another with one: the first
+        // is split, one socket a loop; the second shared.
+        let (a, b) = (sockets_on_one_address(2), sockets_on_one_address(1));
+        let (a_addr, b_addr) = (a[0].local_addr().unwrap(), b[0].local_addr().unwrap());
+        let fds: Vec<RawFd> = a.iter().map(AsRawFd::as_raw_fd).collect();
+        let passed = a.into_iter().chain(b).collect();
+        let listeners = inherited(passed, Mode::Reactor, two_loops(), &config).unwrap();
+        let mut pair = vec![a_addr, b_addr];
+        pair.sort();
+        assert_eq!(addresses(&listeners), vec![pair.clone(), pair]);
+        let Listeners::PerLoop(group) = &listeners else {
+            unreachable!()
+        };
+        assert_eq!(group[0].0[0].as_raw_fd(), fds[0]);
+        assert_eq!(group[1].0[0].as_raw_fd(), fds[1]);
+        // Three sockets on one address, two loops: the first loop takes two.
+        let listeners = inherited(
+            sockets_on_one_address(3),
+            Mode::Reactor,
+            two_loops(),
+            &config,
+        )
+        .unwrap();
+        assert_eq!(
+            addresses(&listeners)
+                .iter()
+                .map(Vec::len)
+                .collect::<Vec<_>>(),
+            [2, 1]
+        );
+        // The other modes take every socket passed.
+        let passed = sockets_on_one_address(1)
+            .into_iter()
+            .chain(sockets_on_one_address(1))
+            .collect();
+        let Listeners::OneAcceptor(all) =
+            inherited(passed, Mode::Threaded, two_loops(), &config).unwrap()
+        else {
+            panic!("not one acceptor");
+        };
+        assert_eq!(all.len(), 2);
+    }
 }

@@ -204,8 +204,8 @@ impl Signals {
                 while !shutdown.is_triggered() {
                     let deadline = upgrade.as_ref().and_then(|upgrade| upgrade.deadline());
                     match watching {
-                        Some(ready) => wait_readable([self.fd(), ready], deadline),
-                        None => wait_readable([self.fd()], deadline),
+                        Some(ready) => wait_readable(&[self.fd(), ready], deadline),
+                        None => wait_readable(&[self.fd()], deadline),
                     }
                     let received = self.take();
                     if received.stop {
@@ -231,18 +231,20 @@ impl Signals {
 
 /// Waits until one of `fds` is readable, or `until` passes (`None`: no time limit). An
 /// interrupted wait simply returns: callers look again.
-pub(crate) fn wait_readable<const N: usize>(fds: [RawFd; N], until: Option<std::time::Instant>) {
-    let mut polled = fds.map(|fd| libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    });
+pub(crate) fn wait_readable(fds: &[RawFd], until: Option<std::time::Instant>) {
+    let mut polled: Vec<libc::pollfd> = (fds.iter())
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     let timeout = until.map_or(-1, |at| {
         let left = at.saturating_duration_since(std::time::Instant::now());
         left.as_millis().min(i32::MAX as u128) as i32
     });
-    // SAFETY: `polled` is a valid array of N for the call.
-    unsafe { libc::poll(polled.as_mut_ptr(), N as libc::nfds_t, timeout) };
+    // SAFETY: `polled` is a valid array of its length for the call.
+    unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, timeout) };
 }
 
 /// The self-pipe: a socket pair, with signal-hook's handler writing one byte into one end each

@@ -14,13 +14,13 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread;
 use std::time::Instant;
 
-use super::blocking::{self, Active};
+use super::blocking::{self, Acceptor, Active};
 use super::{LoopEnv, Shared, Shutdown};
 use crate::session::Session;
 
 // ANCHOR: threaded_run
 pub(crate) fn run<S: Session>(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     setup: S::Setup,
     threads: usize,
     shared: Arc<Shared>,
@@ -73,9 +73,10 @@ pub(crate) fn run<S: Session>(
             let _ = queue.send((stream, peer));
         }
     };
+    let mut acceptor = Acceptor::new(listeners);
     super::upgrade::announce_ready();
     let accepted = loop {
-        match blocking::accept(&listener, &active, &shutdown, metrics.as_deref()) {
+        match acceptor.accept(&active, &shutdown, metrics.as_deref()) {
             Ok(Some((stream, peer))) => dispatch(stream, peer),
             Ok(None) => break Ok(()),
             Err(err) => {
@@ -85,7 +86,7 @@ pub(crate) fn run<S: Session>(
         }
     };
     let since = Instant::now();
-    for (stream, peer) in blocking::backlog(&listener, &shutdown, since) {
+    for (stream, peer) in acceptor.backlog(&shutdown, since) {
         dispatch(stream, peer);
     }
     drop(queue);
