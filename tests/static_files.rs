@@ -259,6 +259,17 @@ fn directories(mode: Mode) {
         get(&mut client, "/with-index", "").header("location"),
         Some("/with-index/")
     );
+    // A path that starts with two slashes names the same directory, but as a Location it would
+    // be a reference to another host (`//docs/` is http://docs/): the redirect has one slash.
+    for (path, location) in [
+        ("//docs", "/docs/"),
+        ("///docs?a=b", "/docs/?a=b"),
+        ("//docs//empty-dir", "/docs//empty-dir/"),
+    ] {
+        let moved = get(&mut client, path, "");
+        assert_eq!(moved.status, 301, "{path}");
+        assert_eq!(moved.header("location"), Some(location), "{path}");
+    }
 
     let listing = get(&mut client, "/docs/", "");
     assert_eq!(listing.status, 200);

@@ -99,8 +99,10 @@ impl Handler for StaticFiles {
                 self.serve_plain(request, &wanted, &relative, file, &metadata, name)
             }
             Ok(Opened::Dir(..)) if !path.trailing_slash && !path.segments.is_empty() => {
-                // Relative links inside a directory page only work from its slash form.
-                let mut location = format!("{}/", request.path);
+                // Relative links inside a directory page only work from its slash form. Empty
+                // segments name nothing, and leading ones must go: `//host/` in a Location is
+                // another host (an open redirect, with a directory named like one).
+                let mut location = format!("/{}/", request.path.trim_start_matches('/'));
                 if let Some(query) = request.query {
                     location.push('?');
                     location.push_str(query);
