@@ -103,9 +103,13 @@ const RECV_BUFFER_LEN: usize = 4096;
 const RECV_POSTED_START: u16 = 1;
 /// The buffer group of the receive buffers (one group per ring).
 const BUF_GROUP: u16 = 0;
-/// Bytes a connection may hold received but not yet taken by `http::Conn` before its receive is
-/// cancelled (re-armed once they are taken): a client sending while its responses wait, or its
-/// request is on the pool, is stopped by TCP as it is in the reactor.
+/// Bytes a connection may hold received but not yet taken by `http::Conn`: a client sending
+/// while its responses wait, or its request is on the pool, is stopped by TCP as it is in the
+/// reactor. Where the kernel can (Linux 6.17), each arming of a connection's multishot receive
+/// ends after this many bytes, and is armed again only once they are taken. Without that, a
+/// multishot receive takes whatever the socket holds (hundreds of KiB from a client pipelining
+/// without reading) before a cancel can stop it; the receive is then cancelled once the
+/// connection holds more than this, which bounds the next burst, not this one.
 const BACKLOG_MAX: usize = 16 * 1024;
 /// A file goes out in pieces of this size: read into a buffer of the loop's, then sent.
 const FILE_PIECE: usize = 64 * 1024;
@@ -719,6 +723,52 @@ unsafe fn push(ring: &mut IoUring, entry: &squeue::Entry) {
     }
 }
 
+/// A multishot receive on `fd` into the provided buffers, which the kernel ends once it has
+/// received `limit` bytes in all, if a limit is given.
+fn recv_multi(fd: RawFd, limit: Option<u32>) -> squeue::Entry {
+    let entry = opcode::RecvMulti::new(types::Fd(fd), BUF_GROUP).build();
+    let Some(limit) = limit else {
+        return entry;
+    };
+    // The limit is the entry's `optlen`, which the io-uring crate does not set: four bytes at
+    // offset 44 of the kernel's `struct io_uring_sqe` (shared with `splice_fd_in` and
+    // `file_index`), a layout fixed by the kernel's ABI.
+    const OPTLEN: usize = 44;
+    // SAFETY: `squeue::Entry` is `#[repr(C)]` around the 64-byte `struct io_uring_sqe`, plain
+    // integers with no padding, every byte set when it was built; any bytes make a valid one.
+    let mut raw: [u8; 64] = unsafe { std::mem::transmute(entry) };
+    raw[OPTLEN..OPTLEN + 4].copy_from_slice(&limit.to_ne_bytes());
+    // SAFETY: as above.
+    unsafe { std::mem::transmute::<[u8; 64], squeue::Entry>(raw) }
+}
+
+/// The limit each arming of a connection's receive is given: [`BACKLOG_MAX`], if this kernel
+/// ends a multishot receive at a limit. Older kernels (before 6.17) refuse the field (EINVAL).
+/// Asked once per process, on a thread of its own (see [`available`]), of a receive on a socket
+/// whose peer has closed: it completes at once, with the end of input if the limit is taken.
+fn recv_limit() -> Option<u32> {
+    static LIMIT: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let asked = || -> io::Result<bool> {
+            let mut ring = new_ring()?;
+            let bufs = BufRing::new(&ring, 2, 64, 2)?;
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+            drop(theirs);
+            let entry = recv_multi(ours.as_raw_fd(), Some(1));
+            // SAFETY: the receive writes only into the provided buffers, which outlive the ring.
+            unsafe { push(&mut ring, &entry) };
+            ring.submit_and_wait(1)?;
+            let result = ring.completion().next().map(|cqe| cqe.result());
+            drop(ring);
+            drop(bufs);
+            Ok(result.is_some_and(|result| result >= 0))
+        };
+        let supported = thread::spawn(move || asked().unwrap_or(false));
+        let limit = u32::try_from(BACKLOG_MAX).expect("BACKLOG_MAX fits");
+        supported.join().unwrap_or(false).then_some(limit)
+    })
+}
+
 /// Cancels the connection's receive, if one is armed. Its last completion says it is over
 /// (`Recv::Off`).
 fn cancel_recv<S>(ring: &mut IoUring, key: usize, connection: &mut Connection<S>) {
@@ -936,6 +986,8 @@ struct Ring<S: Session> {
     upgrade_polled: bool,
     /// Files (what is left of them) of this many bytes or more are spliced.
     splice_at: u64,
+    /// Bytes each arming of a receive may take, where the kernel can end it there.
+    recv_limit: Option<u32>,
     /// Completions reaped in one turn (kept to reuse its allocation).
     reaped: Vec<(u64, i32, u32)>,
     /// Slots in the table of registered files (0: none, the kernel refused one).
@@ -1012,6 +1064,7 @@ impl<S: Session> Ring<S> {
                 .ok()
                 .and_then(|value| value.parse().ok())
                 .unwrap_or(SPLICE_AT_LEAST),
+            recv_limit: recv_limit(),
             reaped: Vec::with_capacity(CQ_ENTRIES as usize),
             fixed_slots,
             staged: Staged {
@@ -1660,6 +1713,7 @@ impl<S: Session> Ring<S> {
         let ring = &mut self.ring;
         let extras = &mut self.extras;
         let splice_at = self.splice_at;
+        let recv_limit = self.recv_limit;
         let step =
             self.env.with_context(connection.peer, |cx| {
                 let conn = &mut connection.conn;
@@ -1717,9 +1771,11 @@ impl<S: Session> Ring<S> {
                             }
                             if connection.recv == Recv::Off {
                                 connection.recv = Recv::Armed;
-                                let entry = opcode::RecvMulti::new(types::Fd(fd), BUF_GROUP)
-                                    .build()
-                                    .user_data(user_data(Op::Recv, key, generation));
+                                let entry = recv_multi(fd, recv_limit).user_data(user_data(
+                                    Op::Recv,
+                                    key,
+                                    generation,
+                                ));
                                 // SAFETY: receives write only into provided buffers (`BufRing`).
                                 unsafe { push(ring, &entry) };
                             }
@@ -2056,6 +2112,8 @@ impl<S: Session> Drop for Ring<S> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::fd::AsRawFd;
+
     /// What an idle connection costs the uring beyond its `http::Conn` (see
     /// `an_idle_connection_is_small`): its slab entry. benches/idle-memory.sh measures the whole.
     #[test]
@@ -2063,5 +2121,61 @@ mod tests {
         let size = size_of::<super::Connection<crate::http::Conn>>();
         // The reactor's, in a release build: an idle connection costs the same in both drivers.
         assert!(size <= 176, "the uring's Connection grew to {size} bytes");
+    }
+
+    /// The kernel's `(major, minor)` version, from uname.
+    fn kernel_version() -> (u32, u32) {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let mut parts = release.trim().split(['.', '-']);
+        let mut next = || parts.next().and_then(|part| part.parse().ok()).unwrap_or(0);
+        (next(), next())
+    }
+
+    /// A receive armed with the limit ends once it has taken that much, however much the
+    /// socket holds: a client that pipelines without reading fills the socket, not the server.
+    #[test]
+    fn a_receive_ends_at_its_limit() {
+        use std::io::Write;
+        if super::available().is_err() {
+            eprintln!("skipped: io_uring is not available here");
+            return;
+        }
+        let Some(limit) = super::recv_limit() else {
+            // Linux 6.17 brought the limit; before it, the kernel refuses the field.
+            assert!(
+                kernel_version() < (6, 17),
+                "Linux {:?} should take a receive's limit",
+                kernel_version()
+            );
+            eprintln!("skipped: this kernel (before 6.17) has no limit on a multishot receive");
+            return;
+        };
+        let limit = limit as usize;
+        let mut ring = super::new_ring().unwrap();
+        let bufs = super::BufRing::new(&ring, 64, super::RECV_BUFFER_LEN, 64).unwrap();
+        let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        // Four times the limit waits in the socket before the receive is armed.
+        // Then the end of input, which ends a receive that has no limit (and bounds the test).
+        let sent = vec![b'x'; 4 * limit];
+        theirs.write_all(&sent).unwrap();
+        drop(theirs);
+        let entry = super::recv_multi(ours.as_raw_fd(), Some(limit as u32)).user_data(7);
+        // SAFETY: the receive writes only into the provided buffers, which outlive the ring.
+        unsafe { super::push(&mut ring, &entry) };
+        let (mut taken, mut ended) = (0, false);
+        while !ended {
+            ring.submit_and_wait(1).unwrap();
+            for cqe in ring.completion() {
+                assert!(cqe.result() >= 0, "receive failed: {}", cqe.result());
+                taken += cqe.result() as usize;
+                ended = !io_uring::cqueue::more(cqe.flags());
+            }
+        }
+        assert!(
+            (limit..limit + super::RECV_BUFFER_LEN).contains(&taken),
+            "took {taken} bytes for a limit of {limit}"
+        );
+        drop(ring);
+        drop(bufs);
     }
 }
