@@ -58,7 +58,7 @@ struct Cli {
     /// Open connections; beyond it the client gets 503 and is closed.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
-    /// Request line + headers, in bytes; beyond it 431.
+    /// Request line + headers, in bytes; beyond it 431 (as for more than 100 header fields).
     #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(64..))]
     max_header_bytes: u32,
     /// Request body, in bytes; beyond it 413.
