@@ -176,6 +176,7 @@ impl Acceptor {
     }
 }
 
+// ANCHOR: serve_connection
 /// Serves one connection until it closes.
 pub(crate) fn serve_connection<S: Session>(
     stream: TcpStream,
