@@ -111,6 +111,10 @@ const BUF_GROUP: u16 = 0;
 /// without reading) before a cancel can stop it; the receive is then cancelled once the
 /// connection holds more than this, which bounds the next burst, not this one.
 const BACKLOG_MAX: usize = 16 * 1024;
+const _: () = assert!(
+    BACKLOG_MAX <= u32::MAX as usize,
+    "a receive's limit is a u32"
+);
 /// A file goes out in pieces of this size: read into a buffer of the loop's, then sent.
 const FILE_PIECE: usize = 64 * 1024;
 /// Files of at least this many bytes are spliced (file to pipe to socket) rather than read and
@@ -197,23 +201,32 @@ fn decode(data: u64) -> (Option<Op>, usize, u32) {
 
 /// Checks at start that this kernel, in this sandbox, gives us what the driver needs (a ring
 /// with the flags below, provided-buffer rings, multishot receive): one line if not.
+pub(crate) fn available() -> Result<(), String> {
+    probed().as_ref().map(|_| ()).map_err(Clone::clone)
+}
+
+/// What [`probe`] found, asked once per process: an error to show, or the limit each arming of
+/// a connection's receive is given ([`recv_limit`]).
 ///
 /// On a thread of its own: when a ring is closed, the kernel finishes with the threads that used
 /// it by interrupting them once (task work), and a socket read with a timeout on the caller's
 /// thread (an application embedding the server) would see that as EINTR.
-pub(crate) fn available() -> Result<(), String> {
-    thread::spawn(probe)
-        .join()
-        .unwrap_or_else(|_| Err("io_uring probe panicked".into()))
+fn probed() -> &'static Result<Option<u32>, String> {
+    static PROBED: std::sync::OnceLock<Result<Option<u32>, String>> = std::sync::OnceLock::new();
+    PROBED.get_or_init(|| {
+        thread::spawn(probe)
+            .join()
+            .unwrap_or_else(|_| Err("io_uring probe panicked".into()))
+    })
 }
 
-fn probe() -> Result<(), String> {
+fn probe() -> Result<Option<u32>, String> {
     let explain = |err: io::Error| {
         format!(
             "io_uring is not available here ({err}): --mode uring needs Linux 6.1 or later, with io_uring not disabled by kernel.io_uring_disabled or a seccomp filter (as in Docker's default profile); use --mode reactor"
         )
     };
-    let ring = new_ring().map_err(explain)?;
+    let mut ring = new_ring().map_err(explain)?;
     let mut probe = io_uring::Probe::new();
     ring.submitter()
         .register_probe(&mut probe)
@@ -234,9 +247,26 @@ fn probe() -> Result<(), String> {
         }
     }
     let bufs = BufRing::new(&ring, 2, 2, 2).map_err(explain)?;
+    let limit = takes_recv_limit(&mut ring)
+        .unwrap_or(false)
+        .then_some(BACKLOG_MAX as u32);
     drop(ring);
     drop(bufs);
-    Ok(())
+    Ok(limit)
+}
+
+/// Whether the kernel ends a multishot receive at a limit (Linux 6.17); older kernels refuse
+/// the field (EINVAL). Asked of a receive on a socket whose peer has closed: it completes at
+/// once, with the end of input if the limit is taken. `ring` has provided buffers registered.
+fn takes_recv_limit(ring: &mut IoUring) -> io::Result<bool> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    drop(theirs);
+    let entry = recv_multi(ours.as_raw_fd(), Some(1));
+    // SAFETY: the receive writes only into the provided buffers, which outlive the ring.
+    unsafe { push(ring, &entry) };
+    ring.submit_and_wait(1)?;
+    let result = ring.completion().next().map(|cqe| cqe.result());
+    Ok(result.is_some_and(|result| result >= 0))
 }
 
 // ANCHOR: new_ring
@@ -743,30 +773,9 @@ fn recv_multi(fd: RawFd, limit: Option<u32>) -> squeue::Entry {
 }
 
 /// The limit each arming of a connection's receive is given: [`BACKLOG_MAX`], if this kernel
-/// ends a multishot receive at a limit. Older kernels (before 6.17) refuse the field (EINVAL).
-/// Asked once per process, on a thread of its own (see [`available`]), of a receive on a socket
-/// whose peer has closed: it completes at once, with the end of input if the limit is taken.
+/// ends a multishot receive at a limit (see [`probed`]).
 fn recv_limit() -> Option<u32> {
-    static LIMIT: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
-    *LIMIT.get_or_init(|| {
-        let asked = || -> io::Result<bool> {
-            let mut ring = new_ring()?;
-            let bufs = BufRing::new(&ring, 2, 64, 2)?;
-            let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
-            drop(theirs);
-            let entry = recv_multi(ours.as_raw_fd(), Some(1));
-            // SAFETY: the receive writes only into the provided buffers, which outlive the ring.
-            unsafe { push(&mut ring, &entry) };
-            ring.submit_and_wait(1)?;
-            let result = ring.completion().next().map(|cqe| cqe.result());
-            drop(ring);
-            drop(bufs);
-            Ok(result.is_some_and(|result| result >= 0))
-        };
-        let supported = thread::spawn(move || asked().unwrap_or(false));
-        let limit = u32::try_from(BACKLOG_MAX).expect("BACKLOG_MAX fits");
-        supported.join().unwrap_or(false).then_some(limit)
-    })
+    probed().as_ref().ok().copied().flatten()
 }
 
 /// Cancels the connection's receive, if one is armed. Its last completion says it is over

@@ -26,8 +26,8 @@ pub struct Entry {
     modified: Option<SystemTime>,
 }
 
-/// The entries of the directory `dir`, at `relative` beneath `root`, as they are listed: directories first, then files, each
-/// sorted by name. Only what a request for it would serve is listed: regular files and
+/// The entries of the directory `dir`, at `relative` beneath `root`, as they are listed:
+/// directories first, then files, each sorted by name. Only what a request for it would serve is listed: regular files and
 /// directories, under names a request can fetch. Hidden names, FIFOs, sockets and devices are
 /// left out, and so is a symbolic link unless it resolves within ROOT, as a request resolves
 /// it (a link out of ROOT would show the size and date of a file the server never serves).
