@@ -33,11 +33,11 @@ fn timed_hello(client: &mut Client) -> Duration {
     start.elapsed()
 }
 
-/// A handler whose `/block` says when it starts (on `started`) and returns when told (on
-/// `release`), or panics for `/panic`; it says both may block. Everything else is answered at
+/// A handler whose `/block` says when it starts (on `started`, with its target) and returns
+/// when told (on `release`), or panics for `/panic`; it says both may block. Everything else is answered at
 /// once, on the loop.
 struct Gate {
-    started: Mutex<Sender<()>>,
+    started: Mutex<Sender<String>>,
     release: Mutex<Receiver<()>>,
 }
 
@@ -45,7 +45,11 @@ impl Handler for Gate {
     fn handle(&self, request: &Request<'_>) -> Response {
         match request.path {
             "/block" => {
-                let _ = self.started.lock().unwrap().send(());
+                let _ = self
+                    .started
+                    .lock()
+                    .unwrap()
+                    .send(request.target.to_string());
                 let _ = self
                     .release
                     .lock()
@@ -64,7 +68,7 @@ impl Handler for Gate {
 }
 
 /// A server with a [`Gate`]: returns it, the receiver of "started", the sender of "release".
-fn gated(config: Config) -> (TestServer, Receiver<()>, Sender<()>) {
+fn gated(config: Config) -> (TestServer, Receiver<String>, Sender<()>) {
     let (started, started_rx) = mpsc::channel();
     let (release_tx, release) = mpsc::channel();
     let gate = Gate {
@@ -296,6 +300,39 @@ fn a_stuck_handler_gets_its_client_a_504(mode: Mode) {
     });
 }
 
+/// Requests that time out while still waiting in the queue are withdrawn: their clients get
+/// 504, and no pool thread runs them afterwards. Once the one thread is free it runs the next
+/// request at once, rather than first working through answers nobody will read.
+fn a_request_timed_out_in_the_queue_never_runs(mode: Mode) {
+    bounded(30, move || {
+        let mut config = one_loop(mode, 1);
+        config.limits.handler_timeout = Duration::from_millis(300);
+        let (server, started, release) = gated(config);
+        let mut running = server.connect();
+        running.send(b"GET /block?running HTTP/1.1\r\nHost: t\r\n\r\n");
+        let first = started.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(first, "/block?running");
+        let mut queued: Vec<Client> = (0..3)
+            .map(|i| {
+                let mut client = server.connect();
+                client.send(format!("GET /block?queued{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+                client
+            })
+            .collect();
+        for client in std::iter::once(&mut running).chain(&mut queued) {
+            assert_eq!(client.response().status, 504);
+        }
+        // The running handler returns; the thread takes the next job that was not withdrawn.
+        release.send(()).unwrap();
+        let mut next = server.connect();
+        next.send(b"GET /block?next HTTP/1.1\r\nHost: t\r\n\r\n");
+        let second = started.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(second, "/block?next", "a withdrawn request ran");
+        release.send(()).unwrap();
+        assert_eq!(next.response().text(), "released");
+    });
+}
+
 /// Shutdown with a request on the pool: the server waits for its answer, sends it (with
 /// `Connection: close`), and only then returns.
 fn shutdown_waits_for_pool_work_in_flight(mode: Mode) {
@@ -383,6 +420,12 @@ macro_rules! loop_modes {
             fn a_stuck_handler_gets_its_client_a_504() {
                 if super::common::runnable($value) {
                     super::a_stuck_handler_gets_its_client_a_504($value);
+                }
+            }
+            #[test]
+            fn a_request_timed_out_in_the_queue_never_runs() {
+                if super::common::runnable($value) {
+                    super::a_request_timed_out_in_the_queue_never_runs($value);
                 }
             }
             #[test]

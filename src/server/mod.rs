@@ -134,6 +134,18 @@ impl LoopEnv {
         f(&mut cx)
     }
 
+    /// Tells a connection it is closed (it writes what it owes the access log), and withdraws
+    /// its request from the handler pool if no thread has taken it yet: nobody is left to read
+    /// the answer. `ticket` is the connection's slab key and generation.
+    pub fn close<S: Session>(&mut self, ticket: pool::Ticket, peer: IpAddr, conn: &mut S) {
+        if conn.is_pending()
+            && let Some(offload) = &mut self.offload
+        {
+            offload.inbox.withdraw(ticket);
+        }
+        self.with_context(peer, |cx| conn.closed(cx));
+    }
+
     /// How long the loop may sleep: until its earliest timer, its access log's next flush, or
     /// the earliest of `others` (an accept back-off's end, draining's end, an upgrade's).
     pub(crate) fn sleep_for(

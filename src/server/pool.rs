@@ -17,9 +17,9 @@
 //! glibc's multi-thread bookkeeping on every system call (see `Signals`), so a server whose
 //! handlers never block keeps its loops as cheap as before.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
@@ -43,7 +43,18 @@ struct Job {
     body: Vec<u8>,
     ticket: Ticket,
     reply: Arc<Outbox>,
+    /// [`QUEUED`], then [`TAKEN`] by a thread or [`WITHDRAWN`] by its loop, whichever comes
+    /// first: the two sides settle it with one compare-and-swap each.
+    state: Arc<AtomicU8>,
 }
+
+/// Waiting in the queue.
+const QUEUED: u8 = 0;
+/// A thread runs its handler.
+const TAKEN: u8 = 1;
+/// Given up on by its loop before any thread took it (its client has had 504, or is gone): no
+/// thread runs it, so no thread is held by an answer nobody will read.
+const WITHDRAWN: u8 = 2;
 
 /// A finished job, on its way back to its loop.
 pub(crate) struct Completion {
@@ -150,6 +161,12 @@ fn work(jobs: &Mutex<Receiver<Job>>, handler: &dyn Handler) {
         let Ok(job) = job else {
             return;
         };
+        let taken = job
+            .state
+            .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire);
+        if taken.is_err() {
+            continue; // withdrawn: its loop expects no answer
+        }
         let mut storage = header_storage();
         let response = match parse_again(&job.head, &job.body, &mut storage) {
             Ok((request, _)) => {
@@ -181,6 +198,9 @@ pub(crate) struct Inbox {
     outbox: Arc<Outbox>,
     /// Tickets answered 504 whose handler is still running.
     stuck: HashSet<Ticket>,
+    /// The jobs of this loop that no answer has come back for yet, by ticket: what
+    /// [`Inbox::withdraw`] needs to reach one still in the queue.
+    pending: HashMap<Ticket, Arc<AtomicU8>>,
 }
 
 impl Inbox {
@@ -192,6 +212,7 @@ impl Inbox {
             receiver,
             outbox: Arc::new(Outbox { sender, waker }),
             stuck: HashSet::new(),
+            pending: HashMap::new(),
         }
     }
 
@@ -199,6 +220,7 @@ impl Inbox {
     pub fn take(&mut self, pool: &HandlerPool) -> Vec<Completion> {
         let mut done = Vec::new();
         while let Ok(completion) = self.receiver.try_recv() {
+            self.pending.remove(&completion.ticket);
             if self.stuck.remove(&completion.ticket) {
                 let left = pool.stuck.fetch_sub(1, Ordering::Relaxed) - 1;
                 eprintln!("reactor-httpd: a stuck handler returned ({left} pool threads stuck)");
@@ -209,9 +231,18 @@ impl Inbox {
         done
     }
 
-    /// The request of `ticket` ran past the handler timeout (its client got 504): its thread is
-    /// counted as stuck until the handler returns.
+    /// The request of `ticket` ran past the handler timeout (its client got 504). Still in the
+    /// queue, it is withdrawn and never runs; else its thread is counted as stuck until the
+    /// handler returns.
     pub fn gave_up(&mut self, pool: &HandlerPool, ticket: Ticket, waited: Duration) {
+        if self.withdraw(ticket) {
+            eprintln!(
+                "reactor-httpd: a request waited {waited:.0?} for a pool thread: 504 sent, its handler will not run ({} of {} pool threads stuck)",
+                pool.stuck.load(Ordering::Relaxed),
+                pool.threads
+            );
+            return;
+        }
         if self.stuck.insert(ticket) {
             let stuck = pool.stuck.fetch_add(1, Ordering::Relaxed) + 1;
             eprintln!(
@@ -219,6 +250,17 @@ impl Inbox {
                 pool.threads
             );
         }
+    }
+
+    /// Takes the job of `ticket` out of the pool's hands if no thread has taken it yet (it then
+    /// never runs, and no answer comes back for it); says whether it did. Called when the
+    /// request is given up on: timed out, or its connection closed.
+    pub fn withdraw(&mut self, ticket: Ticket) -> bool {
+        self.pending.remove(&ticket).is_some_and(|state| {
+            let withdrawn =
+                state.compare_exchange(QUEUED, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire);
+            withdrawn.is_ok()
+        })
     }
 }
 
@@ -232,14 +274,19 @@ pub(crate) struct PoolOffer {
 
 impl Offload for PoolOffer {
     fn hand_over(&mut self, request: &Request<'_>, head: &[u8]) -> Handover {
+        let state = Arc::new(AtomicU8::new(QUEUED));
         let job = Job {
             head: head.to_vec(),
             body: request.body.to_vec(),
             ticket: self.ticket,
             reply: self.inbox.outbox.clone(),
+            state: state.clone(),
         };
         match self.pool.jobs().try_send(job) {
-            Ok(()) => Handover::Away,
+            Ok(()) => {
+                self.inbox.pending.insert(self.ticket, state);
+                Handover::Away
+            }
             // Full, or no thread could start: a quick 503 beats a long wait.
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 Handover::Refused(Status::SERVICE_UNAVAILABLE)

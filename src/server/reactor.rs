@@ -295,8 +295,9 @@ impl<S: Session> EventLoop<S> {
                 && (self.connections.is_empty() || self.env.clock.now() >= deadline)
             {
                 // Those still open are cut off: what they owe the access log is written first.
-                for (_, connection) in self.connections.iter_mut() {
-                    (self.env).with_context(connection.peer, |cx| connection.conn.closed(cx));
+                for (key, connection) in self.connections.iter_mut() {
+                    let ticket = (key, connection.generation);
+                    (self.env).close(ticket, connection.peer, &mut connection.conn);
                 }
                 return Ok(());
             }
@@ -653,7 +654,8 @@ impl<S: Session> EventLoop<S> {
     fn close(&mut self, key: usize) {
         // Dropping the stream closes the socket, which also removes it from epoll.
         let mut connection = self.connections.remove(key);
-        (self.env).with_context(connection.peer, |cx| connection.conn.closed(cx));
+        let ticket = (key, connection.generation);
+        (self.env).close(ticket, connection.peer, &mut connection.conn);
         // Closing a socket with unread input makes Linux answer with a reset at once, throwing
         // away what of the last response is still in the send queue. Input the connection did
         // not read (a client that sent its next request before reading a long answer, and then

@@ -1138,8 +1138,9 @@ impl<S: Session> Ring<S> {
             {
                 // Those still open are cut off: what they owe the access log is written first.
                 // (Only a streamed body's state is dropped here, which no operation reads.)
-                for (_, connection) in self.connections.iter_mut() {
-                    (self.env).with_context(connection.peer, |cx| connection.conn.closed(cx));
+                for (key, connection) in self.connections.iter_mut() {
+                    let ticket = (key, connection.generation);
+                    (self.env).close(ticket, connection.peer, &mut connection.conn);
                 }
                 return Ok(());
             }
@@ -1939,7 +1940,8 @@ impl<S: Session> Ring<S> {
         }
         // Nothing of it is the kernel's any more: its buffers and socket can go.
         let mut connection = self.connections.remove(key);
-        (self.env).with_context(connection.peer, |cx| connection.conn.closed(cx));
+        let ticket = (key, connection.generation);
+        (self.env).close(ticket, connection.peer, &mut connection.conn);
         self.extras.release(&mut connection.extra);
         if connection.flags.has(Flags::FIXED) {
             unregister_in_ring(&mut self.ring, key);
