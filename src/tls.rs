@@ -24,7 +24,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -64,16 +64,55 @@ fn plain_http_refusal(date: &[u8]) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The server's TLS configuration, from PEM files or made on the spot, and for a self-signed
-/// certificate its SHA-256 fingerprint (to print). An error is one line for stderr.
-pub fn server_config(source: &TlsSource) -> Result<(Arc<ServerConfig>, Option<String>), String> {
-    let (chain, key, fingerprint) = match source {
+/// A certificate made with `--tls-self-signed` and its private key (PKCS#8), both DER. An
+/// upgrade hands it to the new process (see `server/upgrade.rs`), so that a SIGHUP does not
+/// change the certificate that clients were told to trust. (No `Debug`: it holds a key.)
+#[derive(Clone)]
+pub struct SelfSigned {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    /// When it was made, in seconds since the Unix epoch.
+    pub made: u64,
+}
+
+impl SelfSigned {
+    /// Whether it is still good enough to keep serving at `now`: valid for [`RENEW_BEFORE`]
+    /// more at least. An upgrade after that makes a new one.
+    fn fresh(&self, now: SystemTime) -> bool {
+        let expires = UNIX_EPOCH + Duration::from_secs(self.made) + VALID_FOR;
+        expires
+            .duration_since(now)
+            .is_ok_and(|left| left >= RENEW_BEFORE)
+    }
+
+    /// `AB:CD:...`, the SHA-256 of the certificate, as browsers and `openssl x509
+    /// -fingerprint` show it.
+    pub fn fingerprint(&self) -> String {
+        let digest = ring::digest::digest(&ring::digest::SHA256, &self.cert);
+        let hex: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+        hex.join(":")
+    }
+}
+
+/// The server's TLS configuration, from PEM files or self-signed; for a self-signed one, the
+/// certificate it serves: the one `inherited` from the process this one took over from, else
+/// one made now. An error is one line for stderr.
+pub fn server_config(
+    source: &TlsSource,
+    inherited: Option<SelfSigned>,
+) -> Result<(Arc<ServerConfig>, Option<SelfSigned>), String> {
+    let (chain, key, made) = match source {
         TlsSource::Files { cert, key } => (read_chain(cert)?, read_key(key)?, None),
         TlsSource::SelfSigned => {
-            let (der, key) = self_signed(SystemTime::now())
-                .map_err(|err| format!("cannot make a self-signed certificate: {err}"))?;
-            let fingerprint = fingerprint(&der);
-            (vec![der], key, Some(fingerprint))
+            let now = SystemTime::now();
+            let made = match inherited {
+                Some(made) if made.fresh(now) => made,
+                _ => self_signed(now)
+                    .map_err(|err| format!("cannot make a self-signed certificate: {err}"))?,
+            };
+            let cert = CertificateDer::from(made.cert.clone());
+            let key = PrivateKeyDer::Pkcs8(made.key.clone().into());
+            (vec![cert], key, Some(made))
         }
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -97,23 +136,27 @@ pub fn server_config(source: &TlsSource) -> Result<(Arc<ServerConfig>, Option<St
     // Session resumption: stateless tickets (TLS 1.3 and 1.2), and the default in-memory cache
     // of session ids for TLS 1.2 clients without tickets.
     config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|err| format!("TLS: {err}"))?;
-    Ok((Arc::new(config), fingerprint))
+    Ok((Arc::new(config), made))
 }
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long a self-signed certificate is valid after it is made (from a day before).
+const VALID_FOR: Duration = Duration::from_secs(364 * 24 * 60 * 60);
+/// An upgrade keeps the self-signed certificate while it has this long left, and makes a new
+/// one after.
+const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 /// A certificate for localhost, 127.0.0.1 and ::1, made at `now`, and its key.
 ///
 /// It is valid from a day before `now` (for a client whose clock is behind) for 365 days in
 /// all, as a certificate a browser is asked to trust must be: Apple's platforms refuse server
 /// certificates valid for longer than 825 days even when the user trusts them, and Mozilla's
-/// guidance is at most 366. (rcgen's default runs from 1975 to 4096.) A server that runs a
-/// year without a restart or an upgrade (SIGHUP, which makes a new one) should use
-/// `--tls-cert`. It names itself, and carries what strict verifiers look for: key usage for
-/// signatures, extended key usage for a TLS server, and an authority key identifier.
-fn self_signed(
-    now: SystemTime,
-) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), rcgen::Error> {
+/// guidance is at most 366. (rcgen's default runs from 1975 to 4096.) An upgrade (SIGHUP)
+/// keeps it while it has 30 days left, and makes a new one after; a server that runs a year
+/// without a restart or an upgrade should use `--tls-cert`. It names itself, and carries what
+/// strict verifiers look for: key usage for signatures, extended key usage for a TLS server,
+/// and an authority key identifier.
+fn self_signed(now: SystemTime) -> Result<SelfSigned, rcgen::Error> {
     let names = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
     let mut params = rcgen::CertificateParams::new(names)?;
     params.distinguished_name = rcgen::DistinguishedName::new();
@@ -121,16 +164,19 @@ fn self_signed(
         .distinguished_name
         .push(rcgen::DnType::CommonName, "reactor-httpd self-signed");
     params.not_before = (now - DAY).into();
-    params.not_after = (now + 364 * DAY).into();
+    params.not_after = (now + VALID_FOR).into();
     params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
     let key = rcgen::KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
-    Ok((
-        cert.der().clone(),
-        PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-    ))
+    Ok(SelfSigned {
+        cert: cert.der().to_vec(),
+        key: key.serialize_der(),
+        made: now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs()),
+    })
 }
 
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -148,13 +194,6 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     // PKCS#8, PKCS#1 (RSA) or SEC1 (EC), whichever the file holds.
     PrivateKeyDer::from_pem_file(path).map_err(|err| format!("--tls-key {}: {err}", path.display()))
-}
-
-/// `AB:CD:...`, the SHA-256 of a certificate, as browsers and `openssl x509 -fingerprint` show it.
-fn fingerprint(der: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    let hex: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
-    hex.join(":")
 }
 
 // ANCHOR: tls_conn
@@ -529,7 +568,6 @@ mod tests {
     use rustls::client::WebPkiServerVerifier;
     use rustls::client::danger::ServerCertVerifier;
     use rustls::pki_types::{ServerName, UnixTime};
-    use std::time::UNIX_EPOCH;
 
     /// The self-signed certificate verifies (for a client that trusts it) from a day before it
     /// was made until 364 days after, under each of its three names, and at no other time.
@@ -537,7 +575,7 @@ mod tests {
     fn a_self_signed_certificate_is_valid_for_a_year() {
         const MINUTE: Duration = Duration::from_secs(60);
         let made = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let (der, _) = self_signed(made).unwrap();
+        let der = CertificateDer::from(self_signed(made).unwrap().cert);
         let mut roots = rustls::RootCertStore::empty();
         roots.add(der.clone()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -560,5 +598,16 @@ mod tests {
         assert!(verifies("localhost", made + 364 * DAY - MINUTE));
         assert!(!verifies("localhost", made - DAY - MINUTE));
         assert!(!verifies("localhost", made + 364 * DAY + MINUTE));
+    }
+
+    /// An upgrade keeps the certificate while it has 30 days left, and not after.
+    #[test]
+    fn a_self_signed_certificate_is_renewed_30_days_before_it_expires() {
+        let made = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let certificate = self_signed(made).unwrap();
+        assert!(certificate.fresh(made));
+        assert!(certificate.fresh(made + 334 * DAY));
+        assert!(!certificate.fresh(made + 334 * DAY + Duration::from_secs(1)));
+        assert!(!certificate.fresh(made + 400 * DAY));
     }
 }

@@ -478,15 +478,7 @@ fn a_self_signed_certificate_is_made_at_start() {
             )
             .unwrap_or_else(|| panic!("{line:?}"))
             .to_string();
-        let shown = Command::new("openssl")
-            .args(["s_client", "-connect"])
-            .arg(server.addr.to_string())
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .output()
-            .unwrap_or_else(|err| panic!("openssl is needed (apt-get install openssl): {err}"));
-        let der = CertificateDer::from_pem_slice(&shown.stdout)
-            .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&shown.stdout)));
+        let der = certificate_shown(server.addr);
         let fingerprint: Vec<String> = Sha256::digest(&der)
             .iter()
             .map(|byte| format!("{byte:02X}"))
@@ -497,6 +489,50 @@ fn a_self_signed_certificate_is_made_at_start() {
             let tcp = TcpStream::connect(server.addr).unwrap();
             let mut client = tls_over_as(tcp, &trusting, name);
             assert_eq!(client.get("/hello").text(), "Hello, World!", "{name}");
+        }
+    });
+}
+
+/// The certificate the server at `addr` shows openssl.
+fn certificate_shown(addr: SocketAddr) -> CertificateDer<'static> {
+    let shown = Command::new("openssl")
+        .args(["s_client", "-connect"])
+        .arg(addr.to_string())
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap_or_else(|err| panic!("openssl is needed (apt-get install openssl): {err}"));
+    CertificateDer::from_pem_slice(&shown.stdout)
+        .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&shown.stdout)))
+}
+
+/// SIGHUP with `--tls-self-signed`: the new process serves the certificate the old one made
+/// (handed over on the readiness socket) and prints the same fingerprint, so a client that
+/// trusts that certificate alone goes on trusting the server; twice in a row, in every mode.
+#[test]
+fn an_upgrade_keeps_the_self_signed_certificate() {
+    bounded(120, || {
+        let root = tempdir("tls-upgrade-self-signed");
+        for mode in ["reactor", "uring", "threaded", "blocking", "fork"]
+            .into_iter()
+            .filter(|mode| common::runnable_name(mode))
+        {
+            let mut server = Upgrading::start(&binary(), mode, &root, &["--tls-self-signed"]);
+            let printed = server.stderr_line("self-signed certificate for localhost");
+            let trusting = Arc::new(client_trusting(
+                certificate_shown(server.addr),
+                rustls::DEFAULT_VERSIONS,
+            ));
+            for _ in 0..2 {
+                server.sighup();
+                let lines = server.stderr_until("handed over to pid ");
+                server.took_over(lines.last().unwrap());
+                assert!(lines.contains(&printed), "{mode}: {lines:?}");
+                let tcp = TcpStream::connect(server.addr).unwrap();
+                let mut client = tls_over(tcp, &trusting);
+                assert_eq!(client.get("/hello").text(), "Hello, World!", "{mode}");
+            }
+            stop(server.current);
         }
     });
 }

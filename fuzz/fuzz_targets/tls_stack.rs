@@ -39,7 +39,7 @@ fn keys() -> &'static Keys {
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
         std::fs::write(&cert, made.cert.pem()).unwrap();
         std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
-        let (server, _) = server_config(&TlsSource::Files { cert, key }).unwrap();
+        let (server, _) = server_config(&TlsSource::Files { cert, key }, None).unwrap();
         let mut roots = RootCertStore::empty();
         roots.add(made.cert.der().clone()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -51,7 +51,7 @@ use crate::http::{
 };
 use crate::metrics::{Metrics, Registry};
 use crate::session::Session;
-use crate::tls::{self, TlsConn};
+use crate::tls::{self, SelfSigned, TlsConn, TlsSource};
 
 /// Why the server could not start. `Usage` is the user's to fix (exit 2); `Io` is the system's
 /// (exit 1).
@@ -192,8 +192,8 @@ pub struct Server {
     fork_hangup: Option<Arc<AtomicBool>>,
     /// With `--tls-cert`/`--tls-key` or `--tls-self-signed`: HTTPS.
     tls: Option<Arc<rustls::ServerConfig>>,
-    /// The SHA-256 fingerprint of a certificate made at start.
-    fingerprint: Option<String>,
+    /// With `--tls-self-signed`, the certificate served.
+    self_signed: Option<SelfSigned>,
 }
 
 /// The listening sockets a mode runs with, all non-blocking.
@@ -226,11 +226,24 @@ impl Server {
         } else {
             Vec::new()
         };
-        let (tls, fingerprint) = match &config.tls {
+        // Sockets handed over by the old process of an upgrade, or else by systemd.
+        let passed = match upgrade::inherited_listeners().map_err(StartError::Usage)? {
+            Some(passed) => Some(passed),
+            None => activation::passed_listeners().map_err(StartError::Usage)?,
+        };
+        // A self-signed certificate is the old process's, after an upgrade: clients keep trusting
+        // the one they were shown.
+        let (tls, self_signed) = match &config.tls {
             Some(source) => {
-                let (config, fingerprint) =
-                    tls::server_config(source).map_err(StartError::Usage)?;
-                (Some(config), fingerprint)
+                let inherited = match source {
+                    TlsSource::SelfSigned => {
+                        upgrade::inherited_self_signed().map_err(StartError::Io)?
+                    }
+                    TlsSource::Files { .. } => None,
+                };
+                let (config, self_signed) =
+                    tls::server_config(source, inherited).map_err(StartError::Usage)?;
+                (Some(config), self_signed)
             }
             None => (None, None),
         };
@@ -271,11 +284,6 @@ impl Server {
             headers: config.headers.clone().into(),
         });
         let bind_error = |err| StartError::Io(format!("cannot listen on {}: {err}", config.bind));
-        // Sockets handed over by the old process of an upgrade, or else by systemd.
-        let passed = match upgrade::inherited_listeners().map_err(StartError::Usage)? {
-            Some(passed) => Some(passed),
-            None => activation::passed_listeners().map_err(StartError::Usage)?,
-        };
         // Every listener is non-blocking, in every mode: the reactor and the fork parent wait in
         // mio, and the blocking modes wait for a connection or a shutdown with poll. A listener
         // shared with another process (an upgrade's) shares this flag with it, so no mode may
@@ -315,7 +323,7 @@ impl Server {
             upgrade: None,
             fork_hangup: None,
             tls,
-            fingerprint,
+            self_signed,
         })
     }
 
@@ -338,13 +346,14 @@ impl Server {
         self.upgrade = Some(upgrade::Upgrade::for_this_process(
             &self.listeners.all(),
             &self.shutdown,
+            self.self_signed.clone(),
         )?);
         Ok(())
     }
 
     /// The SHA-256 fingerprint of the certificate made with `--tls-self-signed`.
-    pub fn tls_fingerprint(&self) -> Option<&str> {
-        self.fingerprint.as_deref()
+    pub fn tls_fingerprint(&self) -> Option<String> {
+        self.self_signed.as_ref().map(SelfSigned::fingerprint)
     }
 
     /// The address actually bound (the real port when port 0 was asked for).

@@ -10,6 +10,8 @@
 //!   spawn BINARY ARGS with the listeners ──────▶ REACTOR_HTTPD_LISTENERS=fd,fd,...
 //!     (FD_CLOEXEC cleared on them alone)         takes the sockets instead of binding,
 //!                                                builds its loops, polls
+//!   with --tls-self-signed: its certificate ─▶ serves that certificate, not a new one
+//!     and key, on the readiness socket
 //!   ◀─────────────────── one byte on the readiness socket (REACTOR_HTTPD_READY)
 //!   stop accepting (close its copies only:
 //!     the sockets and their queues live on
@@ -44,6 +46,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{Shutdown, Signals};
+use crate::tls::SelfSigned;
 
 /// The listening sockets handed to the new process: their descriptor numbers, comma-separated.
 const ENV_LISTENERS: &str = "REACTOR_HTTPD_LISTENERS";
@@ -52,6 +55,12 @@ const ENV_READY: &str = "REACTOR_HTTPD_READY";
 /// The old process's pid: the variables above count only in its child (as `LISTEN_PID` does
 /// for systemd), never in a process that merely inherited the environment.
 const ENV_PARENT: &str = "REACTOR_HTTPD_PARENT";
+
+/// Set when the old process writes its self-signed certificate on the readiness socket for the
+/// new one (see [`inherited_self_signed`]).
+const ENV_SELF_SIGNED: &str = "REACTOR_HTTPD_SELF_SIGNED";
+/// The most a certificate or key handed over may be; ours are well under 2 KiB.
+const SELF_SIGNED_FIELD_MAX: usize = 64 * 1024;
 
 /// How long the new process may take to serve before the upgrade is called off.
 pub const READY_WITHIN: Duration = Duration::from_secs(10);
@@ -66,6 +75,8 @@ pub(crate) struct Upgrade {
     /// The cores this process could use at start, before any thread was pinned: the new
     /// process is started from a pinned loop, and would otherwise see only that loop's core.
     cpus: Option<libc::cpu_set_t>,
+    /// With `--tls-self-signed`, the certificate this process serves: the new one serves it too.
+    self_signed: Option<SelfSigned>,
     state: State,
 }
 
@@ -82,10 +93,12 @@ enum State {
 
 impl Upgrade {
     /// Resolves this process's binary and arguments now, at start, and keeps copies of its
-    /// listening sockets to pass on, until `shutdown` is triggered.
+    /// listening sockets to pass on, until `shutdown` is triggered; and the self-signed
+    /// certificate, if it serves one.
     pub fn for_this_process(
         listeners: &[&TcpListener],
         shutdown: &Shutdown,
+        self_signed: Option<SelfSigned>,
     ) -> io::Result<Upgrade> {
         let binary = started_from()?;
         let listeners: Vec<OwnedFd> = listeners
@@ -111,6 +124,7 @@ impl Upgrade {
             args: std::env::args_os().skip(1).collect(),
             listeners,
             cpus: (got == 0).then_some(cpus),
+            self_signed,
             state: State::Idle,
         })
     }
@@ -170,7 +184,11 @@ impl Upgrade {
             // Socket activation was this process's; the sockets it gave are in the list above.
             .env_remove("LISTEN_PID")
             .env_remove("LISTEN_FDS")
-            .env_remove("LISTEN_FDNAMES");
+            .env_remove("LISTEN_FDNAMES")
+            .env_remove(ENV_SELF_SIGNED);
+        if self.self_signed.is_some() {
+            command.env(ENV_SELF_SIGNED, "1");
+        }
         // SAFETY: runs in the child between fork and exec, where only async-signal-safe calls
         // are allowed: fcntl and sched_setaffinity are system calls, and nothing is allocated.
         unsafe {
@@ -188,9 +206,23 @@ impl Upgrade {
                 Ok(())
             });
         }
-        let child = command.spawn()?;
+        let mut child = command.spawn()?;
         // Our copy of the child's end closes here, so its end of stream means the child's end.
         drop(child_end);
+        if let Some(made) = &self.self_signed {
+            // Into the socket's empty buffer, which holds far more: this write does not wait.
+            let mut message = Vec::with_capacity(16 + made.cert.len() + made.key.len());
+            message.extend_from_slice(&made.made.to_le_bytes());
+            for field in [&made.cert, &made.key] {
+                message.extend_from_slice(&(field.len() as u32).to_le_bytes());
+                message.extend_from_slice(field);
+            }
+            if let Err(err) = (&ready).write_all(&message) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(err);
+            }
+        }
         Ok((child, ready))
     }
     // ANCHOR_END: spawn
@@ -346,6 +378,47 @@ pub(crate) fn inherited_listeners() -> Result<Option<Vec<TcpListener>>, String> 
         })
         .collect::<Result<_, _>>()
         .map(Some)
+}
+
+/// The new process's side, with `--tls-self-signed`: the certificate the old process served,
+/// which it writes on the readiness socket as it starts this one: when it was made (8 bytes),
+/// then the certificate and the key, each as a length (4 bytes) and the bytes. `None` if this process was not started by an upgrade, or
+/// by one that hands no certificate over; it then makes its own.
+pub(crate) fn inherited_self_signed() -> Result<Option<SelfSigned>, String> {
+    if std::env::var_os(ENV_SELF_SIGNED).is_none() {
+        return Ok(None);
+    }
+    let mut kept = READY.lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(ready) = kept.take() else {
+        return Ok(None); // not the child of an upgrade (see `inherited_listeners`)
+    };
+    let mut ready = UnixStream::from(ready);
+    let read = read_self_signed(&mut ready);
+    *kept = Some(OwnedFd::from(ready));
+    read.map(Some)
+        .map_err(|err| format!("the old process's certificate did not arrive: {err}"))
+}
+
+fn read_self_signed(ready: &mut UnixStream) -> io::Result<SelfSigned> {
+    // Written before the old process even waits for us; a generous bound all the same.
+    ready.set_read_timeout(Some(READY_WITHIN / 2))?;
+    let mut made = [0; 8];
+    ready.read_exact(&mut made)?;
+    let made = u64::from_le_bytes(made);
+    let mut field = || {
+        let mut len = [0; 4];
+        ready.read_exact(&mut len)?;
+        let len = u32::from_le_bytes(len) as usize;
+        if len > SELF_SIGNED_FIELD_MAX {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "too long"));
+        }
+        let mut bytes = vec![0; len];
+        ready.read_exact(&mut bytes)?;
+        Ok(bytes)
+    };
+    let cert = field()?;
+    let key = field()?;
+    Ok(SelfSigned { cert, key, made })
 }
 
 /// The readiness socket, while this process has not yet said it serves.

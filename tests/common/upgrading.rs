@@ -83,6 +83,30 @@ impl Upgrading {
 
     pub fn handed_over(&mut self) -> u32 {
         let line = self.stderr_line("handed over to pid ");
+        self.took_over(&line)
+    }
+
+    /// Every stderr line up to and including the first that contains `text`.
+    pub fn stderr_until(&self, text: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.stderr.recv_timeout(LINE_WITHIN).unwrap_or_else(|err| {
+                panic!(
+                    "{}: no stderr line saying {text:?} after {lines:?}: {err}",
+                    self.mode
+                )
+            });
+            let found = line.contains(text);
+            lines.push(line);
+            if found {
+                return lines;
+            }
+        }
+    }
+
+    /// The old process said `line` (`handed over to pid N ...`): the new one's listening line
+    /// must follow on stdout. Returns its pid.
+    pub fn took_over(&mut self, line: &str) -> u32 {
         let listening = self
             .stdout
             .recv_timeout(LINE_WITHIN)
