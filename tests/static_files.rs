@@ -401,6 +401,15 @@ fn caching(mode: Mode) {
         (response.status, response.text().as_str()),
         (200, "changed!")
     );
+    // Dated after the server's clock (2033): its Last-Modified is no later than the response's
+    // Date (RFC 9110 8.8.2.1). (The two come from clocks read a moment apart: a second apart at
+    // most.)
+    let header_date = |name| httpdate::parse_http_date(response.header(name).unwrap()).unwrap();
+    let (date, claimed) = (header_date("date"), header_date("last-modified"));
+    assert!(
+        claimed <= date + Duration::from_secs(1),
+        "Last-Modified {claimed:?} after Date {date:?}"
+    );
 }
 
 fn ranges(mode: Mode) {

@@ -289,16 +289,17 @@ fn serve_file(
         validators = validators.coded(coding.token());
     }
     let headers = &request.headers;
+    let now = SystemTime::now();
     let with_validators = |response: Response| {
         let response = response
-            .with_header("Last-Modified", validators.last_modified())
+            .with_header("Last-Modified", validators.last_modified(now))
             .with_header("ETag", validators.etag());
         match coding {
             Some(coding) => response.with_header("Content-Encoding", coding.token()),
             None => response,
         }
     };
-    match validators.evaluate(&conditions(headers), false, SystemTime::now()) {
+    match validators.evaluate(&conditions(headers), false, now) {
         Outcome::Send => {}
         Outcome::NotModified => return with_validators(Response::new(Status::NOT_MODIFIED)),
         Outcome::PreconditionFailed => return Response::error(Status::PRECONDITION_FAILED),
@@ -405,13 +406,14 @@ fn compressed(
     let validators = Validators::new(metadata.len(), modified).coded(coding.token());
     let etag = format!("W/{}", validators.etag());
     let headers = &request.headers;
+    let now = SystemTime::now();
     let with_validators = |response: Response| {
         response
-            .with_header("Last-Modified", validators.last_modified())
+            .with_header("Last-Modified", validators.last_modified(now))
             .with_header("ETag", etag.clone())
             .with_header("Content-Encoding", coding.token())
     };
-    match validators.evaluate(&conditions(headers), true, SystemTime::now()) {
+    match validators.evaluate(&conditions(headers), true, now) {
         Outcome::Send => {}
         Outcome::NotModified => return Ok(with_validators(Response::new(Status::NOT_MODIFIED))),
         Outcome::PreconditionFailed => return Ok(Response::error(Status::PRECONDITION_FAILED)),

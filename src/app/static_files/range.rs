@@ -45,8 +45,13 @@ impl Validators {
         }
     }
 
-    pub fn last_modified(&self) -> String {
-        httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(self.mtime))
+    /// The `Last-Modified` field at `now`: the modification time, or `now` if that is later. A
+    /// file dated in the future (a clock set wrong, an archive unpacked with its dates) must not
+    /// claim a change later than the response itself (RFC 9110 8.8.2.1); its entity tag still
+    /// says what it is.
+    pub fn last_modified(&self, now: SystemTime) -> String {
+        let modified = UNIX_EPOCH + Duration::from_secs(self.mtime);
+        httpdate::fmt_http_date(modified.min(now))
     }
 
     /// What the preconditions of a GET or HEAD of this file ask for, in RFC 9110 13.2.2's
@@ -342,7 +347,14 @@ mod tests {
     #[test]
     fn validators_format() {
         assert_eq!(file().etag(), "\"2ebc98a1-4d2\"");
-        assert_eq!(file().last_modified(), "Sun, 06 Nov 1994 08:49:37 GMT");
+        let later = UNIX_EPOCH + Duration::from_secs(800_000_000);
+        assert_eq!(file().last_modified(later), "Sun, 06 Nov 1994 08:49:37 GMT");
+        // Dated after the clock: the clock's time instead.
+        let earlier = UNIX_EPOCH + Duration::from_secs(784_000_000);
+        assert_eq!(
+            file().last_modified(earlier),
+            "Sat, 05 Nov 1994 01:46:40 GMT"
+        );
     }
 
     /// The file's clock reads a day after its modification.
