@@ -255,6 +255,69 @@ fn every_mode_says_how_it_runs() {
     });
 }
 
+/// A handler still running when the drain time is up (`/sleep?ms=10000`: inline on a worker in
+/// the blocking modes, on the pool in the loop modes) does not keep the process: it exits 0
+/// within 5 s of SIGTERM all the same, and the sleeper's connection is closed by then.
+#[test]
+fn a_handler_still_running_does_not_hold_up_a_stop() {
+    bounded(60, || {
+        for (mode, describe) in [
+            ("threaded", "threaded, 8 threads"),
+            ("blocking", "blocking, 1 thread"),
+            ("reactor", "reactor, 1 loop"),
+            ("uring", "uring, 1 ring"),
+        ] {
+            if !common::runnable_name(mode) {
+                continue;
+            }
+            let server = Running::start(
+                &[
+                    "--bind",
+                    "127.0.0.1:0",
+                    "--demo",
+                    "--quiet",
+                    "--mode",
+                    mode,
+                    "--threads",
+                    "8",
+                    "--cores",
+                    "1",
+                ],
+                describe,
+            );
+            let mut sleeper = server.client();
+            sleeper.send(b"GET /sleep?ms=10000 HTTP/1.1\r\nHost: t\r\n\r\n");
+            // The handler sleeps once one of the server's threads is in clock_nanosleep.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !a_thread_sleeps(server.child.id()) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{mode}: the handler never started"
+                );
+                std::thread::yield_now();
+            }
+            server.signal(libc::SIGTERM);
+            let (code, _, stderr, took) = server.wait();
+            assert_eq!(code, Some(0), "{mode}: {stderr}");
+            assert!(took < Duration::from_secs(5), "{mode}: {took:?}");
+            sleeper.expect_close();
+        }
+    });
+}
+
+/// Whether a thread of process `pid` is in `clock_nanosleep`, as `/proc/PID/task/TID/syscall`
+/// shows it (the system call's number, then its arguments).
+fn a_thread_sleeps(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let sleeping = libc::SYS_clock_nanosleep.to_string();
+    tasks.flatten().any(|task| {
+        std::fs::read_to_string(task.path().join("syscall"))
+            .is_ok_and(|call| call.split(' ').next() == Some(sleeping.as_str()))
+    })
+}
+
 /// `--bind [::1]:0`: every mode serves over IPv6, says so on its listening line, and logs the
 /// peer as `::1`. Skipped, saying why, only where the loopback has no IPv6 address.
 #[test]

@@ -53,6 +53,10 @@ use crate::metrics::{Metrics, Registry};
 use crate::session::Session;
 use crate::tls::{self, SelfSigned, TlsConn, TlsSource};
 
+/// After the drain time, how long the binary waits for a stop to finish before it exits anyway
+/// (see [`Server::stop_on_signals`]): the contract's 5 s, less the 4 s drain, with room.
+const EXIT_MARGIN: Duration = Duration::from_millis(500);
+
 /// Why the server could not start. `Usage` is the user's to fix (exit 2); `Io` is the system's
 /// (exit 1).
 #[derive(Debug)]
@@ -342,6 +346,24 @@ impl Server {
             self.fork_hangup = Some(hangup);
         } else {
             self.signals = Some(Signals::install()?);
+            // A stop is bounded for the binary: a handler that has not returned by the end of
+            // the drain time (one that blocks, called inline by a blocking mode's worker, or
+            // running on the pool) does not keep the process. By then every connection is
+            // closed, so nothing else is lost. (The fork mode's parent leaves at the end of
+            // the drain time by itself.)
+            let stopping = self.shutdown.clone();
+            self.shutdown.on_trigger(move || {
+                let bound = stopping.grace() + EXIT_MARGIN;
+                std::thread::spawn(move || {
+                    std::thread::sleep(bound);
+                    eprintln!(
+                        "reactor-httpd: a handler is still running {bound:.1?} after the stop; exiting without it"
+                    );
+                    // SAFETY: _exit ends the process at once. Not `exit`: the main thread
+                    // may be returning, and so calling `exit` itself, at this very moment.
+                    unsafe { libc::_exit(0) };
+                });
+            });
         }
         self.upgrade = Some(upgrade::Upgrade::for_this_process(
             &self.listeners.all(),
