@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::proc::open_fds;
-use common::{TestServer, bounded, config};
+use common::{Client, TestServer, bounded, config};
 use reactor_httpd::config::Mode;
 use reactor_httpd::server::Server;
 
@@ -193,6 +193,32 @@ fn shutdown_waits_for_children() {
         drop(busy);
         server.stop();
         assert!(start.elapsed() < Duration::from_secs(5));
+    });
+}
+
+/// A child still serving when the drain time is up (a 32 MiB file to a client that reads
+/// nothing) is ended by the parent, as every other mode ends its connections then: the parent
+/// exits 0 within 5 s of SIGTERM, no child of it is left, and the client's connection is closed
+/// before the whole file came. (Before stop 46 the parent left, and the child went on serving.)
+#[test]
+fn children_still_serving_when_the_drain_time_is_up_are_ended() {
+    bounded(30, || {
+        let root = common::tempdir("fork-drain-end");
+        let file = vec![7u8; 32 << 20];
+        fs::write(root.join("big.bin"), &file).unwrap();
+        let mut cfg = config(Mode::Fork);
+        cfg.root = root;
+        let mut server = TestServer::start(cfg);
+        let pid = server.pid().unwrap();
+        let mut stalled = Client::connect_with_small_window(server.addr, 4096);
+        stalled.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert!(eventually(Duration::from_secs(5), || children(pid).len() == 1));
+        let (child, _) = children(pid)[0];
+        let took = server.stop();
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        assert_eq!(state(child), None, "child {child} outlived the parent");
+        let received = stalled.read_to_end();
+        assert!(received.len() < file.len(), "the whole file came");
     });
 }
 

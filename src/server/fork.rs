@@ -16,7 +16,8 @@
 //! parent last reaped but before it starts waiting would interrupt nothing, and its zombie would
 //! stay until the next connection arrived. The byte stays in the socket until the wait sees it.
 //! At shutdown the parent stops accepting, passes the stop on to its children, and waits, up to
-//! the drain time, for them to finish. On a stop it sends each child a SIGTERM, as a Ctrl-C
+//! the drain time, for them to finish (those still running then are killed, as every other mode
+//! ends its connections then). On a stop it sends each child a SIGTERM, as a Ctrl-C
 //! would (it reaches the whole process group, a `kill` of the parent does not): the child
 //! finishes a response in flight and closes an idle connection at once, as every other mode
 //! does. (Until stop 33 it signalled none of them, and a child holding an idle keep-alive
@@ -232,6 +233,10 @@ pub(crate) fn run<S: Session>(
         Signals::drain(&wake);
         reap(&mut children, &env);
     }
+    // Children still serving when the drain time is up (a download to a client that stalls, a
+    // handler that blocks) are ended, as every other mode ends its connections at this point: a
+    // stop does not live on in processes of ours.
+    end_children(&mut children, &env);
     for id in registered {
         signal_hook::low_level::unregister(id);
     }
@@ -320,6 +325,20 @@ fn signal_children(children: &HashSet<libc::pid_t>, signal: libc::c_int) {
     for &pid in children {
         // SAFETY: kill(2) on a child of ours that has not been reaped, so the pid is its.
         unsafe { libc::kill(pid, signal) };
+    }
+}
+
+/// Kills the children left and reaps each, counting its connection closed.
+fn end_children(children: &mut HashSet<libc::pid_t>, env: &LoopEnv) {
+    signal_children(children, libc::SIGKILL);
+    for pid in children.drain() {
+        // SAFETY: waitpid on a child of ours, just killed: it returns once the child is gone.
+        while unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) } < 0
+            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+        {}
+        if let Some(metrics) = &env.metrics {
+            metrics.closed.add(1);
+        }
     }
 }
 
