@@ -294,6 +294,53 @@ fn head_requests(mode: Mode) {
     assert_eq!(client.request(hello_request()).text(), "Hello, World!");
 }
 
+/// Preconditions on responses that have no entity tag (`/hello`, `/echo`, OPTIONS): nothing can
+/// match one, so `If-Match` fails with 412 unless it is `*`, and `If-None-Match: *` fails, with
+/// 304 for GET and HEAD and 412 for other methods (RFC 9110 13.1.1, 13.1.2); a list of tags in
+/// `If-None-Match` holds. Responses other than 2xx ignore them (13.2.1). The connection goes on.
+fn preconditions_without_an_entity_tag(mode: Mode) {
+    let server = TestServer::start(config(mode));
+    let mut client = server.connect();
+    let with = |client: &mut Client, method: &str, path: &str, field: &str| {
+        let body = if method == "POST" { "abc" } else { "" };
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: t\r\n{field}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        client.send(request.as_bytes());
+        if method == "HEAD" {
+            client.head_response()
+        } else {
+            client.response()
+        }
+    };
+    let cases = [
+        ("GET", "/hello", "If-Match: \"x\"", 412),
+        ("GET", "/hello", "If-Match: *", 200),
+        ("GET", "/hello", "If-Match: \"x\", *", 200),
+        ("GET", "/hello", "If-None-Match: *", 304),
+        ("HEAD", "/hello", "If-None-Match: \"x\", *", 304),
+        ("GET", "/hello", "If-None-Match: \"x\"", 200),
+        ("GET", "/hello", "If-Match: *\r\nIf-None-Match: *", 304),
+        ("GET", "/hello", "If-Match: \"x\"\r\nIf-None-Match: *", 412),
+        ("POST", "/echo", "If-None-Match: *", 412),
+        ("POST", "/echo", "If-Match: \"x\"", 412),
+        ("POST", "/echo", "If-Match: *", 200),
+        ("OPTIONS", "/hello", "If-Match: \"x\"", 412),
+        ("GET", "/missing", "If-Match: \"x\"", 404),
+        ("DELETE", "/hello", "If-None-Match: *", 405),
+    ];
+    for (method, path, field, status) in cases {
+        let response = with(&mut client, method, path, field);
+        assert_eq!(response.status, status, "{method} {path} {field:?}");
+        if status == 304 {
+            assert!(response.body.is_empty());
+            assert_eq!(response.header("content-length"), None);
+        }
+    }
+    assert_eq!(client.request(hello_request()).text(), "Hello, World!");
+}
+
 fn slowloris_gets_408(mode: Mode) {
     let mut cfg = config(mode);
     cfg.limits.header_timeout = Duration::from_secs(1);
@@ -637,6 +684,7 @@ macro_rules! every_mode {
         t!(chunked_bodies, 20, $mode);
         t!(error_statuses, 30, $mode);
         t!(head_requests, 20, $mode);
+        t!(preconditions_without_an_entity_tag, 20, $mode);
         t!(slowloris_gets_408, 20, $mode);
         t!(idle_keep_alive_is_closed, 20, $mode);
         t!(many_concurrent_connections, 60, $mode);

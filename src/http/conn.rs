@@ -51,7 +51,9 @@ use super::parse::{
     leading_empty_lines, parse_again, parse_head, parse_whole_head,
 };
 use super::request::{Request, Version};
-use super::response::{Body, FileBody, HeadCache, Persistence, Response, Status};
+use super::response::{
+    Body, FileBody, HeadCache, Persistence, Response, Status, unvalidated_precondition,
+};
 use crate::access_log::{AccessLog, LoggedRequest, OpenLine};
 use crate::app::Handler;
 use crate::config::Limits;
@@ -516,6 +518,9 @@ impl Output {
     ) -> bool {
         // A streamed body has no length to announce; HTTP/1.0 has no chunks: it ends with the
         // connection.
+        if framing.preconditions {
+            check_preconditions(request, response);
+        }
         let unframed =
             request.version == Version::Http10 && matches!(response.body, Body::Stream(_));
         let keep_alive = framing.keep_alive && open && !unframed;
@@ -551,6 +556,17 @@ impl Output {
             pool.give_output(std::mem::take(&mut self.buf));
             self.written = 0;
         }
+    }
+}
+
+/// `If-Match` or `If-None-Match` against a response without an entity tag of its own (see
+/// [`unvalidated_precondition`]). Out of line: rare, and `respond` stays small enough to be
+/// inlined where every request passes.
+#[cold]
+#[inline(never)]
+fn check_preconditions(request: &Request<'_>, response: &mut Response) {
+    if let Some(status) = unvalidated_precondition(request, response) {
+        response.failed_precondition(status);
     }
 }
 

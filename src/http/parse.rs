@@ -307,6 +307,9 @@ pub struct Framing {
     pub head_method: bool,
     /// One of [`KNOWN_METHODS`]; the connection answers any other 501 itself.
     pub known_method: bool,
+    /// `If-Match` or `If-None-Match` is present: the connection checks it against a response
+    /// that has no entity tag of its own (see `response::unvalidated_precondition`).
+    pub preconditions: bool,
 }
 
 /// Storage for the header fields httparse finds; uninitialized, so it costs nothing to set up.
@@ -464,6 +467,7 @@ fn framing<'a>(
     let (mut hosts, mut host) = (0, None);
     let mut expect_continue = false;
     let (mut close, mut keep_alive_token) = (false, false);
+    let mut preconditions = false;
     for (name, value) in headers.iter() {
         // Most headers are none of these: the length settles it before any comparison, and
         // the comparison is a word or two at a time.
@@ -479,6 +483,8 @@ fn framing<'a>(
                 }
                 expect_continue = true;
             }
+            8 if name_is(name, b"if-match") => preconditions = true,
+            13 if name_is(name, b"if-none-match") => preconditions = true,
             10 if name_is(name, b"connection") => {
                 close |= list_has_token(value, "close");
                 keep_alive_token |= list_has_token(value, "keep-alive");
@@ -535,6 +541,7 @@ fn framing<'a>(
         expect_continue: expect_continue && version == Version::Http11,
         head_method: method == "HEAD",
         known_method: is_known_method(method),
+        preconditions,
     };
     Ok((framing, host))
 }

@@ -11,6 +11,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 use super::date::Clock;
+use super::request::Request;
 
 /// An HTTP status code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -77,6 +78,57 @@ impl Status {
     /// Responses with these codes never carry a body (RFC 9110 6.4.1), so no Content-Length.
     pub fn forbids_body(self) -> bool {
         self.0 < 200 || self == Status::NO_CONTENT || self == Status::NOT_MODIFIED
+    }
+}
+
+/// What the preconditions of `request` make of `response` when the response has no entity tag
+/// of its own (a handler's answer, a directory listing); `None` when they let it stand.
+///
+/// With no entity tag, nothing can match one (RFC 9110 13.1.1, 13.1.2): an `If-Match` holds only
+/// as `*`, and fails with 412 otherwise; an `If-None-Match: *` fails for a representation that
+/// exists, with 304 for GET and HEAD and 412 for other methods, while a list of tags holds. A
+/// handler that sends an `ETag` (the static files) has evaluated the conditions itself, and a
+/// response other than 2xx ignores them (13.2.1). `If-Match` is evaluated first (13.2.2).
+pub fn unvalidated_precondition(request: &Request<'_>, response: &Response) -> Option<Status> {
+    if !(200..300).contains(&response.status.0)
+        || (response.headers.iter()).any(|(name, _)| name.eq_ignore_ascii_case("etag"))
+    {
+        return None;
+    }
+    let has_star = |name| {
+        (request.headers.get_all(name))
+            .flat_map(|value| value.split(|&b| b == b','))
+            .any(|member| member.trim_ascii() == b"*")
+    };
+    let present = |name| request.headers.get_all(name).next().is_some();
+    if present("if-match") && !has_star("if-match") {
+        return Some(Status::PRECONDITION_FAILED);
+    }
+    if has_star("if-none-match") {
+        return Some(match request.method {
+            "GET" | "HEAD" => Status::NOT_MODIFIED,
+            _ => Status::PRECONDITION_FAILED,
+        });
+    }
+    None
+}
+
+impl Response {
+    /// The answer to a request whose precondition failed with `status` (see
+    /// [`unvalidated_precondition`]), in place of this response. A 304 keeps the fields a cache
+    /// updates its copy with (RFC 9110 15.4.5).
+    pub fn failed_precondition(&mut self, status: Status) {
+        let mut failed = match status {
+            Status::NOT_MODIFIED => Response::new(status),
+            _ => Response::error(status),
+        };
+        if status == Status::NOT_MODIFIED {
+            const KEPT: [&str; 4] = ["vary", "cache-control", "expires", "content-location"];
+            failed.headers = std::mem::take(&mut self.headers);
+            (failed.headers)
+                .retain(|(name, _)| KEPT.iter().any(|kept| name.eq_ignore_ascii_case(kept)));
+        }
+        *self = failed;
     }
 }
 
