@@ -95,16 +95,11 @@ pub fn unvalidated_precondition(request: &Request<'_>, response: &Response) -> O
     {
         return None;
     }
-    let has_star = |name| {
-        (request.headers.get_all(name))
-            .flat_map(|value| value.split(|&b| b == b','))
-            .any(|member| member.trim_ascii() == b"*")
-    };
-    let present = |name| request.headers.get_all(name).next().is_some();
-    if present("if-match") && !has_star("if-match") {
+    let headers = &request.headers;
+    if headers.get("if-match").is_some() && !headers.has_token("if-match", "*") {
         return Some(Status::PRECONDITION_FAILED);
     }
-    if has_star("if-none-match") {
+    if headers.has_token("if-none-match", "*") {
         return Some(match request.method {
             "GET" | "HEAD" => Status::NOT_MODIFIED,
             _ => Status::PRECONDITION_FAILED,
@@ -118,17 +113,18 @@ impl Response {
     /// [`unvalidated_precondition`]), in place of this response. A 304 keeps the fields a cache
     /// updates its copy with (RFC 9110 15.4.5).
     pub fn failed_precondition(&mut self, status: Status) {
-        let mut failed = match status {
-            Status::NOT_MODIFIED => Response::new(status),
+        const KEPT: [&str; 4] = ["vary", "cache-control", "expires", "content-location"];
+        *self = match status {
+            Status::NOT_MODIFIED => {
+                let mut headers = std::mem::take(&mut self.headers);
+                headers.retain(|(name, _)| KEPT.iter().any(|kept| name.eq_ignore_ascii_case(kept)));
+                Response {
+                    headers,
+                    ..Response::new(status)
+                }
+            }
             _ => Response::error(status),
         };
-        if status == Status::NOT_MODIFIED {
-            const KEPT: [&str; 4] = ["vary", "cache-control", "expires", "content-location"];
-            failed.headers = std::mem::take(&mut self.headers);
-            (failed.headers)
-                .retain(|(name, _)| KEPT.iter().any(|kept| name.eq_ignore_ascii_case(kept)));
-        }
-        *self = failed;
     }
 }
 
