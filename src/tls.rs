@@ -141,10 +141,10 @@ pub fn server_config(
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 /// How long a self-signed certificate is valid after it is made (from a day before).
-const VALID_FOR: Duration = Duration::from_secs(364 * 24 * 60 * 60);
+const VALID_FOR: Duration = DAY.saturating_mul(364);
 /// An upgrade keeps the self-signed certificate while it has this long left, and makes a new
 /// one after.
-const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+const RENEW_BEFORE: Duration = DAY.saturating_mul(30);
 
 /// A certificate for localhost, 127.0.0.1 and ::1, made at `now`, and its key.
 ///

@@ -211,13 +211,7 @@ impl Upgrade {
         drop(child_end);
         if let Some(made) = &self.self_signed {
             // Into the socket's empty buffer, which holds far more: this write does not wait.
-            let mut message = Vec::with_capacity(16 + made.cert.len() + made.key.len());
-            message.extend_from_slice(&made.made.to_le_bytes());
-            for field in [&made.cert, &made.key] {
-                message.extend_from_slice(&(field.len() as u32).to_le_bytes());
-                message.extend_from_slice(field);
-            }
-            if let Err(err) = (&ready).write_all(&message) {
+            if let Err(err) = (&ready).write_all(&self_signed_message(made)) {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(err);
@@ -381,9 +375,9 @@ pub(crate) fn inherited_listeners() -> Result<Option<Vec<TcpListener>>, String> 
 }
 
 /// The new process's side, with `--tls-self-signed`: the certificate the old process served,
-/// which it writes on the readiness socket as it starts this one: when it was made (8 bytes),
-/// then the certificate and the key, each as a length (4 bytes) and the bytes. `None` if this process was not started by an upgrade, or
-/// by one that hands no certificate over; it then makes its own.
+/// which it writes on the readiness socket as it starts this one ([`self_signed_message`]).
+/// `None` if this process was not started by an upgrade, or by one that hands no certificate
+/// over; it then makes its own.
 pub(crate) fn inherited_self_signed() -> Result<Option<SelfSigned>, String> {
     if std::env::var_os(ENV_SELF_SIGNED).is_none() {
         return Ok(None);
@@ -397,6 +391,19 @@ pub(crate) fn inherited_self_signed() -> Result<Option<SelfSigned>, String> {
     *kept = Some(OwnedFd::from(ready));
     read.map(Some)
         .map_err(|err| format!("the old process's certificate did not arrive: {err}"))
+}
+
+/// The self-signed certificate as the old process writes it for the new one: when it was made
+/// (8 bytes), then the certificate and the key, each as a length (4 bytes) and the bytes, all
+/// little-endian. [`read_self_signed`] reads it back.
+fn self_signed_message(made: &SelfSigned) -> Vec<u8> {
+    let mut message = Vec::with_capacity(16 + made.cert.len() + made.key.len());
+    message.extend_from_slice(&made.made.to_le_bytes());
+    for field in [&made.cert, &made.key] {
+        message.extend_from_slice(&(field.len() as u32).to_le_bytes());
+        message.extend_from_slice(field);
+    }
+    message
 }
 
 fn read_self_signed(ready: &mut UnixStream) -> io::Result<SelfSigned> {
