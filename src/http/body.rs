@@ -205,16 +205,24 @@ impl ChunkedDecoder {
         Ok(match (self.state, byte) {
             (State::Size { digits }, _) if byte.is_ascii_hexdigit() => {
                 let digit = (byte as char).to_digit(16).unwrap_or(0);
-                self.chunk = self.chunk * 16 + u64::from(digit);
-                // Checked per digit, so the size never overflows and the limit bites at once.
-                if self.chunk > max_body.saturating_sub(self.body_len) {
-                    return Err(Status::PAYLOAD_TOO_LARGE);
-                }
+                // Sixteen hex digits fill a u64, leading zeros aside: a seventeenth is a numeral
+                // no length can have, so the line is malformed (400), as a Content-Length too
+                // large for a u64 is.
+                let Some(shifted) = self.chunk.checked_mul(16) else {
+                    return bad;
+                };
+                self.chunk = shifted + u64::from(digit);
                 State::Size {
                     digits: digits.saturating_add(1),
                 }
             }
             (State::Size { digits: 0 }, _) => return bad,
+            // The size is judged against the limit once its digits end, before any of its data.
+            (State::Size { .. }, b'\r' | b';' | b' ' | b'\t')
+                if self.chunk > max_body.saturating_sub(self.body_len) =>
+            {
+                return Err(Status::PAYLOAD_TOO_LARGE);
+            }
             (State::Size { .. }, b'\r') => State::SizeLf,
             (State::Size { .. }, b';') => State::Extension(Ext::BeforeName),
             (State::Size { .. }, _) if is_ws => State::Extension(Ext::BeforeSemicolon),
@@ -470,9 +478,23 @@ mod tests {
             Err(Status::PAYLOAD_TOO_LARGE),
             "one chunk over the limit is refused before its data"
         );
+        // Sixteen digits still make a size (over the limit); a seventeenth no size at all.
+        assert_eq!(
+            decode_all_ways(b"ffffffffffffffff\r\n"),
+            Err(Status::PAYLOAD_TOO_LARGE)
+        );
+        assert_eq!(
+            decode_all_ways(b"00000000000000000000100001;a=b\r\n"),
+            Err(Status::PAYLOAD_TOO_LARGE),
+            "leading zeros count for nothing"
+        );
         assert_eq!(
             decode_all_ways(b"ffffffffffffffffffffffff\r\n"),
-            Err(Status::PAYLOAD_TOO_LARGE)
+            Err(Status::BAD_REQUEST)
+        );
+        assert_eq!(
+            decode_all_ways(b"10000000000000000\r\n"),
+            Err(Status::BAD_REQUEST)
         );
         let mut many = Vec::new();
         for _ in 0..=(MAX / 0x8000) {

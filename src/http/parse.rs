@@ -290,7 +290,7 @@ pub fn leading_empty_lines(data: &[u8]) -> usize {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyLength {
     None,
-    /// Content-Length; may exceed the limit (then 413), `u64::MAX` when it overflowed.
+    /// Content-Length; may exceed the limit (then 413).
     Length(u64),
     Chunked,
 }
@@ -567,10 +567,20 @@ fn is_known_method(method: &str) -> bool {
     }
 }
 
-/// `1*DIGIT` and nothing else: no sign, no inner spaces, no list. Too large for u64 reads as
-/// `u64::MAX`, so it is refused as too large (413) rather than as malformed.
+/// `1*DIGIT` and nothing else: no sign, no inner spaces, no list. A numeral too large for a
+/// u64 is no length at all: malformed (400), as nginx, Apache and Go have it, where a length
+/// merely over the limit is 413.
 fn parse_content_length(value: &[u8]) -> Result<u64, Status> {
-    decimal(value.trim_ascii()).ok_or(Status::BAD_REQUEST)
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(Status::BAD_REQUEST);
+    }
+    digits
+        .iter()
+        .try_fold(0u64, |n, &d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
+        .ok_or(Status::BAD_REQUEST)
 }
 
 /// `1*DIGIT` and nothing else (no sign, no space) as a number; one too large for a `u64` reads
@@ -950,7 +960,7 @@ mod tests {
                 Chunked,
             ),
             (
-                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n",
                 Length(u64::MAX),
             ),
             ("GET / HTTP/1.0\r\n\r\n", None),
@@ -965,6 +975,9 @@ mod tests {
             "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 2\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n",
             "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n",
+            // One past u64::MAX, and far past it: numerals no length can have.
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551616\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
