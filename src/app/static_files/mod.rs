@@ -290,18 +290,20 @@ fn serve_file(
     }
     let headers = &request.headers;
     let now = SystemTime::now();
-    let with_validators = |response: Response| {
-        let response = response
+    let validated = |response: Response| {
+        response
             .with_header("Last-Modified", validators.last_modified(now))
-            .with_header("ETag", validators.etag());
-        match coding {
-            Some(coding) => response.with_header("Content-Encoding", coding.token()),
-            None => response,
-        }
+            .with_header("ETag", validators.etag())
+    };
+    let with_validators = |response: Response| match coding {
+        Some(coding) => validated(response).with_header("Content-Encoding", coding.token()),
+        None => validated(response),
     };
     match validators.evaluate(&conditions(headers), false, now) {
         Outcome::Send => {}
-        Outcome::NotModified => return with_validators(Response::new(Status::NOT_MODIFIED)),
+        // A 304 carries the validators but no representation metadata such as Content-Encoding
+        // (RFC 9110 15.4.5: SHOULD NOT), as nginx's carries none.
+        Outcome::NotModified => return validated(Response::new(Status::NOT_MODIFIED)),
         Outcome::PreconditionFailed => return Response::error(Status::PRECONDITION_FAILED),
     }
     // Ranges apply to GET only (RFC 9110 14.2), and only to the representation If-Range names.
@@ -407,22 +409,23 @@ fn compressed(
     let etag = format!("W/{}", validators.etag());
     let headers = &request.headers;
     let now = SystemTime::now();
-    let with_validators = |response: Response| {
+    let validated = |response: Response| {
         response
             .with_header("Last-Modified", validators.last_modified(now))
             .with_header("ETag", etag.clone())
-            .with_header("Content-Encoding", coding.token())
     };
     match validators.evaluate(&conditions(headers), true, now) {
         Outcome::Send => {}
-        Outcome::NotModified => return Ok(with_validators(Response::new(Status::NOT_MODIFIED))),
+        // No Content-Encoding on a 304, as in `serve_file`.
+        Outcome::NotModified => return Ok(validated(Response::new(Status::NOT_MODIFIED))),
         Outcome::PreconditionFailed => return Ok(Response::error(Status::PRECONDITION_FAILED)),
     }
     let stream = match compress::Compressing::new(file, metadata.len(), coding) {
         Ok(stream) => stream,
         Err(_) => return Ok(refused(Refusal::Failed)),
     };
-    Ok(with_validators(Response::new(Status::OK))
+    Ok(validated(Response::new(Status::OK))
+        .with_header("Content-Encoding", coding.token())
         .with_content_type(content_type(name))
         .with_body(Body::Stream(Box::new(stream))))
 }
