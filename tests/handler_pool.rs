@@ -333,6 +333,38 @@ fn a_request_timed_out_in_the_queue_never_runs(mode: Mode) {
     });
 }
 
+/// A client that resets its connection while its request waits in the queue is gone: the
+/// request is withdrawn and no pool thread runs it. A client that only ends its side of the
+/// stream after its request may still be waiting for the answer, and gets it.
+fn a_request_reset_in_the_queue_never_runs(mode: Mode) {
+    bounded(30, move || {
+        let (server, started, release) = gated(one_loop(mode, 1));
+        let mut running = server.connect();
+        running.send(b"GET /block?running HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(
+            started.recv_timeout(Duration::from_secs(5)).unwrap(),
+            "/block?running"
+        );
+        let mut gone = server.connect();
+        gone.send(b"GET /block?gone HTTP/1.1\r\nHost: t\r\n\r\n");
+        let mut waiting = server.connect();
+        waiting.send(b"GET /block?waiting HTTP/1.1\r\nHost: t\r\n\r\n");
+        waiting.half_close();
+        // The one loop reads in order of arrival: once a later request is answered, both are
+        // queued (and, the second time, the reset has been seen too).
+        let mut probe = server.connect();
+        assert_eq!(probe.get("/hello").status, 200);
+        gone.reset();
+        assert_eq!(probe.get("/hello").status, 200);
+        release.send(()).unwrap();
+        assert_eq!(running.response().text(), "released");
+        let next = started.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(next, "/block?waiting", "the reset request ran");
+        release.send(()).unwrap();
+        assert_eq!(waiting.response().text(), "released");
+    });
+}
+
 /// Shutdown with a request on the pool: the server waits for its answer, sends it (with
 /// `Connection: close`), and only then returns.
 fn shutdown_waits_for_pool_work_in_flight(mode: Mode) {
@@ -426,6 +458,12 @@ macro_rules! loop_modes {
             fn a_request_timed_out_in_the_queue_never_runs() {
                 if super::common::runnable($value) {
                     super::a_request_timed_out_in_the_queue_never_runs($value);
+                }
+            }
+            #[test]
+            fn a_request_reset_in_the_queue_never_runs() {
+                if super::common::runnable($value) {
+                    super::a_request_reset_in_the_queue_never_runs($value);
                 }
             }
             #[test]

@@ -311,7 +311,7 @@ fn resets_mid_request_and_mid_response(mode: Mode) {
             let mut some = [0; 4096];
             client.stream.read_exact(&mut some).unwrap();
         }
-        reset(client.stream);
+        client.reset();
     }
     // Both slots are free again: two clients are admitted at once.
     let mut one = admit(&server);
@@ -397,12 +397,4 @@ fn admit(server: &TestServer) -> Client {
         }
         assert!(Instant::now() < deadline, "a slot was never freed");
     }
-}
-
-/// Closes with RST: SO_LINGER with a zero timeout discards unsent data and resets.
-fn reset(stream: TcpStream) {
-    socket2::SockRef::from(&stream)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(stream);
 }

@@ -432,6 +432,13 @@ impl<S: Session> EventLoop<S> {
         if connection.generation != generation {
             return;
         }
+        // Reset by the client while its request is on the pool: nothing can reach it, and the
+        // job is withdrawn if no thread has taken it yet. (An end of the client's stream is
+        // not taken so: a client may half-close and still wait for its answer.)
+        if event.is_error() && connection.conn.is_pending() {
+            self.close(key);
+            return;
+        }
         if event.is_readable() || event.is_read_closed() || event.is_error() {
             connection.drained = false;
         }

@@ -1884,7 +1884,10 @@ impl<S: Session> Ring<S> {
                                 libc::shutdown(fd, libc::SHUT_WR);
                             }
                         }
-                        // A request is on the pool: its answer will wake the ring.
+                        // A request is on the pool: its answer will wake the ring, unless the
+                        // client reset the connection meanwhile (then the job is withdrawn if
+                        // no thread has taken it; an end of stream is no reset, as in `reactor`).
+                        Want::Wait if connection.flags.has(Flags::FAILED) => break Step::Close,
                         Want::Wait => break Step::Wait,
                         Want::Close => break Step::Close,
                     }

@@ -377,6 +377,13 @@ impl Client {
     pub fn half_close(&self) {
         self.stream.shutdown(HalfClose::Write).unwrap();
     }
+
+    /// Closes with RST: SO_LINGER with a zero timeout discards unsent data and resets.
+    pub fn reset(self) {
+        socket2::SockRef::from(&self.stream)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    }
 }
 
 impl<S: Read + Write> Client<S> {
