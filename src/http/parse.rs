@@ -584,8 +584,8 @@ fn parse_content_length(value: &[u8]) -> Result<u64, Status> {
 }
 
 /// `1*DIGIT` and nothing else (no sign, no space) as a number; one too large for a `u64` reads
-/// as `u64::MAX`, which is past any limit or length it is compared with. A Content-Length, a
-/// range position, a demo parameter.
+/// as `u64::MAX`, which is past any limit or length it is compared with. A range position, a
+/// demo parameter (a Content-Length too large is malformed instead: `parse_content_length`).
 pub fn decimal(digits: &[u8]) -> Option<u64> {
     (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit)).then(|| {
         digits.iter().fold(0u64, |n, &d| {
