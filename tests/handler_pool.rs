@@ -67,6 +67,18 @@ impl Handler for Gate {
     }
 }
 
+/// Sends `GET target` (a `/block`, for a [`Gate`]) on `client`.
+fn send_block(client: &mut Client, target: &str) {
+    client.send(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+}
+
+/// The target of the next `/block` a [`Gate`] starts, as it says on `started`.
+fn next_started(started: &Receiver<String>) -> String {
+    started
+        .recv_timeout(Duration::from_secs(5))
+        .expect("no handler started")
+}
+
 /// A server with a [`Gate`]: returns it, the receiver of "started", the sender of "release".
 fn gated(config: Config) -> (TestServer, Receiver<String>, Sender<()>) {
     let (started, started_rx) = mpsc::channel();
@@ -123,8 +135,8 @@ fn without_a_pool_one_blocking_handler_stalls_the_loop(mode: Mode) {
     bounded(30, move || {
         let (server, started, release) = gated(one_loop(mode, 0));
         let mut blocked = server.connect();
-        blocked.send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
-        started.recv_timeout(Duration::from_secs(5)).unwrap();
+        send_block(&mut blocked, "/block");
+        next_started(&started);
         let mut other = server.connect();
         other.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
         // Nothing comes back while the handler holds the loop...
@@ -152,8 +164,8 @@ fn with_a_pool_the_blocking_handler_stalls_nobody(mode: Mode) {
     bounded(30, move || {
         let (server, started, release) = gated(one_loop(mode, 2));
         let mut blocked = server.connect();
-        blocked.send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
-        started.recv_timeout(Duration::from_secs(5)).unwrap();
+        send_block(&mut blocked, "/block");
+        next_started(&started);
         let mut other = server.connect();
         assert!(timed_hello(&mut other) < Duration::from_millis(100));
         release.send(()).unwrap();
@@ -191,8 +203,8 @@ fn a_client_that_vanishes_while_its_request_is_on_the_pool(mode: Mode) {
             ..one_loop(mode, 2)
         });
         let mut leaving = server.connect();
-        leaving.send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
-        started.recv_timeout(Duration::from_secs(5)).unwrap();
+        send_block(&mut leaving, "/block");
+        next_started(&started);
         drop(leaving);
         // Its connection is still counted while its request is away.
         assert_eq!(status_on_a_new_connection(&server), Some(503));
@@ -224,10 +236,10 @@ fn a_full_queue_answers_503(mode: Mode) {
     bounded(60, move || {
         let (server, started, release) = gated(one_loop(mode, 1));
         let mut clients: Vec<Client> = (0..20).map(|_| server.connect()).collect();
-        clients[0].send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
-        started.recv_timeout(Duration::from_secs(5)).unwrap();
+        send_block(&mut clients[0], "/block");
+        next_started(&started);
         for client in &mut clients[1..] {
-            client.send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
+            send_block(client, "/block");
         }
         // The refusals come at once, while the one thread is still held.
         let mut refused = [false; 20];
@@ -268,7 +280,7 @@ fn a_panic_on_the_pool_is_a_500(mode: Mode) {
         assert_eq!(client.get("/panic").status, 500);
         assert_eq!(client.get("/hello").status, 200);
         release.send(()).unwrap();
-        client.send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
+        send_block(&mut client, "/block");
         assert_eq!(client.response().text(), "released");
     });
 }
@@ -282,8 +294,8 @@ fn a_stuck_handler_gets_its_client_a_504(mode: Mode) {
         let (server, started, release) = gated(config);
         let mut client = server.connect();
         let start = Instant::now();
-        client.send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
-        started.recv_timeout(Duration::from_secs(5)).unwrap();
+        send_block(&mut client, "/block");
+        next_started(&started);
         assert!(timed_hello(&mut server.connect()) < Duration::from_millis(100));
         let response = client.response();
         assert_eq!(response.status, 504);
@@ -293,8 +305,8 @@ fn a_stuck_handler_gets_its_client_a_504(mode: Mode) {
         // The late answer is dropped; the thread is free again afterwards.
         release.send(()).unwrap();
         let mut next = server.connect();
-        next.send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
-        started.recv_timeout(Duration::from_secs(5)).unwrap();
+        send_block(&mut next, "/block");
+        next_started(&started);
         release.send(()).unwrap();
         assert_eq!(next.response().text(), "released");
     });
@@ -309,13 +321,13 @@ fn a_request_timed_out_in_the_queue_never_runs(mode: Mode) {
         config.limits.handler_timeout = Duration::from_millis(300);
         let (server, started, release) = gated(config);
         let mut running = server.connect();
-        running.send(b"GET /block?running HTTP/1.1\r\nHost: t\r\n\r\n");
-        let first = started.recv_timeout(Duration::from_secs(5)).unwrap();
+        send_block(&mut running, "/block?running");
+        let first = next_started(&started);
         assert_eq!(first, "/block?running");
         let mut queued: Vec<Client> = (0..3)
             .map(|i| {
                 let mut client = server.connect();
-                client.send(format!("GET /block?queued{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+                send_block(&mut client, &format!("/block?queued{i}"));
                 client
             })
             .collect();
@@ -325,8 +337,8 @@ fn a_request_timed_out_in_the_queue_never_runs(mode: Mode) {
         // The running handler returns; the thread takes the next job that was not withdrawn.
         release.send(()).unwrap();
         let mut next = server.connect();
-        next.send(b"GET /block?next HTTP/1.1\r\nHost: t\r\n\r\n");
-        let second = started.recv_timeout(Duration::from_secs(5)).unwrap();
+        send_block(&mut next, "/block?next");
+        let second = next_started(&started);
         assert_eq!(second, "/block?next", "a withdrawn request ran");
         release.send(()).unwrap();
         assert_eq!(next.response().text(), "released");
@@ -340,15 +352,12 @@ fn a_request_reset_in_the_queue_never_runs(mode: Mode) {
     bounded(30, move || {
         let (server, started, release) = gated(one_loop(mode, 1));
         let mut running = server.connect();
-        running.send(b"GET /block?running HTTP/1.1\r\nHost: t\r\n\r\n");
-        assert_eq!(
-            started.recv_timeout(Duration::from_secs(5)).unwrap(),
-            "/block?running"
-        );
+        send_block(&mut running, "/block?running");
+        assert_eq!(next_started(&started), "/block?running");
         let mut gone = server.connect();
-        gone.send(b"GET /block?gone HTTP/1.1\r\nHost: t\r\n\r\n");
+        send_block(&mut gone, "/block?gone");
         let mut waiting = server.connect();
-        waiting.send(b"GET /block?waiting HTTP/1.1\r\nHost: t\r\n\r\n");
+        send_block(&mut waiting, "/block?waiting");
         waiting.half_close();
         // The one loop reads in order of arrival: once a later request is answered, both are
         // queued (and, the second time, the reset has been seen too).
@@ -358,7 +367,7 @@ fn a_request_reset_in_the_queue_never_runs(mode: Mode) {
         assert_eq!(probe.get("/hello").status, 200);
         release.send(()).unwrap();
         assert_eq!(running.response().text(), "released");
-        let next = started.recv_timeout(Duration::from_secs(5)).unwrap();
+        let next = next_started(&started);
         assert_eq!(next, "/block?waiting", "the reset request ran");
         release.send(()).unwrap();
         assert_eq!(waiting.response().text(), "released");
@@ -371,8 +380,8 @@ fn shutdown_waits_for_pool_work_in_flight(mode: Mode) {
     bounded(30, move || {
         let (mut server, started, release) = gated(one_loop(mode, 1));
         let mut client = server.connect();
-        client.send(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
-        started.recv_timeout(Duration::from_secs(5)).unwrap();
+        send_block(&mut client, "/block");
+        next_started(&started);
         server.trigger_shutdown();
         let releaser = thread::spawn(move || {
             thread::sleep(Duration::from_millis(200));
