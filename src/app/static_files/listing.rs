@@ -27,10 +27,11 @@ pub struct Entry {
 }
 
 /// The entries of the directory `dir`, at `relative` beneath `root`, as they are listed:
-/// directories first, then files, each sorted by name. Only what a request for it would serve is listed: regular files and
-/// directories, under names a request can fetch. Hidden names, FIFOs, sockets and devices are
-/// left out, and so is a symbolic link unless it resolves within ROOT, as a request resolves
-/// it (a link out of ROOT would show the size and date of a file the server never serves).
+/// directories first, then files, each sorted by name. Only what a request for it would serve
+/// is listed: regular files and directories, under names a request can fetch. Hidden names,
+/// FIFOs, sockets and devices are left out, and so is a symbolic link unless it resolves within
+/// ROOT, as a request resolves it (a link out of ROOT would show the size and date of a file
+/// the server never serves).
 pub fn entries(root: &Root, relative: &Path, dir: &File) -> io::Result<Vec<Entry>> {
     // Read the directory that was opened, not whatever the path names by now; by its path only
     // where there is no /proc.
