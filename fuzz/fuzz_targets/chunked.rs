@@ -62,7 +62,7 @@ fn reference(raw: &[u8]) -> Option<(Vec<u8>, usize)> {
             let section = trailer_section(&raw[at..])?;
             return Some((body, at + section));
         }
-        if body.len() as u64 + size > MAX_BODY {
+        if size > MAX_BODY - body.len() as u64 {
             return None;
         }
         let data_end = at.checked_add(usize::try_from(size).ok()?)?;
