@@ -620,12 +620,21 @@ pub fn tempdir(name: &str) -> std::path::PathBuf {
 }
 
 /// The environment variable `name` read as a number (how many streams, which seed), or
-/// `default` when it is unset or not one.
+/// `default` when it is unset. Decimal, or hex after `0x` as the tests print their seeds. A
+/// value that is neither fails the test: ignored, it would have run the default instead.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
+    let Ok(value) = std::env::var(name) else {
+        return default;
+    };
+    let decimal = match value.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(&hex.replace('_', ""), 16)
+            .ok()
+            .map(|n| n.to_string()),
+        None => Some(value.clone()),
+    };
+    decimal
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or_else(|| panic!("{name}={value}: not a number (decimal, or hex after 0x)"))
 }
 
 /// xorshift64*: small, seeded, the same on every machine (for generated test input).
