@@ -571,15 +571,8 @@ fn is_known_method(method: &str) -> bool {
 /// u64 is no length at all: malformed (400), as nginx, Apache and Go have it, where a length
 /// merely over the limit is 413.
 fn parse_content_length(value: &[u8]) -> Result<u64, Status> {
-    let digits = value.trim_ascii();
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(Status::BAD_REQUEST);
-    }
-    digits
-        .iter()
-        .try_fold(0u64, |n, &d| {
-            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-        })
+    numeral(value.trim_ascii())
+        .flatten()
         .ok_or(Status::BAD_REQUEST)
 }
 
@@ -587,9 +580,15 @@ fn parse_content_length(value: &[u8]) -> Result<u64, Status> {
 /// as `u64::MAX`, which is past any limit or length it is compared with. A range position, a
 /// demo parameter (a Content-Length too large is malformed instead: `parse_content_length`).
 pub fn decimal(digits: &[u8]) -> Option<u64> {
+    numeral(digits).map(|value| value.unwrap_or(u64::MAX))
+}
+
+/// `1*DIGIT` and nothing else: `None` if `digits` is not that, `Some(None)` if its value is too
+/// large for a `u64`.
+fn numeral(digits: &[u8]) -> Option<Option<u64>> {
     (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit)).then(|| {
-        digits.iter().fold(0u64, |n, &d| {
-            n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+        digits.iter().try_fold(0u64, |n, &d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
         })
     })
 }
