@@ -34,6 +34,12 @@ fn keep_alive(mode: Mode) {
         assert!(response.header("date").is_some());
         assert_eq!(response.header("connection"), None);
     }
+    // An escaped path names what it decodes to (RFC 3986 6.2.2.2), as nginx reads it; in the
+    // reactor, `/sl%65ep` goes to the handler pool as `/sleep` does.
+    let response = client.request(b"GET /hel%6Co HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(response.text(), "Hello, World!");
+    let response = client.request(b"GET /sl%65ep?ms=0 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(response.text(), "slept 0 ms");
     // HTTP/1.0 asks for keep-alive explicitly and gets it confirmed.
     let response = client.request(b"GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     assert_eq!(response.header("connection"), Some("keep-alive"));
