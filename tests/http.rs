@@ -323,9 +323,13 @@ fn preconditions_without_an_entity_tag(mode: Mode) {
     let cases = [
         ("GET", "/hello", "If-Match: \"x\"", 412),
         ("GET", "/hello", "If-Match: *", 200),
-        ("GET", "/hello", "If-Match: \"x\", *", 200),
         ("GET", "/hello", "If-None-Match: *", 304),
-        ("HEAD", "/hello", "If-None-Match: \"x\", *", 304),
+        ("HEAD", "/hello", "If-None-Match: *", 304),
+        // `*` is the whole value or malformed, and a malformed value matches nothing.
+        ("GET", "/hello", "If-Match: \"x\", *", 412),
+        ("GET", "/hello", "If-Match: *\r\nIf-Match: *", 412),
+        ("HEAD", "/hello", "If-None-Match: \"x\", *", 200),
+        ("GET", "/hello", "If-None-Match: *, x", 200),
         ("GET", "/hello", "If-None-Match: \"x\"", 200),
         ("GET", "/hello", "If-Match: *\r\nIf-None-Match: *", 304),
         ("GET", "/hello", "If-Match: \"x\"\r\nIf-None-Match: *", 412),

@@ -32,7 +32,7 @@ pub use parse::{
     MAX_REQUEST_LINE, Scanned, decimal, downgrade_later_minor, header_storage, leading_empty_lines,
     parse_again, parse_head, parse_whole_head,
 };
-pub use request::{Headers, Request, Version};
+pub use request::{EntityTags, Headers, Request, Version};
 pub use response::{
     Body, BodyStream, FileBody, HeadCache, Multipart, Persistence, Response, Status, write_head,
 };

@@ -3,6 +3,8 @@
 //! Everything borrows from the connection's input buffer, where the bytes arrived, so handing a
 //! request to a handler copies nothing. `parse.rs` builds it; `app/` reads it.
 
+use std::borrow::Cow;
+
 /// The protocol version of a request. Only these two reach a handler: others get 505.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Version {
@@ -73,6 +75,14 @@ impl<'a> Headers<'a> {
             .map(|h| h.value)
     }
 
+    /// Every value of `name` as one comma-separated list, as text: a list sent in several fields
+    /// is one list (RFC 9110 5.3). Borrowed when there is one field; `None` when there is none.
+    pub fn get_list(&self, name: &str) -> Option<Cow<'a, str>> {
+        let mut values = self.get_all(name).map(String::from_utf8_lossy);
+        let first = values.next()?;
+        Some(values.fold(first, |list, value| Cow::Owned(format!("{list}, {value}"))))
+    }
+
     /// Whether any value of `name`, read as a comma-separated list, holds `token`
     /// (case-insensitive): `Connection: keep-alive, Upgrade` has the token `upgrade`.
     pub fn has_token(&self, name: &str, token: &str) -> bool {
@@ -121,6 +131,75 @@ pub(crate) fn name_is(name: &str, lower: &[u8]) -> bool {
         at += 8;
     }
     (word(name, n - 8) | 0x2020_2020_2020_2020) == word(lower, n - 8)
+}
+
+/// The value of an `If-Match` or `If-None-Match` field: `"*" / #entity-tag` (RFC 9110 13.1.1,
+/// 13.1.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntityTags<'a> {
+    /// `*`: any current representation.
+    Any,
+    /// One or more entity-tags (`"xyzzy"`, `W/"xyzzy"`), each checked well-formed.
+    List(&'a str),
+}
+
+impl<'a> EntityTags<'a> {
+    /// `value` read as `*` or a list of entity-tags; `None` if it is neither: a `*` inside a
+    /// list, a tag without its quotes, nothing but commas. Such a field names no representation,
+    /// so it never matches one: an `If-Match` with it fails, an `If-None-Match` holds (as nginx
+    /// reads them). A comma inside a tag's quotes is part of the tag, not a separator.
+    pub fn parse(value: &'a str) -> Option<Self> {
+        let value = value.trim_matches([' ', '\t']);
+        if value == "*" {
+            return Some(EntityTags::Any);
+        }
+        let mut rest = value;
+        let mut tags = 0;
+        while let Some(next) = next_entity_tag(rest) {
+            (_, rest) = next?;
+            tags += 1;
+        }
+        (tags > 0).then_some(EntityTags::List(value))
+    }
+
+    /// Whether `*`, or any tag of the list for which `matches` says so.
+    pub fn any(self, matches: impl FnMut(&str) -> bool) -> bool {
+        match self {
+            EntityTags::Any => true,
+            EntityTags::List(mut rest) => std::iter::from_fn(|| {
+                let (tag, after) = next_entity_tag(rest)??;
+                rest = after;
+                Some(tag)
+            })
+            .any(matches),
+        }
+    }
+}
+
+/// The first entity-tag of `list` (`[ "W/" ] DQUOTE *etagc DQUOTE`, RFC 9110 8.8.3) and the
+/// rest of the list after it, empty elements skipped (5.6.1); `None` at the end of the list,
+/// `Some(None)` where it is malformed.
+fn next_entity_tag(list: &str) -> Option<Option<(&str, &str)>> {
+    let list = list.trim_start_matches([' ', '\t', ',']);
+    if list.is_empty() {
+        return None;
+    }
+    let bytes = list.as_bytes();
+    let open = if list.starts_with("W/") { 2 } else { 0 };
+    let tag_end = match bytes.get(open) {
+        Some(b'"') => bytes[open + 1..].iter().position(|&b| b == b'"'),
+        _ => None,
+    }
+    .map(|len| open + 1 + len + 1);
+    let well_formed = |end: usize| {
+        let etagc = |b: &u8| *b == 0x21 || (0x23..=0x7e).contains(b) || *b >= 0x80;
+        let after = list[end..].trim_start_matches([' ', '\t']);
+        bytes[open + 1..end - 1].iter().all(etagc) && (after.is_empty() || after.starts_with(','))
+    };
+    Some(match tag_end {
+        Some(end) if well_formed(end) => Some((&list[..end], &list[end..])),
+        _ => None,
+    })
 }
 
 pub(crate) fn list_has_token(value: &[u8], token: &str) -> bool {
@@ -210,5 +289,64 @@ mod tests {
         let headers = Headers::new(&fields);
         assert_eq!(headers.get_str("a"), Some("x"));
         assert_eq!(headers.get_str("b"), None);
+    }
+
+    #[test]
+    fn entity_tag_lists() {
+        use EntityTags::{Any, List};
+        let tags = |value| {
+            let mut seen = Vec::new();
+            EntityTags::parse(value).map(|tags| {
+                tags.any(|tag| {
+                    seen.push(tag.to_string());
+                    false
+                })
+            });
+            seen
+        };
+        assert_eq!(EntityTags::parse("*"), Some(Any));
+        assert_eq!(EntityTags::parse(" *\t"), Some(Any));
+        assert_eq!(EntityTags::parse("\"a\""), Some(List("\"a\"")));
+        assert_eq!(tags("\"a\", W/\"b\" ,\"\""), ["\"a\"", "W/\"b\"", "\"\""]);
+        // Empty elements are skipped (RFC 9110 5.6.1); a comma in quotes is part of the tag.
+        assert_eq!(tags(", \"a,b\",, \"c\","), ["\"a,b\"", "\"c\""]);
+        for malformed in [
+            "",
+            ",",
+            "*, \"a\"",
+            "\"a\", *",
+            "**",
+            "a",
+            "\"a",
+            "\"a\"b",
+            "\"a\" \"b\"",
+            "w/\"a\"",
+            "W/ \"a\"",
+            "\"a b\"",
+            "\"a\u{7f}\"",
+        ] {
+            assert_eq!(EntityTags::parse(malformed), None, "{malformed:?}");
+        }
+        assert!(EntityTags::parse("*").unwrap().any(|_| false));
+        let list = EntityTags::parse("\"a\", \"b\"").unwrap();
+        assert!(list.any(|tag| tag == "\"b\""));
+        assert!(!list.any(|tag| tag == "\"c\""));
+    }
+
+    #[test]
+    fn a_list_across_fields() {
+        let fields = [
+            h("If-Match", "\"a\""),
+            h("Host", "x"),
+            h("if-match", "\"b\""),
+        ];
+        let headers = Headers::new(&fields);
+        assert_eq!(
+            headers.get_list("if-match").as_deref(),
+            Some("\"a\", \"b\"")
+        );
+        assert_eq!(headers.get_list("host").as_deref(), Some("x"));
+        assert!(matches!(headers.get_list("host"), Some(Cow::Borrowed(_))));
+        assert_eq!(headers.get_list("if-none-match"), None);
     }
 }

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 use super::date::Clock;
-use super::request::Request;
+use super::request::{EntityTags, Request};
 
 /// An HTTP status code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -86,7 +86,10 @@ impl Status {
 ///
 /// With no entity tag, nothing can match one (RFC 9110 13.1.1, 13.1.2): an `If-Match` holds only
 /// as `*`, and fails with 412 otherwise; an `If-None-Match: *` fails for a representation that
-/// exists, with 304 for GET and HEAD and 412 for other methods, while a list of tags holds. A
+/// exists, with 304 for GET and HEAD and 412 for other methods, while a list of tags holds.
+/// `*` is the whole value or nothing: in a list it makes the field malformed ([`EntityTags`]),
+/// and a malformed field matches nothing, so it fails as an `If-Match` and holds as an
+/// `If-None-Match`. A
 /// handler that sends an `ETag` (the static files) has evaluated the conditions itself, and a
 /// response other than 2xx ignores them (13.2.1). `If-Match` is evaluated first (13.2.2).
 pub fn unvalidated_precondition(request: &Request<'_>, response: &Response) -> Option<Status> {
@@ -95,11 +98,15 @@ pub fn unvalidated_precondition(request: &Request<'_>, response: &Response) -> O
     {
         return None;
     }
-    let headers = &request.headers;
-    if headers.get("if-match").is_some() && !headers.has_token("if-match", "*") {
+    // For a field that is there: whether it is `*`.
+    let any = |name| {
+        let list = request.headers.get_list(name)?;
+        Some(EntityTags::parse(&list) == Some(EntityTags::Any))
+    };
+    if any("if-match") == Some(false) {
         return Some(Status::PRECONDITION_FAILED);
     }
-    if headers.has_token("if-none-match", "*") {
+    if any("if-none-match") == Some(true) {
         return Some(match request.method {
             "GET" | "HEAD" => Status::NOT_MODIFIED,
             _ => Status::PRECONDITION_FAILED,

@@ -366,11 +366,6 @@ fn serve_file(
 /// The conditional fields of a request. A list sent in several fields is one list (RFC 9110
 /// 5.3); a date sent twice is no date.
 fn conditions<'a>(headers: &Headers<'a>) -> Conditions<'a> {
-    let list = |name| {
-        let mut values = headers.get_all(name).map(String::from_utf8_lossy);
-        let first = values.next()?;
-        Some(values.fold(first, |list, value| Cow::Owned(format!("{list}, {value}"))))
-    };
     let date = |name| {
         let mut values = headers.get_all(name);
         match (values.next(), values.next()) {
@@ -379,9 +374,9 @@ fn conditions<'a>(headers: &Headers<'a>) -> Conditions<'a> {
         }
     };
     Conditions {
-        if_match: list("if-match"),
+        if_match: headers.get_list("if-match"),
         if_unmodified_since: date("if-unmodified-since"),
-        if_none_match: list("if-none-match"),
+        if_none_match: headers.get_list("if-none-match"),
         if_modified_since: date("if-modified-since"),
     }
 }

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::http::decimal;
+use crate::http::{EntityTags, decimal};
 
 /// A file's validators: what `ETag` and `Last-Modified` are made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,8 +68,10 @@ impl Validators {
             false => String::new(),
         };
         if let Some(tags) = &conditions.if_match {
-            // Strong comparison (13.1.1): neither tag weak, the same opaque tag.
-            let held = entity_tags(tags).any(|tag| tag == "*" || (!weak && tag == ours));
+            // Strong comparison (13.1.1): neither tag weak, the same opaque tag. A malformed
+            // value (see `EntityTags`) holds for nothing.
+            let held =
+                EntityTags::parse(tags).is_some_and(|tags| tags.any(|tag| !weak && tag == ours));
             if !held {
                 return Outcome::PreconditionFailed;
             }
@@ -79,8 +81,10 @@ impl Validators {
             }
         }
         if let Some(tags) = &conditions.if_none_match {
-            // Weak comparison (13.1.2): a match means the client has it.
-            let matched = entity_tags(tags).any(|tag| tag == "*" || strip_weak(tag) == ours);
+            // Weak comparison (13.1.2): a match means the client has it. A malformed value
+            // matches nothing, and If-Modified-Since is still not asked (13.1.3).
+            let matched =
+                EntityTags::parse(tags).is_some_and(|tags| tags.any(|tag| strip_weak(tag) == ours));
             return match matched {
                 true => Outcome::NotModified,
                 false => Outcome::Send,
@@ -113,11 +117,6 @@ impl Validators {
 
 fn strip_weak(tag: &str) -> &str {
     tag.strip_prefix("W/").unwrap_or(tag)
-}
-
-/// The members of an entity-tag list (`If-Match`, `If-None-Match`).
-fn entity_tags(list: &str) -> impl Iterator<Item = &str> {
-    list.split(',').map(str::trim).filter(|tag| !tag.is_empty())
 }
 
 /// An HTTP-date as whole seconds since the epoch; `None` for anything else, which the
@@ -389,6 +388,16 @@ mod tests {
         assert_eq!(inm("\"other\""), Send);
         // Unquoted is not an entity tag.
         assert_eq!(inm(etag.trim_matches('"')), Send);
+        // A `*` is the whole value or malformed; a malformed value matches nothing, and
+        // If-Modified-Since is still not asked.
+        assert_eq!(inm("*, \"other\""), Send);
+        assert_eq!(inm(&format!("*, {etag}")), Send);
+        assert_eq!(inm(&format!("{etag}, garbage")), Send);
+        let date = "Mon, 07 Nov 1994 08:49:37 GMT";
+        assert_eq!(
+            evaluate(&f, [None, None, Some("*,a"), Some(date)], false),
+            Send
+        );
         assert_eq!(ims("Sun, 06 Nov 1994 08:49:37 GMT"), NotModified);
         assert_eq!(ims("Mon, 07 Nov 1994 08:49:37 GMT"), NotModified);
         assert_eq!(ims("Sun, 06 Nov 1994 08:49:36 GMT"), Send);
@@ -431,6 +440,9 @@ mod tests {
         assert_eq!(im("*", false), Send);
         assert_eq!(im("*", true), Send);
         assert_eq!(im("\"other\"", false), PreconditionFailed);
+        // Malformed: holds for nothing, not even with the file's own tag in it.
+        assert_eq!(im("*, \"other\"", false), PreconditionFailed);
+        assert_eq!(im(&format!("{etag}, garbage"), false), PreconditionFailed);
         // Strong comparison: a weak tag on either side never matches.
         assert_eq!(im(&format!("W/{etag}"), false), PreconditionFailed);
         assert_eq!(im(&etag, true), PreconditionFailed);

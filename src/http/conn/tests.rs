@@ -989,3 +989,18 @@ fn a_timeout_is_never_reached_early() {
     let just_before = start + limits.header_timeout - Duration::from_nanos(1);
     assert!(Millis::of(just_before) < deadline);
 }
+
+/// The fuzz targets' order check through answers a precondition made: a 304 or 412 in place of
+/// the handler's response still stands for its call. (The fuzzer's case: `If-None-Match: *` on
+/// the first of two requests.) And a `*` inside a list is no wildcard: the handler's own answer.
+#[test]
+fn preconditions_keep_the_order_check() {
+    let input = b"HEAD /a HTTP/1.1\r\nHost: t\r\nIf-None-Match: *\r\n\r\n\
+        GET /b HTTP/1.1\r\nHost: t\r\nIf-Match: \"x\"\r\n\r\n\
+        GET /c HTTP/1.1\r\nHost: t\r\nIf-None-Match: *, \"x\"\r\n\r\n\
+        GET /d HTTP/1.1\r\nHost: t\r\n\r\n";
+    memory::reset_calls();
+    let (out, _) = memory::run_split(&memory::numbered, input, &[input.len()]);
+    assert_eq!(statuses(&out), [304, 412, 200, 200]);
+    memory::check_responses(&out);
+}
