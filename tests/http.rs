@@ -298,6 +298,31 @@ fn head_requests(mode: Mode) {
     assert_eq!(response.header("content-length"), Some("13"));
     assert!(response.body.is_empty());
     assert_eq!(client.request(hello_request()).text(), "Hello, World!");
+    // A HEAD the server refuses, closing the connection, gets the head alone too (RFC 9110
+    // 9.3.2): with the length a GET's refusal would have, and nothing after it but the close.
+    // The same request as GET gets the refusal's text.
+    let refused = [
+        ("/hello", "Expect: something\r\n", 417),
+        ("/hello", "Content-Length: 99999999999\r\n", 413),
+        ("/hello", "Host: a\r\n", 400),
+        ("/echo", "Transfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+    ];
+    for (path, fields, status) in refused {
+        for method in ["HEAD", "GET"] {
+            let mut client = server.connect();
+            let request = format!("{method} {path} HTTP/1.1\r\nHost: t\r\n{fields}\r\n");
+            client.send(request.as_bytes());
+            let response = client.head_response();
+            assert_eq!(response.status, status, "{method} {fields:?}");
+            assert_eq!(response.header("connection"), Some("close"));
+            let length: usize = response.header("content-length").unwrap().parse().unwrap();
+            let rest = client.read_to_end();
+            match method {
+                "HEAD" => assert!(rest.is_empty(), "{fields:?}: {rest:?}"),
+                _ => assert_eq!(rest.len(), length, "{fields:?}: {rest:?}"),
+            }
+        }
+    }
 }
 
 /// Preconditions on responses that have no entity tag (`/hello`, `/echo`, OPTIONS): nothing can

@@ -540,15 +540,17 @@ impl Output {
         keep_alive
     }
 
-    /// Queues an error response, after which the connection closes.
-    fn queue_error(&mut self, cx: &mut Context<'_>, request: Option<&Request<'_>>, status: Status) {
-        self.queue(
-            cx,
-            request,
-            &mut Response::error(status),
-            false,
-            Persistence::Close,
-        );
+    /// Queues `status` as the last answer of the connection. `head`: the request refused is a
+    /// HEAD, so the answer has no content, though the connection ends with it (RFC 9110 9.3.2).
+    fn queue_error(
+        &mut self,
+        cx: &mut Context<'_>,
+        request: Option<&Request<'_>>,
+        status: Status,
+        head: bool,
+    ) {
+        let mut response = Response::error(status);
+        self.queue(cx, request, &mut response, head, Persistence::Close);
     }
 
     fn release(&mut self, pool: &mut BufPool) {
@@ -577,6 +579,13 @@ fn logged<'a>(request: Option<&'a Request<'_>>) -> Option<LoggedRequest<'a>> {
         target: request.target,
         version: request.version.as_str(),
     })
+}
+
+/// Whether the request that starts `request` (its bytes, as far as they came) is a HEAD, so that
+/// a refusal of it has no content. The method comes first: whatever fault a head is refused
+/// for, it asked for HEAD if it starts so.
+fn is_head(request: &[u8]) -> bool {
+    request.starts_with(b"HEAD ")
 }
 
 /// `n` as eight hex digits, zero-padded: a chunk's size, written in front of it once known.
@@ -649,7 +658,7 @@ impl Conn {
     /// at once and closes without reading a request.
     pub fn refuse(status: Status, cx: &mut Context<'_>) -> Self {
         let mut conn = Conn::new(cx);
-        conn.fail(status, cx);
+        conn.fail(status, &[], cx);
         conn
     }
 
@@ -802,15 +811,17 @@ impl Conn {
         }
         // An idle connection of a server handing over was only waiting in case a request came.
         let handed_over = self.waits_out_handover();
+        let input = std::mem::take(&mut self.input);
         match self.timer {
             Timer::Header | Timer::Body if !self.output.has_bytes() && !handed_over => {
-                self.fail(Status::REQUEST_TIMEOUT, cx)
+                self.fail(Status::REQUEST_TIMEOUT, input.data(), cx)
             }
             // The handler is stuck: the client gets 504, and a response that comes back later
             // is dropped (see `completed`).
-            Timer::Handler => self.fail(Status::GATEWAY_TIMEOUT, cx),
+            Timer::Handler => self.fail(Status::GATEWAY_TIMEOUT, input.data(), cx),
             _ => self.phase = Phase::Closed,
         }
+        self.input = input;
         self.timer = Timer::Unset;
     }
 
@@ -863,7 +874,7 @@ impl Conn {
                 self.after_request(data, used, keep_alive, framing.keep_alive)
             }
             Err(status) => {
-                self.fail(status, cx);
+                self.fail(status, data, cx);
                 0
             }
         };
@@ -1008,7 +1019,7 @@ impl Conn {
                         Step::Progress
                     }
                     Err(status) => {
-                        self.fail(status, cx);
+                        self.fail(status, input.data(), cx);
                         Step::Progress
                     }
                 }
@@ -1089,7 +1100,7 @@ impl Conn {
                     self.on_parsed(data, &head, cx)
                 }
                 Err(status) => {
-                    self.fail(status, cx);
+                    self.fail(status, input.data(), cx);
                     0
                 }
             },
@@ -1112,7 +1123,7 @@ impl Conn {
                 self.on_head(data, request, *framing, *head_len, cx)
             }
             Err(status) => {
-                self.fail(*status, cx);
+                self.fail(*status, data, cx);
                 0
             }
         }
@@ -1135,8 +1146,8 @@ impl Conn {
             }
             BodyLength::Length(length) if length > cx.limits.max_body_bytes => {
                 // Refused before a byte of the body is read, 100-continue or not.
-                self.output
-                    .queue_error(cx, Some(request), Status::PAYLOAD_TOO_LARGE);
+                let head = framing.head_method;
+                (self.output).queue_error(cx, Some(request), Status::PAYLOAD_TOO_LARGE, head);
                 self.phase = Phase::Closing { linger: true };
                 return 0;
             }
@@ -1182,7 +1193,7 @@ impl Conn {
         let mut storage = header_storage();
         let (head, body) = (&data[..head_len], &data[head_len..head_len + body_len]);
         let Ok((request, framing)) = parse_again(head, body, &mut storage) else {
-            self.fail(Status::BAD_REQUEST, cx);
+            self.fail(Status::BAD_REQUEST, head, cx);
             return 0;
         };
         self.answer(data, &request, framing, head_len, total, cx)
@@ -1270,9 +1281,10 @@ impl Conn {
     }
 
     /// Answers with an error status and closes: the input can no longer be trusted to say where
-    /// the next request begins.
-    fn fail(&mut self, status: Status, cx: &mut Context<'_>) {
-        self.output.queue_error(cx, None, status);
+    /// the next request begins. `request`: the bytes of the request refused, as far as they came
+    /// (none for a connection refused before it sent any); a HEAD's refusal has no content.
+    fn fail(&mut self, status: Status, request: &[u8], cx: &mut Context<'_>) {
+        self.output.queue_error(cx, None, status, is_head(request));
         self.phase = Phase::Closing { linger: true };
     }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use super::{Conn, Context, Offload, Want};
 use crate::app::Handler;
 use crate::config::Limits;
-use crate::http::{BufPool, Clock, HeadCache, Millis, Request, Response};
+use crate::http::{BufPool, Clock, HeadCache, Millis, Request, Response, Status};
 
 /// A handler written as a function of the request.
 pub type Respond = dyn Fn(&Request<'_>) -> Response + Send + Sync;
@@ -246,12 +246,16 @@ pub fn parse_responses(mut bytes: &[u8]) -> Vec<Parsed> {
                 0
             }
         };
-        let body_len = if header("x-method").as_deref() == Some("HEAD") {
-            0
-        } else {
-            length
-        };
         bytes = &bytes[head_len..];
+        // A handler's response says what it answers (`X-Method`, as `numbered` does); one
+        // without is the server's own refusal, whose body is `Response::error`'s text, or none
+        // if it refused a HEAD.
+        let refusal_body = format!("{status} {}\n", Status(status).reason());
+        let body_len = match header("x-method").as_deref() {
+            Some("HEAD") => 0,
+            None if status >= 400 && !bytes.starts_with(refusal_body.as_bytes()) => 0,
+            _ => length,
+        };
         assert!(bytes.len() >= body_len, "truncated body");
         responses.push((status, headers, bytes[..body_len].to_vec()));
         bytes = &bytes[body_len..];
@@ -276,7 +280,7 @@ pub fn numbered(request: &Request<'_>) -> Response {
     } else {
         format!("{} {} {}", request.method, request.path, request.body.len())
     };
-    Response::text(crate::http::Status::OK, body)
+    Response::text(Status::OK, body)
         .with_header("X-Call", n.to_string())
         // `parse_responses` reads a HEAD response's body length from this.
         .with_header("X-Method", request.method.to_string())

@@ -495,6 +495,13 @@ fn timeouts() {
     harness.advance(10.5);
     assert_eq!(statuses(&harness.out), vec![408]);
 
+    // A HEAD too slow to arrive gets the 408's head alone.
+    let mut harness = Harness::with(limits.clone(), &describe);
+    harness.feed(b"HEAD / HTTP/1.1\r\nHost: x\r\n");
+    harness.advance(10.5);
+    assert!(harness.text().starts_with("HTTP/1.1 408 "));
+    assert!(harness.text().ends_with("\r\n\r\n"), "{}", harness.text());
+
     // Idle keep-alive: closed silently; a request restarts the clock.
     let mut harness = Harness::with(limits.clone(), &describe);
     harness.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -1003,4 +1010,39 @@ fn preconditions_keep_the_order_check() {
     let (out, _) = memory::run_split(&memory::numbered, input, &[input.len()]);
     assert_eq!(statuses(&out), [304, 412, 200, 200]);
     memory::check_responses(&out);
+}
+
+/// A refused HEAD gets the refusal's head alone, whatever it was refused for and however its
+/// bytes arrive; the same refusal of a GET carries its text.
+#[test]
+fn refusals_of_head_have_no_content() {
+    let long_field = format!("X: {}\r\n", "a".repeat(20_000));
+    let cases: [(&str, &str, u16); 5] = [
+        (" /a\x01 HTTP/1.1\r\nHost: t\r\n\r\n", "", 400),
+        (" /a HTTP/1.1\r\nHost: t\r\n", &long_field, 431),
+        (" /a HTTP/1.1\r\nHost: t\r\nExpect: x\r\n\r\n", "", 417),
+        (
+            " /a HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999\r\n\r\n",
+            "",
+            413,
+        ),
+        (
+            " /a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            "",
+            400,
+        ),
+    ];
+    for (rest, more, status) in cases {
+        for method in ["HEAD", "GET"] {
+            let input = format!("{method}{rest}{more}\r\n");
+            let (out, _) = run_all_ways(input.as_bytes());
+            let (head, body) = out.split_once("\r\n\r\n").unwrap();
+            assert!(
+                head.starts_with(&format!("HTTP/1.1 {status} ")),
+                "{input:?}: {out}"
+            );
+            let text = format!("{status} {}\n", Status(status).reason());
+            assert_eq!(body, if method == "HEAD" { "" } else { &text }, "{input:?}");
+        }
+    }
 }
