@@ -5,15 +5,15 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::{Client, TestServer, bounded, config, tempdir};
+use common::{Client, TempDir, TestServer, bounded, config, tempdir};
 use reactor_httpd::config::{Config, Mode};
 
 /// Some JavaScript, and its siblings in each coding; `only.txt` with a `.gz` alone; `plain.css`
 /// with none.
-fn site(name: &str) -> (PathBuf, Vec<u8>) {
+fn site(name: &str) -> (TempDir, Vec<u8>) {
     let root = tempdir(name);
     let script: Vec<u8> = (0..3000)
         .flat_map(|i| format!("function f{i}() {{ return {i} * 2; }}\n").into_bytes())
@@ -326,7 +326,7 @@ fn get_chunked(client: &mut Client, path: &str, headers: &str) -> (common::Respo
     (head, body)
 }
 
-fn compressing_site(name: &str) -> (PathBuf, Vec<u8>) {
+fn compressing_site(name: &str) -> (TempDir, Vec<u8>) {
     let root = tempdir(name);
     let css: Vec<u8> = (0..20_000)
         .flat_map(|i| {

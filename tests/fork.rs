@@ -207,7 +207,7 @@ fn children_still_serving_when_the_drain_time_is_up_are_ended() {
         let file = vec![7u8; 32 << 20];
         fs::write(root.join("big.bin"), &file).unwrap();
         let mut cfg = config(Mode::Fork);
-        cfg.root = root;
+        cfg.root = root.to_path_buf();
         let mut server = TestServer::start(cfg);
         let pid = server.pid().unwrap();
         let mut stalled = Client::connect_with_small_window(server.addr, 4096);

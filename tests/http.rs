@@ -801,7 +801,7 @@ fn uring_sockets_registered_or_not_serve_alike() {
         std::fs::write(root.join("large.bin"), &large).unwrap();
         let mut config = config(Mode::Uring);
         config.cores = reactor_httpd::config::Cores::Count(1);
-        config.root = root;
+        config.root = root.to_path_buf();
         let server = TestServer::subprocess(&config, |command| {
             command.env("REACTOR_HTTPD_URING_FIXED_FILES", "2");
         });

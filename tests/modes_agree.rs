@@ -25,7 +25,7 @@ mod common;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use common::{IO_TIMEOUT, Rng, TestServer, bounded, config, env_or, modes, tempdir};
+use common::{IO_TIMEOUT, Rng, TempDir, TestServer, bounded, config, env_or, modes, tempdir};
 use reactor_httpd::config::Mode;
 
 const HELLO: &str = "GET /hello HTTP/1.1\r\nHost: a\r\n\r\n";
@@ -189,8 +189,8 @@ fn lossy(bytes: &[u8]) -> String {
 }
 
 /// A server in every mode that runs here, each serving the same small tree (a file, a hidden
-/// file, a directory).
-fn servers(name: &str) -> Vec<(Mode, TestServer)> {
+/// file, a directory), and the tree (kept until the servers are done with it).
+fn servers(name: &str) -> (TempDir, Vec<(Mode, TestServer)>) {
     let root = tempdir(name);
     std::fs::write(root.join("f.txt"), "0123456789abcdef\n").unwrap();
     std::fs::write(root.join(".hidden"), "secret\n").unwrap();
@@ -199,12 +199,12 @@ fn servers(name: &str) -> Vec<(Mode, TestServer)> {
     let servers: Vec<(Mode, TestServer)> = modes()
         .map(|mode| {
             let mut config = config(mode);
-            config.root = root.clone();
+            config.root = root.to_path_buf();
             (mode, TestServer::start(config))
         })
         .collect();
     assert!(servers.len() >= 4, "too few modes ran");
-    servers
+    (root, servers)
 }
 
 /// The hand-written streams, then `mutants` mutants of them.
@@ -218,7 +218,7 @@ fn streams(rng: &mut Rng, mutants: usize) -> Vec<Vec<u8>> {
 #[test]
 fn every_mode_answers_every_stream_alike() {
     bounded(600, || {
-        let servers = servers("modes-agree");
+        let (_root, servers) = servers("modes-agree");
         let seed = env_or("MODES_AGREE_SEED", 1);
         let mut rng = Rng::seeded(seed);
         let streams = streams(&mut rng, env_or("MODES_AGREE_MUTANTS", 2000));
@@ -263,7 +263,7 @@ fn every_mode_answers_every_stream_alike() {
 #[test]
 fn every_mode_answers_streams_in_pieces_as_whole() {
     bounded(600, || {
-        let servers = servers("modes-agree-pieces");
+        let (_root, servers) = servers("modes-agree-pieces");
         let seed = env_or("MODES_AGREE_SEED", 1);
         let mut rng = Rng::seeded(seed ^ 0x5eed);
         let streams = streams(&mut rng, env_or("MODES_AGREE_PIECES", 500));

@@ -296,7 +296,6 @@ fn soak(length: Duration, mode: Mode, wire: Wire) {
     let mut log = String::new();
     stderr.read_to_string(&mut log).unwrap();
     assert!(log.is_empty(), "the server logged: {log}");
-    let _ = fs::remove_dir_all(dir);
 }
 
 /// Runs [`CLIENTS`] client threads, each through the scenarios in turn on fresh connections

@@ -36,7 +36,7 @@ struct Pki {
 fn pki() -> &'static Pki {
     static PKI: OnceLock<Pki> = OnceLock::new();
     PKI.get_or_init(|| {
-        let dir = tempdir("tls-pki");
+        let dir = tempdir("tls-pki").until_exit();
         let made = common::self_signed(&dir, &["localhost", "127.0.0.1"]);
         let root = dir.join("www");
         fs::create_dir(&root).unwrap();

@@ -12,16 +12,16 @@ mod common;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::upgrading::{Upgrading, binary, stop};
-use common::{Client, bounded, tempdir};
+use common::{Client, TempDir, bounded, tempdir};
 
 const MODES: [&str; 5] = ["reactor", "uring", "threaded", "blocking", "fork"];
 
-fn root_with_file(name: &str, bytes: usize) -> (PathBuf, Vec<u8>) {
+fn root_with_file(name: &str, bytes: usize) -> (TempDir, Vec<u8>) {
     let root = tempdir(name);
     let body: Vec<u8> = (0..bytes).map(|i| (i * 7 % 251) as u8).collect();
     fs::write(root.join("big.bin"), &body).unwrap();

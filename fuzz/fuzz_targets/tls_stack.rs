@@ -40,6 +40,8 @@ fn keys() -> &'static Keys {
         std::fs::write(&cert, made.cert.pem()).unwrap();
         std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
         let (server, _) = server_config(&TlsSource::Files { cert, key }, None).unwrap();
+        // Read once, held in memory: the files are not needed again.
+        let _ = std::fs::remove_dir_all(&dir);
         let mut roots = RootCertStore::empty();
         roots.add(made.cert.der().clone()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());

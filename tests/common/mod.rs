@@ -611,12 +611,61 @@ pub mod proc {
 }
 
 /// A fresh, empty directory under the system's temporary directory, unique to this process
-/// and `name`.
-pub fn tempdir(name: &str) -> std::path::PathBuf {
+/// and `name`, removed with all it holds when the `TempDir` is dropped. Declare it before the
+/// servers that use it, so that they are dropped (and stopped) first.
+pub fn tempdir(name: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("reactor-httpd-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
+}
+
+/// A directory from `tempdir`: a `Path` that removes itself when dropped.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// Keeps the directory until the test process exits, for a fixture held in a `static`
+    /// (which is never dropped).
+    pub fn until_exit(self) -> std::path::PathBuf {
+        static AT_EXIT: std::sync::Mutex<Vec<std::path::PathBuf>> =
+            std::sync::Mutex::new(Vec::new());
+        extern "C" fn remove_all() {
+            if let Ok(dirs) = AT_EXIT.lock() {
+                for dir in dirs.iter() {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
+        }
+        let dir = self.0.clone();
+        std::mem::forget(self);
+        let mut dirs = AT_EXIT.lock().unwrap();
+        if dirs.is_empty() {
+            // SAFETY: `remove_all` is an `extern "C" fn()` that never unwinds, as atexit asks.
+            unsafe { libc::atexit(remove_all) };
+        }
+        dirs.push(dir.clone());
+        dir
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The environment variable `name` read as a number (how many streams, which seed), or
