@@ -15,8 +15,8 @@
 //! the HTTP connection's input, as a FIN is without TLS: what it asked before is answered, then
 //! the connection closes. `http/` knows nothing of any of this.
 //!
-//! A plain HTTP request sent to the TLS port is answered with a short plain-text 400 saying so,
-//! then closed, as nginx does. A connection whose TLS fails (garbage, a bad record, a handshake
+//! A plain HTTP request sent to the TLS port is answered with a short plain-text 400 saying so
+//! (a HEAD with the head alone), then closed, as nginx does. A connection whose TLS fails (garbage, a bad record, a handshake
 //! rustls refuses) gets rustls's alert and is closed; both are logged as 400 with no request.
 
 use std::fs::File;
@@ -53,15 +53,40 @@ const TLS_BUFFER_LIMIT: usize = 32 * 1024;
 /// What a plain HTTP request to the TLS port gets: a 400 whose body says why.
 const PLAIN_HTTP_REFUSAL: &str = "This port speaks HTTPS: ask for https://, not http://\n";
 
-fn plain_http_refusal(date: &[u8]) -> Vec<u8> {
+/// The refusal of a plain HTTP request; to a HEAD, its head alone (RFC 9110 9.3.2).
+fn plain_http_refusal(date: &[u8], head: bool) -> Vec<u8> {
     format!(
         "HTTP/1.1 400 Bad Request\r\nDate: {}\r\nServer: reactor-httpd\r\n\
          Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n\
-         {PLAIN_HTTP_REFUSAL}",
+         {}",
         String::from_utf8_lossy(date),
-        PLAIN_HTTP_REFUSAL.len()
+        PLAIN_HTTP_REFUSAL.len(),
+        if head { "" } else { PLAIN_HTTP_REFUSAL }
     )
     .into_bytes()
+}
+
+/// Reads on into the method of a plain HTTP request, `matched` bytes of `HEAD ` already seen:
+/// the refusal once the method is known, or still `Sniffing` while all of `bytes` could be the
+/// start of a HEAD.
+fn sniff_method(mut matched: u8, bytes: &[u8]) -> State {
+    const HEAD: &[u8] = b"HEAD ";
+    for &byte in bytes {
+        if byte != HEAD[usize::from(matched)] {
+            return State::Refusing {
+                head: false,
+                half_closed: false,
+            };
+        }
+        matched += 1;
+        if usize::from(matched) == HEAD.len() {
+            return State::Refusing {
+                head: true,
+                half_closed: false,
+            };
+        }
+    }
+    State::Sniffing { matched }
 }
 
 /// A certificate made with `--tls-self-signed` and its private key (PKCS#8), both DER. An
@@ -231,8 +256,14 @@ enum State {
     /// Nothing received yet: the first byte tells TLS from plain HTTP.
     Fresh,
     Open,
-    /// Plain HTTP on the TLS port: the 400 goes out, then the connection lingers and closes.
+    /// Plain HTTP on the TLS port, its method not yet known (`matched` bytes of `HEAD `).
+    Sniffing {
+        matched: u8,
+    },
+    /// Plain HTTP on the TLS port: the 400 goes out (to a HEAD, without its body), then the
+    /// connection lingers and closes.
     Refusing {
+        head: bool,
         half_closed: bool,
     },
     /// rustls gave up: its alert goes out, then the connection closes.
@@ -348,8 +379,12 @@ impl Session for TlsConn {
             if let Some(log) = cx.log.as_deref_mut() {
                 log.record(cx.peer, cx.clock, None, 400, 0);
             }
-            if self.state == (State::Refusing { half_closed: false }) {
-                self.out = plain_http_refusal(cx.clock.http_date());
+            if let State::Refusing {
+                head,
+                half_closed: false,
+            } = self.state
+            {
+                self.out = plain_http_refusal(cx.clock.http_date(), head);
                 self.sent = 0;
             }
         }
@@ -378,14 +413,33 @@ impl Session for TlsConn {
                     self.state = State::Done;
                     return Want::Close;
                 }
-                State::Refusing { half_closed: false } => {
-                    self.state = State::Refusing { half_closed: true };
+                State::Refusing {
+                    head,
+                    half_closed: false,
+                } => {
+                    self.state = State::Refusing {
+                        head,
+                        half_closed: true,
+                    };
                     self.linger_until = Some(cx.clock.now_ms().deadline_after(LINGER_TIMEOUT));
                     return Want::HalfClose;
                 }
                 // Lingering: read what the client still sends until it closes.
-                State::Refusing { half_closed: true } if self.eof => return Want::Close,
-                State::Refusing { half_closed: true } => {
+                State::Refusing { .. } if self.eof => return Want::Close,
+                State::Refusing { .. } => {
+                    self.release(cx);
+                    return Want::Read;
+                }
+                // The client stopped, or ended, inside what could be `HEAD `.
+                State::Sniffing { .. } if self.eof => {
+                    self.state = State::Refusing {
+                        head: false,
+                        half_closed: false,
+                    };
+                    self.to_log = true;
+                    return self.want(cx);
+                }
+                State::Sniffing { .. } => {
                     self.release(cx);
                     return Want::Read;
                 }
@@ -470,15 +524,16 @@ impl Session for TlsConn {
             // starts with a method, in letters.
             self.state = match self.input[0] {
                 0x16 => State::Open,
-                b'A'..=b'Z' => {
-                    self.to_log = true;
-                    State::Refusing { half_closed: false }
-                }
+                b'A'..=b'Z' => State::Sniffing { matched: 0 },
                 _ => {
                     self.fail();
                     return;
                 }
             };
+        }
+        if let State::Sniffing { matched } = self.state {
+            self.state = sniff_method(matched, &self.input[..n]);
+            self.to_log = matches!(self.state, State::Refusing { .. });
         }
         if self.state != State::Open {
             return; // a refusal or a failure: what comes now is discarded
@@ -609,5 +664,57 @@ mod tests {
         assert!(certificate.fresh(made + 334 * DAY));
         assert!(!certificate.fresh(made + 334 * DAY + Duration::from_secs(1)));
         assert!(!certificate.fresh(made + 400 * DAY));
+    }
+
+    /// Plain HTTP on the TLS port, written in pieces of each size, then the client's end: all
+    /// the server wrote before it closed.
+    fn plain_http_answer(request: &[u8], piece: usize) -> Vec<u8> {
+        use crate::http::memory::MemoryEnv;
+        static CONFIG: std::sync::OnceLock<Arc<ServerConfig>> = std::sync::OnceLock::new();
+        let config = CONFIG.get_or_init(|| server_config(&TlsSource::SelfSigned, None).unwrap().0);
+        let mut env = MemoryEnv::new(Limits::default(), &|_| Response::text(Status::OK, "unused"));
+        let mut conn = TlsConn::open(config, &mut env.cx());
+        let (mut input, mut out) = (request.chunks(piece), Vec::new());
+        for _ in 0..10_000 {
+            let mut cx = env.cx();
+            match conn.want(&mut cx) {
+                Want::Read => {
+                    let bytes = input.next().unwrap_or_default();
+                    conn.read_buf(&mut cx)[..bytes.len()].copy_from_slice(bytes);
+                    conn.received(bytes.len());
+                }
+                Want::Write(bytes) => {
+                    out.extend_from_slice(bytes);
+                    let n = bytes.len();
+                    conn.wrote(n);
+                }
+                Want::HalfClose => {}
+                Want::Close => return out,
+                other => panic!("{other:?}"),
+            }
+        }
+        panic!("no end: {}", String::from_utf8_lossy(&out))
+    }
+
+    /// A HEAD gets the refusal's head alone, however its method was split; any other method, or
+    /// a start of `HEAD ` that the client ends, gets the text too.
+    #[test]
+    fn plain_http_to_head_is_refused_with_the_head_alone() {
+        for (request, head) in [
+            (&b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n"[..], true),
+            (b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", false),
+            (b"HEADER / HTTP/1.1\r\n", false),
+            (b"HEA", false),
+            (b"HEAD", false),
+            (b"HEAD ", true),
+        ] {
+            for piece in 1..=request.len() {
+                let answer = plain_http_answer(request, piece);
+                let text = String::from_utf8_lossy(&answer);
+                assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+                assert_eq!(answer.ends_with(b"\r\n\r\n"), head, "{piece}: {text}");
+                assert_eq!(text.contains("speaks HTTPS"), !head, "{piece}: {text}");
+            }
+        }
     }
 }

@@ -300,7 +300,8 @@ fn slow_tls_reader(mode: Mode) {
     );
 }
 
-/// Plain HTTP to the TLS port: a plain-text 400 saying so, then the connection closes.
+/// Plain HTTP to the TLS port: a plain-text 400 saying so (to a HEAD, its head alone), then the
+/// connection closes.
 #[test]
 fn plain_http_on_the_tls_port_is_told_so() {
     bounded(60, || {
@@ -313,6 +314,13 @@ fn plain_http_on_the_tls_port_is_told_so() {
             assert!(response.header("Date").is_some());
             plain.expect_close();
             drop(plain);
+            // A HEAD gets the head alone (its Content-Length that of the text it would have had).
+            let mut plain = Client::connect(server.addr);
+            plain.send(b"HEAD /hello HTTP/1.1\r\nHost: test\r\n\r\n");
+            let response = plain.head_response();
+            assert_eq!(response.status, 400, "{mode:?}");
+            assert!(response.header("Content-Length").is_some(), "{mode:?}");
+            assert_eq!(plain.read_to_end(), b"", "{mode:?}: a body after the head");
             assert_eq!(connect(server.addr).get("/hello").status, 200);
         }
     });
