@@ -376,9 +376,8 @@ impl Session for TlsConn {
     fn want<'a>(&'a mut self, cx: &mut Context<'_>) -> Want<'a> {
         if self.to_log {
             self.to_log = false;
-            if let Some(log) = cx.log.as_deref_mut() {
-                log.record(cx.peer, cx.clock, None, 400, 0);
-            }
+            // A TLS failure sends no HTTP at all; a refusal's body is its text.
+            let mut body = 0;
             if let State::Refusing {
                 head,
                 half_closed: false,
@@ -386,6 +385,14 @@ impl Session for TlsConn {
             {
                 self.out = plain_http_refusal(cx.clock.http_date(), head);
                 self.sent = 0;
+                body = if head {
+                    0
+                } else {
+                    PLAIN_HTTP_REFUSAL.len() as u64
+                };
+            }
+            if let Some(log) = cx.log.as_deref_mut() {
+                log.record(cx.peer, cx.clock, None, 400, body);
             }
         }
         loop {

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use common::upgrading::{Upgrading, binary, stop};
 use common::{Client, IO_TIMEOUT, TestServer, bounded, client_trusting, config, tempdir};
-use reactor_httpd::config::{Config, Mode};
+use reactor_httpd::config::{AccessLogTarget, Config, Mode};
 use reactor_httpd::tls::TlsSource;
 
 type TlsStream = StreamOwned<ClientConnection, TcpStream>;
@@ -306,12 +306,17 @@ fn slow_tls_reader(mode: Mode) {
 fn plain_http_on_the_tls_port_is_told_so() {
     bounded(60, || {
         for mode in common::modes() {
-            let server = TestServer::start(tls_config(mode));
+            let logs = tempdir(&format!("tls-plain-{mode:?}"));
+            let log = logs.join("access.log");
+            let mut config = tls_config(mode);
+            config.access_log = AccessLogTarget::File(log.clone());
+            let mut server = TestServer::start(config);
             let mut plain = Client::connect(server.addr);
             let response = plain.get("/hello");
             assert_eq!(response.status, 400, "{mode:?}");
             assert!(response.text().contains("speaks HTTPS"), "{mode:?}");
             assert!(response.header("Date").is_some());
+            let text_len = response.body.len();
             plain.expect_close();
             drop(plain);
             // A HEAD gets the head alone (its Content-Length that of the text it would have had).
@@ -321,7 +326,20 @@ fn plain_http_on_the_tls_port_is_told_so() {
             assert_eq!(response.status, 400, "{mode:?}");
             assert!(response.header("Content-Length").is_some(), "{mode:?}");
             assert_eq!(plain.read_to_end(), b"", "{mode:?}: a body after the head");
+            drop(plain);
             assert_eq!(connect(server.addr).get("/hello").status, 200);
+            // Logged as 400 with no request, each with the size of the body it was sent.
+            server.stop();
+            let lines = fs::read_to_string(&log).unwrap();
+            // In the order each loop wrote its lines out, which need not be the requests'.
+            let mut sizes: Vec<&str> = lines
+                .lines()
+                .filter(|line| line.contains("\"-\" 400 "))
+                .map(|line| line.rsplit(' ').next().unwrap())
+                .collect();
+            sizes.sort();
+            let text = text_len.to_string();
+            assert_eq!(sizes, ["-", text.as_str()], "{mode:?}: {lines}");
         }
     });
 }
