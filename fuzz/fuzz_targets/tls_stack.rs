@@ -9,8 +9,9 @@
 //! - a client that ends with a close_notify (one input in two) gets its connection closed:
 //!   the close_notify is the end of the HTTP connection's input, as a FIN is.
 //!
-//! A second run feeds the same bytes to the server as raw ciphertext (garbage for TLS): it must
-//! end the connection without a panic.
+//! A second run feeds the same bytes to the server as raw ciphertext (garbage for TLS), cut the
+//! same way: it must end the connection without a panic, and bytes that start with a letter (a
+//! plain HTTP request to the TLS port) get a 400, its head alone if they start with `HEAD `.
 #![no_main]
 
 use std::io::{Read, Write};
@@ -109,7 +110,8 @@ fn run(plaintext: &[u8], sizes: &[usize], notify: bool) -> (Vec<u8>, bool) {
                     if client.process_new_packets().is_err() {
                         // The client gives up (as rustls's does on a handshake message after
                         // its own close_notify) and closes its socket.
-                        return (received, closes_at_eof(&mut server, &mut env, &[]));
+                        let closed = closes_at_eof(&mut server, &mut env, &[], &[1]).is_some();
+                        return (received, closed);
                     }
                     moved |= taken > 0;
                     if taken == 0 {
@@ -143,31 +145,39 @@ fn run(plaintext: &[u8], sizes: &[usize], notify: bool) -> (Vec<u8>, bool) {
     (received, closed)
 }
 
-/// The client's socket delivers `offered` (nothing more from a client that gave up; raw bytes
-/// in place of TLS for the second check) and then ends, and all the server writes is taken:
-/// whether the server then closed the connection, as it must.
-fn closes_at_eof(server: &mut TlsConn, env: &mut MemoryEnv, mut offered: &[u8]) -> bool {
-    for _ in 0..1_000 {
+/// The client's socket delivers `offered` in pieces of `sizes` (nothing more from a client that
+/// gave up; raw bytes in place of TLS for the second check) and then ends, and all the server
+/// writes is taken: what it wrote, if it then closed the connection, as it must.
+fn closes_at_eof(
+    server: &mut TlsConn,
+    env: &mut MemoryEnv,
+    mut offered: &[u8],
+    sizes: &[usize],
+) -> Option<Vec<u8>> {
+    let mut cut = sizes.iter().cycle();
+    let mut written = Vec::new();
+    for _ in 0..10_000 {
         let mut cx = env.cx();
         match server.want(&mut cx) {
             Want::Read if offered.is_empty() => server.received(0),
             Want::Read => {
                 let buf = server.read_buf(&mut cx);
-                let n = buf.len().min(offered.len());
+                let n = buf.len().min(offered.len()).min(*cut.next().unwrap());
                 buf[..n].copy_from_slice(&offered[..n]);
                 offered = &offered[n..];
                 server.received(n);
             }
             Want::Write(bytes) => {
+                written.extend_from_slice(bytes);
                 let n = bytes.len();
                 server.wrote(n);
             }
             Want::SendFile { .. } => unreachable!("TlsConn sends files itself"),
             Want::HalfClose | Want::Wait => {}
-            Want::Close => return true,
+            Want::Close => return Some(written),
         }
     }
-    false
+    None
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -189,8 +199,16 @@ fuzz_target!(|data: &[u8]| {
     // The same bytes as ciphertext: garbage to TLS, or a plain HTTP request to the TLS port.
     let mut env = MemoryEnv::new(Limits::default(), &numbered);
     let mut server = TlsConn::open(&keys().server, &mut env.cx());
-    assert!(
-        closes_at_eof(&mut server, &mut env, input),
-        "the server neither closed nor stopped asking"
-    );
+    let written = closes_at_eof(&mut server, &mut env, input, &sizes)
+        .expect("the server neither closed nor stopped asking");
+    if input.first().is_some_and(u8::is_ascii_uppercase) {
+        let text = String::from_utf8_lossy(&written);
+        assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+        let head = input.starts_with(b"HEAD ");
+        assert_eq!(
+            written.ends_with(b"\r\n\r\n"),
+            head,
+            "cut {sizes:?}: {text}"
+        );
+    }
 });
