@@ -181,7 +181,9 @@ pub fn parse_range(range: Option<&str>, len: u64) -> Part {
     let Some((unit, set)) = range.trim().split_once('=') else {
         return Part::Whole;
     };
-    if !unit.trim().eq_ignore_ascii_case("bytes") || len == 0 {
+    // `range-unit "="` with nothing between (14.1.1): `bytes = 0-0` is malformed, as nginx and
+    // Apache read it too.
+    if !unit.eq_ignore_ascii_case("bytes") || len == 0 {
         return Part::Whole;
     }
     let mut ranges = Vec::new();
@@ -274,7 +276,7 @@ mod tests {
             ("bytes=-1000", Part::Range { start: 0, end: 99 }),
             ("bytes=50-1000", Part::Range { start: 50, end: 99 }),
             ("bytes=99-99", Part::Range { start: 99, end: 99 }),
-            ("BYTES = 5-6", Part::Range { start: 5, end: 6 }),
+            ("BYTES=5-6", Part::Range { start: 5, end: 6 }),
             ("bytes=100-", Part::Unsatisfiable),
             ("bytes=100-200", Part::Unsatisfiable),
             ("bytes=-0", Part::Unsatisfiable),
@@ -299,6 +301,10 @@ mod tests {
             ("bytes=1-2-3", Part::Whole),
             ("items=0-5", Part::Whole),
             ("bytes", Part::Whole),
+            // Nothing between the unit and `=`; after it, as around commas, spaces are allowed.
+            ("bytes = 0-0", Part::Whole),
+            ("bytes =0-0", Part::Whole),
+            ("bytes= 0-0", Part::Range { start: 0, end: 0 }),
             // Positions too large for any integer type are still positions: past the end.
             ("bytes=99999999999999999999999-", Part::Unsatisfiable),
             ("bytes=18446744073709551616-", Part::Unsatisfiable),
@@ -549,9 +555,9 @@ mod tests {
             ],
             len in prop_oneof![0u64..30, Just(10_000u64)],
             separator in prop_oneof![Just(","), Just(", "), Just(" , "), Just(",,")],
-            unit in prop_oneof![Just("bytes"), Just("Bytes"), Just(" bytes ")],
+            unit in prop_oneof![Just("bytes="), Just("Bytes="), Just(" bytes="), Just("bytes= ")],
         ) {
-            let field = format!("{unit}={}", asked.iter().map(|range| match *range {
+            let field = format!("{unit}{}", asked.iter().map(|range| match *range {
                 Asked::FromTo(first, last) => format!("{}-{}", written(first), written(last)),
                 Asked::From(first) => format!("{}-", written(first)),
                 Asked::Suffix(n) => format!("-{}", written(n)),
