@@ -16,8 +16,9 @@
 //! the connection closes. `http/` knows nothing of any of this.
 //!
 //! A plain HTTP request sent to the TLS port is answered with a short plain-text 400 saying so
-//! (a HEAD with the head alone), then closed, as nginx does. A connection whose TLS fails (garbage, a bad record, a handshake
-//! rustls refuses) gets rustls's alert and is closed; both are logged as 400 with no request.
+//! (a HEAD with the head alone), then closed, as nginx does. A connection whose TLS fails
+//! (garbage, a bad record, a handshake rustls refuses) gets rustls's alert and is closed; both
+//! are logged as 400 with no request.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -331,6 +332,28 @@ impl TlsConn {
         self.to_log = true;
     }
 
+    /// Once a context is at hand: logs a refusal or a TLS failure, and queues the refusal's
+    /// answer. A TLS failure sends no HTTP at all; a refusal's body is its text.
+    fn refusal_or_failure(&mut self, cx: &mut Context<'_>) {
+        if !self.to_log {
+            return;
+        }
+        self.to_log = false;
+        let mut body = 0;
+        if let State::Refusing {
+            head,
+            half_closed: false,
+        } = self.state
+        {
+            self.out = plain_http_refusal(cx.clock.http_date(), head);
+            self.sent = 0;
+            body = if head { 0 } else { PLAIN_HTTP_REFUSAL.len() };
+        }
+        if let Some(log) = cx.log.as_deref_mut() {
+            log.record(cx.peer, cx.clock, None, 400, body as u64);
+        }
+    }
+
     /// Gives idle buffers back to the loop's pool (or frees those that grew).
     fn release(&mut self, cx: &mut Context<'_>) {
         if !self.input.is_empty() {
@@ -374,27 +397,7 @@ impl Session for TlsConn {
 
     // ANCHOR: tls_want
     fn want<'a>(&'a mut self, cx: &mut Context<'_>) -> Want<'a> {
-        if self.to_log {
-            self.to_log = false;
-            // A TLS failure sends no HTTP at all; a refusal's body is its text.
-            let mut body = 0;
-            if let State::Refusing {
-                head,
-                half_closed: false,
-            } = self.state
-            {
-                self.out = plain_http_refusal(cx.clock.http_date(), head);
-                self.sent = 0;
-                body = if head {
-                    0
-                } else {
-                    PLAIN_HTTP_REFUSAL.len() as u64
-                };
-            }
-            if let Some(log) = cx.log.as_deref_mut() {
-                log.record(cx.peer, cx.clock, None, 400, body);
-            }
-        }
+        self.refusal_or_failure(cx);
         loop {
             // Ciphertext first: nothing else moves while the socket has not taken it.
             if self.sent < self.out.len() {
@@ -444,7 +447,8 @@ impl Session for TlsConn {
                         half_closed: false,
                     };
                     self.to_log = true;
-                    return self.want(cx);
+                    self.refusal_or_failure(cx);
+                    continue;
                 }
                 State::Sniffing { .. } => {
                     self.release(cx);
@@ -540,7 +544,7 @@ impl Session for TlsConn {
         }
         if let State::Sniffing { matched } = self.state {
             self.state = sniff_method(matched, &self.input[..n]);
-            self.to_log = matches!(self.state, State::Refusing { .. });
+            self.to_log |= matches!(self.state, State::Refusing { .. });
         }
         if self.state != State::Open {
             return; // a refusal or a failure: what comes now is discarded
