@@ -1146,8 +1146,9 @@ impl Conn {
             }
             BodyLength::Length(length) if length > cx.limits.max_body_bytes => {
                 // Refused before a byte of the body is read, 100-continue or not.
-                let head = framing.head_method;
-                (self.output).queue_error(cx, Some(request), Status::PAYLOAD_TOO_LARGE, head);
+                let status = Status::PAYLOAD_TOO_LARGE;
+                self.output
+                    .queue_error(cx, Some(request), status, framing.head_method);
                 self.phase = Phase::Closing { linger: true };
                 return 0;
             }

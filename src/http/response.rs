@@ -89,9 +89,9 @@ impl Status {
 /// exists, with 304 for GET and HEAD and 412 for other methods, while a list of tags holds.
 /// `*` is the whole value or nothing: in a list it makes the field malformed ([`EntityTags`]),
 /// and a malformed field matches nothing, so it fails as an `If-Match` and holds as an
-/// `If-None-Match`. A
-/// handler that sends an `ETag` (the static files) has evaluated the conditions itself, and a
-/// response other than 2xx ignores them (13.2.1). `If-Match` is evaluated first (13.2.2).
+/// `If-None-Match`. A handler that sends an `ETag` (the static files) has evaluated the
+/// conditions itself, and a response other than 2xx ignores them (13.2.1). `If-Match` is
+/// evaluated first (13.2.2).
 pub fn unvalidated_precondition(request: &Request<'_>, response: &Response) -> Option<Status> {
     if !(200..300).contains(&response.status.0)
         || (response.headers.iter()).any(|(name, _)| name.eq_ignore_ascii_case("etag"))
