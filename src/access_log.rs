@@ -56,11 +56,19 @@ pub struct AccessLog {
     due: Option<Instant>,
 }
 
-/// The parts of a request the log shows; `None` when the request line could not be parsed.
-pub struct LoggedRequest<'a> {
-    pub method: &'a str,
-    pub target: &'a str,
-    pub version: &'a str,
+/// What the log shows of a request, between the quotes where the Common Log Format has its
+/// first line; `None` (shown as `-`) when no line came whole.
+pub enum LoggedRequest<'a> {
+    /// A request parsed: its method, target and version.
+    Parsed {
+        method: &'a str,
+        target: &'a str,
+        version: &'a str,
+    },
+    /// The first line of bytes refused, as they came, without its line end: a request refused
+    /// for its head (a missing Host, a bad field) or for its very line, which then may not have
+    /// a method, a target and a version to show. As nginx and Apache log it.
+    Line(&'a [u8]),
 }
 
 /// A line begun and not yet ended ([`AccessLog::begin`]): it goes into the log only when ended.
@@ -205,13 +213,18 @@ fn write_start(
     buf.extend_from_slice(clock.log_date());
     buf.extend_from_slice(b"] \"");
     match request {
-        Some(request) => {
-            buf.extend_from_slice(request.method.as_bytes());
+        Some(LoggedRequest::Parsed {
+            method,
+            target,
+            version,
+        }) => {
+            buf.extend_from_slice(method.as_bytes());
             buf.push(b' ');
-            escape_into(buf, request.target.as_bytes());
+            escape_into(buf, target.as_bytes());
             buf.push(b' ');
-            buf.extend_from_slice(request.version.as_bytes());
+            buf.extend_from_slice(version.as_bytes());
         }
+        Some(LoggedRequest::Line(line)) => escape_into(buf, line),
         None => buf.push(b'-'),
     }
     buf.extend_from_slice(b"\" ");
@@ -219,10 +232,11 @@ fn write_start(
     buf.push(b' ');
 }
 
-/// Copies a request target into the log, escaping what could break the line or its quoting.
+/// Copies a request target or line into the log, escaping what could break the line or its
+/// quoting: control bytes, non-ASCII, `"` and `\`, as `\xHH`. Spaces stay (a target has none).
 fn escape_into(buf: &mut Vec<u8>, text: &[u8]) {
     for &byte in text {
-        if byte.is_ascii_graphic() && byte != b'"' && byte != b'\\' {
+        if (byte.is_ascii_graphic() || byte == b' ') && byte != b'"' && byte != b'\\' {
             buf.push(byte);
         } else {
             let _ = write!(buf, "\\x{byte:02X}");
@@ -241,13 +255,15 @@ mod tests {
         let target = AccessLogTarget::File(dir.clone());
         let mut log = AccessLog::open(&target).unwrap().unwrap();
         let clock = Clock::at(Instant::now(), UNIX_EPOCH + Duration::from_secs(784111777));
-        let request = LoggedRequest {
+        let request = LoggedRequest::Parsed {
             method: "GET",
             target: "/a\"b",
             version: "HTTP/1.1",
         };
         log.record("10.0.0.1".parse().unwrap(), &clock, Some(request), 200, 13);
         log.record("::1".parse().unwrap(), &clock, None, 400, 0);
+        let line = LoggedRequest::Line(b"GET /x y\\\t\xff HTTP/1.1");
+        log.record("::1".parse().unwrap(), &clock, Some(line), 400, 11);
         assert_eq!(log.flush_due(), Some(clock.now() + FLUSH_INTERVAL));
         log.flush();
         assert_eq!(log.flush_due(), None);
@@ -256,7 +272,8 @@ mod tests {
         assert_eq!(
             text,
             "10.0.0.1 - - [06/Nov/1994:08:49:37 +0000] \"GET /a\\x22b HTTP/1.1\" 200 13\n\
-             ::1 - - [06/Nov/1994:08:49:37 +0000] \"-\" 400 -\n"
+             ::1 - - [06/Nov/1994:08:49:37 +0000] \"-\" 400 -\n\
+             ::1 - - [06/Nov/1994:08:49:37 +0000] \"GET /x y\\x5C\\x09\\xFF HTTP/1.1\" 400 11\n"
         );
     }
 

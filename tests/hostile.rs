@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::proc::rss_kib;
 use common::{Client, TestServer, bounded, config, tempdir};
-use reactor_httpd::config::{Config, Mode};
+use reactor_httpd::config::{AccessLogTarget, Config, Mode};
 
 const HELLO: &[u8] = b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
 
@@ -92,6 +92,7 @@ modes! {
     flood_past_max_connections: [Reactor, Uring, Threaded];
     resets_mid_request_and_mid_response: [Reactor, Uring, Threaded, Blocking, Fork];
     limits_exactly_and_one_over: [Reactor, Uring, Threaded, Blocking, Fork];
+    refusals_are_logged_with_their_line: [Reactor, Uring, Threaded, Blocking, Fork];
 }
 
 /// Slowloris: a head at one byte a second never completes; the header timeout (3 s here)
@@ -396,4 +397,65 @@ fn admit(server: &TestServer) -> Client {
         }
         assert!(Instant::now() < deadline, "a slot was never freed");
     }
+}
+
+/// A refused request is logged with the line it sent, as it came (escaped where it would break
+/// the log's quoting), as nginx and Apache log it; `-` when no line came whole within a request
+/// line's limit.
+fn refusals_are_logged_with_their_line(mode: Mode) {
+    let logs = tempdir(&format!("refusal-log-{mode:?}"));
+    let log = logs.join("access.log");
+    let mut cfg = config(mode);
+    cfg.access_log = AccessLogTarget::File(log.clone());
+    let mut server = TestServer::start(cfg);
+    let long = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(9000));
+    let refused: [(&[u8], u16, &str); 5] = [
+        // No Host: a request line any log reader can parse.
+        (
+            b"GET /hello HTTP/1.1\r\n\r\n",
+            400,
+            "\"GET /hello HTTP/1.1\" 400 ",
+        ),
+        // A field with a space in its name, after an empty line the parser skips.
+        (
+            b"\r\nGET /x HTTP/1.1\r\nHost: t\r\nBad Name: y\r\n\r\n",
+            400,
+            "\"GET /x HTTP/1.1\" 400 ",
+        ),
+        // Not a request line: shown as it came, its quote and control bytes escaped.
+        (
+            b"GET /a\"b c HTTP/1.1\r\nHost: t\r\n\r\n",
+            400,
+            "\"GET /a\\x22b c HTTP/1.1\" 400 ",
+        ),
+        (
+            b"\x16\x03\x01\x00\x05hello\n",
+            400,
+            "\"\\x16\\x03\\x01\\x00\\x05hello\" 400 ",
+        ),
+        // Longer than a request line may be: not copied into the log.
+        (long.as_bytes(), 414, "\"-\" 414 "),
+    ];
+    for (bytes, status, _) in &refused {
+        let mut client = Client::connect(server.addr);
+        client.send(bytes);
+        assert_eq!(client.response().status, *status, "{mode:?}");
+        client.expect_close();
+    }
+    bystander_served(&server);
+    server.stop();
+    let lines = fs::read_to_string(&log).unwrap();
+    for (_, _, logged) in &refused {
+        let found = lines.lines().filter(|line| line.contains(logged)).count();
+        assert_eq!(found, 1, "{mode:?}: {logged} in\n{lines}");
+    }
+    assert!(
+        lines.contains("\"GET /hello HTTP/1.1\" 200 13"),
+        "{mode:?}: {lines}"
+    );
+    assert_eq!(
+        lines.lines().count(),
+        refused.len() + 1,
+        "{mode:?}: {lines}"
+    );
 }

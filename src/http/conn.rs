@@ -429,12 +429,12 @@ impl Output {
         buf
     }
 
-    /// Queues `response` (the handler's answer to `request`, or an error when `request` is None)
-    /// and logs it.
+    /// Queues `response` (the handler's answer to a request, or an error when bytes were
+    /// refused) and logs it.
     fn queue(
         &mut self,
         cx: &mut Context<'_>,
-        request: Option<&Request<'_>>,
+        answering: Answering<'_, '_>,
         response: &mut Response,
         head_method: bool,
         persistence: Persistence,
@@ -459,12 +459,12 @@ impl Output {
                     self.tail = Some(Box::new(Tail::Parts(parts)));
                 }
                 Body::Stream(stream) => {
-                    self.queue_stream(cx, request, response.status, stream, persistence);
+                    self.queue_stream(cx, answering, response.status, stream, persistence);
                 }
             }
         }
         if let Some(metrics) = cx.metrics {
-            metrics.responded(response.status.0, request.is_some());
+            metrics.responded(response.status.0, answering.is_request());
             // Counted when queued: the head and body this response puts on the wire (a
             // streamed body's pieces are counted as they are made).
             let streamed = matches!(self.tail.as_deref(), Some(Tail::Stream(_)));
@@ -478,7 +478,7 @@ impl Output {
             log.record(
                 cx.peer,
                 cx.clock,
-                logged(request),
+                logged(answering),
                 response.status.0,
                 body_bytes,
             );
@@ -491,13 +491,13 @@ impl Output {
     fn queue_stream(
         &mut self,
         cx: &mut Context<'_>,
-        request: Option<&Request<'_>>,
+        answering: Answering<'_, '_>,
         status: Status,
         stream: Box<dyn super::BodyStream>,
         persistence: Persistence,
     ) {
-        let line =
-            (cx.log.as_deref()).map(|log| log.begin(cx.peer, cx.clock, logged(request), status.0));
+        let line = (cx.log.as_deref())
+            .map(|log| log.begin(cx.peer, cx.clock, logged(answering), status.0));
         self.tail = Some(Box::new(Tail::Stream(StreamTail {
             stream,
             chunked: persistence != Persistence::CloseDelimited,
@@ -532,7 +532,7 @@ impl Output {
         };
         self.queue(
             cx,
-            Some(request),
+            Answering::Request(request),
             response,
             framing.head_method,
             persistence,
@@ -545,12 +545,12 @@ impl Output {
     fn queue_error(
         &mut self,
         cx: &mut Context<'_>,
-        request: Option<&Request<'_>>,
+        answering: Answering<'_, '_>,
         status: Status,
         head: bool,
     ) {
         let mut response = Response::error(status);
-        self.queue(cx, request, &mut response, head, Persistence::Close);
+        self.queue(cx, answering, &mut response, head, Persistence::Close);
     }
 
     fn release(&mut self, pool: &mut BufPool) {
@@ -572,13 +572,41 @@ fn check_preconditions(request: &Request<'_>, response: &mut Response) {
     }
 }
 
-/// What the access log shows of a request (`-` when there is none: its head was refused).
-fn logged<'a>(request: Option<&'a Request<'_>>) -> Option<LoggedRequest<'a>> {
-    request.map(|request| LoggedRequest {
-        method: request.method,
-        target: request.target,
-        version: request.version.as_str(),
-    })
+/// What a response answers, as the access log and the metrics see it.
+#[derive(Clone, Copy)]
+enum Answering<'a, 'r> {
+    /// A request parsed.
+    Request(&'a Request<'r>),
+    /// Bytes refused before they made a request: the request's bytes as far as they came (none
+    /// for a connection refused before it sent any).
+    Refused(&'a [u8]),
+}
+
+impl Answering<'_, '_> {
+    fn is_request(self) -> bool {
+        matches!(self, Answering::Request(_))
+    }
+}
+
+/// What the access log shows of what a response answers: a parsed request's parts, or the
+/// first line of refused bytes if it came whole and is not too long to be a request line, else
+/// nothing (`-`).
+fn logged<'a>(answering: Answering<'a, '_>) -> Option<LoggedRequest<'a>> {
+    match answering {
+        Answering::Request(request) => Some(LoggedRequest::Parsed {
+            method: request.method,
+            target: request.target,
+            version: request.version.as_str(),
+        }),
+        Answering::Refused(bytes) => {
+            let bytes = &bytes[super::leading_empty_lines(bytes)..];
+            let within = &bytes[..bytes.len().min(super::MAX_REQUEST_LINE + 2)];
+            let end = within.iter().position(|&byte| byte == b'\n')?;
+            let line = bytes[..end].strip_suffix(b"\r").unwrap_or(&bytes[..end]);
+            (!line.is_empty() && line.len() <= super::MAX_REQUEST_LINE)
+                .then_some(LoggedRequest::Line(line))
+        }
+    }
 }
 
 /// Whether the request that starts `request` (its bytes, as far as they came) is a HEAD, so that
@@ -1147,8 +1175,12 @@ impl Conn {
             BodyLength::Length(length) if length > cx.limits.max_body_bytes => {
                 // Refused before a byte of the body is read, 100-continue or not.
                 let status = Status::PAYLOAD_TOO_LARGE;
-                self.output
-                    .queue_error(cx, Some(request), status, framing.head_method);
+                self.output.queue_error(
+                    cx,
+                    Answering::Request(request),
+                    status,
+                    framing.head_method,
+                );
                 self.phase = Phase::Closing { linger: true };
                 return 0;
             }
@@ -1285,7 +1317,8 @@ impl Conn {
     /// the next request begins. `request`: the bytes of the request refused, as far as they came
     /// (none for a connection refused before it sent any); a HEAD's refusal has no content.
     fn fail(&mut self, status: Status, request: &[u8], cx: &mut Context<'_>) {
-        self.output.queue_error(cx, None, status, is_head(request));
+        self.output
+            .queue_error(cx, Answering::Refused(request), status, is_head(request));
         self.phase = Phase::Closing { linger: true };
     }
 

@@ -248,6 +248,47 @@ fn error_statuses_close_the_connection() {
 /// TLS handshake sent to the plain port, a method that is no token (at once) or too long to be
 /// one (at its line's end), an HTTP/0.9 line. A head still valid so far waits for the rest.
 /// Whole or byte by byte, the answer is the same.
+/// A refusal's log line shows the request line it refused, as it came, once that line came
+/// whole (leading empty lines skipped, as the parser skips them); `-` before then, or past the
+/// longest line a request may have.
+#[test]
+fn a_refusal_logs_the_line_it_refused_once_it_came_whole() {
+    fn line(bytes: &[u8]) -> Option<Vec<u8>> {
+        match logged(Answering::Refused(bytes))? {
+            LoggedRequest::Line(line) => Some(line.to_vec()),
+            LoggedRequest::Parsed { .. } => panic!("bytes refused are not a parsed request"),
+        }
+    }
+    let some = |text: &[u8]| Some(text.to_vec());
+    assert_eq!(line(b"GET / HTTP/1.1\r\nX: y\r\n"), some(b"GET / HTTP/1.1"));
+    assert_eq!(
+        line(b"\r\n\nGET /a b HTTP/1.1\nHost"),
+        some(b"GET /a b HTTP/1.1")
+    );
+    assert_eq!(line(b"\x16\x03\x01\n"), some(b"\x16\x03\x01"));
+    for cut in [
+        &b""[..],
+        b"GET / HTTP/1.1\r",
+        b"\r\n\r\n",
+        b"\x16\x03\x01\x02",
+    ] {
+        assert_eq!(line(cut), None, "{cut:?}");
+    }
+    let longest = [
+        b"GET /".as_slice(),
+        &[b'a'; crate::http::MAX_REQUEST_LINE - 14],
+        b" HTTP/1.1",
+    ]
+    .concat();
+    assert_eq!(longest.len(), crate::http::MAX_REQUEST_LINE);
+    assert_eq!(
+        line(&[&longest[..], b"\r\n"].concat()),
+        Some(longest.clone())
+    );
+    let over = [b"GET /a".as_slice(), &longest[5..], b"\r\n"].concat();
+    assert_eq!(line(&over), None);
+}
+
 #[test]
 fn a_head_that_cannot_be_a_request_is_refused_before_it_ends() {
     let long_method = format!("{} / HTTP/1.1\r\n", "M".repeat(40));
