@@ -599,12 +599,9 @@ fn logged<'a>(answering: Answering<'a, '_>) -> Option<LoggedRequest<'a>> {
             version: request.version.as_str(),
         }),
         Answering::Refused(bytes) => {
-            let bytes = &bytes[super::leading_empty_lines(bytes)..];
-            let within = &bytes[..bytes.len().min(super::MAX_REQUEST_LINE + 2)];
-            let end = within.iter().position(|&byte| byte == b'\n')?;
-            let line = bytes[..end].strip_suffix(b"\r").unwrap_or(&bytes[..end]);
-            (!line.is_empty() && line.len() <= super::MAX_REQUEST_LINE)
-                .then_some(LoggedRequest::Line(line))
+            // Not empty: the empty lines before it are skipped.
+            let line = super::first_line(&bytes[super::leading_empty_lines(bytes)..])?;
+            (line.len() <= super::MAX_REQUEST_LINE).then_some(LoggedRequest::Line(line))
         }
     }
 }

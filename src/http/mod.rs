@@ -29,8 +29,8 @@ pub use conn::{
 pub use date::{Clock, Millis};
 pub use parse::{
     BodyLength, Framing, Head, HeadScan, HeaderStorage, KNOWN_METHODS, MAX_HEADERS, MAX_METHOD,
-    MAX_REQUEST_LINE, Scanned, decimal, downgrade_later_minor, header_storage, leading_empty_lines,
-    parse_again, parse_head, parse_whole_head,
+    MAX_REQUEST_LINE, Scanned, decimal, downgrade_later_minor, first_line, header_storage,
+    leading_empty_lines, parse_again, parse_head, parse_whole_head,
 };
 pub use request::{EntityTags, Headers, Request, Version};
 pub use response::{

@@ -424,10 +424,15 @@ fn names_another_version(head: &[u8]) -> bool {
     })
 }
 
+/// The line that starts `data`, without its LF or the CR before it; `None` until its LF came.
+pub fn first_line(data: &[u8]) -> Option<&[u8]> {
+    let line = &data[..memchr::memchr(b'\n', data)?];
+    Some(line.strip_suffix(b"\r").unwrap_or(line))
+}
+
 /// The two digits of a request line ending in `HTTP/d.d`, if it has exactly three parts.
 fn request_line_version(head: &[u8]) -> Option<(u8, u8)> {
-    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let line = first_line(head)?;
     let mut parts = line.split(|&b| b == b' ');
     let (Some(_), Some(_), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -449,8 +454,7 @@ pub fn downgrade_later_minor(head: &mut [u8]) -> bool {
     let Some((b'1', b'2'..=b'9')) = request_line_version(head) else {
         return false;
     };
-    let line_end = memchr::memchr(b'\n', head).unwrap_or(head.len());
-    let line_end = line_end - usize::from(line_end > 0 && head[line_end - 1] == b'\r');
+    let line_end = first_line(head).map_or(0, <[u8]>::len);
     head[line_end - 1] = b'1';
     true
 }
