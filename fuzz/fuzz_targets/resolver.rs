@@ -9,12 +9,24 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use reactor_httpd::app::static_files::resolve::{Opened, Root, decode_path, trap_tree};
 
+/// Where this process lays its trap tree, under the temporary directory.
+fn base() -> PathBuf {
+    std::env::temp_dir().join(format!("resolver-fuzz-{}", std::process::id()))
+}
+
+/// Removes the trap tree when the fuzzer exits normally (at `-max_total_time` or `-runs`). A
+/// crash leaves it, for the reproduction.
+extern "C" fn remove_tree() {
+    let _ = std::fs::remove_dir_all(base());
+}
+
 /// A ROOT laid with traps (see `trap_tree`), built once per fuzzing process.
 fn root() -> &'static (PathBuf, Root) {
     static ROOT: OnceLock<(PathBuf, Root)> = OnceLock::new();
     ROOT.get_or_init(|| {
-        let base = std::env::temp_dir().join(format!("resolver-fuzz-{}", std::process::id()));
-        let opened = Root::new(&trap_tree(&base).unwrap()).unwrap();
+        let opened = Root::new(&trap_tree(&base()).unwrap()).unwrap();
+        // SAFETY: registers a plain function, which only removes files.
+        unsafe { libc::atexit(remove_tree) };
         (opened.path().to_path_buf(), opened)
     })
 }
