@@ -7,13 +7,15 @@
 //!
 //! [`TlsConn`] is a [`Session`] like `http::Conn`: the driver asks it what it wants and moves
 //! bytes, and never learns that there are two state machines. Inside, each `want` first sends
-//! whatever ciphertext rustls has ready, then asks the HTTP connection what *it* wants and
-//! answers from rustls: its `Read` is fed decrypted bytes (and becomes the driver's `Read` of
-//! ciphertext when there are none), its `Write` is encrypted, its `SendFile` is read from the
-//! file in bounded pieces and encrypted (no sendfile through a userspace TLS stack), its
-//! `HalfClose` and `Close` send a close_notify first. The client's close_notify is the end of
-//! the HTTP connection's input, as a FIN is without TLS: what it asked before is answered, then
-//! the connection closes. `http/` knows nothing of any of this.
+//! the ciphertext waiting, then steps rustls's state machine (its unbuffered API: the buffers
+//! are ours, lent by the loop's pool, so an idle connection holds none) until it has records to
+//! send, needs more ciphertext, or lets the HTTP connection speak. Then it asks the HTTP
+//! connection what *it* wants and answers: its `Read` is fed decrypted bytes (and becomes the
+//! driver's `Read` of ciphertext when there are none), its `Write` is encrypted, its `SendFile`
+//! is read from the file in bounded pieces and encrypted (no sendfile through a userspace TLS
+//! stack), its `HalfClose` and `Close` send a close_notify first. The client's close_notify is
+//! the end of the HTTP connection's input, as a FIN is without TLS: what it asked before is
+//! answered, then the connection closes. `http/` knows nothing of any of this.
 //!
 //! A plain HTTP request sent to the TLS port is answered with a short plain-text 400 saying so
 //! (a HEAD with the head alone), then closed, as nginx does. A connection whose TLS fails
@@ -21,15 +23,17 @@
 //! are logged as 400 with no request.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ServerConfig, ServerConnection};
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncodeTlsData, EncryptError, WriteTraffic};
 
 use crate::config::Limits;
 use crate::http::{Conn, Context, Drain, LINGER_TIMEOUT, Millis, Response, Status, Want};
@@ -47,9 +51,17 @@ pub enum TlsSource {
 /// A file body goes through TLS in pieces of this size: read, encrypt, send, read the next.
 const FILE_PIECE: usize = 16 * 1024;
 
-/// rustls buffers at most this much ciphertext to send (its default is 64 KiB): with the
-/// piece above, the most a connection holds for a file response.
-const TLS_BUFFER_LIMIT: usize = 32 * 1024;
+/// The most plaintext encrypted at a time: one record.
+const WRITE_PIECE: usize = 16 * 1024;
+
+/// Pieces of a response are encrypted, one record each, until this much ciphertext waits to
+/// be sent: two records to a write. The most a connection holds for a response is below this
+/// and one record more.
+const WRITE_BATCH: usize = 24 * 1024;
+
+/// The most ciphertext held while a record or a handshake message is incomplete: rustls takes
+/// handshake messages of up to 64 KiB, and a record's ciphertext is at most 18,437 bytes.
+const INPUT_MAX: usize = 84 * 1024;
 
 /// What a plain HTTP request to the TLS port gets: a 400 whose body says why.
 const PLAIN_HTTP_REFUSAL: &str = "This port speaks HTTPS: ask for https://, not http://\n";
@@ -223,19 +235,23 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
 }
 
 // ANCHOR: tls_conn
-/// A connection with TLS: rustls's state machine under the HTTP one.
+/// A connection with TLS: rustls's state machine under the HTTP one, through rustls's
+/// unbuffered API, in which every buffer is the caller's. Each is lent by the loop's pool while
+/// it holds bytes, so an idle connection holds none: only rustls's session state and the HTTP
+/// connection's.
 pub struct TlsConn {
-    tls: ServerConnection,
+    tls: UnbufferedServerConnection,
     inner: Conn,
-    /// Ciphertext for the socket: `out[sent..]` is still to go.
-    out: Vec<u8>,
-    sent: usize,
-    /// Ciphertext from the socket, lent by the loop's pool while a read is under way.
+    /// Ciphertext for the socket.
+    out: Outgoing,
+    /// Ciphertext from the socket: `input[..filled]` is what rustls has not taken yet (a record,
+    /// or a handshake message, not yet whole).
     input: Vec<u8>,
+    filled: usize,
+    /// Decrypted bytes: `plain[taken..]` is what the HTTP connection has not taken yet.
+    plain: Vec<u8>,
+    taken: usize,
     state: State,
-    /// rustls holds decrypted bytes the HTTP connection has not taken yet, or the client's
-    /// close_notify, which the HTTP connection is yet to see as the end of its input.
-    plaintext: bool,
     /// The client's close_notify has come: its side of the conversation is over.
     peer_closed: bool,
     /// The client closed its side of the socket.
@@ -272,19 +288,36 @@ enum State {
     Done,
 }
 
+/// What a step of rustls's state machine leaves to do.
+enum Next {
+    /// Take the next step.
+    Step,
+    /// Records were encoded for the socket: take the next step before sending them, so that a
+    /// whole flight goes out in one write.
+    Encoded,
+    /// rustls needs more ciphertext.
+    Read,
+    /// The HTTP connection waits for the handler pool.
+    Wait,
+    /// Both sides have said close_notify, or the HTTP connection is done after its own.
+    Done,
+    /// rustls refused what came, or could not go on.
+    Fail,
+}
+
 impl TlsConn {
     fn new(config: &Arc<ServerConfig>, inner: Conn) -> TlsConn {
-        let mut tls = ServerConnection::new(config.clone())
+        let tls = UnbufferedServerConnection::new(config.clone())
             .expect("a server configuration rustls built accepts connections");
-        tls.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
         TlsConn {
             tls,
             inner,
-            out: Vec::new(),
-            sent: 0,
+            out: Outgoing::default(),
             input: Vec::new(),
+            filled: 0,
+            plain: Vec::new(),
+            taken: 0,
             state: State::Fresh,
-            plaintext: false,
             peer_closed: false,
             eof: false,
             half_close: false,
@@ -294,36 +327,155 @@ impl TlsConn {
         }
     }
 
-    /// Hands what rustls has decrypted to the HTTP connection. Returns false when there was
-    /// nothing (more is needed from the socket).
-    fn feed_plaintext(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.plaintext {
-            return false;
+    // ANCHOR: tls_step
+    /// One step of rustls's state machine over the ciphertext held, and what it asks for: its
+    /// records encoded for the socket, the plaintext it decrypted set aside for the HTTP
+    /// connection, and, once the handshake is done and nothing else waits, what the HTTP
+    /// connection wants, encrypted.
+    fn step(&mut self, cx: &mut Context<'_>) -> Next {
+        // Records may be written now: into a buffer of the pool's (given back by `release`).
+        if self.out.buf.capacity() == 0 {
+            self.out.buf = cx.pool.take_output();
         }
-        let buf = self.inner.read_buf(cx);
-        let room = buf.len();
-        match self.tls.reader().read(buf) {
-            Ok(n) => {
-                // 0: the client's close_notify; the HTTP connection sees the end of input. Less
-                // than the room: rustls has no more, though a close_notify behind those bytes
-                // is still to be read as that end.
-                self.plaintext = n == room || (n > 0 && self.peer_closed);
-                self.inner.received(n);
-                true
+        let TlsConn {
+            tls,
+            inner,
+            out,
+            input,
+            filled,
+            plain,
+            taken,
+            peer_closed,
+            eof,
+            half_close,
+            notified,
+            ..
+        } = self;
+        // TLS 1.3 lets the server send once its own flight is out, before the client's
+        // Finished; the HTTP connection is asked nothing until the handshake is done. (Read
+        // before this step: a step that finishes the handshake has used up the input, so
+        // asking for more is right.)
+        let handshaking = tls.is_handshaking();
+        let status = tls.process_tls_records(&mut input[..*filled]);
+        let mut discard = status.discard;
+        let next = match status.state {
+            Err(_) => Next::Fail,
+            Ok(ConnectionState::EncodeTlsData(mut data)) => {
+                encode(&mut data, out);
+                Next::Encoded
             }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                self.plaintext = false;
-                // Asked again, the HTTP connection gives the buffer it lent back to the pool:
-                // an idle connection must hold none.
-                let _ = self.inner.want(cx);
-                false
+            // Sent before anything else: the flight, then the next step.
+            Ok(ConnectionState::TransmitTlsData(data)) => {
+                if out.pending().is_empty() {
+                    data.done();
+                }
+                Next::Step
             }
-            Err(_) => {
-                // The socket ended without a close_notify: the input ends here too.
-                self.plaintext = false;
-                self.inner.received(0);
-                true
+            Ok(ConnectionState::BlockedHandshake) if *eof => Next::Done,
+            Ok(ConnectionState::BlockedHandshake) => Next::Read,
+            Ok(ConnectionState::ReadTraffic(mut records)) => {
+                let mut next = Next::Step;
+                while let Some(record) = records.next_record() {
+                    let Ok(record) = record else {
+                        next = Next::Fail;
+                        break;
+                    };
+                    discard += record.discard;
+                    if plain.capacity() == 0 {
+                        *plain = cx.pool.take_output();
+                    }
+                    plain.extend_from_slice(record.payload);
+                }
+                next
             }
+            // Early data is off (`max_early_data_size` is 0), so none is ever accepted.
+            Ok(ConnectionState::ReadEarlyData(_)) => Next::Fail,
+            // The client's close_notify: the end of the HTTP connection's input, as a FIN is.
+            Ok(ConnectionState::PeerClosed) => {
+                *peer_closed = true;
+                Next::Step
+            }
+            Ok(ConnectionState::Closed) => Next::Done,
+            Ok(ConnectionState::WriteTraffic(_)) if handshaking && *eof => Next::Done,
+            Ok(ConnectionState::WriteTraffic(_)) if handshaking => Next::Read,
+            Ok(ConnectionState::WriteTraffic(mut traffic)) => match inner.want(cx) {
+                Want::Read if *taken < plain.len() => {
+                    let buf = inner.read_buf(cx);
+                    let n = buf.len().min(plain.len() - *taken);
+                    buf[..n].copy_from_slice(&plain[*taken..*taken + n]);
+                    *taken += n;
+                    inner.received(n);
+                    if n == 0 { Next::Fail } else { Next::Step }
+                }
+                // The end of the client's input: its close_notify, or the socket's end
+                // without one.
+                Want::Read if *peer_closed || *eof => {
+                    inner.received(0);
+                    Next::Step
+                }
+                Want::Read => Next::Read,
+                Want::Write(bytes) => {
+                    let n = bytes.len().min(WRITE_PIECE);
+                    if encrypt(&mut traffic, &bytes[..n], out) {
+                        inner.wrote(n);
+                        out.more_or_send()
+                    } else {
+                        Next::Fail
+                    }
+                }
+                Want::SendFile { file, offset, len } => {
+                    match send_piece(&mut traffic, file, offset, len, out) {
+                        Ok(n) => inner.sent_file(n),
+                        Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                        // The file could not be read: the response cannot be completed.
+                        Err(_) => inner.sent_file(0),
+                    }
+                    out.more_or_send()
+                }
+                Want::HalfClose => {
+                    close_notify(&mut traffic, out);
+                    *notified = true;
+                    *half_close = true;
+                    Next::Step
+                }
+                Want::Wait => Next::Wait,
+                Want::Close if *notified => Next::Done,
+                Want::Close => {
+                    close_notify(&mut traffic, out);
+                    *notified = true;
+                    Next::Step
+                }
+            },
+            // A state a later rustls may add, which this code cannot know how to meet.
+            Ok(_) => Next::Fail,
+        };
+        if discard > 0 {
+            input.copy_within(discard..*filled, 0);
+            *filled -= discard;
+        }
+        if *taken == plain.len() && !plain.is_empty() {
+            plain.clear();
+            *taken = 0;
+        }
+        // A record or a handshake message longer than rustls allows cannot become whole.
+        if matches!(next, Next::Read) && *filled >= INPUT_MAX {
+            return Next::Fail;
+        }
+        next
+    }
+    // ANCHOR_END: tls_step
+
+    /// rustls refused what came: the alerts it queued are encoded for the socket, then the
+    /// connection closes. Only while some are queued: a step with none would read the refused
+    /// bytes again.
+    fn fail_with_alert(&mut self) {
+        self.fail();
+        while self.tls.wants_write() {
+            let status = self.tls.process_tls_records(&mut self.input[..self.filled]);
+            let Ok(ConnectionState::EncodeTlsData(mut data)) = status.state else {
+                break;
+            };
+            encode(&mut data, &mut self.out);
         }
     }
 
@@ -345,8 +497,7 @@ impl TlsConn {
             half_closed: false,
         } = self.state
         {
-            self.out = plain_http_refusal(cx.clock.http_date(), head);
-            self.sent = 0;
+            self.out = Outgoing::holding(plain_http_refusal(cx.clock.http_date(), head));
             body = if head { 0 } else { PLAIN_HTTP_REFUSAL.len() };
         }
         if let Some(log) = cx.log.as_deref_mut() {
@@ -356,12 +507,14 @@ impl TlsConn {
 
     /// Gives idle buffers back to the loop's pool (or frees those that grew).
     fn release(&mut self, cx: &mut Context<'_>) {
-        if !self.input.is_empty() {
+        if self.filled == 0 && !self.input.is_empty() {
             cx.pool.give_input(std::mem::take(&mut self.input));
         }
-        if self.sent == self.out.len() && self.out.capacity() > 0 {
-            cx.pool.give_output(std::mem::take(&mut self.out));
-            self.sent = 0;
+        if self.out.pending().is_empty() && self.out.buf.capacity() > 0 {
+            cx.pool.give_output(std::mem::take(&mut self.out).buf);
+        }
+        if self.plain.is_empty() && self.plain.capacity() > 0 {
+            cx.pool.give_output(std::mem::take(&mut self.plain));
         }
     }
 }
@@ -398,21 +551,13 @@ impl Session for TlsConn {
     // ANCHOR: tls_want
     fn want<'a>(&'a mut self, cx: &mut Context<'_>) -> Want<'a> {
         self.refusal_or_failure(cx);
+        let mut encoded = false;
         loop {
             // Ciphertext first: nothing else moves while the socket has not taken it.
-            if self.sent < self.out.len() {
-                return Want::Write(&self.out[self.sent..]);
+            if !self.out.pending().is_empty() && !encoded {
+                return Want::Write(self.out.pending());
             }
-            if self.tls.wants_write() && !matches!(self.state, State::Refusing { .. }) {
-                if self.out.capacity() == 0 {
-                    self.out = cx.pool.take_output();
-                }
-                self.out.clear();
-                self.sent = 0;
-                // Writing into a Vec cannot fail.
-                let _ = self.tls.write_tls(&mut self.out);
-                continue;
-            }
+            encoded = false;
             if self.half_close {
                 self.half_close = false;
                 return Want::HalfClose;
@@ -456,60 +601,18 @@ impl Session for TlsConn {
                 }
                 State::Fresh | State::Open => {}
             }
-            if self.tls.is_handshaking() {
-                if self.eof {
-                    return Want::Close;
-                }
-                self.release(cx);
-                return Want::Read;
-            }
-            match self.inner.want(cx) {
-                Want::Read => {
-                    if self.feed_plaintext(cx) {
-                        continue;
-                    }
-                    if self.eof {
-                        // No close_notify came, and rustls has said so (`feed_plaintext`);
-                        // without one the HTTP connection still sees the end of its input.
-                        self.inner.received(0);
-                        continue;
-                    }
+            match self.step(cx) {
+                Next::Step => {}
+                Next::Encoded => encoded = true,
+                // Records encoded are sent first (the next call asks again).
+                Next::Read | Next::Wait if !self.out.pending().is_empty() => {}
+                Next::Read => {
                     self.release(cx);
                     return Want::Read;
                 }
-                Want::Write(bytes) => {
-                    let n = self.tls.writer().write(bytes).unwrap_or(0);
-                    if n > 0 {
-                        self.inner.wrote(n);
-                    } else if !self.tls.wants_write() {
-                        // rustls took nothing and has nothing to send: it cannot go on.
-                        self.fail();
-                    }
-                }
-                Want::SendFile { file, offset, len } => {
-                    let n = send_piece(&mut self.tls, file, offset, len);
-                    match n {
-                        Ok(0) if self.tls.wants_write() => {} // send what is encrypted first
-                        Ok(n) => self.inner.sent_file(n),
-                        Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                        // The file could not be read: the response cannot be completed.
-                        Err(_) => self.inner.sent_file(0),
-                    }
-                }
-                Want::HalfClose => {
-                    self.tls.send_close_notify();
-                    self.notified = true;
-                    self.half_close = true;
-                }
-                Want::Wait => return Want::Wait,
-                Want::Close => {
-                    if self.notified {
-                        self.state = State::Done;
-                    } else {
-                        self.tls.send_close_notify();
-                        self.notified = true;
-                    }
-                }
+                Next::Wait => return Want::Wait,
+                Next::Done => self.state = State::Done,
+                Next::Fail => self.fail_with_alert(),
             }
         }
     }
@@ -519,21 +622,25 @@ impl Session for TlsConn {
         if self.input.is_empty() {
             self.input = cx.pool.take_input();
         }
-        &mut self.input
+        if self.filled == self.input.len() {
+            // A record or a handshake message longer than the buffer: room for the rest (`want`
+            // refuses one that would not fit in `INPUT_MAX`).
+            let grown = (self.input.len() * 2).min(INPUT_MAX);
+            self.input.resize(grown, 0);
+        }
+        &mut self.input[self.filled..]
     }
 
     fn received(&mut self, n: usize) {
         if n == 0 {
             self.eof = true;
-            // rustls learns of the end too, so a missing close_notify is noticed.
-            let _ = self.tls.read_tls(&mut &[][..]);
-            self.plaintext = true;
             return;
         }
+        let bytes = &self.input[self.filled..self.filled + n];
         if self.state == State::Fresh {
             // Every TLS connection starts with a handshake record (type 22). A request line
             // starts with a method, in letters.
-            self.state = match self.input[0] {
+            self.state = match bytes[0] {
                 0x16 => State::Open,
                 b'A'..=b'Z' => State::Sniffing { matched: 0 },
                 _ => {
@@ -543,41 +650,21 @@ impl Session for TlsConn {
             };
         }
         if let State::Sniffing { matched } = self.state {
-            self.state = sniff_method(matched, &self.input[..n]);
+            self.state = sniff_method(matched, bytes);
             self.to_log |= matches!(self.state, State::Refusing { .. });
         }
-        if self.state != State::Open {
-            return; // a refusal or a failure: what comes now is discarded
-        }
-        let mut rest = &self.input[..n];
-        while !rest.is_empty() {
-            if self.tls.read_tls(&mut rest).is_err() {
-                self.fail();
-                return;
-            }
-            match self.tls.process_new_packets() {
-                Ok(io) => {
-                    // A close_notify brings no bytes, but it must reach the HTTP connection
-                    // as the end of its input, as a FIN does without TLS: the connection then
-                    // ends once its answers are out, instead of idling to its timeout.
-                    self.peer_closed |= io.peer_has_closed();
-                    self.plaintext |= io.plaintext_bytes_to_read() > 0 || self.peer_closed;
-                }
-                Err(_) => {
-                    // rustls has queued an alert for the client; it goes out, then we close.
-                    self.fail();
-                    return;
-                }
-            }
+        // A refusal or a failure: what comes now is discarded (the next read overwrites it).
+        if self.state == State::Open {
+            self.filled += n;
         }
     }
 
     fn wrote(&mut self, n: usize) {
-        self.sent += n;
+        self.out.sent += n;
     }
 
     fn sent_file(&mut self, _: u64) {
-        // Never asked: file bodies are read and encrypted here (see `want`).
+        // Never asked: file bodies are read and encrypted here (see `step`).
     }
 
     fn deadline(&self, limits: &Limits) -> Option<Millis> {
@@ -600,7 +687,7 @@ impl Session for TlsConn {
     }
 
     fn is_idle(&self) -> bool {
-        self.inner.is_idle() && self.sent == self.out.len() && !self.tls.is_handshaking()
+        self.inner.is_idle() && self.out.pending().is_empty() && !self.tls.is_handshaking()
     }
 
     fn is_pending(&self) -> bool {
@@ -616,16 +703,113 @@ impl Session for TlsConn {
     }
 }
 
-/// Reads the next piece of a file body and gives it to rustls to encrypt; returns how many
-/// bytes rustls took (0 with the file not at its end: rustls's buffer is full).
-fn send_piece(tls: &mut ServerConnection, file: &File, offset: u64, len: u64) -> io::Result<u64> {
+/// Ciphertext for the socket: `buf[sent..queued]` is still to go, and `buf[queued..]` is room
+/// for more, zeroed once (rustls writes into a slice) and reused.
+#[derive(Default)]
+struct Outgoing {
+    buf: Vec<u8>,
+    sent: usize,
+    queued: usize,
+}
+
+impl Outgoing {
+    /// Holds `bytes`, to be sent.
+    fn holding(bytes: Vec<u8>) -> Outgoing {
+        Outgoing {
+            queued: bytes.len(),
+            buf: bytes,
+            sent: 0,
+        }
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.sent..self.queued]
+    }
+
+    /// Room for `len` more bytes after those queued (emptied first if all were sent).
+    fn room(&mut self, len: usize) -> &mut [u8] {
+        if self.sent == self.queued {
+            (self.sent, self.queued) = (0, 0);
+        }
+        if self.buf.len() < self.queued + len {
+            self.buf.resize(self.queued + len, 0);
+        }
+        &mut self.buf[self.queued..]
+    }
+
+    /// After a piece of a response was encrypted: another piece joins it while less than
+    /// [`WRITE_BATCH`] waits, so the socket takes two records at a time.
+    fn more_or_send(&self) -> Next {
+        if self.queued - self.sent < WRITE_BATCH {
+            Next::Encoded
+        } else {
+            Next::Step
+        }
+    }
+}
+
+/// Appends the record rustls has ready to `out`.
+fn encode(data: &mut EncodeTlsData<'_, ServerConnectionData>, out: &mut Outgoing) {
+    let mut want = 1024;
+    loop {
+        match data.encode(out.room(want)) {
+            Ok(n) => return out.queued += n,
+            Err(EncodeError::InsufficientSize(short)) => want = short.required_size,
+            // Already encoded: cannot happen, each is encoded once.
+            Err(_) => return,
+        }
+    }
+}
+
+/// Encrypts `plaintext` into records appended to `out`; false if rustls cannot (it has used up
+/// its keys' sequence numbers).
+fn encrypt(
+    traffic: &mut WriteTraffic<'_, ServerConnectionData>,
+    plaintext: &[u8],
+    out: &mut Outgoing,
+) -> bool {
+    // A record's header, its content type and its tag, and a key update that may go first.
+    let mut want = plaintext.len() + 256;
+    loop {
+        match traffic.encrypt(plaintext, out.room(want)) {
+            Ok(n) => {
+                out.queued += n;
+                return true;
+            }
+            Err(EncryptError::InsufficientSize(short)) => want = short.required_size,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Appends a close_notify alert to `out`.
+fn close_notify(traffic: &mut WriteTraffic<'_, ServerConnectionData>, out: &mut Outgoing) {
+    let mut want = 64;
+    loop {
+        match traffic.queue_close_notify(out.room(want)) {
+            Ok(n) => return out.queued += n,
+            Err(EncryptError::InsufficientSize(short)) => want = short.required_size,
+            Err(_) => return,
+        }
+    }
+}
+
+/// Reads the next piece of a file body and encrypts it into `out`; returns how many bytes of
+/// the file it took (0: the file ended early, it shrank).
+fn send_piece(
+    traffic: &mut WriteTraffic<'_, ServerConnectionData>,
+    file: &File,
+    offset: u64,
+    len: u64,
+    out: &mut Outgoing,
+) -> io::Result<u64> {
     let mut piece = [0; FILE_PIECE];
     let want = (len as usize).min(FILE_PIECE);
     let read = file.read_at(&mut piece[..want], offset)?;
-    if read == 0 {
-        return Ok(0); // the file shrank: the HTTP connection closes
+    if read == 0 || !encrypt(traffic, &piece[..read], out) {
+        return Ok(0);
     }
-    Ok(tls.writer().write(&piece[..read]).unwrap_or(0) as u64)
+    Ok(read as u64)
 }
 
 #[cfg(test)]
@@ -677,9 +861,9 @@ mod tests {
         assert!(!certificate.fresh(made + 400 * DAY));
     }
 
-    /// Plain HTTP on the TLS port, written in pieces of each size, then the client's end: all
-    /// the server wrote before it closed.
-    fn plain_http_answer(request: &[u8], piece: usize) -> Vec<u8> {
+    /// Bytes sent to the TLS port in pieces of `piece` bytes, then the client's end: all the
+    /// server wrote before it closed.
+    fn answer_to(request: &[u8], piece: usize) -> Vec<u8> {
         use crate::http::memory::MemoryEnv;
         static CONFIG: std::sync::OnceLock<Arc<ServerConfig>> = std::sync::OnceLock::new();
         let config = CONFIG.get_or_init(|| server_config(&TlsSource::SelfSigned, None).unwrap().0);
@@ -720,12 +904,32 @@ mod tests {
             (b"HEAD ", true),
         ] {
             for piece in 1..=request.len() {
-                let answer = plain_http_answer(request, piece);
+                let answer = answer_to(request, piece);
                 let text = String::from_utf8_lossy(&answer);
                 assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
                 assert_eq!(answer.ends_with(b"\r\n\r\n"), head, "{piece}: {text}");
                 assert_eq!(text.contains("speaks HTTPS"), !head, "{piece}: {text}");
             }
+        }
+    }
+
+    /// A record rustls refuses (a handshake record longer than any may be) gets one fatal
+    /// alert, however it was split, then the connection closes. rustls must not be asked to
+    /// read the refused bytes again: it would queue a second alert (and asserts, in a debug
+    /// build, that it does not; the `tls_stack` fuzz target found it).
+    #[test]
+    fn refused_tls_gets_one_alert() {
+        let mut record = vec![0x16, 0xa1, 0xa1, 0xa1, 0xa1];
+        record.extend_from_slice(&[0xa1; 16]);
+        for piece in 1..=record.len() {
+            let answer = answer_to(&record, piece);
+            // An alert record: type 21, two bytes, level fatal (2).
+            assert_eq!(answer.len(), 7, "{piece}: {answer:?}");
+            assert_eq!(
+                (answer[0], answer[4], answer[5]),
+                (21, 2, 2),
+                "{piece}: {answer:?}"
+            );
         }
     }
 }
