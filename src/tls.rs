@@ -737,6 +737,25 @@ impl Outgoing {
         &mut self.buf[self.queued..]
     }
 
+    /// Lets rustls write into the room after what is queued: `want` bytes at first, then as
+    /// many as it says it needs (`write` fails with `Some` of that). False if it cannot write.
+    fn append(
+        &mut self,
+        mut want: usize,
+        mut write: impl FnMut(&mut [u8]) -> Result<usize, Option<usize>>,
+    ) -> bool {
+        loop {
+            match write(self.room(want)) {
+                Ok(n) => {
+                    self.queued += n;
+                    return true;
+                }
+                Err(Some(needed)) => want = needed,
+                Err(None) => return false,
+            }
+        }
+    }
+
     /// After a piece of a response was encrypted: another piece joins it while less than
     /// [`WRITE_BATCH`] waits, so the socket takes two records at a time.
     fn more_or_send(&self) -> Next {
@@ -750,15 +769,13 @@ impl Outgoing {
 
 /// Appends the record rustls has ready to `out`.
 fn encode(data: &mut EncodeTlsData<'_, ServerConnectionData>, out: &mut Outgoing) {
-    let mut want = 1024;
-    loop {
-        match data.encode(out.room(want)) {
-            Ok(n) => return out.queued += n,
-            Err(EncodeError::InsufficientSize(short)) => want = short.required_size,
-            // Already encoded: cannot happen, each is encoded once.
-            Err(_) => return,
-        }
-    }
+    // Already encoded (the only other error) cannot happen: each is encoded once.
+    out.append(1024, |room| {
+        data.encode(room).map_err(|err| match err {
+            EncodeError::InsufficientSize(short) => Some(short.required_size),
+            _ => None,
+        })
+    });
 }
 
 /// Encrypts `plaintext` into records appended to `out`; false if rustls cannot (it has used up
@@ -769,28 +786,23 @@ fn encrypt(
     out: &mut Outgoing,
 ) -> bool {
     // A record's header, its content type and its tag, and a key update that may go first.
-    let mut want = plaintext.len() + 256;
-    loop {
-        match traffic.encrypt(plaintext, out.room(want)) {
-            Ok(n) => {
-                out.queued += n;
-                return true;
-            }
-            Err(EncryptError::InsufficientSize(short)) => want = short.required_size,
-            Err(_) => return false,
-        }
-    }
+    out.append(plaintext.len() + 256, |room| {
+        traffic.encrypt(plaintext, room).map_err(room_needed)
+    })
 }
 
 /// Appends a close_notify alert to `out`.
 fn close_notify(traffic: &mut WriteTraffic<'_, ServerConnectionData>, out: &mut Outgoing) {
-    let mut want = 64;
-    loop {
-        match traffic.queue_close_notify(out.room(want)) {
-            Ok(n) => return out.queued += n,
-            Err(EncryptError::InsufficientSize(short)) => want = short.required_size,
-            Err(_) => return,
-        }
+    out.append(64, |room| {
+        traffic.queue_close_notify(room).map_err(room_needed)
+    });
+}
+
+/// The room rustls asked for, if that is why it wrote nothing.
+fn room_needed(err: EncryptError) -> Option<usize> {
+    match err {
+        EncryptError::InsufficientSize(short) => Some(short.required_size),
+        _ => None,
     }
 }
 
