@@ -402,10 +402,16 @@ impl TlsConn {
                 Want::Read if *taken < plain.len() => {
                     let buf = inner.read_buf(cx);
                     let n = buf.len().min(plain.len() - *taken);
-                    buf[..n].copy_from_slice(&plain[*taken..*taken + n]);
-                    *taken += n;
-                    inner.received(n);
-                    if n == 0 { Next::Fail } else { Next::Step }
+                    if n == 0 {
+                        // Cannot happen (`Read` means room), and 0 would tell the HTTP
+                        // connection that its input ended.
+                        Next::Fail
+                    } else {
+                        buf[..n].copy_from_slice(&plain[*taken..*taken + n]);
+                        *taken += n;
+                        inner.received(n);
+                        Next::Step
+                    }
                 }
                 // The end of the client's input: its close_notify, or the socket's end
                 // without one.
