@@ -240,6 +240,34 @@ fn a_close_notify_ends_the_connection() {
     });
 }
 
+/// TLS 1.3 key updates from the client (RFC 8446 4.6.3), each asking the server to update its
+/// keys too: between requests, and while the server is in the middle of an 8 MiB body. The
+/// connection goes on, every byte intact, in every mode.
+#[test]
+fn key_updates_keep_the_connection() {
+    bounded(120, || {
+        for mode in common::modes() {
+            let server = TestServer::start(tls_config(mode));
+            let mut client = tls_over(
+                TcpStream::connect(server.addr).unwrap(),
+                &client_config(&[&rustls::version::TLS13]),
+            );
+            assert_eq!(client.get("/hello").text(), "Hello, World!", "{mode:?}");
+            client.stream.conn.refresh_traffic_keys().unwrap();
+            assert_eq!(client.get("/hello").text(), "Hello, World!", "{mode:?}");
+            // The next request waits behind the download; the update goes between them.
+            client.send(b"GET /8m.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+            client.stream.conn.refresh_traffic_keys().unwrap();
+            client.send(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert!(
+                client.response().body == pattern(8 << 20),
+                "{mode:?}: the download differs"
+            );
+            assert_eq!(client.response().text(), "0123456789abcdefghij", "{mode:?}");
+        }
+    });
+}
+
 /// A file goes out through TLS byte for byte: 100 MiB in reactor mode, 8 MiB in the others.
 #[test]
 fn large_files_over_tls() {
