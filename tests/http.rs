@@ -565,6 +565,38 @@ fn graceful_shutdown(mode: Mode) {
     );
 }
 
+/// A request of which the first bytes have arrived when the server is asked to stop is the
+/// request in flight: it is answered, however the drain and those bytes cross, then the
+/// connection closes. (Before stop 55 the blocking and threaded drivers could apply the drain
+/// between reading such bytes and looking at them, and close without an answer.)
+fn a_request_begun_at_shutdown_is_answered(mode: Mode) {
+    let mut cfg = config(mode);
+    // One loop, so that the witness's close means this connection has seen the drain.
+    cfg.cores = reactor_httpd::config::Cores::Count(1);
+    let mut server = TestServer::start(cfg);
+    let mut witness = concurrent(mode).then(|| server.connect());
+    if let Some(witness) = &mut witness {
+        assert_eq!(witness.request(hello_request()).status, 200);
+    }
+    let mut client = server.connect();
+    client.stream.set_nodelay(true).unwrap();
+    assert_eq!(client.request(hello_request()).status, 200);
+    let request = b"GET /hello?begun HTTP/1.1\r\nHost: t\r\n\r\n";
+    client.send(&request[..10]);
+    server.trigger_shutdown();
+    if let Some(witness) = &mut witness {
+        witness.expect_close();
+    }
+    client.send(&request[10..]);
+    let response = client.response();
+    assert_eq!(response.text(), "Hello, World!");
+    assert_eq!(response.header("connection"), Some("close"), "{response:?}");
+    client.expect_close();
+    // Closed, so that the server need not linger for it.
+    drop(client);
+    server.stop();
+}
+
 /// Shutdown while a long response is on its way to a client that has already sent its next
 /// request: the response still arrives whole, then the connection ends (with the next request
 /// answered, or not). A server that closes a socket over unread input gets it reset by the
@@ -727,6 +759,7 @@ macro_rules! every_mode {
         // children (until stop 33 it did not, and these two ran in the other modes only).
         t!(graceful_shutdown, 20, $mode);
         t!(a_response_in_flight_at_shutdown_arrives_whole, 30, $mode);
+        t!(a_request_begun_at_shutdown_is_answered, 20, $mode);
     };
 }
 

@@ -919,6 +919,14 @@ impl Conn {
     pub fn drain(&mut self, how: Drain) {
         self.awaiting_input = false;
         self.drain = how;
+        // Bytes already received are a request begun before the stop, looked at yet or not: a
+        // driver may hand them over just before it passes the drain on.
+        if how == Drain::Now
+            && !self.input.is_empty()
+            && let Phase::Head { started, .. } = &mut self.phase
+        {
+            *started = true;
+        }
     }
 
     /// Idle on a server that is handing over: waiting only for a last request, for a while.

@@ -213,8 +213,18 @@ pub(crate) fn serve_connection<S: Session>(
                 let deadline = conn.deadline(cx.limits).map(Millis::instant);
                 let wake = [deadline, log_due].into_iter().flatten().min();
                 timeouts.read_until(wake, now);
-                let buf = conn.read_buf(cx);
-                match stream.read(buf) {
+                // Between requests, the next one's first bytes are waited for where a stop can
+                // see them, in the socket, and taken only once the connection is marked busy.
+                // Read at once, they could be taken in the instant before the mark, and a stop
+                // would then shut the read side of a connection that looks idle with nothing
+                // unread (`Active::wake_idle`), under a request begun.
+                let ready = if idle {
+                    arrived(stream).map(|()| slot.set_idle(false))
+                } else {
+                    Ok(())
+                };
+                let read = ready.and_then(|()| stream.read(conn.read_buf(cx)));
+                match read {
                     Ok(n) => conn.received(n),
                     Err(err) if is_timeout(&err) => {
                         if deadline.is_some_and(|at| Instant::now() >= at) {
@@ -268,6 +278,24 @@ pub(crate) fn serve_connection<S: Session>(
     }
 }
 // ANCHOR_END: serve_connection
+
+/// Waits until something can be read from `stream` (bytes, or its end), and leaves it there.
+fn arrived(stream: &TcpStream) -> io::Result<()> {
+    let mut byte = 0u8;
+    // SAFETY: recv writes at most one byte, into `byte`.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            (&raw mut byte).cast(),
+            1,
+            libc::MSG_PEEK,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
 
 /// Bytes received on a socket and not yet read (FIONREAD); 0 if unknown.
 fn unread_bytes(fd: RawFd) -> libc::c_int {
@@ -409,10 +437,12 @@ impl Active {
 
     /// Ends the wait of every thread reading an idle connection: its read returns 0, and the
     /// connection closes. A connection whose next request has already arrived, unread, is not
-    /// idle: shutting its read side would cut that request short.
+    /// idle: shutting its read side would cut that request short. Its thread takes such bytes
+    /// only after marking itself busy (`arrived`), so they are looked for first: once they are
+    /// gone from the socket, the mark is there to see.
     fn wake_idle(&self) {
         for (_, (fd, idle)) in self.lock().iter() {
-            if idle.load(Ordering::SeqCst) && unread_bytes(*fd) == 0 {
+            if unread_bytes(*fd) == 0 && idle.load(Ordering::SeqCst) {
                 // SAFETY: the fd stays open while registered: a slot is removed (under this lock)
                 // before its stream is dropped.
                 unsafe { libc::shutdown(*fd, libc::SHUT_RD) };

@@ -657,6 +657,31 @@ fn draining_closes_idle_connections_and_finishes_requests_in_flight() {
     assert!(harness.closed);
 }
 
+#[test]
+fn bytes_received_before_a_drain_are_a_request_in_flight() {
+    // Between keep-alive requests, a driver hands the connection bytes and passes the drain on
+    // before the connection looks at them (a blocking thread, or TLS finishing a record): they
+    // came before the stop, so they are answered, with `Connection: close`.
+    for request in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHo",
+    ] {
+        let mut harness = Harness::new();
+        harness.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut cx = harness.env.cx();
+        assert!(matches!(harness.conn.want(&mut cx), Want::Read));
+        let buf = harness.conn.read_buf(&mut cx);
+        buf[..request.len()].copy_from_slice(request);
+        harness.conn.received(request.len());
+        harness.conn.drain(Drain::Now);
+        harness.feed(b"st: x\r\n\r\n");
+        assert_eq!(statuses(&harness.out), vec![200, 200]);
+        // The first answer keeps the connection; the second ends it.
+        assert_eq!(harness.text().matches("Connection: close\r\n").count(), 1);
+        assert!(harness.half_closed);
+    }
+}
+
 fn temp_file(contents: &[u8]) -> File {
     let path = std::env::temp_dir().join(format!(
         "conn-test-{}-{:?}",
