@@ -265,6 +265,9 @@ pub struct TlsConn {
     to_log: bool,
     /// A refused connection lingers until then, reading what the client still sends.
     linger_until: Option<Millis>,
+    /// The server's drain, held back while the HTTP connection is idle and this one holds the
+    /// start of a record (see [`TlsConn::pass_drain`]).
+    drain: Option<Drain>,
 }
 // ANCHOR_END: tls_conn
 
@@ -324,6 +327,7 @@ impl TlsConn {
             notified: false,
             to_log: false,
             linger_until: None,
+            drain: None,
         }
     }
 
@@ -490,6 +494,28 @@ impl TlsConn {
         self.to_log = true;
     }
 
+    /// Input the HTTP connection has not seen: the start of a record (most likely the client
+    /// sending a request), or plaintext not yet handed over.
+    fn holds_unseen_input(&self) -> bool {
+        self.filled > 0 || self.taken < self.plain.len()
+    }
+
+    /// Passes the server's drain on to the HTTP connection, except while that connection is
+    /// idle and this one holds input it has not seen. An idle HTTP connection told to drain
+    /// closes; without TLS, the bytes the client had sent by then would be in its input, a
+    /// request in flight, answered. So the drain waits until the record is whole and its
+    /// plaintext handed over (the HTTP connection counts bytes it holds when the drain comes
+    /// as a request begun). Called before every step; bounded, like any drain, by the drain's
+    /// deadline.
+    fn pass_drain(&mut self) {
+        if let Some(how) = self.drain
+            && !(self.inner.is_idle() && self.holds_unseen_input())
+        {
+            self.drain = None;
+            self.inner.drain(how);
+        }
+    }
+
     /// Once a context is at hand: logs a refusal or a TLS failure, and queues the refusal's
     /// answer. A TLS failure sends no HTTP at all; a refusal's body is its text.
     fn refusal_or_failure(&mut self, cx: &mut Context<'_>) {
@@ -607,6 +633,7 @@ impl Session for TlsConn {
                 }
                 State::Fresh | State::Open => {}
             }
+            self.pass_drain();
             match self.step(cx) {
                 Next::Step => {}
                 Next::Encoded => encoded = true,
@@ -689,11 +716,15 @@ impl Session for TlsConn {
     }
 
     fn drain(&mut self, how: Drain) {
-        self.inner.drain(how);
+        self.drain = Some(how);
+        self.pass_drain();
     }
 
     fn is_idle(&self) -> bool {
-        self.inner.is_idle() && self.out.pending().is_empty() && !self.tls.is_handshaking()
+        self.inner.is_idle()
+            && !self.holds_unseen_input()
+            && self.out.pending().is_empty()
+            && !self.tls.is_handshaking()
     }
 
     fn is_pending(&self) -> bool {

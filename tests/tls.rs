@@ -488,6 +488,49 @@ fn shutdown_finishes_a_tls_download() {
     });
 }
 
+/// A request whose record has begun to arrive when the server is asked to stop is a request in
+/// flight, as its first bytes would be without TLS: it is answered, then the connection ends
+/// with a close_notify. In every mode.
+#[test]
+fn a_request_begun_at_shutdown_is_answered() {
+    bounded(120, || {
+        for mode in common::modes() {
+            let mut config = tls_config(mode);
+            // One loop, so that the witness's close means this connection has seen the drain.
+            config.cores = reactor_httpd::config::Cores::Count(1);
+            let mut server = TestServer::start(config);
+            // Idle, so closed as soon as the drain begins. (Blocking mode serves one connection
+            // at a time; there, bytes unread at shutdown keep a connection from being woken.)
+            let mut witness = (mode != Mode::Blocking).then(|| connect(server.addr));
+            if let Some(witness) = &mut witness {
+                assert_eq!(witness.get("/hello").status, 200, "{mode:?}");
+            }
+            let mut client = connect(server.addr);
+            client.stream.sock.set_nodelay(true).unwrap();
+            assert_eq!(client.get("/hello").status, 200, "{mode:?}");
+            // The next request as one record, of which the first 10 bytes go now.
+            let request = b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+            client.stream.conn.writer().write_all(request).unwrap();
+            let mut record = Vec::new();
+            client.stream.conn.write_tls(&mut record).unwrap();
+            client.stream.sock.write_all(&record[..10]).unwrap();
+            server.trigger_shutdown();
+            if let Some(witness) = &mut witness {
+                witness.expect_close();
+            }
+            client.stream.sock.write_all(&record[10..]).unwrap();
+            // Answered as a request read at the start of the drain is (the drain reaches the
+            // HTTP connection after it), then the connection ends with a close_notify.
+            let response = (client.try_response()).unwrap_or_else(|err| panic!("{mode:?}: {err}"));
+            assert_eq!(response.text(), "0123456789abcdefghij", "{mode:?}");
+            client.expect_close();
+            // Closed, so that the server need not linger for it.
+            drop(client);
+            server.stop();
+        }
+    });
+}
+
 /// curl, with our certificate as its only trust anchor (`.ci/run` installs curl).
 #[test]
 fn curl_trusts_the_certificate_it_is_given() {
