@@ -519,10 +519,15 @@ fn a_request_begun_at_shutdown_is_answered() {
                 witness.expect_close();
             }
             client.stream.sock.write_all(&record[10..]).unwrap();
-            // Answered as a request read at the start of the drain is (the drain reaches the
-            // HTTP connection after it), then the connection ends with a close_notify.
+            // Answered as the request in flight, then the connection ends with a close_notify.
             let response = (client.try_response()).unwrap_or_else(|err| panic!("{mode:?}: {err}"));
             assert_eq!(response.text(), "0123456789abcdefghij", "{mode:?}");
+            // (Fork mode answered with keep-alive once in about 30 runs: there the stop reaches
+            // each child as a signal of its own, and that child had not seen it when the record
+            // came whole. The request is answered, and the connection closed, either way.)
+            if mode != Mode::Fork {
+                assert_eq!(response.header("connection"), Some("close"), "{mode:?}");
+            }
             client.expect_close();
             // Closed, so that the server need not linger for it.
             drop(client);
