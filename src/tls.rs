@@ -24,7 +24,8 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::mem::MaybeUninit;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -852,10 +853,22 @@ fn send_piece(
     len: u64,
     out: &mut Outgoing,
 ) -> io::Result<u64> {
-    let mut piece = [0; FILE_PIECE];
+    let mut piece = MaybeUninit::<[u8; FILE_PIECE]>::uninit();
     let want = (len as usize).min(FILE_PIECE);
-    let read = file.read_at(&mut piece[..want], offset)?;
-    if read == 0 || !encrypt(traffic, &piece[..read], out) {
+    let Ok(at) = libc::off_t::try_from(offset) else {
+        return Ok(0);
+    };
+    // Not zeroed first: pread fills what it reports, and only that is looked at. (Zeroing it
+    // cost about 5% of the server's CPU per 1 MiB download over TLS, in paired rounds.)
+    // SAFETY: pread writes at most `want` bytes, within the piece, and returns how many.
+    let read = unsafe { libc::pread(file.as_raw_fd(), piece.as_mut_ptr().cast(), want, at) };
+    if read < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let read = read as usize;
+    // SAFETY: pread initialized the first `read` bytes of the piece.
+    let plaintext = unsafe { std::slice::from_raw_parts(piece.as_ptr().cast::<u8>(), read) };
+    if read == 0 || !encrypt(traffic, plaintext, out) {
         return Ok(0);
     }
     Ok(read as u64)

@@ -268,7 +268,8 @@ fn key_updates_keep_the_connection() {
     });
 }
 
-/// A file goes out through TLS byte for byte: 100 MiB in reactor mode, 8 MiB in the others.
+/// A file goes out through TLS byte for byte: 100 MiB in reactor mode, 8 MiB in the others;
+/// then a range of it.
 #[test]
 fn large_files_over_tls() {
     bounded(300, || {
@@ -290,8 +291,20 @@ fn large_files_over_tls() {
             let response = client.get(path);
             assert_eq!(response.status, 200, "{mode:?}");
             assert_eq!(response.body.len(), bytes, "{mode:?}");
-            let expected = Sha256::digest(fs::read(pki().root.join(&path[1..])).unwrap());
-            assert_eq!(Sha256::digest(&response.body), expected, "{mode:?}");
+            let whole = fs::read(pki().root.join(&path[1..])).unwrap();
+            assert_eq!(
+                Sha256::digest(&response.body),
+                Sha256::digest(&whole),
+                "{mode:?}"
+            );
+            // A range that starts and ends inside a piece of the file: it is read at its offset.
+            let (first, last) = (1_000_003, 1_100_000);
+            let response = client.request(
+                format!("GET {path} HTTP/1.1\r\nHost: t\r\nRange: bytes={first}-{last}\r\n\r\n")
+                    .as_bytes(),
+            );
+            assert_eq!(response.status, 206, "{mode:?}");
+            assert!(response.body == whole[first..=last], "{mode:?}");
         }
     });
 }
