@@ -17,7 +17,9 @@
 //! stay until the next connection arrived. The byte stays in the socket until the wait sees it.
 //! At shutdown the parent stops accepting, passes the stop on to its children, and waits, up to
 //! the drain time, for them to finish (those still running then are killed, as every other mode
-//! ends its connections then). On a stop it sends each child a SIGTERM, as a Ctrl-C
+//! ends its connections then). It tells them all at once in a byte of memory they share
+//! (`Shutdown::tell_children`), which each child looks at before every step, and then wakes
+//! them with a signal: on a stop it sends each child a SIGTERM, as a Ctrl-C
 //! would (it reaches the whole process group, a `kill` of the parent does not): the child
 //! finishes a response in flight and closes an idle connection at once, as every other mode
 //! does. (Until stop 33 it signalled none of them, and a child holding an idle keep-alive
@@ -91,6 +93,8 @@ pub(crate) fn run<S: Session>(
     poll.registry()
         .register(&mut wake, SIGNALED, Interest::READABLE)?;
     let mut env = LoopEnv::new(shared.clone())?;
+    // Before the first child: each inherits the shared byte a stop is told in.
+    shutdown.share_with_children()?;
     let mut events = Events::with_capacity(16);
     // Children serving connections, by pid.
     let mut children: HashSet<libc::pid_t> = HashSet::new();
@@ -221,6 +225,8 @@ pub(crate) fn run<S: Session>(
     } else {
         SIGTERM
     };
+    // Told in shared memory first, to every child at once; the signals wake those that wait.
+    shutdown.tell_children();
     signal_children(&children, drain);
     let deadline = Instant::now() + shutdown.grace();
     while !children.is_empty() {
