@@ -596,6 +596,42 @@ fn a_request_begun_at_shutdown_is_answered(mode: Mode) {
     server.stop();
 }
 
+/// The same on two loops at once, with many connections: each loop drains on its own, and a
+/// request whose first bytes had arrived is answered on whichever loop serves it. (With two
+/// rings, `--mode uring` closed some such connections unanswered: the kernel had not yet
+/// delivered their bytes when the ring looked; in some rounds only, so there are five.)
+fn requests_begun_at_shutdown_on_every_loop_are_answered(mode: Mode) {
+    let request = b"GET /hello?begun HTTP/1.1\r\nHost: t\r\n\r\n";
+    for round in 0..5 {
+        // Two loops (the tests' default): connections fall to both.
+        let mut server = TestServer::start(config(mode));
+        let mut idle: Vec<Client> = (0..6).map(|_| server.connect()).collect();
+        let mut begun: Vec<Client> = (0..6).map(|_| server.connect()).collect();
+        for client in idle.iter_mut().chain(&mut begun) {
+            assert_eq!(client.request(hello_request()).status, 200);
+        }
+        for client in &mut begun {
+            client.stream.set_nodelay(true).unwrap();
+            client.send(&request[..10]);
+        }
+        server.trigger_shutdown();
+        // An idle connection's close: the stop has begun.
+        idle[0].expect_close();
+        for client in &mut begun {
+            client.send(&request[10..]);
+        }
+        for (index, client) in begun.iter_mut().enumerate() {
+            let response = (client.try_response())
+                .unwrap_or_else(|err| panic!("round {round}, connection {index}: {err}"));
+            assert_eq!(response.text(), "Hello, World!", "round {round}");
+            client.expect_close();
+        }
+        // Closed, so that the server need not linger for them.
+        drop((idle, begun));
+        server.stop();
+    }
+}
+
 /// Shutdown while a long response is on its way to a client that has already sent its next
 /// request: the response still arrives whole, then the connection ends (with the next request
 /// answered, or not). A server that closes a socket over unread input gets it reset by the
@@ -778,6 +814,11 @@ macro_rules! concurrent {
     ($mode:expr) => {
         t!(vanishing_clients, 30, $mode);
         t!(over_max_connections_gets_503, 20, $mode);
+        t!(
+            requests_begun_at_shutdown_on_every_loop_are_answered,
+            30,
+            $mode
+        );
     };
 }
 

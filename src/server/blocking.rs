@@ -201,7 +201,7 @@ pub(crate) fn serve_connection<S: Session>(
         // A stop closes an idle connection at once, so first let it read a request that has
         // already arrived. (A handover lets an idle connection read one more anyway.)
         if shutdown.is_triggered()
-            && (shutdown.is_handover() || !(idle && unread_bytes(stream.as_raw_fd()) > 0))
+            && (shutdown.is_handover() || !(idle && io_util::unread_bytes(stream.as_raw_fd()) > 0))
         {
             conn.drain(shutdown.drain_kind());
         }
@@ -273,7 +273,7 @@ pub(crate) fn serve_connection<S: Session>(
     // queued to send is lost. A client may have sent its next request behind the one answered
     // last (at a stop, in fork mode, a response in flight lost megabytes this way): read out what
     // is waiting first, as the reactor does.
-    if unread_bytes(stream.as_raw_fd()) > 0 && stream.set_nonblocking(true).is_ok() {
+    if io_util::unread_bytes(stream.as_raw_fd()) > 0 && stream.set_nonblocking(true).is_ok() {
         io_util::discard_unread(stream);
     }
 }
@@ -295,16 +295,6 @@ fn arrived(stream: &TcpStream) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// Bytes received on a socket and not yet read (FIONREAD); 0 if unknown.
-fn unread_bytes(fd: RawFd) -> libc::c_int {
-    let mut unread: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int through the pointer, which is valid for the call.
-    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) } < 0 {
-        return 0;
-    }
-    unread
 }
 
 fn is_timeout(err: &io::Error) -> bool {
@@ -442,7 +432,7 @@ impl Active {
     /// gone from the socket, the mark is there to see.
     fn wake_idle(&self) {
         for (_, (fd, idle)) in self.lock().iter() {
-            if unread_bytes(*fd) == 0 && idle.load(Ordering::SeqCst) {
+            if io_util::unread_bytes(*fd) == 0 && idle.load(Ordering::SeqCst) {
                 // SAFETY: the fd stays open while registered: a slot is removed (under this lock)
                 // before its stream is dropped.
                 unsafe { libc::shutdown(*fd, libc::SHUT_RD) };

@@ -140,6 +140,16 @@ pub(crate) fn unmap(at: NonNull<u8>, len: usize) {
     }
 }
 
+/// Bytes received on a socket and not yet read (FIONREAD); 0 if unknown.
+pub(crate) fn unread_bytes(fd: RawFd) -> libc::c_int {
+    let mut unread: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which is valid for the call.
+    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) } < 0 {
+        return 0;
+    }
+    unread
+}
+
 /// How many descriptors this process may have open (`RLIMIT_NOFILE`, soft); 1024 if unknown.
 pub(crate) fn descriptor_limit() -> usize {
     let mut limit = libc::rlimit {
