@@ -273,8 +273,8 @@ pub(crate) fn serve_connection<S: Session>(
     // queued to send is lost. A client may have sent its next request behind the one answered
     // last (at a stop, in fork mode, a response in flight lost megabytes this way): read out what
     // is waiting first, as the reactor does.
-    if io_util::unread_bytes(stream.as_raw_fd()) > 0 && stream.set_nonblocking(true).is_ok() {
-        io_util::discard_unread(stream);
+    if io_util::unread_bytes(stream.as_raw_fd()) > 0 {
+        io_util::discard_unread(stream.as_raw_fd());
     }
 }
 // ANCHOR_END: serve_connection
@@ -328,7 +328,7 @@ pub(crate) fn refuse<S: Session>(
     });
     let _ = stream.shutdown(HalfClose::Write);
     // Read what the client already sent, so closing does not reset the connection.
-    io_util::discard_unread(stream);
+    io_util::discard_unread(stream.as_raw_fd());
 }
 
 /// The socket's own timeouts, set only when they must change.

@@ -31,18 +31,28 @@ pub(crate) fn sendfile(socket: RawFd, file: &File, offset: u64, len: u64) -> io:
 /// At most this much unread input is read and dropped before a close (`discard_unread`).
 const DISCARD_MAX: usize = 1 << 20;
 
-/// Reads and drops what input is waiting on a non-blocking socket about to be closed, up to
-/// [`DISCARD_MAX`]: closed over unread bytes, a socket is reset instead of ending with a FIN
-/// after its queued output, and the output is lost.
-pub(crate) fn discard_unread(mut socket: impl io::Read) {
-    let mut scratch = [0; 16 * 1024];
+/// Reads and drops what input is waiting on a socket about to be closed, up to
+/// [`DISCARD_MAX`], without waiting (blocking socket or not): closed over unread bytes, a
+/// socket is reset instead of ending with a FIN after its queued output, and the output is
+/// lost.
+pub(crate) fn discard_unread(socket: RawFd) {
+    let mut scratch = [0u8; 16 * 1024];
     let mut read = 0;
     while read < DISCARD_MAX {
-        match socket.read(&mut scratch) {
-            Ok(0) => return,
-            Ok(n) => read += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return, // WouldBlock: nothing more is waiting
+        // SAFETY: recv writes at most `scratch.len()` bytes into `scratch`.
+        let n = unsafe {
+            libc::recv(
+                socket,
+                scratch.as_mut_ptr().cast(),
+                scratch.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        match n {
+            0 => return,
+            n if n > 0 => read += n as usize,
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            _ => return, // EAGAIN: nothing more is waiting
         }
     }
 }

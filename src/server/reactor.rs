@@ -261,10 +261,18 @@ impl<S: Session> EventLoop<S> {
             self.env.reopen_log_if_asked();
             // One clock read per wake-up serves every event in the batch.
             self.env.clock.tick();
+            // A stop is begun before the events of a turn are handled: another loop may have
+            // drained already and a client seen its close, so a request that comes now is
+            // answered as the last (`Connection: close`), not as usual. (A stop asked for
+            // during a turn, by this loop's signal socket or anyone, wakes every loop, this one
+            // too: it is begun at the start of the next.)
+            if self.shutdown.is_triggered() && self.drain_deadline.is_none() {
+                self.begin_drain();
+            }
             for event in events.iter() {
                 match event.token() {
                     token if token.0 < RESERVED => self.on_ready(token, event),
-                    // Shutdown is checked below; the pool's answers are taken here.
+                    // Shutdown was checked above; the pool's answers are taken here.
                     WAKER => self.take_completions(),
                     SIGNALS => self.on_signals(),
                     UPGRADE => self.check_upgrade(),
@@ -288,9 +296,6 @@ impl<S: Session> EventLoop<S> {
                 self.accept_all();
             }
             self.env.flush_log_if_due();
-            if self.shutdown.is_triggered() && self.drain_deadline.is_none() {
-                self.begin_drain();
-            }
             if let Some(deadline) = self.drain_deadline
                 && (self.connections.is_empty() || self.env.clock.now() >= deadline)
             {
@@ -666,10 +671,9 @@ impl<S: Session> EventLoop<S> {
         // Closing a socket with unread input makes Linux answer with a reset at once, throwing
         // away what of the last response is still in the send queue. Input the connection did
         // not read (a client that sent its next request before reading a long answer, and then
-        // met a shutdown) is read and dropped first. (The other drivers read on while they
-        // write.)
+        // met a shutdown) is read and dropped first, as the other drivers do.
         if !connection.drained {
-            io_util::discard_unread(&connection.stream);
+            io_util::discard_unread(connection.stream.as_raw_fd());
         }
         if connection.counted {
             self.count(|metrics| metrics.closed.add(1));
@@ -703,16 +707,15 @@ impl<S: Session> EventLoop<S> {
         self.listeners.clear();
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         if stop {
-            // First read whatever has already arrived on every connection: a request whose
+            // First take whatever has already arrived on every idle connection: a request whose
             // bytes are here is in flight, even if no event announced it yet. Only then mark
-            // them all draining and drive them (idle ones close): done one connection at a
-            // time, a close seen by one client could come before another connection's read
-            // pass. (On a handover idle connections keep reading, so no pass is needed.)
+            // them all draining and drive them (idle ones close, the others answer with
+            // `Connection: close`): done one connection at a time, a close seen by one client
+            // could come before another connection's read. The bytes are read, not answered:
+            // answered before the drain, a request taken here would get keep-alive and then a
+            // close. (On a handover idle connections keep reading, so no pass is needed.)
             for &key in &keys {
-                if let Some(connection) = self.connections.get_mut(key) {
-                    connection.drained = false;
-                    self.drive(key);
-                }
+                self.take_arrived(key);
             }
         }
         for (_, connection) in self.connections.iter_mut() {
@@ -723,6 +726,34 @@ impl<S: Session> EventLoop<S> {
         }
     }
     // ANCHOR_END: begin_drain
+
+    /// At a stop: reads once what has arrived on an idle connection into it, without acting
+    /// on it (see `begin_drain`).
+    fn take_arrived(&mut self, key: usize) {
+        let Some(connection) = self.connections.get_mut(key) else {
+            return;
+        };
+        if !connection.conn.is_idle() {
+            return;
+        }
+        self.env.with_context(connection.peer, |cx| {
+            let conn = &mut connection.conn;
+            if !matches!(conn.want(cx), Want::Read) {
+                return;
+            }
+            let buf = conn.read_buf(cx);
+            let asked = buf.len();
+            match (&connection.stream).read(buf) {
+                Ok(n) => {
+                    conn.received(n);
+                    connection.drained = n == 0 || (n < asked && !connection.read_closed);
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => connection.drained = true,
+                // Met again, and handled, by the drive that follows.
+                Err(_) => connection.drained = false,
+            }
+        });
+    }
 
     /// The signal socket is readable (first loop only).
     fn on_signals(&mut self) {

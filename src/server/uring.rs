@@ -1953,6 +1953,15 @@ impl<S: Session> Ring<S> {
         if connection.flags.has(Flags::FIXED) {
             unregister_in_ring(&mut self.ring, key);
         }
+        // Closed over unread input, a socket is reset, and what of the last response is still
+        // in its send queue is lost: read out what is waiting first, as the reactor does. (The
+        // receive was cancelled with the last response's first send, `last_send`, so a request
+        // the client had sent behind it stays in the socket; at a stop, a 6 MiB answer lost its
+        // last megabytes in 1 run of 10 of the test that does this.) Nothing of the kernel's
+        // uses the socket now.
+        if io_util::unread_bytes(connection.socket.as_raw_fd()) > 0 {
+            io_util::discard_unread(connection.socket.as_raw_fd());
+        }
         close_in_ring(&mut self.ring, connection.socket);
         if connection.flags.has(Flags::COUNTED) {
             self.count(|metrics| metrics.closed.add(1));
