@@ -273,9 +273,7 @@ pub(crate) fn serve_connection<S: Session>(
     // queued to send is lost. A client may have sent its next request behind the one answered
     // last (at a stop, in fork mode, a response in flight lost megabytes this way): read out what
     // is waiting first, as the reactor does.
-    if io_util::unread_bytes(stream.as_raw_fd()) > 0 {
-        io_util::discard_unread(stream.as_raw_fd());
-    }
+    io_util::discard_unread(stream.as_raw_fd());
 }
 // ANCHOR_END: serve_connection
 

@@ -47,7 +47,7 @@ use super::pool::{Inbox, PoolOffer};
 use super::timers::{Armed, Timers};
 use super::upgrade::Upgrade;
 use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
-use crate::http::{Drain, Status, Want};
+use crate::http::{Context, Drain, Status, Want};
 use crate::metrics::LoopMetrics;
 use crate::session::Session;
 
@@ -140,6 +140,27 @@ struct Connection<S> {
 }
 
 impl<S: Session> Connection<S> {
+    /// One read into the connection, which has asked for input, noting whether the socket is
+    /// now empty (`drained`). WouldBlock is such a note; any other error is the caller's.
+    fn read_once(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let buf = self.conn.read_buf(cx);
+        let asked = buf.len();
+        match (&self.stream).read(buf) {
+            Ok(n) => {
+                self.conn.received(n);
+                // nginx's trick: a short read emptied the socket. (And after the end of the
+                // client's stream nothing more can come.)
+                self.drained = n == 0 || (n < asked && !self.read_closed);
+                Ok(())
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                self.drained = true;
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
     /// Makes sure the loop's timer heap holds an entry no later than this connection's deadline.
     /// (Runs after every `drive`; not inlined it cost 20 more instructions per request.)
     #[inline]
@@ -476,19 +497,8 @@ impl<S: Session> EventLoop<S> {
                         if connection.drained {
                             break true;
                         }
-                        let buf = conn.read_buf(cx);
-                        let asked = buf.len();
-                        match stream.read(buf) {
-                            Ok(n) => {
-                                conn.received(n);
-                                // nginx's trick: a short read emptied the socket. (And after
-                                // the end of the client's stream nothing more can come.)
-                                connection.drained =
-                                    n == 0 || (n < asked && !connection.read_closed);
-                            }
-                            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                                connection.drained = true;
-                            }
+                        match connection.read_once(cx) {
+                            Ok(()) => {}
                             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                             Err(_) => break false, // reset by the client: nothing to answer
                         }
@@ -737,20 +747,9 @@ impl<S: Session> EventLoop<S> {
             return;
         }
         self.env.with_context(connection.peer, |cx| {
-            let conn = &mut connection.conn;
-            if !matches!(conn.want(cx), Want::Read) {
-                return;
-            }
-            let buf = conn.read_buf(cx);
-            let asked = buf.len();
-            match (&connection.stream).read(buf) {
-                Ok(n) => {
-                    conn.received(n);
-                    connection.drained = n == 0 || (n < asked && !connection.read_closed);
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => connection.drained = true,
+            if matches!(connection.conn.want(cx), Want::Read) && connection.read_once(cx).is_err() {
                 // Met again, and handled, by the drive that follows.
-                Err(_) => connection.drained = false,
+                connection.drained = false;
             }
         });
     }

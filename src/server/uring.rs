@@ -1959,9 +1959,7 @@ impl<S: Session> Ring<S> {
         // the client had sent behind it stays in the socket; at a stop, a 6 MiB answer lost its
         // last megabytes in 1 run of 10 of the test that does this.) Nothing of the kernel's
         // uses the socket now.
-        if io_util::unread_bytes(connection.socket.as_raw_fd()) > 0 {
-            io_util::discard_unread(connection.socket.as_raw_fd());
-        }
+        io_util::discard_unread(connection.socket.as_raw_fd());
         close_in_ring(&mut self.ring, connection.socket);
         if connection.flags.has(Flags::COUNTED) {
             self.count(|metrics| metrics.closed.add(1));
