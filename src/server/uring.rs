@@ -81,7 +81,7 @@ use super::reactor::REFUSING_MAX;
 use super::timers::{Armed, Timers};
 use super::upgrade::Upgrade;
 use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
-use crate::http::{Drain, Response, Status, Want};
+use crate::http::{Context, Drain, Response, Status, Want};
 use crate::metrics::LoopMetrics;
 use crate::session::Session;
 
@@ -662,6 +662,9 @@ impl Flags {
     const COUNTED: u8 = 1 << 5;
     /// Its socket is in the ring's registered-file table, at its slab key: sends name it there.
     const FIXED: u8 = 1 << 6;
+    /// At a stop, while the kernel delivers what has arrived (`begin_drain`): it takes no step,
+    /// and bytes received are held for it, not read.
+    const HELD: u8 = 1 << 7;
 
     fn has(self, flag: u8) -> bool {
         self.0 & flag != 0
@@ -754,6 +757,53 @@ unsafe fn push(ring: &mut IoUring, entry: &squeue::Entry) {
         if ring.submit().is_err() {
             thread::yield_now();
         }
+    }
+}
+
+/// Gives the connection what it has received and not yet taken, as much as it has room for:
+/// its backlog's bytes first, then `incoming` (a completion's, advanced past what it took).
+/// How many bytes it took; `None` when there were none to give.
+fn give_held<S: Session>(
+    conn: &mut S,
+    cx: &mut Context<'_>,
+    extra: Option<&mut Extra>,
+    incoming: &mut &[u8],
+) -> Option<usize> {
+    let held = extra.filter(|extra| extra.taken < extra.backlog.len());
+    let source: &[u8] = match &held {
+        Some(extra) => &extra.backlog[extra.taken..],
+        None => incoming,
+    };
+    if source.is_empty() {
+        return None;
+    }
+    let buf = conn.read_buf(cx);
+    let n = buf.len().min(source.len());
+    buf[..n].copy_from_slice(&source[..n]);
+    if n > 0 {
+        conn.received(n);
+    }
+    match held {
+        Some(extra) => extra.taken += n,
+        None => *incoming = &incoming[n..],
+    }
+    Some(n)
+}
+
+/// Arms the connection's multishot receive, unless it is armed (or being cancelled).
+fn arm_recv(
+    ring: &mut IoUring,
+    recv: &mut Recv,
+    fd: RawFd,
+    key: usize,
+    generation: u32,
+    limit: Option<u32>,
+) {
+    if *recv == Recv::Off {
+        *recv = Recv::Armed;
+        let entry = recv_multi(fd, limit).user_data(user_data(Op::Recv, key, generation));
+        // SAFETY: receives write only into provided buffers (`BufRing`).
+        unsafe { push(ring, &entry) };
     }
 }
 
@@ -1115,6 +1165,13 @@ impl<S: Session> Ring<S> {
             // Before any line of this turn is recorded: those go to the new file.
             self.env.reopen_log_if_asked();
             self.env.clock.tick();
+            // As in the reactor: a stop that came while the ring waited is begun before this
+            // turn's completions are handled, so that a request they bring is answered as the
+            // last, with `Connection: close`. (A stop wakes every ring, this one too: one that
+            // this turn brings, by a signal or a handover, is begun at the start of the next.)
+            if self.shutdown.is_triggered() && self.drain_deadline.is_none() {
+                self.begin_drain();
+            }
             self.reap();
             self.fire_timers();
             if self
@@ -1131,9 +1188,6 @@ impl<S: Session> Ring<S> {
                 self.arm_accepts();
             }
             self.env.flush_log_if_due();
-            if self.shutdown.is_triggered() && self.drain_deadline.is_none() {
-                self.begin_drain();
-            }
             // Done once every connection is closed and every accept has reported its end: a
             // ring closed with an accept still armed could take a connection nobody serves.
             if let Some(deadline) = self.drain_deadline
@@ -1692,16 +1746,10 @@ impl<S: Session> Ring<S> {
         let Some(connection) = self.connections.get_mut(key) else {
             return;
         };
-        if connection.flags.has(Flags::CLOSING) {
-            self.finish_if_done(key);
-            return;
-        }
-        if connection.out != Out::Idle {
-            // An operation holds the connection's memory: hold the bytes, touch nothing.
-            if !incoming.is_empty() {
-                self.extras.hold(&mut connection.extra, incoming);
-                self.limit_backlog(key);
-            }
+        if connection.out != Out::Idle || connection.flags.has(Flags::CLOSING | Flags::HELD) {
+            // Not to be driven now: being closed, its memory held by an operation, or held at a
+            // stop (`hold` sees to each).
+            self.hold(key, incoming);
             return;
         }
         let generation = connection.generation;
@@ -1728,175 +1776,157 @@ impl<S: Session> Ring<S> {
         let extras = &mut self.extras;
         let splice_at = self.splice_at;
         let recv_limit = self.recv_limit;
-        let step =
-            self.env.with_context(connection.peer, |cx| {
-                let conn = &mut connection.conn;
-                // What waited while an operation was in flight, in the order it happened.
-                if let Some(response) = extras
-                    .get_mut(connection.extra)
-                    .and_then(|extra| extra.deferred.take())
-                {
-                    conn.completed(response, cx);
+        let step = self.env.with_context(connection.peer, |cx| {
+            let conn = &mut connection.conn;
+            // What waited while an operation was in flight, in the order it happened.
+            if let Some(response) = extras
+                .get_mut(connection.extra)
+                .and_then(|extra| extra.deferred.take())
+            {
+                conn.completed(response, cx);
+            }
+            if let Some(how) = draining
+                && !connection.flags.has(Flags::DRAINED)
+            {
+                connection.flags.set(Flags::DRAINED);
+                // Bytes held for an idle connection at a stop (`begin_drain`) are a request
+                // begun: given to it first, so that the drain answers it as the last.
+                if conn.is_idle() {
+                    give_held(conn, cx, extras.get_mut(connection.extra), &mut incoming);
                 }
-                if let Some(how) = draining
-                    && !connection.flags.has(Flags::DRAINED)
-                {
-                    connection.flags.set(Flags::DRAINED);
-                    conn.drain(how);
-                }
-                if time_out {
-                    conn.timed_out(cx);
-                }
-                loop {
-                    match conn.want(cx) {
-                        Want::Read => {
-                            // Bytes already here first: the backlog's, then this completion's.
-                            let held = extras
-                                .get_mut(connection.extra)
-                                .filter(|extra| extra.taken < extra.backlog.len());
-                            let source: &[u8] = match &held {
-                                Some(extra) => &extra.backlog[extra.taken..],
-                                None => incoming,
-                            };
-                            if !source.is_empty() {
-                                let buf = conn.read_buf(cx);
-                                let n = buf.len().min(source.len());
-                                if n == 0 {
-                                    break Step::Wait; // cannot happen: Read means room
-                                }
-                                buf[..n].copy_from_slice(&source[..n]);
-                                conn.received(n);
-                                match held {
-                                    Some(extra) => extra.taken += n,
-                                    None => incoming = &incoming[n..],
-                                }
-                                continue;
+                conn.drain(how);
+            }
+            if time_out {
+                conn.timed_out(cx);
+            }
+            loop {
+                match conn.want(cx) {
+                    Want::Read => {
+                        // Bytes already here first: the backlog's, then this completion's.
+                        match give_held(conn, cx, extras.get_mut(connection.extra), &mut incoming) {
+                            Some(0) => break Step::Wait, // cannot happen: Read means room
+                            Some(_) => continue,
+                            None => {}
+                        }
+                        if connection.flags.has(Flags::EOF) {
+                            conn.received(0);
+                            continue;
+                        }
+                        // Waiting for a request: a pipe kept for files is not needed now.
+                        if let Some(extra) = extras.get_mut(connection.extra) {
+                            extra.pipe = None;
+                        }
+                        if connection.flags.has(Flags::FAILED) {
+                            break Step::Close; // reset by the client: nothing to answer
+                        }
+                        arm_recv(ring, &mut connection.recv, fd, key, generation, recv_limit);
+                        break Step::Wait;
+                    }
+                    Want::Write(bytes) => {
+                        if connection.flags.has(Flags::FAILED) {
+                            break Step::Close;
+                        }
+                        let entry = socket
+                            .send(bytes.as_ptr(), bytes.len())
+                            .user_data(user_data(Op::Send, key, generation));
+                        connection.out = Out::Send;
+                        // SAFETY: `bytes` is the connection's output buffer, on the heap; with
+                        // `Out::Send` set nothing calls into the connection (which alone may
+                        // change or free it) until this send completes.
+                        unsafe { push(ring, &entry) };
+                        // ANCHOR: last_send
+                        // Its last bytes (`Connection: close`, say): the receive is cancelled
+                        // in the same submission, rather than in a turn of its own once the
+                        // send is back; one `io_uring_enter` fewer per connection. Early is
+                        // harmless: the connection reads nothing more, and were it to want to,
+                        // `Want::Read` arms a new receive.
+                        if conn.reads_no_more() {
+                            cancel_recv(ring, key, connection);
+                        }
+                        // ANCHOR_END: last_send
+                        break Step::Wait;
+                    }
+                    Want::SendFile { file, offset, len } => {
+                        if connection.flags.has(Flags::FAILED) {
+                            break Step::Close;
+                        }
+                        if len >= splice_at {
+                            let extra = extras.make(&mut connection.extra);
+                            if extra.pipe.is_none() {
+                                extra.pipe = Pipe::new().ok();
                             }
-                            if connection.flags.has(Flags::EOF) {
-                                conn.received(0);
-                                continue;
-                            }
-                            // Waiting for a request: a pipe kept for files is not needed now.
-                            if let Some(extra) = extras.get_mut(connection.extra) {
-                                extra.pipe = None;
-                            }
-                            if connection.flags.has(Flags::FAILED) {
-                                break Step::Close; // reset by the client: nothing to answer
-                            }
-                            if connection.recv == Recv::Off {
-                                connection.recv = Recv::Armed;
-                                let entry = recv_multi(fd, recv_limit).user_data(user_data(
-                                    Op::Recv,
+                            if let Some(pipe) = &extra.pipe {
+                                let piece = len.min(PIPE_PIECE) as u32;
+                                let entry = opcode::Splice::new(
+                                    types::Fd(file.as_raw_fd()),
+                                    offset as i64,
+                                    types::Fd(pipe.write.as_raw_fd()),
+                                    -1,
+                                    piece,
+                                )
+                                .build()
+                                .user_data(user_data(
+                                    Op::FileToPipe,
                                     key,
                                     generation,
                                 ));
-                                // SAFETY: receives write only into provided buffers (`BufRing`).
+                                connection.out = Out::ToPipe;
+                                // SAFETY: a splice points at no memory of ours; the file and
+                                // the pipe stay open in the connection until it completes.
                                 unsafe { push(ring, &entry) };
+                                break Step::Wait;
                             }
-                            break Step::Wait;
+                            // No pipe (out of descriptors): the piece goes the other way.
                         }
-                        Want::Write(bytes) => {
-                            if connection.flags.has(Flags::FAILED) {
-                                break Step::Close;
-                            }
-                            let entry = socket
-                                .send(bytes.as_ptr(), bytes.len())
-                                .user_data(user_data(Op::Send, key, generation));
-                            connection.out = Out::Send;
-                            // SAFETY: `bytes` is the connection's output buffer, on the heap; with
-                            // `Out::Send` set nothing calls into the connection (which alone may
-                            // change or free it) until this send completes.
-                            unsafe { push(ring, &entry) };
-                            // ANCHOR: last_send
-                            // Its last bytes (`Connection: close`, say): the receive is cancelled
-                            // in the same submission, rather than in a turn of its own once the
-                            // send is back; one `io_uring_enter` fewer per connection. Early is
-                            // harmless: the connection reads nothing more, and were it to want to,
-                            // `Want::Read` arms a new receive.
-                            if conn.reads_no_more() {
-                                cancel_recv(ring, key, connection);
-                            }
-                            // ANCHOR_END: last_send
-                            break Step::Wait;
+                        let want = len.min(FILE_PIECE as u64) as usize;
+                        let mut buf = Box::new_uninit_slice(want);
+                        let at = buf.as_mut_ptr().cast::<u8>();
+                        let read = opcode::Read::new(types::Fd(file.as_raw_fd()), at, want as u32)
+                            .offset(offset)
+                            .build()
+                            .flags(squeue::Flags::IO_LINK)
+                            .user_data(user_data(Op::FileRead, key, generation));
+                        let send = socket.send(at, want).user_data(user_data(
+                            Op::FileSend,
+                            key,
+                            generation,
+                        ));
+                        extras.make(&mut connection.extra).file = Some(FilePiece {
+                            buf,
+                            start: 0,
+                            end: 0,
+                            pending: 2,
+                            read: 0,
+                            sent: 0,
+                        });
+                        connection.out = Out::FileRead;
+                        // SAFETY: the buffer is boxed (its bytes do not move when the
+                        // `Extras` slab does) and kept in the connection's `Extra`, untouched
+                        // until both completions are in (`Out::FileRead`); the file stays open
+                        // in the connection, which nothing touches meanwhile either. The
+                        // send reads only what the read wrote: it runs only if the read
+                        // filled the whole buffer.
+                        unsafe {
+                            push(ring, &read);
+                            push(ring, &send);
                         }
-                        Want::SendFile { file, offset, len } => {
-                            if connection.flags.has(Flags::FAILED) {
-                                break Step::Close;
-                            }
-                            if len >= splice_at {
-                                let extra = extras.make(&mut connection.extra);
-                                if extra.pipe.is_none() {
-                                    extra.pipe = Pipe::new().ok();
-                                }
-                                if let Some(pipe) = &extra.pipe {
-                                    let piece = len.min(PIPE_PIECE) as u32;
-                                    let entry = opcode::Splice::new(
-                                        types::Fd(file.as_raw_fd()),
-                                        offset as i64,
-                                        types::Fd(pipe.write.as_raw_fd()),
-                                        -1,
-                                        piece,
-                                    )
-                                    .build()
-                                    .user_data(user_data(Op::FileToPipe, key, generation));
-                                    connection.out = Out::ToPipe;
-                                    // SAFETY: a splice points at no memory of ours; the file and
-                                    // the pipe stay open in the connection until it completes.
-                                    unsafe { push(ring, &entry) };
-                                    break Step::Wait;
-                                }
-                                // No pipe (out of descriptors): the piece goes the other way.
-                            }
-                            let want = len.min(FILE_PIECE as u64) as usize;
-                            let mut buf = Box::new_uninit_slice(want);
-                            let at = buf.as_mut_ptr().cast::<u8>();
-                            let read =
-                                opcode::Read::new(types::Fd(file.as_raw_fd()), at, want as u32)
-                                    .offset(offset)
-                                    .build()
-                                    .flags(squeue::Flags::IO_LINK)
-                                    .user_data(user_data(Op::FileRead, key, generation));
-                            let send = socket.send(at, want).user_data(user_data(
-                                Op::FileSend,
-                                key,
-                                generation,
-                            ));
-                            extras.make(&mut connection.extra).file = Some(FilePiece {
-                                buf,
-                                start: 0,
-                                end: 0,
-                                pending: 2,
-                                read: 0,
-                                sent: 0,
-                            });
-                            connection.out = Out::FileRead;
-                            // SAFETY: the buffer is boxed (its bytes do not move when the
-                            // `Extras` slab does) and kept in the connection's `Extra`, untouched
-                            // until both completions are in (`Out::FileRead`); the file stays open
-                            // in the connection, which nothing touches meanwhile either. The
-                            // send reads only what the read wrote: it runs only if the read
-                            // filled the whole buffer.
-                            unsafe {
-                                push(ring, &read);
-                                push(ring, &send);
-                            }
-                            break Step::Wait;
-                        }
-                        Want::HalfClose => {
-                            // SAFETY: a plain system call on the connection's own socket.
-                            unsafe {
-                                libc::shutdown(fd, libc::SHUT_WR);
-                            }
-                        }
-                        // A request is on the pool: its answer will wake the ring, unless the
-                        // client reset the connection meanwhile (then the job is withdrawn if
-                        // no thread has taken it; an end of stream is no reset, as in `reactor`).
-                        Want::Wait if connection.flags.has(Flags::FAILED) => break Step::Close,
-                        Want::Wait => break Step::Wait,
-                        Want::Close => break Step::Close,
+                        break Step::Wait;
                     }
+                    Want::HalfClose => {
+                        // SAFETY: a plain system call on the connection's own socket.
+                        unsafe {
+                            libc::shutdown(fd, libc::SHUT_WR);
+                        }
+                    }
+                    // A request is on the pool: its answer will wake the ring, unless the
+                    // client reset the connection meanwhile (then the job is withdrawn if
+                    // no thread has taken it; an end of stream is no reset, as in `reactor`).
+                    Want::Wait if connection.flags.has(Flags::FAILED) => break Step::Close,
+                    Want::Wait => break Step::Wait,
+                    Want::Close => break Step::Close,
                 }
-            });
+            }
+        });
         if !incoming.is_empty() {
             self.extras.hold(&mut connection.extra, incoming);
         }
@@ -1910,6 +1940,41 @@ impl<S: Session> Ring<S> {
         }
     }
     // ANCHOR_END: drive
+
+    /// Bytes for a connection that cannot take them now: an operation holds its memory, or a
+    /// stop is collecting what has arrived before any connection answers (`begin_drain`). They
+    /// are held, and nothing else is touched; except that, collecting, a receive that has ended
+    /// (out of buffers) is armed again: what arrives after it would wait in the socket while
+    /// the drain closed the connection.
+    #[cold]
+    fn hold(&mut self, key: usize, incoming: &[u8]) {
+        let Some(connection) = self.connections.get_mut(key) else {
+            return;
+        };
+        if connection.flags.has(Flags::CLOSING) {
+            self.finish_if_done(key);
+            return;
+        }
+        if connection.flags.has(Flags::HELD)
+            && connection.out == Out::Idle
+            && !connection.flags.has(Flags::EOF)
+            && !connection.flags.has(Flags::FAILED)
+        {
+            let (fd, generation) = (connection.socket.as_raw_fd(), connection.generation);
+            arm_recv(
+                &mut self.ring,
+                &mut connection.recv,
+                fd,
+                key,
+                generation,
+                self.recv_limit,
+            );
+        }
+        if !incoming.is_empty() {
+            self.extras.hold(&mut connection.extra, incoming);
+            self.limit_backlog(key);
+        }
+    }
 
     /// A connection holding more received bytes than it may stops receiving until they are
     /// taken (`drive` re-arms the receive when the connection wants to read and has none held).
@@ -2047,8 +2112,20 @@ impl<S: Session> Ring<S> {
                     self.admit(OwnedFd::from(stream));
                 }
             }
-            // Bytes that arrived are in flight too: delivered before idle connections close.
+            // Bytes that arrived are in flight too: delivered before idle connections close, and
+            // held, not answered, until all are in. A connection answered now would say
+            // keep-alive and then be closed by the drain; and the completions of one wait come
+            // in any order, so a connection's send done could close it, idle, before its
+            // receive's completion in the same batch brought a request. Held, every such
+            // request is given to its connection just before the drain (`drive`), which answers
+            // it as the last.
+            for (_, connection) in self.connections.iter_mut() {
+                connection.flags.set(Flags::HELD);
+            }
             self.deliver_arrived();
+            for (_, connection) in self.connections.iter_mut() {
+                connection.flags.take(Flags::HELD);
+            }
         }
         self.draining = Some(how);
         // Listeners whose accept is not armed (paused) are done with; the others are closed by
