@@ -1944,8 +1944,8 @@ impl<S: Session> Ring<S> {
     /// Bytes for a connection that cannot take them now: an operation holds its memory, or a
     /// stop is collecting what has arrived before any connection answers (`begin_drain`). They
     /// are held, and nothing else is touched; except that, collecting, a receive that has ended
-    /// (out of buffers) is armed again: what arrives after it would wait in the socket while
-    /// the drain closed the connection.
+    /// (out of buffers) is armed again while the connection holds no more than it may: what
+    /// arrives after it would wait in the socket while the drain closed the connection.
     #[cold]
     fn hold(&mut self, key: usize, incoming: &[u8]) {
         let Some(connection) = self.connections.get_mut(key) else {
@@ -1955,7 +1955,12 @@ impl<S: Session> Ring<S> {
             self.finish_if_done(key);
             return;
         }
-        if connection.flags.has(Flags::HELD)
+        if !incoming.is_empty() {
+            self.extras.hold(&mut connection.extra, incoming);
+        }
+        if self.extras.held(connection.extra) > BACKLOG_MAX {
+            cancel_recv(&mut self.ring, key, connection);
+        } else if connection.flags.has(Flags::HELD)
             && connection.out == Out::Idle
             && !connection.flags.has(Flags::EOF)
             && !connection.flags.has(Flags::FAILED)
@@ -1969,10 +1974,6 @@ impl<S: Session> Ring<S> {
                 generation,
                 self.recv_limit,
             );
-        }
-        if !incoming.is_empty() {
-            self.extras.hold(&mut connection.extra, incoming);
-            self.limit_backlog(key);
         }
     }
 
