@@ -41,6 +41,7 @@
 use core::net::IpAddr;
 use std::fs::File;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::body::{ChunkedDecoder, Decoded};
@@ -89,6 +90,8 @@ pub struct Context<'a> {
     pub offload: Option<&'a mut dyn Offload>,
     /// The loop's counters, with `--metrics-path`.
     pub metrics: Option<&'a LoopMetrics>,
+    /// The server's stop, as it is asked for (see [`StopSignal`]).
+    pub stop: StopSignal<'a>,
 }
 
 impl Context<'_> {
@@ -216,6 +219,37 @@ impl Drain {
 /// How long an idle connection waits for one more request once its server hands over.
 pub const HANDOVER_IDLE: Duration = Duration::from_secs(1);
 // ANCHOR_END: drain
+
+/// A stop of the server, read at the moment each answer says whether the connection stays
+/// open. A driver passes a stop on to its connections ([`Conn::drain`]) when it next looks: an
+/// event loop, at the start of a turn. A request that comes whole later in a turn that began
+/// before the stop would otherwise be answered with keep-alive and its connection closed just
+/// after, as idle, losing the next request of a client that sends it at once. Read here, the
+/// answer is the last one, as if the drain had been passed on already.
+#[derive(Clone, Copy)]
+pub struct StopSignal<'a> {
+    asked: &'a AtomicBool,
+    handover: &'a AtomicBool,
+}
+
+impl<'a> StopSignal<'a> {
+    /// `asked` is set when a stop is asked for; `handover`, before it, when the stop is a
+    /// handover to a new process.
+    pub fn new(asked: &'a AtomicBool, handover: &'a AtomicBool) -> Self {
+        StopSignal { asked, handover }
+    }
+
+    /// How the connection ends, by the stop asked for so far (`Drain::No` before one).
+    #[inline(always)]
+    fn drain(self) -> Drain {
+        // Acquire: a handover flag set before the stop is seen with it.
+        match self.asked.load(Ordering::Acquire) {
+            false => Drain::No,
+            true if self.handover.load(Ordering::Relaxed) => Drain::Handover,
+            true => Drain::Now,
+        }
+    }
+}
 
 // ANCHOR: phase
 enum Phase {
@@ -892,7 +926,7 @@ impl Conn {
         let (head, body) = (&data[..head_len], &data[head_len..head_len + body_len]);
         let used = match parse_again(head, body, &mut storage) {
             Ok((request, framing)) => {
-                let open = self.drain.keeps_open(data.len() > used);
+                let open = self.keeps_open(data.len() > used, cx);
                 let keep_alive = self
                     .output
                     .respond(cx, &request, framing, open, &mut response);
@@ -916,6 +950,18 @@ impl Conn {
 
     /// The server is stopping (`Drain::Now`) or handing over (`Drain::Handover`): finish the
     /// request in flight, if any, then close.
+    /// Whether the connection stays open after the answer it is about to queue, with `more`
+    /// bytes received behind its request: by its drain, or else by a stop asked for since its
+    /// driver last looked ([`StopSignal`]).
+    #[inline(always)]
+    fn keeps_open(&self, more: bool, cx: &Context<'_>) -> bool {
+        match self.drain {
+            Drain::No => cx.stop.drain(),
+            how => how,
+        }
+        .keeps_open(more)
+    }
+
     pub fn drain(&mut self, how: Drain) {
         self.awaiting_input = false;
         self.drain = how;
@@ -1280,7 +1326,7 @@ impl Conn {
                 None => Response::error(Status::INTERNAL_SERVER_ERROR),
             }),
         };
-        let open = self.drain.keeps_open(data.len() > used);
+        let open = self.keeps_open(data.len() > used, cx);
         let keep_alive = self.output.respond(cx, request, framing, open, response);
         // The queue took the body (unless it sends none): see `Body::discard`.
         if let Some(Response { body, .. }) = answer {

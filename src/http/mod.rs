@@ -24,7 +24,7 @@ pub use body::{ChunkedDecoder, Decoded, MAX_CHUNK_LINE};
 pub use buf::{BUF_SIZE, BufPool};
 pub use conn::{
     Conn, Context, Drain, HANDOVER_IDLE, Handover, LINGER_TIMEOUT, OUTPUT_HIGH_WATER, Offload,
-    STREAM_PIECE, Want, memory,
+    STREAM_PIECE, StopSignal, Want, memory,
 };
 pub use date::{Clock, Millis};
 pub use parse::{

@@ -89,6 +89,8 @@ pub(crate) struct Shared {
     pub open: AtomicUsize,
     /// `--header`: added to every response.
     pub headers: Arc<[(String, String)]>,
+    /// The server's stop, which each answer looks at (see `http::StopSignal`).
+    pub shutdown: Shutdown,
 }
 
 /// What one event loop or worker thread owns for the connections it drives: a clock, a buffer
@@ -134,6 +136,7 @@ impl LoopEnv {
                 .as_mut()
                 .map(|offload| offload as &mut dyn Offload),
             metrics: self.metrics.as_deref(),
+            stop: self.shared.shutdown.signal(),
         };
         f(&mut cx)
     }
@@ -286,6 +289,7 @@ impl Server {
             max_connections: config.max_connections,
             open: AtomicUsize::new(0),
             headers: config.headers.clone().into(),
+            shutdown: Shutdown::new(),
         });
         let bind_error = |err| StartError::Io(format!("cannot listen on {}: {err}", config.bind));
         // Every listener is non-blocking, in every mode: the reactor and the fork parent wait in
@@ -321,8 +325,8 @@ impl Server {
             threads: config.threads,
             listeners,
             addr,
+            shutdown: shared.shutdown.clone(),
             shared,
-            shutdown: Shutdown::new(),
             signals: None,
             upgrade: None,
             fork_hangup: None,

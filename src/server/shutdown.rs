@@ -122,6 +122,12 @@ impl Shutdown {
         self.trigger();
     }
 
+    /// The stop as each answer reads it: the flag a stop sets, and the one a handover sets
+    /// before it.
+    pub(crate) fn signal(&self) -> crate::http::StopSignal<'_> {
+        crate::http::StopSignal::new(&self.inner.requested, &self.inner.handover)
+    }
+
     /// Whether the shutdown is a handover to a new process.
     pub fn is_handover(&self) -> bool {
         self.inner.handover.load(Ordering::SeqCst)

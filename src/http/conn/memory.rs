@@ -8,9 +8,10 @@
 
 use core::net::IpAddr;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use super::{Conn, Context, Offload, Want};
+use super::{Conn, Context, Offload, StopSignal, Want};
 use crate::app::Handler;
 use crate::config::Limits;
 use crate::http::{BufPool, Clock, HeadCache, Millis, Request, Response, Status};
@@ -39,6 +40,9 @@ pub struct MemoryEnv {
     pub handler: Box<dyn Handler>,
     /// Where requests may be handed away (a test's stand-in for the reactor's pool).
     pub offload: Option<Box<dyn Offload>>,
+    /// A stop asked of the server, and whether it is a handover (see [`StopSignal`]).
+    pub stop_asked: AtomicBool,
+    pub handover_asked: AtomicBool,
 }
 
 impl MemoryEnv {
@@ -56,6 +60,8 @@ impl MemoryEnv {
             heads: HeadCache::default(),
             handler: Box::new(handler),
             offload: None,
+            stop_asked: AtomicBool::new(false),
+            handover_asked: AtomicBool::new(false),
         }
     }
 
@@ -74,6 +80,7 @@ impl MemoryEnv {
                 None => None,
             },
             metrics: None,
+            stop: StopSignal::new(&self.stop_asked, &self.handover_asked),
         }
     }
 }

@@ -682,6 +682,31 @@ fn bytes_received_before_a_drain_are_a_request_in_flight() {
     }
 }
 
+#[test]
+fn an_answer_after_a_stop_is_the_last_before_the_drain_is_passed_on() {
+    // A stop asked for while the driver has not yet passed it on (an event loop mid-turn): the
+    // request that comes whole now is answered as the last, and what was pipelined behind it
+    // is not answered.
+    let mut harness = Harness::new();
+    harness.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    harness.env.stop_asked.store(true, Ordering::SeqCst);
+    harness.feed(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(statuses(&harness.out), vec![200, 200]);
+    assert_eq!(harness.text().matches("Connection: close\r\n").count(), 1);
+    assert!(harness.half_closed);
+
+    // A handover's stop: every request already received is answered, the last with
+    // `Connection: close`, as `Drain::Handover` has it.
+    let mut harness = Harness::new();
+    harness.env.handover_asked.store(true, Ordering::SeqCst);
+    harness.env.stop_asked.store(true, Ordering::SeqCst);
+    harness.feed(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(statuses(&harness.out), vec![200, 200]);
+    let text = harness.text();
+    assert_eq!(text.matches("Connection: close\r\n").count(), 1);
+    assert!(text.rfind("Connection: close").unwrap() > text.rfind("HTTP/1.1 200").unwrap());
+}
+
 fn temp_file(contents: &[u8]) -> File {
     let path = std::env::temp_dir().join(format!(
         "conn-test-{}-{:?}",
