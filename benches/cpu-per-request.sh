@@ -11,6 +11,8 @@
 # (utime) rather than in the kernel on its behalf.
 #
 #   benches/cpu-per-request.sh [ROUNDS=5] [SECONDS=10]
+#   benches/cpu-per-request.sh 30 3     # many short rounds: each pair runs seconds apart, so a
+#                                       # slow spell of the machine moves a pair's ratio less
 #   PIPELINE=16 benches/cpu-per-request.sh        # 16 requests per write (../shared/bench/pipeline.lua)
 #   SERVERS="reactor limit" benches/cpu-per-request.sh
 #   SERVERS="reactor floor limit" ...  # add examples/httparse_floor.rs: limit.c on mio + httparse
