@@ -18,8 +18,10 @@ BIN=path runs another binary. Prints every rule broken and exits 1 if one is, be
 choices docs/conformance.md states (a field line may end in a bare LF, RFC 9112 2.2; CONNECT with
 a path is 400, RFC 9112 3.2.3), which are printed as such. Every socket has a 3 s timeout.
 """
+import atexit
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -40,7 +42,21 @@ args = [binary, "--bind", "127.0.0.1:0", "--mode", mode, "--demo", "--quiet", ro
 if mode in ("reactor", "uring"):
     args += ["--cores", "1"]
 server = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-port = int(re.search(r":(\d+) ", server.stdout.readline()).group(1))
+
+
+@atexit.register
+def clean_up():
+    # Also when a probe fails with an exception: no server or directory is left behind.
+    server.terminate()
+    server.wait()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+first_line = server.stdout.readline()
+listening = re.search(r":(\d+) ", first_line)
+if not listening:
+    sys.exit(f"the server did not start: {first_line.strip()}")
+port = int(listening.group(1))
 
 
 def exchange(data):
@@ -217,9 +233,6 @@ for what, (status, fields, content) in seen:
     if "retry-after" in f:
         rule("Retry-After grammar", f["retry-after"].isdigit() or bool(date.match(f["retry-after"])), what)
 
-server.terminate()
-server.wait()
-subprocess.run(["rm", "-rf", root])
 print(f"{mode}: {len(seen)} responses looked at; {len(broken)} rules broken")
 for line in documented:
     print(f"  as documented: {line}")

@@ -948,8 +948,6 @@ impl Conn {
         self.output.end_stream(cx);
     }
 
-    /// The server is stopping (`Drain::Now`) or handing over (`Drain::Handover`): finish the
-    /// request in flight, if any, then close.
     /// Whether the connection stays open after the answer it is about to queue, with `more`
     /// bytes received behind its request: by its drain, or else by a stop asked for since its
     /// driver last looked ([`StopSignal`]).
@@ -962,6 +960,8 @@ impl Conn {
         .keeps_open(more)
     }
 
+    /// The server is stopping (`Drain::Now`) or handing over (`Drain::Handover`): finish the
+    /// request in flight, if any, then close.
     pub fn drain(&mut self, how: Drain) {
         self.awaiting_input = false;
         self.drain = how;

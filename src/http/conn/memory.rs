@@ -40,8 +40,9 @@ pub struct MemoryEnv {
     pub handler: Box<dyn Handler>,
     /// Where requests may be handed away (a test's stand-in for the reactor's pool).
     pub offload: Option<Box<dyn Offload>>,
-    /// A stop asked of the server, and whether it is a handover (see [`StopSignal`]).
+    /// A stop asked of the server, as a test sets it (see [`StopSignal`]).
     pub stop_asked: AtomicBool,
+    /// Set with `stop_asked` (before it) for a handover to a new process.
     pub handover_asked: AtomicBool,
 }
 
