@@ -155,7 +155,10 @@ for path in paths:
                      dict(head[1])["content-length"] == dict(get[1]).get("content-length"), what)
         g = dict(get[1])
         if get[0] == "200" and "etag" in g:
-            for cond in [f"If-None-Match: {g['etag']}\r\n", f"If-Modified-Since: {g.get('last-modified')}\r\n"]:
+            conditions = [f"If-None-Match: {g['etag']}\r\n"]
+            if "last-modified" in g:
+                conditions.append(f"If-Modified-Since: {g['last-modified']}\r\n")
+            for cond in conditions:
                 answer = ask("GET", path, "Host: x\r\n" + extra + cond)
                 seen.append((f"GET {path} {extra + cond!r}", answer))
                 if answer[0] == "304":

@@ -841,6 +841,22 @@ fn cancel_recv<S>(ring: &mut IoUring, key: usize, connection: &mut Connection<S>
     }
 }
 
+/// A connection holding more received bytes than it may stops receiving until they are taken
+/// (`drive` re-arms the receive when the connection wants to read and has none held). Whether it
+/// holds more than it may.
+fn limit_backlog<S>(
+    ring: &mut IoUring,
+    extras: &Extras,
+    key: usize,
+    connection: &mut Connection<S>,
+) -> bool {
+    let over = extras.held(connection.extra) > BACKLOG_MAX;
+    if over {
+        cancel_recv(ring, key, connection);
+    }
+    over
+}
+
 /// Cancels the connection's output operation (both of a linked read and send).
 fn cancel_out<S>(ring: &mut IoUring, key: usize, connection: &Connection<S>) {
     let generation = connection.generation;
@@ -1935,7 +1951,7 @@ impl<S: Session> Ring<S> {
             Step::Wait => {
                 self.extras.tidy(&mut connection.extra);
                 arm_timer(&mut self.timers, &self.env, key, connection);
-                self.limit_backlog(key);
+                limit_backlog(&mut self.ring, &self.extras, key, connection);
             }
         }
     }
@@ -1958,9 +1974,8 @@ impl<S: Session> Ring<S> {
         if !incoming.is_empty() {
             self.extras.hold(&mut connection.extra, incoming);
         }
-        if self.extras.held(connection.extra) > BACKLOG_MAX {
-            cancel_recv(&mut self.ring, key, connection);
-        } else if connection.flags.has(Flags::HELD)
+        if !limit_backlog(&mut self.ring, &self.extras, key, connection)
+            && connection.flags.has(Flags::HELD)
             && connection.out == Out::Idle
             && !connection.flags.has(Flags::EOF)
             && !connection.flags.has(Flags::FAILED)
@@ -1974,17 +1989,6 @@ impl<S: Session> Ring<S> {
                 generation,
                 self.recv_limit,
             );
-        }
-    }
-
-    /// A connection holding more received bytes than it may stops receiving until they are
-    /// taken (`drive` re-arms the receive when the connection wants to read and has none held).
-    fn limit_backlog(&mut self, key: usize) {
-        let Some(connection) = self.connections.get_mut(key) else {
-            return;
-        };
-        if self.extras.held(connection.extra) > BACKLOG_MAX {
-            cancel_recv(&mut self.ring, key, connection);
         }
     }
 
