@@ -411,6 +411,36 @@ fn slowloris_gets_408(mode: Mode) {
     );
 }
 
+/// A head whose line already tells it can never be a request is answered as soon as that line
+/// is whole, not at the end of a head that may never come (the header timeout is a minute
+/// here): a binary handshake, a method no token, a bad field line, another major version, no
+/// version, a target of none of the four forms. The connection closes after the answer.
+fn a_head_is_refused_at_the_line_that_tells(mode: Mode) {
+    let mut cfg = config(mode);
+    cfg.limits.header_timeout = Duration::from_secs(60);
+    let server = TestServer::start(cfg);
+    let cases: [(&[u8], u16); 7] = [
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400),
+        (b"G@T / HTTP/1.1\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: t\r\nBad Header\r\nX-More: ", 400),
+        (b"GET /hello HTTP/2.0\r\nHost: t\r\n", 505),
+        (b"GET /hello HtTP/1.1\r\nHost: t\r\n", 400),
+        (b"GET http//t/hello HTTP/1.1\r\nHost: t\r\n", 400),
+        (b"CONNECT /hello HTTP/1.1\r\nHost: t\r\n", 400),
+    ];
+    for (head, status) in cases {
+        let mut client = server.connect();
+        let start = Instant::now();
+        client.send(head);
+        let response = client.response();
+        let text = String::from_utf8_lossy(head);
+        assert_eq!(response.status, status, "{text:?}");
+        assert_eq!(response.header("connection"), Some("close"), "{text:?}");
+        client.expect_close();
+        assert!(start.elapsed() < Duration::from_secs(5), "{text:?}");
+    }
+}
+
 fn idle_keep_alive_is_closed(mode: Mode) {
     let mut cfg = config(mode);
     cfg.limits.keep_alive_timeout = Duration::from_secs(1);
@@ -794,6 +824,7 @@ macro_rules! every_mode {
         t!(head_requests, 20, $mode);
         t!(preconditions_without_an_entity_tag, 20, $mode);
         t!(slowloris_gets_408, 20, $mode);
+        t!(a_head_is_refused_at_the_line_that_tells, 20, $mode);
         t!(idle_keep_alive_is_closed, 20, $mode);
         t!(many_concurrent_connections, 60, $mode);
         // A stop drains every connection; in fork mode the parent passes it on to its
