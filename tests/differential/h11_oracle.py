@@ -1,15 +1,14 @@
-"""The independent parser for tests/differential.rs: h11 (>= 0.16) reads each request stream
+"""An independent parser for tests/differential.rs: h11 (>= 0.16) reads each request stream
 as a server would, and says what it made of it.
 
 Input on stdin: streams, each a 4-byte big-endian length and that many bytes. Output on
 stdout: one JSON line per stream, in order:
   {"requests": [[method, target, version, body_hex, [[name, value_hex], ...], start, end], ...],
-   "end": "idle" | "partial" | "closed" | "error", "status": N, "reason": "...", "at": N}
+   "end": "idle" | "partial" | "closed" | "error", "status": N, "reason": "..."}
 A request's start and end are its byte offsets in the stream. "idle": every byte was a
 complete request; "partial": a request (or its body) is incomplete; "closed": the connection
 must close after the last request (Connection: close, HTTP/1.0); "error": h11 refused the
-stream (its status hint in "status", its message in "reason"). "at": where the request that
-was being read when it stopped begins.
+stream (its status hint in "status", its message in "reason").
 Each request is answered at once (200, no body; CONNECT 405) before the next is read, as a
 server does.
 """
@@ -29,7 +28,7 @@ HEAD_LIMIT = 16 * 1024
 def read_stream(data):
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=HEAD_LIMIT)
     conn.receive_data(data)
-    reading = {"requests": [], "end": "idle", "status": 0, "reason": "", "at": 0}
+    reading = {"requests": [], "end": "idle", "status": 0, "reason": ""}
     current = None
 
     def position():
@@ -37,8 +36,6 @@ def read_stream(data):
 
     while True:
         before = position()
-        if current is None:
-            reading["at"] = before
         try:
             event = conn.next_event()
         except h11.RemoteProtocolError as error:
