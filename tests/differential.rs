@@ -842,9 +842,9 @@ fn explain(
         Divergence::Framing => return Some("-"),
         Divergence::OnlyTheirs => STRICTER,
         Divergence::OnlyOurs => oracle.laxer,
-        // At the same point, one refuses and the other waits or idles.
+        // We refuse where the other parser waits or idles.
         Divergence::End if refuses(ours) => STRICTER,
-        // Neither refuses: one waits, the other does not.
+        // It refuses where we wait or idle; or neither refuses, and one waits for more.
         Divergence::End => oracle.laxer,
     };
     table
