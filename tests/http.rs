@@ -242,6 +242,13 @@ fn error_statuses(mode: Mode) {
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec(), 400),
         (b"GET /\r\n".to_vec(), 400),
         (format!("{} / HTTP/1.1\r\n", "M".repeat(40)).into_bytes(), 501),
+        // A method longer than any is 501 at its 33rd byte, not 414 when its line has run on
+        // past 8 KiB (RFC 9112 3), whether or not the line ever ends.
+        (b"M".repeat(33), 501),
+        (
+            format!("{} / HTTP/1.1\r\nHost: t\r\n\r\n", "A".repeat(100_000)).into_bytes(),
+            501,
+        ),
         // A line of the head that breaks the rules, refused once it is whole; a CR once a
         // byte other than LF follows it, in the request line or a field line.
         (b"GET / HTTP/1.1\r\nHost: t\r\nBad\x01Name: x\r\n".to_vec(), 400),

@@ -254,6 +254,19 @@ fn conformance_vectors() -> Vec<(&'static str, Vec<u8>, Outcome)> {
         v("LF-only head with a CR in one line", "GET /hello HTTP/1.1\nHost: t\r\nX: y\n\n".to_string(), Parsed(&[HELLO])),
         v("LF-only head before a body", "POST /echo HTTP/1.1\nHost: t\nContent-Length: 3\n\nabc".to_string(), Parsed(&[(200, "abc")])),
         v("bare CR ending the head", "GET /hello HTTP/1.1\r\nHost: t\r\n\r".to_string(), Refused(400)),
+        // --- Cases of Http11Probe's list (MDA2AV/Http11Probe) not covered above.
+        v("method of 100,000 bytes", format!("{} /hello HTTP/1.1\r\nHost: t\r\n\r\n", "A".repeat(100_000)), Refused(501)),
+        v("method over 32 bytes, no space yet", "M".repeat(40), Refused(501)),
+        v("HTTP/2 connection preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_string(), Refused(505)),
+        v("version with leading zeros", "GET /hello HTTP/01.01\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
+        v("version with a space inside", "GET /hello HTTP/ 1.1\r\nHost: t\r\n\r\n".to_string(), Refused(400)),
+        v("CL in octal notation", format!("{P}Content-Length: 0o3\r\n\r\nabc"), Refused(400)),
+        v("CL minus zero", format!("{P}Content-Length: -0\r\n\r\n"), Refused(400)),
+        v("TE with a form feed", format!("{P}Transfer-Encoding: \x0cchunked\r\nContent-Length: 3\r\n\r\nabc"), Refused(400)),
+        v("chunk size over 64 bits", chunked("FFFFFFFFFFFFFFFF0\r\nabc\r\n0\r\n\r\n"), Refused(400)),
+        v("chunk size with a plus sign", chunked("+0\r\n\r\n"), Refused(400)),
+        v("chunk longer than its size", chunked("3\r\nabcde\r\n0\r\n\r\n"), Refused(400)),
+        v("chunk extension of 64 KiB", chunked(&format!("3;ext={}\r\nabc\r\n0\r\n\r\n", "a".repeat(65_536))), Refused(400)),
     ];
     // A raw byte above 0x7E, not valid UTF-8 on its own.
     vectors.push(("raw 0xFF in the target", b"GET /\xff HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(), Refused(400)));

@@ -106,6 +106,14 @@ impl HeadScan {
         let limit = request_line_limit(max_header_bytes);
         let within = &data[..line_len.min(limit)];
         let method_ended = method_so_far(within)?;
+        // No space in its first 33 bytes: a method longer than any (RFC 9112 3: 501, as
+        // `interpret` answers it in a whole head), however long the line, as `incomplete`
+        // answers it at the 33rd byte; unless the line may not even hold 33 bytes, when the
+        // line's length told first.
+        let method_too_long = !method_ended && line_len > MAX_METHOD;
+        if method_too_long && limit > MAX_METHOD {
+            return Err(Status::NOT_IMPLEMENTED);
+        }
         // A CR that is not its line ending's (before the length: see `incomplete`).
         if method_ended && memchr::memchr(b'\r', within).is_some() {
             return Err(Status::BAD_REQUEST);
@@ -113,9 +121,7 @@ impl HeadScan {
         if line_len > limit {
             return Err(Status::URI_TOO_LONG);
         }
-        // No space in its first 33 bytes: a method longer than any (RFC 9112 3: 501, as
-        // `interpret` answers it in a whole head).
-        if !method_ended && line_len > MAX_METHOD {
+        if method_too_long {
             return Err(Status::NOT_IMPLEMENTED);
         }
         request_line(&data[..=lf])?;
@@ -167,6 +173,9 @@ impl HeadScan {
         };
         if judged {
             stray_cr(data, searched.saturating_sub(1), cr_below)?;
+        } else if !self.line_done && data.len() > MAX_METHOD && line_limit > MAX_METHOD {
+            // A method longer than any: 501 now, not 414 when the line has run past 8 KiB.
+            return Err(Status::NOT_IMPLEMENTED);
         }
         // An unfinished line may still end in the CR of its CRLF: one byte of grace, unless the
         // line alone already overflows the head.
@@ -223,7 +232,7 @@ fn position(at: usize) -> Result<u32, Status> {
 // major version, a target of none of the four forms, a stray CR) and field lines httparse cannot
 // read are refused at once, instead of holding the connection until the header timeout or the
 // size limit. The checks run in the order the whole head's parse would make them (a method byte,
-// a stray CR within the line's first 8 KiB, the line's length, the method's length, the rest of
+// the method's length, a stray CR within the line's first 8 KiB, the line's length, the rest of
 // the line, its version, its target's form, then each field line, a stray CR in it as soon as
 // the byte after the CR arrives, within the head's limit), and whole heads that httparse refuses
 // come through them too (`Conn::head` falls back to the scan), so a head gets the same answer
@@ -231,8 +240,9 @@ fn position(at: usize) -> Result<u32, Status> {
 
 /// The request line's first bytes (`line`, without its line ending if it has one): 400 at a
 /// method byte no token may hold. `Ok(true)` once the method has ended (its space is within
-/// the first `MAX_METHOD + 1` bytes). Its length is judged only at the line's end: a line over
-/// 8 KiB is 414 whatever its method.
+/// the first `MAX_METHOD + 1` bytes); `Ok(false)` while it has not (past those bytes its caller
+/// answers 501, a method longer than any, before the line's length: a line over 8 KiB is 414
+/// only once its method has ended).
 #[cold]
 fn method_so_far(line: &[u8]) -> Result<bool, Status> {
     for (at, &byte) in line.iter().take(MAX_METHOD + 1).enumerate() {
@@ -352,7 +362,11 @@ pub fn parse_whole_head<'a>(
         let line_len =
             target.as_ptr() as usize - data.as_ptr() as usize + target.len() + " HTTP/1.1".len();
         if line_len > request_line_limit(max_header_bytes) {
-            return Some(Err(Status::URI_TOO_LONG));
+            // The method's length is judged first, as the scanner judges it.
+            return Some(Err(match parsed.method {
+                Some(method) if method.len() > MAX_METHOD => Status::NOT_IMPLEMENTED,
+                _ => Status::URI_TOO_LONG,
+            }));
         }
     }
     // Returned as it comes: the request is large, and wrapping it again would copy it.
@@ -698,10 +712,15 @@ mod tests {
         assert_eq!(verdict(inputs[0]), Err(Status::BAD_REQUEST));
         assert_eq!(verdict(inputs[2]), Err(Status::BAD_REQUEST));
         assert_eq!(verdict(&[b'M'; 32]), Ok(Scanned::NeedData));
-        // A long method waits for its line's end: the line may yet prove too long (414).
-        assert_eq!(verdict(&long_method), Ok(Scanned::NeedData));
+        // A method longer than any is 501 as soon as it is (RFC 9112 3), however long its line
+        // and whether or not the line has ended.
+        assert_eq!(verdict(&long_method), Err(Status::NOT_IMPLEMENTED));
         assert_eq!(verdict(&long_method_line), Err(Status::NOT_IMPLEMENTED));
-        assert_eq!(verdict(&long_everything), Err(Status::URI_TOO_LONG));
+        assert_eq!(verdict(&long_everything), Err(Status::NOT_IMPLEMENTED));
+        assert_eq!(
+            verdict(&[&[b'M'; 100_000][..], b" / HTTP/1.1\r\n\r\n"].concat()),
+            Err(Status::NOT_IMPLEMENTED)
+        );
         // Answered at the line, as the whole head's parse answers it.
         assert_eq!(verdict(inputs[8]), Err(Status::VERSION_NOT_SUPPORTED));
         assert_eq!(
