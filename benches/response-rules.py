@@ -18,45 +18,20 @@ BIN=path runs another binary. Prints every rule broken and exits 1 if one is, be
 choices docs/conformance.md states (a field line may end in a bare LF, RFC 9112 2.2; CONNECT with
 a path is 400, RFC 9112 3.2.3), which are printed as such. Every socket has a 3 s timeout.
 """
-import atexit
-import os
 import re
-import shutil
 import socket
-import subprocess
 import sys
-import tempfile
+
+import probe_server
 
 mode = sys.argv[1]
-repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-binary = os.environ.get("BIN", os.path.join(repo, "target/release/reactor-httpd"))
-root = tempfile.mkdtemp(prefix="response-rules-")
-os.makedirs(os.path.join(root, "dir"))
-os.makedirs(os.path.join(root, "sp ace"))
-os.makedirs(os.path.join(root, "caf\u00e9"))
-for name, text in [("index.html", "<h1>hi</h1>" * 200), ("a.txt", "hello world\n" * 300),
-                   ("dir/x.txt", "x"), ("sp ace/f.txt", "hi\n")]:
-    with open(os.path.join(root, name), "w") as f:
-        f.write(text)
-args = [binary, "--bind", "127.0.0.1:0", "--mode", mode, "--demo", "--quiet", root] + sys.argv[2:]
-if mode in ("reactor", "uring"):
-    args += ["--cores", "1"]
-server = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-@atexit.register
-def clean_up():
-    # Also when a probe fails with an exception: no server or directory is left behind.
-    server.terminate()
-    server.wait()
-    shutil.rmtree(root, ignore_errors=True)
-
-
-first_line = server.stdout.readline()
-listening = re.search(r":(\d+) ", first_line)
-if not listening:
-    sys.exit(f"the server did not start: {first_line.strip()}")
-port = int(listening.group(1))
+port = probe_server.start(
+    mode,
+    {"index.html": "<h1>hi</h1>" * 200, "a.txt": "hello world\n" * 300, "dir/x.txt": "x",
+     "sp ace/f.txt": "hi\n", "caf\u00e9": None},
+    sys.argv[2:],
+    prefix="response-rules-",
+)
 
 
 def exchange(data):

@@ -7,42 +7,10 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{bounded, modes};
-
 #[test]
 fn http11probe_passes_in_every_mode() {
-    bounded(120, || {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/http11probe.py");
-        std::thread::scope(|scope| {
-            let runs: Vec<_> = modes()
-                .map(|mode| {
-                    scope.spawn(move || {
-                        let output = Command::new("python3")
-                            .arg(script)
-                            .arg(mode.name())
-                            .env("BIN", env!("CARGO_BIN_EXE_reactor-httpd"))
-                            .output()
-                            .unwrap_or_else(|err| panic!("python3 is needed: {err}"));
-                        (mode, output)
-                    })
-                })
-                .collect();
-            for run in runs {
-                let (mode, output) = run.join().unwrap();
-                let stdout = String::from_utf8_lossy(&output.stdout);
-                assert!(
-                    output.status.success(),
-                    "{}: {stdout}{}",
-                    mode.name(),
-                    String::from_utf8_lossy(&output.stderr)
-                );
-                assert!(
-                    stdout.contains("0 scored probes failed besides the stated choice"),
-                    "{stdout}"
-                );
-            }
-        });
-    });
+    common::script_passes_in_every_mode(
+        "http11probe.py",
+        "0 scored probes failed besides the stated choice",
+    );
 }

@@ -52,6 +52,42 @@ pub fn modes() -> impl Iterator<Item = Mode> {
     MODES.into_iter().filter(|&mode| runnable(mode))
 }
 
+/// Runs `benches/<script>` (a python3 script that starts the binary in the mode it is given and
+/// probes it over raw sockets) in every mode at once, within 120 s, and asserts that each run
+/// succeeds and prints `verdict`.
+pub fn script_passes_in_every_mode(script: &'static str, verdict: &'static str) {
+    bounded(120, move || {
+        let script = format!("{}/benches/{script}", env!("CARGO_MANIFEST_DIR"));
+        thread::scope(|scope| {
+            let runs: Vec<_> = modes()
+                .map(|mode| {
+                    let script = &script;
+                    scope.spawn(move || {
+                        let output = Command::new("python3")
+                            .arg(script)
+                            .arg(mode.name())
+                            .env("BIN", env!("CARGO_BIN_EXE_reactor-httpd"))
+                            .output()
+                            .unwrap_or_else(|err| panic!("python3 is needed: {err}"));
+                        (mode, output)
+                    })
+                })
+                .collect();
+            for run in runs {
+                let (mode, output) = run.join().unwrap();
+                let stdout = String::from_utf8_lossy(&output.stdout);
+                assert!(
+                    output.status.success(),
+                    "{}: {stdout}{}",
+                    mode.name(),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                assert!(stdout.contains(verdict), "{}: {stdout}", mode.name());
+            }
+        });
+    });
+}
+
 /// The same for modes by name, as the binary's `--mode` takes them.
 pub fn runnable_name(name: &str) -> bool {
     name != "uring" || runnable(Mode::Uring)
