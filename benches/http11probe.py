@@ -12,9 +12,10 @@ POST to `/echo` (the contract's echo route; `/` is a directory, and POST there i
 
     benches/http11probe.py MODE [SERVER FLAGS...]     e.g. reactor, or uring --cores 2
 
-BIN=path runs another binary; POST_PATH=/ posts where the probe does. Prints every verdict but
-PASS, and exits 1 on a scored FAIL other than the one choice docs/conformance.md states: a
-100,000-byte method is 501 (RFC 9112 3), where the probe's check wants 400.
+BIN=path runs another binary; POST_PATH=/ posts where the probe does; TLS=1 sends every probe
+over TLS (`--tls-self-signed`). Prints every verdict but PASS, and exits 1 on a scored FAIL
+other than the one choice docs/conformance.md states: a 100,000-byte method is 501 (RFC 9112
+3), where the probe's check wants 400.
 """
 
 import concurrent.futures
@@ -23,6 +24,7 @@ import random
 import re
 import select
 import socket
+import ssl
 import sys
 import time
 
@@ -31,7 +33,15 @@ import probe_server
 mode = sys.argv[1]
 PP = os.environ.get("POST_PATH", "/echo")
 HOST = "127.0.0.1"
-PORT = probe_server.start(mode, {"index.html": "<h1>hi</h1>\n"}, sys.argv[2:], "http11probe-")
+# TLS=1: every probe over TLS (the server's self-signed certificate, not checked).
+TLS = None
+flags = sys.argv[2:]
+if os.environ.get("TLS"):
+    TLS = ssl.create_default_context()
+    TLS.check_hostname = False
+    TLS.verify_mode = ssl.CERT_NONE
+    flags = flags + ["--tls-self-signed"]
+PORT = probe_server.start(mode, {"index.html": "<h1>hi</h1>\n"}, flags, "http11probe-")
 HH = f"localhost:{PORT}"
 READ_TIMEOUT = 5.0
 
@@ -75,20 +85,35 @@ def read_response(s):
                 return got, "closed"
             got += chunk
         time.sleep(0.1)
-        while select.select([s], [], [], 0)[0]:
+        while readable(s):
             chunk = s.recv(131072)
             if not chunk:
                 break
             got += chunk
         return got, "open"
-    except (ConnectionResetError, BrokenPipeError):
+    except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
         return got, "closed"
+
+
+def readable(s):
+    """Whether a read would not block: bytes (or the end) in the socket, or, over TLS, already
+    decrypted."""
+    return (TLS is not None and s.pending() > 0) or bool(select.select([s], [], [], 0)[0])
 
 
 def closed_by_server(s):
     """Whether the server's FIN has arrived (a read would return nothing)."""
     try:
-        return bool(select.select([s], [], [], 0)[0]) and not s.recv(1, socket.MSG_PEEK)
+        if not readable(s):
+            return False
+        if TLS is None:
+            return not s.recv(1, socket.MSG_PEEK)
+        # TLS has no peek: a record that is no close_notify is read and dropped (nothing is
+        # read after this).
+        s.setblocking(False)
+        return not s.recv(1)
+    except ssl.SSLWantReadError:
+        return False
     except OSError:
         return True
 
@@ -96,7 +121,7 @@ def closed_by_server(s):
 def connect():
     s = socket.create_connection((HOST, PORT))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
+    return s if TLS is None else TLS.wrap_socket(s, server_hostname="localhost")
 
 
 def exchange(s, payload):

@@ -41,8 +41,10 @@ def start(mode, files, flags, prefix="probe-"):
         server.wait()
         shutil.rmtree(root, ignore_errors=True)
 
-    first_line = server.stdout.readline()
-    listening = re.search(r":(\d+) ", first_line)
-    if not listening:
-        sys.exit(f"the server did not start: {first_line.strip()}")
-    return int(listening.group(1))
+    # The listening line, after any notes before it (a self-signed certificate's fingerprint).
+    said = []
+    while line := server.stdout.readline():
+        said.append(line.strip())
+        if listening := re.search(r"listening on \S*:(\d+) ", line):
+            return int(listening.group(1))
+    sys.exit(f"the server did not start: {' / '.join(said)}")

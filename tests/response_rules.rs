@@ -7,5 +7,5 @@ mod common;
 
 #[test]
 fn the_response_rules_hold_in_every_mode() {
-    common::script_passes_in_every_mode("response-rules.py", "0 rules broken");
+    common::script_passes_in_every_mode("response-rules.py", &[], "0 rules broken");
 }

@@ -53,9 +53,13 @@ pub fn modes() -> impl Iterator<Item = Mode> {
 }
 
 /// Runs `benches/<script>` (a python3 script that starts the binary in the mode it is given and
-/// probes it over raw sockets) in every mode at once, within 120 s, and asserts that each run
-/// succeeds and prints `verdict`.
-pub fn script_passes_in_every_mode(script: &'static str, verdict: &'static str) {
+/// probes it over raw sockets) with `env` in every mode at once, within 120 s, and asserts that
+/// each run succeeds and prints `verdict`.
+pub fn script_passes_in_every_mode(
+    script: &'static str,
+    env: &'static [(&'static str, &'static str)],
+    verdict: &'static str,
+) {
     bounded(120, move || {
         let script = format!("{}/benches/{script}", env!("CARGO_MANIFEST_DIR"));
         thread::scope(|scope| {
@@ -67,6 +71,7 @@ pub fn script_passes_in_every_mode(script: &'static str, verdict: &'static str) 
                             .arg(script)
                             .arg(mode.name())
                             .env("BIN", env!("CARGO_BIN_EXE_reactor-httpd"))
+                            .envs(env.iter().copied())
                             .output()
                             .unwrap_or_else(|err| panic!("python3 is needed: {err}"));
                         (mode, output)
