@@ -553,6 +553,51 @@ def rangeinv(r, st):
 
 t("COMP-RANGE-INVALID", G("Range: bytes=abc-xyz\r\n"), rangeinv, False)
 
+
+def trace_without_secrets(r, st):
+    """TRACE refused, or echoed without the Authorization value."""
+    if r is None:
+        return P if st == "closed" else F
+    if r.status in (405, 501):
+        return P
+    if is_2xx(r.status):
+        return W if b"secret-token-123" in r.body else P
+    return F
+
+
+t(
+    "COMP-TRACE-SENSITIVE",
+    B(f"TRACE / HTTP/1.1\r\nHost: {HH}\r\nAuthorization: Bearer secret-token-123\r\n\r\n"),
+    trace_without_secrets,
+    False,
+)
+t("COMP-ACCEPT-NONSENSE", G("Accept: application/x-nonsense\r\n"), ok_or([406]), False)
+IMF_FIXDATE = re.compile(
+    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"\d{4} \d\d:\d\d:\d\d GMT$"
+)
+
+
+def imf_fixdate(r, st):
+    if r is None or not is_2xx(r.status):
+        return F
+    return P if IMF_FIXDATE.match(r.headers.get("date", "")) else W
+
+
+def type_accepted_or_415(r, st):
+    if r is None:
+        return W if st == "closed" else F
+    return P if r.status == 415 or is_2xx(r.status) else W
+
+
+t("COMP-DATE-FORMAT", G(), imf_fixdate, False)
+t(
+    "COMP-POST-UNSUPPORTED-CT",
+    post("Content-Length: 5\r\nContent-Type: application/x-nonsense\r\n", "hello"),
+    type_accepted_or_415,
+    False,
+)
+
 # ---- Smuggling (single)
 cb = "D\r\nhello-bananas\r\n0\r\n\r\n"
 t(
@@ -985,8 +1030,55 @@ for id, fields, hidden in [
     ("HEAD", "Content-Length: {n}\r\nTransfer-Encoding: chunked\r\n", hidden_head),
     ("GET-TE-TRAILING-SPACE", "Content-Length: {n}\r\nTransfer-Encoding: chunked \r\n", hidden_get),
     ("GET-TE-LEADING-COMMA", "Content-Length: {n}\r\nTransfer-Encoding: , chunked\r\n", hidden_get),
+    ("GET-TE-CASE-MISMATCH", "Content-Length: {n}\r\nTransfer-Encoding: Chunked\r\n", hidden_get),
 ]:
     seq("SMUG-CLTE-SMUGGLED-" + id, [post(fields.format(n=len(hidden)), hidden)], smuggled)
+te_twice = "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n"
+seq(
+    "SMUG-TE-DUPLICATE-HEADERS-SMUGGLED-GET",
+    [post(f"{te_twice}Content-Length: {len(hidden_get)}\r\n", hidden_get)],
+    smuggled,
+)
+# TE.CL: Content-Length covers only the chunk-size line; the chunk's data is a whole GET whose
+# own Content-Length takes the chunked framing's tail as its body.
+inner = f"GET / HTTP/1.1\r\nHost: {HH}\r\nContent-Length: 7\r\n\r\n"
+size_line = f"{len(inner):x}\r\n"
+seq(
+    "SMUG-TECL-SMUGGLED-GET",
+    [
+        post(
+            f"Transfer-Encoding: chunked\r\nContent-Length: {len(size_line)}\r\n",
+            f"{size_line}{inner}\r\n0\r\n\r\n",
+        )
+    ],
+    smuggled,
+)
+# Two lengths: a GET right after the shorter body.
+after_short = "hello" + f"GET / HTTP/1.1\r\nHost: {HH}\r\n\r\n"
+seq(
+    "SMUG-DUPLICATE-CL-SMUGGLED-GET",
+    [post(f"Content-Length: 5\r\nContent-Length: {len(after_short)}\r\n", after_short)],
+    smuggled,
+)
+
+
+def prefix_desync(steps):
+    """A GET's body holds a request's head without its blank line; the next write ends it and
+    sends a GET. Two responses to that write mean the body was left unread."""
+    if first_refused(steps):
+        return P
+    if steps[1] is not None and len(re.findall(rb"HTTP/\d\.\d \d{3}", steps[1][2])) >= 2:
+        return F
+    return P
+
+
+prefix = f"GET /smuggled HTTP/1.1\r\nHost: {HH}\r\n"
+seq(
+    "SMUG-GET-CL-PREFIX-DESYNC",
+    [G(f"Content-Length: {len(prefix)}\r\n") + B(prefix), B("\r\n") + G()],
+    prefix_desync,
+    False,
+)
 
 
 def poison(steps):
