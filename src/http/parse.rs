@@ -108,10 +108,9 @@ impl HeadScan {
         let method_ended = method_so_far(within)?;
         // No space in its first 33 bytes: a method longer than any (RFC 9112 3: 501, as
         // `interpret` answers it in a whole head), however long the line, as `incomplete`
-        // answers it at the 33rd byte; unless the line may not even hold 33 bytes, when the
-        // line's length told first.
-        let method_too_long = !method_ended && line_len > MAX_METHOD;
-        if method_too_long && limit > MAX_METHOD {
+        // answers it at the 33rd byte. Unless the line may not even hold 33 bytes: then the
+        // line's length told first, and is 414 below.
+        if !method_ended && line_len > MAX_METHOD && limit > MAX_METHOD {
             return Err(Status::NOT_IMPLEMENTED);
         }
         // A CR that is not its line ending's (before the length: see `incomplete`).
@@ -120,9 +119,6 @@ impl HeadScan {
         }
         if line_len > limit {
             return Err(Status::URI_TOO_LONG);
-        }
-        if method_too_long {
-            return Err(Status::NOT_IMPLEMENTED);
         }
         request_line(&data[..=lf])?;
         self.line_done = true;
@@ -173,8 +169,9 @@ impl HeadScan {
         };
         if judged {
             stray_cr(data, searched.saturating_sub(1), cr_below)?;
-        } else if !self.line_done && data.len() > MAX_METHOD && line_limit > MAX_METHOD {
-            // A method longer than any: 501 now, not 414 when the line has run past 8 KiB.
+        } else if data.len() > MAX_METHOD && line_limit > MAX_METHOD {
+            // (Not judged: the request line's method has not ended.) A method longer than any:
+            // 501 now, not 414 when the line has run past 8 KiB.
             return Err(Status::NOT_IMPLEMENTED);
         }
         // An unfinished line may still end in the CR of its CRLF: one byte of grace, unless the
