@@ -6,13 +6,14 @@
 //! whitespace added; CR and LF swapped; lines repeated), with a seeded generator so a run can
 //! be repeated. Each stream goes through reactor-httpd's `http::Conn` in memory (the code every
 //! driver runs) and through the other parser (`tests/differential/h11_oracle.py`,
-//! `tests/differential/llhttp_oracle.js`), and the two readings are compared: which requests each found, with what method, target, version and body, and how the
-//! stream ended (idle, waiting for more, closed, refused).
+//! `tests/differential/llhttp_oracle.js`), and the two readings are compared: which requests
+//! each found, with what method, target, version and body, and how the stream ended (idle,
+//! waiting for more, closed, refused).
 //!
 //! A disagreement is either a defect, or one of the deliberate divergences that
 //! docs/conformance.md lists with their reasons ([`STRICTER`] for both parsers, and each
-//! parser's [`Oracle::laxer`]). Any other fails the test, printing the streams. Two readings of the same bytes as different requests (the smuggling
-//! class) are never deliberate.
+//! parser's [`Oracle::laxer`]). Any other fails the test, printing the streams. Two readings of
+//! the same bytes as different requests (the smuggling class) are never deliberate.
 //!
 //! `cargo test --test differential` runs a seeded slice against each (`DIFFERENTIAL_STREAMS`,
 //! default 50,000; `DIFFERENTIAL_SEED` to vary it). It needs python3 with h11 >= 0.16 (`.ci/run`
@@ -387,52 +388,52 @@ fn divergence(ours: &Reading, theirs: &Reading) -> Option<Divergence> {
 /// disagreement, from the bytes of the request where the readings part and the two readings.
 type Explains = fn(&[u8], &Reading, &Reading) -> bool;
 
+// The rules a request the other parser took may break, named once: `STRICTER` explains by them,
+// and so does `broken_rule`.
+const HOST_VALUE: &str = "Host value (RFC 3986 grammar; h11 checks presence, llhttp nothing)";
+const TARGET_FORM: &str =
+    "request target (the four RFC 9112 3.2 forms, no fragment; the others take more)";
+const METHOD: &str =
+    "method over 32 bytes, or not recognized (501; h11 knows no methods, llhttp more)";
+const EXPECT: &str = "Expect other than 100-continue (417; the others ignore Expect)";
+const MAJOR_VERSION: &str = "major version other than 1 (505; h11 takes any d.d)";
+const LATER_MINOR_HOST: &str = "HTTP/1.x above 1.1 without Host (read as 1.1, which needs one)";
+const LENGTH_LIST: &str =
+    "Content-Length as a list (h11 merges equal values; RFC 9110 8.6 lets us refuse)";
+const CONTROL_BYTE: &str = "control byte in a field value (h11 admits them; httparse refuses)";
+const HOST_COUNT: &str =
+    "Host repeated, or missing on HTTP/1.1 (RFC 9112 3.2; llhttp does not look)";
+
 /// We refuse (or stop) where the other parser reads on: we are stricter, on purpose. Our own rules,
 /// the same against either parser.
 const STRICTER: &[(&str, Explains)] = &[
-    (
-        "Host value (RFC 3986 grammar; h11 checks presence, llhttp nothing)",
-        |s, _, _| {
-            field_values(s, b"host:")
-                .iter()
-                .any(|v| valid_host(v.trim_ascii()).is_none())
-        },
-    ),
-    (
-        "request target (the four RFC 9112 3.2 forms, no fragment; the others take more)",
-        |s, _, _| request_lines(s).iter().any(|l| odd_target(l)),
-    ),
-    (
-        "method over 32 bytes, or not recognized (501; h11 knows no methods, llhttp more)",
-        |_, ours, _| ours.end == End::Refused(501) || ours.requests.contains(&None),
-    ),
-    (
-        "Expect other than 100-continue (417; the others ignore Expect)",
-        |s, ours, _| ours.end == End::Refused(417) && has_ci(s, b"expect:"),
-    ),
-    (
-        "major version other than 1 (505; h11 takes any d.d)",
-        |_, ours, _| ours.end == End::Refused(505),
-    ),
-    (
-        "HTTP/1.x above 1.1 without Host (read as 1.1, which needs one)",
-        |s, _, _| request_lines(s).iter().any(|l| later_minor(l)),
-    ),
-    (
-        "Content-Length as a list (h11 merges equal values; RFC 9110 8.6 lets us refuse)",
-        |s, _, _| {
-            field_values(s, b"content-length:")
-                .iter()
-                .any(|v| has(v, b","))
-        },
-    ),
-    (
-        "control byte in a field value (h11 admits them; httparse refuses)",
-        |s, _, _| {
-            s.iter()
-                .any(|&b| (b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n')) || b == 0x7f)
-        },
-    ),
+    (HOST_VALUE, |s, _, _| {
+        field_values(s, b"host:")
+            .iter()
+            .any(|v| valid_host(v.trim_ascii()).is_none())
+    }),
+    (TARGET_FORM, |s, _, _| {
+        request_lines(s).iter().any(|l| odd_target(l))
+    }),
+    (METHOD, |_, ours, _| {
+        ours.end == End::Refused(501) || ours.requests.contains(&None)
+    }),
+    (EXPECT, |s, ours, _| {
+        ours.end == End::Refused(417) && has_ci(s, b"expect:")
+    }),
+    (MAJOR_VERSION, |_, ours, _| ours.end == End::Refused(505)),
+    (LATER_MINOR_HOST, |s, _, _| {
+        request_lines(s).iter().any(|l| later_minor(l))
+    }),
+    (LENGTH_LIST, |s, _, _| {
+        field_values(s, b"content-length:")
+            .iter()
+            .any(|v| has(v, b","))
+    }),
+    (CONTROL_BYTE, |s, _, _| {
+        s.iter()
+            .any(|&b| (b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n')) || b == 0x7f)
+    }),
     (
         "obs-fold (h11 unfolds it; RFC 9112 5.2 lets us refuse)",
         |s, _, _| {
@@ -464,18 +465,15 @@ const STRICTER: &[(&str, Explains)] = &[
          waits for the head)",
         |s, _, theirs| theirs.end == End::Partial && !has(s, b"\n\n") && !has(s, b"\n\r\n"),
     ),
-    (
-        "Host repeated, or missing on HTTP/1.1 (RFC 9112 3.2; llhttp does not look)",
-        |s, _, _| {
-            let head = head(s);
-            let hosts = field_values(head, b"host:").len();
-            hosts > 1
-                || hosts == 0
-                    && request_lines(head)
-                        .first()
-                        .is_some_and(|l| l.ends_with(b" HTTP/1.1"))
-        },
-    ),
+    (HOST_COUNT, |s, _, _| {
+        let head = head(s);
+        let hosts = field_values(head, b"host:").len();
+        hosts > 1
+            || hosts == 0
+                && request_lines(head)
+                    .first()
+                    .is_some_and(|l| l.ends_with(b" HTTP/1.1"))
+    }),
     (
         "whitespace in the request line other than one SP between its parts (RFC 9112 3; \
          llhttp takes more spaces)",
@@ -765,26 +763,26 @@ fn broken_rule(theirs: &Reading, at: usize) -> Option<&'static str> {
     let later_minor = version.starts_with("1.") && version != "1.0" && version != "1.1";
     Some(
         if method.len() > MAX_METHOD || !KNOWN_METHODS.contains(&method.as_str()) {
-            "method over 32 bytes, or not recognized (501; h11 knows no methods, llhttp more)"
+            METHOD
         } else if !version.starts_with("1.") {
-            "major version other than 1 (505; h11 takes any d.d)"
+            MAJOR_VERSION
         } else if split_target(method, target).is_err() {
-            "request target (the four RFC 9112 3.2 forms, no fragment; the others take more)"
+            TARGET_FORM
         } else if values("host").any(|v| valid_host(v).is_none()) {
-            "Host value (RFC 3986 grammar; h11 checks presence, llhttp nothing)"
+            HOST_VALUE
         } else if later_minor && values("host").count() != 1 {
-            "HTTP/1.x above 1.1 without Host (read as 1.1, which needs one)"
+            LATER_MINOR_HOST
         } else if values("host").count() > 1 || version == "1.1" && values("host").count() == 0 {
-            "Host repeated, or missing on HTTP/1.1 (RFC 9112 3.2; llhttp does not look)"
+            HOST_COUNT
         } else if values("expect").any(|v| !v.eq_ignore_ascii_case(b"100-continue")) {
-            "Expect other than 100-continue (417; the others ignore Expect)"
+            EXPECT
         } else if values("content-length").any(|v| v.contains(&b',')) {
-            "Content-Length as a list (h11 merges equal values; RFC 9110 8.6 lets us refuse)"
+            LENGTH_LIST
         } else if fields
             .iter()
             .any(|f| f.1.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f))
         {
-            "control byte in a field value (h11 admits them; httparse refuses)"
+            CONTROL_BYTE
         } else {
             return None;
         },
@@ -801,11 +799,7 @@ fn explain(
 ) -> Option<&'static str> {
     let divergence = divergence(ours, theirs)?;
     if divergence != Divergence::Framing {
-        let stopped = oracle
-            .stops
-            .iter()
-            .find(|(_, stopped)| stopped(stream, ours, theirs));
-        if let Some((stops, _)) = stopped {
+        if let Some(stops) = class_in(oracle.stops, stream, ours, theirs) {
             return Some(stops);
         }
         // We closed after our last request where the other parser read on: why is in that
@@ -815,10 +809,7 @@ fn explain(
             (&ours.end, last.and_then(|at| theirs.spans.get(at)))
             && (theirs.end != End::Closed || theirs.requests.len() > ours.requests.len())
         {
-            return STRICTER
-                .iter()
-                .find(|(_, explains)| explains(&stream[start..end], ours, theirs))
-                .map(|(class, _)| *class);
+            return class_in(STRICTER, &stream[start..end], ours, theirs);
         }
     }
     if divergence == Divergence::OnlyTheirs {
@@ -847,9 +838,19 @@ fn explain(
         // It refuses where we wait or idle; or neither refuses, and one waits for more.
         Divergence::End => oracle.laxer,
     };
+    class_in(table, local, ours, theirs)
+}
+
+/// The first class of `table` that explains the disagreement over `stream`.
+fn class_in(
+    table: &[(&'static str, Explains)],
+    stream: &[u8],
+    ours: &Reading,
+    theirs: &Reading,
+) -> Option<&'static str> {
     table
         .iter()
-        .find(|(_, explains)| explains(local, ours, theirs))
+        .find(|(_, explains)| explains(stream, ours, theirs))
         .map(|(class, _)| *class)
 }
 
