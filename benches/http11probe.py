@@ -163,47 +163,39 @@ def B(text):
 P, F, W = "PASS", "FAIL", "WARN"
 
 
-def exact(code, allow_close=False):
+def judged(statuses=None, ok=F, other=F, closed=P, timeout=F):
+    """The probe's usual check. With a response: the verdict `statuses` gives its status, or
+    else `ok` for a 2xx and `other` for the rest. Without one: `closed` when the server closed
+    the connection, `timeout` when nothing came in time, FAIL otherwise."""
+    statuses = statuses or {}
+
     def verdict(r, st):
         if r is None:
-            return P if allow_close and st == "closed" else F
-        return P if r.status == code else F
+            return {"closed": closed, "timeout": timeout}.get(st, F)
+        if r.status in statuses:
+            return statuses[r.status]
+        return ok if 200 <= r.status < 300 else other
 
     return verdict
+
+
+def exact(code, allow_close=False):
+    return judged({code: P}, closed=P if allow_close else F)
 
 
 def r2xx(allow_close=False):
-    def verdict(r, st):
-        if r is None:
-            return P if allow_close and st == "closed" else F
-        return P if 200 <= r.status < 300 else F
-
-    return verdict
+    return judged(ok=P, closed=P if allow_close else F)
 
 
 def ok_or(pass_codes, warn_2xx=True):
     """These statuses or a close pass; a 2xx warns (when the RFC allows it)."""
-
-    def verdict(r, st):
-        if r is None:
-            return P if st == "closed" else F
-        if r.status in pass_codes:
-            return P
-        return W if warn_2xx and 200 <= r.status < 300 else F
-
-    return verdict
+    return judged({code: P for code in pass_codes}, ok=W if warn_2xx else F)
 
 
 def any_close_timeout_400(r, st):
     if st in ("timeout", "closed"):
         return P
     return P if r is not None and r.status == 400 else F
-
-
-def not101(r, st):
-    if r is None:
-        return P if st == "closed" else F
-    return F if r.status == 101 else P
 
 
 def echo(expect):
@@ -258,13 +250,7 @@ t(
 )
 
 
-def http09(r, st):
-    if r is not None:
-        return P if r.status == 400 else F
-    return P if st in ("timeout", "closed") else F
-
-
-t("RFC9112-2.3-HTTP09-REQUEST", B("GET /\r\n"), http09)
+t("RFC9112-2.3-HTTP09-REQUEST", B("GET /\r\n"), judged({400: P}, timeout=P))
 t("RFC9112-5-INVALID-HEADER-NAME", G("Bad[Name: value\r\n"), exact(400, True))
 t("RFC9112-5-HEADER-NO-COLON", G("NoColonHere\r\n"), exact(400, True))
 t("RFC9110-5.4-DUPLICATE-HOST", G("Host: other.example.com\r\n"), exact(400))
@@ -284,20 +270,17 @@ t("COMP-UNKNOWN-TE-501", post("Transfer-Encoding: gzip\r\n"), ok_or([400, 501], 
 t("COMP-LEADING-CRLF", B(f"\r\n\r\nGET / HTTP/1.1\r\nHost: {HH}\r\n\r\n"), ok_or([400]))
 
 
-def absform(r, st):
-    if r is None:
-        return W if st == "closed" else F
-    if 200 <= r.status < 300:
-        return P
-    return W if r.status == 400 else F
-
-
-t("COMP-ABSOLUTE-FORM", B(f"GET http://{HH}/ HTTP/1.1\r\nHost: {HH}\r\n\r\n"), absform, False)
+t(
+    "COMP-ABSOLUTE-FORM",
+    B(f"GET http://{HH}/ HTTP/1.1\r\nHost: {HH}\r\n\r\n"),
+    judged({400: W}, ok=P, closed=W),
+    False,
+)
 t("COMP-METHOD-CASE", B(f"get / HTTP/1.1\r\nHost: {HH}\r\n\r\n"), ok_or([400, 405, 501]))
 t("COMP-POST-CL-BODY", post("Content-Length: 5\r\n", "hello"), echo("hello"))
 t("COMP-POST-CL-ZERO", post("Content-Length: 0\r\n"), r2xx(True))
 t("COMP-POST-NO-CL-NO-TE", post(""), r2xx(True))
-t("COMP-POST-CL-UNDERSEND", post("Content-Length: 10\r\n", "hello"), http09)
+t("COMP-POST-CL-UNDERSEND", post("Content-Length: 10\r\n", "hello"), judged({400: P}, timeout=P))
 t(
     "COMP-CHUNKED-BODY",
     post("Transfer-Encoding: chunked\r\n", "5\r\nhello\r\n0\r\n\r\n"),
@@ -309,11 +292,23 @@ t(
     echo("hello world"),
 )
 t("COMP-CHUNKED-EMPTY", post("Transfer-Encoding: chunked\r\n", "0\r\n\r\n"), r2xx(True))
-t("COMP-CHUNKED-NO-FINAL", post("Transfer-Encoding: chunked\r\n", "5\r\nhello\r\n"), http09)
+t(
+    "COMP-CHUNKED-NO-FINAL",
+    post("Transfer-Encoding: chunked\r\n", "5\r\nhello\r\n"),
+    judged({400: P}, timeout=P),
+)
 WS = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-t("COMP-UPGRADE-POST", post("Connection: Upgrade\r\nUpgrade: websocket\r\n" + WS), not101)
-t("COMP-UPGRADE-MISSING-CONN", G("Upgrade: websocket\r\n" + WS), not101)
-t("COMP-UPGRADE-UNKNOWN", G("Connection: Upgrade\r\nUpgrade: totally-made-up/1.0\r\n"), not101)
+t(
+    "COMP-UPGRADE-POST",
+    post("Connection: Upgrade\r\nUpgrade: websocket\r\n" + WS),
+    judged({101: F}, ok=P, other=P),
+)
+t("COMP-UPGRADE-MISSING-CONN", G("Upgrade: websocket\r\n" + WS), judged({101: F}, ok=P, other=P))
+t(
+    "COMP-UPGRADE-UNKNOWN",
+    G("Connection: Upgrade\r\nUpgrade: totally-made-up/1.0\r\n"),
+    judged({101: F}, ok=P, other=P),
+)
 t(
     "COMP-METHOD-CONNECT",
     B("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"),
@@ -322,13 +317,12 @@ t(
 t("COMP-EXPECT-UNKNOWN", G("Expect: 200-ok\r\n"), ok_or([417]))
 
 
-def getbody(r, st):
-    if r is None:
-        return P if st == "closed" else F
-    return P if r.status == 400 else W
-
-
-t("COMP-GET-WITH-CL-BODY", G("Content-Length: 5\r\n") + b"hello", getbody, False)
+t(
+    "COMP-GET-WITH-CL-BODY",
+    G("Content-Length: 5\r\n") + b"hello",
+    judged({400: P}, ok=W, other=W),
+    False,
+)
 
 
 def chunkext(r, st):
@@ -348,24 +342,12 @@ t(
 )
 
 
-def wsver(r, st):
-    if r is None:
-        return P if st == "closed" else F
-    if r.status == 101:
-        return F
-    if r.status == 426:
-        return P
-    if 200 <= r.status < 300:
-        return W
-    return P
-
-
 t(
     "COMP-UPGRADE-INVALID-VER",
     G(
         "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 99\r\n"
     ),
-    wsver,
+    judged({101: F, 426: P}, ok=W, other=P),
 )
 t("COMP-METHOD-TRACE", B(f"TRACE / HTTP/1.1\r\nHost: {HH}\r\n\r\n"), ok_or([405, 501]), False)
 t("COMP-HOST-EMPTY-VALUE", B("GET / HTTP/1.1\r\nHost: \r\n\r\n"), exact(400, True))
@@ -375,46 +357,29 @@ t("COMP-VERSION-LEADING-ZEROS", B(f"GET / HTTP/01.01\r\nHost: {HH}\r\n\r\n"), ex
 t("COMP-VERSION-WHITESPACE", B(f"GET / HTTP/ 1.1\r\nHost: {HH}\r\n\r\n"), exact(400, True))
 
 
-def conclose(r, st):
-    if r is None:
-        return F
-    if 200 <= r.status < 300:
-        return P if st == "closed" else F
-    return F
+def served_then_closed(if_open):
+    """A 2xx, and the connection closed after it (`if_open` if it stayed open)."""
+
+    def verdict(r, st):
+        if r is None or not 200 <= r.status < 300:
+            return F
+        return P if st == "closed" else if_open
+
+    return verdict
 
 
-t("COMP-CONNECTION-CLOSE", G("Connection: close\r\n"), conclose)
+t("COMP-CONNECTION-CLOSE", G("Connection: close\r\n"), served_then_closed(F))
+t(
+    "COMP-HTTP10-DEFAULT-CLOSE",
+    B(f"GET / HTTP/1.0\r\nHost: {HH}\r\n\r\n"),
+    served_then_closed(W),
+)
 
 
-def h10close(r, st):
-    if r is None:
-        return F
-    if 200 <= r.status < 300:
-        return P if st == "closed" else W
-    return F
+t("COMP-HTTP10-NO-HOST", B("GET / HTTP/1.0\r\n\r\n"), ok_or([400]), False)
 
 
-t("COMP-HTTP10-DEFAULT-CLOSE", B(f"GET / HTTP/1.0\r\nHost: {HH}\r\n\r\n"), h10close)
-
-
-def h10nohost(r, st):
-    if r is None:
-        return P if st == "closed" else F
-    if 200 <= r.status < 300:
-        return W
-    return P if r.status == 400 else F
-
-
-t("COMP-HTTP10-NO-HOST", B("GET / HTTP/1.0\r\n\r\n"), h10nohost, False)
-
-
-def h12(r, st):
-    if r is None:
-        return P if st == "closed" else F
-    return W if (200 <= r.status < 300 or r.status == 505) else F
-
-
-t("COMP-HTTP12-VERSION", B(f"GET / HTTP/1.2\r\nHost: {HH}\r\n\r\n"), h12, False)
+t("COMP-HTTP12-VERSION", B(f"GET / HTTP/1.2\r\nHost: {HH}\r\n\r\n"), judged({505: W}, ok=W), False)
 t(
     "COMP-TRACE-WITH-BODY",
     B(f"TRACE / HTTP/1.1\r\nHost: {HH}\r\nContent-Length: 5\r\n\r\nhello"),
@@ -433,15 +398,11 @@ t(
 )
 
 
-def rangepost(r, st):
-    if r is None:
-        return F
-    if r.status == 206:
-        return F
-    return P if 200 <= r.status < 300 else F
-
-
-t("COMP-RANGE-POST", post("Content-Length: 5\r\nRange: bytes=0-10\r\n", "hello"), rangepost)
+t(
+    "COMP-RANGE-POST",
+    post("Content-Length: 5\r\nRange: bytes=0-10\r\n", "hello"),
+    judged({206: F}, ok=P, closed=F),
+)
 t(
     "COMP-UPGRADE-HTTP10",
     B(
@@ -449,7 +410,7 @@ t(
         + WS
         + "\r\n"
     ),
-    not101,
+    judged({101: F}, ok=P, other=P),
 )
 
 
@@ -514,27 +475,19 @@ t(
 t("COMP-CONTENT-TYPE", G(), has_field("content-type", is_2xx, missing=W))
 
 
-def no1xx(r, st):
-    if r is None:
-        return P if st in ("closed", "timeout") else F
-    return F if 100 <= r.status < 200 else P
-
-
 t(
     "COMP-NO-1XX-HTTP10",
     B(f"POST / HTTP/1.0\r\nHost: {HH}\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello"),
-    no1xx,
+    judged({code: F for code in range(100, 200)}, ok=P, other=P, timeout=P),
 )
 t("COMP-VERSION-CASE", B(f"GET / http/1.1\r\nHost: {HH}\r\n\r\n"), exact(400, True))
 
 
-def longok(r, st):
-    if r is None:
-        return W if st == "closed" else F
-    return F if r.status == 414 else P
-
-
-t("COMP-LONG-URL-OK", B(f"GET /{'a'*7900} HTTP/1.1\r\nHost: {HH}\r\n\r\n"), longok)
+t(
+    "COMP-LONG-URL-OK",
+    B(f"GET /{'a'*7900} HTTP/1.1\r\nHost: {HH}\r\n\r\n"),
+    judged({414: F}, ok=P, other=P, closed=W),
+)
 t("COMP-SPACE-IN-TARGET", B(f"GET /pa th HTTP/1.1\r\nHost: {HH}\r\n\r\n"), exact(400, True))
 t(
     "COMP-DUPLICATE-CT",
@@ -543,15 +496,12 @@ t(
 )
 
 
-def rangeinv(r, st):
-    if r is None:
-        return W if st == "closed" else F
-    if 200 <= r.status < 300 and r.status != 206:
-        return P
-    return P if r.status == 416 else W
-
-
-t("COMP-RANGE-INVALID", G("Range: bytes=abc-xyz\r\n"), rangeinv, False)
+t(
+    "COMP-RANGE-INVALID",
+    G("Range: bytes=abc-xyz\r\n"),
+    judged({206: W, 416: P}, ok=P, other=W, closed=W),
+    False,
+)
 
 
 def trace_without_secrets(r, st):
@@ -584,17 +534,11 @@ def imf_fixdate(r, st):
     return P if IMF_FIXDATE.match(r.headers.get("date", "")) else W
 
 
-def type_accepted_or_415(r, st):
-    if r is None:
-        return W if st == "closed" else F
-    return P if r.status == 415 or is_2xx(r.status) else W
-
-
 t("COMP-DATE-FORMAT", G(), imf_fixdate, False)
 t(
     "COMP-POST-UNSUPPORTED-CT",
     post("Content-Length: 5\r\nContent-Type: application/x-nonsense\r\n", "hello"),
-    type_accepted_or_415,
+    judged({415: P}, ok=P, other=W, closed=W),
     False,
 )
 
@@ -826,25 +770,16 @@ rng = random.Random(42)
 t("MAL-BINARY-GARBAGE", bytes(rng.getrandbits(8) for _ in range(256)), any_close_timeout_400)
 
 
-def mal_codes(codes):
-    def v(r, st):
-        if r is None:
-            return P if st == "closed" else F
-        return P if r.status in codes else F
-
-    return v
-
-
 t(
     "MAL-LONG-URL",
     B(f"GET /{'A'*100000} HTTP/1.1\r\nHost: {HH}\r\n\r\n"),
-    mal_codes([400, 414, 431]),
+    ok_or([400, 414, 431], warn_2xx=False),
 )
-t("MAL-LONG-HEADER-VALUE", G(f"X-Big: {'B'*100000}\r\n"), mal_codes([400, 431]))
+t("MAL-LONG-HEADER-VALUE", G(f"X-Big: {'B'*100000}\r\n"), ok_or([400, 431], warn_2xx=False))
 t(
     "MAL-MANY-HEADERS",
     G("".join(f"X-H-{i}: value\r\n" for i in range(10000))),
-    mal_codes([400, 431]),
+    ok_or([400, 431], warn_2xx=False),
 )
 t("MAL-NUL-IN-URL", B(f"GET /\x00test HTTP/1.1\r\nHost: {HH}\r\n\r\n"), exact(400, True))
 t("MAL-CONTROL-CHARS-HEADER", G("X-Test: abc\x07\x08\x0bdef\r\n"), exact(400, True))
@@ -854,8 +789,12 @@ t(
     any_close_timeout_400,
 )
 t("MAL-EMPTY-REQUEST", b"", any_close_timeout_400)
-t("MAL-LONG-HEADER-NAME", G(f"{'A'*100000}: val\r\n"), mal_codes([400, 431]))
-t("MAL-LONG-METHOD", B(f"{'A'*100000} / HTTP/1.1\r\nHost: {HH}\r\n\r\n"), mal_codes([400]))
+t("MAL-LONG-HEADER-NAME", G(f"{'A'*100000}: val\r\n"), ok_or([400, 431], warn_2xx=False))
+t(
+    "MAL-LONG-METHOD",
+    B(f"{'A'*100000} / HTTP/1.1\r\nHost: {HH}\r\n\r\n"),
+    ok_or([400], warn_2xx=False),
+)
 t("MAL-NON-ASCII-HEADER-NAME", G("X-T\xc3\xabst: value\r\n"), exact(400, True))
 t("MAL-NON-ASCII-URL", B(f"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: {HH}\r\n\r\n"), exact(400, True))
 t("MAL-CL-OVERFLOW", post("Content-Length: 99999999999999999999\r\n"), exact(400, True))
@@ -866,13 +805,7 @@ t("MAL-NUL-IN-HEADER-VALUE", G("X-Test: val\x00ue\r\n"), exact(400, True))
 t("MAL-CHUNK-SIZE-OVERFLOW", post(TEC, "FFFFFFFFFFFFFFFF0\r\nhello\r\n0\r\n\r\n"), exact(400, True))
 
 
-def h2pre(r, st):
-    if r is not None:
-        return P if r.status in (400, 505) else F
-    return P if st in ("timeout", "closed") else F
-
-
-t("MAL-H2-PREFACE", B("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), h2pre)
+t("MAL-H2-PREFACE", B("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), judged({400: P, 505: P}, timeout=P))
 t("MAL-CL-EMPTY", post("Content-Length: \r\n"), exact(400, True))
 t("MAL-CL-TAB-BEFORE-VALUE", post("Content-Length:\t5\r\n", "hello"), ok_or([400]))
 
@@ -895,33 +828,26 @@ t(
 )
 
 
-def ext64(r, st):
-    if r is None:
-        return P if st == "closed" else F
-    if r.status in (400, 431):
-        return P
-    return W if 200 <= r.status < 300 else F
+t(
+    "MAL-CHUNK-EXT-64K",
+    post(TEC, "5;ext=" + "a" * 65536 + "\r\nhello\r\n0\r\n\r\n"),
+    ok_or([400, 431]),
+)
 
 
-t("MAL-CHUNK-EXT-64K", post(TEC, "5;ext=" + "a" * 65536 + "\r\nhello\r\n0\r\n\r\n"), ext64)
+t(
+    "MAL-RANGE-OVERLAPPING",
+    G("Range: bytes=" + ",".join(["0-"] * 1000) + "\r\n"),
+    judged({code: W for code in (200, 206, 400, 416, 431)}),
+    False,
+)
 
 
-def rov(r, st):
-    if r is None:
-        return P if st == "closed" else F
-    return W if r.status in (200, 206, 400, 416, 431) else F
-
-
-t("MAL-RANGE-OVERLAPPING", G("Range: bytes=" + ",".join(["0-"] * 1000) + "\r\n"), rov, False)
-
-
-def huge(r, st):
-    if r is not None:
-        return P if r.status in (400, 413) else F
-    return P if st in ("timeout", "closed") else F
-
-
-t("MAL-POST-CL-HUGE-NO-BODY", post("Content-Length: 999999999\r\n"), huge)
+t(
+    "MAL-POST-CL-HUGE-NO-BODY",
+    post("Content-Length: 999999999\r\n"),
+    judged({400: P, 413: P}, timeout=P),
+)
 
 
 # ---- Normalization (/echo)
