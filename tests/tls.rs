@@ -19,7 +19,9 @@ use rustls::{ClientConfig, ClientConnection, HandshakeKind, StreamOwned};
 use sha2::{Digest, Sha256};
 
 use common::upgrading::{Upgrading, binary, stop};
-use common::{Client, IO_TIMEOUT, TestServer, bounded, client_trusting, config, tempdir};
+use common::{
+    Client, IO_TIMEOUT, TestServer, bounded, client_trusting, config, tempdir, tls_over_as,
+};
 use reactor_httpd::config::{AccessLogTarget, Config, Mode};
 use reactor_httpd::tls::TlsSource;
 
@@ -79,15 +81,6 @@ fn default_client() -> Arc<ClientConfig> {
 
 fn tls_over(tcp: TcpStream, config: &Arc<ClientConfig>) -> Client<TlsStream> {
     tls_over_as(tcp, config, "localhost")
-}
-
-/// TLS over `tcp`, the server expected to prove it is `name` (a host name or an IP address).
-fn tls_over_as(tcp: TcpStream, config: &Arc<ClientConfig>, name: &str) -> Client<TlsStream> {
-    tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    tcp.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    let name = ServerName::try_from(name.to_string()).unwrap();
-    let conn = ClientConnection::new(config.clone(), name).unwrap();
-    Client::wrap(StreamOwned::new(conn, tcp))
 }
 
 fn connect(addr: SocketAddr) -> Client<TlsStream> {

@@ -792,6 +792,20 @@ pub fn client_trusting(
     config
 }
 
+/// TLS over `tcp` (its timeouts set), the server expected to prove it is `name` (a host name or
+/// an IP address).
+pub fn tls_over_as(
+    tcp: TcpStream,
+    config: &Arc<ClientConfig>,
+    name: &str,
+) -> Client<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    tcp.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+    let conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
+    Client::wrap(rustls::StreamOwned::new(conn, tcp))
+}
+
 /// A body in `coding` (a `Content-Encoding`; `None`: none), decoded.
 pub fn decode(coding: Option<&str>, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
