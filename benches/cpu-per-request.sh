@@ -31,6 +31,8 @@
 #   SITE=DIR URL_PATH=/app.js HEADER='Accept-Encoding: br, gzip' NGINX_HTTP='gzip_static on;' \
 #     SERVERS="reactor nginx" benches/cpu-per-request.sh   # a file of DIR, with a request header
 #   REACTOR_ARGS=--compress ...          # more flags for reactor-httpd
+#   REACTOR_AT=/tmp/old/reactor-httpd SERVERS="reactor reactor-at" BASE=reactor-at ...
+#                                        # A/B: the same flags, a binary of another build
 #   PERF=1 ...                           # also sample each server (perf, cpu-clock) and show
 #                                        # where its CPU went: the kernel's TCP/IP work, its
 #                                        # system-call or io_uring layer, scheduling, user space.
@@ -108,6 +110,10 @@ for name in $SERVERS; do
       # Sockets named by descriptor in every send, not by a slot in the ring's registered files.
       (cd "$repo" && cargo build --release --quiet)
       start uring-fd 18133 "$URL_PATH" env REACTOR_HTTPD_URING_FIXED_FILES=0 "$repo/target/release/reactor-httpd" --mode uring --bind 127.0.0.1:18133 --cores 1 --quiet --demo "${tls_args[@]}" ${REACTOR_ARGS:-} "${root_args[@]}"
+      ;;
+    reactor-at)
+      [ -x "${REACTOR_AT:-}" ] || { echo "reactor-at needs REACTOR_AT=PATH of a reactor-httpd binary" >&2; exit 1; }
+      start reactor-at 18084 "$URL_PATH" "$REACTOR_AT" --bind 127.0.0.1:18084 --cores 1 --quiet --demo "${tls_args[@]}" ${REACTOR_ARGS:-} "${root_args[@]}"
       ;;
     metrics)
       (cd "$repo" && cargo build --release --quiet)

@@ -204,6 +204,9 @@ fn siblings_off_and_siblings_outside_root() {
         );
         assert_eq!(response.header("Content-Encoding"), None);
         assert_eq!(response.body, b"only gzip here\n".repeat(100));
+        // Nor does it make the file say Vary: a sibling out of ROOT is no sibling.
+        let response = get(&mut server.connect(), "/only.txt", "");
+        assert_eq!(response.header("Vary"), None);
     });
 }
 

@@ -164,6 +164,35 @@ impl Root {
     }
     // ANCHOR_END: open_beneath
 
+    /// Whether `relative` may name something beneath ROOT: false only when one `fstatat` (which
+    /// opens nothing and does not follow a final symlink) finds no such name. A stat that fails
+    /// costs little more than half an open that fails, which sets up an open file before it
+    /// looks (167 against 291 ns here), so a caller that mostly asks about names that are not
+    /// there asks this first. It decides nothing by itself: what it finds is then opened by
+    /// [`Root::open`], beneath ROOT. (Its path is resolved without `RESOLVE_BENEATH`, so a name
+    /// reached through a link out of ROOT may be "maybe there"; `open` then refuses it.)
+    pub fn may_exist(&self, relative: &Path) -> bool {
+        let Ok(path) = CString::new(relative.as_os_str().as_bytes()) else {
+            return false;
+        };
+        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: the descriptor is open, the path is a NUL-terminated string, and `stat` is
+        // room for the one struct the kernel writes; it is not read here.
+        let done = unsafe {
+            libc::fstatat(
+                self.fd.as_raw_fd(),
+                path.as_ptr(),
+                stat.as_mut_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        done == 0
+            || !matches!(
+                io::Error::last_os_error().raw_os_error(),
+                Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG)
+            )
+    }
+
     fn open_beneath(&self, relative: &Path) -> io::Result<File> {
         if self.beneath.load(Ordering::Relaxed) {
             match openat2_beneath(&self.fd, relative) {
@@ -383,6 +412,28 @@ mod tests {
         }
     }
 
+    /// The stat asked before an open says "not there" only of what is not there, and "maybe"
+    /// of what `open` then refuses: a link out of ROOT, a path through one.
+    #[test]
+    fn may_exist_is_false_only_where_nothing_is() {
+        let tree = Tree::new("may-exist");
+        for (relative, maybe, opens) in [
+            ("file.txt", true, true),
+            ("dir", true, true),
+            ("in-link", true, true),
+            ("missing.txt", false, false),
+            ("dir/missing.txt", false, false),
+            ("file.txt/x", false, false),
+            ("out-link", true, false),
+            ("dir/up-link/secret.txt", true, false),
+            ("loop", true, false),
+        ] {
+            let path = Path::new(relative);
+            assert_eq!(tree.root.may_exist(path), maybe, "{relative}");
+            assert_eq!(tree.root.open(path).is_ok(), opens, "{relative}");
+        }
+    }
+
     #[test]
     fn errors_map_to_statuses() {
         let refusal_of = |errno| refusal(io::Error::from_raw_os_error(errno));
@@ -430,6 +481,8 @@ mod tests {
             {
                 let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap();
                 prop_assert!(real.starts_with(tree.root.path()), "{url} opened {}", real.display());
+                // What opens was never "not there" to the stat asked first.
+                prop_assert!(tree.root.may_exist(&decoded.relative()), "{url}");
             }
         }
     }
