@@ -167,7 +167,7 @@ impl Root {
     /// Whether `relative` may name something beneath ROOT: false only when one `fstatat` (which
     /// opens nothing and does not follow a final symlink) finds no such name. A stat that fails
     /// costs little more than half an open that fails, which sets up an open file before it
-    /// looks (167 against 291 ns here), so a caller that mostly asks about names that are not
+    /// looks (161 against 287 ns here), so a caller that mostly asks about names that are not
     /// there asks this first. It decides nothing by itself: what it finds is then opened by
     /// [`Root::open`], beneath ROOT. (Its path is resolved without `RESOLVE_BENEATH`, so a name
     /// reached through a link out of ROOT may be "maybe there"; `open` then refuses it.)
