@@ -1,5 +1,6 @@
 //! The static-file path resolver: whatever the URL path, what it opens is inside ROOT, checked
-//! on the opened descriptor itself (via /proc/self/fd), so no symlink or `..` trick can pass.
+//! on the opened descriptor itself (via /proc/self/fd), so no symlink or `..` trick can pass; and
+//! `Root::may_exist` says "maybe" of everything that opens.
 #![no_main]
 
 use std::os::fd::AsRawFd;
@@ -46,5 +47,7 @@ fuzz_target!(|data: &[u8]| {
             "{url:?} opened {}",
             real.display()
         );
+        // The stat asked before a sibling's open never says "not there" of what opens.
+        assert!(root.may_exist(&decoded.relative()), "{url:?}");
     }
 });
