@@ -149,7 +149,7 @@ fn scan(mode: Mode, dir: &Path, pki: &Pki) {
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     check_report(mode, &report);
 
-    // Six hundred handshakes later, a client is served as before.
+    // Nearly six hundred handshakes later, a client is served as before.
     let trusting = Arc::new(client_trusting(
         pki.ca_der.clone(),
         rustls::DEFAULT_VERSIONS,
