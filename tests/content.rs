@@ -210,6 +210,56 @@ fn siblings_off_and_siblings_outside_root() {
     });
 }
 
+/// Types that are not text (a font, an image) look for siblings another way (a stat before the
+/// open, as a site rarely precompresses them) and get the same answers as text, in every mode:
+/// a sibling that is there is served and makes `Vary`; a link out of ROOT or a directory by a
+/// sibling's name is no sibling.
+#[test]
+fn siblings_of_types_that_are_not_text() {
+    bounded(120, || {
+        let root = tempdir("content-binary");
+        let font: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        fs::write(root.join("font.ttf"), &font).unwrap();
+        fs::write(root.join("font.ttf.br"), brotli(&font)).unwrap();
+        let photo = b"\x89PNG\r\n\x1a\n not really".repeat(50);
+        fs::write(root.join("photo.png"), &photo).unwrap();
+        let outside = tempdir("content-binary-outside");
+        fs::write(outside.join("evil.gz"), gzip(b"not from ROOT")).unwrap();
+        std::os::unix::fs::symlink(outside.join("evil.gz"), root.join("photo.png.gz")).unwrap();
+        fs::create_dir(root.join("photo.png.br")).unwrap();
+        let browser = "Accept-Encoding: gzip, deflate, br, zstd\r\n";
+        for mode in common::modes() {
+            let server = TestServer::start(site_config(mode, &root));
+            let mut client = server.connect();
+            let response = get(&mut client, "/font.ttf", browser);
+            assert_eq!(response.status, 200, "{mode:?}");
+            assert_eq!(response.header("Content-Encoding"), Some("br"), "{mode:?}");
+            assert_eq!(response.header("Content-Type"), Some("font/ttf"));
+            assert_eq!(response.header("Vary"), Some("Accept-Encoding"));
+            assert!(
+                common::decode(Some("br"), &response.body) == font,
+                "{mode:?}"
+            );
+            for header in ["Accept-Encoding: gzip\r\n", ""] {
+                let response = get(&mut client, "/font.ttf", header);
+                assert_eq!(response.header("Content-Encoding"), None, "{mode:?}");
+                assert_eq!(response.header("Vary"), Some("Accept-Encoding"), "{mode:?}");
+                assert!(response.body == font, "{mode:?} {header:?}");
+            }
+            for header in [browser, ""] {
+                let response = get(&mut client, "/photo.png", header);
+                assert_eq!(response.status, 200, "{mode:?}");
+                assert_eq!(response.header("Content-Encoding"), None, "{mode:?}");
+                assert_eq!(response.header("Vary"), None, "{mode:?} {header:?}");
+                assert_eq!(response.header("Content-Type"), Some("image/png"));
+                assert_eq!(response.body, photo, "{mode:?} {header:?}");
+            }
+        }
+    });
+}
+
 /// `--header`: on every response, the server's own errors included.
 #[test]
 fn extra_headers_on_every_response() {

@@ -204,7 +204,7 @@ impl StaticFiles {
     /// The precompressed sibling of `relative` the client prefers (`x.br`, `x.zst` or `x.gz`,
     /// each resolved beneath ROOT like any file), served with `Vary: Accept-Encoding`; `None`
     /// when there is none it wants, or siblings are off. Tried before `x` itself is opened, as
-    /// nginx's `gzip_static` does: a hit costs one open, not two.
+    /// nginx's `gzip_static` does: a text file's sibling costs one open, not two.
     fn serve_sibling(
         &self,
         request: &Request<'_>,
@@ -215,8 +215,11 @@ impl StaticFiles {
         if !self.precompressed || Coding::names_sibling(name) {
             return None;
         }
+        // A site precompresses text; an image, a video or an archive is compressed already and
+        // rarely has a sibling, so for it a stat asks first.
+        let expected = compress::compressible(&content_type(name));
         wanted.iter().find_map(|&coding| {
-            let (file, metadata) = self.sibling(relative, coding)?;
+            let (file, metadata) = self.sibling(relative, coding, expected)?;
             let response = serve_file(request, file, &metadata, name, Some(coding));
             Some(response.with_header("Vary", "Accept-Encoding"))
         })
@@ -253,7 +256,7 @@ impl StaticFiles {
         }
         let varies = (Coding::ALL.iter())
             .filter(|coding| !wanted.contains(coding))
-            .any(|&coding| self.has_sibling(relative, coding));
+            .any(|&coding| self.sibling(relative, coding, false).is_some());
         if varies {
             response.with_header("Vary", "Accept-Encoding")
         } else {
@@ -261,25 +264,23 @@ impl StaticFiles {
         }
     }
 
-    /// The sibling of `relative` for `coding`, opened. Opened at once, with no stat before: it
-    /// is asked for a coding the client wants, and a site that has siblings has them for the
-    /// files clients ask for, so a hit costs one open, as with nginx's `gzip_static`.
-    fn sibling(&self, relative: &Path, coding: Coding) -> Option<(File, Metadata)> {
-        match self.root.open(&sibling_path(relative, coding)) {
+    /// The sibling of `relative` for `coding`, opened beneath ROOT like any file. If it is not
+    /// `expected`, a stat asks first ([`Root::may_exist`]): a name that is not there costs a
+    /// failed stat, a little more than half a failed open, and one that is costs both. So an
+    /// expected sibling (a text file's, for a coding the client wants: a site that precompresses
+    /// does it for the files clients ask for) is opened at once, one open for a hit, as with
+    /// nginx's `gzip_static`; the rest, nearly always absent, are stat'ed. The answer is the
+    /// same either way. Measured in docs/performance.md (stops 61 and 62): a 4 KiB file served
+    /// to wrk, which wants no coding, took 7.8 µs of CPU with three stats, 8.5 with three opens.
+    fn sibling(&self, relative: &Path, coding: Coding, expected: bool) -> Option<(File, Metadata)> {
+        let path = sibling_path(relative, coding);
+        if !expected && !self.root.may_exist(&path) {
+            return None;
+        }
+        match self.root.open(&path) {
             Ok(Opened::File(file, metadata)) => Some((file, metadata)),
             _ => None,
         }
-    }
-
-    /// Whether [`Self::sibling`] would find one. Asked of every file served as it is, for each
-    /// coding the client did not want (all three, for a client that sends no
-    /// `Accept-Encoding`), only to say `Vary`; the answer is nearly always no, which a stat
-    /// gives for a little more than half what an open costs ([`Root::may_exist`]). A 4 KiB file
-    /// served to wrk took 7.8 µs of CPU with three stats, 8.5 with three opens
-    /// (docs/performance.md, stop 61).
-    fn has_sibling(&self, relative: &Path, coding: Coding) -> bool {
-        let path = sibling_path(relative, coding);
-        self.root.may_exist(&path) && matches!(self.root.open(&path), Ok(Opened::File(..)))
     }
 }
 
