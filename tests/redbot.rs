@@ -8,11 +8,10 @@
 
 mod common;
 
-use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use common::{TestServer, bounded, config, modes, tempdir};
+use common::{TestServer, bounded, config, in_every_mode_at_once, linted_site, tempdir};
 use reactor_httpd::config::Mode;
 
 /// Each path, and the notes REDbot must give it as GOOD.
@@ -39,31 +38,10 @@ const CHECKED: [(&str, &[&str]); 7] = [
 fn redbot_finds_nothing_bad_in_any_mode() {
     bounded(180, || {
         let root = tempdir("redbot");
-        site(&root);
-        // One thread a mode: REDbot takes about half a second a path.
-        std::thread::scope(|scope| {
-            for mode in modes() {
-                let root = &root;
-                scope.spawn(move || check(mode, root));
-            }
-        });
+        linted_site(&root);
+        // All modes at once: REDbot takes about half a second a path.
+        in_every_mode_at_once(|mode| check(mode, &root));
     });
-}
-
-fn site(root: &Path) {
-    let text: Vec<u8> = (0..2000)
-        .flat_map(|i| format!("line {i}: {}\n", i * 7919 % 10007).into_bytes())
-        .collect();
-    fs::write(root.join("notes.txt"), &text).unwrap();
-    fs::write(root.join("app.js"), &text).unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    std::io::Write::write_all(&mut gz, &text).unwrap();
-    fs::write(root.join("app.js.gz"), gz.finish().unwrap()).unwrap();
-    let mut rng = common::Rng::seeded(7);
-    let data: Vec<u8> = (0..20_000).map(|_| rng.next() as u8).collect();
-    fs::write(root.join("data.bin"), data).unwrap();
-    fs::create_dir(root.join("dir")).unwrap();
-    fs::write(root.join("dir/a.txt"), b"a\n").unwrap();
 }
 
 fn check(mode: Mode, root: &Path) {

@@ -93,6 +93,38 @@ pub fn script_passes_in_every_mode(
     });
 }
 
+/// Runs `check` in every mode that can run here ([`modes`]), each on a thread of its own, all
+/// at once (outside tools that take seconds a mode, run side by side); a panic in any fails the
+/// caller once all are done.
+pub fn in_every_mode_at_once(check: impl Fn(Mode) + Sync) {
+    thread::scope(|scope| {
+        for mode in modes() {
+            let check = &check;
+            scope.spawn(move || check(mode));
+        }
+    });
+}
+
+/// A small site for the outside linters (tests/redbot.rs, tests/httpolice.rs): `notes.txt` (40
+/// KiB of text), `app.js` (the same text) with a gzip sibling, `data.bin` (20,000 random
+/// bytes) and `dir/a.txt`. Returns the text.
+pub fn linted_site(root: &std::path::Path) -> Vec<u8> {
+    let text: Vec<u8> = (0..2000)
+        .flat_map(|i| format!("line {i}: {}\n", i * 7919 % 10007).into_bytes())
+        .collect();
+    std::fs::write(root.join("notes.txt"), &text).unwrap();
+    std::fs::write(root.join("app.js"), &text).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&text).unwrap();
+    std::fs::write(root.join("app.js.gz"), gz.finish().unwrap()).unwrap();
+    let mut rng = Rng::seeded(7);
+    let data: Vec<u8> = (0..20_000).map(|_| rng.next() as u8).collect();
+    std::fs::write(root.join("data.bin"), data).unwrap();
+    std::fs::create_dir(root.join("dir")).unwrap();
+    std::fs::write(root.join("dir/a.txt"), b"a\n").unwrap();
+    text
+}
+
 /// The same for modes by name, as the binary's `--mode` takes them.
 pub fn runnable_name(name: &str) -> bool {
     name != "uring" || runnable(Mode::Uring)
