@@ -18,6 +18,7 @@ use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use super::{Handler, other_method};
@@ -32,6 +33,10 @@ pub struct StaticFiles {
     precompressed: bool,
     /// `--compress`: compress compressible files as they are sent.
     compress: bool,
+    /// Whether any sibling has been found since the start: until one is, this ROOT is taken for
+    /// one that has none, and every sibling is stat'ed before it is opened (see [`Self::sibling`]).
+    /// Set once, by whichever loop finds one first; read with every file served.
+    siblings_seen: AtomicBool,
 }
 
 impl StaticFiles {
@@ -41,6 +46,7 @@ impl StaticFiles {
             root: Root::new(root)?,
             precompressed: true,
             compress: false,
+            siblings_seen: AtomicBool::new(false),
         })
     }
 
@@ -215,9 +221,11 @@ impl StaticFiles {
         if !self.precompressed || Coding::names_sibling(name) {
             return None;
         }
-        // A site precompresses text; an image, a video or an archive is compressed already and
-        // rarely has a sibling, so for it a stat asks first.
-        let expected = compress::compressible(&content_type(name));
+        // A site that precompresses does it for text; an image, a video or an archive is
+        // compressed already and rarely has a sibling. So only a text file's siblings are
+        // expected, and only once this ROOT has shown it has some.
+        let expected = self.siblings_seen.load(Ordering::Relaxed)
+            && compress::compressible(&content_type(name));
         wanted.iter().find_map(|&coding| {
             let (file, metadata) = self.sibling(relative, coding, expected)?;
             let response = serve_file(request, file, &metadata, name, Some(coding));
@@ -267,18 +275,24 @@ impl StaticFiles {
     /// The sibling of `relative` for `coding`, opened beneath ROOT like any file. If it is not
     /// `expected`, a stat asks first ([`Root::may_exist`]): a name that is not there costs a
     /// failed stat, a little more than half a failed open, and one that is costs both. So an
-    /// expected sibling (a text file's, for a coding the client wants: a site that precompresses
-    /// does it for the files clients ask for) is opened at once, one open for a hit, as with
-    /// nginx's `gzip_static`; the rest, nearly always absent, are stat'ed. The answer is the
-    /// same either way. Measured in docs/performance.md (stops 61 and 62): a 4 KiB file served
-    /// to wrk, which wants no coding, took 7.8 µs of CPU with three stats, 8.5 with three opens.
+    /// expected sibling (of a text file, for a coding the client wants, in a ROOT where siblings
+    /// have been found: a site that precompresses does it for the files clients ask for) is
+    /// opened at once, one open for a hit, as with nginx's `gzip_static`; the rest, nearly always
+    /// absent, are stat'ed. The answer is the same either way. Measured in docs/performance.md
+    /// (stops 61 and 62): a 4 KiB file served to wrk, which wants no coding, took 7.8 µs of CPU
+    /// with three stats, 8.5 with three opens.
     fn sibling(&self, relative: &Path, coding: Coding, expected: bool) -> Option<(File, Metadata)> {
         let path = sibling_path(relative, coding);
         if !expected && !self.root.may_exist(&path) {
             return None;
         }
         match self.root.open(&path) {
-            Ok(Opened::File(file, metadata)) => Some((file, metadata)),
+            Ok(Opened::File(file, metadata)) => {
+                if !self.siblings_seen.load(Ordering::Relaxed) {
+                    self.siblings_seen.store(true, Ordering::Relaxed);
+                }
+                Some((file, metadata))
+            }
             _ => None,
         }
     }
@@ -511,6 +525,52 @@ mod tests {
             request.query = query;
             assert_eq!(wants_json(&request), json, "{accept:?} {query:?}");
         }
+    }
+
+    /// Whether siblings are expected follows what this ROOT has shown: not until one is found,
+    /// then for text only. (What is served does not depend on it; tests/content.rs checks that
+    /// in every mode, over both ways of looking.)
+    #[test]
+    fn siblings_are_expected_once_one_is_found() {
+        let base = std::env::temp_dir().join(format!("siblings-seen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        for name in [
+            "plain.css",
+            "app.js",
+            "app.js.gz",
+            "page.html",
+            "page.html.br",
+        ] {
+            std::fs::write(base.join(name), name).unwrap();
+        }
+        // What `files` answers for `path` (its coding, whether it says Vary), and whether it
+        // has seen a sibling since.
+        let get = |files: &StaticFiles, path: &str, accept: &str| {
+            let head = format!("GET {path} HTTP/1.1\r\nHost: a\r\n{accept}\r\n");
+            let mut storage = crate::http::header_storage();
+            let (request, _) =
+                crate::http::parse_again(head.as_bytes(), b"", &mut storage).unwrap();
+            let response = files.handle(&request);
+            let coding = response.header("Content-Encoding").map(str::to_owned);
+            let seen = files.siblings_seen.load(Ordering::Relaxed);
+            (coding, response.header("Vary").is_some(), seen)
+        };
+        let browser = "Accept-Encoding: br, gzip\r\n";
+        let gzip = Some("gzip".to_owned());
+
+        // Found by the look for a coding the client wants, which stats first until then.
+        let files = StaticFiles::new(&base).unwrap();
+        assert_eq!(get(&files, "/plain.css", browser), (None, false, false));
+        assert_eq!(get(&files, "/app.js", browser), (gzip.clone(), true, true));
+        assert_eq!(get(&files, "/app.js", browser), (gzip, true, true));
+        assert_eq!(get(&files, "/plain.css", browser), (None, false, true));
+
+        // Found by the look that only decides Vary, for a coding the client does not want.
+        let files = StaticFiles::new(&base).unwrap();
+        assert_eq!(get(&files, "/plain.css", ""), (None, false, false));
+        assert_eq!(get(&files, "/page.html", ""), (None, true, true));
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]
