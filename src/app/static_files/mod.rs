@@ -224,8 +224,7 @@ impl StaticFiles {
         // A site that precompresses does it for text; an image, a video or an archive is
         // compressed already and rarely has a sibling. So only a text file's siblings are
         // expected, and only once this ROOT has shown it has some.
-        let expected = self.siblings_seen.load(Ordering::Relaxed)
-            && compress::compressible(&content_type(name));
+        let expected = self.siblings_seen.load(Ordering::Relaxed) && is_text(name);
         wanted.iter().find_map(|&coding| {
             let (file, metadata) = self.sibling(relative, coding, expected)?;
             let response = serve_file(request, file, &metadata, name, Some(coding));
@@ -244,9 +243,7 @@ impl StaticFiles {
         metadata: &Metadata,
         name: &[u8],
     ) -> Response {
-        let compressible = self.compress
-            && metadata.len() >= compress::MIN_LEN
-            && compress::compressible(&content_type(name));
+        let compressible = self.compress && metadata.len() >= compress::MIN_LEN && is_text(name);
         if compressible {
             let file = match wanted.first() {
                 Some(&coding) => match compressed(request, file, metadata, name, coding) {
@@ -474,6 +471,12 @@ fn content_type(name: &[u8]) -> Cow<'static, str> {
         Some(other) => Cow::Borrowed(other),
         None => Cow::Borrowed("application/octet-stream"),
     }
+}
+
+/// Whether `name` is text that compresses well, by its type: what `--compress` compresses, and
+/// what a site precompresses.
+fn is_text(name: &[u8]) -> bool {
+    compress::compressible(&content_type(name))
 }
 
 /// The answer when a path serves nothing. 404 gets a small HTML page, as browsers show it.
