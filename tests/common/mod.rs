@@ -105,10 +105,10 @@ pub fn in_every_mode_at_once(check: impl Fn(Mode) + Sync) {
     });
 }
 
-/// A small site for the outside linters (tests/redbot.rs, tests/httpolice.rs): `notes.txt` (40
+/// A small site for the outside linters (tests/redbot.rs, tests/httpolice.rs): `notes.txt` (30
 /// KiB of text), `app.js` (the same text) with a gzip sibling, `data.bin` (20,000 random
-/// bytes) and `dir/a.txt`. Returns the text.
-pub fn linted_site(root: &std::path::Path) -> Vec<u8> {
+/// bytes) and `dir/a.txt`.
+pub fn linted_site(root: &std::path::Path) {
     let text: Vec<u8> = (0..2000)
         .flat_map(|i| format!("line {i}: {}\n", i * 7919 % 10007).into_bytes())
         .collect();
@@ -122,7 +122,6 @@ pub fn linted_site(root: &std::path::Path) -> Vec<u8> {
     std::fs::write(root.join("data.bin"), data).unwrap();
     std::fs::create_dir(root.join("dir")).unwrap();
     std::fs::write(root.join("dir/a.txt"), b"a\n").unwrap();
-    text
 }
 
 /// The same for modes by name, as the binary's `--mode` takes them.
