@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
     let (canonical, root) = root();
     let url = format!("/{path}");
     if let Ok(decoded) = decode_path(&url)
-        && let Ok(Opened::File(file, _) | Opened::Dir(file, _)) = root.open(&decoded.relative())
+        && let Ok(Opened::File(file, _) | Opened::Dir(file, _)) = root.open(decoded.relative())
     {
         let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap();
         assert!(
@@ -48,6 +48,6 @@ fuzz_target!(|data: &[u8]| {
             real.display()
         );
         // The stat asked before a sibling's open never says "not there" of what opens.
-        assert!(root.may_exist(&decoded.relative()), "{url:?}");
+        assert!(root.may_exist(decoded.relative()), "{url:?}");
     }
 });

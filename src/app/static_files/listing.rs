@@ -7,15 +7,14 @@
 //! The listing is built in memory: a directory of 100,000 entries makes a page of about 10 MB
 //! (see the note on issue 3 for its time).
 
-use std::ffi::OsStr;
+use std::ffi::CStr;
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::time::SystemTime;
 
-use super::resolve::{Opened, Root, is_servable_name};
+use super::resolve::{Opened, Root, as_path, child, is_servable_name};
 
 pub struct Entry {
     name: Vec<u8>,
@@ -32,11 +31,12 @@ pub struct Entry {
 /// FIFOs, sockets and devices are left out, and so is a symbolic link unless it resolves within
 /// ROOT, as a request resolves it (a link out of ROOT would show the size and date of a file
 /// the server never serves).
-pub fn entries(root: &Root, relative: &Path, dir: &File) -> io::Result<Vec<Entry>> {
+pub fn entries(root: &Root, relative: &CStr, dir: &File) -> io::Result<Vec<Entry>> {
     // Read the directory that was opened, not whatever the path names by now; by its path only
     // where there is no /proc.
     let by_fd = format!("/proc/self/fd/{}", dir.as_raw_fd());
-    let reader = fs::read_dir(&by_fd).or_else(|_| fs::read_dir(root.path().join(relative)))?;
+    let reader =
+        fs::read_dir(&by_fd).or_else(|_| fs::read_dir(root.path().join(as_path(relative))))?;
     let mut entries = Vec::new();
     for entry in reader {
         let entry = entry?;
@@ -51,9 +51,10 @@ pub fn entries(root: &Root, relative: &Path, dir: &File) -> io::Result<Vec<Entry
         // A link is followed as a request for it would be: beneath ROOT, or not at all (a link
         // to a directory then lists as one). Anything else by its own metadata.
         let metadata = if kind.is_symlink() {
-            match root.open(&relative.join(OsStr::from_bytes(&name))) {
-                Ok(Opened::File(_, metadata) | Opened::Dir(_, metadata)) => metadata,
-                Err(_) => continue,
+            let opened = child(relative, &name).map(|path| root.open(&path));
+            match opened {
+                Some(Ok(Opened::File(_, metadata) | Opened::Dir(_, metadata))) => metadata,
+                _ => continue,
             }
         } else {
             match entry.metadata() {
@@ -227,7 +228,7 @@ mod tests {
         std::os::unix::fs::symlink("alpha.txt", dir.join("link")).unwrap();
         let opened = File::open(&dir).unwrap();
         let root = Root::new(&dir).unwrap();
-        let entries = entries(&root, Path::new("."), &opened).unwrap();
+        let entries = entries(&root, c".", &opened).unwrap();
         let html = String::from_utf8(html(&entries, "/x/", false)).unwrap();
         let json: serde_json::Value = serde_json::from_slice(&json(&entries)).unwrap();
         fs::remove_dir_all(&dir).unwrap();
@@ -285,7 +286,8 @@ mod tests {
         let root = Root::new(&path).unwrap();
         let listed = |relative: &str| {
             let opened = File::open(path.join(relative)).unwrap();
-            let found = entries(&root, Path::new(relative), &opened).unwrap();
+            let relative = std::ffi::CString::new(relative).unwrap();
+            let found = entries(&root, &relative, &opened).unwrap();
             (found.iter())
                 .map(|entry| {
                     let name = String::from_utf8_lossy(&entry.name).into_owned();

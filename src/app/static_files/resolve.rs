@@ -8,7 +8,7 @@
 //! opening it). A symlink that stays inside ROOT works. Where `openat2` is unavailable (Linux
 //! before 5.6, some sandboxes) the path is canonicalized and checked against ROOT instead.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -34,25 +34,45 @@ pub enum Refusal {
     Failed,
 }
 
-/// A decoded path: its segments, and whether it ended with `/` (a directory asked for as one).
+/// A decoded path, as the kernel takes it: its segments joined by `/`, NUL-terminated (`.` for
+/// ROOT itself), and whether it ended with `/` (a directory asked for as one). Built in one
+/// buffer, so that a request's path costs one allocation, not one per segment and more to join.
 #[derive(Debug, PartialEq, Eq)]
 pub struct DecodedPath {
-    pub segments: Vec<Vec<u8>>,
+    /// With its NUL; a `Vec`, as a `CString` would give back its spare capacity (a `realloc`).
+    relative: Vec<u8>,
     pub trailing_slash: bool,
 }
 
 impl DecodedPath {
-    /// The path relative to ROOT (`.` for ROOT itself). A trailing slash is kept, so that
-    /// opening `file.txt/` fails as it should (ENOTDIR).
-    pub fn relative(&self) -> PathBuf {
-        if self.segments.is_empty() {
-            return PathBuf::from(".");
-        }
-        let mut joined = self.segments.join(&b'/');
-        if self.trailing_slash {
-            joined.push(b'/');
-        }
-        PathBuf::from(OsStr::from_bytes(&joined))
+    /// The path relative to ROOT. A trailing slash is kept, so that opening `file.txt/` fails as
+    /// it should (ENOTDIR).
+    pub fn relative(&self) -> &CStr {
+        // Always the whole buffer: it ends with its only NUL.
+        CStr::from_bytes_until_nul(&self.relative).unwrap_or_default()
+    }
+
+    /// The decoded segments, in order; none for ROOT.
+    pub fn segments(&self) -> impl DoubleEndedIterator<Item = &[u8]> {
+        let joined = if self.is_root() {
+            &[][..]
+        } else {
+            self.relative().to_bytes()
+        };
+        joined
+            .split(|&byte| byte == b'/')
+            .filter(|segment| !segment.is_empty())
+    }
+
+    /// The last segment: the file's name (empty for ROOT).
+    pub fn name(&self) -> &[u8] {
+        self.segments().next_back().unwrap_or_default()
+    }
+
+    /// Whether the path names ROOT itself (no segment can be `.`: names starting with `.` are
+    /// refused).
+    pub fn is_root(&self) -> bool {
+        self.relative == b".\0"
     }
 }
 
@@ -62,15 +82,17 @@ pub fn decode_path(path: &str) -> Result<DecodedPath, Refusal> {
     let Some(rest) = path.strip_prefix('/') else {
         return Err(Refusal::NotFound); // `*`, or nothing like a path
     };
-    let mut segments = Vec::new();
-    let mut segment = Vec::new();
+    // Room for the NUL, and for the `.` of ROOT.
+    let mut joined = Vec::with_capacity(rest.len() + 2);
+    let mut segment_start = 0;
     let mut bytes = rest.bytes();
     while let Some(byte) = bytes.next() {
         let decoded = match byte {
             b'/' => {
                 // Empty segments (`//`) are skipped, as nginx merges slashes.
-                if !segment.is_empty() {
-                    segments.push(std::mem::take(&mut segment));
+                if joined.len() > segment_start {
+                    joined.push(b'/');
+                    segment_start = joined.len();
                 }
                 continue;
             }
@@ -90,17 +112,23 @@ pub fn decode_path(path: &str) -> Result<DecodedPath, Refusal> {
         if decoded == 0 {
             return Err(Refusal::NotFound);
         }
-        segment.push(decoded);
+        joined.push(decoded);
     }
-    let trailing_slash = segment.is_empty() && !rest.is_empty();
-    if !segment.is_empty() {
-        segments.push(segment);
-    }
-    if !segments.iter().all(|segment| is_servable_name(segment)) {
+    let trailing_slash = joined.len() == segment_start && !rest.is_empty();
+    let segments = joined.split(|&byte| byte == b'/');
+    if !segments
+        .filter(|segment| !segment.is_empty())
+        .all(is_servable_name)
+    {
         return Err(Refusal::NotFound);
     }
+    if joined.is_empty() {
+        joined.push(b'.');
+    }
+    // The only NUL: a decoded one was refused above.
+    joined.push(0);
     Ok(DecodedPath {
-        segments,
+        relative: joined,
         trailing_slash,
     })
 }
@@ -151,7 +179,7 @@ impl Root {
     // ANCHOR: open_beneath
     /// Opens `relative` (from [`DecodedPath::relative`]) beneath ROOT. Only regular files and
     /// directories are served.
-    pub fn open(&self, relative: &Path) -> Result<Opened, Refusal> {
+    pub fn open(&self, relative: &CStr) -> Result<Opened, Refusal> {
         let file = self.open_beneath(relative).map_err(refusal)?;
         let metadata = file.metadata().map_err(refusal)?;
         if metadata.is_file() {
@@ -171,17 +199,14 @@ impl Root {
     /// there asks this first. It decides nothing by itself: what it finds is then opened by
     /// [`Root::open`], beneath ROOT. (Its path is resolved without `RESOLVE_BENEATH`, so a name
     /// reached through a link out of ROOT may be "maybe there"; `open` then refuses it.)
-    pub fn may_exist(&self, relative: &Path) -> bool {
-        let Ok(path) = CString::new(relative.as_os_str().as_bytes()) else {
-            return false;
-        };
+    pub fn may_exist(&self, relative: &CStr) -> bool {
         let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
         // SAFETY: the descriptor is open, the path is a NUL-terminated string, and `stat` is
         // room for the one struct the kernel writes; it is not read here.
         let done = unsafe {
             libc::fstatat(
                 self.fd.as_raw_fd(),
-                path.as_ptr(),
+                relative.as_ptr(),
                 stat.as_mut_ptr(),
                 libc::AT_SYMLINK_NOFOLLOW,
             )
@@ -193,7 +218,7 @@ impl Root {
             )
     }
 
-    fn open_beneath(&self, relative: &Path) -> io::Result<File> {
+    fn open_beneath(&self, relative: &CStr) -> io::Result<File> {
         if self.beneath.load(Ordering::Relaxed) {
             match openat2_beneath(&self.fd, relative) {
                 Err(err) if matches!(err.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
@@ -208,8 +233,8 @@ impl Root {
     }
 
     /// The fallback: resolve every symlink in user space and check the result is inside ROOT.
-    fn open_canonical(&self, relative: &Path) -> io::Result<File> {
-        let canonical = self.path.join(relative).canonicalize()?;
+    fn open_canonical(&self, relative: &CStr) -> io::Result<File> {
+        let canonical = self.path.join(as_path(relative)).canonicalize()?;
         if !canonical.starts_with(&self.path) {
             return Err(io::Error::from_raw_os_error(libc::EXDEV));
         }
@@ -220,13 +245,28 @@ impl Root {
     }
 }
 
+/// A path as the kernel takes it, as a `Path`.
+pub fn as_path(path: &CStr) -> &Path {
+    Path::new(OsStr::from_bytes(path.to_bytes()))
+}
+
+/// `dir/name` (`./name` in ROOT), NUL-terminated; `None` if `name` holds a NUL.
+pub fn child(dir: &CStr, name: &[u8]) -> Option<CString> {
+    let dir = dir.to_bytes();
+    let mut path = Vec::with_capacity(dir.len() + name.len() + 2);
+    path.extend_from_slice(dir);
+    if !dir.ends_with(b"/") {
+        path.push(b'/');
+    }
+    path.extend_from_slice(name);
+    CString::new(path).ok()
+}
+
 /// Read-only; non-blocking so that a FIFO in ROOT cannot stall a loop (regular files ignore it).
 const OPEN_FLAGS: libc::c_int = libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
 
 // ANCHOR: openat2
-fn openat2_beneath(root: &OwnedFd, relative: &Path) -> io::Result<File> {
-    let path = CString::new(relative.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::ENOENT))?;
+fn openat2_beneath(root: &OwnedFd, relative: &CStr) -> io::Result<File> {
     // SAFETY: open_how is plain data; zeroed is a valid value, then the fields we use are set.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (libc::O_RDONLY | OPEN_FLAGS) as u64;
@@ -237,7 +277,7 @@ fn openat2_beneath(root: &OwnedFd, relative: &Path) -> io::Result<File> {
         libc::syscall(
             libc::SYS_openat2,
             root.as_raw_fd(),
-            path.as_ptr(),
+            relative.as_ptr(),
             &how as *const libc::open_how,
             std::mem::size_of::<libc::open_how>(),
         )
@@ -312,7 +352,7 @@ mod tests {
         /// Resolves a URL path and reads what it names: file contents, or `dir`.
         fn get(&self, url: &str) -> Result<String, Refusal> {
             let decoded = decode_path(url)?;
-            match self.root.open(&decoded.relative())? {
+            match self.root.open(decoded.relative())? {
                 Opened::File(file, _) => Ok(std::io::read_to_string(file).unwrap()),
                 Opened::Dir(..) => Ok("dir".into()),
             }
@@ -428,9 +468,9 @@ mod tests {
             ("dir/up-link/secret.txt", true, false),
             ("loop", true, false),
         ] {
-            let path = Path::new(relative);
-            assert_eq!(tree.root.may_exist(path), maybe, "{relative}");
-            assert_eq!(tree.root.open(path).is_ok(), opens, "{relative}");
+            let path = CString::new(relative).unwrap();
+            assert_eq!(tree.root.may_exist(&path), maybe, "{relative}");
+            assert_eq!(tree.root.open(&path).is_ok(), opens, "{relative}");
         }
     }
 
@@ -446,15 +486,30 @@ mod tests {
     #[test]
     fn decoding_keeps_the_trailing_slash_and_skips_empty_segments() {
         let decoded = decode_path("/a//b/").unwrap();
-        assert_eq!(decoded.segments, vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(decoded.segments().collect::<Vec<_>>(), [b"a", b"b"]);
+        assert_eq!(decoded.relative(), c"a/b/");
+        assert_eq!(decoded.name(), b"b");
         assert!(decoded.trailing_slash);
-        assert!(!decode_path("/a").unwrap().trailing_slash);
-        assert!(!decode_path("/").unwrap().trailing_slash);
-        assert_eq!(decode_path("/").unwrap().relative(), PathBuf::from("."));
+        let file = decode_path("//a/b.txt").unwrap();
+        assert_eq!((file.relative(), file.name()), (c"a/b.txt", &b"b.txt"[..]));
+        assert!(!file.trailing_slash && !file.is_root());
+        for root in ["/", "//"] {
+            let decoded = decode_path(root).unwrap();
+            assert_eq!(decoded.relative(), c".");
+            assert!(decoded.is_root() && decoded.segments().next().is_none());
+            assert_eq!(decoded.name(), b"");
+            assert_eq!(decoded.trailing_slash, root == "//");
+        }
         assert_eq!(
-            decode_path("/%C3%A9").unwrap().segments,
-            vec!["é".as_bytes().to_vec()]
+            decode_path("/%C3%A9")
+                .unwrap()
+                .segments()
+                .collect::<Vec<_>>(),
+            ["é".as_bytes()]
         );
+        // A bad escape after a hidden name is still a bad request, as before any name is judged.
+        assert_eq!(decode_path("/.hidden/%zz"), Err(Refusal::BadRequest));
+        assert_eq!(decode_path("/a/.hidden/b"), Err(Refusal::NotFound));
     }
 
     proptest! {
@@ -477,12 +532,12 @@ mod tests {
             let tree = Tree::new("prop");
             let url = format!("/{}", parts.join("/"));
             if let Ok(decoded) = decode_path(&url)
-                && let Ok(Opened::File(file, _) | Opened::Dir(file, _)) = tree.root.open(&decoded.relative())
+                && let Ok(Opened::File(file, _) | Opened::Dir(file, _)) = tree.root.open(decoded.relative())
             {
                 let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap();
                 prop_assert!(real.starts_with(tree.root.path()), "{url} opened {}", real.display());
                 // What opens was never "not there" to the stat asked first.
-                prop_assert!(tree.root.may_exist(&decoded.relative()), "{url}");
+                prop_assert!(tree.root.may_exist(decoded.relative()), "{url}");
             }
         }
     }
