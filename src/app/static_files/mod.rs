@@ -229,7 +229,7 @@ impl StaticFiles {
         // compressed already and rarely has a sibling. So only a text file's siblings are
         // expected, and only once this ROOT has shown it has some.
         let expected = self.siblings_seen.load(Ordering::Relaxed) && is_text(name);
-        let mut scratch = Vec::new();
+        let mut scratch = SiblingPath::new();
         wanted.iter().find_map(|&coding| {
             let (file, metadata) = self.sibling(&mut scratch, relative, coding, expected)?;
             let response = serve_file(request, file, &metadata, name, Some(coding));
@@ -264,7 +264,7 @@ impl StaticFiles {
         if !self.precompressed || Coding::names_sibling(name) {
             return response;
         }
-        let mut scratch = Vec::new();
+        let mut scratch = SiblingPath::new();
         let varies = (Coding::ALL.iter())
             .filter(|coding| !wanted.contains(coding))
             .any(|&coding| {
@@ -290,12 +290,12 @@ impl StaticFiles {
     /// `scratch` holds the sibling's path, and is kept for the next coding's.
     fn sibling(
         &self,
-        scratch: &mut Vec<u8>,
+        scratch: &mut SiblingPath,
         relative: &CStr,
         coding: Coding,
         expected: bool,
     ) -> Option<(File, Metadata)> {
-        let path = sibling_path(scratch, relative, coding)?;
+        let path = scratch.of(relative, coding)?;
         if !expected && !self.root.may_exist(path) {
             return None;
         }
@@ -311,15 +311,37 @@ impl StaticFiles {
     }
 }
 
-/// `relative` with `coding`'s suffix, `app.js` -> `app.js.br`, written into `scratch`.
-fn sibling_path<'a>(scratch: &'a mut Vec<u8>, relative: &CStr, coding: Coding) -> Option<&'a CStr> {
-    let (relative, suffix) = (relative.to_bytes(), coding.suffix().as_bytes());
-    scratch.clear();
-    scratch.reserve(relative.len() + suffix.len() + 1);
-    scratch.extend_from_slice(relative);
-    scratch.extend_from_slice(suffix);
-    scratch.push(0);
-    CStr::from_bytes_with_nul(scratch).ok()
+/// Where a sibling's path is written, `app.js` -> `app.js.br`: on the stack when it is short
+/// (nearly always), so that looking for three codings allocates nothing.
+struct SiblingPath {
+    short: [u8; 256],
+    long: Vec<u8>,
+}
+
+impl SiblingPath {
+    fn new() -> Self {
+        SiblingPath {
+            short: [0; 256],
+            long: Vec::new(),
+        }
+    }
+
+    /// `relative` with `coding`'s suffix, NUL-terminated.
+    fn of(&mut self, relative: &CStr, coding: Coding) -> Option<&CStr> {
+        let (relative, suffix) = (relative.to_bytes(), coding.suffix().as_bytes());
+        let len = relative.len() + suffix.len() + 1;
+        let path = if len <= self.short.len() {
+            &mut self.short[..len]
+        } else {
+            self.long.resize(len, 0);
+            &mut self.long[..]
+        };
+        let (name, rest) = path.split_at_mut(relative.len());
+        name.copy_from_slice(relative);
+        rest[..suffix.len()].copy_from_slice(suffix);
+        rest[suffix.len()] = 0;
+        CStr::from_bytes_with_nul(path).ok()
+    }
 }
 
 /// Answers with the file: whole, in part, or not at all (304, 416), with its validators. A
@@ -565,6 +587,7 @@ fn refused(refusal: Refusal) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::CString;
 
     #[test]
     fn json_listings_by_accept() {
@@ -641,6 +664,22 @@ mod tests {
         assert_eq!(get(&files, "/plain.css", ""), (None, false, false));
         assert_eq!(get(&files, "/page.html", ""), (None, true, true));
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn sibling_paths_short_and_long() {
+        let mut scratch = SiblingPath::new();
+        assert_eq!(scratch.of(c"a/app.js", Coding::Br), Some(c"a/app.js.br"));
+        assert_eq!(scratch.of(c"a/app.js", Coding::Zstd), Some(c"a/app.js.zst"));
+        assert_eq!(scratch.of(c"x", Coding::Gzip), Some(c"x.gz"));
+        for len in [252, 253, 254, 300, 5000] {
+            let relative = CString::new(vec![b'n'; len]).unwrap();
+            let path = scratch.of(&relative, Coding::Zstd).unwrap().to_bytes();
+            assert_eq!((path.len(), &path[len..]), (len + 4, &b".zst"[..]));
+            assert!(path[..len].iter().all(|&byte| byte == b'n'));
+        }
+        // Short again after a long one: the stack buffer, not what the long one left.
+        assert_eq!(scratch.of(c"b.css", Coding::Br), Some(c"b.css.br"));
     }
 
     #[test]
