@@ -107,7 +107,7 @@ fn state_machine(c: &mut Criterion) {
                         buf[..batch.len()].copy_from_slice(&batch);
                         conn.received(batch.len());
                     }
-                    Want::Write(bytes) => {
+                    Want::Write { bytes, .. } => {
                         written += bytes.len();
                         let n = bytes.len();
                         conn.wrote(n);

@@ -425,7 +425,7 @@ impl TlsConn {
                     Next::Step
                 }
                 Want::Read => Next::Read,
-                Want::Write(bytes) => {
+                Want::Write { bytes, .. } => {
                     let n = bytes.len().min(WRITE_PIECE);
                     if encrypt(&mut traffic, &bytes[..n], out) {
                         inner.wrote(n);
@@ -588,7 +588,10 @@ impl Session for TlsConn {
         loop {
             // Ciphertext first: nothing else moves while the socket has not taken it.
             if !self.out.pending().is_empty() && !encoded {
-                return Want::Write(self.out.pending());
+                return Want::Write {
+                    bytes: self.out.pending(),
+                    more: false,
+                };
             }
             encoded = false;
             if self.half_close {
@@ -940,7 +943,7 @@ mod tests {
                     conn.read_buf(&mut cx)[..bytes.len()].copy_from_slice(bytes);
                     conn.received(bytes.len());
                 }
-                Want::Write(bytes) => {
+                Want::Write { bytes, .. } => {
                     out.extend_from_slice(bytes);
                     let n = bytes.len();
                     conn.wrote(n);

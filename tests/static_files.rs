@@ -243,6 +243,68 @@ fn shrinking_file(mode: Mode) {
     assert_eq!(get(&mut other, "/hello.txt", "").status, 200);
 }
 
+/// A small file's head is held back for the file (MSG_MORE) and both leave in one TCP segment,
+/// as counted by the client's own kernel (data segments received, from TCP_INFO), so nothing
+/// here depends on timing. A head with no file after it (HEAD, 304, 404) is never held: each
+/// comes, in one segment, while the client waits for it.
+fn head_and_file_in_one_segment(mode: Mode) {
+    let site = Site::new("segments");
+    fs::write(site.root.join("small.css"), vec![b'a'; 4096]).unwrap();
+    let server = site.serve(mode);
+    let mut client = server.connect();
+    let mut expected = 0;
+    let mut answered = |client: &mut Client, response: &Response, status: u16, what: &str| {
+        assert_eq!(response.status, status, "{what}");
+        expected += 1;
+        assert_eq!(
+            data_segments_in(&client.stream),
+            expected,
+            "{what} in one segment"
+        );
+    };
+    let mut etag = String::new();
+    for _ in 0..3 {
+        let response = get(&mut client, "/small.css", "");
+        assert_eq!(response.body.len(), 4096);
+        answered(&mut client, &response, 200, "a 4 KiB file");
+        etag = response.header("etag").unwrap().to_owned();
+    }
+    let response = get(&mut client, "/small.css", "Range: bytes=10-99\r\n");
+    assert_eq!(response.body.len(), 90);
+    answered(&mut client, &response, 206, "a range");
+    client.send(b"HEAD /small.css HTTP/1.1\r\nHost: t\r\n\r\n");
+    let response = client.head_response();
+    answered(&mut client, &response, 200, "a HEAD");
+    let response = get(
+        &mut client,
+        "/small.css",
+        &format!("If-None-Match: {etag}\r\n"),
+    );
+    answered(&mut client, &response, 304, "a 304");
+    let response = get(&mut client, "/missing.css", "");
+    answered(&mut client, &response, 404, "a 404");
+}
+
+/// How many segments with data the socket has received (Linux's `tcpi_data_segs_in`).
+fn data_segments_in(stream: &std::net::TcpStream) -> u32 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: tcp_info is plain data; the kernel writes at most `len` bytes of it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: an open socket, and `info` is room for `len` bytes.
+    let done = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(done, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    info.tcpi_data_segs_in
+}
+
 fn directories(mode: Mode) {
     let site = Site::new("dirs");
     let server = site.serve(mode);
@@ -737,6 +799,7 @@ macro_rules! modes {
             t!(files, 20);
             t!(big_file_read_slowly, 60);
             t!(shrinking_file, 30);
+            t!(head_and_file_in_one_segment, 20);
             t!(directories, 20);
             t!(caching, 20);
             t!(ranges, 20);

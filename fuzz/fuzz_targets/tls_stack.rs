@@ -101,7 +101,7 @@ fn run(plaintext: &[u8], sizes: &[usize], notify: bool) -> (Vec<u8>, bool) {
                     server.received(n);
                     moved = true;
                 }
-                Want::Write(bytes) => {
+                Want::Write { bytes, .. } => {
                     let n = (*cut.next().unwrap()).min(bytes.len());
                     let mut piece = &bytes[..n];
                     // The client takes what it can; what it does not take stays unwritten.
@@ -167,7 +167,7 @@ fn closes_at_eof(
                 offered = &offered[n..];
                 server.received(n);
             }
-            Want::Write(bytes) => {
+            Want::Write { bytes, .. } => {
                 written.extend_from_slice(bytes);
                 let n = bytes.len();
                 server.wrote(n);

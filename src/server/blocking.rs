@@ -236,7 +236,7 @@ pub(crate) fn serve_connection<S: Session>(
                 }
                 false
             }
-            Want::Write(bytes) => match stream.write(bytes) {
+            Want::Write { bytes, more } => match io_util::send(stream.as_raw_fd(), bytes, more) {
                 Ok(n) => {
                     conn.wrote(n);
                     false
@@ -320,7 +320,7 @@ pub(crate) fn refuse<S: Session>(
     let mut stream = &stream;
     env.with_context(peer, |cx| {
         let mut conn = S::refuse(setup, Status::SERVICE_UNAVAILABLE, cx);
-        if let Want::Write(bytes) = conn.want(cx) {
+        if let Want::Write { bytes, .. } = conn.want(cx) {
             let _ = stream.write(bytes);
         }
     });

@@ -28,7 +28,7 @@
 //!
 //! Everything HTTP lives in `http::Conn`; this file only moves bytes and keeps time.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{IpAddr, Shutdown as HalfClose};
 use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
@@ -491,7 +491,7 @@ impl<S: Session> EventLoop<S> {
         let alive = self.env.with_context(connection.peer, |cx| {
             loop {
                 let conn = &mut connection.conn;
-                let mut stream = &connection.stream;
+                let stream = &connection.stream;
                 match conn.want(cx) {
                     Want::Read => {
                         if connection.drained {
@@ -503,22 +503,24 @@ impl<S: Session> EventLoop<S> {
                             Err(_) => break false, // reset by the client: nothing to answer
                         }
                     }
-                    Want::Write(bytes) => match stream.write(bytes) {
-                        Ok(n) => {
-                            conn.wrote(n);
-                            budget = budget.saturating_sub(n);
-                            if budget == 0 {
-                                turn_over = true;
+                    Want::Write { bytes, more } => {
+                        match io_util::send(stream.as_raw_fd(), bytes, more) {
+                            Ok(n) => {
+                                conn.wrote(n);
+                                budget = budget.saturating_sub(n);
+                                if budget == 0 {
+                                    turn_over = true;
+                                    break true;
+                                }
+                            }
+                            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                                blocked_on_write = true;
                                 break true;
                             }
+                            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                            Err(_) => break false,
                         }
-                        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                            blocked_on_write = true;
-                            break true;
-                        }
-                        Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                        Err(_) => break false,
-                    },
+                    }
                     Want::SendFile { file, offset, len } => {
                         match io_util::sendfile(stream.as_raw_fd(), file, offset, len) {
                             Ok(n) => {

@@ -925,14 +925,15 @@ impl Socket {
         .build()
     }
 
-    /// A send of `len` bytes at `at`, without SIGPIPE.
-    fn send(self, at: *const u8, len: usize) -> squeue::Entry {
+    /// A send of `len` bytes at `at`, without SIGPIPE; `more` as for [`io_util::send`].
+    fn send(self, at: *const u8, len: usize, more: bool) -> squeue::Entry {
         let len = len as u32;
+        let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
         match self {
             Socket::Fd(fd) => opcode::Send::new(types::Fd(fd), at, len),
             Socket::Fixed(slot) => opcode::Send::new(types::Fixed(slot), at, len),
         }
-        .flags(libc::MSG_NOSIGNAL)
+        .flags(flags)
         .build()
     }
 }
@@ -1721,7 +1722,7 @@ impl<S: Session> Ring<S> {
             // SAFETY (of the push): the piece's buffer is the driver's, boxed (its bytes do not
             // move with the connection), and neither freed nor written until this send
             // completes (`Out::FileSend`).
-            Some(socket.send(rest.as_ptr().cast(), rest.len()))
+            Some(socket.send(rest.as_ptr().cast(), rest.len(), false))
         });
     }
 
@@ -1838,12 +1839,12 @@ impl<S: Session> Ring<S> {
                         arm_recv(ring, &mut connection.recv, fd, key, generation, recv_limit);
                         break Step::Wait;
                     }
-                    Want::Write(bytes) => {
+                    Want::Write { bytes, more } => {
                         if connection.flags.has(Flags::FAILED) {
                             break Step::Close;
                         }
                         let entry = socket
-                            .send(bytes.as_ptr(), bytes.len())
+                            .send(bytes.as_ptr(), bytes.len(), more)
                             .user_data(user_data(Op::Send, key, generation));
                         connection.out = Out::Send;
                         // SAFETY: `bytes` is the connection's output buffer, on the heap; with
@@ -1902,7 +1903,7 @@ impl<S: Session> Ring<S> {
                             .build()
                             .flags(squeue::Flags::IO_LINK)
                             .user_data(user_data(Op::FileRead, key, generation));
-                        let send = socket.send(at, want).user_data(user_data(
+                        let send = socket.send(at, want, false).user_data(user_data(
                             Op::FileSend,
                             key,
                             generation,

@@ -99,6 +99,9 @@ pub struct MemoryConn {
     pub stalled: bool,
     pub half_closed: bool,
     pub closed: bool,
+    /// Writes said to be followed at once by a file (`Want::Write`'s `more`): each was, or
+    /// `feed` panics.
+    pub held_for_file: usize,
 }
 
 impl MemoryConn {
@@ -112,6 +115,7 @@ impl MemoryConn {
             stalled: false,
             half_closed: false,
             closed: false,
+            held_for_file: 0,
         }
     }
 
@@ -119,9 +123,17 @@ impl MemoryConn {
     /// Offers `input`; returns how many bytes the connection took.
     pub fn feed(&mut self, input: &[u8]) -> usize {
         let mut taken = 0;
+        let mut file_next = false;
         while !self.closed {
             let mut cx = self.env.cx();
-            match self.conn.want(&mut cx) {
+            let want = self.conn.want(&mut cx);
+            if std::mem::take(&mut file_next) {
+                assert!(
+                    matches!(want, Want::SendFile { .. }),
+                    "a head said to come before a file came before {want:?}"
+                );
+            }
+            match want {
                 Want::Read => {
                     if taken == input.len() {
                         break;
@@ -133,13 +145,15 @@ impl MemoryConn {
                     self.conn.received(n);
                     taken += n;
                 }
-                Want::Write(bytes) => {
+                Want::Write { bytes, more } => {
                     if self.stalled {
                         break;
                     }
                     self.out.extend_from_slice(bytes);
                     let n = bytes.len();
                     self.conn.wrote(n);
+                    file_next = more;
+                    self.held_for_file += usize::from(more);
                 }
                 Want::SendFile { file, offset, len } => {
                     if self.stalled {

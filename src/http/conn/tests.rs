@@ -116,7 +116,7 @@ fn responses_to_one_read_leave_in_one_write() {
     buf[..input.len()].copy_from_slice(input);
     harness.conn.received(input.len());
     match harness.conn.want(&mut cx) {
-        Want::Write(bytes) => assert_eq!(statuses(bytes), vec![200, 200]),
+        Want::Write { bytes, .. } => assert_eq!(statuses(bytes), vec![200, 200]),
         other => panic!("{other:?}"),
     }
 }
@@ -744,11 +744,14 @@ fn file_bodies_follow_their_head_and_hold_back_the_next_response() {
     let files: Vec<&[u8]> = responses.iter().map(|r| &r.2[..]).collect();
     assert_eq!(files, vec![&b"234567"[..], &b"234567"[..]]);
     assert!(!harness.conn.holds_buffers());
+    // Each head went with `more`: the file came next.
+    assert_eq!(harness.held_for_file, 2);
 
     // HEAD: no body, and the file is not sent.
     let mut harness = Harness::with(Limits::default(), &serve_file);
     harness.feed(b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(harness.text().ends_with("Content-Length: 6\r\n\r\n"));
+    assert_eq!(harness.held_for_file, 0, "no file follows a HEAD's head");
 
     // A file that shrank: the connection ends rather than send what is not there.
     let mut harness = Harness::with(Limits::default(), &serve_file);
@@ -810,6 +813,9 @@ fn multipart_bodies_send_each_range_after_its_head() {
         assert_eq!(body, expected(&boundary_of(head)));
     }
     assert!(!harness.conn.holds_buffers());
+    // Each part's head (the response's with the first) before its range, three a response;
+    // the closing boundary went without.
+    assert_eq!(harness.held_for_file, 6);
 
     // HEAD: the length of the body it would have, and no body.
     let mut harness = Harness::with(Limits::default(), &serve_parts);
