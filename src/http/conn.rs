@@ -6,11 +6,11 @@
 //! ```text
 //! loop {
 //!     match conn.want(&mut cx) {
-//!         Want::Read          => read into conn.read_buf(..), then conn.received(n)   (0 = EOF)
-//!         Want::Write{bytes,..} => write some of them,        then conn.wrote(n)
-//!         Want::SendFile(f)   => sendfile some of the region, then conn.sent_file(n)
-//!         Want::HalfClose     => shutdown(Write)
-//!         Want::Close         => close the socket; done
+//!         Want::Read            => read into conn.read_buf(..), then conn.received(n) (0 = EOF)
+//!         Want::Write { bytes } => write some of them,          then conn.wrote(n)
+//!         Want::SendFile(f)     => sendfile some of the region, then conn.sent_file(n)
+//!         Want::HalfClose       => shutdown(Write)
+//!         Want::Close           => close the socket; done
 //!     }
 //! }
 //! ```

@@ -33,15 +33,19 @@ pub(crate) fn sendfile(socket: RawFd, file: &File, offset: u64, len: u64) -> io:
 /// what follows at once is the file these bytes are the head of, so the kernel may hold a short
 /// segment back for it (`MSG_MORE`) rather than send the head alone.
 pub(crate) fn send(socket: RawFd, bytes: &[u8], more: bool) -> io::Result<usize> {
-    let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
     // SAFETY: the socket is open for the duration of the call (borrowed by the caller), and the
     // kernel only reads `bytes.len()` bytes from `bytes`.
-    let sent = unsafe { libc::send(socket, bytes.as_ptr().cast(), bytes.len(), flags) };
+    let sent = unsafe { libc::send(socket, bytes.as_ptr().cast(), bytes.len(), send_flags(more)) };
     if sent < 0 {
         Err(io::Error::last_os_error())
     } else {
         Ok(sent as usize)
     }
+}
+
+/// The flags of a send: never SIGPIPE (a closed peer is an error, not a signal), and `more`.
+pub(crate) fn send_flags(more: bool) -> libc::c_int {
+    libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 }
 }
 // ANCHOR_END: send
 

@@ -928,12 +928,11 @@ impl Socket {
     /// A send of `len` bytes at `at`, without SIGPIPE; `more` as for [`io_util::send`].
     fn send(self, at: *const u8, len: usize, more: bool) -> squeue::Entry {
         let len = len as u32;
-        let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
         match self {
             Socket::Fd(fd) => opcode::Send::new(types::Fd(fd), at, len),
             Socket::Fixed(slot) => opcode::Send::new(types::Fixed(slot), at, len),
         }
-        .flags(flags)
+        .flags(io_util::send_flags(more))
         .build()
     }
 }
