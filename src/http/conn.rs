@@ -69,7 +69,7 @@ pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 /// the same way.
 pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 /// The largest file region whose head is held back to leave with it ([`Want::Write`]'s `more`).
-/// Measured on loopback (docs/performance.md, stop 63): a 4 KiB file costs 22% less CPU with
+/// Measured on loopback (docs/performance.md, stop 63): a 4 KiB file costs 15% less CPU with
 /// its head held, a 64 KiB one 11% less; from 96 KiB on, holding the head made a file slower
 /// (a 256 KiB file 3-4 times the CPU, at half the rate), and a head is a small share of a large
 /// file's segments anyway.
@@ -155,7 +155,7 @@ pub enum Want<'a> {
     /// region (up to [`HELD_HEAD_FILE_MAX`]) follows them at once (a file's head, before its
     /// body), and a driver that sends it on a socket says so to the kernel (`MSG_MORE`), which
     /// then holds the head back to leave with the file's first bytes: one TCP segment for a
-    /// small file, not two (a fifth less CPU per 4 KiB file, docs/performance.md). The send
+    /// small file, not two (15% less CPU per 4 KiB file, docs/performance.md). The send
     /// that carries the file's last bytes says nothing, and the kernel sends what it holds.
     Write { bytes: &'a [u8], more: bool },
     /// Send (a prefix of) this file region, then report with [`Conn::sent_file`].

@@ -40,7 +40,7 @@ impl Validators {
 
     /// `"<mtime>-<size>"` in hex, as nginx makes it; `"<mtime>-<size>-<coding>"` for a sibling.
     /// (Written digit by digit into one allocation of the right size: `format!` cost five
-    /// times as much, the largest part of a small file's own work.)
+    /// times as much.)
     pub fn etag(&self) -> String {
         let coding = self.coding.unwrap_or_default();
         let mut tag = String::with_capacity(2 * 16 + coding.len() + 4);
