@@ -115,6 +115,8 @@ pub fn decode_path(path: &str) -> Result<DecodedPath, Refusal> {
         joined.push(decoded);
     }
     let trailing_slash = joined.len() == segment_start && !rest.is_empty();
+    // Judged on the decoded bytes, before ROOT becomes `.`: `DecodedPath::segments` cannot
+    // tell a decoded `.` segment from ROOT (`/.` would list ROOT; `refuses_hostile_paths`).
     let segments = joined.split(|&byte| byte == b'/');
     if !segments
         .filter(|segment| !segment.is_empty())
@@ -392,6 +394,9 @@ mod tests {
             "/../secret.txt",
             "/..",
             "/../",
+            "/.",
+            "/dir/.",
+            "/%2e",
             "/dir/../../secret.txt",
             "/dir/../file.txt",
             "/./file.txt",
