@@ -7,6 +7,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{Client, TempDir, TestServer, bounded, config, tempdir};
 use reactor_httpd::config::{Config, Mode};
@@ -258,6 +259,92 @@ fn siblings_of_types_that_are_not_text() {
             }
         }
     });
+}
+
+/// A file found to have no sibling is remembered as such, so that serving it again looks for
+/// none (src/app/static_files/bare.rs), but only while its directory is unchanged: a sibling
+/// made later, or a link on the path pointed at another directory, is seen at the very next
+/// request, in every mode. Nothing is remembered until a directory has been still for two
+/// seconds (as a site's are, and the test waits for that once, for every mode's directories).
+#[test]
+fn siblings_that_appear_later_are_found() {
+    bounded(120, || {
+        let root = tempdir("content-later");
+        let modes: Vec<Mode> = common::modes().collect();
+        let css = b"p { margin: 0 }\n".repeat(20);
+        for mode in &modes {
+            let dir = root.join(format!("{mode:?}"));
+            for sub in ["a", "b"] {
+                fs::create_dir_all(dir.join(sub)).unwrap();
+                fs::write(dir.join(sub).join("x.css"), &css).unwrap();
+            }
+            fs::write(dir.join("b/x.css.gz"), gzip(&css)).unwrap();
+            std::os::unix::fs::symlink("a", dir.join("link")).unwrap();
+        }
+        wait_until_still(&root, Duration::from_secs(2));
+
+        let browser = "Accept-Encoding: gzip, deflate, br, zstd\r\n";
+        for mode in modes {
+            let dir = root.join(format!("{mode:?}"));
+            let server = TestServer::start(site_config(mode, &root));
+            let mut client = server.connect();
+            let mut expect = |path: &str, header: &str, coding: Option<&str>, vary: bool| {
+                let response = get(&mut client, &format!("/{mode:?}/{path}"), header);
+                let context = format!("{mode:?} {path} {header:?}");
+                assert_eq!(response.status, 200, "{context}");
+                assert_eq!(response.header("Content-Encoding"), coding, "{context}");
+                assert_eq!(response.header("Vary").is_some(), vary, "{context}");
+                assert!(common::decode(coding, &response.body) == css, "{context}");
+            };
+            // Asked again and again: from the second time on, from memory.
+            for _ in 0..3 {
+                expect("link/x.css", browser, None, false);
+                expect("link/x.css", "", None, false);
+                expect("a/x.css", browser, None, false);
+            }
+            // The link now names `b`, which has a sibling (the link's own directory changed,
+            // not `a`'s or `b`'s).
+            std::os::unix::fs::symlink("b", dir.join("link.new")).unwrap();
+            fs::rename(dir.join("link.new"), dir.join("link")).unwrap();
+            expect("link/x.css", browser, Some("gzip"), true);
+            expect("link/x.css", "", None, true);
+            // A sibling made beside a file remembered without one.
+            fs::write(dir.join("a/x.css.br"), brotli(&css)).unwrap();
+            expect("a/x.css", browser, Some("br"), true);
+            expect("a/x.css", "Accept-Encoding: gzip\r\n", None, true);
+            // And gone again.
+            fs::remove_file(dir.join("a/x.css.br")).unwrap();
+            expect("a/x.css", browser, None, false);
+        }
+    });
+}
+
+/// Returns once nothing under `dir` (itself included) has changed for `still`: judged by the
+/// directories' own modification and change times, as the server judges them.
+fn wait_until_still(dir: &Path, still: Duration) {
+    use std::os::unix::fs::MetadataExt;
+    fn latest(dir: &Path) -> i128 {
+        let meta = fs::symlink_metadata(dir).unwrap();
+        let own =
+            |seconds: i64, nanos: i64| i128::from(seconds) * 1_000_000_000 + i128::from(nanos);
+        let mut newest =
+            own(meta.mtime(), meta.mtime_nsec()).max(own(meta.ctime(), meta.ctime_nsec()));
+        for entry in fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                newest = newest.max(latest(&entry.path()));
+            }
+        }
+        newest
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i128;
+    let wait = latest(dir) + still.as_nanos() as i128 + 50_000_000 - now;
+    if wait > 0 {
+        std::thread::sleep(Duration::from_nanos(wait as u64));
+    }
 }
 
 /// `--header`: on every response, the server's own errors included.

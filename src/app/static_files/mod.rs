@@ -6,6 +6,7 @@
 //! open file itself: the driver sends it with sendfile, so it never passes through memory. A
 //! directory redirects to its slash form, serves its `index.html`, or is listed (`listing.rs`).
 
+mod bare;
 mod compress;
 mod listing;
 mod negotiate;
@@ -23,6 +24,7 @@ use std::time::SystemTime;
 
 use super::{Handler, other_method};
 use crate::http::{Body, FileBody, Headers, Multipart, Request, Response, Status};
+use bare::Look;
 use negotiate::Coding;
 use range::{Conditions, Outcome, Part, Validators, parse_range};
 use resolve::{DecodedPath, Opened, Refusal, Root, decode_path};
@@ -37,6 +39,8 @@ pub struct StaticFiles {
     /// one that has none, and every sibling is stat'ed before it is opened (see [`Self::sibling`]).
     /// Set once, by whichever loop finds one first; read with every file served.
     siblings_seen: AtomicBool,
+    /// This site's number in each thread's memory of files without siblings ([`bare`]).
+    site: u64,
 }
 
 impl StaticFiles {
@@ -47,6 +51,7 @@ impl StaticFiles {
             precompressed: true,
             compress: false,
             siblings_seen: AtomicBool::new(false),
+            site: bare::next_site(),
         })
     }
 
@@ -85,10 +90,11 @@ impl Handler for StaticFiles {
         let relative = path.relative();
         let name = path.name();
         let wanted = negotiate::wanted(request.headers.get_str("accept-encoding"));
+        let mut look = Look::new(self.site, relative);
         if !options
             && !path.trailing_slash
             && !name.is_empty()
-            && let Some(response) = self.serve_sibling(request, &wanted, relative, name)
+            && let Some(response) = self.serve_sibling(request, &wanted, &mut look, name)
         {
             return response;
         }
@@ -102,7 +108,7 @@ impl Handler for StaticFiles {
         }
         match opened {
             Ok(Opened::File(file, metadata)) => {
-                self.serve_plain(request, &wanted, relative, file, &metadata, name)
+                self.serve_plain(request, &wanted, look, file, &metadata, name)
             }
             Ok(Opened::Dir(..)) if !path.trailing_slash && !path.is_root() => {
                 // Relative links inside a directory page only work from its slash form. Empty
@@ -134,12 +140,13 @@ impl StaticFiles {
         let Some(index) = resolve::child(relative, b"index.html") else {
             return refused(Refusal::NotFound);
         };
-        if let Some(response) = self.serve_sibling(request, wanted, &index, b"index.html") {
+        let mut look = Look::new(self.site, &index);
+        if let Some(response) = self.serve_sibling(request, wanted, &mut look, b"index.html") {
             return response;
         }
         match self.root.open(&index) {
             Ok(Opened::File(file, metadata)) => {
-                return self.serve_plain(request, wanted, &index, file, &metadata, b"index.html");
+                return self.serve_plain(request, wanted, look, file, &metadata, b"index.html");
             }
             Ok(Opened::Dir(..)) | Err(Refusal::NotFound) => {}
             Err(refusal) => return refused(refusal),
@@ -214,42 +221,48 @@ impl StaticFiles {
     /// The precompressed sibling of `relative` the client prefers (`x.br`, `x.zst` or `x.gz`,
     /// each resolved beneath ROOT like any file), served with `Vary: Accept-Encoding`; `None`
     /// when there is none it wants, or siblings are off. Tried before `x` itself is opened, as
-    /// nginx's `gzip_static` does: a text file's sibling costs one open, not two.
+    /// nginx's `gzip_static` does: a text file's sibling costs one open, not two. Not tried for
+    /// a file known to have none (`look`, [`bare`]).
     fn serve_sibling(
         &self,
         request: &Request<'_>,
         wanted: &[Coding],
-        relative: &CStr,
+        look: &mut Look<'_>,
         name: &[u8],
     ) -> Option<Response> {
-        if !self.precompressed || Coding::names_sibling(name) {
+        if !self.precompressed || wanted.is_empty() || Coding::names_sibling(name) {
+            return None;
+        }
+        if look.bare(&self.root) {
             return None;
         }
         // A site that precompresses does it for text; an image, a video or an archive is
         // compressed already and rarely has a sibling. So only a text file's siblings are
         // expected, and only once this ROOT has shown it has some.
         let expected = self.siblings_seen.load(Ordering::Relaxed) && is_text(name);
-        let mut scratch = SiblingPath::new();
+        let mut scratch = ScratchPath::new();
         wanted.iter().find_map(|&coding| {
-            let (file, metadata) = self.sibling(&mut scratch, relative, coding, expected)?;
+            let (file, metadata) = self.sibling(&mut scratch, look, coding, expected)?;
             let response = serve_file(request, file, &metadata, name, Some(coding));
             Some(response.with_header("Vary", "Accept-Encoding"))
         })
     }
 
     /// `x` itself, when no sibling was served: it still says `Vary: Accept-Encoding` if it has
-    /// one (one the client did not want), so that caches keep one answer per coding.
+    /// one (one the client did not want), so that caches keep one answer per coding. A file
+    /// found to have none is remembered as such (`look`, [`bare`]).
     fn serve_plain(
         &self,
         request: &Request<'_>,
         wanted: &[Coding],
-        relative: &CStr,
+        mut look: Look<'_>,
         file: File,
         metadata: &Metadata,
         name: &[u8],
     ) -> Response {
         let compressible = self.compress && metadata.len() >= compress::MIN_LEN && is_text(name);
         if compressible {
+            look.done();
             let file = match wanted.first() {
                 Some(&coding) => match compressed(request, file, metadata, name, coding) {
                     Ok(response) => return response.with_header("Vary", "Accept-Encoding"),
@@ -261,16 +274,17 @@ impl StaticFiles {
                 .with_header("Vary", "Accept-Encoding");
         }
         let response = serve_file(request, file, metadata, name, None);
-        if !self.precompressed || Coding::names_sibling(name) {
+        if !self.precompressed || Coding::names_sibling(name) || look.bare(&self.root) {
             return response;
         }
-        let mut scratch = SiblingPath::new();
+        let mut scratch = ScratchPath::new();
         let varies = (Coding::ALL.iter())
             .filter(|coding| !wanted.contains(coding))
             .any(|&coding| {
-                self.sibling(&mut scratch, relative, coding, false)
+                self.sibling(&mut scratch, &mut look, coding, false)
                     .is_some()
             });
+        look.done();
         if varies {
             response.with_header("Vary", "Accept-Encoding")
         } else {
@@ -288,16 +302,19 @@ impl StaticFiles {
     /// (stops 61 and 62): a 4 KiB file served to wrk, which wants no coding, took 7.8 µs of CPU
     /// with three stats, 8.5 with three opens.
     ///
-    /// `scratch` holds the sibling's path, and is kept for the next coding's.
+    /// `scratch` holds the sibling's path, and is kept for the next coding's. A sibling found
+    /// not there is told to `look`: an open that fails is asked again by a stat (a dangling
+    /// link or the like is not absence), but only when `look` can remember it.
     fn sibling(
         &self,
-        scratch: &mut SiblingPath,
-        relative: &CStr,
+        scratch: &mut ScratchPath,
+        look: &mut Look<'_>,
         coding: Coding,
         expected: bool,
     ) -> Option<(File, Metadata)> {
-        let path = scratch.of(relative, coding)?;
+        let path = scratch.of(look.relative(), coding)?;
         if !expected && !self.root.may_exist(path) {
+            look.absent(coding);
             return None;
         }
         match self.root.open(path) {
@@ -307,40 +324,53 @@ impl StaticFiles {
                 }
                 Some((file, metadata))
             }
+            Err(Refusal::NotFound) if expected && look.remembering() => {
+                if !self.root.may_exist(path) {
+                    look.absent(coding);
+                }
+                None
+            }
             _ => None,
         }
     }
 }
 
-/// Where a sibling's path is written, `app.js` -> `app.js.br`: on the stack when it is short
-/// (nearly always), so that looking for three codings allocates nothing.
-struct SiblingPath {
+/// Where a path made from pieces is written (`app.js` -> `app.js.br`, `a/b/c.css` -> `a/b`),
+/// NUL-terminated for the kernel: on the stack when it is short (nearly always), so that looking
+/// for three codings allocates nothing.
+struct ScratchPath {
     short: [u8; 256],
     long: Vec<u8>,
 }
 
-impl SiblingPath {
+impl ScratchPath {
     fn new() -> Self {
-        SiblingPath {
+        ScratchPath {
             short: [0; 256],
             long: Vec::new(),
         }
     }
 
-    /// `relative` with `coding`'s suffix, NUL-terminated.
+    /// `relative` with `coding`'s suffix.
     fn of(&mut self, relative: &CStr, coding: Coding) -> Option<&CStr> {
-        let (relative, suffix) = (relative.to_bytes(), coding.suffix().as_bytes());
-        let len = relative.len() + suffix.len() + 1;
+        self.join(&[relative.to_bytes(), coding.suffix().as_bytes()])
+    }
+
+    /// The pieces one after the other; `None` if one holds a NUL.
+    fn join(&mut self, pieces: &[&[u8]]) -> Option<&CStr> {
+        let len = pieces.iter().map(|piece| piece.len()).sum::<usize>() + 1;
         let path = if len <= self.short.len() {
             &mut self.short[..len]
         } else {
             self.long.resize(len, 0);
             &mut self.long[..]
         };
-        let (name, rest) = path.split_at_mut(relative.len());
-        name.copy_from_slice(relative);
-        rest[..suffix.len()].copy_from_slice(suffix);
-        rest[suffix.len()] = 0;
+        let mut at = 0;
+        for piece in pieces {
+            path[at..at + piece.len()].copy_from_slice(piece);
+            at += piece.len();
+        }
+        path[at] = 0;
         CStr::from_bytes_with_nul(path).ok()
     }
 }
@@ -667,9 +697,49 @@ mod tests {
         std::fs::remove_dir_all(&base).unwrap();
     }
 
+    /// A file remembered as having no sibling ([`bare`]) is served without looking: here one
+    /// that does have a sibling, remembered with its directory as it is (as though the sibling
+    /// had come within the same tick of the filesystem's clock, which is what `bare::SETTLED`
+    /// guards against), gets neither the sibling nor `Vary`; one not remembered gets both.
     #[test]
-    fn sibling_paths_short_and_long() {
-        let mut scratch = SiblingPath::new();
+    fn a_file_remembered_bare_is_not_looked_for() {
+        let base = std::env::temp_dir().join(format!("remembered-bare-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("d")).unwrap();
+        for name in ["d/x.css", "d/x.css.gz", "d/y.css", "d/y.css.gz"] {
+            std::fs::write(base.join(name), name).unwrap();
+        }
+        let files = StaticFiles::new(&base).unwrap();
+        bare::remember_as_now(files.site, &files.root, c"d/x.css");
+        let get = |path: &str, accept: &str| {
+            let head = format!("GET {path} HTTP/1.1\r\nHost: a\r\n{accept}\r\n");
+            let mut storage = crate::http::header_storage();
+            let (request, _) =
+                crate::http::parse_again(head.as_bytes(), b"", &mut storage).unwrap();
+            let response = files.handle(&request);
+            let coding = response.header("Content-Encoding").map(str::to_owned);
+            (coding, response.header("Vary").is_some())
+        };
+        for accept in ["Accept-Encoding: gzip\r\n", ""] {
+            assert_eq!(get("/d/x.css", accept), (None, false), "{accept:?}");
+        }
+        assert_eq!(
+            get("/d/y.css", "Accept-Encoding: gzip\r\n"),
+            (Some("gzip".into()), true)
+        );
+        assert_eq!(get("/d/y.css", ""), (None, true));
+        // Another site serving the same tree does not take this one's memory for its own.
+        let other = StaticFiles::new(&base).unwrap();
+        let head = "GET /d/x.css HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut storage = crate::http::header_storage();
+        let (request, _) = crate::http::parse_again(head.as_bytes(), b"", &mut storage).unwrap();
+        assert!(other.handle(&request).header("Vary").is_some());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn scratch_paths_short_and_long() {
+        let mut scratch = ScratchPath::new();
         assert_eq!(scratch.of(c"a/app.js", Coding::Br), Some(c"a/app.js.br"));
         assert_eq!(scratch.of(c"a/app.js", Coding::Zstd), Some(c"a/app.js.zst"));
         assert_eq!(scratch.of(c"x", Coding::Gzip), Some(c"x.gz"));
@@ -681,6 +751,10 @@ mod tests {
         }
         // Short again after a long one: the stack buffer, not what the long one left.
         assert_eq!(scratch.of(c"b.css", Coding::Br), Some(c"b.css.br"));
+        // Any pieces; none may hold a NUL.
+        assert_eq!(scratch.join(&[b"a/b", b"", b"/c"]), Some(c"a/b/c"));
+        assert_eq!(scratch.join(&[]), Some(c""));
+        assert_eq!(scratch.join(&[b"a\0b"]), None);
     }
 
     #[test]

@@ -220,6 +220,23 @@ impl Root {
             )
     }
 
+    /// The status of directory `dir` beneath ROOT (ROOT itself for `None`), following symlinks
+    /// as an open would; `None` if it cannot be had. It serves no content: [`super::bare`] reads
+    /// a directory's identity and times from it, to tell whether its entries have changed.
+    pub fn stat_dir(&self, dir: Option<&CStr>) -> Option<libc::stat> {
+        let (path, flags) = match dir {
+            Some(dir) => (dir, 0),
+            None => (c"", libc::AT_EMPTY_PATH),
+        };
+        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: the descriptor is open, the path is a NUL-terminated string, and `stat` is
+        // room for the one struct the kernel writes, read only when it says it wrote it.
+        let done =
+            unsafe { libc::fstatat(self.fd.as_raw_fd(), path.as_ptr(), stat.as_mut_ptr(), flags) };
+        // SAFETY: fstatat returned 0, so it filled `stat` in.
+        (done == 0).then(|| unsafe { stat.assume_init() })
+    }
+
     fn open_beneath(&self, relative: &CStr) -> io::Result<File> {
         if self.beneath.load(Ordering::Relaxed) {
             match openat2_beneath(&self.fd, relative) {
