@@ -5,6 +5,9 @@
 //! `Last-Modified`), honouring conditional and range requests (`range.rs`), and its body is the
 //! open file itself: the driver sends it with sendfile, so it never passes through memory. A
 //! directory redirects to its slash form, serves its `index.html`, or is listed (`listing.rs`).
+//! A file's precompressed siblings (`x.br`, `x.zst`, `x.gz`) are served by `Accept-Encoding`
+//! (`negotiate.rs`), and looked for on every request unless the file is remembered to have
+//! none while its directory is unchanged (`bare.rs`).
 
 mod bare;
 mod compress;
@@ -668,17 +671,10 @@ mod tests {
         ] {
             std::fs::write(base.join(name), name).unwrap();
         }
-        // What `files` answers for `path` (its coding, whether it says Vary), and whether it
-        // has seen a sibling since.
+        // What `files` answers for `path`, and whether it has seen a sibling since.
         let get = |files: &StaticFiles, path: &str, accept: &str| {
-            let head = format!("GET {path} HTTP/1.1\r\nHost: a\r\n{accept}\r\n");
-            let mut storage = crate::http::header_storage();
-            let (request, _) =
-                crate::http::parse_again(head.as_bytes(), b"", &mut storage).unwrap();
-            let response = files.handle(&request);
-            let coding = response.header("Content-Encoding").map(str::to_owned);
-            let seen = files.siblings_seen.load(Ordering::Relaxed);
-            (coding, response.header("Vary").is_some(), seen)
+            let (coding, vary) = coding_and_vary(files, path, accept);
+            (coding, vary, files.siblings_seen.load(Ordering::Relaxed))
         };
         let browser = "Accept-Encoding: br, gzip\r\n";
         let gzip = Some("gzip".to_owned());
@@ -711,30 +707,29 @@ mod tests {
         }
         let files = StaticFiles::new(&base).unwrap();
         bare::remember_as_now(files.site, &files.root, c"d/x.css");
-        let get = |path: &str, accept: &str| {
-            let head = format!("GET {path} HTTP/1.1\r\nHost: a\r\n{accept}\r\n");
-            let mut storage = crate::http::header_storage();
-            let (request, _) =
-                crate::http::parse_again(head.as_bytes(), b"", &mut storage).unwrap();
-            let response = files.handle(&request);
-            let coding = response.header("Content-Encoding").map(str::to_owned);
-            (coding, response.header("Vary").is_some())
-        };
-        for accept in ["Accept-Encoding: gzip\r\n", ""] {
-            assert_eq!(get("/d/x.css", accept), (None, false), "{accept:?}");
+        let gzip = "Accept-Encoding: gzip\r\n";
+        for accept in [gzip, ""] {
+            let answer = coding_and_vary(&files, "/d/x.css", accept);
+            assert_eq!(answer, (None, false), "{accept:?}");
         }
-        assert_eq!(
-            get("/d/y.css", "Accept-Encoding: gzip\r\n"),
-            (Some("gzip".into()), true)
-        );
-        assert_eq!(get("/d/y.css", ""), (None, true));
+        let gzipped = (Some("gzip".to_owned()), true);
+        assert_eq!(coding_and_vary(&files, "/d/y.css", gzip), gzipped);
+        assert_eq!(coding_and_vary(&files, "/d/y.css", ""), (None, true));
         // Another site serving the same tree does not take this one's memory for its own.
         let other = StaticFiles::new(&base).unwrap();
-        let head = "GET /d/x.css HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(coding_and_vary(&other, "/d/x.css", gzip), gzipped);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// What `files` answers a GET of `path` with the field lines `accept`: its coding, and
+    /// whether it says `Vary`.
+    fn coding_and_vary(files: &StaticFiles, path: &str, accept: &str) -> (Option<String>, bool) {
+        let head = format!("GET {path} HTTP/1.1\r\nHost: a\r\n{accept}\r\n");
         let mut storage = crate::http::header_storage();
         let (request, _) = crate::http::parse_again(head.as_bytes(), b"", &mut storage).unwrap();
-        assert!(other.handle(&request).header("Vary").is_some());
-        std::fs::remove_dir_all(&base).unwrap();
+        let response = files.handle(&request);
+        let coding = response.header("Content-Encoding").map(str::to_owned);
+        (coding, response.header("Vary").is_some())
     }
 
     #[test]
