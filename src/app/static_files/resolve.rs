@@ -202,39 +202,38 @@ impl Root {
     /// [`Root::open`], beneath ROOT. (Its path is resolved without `RESOLVE_BENEATH`, so a name
     /// reached through a link out of ROOT may be "maybe there"; `open` then refuses it.)
     pub fn may_exist(&self, relative: &CStr) -> bool {
-        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: the descriptor is open, the path is a NUL-terminated string, and `stat` is
-        // room for the one struct the kernel writes; it is not read here.
-        let done = unsafe {
-            libc::fstatat(
-                self.fd.as_raw_fd(),
-                relative.as_ptr(),
-                stat.as_mut_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
-        done == 0
-            || !matches!(
-                io::Error::last_os_error().raw_os_error(),
+        match self.stat_at(relative, libc::AT_SYMLINK_NOFOLLOW) {
+            Ok(_) => true,
+            Err(err) => !matches!(
+                err.raw_os_error(),
                 Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG)
-            )
+            ),
+        }
     }
 
     /// The status of directory `dir` beneath ROOT (ROOT itself for `None`), following symlinks
     /// as an open would; `None` if it cannot be had. It serves no content: [`super::bare`] reads
     /// a directory's identity and times from it, to tell whether its entries have changed.
     pub fn stat_dir(&self, dir: Option<&CStr>) -> Option<libc::stat> {
-        let (path, flags) = match dir {
-            Some(dir) => (dir, 0),
-            None => (c"", libc::AT_EMPTY_PATH),
-        };
+        match dir {
+            Some(dir) => self.stat_at(dir, 0),
+            None => self.stat_at(c"", libc::AT_EMPTY_PATH),
+        }
+        .ok()
+    }
+
+    /// `fstatat` of `path` from ROOT's descriptor (not beneath it: see the callers).
+    fn stat_at(&self, path: &CStr, flags: libc::c_int) -> io::Result<libc::stat> {
         let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
         // SAFETY: the descriptor is open, the path is a NUL-terminated string, and `stat` is
         // room for the one struct the kernel writes, read only when it says it wrote it.
         let done =
             unsafe { libc::fstatat(self.fd.as_raw_fd(), path.as_ptr(), stat.as_mut_ptr(), flags) };
+        if done != 0 {
+            return Err(io::Error::last_os_error());
+        }
         // SAFETY: fstatat returned 0, so it filled `stat` in.
-        (done == 0).then(|| unsafe { stat.assume_init() })
+        Ok(unsafe { stat.assume_init() })
     }
 
     fn open_beneath(&self, relative: &CStr) -> io::Result<File> {
