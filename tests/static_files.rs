@@ -365,6 +365,48 @@ fn directories(mode: Mode) {
     assert!(empty_dir.contains("Index of /docs/empty-dir/"));
 }
 
+/// A file's modification time is whatever the filesystem holds: before 1970, or centuries
+/// ahead. Its validators, and a listing of its directory, still come out (a date before the
+/// epoch reads as the epoch, as its entity tag counts it; a later one as the response's own
+/// time), where a formatter that refuses such dates would make the whole directory unlistable.
+fn dates_out_of_range(mode: Mode) {
+    let site = Site::new("dates");
+    let dated = |name: &str, at| {
+        let file = fs::File::create(site.root.join("docs").join(name)).unwrap();
+        file.set_modified(at).unwrap();
+    };
+    let year = Duration::from_secs(365 * 86_400);
+    dated("old.txt", UNIX_EPOCH - 10 * year);
+    dated("new.txt", UNIX_EPOCH + 400 * year);
+    let server = site.serve(mode);
+    let mut client = server.connect();
+    let epoch = "Thu, 01 Jan 1970 00:00:00 GMT";
+    let old = get(&mut client, "/docs/old.txt", "");
+    assert_eq!(old.status, 200);
+    assert_eq!(old.header("last-modified"), Some(epoch));
+    assert_eq!(old.header("etag"), Some("\"0-0\""));
+    let new = get(&mut client, "/docs/new.txt", "");
+    assert_eq!(new.status, 200);
+    let seconds = |date: Option<&str>| {
+        let at = httpdate::parse_http_date(date.unwrap()).unwrap();
+        at.duration_since(UNIX_EPOCH).unwrap().as_secs()
+    };
+    // Not after the response's Date (RFC 9110 8.8.2.1), give or take the second the handler's
+    // clock may be ahead of the cached Date.
+    assert!(seconds(new.header("last-modified")) <= seconds(new.header("date")) + 1);
+    let listing = get(&mut client, "/docs/", "");
+    assert_eq!(listing.status, 200);
+    let html = listing.text();
+    assert!(
+        html.contains(&format!("old.txt</a></td><td>0</td><td>{epoch}</td>")),
+        "{html}"
+    );
+    assert!(html.contains("new.txt</a>"), "{html}");
+    let json = get(&mut client, "/docs/?format=json", "");
+    assert_eq!(json.status, 200);
+    assert!(json.text().contains("\"mtime\":\"1970-01-01T00:00:00Z\""));
+}
+
 fn caching(mode: Mode) {
     let site = Site::new("caching");
     let server = site.serve(mode);
@@ -802,6 +844,7 @@ macro_rules! modes {
             t!(head_and_file_in_one_segment, 20);
             t!(directories, 20);
             t!(caching, 20);
+            t!(dates_out_of_range, 20);
             t!(ranges, 20);
             t!(several_ranges, 60);
             t!(errors, 20);

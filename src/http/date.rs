@@ -149,10 +149,8 @@ impl Clock {
 
     fn set_wall(&mut self, wall: SystemTime) {
         let since_epoch = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let second = UNIX_EPOCH + Duration::from_secs(since_epoch.as_secs());
         self.unix_second = since_epoch.as_secs();
-        let formatted = httpdate::fmt_http_date(second);
-        self.http_date.copy_from_slice(formatted.as_bytes());
+        self.http_date = Civil::of_secs(self.unix_second).http_date();
         // Same fields, CLF order: "Sun, 06 Nov 1994 08:49:37 GMT" -> "06/Nov/1994:08:49:37 +0000".
         let d = &self.http_date;
         let parts: [&[u8]; 8] = [
@@ -175,6 +173,94 @@ impl Clock {
         let left = 1_000 - u64::from(since_epoch.subsec_millis());
         self.next_second = Millis(self.now_ms.0 + left + 1);
     }
+}
+
+/// The last second a four-digit year can show: 9999-12-31T23:59:59Z.
+const LAST_SECOND: u64 = 253_402_300_799;
+
+/// A moment as the UTC calendar reads it (proleptic Gregorian), for the dates this server
+/// writes: `Date`, `Last-Modified`, the access log, directory listings. From whole seconds
+/// since the epoch; a moment before the epoch reads as the epoch (a file's modification time
+/// can be any number, and a date before 1970 is no validator a client could have had from us:
+/// `Validators` counts it as 0 too), one after 9999 as its last second (HTTP dates have four
+/// digits of year). Written by hand where httpdate's formatter panics at both ends, and goes
+/// through `fmt`: a date on every response of a static file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Civil {
+    pub year: u16,
+    pub month: u8,
+    pub day: u8,
+    pub hour: u8,
+    pub minute: u8,
+    pub second: u8,
+    /// 0 for Sunday.
+    pub weekday: u8,
+}
+
+const WEEKDAYS: [&[u8; 3]; 7] = [b"Sun", b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat"];
+const MONTHS: [&[u8; 3]; 12] = [
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+];
+
+impl Civil {
+    pub fn of_secs(secs: u64) -> Civil {
+        let secs = secs.min(LAST_SECOND);
+        let (days, rest) = (secs / 86_400, secs % 86_400);
+        // Days since 1970-01-01 to a date (Howard Hinnant's `civil_from_days`), counted from
+        // 0000-03-01 so that a leap day ends its year; all unsigned, as no day precedes 1970.
+        let z = days + 719_468;
+        let (era, doe) = (z / 146_097, z % 146_097);
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        // Every value below fits its type: the year is at most 9999 by the cap above.
+        Civil {
+            year: (yoe + era * 400 + u64::from(month <= 2)) as u16,
+            month: month as u8,
+            day: (doy - (153 * mp + 2) / 5 + 1) as u8,
+            hour: (rest / 3_600) as u8,
+            minute: (rest % 3_600 / 60) as u8,
+            second: (rest % 60) as u8,
+            // 1970-01-01 was a Thursday.
+            weekday: ((days + 4) % 7) as u8,
+        }
+    }
+
+    /// `at`, to the second (rounded down).
+    pub fn of(at: SystemTime) -> Civil {
+        Civil::of_secs(
+            at.duration_since(UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs()),
+        )
+    }
+
+    /// The IMF-fixdate (RFC 9110 5.6.7): `Sun, 06 Nov 1994 08:49:37 GMT`.
+    pub fn http_date(&self) -> [u8; 29] {
+        let mut out = *b"Sun, 00 Jan 0000 00:00:00 GMT";
+        out[..3].copy_from_slice(WEEKDAYS[usize::from(self.weekday)]);
+        two_digits(&mut out[5..7], self.day);
+        out[8..11].copy_from_slice(MONTHS[usize::from(self.month - 1)]);
+        two_digits(&mut out[12..14], (self.year / 100) as u8);
+        two_digits(&mut out[14..16], (self.year % 100) as u8);
+        two_digits(&mut out[17..19], self.hour);
+        two_digits(&mut out[20..22], self.minute);
+        two_digits(&mut out[23..25], self.second);
+        out
+    }
+
+    /// [`Civil::http_date`] as a `String` (a header's value).
+    pub fn http_date_string(&self) -> String {
+        // Always ASCII, so never the default; checked rather than assumed, for a few
+        // instructions.
+        String::from_utf8(self.http_date().to_vec()).unwrap_or_default()
+    }
+}
+
+/// `n` (below 100) as two ASCII digits.
+fn two_digits(out: &mut [u8], n: u8) {
+    out[0] = b'0' + n / 10;
+    out[1] = b'0' + n % 10;
 }
 
 impl Default for Clock {
@@ -225,6 +311,65 @@ mod tests {
             assert!(Millis::of(just_before) < deadline, "{micros} µs in");
             assert!(Millis::of(start + duration + Duration::from_millis(1)) >= deadline);
         }
+    }
+
+    /// httpdate (which reads and writes the same format) agrees on every date it can write:
+    /// the first and last seconds of days around leap days and centuries, and a spread of
+    /// moments between 1970 and 9999.
+    #[test]
+    fn civil_dates_read_as_httpdate_writes_them() {
+        let mut moments = vec![0, 59, 86_399, 86_400, 784_111_777, LAST_SECOND];
+        for (y, m, d) in [
+            (2000, 2, 29),
+            (2000, 3, 1),
+            (2100, 2, 28),
+            (2100, 3, 1),
+            (2400, 2, 29),
+        ] {
+            // Days from 1970-01-01 to y-m-d, by counting (the test's own arithmetic).
+            let leap = |y: u64| y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+            let mut days: u64 = (1970..y).map(|y| if leap(y) { 366 } else { 365 }).sum();
+            let lengths = [
+                31,
+                if leap(y) { 29 } else { 28 },
+                31,
+                30,
+                31,
+                30,
+                31,
+                31,
+                30,
+                31,
+                30,
+            ];
+            days += lengths[..m - 1].iter().sum::<u64>() + (d - 1);
+            moments.extend([days * 86_400, days * 86_400 + 86_399]);
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            // xorshift: moments all over the range, the same ones every run.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            moments.push(x % (LAST_SECOND + 1));
+        }
+        for secs in moments {
+            let ours = Civil::of_secs(secs).http_date();
+            let theirs = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs));
+            assert_eq!(std::str::from_utf8(&ours).unwrap(), theirs, "{secs}");
+        }
+    }
+
+    #[test]
+    fn civil_dates_stop_at_both_ends() {
+        let epoch = "Thu, 01 Jan 1970 00:00:00 GMT";
+        let before = UNIX_EPOCH - Duration::from_secs(315_619_200);
+        assert_eq!(Civil::of(before).http_date_string(), epoch);
+        assert_eq!(Civil::of_secs(0).http_date_string(), epoch);
+        let last = "Fri, 31 Dec 9999 23:59:59 GMT";
+        assert_eq!(Civil::of_secs(LAST_SECOND).http_date_string(), last);
+        assert_eq!(Civil::of_secs(LAST_SECOND + 1).http_date_string(), last);
+        assert_eq!(Civil::of_secs(u64::MAX).http_date_string(), last);
     }
 
     #[test]

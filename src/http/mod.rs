@@ -26,13 +26,14 @@ pub use conn::{
     Conn, Context, Drain, HANDOVER_IDLE, Handover, LINGER_TIMEOUT, OUTPUT_HIGH_WATER, Offload,
     STREAM_PIECE, StopSignal, Want, memory,
 };
-pub use date::{Clock, Millis};
+pub use date::{Civil, Clock, Millis};
 pub use parse::{
     BodyLength, Framing, Head, HeadScan, HeaderStorage, KNOWN_METHODS, MAX_HEADERS, MAX_METHOD,
     MAX_REQUEST_LINE, Scanned, decimal, downgrade_later_minor, first_line, header_storage,
     leading_empty_lines, parse_again, parse_head, parse_whole_head,
 };
 pub use request::{EntityTags, Headers, Request, Version};
+pub(crate) use request::{join_list, name_is};
 pub use response::{
     Body, BodyStream, FileBody, HeadCache, Multipart, Persistence, Response, Status, write_head,
 };

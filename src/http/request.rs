@@ -78,9 +78,8 @@ impl<'a> Headers<'a> {
     /// Every value of `name` as one comma-separated list, as text: a list sent in several fields
     /// is one list (RFC 9110 5.3). Borrowed when there is one field; `None` when there is none.
     pub fn get_list(&self, name: &str) -> Option<Cow<'a, str>> {
-        let mut values = self.get_all(name).map(String::from_utf8_lossy);
-        let first = values.next()?;
-        Some(values.fold(first, |list, value| Cow::Owned(format!("{list}, {value}"))))
+        self.get_all(name)
+            .fold(None, |list, value| Some(join_list(list, value)))
     }
 
     /// Whether any value of `name`, read as a comma-separated list, holds `token`
@@ -149,7 +148,7 @@ impl<'a> EntityTags<'a> {
     /// so it never matches one: an `If-Match` with it fails, an `If-None-Match` holds (as nginx
     /// reads them). A comma inside a tag's quotes is part of the tag, not a separator.
     pub fn parse(value: &'a str) -> Option<Self> {
-        let value = value.trim_matches([' ', '\t']);
+        let value = value.trim_matches(|c| c == ' ' || c == '\t');
         if value == "*" {
             return Some(EntityTags::Any);
         }
@@ -180,26 +179,47 @@ impl<'a> EntityTags<'a> {
 /// rest of the list after it, empty elements skipped (5.6.1); `None` at the end of the list,
 /// `Some(None)` where it is malformed.
 fn next_entity_tag(list: &str) -> Option<Option<(&str, &str)>> {
-    let list = list.trim_start_matches([' ', '\t', ',']);
-    if list.is_empty() {
-        return None;
-    }
+    // Byte loops, not `str` patterns or memchr: every revalidation of a static file reads its
+    // tags twice (the whole list is checked, then searched), and for a tag of a dozen bytes
+    // those cost several times as much as the bytes themselves.
     let bytes = list.as_bytes();
-    let open = if list.starts_with("W/") { 2 } else { 0 };
-    let tag_end = match bytes.get(open) {
-        Some(b'"') => bytes[open + 1..].iter().position(|&b| b == b'"'),
-        _ => None,
+    let start = bytes
+        .iter()
+        .position(|&b| !matches!(b, b' ' | b'\t' | b','))?;
+    let open = start
+        + if bytes[start..].starts_with(b"W/") {
+            2
+        } else {
+            0
+        };
+    if bytes.get(open) != Some(&b'"') {
+        return Some(None);
     }
-    .map(|len| open + 1 + len + 1);
-    let well_formed = |end: usize| {
-        let etagc = |b: &u8| *b == 0x21 || (0x23..=0x7e).contains(b) || *b >= 0x80;
-        let after = list[end..].trim_start_matches([' ', '\t']);
-        bytes[open + 1..end - 1].iter().all(etagc) && (after.is_empty() || after.starts_with(','))
+    // The tag runs to the first byte that is not etagc (%x21 / %x23-7E / obs-text: any byte
+    // but controls, SP, DQUOTE and DEL), which must be its closing DQUOTE.
+    let opaque = &bytes[open + 1..];
+    let Some(len) = opaque
+        .iter()
+        .position(|&b| b <= b' ' || b == b'"' || b == 0x7f)
+    else {
+        return Some(None);
     };
-    Some(match tag_end {
-        Some(end) if well_formed(end) => Some((&list[..end], &list[end..])),
-        _ => None,
-    })
+    if opaque[len] != b'"' {
+        return Some(None);
+    }
+    let end = open + 1 + len + 1;
+    let after = bytes[end..].iter().find(|&&b| b != b' ' && b != b'\t');
+    Some(matches!(after, None | Some(b',')).then(|| (&list[start..end], &list[end..])))
+}
+
+/// `list` with one more field's `value` (as text: bytes that are not UTF-8 replaced) after a
+/// comma: the fields of one name are one list (RFC 9110 5.3). Borrowed while there is one field.
+pub(crate) fn join_list<'a>(list: Option<Cow<'a, str>>, value: &'a [u8]) -> Cow<'a, str> {
+    let value = String::from_utf8_lossy(value);
+    match list {
+        None => value,
+        Some(list) => Cow::Owned(format!("{list}, {value}")),
+    }
 }
 
 pub(crate) fn list_has_token(value: &[u8], token: &str) -> bool {

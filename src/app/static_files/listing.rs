@@ -15,6 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::time::SystemTime;
 
 use super::resolve::{Opened, Root, as_path, child, is_servable_name};
+use crate::http::Civil;
 
 pub struct Entry {
     name: Vec<u8>,
@@ -103,7 +104,7 @@ pub fn html(entries: &[Entry], title: &str, at_root: bool) -> Vec<u8> {
         };
         let modified = entry
             .modified
-            .map(httpdate::fmt_http_date)
+            .map(|at| Civil::of(at).http_date_string())
             .unwrap_or_default();
         let row = format!(
             "<tr><td><a href=\"{}{slash}\">{}{slash}</a></td><td>{size}</td><td>{modified}</td></tr>\n",
@@ -149,26 +150,16 @@ pub fn json(entries: &[Entry]) -> Vec<u8> {
 
 /// `2026-12-02T04:04:27Z`.
 fn rfc3339(at: SystemTime) -> String {
-    let secs = at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3_600,
-        rest % 3_600 / 60,
-        rest % 60
-    )
+    let Civil {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+        ..
+    } = Civil::of(at);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
 }
 
 /// Text safe to place in HTML, from bytes that may not be UTF-8.

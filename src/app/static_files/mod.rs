@@ -26,7 +26,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use super::{Handler, other_method};
-use crate::http::{Body, FileBody, Headers, Multipart, Request, Response, Status};
+use crate::http::{
+    Body, FileBody, Headers, Multipart, Request, Response, Status, join_list, name_is,
+};
 use bare::Look;
 use negotiate::Coding;
 use range::{Conditions, Outcome, Part, Validators, parse_range};
@@ -395,28 +397,24 @@ fn serve_file(
     if let Some(coding) = coding {
         validators = validators.coded(coding.token());
     }
-    let headers = &request.headers;
     let now = SystemTime::now();
-    let validated = |response: Response| {
+    let conditions = conditions(&request.headers);
+    let etag = validators.etag();
+    let validated = |response: Response, etag| {
         response
             .with_header("Last-Modified", validators.last_modified(now))
-            .with_header("ETag", validators.etag())
+            .with_header("ETag", etag)
     };
-    let with_validators = |response: Response| match coding {
-        Some(coding) => validated(response).with_header("Content-Encoding", coding.token()),
-        None => validated(response),
-    };
-    match validators.evaluate(&conditions(headers), false, now) {
+    match validators.evaluate(&conditions, &etag, false, now) {
         Outcome::Send => {}
         // A 304 carries the validators but no representation metadata such as Content-Encoding
         // (RFC 9110 15.4.5: SHOULD NOT), as nginx's carries none.
-        Outcome::NotModified => return validated(Response::new(Status::NOT_MODIFIED)),
+        Outcome::NotModified => return validated(Response::new(Status::NOT_MODIFIED), etag),
         Outcome::PreconditionFailed => return Response::error(Status::PRECONDITION_FAILED),
     }
     // Ranges apply to GET only (RFC 9110 14.2), and only to the representation If-Range names.
-    let part = if request.method == "GET" && validators.if_range_holds(headers.get_str("if-range"))
-    {
-        parse_range(headers.get_str("range"), validators.len)
+    let part = if request.method == "GET" && validators.if_range_holds(conditions.if_range) {
+        parse_range(conditions.range, validators.len)
     } else {
         Part::Whole
     };
@@ -460,7 +458,12 @@ fn serve_file(
                 .with_header("Content-Range", format!("bytes */{len}"));
         }
     };
-    let response = with_validators(Response::new(status))
+    let response = validated(Response::new(status), etag);
+    let response = match coding {
+        Some(coding) => response.with_header("Content-Encoding", coding.token()),
+        None => response,
+    };
+    let response = response
         .with_content_type(media_type)
         .with_header("Accept-Ranges", "bytes")
         .with_body(body);
@@ -470,21 +473,45 @@ fn serve_file(
     }
 }
 
-/// The conditional fields of a request. A list sent in several fields is one list (RFC 9110
-/// 5.3); a date sent twice is no date.
+/// The conditional fields of a request and its Range ([`Conditions`]), in one pass over its
+/// fields, each name told by its length first, as `framing` reads its own: most fields are
+/// none of these, and a browser's revalidation sends ten. A list sent in several fields is one
+/// list (RFC 9110 5.3); a date sent twice is no date; If-Range and Range are their first field.
 fn conditions<'a>(headers: &Headers<'a>) -> Conditions<'a> {
-    let date = |name| {
-        let mut values = headers.get_all(name);
-        match (values.next(), values.next()) {
-            (Some(value), None) => std::str::from_utf8(value).ok().map(str::trim),
-            _ => None,
-        }
+    let text = |value| std::str::from_utf8(value).ok().map(str::trim);
+    // Each slot: `None` until its field is seen, then what it says.
+    let (mut unmodified, mut modified, mut if_range, mut range) = (None, None, None, None);
+    let date = |slot: &mut Option<Option<&'a str>>, value| {
+        *slot = Some(match slot {
+            None => text(value),
+            Some(_) => None,
+        });
     };
+    let first = |slot: &mut Option<Option<&'a str>>, value| {
+        slot.get_or_insert_with(|| text(value));
+    };
+    let mut conditions = Conditions::default();
+    for (name, value) in headers.iter() {
+        match name.len() {
+            5 if name_is(name, b"range") => first(&mut range, value),
+            8 if name_is(name, b"if-match") => {
+                conditions.if_match = Some(join_list(conditions.if_match.take(), value));
+            }
+            8 if name_is(name, b"if-range") => first(&mut if_range, value),
+            13 if name_is(name, b"if-none-match") => {
+                conditions.if_none_match = Some(join_list(conditions.if_none_match.take(), value));
+            }
+            17 if name_is(name, b"if-modified-since") => date(&mut modified, value),
+            19 if name_is(name, b"if-unmodified-since") => date(&mut unmodified, value),
+            _ => {}
+        }
+    }
     Conditions {
-        if_match: headers.get_list("if-match"),
-        if_unmodified_since: date("if-unmodified-since"),
-        if_none_match: headers.get_list("if-none-match"),
-        if_modified_since: date("if-modified-since"),
+        if_unmodified_since: unmodified.flatten(),
+        if_modified_since: modified.flatten(),
+        if_range: if_range.flatten(),
+        range: range.flatten(),
+        ..conditions
     }
 }
 
@@ -509,14 +536,13 @@ fn compressed(
     }
     let validators = Validators::new(metadata.len(), modified).coded(coding.token());
     let etag = format!("W/{}", validators.etag());
-    let headers = &request.headers;
     let now = SystemTime::now();
     let validated = |response: Response| {
         response
             .with_header("Last-Modified", validators.last_modified(now))
             .with_header("ETag", etag.clone())
     };
-    match validators.evaluate(&conditions(headers), true, now) {
+    match validators.evaluate(&conditions(&request.headers), &etag[2..], true, now) {
         Outcome::Send => {}
         // No Content-Encoding on a 304, as in `serve_file`.
         Outcome::NotModified => return Ok(validated(Response::new(Status::NOT_MODIFIED))),

@@ -2,10 +2,9 @@
 //! functions of header values, so each rule is tested on its own.
 
 use std::borrow::Cow;
-use std::fmt::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::http::{EntityTags, decimal};
+use crate::http::{Civil, EntityTags, decimal};
 
 /// A file's validators: what `ETag` and `Last-Modified` are made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,7 +39,8 @@ impl Validators {
 
     /// `"<mtime>-<size>"` in hex, as nginx makes it; `"<mtime>-<size>-<coding>"` for a sibling.
     /// (Written digit by digit into one allocation of the right size: `format!` cost five
-    /// times as much.)
+    /// times as much. Made once a response: [`Validators::evaluate`] compares with it, then the
+    /// `ETag` field takes it.)
     pub fn etag(&self) -> String {
         let coding = self.coding.unwrap_or_default();
         let mut tag = String::with_capacity(2 * 16 + coding.len() + 4);
@@ -61,12 +61,8 @@ impl Validators {
     /// claim a change later than the response itself (RFC 9110 8.8.2.1); its entity tag still
     /// says what it is.
     pub fn last_modified(&self, now: SystemTime) -> String {
-        let modified = UNIX_EPOCH + Duration::from_secs(self.mtime);
-        let date = httpdate::HttpDate::from(modified.min(now));
-        // An HTTP date is 29 bytes: one allocation, not the three of a String grown by `fmt`.
-        let mut text = String::with_capacity(29);
-        let _ = write!(text, "{date}");
-        text
+        let now = now.duration_since(UNIX_EPOCH).map_or(0, |at| at.as_secs());
+        Civil::of_secs(self.mtime.min(now)).http_date_string()
     }
 
     /// What the preconditions of a GET or HEAD of this file ask for, in RFC 9110 13.2.2's
@@ -75,13 +71,15 @@ impl Validators {
     /// encoding made on the fly), which `If-Match`'s strong comparison never matches. `now` is
     /// the server's clock: an `If-Modified-Since` later than it cannot be a date the client
     /// had from us (RFC 2616 14.25 called it invalid, and Apache ignores it), unless it is the
-    /// file's own `Last-Modified`, as for a file dated in the future.
-    pub fn evaluate(&self, conditions: &Conditions<'_>, weak: bool, now: SystemTime) -> Outcome {
-        // Our tag is built only when there is one to compare it with: most requests send none.
-        let ours = match conditions.if_match.is_some() || conditions.if_none_match.is_some() {
-            true => self.etag(),
-            false => String::new(),
-        };
+    /// file's own `Last-Modified`, as for a file dated in the future. `ours` is
+    /// [`Validators::etag`] (without the `W/` of a weak one).
+    pub fn evaluate(
+        &self,
+        conditions: &Conditions<'_>,
+        ours: &str,
+        weak: bool,
+        now: SystemTime,
+    ) -> Outcome {
         if let Some(tags) = &conditions.if_match {
             // Strong comparison (13.1.1): neither tag weak, the same opaque tag. A malformed
             // value (see `EntityTags`) holds for nothing.
@@ -150,15 +148,18 @@ fn seconds(date: &str) -> Option<u64> {
     date.duration_since(UNIX_EPOCH).ok().map(|at| at.as_secs())
 }
 
-/// The conditional header fields of a request (RFC 9110 13.1). A list may arrive in several
-/// fields, joined here into one; a date field sent more than once is a list of dates, which is
-/// no date, and is left out.
+/// The conditional header fields of a request (RFC 9110 13.1), and the Range that If-Range
+/// governs. A list may arrive in several fields, joined here into one; a date field sent more
+/// than once is a list of dates, which is no date, and is left out. `If-Range` and `Range` are
+/// their first field's value, trimmed.
 #[derive(Clone, Debug, Default)]
 pub struct Conditions<'a> {
     pub if_match: Option<Cow<'a, str>>,
     pub if_unmodified_since: Option<&'a str>,
     pub if_none_match: Option<Cow<'a, str>>,
     pub if_modified_since: Option<&'a str>,
+    pub if_range: Option<&'a str>,
+    pub range: Option<&'a str>,
 }
 
 /// What the preconditions decide.
@@ -289,6 +290,7 @@ fn decimal_order(a: &str, b: &str) -> std::cmp::Ordering {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::time::Duration;
 
     #[test]
     fn ranges() {
@@ -414,9 +416,10 @@ mod tests {
             if_unmodified_since,
             if_none_match: if_none_match.map(Cow::Borrowed),
             if_modified_since,
+            ..Conditions::default()
         };
         let now = UNIX_EPOCH + Duration::from_secs(f.mtime + 86_400);
-        f.evaluate(&conditions, weak, now)
+        f.evaluate(&conditions, &f.etag(), weak, now)
     }
 
     #[test]
@@ -466,12 +469,15 @@ mod tests {
             if_modified_since: Some("Sun, 06 Nov 1994 08:49:37 GMT"),
             ..Conditions::default()
         };
-        assert_eq!(f.evaluate(&conditions, false, now), Outcome::NotModified);
+        assert_eq!(
+            f.evaluate(&conditions, &f.etag(), false, now),
+            Outcome::NotModified
+        );
         let later = Conditions {
             if_modified_since: Some("Sun, 06 Nov 1994 08:49:38 GMT"),
             ..Conditions::default()
         };
-        assert_eq!(f.evaluate(&later, false, now), Outcome::Send);
+        assert_eq!(f.evaluate(&later, &f.etag(), false, now), Outcome::Send);
     }
 
     #[test]
