@@ -30,6 +30,7 @@
 #                                        # instead of /hello (both serve the same directory)
 #   SITE=DIR URL_PATH=/app.js HEADER='Accept-Encoding: br, gzip' NGINX_HTTP='gzip_static on;' \
 #     SERVERS="reactor nginx" benches/cpu-per-request.sh   # a file of DIR, with a request header
+#                                        # (several: one a line, HEADER=$'A: 1\nB: 2')
 #   REACTOR_ARGS=--compress ...          # more flags for reactor-httpd
 #   REACTOR_AT=/tmp/old/reactor-httpd SERVERS="reactor reactor-at" BASE=reactor-at ...
 #                                        # A/B: the same flags, a binary of another build
@@ -145,7 +146,10 @@ done
 
 measure() { # name -> "requests cpu_us_per_request user_us_per_request requests_per_s p99_latency_us"
   local name=$1 args=(-t1 "-c$CONNECTIONS" "-d${SECONDS_PER_RUN}s" --latency)
-  [ -n "${HEADER:-}" ] && args+=(-H "$HEADER")
+  local field
+  while IFS= read -r field; do
+    [ -n "$field" ] && args+=(-H "$field")
+  done <<<"${HEADER:-}"
   [ -n "$PIPELINE" ] && args+=(-s "$PIPELINE_LUA")
   args+=("$SCHEME://127.0.0.1:${port[$name]}$URL_PATH")
   [ -n "$PIPELINE" ] && args+=(-- "$PIPELINE")
