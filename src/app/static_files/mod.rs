@@ -475,8 +475,9 @@ fn serve_file(
 
 /// The conditional fields of a request and its Range ([`Conditions`]), in one pass over its
 /// fields, each name told by its length first, as `framing` reads its own: most fields are
-/// none of these, and a browser's revalidation sends ten. A list sent in several fields is one
-/// list (RFC 9110 5.3); a date sent twice is no date; If-Range and Range are their first field.
+/// none of these, and a browser's revalidation sends about ten. A list sent in several fields
+/// is one list (RFC 9110 5.3); a date sent twice is no date; If-Range and Range are their first
+/// field.
 fn conditions<'a>(headers: &Headers<'a>) -> Conditions<'a> {
     let text = |value| std::str::from_utf8(value).ok().map(str::trim);
     // Each slot: `None` until its field is seen, then what it says.
