@@ -186,6 +186,7 @@ fn hello() -> Response {
         status: Status::OK,
         content_type: Some(Cow::Borrowed("text/plain")),
         headers: Vec::new(),
+        last_modified: None,
         body: Body::Static(b"Hello, World!"),
     };
     HELLO

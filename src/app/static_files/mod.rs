@@ -402,7 +402,7 @@ fn serve_file(
     let etag = validators.etag();
     let validated = |response: Response, etag| {
         response
-            .with_header("Last-Modified", validators.last_modified(now))
+            .with_last_modified(validators.mtime)
             .with_header("ETag", etag)
     };
     match validators.evaluate(&conditions, &etag, false, now) {
@@ -540,7 +540,7 @@ fn compressed(
     let now = SystemTime::now();
     let validated = |response: Response| {
         response
-            .with_header("Last-Modified", validators.last_modified(now))
+            .with_last_modified(validators.mtime)
             .with_header("ETag", etag.clone())
     };
     match validators.evaluate(&conditions(&request.headers), &etag[2..], true, now) {

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::http::{Civil, EntityTags, decimal};
+use crate::http::{EntityTags, decimal};
 
 /// A file's validators: what `ETag` and `Last-Modified` are made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,15 +54,6 @@ impl Validators {
         }
         tag.push('"');
         tag
-    }
-
-    /// The `Last-Modified` field at `now`: the modification time, or `now` if that is later. A
-    /// file dated in the future (a clock set wrong, an archive unpacked with its dates) must not
-    /// claim a change later than the response itself (RFC 9110 8.8.2.1); its entity tag still
-    /// says what it is.
-    pub fn last_modified(&self, now: SystemTime) -> String {
-        let now = now.duration_since(UNIX_EPOCH).map_or(0, |at| at.as_secs());
-        Civil::of_secs(self.mtime.min(now)).http_date_string()
     }
 
     /// What the preconditions of a GET or HEAD of this file ask for, in RFC 9110 13.2.2's
@@ -393,14 +384,6 @@ mod tests {
             assert_eq!(tag.etag(), format!("\"{mtime:x}-{len:x}\""));
             assert_eq!(tag.coded("br").etag(), format!("\"{mtime:x}-{len:x}-br\""));
         }
-        let later = UNIX_EPOCH + Duration::from_secs(800_000_000);
-        assert_eq!(file().last_modified(later), "Sun, 06 Nov 1994 08:49:37 GMT");
-        // Dated after the clock: the clock's time instead.
-        let earlier = UNIX_EPOCH + Duration::from_secs(784_000_000);
-        assert_eq!(
-            file().last_modified(earlier),
-            "Sat, 05 Nov 1994 01:46:40 GMT"
-        );
     }
 
     /// The file's clock reads a day after its modification.
