@@ -186,12 +186,8 @@ fn next_entity_tag(list: &str) -> Option<Option<(&str, &str)>> {
     let start = bytes
         .iter()
         .position(|&b| !matches!(b, b' ' | b'\t' | b','))?;
-    let open = start
-        + if bytes[start..].starts_with(b"W/") {
-            2
-        } else {
-            0
-        };
+    // After the weak tag's `W/`, if it has one.
+    let open = start + 2 * usize::from(bytes[start..].starts_with(b"W/"));
     if bytes.get(open) != Some(&b'"') {
         return Some(None);
     }

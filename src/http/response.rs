@@ -402,7 +402,8 @@ impl Response {
 /// A modification time, for `Last-Modified`: whole seconds since the epoch. Held as one more
 /// than that, in a `NonZeroU64`, so that `Option<Modified>` takes 8 bytes rather than 16: every
 /// response carries the option and is moved several times on its way to the head, and the
-/// larger one cost each `/hello` 15 instructions more (callgrind), the smaller none.
+/// larger one cost each `/hello` 15 instructions more (callgrind), the smaller 0 (4 for a
+/// pipelined one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Modified(NonZeroU64);
 
