@@ -2,6 +2,9 @@
 # User-space instructions per request, counted by callgrind: a run that serves N requests minus a
 # run that serves none (same start-up, same connections), divided by N.
 # Instruction counts do not depend on what else the machine is doing, so one run is enough.
+# They do move a little (up to ~90 for a static file's request) with the server binary's path:
+# it is on the initial stack, and moves the addresses that memcpy and from_utf8 choose their
+# paths by. A/B two builds from paths of the same length.
 #
 #   benches/callgrind-per-request.sh [N=20000] [PIPELINE=1]
 #   SERVER="/tmp/limit 127.0.0.1:{port}" benches/callgrind-per-request.sh   # any server; {port} is filled in
