@@ -175,6 +175,14 @@ impl Clock {
     }
 }
 
+/// `at` in whole seconds since the epoch, rounded down; 0 for a moment before it. The one rule
+/// for a file's time in this server: its entity tag, its `Last-Modified` and its listing entry
+/// all count a date before 1970 as the epoch.
+pub fn unix_seconds(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
 /// The last second a four-digit year can show: 9999-12-31T23:59:59Z.
 const LAST_SECOND: u64 = 253_402_300_799;
 
@@ -230,10 +238,7 @@ impl Civil {
 
     /// `at`, to the second (rounded down).
     pub fn of(at: SystemTime) -> Civil {
-        Civil::of_secs(
-            at.duration_since(UNIX_EPOCH)
-                .map_or(0, |since| since.as_secs()),
-        )
+        Civil::of_secs(unix_seconds(at))
     }
 
     /// The IMF-fixdate (RFC 9110 5.6.7): `Sun, 06 Nov 1994 08:49:37 GMT`.

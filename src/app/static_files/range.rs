@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::http::{EntityTags, decimal};
+use crate::http::{EntityTags, decimal, unix_seconds};
 
 /// A file's validators: what `ETag` and `Last-Modified` are made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,12 +19,9 @@ pub struct Validators {
 
 impl Validators {
     pub fn new(len: u64, modified: SystemTime) -> Self {
-        let mtime = modified
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_secs());
         Validators {
             len,
-            mtime,
+            mtime: unix_seconds(modified),
             coding: None,
         }
     }
@@ -94,7 +91,7 @@ impl Validators {
                 false => Outcome::Send,
             };
         }
-        let now = now.duration_since(UNIX_EPOCH).map_or(0, |at| at.as_secs());
+        let now = unix_seconds(now);
         match conditions.if_modified_since.and_then(seconds) {
             Some(since) if self.mtime <= since && (since <= now || since == self.mtime) => {
                 Outcome::NotModified
