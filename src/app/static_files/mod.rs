@@ -397,19 +397,20 @@ fn serve_file(
     if let Some(coding) = coding {
         validators = validators.coded(coding.token());
     }
-    let now = SystemTime::now();
     let conditions = conditions(&request.headers);
     let etag = validators.etag();
-    let validated = |response: Response, etag| {
+    let outcome = validators.evaluate(&conditions, &etag, false, SystemTime::now());
+    // Called once, on whichever response is sent: the tag moves into it.
+    let validated = move |response: Response| {
         response
             .with_last_modified(validators.mtime)
             .with_header("ETag", etag)
     };
-    match validators.evaluate(&conditions, &etag, false, now) {
+    match outcome {
         Outcome::Send => {}
         // A 304 carries the validators but no representation metadata such as Content-Encoding
         // (RFC 9110 15.4.5: SHOULD NOT), as nginx's carries none.
-        Outcome::NotModified => return validated(Response::new(Status::NOT_MODIFIED), etag),
+        Outcome::NotModified => return validated(Response::new(Status::NOT_MODIFIED)),
         Outcome::PreconditionFailed => return Response::error(Status::PRECONDITION_FAILED),
     }
     // Ranges apply to GET only (RFC 9110 14.2), and only to the representation If-Range names.
@@ -458,7 +459,7 @@ fn serve_file(
                 .with_header("Content-Range", format!("bytes */{len}"));
         }
     };
-    let response = validated(Response::new(status), etag);
+    let response = validated(Response::new(status));
     let response = match coding {
         Some(coding) => response.with_header("Content-Encoding", coding.token()),
         None => response,
@@ -537,13 +538,15 @@ fn compressed(
     }
     let validators = Validators::new(metadata.len(), modified).coded(coding.token());
     let etag = format!("W/{}", validators.etag());
-    let now = SystemTime::now();
-    let validated = |response: Response| {
+    let conditions = conditions(&request.headers);
+    let outcome = validators.evaluate(&conditions, &etag[2..], true, SystemTime::now());
+    // As in `serve_file`: called once, the tag moves into the response.
+    let validated = move |response: Response| {
         response
             .with_last_modified(validators.mtime)
-            .with_header("ETag", etag.clone())
+            .with_header("ETag", etag)
     };
-    match validators.evaluate(&conditions(&request.headers), &etag[2..], true, now) {
+    match outcome {
         Outcome::Send => {}
         // No Content-Encoding on a 304, as in `serve_file`.
         Outcome::NotModified => return Ok(validated(Response::new(Status::NOT_MODIFIED))),
