@@ -176,11 +176,26 @@ impl Clock {
 }
 
 /// `at` in whole seconds since the epoch, rounded down; 0 for a moment before it. The one rule
-/// for a file's time in this server: its entity tag, its `Last-Modified` and its listing entry
-/// all count a date before 1970 as the epoch.
+/// for a file's dates in this server: its `Last-Modified` and its listing entry both count a
+/// date before 1970 as the epoch (its entity tag has [`signed_unix_seconds`]).
 pub fn unix_seconds(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs())
+}
+
+/// `at` in whole seconds since the epoch, rounded down (toward the past), negative before it:
+/// a file's time as its entity tag counts it, so that two versions of a file dated before 1970
+/// differ there even though its dates show them both as the epoch.
+pub fn signed_unix_seconds(at: SystemTime) -> i64 {
+    match at.duration_since(UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => {
+            let before = before.duration();
+            let whole = i64::try_from(before.as_secs()).unwrap_or(i64::MAX);
+            // -0.5 s is in the second that starts at -1 s.
+            -whole - i64::from(before.subsec_nanos() > 0)
+        }
+    }
 }
 
 /// The last second a four-digit year can show: 9999-12-31T23:59:59Z.

@@ -4,14 +4,18 @@
 use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::http::{EntityTags, decimal, unix_seconds};
+use crate::http::{EntityTags, decimal, signed_unix_seconds, unix_seconds};
 
 /// A file's validators: what `ETag` and `Last-Modified` are made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Validators {
     pub len: u64,
-    /// Modification time, whole seconds since the epoch (HTTP dates have no finer grain).
+    /// Modification time, whole seconds since the epoch (HTTP dates have no finer grain); 0
+    /// for a time before it, as `Last-Modified` and the listings show it.
     pub mtime: u64,
+    /// The same time as the entity tag writes it: signed, so that files dated before 1970
+    /// differ in their tags as they do on disk (`mtime` is 0 for them all).
+    stamp: i64,
     /// The content coding of a precompressed sibling: its entity tag says it, so a tag never
     /// names two representations.
     pub coding: Option<&'static str>,
@@ -19,9 +23,11 @@ pub struct Validators {
 
 impl Validators {
     pub fn new(len: u64, modified: SystemTime) -> Self {
+        let stamp = signed_unix_seconds(modified);
         Validators {
             len,
-            mtime: unix_seconds(modified),
+            mtime: u64::try_from(stamp).unwrap_or(0),
+            stamp,
             coding: None,
         }
     }
@@ -34,7 +40,8 @@ impl Validators {
         }
     }
 
-    /// `"<mtime>-<size>"` in hex, as nginx makes it; `"<mtime>-<size>-<coding>"` for a sibling.
+    /// `"<mtime>-<size>"` in hex, as nginx makes it (a time before 1970 in two's complement,
+    /// as nginx's `%xT` writes a negative `time_t`); `"<mtime>-<size>-<coding>"` for a sibling.
     /// (Written digit by digit into one allocation of the right size: `format!` cost five
     /// times as much. Made once a response: [`Validators::evaluate`] compares with it, then the
     /// `ETag` field takes it.)
@@ -42,7 +49,7 @@ impl Validators {
         let coding = self.coding.unwrap_or_default();
         let mut tag = String::with_capacity(2 * 16 + coding.len() + 4);
         tag.push('"');
-        push_hex(&mut tag, self.mtime);
+        push_hex(&mut tag, self.stamp as u64);
         tag.push('-');
         push_hex(&mut tag, self.len);
         if !coding.is_empty() {
@@ -376,11 +383,33 @@ mod tests {
             let tag = Validators {
                 len,
                 mtime,
+                stamp: mtime as i64,
                 coding: None,
             };
             assert_eq!(tag.etag(), format!("\"{mtime:x}-{len:x}\""));
             assert_eq!(tag.coded("br").etag(), format!("\"{mtime:x}-{len:x}-br\""));
         }
+    }
+
+    /// Before 1970 every date reads as the epoch, but the entity tag keeps the time apart (in
+    /// two's complement, as nginx writes a negative `time_t` in hex): two versions of a file
+    /// dated before 1970 must not share a tag, or a client would get a 304 for the other.
+    #[test]
+    fn a_file_dated_before_1970_keeps_its_time_in_the_tag() {
+        let before = |seconds: u64, nanos: u32| {
+            Validators::new(3, UNIX_EPOCH - Duration::new(seconds, nanos))
+        };
+        let (a, b) = (before(86_400, 0), before(2 * 86_400, 0));
+        assert_eq!((a.mtime, b.mtime), (0, 0));
+        assert_eq!(a.etag(), "\"fffffffffffeae80-3\"");
+        assert_ne!(a.etag(), b.etag());
+        // Half a second before the epoch is in the second that starts one second before it.
+        assert_eq!(before(0, 500_000_000).etag(), "\"ffffffffffffffff-3\"");
+        assert_eq!(before(1, 0).etag(), before(0, 500_000_000).etag());
+        assert_eq!(Validators::new(3, UNIX_EPOCH).etag(), "\"0-3\"");
+        // The oldest time a `SystemTime` may hold still makes a tag.
+        let oldest = Validators::new(3, UNIX_EPOCH - Duration::from_secs(i64::MAX as u64));
+        assert_eq!(oldest.etag(), "\"8000000000000001-3\"");
     }
 
     /// The file's clock reads a day after its modification.
