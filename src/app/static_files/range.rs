@@ -40,16 +40,19 @@ impl Validators {
         }
     }
 
-    /// `"<mtime>-<size>"` in hex, as nginx makes it (a time before 1970 in two's complement,
-    /// as nginx's `%xT` writes a negative `time_t`); `"<mtime>-<size>-<coding>"` for a sibling.
+    /// `"<mtime>-<size>"` in hex, as nginx makes it (a time before 1970 with a minus sign, as
+    /// nginx's `%xT` writes a negative `time_t`); `"<mtime>-<size>-<coding>"` for a sibling.
     /// (Written digit by digit into one allocation of the right size: `format!` cost five
     /// times as much. Made once a response: [`Validators::evaluate`] compares with it, then the
     /// `ETag` field takes it.)
     pub fn etag(&self) -> String {
         let coding = self.coding.unwrap_or_default();
-        let mut tag = String::with_capacity(2 * 16 + coding.len() + 4);
+        let mut tag = String::with_capacity(2 * 16 + coding.len() + 5);
         tag.push('"');
-        push_hex(&mut tag, self.stamp as u64);
+        if self.stamp < 0 {
+            tag.push('-');
+        }
+        push_hex(&mut tag, self.stamp.unsigned_abs());
         tag.push('-');
         push_hex(&mut tag, self.len);
         if !coding.is_empty() {
@@ -377,7 +380,7 @@ mod tests {
             (0, 0),
             (1, 15),
             (16, 255),
-            (u64::MAX, 1 << 60),
+            (i64::MAX as u64, u64::MAX),
             (0x7f, 0x1000),
         ] {
             let tag = Validators {
@@ -391,9 +394,9 @@ mod tests {
         }
     }
 
-    /// Before 1970 every date reads as the epoch, but the entity tag keeps the time apart (in
-    /// two's complement, as nginx writes a negative `time_t` in hex): two versions of a file
-    /// dated before 1970 must not share a tag, or a client would get a 304 for the other.
+    /// Before 1970 every date reads as the epoch, but the entity tag keeps the time apart (with
+    /// a minus sign, as nginx writes a negative `time_t` in hex): two versions of a file dated
+    /// before 1970 must not share a tag, or a client would get a 304 for the other.
     #[test]
     fn a_file_dated_before_1970_keeps_its_time_in_the_tag() {
         let before = |seconds: u64, nanos: u32| {
@@ -401,15 +404,15 @@ mod tests {
         };
         let (a, b) = (before(86_400, 0), before(2 * 86_400, 0));
         assert_eq!((a.mtime, b.mtime), (0, 0));
-        assert_eq!(a.etag(), "\"fffffffffffeae80-3\"");
+        assert_eq!(a.etag(), "\"-15180-3\"");
         assert_ne!(a.etag(), b.etag());
         // Half a second before the epoch is in the second that starts one second before it.
-        assert_eq!(before(0, 500_000_000).etag(), "\"ffffffffffffffff-3\"");
+        assert_eq!(before(0, 500_000_000).etag(), "\"-1-3\"");
         assert_eq!(before(1, 0).etag(), before(0, 500_000_000).etag());
         assert_eq!(Validators::new(3, UNIX_EPOCH).etag(), "\"0-3\"");
         // The oldest time a `SystemTime` may hold still makes a tag.
         let oldest = Validators::new(3, UNIX_EPOCH - Duration::from_secs(i64::MAX as u64));
-        assert_eq!(oldest.etag(), "\"8000000000000001-3\"");
+        assert_eq!(oldest.etag(), "\"-7fffffffffffffff-3\"");
     }
 
     /// The file's clock reads a day after its modification.
