@@ -409,6 +409,71 @@ fn dates_out_of_range(mode: Mode) {
     assert!(json.text().contains("\"mtime\":\"1970-01-01T00:00:00Z\""));
 }
 
+/// A file rewritten within one second, at the same size (an editor's save, a build's output),
+/// keeps its `Last-Modified`, which has whole seconds only; its entity tag must still change, or
+/// a browser revalidating with `If-None-Match` is told that its old copy is current (nginx's
+/// tag, made of the second and the size, does not change). The times are set, not waited for.
+fn rewritten_within_a_second(mode: Mode) {
+    let site = Site::new("rewritten");
+    let path = site.root.join("docs").join("same.txt");
+    let second = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let write = |text: &str, nanos: u32| {
+        fs::write(&path, text).unwrap();
+        let file = fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(second + Duration::from_nanos(u64::from(nanos)))
+            .unwrap();
+        let kept = fs::metadata(&path).unwrap().modified().unwrap();
+        assert_eq!(
+            kept,
+            second + Duration::from_nanos(u64::from(nanos)),
+            "the filesystem under the tests keeps no time finer than a second"
+        );
+    };
+    write("version A\n", 100_000_000);
+    let server = site.serve(mode);
+    let mut client = server.connect();
+    let first = get(&mut client, "/docs/same.txt", "");
+    assert_eq!(first.text(), "version A\n");
+    let tag = first.header("etag").unwrap().to_string();
+    assert_eq!(
+        get(
+            &mut client,
+            "/docs/same.txt",
+            &format!("If-None-Match: {tag}\r\n")
+        )
+        .status,
+        304
+    );
+
+    write("version B\n", 600_000_000);
+    let again = get(
+        &mut client,
+        "/docs/same.txt",
+        &format!("If-None-Match: {tag}\r\n"),
+    );
+    assert_eq!(again.status, 200, "the old copy is not current");
+    assert_eq!(again.text(), "version B\n");
+    assert_eq!(again.header("last-modified"), first.header("last-modified"));
+    let new_tag = again.header("etag").unwrap();
+    assert_ne!(new_tag, tag);
+    // The old tag no longer holds for a range either: the whole new file, not a splice.
+    let resumed = get(
+        &mut client,
+        "/docs/same.txt",
+        &format!("Range: bytes=8-\r\nIf-Range: {tag}\r\n"),
+    );
+    assert_eq!(
+        (resumed.status, resumed.text().as_str()),
+        (200, "version B\n")
+    );
+    let current = get(
+        &mut client,
+        "/docs/same.txt",
+        &format!("Range: bytes=8-\r\nIf-Range: {new_tag}\r\n"),
+    );
+    assert_eq!((current.status, current.text().as_str()), (206, "B\n"));
+}
+
 fn caching(mode: Mode) {
     let site = Site::new("caching");
     let server = site.serve(mode);
@@ -847,6 +912,7 @@ macro_rules! modes {
             t!(directories, 20);
             t!(caching, 20);
             t!(dates_out_of_range, 20);
+            t!(rewritten_within_a_second, 20);
             t!(ranges, 20);
             t!(several_ranges, 60);
             t!(errors, 20);

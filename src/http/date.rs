@@ -177,23 +177,31 @@ impl Clock {
 
 /// `at` in whole seconds since the epoch, rounded down; 0 for a moment before it. The one rule
 /// for a file's dates in this server: its `Last-Modified` and its listing entry both count a
-/// date before 1970 as the epoch (its entity tag has [`signed_unix_seconds`]).
+/// date before 1970 as the epoch (its entity tag has [`unix_time`]).
 pub fn unix_seconds(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs())
 }
 
-/// `at` in whole seconds since the epoch, rounded down (toward the past), negative before it:
-/// a file's time as its entity tag counts it, so that two versions of a file dated before 1970
-/// differ there even though its dates show them both as the epoch.
-pub fn signed_unix_seconds(at: SystemTime) -> i64 {
+/// `at` as whole seconds since the epoch, rounded down (toward the past, so negative before
+/// it), and the nanoseconds into that second: a file's time as its entity tag writes it. Both
+/// parts count there: a file rewritten within one second (its `Last-Modified` the same) must
+/// still get another tag, and so must two versions of a file dated before 1970 (its dates show
+/// them both as the epoch).
+pub fn unix_time(at: SystemTime) -> (i64, u32) {
     match at.duration_since(UNIX_EPOCH) {
-        Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        Ok(since) => (
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+            since.subsec_nanos(),
+        ),
         Err(before) => {
             let before = before.duration();
             let whole = i64::try_from(before.as_secs()).unwrap_or(i64::MAX);
-            // -0.5 s is in the second that starts at -1 s.
-            -whole - i64::from(before.subsec_nanos() > 0)
+            match before.subsec_nanos() {
+                0 => (-whole, 0),
+                // 0.25 s before the epoch is 0.75 s into the second that starts 1 s before it.
+                nanos => (-whole - 1, 1_000_000_000 - nanos),
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::http::{EntityTags, decimal, signed_unix_seconds, unix_seconds};
+use crate::http::{EntityTags, decimal, unix_seconds, unix_time};
 
 /// A file's validators: what `ETag` and `Last-Modified` are made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,9 +13,10 @@ pub struct Validators {
     /// Modification time, whole seconds since the epoch (HTTP dates have no finer grain); 0
     /// for a time before it, as `Last-Modified` and the listings show it.
     pub mtime: u64,
-    /// The same time as the entity tag writes it: signed, so that files dated before 1970
-    /// differ in their tags as they do on disk (`mtime` is 0 for them all).
-    stamp: i64,
+    /// The same time as the entity tag writes it ([`unix_time`]): seconds, signed (`mtime` is 0
+    /// for every time before 1970), and nanoseconds into the second (a file rewritten within
+    /// one second, its size the same, must not keep its tag).
+    stamp: (i64, u32),
     /// The content coding of a precompressed sibling: its entity tag says it, so a tag never
     /// names two representations.
     pub coding: Option<&'static str>,
@@ -23,10 +24,10 @@ pub struct Validators {
 
 impl Validators {
     pub fn new(len: u64, modified: SystemTime) -> Self {
-        let stamp = signed_unix_seconds(modified);
+        let stamp = unix_time(modified);
         Validators {
             len,
-            mtime: u64::try_from(stamp).unwrap_or(0),
+            mtime: u64::try_from(stamp.0).unwrap_or(0),
             stamp,
             coding: None,
         }
@@ -40,19 +41,28 @@ impl Validators {
         }
     }
 
-    /// `"<mtime>-<size>"` in hex, as nginx makes it (a time before 1970 with a minus sign, as
-    /// nginx's `%xT` writes a negative `time_t`); `"<mtime>-<size>-<coding>"` for a sibling.
-    /// (Written digit by digit into one allocation of the right size: `format!` cost five
-    /// times as much. Made once a response: [`Validators::evaluate`] compares with it, then the
-    /// `ETag` field takes it.)
+    /// `"<mtime>-<size>"` in hex, as nginx makes it, with the nanoseconds into the second after
+    /// a dot when there are any (`"<mtime>.<nanos>-<size>"`: nginx's tag stays the same when a
+    /// file is rewritten within a second at the same size, and a browser is then told its old
+    /// copy is current); a time before 1970 with a minus sign, as nginx's `%xT` writes it;
+    /// `"...-<coding>"` for a sibling. (Written digit by digit into one allocation of the right
+    /// size: `format!` cost five times as much. Made once a response: [`Validators::evaluate`]
+    /// compares with it, then the `ETag` field takes it.)
     pub fn etag(&self) -> String {
         let coding = self.coding.unwrap_or_default();
-        let mut tag = String::with_capacity(2 * 16 + coding.len() + 5);
+        let (seconds, nanos) = self.stamp;
+        // Quotes, a sign, then numbers of at most 16, 8 and 16 digits and the coding, each after
+        // a separator but the first.
+        let mut tag = String::with_capacity(2 + 1 + 16 + (1 + 8) + (1 + 16) + (1 + coding.len()));
         tag.push('"');
-        if self.stamp < 0 {
+        if seconds < 0 {
             tag.push('-');
         }
-        push_hex(&mut tag, self.stamp.unsigned_abs());
+        push_hex(&mut tag, seconds.unsigned_abs());
+        if nanos > 0 {
+            tag.push('.');
+            push_hex(&mut tag, u64::from(nanos));
+        }
         tag.push('-');
         push_hex(&mut tag, self.len);
         if !coding.is_empty() {
@@ -386,12 +396,34 @@ mod tests {
             let tag = Validators {
                 len,
                 mtime,
-                stamp: mtime as i64,
+                stamp: (mtime as i64, 0),
                 coding: None,
             };
             assert_eq!(tag.etag(), format!("\"{mtime:x}-{len:x}\""));
             assert_eq!(tag.coded("br").etag(), format!("\"{mtime:x}-{len:x}-br\""));
         }
+    }
+
+    /// A file rewritten within one second, at the same size, has the same `Last-Modified`, but
+    /// must not keep its entity tag: a browser revalidating with `If-None-Match` would be told
+    /// that its old copy is current. The nanoseconds into the second tell the versions apart.
+    #[test]
+    fn a_file_rewritten_within_a_second_gets_another_tag() {
+        let at = |nanos: u32| Validators::new(10, UNIX_EPOCH + Duration::new(784111777, nanos));
+        let (first, second) = (at(27_911_763), at(27_911_764));
+        assert_eq!(first.mtime, second.mtime);
+        assert_eq!(first.etag(), "\"2ebc98a1.1a9e653-a\"");
+        assert_ne!(first.etag(), second.etag());
+        assert_eq!(at(999_999_999).etag(), "\"2ebc98a1.3b9ac9ff-a\"");
+        assert_eq!(
+            at(999_999_999).coded("gzip").etag(),
+            "\"2ebc98a1.3b9ac9ff-a-gzip\""
+        );
+        // A whole second (a filesystem that keeps no finer time): nginx's tag exactly.
+        assert_eq!(at(0).etag(), "\"2ebc98a1-a\"");
+        let tags: std::collections::HashSet<String> =
+            (0..1_000).map(|step| at(step * 999_999).etag()).collect();
+        assert_eq!(tags.len(), 1_000);
     }
 
     /// Before 1970 every date reads as the epoch, but the entity tag keeps the time apart (with
@@ -406,9 +438,10 @@ mod tests {
         assert_eq!((a.mtime, b.mtime), (0, 0));
         assert_eq!(a.etag(), "\"-15180-3\"");
         assert_ne!(a.etag(), b.etag());
-        // Half a second before the epoch is in the second that starts one second before it.
-        assert_eq!(before(0, 500_000_000).etag(), "\"-1-3\"");
-        assert_eq!(before(1, 0).etag(), before(0, 500_000_000).etag());
+        // A quarter second before the epoch is three quarters into the second before it.
+        assert_eq!(before(0, 250_000_000).etag(), "\"-1.2cb41780-3\"");
+        assert_ne!(before(0, 250_000_000).etag(), before(0, 500_000_000).etag());
+        assert_eq!(before(1, 0).etag(), "\"-1-3\"");
         assert_eq!(Validators::new(3, UNIX_EPOCH).etag(), "\"0-3\"");
         // The oldest time a `SystemTime` may hold still makes a tag.
         let oldest = Validators::new(3, UNIX_EPOCH - Duration::from_secs(i64::MAX as u64));
