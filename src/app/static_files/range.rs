@@ -136,13 +136,18 @@ impl Validators {
     }
 }
 
-/// `n` in lowercase hex, without leading zeros (`0` for zero), as `{:x}` writes it.
+/// `n` in lowercase hex, without leading zeros (`0` for zero), as `{:x}` writes it. The digits
+/// are made in a word on the stack and appended at once: pushed one `char` at a time, each paid
+/// for a capacity check and a UTF-8 length, and a tag has some thirty.
 fn push_hex(out: &mut String, n: u64) {
-    let digits = (u64::BITS - n.leading_zeros()).div_ceil(4).max(1);
-    for digit in (0..digits).rev() {
-        let nibble = (n >> (4 * digit)) & 0xf;
-        out.push(char::from(b"0123456789abcdef"[nibble as usize]));
+    let digits = (u64::BITS - n.leading_zeros()).div_ceil(4).max(1) as usize;
+    let mut text = [0u8; 16];
+    for (at, slot) in text[..digits].iter_mut().rev().enumerate() {
+        *slot = b"0123456789abcdef"[(n >> (4 * at)) as usize & 0xf];
     }
+    // SAFETY: every byte pushed is an ASCII hex digit from the table above, so the string stays
+    // UTF-8.
+    unsafe { out.as_mut_vec() }.extend_from_slice(&text[..digits]);
 }
 
 fn strip_weak(tag: &str) -> &str {
@@ -401,6 +406,14 @@ mod tests {
             };
             assert_eq!(tag.etag(), format!("\"{mtime:x}-{len:x}\""));
             assert_eq!(tag.coded("br").etag(), format!("\"{mtime:x}-{len:x}-br\""));
+        }
+        // Every count of digits, and the numbers either side of each.
+        for shift in 0..64 {
+            for n in [(1u64 << shift) - 1, 1 << shift, (1 << shift) + 1] {
+                let mut text = String::new();
+                push_hex(&mut text, n);
+                assert_eq!(text, format!("{n:x}"));
+            }
         }
     }
 
