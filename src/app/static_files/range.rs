@@ -24,11 +24,10 @@ pub struct Validators {
 
 impl Validators {
     pub fn new(len: u64, modified: SystemTime) -> Self {
-        let stamp = unix_time(modified);
         Validators {
             len,
-            mtime: u64::try_from(stamp.0).unwrap_or(0),
-            stamp,
+            mtime: unix_seconds(modified),
+            stamp: unix_time(modified),
             coding: None,
         }
     }
