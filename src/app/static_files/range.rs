@@ -102,9 +102,13 @@ impl Validators {
         }
         if let Some(tags) = &conditions.if_none_match {
             // Weak comparison (13.1.2): a match means the client has it. A malformed value
-            // matches nothing, and If-Modified-Since is still not asked (13.1.3).
-            let matched =
-                EntityTags::parse(tags).is_some_and(|tags| tags.any(|tag| strip_weak(tag) == ours));
+            // matches nothing, and If-Modified-Since is still not asked (13.1.3). First what a
+            // browser sends, the one tag it was given: equal to ours, it is a well-formed list
+            // of one tag that matches, and the list need not be read (twice) to know it.
+            let only = strip_weak(tags.trim_matches(|c| c == ' ' || c == '\t'));
+            let matched = only == ours
+                || EntityTags::parse(tags)
+                    .is_some_and(|tags| tags.any(|tag| strip_weak(tag) == ours));
             return match matched {
                 true => Outcome::NotModified,
                 false => Outcome::Send,
@@ -489,6 +493,13 @@ mod tests {
         assert_eq!(inm(&etag), NotModified);
         assert_eq!(inm(&format!("W/{etag}")), NotModified);
         assert_eq!(inm(&format!("\"other\", {etag}")), NotModified);
+        // The tag alone (a browser's), around whitespace, is read without the list; what only
+        // looks like it is read as a list, and is malformed.
+        assert_eq!(inm(&format!(" {etag}\t")), NotModified);
+        assert_eq!(inm(&format!("{etag},")), NotModified);
+        assert_eq!(inm(&format!("W/ {etag}")), Send);
+        assert_eq!(inm(&format!("w/{etag}")), Send);
+        assert_eq!(inm(&etag[..etag.len() - 1]), Send);
         assert_eq!(inm("*"), NotModified);
         assert_eq!(inm("\"other\""), Send);
         // Unquoted is not an entity tag.
