@@ -179,8 +179,14 @@ impl Clock {
 /// for a file's dates in this server: its `Last-Modified` and its listing entry both count a
 /// date before 1970 as the epoch (its entity tag has [`unix_time`]).
 pub fn unix_seconds(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs())
+    shown_seconds(unix_time(at))
+}
+
+/// The whole seconds of a [`unix_time`] as a file's dates show them: 0 before the epoch.
+/// (Apart from [`unix_seconds`] for a caller that has the `unix_time` already: the tag and the
+/// dates of a file read its time once.)
+pub fn shown_seconds((seconds, _): (i64, u32)) -> u64 {
+    u64::try_from(seconds).unwrap_or(0)
 }
 
 /// `at` as whole seconds since the epoch, rounded down (toward the past, so negative before

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::http::{EntityTags, decimal, unix_seconds, unix_time};
+use crate::http::{EntityTags, decimal, shown_seconds, unix_seconds, unix_time};
 
 /// A file's validators: what `ETag` and `Last-Modified` are made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,10 +24,11 @@ pub struct Validators {
 
 impl Validators {
     pub fn new(len: u64, modified: SystemTime) -> Self {
+        let stamp = unix_time(modified);
         Validators {
             len,
-            mtime: unix_seconds(modified),
-            stamp: unix_time(modified),
+            mtime: shown_seconds(stamp),
+            stamp,
             coding: None,
         }
     }
