@@ -33,7 +33,7 @@ pub use parse::{
     leading_empty_lines, parse_again, parse_head, parse_whole_head,
 };
 pub use request::{EntityTags, Headers, Request, Version};
-pub(crate) use request::{join_list, name_is};
+pub(crate) use request::{join_list, name_is, trim_ows};
 pub use response::{
     Body, BodyStream, FileBody, HeadCache, Modified, Multipart, Persistence, Response, Status,
     write_head,

@@ -148,7 +148,7 @@ impl<'a> EntityTags<'a> {
     /// so it never matches one: an `If-Match` with it fails, an `If-None-Match` holds (as nginx
     /// reads them). A comma inside a tag's quotes is part of the tag, not a separator.
     pub fn parse(value: &'a str) -> Option<Self> {
-        let value = value.trim_matches(|c| c == ' ' || c == '\t');
+        let value = trim_ows(value);
         if value == "*" {
             return Some(EntityTags::Any);
         }
@@ -206,6 +206,12 @@ fn next_entity_tag(list: &str) -> Option<Option<(&str, &str)>> {
     let end = open + 1 + len + 1;
     let after = bytes[end..].iter().find(|&&b| b != b' ' && b != b'\t');
     Some(matches!(after, None | Some(b',')).then(|| (&list[start..end], &list[end..])))
+}
+
+/// `value` without the optional whitespace (spaces and tabs, RFC 9110 5.6.3) around it. (A
+/// closure, not the `[' ', '\t']` pattern, which cost several times as much on a short value.)
+pub(crate) fn trim_ows(value: &str) -> &str {
+    value.trim_matches(|c| c == ' ' || c == '\t')
 }
 
 /// `list` with one more field's `value` (as text: bytes that are not UTF-8 replaced) after a

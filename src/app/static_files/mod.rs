@@ -403,7 +403,7 @@ fn serve_file(
     // Called once, on whichever response is sent: the tag moves into it.
     let validated = move |response: Response| {
         response
-            .with_last_modified(validators.mtime)
+            .with_last_modified(validators.mtime())
             .with_header("ETag", etag)
     };
     match outcome {
@@ -543,7 +543,7 @@ fn compressed(
     // As in `serve_file`: called once, the tag moves into the response.
     let validated = move |response: Response| {
         response
-            .with_last_modified(validators.mtime)
+            .with_last_modified(validators.mtime())
             .with_header("ETag", etag)
     };
     match outcome {

@@ -4,18 +4,15 @@
 use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::http::{EntityTags, decimal, shown_seconds, unix_seconds, unix_time};
+use crate::http::{EntityTags, decimal, shown_seconds, trim_ows, unix_seconds, unix_time};
 
 /// A file's validators: what `ETag` and `Last-Modified` are made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Validators {
     pub len: u64,
-    /// Modification time, whole seconds since the epoch (HTTP dates have no finer grain); 0
-    /// for a time before it, as `Last-Modified` and the listings show it.
-    pub mtime: u64,
-    /// The same time as the entity tag writes it ([`unix_time`]): seconds, signed (`mtime` is 0
-    /// for every time before 1970), and nanoseconds into the second (a file rewritten within
-    /// one second, its size the same, must not keep its tag).
+    /// Modification time as the entity tag writes it ([`unix_time`]): seconds, signed, and
+    /// nanoseconds into the second (a file rewritten within one second, its size the same, must
+    /// not keep its tag). Its dates have [`Validators::mtime`].
     stamp: (i64, u32),
     /// The content coding of a precompressed sibling: its entity tag says it, so a tag never
     /// names two representations.
@@ -24,13 +21,17 @@ pub struct Validators {
 
 impl Validators {
     pub fn new(len: u64, modified: SystemTime) -> Self {
-        let stamp = unix_time(modified);
         Validators {
             len,
-            mtime: shown_seconds(stamp),
-            stamp,
+            stamp: unix_time(modified),
             coding: None,
         }
+    }
+
+    /// Modification time in whole seconds since the epoch (HTTP dates have no finer grain); 0
+    /// for a time before it, as `Last-Modified` and the listings show it.
+    pub fn mtime(&self) -> u64 {
+        shown_seconds(self.stamp)
     }
 
     /// The validators of a sibling holding content coding `coding`.
@@ -97,7 +98,7 @@ impl Validators {
                 return Outcome::PreconditionFailed;
             }
         } else if let Some(since) = conditions.if_unmodified_since.and_then(seconds) {
-            if self.mtime > since {
+            if self.mtime() > since {
                 return Outcome::PreconditionFailed;
             }
         }
@@ -106,7 +107,7 @@ impl Validators {
             // matches nothing, and If-Modified-Since is still not asked (13.1.3). First what a
             // browser sends, the one tag it was given: equal to ours, it is a well-formed list
             // of one tag that matches, and the list need not be read (twice) to know it.
-            let only = strip_weak(tags.trim_matches(|c| c == ' ' || c == '\t'));
+            let only = strip_weak(trim_ows(tags));
             let matched = only == ours
                 || EntityTags::parse(tags)
                     .is_some_and(|tags| tags.any(|tag| strip_weak(tag) == ours));
@@ -117,7 +118,7 @@ impl Validators {
         }
         let now = unix_seconds(now);
         match conditions.if_modified_since.and_then(seconds) {
-            Some(since) if self.mtime <= since && (since <= now || since == self.mtime) => {
+            Some(since) if self.mtime() <= since && (since <= now || since == self.mtime()) => {
                 Outcome::NotModified
             }
             _ => Outcome::Send,
@@ -135,7 +136,7 @@ impl Validators {
         } else if value.starts_with("W/") {
             false // weak tags never match for ranges
         } else {
-            seconds(value) == Some(self.mtime)
+            seconds(value) == Some(self.mtime())
         }
     }
 }
@@ -404,7 +405,6 @@ mod tests {
         ] {
             let tag = Validators {
                 len,
-                mtime,
                 stamp: (mtime as i64, 0),
                 coding: None,
             };
@@ -428,7 +428,7 @@ mod tests {
     fn a_file_rewritten_within_a_second_gets_another_tag() {
         let at = |nanos: u32| Validators::new(10, UNIX_EPOCH + Duration::new(784111777, nanos));
         let (first, second) = (at(27_911_763), at(27_911_764));
-        assert_eq!(first.mtime, second.mtime);
+        assert_eq!(first.mtime(), second.mtime());
         assert_eq!(first.etag(), "\"2ebc98a1.1a9e653-a\"");
         assert_ne!(first.etag(), second.etag());
         assert_eq!(at(999_999_999).etag(), "\"2ebc98a1.3b9ac9ff-a\"");
@@ -452,7 +452,7 @@ mod tests {
             Validators::new(3, UNIX_EPOCH - Duration::new(seconds, nanos))
         };
         let (a, b) = (before(86_400, 0), before(2 * 86_400, 0));
-        assert_eq!((a.mtime, b.mtime), (0, 0));
+        assert_eq!((a.mtime(), b.mtime()), (0, 0));
         assert_eq!(a.etag(), "\"-15180-3\"");
         assert_ne!(a.etag(), b.etag());
         // A quarter second before the epoch is three quarters into the second before it.
@@ -480,7 +480,7 @@ mod tests {
             if_modified_since,
             ..Conditions::default()
         };
-        let now = UNIX_EPOCH + Duration::from_secs(f.mtime + 86_400);
+        let now = UNIX_EPOCH + Duration::from_secs(f.mtime() + 86_400);
         f.evaluate(&conditions, &f.etag(), weak, now)
     }
 
@@ -533,7 +533,7 @@ mod tests {
     #[test]
     fn a_file_dated_in_the_future_still_validates_its_own_date() {
         let f = file();
-        let now = UNIX_EPOCH + Duration::from_secs(f.mtime - 60);
+        let now = UNIX_EPOCH + Duration::from_secs(f.mtime() - 60);
         let conditions = Conditions {
             if_modified_since: Some("Sun, 06 Nov 1994 08:49:37 GMT"),
             ..Conditions::default()
