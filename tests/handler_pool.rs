@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{Client, TestServer, bounded, config};
-use reactor_httpd::app::Handler;
+use reactor_httpd::app::{Handler, StaticFiles};
 use reactor_httpd::config::{Config, Cores, Mode};
 use reactor_httpd::http::{Request, Response, Status};
 
@@ -374,6 +374,94 @@ fn a_request_reset_in_the_queue_never_runs(mode: Mode) {
     });
 }
 
+/// A [`Gate`] ahead of the static files of `root`: `/block` blocks as the gate's does, every
+/// other path is the files'.
+struct GateBeforeFiles {
+    gate: Gate,
+    files: StaticFiles,
+}
+
+impl Handler for GateBeforeFiles {
+    fn handle(&self, request: &Request<'_>) -> Response {
+        match request.path {
+            "/block" => self.gate.handle(request),
+            _ => self.files.handle(request),
+        }
+    }
+
+    fn handle_unless_blocking(&self, request: &Request<'_>) -> Option<Response> {
+        match request.path {
+            "/block" => None,
+            _ => self.files.handle_unless_blocking(request),
+        }
+    }
+}
+
+/// A directory's listing reads the whole directory (0.2 s for 100,000 entries), so it waits on
+/// the pool like any request that may block: with the one thread held and the queue full, a
+/// listing gets 503 at once, while a file, a redirect and a directory's `index.html` are still
+/// answered on the loop. Once the pool is free the listing is served; with no pool, on the loop.
+fn a_directory_listing_runs_on_the_pool(mode: Mode) {
+    bounded(30, move || {
+        let root = common::tempdir(&format!("pool-listing-{mode:?}"));
+        std::fs::create_dir(root.join("listed")).unwrap();
+        std::fs::write(root.join("listed/a.txt"), "a").unwrap();
+        std::fs::create_dir(root.join("indexed")).unwrap();
+        std::fs::write(root.join("indexed/index.html"), "the index").unwrap();
+        std::fs::write(root.join("file.txt"), "a file").unwrap();
+        let server_with = |threads| {
+            let (started, started_rx) = mpsc::channel();
+            let (release_tx, release) = mpsc::channel();
+            let handler = GateBeforeFiles {
+                gate: Gate {
+                    started: Mutex::new(started),
+                    release: Mutex::new(release),
+                },
+                files: StaticFiles::new(&root).unwrap(),
+            };
+            let server = TestServer::with_handler(one_loop(mode, threads), Arc::new(handler));
+            (server, started_rx, release_tx)
+        };
+
+        let (server, started, release) = server_with(1);
+        // One thread, and a queue of 16 a thread.
+        let mut running = server.connect();
+        send_block(&mut running, "/block");
+        next_started(&started);
+        let mut queued: Vec<Client> = (0..16)
+            .map(|_| {
+                let mut client = server.connect();
+                send_block(&mut client, "/block");
+                client
+            })
+            .collect();
+        // The one loop reads in order of arrival: once a later request is answered, the queue
+        // holds all sixteen.
+        let mut client = server.connect();
+        assert_eq!(client.get("/file.txt").text(), "a file");
+        assert_eq!(client.get("/listed/").status, 503);
+        assert_eq!(client.get("/indexed/").text(), "the index");
+        let redirect = client.get("/listed");
+        assert_eq!(redirect.status, 301);
+        assert_eq!(redirect.header("location"), Some("/listed/"));
+        for _ in 0..17 {
+            release.send(()).unwrap();
+        }
+        for waiting in std::iter::once(&mut running).chain(&mut queued) {
+            assert_eq!(waiting.response().text(), "released");
+        }
+        let listing = client.get("/listed/");
+        assert_eq!(listing.status, 200);
+        assert!(listing.text().contains("a.txt"), "{}", listing.text());
+        drop(server);
+
+        let (server, _started, _release) = server_with(0);
+        let listing = server.connect().get("/listed/");
+        assert_eq!(listing.status, 200);
+        assert!(listing.text().contains("a.txt"), "{}", listing.text());
+    });
+}
+
 /// Shutdown with a request on the pool: the server waits for its answer, sends it (with
 /// `Connection: close`), and only then returns.
 fn shutdown_waits_for_pool_work_in_flight(mode: Mode) {
@@ -473,6 +561,12 @@ macro_rules! loop_modes {
             fn a_request_reset_in_the_queue_never_runs() {
                 if super::common::runnable($value) {
                     super::a_request_reset_in_the_queue_never_runs($value);
+                }
+            }
+            #[test]
+            fn a_directory_listing_runs_on_the_pool() {
+                if super::common::runnable($value) {
+                    super::a_directory_listing_runs_on_the_pool($value);
                 }
             }
             #[test]
