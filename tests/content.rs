@@ -5,6 +5,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -443,8 +444,20 @@ fn listings_as_json() {
                 ]
             );
             assert_eq!(items[0]["type"], "dir");
+            assert_eq!(items[0]["url"], "sub/");
             assert_eq!(items[5]["size"], 1500);
+            assert_eq!(items[5]["url"], "only.txt");
         }
+        // A name that is not UTF-8 shows with U+FFFD, and its link fetches it.
+        let odd = root
+            .join("sub")
+            .join(std::ffi::OsStr::from_bytes(b"caf\xe9 1.txt"));
+        fs::write(odd, b"latin-1").unwrap();
+        let response = get(&mut client, "/sub/?format=json", "");
+        let items: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(items[1]["name"], "caf\u{fffd} 1.txt");
+        assert_eq!(items[1]["url"], "caf%E9%201.txt");
+        assert_eq!(get(&mut client, "/sub/caf%E9%201.txt", "").body, b"latin-1");
         let html = get(&mut client, "/", "Accept: text/html,*/*;q=0.8\r\n");
         assert_eq!(
             html.header("Content-Type"),

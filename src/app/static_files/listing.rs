@@ -123,9 +123,10 @@ th,td{text-align:left;padding:.25em 1.5em .25em 0;vertical-align:top}\
 td:nth-child(2),th:nth-child(2){text-align:right}a{word-break:break-all}\
 @media(max-width:600px){td:nth-child(3),th:nth-child(3){display:none}}";
 
-/// The listing as JSON: `[{"name":…,"type":"file|dir|symlink","size":…,"mtime":"…"},…]`, in
-/// the HTML listing's order. `size` is null for a directory, `mtime` (RFC 3339, UTC) null when
-/// unknown; a name that is not UTF-8 has its bad bytes replaced.
+/// The listing as JSON: `[{"name":…,"url":…,"type":"file|dir|symlink","size":…,"mtime":"…"},…]`,
+/// in the HTML listing's order. `size` is null for a directory, `mtime` (RFC 3339, UTC) null
+/// when unknown; a name that is not UTF-8 has its bad bytes replaced, and `url` (the link,
+/// percent-encoded) still names it.
 pub fn json(entries: &[Entry]) -> Vec<u8> {
     let items: Vec<serde_json::Value> = entries
         .iter()
@@ -135,8 +136,10 @@ pub fn json(entries: &[Entry]) -> Vec<u8> {
                 (false, true) => "dir",
                 (false, false) => "file",
             };
+            let slash = if entry.is_dir { "/" } else { "" };
             serde_json::json!({
                 "name": String::from_utf8_lossy(&entry.name),
+                "url": format!("{}{slash}", percent_encode(&entry.name)),
                 "type": kind,
                 "size": (!entry.is_dir).then_some(entry.len),
                 "mtime": entry.modified.map(rfc3339),
