@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::proc::rss_kib;
+use common::proc::{peak_rss_kib, rss_kib};
 use common::{Client, TestServer, bounded, config, tempdir};
 use reactor_httpd::config::{AccessLogTarget, Config, Mode};
 
@@ -93,6 +93,7 @@ modes! {
     resets_mid_request_and_mid_response: [Reactor, Uring, Threaded, Blocking, Fork];
     limits_exactly_and_one_over: [Reactor, Uring, Threaded, Blocking, Fork];
     refusals_are_logged_with_their_line: [Reactor, Uring, Threaded, Blocking, Fork];
+    uploads_nobody_reads_hold_no_memory: [Reactor, Uring, Threaded, Blocking];
 }
 
 /// Slowloris: a head at one byte a second never completes; the header timeout (3 s here)
@@ -224,6 +225,51 @@ fn pipelining_without_reading_stays_bounded(mode: Mode) {
     }
     assert_eq!(offset, total);
     sender.join().unwrap();
+}
+
+/// Ten-megabyte uploads to what never reads a body (a static file, `/hello`), by length and
+/// chunked, pipelined with the requests after them: each gets its answer (405), the requests
+/// behind them theirs, and the server's memory never holds the bodies: its peak resident size
+/// grows by less than one of them. (Kept whole, each would have taken 10 MB.)
+fn uploads_nobody_reads_hold_no_memory(mode: Mode) {
+    const BODY: usize = 10_000_000;
+    let root = tempdir(&format!("unread-uploads-{mode:?}"));
+    fs::write(root.join("file.txt"), "a file").unwrap();
+    let cfg = Config {
+        root: root.to_path_buf(),
+        ..config(mode)
+    };
+    let server = TestServer::subprocess(&cfg, |_| {});
+    let pid = server.pid().unwrap();
+    let before = peak_rss_kib(pid);
+    let mut stream = Vec::new();
+    for target in ["/file.txt", "/hello"] {
+        stream.extend(
+            format!("POST {target} HTTP/1.1\r\nHost: t\r\nContent-Length: {BODY}\r\n\r\n").bytes(),
+        );
+        stream.extend(std::iter::repeat_n(b'a', BODY));
+        stream.extend(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").bytes());
+        stream.extend(
+            format!("PUT {target} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .bytes(),
+        );
+        for _ in 0..BODY / 10_000 {
+            stream.extend(b"2710\r\n");
+            stream.extend(std::iter::repeat_n(b'c', 10_000));
+            stream.extend(b"\r\n");
+        }
+        stream.extend(b"0\r\n\r\n");
+    }
+    stream.extend(b"GET /file.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let mut client = server.connect();
+    let mut writer = client.stream.try_clone().unwrap();
+    let sender = thread::spawn(move || writer.write_all(&stream).unwrap());
+    let statuses: Vec<u16> = (0..7).map(|_| client.response().status).collect();
+    assert_eq!(statuses, [405, 200, 405, 405, 200, 405, 200]);
+    sender.join().unwrap();
+    let grown = peak_rss_kib(pid).saturating_sub(before);
+    assert!(grown < 4 * 1024, "the server's peak RSS grew {grown} KiB");
+    bystander_served(&server);
 }
 
 /// Connections that send nothing at all are closed at the header timeout, and do not stand in

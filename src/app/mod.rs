@@ -59,6 +59,17 @@ pub trait Handler: Send + Sync + 'static {
         false
     }
 
+    /// Whether answering `request` (its head; the body has not all come yet) reads its body.
+    /// When not, the connection still reads the body, to know where the next request starts,
+    /// but keeps none of it, and the handler gets an empty body: an upload to a handler that
+    /// ignores it (the static files answer a POST with 405) then holds no memory however large
+    /// it is. Framing, limits and the bytes sent back are the same either way. Asked once for
+    /// each request whose body did not arrive whole with its head (one that did is passed on as
+    /// it is). Default: it does.
+    fn reads_body(&self, _request: &Request<'_>) -> bool {
+        true
+    }
+
     /// What an event loop calls: the response, or `None` if the request [may
     /// block](Handler::may_block), in which case the loop has [`Handler::handle`] run on its
     /// pool. The default asks one, then the other; a router that can tell both from one look

@@ -83,12 +83,15 @@ pub struct ChunkedDecoder {
     state: State,
     /// Bytes of the current chunk still to come (in `Data`), or its size being read (in `Size`).
     chunk: u64,
-    /// Decoded body bytes so far: they sit at `buf[..body_len]`.
+    /// Decoded body bytes so far: they sit at `buf[..body_len]`, when they are kept.
     body_len: u64,
     /// Raw bytes consumed so far: the next undecoded byte is `buf[raw_len]`.
     raw_len: u64,
     /// Bytes of the current chunk line so far, bounded by [`MAX_CHUNK_LINE`].
     line_len: u16,
+    /// Whether the body is kept for the handler, or dropped as it is decoded (one that does not
+    /// read it): then `body_len` only counts, toward the limit.
+    keep: bool,
 }
 
 impl Default for ChunkedDecoder {
@@ -105,12 +108,27 @@ impl ChunkedDecoder {
             body_len: 0,
             raw_len: 0,
             line_len: 0,
+            keep: true,
         }
     }
 
-    /// The decoded body so far, at the start of `buf`.
+    /// A decoder that drops the body as it decodes it, checking everything else the same way
+    /// (framing, the body's limit, the trailer section).
+    pub fn dropping() -> Self {
+        ChunkedDecoder {
+            keep: false,
+            ..ChunkedDecoder::new()
+        }
+    }
+
+    /// Whether the body is kept.
+    pub fn keeps(&self) -> bool {
+        self.keep
+    }
+
+    /// The decoded body kept so far, at the start of `buf` (none, when dropping).
     pub fn body_len(&self) -> usize {
-        self.body_len as usize
+        if self.keep { self.body_len as usize } else { 0 }
     }
 
     /// Raw bytes consumed, framing included: the next request starts here.
@@ -118,14 +136,14 @@ impl ChunkedDecoder {
         self.raw_len as usize
     }
 
-    /// Drops the framing decoded so far from `buf` (as given to `decode`), keeping the body and
-    /// what is not yet consumed (a trailer section in progress) after it, and returns the length
-    /// `buf` should be cut to. This keeps the buffer as large as the body plus one trailer
+    /// Drops the framing decoded so far from `buf` (as given to `decode`), keeping the body (if
+    /// it is kept) and what is not yet consumed (a trailer section in progress) after it, and
+    /// returns the length `buf` should be cut to. This keeps the buffer as large as the body plus one trailer
     /// section, however much framing (tiny chunks, long extensions) the client sends.
     pub fn discard_framing(&mut self, buf: &mut [u8]) -> usize {
         let (body_len, raw_len) = (self.body_len(), self.raw_len());
         buf.copy_within(raw_len.., body_len);
-        self.raw_len = self.body_len;
+        self.raw_len = body_len as u64;
         buf.len() - (raw_len - body_len)
     }
 
@@ -146,8 +164,10 @@ impl ChunkedDecoder {
                     // The one bulk step: move a run of chunk data down to the end of the body.
                     let run =
                         (buf.len() - at).min(usize::try_from(self.chunk).unwrap_or(usize::MAX));
-                    let body_end = self.body_len as usize;
-                    buf.copy_within(at..at + run, body_end);
+                    if self.keep {
+                        let body_end = self.body_len as usize;
+                        buf.copy_within(at..at + run, body_end);
+                    }
                     at += run;
                     self.body_len += run as u64;
                     self.chunk -= run as u64;

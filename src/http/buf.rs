@@ -122,6 +122,12 @@ impl Input {
         self.end += n;
     }
 
+    /// The buffer's size: what the connection's input holds in memory.
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Returns the buffer to the pool if it holds nothing.
     pub fn release(&mut self, pool: &mut BufPool) {
         if self.is_empty() && !self.buf.is_empty() {

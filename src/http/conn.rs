@@ -123,6 +123,14 @@ impl Context<'_> {
     }
 }
 
+impl Context<'_> {
+    /// Whether the handler reads `request`'s body. One that panics saying so is taken to: its
+    /// `handle` then answers, or fails as a handler does.
+    fn reads_body(&self, request: &Request<'_>) -> bool {
+        panic::catch_unwind(AssertUnwindSafe(|| self.handler.reads_body(request))).unwrap_or(true)
+    }
+}
+
 // ANCHOR: offload
 /// A place to answer requests off the event loop: the driver's thread pool. A request whose
 /// handler may block (the context's handler declined it) is handed over, and the connection
@@ -271,7 +279,8 @@ enum Phase {
         scan: HeadScan,
         started: bool,
     },
-    /// The head (the first `head_len` input bytes) is parsed; its body is arriving.
+    /// The head (the first `head_len` input bytes) is parsed; its body is arriving, kept after
+    /// the head for the handler or, for a handler that does not read it, dropped as it comes.
     Body {
         head_len: usize,
         reader: BodyReader,
@@ -298,6 +307,9 @@ enum Phase {
 
 enum BodyReader {
     Length(u64),
+    /// A body of known length the handler does not read: the bytes of it still to come.
+    Unread(u64),
+    /// Kept or dropped, as the decoder [keeps](ChunkedDecoder::keeps).
     Chunked(ChunkedDecoder),
 }
 
@@ -788,11 +800,23 @@ impl Conn {
             Phase::Body {
                 head_len,
                 reader: BodyReader::Length(length),
-                ..
             } => head_len + *length as usize,
-            // A chunked body, its trailer section, and one read of framing.
-            Phase::Body { head_len, .. } => {
-                let body = usize::try_from(cx.limits.max_body_bytes).unwrap_or(usize::MAX);
+            // A body dropped as it comes: a pooled buffer's worth at a time (more only for a head
+            // that fills most of one).
+            Phase::Body {
+                head_len,
+                reader: BodyReader::Unread(_),
+            } => (head_len + BUF_SIZE / 2).max(BUF_SIZE),
+
+            // A chunked body (if kept), its trailer section, and one read of framing.
+            Phase::Body {
+                head_len,
+                reader: BodyReader::Chunked(decoder),
+            } => {
+                let body = match decoder.keeps() {
+                    true => usize::try_from(cx.limits.max_body_bytes).unwrap_or(usize::MAX),
+                    false => 0,
+                };
                 let rest = cx.limits.max_header_bytes + BUF_SIZE;
                 head_len.saturating_add(body).saturating_add(rest)
             }
@@ -1093,13 +1117,31 @@ impl Conn {
             }
             Phase::Body {
                 head_len,
+                reader: BodyReader::Unread(left),
+            } => {
+                // Drop what has come of the body; keep what follows it (a pipelined request).
+                let head_len = *head_len;
+                let here = input.len() - head_len;
+                let dropped = here.min(usize::try_from(*left).unwrap_or(usize::MAX));
+                input.data_mut().copy_within(head_len + dropped.., head_len);
+                input.truncate(input.len() - dropped);
+                *left -= dropped as u64;
+                if *left > 0 {
+                    return Step::NeedData;
+                }
+                let used = self.finish(input.data(), head_len, 0, head_len, cx);
+                input.consume(used);
+                Step::Progress
+            }
+            Phase::Body {
+                head_len,
                 reader: BodyReader::Chunked(decoder),
             } => {
                 let head_len = *head_len;
                 let body = &mut input.data_mut()[head_len..];
                 match decoder.decode(body, cx.limits.max_body_bytes, max_header_bytes) {
                     Ok(Decoded::NeedData) => {
-                        // Framing already read is spent: drop it.
+                        // Framing already read is spent: drop it (and the body, if unread).
                         let kept = decoder.discard_framing(body);
                         input.truncate(head_len + kept);
                         Step::NeedData
@@ -1268,9 +1310,14 @@ impl Conn {
                 .buf(cx.pool)
                 .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
-        let reader = match framing.body {
-            BodyLength::Chunked => BodyReader::Chunked(ChunkedDecoder::new()),
-            _ => BodyReader::Length(length as u64),
+        // A body its handler does not read is dropped as it arrives, so that however large it
+        // is it holds no memory. Framing and limits are checked alike, and the bytes sent back
+        // are the same.
+        let reader = match (framing.body, cx.reads_body(request)) {
+            (BodyLength::Chunked, true) => BodyReader::Chunked(ChunkedDecoder::new()),
+            (BodyLength::Chunked, false) => BodyReader::Chunked(ChunkedDecoder::dropping()),
+            (_, true) => BodyReader::Length(length as u64),
+            (_, false) => BodyReader::Unread(length as u64),
         };
         self.phase = Phase::Body { head_len, reader };
         self.timer = Timer::Unset; // the body timer starts now

@@ -482,6 +482,10 @@ impl Handler for MetricsRoute {
         request.path != self.path && self.inner.may_block(request)
     }
 
+    fn reads_body(&self, request: &Request<'_>) -> bool {
+        request.path != self.path && self.inner.reads_body(request)
+    }
+
     fn handle_unless_blocking(&self, request: &Request<'_>) -> Option<Response> {
         if request.path != self.path {
             return self.inner.handle_unless_blocking(request);

@@ -656,10 +656,19 @@ pub mod proc {
 
     /// Resident memory, in KiB.
     pub fn rss_kib(pid: u32) -> usize {
+        status_kib(pid, "VmRSS:")
+    }
+
+    /// The most resident memory the process has had, in KiB.
+    pub fn peak_rss_kib(pid: u32) -> usize {
+        status_kib(pid, "VmHWM:")
+    }
+
+    fn status_kib(pid: u32, field: &str) -> usize {
         fs::read_to_string(format!("/proc/{pid}/status"))
             .unwrap()
             .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .find_map(|line| line.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
     }

@@ -93,6 +93,11 @@ impl Handler for StaticFiles {
         }
     }
 
+    /// No file, listing or refusal here depends on a request's body.
+    fn reads_body(&self, _request: &Request<'_>) -> bool {
+        false
+    }
+
     /// A file, a redirect, a refusal or a directory's `index.html` is answered on the loop; a
     /// listing goes to the pool, where it stalls no other connection. Whether a directory is
     /// listed is known only once it is opened and has no `index.html`, so this looks first

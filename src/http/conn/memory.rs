@@ -106,7 +106,15 @@ pub struct MemoryConn {
 
 impl MemoryConn {
     pub fn with(limits: Limits, handler: &'static Respond) -> Self {
-        let mut env = MemoryEnv::new(limits, handler);
+        Self::in_env(MemoryEnv::new(limits, handler))
+    }
+
+    /// A connection served by `handler`.
+    pub fn serving(limits: Limits, handler: impl Handler) -> Self {
+        Self::in_env(MemoryEnv::serving(limits, handler))
+    }
+
+    fn in_env(mut env: MemoryEnv) -> Self {
         let conn = Conn::new(&env.cx());
         MemoryConn {
             env,
@@ -208,7 +216,11 @@ impl MemoryConn {
 /// Runs `input` through a fresh connection split at the given sizes (cycled), as successive
 /// reads; returns the output and whether the connection closed.
 pub fn run_split(handler: &'static Respond, input: &[u8], sizes: &[usize]) -> (Vec<u8>, bool) {
-    let mut conn = MemoryConn::with(Limits::default(), handler);
+    run_split_on(MemoryConn::with(Limits::default(), handler), input, sizes)
+}
+
+/// [`run_split`] through `conn`, a fresh connection.
+pub fn run_split_on(mut conn: MemoryConn, input: &[u8], sizes: &[usize]) -> (Vec<u8>, bool) {
     let mut at = 0;
     for &size in sizes.iter().cycle() {
         if at >= input.len() || conn.closed {

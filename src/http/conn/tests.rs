@@ -884,8 +884,88 @@ fn request_strategy() -> impl Strategy<Value = Vec<u8>> {
     )
 }
 
+/// Answers every request by its method and path alone, and says whether it reads bodies.
+struct IgnoresBody {
+    reads_body: bool,
+}
+
+impl Handler for IgnoresBody {
+    fn handle(&self, request: &Request<'_>) -> Response {
+        Response::text(Status::OK, format!("{} {}", request.method, request.path))
+            .with_header("X-Method", request.method.to_string())
+    }
+
+    fn reads_body(&self, _request: &Request<'_>) -> bool {
+        self.reads_body
+    }
+}
+
+/// Limits under which some of `request_strategy`'s bodies are too large (413).
+fn small_body_limits() -> Limits {
+    Limits {
+        max_body_bytes: 200,
+        ..Limits::default()
+    }
+}
+
+/// A body its handler does not read is dropped as it comes, by length or chunked, with the next
+/// request right behind it or not: no more than a buffer's worth is held, the handler gets an
+/// empty body, and the next request is answered as usual.
+#[test]
+fn an_unread_upload_holds_no_memory() {
+    let mut upload =
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n".to_vec();
+    upload.extend(std::iter::repeat_n(b'a', 10_000_000));
+    let mut chunked =
+        b"PUT /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..1000 {
+        chunked.extend_from_slice(b"2710;x=y\r\n");
+        chunked.extend(std::iter::repeat_n(b'c', 10_000));
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\nTrailer: t\r\n\r\n");
+    for mut input in [upload, chunked] {
+        input.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+        let limits = Limits {
+            max_body_bytes: 10_000_000,
+            ..Limits::default()
+        };
+        let mut harness = MemoryConn::serving(limits, IgnoresBody { reads_body: false });
+        let mut at = 0;
+        while at < input.len() {
+            let end = (at + 65_536).min(input.len());
+            at += harness.feed(&input[at..end]);
+            assert!(
+                harness.conn.input.capacity() <= BUF_SIZE,
+                "{}",
+                harness.conn.input.capacity()
+            );
+        }
+        assert_eq!(bodies(&harness.out)[1], "GET /next");
+        assert!(bodies(&harness.out)[0].ends_with(" /upload"));
+        assert!(!harness.closed);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Whether the handler reads bodies changes nothing sent: the same bytes for any split of
+    /// any pipelined stream, bodies too large (413) among them.
+    #[test]
+    fn a_body_dropped_unread_changes_nothing_sent(
+        requests in proptest::collection::vec(request_strategy(), 1..8),
+        sizes in proptest::collection::vec(1..64usize, 1..10),
+    ) {
+        let input = requests.concat();
+        for split in [&[input.len()][..], &sizes[..], &[1][..]] {
+            let run = |reads_body| {
+                let conn = MemoryConn::serving(small_body_limits(), IgnoresBody { reads_body });
+                memory::run_split_on(conn, &input, split)
+            };
+            prop_assert_eq!(run(false), run(true));
+        }
+    }
 
     // ANCHOR: any_split
     /// Any split of a valid pipelined stream yields the same requests and the same bytes.
@@ -1140,4 +1220,14 @@ fn refusals_of_head_have_no_content() {
             assert_eq!(body, if method == "HEAD" { "" } else { &text }, "{input:?}");
         }
     }
+}
+#[test]
+fn zz_sizes() {
+    eprintln!(
+        "decoder {} phase {} reader {} state {}",
+        std::mem::size_of::<ChunkedDecoder>(),
+        std::mem::size_of::<Phase>(),
+        std::mem::size_of::<BodyReader>(),
+        std::mem::size_of::<Timer>()
+    );
 }
