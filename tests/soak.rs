@@ -326,7 +326,7 @@ fn run_clients(dialers: &[Dialer; 2], going: impl Fn(usize) -> bool + Sync) -> C
 /// One scenario on a fresh connection; `dialer` makes any other it needs, of the same kind.
 type Scenario = fn(&Dialer, &mut Client<Stream>, &mut Counts);
 
-const SCENARIOS: [Scenario; 11] = [
+const SCENARIOS: [Scenario; 13] = [
     keep_alive_hellos,
     whole_files,
     ranges,
@@ -338,6 +338,8 @@ const SCENARIOS: [Scenario; 11] = [
     chunked_echo,
     compressed,
     gone_mid_compressed,
+    unread_uploads,
+    gone_mid_unread_upload,
 ];
 
 fn keep_alive_hellos(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
@@ -477,6 +479,42 @@ fn chunked_echo(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
     }
     assert!(client.response().body == expected);
     counts.requests += 1;
+}
+
+/// Uploads to what does not read them (a file, `/hello`), by length and chunked, in awkward
+/// pieces, each dropped as it comes: 405 each, and the connection goes on.
+fn unread_uploads(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
+    let body = pattern(300_000);
+    let mut request = format!(
+        "POST /{TEXT} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    request
+        .extend_from_slice(b"PUT /hello HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for piece in body.chunks(7000) {
+        request.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        request.extend_from_slice(piece);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    for piece in request.chunks(777) {
+        client.stream.write_all(piece).unwrap();
+    }
+    assert_eq!(client.response().status, 405);
+    assert_eq!(client.response().status, 405);
+    assert_eq!(client.request(HELLO).text(), "Hello, World!");
+    counts.requests += 3;
+}
+
+/// Gone part way through an upload being dropped unread.
+fn gone_mid_unread_upload(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
+    let mut request =
+        format!("POST /{TEXT} HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n").into_bytes();
+    request.extend_from_slice(&pattern(50_000));
+    client.send(&request);
+    counts.hostile += 1;
 }
 
 /// The text file, compressed in each coding in turn, every piece of it checked once decoded.

@@ -4,13 +4,17 @@
 //! - responses leave in the order the handler was called (each carries its call's number);
 //! - nothing follows a response that says `Connection: close`;
 //! - the same stream split differently gives the same output;
-//! - a client that never reads cannot make the connection hold more than its output bound.
+//! - a client that never reads cannot make the connection hold more than its output bound;
+//! - a handler that does not read bodies gets the same bytes sent as one that does.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use reactor_httpd::config::Limits;
 use reactor_httpd::http::OUTPUT_HIGH_WATER;
-use reactor_httpd::http::memory::{MemoryConn, check_responses, numbered, reset_calls, run_split};
+use reactor_httpd::http::memory::{
+    MemoryConn, NumberedIgnoringBody, check_responses, numbered, reset_calls, run_split,
+    run_split_on,
+};
 
 fn run(input: &[u8], sizes: &[usize]) -> Vec<u8> {
     reset_calls();
@@ -29,6 +33,16 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(whole, run(input, &[1]), "byte by byte");
 
     check_responses(&whole);
+
+    // Bodies kept or dropped unread: the same bytes out, in any split.
+    let ignoring = |reads_body, sizes: &[usize]| {
+        reset_calls();
+        let conn = MemoryConn::serving(Limits::default(), NumberedIgnoringBody { reads_body });
+        run_split_on(conn, input, sizes).0
+    };
+    for sizes in [&[input.len().max(1)][..], &sizes[..], &[1][..]] {
+        assert_eq!(ignoring(true, sizes), ignoring(false, sizes), "split {sizes:?}");
+    }
 
     // A client that sends everything and reads nothing.
     reset_calls();

@@ -305,19 +305,40 @@ std::thread_local! {
 /// [`reset_calls`]), so [`check_responses`] can tell the order the responses left in. `/big`
 /// answers 100,000 bytes; everything else a line naming the request.
 pub fn numbered(request: &Request<'_>) -> Response {
+    numbered_showing(request, Some(request.body.len()))
+}
+
+/// [`numbered`], for a body whose length is shown or not.
+fn numbered_showing(request: &Request<'_>, body_len: Option<usize>) -> Response {
     let n = CALLS.with(|calls| {
         calls.set(calls.get() + 1);
         calls.get()
     });
-    let body = if request.path == "/big" {
-        "x".repeat(100_000)
-    } else {
-        format!("{} {} {}", request.method, request.path, request.body.len())
+    let body = match (request.path, body_len) {
+        ("/big", _) => "x".repeat(100_000),
+        (_, Some(len)) => format!("{} {} {len}", request.method, request.path),
+        (_, None) => format!("{} {}", request.method, request.path),
     };
     Response::text(Status::OK, body)
         .with_header("X-Call", n.to_string())
         // `parse_responses` reads a HEAD response's body length from this.
         .with_header("X-Method", request.method.to_string())
+}
+
+/// [`numbered`] without the body's length, saying whether it reads bodies (the fuzz target
+/// checks that the two give the same bytes: a body dropped unread changes nothing sent).
+pub struct NumberedIgnoringBody {
+    pub reads_body: bool,
+}
+
+impl Handler for NumberedIgnoringBody {
+    fn handle(&self, request: &Request<'_>) -> Response {
+        numbered_showing(request, None)
+    }
+
+    fn reads_body(&self, _request: &Request<'_>) -> bool {
+        self.reads_body
+    }
 }
 
 /// Starts [`numbered`]'s count again.
