@@ -19,8 +19,8 @@ for i in range(int(sys.argv[2])):
     open(os.path.join(d, f'file-{i:06d}.txt'), 'w').close()
 " "$work/www/big" "$N"
 (cd "$repo" && cargo build --release --quiet)
-start reactor 18600 / "$repo/target/release/reactor-httpd" --bind 127.0.0.1:18600 --cores 1 --quiet --demo \
-  ${HANDLER_THREADS:+--handler-threads "$HANDLER_THREADS"} "$work/www"
+start reactor 18600 / "$repo/target/release/reactor-httpd" --bind 127.0.0.1:18600 --cores 1 \
+  --quiet --demo ${HANDLER_THREADS:+--handler-threads "$HANDLER_THREADS"} "$work/www"
 times=""
 for _ in 1 2 3 4 5; do
   read -r t size < <(curl -s -o /dev/null -w '%{time_total} %{size_download}\n' http://127.0.0.1:18600/big/)

@@ -138,8 +138,9 @@ impl ChunkedDecoder {
 
     /// Drops the framing decoded so far from `buf` (as given to `decode`), keeping the body (if
     /// it is kept) and what is not yet consumed (a trailer section in progress) after it, and
-    /// returns the length `buf` should be cut to. This keeps the buffer as large as the body plus one trailer
-    /// section, however much framing (tiny chunks, long extensions) the client sends.
+    /// returns the length `buf` should be cut to. This keeps the buffer as large as the body
+    /// plus one trailer section, however much framing (tiny chunks, long extensions) the client
+    /// sends.
     pub fn discard_framing(&mut self, buf: &mut [u8]) -> usize {
         let (body_len, raw_len) = (self.body_len(), self.raw_len());
         buf.copy_within(raw_len.., body_len);

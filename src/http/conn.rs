@@ -121,9 +121,7 @@ impl Context<'_> {
             Some(Response::error(Status::INTERNAL_SERVER_ERROR))
         })
     }
-}
 
-impl Context<'_> {
     /// Whether the handler reads `request`'s body. One that panics saying so is taken to: its
     /// `handle` then answers, or fails as a handler does.
     fn reads_body(&self, request: &Request<'_>) -> bool {
@@ -807,7 +805,6 @@ impl Conn {
                 head_len,
                 reader: BodyReader::Unread(_),
             } => (head_len + BUF_SIZE / 2).max(BUF_SIZE),
-
             // A chunked body (if kept), its trailer section, and one read of framing.
             Phase::Body {
                 head_len,

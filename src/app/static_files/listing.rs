@@ -123,10 +123,10 @@ th,td{text-align:left;padding:.25em 1.5em .25em 0;vertical-align:top}\
 td:nth-child(2),th:nth-child(2){text-align:right}a{word-break:break-all}\
 @media(max-width:600px){td:nth-child(3),th:nth-child(3){display:none}}";
 
-/// The listing as JSON: `[{"name":…,"url":…,"type":"file|dir|symlink","size":…,"mtime":"…"},…]`,
-/// in the HTML listing's order. `size` is null for a directory, `mtime` (RFC 3339, UTC) null
-/// when unknown; a name that is not UTF-8 has its bad bytes replaced, and `url` (the link,
-/// percent-encoded) still names it.
+/// The listing as JSON, in the HTML listing's order:
+/// `[{"name":…,"url":…,"type":"file|dir|symlink","size":…,"mtime":"…"},…]`. `size` is null for
+/// a directory, `mtime` (RFC 3339, UTC) null when unknown; a name that is not UTF-8 has its bad
+/// bytes replaced, and `url` (the link, percent-encoded) still names it.
 pub fn json(entries: &[Entry]) -> Vec<u8> {
     let items: Vec<serde_json::Value> = entries
         .iter()
