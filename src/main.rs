@@ -137,7 +137,7 @@ fn parse_cores(text: &str) -> Result<Cores, String> {
 /// carry only once.
 fn parse_header(text: &str) -> Result<(String, String), String> {
     let (name, value) = text.split_once(':').ok_or("expected 'Name: value'")?;
-    let value = value.trim_matches([' ', '\t']);
+    let value = reactor_httpd::http::trim_ows(value);
     if name.is_empty() || !name.bytes().all(reactor_httpd::http::is_tchar) {
         return Err(format!("{name:?} is not a field name"));
     }

@@ -215,14 +215,14 @@ pub fn unix_time(at: SystemTime) -> (i64, u32) {
 /// The last second a four-digit year can show: 9999-12-31T23:59:59Z.
 const LAST_SECOND: u64 = 253_402_300_799;
 
-/// A moment as the UTC calendar reads it (proleptic Gregorian), for the dates this server
-/// writes: `Date`, `Last-Modified`, the access log, directory listings. From whole seconds
-/// since the epoch; a moment before the epoch reads as the epoch (a file's modification time
-/// can be any number, and a date before 1970 is no validator a client could have had from us:
-/// `Validators::mtime` counts it as 0 too, while its entity tag keeps the time), one after 9999 as its last second (HTTP dates have four
-/// digits of year). Written here because httpdate's formatter panics on a moment before 1970
-/// or after 9999 (a directory holding a file so dated could not be listed), and formats through
-/// `fmt`, on every static file's response.
+/// A moment as the UTC calendar reads it (proleptic Gregorian), for the dates this server writes:
+/// `Date`, `Last-Modified`, the access log, directory listings. From whole seconds since the epoch;
+/// a moment before the epoch reads as the epoch (a file's modification time can be any number, and
+/// a date before 1970 is no validator a client could have had from us: `Validators::mtime` counts
+/// it as 0 too, while its entity tag keeps the time), one after 9999 as its last second (HTTP dates
+/// have four digits of year). Written here because httpdate's formatter panics on a moment before
+/// 1970 or after 9999 (a directory holding a file so dated could not be listed), and formats
+/// through `fmt`, on every static file's response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Civil {
     pub year: u16,

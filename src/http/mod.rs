@@ -32,8 +32,8 @@ pub use parse::{
     MAX_REQUEST_LINE, Scanned, decimal, downgrade_later_minor, first_line, header_storage,
     leading_empty_lines, parse_again, parse_head, parse_whole_head,
 };
-pub use request::{EntityTags, Headers, Request, Version};
-pub(crate) use request::{join_list, name_is, trim_ows};
+pub use request::{EntityTags, Headers, Request, Version, trim_ows};
+pub(crate) use request::{join_list, name_is};
 pub use response::{
     Body, BodyStream, FileBody, HeadCache, Modified, Multipart, Persistence, Response, Status,
     write_head,

@@ -210,7 +210,7 @@ fn next_entity_tag(list: &str) -> Option<Option<(&str, &str)>> {
 
 /// `value` without the optional whitespace (spaces and tabs, RFC 9110 5.6.3) around it. (A
 /// closure, not the `[' ', '\t']` pattern, which cost several times as much on a short value.)
-pub(crate) fn trim_ows(value: &str) -> &str {
+pub fn trim_ows(value: &str) -> &str {
     value.trim_matches(|c| c == ' ' || c == '\t')
 }
 
