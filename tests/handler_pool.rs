@@ -79,16 +79,22 @@ fn next_started(started: &Receiver<String>) -> String {
         .expect("no handler started")
 }
 
-/// A server with a [`Gate`]: returns it, the receiver of "started", the sender of "release".
-fn gated(config: Config) -> (TestServer, Receiver<String>, Sender<()>) {
+/// A [`Gate`], the receiver of its "started" and the sender of its "release".
+fn gate() -> (Gate, Receiver<String>, Sender<()>) {
     let (started, started_rx) = mpsc::channel();
     let (release_tx, release) = mpsc::channel();
     let gate = Gate {
         started: Mutex::new(started),
         release: Mutex::new(release),
     };
+    (gate, started_rx, release_tx)
+}
+
+/// A server with a [`Gate`]: returns it, the receiver of "started", the sender of "release".
+fn gated(config: Config) -> (TestServer, Receiver<String>, Sender<()>) {
+    let (gate, started, release) = gate();
     let server = TestServer::with_handler(config, Arc::new(gate));
-    (server, started_rx, release_tx)
+    (server, started, release)
 }
 
 /// 50 concurrent `/sleep?ms=200` on one loop with 8 pool threads take about
@@ -410,17 +416,11 @@ fn a_directory_listing_runs_on_the_pool(mode: Mode) {
         std::fs::write(root.join("indexed/index.html"), "the index").unwrap();
         std::fs::write(root.join("file.txt"), "a file").unwrap();
         let server_with = |threads| {
-            let (started, started_rx) = mpsc::channel();
-            let (release_tx, release) = mpsc::channel();
-            let handler = GateBeforeFiles {
-                gate: Gate {
-                    started: Mutex::new(started),
-                    release: Mutex::new(release),
-                },
-                files: StaticFiles::new(&root).unwrap(),
-            };
-            let server = TestServer::with_handler(one_loop(mode, threads), Arc::new(handler));
-            (server, started_rx, release_tx)
+            let (gate, started, release) = gate();
+            let files = StaticFiles::new(&root).unwrap();
+            let handler = Arc::new(GateBeforeFiles { gate, files });
+            let server = TestServer::with_handler(one_loop(mode, threads), handler);
+            (server, started, release)
         };
 
         let (server, started, release) = server_with(1);

@@ -1,7 +1,7 @@
 //! The state machine driven by an in-memory "socket": input fed in any split, output collected.
 //! Each reader is tested whole, byte by byte, and with the next request trailing behind.
 
-use super::memory::{self, MemoryConn, parse_responses};
+use super::memory::{self, MemoryConn, NumberedIgnoringBody, parse_responses};
 use super::*;
 use proptest::prelude::*;
 use std::io::Write as _;
@@ -884,22 +884,6 @@ fn request_strategy() -> impl Strategy<Value = Vec<u8>> {
     )
 }
 
-/// Answers every request by its method and path alone, and says whether it reads bodies.
-struct IgnoresBody {
-    reads_body: bool,
-}
-
-impl Handler for IgnoresBody {
-    fn handle(&self, request: &Request<'_>) -> Response {
-        Response::text(Status::OK, format!("{} {}", request.method, request.path))
-            .with_header("X-Method", request.method.to_string())
-    }
-
-    fn reads_body(&self, _request: &Request<'_>) -> bool {
-        self.reads_body
-    }
-}
-
 /// Limits under which some of `request_strategy`'s bodies are too large (413).
 fn small_body_limits() -> Limits {
     Limits {
@@ -930,7 +914,8 @@ fn an_unread_upload_holds_no_memory() {
             max_body_bytes: 10_000_000,
             ..Limits::default()
         };
-        let mut harness = MemoryConn::serving(limits, IgnoresBody { reads_body: false });
+        let handler = NumberedIgnoringBody { reads_body: false };
+        let mut harness = MemoryConn::serving(limits, handler);
         let mut at = 0;
         while at < input.len() {
             let end = (at + 65_536).min(input.len());
@@ -960,8 +945,9 @@ proptest! {
         let input = requests.concat();
         for split in [&[input.len()][..], &sizes[..], &[1][..]] {
             let run = |reads_body| {
-                let conn = MemoryConn::serving(small_body_limits(), IgnoresBody { reads_body });
-                memory::run_split_on(conn, &input, split)
+                memory::reset_calls();
+                let handler = NumberedIgnoringBody { reads_body };
+                memory::run_split_on(MemoryConn::serving(small_body_limits(), handler), &input, split)
             };
             prop_assert_eq!(run(false), run(true));
         }
