@@ -186,6 +186,19 @@ fn expect_100_continue(mode: Mode) {
     let response = client.response();
     assert_eq!(response.status, 413);
     assert_eq!(response.header("connection"), Some("close"));
+    drop(client);
+
+    // A resource that reads no body: its answer at once, not a 100, and the connection closes
+    // (lingering over a body sent anyway).
+    let mut client = server.connect();
+    client.send(
+        b"POST /hello HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5000000\r\n\r\n",
+    );
+    let response = client.response();
+    assert_eq!(response.status, 405);
+    assert_eq!(response.header("connection"), Some("close"));
+    client.send(&[b'x'; 65536]);
+    client.expect_close();
 }
 
 fn chunked_bodies(mode: Mode) {

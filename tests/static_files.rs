@@ -781,6 +781,42 @@ fn errors(mode: Mode) {
     assert_eq!(get(&mut client, "/hello.txt", "").status, 200);
 }
 
+/// `curl -T` of a file to a path that takes no uploads: curl asks `Expect: 100-continue`, and
+/// the 405 comes before a byte of the upload is sent. A GET that waits to send a body gets the
+/// file at once, and the connection closes after it.
+fn upload_refused_before_it_is_sent(mode: Mode) {
+    let site = Site::new("upload");
+    let server = site.serve(mode);
+    let output = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--expect100-timeout",
+            "60",
+            "-H",
+            "Expect: 100-continue",
+            "-T",
+        ])
+        .arg(site.root.join("big.bin"))
+        .args(["-o", "/dev/null", "-w", "%{http_code} %{size_upload}"])
+        .arg(format!("http://{}/hello.txt", server.addr))
+        .output()
+        .unwrap_or_else(|err| panic!("curl is needed (apt-get install curl): {err}"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "405 0");
+
+    let mut client = server.connect();
+    client.send(
+        b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n",
+    );
+    let response = client.response();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "hello from a file\n");
+    assert_eq!(response.header("connection"), Some("close"));
+    client.send(b"123456789GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    client.expect_close();
+}
+
 /// A file is open only while it is sent: after many requests on connections still open, the
 /// server holds no more descriptors than its sockets. In every mode with one process that serves
 /// connections side by side (fork mode's files are its children's), and whole files too: the
@@ -916,6 +952,7 @@ macro_rules! modes {
             t!(ranges, 20);
             t!(several_ranges, 60);
             t!(errors, 20);
+            t!(upload_refused_before_it_is_sent, 30);
         }
     )*};
 }

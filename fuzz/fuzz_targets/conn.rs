@@ -12,9 +12,13 @@ use libfuzzer_sys::fuzz_target;
 use reactor_httpd::config::Limits;
 use reactor_httpd::http::OUTPUT_HIGH_WATER;
 use reactor_httpd::http::memory::{
-    MemoryConn, NumberedIgnoringBody, check_responses, numbered, reset_calls, run_split,
-    run_split_on,
+    MemoryConn, NumberedIgnoringBody, check_responses, numbered, parse_responses, reset_calls,
+    run_split, run_split_on,
 };
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
 
 fn run(input: &[u8], sizes: &[usize]) -> Vec<u8> {
     reset_calls();
@@ -34,14 +38,24 @@ fuzz_target!(|data: &[u8]| {
 
     check_responses(&whole);
 
-    // Bodies kept or dropped unread: the same bytes out, in any split.
+    // Bodies kept or dropped unread: the same bytes out, in any split; except that a request
+    // waiting for `100 Continue` is answered at once instead, and is the connection's last.
     let ignoring = |reads_body, sizes: &[usize]| {
         reset_calls();
         let conn = MemoryConn::serving(Limits::default(), NumberedIgnoringBody { reads_body });
         run_split_on(conn, input, sizes).0
     };
     for sizes in [&[input.len().max(1)][..], &sizes[..], &[1][..]] {
-        assert_eq!(ignoring(true, sizes), ignoring(false, sizes), "split {sizes:?}");
+        let (read, dropped) = (ignoring(true, sizes), ignoring(false, sizes));
+        let Some(at) = find(&read, b"HTTP/1.1 100 Continue\r\n\r\n") else {
+            assert_eq!(read, dropped, "split {sizes:?}");
+            continue;
+        };
+        assert_eq!(read[..at], dropped[..at], "split {sizes:?}");
+        let last = parse_responses(&dropped[at..]);
+        assert_eq!(last.len(), 1, "split {sizes:?}");
+        let (_, headers, _) = &last[0];
+        assert!(headers.contains(&("connection".into(), "close".into())));
     }
 
     // A client that sends everything and reads nothing.

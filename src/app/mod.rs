@@ -63,9 +63,11 @@ pub trait Handler: Send + Sync + 'static {
     /// When not, the connection still reads the body, to know where the next request starts,
     /// but keeps none of it, and the handler gets an empty body: an upload to a handler that
     /// ignores it (the static files answer a POST with 405) then holds no memory however large
-    /// it is. Framing, limits and the bytes sent back are the same either way. Asked once for
-    /// each request whose body did not arrive whole with its head (one that did is passed on as
-    /// it is). Default: it does.
+    /// it is. Framing, limits and the bytes sent back are the same either way, except that a
+    /// request waiting for `100 Continue` is answered at once, with an empty body, and its
+    /// connection closed after it: the client need not send a body nobody reads. Asked once for
+    /// each request whose body did not arrive whole with its head or that waits for
+    /// `100 Continue` (a body that came whole is passed on as it is). Default: it does.
     fn reads_body(&self, _request: &Request<'_>) -> bool {
         true
     }

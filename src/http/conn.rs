@@ -291,6 +291,9 @@ enum Phase {
         head_len: usize,
         body_len: usize,
         used: usize,
+        /// The connection closes after the answer: its body was never asked for
+        /// ([`Conn::answer_before_body`]).
+        close: bool,
     },
     /// No more requests: send what is queued, then close. With `linger`, half-close first and
     /// discard input for a while, because the client may still be sending.
@@ -949,6 +952,7 @@ impl Conn {
             head_len,
             body_len,
             used,
+            close,
         } = self.phase
         else {
             return;
@@ -961,11 +965,11 @@ impl Conn {
         let (head, body) = (&data[..head_len], &data[head_len..head_len + body_len]);
         let used = match parse_again(head, body, &mut storage) {
             Ok((request, framing)) => {
-                let open = self.keeps_open(data.len() > used, cx);
+                let open = !close && self.keeps_open(data.len() > used, cx);
                 let keep_alive = self
                     .output
                     .respond(cx, &request, framing, open, &mut response);
-                self.after_request(data, used, keep_alive, framing.keep_alive)
+                self.after_request(data, used, keep_alive, framing.keep_alive || close)
             }
             Err(status) => {
                 self.fail(status, data, cx);
@@ -1274,7 +1278,7 @@ impl Conn {
     ) -> usize {
         let length = match framing.body {
             BodyLength::None => {
-                return self.answer(data, request, framing, head_len, head_len, cx);
+                return self.answer(data, request, framing, head_len, head_len, false, cx);
             }
             BodyLength::Length(length) if length > cx.limits.max_body_bytes => {
                 // Refused before a byte of the body is read, 100-continue or not.
@@ -1298,9 +1302,21 @@ impl Conn {
                 body: &data[head_len..head_len + length],
                 ..*request
             };
-            return self.answer(data, &request, framing, head_len, head_len + length, cx);
+            return self.answer(
+                data,
+                &request,
+                framing,
+                head_len,
+                head_len + length,
+                false,
+                cx,
+            );
         }
+        let reads_body = cx.reads_body(request);
         if framing.expect_continue {
+            if !reads_body {
+                return self.answer_before_body(data, request, framing, head_len, cx);
+            }
             // The client waits for this before sending the body. Always sent, even if the body
             // is already here, so the output does not depend on how the input was split.
             self.output
@@ -1310,7 +1326,7 @@ impl Conn {
         // A body its handler does not read is dropped as it arrives, so that however large it
         // is it holds no memory. Framing and limits are checked alike, and the bytes sent back
         // are the same.
-        let reader = match (framing.body, cx.reads_body(request)) {
+        let reader = match (framing.body, reads_body) {
             (BodyLength::Chunked, true) => BodyReader::Chunked(ChunkedDecoder::new()),
             (BodyLength::Chunked, false) => BodyReader::Chunked(ChunkedDecoder::dropping()),
             (_, true) => BodyReader::Length(length as u64),
@@ -1319,6 +1335,31 @@ impl Conn {
         self.phase = Phase::Body { head_len, reader };
         self.timer = Timer::Unset; // the body timer starts now
         0
+    }
+
+    /// A client waits for `100 Continue` before sending a body that the handler would not read:
+    /// the answer does not depend on it, so it is sent now instead (RFC 9110 10.1.1: a final
+    /// status "if that status can be determined by examining just the method, target URI, and
+    /// header fields"), and the body is never asked for. `curl -T` of a large file to a static
+    /// path gets its 405 at once rather than after the upload. The connection closes after the
+    /// answer, saying so (the client may send the body anyway, or not at all: only a close ends
+    /// the doubt), and lingers, discarding what the client still sends. The same whether or
+    /// not some of the body came with the head, so the output does not depend on the split.
+    #[cold]
+    #[inline(never)]
+    fn answer_before_body(
+        &mut self,
+        data: &[u8],
+        request: &Request<'_>,
+        framing: Framing,
+        head_len: usize,
+        cx: &mut Context<'_>,
+    ) -> usize {
+        let request = Request {
+            body: &[],
+            ..*request
+        };
+        self.answer(data, &request, framing, head_len, head_len, true, cx)
     }
 
     /// The body is complete: `body_len` decoded bytes after the head, the request `total` bytes
@@ -1338,14 +1379,18 @@ impl Conn {
             self.fail(Status::BAD_REQUEST, head, cx);
             return 0;
         };
-        self.answer(data, &request, framing, head_len, total, cx)
+        self.answer(data, &request, framing, head_len, total, false, cx)
     }
 
     /// A whole request (`head_len` bytes of head, its body in `request.body`, `used` input
     /// bytes in all) is here: answer it, or hand it to the driver's pool and wait. Returns the
     /// input bytes to consume (none while the request is away: they stay until its answer).
-    /// (Inlined into its callers: as a call of its own it cost 25 instructions per request.)
+    /// `close`: the connection closes after this answer whatever the request asked
+    /// ([`Conn::answer_before_body`]). (Inlined into its callers: as a call of its own it cost 25
+    /// instructions per request; and so its arguments, constants at most call sites, cost
+    /// nothing to pass.)
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn answer(
         &mut self,
         data: &[u8],
@@ -1353,6 +1398,7 @@ impl Conn {
         framing: Framing,
         head_len: usize,
         used: usize,
+        close: bool,
         cx: &mut Context<'_>,
     ) -> usize {
         let mut answer = if framing.known_method {
@@ -1373,6 +1419,7 @@ impl Conn {
                             head_len,
                             body_len: request.body.len(),
                             used,
+                            close,
                         };
                         self.timer = Timer::Unset; // the handler timer starts now
                         return 0;
@@ -1384,13 +1431,13 @@ impl Conn {
                 None => Response::error(Status::INTERNAL_SERVER_ERROR),
             }),
         };
-        let open = self.keeps_open(data.len() > used, cx);
+        let open = !close && self.keeps_open(data.len() > used, cx);
         let keep_alive = self.output.respond(cx, request, framing, open, response);
         // The queue took the body (unless it sends none): see `Body::discard`.
         if let Some(Response { body, .. }) = answer {
             body.discard();
         }
-        self.after_request(data, used, keep_alive, framing.keep_alive)
+        self.after_request(data, used, keep_alive, framing.keep_alive || close)
     }
 
     /// The request (the first `used` bytes of `data`) is answered: on to the next, or to

@@ -402,7 +402,11 @@ impl Handler for MayBlock {
     }
 
     fn may_block(&self, request: &Request<'_>) -> bool {
-        matches!(request.path, "/slow" | "/full")
+        matches!(request.path, "/slow" | "/full" | "/blind")
+    }
+
+    fn reads_body(&self, request: &Request<'_>) -> bool {
+        request.path != "/blind"
     }
 }
 
@@ -461,6 +465,53 @@ fn offloaded_requests_keep_their_turn() {
             "{step}"
         );
         assert!(!harness.closed && !harness.half_closed);
+    }
+}
+
+/// A request waiting for `100 Continue` whose handler would not read its body is answered at
+/// once, without the `100`, and its connection closes after the answer, lingering over what
+/// the client sends anyway: on the loop and from the pool alike, whatever came with the head.
+#[test]
+fn expect_100_continue_unread_gets_its_answer_at_once() {
+    let head = b"PUT /blind HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 9000000\r\n\r\n";
+    let mut body_and_next = vec![b'a'; 9_000_000];
+    body_and_next.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+    for with_head in [0, 100] {
+        let mut first = head.to_vec();
+        first.extend_from_slice(&body_and_next[..with_head]);
+        // On the loop.
+        let handler = NumberedIgnoringBody { reads_body: false };
+        let mut harness = MemoryConn::serving(Limits::default(), handler);
+        harness.feed(&first);
+        assert_eq!(statuses(&harness.out), [200], "{with_head}");
+        assert!(harness.text().contains("Connection: close\r\n"));
+        assert!(
+            harness.half_closed,
+            "lingers: the client may send the body anyway"
+        );
+        for piece in body_and_next[with_head..].chunks(65536) {
+            harness.feed(piece);
+        }
+        assert_eq!(
+            statuses(&harness.out),
+            [200],
+            "nothing read after it is answered"
+        );
+        // From the pool: handed over with no body, and nothing sent until it comes back.
+        let (mut harness, taken) = with_pool(Limits::default());
+        harness.feed(&first);
+        assert_eq!(taken.borrow()[0], (head.to_vec(), Vec::new()));
+        assert!(harness.out.is_empty() && harness.conn.is_pending());
+        let mut cx = harness.env.cx();
+        harness
+            .conn
+            .completed(Response::text(Status::OK, "blind done"), &mut cx);
+        harness.feed(b"");
+        assert_eq!(bodies(&harness.out), ["blind done"]);
+        assert!(harness.text().contains("Connection: close\r\n"));
+        assert!(harness.half_closed);
+        harness.feed(&body_and_next[with_head..]);
+        assert_eq!(bodies(&harness.out), ["blind done"]);
     }
 }
 
@@ -884,6 +935,31 @@ fn request_strategy() -> impl Strategy<Value = Vec<u8>> {
     )
 }
 
+/// `request`, waiting for `100 Continue`, as it is answered when its handler does not read its
+/// body: as a request without a body that asks to close the connection. (Unless its
+/// `Content-Length` is over the limit: then the 413 comes first, the same either way.)
+fn answered_before_body(request: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(request);
+    let head = &text[..text.find("\r\n\r\n").expect("a whole head") + 2];
+    let too_large = head.lines().any(|line| {
+        line.strip_prefix("Content-Length: ")
+            .is_some_and(|n| n.parse::<u64>().unwrap() > small_body_limits().max_body_bytes)
+    });
+    if too_large {
+        return request.to_vec();
+    }
+    let mut told: String = head
+        .split_inclusive("\r\n")
+        .filter(|line| {
+            !["Expect:", "Content-Length:", "Transfer-Encoding:"]
+                .iter()
+                .any(|name| line.starts_with(name))
+        })
+        .collect();
+    told.push_str("Connection: close\r\n\r\n");
+    told.into_bytes()
+}
+
 /// Limits under which some of `request_strategy`'s bodies are too large (413).
 fn small_body_limits() -> Limits {
     Limits {
@@ -935,21 +1011,31 @@ fn an_unread_upload_holds_no_memory() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
-    /// Whether the handler reads bodies changes nothing sent: the same bytes for any split of
-    /// any pipelined stream, bodies too large (413) among them.
+    /// Whether the handler reads bodies changes nothing sent, for any split of any pipelined
+    /// stream, bodies too large (413) among them; except that a request waiting for
+    /// `100 Continue` is answered at once instead, its connection closing after it.
     #[test]
     fn a_body_dropped_unread_changes_nothing_sent(
         requests in proptest::collection::vec(request_strategy(), 1..8),
         sizes in proptest::collection::vec(1..64usize, 1..10),
     ) {
         let input = requests.concat();
+        // What a handler that reads bodies is told to give the same answers.
+        let told = match requests.iter().position(|r| r.windows(7).any(|w| w == b"Expect:")) {
+            None => input.clone(),
+            Some(waiting) => {
+                let mut told = requests[..waiting].concat();
+                told.extend(answered_before_body(&requests[waiting]));
+                told
+            }
+        };
         for split in [&[input.len()][..], &sizes[..], &[1][..]] {
-            let run = |reads_body| {
+            let run = |input: &[u8], reads_body| {
                 memory::reset_calls();
                 let handler = NumberedIgnoringBody { reads_body };
-                memory::run_split_on(MemoryConn::serving(small_body_limits(), handler), &input, split)
+                memory::run_split_on(MemoryConn::serving(small_body_limits(), handler), input, split).0
             };
-            prop_assert_eq!(run(false), run(true));
+            prop_assert_eq!(run(&input, false), run(&told, true));
         }
     }
 
