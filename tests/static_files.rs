@@ -363,6 +363,18 @@ fn directories(mode: Mode) {
     assert_eq!(get(&mut client, "/with%20space.txt", "").text(), "spaced");
     let empty_dir = get(&mut client, "/docs/empty-dir/", "").text();
     assert!(empty_dir.contains("Index of /docs/empty-dir/"));
+
+    // A name with control characters in it: shown by their pictures, linked as it is.
+    fs::write(site.root.join("docs/empty-dir/a\nb\x1b[1m"), "controls").unwrap();
+    let listed = get(&mut client, "/docs/empty-dir/", "").text();
+    assert!(
+        listed.contains("href=\"a%0Ab%1B%5B1m\">a\u{240a}b\u{241b}[1m</a>"),
+        "{listed}"
+    );
+    assert_eq!(
+        get(&mut client, "/docs/empty-dir/a%0Ab%1B%5B1m", "").text(),
+        "controls"
+    );
 }
 
 /// A file's modification time is whatever the filesystem holds: before 1970, or centuries

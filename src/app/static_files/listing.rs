@@ -165,7 +165,10 @@ fn rfc3339(at: SystemTime) -> String {
     format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
 }
 
-/// Text safe to place in HTML, from bytes that may not be UTF-8.
+/// Text safe to place in HTML, from bytes that may not be UTF-8. A control character (a file
+/// may be named with a newline or an escape in it) is shown by its picture (U+2400 on: `␊`,
+/// `␛`, `␡`), or as U+FFFD for the C1 range: raw, HTML would fold it into a space or take it
+/// as a parse error, and the name shown would not be the name linked.
 pub fn escape_html(text: &[u8]) -> String {
     let mut out = String::with_capacity(text.len());
     for c in String::from_utf8_lossy(text).chars() {
@@ -175,6 +178,9 @@ pub fn escape_html(text: &[u8]) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            '\0'..='\x1f' => out.extend(char::from_u32(0x2400 + c as u32)),
+            '\x7f' => out.push('\u{2421}'),
+            '\u{80}'..='\u{9f}' => out.push(char::REPLACEMENT_CHARACTER),
             c => out.push(c),
         }
     }
@@ -206,6 +212,10 @@ mod tests {
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
         assert_eq!(escape_html(b"caf\xc3\xa9 \xff"), "café \u{fffd}");
+        assert_eq!(
+            escape_html(b"a\nb\x1b[31mc\td\x7f\x00\xc2\x85"),
+            "a\u{240a}b\u{241b}[31mc\u{2409}d\u{2421}\u{2400}\u{fffd}"
+        );
         assert_eq!(percent_encode(b"a b/c?d#e%f"), "a%20b%2Fc%3Fd%23e%25f");
         assert_eq!(percent_encode("é".as_bytes()), "%C3%A9");
         assert_eq!(percent_encode(b"safe-._~09AZ"), "safe-._~09AZ");
