@@ -199,6 +199,20 @@ fn expect_100_continue(mode: Mode) {
     assert_eq!(response.header("connection"), Some("close"));
     client.send(&[b'x'; 65536]);
     client.expect_close();
+    drop(client);
+    // The same from the handler pool (reactor and uring; the others answer on their thread).
+    let mut client = server.connect();
+    client.send(
+        b"GET /sleep?ms=1 HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    );
+    let response = client.response();
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "slept 1 ms")
+    );
+    assert_eq!(response.header("connection"), Some("close"));
+    client.send(b"hello");
+    client.expect_close();
 }
 
 fn chunked_bodies(mode: Mode) {
