@@ -94,6 +94,7 @@ modes! {
     limits_exactly_and_one_over: [Reactor, Uring, Threaded, Blocking, Fork];
     refusals_are_logged_with_their_line: [Reactor, Uring, Threaded, Blocking, Fork];
     uploads_nobody_reads_hold_no_memory: [Reactor, Uring, Threaded, Blocking];
+    slow_readers_of_a_listing_share_it: [Reactor, Uring, Threaded];
 }
 
 /// Slowloris: a head at one byte a second never completes; the header timeout (3 s here)
@@ -269,6 +270,66 @@ fn uploads_nobody_reads_hold_no_memory(mode: Mode) {
     sender.join().unwrap();
     let grown = peak_rss_kib(pid).saturating_sub(before);
     assert!(grown < 4 * 1024, "the server's peak RSS grew {grown} KiB");
+    bystander_served(&server);
+}
+
+/// A large listing asked for by many clients at once, each reading slowly: made once, and held
+/// once between them. Forty connections with small windows ask for the listing of 20,000
+/// entries (a page of about 2 MB) and read its head only; meanwhile the server's resident size
+/// grows by less than three pages (kept each, forty would have taken 80 MB or so). Then each is
+/// read whole, and all forty are the same page. (Twelve in threaded mode, whose sixteen workers
+/// here are each held by one slow reader.)
+fn slow_readers_of_a_listing_share_it(mode: Mode) {
+    const ENTRIES: usize = 20_000;
+    let readers = if mode == Mode::Threaded { 12 } else { 40 };
+    let root = tempdir(&format!("shared-listing-{mode:?}"));
+    fs::create_dir(root.join("many")).unwrap();
+    for i in 0..ENTRIES {
+        fs::write(
+            root.join(format!("many/entry-{i:06}-of-a-long-listing.txt")),
+            "",
+        )
+        .unwrap();
+    }
+    let cfg = Config {
+        root: root.to_path_buf(),
+        ..config(mode)
+    };
+    let server = TestServer::subprocess(&cfg, |_| {});
+    let pid = server.pid().unwrap();
+    bystander_served(&server);
+    let before = rss_kib(pid);
+    let mut readers: Vec<(Client, usize)> = (0..readers)
+        .map(|_| {
+            let mut client = Client::connect_with_small_window(server.addr, 4096);
+            client.send(b"GET /many/ HTTP/1.1\r\nHost: t\r\n\r\n");
+            (client, 0)
+        })
+        .collect();
+    for (client, length) in &mut readers {
+        let head = client.head_response();
+        assert_eq!(head.status, 200);
+        *length = head.header("content-length").unwrap().parse().unwrap();
+    }
+    let page_kib = readers[0].1 / 1024;
+    assert!(page_kib > 2000, "a page of {page_kib} KiB");
+    let grown = rss_kib(pid).saturating_sub(before);
+    assert!(
+        grown < 3 * page_kib,
+        "the server's RSS grew {grown} KiB for pages of {page_kib} KiB"
+    );
+    let pages: Vec<Vec<u8>> = readers
+        .into_iter()
+        .map(|(mut client, length)| {
+            let mut page = client.take_unread();
+            let mut rest = vec![0; length - page.len()];
+            client.stream.read_exact(&mut rest).unwrap();
+            page.append(&mut rest);
+            page
+        })
+        .collect();
+    assert!(pages.iter().all(|page| *page == pages[0]));
+    assert!(String::from_utf8_lossy(&pages[0]).contains("entry-019999-of-a-long-listing.txt"));
     bystander_served(&server);
 }
 

@@ -41,6 +41,7 @@
 use core::net::IpAddr;
 use std::fs::File;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -351,6 +352,9 @@ enum Tail {
     /// Ranges of a file, each sent by the driver with sendfile, with the head of each part
     /// pulled into the output buffer before it.
     Parts(Box<super::Multipart>),
+    /// Bytes shared with other responses, pulled into the output buffer a piece at a time from
+    /// `at` on.
+    Shared { bytes: Arc<Vec<u8>>, at: usize },
 }
 
 /// A body made as it is sent, and what its access log line waits for.
@@ -384,7 +388,7 @@ impl Tail {
         match self {
             Tail::File(file) => Some(file),
             Tail::Parts(parts) => parts.current(),
-            Tail::Stream(..) => None,
+            Tail::Stream(..) | Tail::Shared { .. } => None,
         }
     }
 
@@ -393,7 +397,7 @@ impl Tail {
         match self {
             Tail::File(file) => Some(file),
             Tail::Parts(parts) => Some(parts.current_mut()),
-            Tail::Stream(..) => None,
+            Tail::Stream(..) | Tail::Shared { .. } => None,
         }
     }
 }
@@ -415,6 +419,16 @@ impl Output {
                 // The range before is sent: the next part's head, or the closing line. (Its
                 // bytes were counted when the response was queued.)
                 if !parts.advance(Self::buf_of(&mut self.buf, cx.pool)) {
+                    self.tail = None;
+                }
+                return Some(true);
+            }
+            Tail::Shared { bytes, at } => {
+                // Counted and logged when queued, as a body in the buffer is.
+                let end = bytes.len().min(*at + STREAM_PIECE);
+                Self::buf_of(&mut self.buf, cx.pool).extend_from_slice(&bytes[*at..end]);
+                *at = end;
+                if end == bytes.len() {
                     self.tail = None;
                 }
                 return Some(true);
@@ -510,6 +524,7 @@ impl Output {
                 Body::Empty => {}
                 Body::Static(bytes) => buf.extend_from_slice(bytes),
                 Body::Bytes(bytes) => buf.extend_from_slice(&bytes),
+                Body::Shared(bytes) => self.tail = Some(Box::new(Tail::Shared { bytes, at: 0 })),
                 Body::File(file) if file.len > 0 => self.tail = Some(Box::new(Tail::File(file))),
                 Body::File(_) => {}
                 Body::Parts(mut parts) => {

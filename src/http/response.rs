@@ -266,6 +266,10 @@ pub enum Body {
     File(FileBody),
     /// Several ranges of one file (`multipart/byteranges`).
     Parts(Box<Multipart>),
+    /// Bytes shared between responses (a directory's listing, made once for every client that
+    /// asks for it at the same time): copied out a piece at a time as the connection sends, so
+    /// a client that reads slowly holds a reference, not a copy.
+    Shared(Arc<Vec<u8>>),
     /// Made as it is sent, a bounded piece at a time; its length is not known in advance, so it
     /// goes with chunked transfer coding, or to an HTTP/1.0 client as a body that ends with the
     /// connection.
@@ -288,6 +292,7 @@ impl Body {
             Body::Empty => 0,
             Body::Static(bytes) => bytes.len() as u64,
             Body::Bytes(bytes) => bytes.len() as u64,
+            Body::Shared(bytes) => bytes.len() as u64,
             Body::File(file) => file.len,
             Body::Parts(parts) => parts.len,
             Body::Stream(_) => 0,

@@ -5,14 +5,17 @@
 //! request cannot fetch, left out; every name HTML-escaped where it is shown and
 //! percent-encoded where it is linked, so no file name can inject markup or a different link.
 //! The listing is built in memory: a directory of 100,000 entries makes a page of about 10 MB
-//! (see the note on issue 3 for its time).
+//! (see the note on issue 3 for its time). So it is made once for all who ask at about the same
+//! time ([`Listings`]): a hundred clients that ask for it and read slowly (or not at all, until
+//! the send timeout) hold one page between them, not a hundred.
 
 use std::ffi::CStr;
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::resolve::{Opened, Root, as_path, child, is_servable_name};
 use crate::http::Civil;
@@ -165,6 +168,110 @@ fn rfc3339(at: SystemTime) -> String {
     format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
 }
 
+/// How long a listing made may be given again, to a client that asks for the same page of the
+/// same directory while another is still being sent it: what it shows of its entries (sizes,
+/// dates) may be this much older than the request.
+pub const SHARED_FOR: Duration = Duration::from_secs(1);
+
+/// The listings being sent, each shared by every response that shows the same page: the same
+/// directory (device and inode), unchanged since (its modification time: an entry added,
+/// removed or renamed changes it), under the same title, in the same format, begun less than
+/// [`SHARED_FOR`] ago. A request for a page that is being made waits for it rather than make
+/// another. Held weakly: a page lives only while a response holds it, so an idle server holds
+/// none, and a page is never given again once every client has it. (An `Arc` of a `Vec` rather
+/// than of a slice: a weak reference keeps its allocation, which is then the `Vec`'s three
+/// words, not the page.)
+#[derive(Default)]
+pub struct Listings(Mutex<Vec<Arc<Slot>>>);
+
+/// What a page shows, as far as sharing it goes.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PageKey {
+    pub dev: u64,
+    pub ino: u64,
+    /// The directory's modification time, seconds and nanoseconds.
+    pub modified: (i64, i64),
+    pub title: String,
+    pub json: bool,
+}
+
+/// One page, being made or made.
+struct Slot {
+    key: PageKey,
+    /// When the directory began to be read for it.
+    at: Instant,
+    /// Set once made (empty if making it failed).
+    page: OnceLock<Weak<Vec<u8>>>,
+}
+
+impl Slot {
+    /// Whether the request of `now` for `key` may have this page.
+    fn serves(&self, key: &PageKey, now: Instant) -> bool {
+        self.is_fresh(now)
+            && self.key == *key
+            && self.page.get().is_none_or(|page| page.strong_count() > 0)
+    }
+
+    fn is_fresh(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.at) < SHARED_FOR
+    }
+}
+
+impl Listings {
+    /// The page for `key`: one begun since `now - SHARED_FOR` and still held (waiting for it
+    /// if it is being made), or else the one `make` makes now, for others to share.
+    pub fn get_or_make(
+        &self,
+        key: PageKey,
+        now: Instant,
+        make: impl FnOnce() -> io::Result<Vec<u8>>,
+    ) -> io::Result<Arc<Vec<u8>>> {
+        let slot = self.slot(key, now);
+        let mut make = Some(make);
+        let mut made = None;
+        let page = slot.page.get_or_init(|| {
+            let page = make
+                .take()
+                .map_or_else(|| Ok(Vec::new()), |make| make())
+                .map(Arc::new);
+            let weak = page.as_ref().map(Arc::downgrade).unwrap_or_default();
+            made = Some(page);
+            weak
+        });
+        match (made, make) {
+            (Some(page), _) => page,
+            // Made by another request: shared, unless every response holding it has let go
+            // since (or making it failed); then made here, for this request alone.
+            (None, Some(make)) => page.upgrade().map_or_else(|| make().map(Arc::new), Ok),
+            (None, None) => unreachable!("`make` is taken only by the closure that sets `made`"),
+        }
+    }
+
+    /// The slot that serves `key` now, found or begun; stale and let-go slots are forgotten.
+    fn slot(&self, key: PageKey, now: Instant) -> Arc<Slot> {
+        let mut slots = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = slots.iter().find(|slot| slot.serves(&key, now)) {
+            return slot.clone();
+        }
+        slots.retain(|slot| {
+            slot.is_fresh(now) && slot.page.get().is_none_or(|page| page.strong_count() > 0)
+        });
+        let slot = Arc::new(Slot {
+            key,
+            at: now,
+            page: OnceLock::new(),
+        });
+        slots.push(slot.clone());
+        slot
+    }
+
+    /// Pages remembered, held, being made or neither.
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
 /// Text safe to place in HTML, from bytes that may not be UTF-8. A control character (a file
 /// may be named with a newline or an escape in it) is shown by its picture (U+2400 on: `␊`,
 /// `␛`, `␡`), or as U+FFFD for the C1 range: raw, HTML would fold it into a space or take it
@@ -204,6 +311,107 @@ pub fn percent_encode(name: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A page is shared while it is held and fresh, for the same key only; one that nobody holds,
+    /// or made too long ago, is made again, and what is remembered does not grow.
+    #[test]
+    fn listings_are_shared_while_held_and_fresh() {
+        let listings = Listings::default();
+        let key = |title: &str, json| PageKey {
+            dev: 1,
+            ino: 2,
+            modified: (3, 4),
+            title: title.into(),
+            json,
+        };
+        let made = std::cell::Cell::new(0);
+        let make = || {
+            made.set(made.get() + 1);
+            Ok(format!("page {}", made.get()).into_bytes())
+        };
+        let start = Instant::now();
+        let first = listings
+            .get_or_make(key("/a/", false), start, make)
+            .unwrap();
+        let again = listings
+            .get_or_make(key("/a/", false), start + SHARED_FOR / 2, make)
+            .unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(made.get(), 1);
+        // Another title, another format, another state of the directory: pages of their own.
+        let json = listings.get_or_make(key("/a/", true), start, make).unwrap();
+        let other = listings
+            .get_or_make(key("/b/", false), start, make)
+            .unwrap();
+        let changed = PageKey {
+            modified: (3, 5),
+            ..key("/a/", false)
+        };
+        let newer = listings.get_or_make(changed, start, make).unwrap();
+        assert_eq!(made.get(), 4);
+        assert!(!Arc::ptr_eq(&json, &first) && !Arc::ptr_eq(&other, &first));
+        assert!(!Arc::ptr_eq(&newer, &first));
+        // Too old to give again, though still held: made anew, and replaces the old.
+        let later = start + SHARED_FOR;
+        let fresh = listings
+            .get_or_make(key("/a/", false), later, make)
+            .unwrap();
+        assert!(!Arc::ptr_eq(&fresh, &first));
+        assert_eq!(&*fresh, b"page 5");
+        // Held by nobody: made again.
+        drop(fresh);
+        let remade = listings
+            .get_or_make(key("/a/", false), later, make)
+            .unwrap();
+        assert_eq!(&*remade, b"page 6");
+        // The stale and the unheld are forgotten as pages are made.
+        drop((first, again, json, other, newer));
+        let last = listings
+            .get_or_make(key("/c/", false), later + SHARED_FOR, make)
+            .unwrap();
+        assert_eq!(listings.remembered(), 1);
+        drop((remade, last));
+        // A page that cannot be made is an error, and is not given to the next request.
+        let failed = listings.get_or_make(key("/d/", false), later, || {
+            Err(io::Error::from(io::ErrorKind::PermissionDenied))
+        });
+        assert!(failed.is_err());
+        let made_after = listings
+            .get_or_make(key("/d/", false), later, make)
+            .unwrap();
+        assert_eq!(&*made_after, b"page 8");
+        assert_eq!(listings.remembered(), 1);
+    }
+
+    /// A request for a page being made waits for it, and makes none of its own.
+    #[test]
+    fn a_page_being_made_is_waited_for() {
+        let listings = Listings::default();
+        let key = PageKey {
+            dev: 1,
+            ino: 2,
+            modified: (3, 4),
+            title: "/".into(),
+            json: false,
+        };
+        let now = Instant::now();
+        let (started, go) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+        std::thread::scope(|scope| {
+            let maker = scope.spawn(|| {
+                listings.get_or_make(key.clone(), now, || {
+                    started.wait();
+                    go.wait();
+                    Ok(b"page".to_vec())
+                })
+            });
+            started.wait();
+            let waiter = scope
+                .spawn(|| listings.get_or_make(key.clone(), now, || panic!("made a second time")));
+            go.wait();
+            let (made, waited) = (maker.join().unwrap(), waiter.join().unwrap());
+            assert!(Arc::ptr_eq(&made.unwrap(), &waited.unwrap()));
+        });
+    }
 
     #[test]
     fn escaping_and_encoding() {

@@ -21,9 +21,10 @@ use std::ffi::{CStr, OsStr};
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use super::{Handler, other_method};
 use crate::http::{
@@ -46,6 +47,8 @@ pub struct StaticFiles {
     siblings_seen: AtomicBool,
     /// This site's number in each thread's memory of files without siblings ([`bare`]).
     site: u64,
+    /// Listings being sent, shared by all who ask for the same page at about the same time.
+    listings: listing::Listings,
 }
 
 impl StaticFiles {
@@ -57,6 +60,7 @@ impl StaticFiles {
             compress: false,
             siblings_seen: AtomicBool::new(false),
             site: bare::next_site(),
+            listings: listing::Listings::default(),
         })
     }
 
@@ -201,21 +205,39 @@ impl StaticFiles {
             title.push_str(&String::from_utf8_lossy(segment));
             title.push('/');
         }
-        let entries = match listing::entries(&self.root, path.relative(), dir) {
-            Ok(entries) => entries,
+        let json = wants_json(request);
+        let make = || {
+            let entries = listing::entries(&self.root, path.relative(), dir)?;
+            Ok(match json {
+                true => listing::json(&entries),
+                false => listing::html(&entries, &title, path.is_root()),
+            })
+        };
+        let page = match dir.metadata() {
+            Ok(metadata) => {
+                let key = listing::PageKey {
+                    dev: metadata.dev(),
+                    ino: metadata.ino(),
+                    modified: (metadata.mtime(), metadata.mtime_nsec()),
+                    title: title.clone(),
+                    json,
+                };
+                self.listings.get_or_make(key, Instant::now(), make)
+            }
+            Err(err) => Err(err),
+        };
+        let page = match page {
+            Ok(page) => page,
             Err(err) => return refused(resolve::refusal(err)),
         };
-        let response = if wants_json(request) {
-            Response::new(Status::OK)
-                .with_content_type("application/json")
-                .with_body(Body::Bytes(listing::json(&entries)))
-        } else {
-            let html = listing::html(&entries, &title, path.is_root());
-            Response::new(Status::OK)
-                .with_content_type("text/html; charset=utf-8")
-                .with_body(Body::Bytes(html))
+        let content_type = match json {
+            true => "application/json",
+            false => "text/html; charset=utf-8",
         };
-        response.with_header("Vary", "Accept")
+        Response::new(Status::OK)
+            .with_content_type(content_type)
+            .with_body(Body::Shared(page))
+            .with_header("Vary", "Accept")
     }
 }
 

@@ -6,10 +6,20 @@ use super::*;
 use proptest::prelude::*;
 use std::io::Write as _;
 
+/// `/shared`'s body: 100,000 bytes shared by every response that sends it. (`/held`'s is the
+/// same, asked for by one test only, which counts who holds it.)
+static SHARED: std::sync::LazyLock<Arc<Vec<u8>>> =
+    std::sync::LazyLock::new(|| Arc::new((0..100_000u32).map(|i| (i % 251) as u8).collect()));
+static HELD: std::sync::LazyLock<Arc<Vec<u8>>> =
+    std::sync::LazyLock::new(|| Arc::new(SHARED.to_vec()));
+
 /// Answers with what it saw, so a test can check what the parser delivered.
 fn describe(request: &Request<'_>) -> Response {
     match request.path {
         "/big" => Response::text(Status::OK, "x".repeat(100_000)),
+        "/shared" => Response::new(Status::OK).with_body(Body::Shared(SHARED.clone())),
+        "/held" => Response::new(Status::OK).with_body(Body::Shared(HELD.clone())),
+        "/owned" => Response::new(Status::OK).with_body(Body::Bytes(SHARED.to_vec())),
         "/nothing" => Response::new(Status::NO_CONTENT),
         _ => Response::text(
             Status::OK,
@@ -536,6 +546,38 @@ fn an_offloaded_request_that_never_returns_gets_504() {
         .completed(Response::text(Status::OK, "too late"), &mut cx);
     harness.feed(b"");
     assert_eq!(statuses(&harness.out), vec![504]);
+}
+
+/// A shared body goes out as the same bytes as an owned one, for any split, pipelined or not;
+/// to a client that does not read, the connection holds the shared bytes and at most a piece
+/// of them in its output, and lets go of them once they are sent.
+#[test]
+fn a_shared_body_is_sent_as_owned_bytes_are() {
+    let two = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").repeat(2);
+    for sizes in [&[usize::MAX][..], &[1], &[7, 300]] {
+        let (shared, _) = run_split(two("/shared").as_bytes(), sizes);
+        let (owned, _) = run_split(two("/owned").as_bytes(), sizes);
+        assert!(shared == owned, "{sizes:?}");
+        assert_eq!(parse_responses(&shared)[1].2, **SHARED);
+    }
+    let held = Arc::strong_count(&HELD);
+    let mut harness = Harness::new();
+    harness.stalled = true;
+    harness.feed(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\nGET /held HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        harness.conn.unsent() <= 200 + STREAM_PIECE,
+        "{}",
+        harness.conn.unsent()
+    );
+    assert_eq!(
+        Arc::strong_count(&HELD),
+        held + 1,
+        "the second waits its turn"
+    );
+    harness.stalled = false;
+    harness.feed(b"");
+    assert_eq!(parse_responses(&harness.out).len(), 2);
+    assert_eq!(Arc::strong_count(&HELD), held);
 }
 
 #[test]
@@ -1066,6 +1108,8 @@ proptest! {
             6 => request_strategy(),
             // A response past the output's high-water mark ends a batch.
             1 => Just(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n".to_vec()),
+            // So does one sent from shared bytes, a piece at a time.
+            1 => Just(b"GET /shared HTTP/1.1\r\nHost: h\r\n\r\n".to_vec()),
             // So does a request refused (no Host): 400, and the connection closes.
             1 => Just(b"GET /nohost HTTP/1.1\r\n\r\n".to_vec()),
         ], 1..12),
