@@ -230,21 +230,19 @@ impl Listings {
         let mut make = Some(make);
         let mut made = None;
         let page = slot.page.get_or_init(|| {
-            let page = make
-                .take()
-                .map_or_else(|| Ok(Vec::new()), |make| make())
-                .map(Arc::new);
+            let make = make.take().expect("an initializer runs once");
+            let page = make().map(Arc::new);
             let weak = page.as_ref().map(Arc::downgrade).unwrap_or_default();
             made = Some(page);
             weak
         });
-        match (made, make) {
-            (Some(page), _) => page,
-            // Made by another request: shared, unless every response holding it has let go
-            // since (or making it failed); then made here, for this request alone.
-            (None, Some(make)) => page.upgrade().map_or_else(|| make().map(Arc::new), Ok),
-            (None, None) => unreachable!("`make` is taken only by the closure that sets `made`"),
+        if let Some(page) = made {
+            return page;
         }
+        // Made by another request: shared, unless every response holding it has let go since
+        // (or making it failed); then made here, for this request alone.
+        let make = make.expect("taken only by the initializer, which then sets `made`");
+        page.upgrade().map_or_else(|| make().map(Arc::new), Ok)
     }
 
     /// The slot that serves `key` now, found or begun; stale and let-go slots are forgotten.
