@@ -40,6 +40,8 @@ const FILES: [(&str, usize); 3] = [
 /// Served compressed as it is sent (`--compress`): text, and large enough that its compressed
 /// body is many pieces.
 const TEXT: &str = "text.txt";
+/// Entries of the directory `many/`, listed by [`listings`].
+const LISTED: usize = 2000;
 
 const MINUTE: Duration = Duration::from_secs(60);
 const TEN_MINUTES: Duration = Duration::from_secs(600);
@@ -222,6 +224,10 @@ fn soak(length: Duration, mode: Mode, wire: Wire) {
         fs::write(root.join(name), pattern(size)).unwrap();
     }
     fs::write(root.join(TEXT), text()).unwrap();
+    fs::create_dir(root.join("many")).unwrap();
+    for i in 0..LISTED {
+        fs::write(root.join(format!("many/entry-{i:04}.txt")), "").unwrap();
+    }
     let mut cfg = config(mode);
     cfg.root = root.clone();
     cfg.cores = Cores::Count(2);
@@ -326,7 +332,7 @@ fn run_clients(dialers: &[Dialer; 2], going: impl Fn(usize) -> bool + Sync) -> C
 /// One scenario on a fresh connection; `dialer` makes any other it needs, of the same kind.
 type Scenario = fn(&Dialer, &mut Client<Stream>, &mut Counts);
 
-const SCENARIOS: [Scenario; 13] = [
+const SCENARIOS: [Scenario; 15] = [
     keep_alive_hellos,
     whole_files,
     ranges,
@@ -340,6 +346,8 @@ const SCENARIOS: [Scenario; 13] = [
     gone_mid_compressed,
     unread_uploads,
     gone_mid_unread_upload,
+    listings,
+    gone_mid_listing,
 ];
 
 fn keep_alive_hellos(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
@@ -514,6 +522,35 @@ fn gone_mid_unread_upload(_: &Dialer, client: &mut Client<Stream>, counts: &mut 
         format!("POST /{TEXT} HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n").into_bytes();
     request.extend_from_slice(&pattern(50_000));
     client.send(&request);
+    counts.hostile += 1;
+}
+
+/// A directory's listing, as HTML and as JSON (a page shared with the clients that ask for it at
+/// the same time), whole; then an upload to what reads no body, waiting for `100 Continue`: its
+/// 405 comes at once instead, and the connection closes.
+fn listings(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
+    for target in ["/many/", "/many/?format=json"] {
+        let page = client.request(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        assert_eq!(page.status, 200, "{target}");
+        let text = page.text();
+        let last = format!("entry-{:04}.txt", LISTED - 1);
+        assert!(
+            text.contains("entry-0000.txt") && text.contains(&last),
+            "{target}: whole"
+        );
+    }
+    client.send(b"PUT /hello HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n");
+    let refused = client.response();
+    assert_eq!(refused.status, 405);
+    assert_eq!(refused.header("connection"), Some("close"));
+    client.expect_close();
+    counts.requests += 3;
+}
+
+/// Gone after the head of a listing, its page part way.
+fn gone_mid_listing(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
+    client.send(b"GET /many/ HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(client.head_response().status, 200);
     counts.hostile += 1;
 }
 
