@@ -213,19 +213,16 @@ impl StaticFiles {
                 false => listing::html(&entries, &title, path.is_root()),
             })
         };
-        let page = match dir.metadata() {
-            Ok(metadata) => {
-                let key = listing::PageKey {
-                    dev: metadata.dev(),
-                    ino: metadata.ino(),
-                    modified: (metadata.mtime(), metadata.mtime_nsec()),
-                    title: title.clone(),
-                    json,
-                };
-                self.listings.get_or_make(key, Instant::now(), make)
-            }
-            Err(err) => Err(err),
-        };
+        let page = dir.metadata().and_then(|metadata| {
+            let key = listing::PageKey {
+                dev: metadata.dev(),
+                ino: metadata.ino(),
+                modified: (metadata.mtime(), metadata.mtime_nsec()),
+                title: title.clone(),
+                json,
+            };
+            self.listings.get_or_make(key, Instant::now(), make)
+        });
         let page = match page {
             Ok(page) => page,
             Err(err) => return refused(resolve::refusal(err)),
