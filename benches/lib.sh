@@ -58,3 +58,22 @@ strace_detach() { kill -INT "$tracer"; wait "$tracer" 2>/dev/null || true; }
 
 # strace_rows FILE: one "name calls" line per system call strace counted, then "total calls".
 strace_rows() { awk '/^-/ {next} $2 ~ /^[0-9]+$/ {print $1, $2}' "$1"; }
+
+# Sets BIN to a release build of this checkout, unless BIN names another build to measure.
+default_bin() {
+  if [ -z "${BIN:-}" ]; then
+    (cd "$repo" && cargo build --release --quiet)
+    BIN="$repo/target/release/reactor-httpd"
+  fi
+}
+
+# many_entries DIR N : N empty files in DIR (made if need be), named about as long as real files
+# are, for a directory listing to read.
+many_entries() {
+  mkdir -p "$1"
+  python3 -c "
+import os, sys
+for i in range(int(sys.argv[2])):
+    open(os.path.join(sys.argv[1], f'entry-{i:07}-of-a-long-listing.txt'), 'w').close()
+" "$1" "$2"
+}

@@ -12,17 +12,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=benches/lib.sh
 . "$here/lib.sh"
 
-mkdir -p "$work/www/many"
-python3 -c "
-import os, sys
-for i in range(int(sys.argv[2])):
-    open(os.path.join(sys.argv[1], f'entry-{i:07}-of-a-long-listing.txt'), 'w').close()
-" "$work/www/many" "$E"
+many_entries "$work/www/many" "$E"
 echo tiny >"$work/www/small.txt"
-if [ -z "${BIN:-}" ]; then
-  (cd "$repo" && cargo build --release --quiet)
-  BIN="$repo/target/release/reactor-httpd"
-fi
+default_bin
 "$BIN" --bind 127.0.0.1:18630 --cores 2 --no-pin --quiet "$work/www" >"$work/server.out" 2>&1 &
 pids+=("$!")
 server=$!

@@ -13,17 +13,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=benches/lib.sh
 . "$here/lib.sh"
 
-mkdir -p "$work/www/many"
-python3 -c "
-import os, sys
-for i in range(int(sys.argv[2])):
-    open(os.path.join(sys.argv[1], f'entry-{i:07}-of-a-long-listing.txt'), 'w').close()
-" "$work/www/many" "$E"
+many_entries "$work/www/many" "$E"
 echo tiny >"$work/www/small.txt"
-if [ -z "${BIN:-}" ]; then
-  (cd "$repo" && cargo build --release --quiet)
-  BIN="$repo/target/release/reactor-httpd"
-fi
+default_bin
 start reactor 18610 /small.txt "$BIN" --bind 127.0.0.1:18610 --cores 1 --quiet "$work/www"
 python3 - "${pid[reactor]}" "$N" <<'PY'
 import os, socket, sys, time

@@ -12,10 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 mkdir -p "$work/www"
 echo tiny >"$work/www/small.txt"
-if [ -z "${BIN:-}" ]; then
-  (cd "$repo" && cargo build --release --quiet)
-  BIN="$repo/target/release/reactor-httpd"
-fi
+default_bin
 start reactor 18600 /small.txt "$BIN" --bind 127.0.0.1:18600 --cores 1 --quiet "$work/www"
 python3 - "${pid[reactor]}" "$N" <<'PY'
 import socket, sys
