@@ -86,14 +86,15 @@ impl StaticFiles {
 /// left for the handler pool; everything else answers at once.
 enum Looked {
     Answer(Response),
-    Listing(DecodedPath, File),
+    /// The directory, opened, and its metadata as of then.
+    Listing(DecodedPath, File, Metadata),
 }
 
 impl Handler for StaticFiles {
     fn handle(&self, request: &Request<'_>) -> Response {
         match self.look(request) {
             Looked::Answer(response) => response,
-            Looked::Listing(path, dir) => self.list(request, &path, &dir),
+            Looked::Listing(path, dir, metadata) => self.list(request, &path, &dir, &metadata),
         }
     }
 
@@ -163,7 +164,9 @@ impl StaticFiles {
                 }
                 Response::error(Status::MOVED_PERMANENTLY).with_header("Location", location)
             }
-            Ok(Opened::Dir(dir, _)) => return self.serve_dir(request, &wanted, path, dir),
+            Ok(Opened::Dir(dir, metadata)) => {
+                return self.serve_dir(request, &wanted, path, dir, metadata);
+            }
             Err(refusal) => refused(refusal),
         })
     }
@@ -175,6 +178,7 @@ impl StaticFiles {
         wanted: &[Coding],
         path: DecodedPath,
         dir: File,
+        metadata: Metadata,
     ) -> Looked {
         let relative = path.relative();
         let Some(index) = resolve::child(relative, b"index.html") else {
@@ -193,13 +197,20 @@ impl StaticFiles {
                 &metadata,
                 b"index.html",
             )),
-            Ok(Opened::Dir(..)) | Err(Refusal::NotFound) => Looked::Listing(path, dir),
+            Ok(Opened::Dir(..)) | Err(Refusal::NotFound) => Looked::Listing(path, dir, metadata),
             Err(refusal) => Looked::Answer(refused(refusal)),
         }
     }
 
-    /// The listing of `dir`, the directory at `path`: HTML, or JSON for a client that prefers it.
-    fn list(&self, request: &Request<'_>, path: &DecodedPath, dir: &File) -> Response {
+    /// The listing of `dir`, the directory at `path` (`metadata` its own, from when it was
+    /// opened): HTML, or JSON for a client that prefers it.
+    fn list(
+        &self,
+        request: &Request<'_>,
+        path: &DecodedPath,
+        dir: &File,
+        metadata: &Metadata,
+    ) -> Response {
         let mut title = String::from("/");
         for segment in path.segments() {
             title.push_str(&String::from_utf8_lossy(segment));
@@ -213,17 +224,14 @@ impl StaticFiles {
                 false => listing::html(&entries, &title, path.is_root()),
             })
         };
-        let page = dir.metadata().and_then(|metadata| {
-            let key = listing::PageKey {
-                dev: metadata.dev(),
-                ino: metadata.ino(),
-                modified: (metadata.mtime(), metadata.mtime_nsec()),
-                title: title.clone(),
-                json,
-            };
-            self.listings.get_or_make(key, Instant::now(), make)
-        });
-        let page = match page {
+        let key = listing::PageKey {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+            modified: (metadata.mtime(), metadata.mtime_nsec()),
+            title: title.clone(),
+            json,
+        };
+        let page = match self.listings.get_or_make(key, Instant::now(), make) {
             Ok(page) => page,
             Err(err) => return refused(resolve::refusal(err)),
         };
