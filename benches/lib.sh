@@ -9,11 +9,11 @@ trap 'stop_all; rm -rf "$work"' EXIT
 
 declare -A port pid
 
-# start NAME PORT URL-PATH COMMAND... : runs COMMAND pinned to core 0 and waits until PATH answers
-# (over https when SCHEME=https).
+# start NAME PORT URL-PATH COMMAND... : runs COMMAND pinned to core 0 (to the cores PIN lists, if
+# set) and waits until PATH answers (over https when SCHEME=https).
 start() {
   local name=$1 p=$2 path=$3; shift 3
-  taskset -c 0 "$@" >"$work/$name.out" 2>&1 &
+  taskset -c "${PIN:-0}" "$@" >"$work/$name.out" 2>&1 &
   pid[$name]=$!
   pids+=("$!")
   port[$name]=$p

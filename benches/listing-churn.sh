@@ -15,14 +15,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 many_entries "$work/www/many" "$E"
 echo tiny >"$work/www/small.txt"
 default_bin
-"$BIN" --bind 127.0.0.1:18630 --cores 2 --no-pin --quiet "$work/www" >"$work/server.out" 2>&1 &
-pids+=("$!")
-server=$!
-for _ in $(seq 50); do
-  curl -sf -o /dev/null http://127.0.0.1:18630/small.txt && break
-  sleep 0.1
-done
-python3 - "$server" "$S" <<'PY'
+PIN=0,1 start churn 18630 /small.txt "$BIN" --bind 127.0.0.1:18630 --cores 2 --no-pin --quiet \
+  "$work/www"
+python3 - "${pid[churn]}" "$S" <<'PY'
 import socket, sys, threading, time
 server, secs = int(sys.argv[1]), int(sys.argv[2])
 def rss_kib():
