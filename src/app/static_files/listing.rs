@@ -226,15 +226,11 @@ struct Slot {
 }
 
 impl Slot {
-    /// Whether the request of `now` for `key` may have this page.
-    fn serves(&self, key: &PageKey, now: Instant) -> bool {
-        self.is_fresh(now)
-            && self.key == *key
-            && self.page.get().is_none_or(|page| page.strong_count() > 0)
-    }
-
-    fn is_fresh(&self, now: Instant) -> bool {
+    /// Whether the page may still be given, at `now`: begun less than [`SHARED_FOR`] ago, and
+    /// being made or held by some response.
+    fn is_live(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.at) < SHARED_FOR
+            && self.page.get().is_none_or(|page| page.strong_count() > 0)
     }
 }
 
@@ -269,12 +265,13 @@ impl Listings {
     /// The slot that serves `key` now, found or begun; stale and let-go slots are forgotten.
     fn slot(&self, key: PageKey, now: Instant) -> Arc<Slot> {
         let mut slots = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(slot) = slots.iter().find(|slot| slot.serves(&key, now)) {
+        if let Some(slot) = slots
+            .iter()
+            .find(|slot| slot.key == key && slot.is_live(now))
+        {
             return slot.clone();
         }
-        slots.retain(|slot| {
-            slot.is_fresh(now) && slot.page.get().is_none_or(|page| page.strong_count() > 0)
-        });
+        slots.retain(|slot| slot.is_live(now));
         let slot = Arc::new(Slot {
             key,
             at: now,
