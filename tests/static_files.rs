@@ -799,8 +799,8 @@ fn errors(mode: Mode) {
 fn upload_refused_before_it_is_sent(mode: Mode) {
     let site = Site::new("upload");
     let server = site.serve(mode);
-    let output = std::process::Command::new("curl")
-        .args([
+    let stdout = common::curl(|curl| {
+        curl.args([
             "-sS",
             "--expect100-timeout",
             "60",
@@ -811,11 +811,8 @@ fn upload_refused_before_it_is_sent(mode: Mode) {
         .arg(site.root.join("big.bin"))
         .args(["-o", "/dev/null", "-w", "%{http_code} %{size_upload}"])
         .arg(format!("http://{}/hello.txt", server.addr))
-        .output()
-        .unwrap_or_else(|err| panic!("curl is needed (apt-get install curl): {err}"));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "405 0");
+    });
+    assert_eq!(String::from_utf8_lossy(&stdout), "405 0");
 
     let mut client = server.connect();
     client.send(

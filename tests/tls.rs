@@ -545,20 +545,14 @@ fn curl_trusts_the_certificate_it_is_given() {
     bounded(60, || {
         let server = TestServer::start(tls_config(Mode::Reactor));
         let port = server.addr.port();
-        let output = Command::new("curl")
-            .args(["-sS", "--http1.1", "--cacert"])
-            .arg(&pki().cert)
-            .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
-            .arg(format!("https://localhost:{port}/hello"))
-            .arg(format!("https://localhost:{port}/small.txt"))
-            .output()
-            .unwrap_or_else(|err| panic!("curl is needed (apt-get install curl): {err}"));
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert_eq!(output.stdout, b"Hello, World!0123456789abcdefghij");
+        let stdout = common::curl(|curl| {
+            curl.args(["-sS", "--http1.1", "--cacert"])
+                .arg(&pki().cert)
+                .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+                .arg(format!("https://localhost:{port}/hello"))
+                .arg(format!("https://localhost:{port}/small.txt"))
+        });
+        assert_eq!(stdout, b"Hello, World!0123456789abcdefghij");
     });
 }
 

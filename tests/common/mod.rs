@@ -105,6 +105,20 @@ pub fn in_every_mode_at_once(check: impl Fn(Mode) + Sync) {
     });
 }
 
+/// Runs curl as `setup` gives it its arguments (`.ci/run` installs curl), and returns what it
+/// wrote to standard output once it has succeeded; without curl, the test fails saying so.
+pub fn curl(setup: impl FnOnce(&mut Command) -> &mut Command) -> Vec<u8> {
+    let output = setup(&mut Command::new("curl"))
+        .output()
+        .unwrap_or_else(|err| panic!("curl is needed (apt-get install curl): {err}"));
+    assert!(
+        output.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
 /// A small site for the outside linters (tests/redbot.rs, tests/httpolice.rs): `notes.txt` (30
 /// KiB of text), `app.js` (the same text) with a gzip sibling, `data.bin` (20,000 random
 /// bytes) and `dir/a.txt`.
