@@ -326,7 +326,8 @@ fn numbered_showing(request: &Request<'_>, body_len: Option<usize>) -> Response 
 }
 
 /// [`numbered`] without the body's length, saying whether it reads bodies (the fuzz target
-/// checks that the two give the same bytes: a body dropped unread changes nothing sent).
+/// and a proptest check that the two give the same bytes: a body dropped unread changes nothing
+/// sent, but for a request waiting for `100 Continue`, answered at once instead).
 pub struct NumberedIgnoringBody {
     pub reads_body: bool,
 }
