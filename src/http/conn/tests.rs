@@ -977,20 +977,26 @@ fn request_strategy() -> impl Strategy<Value = Vec<u8>> {
     )
 }
 
-/// `request`, waiting for `100 Continue`, as it is answered when its handler does not read its
-/// body: as a request without a body that asks to close the connection. (Unless its
-/// `Content-Length` is over the limit: then the 413 comes first, the same either way.)
-fn answered_before_body(request: &[u8]) -> Vec<u8> {
-    let text = String::from_utf8_lossy(request);
-    let head = &text[..text.find("\r\n\r\n").expect("a whole head") + 2];
-    let too_large = head.lines().any(|line| {
+/// Whether the connection answers `request` before its body when its handler does not read
+/// bodies: it waits for `100 Continue`, and has a body within the limit (a `Content-Length` over
+/// it gets its 413 either way; one of 0 has no body to wait for).
+fn answered_before_body(request: &[u8]) -> bool {
+    let head = head_text(request);
+    let length = |line: &str| {
         line.strip_prefix("Content-Length: ")
-            .is_some_and(|n| n.parse::<u64>().unwrap() > small_body_limits().max_body_bytes)
-    });
-    if too_large {
-        return request.to_vec();
-    }
-    let mut told: String = head
+            .map(|n| n.parse::<u64>())
+    };
+    head.contains("\r\nExpect: ")
+        && !head.lines().filter_map(length).any(|n| {
+            let n = n.unwrap();
+            n == 0 || n > small_body_limits().max_body_bytes
+        })
+}
+
+/// `request` as it is answered before its body: as a request without one that asks to close
+/// the connection.
+fn without_body(request: &[u8]) -> Vec<u8> {
+    let mut told: String = head_text(request)
         .split_inclusive("\r\n")
         .filter(|line| {
             !["Expect:", "Content-Length:", "Transfer-Encoding:"]
@@ -1000,6 +1006,12 @@ fn answered_before_body(request: &[u8]) -> Vec<u8> {
         .collect();
     told.push_str("Connection: close\r\n\r\n");
     told.into_bytes()
+}
+
+/// A request's head, up to the CR LF of its last field line.
+fn head_text(request: &[u8]) -> String {
+    let text = String::from_utf8_lossy(request);
+    text[..text.find("\r\n\r\n").expect("a whole head") + 2].to_string()
 }
 
 /// Limits under which some of `request_strategy`'s bodies are too large (413).
@@ -1063,11 +1075,11 @@ proptest! {
     ) {
         let input = requests.concat();
         // What a handler that reads bodies is told to give the same answers.
-        let told = match requests.iter().position(|r| r.windows(7).any(|w| w == b"Expect:")) {
+        let told = match requests.iter().position(|r| answered_before_body(r)) {
             None => input.clone(),
             Some(waiting) => {
                 let mut told = requests[..waiting].concat();
-                told.extend(answered_before_body(&requests[waiting]));
+                told.extend(without_body(&requests[waiting]));
                 told
             }
         };
