@@ -5,7 +5,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::http::BufferBudget;
 
 /// How connections are driven. Every mode runs the same HTTP code (`http::Conn`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,7 +80,13 @@ pub struct Limits {
     pub send_timeout: Duration,
     /// A request on the handler pool that has not been answered in this time gets 504.
     pub handler_timeout: Duration,
+    /// What all connections' buffers may hold beyond their first 8 KiB each; a request that
+    /// needs more gets 503 (`--max-buffer-bytes`).
+    pub buffers: Arc<BufferBudget>,
 }
+
+/// `--max-buffer-bytes` unless given: a hundred bodies of the default `--max-body-bytes`.
+pub const DEFAULT_MAX_BUFFER_BYTES: usize = 1 << 30;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -89,6 +98,7 @@ impl Default for Limits {
             keep_alive_timeout: Duration::from_secs(5),
             send_timeout: Duration::from_secs(60),
             handler_timeout: Duration::from_secs(30),
+            buffers: BufferBudget::new(DEFAULT_MAX_BUFFER_BYTES),
         }
     }
 }

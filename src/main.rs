@@ -13,6 +13,7 @@ use clap::Parser;
 use clap::error::{ContextKind, ContextValue};
 
 use reactor_httpd::config::{AccessLogTarget, Config, Cores, Limits, Mode};
+use reactor_httpd::http::BufferBudget;
 use reactor_httpd::server::{Server, StartError};
 use reactor_httpd::tls::TlsSource;
 use reactor_httpd::{access_log, app};
@@ -64,6 +65,11 @@ struct Cli {
     /// Request body, in bytes; beyond it 413.
     #[arg(long, default_value_t = 10_485_760, value_parser = clap::value_parser!(u64).range(0..=1 << 32))]
     max_body_bytes: u64,
+    /// Bytes all connections' buffers may hold together beyond 8 KiB each of input and output
+    /// (request bodies arriving, responses waiting to be sent); a request that needs more gets
+    /// 503 and its connection is closed (the default is 1 GiB).
+    #[arg(long, default_value_t = reactor_httpd::config::DEFAULT_MAX_BUFFER_BYTES as u64, value_parser = clap::value_parser!(u64).range(0..=1 << 48))]
+    max_buffer_bytes: u64,
     /// Seconds for a request head to arrive; then 408.
     #[arg(long, default_value = "10", value_parser = parse_secs)]
     header_timeout: Duration,
@@ -242,6 +248,9 @@ impl Cli {
                 keep_alive_timeout: self.keep_alive_timeout,
                 send_timeout: self.send_timeout,
                 handler_timeout: self.handler_timeout,
+                buffers: BufferBudget::new(
+                    usize::try_from(self.max_buffer_bytes).unwrap_or(usize::MAX),
+                ),
             },
             access_log,
             metrics_path: self.metrics_path,

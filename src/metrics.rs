@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::http::BufferBudget;
 use crate::server::io_util::{map_anonymous, unmap};
 
 /// A counter on a cache line (or two) of its own: two loops' counters never share a line, even
@@ -129,6 +130,14 @@ const FAMILIES: &[Family] = &[
         |m, _| m.refused.get(),
     ),
     (
+        "buffer_refused_total",
+        "counter",
+        "Requests refused with 503 because the connections' buffers together held \
+         --max-buffer-bytes.",
+        None,
+        |m, _| m.buffer_refused.get(),
+    ),
+    (
         "accept_errors_total",
         "counter",
         "accept(2) failures other than would-block.",
@@ -162,6 +171,8 @@ pub struct LoopMetrics {
     pub timeouts: [Counter; 5],
     /// Connections refused with 503 past `--max-connections`.
     pub refused: Counter,
+    /// Requests refused with 503 for want of buffer budget (`--max-buffer-bytes`).
+    pub buffer_refused: Counter,
     pub accept_errors: Counter,
     /// Times accepting stopped for want of descriptors or memory.
     pub accept_pauses: Counter,
@@ -180,6 +191,7 @@ impl LoopMetrics {
             bytes_sent: counter(),
             timeouts: std::array::from_fn(|_| counter()),
             refused: counter(),
+            buffer_refused: counter(),
             accept_errors: counter(),
             accept_pauses: counter(),
             handler_panics: counter(),
@@ -203,6 +215,10 @@ impl LoopMetrics {
 
     pub fn timed_out(&self, kind: Timeout) {
         self.timeouts[kind as usize].add(1);
+    }
+
+    pub fn over_budget(&self) {
+        self.buffer_refused.add(1);
     }
 }
 
@@ -267,11 +283,14 @@ pub struct Registry {
     started: f64,
     /// Fork mode: one set of counters, shared by the parent and every child.
     across_processes: bool,
+    /// `--max-buffer-bytes`, and what is held of it (in fork mode, what the process answering
+    /// the scrape holds: each child has a budget of its own).
+    buffers: Arc<BufferBudget>,
 }
 
 impl Registry {
     /// `across_processes`: the loop forks children that serve its connections (fork mode).
-    pub fn new(mode: &'static str, across_processes: bool) -> Self {
+    pub fn new(mode: &'static str, across_processes: bool, buffers: Arc<BufferBudget>) -> Self {
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -280,6 +299,7 @@ impl Registry {
             mode,
             started,
             across_processes,
+            buffers,
         }
     }
 
@@ -331,6 +351,18 @@ impl Registry {
             self.mode,
             loops.len()
         );
+        let _ = writeln!(
+            out,
+            "# HELP reactor_httpd_buffered_bytes What connections' buffers hold beyond their \
+             first 8 KiB each (request bodies arriving, responses waiting to be sent), all loops \
+             together.\n# TYPE reactor_httpd_buffered_bytes gauge\n\
+             reactor_httpd_buffered_bytes {}\n\
+             # HELP reactor_httpd_buffered_limit_bytes --max-buffer-bytes: past it, requests get \
+             503.\n# TYPE reactor_httpd_buffered_limit_bytes gauge\n\
+             reactor_httpd_buffered_limit_bytes {}",
+            self.buffers.held(),
+            self.buffers.limit()
+        );
         for (name, kind, help, label, read) in FAMILIES {
             let _ = writeln!(out, "# HELP reactor_httpd_{name} {help}");
             let _ = writeln!(out, "# TYPE reactor_httpd_{name} {kind}");
@@ -370,7 +402,7 @@ mod tests {
     /// Across processes: one set of counters, and what a forked child adds, the parent reads.
     #[test]
     fn shared_counters_are_written_by_children() {
-        let registry = Registry::new("fork", true);
+        let registry = Registry::new("fork", true, BufferBudget::new(0));
         let parent = registry.register();
         parent.accepted.add(1);
         // SAFETY: the child only takes the registry's lock (held by no other thread: this
@@ -399,7 +431,7 @@ mod tests {
 
     #[test]
     fn families_stand_together_once_each() {
-        let registry = Registry::new("reactor", false);
+        let registry = Registry::new("reactor", false, BufferBudget::new(0));
         let (a, b) = (registry.register(), registry.register());
         a.accepted.add(3);
         a.closed.add(1);

@@ -247,7 +247,7 @@ pub struct TlsConn {
     out: Outgoing,
     /// Ciphertext from the socket: `input[..filled]` is what rustls has not taken yet (a record,
     /// or a handshake message, not yet whole).
-    input: Vec<u8>,
+    input: Box<[u8]>,
     filled: usize,
     /// Decrypted bytes: `plain[taken..]` is what the HTTP connection has not taken yet.
     plain: Vec<u8>,
@@ -317,7 +317,7 @@ impl TlsConn {
             tls,
             inner,
             out: Outgoing::default(),
-            input: Vec::new(),
+            input: Box::default(),
             filled: 0,
             plain: Vec::new(),
             taken: 0,
@@ -663,7 +663,7 @@ impl Session for TlsConn {
             // A record or a handshake message longer than the buffer: room for the rest (`want`
             // refuses one that would not fit in `INPUT_MAX`).
             let grown = (self.input.len() * 2).min(INPUT_MAX);
-            self.input.resize(grown, 0);
+            crate::http::grow_buffer(&mut self.input, grown);
         }
         &mut self.input[self.filled..]
     }

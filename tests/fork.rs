@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::proc::open_fds;
-use common::{Client, TestServer, bounded, config};
+use common::{Client, TestServer, bounded, config, eventually};
 use reactor_httpd::config::Mode;
 use reactor_httpd::server::Server;
 
@@ -19,18 +19,6 @@ fn children(pid: u32) -> Vec<(u32, char)> {
         .filter_map(|child| child.parse().ok())
         .filter_map(|child: u32| Some((child, state(child)?)))
         .collect()
-}
-
-/// Waits until `condition` holds, checking every 10 ms, for at most `limit`.
-fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    condition()
 }
 
 #[test]

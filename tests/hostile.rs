@@ -16,8 +16,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::proc::{peak_rss_kib, rss_kib};
-use common::{Client, TestServer, bounded, config, tempdir};
-use reactor_httpd::config::{AccessLogTarget, Config, Mode};
+use common::{Client, TestServer, bounded, config, eventually, tempdir};
+use reactor_httpd::config::{AccessLogTarget, Config, Limits, Mode};
+use reactor_httpd::http::BufferBudget;
 
 const HELLO: &[u8] = b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
 
@@ -95,6 +96,7 @@ modes! {
     refusals_are_logged_with_their_line: [Reactor, Uring, Threaded, Blocking, Fork];
     uploads_nobody_reads_hold_no_memory: [Reactor, Uring, Threaded, Blocking];
     slow_readers_of_a_listing_share_it: [Reactor, Uring, Threaded];
+    bodies_arriving_together_stay_within_the_budget: [Reactor, Uring, Threaded];
 }
 
 /// Slowloris: a head at one byte a second never completes; the header timeout (3 s here)
@@ -565,4 +567,87 @@ fn refusals_are_logged_with_their_line(mode: Mode) {
         refused.len() + 1,
         "{mode:?}: {lines}"
     );
+}
+
+/// What the server's connections hold beyond their first 8 KiB each, as its metrics say.
+fn buffered(server: &TestServer) -> usize {
+    let text = server.connect().get("/metrics").text();
+    let line = text
+        .lines()
+        .find_map(|line| line.strip_prefix("reactor_httpd_buffered_bytes "))
+        .expect("the buffered_bytes gauge");
+    line.parse().unwrap()
+}
+
+/// Request bodies are kept whole for their handler, so many clients each sending one, slowly or
+/// never to its end, would make the server hold one for each (100 connections sending 10 MB
+/// each to /echo held 1 GB). `--max-buffer-bytes` bounds them together. Here it is 2.5 MB: one
+/// connection sends most of a 2 MB body and the server holds it; eight more then send 600 KB of
+/// theirs, and each is told 503 and closed when its buffer would pass what is left (none of
+/// them can get to 600 KB). The first then ends its body and gets it back whole; once the
+/// connections are gone the server holds nothing, and another 2 MB body is echoed.
+fn bodies_arriving_together_stay_within_the_budget(mode: Mode) {
+    const BODY: usize = 2_000_000;
+    const OTHERS: usize = 8;
+    let cfg = Config {
+        metrics_path: Some("/metrics".into()),
+        limits: Limits {
+            max_body_bytes: BODY as u64,
+            buffers: BufferBudget::new(2_500_000),
+            ..Limits::default()
+        },
+        ..config(mode)
+    };
+    let server = TestServer::subprocess(&cfg, |_| {});
+    let body: Vec<u8> = (0..BODY).map(|at| (at % 251) as u8).collect();
+    let head = format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {BODY}\r\n\r\n");
+    let mut first = server.connect();
+    first.send(head.as_bytes());
+    first.send(&body[..BODY - 1000]);
+    assert!(
+        eventually(Duration::from_secs(10), || buffered(&server)
+            > BODY - 100_000),
+        "the first body is not held: {}",
+        buffered(&server)
+    );
+    let others: Vec<_> = (0..OTHERS)
+        .map(|_| {
+            let client = server.connect();
+            let mut writer = client.stream.try_clone().unwrap();
+            let head = head.clone().into_bytes();
+            let part = body[..600_000].to_vec();
+            let sender = thread::spawn(move || {
+                // The server may close before all of it is read.
+                let _ = writer
+                    .write_all(&head)
+                    .and_then(|()| writer.write_all(&part));
+            });
+            (client, sender)
+        })
+        .collect();
+    for (mut client, sender) in others {
+        let response = client.response();
+        assert_eq!(response.status, 503, "{}", response.text());
+        assert_eq!(response.header("Connection"), Some("close"));
+        client.expect_close();
+        sender.join().unwrap();
+    }
+    assert!(buffered(&server) <= 2_500_000);
+    first.send(&body[BODY - 1000..]);
+    let echoed = first.response();
+    assert_eq!(echoed.status, 200);
+    assert!(echoed.body == body, "the first body came back changed");
+    drop(first);
+    assert!(
+        eventually(Duration::from_secs(10), || buffered(&server) == 0),
+        "the connections are gone, and the server still holds {}",
+        buffered(&server)
+    );
+    let mut client = server.connect();
+    client.send(head.as_bytes());
+    client.send(&body);
+    let echoed = client.response();
+    assert_eq!(echoed.status, 200);
+    assert!(echoed.body == body, "the last body came back changed");
+    bystander_served(&server);
 }

@@ -3,6 +3,12 @@
 //! A connection needs an input and an output buffer only while it has bytes in flight. An idle
 //! keep-alive connection gives both back to its loop's [`BufPool`], so ten thousand idle
 //! connections cost ten thousand small structs, not ten thousand pairs of buffers.
+//!
+//! A buffer grows past its pooled size only for a large request or response, and all such
+//! growth of a server's connections, together, is bounded by its [`BufferBudget`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The size of a pooled buffer: one read asks for this much.
 pub const BUF_SIZE: usize = 8 * 1024;
@@ -13,7 +19,7 @@ const POOL_KEEP: usize = 64;
 #[derive(Default)]
 pub struct BufPool {
     /// Input buffers are kept at full length (zeroed once), so a read can target them directly.
-    inputs: Vec<Vec<u8>>,
+    inputs: Vec<Box<[u8]>>,
     /// Output buffers are kept empty, with their capacity.
     outputs: Vec<Vec<u8>>,
 }
@@ -23,8 +29,10 @@ impl BufPool {
         BufPool::default()
     }
 
-    pub(crate) fn take_input(&mut self) -> Vec<u8> {
-        self.inputs.pop().unwrap_or_else(|| vec![0; BUF_SIZE])
+    pub(crate) fn take_input(&mut self) -> Box<[u8]> {
+        self.inputs
+            .pop()
+            .unwrap_or_else(|| vec![0; BUF_SIZE].into_boxed_slice())
     }
 
     pub(crate) fn take_output(&mut self) -> Vec<u8> {
@@ -35,7 +43,7 @@ impl BufPool {
 
     /// Buffers that grew for a large request or response are freed rather than kept, so one big
     /// upload does not pin memory in the pool.
-    pub(crate) fn give_input(&mut self, buf: Vec<u8>) {
+    pub(crate) fn give_input(&mut self, buf: Box<[u8]>) {
         if buf.len() == BUF_SIZE && self.inputs.len() < POOL_KEEP {
             self.inputs.push(buf);
         }
@@ -54,11 +62,120 @@ impl BufPool {
     }
 }
 
+/// `--max-buffer-bytes`: what the buffers of all of a server's connections may hold, together,
+/// beyond one pooled buffer ([`BUF_SIZE`]) each of input and of output. A request body is kept
+/// whole for its handler, so without this a client could make the server hold
+/// `--max-body-bytes` for each connection it opens (a hundred connections sending 10 MiB each,
+/// and never its last byte, held 1 GB). A connection whose input would grow past what is left
+/// gets 503 and is closed ([`Conn`](super::Conn)); output is counted but never refused (its
+/// response is already made), so that what it holds counts against the requests that come next.
+/// Shared by every loop and thread of a server (a fork-mode child, a process of its own, has
+/// its own).
+#[derive(Debug)]
+pub struct BufferBudget {
+    limit: usize,
+    held: AtomicUsize,
+}
+
+impl BufferBudget {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(BufferBudget {
+            limit,
+            held: AtomicUsize::new(0),
+        })
+    }
+
+    /// The most all buffers may hold beyond their first [`BUF_SIZE`].
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// What they hold beyond it now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Takes `n` more bytes if they fit under the limit.
+    fn try_take(&self, n: usize) -> bool {
+        let fits = |held: usize| held.checked_add(n).filter(|&total| total <= self.limit);
+        self.held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, fits)
+            .is_ok()
+    }
+
+    /// Takes `n` more bytes, over the limit or not.
+    fn take(&self, n: usize) {
+        self.held.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn give(&self, n: usize) {
+        self.held.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+/// What one connection's buffers hold of a [`BufferBudget`], given back when it is dropped (so
+/// however a connection ends, its share returns). Made only for a connection whose buffers
+/// grew: one that never does holds none, and no reference to the budget.
+pub(crate) struct Charge {
+    budget: Arc<BufferBudget>,
+    held: usize,
+}
+
+impl Charge {
+    pub fn new(budget: &Arc<BufferBudget>) -> Self {
+        Charge {
+            budget: budget.clone(),
+            held: 0,
+        }
+    }
+
+    /// Holds `n` more if the budget has them.
+    pub fn try_grow(&mut self, n: usize) -> bool {
+        let taken = self.budget.try_take(n);
+        if taken {
+            self.held += n;
+        }
+        taken
+    }
+
+    /// Holds exactly `held` from now on, taking more over the limit or not.
+    pub fn settle(&mut self, held: usize) {
+        if held > self.held {
+            self.budget.take(held - self.held);
+        } else {
+            self.budget.give(self.held - held);
+        }
+        self.held = held;
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.give(self.held);
+    }
+}
+
+/// Grows a buffer kept at its full length to exactly `size`, zeroed, keeping its bytes: through a
+/// `Vec`, whose growth the allocator may do in place (a large block is remapped, not copied).
+pub(crate) fn grow(buf: &mut Box<[u8]>, size: usize) {
+    let mut grown = std::mem::take(buf).into_vec();
+    grown.reserve_exact(size.saturating_sub(grown.len()));
+    grown.resize(size, 0);
+    *buf = grown.into_boxed_slice();
+}
+
+/// What a buffer of `size` bytes holds beyond a pooled one.
+pub(crate) fn beyond_pooled(size: usize) -> usize {
+    size.saturating_sub(BUF_SIZE)
+}
+
 /// Received bytes not yet consumed: `buf[start..end]`. Requests are parsed (and chunked bodies
 /// decoded) in place, so the bytes a handler sees are the bytes that were read.
 #[derive(Default)]
 pub(crate) struct Input {
-    buf: Vec<u8>,
+    /// Kept at its full length, so a boxed slice (a pointer and a length: a `Vec` would add its
+    /// capacity, 8 bytes more for every connection).
+    buf: Box<[u8]>,
     start: usize,
     end: usize,
 }
@@ -80,13 +197,18 @@ impl Input {
         self.start == self.end
     }
 
-    /// Drops the first `n` unconsumed bytes.
+    /// Drops the first `n` unconsumed bytes. A buffer that grew for a large request is freed
+    /// once it holds nothing, rather than kept until the connection is idle (its response may
+    /// take long to send).
     pub fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.len());
         self.start += n;
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
+            if self.buf.len() > BUF_SIZE {
+                self.buf = Box::default();
+            }
         }
     }
 
@@ -96,9 +218,8 @@ impl Input {
         self.end = self.start + len;
     }
 
-    /// Room to read into, enough that the unconsumed bytes can grow to `cap` in all (but at
-    /// least one pooled buffer's worth). Never empty while `len() < cap`.
-    pub fn spare(&mut self, pool: &mut BufPool, cap: usize) -> &mut [u8] {
+    /// Room to read into (empty only if the buffer is full: see [`Input::grown`]).
+    pub fn spare(&mut self, pool: &mut BufPool) -> &mut [u8] {
         if self.buf.is_empty() {
             self.buf = pool.take_input();
         }
@@ -107,13 +228,26 @@ impl Input {
             self.end -= self.start;
             self.start = 0;
         }
-        if self.end == self.buf.len() && self.len() < cap {
-            // Grow geometrically, up to what the current request may need: memory follows the
-            // bytes that actually arrive, not the Content-Length a client claims.
-            let grown = (self.buf.len() * 2).clamp(BUF_SIZE, cap.max(BUF_SIZE));
-            self.buf.resize(grown, 0);
-        }
         &mut self.buf[self.end..]
+    }
+
+    /// Whether the buffer is full of unconsumed bytes: no room to read into until it grows.
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        !self.buf.is_empty() && self.len() == self.buf.len()
+    }
+
+    /// The size the buffer must grow to before more can be read, if it is full of unconsumed
+    /// bytes and they may grow to `cap`: geometrically, up to what the current request may need,
+    /// so memory follows the bytes that actually arrive, not the Content-Length a client claims.
+    pub fn grown(&self, cap: usize) -> Option<usize> {
+        (self.is_full() && self.len() < cap)
+            .then(|| (self.buf.len() * 2).clamp(BUF_SIZE, cap.max(BUF_SIZE)))
+    }
+
+    /// Grows the buffer to `size` ([`Input::grown`]'s).
+    pub fn grow(&mut self, size: usize) {
+        grow(&mut self.buf, size);
     }
 
     /// `n` bytes were read into the slice [`Input::spare`] returned.
@@ -123,7 +257,6 @@ impl Input {
     }
 
     /// The buffer's size: what the connection's input holds in memory.
-    #[cfg(test)]
     pub fn capacity(&self) -> usize {
         self.buf.len()
     }
@@ -149,16 +282,16 @@ mod tests {
     fn reads_land_after_unconsumed_bytes_and_compact() {
         let mut pool = BufPool::new();
         let mut input = Input::default();
-        let spare = input.spare(&mut pool, BUF_SIZE);
+        let spare = input.spare(&mut pool);
         assert_eq!(spare.len(), BUF_SIZE);
         spare[..5].copy_from_slice(b"hello");
         input.filled(5);
         input.consume(2);
         assert_eq!(input.data(), b"llo");
         // Fill to the end, then ask again: the unconsumed bytes move to the front.
-        let n = input.spare(&mut pool, BUF_SIZE).len();
+        let n = input.spare(&mut pool).len();
         input.filled(n);
-        assert_eq!(input.spare(&mut pool, BUF_SIZE).len(), 2);
+        assert_eq!(input.spare(&mut pool).len(), 2);
         assert_eq!(&input.data()[..3], b"llo");
     }
 
@@ -169,7 +302,10 @@ mod tests {
         let cap = BUF_SIZE * 3;
         let mut total = 0;
         loop {
-            let n = input.spare(&mut pool, cap).len();
+            if let Some(size) = input.grown(cap) {
+                input.grow(size);
+            }
+            let n = input.spare(&mut pool).len();
             if n == 0 {
                 break;
             }
@@ -184,7 +320,7 @@ mod tests {
     fn empty_buffers_go_back_to_the_pool_and_big_ones_are_freed() {
         let mut pool = BufPool::new();
         let mut input = Input::default();
-        input.spare(&mut pool, BUF_SIZE);
+        input.spare(&mut pool);
         input.filled(3);
         input.release(&mut pool);
         assert!(input.holds_buffer(), "bytes in flight keep the buffer");
@@ -193,10 +329,11 @@ mod tests {
         assert!(!input.holds_buffer());
         assert_eq!(pool.pooled(), (1, 0));
 
-        let n = input.spare(&mut pool, BUF_SIZE * 4).len();
+        let n = input.spare(&mut pool).len();
         input.filled(n);
-        input.spare(&mut pool, BUF_SIZE * 4);
+        input.grow(input.grown(BUF_SIZE * 4).unwrap());
         input.consume(input.len());
+        assert!(!input.holds_buffer(), "a grown buffer is freed once empty");
         input.release(&mut pool);
         assert_eq!(pool.pooled(), (0, 0), "a grown buffer is not pooled");
     }

@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::body::{ChunkedDecoder, Decoded};
-use super::buf::{BUF_SIZE, BufPool, Input};
+use super::buf::{BUF_SIZE, BufPool, Charge, Input, beyond_pooled};
 use super::date::{Clock, Millis};
 use super::parse::{
     BodyLength, Framing, Head, HeadScan, Scanned, downgrade_later_minor, header_storage,
@@ -201,6 +201,10 @@ pub struct Conn {
     /// the next `want` says Read again at once. (A driver asks at every readiness event, and
     /// the answer is nearly always the one it got last time.)
     awaiting_input: bool,
+    /// What the buffers hold of the server's [`BufferBudget`](super::BufferBudget), once they
+    /// have grown past their pooled size (`None` until then: the common connection never
+    /// touches the budget).
+    charge: Option<Box<Charge>>,
 }
 
 // ANCHOR: drain
@@ -749,6 +753,7 @@ impl Conn {
             drain: Drain::No,
             sent_since_want: false,
             awaiting_input: false,
+            charge: None,
         }
     }
 
@@ -780,6 +785,12 @@ impl Conn {
         // Idle buffers go back to the loop's pool: an idle connection holds none.
         self.input.release(cx.pool);
         self.output.release(cx.pool);
+        // Nothing is left to send (else the answer would not be Read): the buffers were either
+        // given back or are the input's, which grows only within the budget. Only a share held
+        // from before may have to come back.
+        if self.charge.is_some() {
+            self.settle_charge_cold(cx);
+        }
         self.awaiting_input = true;
         Want::Read
     }
@@ -790,6 +801,7 @@ impl Conn {
             return self.await_request(cx);
         }
         self.arm_timer(next, cx);
+        self.settle_charge(cx);
         match (next, self.output.tail.as_deref().and_then(Tail::file)) {
             (Next::Write, file) => Want::Write {
                 bytes: &self.output.buf[self.output.written..],
@@ -811,8 +823,26 @@ impl Conn {
     pub fn read_buf(&mut self, cx: &mut Context<'_>) -> &mut [u8] {
         // Takes a buffer, which the next `want` must give back if nothing arrives.
         self.awaiting_input = false;
-        // The most the current request may occupy; never less than one pooled buffer.
-        let cap = match &self.phase {
+        if self.input.is_full() {
+            self.grow_unasked(cx);
+        }
+        self.input.spare(cx.pool)
+    }
+
+    /// A full input asked to read into: [`Conn::want`] grows it before it says Read, within the
+    /// budget, so this is only a safeguard (counted against the budget, unasked, at the next
+    /// `want`).
+    #[cold]
+    #[inline(never)]
+    fn grow_unasked(&mut self, cx: &Context<'_>) {
+        if let Some(size) = self.input.grown(self.read_cap(cx)) {
+            self.input.grow(size);
+        }
+    }
+
+    /// The most input the current request may occupy; never less than one pooled buffer.
+    fn read_cap(&self, cx: &Context<'_>) -> usize {
+        match &self.phase {
             Phase::Body {
                 head_len,
                 reader: BodyReader::Length(length),
@@ -836,8 +866,63 @@ impl Conn {
                 head_len.saturating_add(body).saturating_add(rest)
             }
             _ => cx.limits.max_header_bytes + 1,
-        };
-        self.input.spare(cx.pool, cap)
+        }
+    }
+
+    /// What the buffers hold beyond their pooled size: what they take of the budget.
+    fn beyond_pooled(&self) -> usize {
+        beyond_pooled(self.input.capacity()) + beyond_pooled(self.output.buf.capacity())
+    }
+
+    /// Brings the budget up to date with what the buffers hold (output grows as responses are
+    /// queued, and both shrink as buffers are freed), over its limit or not: output is never
+    /// refused, its response being made already. Before every answer to a driver but the
+    /// shortcut of [`Conn::want`], so that what the connection holds while the driver waits is
+    /// counted. (Two comparisons for the common connection, whose buffers never grow.)
+    #[inline(always)]
+    fn settle_charge(&mut self, cx: &Context<'_>) {
+        // The input grows only within the budget (`grow_input`); the output, unasked.
+        if self.output.buf.capacity() > BUF_SIZE || self.charge.is_some() {
+            self.settle_charge_cold(cx);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn settle_charge_cold(&mut self, cx: &Context<'_>) {
+        match self.beyond_pooled() {
+            0 => self.charge = None,
+            held => self
+                .charge
+                .get_or_insert_with(|| Box::new(Charge::new(&cx.limits.buffers)))
+                .settle(held),
+        }
+    }
+
+    /// The input is full and must grow to `size` before more can be read: if the budget has
+    /// room, it grows now. If not, the request gets 503 and the connection closes (the rest of
+    /// what the client sends is read and dropped while it lingers).
+    #[cold]
+    #[inline(never)]
+    fn grow_input(&mut self, size: usize, cx: &mut Context<'_>) -> bool {
+        let more = beyond_pooled(size) - beyond_pooled(self.input.capacity());
+        let held = self.beyond_pooled();
+        let charge = self
+            .charge
+            .get_or_insert_with(|| Box::new(Charge::new(&cx.limits.buffers)));
+        charge.settle(held);
+        if charge.try_grow(more) {
+            self.input.grow(size);
+            return true;
+        }
+        if let Some(metrics) = cx.metrics {
+            metrics.over_budget();
+        }
+        let input = std::mem::take(&mut self.input);
+        self.fail(Status::SERVICE_UNAVAILABLE, input.data(), cx);
+        // What the request held is let go at once (the next `want` settles the budget).
+        drop(input);
+        false
     }
 
     /// `n` bytes were read into [`Conn::read_buf`]; 0 means the client closed its side.
@@ -1093,7 +1178,11 @@ impl Conn {
                     Step::NeedData if has_bytes => return Next::Write,
                     // Nothing more will come to complete what is buffered.
                     Step::NeedData if self.peer_closed => self.phase = Phase::Closed,
-                    Step::NeedData => return Next::Read,
+                    Step::NeedData => match self.input.grown(self.read_cap(cx)) {
+                        None => return Next::Read,
+                        Some(size) if self.grow_input(size, cx) => return Next::Read,
+                        Some(_) => {}
+                    },
                 },
             }
         }

@@ -21,7 +21,8 @@ mod response;
 mod uri;
 
 pub use body::{ChunkedDecoder, Decoded, MAX_CHUNK_LINE};
-pub use buf::{BUF_SIZE, BufPool};
+pub(crate) use buf::grow as grow_buffer;
+pub use buf::{BUF_SIZE, BufPool, BufferBudget};
 pub use conn::{
     Conn, Context, Drain, HANDOVER_IDLE, Handover, LINGER_TIMEOUT, OUTPUT_HIGH_WATER, Offload,
     STREAM_PIECE, StopSignal, Want, memory,

@@ -268,10 +268,11 @@ impl Server {
             (config.handler_threads).unwrap_or(HANDLER_THREADS_PER_LOOP * pins.len().max(1));
         let pool = (config.mode.has_loops() && pool_threads > 0)
             .then(|| Arc::new(pool::HandlerPool::new(handler.clone(), pool_threads)));
-        let metrics = config
-            .metrics_path
-            .as_ref()
-            .map(|_| Arc::new(Registry::new(config.mode.name(), config.mode == Mode::Fork)));
+        let metrics = config.metrics_path.as_ref().map(|_| {
+            let across_processes = config.mode == Mode::Fork;
+            let buffers = config.limits.buffers.clone();
+            Arc::new(Registry::new(config.mode.name(), across_processes, buffers))
+        });
         let handler = match (&config.metrics_path, &metrics) {
             (Some(path), Some(registry)) => Arc::new(MetricsRoute {
                 path: path.clone(),

@@ -142,6 +142,7 @@ struct Connection<S> {
 impl<S: Session> Connection<S> {
     /// One read into the connection, which has asked for input, noting whether the socket is
     /// now empty (`drained`). WouldBlock is such a note; any other error is the caller's.
+    #[inline(always)]
     fn read_once(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         let buf = self.conn.read_buf(cx);
         let asked = buf.len();

@@ -763,6 +763,7 @@ unsafe fn push(ring: &mut IoUring, entry: &squeue::Entry) {
 /// Gives the connection what it has received and not yet taken, as much as it has room for:
 /// its backlog's bytes first, then `incoming` (a completion's, advanced past what it took).
 /// How many bytes it took; `None` when there were none to give.
+#[inline(always)]
 fn give_held<S: Session>(
     conn: &mut S,
     cx: &mut Context<'_>,

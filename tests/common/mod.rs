@@ -146,6 +146,18 @@ pub fn runnable_name(name: &str) -> bool {
 /// No single read or write in a test waits longer than this: a hang fails instead of stalling.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Waits until `condition` holds, checking every 10 ms, for at most `limit`.
+pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    condition()
+}
+
 /// Runs `test` on its own thread and fails if it takes longer than `secs`.
 pub fn bounded<T: Send + 'static>(secs: u64, test: impl FnOnce() -> T + Send + 'static) -> T {
     let (done, result) = mpsc::channel();
@@ -234,6 +246,7 @@ impl TestServer {
         let mut command = Command::new(env!("CARGO_BIN_EXE_reactor-httpd"));
         command
             .args(["--bind", "127.0.0.1:0", "--mode", config.mode.name()])
+            .args(["--max-buffer-bytes", &limits.buffers.limit().to_string()])
             .args(["--max-connections", &config.max_connections.to_string()])
             .args(["--max-header-bytes", &limits.max_header_bytes.to_string()])
             .args(["--max-body-bytes", &limits.max_body_bytes.to_string()])
