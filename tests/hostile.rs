@@ -584,7 +584,8 @@ fn buffered(server: &TestServer) -> usize {
 /// each to /echo held 1 GB). `--max-buffer-bytes` bounds them together. Here it is 2.5 MB: one
 /// connection sends most of a 2 MB body and the server holds it; eight more then send 600 KB of
 /// theirs, and each is told 503 and closed when its buffer would pass what is left (none of
-/// them can get to 600 KB). The first then ends its body and gets it back whole; once the
+/// them can get to 600 KB), as is one that asks to send 1 MB with `Expect: 100-continue`, before
+/// it sends a byte of it. The first then ends its body and gets it back whole; once the
 /// connections are gone the server holds nothing, and another 2 MB body is echoed.
 fn bodies_arriving_together_stay_within_the_budget(mode: Mode) {
     const BODY: usize = 2_000_000;
@@ -633,6 +634,12 @@ fn bodies_arriving_together_stay_within_the_budget(mode: Mode) {
         sender.join().unwrap();
     }
     assert!(buffered(&server) <= 2_500_000);
+    // A client that waits for `100 Continue` is told before it sends a body that cannot fit.
+    let mut waiting = server.connect();
+    let response = waiting.request(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n",
+    );
+    assert_eq!(response.status, 503);
     first.send(&body[BODY - 1000..]);
     let echoed = first.response();
     assert_eq!(echoed.status, 200);

@@ -95,6 +95,11 @@ impl BufferBudget {
         self.held.load(Ordering::Relaxed)
     }
 
+    /// What is left under the limit now.
+    pub fn left(&self) -> usize {
+        self.limit.saturating_sub(self.held())
+    }
+
     /// Takes `n` more bytes if they fit under the limit.
     fn try_take(&self, n: usize) -> bool {
         let fits = |held: usize| held.checked_add(n).filter(|&total| total <= self.limit);

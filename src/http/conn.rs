@@ -1386,15 +1386,7 @@ impl Conn {
             }
             BodyLength::Length(length) if length > cx.limits.max_body_bytes => {
                 // Refused before a byte of the body is read, 100-continue or not.
-                let status = Status::PAYLOAD_TOO_LARGE;
-                self.output.queue_error(
-                    cx,
-                    Answering::Request(request),
-                    status,
-                    framing.head_method,
-                );
-                self.phase = Phase::Closing { linger: true };
-                return 0;
+                return self.refuse_body(request, framing, Status::PAYLOAD_TOO_LARGE, cx);
             }
             BodyLength::Length(length) => length as usize,
             BodyLength::Chunked => 0,
@@ -1421,6 +1413,14 @@ impl Conn {
             if !reads_body {
                 return self.answer_before_body(data, request, framing, head_len, cx);
             }
+            // A body that would not fit in what is left of the buffer budget now is refused
+            // before the client sends it (were it sent, it would be refused on its way).
+            if beyond_pooled(head_len + length) > cx.limits.buffers.left() {
+                if let Some(metrics) = cx.metrics {
+                    metrics.over_budget();
+                }
+                return self.refuse_body(request, framing, Status::SERVICE_UNAVAILABLE, cx);
+            }
             // The client waits for this before sending the body. Always sent, even if the body
             // is already here, so the output does not depend on how the input was split.
             self.output
@@ -1438,6 +1438,23 @@ impl Conn {
         };
         self.phase = Phase::Body { head_len, reader };
         self.timer = Timer::Unset; // the body timer starts now
+        0
+    }
+
+    /// Refuses a request before a byte of its body is read: its status, and close (lingering:
+    /// the body may come anyway).
+    #[cold]
+    #[inline(never)]
+    fn refuse_body(
+        &mut self,
+        request: &Request<'_>,
+        framing: Framing,
+        status: Status,
+        cx: &mut Context<'_>,
+    ) -> usize {
+        self.output
+            .queue_error(cx, Answering::Request(request), status, framing.head_method);
+        self.phase = Phase::Closing { linger: true };
         0
     }
 

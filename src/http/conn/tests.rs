@@ -1431,3 +1431,32 @@ fn bodies_past_the_buffer_budget_are_refused_and_their_share_comes_back() {
     drop(fifth);
     assert_eq!(budget.held(), 0);
 }
+
+/// A client waiting for `100 Continue` with a body that would not fit in what is left of the
+/// buffer budget is told 503 before it sends it; one that fits is asked for it.
+#[test]
+fn a_body_that_would_not_fit_is_refused_before_it_is_sent() {
+    let limits = Limits {
+        max_body_bytes: 1 << 20,
+        buffers: super::super::BufferBudget::new(100_000),
+        ..Limits::default()
+    };
+    let head = |length: usize| {
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {length}\r\n\r\n"
+        )
+    };
+    let mut refused = MemoryConn::with(limits.clone(), &echo);
+    refused.feed(head(200_000).as_bytes());
+    assert!(
+        refused.text().starts_with("HTTP/1.1 503 "),
+        "{}",
+        refused.text()
+    );
+    assert!(refused.text().contains("Connection: close\r\n"));
+    let mut asked = MemoryConn::with(limits, &echo);
+    asked.feed(head(50_000).as_bytes());
+    assert_eq!(asked.text(), "HTTP/1.1 100 Continue\r\n\r\n");
+    asked.feed(&[b'a'; 50_000]);
+    assert_eq!(statuses(&asked.out[25..]), [200]);
+}
