@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::{Client, TestServer, bounded, config};
 use reactor_httpd::app::{Handler, StaticFiles};
-use reactor_httpd::config::{Config, Cores, Mode};
-use reactor_httpd::http::{Request, Response, Status};
+use reactor_httpd::config::{Config, Cores, Limits, Mode};
+use reactor_httpd::http::{Body, BufferBudget, Request, Response, Status};
 
 /// One loop (reactor or uring), `threads` pool threads.
 fn one_loop(mode: Mode, threads: usize) -> Config {
@@ -34,7 +34,8 @@ fn timed_hello(client: &mut Client) -> Duration {
 }
 
 /// A handler whose `/block` says when it starts (on `started`, with its target) and returns
-/// when told (on `release`), or panics for `/panic`; it says both may block. Everything else is answered at
+/// when told (on `release`), as `/block-upload` does with the request's body, or panics for
+/// `/panic`; it says all three may block. Everything else is answered at
 /// once, on the loop.
 struct Gate {
     started: Mutex<Sender<String>>,
@@ -57,13 +58,26 @@ impl Handler for Gate {
                     .recv_timeout(Duration::from_secs(10));
                 Response::text(Status::OK, "released")
             }
+            "/block-upload" => {
+                let _ = self
+                    .started
+                    .lock()
+                    .unwrap()
+                    .send(request.target.to_string());
+                let _ = self
+                    .release
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(10));
+                Response::new(Status::OK).with_body(Body::Bytes(request.body.to_vec()))
+            }
             "/panic" => panic!("a pool handler panicked, on purpose"),
             _ => Response::text(Status::OK, "Hello, World!"),
         }
     }
 
     fn may_block(&self, request: &Request<'_>) -> bool {
-        matches!(request.path, "/block" | "/panic")
+        matches!(request.path, "/block" | "/block-upload" | "/panic")
     }
 }
 
@@ -499,6 +513,50 @@ fn sleep_and_compute_in_every_mode() {
     });
 }
 
+/// A request handed to the pool takes a copy of its body along (the connection keeps its own
+/// until the answer comes), and the copy counts against `--max-buffer-bytes` too: under 3 MB,
+/// a 1 MB body on the pool holds about 2 MB, a second connection's 1 MB body fits in its
+/// connection but not on the pool, and gets 503 at once. Released, the first gets its body back,
+/// and a third is served as the first was.
+fn a_body_copied_to_the_pool_counts_against_the_budget(mode: Mode) {
+    bounded(60, move || {
+        const BODY: usize = 1_000_000;
+        let config = Config {
+            limits: Limits {
+                buffers: BufferBudget::new(3_000_000),
+                ..Limits::default()
+            },
+            ..one_loop(mode, 2)
+        };
+        let (server, started, release) = gated(config);
+        let body: Vec<u8> = (0..BODY).map(|at| (at % 251) as u8).collect();
+        let upload = |client: &mut Client| {
+            let head =
+                format!("POST /block-upload HTTP/1.1\r\nHost: t\r\nContent-Length: {BODY}\r\n\r\n");
+            client.send(head.as_bytes());
+            client.send(&body);
+        };
+        let mut first = server.connect();
+        upload(&mut first);
+        assert_eq!(next_started(&started), "/block-upload");
+        let mut second = server.connect();
+        upload(&mut second);
+        assert_eq!(second.response().status, 503);
+        release.send(()).unwrap();
+        let echoed = first.response();
+        assert_eq!(echoed.status, 200);
+        assert!(echoed.body == body, "the first body came back changed");
+        let mut third = server.connect();
+        upload(&mut third);
+        assert_eq!(next_started(&started), "/block-upload");
+        release.send(()).unwrap();
+        assert!(
+            third.response().body == body,
+            "the third body came back changed"
+        );
+    });
+}
+
 /// The pool serves both event-loop drivers the same way.
 macro_rules! loop_modes {
     ($($mode:ident: $value:expr;)*) => {$(
@@ -531,6 +589,12 @@ macro_rules! loop_modes {
             fn a_client_that_vanishes_while_its_request_is_on_the_pool() {
                 if super::common::runnable($value) {
                     super::a_client_that_vanishes_while_its_request_is_on_the_pool($value);
+                }
+            }
+            #[test]
+            fn a_body_copied_to_the_pool_counts_against_the_budget() {
+                if super::common::runnable($value) {
+                    super::a_body_copied_to_the_pool_counts_against_the_budget($value);
                 }
             }
             #[test]

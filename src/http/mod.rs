@@ -21,8 +21,8 @@ mod response;
 mod uri;
 
 pub use body::{ChunkedDecoder, Decoded, MAX_CHUNK_LINE};
-pub(crate) use buf::grow as grow_buffer;
 pub use buf::{BUF_SIZE, BufPool, BufferBudget};
+pub(crate) use buf::{Charge, beyond_pooled, grow as grow_buffer};
 pub use conn::{
     Conn, Context, Drain, HANDOVER_IDLE, Handover, LINGER_TIMEOUT, OUTPUT_HIGH_WATER, Offload,
     STREAM_PIECE, StopSignal, Want, memory,

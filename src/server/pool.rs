@@ -3,7 +3,8 @@
 //!
 //! A loop asks its handler, for each request, whether answering it may block
 //! (`Handler::may_block`). If so, the connection hands the request over (`http::Offload`): its
-//! head and body are copied into a [`Job`] and queued here, and the connection waits. A pool
+//! head and body are copied into a [`Job`] (the copy counted against `--max-buffer-bytes`, as
+//! the connection keeps its own bytes meanwhile) and queued here, and the connection waits. A pool
 //! thread takes the job, parses the head again, calls the handler, and sends the response back
 //! to the loop that owns the connection, through that loop's [`Inbox`]: a channel, and the
 //! loop's `mio::Waker` to wake its `poll`. The loop then gives the response to the connection
@@ -26,7 +27,11 @@ use std::thread;
 use std::time::Duration;
 
 use crate::app::Handler;
-use crate::http::{Handover, Offload, Request, Response, Status, header_storage, parse_again};
+use crate::http::{
+    BUF_SIZE, BufferBudget, Handover, Offload, Request, Response, Status, header_storage,
+    parse_again,
+};
+use crate::http::{Charge, beyond_pooled};
 
 /// Jobs that may wait in the queue, per pool thread.
 pub const QUEUE_PER_THREAD: usize = 16;
@@ -46,6 +51,10 @@ struct Job {
     /// [`QUEUED`], then [`TAKEN`] by a thread or [`WITHDRAWN`] by its loop, whichever comes
     /// first: the two sides settle it with one compare-and-swap each.
     state: Arc<AtomicU8>,
+    /// What the copies of head and body take of the buffer budget (`--max-buffer-bytes`) beyond
+    /// one pooled buffer, given back when the job is dropped: the connection keeps its own
+    /// bytes until the answer comes, so a request on the pool is held twice.
+    _charge: Option<Charge>,
 }
 
 /// Waiting in the queue.
@@ -270,10 +279,36 @@ pub(crate) struct PoolOffer {
     pub pool: Arc<HandlerPool>,
     pub inbox: Inbox,
     pub ticket: Ticket,
+    buffers: Arc<BufferBudget>,
+}
+
+impl PoolOffer {
+    /// A loop's way into `pool`, its answers coming back through `inbox`; the copies it makes
+    /// count against `buffers`.
+    pub fn new(pool: Arc<HandlerPool>, inbox: Inbox, buffers: Arc<BufferBudget>) -> Self {
+        PoolOffer {
+            pool,
+            inbox,
+            ticket: (0, 0),
+            buffers,
+        }
+    }
 }
 
 impl Offload for PoolOffer {
     fn hand_over(&mut self, request: &Request<'_>, head: &[u8]) -> Handover {
+        // A copy larger than a pooled buffer (a body, mostly) must fit in the budget.
+        let copied = head.len() + request.body.len();
+        let charge = match copied > BUF_SIZE {
+            false => None,
+            true => {
+                let mut charge = Charge::new(&self.buffers);
+                if !charge.try_grow(beyond_pooled(copied)) {
+                    return Handover::Refused(Status::SERVICE_UNAVAILABLE);
+                }
+                Some(charge)
+            }
+        };
         let state = Arc::new(AtomicU8::new(QUEUED));
         let job = Job {
             head: head.to_vec(),
@@ -281,6 +316,7 @@ impl Offload for PoolOffer {
             ticket: self.ticket,
             reply: self.inbox.outbox.clone(),
             state: state.clone(),
+            _charge: charge,
         };
         match self.pool.jobs().try_send(job) {
             Ok(()) => {

@@ -227,11 +227,9 @@ impl<S: Session> EventLoop<S> {
         // The pool answers into this loop's inbox and wakes it with the same waker (one per
         // `Poll`).
         let mut env = LoopEnv::new(shared.clone())?;
-        env.offload = shared.pool.clone().map(|pool| PoolOffer {
-            pool,
-            inbox: Inbox::new(waker.clone()),
-            ticket: (0, 0),
-        });
+        let buffers = &shared.limits.buffers;
+        env.offload = (shared.pool.clone())
+            .map(|pool| PoolOffer::new(pool, Inbox::new(waker.clone()), buffers.clone()));
         if let Some((signals, _)) = &signals {
             poll.registry()
                 .register(&mut SourceFd(&signals.fd()), SIGNALS, Interest::READABLE)?;
