@@ -10,7 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use reactor_httpd::config::Limits;
-use reactor_httpd::http::OUTPUT_HIGH_WATER;
+use reactor_httpd::http::{BufferBudget, OUTPUT_HIGH_WATER};
 use reactor_httpd::http::memory::{
     MemoryConn, NumberedIgnoringBody, check_responses, numbered, parse_responses, reset_calls,
     run_split, run_split_on,
@@ -37,6 +37,22 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(whole, run(input, &[1]), "byte by byte");
 
     check_responses(&whole);
+
+    // Under a small buffer budget: the same bytes out up to a 503 for want of it, if there is
+    // one; and the budget all given back once the connection is gone.
+    let budget = BufferBudget::new(16 * 1024);
+    let limits = Limits {
+        buffers: budget.clone(),
+        ..Limits::default()
+    };
+    reset_calls();
+    let tight = run_split_on(MemoryConn::with(limits, &numbered), input, &sizes).0;
+    assert_eq!(budget.held(), 0, "a share kept after the connection is gone");
+    let same = find(&tight, b"HTTP/1.1 503 ").unwrap_or(tight.len());
+    assert_eq!(tight[..same], whole[..same.min(whole.len())], "split {sizes:?}");
+    if same == tight.len() {
+        assert_eq!(tight, whole, "split {sizes:?}");
+    }
 
     // Bodies kept or dropped unread: the same bytes out, in any split; except that a request
     // waiting for `100 Continue` is answered at once instead, and is the connection's last.
