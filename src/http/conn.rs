@@ -901,7 +901,8 @@ impl Conn {
 
     /// The input is full and must grow to `size` before more can be read: if the budget has
     /// room, it grows now. If not, the request gets 503 and the connection closes (the rest of
-    /// what the client sends is read and dropped while it lingers).
+    /// what the client sends is read and dropped while it lingers); 413 instead for a chunked
+    /// body that could not fit even with nothing else held.
     #[cold]
     #[inline(never)]
     fn grow_input(&mut self, size: usize, cx: &mut Context<'_>) -> bool {
@@ -915,11 +916,19 @@ impl Conn {
             self.input.grow(size);
             return true;
         }
-        if let Some(metrics) = cx.metrics {
-            metrics.over_budget();
-        }
+        let status = match self.phase {
+            Phase::Body { .. } if beyond_pooled(size) > cx.limits.buffers.limit() => {
+                Status::PAYLOAD_TOO_LARGE
+            }
+            _ => {
+                if let Some(metrics) = cx.metrics {
+                    metrics.over_budget();
+                }
+                Status::SERVICE_UNAVAILABLE
+            }
+        };
         let input = std::mem::take(&mut self.input);
-        self.fail(Status::SERVICE_UNAVAILABLE, input.data(), cx);
+        self.fail(status, input.data(), cx);
         // What the request held is let go at once (the next `want` settles the budget).
         drop(input);
         false
@@ -1409,6 +1418,12 @@ impl Conn {
             );
         }
         let reads_body = cx.reads_body(request);
+        // A body kept for its handler that could not fit in the buffer budget even with nothing
+        // else held is larger than this server can take (RFC 9110 15.5.14): 413, as over
+        // `--max-body-bytes`, before it is read.
+        if reads_body && beyond_pooled(head_len + length) > cx.limits.buffers.limit() {
+            return self.refuse_body(request, framing, Status::PAYLOAD_TOO_LARGE, cx);
+        }
         if framing.expect_continue {
             if !reads_body {
                 return self.answer_before_body(data, request, framing, head_len, cx);

@@ -1432,8 +1432,10 @@ fn bodies_past_the_buffer_budget_are_refused_and_their_share_comes_back() {
     assert_eq!(budget.held(), 0);
 }
 
-/// A client waiting for `100 Continue` with a body that would not fit in what is left of the
-/// buffer budget is told 503 before it sends it; one that fits is asked for it.
+/// A body that could not fit in the buffer budget even alone is too large (413), before it is
+/// sent, or as soon as a chunked one outgrows it; a client waiting for `100 Continue` with a body
+/// that would not fit in what is left now is told 503 before it sends it; one that fits is asked
+/// for it.
 #[test]
 fn a_body_that_would_not_fit_is_refused_before_it_is_sent() {
     let limits = Limits {
@@ -1441,13 +1443,32 @@ fn a_body_that_would_not_fit_is_refused_before_it_is_sent() {
         buffers: super::super::BufferBudget::new(100_000),
         ..Limits::default()
     };
-    let head = |length: usize| {
-        format!(
-            "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {length}\r\n\r\n"
-        )
+    let head = |length: usize, expect: &str| {
+        format!("POST /echo HTTP/1.1\r\nHost: x\r\n{expect}Content-Length: {length}\r\n\r\n")
     };
+    let expect = "Expect: 100-continue\r\n";
+    for asks in ["", expect] {
+        let mut too_large = MemoryConn::with(limits.clone(), &echo);
+        too_large.feed(head(200_000, asks).as_bytes());
+        assert!(
+            too_large.text().starts_with("HTTP/1.1 413 "),
+            "{}",
+            too_large.text()
+        );
+    }
+    let mut chunked = MemoryConn::with(limits.clone(), &echo);
+    chunked.feed(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for _ in 0..20 {
+        chunked.feed(format!("2710\r\n{}\r\n", "c".repeat(10_000)).as_bytes());
+    }
+    assert_eq!(statuses(&chunked.out), [413]);
+    // Another connection holds 56 KiB beyond its first 8.
+    let mut holder = MemoryConn::with(limits.clone(), &echo);
+    holder.feed(&head(90_000, "").into_bytes());
+    holder.feed(&[b'a'; 40_000]);
+    assert_eq!(limits.buffers.held(), 64 * 1024 - BUF_SIZE);
     let mut refused = MemoryConn::with(limits.clone(), &echo);
-    refused.feed(head(200_000).as_bytes());
+    refused.feed(head(60_000, expect).as_bytes());
     assert!(
         refused.text().starts_with("HTTP/1.1 503 "),
         "{}",
@@ -1455,8 +1476,8 @@ fn a_body_that_would_not_fit_is_refused_before_it_is_sent() {
     );
     assert!(refused.text().contains("Connection: close\r\n"));
     let mut asked = MemoryConn::with(limits, &echo);
-    asked.feed(head(50_000).as_bytes());
+    asked.feed(head(30_000, expect).as_bytes());
     assert_eq!(asked.text(), "HTTP/1.1 100 Continue\r\n\r\n");
-    asked.feed(&[b'a'; 50_000]);
+    asked.feed(&[b'a'; 30_000]);
     assert_eq!(statuses(&asked.out[25..]), [200]);
 }
