@@ -517,7 +517,8 @@ fn sleep_and_compute_in_every_mode() {
 /// until the answer comes), and the copy counts against `--max-buffer-bytes` too: under 3 MB,
 /// a 1 MB body on the pool holds about 2 MB, a second connection's 1 MB body fits in its
 /// connection but not on the pool, and gets 503 at once. Released, the first gets its body back,
-/// and a third is served as the first was.
+/// and a third is served as the first was; a 1.6 MB body, which could not be held twice even
+/// alone, gets 413.
 fn a_body_copied_to_the_pool_counts_against_the_budget(mode: Mode) {
     bounded(60, move || {
         const BODY: usize = 1_000_000;
@@ -554,6 +555,14 @@ fn a_body_copied_to_the_pool_counts_against_the_budget(mode: Mode) {
             third.response().body == body,
             "the third body came back changed"
         );
+        // One that could not be held twice even alone is too large.
+        let mut fourth = server.connect();
+        let large = 1_600_000;
+        let head =
+            format!("POST /block-upload HTTP/1.1\r\nHost: t\r\nContent-Length: {large}\r\n\r\n");
+        fourth.send(head.as_bytes());
+        fourth.send(&vec![b'l'; large]);
+        assert_eq!(fourth.response().status, 413);
     });
 }
 

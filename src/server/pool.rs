@@ -302,8 +302,14 @@ impl Offload for PoolOffer {
         let charge = match copied > BUF_SIZE {
             false => None,
             true => {
+                // The connection holds as much again: a request that could not be held twice
+                // with nothing else held is too large for this server (413).
+                let beyond = beyond_pooled(copied);
+                if beyond.saturating_mul(2) > self.buffers.limit() {
+                    return Handover::Refused(Status::PAYLOAD_TOO_LARGE);
+                }
                 let mut charge = Charge::new(&self.buffers);
-                if !charge.try_grow(beyond_pooled(copied)) {
+                if !charge.try_grow(beyond) {
                     return Handover::Refused(Status::SERVICE_UNAVAILABLE);
                 }
                 Some(charge)
