@@ -230,6 +230,7 @@ fn soak(length: Duration, mode: Mode, wire: Wire) {
     }
     let mut cfg = config(mode);
     cfg.root = root.clone();
+    cfg.metrics_path = Some("/metrics".into());
     cfg.cores = Cores::Count(2);
     cfg.compress = true;
     let tls_clients = match wire {
@@ -289,6 +290,23 @@ fn soak(length: Duration, mode: Mode, wire: Wire) {
         fds_end <= fds_start,
         "descriptors leaked: {fds_start} -> {fds_end}"
     );
+    // And what their buffers held of `--max-buffer-bytes` is all back (in fork mode, this is
+    // what the child that answers holds: each has a budget of its own).
+    let buffered = || {
+        let text = dialers[0].connect().get("/metrics").text();
+        let line = text
+            .lines()
+            .find_map(|line| line.strip_prefix("reactor_httpd_buffered_bytes "))
+            .map(str::to_owned);
+        line.expect("the buffered_bytes gauge")
+            .parse::<usize>()
+            .unwrap()
+    };
+    assert!(
+        common::eventually(Duration::from_secs(5), || buffered() == 0),
+        "the buffers still hold {} of the budget",
+        buffered()
+    );
     // Buffers go back to per-loop pools and the allocator keeps some pages: a few MiB of
     // growth is the pools' working set, not a leak. A leak would grow with the run's length.
     assert!(
@@ -332,7 +350,7 @@ fn run_clients(dialers: &[Dialer; 2], going: impl Fn(usize) -> bool + Sync) -> C
 /// One scenario on a fresh connection; `dialer` makes any other it needs, of the same kind.
 type Scenario = fn(&Dialer, &mut Client<Stream>, &mut Counts);
 
-const SCENARIOS: [Scenario; 15] = [
+const SCENARIOS: [Scenario; 17] = [
     keep_alive_hellos,
     whole_files,
     ranges,
@@ -348,6 +366,8 @@ const SCENARIOS: [Scenario; 15] = [
     gone_mid_unread_upload,
     listings,
     gone_mid_listing,
+    large_echoes,
+    gone_mid_large_echo,
 ];
 
 fn keep_alive_hellos(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
@@ -522,6 +542,53 @@ fn gone_mid_unread_upload(_: &Dialer, client: &mut Client<Stream>, counts: &mut 
         format!("POST /{TEXT} HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n").into_bytes();
     request.extend_from_slice(&pattern(50_000));
     client.send(&request);
+    counts.hostile += 1;
+}
+
+/// Bodies a handler reads, large enough that the connection's input grows (and its output, for
+/// the echo): by length and chunked, in awkward pieces, each echoed whole, a request behind each.
+/// What the buffers held beyond their first 8 KiB comes back (checked at the end of the soak).
+fn large_echoes(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
+    let body = pattern(300_000);
+    let mut request = format!(
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    request.extend_from_slice(HELLO);
+    request
+        .extend_from_slice(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for piece in body.chunks(70_000) {
+        request.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        request.extend_from_slice(piece);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    request.extend_from_slice(HELLO);
+    for piece in request.chunks(50_021) {
+        client.stream.write_all(piece).unwrap();
+    }
+    for _ in 0..2 {
+        let echoed = client.response();
+        assert_eq!(echoed.status, 200);
+        assert!(echoed.body == body, "an echo came back changed");
+        assert_eq!(client.response().text(), "Hello, World!");
+        counts.requests += 2;
+    }
+}
+
+/// A large body a handler would read, two thirds sent, then the client is gone (half of the
+/// time with a reset).
+fn gone_mid_large_echo(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
+    let mut request = b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 300000\r\n\r\n".to_vec();
+    request.extend_from_slice(&pattern(200_000));
+    client.send(&request);
+    if counts.hostile % 2 == 0 {
+        socket2::SockRef::from(client.stream.tcp())
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    }
     counts.hostile += 1;
 }
 
