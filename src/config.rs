@@ -81,7 +81,7 @@ pub struct Limits {
     /// A request on the handler pool that has not been answered in this time gets 504.
     pub handler_timeout: Duration,
     /// What all connections' buffers may hold beyond their first 8 KiB each; a request that
-    /// needs more gets 503 (`--max-buffer-bytes`).
+    /// needs more gets 503, or 413 if it could not fit even alone (`--max-buffer-bytes`).
     pub buffers: Arc<BufferBudget>,
 }
 

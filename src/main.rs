@@ -66,8 +66,9 @@ struct Cli {
     #[arg(long, default_value_t = 10_485_760, value_parser = clap::value_parser!(u64).range(0..=1 << 32))]
     max_body_bytes: u64,
     /// Bytes all connections' buffers may hold together beyond 8 KiB each of input and output
-    /// (request bodies arriving, responses waiting to be sent); a request that needs more gets
-    /// 503 and its connection is closed (the default is 1 GiB).
+    /// (request bodies arriving, responses waiting to be sent); a request that needs more than
+    /// is left gets 503 and its connection is closed, one that could not fit even alone 413 (the
+    /// default is 1 GiB).
     #[arg(long, default_value_t = reactor_httpd::config::DEFAULT_MAX_BUFFER_BYTES as u64, value_parser = clap::value_parser!(u64).range(0..=1 << 48))]
     max_buffer_bytes: u64,
     /// Seconds for a request head to arrive; then 408.

@@ -357,8 +357,8 @@ impl Registry {
              first 8 KiB each (request bodies arriving, responses waiting to be sent), all loops \
              together.\n# TYPE reactor_httpd_buffered_bytes gauge\n\
              reactor_httpd_buffered_bytes {}\n\
-             # HELP reactor_httpd_buffered_limit_bytes --max-buffer-bytes: past it, requests get \
-             503.\n# TYPE reactor_httpd_buffered_limit_bytes gauge\n\
+             # HELP reactor_httpd_buffered_limit_bytes --max-buffer-bytes: a request body that \
+             needs more than is left gets 503.\n# TYPE reactor_httpd_buffered_limit_bytes gauge\n\
              reactor_httpd_buffered_limit_bytes {}",
             self.buffers.held(),
             self.buffers.limit()

@@ -67,10 +67,11 @@ impl BufPool {
 /// whole for its handler, so without this a client could make the server hold
 /// `--max-body-bytes` for each connection it opens (a hundred connections sending 10 MiB each,
 /// and never its last byte, held 1 GB). A connection whose input would grow past what is left
-/// gets 503 and is closed ([`Conn`](super::Conn)); output is counted but never refused (its
-/// response is already made), so that what it holds counts against the requests that come next.
-/// Shared by every loop and thread of a server (a fork-mode child, a process of its own, has
-/// its own).
+/// gets 503 and is closed ([`Conn`](super::Conn)), or 413 if its body could not fit even with
+/// nothing else held; output is counted but never refused (its response is already made), so
+/// that what it holds counts against the requests that come next; so is the copy of a request
+/// handed to the handler pool. Shared by every loop and thread of a server (a fork-mode child,
+/// a process of its own, has its own).
 #[derive(Debug)]
 pub struct BufferBudget {
     limit: usize,
@@ -118,9 +119,10 @@ impl BufferBudget {
     }
 }
 
-/// What one connection's buffers hold of a [`BufferBudget`], given back when it is dropped (so
-/// however a connection ends, its share returns). Made only for a connection whose buffers
-/// grew: one that never does holds none, and no reference to the budget.
+/// What one connection's buffers (or one request's copy on the handler pool) hold of a
+/// [`BufferBudget`], given back when it is dropped: however a connection ends, its share
+/// returns. Made only for buffers that grew: a connection whose buffers never do holds none,
+/// and no reference to the budget.
 pub(crate) struct Charge {
     budget: Arc<BufferBudget>,
     held: usize,

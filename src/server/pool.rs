@@ -28,10 +28,9 @@ use std::time::Duration;
 
 use crate::app::Handler;
 use crate::http::{
-    BUF_SIZE, BufferBudget, Handover, Offload, Request, Response, Status, header_storage,
-    parse_again,
+    BUF_SIZE, BufferBudget, Charge, Handover, Offload, Request, Response, Status, beyond_pooled,
+    header_storage, parse_again,
 };
-use crate::http::{Charge, beyond_pooled};
 
 /// Jobs that may wait in the queue, per pool thread.
 pub const QUEUE_PER_THREAD: usize = 16;
@@ -299,21 +298,20 @@ impl Offload for PoolOffer {
     fn hand_over(&mut self, request: &Request<'_>, head: &[u8]) -> Handover {
         // A copy larger than a pooled buffer (a body, mostly) must fit in the budget.
         let copied = head.len() + request.body.len();
-        let charge = match copied > BUF_SIZE {
-            false => None,
-            true => {
-                // The connection holds as much again: a request that could not be held twice
-                // with nothing else held is too large for this server (413).
-                let beyond = beyond_pooled(copied);
-                if beyond.saturating_mul(2) > self.buffers.limit() {
-                    return Handover::Refused(Status::PAYLOAD_TOO_LARGE);
-                }
-                let mut charge = Charge::new(&self.buffers);
-                if !charge.try_grow(beyond) {
-                    return Handover::Refused(Status::SERVICE_UNAVAILABLE);
-                }
-                Some(charge)
+        let charge = if copied > BUF_SIZE {
+            // The connection holds as much again: a request that could not be held twice with
+            // nothing else held is too large for this server (413).
+            let beyond = beyond_pooled(copied);
+            if beyond.saturating_mul(2) > self.buffers.limit() {
+                return Handover::Refused(Status::PAYLOAD_TOO_LARGE);
             }
+            let mut charge = Charge::new(&self.buffers);
+            if !charge.try_grow(beyond) {
+                return Handover::Refused(Status::SERVICE_UNAVAILABLE);
+            }
+            Some(charge)
+        } else {
+            None
         };
         let state = Arc::new(AtomicU8::new(QUEUED));
         let job = Job {
