@@ -527,6 +527,7 @@ fn a_body_copied_to_the_pool_counts_against_the_budget(mode: Mode) {
                 buffers: BufferBudget::new(3_000_000),
                 ..Limits::default()
             },
+            metrics_path: Some("/metrics".into()),
             ..one_loop(mode, 2)
         };
         let (server, started, release) = gated(config);
@@ -543,6 +544,11 @@ fn a_body_copied_to_the_pool_counts_against_the_budget(mode: Mode) {
         let mut second = server.connect();
         upload(&mut second);
         assert_eq!(second.response().status, 503);
+        let metrics = server.connect().get("/metrics").text();
+        assert!(
+            metrics.contains("reactor_httpd_buffer_refused_total{loop=\"0\"} 1\n"),
+            "{metrics}"
+        );
         release.send(()).unwrap();
         let echoed = first.response();
         assert_eq!(echoed.status, 200);

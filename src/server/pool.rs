@@ -26,11 +26,13 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::Duration;
 
+use super::LoopEnv;
 use crate::app::Handler;
 use crate::http::{
     BUF_SIZE, BufferBudget, Charge, Handover, Offload, Request, Response, Status, beyond_pooled,
     header_storage, parse_again,
 };
+use crate::metrics::Metrics;
 
 /// Jobs that may wait in the queue, per pool thread.
 pub const QUEUE_PER_THREAD: usize = 16;
@@ -279,17 +281,20 @@ pub(crate) struct PoolOffer {
     pub inbox: Inbox,
     pub ticket: Ticket,
     buffers: Arc<BufferBudget>,
+    /// The loop's counters (this runs on the loop, their one writer).
+    metrics: Option<Metrics>,
 }
 
 impl PoolOffer {
-    /// A loop's way into `pool`, its answers coming back through `inbox`; the copies it makes
-    /// count against `buffers`.
-    pub fn new(pool: Arc<HandlerPool>, inbox: Inbox, buffers: Arc<BufferBudget>) -> Self {
+    /// The way into `pool` of the loop `env` is for, its answers coming back through `inbox`;
+    /// the copies it makes count against the server's buffer budget.
+    pub fn new(pool: Arc<HandlerPool>, inbox: Inbox, env: &LoopEnv) -> Self {
         PoolOffer {
             pool,
             inbox,
             ticket: (0, 0),
-            buffers,
+            buffers: env.shared.limits.buffers.clone(),
+            metrics: env.metrics.clone(),
         }
     }
 }
@@ -307,6 +312,9 @@ impl Offload for PoolOffer {
             }
             let mut charge = Charge::new(&self.buffers);
             if !charge.try_grow(beyond) {
+                if let Some(metrics) = &self.metrics {
+                    metrics.over_budget();
+                }
                 return Handover::Refused(Status::SERVICE_UNAVAILABLE);
             }
             Some(charge)

@@ -227,9 +227,9 @@ impl<S: Session> EventLoop<S> {
         // The pool answers into this loop's inbox and wakes it with the same waker (one per
         // `Poll`).
         let mut env = LoopEnv::new(shared.clone())?;
-        let buffers = &shared.limits.buffers;
-        env.offload = (shared.pool.clone())
-            .map(|pool| PoolOffer::new(pool, Inbox::new(waker.clone()), buffers.clone()));
+        let offer =
+            (shared.pool.clone()).map(|pool| PoolOffer::new(pool, Inbox::new(waker.clone()), &env));
+        env.offload = offer;
         if let Some((signals, _)) = &signals {
             poll.registry()
                 .register(&mut SourceFd(&signals.fd()), SIGNALS, Interest::READABLE)?;

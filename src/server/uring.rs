@@ -1110,9 +1110,9 @@ impl<S: Session> Ring<S> {
         let waker = wake.clone();
         shutdown.on_trigger(move || waker.wake());
         let mut env = LoopEnv::new(shared.clone())?;
-        let buffers = &shared.limits.buffers;
-        env.offload = (shared.pool.clone())
-            .map(|pool| PoolOffer::new(pool, Inbox::new(wake.clone()), buffers.clone()));
+        let offer =
+            (shared.pool.clone()).map(|pool| PoolOffer::new(pool, Inbox::new(wake.clone()), &env));
+        env.offload = offer;
         let accepting = vec![false; listeners.len()];
         let listeners = listeners.into_iter().map(Some).collect();
         let mut this = Ring {
