@@ -42,33 +42,31 @@ struct Gate {
     release: Mutex<Receiver<()>>,
 }
 
+impl Gate {
+    /// Says `request` has started, then waits to be told to go on (for at most 10 s).
+    fn wait_for_release(&self, request: &Request<'_>) {
+        let _ = self
+            .started
+            .lock()
+            .unwrap()
+            .send(request.target.to_string());
+        let _ = self
+            .release
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(10));
+    }
+}
+
 impl Handler for Gate {
     fn handle(&self, request: &Request<'_>) -> Response {
         match request.path {
             "/block" => {
-                let _ = self
-                    .started
-                    .lock()
-                    .unwrap()
-                    .send(request.target.to_string());
-                let _ = self
-                    .release
-                    .lock()
-                    .unwrap()
-                    .recv_timeout(Duration::from_secs(10));
+                self.wait_for_release(request);
                 Response::text(Status::OK, "released")
             }
             "/block-upload" => {
-                let _ = self
-                    .started
-                    .lock()
-                    .unwrap()
-                    .send(request.target.to_string());
-                let _ = self
-                    .release
-                    .lock()
-                    .unwrap()
-                    .recv_timeout(Duration::from_secs(10));
+                self.wait_for_release(request);
                 Response::new(Status::OK).with_body(Body::Bytes(request.body.to_vec()))
             }
             "/panic" => panic!("a pool handler panicked, on purpose"),
@@ -545,10 +543,8 @@ fn a_body_copied_to_the_pool_counts_against_the_budget(mode: Mode) {
         upload(&mut second);
         assert_eq!(second.response().status, 503);
         let metrics = server.connect().get("/metrics").text();
-        assert!(
-            metrics.contains("reactor_httpd_buffer_refused_total{loop=\"0\"} 1\n"),
-            "{metrics}"
-        );
+        let refused = common::metric(&metrics, "reactor_httpd_buffer_refused_total{loop=\"0\"}");
+        assert_eq!(refused, Some(1), "{metrics}");
         release.send(()).unwrap();
         let echoed = first.response();
         assert_eq!(echoed.status, 200);

@@ -572,11 +572,8 @@ fn refusals_are_logged_with_their_line(mode: Mode) {
 /// What the server's connections hold beyond their first 8 KiB each, as its metrics say.
 fn buffered(server: &TestServer) -> usize {
     let text = server.connect().get("/metrics").text();
-    let line = text
-        .lines()
-        .find_map(|line| line.strip_prefix("reactor_httpd_buffered_bytes "))
-        .expect("the buffered_bytes gauge");
-    line.parse().unwrap()
+    let held = common::metric(&text, "reactor_httpd_buffered_bytes");
+    held.expect("the buffered_bytes gauge") as usize
 }
 
 /// Request bodies are kept whole for their handler, so many clients each sending one, slowly or

@@ -294,13 +294,7 @@ fn soak(length: Duration, mode: Mode, wire: Wire) {
     // what the child that answers holds: each has a budget of its own).
     let buffered = || {
         let text = dialers[0].connect().get("/metrics").text();
-        let line = text
-            .lines()
-            .find_map(|line| line.strip_prefix("reactor_httpd_buffered_bytes "))
-            .map(str::to_owned);
-        line.expect("the buffered_bytes gauge")
-            .parse::<usize>()
-            .unwrap()
+        common::metric(&text, "reactor_httpd_buffered_bytes").expect("the buffered_bytes gauge")
     };
     assert!(
         common::eventually(Duration::from_secs(5), || buffered() == 0),
@@ -513,20 +507,7 @@ fn chunked_echo(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
 /// pieces, each dropped as it comes: 405 each, and the connection goes on.
 fn unread_uploads(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
     let body = pattern(300_000);
-    let mut request = format!(
-        "POST /{TEXT} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(&body);
-    request
-        .extend_from_slice(b"PUT /hello HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
-    for piece in body.chunks(7000) {
-        request.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
-        request.extend_from_slice(piece);
-        request.extend_from_slice(b"\r\n");
-    }
-    request.extend_from_slice(b"0\r\n\r\n");
+    let request = two_uploads(&format!("POST /{TEXT}"), "PUT /hello", &body, 7000, b"");
     for piece in request.chunks(777) {
         client.stream.write_all(piece).unwrap();
     }
@@ -534,6 +515,26 @@ fn unread_uploads(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) 
     assert_eq!(client.response().status, 405);
     assert_eq!(client.request(HELLO).text(), "Hello, World!");
     counts.requests += 3;
+}
+
+/// `body` twice: by length with request line `by_length` (method and target), then chunked in
+/// chunks of `chunk` with `chunked`'s; `after` follows each.
+fn two_uploads(by_length: &str, chunked: &str, body: &[u8], chunk: usize, after: &[u8]) -> Vec<u8> {
+    let length = body.len();
+    let mut request =
+        format!("{by_length} HTTP/1.1\r\nHost: t\r\nContent-Length: {length}\r\n\r\n").into_bytes();
+    request.extend_from_slice(body);
+    request.extend_from_slice(after);
+    let head = format!("{chunked} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    request.extend_from_slice(head.as_bytes());
+    for piece in body.chunks(chunk) {
+        request.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        request.extend_from_slice(piece);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    request.extend_from_slice(after);
+    request
 }
 
 /// Gone part way through an upload being dropped unread.
@@ -550,22 +551,7 @@ fn gone_mid_unread_upload(_: &Dialer, client: &mut Client<Stream>, counts: &mut 
 /// What the buffers held beyond their first 8 KiB comes back (checked at the end of the soak).
 fn large_echoes(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
     let body = pattern(300_000);
-    let mut request = format!(
-        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(&body);
-    request.extend_from_slice(HELLO);
-    request
-        .extend_from_slice(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
-    for piece in body.chunks(70_000) {
-        request.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
-        request.extend_from_slice(piece);
-        request.extend_from_slice(b"\r\n");
-    }
-    request.extend_from_slice(b"0\r\n\r\n");
-    request.extend_from_slice(HELLO);
+    let request = two_uploads("POST /echo", "POST /echo", &body, 70_000, HELLO);
     for piece in request.chunks(50_021) {
         client.stream.write_all(piece).unwrap();
     }

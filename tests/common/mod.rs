@@ -146,6 +146,15 @@ pub fn runnable_name(name: &str) -> bool {
 /// No single read or write in a test waits longer than this: a hang fails instead of stalling.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The value of `series` (a name, with its labels if it has any) in a Prometheus text
+/// exposition, if it is there.
+pub fn metric(text: &str, series: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.parse().ok()
+    })
+}
+
 /// Waits until `condition` holds, checking every 10 ms, for at most `limit`.
 pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
