@@ -899,33 +899,35 @@ impl Conn {
         }
     }
 
-    /// The input is full and must grow to `size` before more can be read: if the budget has
-    /// room, it grows now. If not, the request gets 503 and the connection closes (the rest of
-    /// what the client sends is read and dropped while it lingers); 413 instead for a chunked
-    /// body that could not fit even with nothing else held.
+    /// The input is full and must grow to `size` before more can be read (never past what the
+    /// budget could give one connection alone): if the budget has room, it grows now. If not,
+    /// the request gets 503 and the connection closes (the rest of what the client sends is read
+    /// and dropped while it lingers); and if the buffer already holds all the budget could ever
+    /// give it, the request is too large for this server: 413 for a body (a chunked one: one of
+    /// known length was refused at its head), 431 for a head.
     #[cold]
     #[inline(never)]
     fn grow_input(&mut self, size: usize, cx: &mut Context<'_>) -> bool {
-        let more = beyond_pooled(size) - beyond_pooled(self.input.capacity());
-        let held = self.beyond_pooled();
-        let charge = self
-            .charge
-            .get_or_insert_with(|| Box::new(Charge::new(&cx.limits.buffers)));
-        charge.settle(held);
-        if charge.try_grow(more) {
-            self.input.grow(size);
-            return true;
-        }
-        let status = match self.phase {
-            Phase::Body { .. } if beyond_pooled(size) > cx.limits.buffers.limit() => {
-                Status::PAYLOAD_TOO_LARGE
+        let size = size.min(cx.limits.buffers.limit().saturating_add(BUF_SIZE));
+        let status = if size > self.input.capacity() {
+            let more = beyond_pooled(size) - beyond_pooled(self.input.capacity());
+            let held = self.beyond_pooled();
+            let charge = self
+                .charge
+                .get_or_insert_with(|| Box::new(Charge::new(&cx.limits.buffers)));
+            charge.settle(held);
+            if charge.try_grow(more) {
+                self.input.grow(size);
+                return true;
             }
-            _ => {
-                if let Some(metrics) = cx.metrics {
-                    metrics.over_budget();
-                }
-                Status::SERVICE_UNAVAILABLE
+            if let Some(metrics) = cx.metrics {
+                metrics.over_budget();
             }
+            Status::SERVICE_UNAVAILABLE
+        } else if matches!(self.phase, Phase::Body { .. }) {
+            Status::PAYLOAD_TOO_LARGE
+        } else {
+            Status::HEADERS_TOO_LARGE
         };
         let input = std::mem::take(&mut self.input);
         self.fail(status, input.data(), cx);

@@ -1433,7 +1433,8 @@ fn bodies_past_the_buffer_budget_are_refused_and_their_share_comes_back() {
 }
 
 /// A body that could not fit in the buffer budget even alone is too large (413), before it is
-/// sent, or as soon as a chunked one outgrows it; a client waiting for `100 Continue` with a body
+/// sent, or as soon as a chunked one outgrows it (one that fits is taken, though the buffer grows
+/// in doubling steps); a client waiting for `100 Continue` with a body
 /// that would not fit in what is left now is told 503 before it sends it; one that fits is asked
 /// for it.
 #[test]
@@ -1462,6 +1463,18 @@ fn a_body_that_would_not_fit_is_refused_before_it_is_sent() {
         chunked.feed(format!("2710\r\n{}\r\n", "c".repeat(10_000)).as_bytes());
     }
     assert_eq!(statuses(&chunked.out), [413]);
+    // One that fits is not refused for the buffer's growing in steps past the budget.
+    let mut fits = MemoryConn::with(limits.clone(), &echo);
+    fits.feed(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for _ in 0..9 {
+        fits.feed(format!("2710\r\n{}\r\n", "c".repeat(10_000)).as_bytes());
+    }
+    fits.feed(b"0\r\n\r\n");
+    assert_eq!(
+        parse_responses(&fits.out)[0].2,
+        "c".repeat(90_000).into_bytes()
+    );
+    drop((chunked, fits));
     // Another connection holds 56 KiB beyond its first 8.
     let mut holder = MemoryConn::with(limits.clone(), &echo);
     holder.feed(&head(90_000, "").into_bytes());
