@@ -890,13 +890,19 @@ impl Conn {
     #[cold]
     #[inline(never)]
     fn settle_charge_cold(&mut self, cx: &Context<'_>) {
-        match self.beyond_pooled() {
-            0 => self.charge = None,
-            held => self
-                .charge
-                .get_or_insert_with(|| Box::new(Charge::new(&cx.limits.buffers)))
-                .settle(held),
+        if self.beyond_pooled() == 0 {
+            self.charge = None;
+        } else {
+            self.settled_charge(cx);
         }
+    }
+
+    /// The connection's share of the budget, made if need be, holding what its buffers hold now.
+    fn settled_charge(&mut self, cx: &Context<'_>) -> &mut Charge {
+        let held = self.beyond_pooled();
+        let charge = (self.charge).get_or_insert_with(|| Box::new(Charge::new(&cx.limits.buffers)));
+        charge.settle(held);
+        charge
     }
 
     /// The input is full and must grow to `size` before more can be read (never past what the
@@ -911,12 +917,7 @@ impl Conn {
         let size = size.min(cx.limits.buffers.limit().saturating_add(BUF_SIZE));
         let status = if size > self.input.capacity() {
             let more = beyond_pooled(size) - beyond_pooled(self.input.capacity());
-            let held = self.beyond_pooled();
-            let charge = self
-                .charge
-                .get_or_insert_with(|| Box::new(Charge::new(&cx.limits.buffers)));
-            charge.settle(held);
-            if charge.try_grow(more) {
+            if self.settled_charge(cx).try_grow(more) {
                 self.input.grow(size);
                 return true;
             }
