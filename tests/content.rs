@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{Client, TempDir, TestServer, bounded, config, tempdir};
 use reactor_httpd::config::{Config, Mode};
+use reactor_httpd::http::BufferBudget;
 
 /// Some JavaScript, and its siblings in each coding; `only.txt` with a `.gz` alone; `plain.css`
 /// with none.
@@ -632,6 +633,24 @@ fn compress_beside_hello(mode: Mode, server: TestServer, big: &[u8]) {
     );
 }
 
+/// Writes `noisy.txt` into `root` and returns it: 12 MiB that compresses to no less than three
+/// quarters of it (six random bits a byte), more than the most a server can have queued for a
+/// client that stopped reading (its socket's send buffer, 4 MiB at most by `net.ipv4.tcp_wmem`,
+/// and the client's receive window, or `OUTPUT_HIGH_WATER` and one piece in the server). So a
+/// client that reads none of it keeps its response, and the encoder, in flight.
+fn noisy_text(root: &Path) -> Vec<u8> {
+    const SYMBOLS: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut rng = common::Rng::seeded(19);
+    let mut noisy = Vec::with_capacity(12 << 20);
+    while noisy.len() < 12 << 20 {
+        let bits = rng.next();
+        noisy.extend((0..10).map(|at| SYMBOLS[(bits >> (6 * at)) as usize & 63]));
+        noisy.push(b'\n');
+    }
+    fs::write(root.join("noisy.txt"), &noisy).unwrap();
+    noisy
+}
+
 /// `--compress` with an access log: a body compressed as it is sent is logged with the bytes it
 /// took on the wire (chunk framing included, as nginx's `$body_bytes_sent`), which are known only
 /// at its end; one cut short by its client is logged too, with what was queued until then; a
@@ -640,20 +659,7 @@ fn compress_beside_hello(mode: Mode, server: TestServer, big: &[u8]) {
 fn compressed_bodies_are_logged_with_their_size() {
     bounded(300, || {
         let (root, _) = compressing_site("content-compress-log");
-        // 12 MiB that compresses to no less than three quarters of it (six random bits a
-        // byte): more than the most a server can have queued for a client that stopped
-        // reading (its socket's send buffer, 4 MiB at most by `net.ipv4.tcp_wmem`, and the
-        // client's receive window, or `OUTPUT_HIGH_WATER` and one piece in the server).
-        const SYMBOLS: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut rng = common::Rng::seeded(19);
-        let mut noisy = Vec::with_capacity(12 << 20);
-        while noisy.len() < 12 << 20 {
-            let bits = rng.next();
-            noisy.extend((0..10).map(|at| SYMBOLS[(bits >> (6 * at)) as usize & 63]));
-            noisy.push(b'\n');
-        }
-        fs::write(root.join("noisy.txt"), &noisy).unwrap();
+        let noisy = noisy_text(&root);
         for mode in common::modes() {
             let log = root.join(format!("access-{mode:?}.log"));
             let mut config = site_config(mode, &root);
@@ -706,6 +712,62 @@ fn compressed_bodies_are_logged_with_their_size() {
                 cut_short > 0 && cut_short < noisy.len() / 2,
                 "{mode:?}: {cut_short} bytes logged for a body cut short"
             );
+        }
+    });
+}
+
+/// An encoder's state counts against `--max-buffer-bytes` from the response's start to its end:
+/// with room for one zstd encoder, a second client that asks for zstd alone gets the file as it
+/// is (still with `Vary`), one that also takes brotli gets brotli (its encoder is smaller), and
+/// once the first client is gone its share comes back and zstd is served again. In every mode
+/// that serves connections side by side in one process (a fork-mode child has a budget of its
+/// own).
+#[test]
+fn encoders_take_their_state_from_the_buffer_budget() {
+    bounded(300, || {
+        let (root, css) = compressing_site("content-compress-budget");
+        let noisy = noisy_text(&root);
+        let held = |client: &mut Client| -> u64 {
+            let metrics = client.get("/metrics").text();
+            common::metric(&metrics, "reactor_httpd_buffered_bytes").expect("the gauge")
+        };
+        for mode in common::modes().filter(|&mode| !matches!(mode, Mode::Blocking | Mode::Fork)) {
+            let mut config = site_config(mode, &root);
+            config.compress = true;
+            config.metrics_path = Some("/metrics".into());
+            // One zstd encoder for a large file (1.5 MiB) and the output it keeps queued, not
+            // two; and room for brotli's beside it (136 KiB).
+            config.limits.buffers = BufferBudget::new(2 << 20);
+            let server = TestServer::start(config);
+            let mut observer = server.connect();
+            let mut stalled = Client::connect_with_small_window(server.addr, 16 * 1024);
+            stalled.send(b"GET /noisy.txt HTTP/1.1\r\nHost: t\r\nAccept-Encoding: zstd\r\n\r\n");
+            let head = stalled.head_response();
+            assert_eq!(head.header("Content-Encoding"), Some("zstd"), "{mode:?}");
+            let before = held(&mut observer);
+            assert!(before > 1536 << 10, "{mode:?}: {before} held");
+
+            let mut client = server.connect();
+            let plain = get(&mut client, "/site.css", "Accept-Encoding: zstd\r\n");
+            assert_eq!(plain.status, 200, "{mode:?}");
+            assert_eq!(plain.header("Content-Encoding"), None, "{mode:?}");
+            assert_eq!(plain.header("Vary"), Some("Accept-Encoding"), "{mode:?}");
+            assert!(plain.body == css, "{mode:?}");
+            let headers = "Accept-Encoding: zstd, br;q=0.5\r\n";
+            let (smaller, body) = get_chunked(&mut client, "/site.css", headers);
+            assert_eq!(smaller.header("Content-Encoding"), Some("br"), "{mode:?}");
+            assert!(common::decode(Some("br"), &body) == css, "{mode:?}");
+
+            drop(stalled);
+            assert!(
+                common::eventually(Duration::from_secs(10), || held(&mut observer) == 0),
+                "{mode:?}: {} still held after the client left",
+                held(&mut observer)
+            );
+            let (again, body) = get_chunked(&mut client, "/noisy.txt", "Accept-Encoding: zstd\r\n");
+            assert_eq!(again.header("Content-Encoding"), Some("zstd"), "{mode:?}");
+            assert!(common::decode(Some("zstd"), &body) == noisy, "{mode:?}");
+            assert_eq!(held(&mut observer), 0, "{mode:?}");
         }
     });
 }

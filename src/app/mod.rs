@@ -107,7 +107,8 @@ pub fn other_method(request: &Request<'_>, allow: &'static str) -> Response {
 pub fn build(config: &Config) -> io::Result<Arc<dyn Handler>> {
     let files = StaticFiles::new(&config.root)?
         .precompressed(config.precompressed)
-        .compress(config.compress);
+        .compress(config.compress)
+        .buffers(config.limits.buffers.clone());
     Ok(if config.demo {
         Arc::new(Demo::new(files))
     } else {

@@ -8,14 +8,21 @@
 //! brotli at these levels, up to a 128 KiB block for zstd) at a fast level (gzip 1, brotli 1,
 //! zstd 1). The reactor moves on to other connections after 64 KiB written in one turn, so one
 //! compressing connection holds its loop for at most the compression of that much output.
+//!
+//! An encoder's own state (its window, hash tables and block buffers) is held from the response's
+//! start until its end, and a client chooses how many such responses are in flight at once. So
+//! each stream takes its encoder's [`footprint`] from the buffer budget (`--max-buffer-bytes`)
+//! before it starts, and gives it back as the encoder ends; when the budget has no room, the file
+//! is sent as it is, which every client accepts.
 
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
 use super::negotiate::Coding;
-use crate::http::{BodyStream, STREAM_PIECE};
+use crate::http::{BodyStream, BufferBudget, Charge, STREAM_PIECE};
 
 /// The smallest file worth compressing on the fly.
 pub const MIN_LEN: u64 = 1024;
@@ -37,6 +44,27 @@ pub fn compressible(content_type: &str) -> bool {
         || essence.ends_with("+json")
 }
 
+/// The most a stream compressing `len` bytes with `coding` holds at once: its encoder's state at
+/// the levels below and its piece of the file ([`STREAM_PIECE`]). Rounded up from the encoders'
+/// heap use at its peak (glibc's `mallinfo2`) as they compressed words and random base64 text of
+/// each length (docs/performance.md, stop 70). gzip (zlib-rs, level 1) allocates its window,
+/// hash chains and pending buffer at once: 403 KiB, up to 434 with the output it keeps room for;
+/// brotli at quality 1 up to 116 KiB; zstd at level 1 sizes its window and block buffers to the
+/// length it is told it will get: 71 KiB for 1 KiB, 293 for 16 KiB, 521 for 64, 953 for 128,
+/// 1,497 from 512 KiB on.
+pub fn footprint(coding: Coding, len: u64) -> usize {
+    const KIB: usize = 1024;
+    let encoder = match coding {
+        Coding::Gzip => 448 * KIB,
+        Coding::Br => 128 * KIB,
+        Coding::Zstd if len <= 16 * 1024 => 304 * KIB,
+        Coding::Zstd if len <= 64 * 1024 => 544 * KIB,
+        Coding::Zstd if len <= 128 * 1024 => 992 * KIB,
+        Coding::Zstd => 1536 * KIB,
+    };
+    encoder + STREAM_PIECE
+}
+
 enum Encoder {
     Gzip(flate2::write::GzEncoder<Vec<u8>>),
     Br(Box<brotli::CompressorWriter<Vec<u8>>>),
@@ -44,7 +72,8 @@ enum Encoder {
 }
 
 impl Encoder {
-    fn new(coding: Coding) -> io::Result<Encoder> {
+    /// An encoder for `len` bytes.
+    fn new(coding: Coding, len: u64) -> io::Result<Encoder> {
         Ok(match coding {
             Coding::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
                 Vec::new(),
@@ -57,7 +86,13 @@ impl Encoder {
                 1,
                 22,
             ))),
-            Coding::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(Vec::new(), 1)?),
+            // Told the length, zstd sizes its window and buffers to it (a 4 KiB file takes
+            // a tenth of what an unknown length would) and writes it into the frame's header.
+            Coding::Zstd => {
+                let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 1)?;
+                encoder.set_pledged_src_size(Some(len))?;
+                Encoder::Zstd(encoder)
+            }
         })
     }
 
@@ -93,8 +128,8 @@ pub struct Compressing {
     file: File,
     offset: u64,
     left: u64,
-    /// `None` once finished.
-    encoder: Option<Encoder>,
+    /// With its share of the buffer budget; `None` once finished, when both are let go.
+    encoder: Option<(Encoder, Charge)>,
     /// One piece of the file at a time.
     piece: Vec<u8>,
 }
@@ -108,13 +143,32 @@ impl fmt::Debug for Compressing {
     }
 }
 
+/// Why a file is not compressed as it is sent.
+pub enum Declined {
+    /// The buffer budget has no room for another encoder now: the file is sent as it is.
+    OverBudget(File),
+    /// The encoder could not be made.
+    Failed,
+}
+
 impl Compressing {
-    pub fn new(file: File, len: u64, coding: Coding) -> io::Result<Self> {
+    /// `len` bytes of `file`, if `budget` has room for the encoder ([`footprint`]).
+    pub fn new(
+        file: File,
+        len: u64,
+        coding: Coding,
+        budget: &Arc<BufferBudget>,
+    ) -> Result<Self, Declined> {
+        let mut charge = Charge::new(budget);
+        if !charge.try_grow(footprint(coding, len)) {
+            return Err(Declined::OverBudget(file));
+        }
+        let encoder = Encoder::new(coding, len).map_err(|_| Declined::Failed)?;
         Ok(Compressing {
             file,
             offset: 0,
             left: len,
-            encoder: Some(Encoder::new(coding)?),
+            encoder: Some((encoder, charge)),
             piece: Vec::new(),
         })
     }
@@ -122,7 +176,7 @@ impl Compressing {
 
 impl BodyStream for Compressing {
     fn next_piece(&mut self, out: &mut Vec<u8>) -> io::Result<usize> {
-        let Some(encoder) = &mut self.encoder else {
+        let Some((encoder, _)) = &mut self.encoder else {
             return Ok(0);
         };
         // An encoder keeps some input before it emits anything: read until it does, or the
@@ -149,7 +203,9 @@ impl BodyStream for Compressing {
                 return Ok(n);
             }
         }
-        let rest = self.encoder.take().map(Encoder::finish).transpose()?;
+        let rest = self.encoder.take().map(|(encoder, _)| encoder.finish());
+        self.piece = Vec::new();
+        let rest = rest.transpose()?;
         let rest = rest.unwrap_or_default();
         out.extend_from_slice(&rest);
         Ok(rest.len())

@@ -23,14 +23,17 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use super::{Handler, other_method};
+use crate::config::DEFAULT_MAX_BUFFER_BYTES;
 use crate::http::{
-    Body, FileBody, Headers, Multipart, Request, Response, Status, join_list, name_is,
+    Body, BufferBudget, FileBody, Headers, Multipart, Request, Response, Status, join_list, name_is,
 };
 use bare::Look;
+use compress::Declined;
 use negotiate::Coding;
 use range::{Conditions, Outcome, Part, Validators, parse_range};
 use resolve::{DecodedPath, Opened, Refusal, Root, decode_path};
@@ -41,6 +44,8 @@ pub struct StaticFiles {
     precompressed: bool,
     /// `--compress`: compress compressible files as they are sent.
     compress: bool,
+    /// What the encoders of files being compressed take their state from (`--max-buffer-bytes`).
+    buffers: Arc<BufferBudget>,
     /// Whether any sibling has been found since the start: until one is, this ROOT is taken for
     /// one that has none, and every sibling is stat'ed before it is opened (see [`Self::sibling`]).
     /// Set once, by whichever loop finds one first; read with every file served.
@@ -58,6 +63,7 @@ impl StaticFiles {
             root: Root::new(root)?,
             precompressed: true,
             compress: false,
+            buffers: BufferBudget::new(DEFAULT_MAX_BUFFER_BYTES),
             siblings_seen: AtomicBool::new(false),
             site: bare::next_site(),
             listings: listing::Listings::default(),
@@ -68,6 +74,15 @@ impl StaticFiles {
     pub fn compress(self, on: bool) -> Self {
         StaticFiles {
             compress: on,
+            ..self
+        }
+    }
+
+    /// The budget compressing encoders take their state from: the server's, shared with its
+    /// connections' buffers (a budget of its own, of the default size, unless given).
+    pub fn buffers(self, budget: Arc<BufferBudget>) -> Self {
+        StaticFiles {
+            buffers: budget,
             ..self
         }
     }
@@ -335,13 +350,20 @@ impl StaticFiles {
         let compressible = self.compress && metadata.len() >= compress::MIN_LEN && is_text(name);
         if compressible {
             look.done();
-            let file = match wanted.first() {
-                Some(&coding) => match compressed(request, file, metadata, name, coding) {
+            // Ranges of an encoding made on the fly cannot be served, and chunked transfer
+            // coding needs HTTP/1.1: those get the file as it is.
+            let eligible = request.version == crate::http::Version::Http11
+                && request.headers.get_str("range").is_none();
+            let codings = if eligible { wanted } else { &[] };
+            let mut file = file;
+            // The coding the client prefers, or the next one whose encoder the budget has room
+            // for; or none.
+            for &coding in codings {
+                match compressed(request, file, metadata, name, coding, &self.buffers) {
                     Ok(response) => return response.with_header("Vary", "Accept-Encoding"),
-                    Err(file) => file,
-                },
-                None => file,
-            };
+                    Err(back) => file = back,
+                }
+            }
             return serve_file(request, file, metadata, name, None)
                 .with_header("Vary", "Accept-Encoding");
         }
@@ -584,25 +606,21 @@ fn conditions<'a>(headers: &Headers<'a>) -> Conditions<'a> {
     }
 }
 
-/// `file` compressed as it is sent (`--compress`), for a GET or HEAD without a Range (ranges of
-/// an encoding made on the fly cannot be served: those get the file as it is) from an HTTP/1.1
-/// client (chunked transfer coding). Its entity tag is weak: the same file compresses to the
-/// same bytes only as long as the encoder's version stays. `Err` gives the file back.
+/// `file` compressed as it is sent (`--compress`), for a GET or HEAD without a Range from an
+/// HTTP/1.1 client. Its entity tag is weak: the same file compresses to the same bytes only as
+/// long as the encoder's version stays. `Err` gives the file back when `budget` has no room for
+/// the encoder now.
 fn compressed(
     request: &Request<'_>,
     file: File,
     metadata: &Metadata,
     name: &[u8],
     coding: Coding,
+    budget: &Arc<BufferBudget>,
 ) -> Result<Response, File> {
-    let eligible = request.version == crate::http::Version::Http11
-        && request.headers.get_str("range").is_none();
     let Ok(modified) = metadata.modified() else {
         return Err(file);
     };
-    if !eligible {
-        return Err(file);
-    }
     let validators = Validators::new(metadata.len(), modified).coded(coding.token());
     let etag = format!("W/{}", validators.etag());
     let conditions = conditions(&request.headers);
@@ -619,9 +637,10 @@ fn compressed(
         Outcome::NotModified => return Ok(validated(Response::new(Status::NOT_MODIFIED))),
         Outcome::PreconditionFailed => return Ok(Response::error(Status::PRECONDITION_FAILED)),
     }
-    let stream = match compress::Compressing::new(file, metadata.len(), coding) {
+    let stream = match compress::Compressing::new(file, metadata.len(), coding, budget) {
         Ok(stream) => stream,
-        Err(_) => return Ok(refused(Refusal::Failed)),
+        Err(Declined::OverBudget(file)) => return Err(file),
+        Err(Declined::Failed) => return Ok(refused(Refusal::Failed)),
     };
     Ok(validated(Response::new(Status::OK))
         .with_header("Content-Encoding", coding.token())
