@@ -12,8 +12,9 @@
 //! An encoder's own state (its window, hash tables and block buffers) is held from the response's
 //! start until its end, and a client chooses how many such responses are in flight at once. So
 //! each stream takes its encoder's [`footprint`] from the buffer budget (`--max-buffer-bytes`)
-//! before it starts, and gives it back as the encoder ends; when the budget has no room, the file
-//! is sent as it is, which every client accepts.
+//! before it starts, and gives it back as the encoder ends; when the budget has no room, the next
+//! coding the client accepts whose encoder fits is used, or none: the file is sent as it is,
+//! which every client accepts.
 
 use std::fmt;
 use std::fs::File;
