@@ -97,6 +97,7 @@ modes! {
     uploads_nobody_reads_hold_no_memory: [Reactor, Uring, Threaded, Blocking];
     slow_readers_of_a_listing_share_it: [Reactor, Uring, Threaded];
     bodies_arriving_together_stay_within_the_budget: [Reactor, Uring, Threaded];
+    listings_held_by_slow_readers_count_against_the_budget: [Reactor, Uring, Threaded];
 }
 
 /// Slowloris: a head at one byte a second never completes; the header timeout (3 s here)
@@ -333,6 +334,63 @@ fn slow_readers_of_a_listing_share_it(mode: Mode) {
     assert!(pages.iter().all(|page| *page == pages[0]));
     assert!(String::from_utf8_lossy(&pages[0]).contains("entry-019999-of-a-long-listing.txt"));
     bystander_served(&server);
+}
+
+/// A listing is shared only by clients that ask within a second of each other; one that asks
+/// later gets a page of its own, so clients that ask a second apart and never read would each
+/// hold a whole page (ten of a 15 MB listing, 1.1 s apart, took the server to 200 MB). So a page
+/// counts against `--max-buffer-bytes` while any response holds it. Here the budget is 10.5 MB:
+/// a client that reads nothing holds the 7 MB HTML page of 16,000 entries (more than its socket
+/// and the server's can take); the JSON listing, a page of its own of about as much, gets 503
+/// meanwhile, and the server goes on serving; once the client is gone, its page's share comes
+/// back and the JSON listing is served whole.
+fn listings_held_by_slow_readers_count_against_the_budget(mode: Mode) {
+    const ENTRIES: usize = 16_000;
+    const BUDGET: usize = 10_500_000;
+    let root = tempdir(&format!("held-listing-{mode:?}"));
+    fs::create_dir(root.join("many")).unwrap();
+    let long = "of-a-long-listing-".repeat(9);
+    for i in 0..ENTRIES {
+        fs::write(root.join(format!("many/entry-{i:06}-{long}x.txt")), "").unwrap();
+    }
+    let cfg = Config {
+        root: root.to_path_buf(),
+        metrics_path: Some("/metrics".into()),
+        limits: Limits {
+            buffers: BufferBudget::new(BUDGET),
+            ..Limits::default()
+        },
+        ..config(mode)
+    };
+    let server = TestServer::subprocess(&cfg, |_| {});
+    let mut holder = Client::connect_with_small_window(server.addr, 4096);
+    holder.send(b"GET /many/ HTTP/1.1\r\nHost: t\r\n\r\n");
+    let head = holder.head_response();
+    assert_eq!(head.status, 200);
+    let page: usize = head.header("content-length").unwrap().parse().unwrap();
+    assert!(
+        page > 6_000_000 && 2 * page > BUDGET,
+        "a page of {page} bytes"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || buffered(&server) >= page),
+        "the page is not counted: {} held",
+        buffered(&server)
+    );
+    let mut client = server.connect();
+    let refused = client.get("/many/?format=json");
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    bystander_served(&server);
+    drop(holder);
+    assert!(
+        eventually(Duration::from_secs(10), || buffered(&server) == 0),
+        "the reader is gone, and the server still holds {}",
+        buffered(&server)
+    );
+    let json = client.get("/many/?format=json");
+    assert_eq!(json.status, 200);
+    let entries: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+    assert_eq!(entries.as_array().map(Vec::len), Some(ENTRIES));
 }
 
 /// Connections that send nothing at all are closed at the header timeout, and do not stand in

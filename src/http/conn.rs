@@ -54,7 +54,7 @@ use super::parse::{
 };
 use super::request::{Request, Version};
 use super::response::{
-    Body, FileBody, HeadCache, Persistence, Response, Status, unvalidated_precondition,
+    Body, FileBody, HeadCache, Persistence, Response, SharedBytes, Status, unvalidated_precondition,
 };
 use crate::access_log::{AccessLog, LoggedRequest, OpenLine};
 use crate::app::Handler;
@@ -358,7 +358,7 @@ enum Tail {
     Parts(Box<super::Multipart>),
     /// Bytes shared with other responses, pulled into the output buffer a piece at a time from
     /// `at` on.
-    Shared { bytes: Arc<Vec<u8>>, at: usize },
+    Shared { bytes: Arc<SharedBytes>, at: usize },
 }
 
 /// A body made as it is sent, and what its access log line waits for.

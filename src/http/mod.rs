@@ -36,7 +36,7 @@ pub use parse::{
 pub use request::{EntityTags, Headers, Request, Version, trim_ows};
 pub(crate) use request::{join_list, name_is};
 pub use response::{
-    Body, BodyStream, FileBody, HeadCache, Modified, Multipart, Persistence, Response, Status,
-    write_head,
+    Body, BodyStream, FileBody, HeadCache, Modified, Multipart, Persistence, Response, SharedBytes,
+    Status, write_head,
 };
 pub use uri::{Target, is_tchar, percent_decode, split_target, unescape, valid_host};

@@ -11,6 +11,7 @@ use std::fs::File;
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
+use super::buf::{BufferBudget, Charge};
 use super::date::{Civil, Clock};
 use super::request::{EntityTags, Request};
 
@@ -269,11 +270,54 @@ pub enum Body {
     /// Bytes shared between responses (a directory's listing, made once for every client that
     /// asks for it at the same time): copied out a piece at a time as the connection sends, so
     /// a client that reads slowly holds a reference, not a copy.
-    Shared(Arc<Vec<u8>>),
+    Shared(Arc<SharedBytes>),
     /// Made as it is sent, a bounded piece at a time; its length is not known in advance, so it
     /// goes with chunked transfer coding, or to an HTTP/1.0 client as a body that ends with the
     /// connection.
     Stream(Box<dyn BodyStream>),
+}
+
+/// The bytes of a [`Body::Shared`], with the share of the buffer budget (`--max-buffer-bytes`)
+/// they hold, if they were made to count against it: given back when the last response holding
+/// them lets go, however its connection ends.
+pub struct SharedBytes {
+    bytes: Vec<u8>,
+    _charge: Option<Charge>,
+}
+
+impl SharedBytes {
+    /// Bytes that count against no budget.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        SharedBytes {
+            bytes,
+            _charge: None,
+        }
+    }
+
+    /// `bytes`, their allocation shrunk to their length, holding that much of `budget`; `None`
+    /// if it has not that much left.
+    pub(crate) fn charged(mut bytes: Vec<u8>, budget: &Arc<BufferBudget>) -> Option<Self> {
+        bytes.shrink_to_fit();
+        let mut charge = Charge::new(budget);
+        charge.try_grow(bytes.capacity()).then_some(SharedBytes {
+            bytes,
+            _charge: Some(charge),
+        })
+    }
+}
+
+impl std::ops::Deref for SharedBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl std::fmt::Debug for SharedBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedBytes({} bytes)", self.bytes.len())
+    }
 }
 
 /// A body made as it goes (a file compressed on the fly, say). The connection asks for one

@@ -7,7 +7,9 @@
 //! The listing is built in memory: a directory of 100,000 entries makes a page of about 10 MB
 //! (see the note on issue 3 for its time). So it is made once for all who ask at about the same
 //! time ([`Listings`]): a hundred clients that ask for it and read slowly (or not at all, until
-//! the send timeout) hold one page between them, not a hundred.
+//! the send timeout) hold one page between them, not a hundred. Clients that ask a second or
+//! more apart get pages of their own, so each page counts against the buffer budget
+//! (`--max-buffer-bytes`) while any response holds it ([`SharedBytes`]).
 
 use std::ffi::CStr;
 use std::fs::{self, File};
@@ -18,7 +20,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::resolve::{Opened, Root, as_path, child, is_servable_name};
-use crate::http::Civil;
+use crate::http::{Civil, SharedBytes};
 
 pub struct Entry {
     name: Vec<u8>,
@@ -199,9 +201,9 @@ pub const SHARED_FOR: Duration = Duration::from_secs(1);
 /// removed or renamed changes it), under the same title, in the same format, begun less than
 /// [`SHARED_FOR`] ago. A request for a page that is being made waits for it rather than make
 /// another. Held weakly: a page lives only while a response holds it, so an idle server holds
-/// none, and a page is never given again once every client has it. (An `Arc` of a `Vec` rather
-/// than of a slice: a weak reference keeps its allocation, which is then the `Vec`'s three
-/// words, not the page.)
+/// none, and a page is never given again once every client has it. (An `Arc` of a
+/// [`SharedBytes`], which holds a `Vec`, rather than of a slice: a weak reference keeps its
+/// allocation, which is then a few words, not the page.)
 #[derive(Default)]
 pub struct Listings(Mutex<Vec<Arc<Slot>>>);
 
@@ -222,7 +224,7 @@ struct Slot {
     /// When the directory began to be read for it.
     at: Instant,
     /// Set once made (empty if making it failed).
-    page: OnceLock<Weak<Vec<u8>>>,
+    page: OnceLock<Weak<SharedBytes>>,
 }
 
 impl Slot {
@@ -241,8 +243,8 @@ impl Listings {
         &self,
         key: PageKey,
         now: Instant,
-        make: impl FnOnce() -> io::Result<Vec<u8>>,
-    ) -> io::Result<Arc<Vec<u8>>> {
+        make: impl FnOnce() -> io::Result<SharedBytes>,
+    ) -> io::Result<Arc<SharedBytes>> {
         let slot = self.slot(key, now);
         let mut make = Some(make);
         let mut made = None;
@@ -343,7 +345,9 @@ mod tests {
         let made = std::cell::Cell::new(0);
         let make = || {
             made.set(made.get() + 1);
-            Ok(format!("page {}", made.get()).into_bytes())
+            Ok(SharedBytes::new(
+                format!("page {}", made.get()).into_bytes(),
+            ))
         };
         let start = Instant::now();
         let first = listings
@@ -373,13 +377,13 @@ mod tests {
             .get_or_make(key("/a/", false), later, make)
             .unwrap();
         assert!(!Arc::ptr_eq(&fresh, &first));
-        assert_eq!(&*fresh, b"page 5");
+        assert_eq!(&**fresh, b"page 5");
         // Held by nobody: made again.
         drop(fresh);
         let remade = listings
             .get_or_make(key("/a/", false), later, make)
             .unwrap();
-        assert_eq!(&*remade, b"page 6");
+        assert_eq!(&**remade, b"page 6");
         // The stale and the unheld are forgotten as pages are made.
         drop((first, again, json, other, newer));
         let last = listings
@@ -395,7 +399,7 @@ mod tests {
         let made_after = listings
             .get_or_make(key("/d/", false), later, make)
             .unwrap();
-        assert_eq!(&*made_after, b"page 8");
+        assert_eq!(&**made_after, b"page 8");
         assert_eq!(listings.remembered(), 1);
     }
 
@@ -417,7 +421,7 @@ mod tests {
                 listings.get_or_make(key.clone(), now, || {
                     started.wait();
                     go.wait();
-                    Ok(b"page".to_vec())
+                    Ok(SharedBytes::new(b"page".to_vec()))
                 })
             });
             started.wait();

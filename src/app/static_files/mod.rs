@@ -30,7 +30,8 @@ use std::time::{Instant, SystemTime};
 use super::{Handler, other_method};
 use crate::config::DEFAULT_MAX_BUFFER_BYTES;
 use crate::http::{
-    Body, BufferBudget, FileBody, Headers, Multipart, Request, Response, Status, join_list, name_is,
+    Body, BufferBudget, FileBody, Headers, Multipart, Request, Response, SharedBytes, Status,
+    join_list, name_is,
 };
 use bare::Look;
 use compress::Declined;
@@ -44,7 +45,8 @@ pub struct StaticFiles {
     precompressed: bool,
     /// `--compress`: compress compressible files as they are sent.
     compress: bool,
-    /// What the encoders of files being compressed take their state from (`--max-buffer-bytes`).
+    /// What the encoders of files being compressed, and the listings being sent, take their
+    /// memory from (`--max-buffer-bytes`).
     buffers: Arc<BufferBudget>,
     /// Whether any sibling has been found since the start: until one is, this ROOT is taken for
     /// one that has none, and every sibling is stat'ed before it is opened (see [`Self::sibling`]).
@@ -78,8 +80,8 @@ impl StaticFiles {
         }
     }
 
-    /// The budget compressing encoders take their state from: the server's, shared with its
-    /// connections' buffers (a budget of its own, of the default size, unless given).
+    /// The budget compressing encoders and listings take their memory from: the server's, shared
+    /// with its connections' buffers (a budget of its own, of the default size, unless given).
     pub fn buffers(self, budget: Arc<BufferBudget>) -> Self {
         StaticFiles {
             buffers: budget,
@@ -232,12 +234,16 @@ impl StaticFiles {
             title.push('/');
         }
         let json = wants_json(request);
+        // A page made here counts against the buffer budget while any response holds it; with
+        // no room left for it, 503, as for a body that would not fit (the page is let go).
         let make = || {
             let entries = listing::entries(&self.root, path.relative(), dir)?;
-            Ok(match json {
+            let page = match json {
                 true => listing::json(&entries),
                 false => listing::html(&entries, &title, path.is_root()),
-            })
+            };
+            SharedBytes::charged(page, &self.buffers)
+                .ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))
         };
         let key = listing::PageKey {
             dev: metadata.dev(),
@@ -248,6 +254,9 @@ impl StaticFiles {
         };
         let page = match self.listings.get_or_make(key, Instant::now(), make) {
             Ok(page) => page,
+            Err(err) if err.kind() == io::ErrorKind::OutOfMemory => {
+                return Response::error(Status::SERVICE_UNAVAILABLE);
+            }
             Err(err) => return refused(resolve::refusal(err)),
         };
         let content_type = match json {

@@ -8,10 +8,12 @@ use std::io::Write as _;
 
 /// `/shared`'s body: 100,000 bytes shared by every response that sends it. (`/held`'s is the
 /// same, asked for by one test only, which counts who holds it.)
-static SHARED: std::sync::LazyLock<Arc<Vec<u8>>> =
-    std::sync::LazyLock::new(|| Arc::new((0..100_000u32).map(|i| (i % 251) as u8).collect()));
-static HELD: std::sync::LazyLock<Arc<Vec<u8>>> =
-    std::sync::LazyLock::new(|| Arc::new(SHARED.to_vec()));
+static SHARED: std::sync::LazyLock<Arc<SharedBytes>> = std::sync::LazyLock::new(|| {
+    let bytes = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    Arc::new(SharedBytes::new(bytes))
+});
+static HELD: std::sync::LazyLock<Arc<SharedBytes>> =
+    std::sync::LazyLock::new(|| Arc::new(SharedBytes::new(SHARED.to_vec())));
 
 /// Answers with what it saw, so a test can check what the parser delivered.
 fn describe(request: &Request<'_>) -> Response {
@@ -558,7 +560,7 @@ fn a_shared_body_is_sent_as_owned_bytes_are() {
         let (shared, _) = run_split(two("/shared").as_bytes(), sizes);
         let (owned, _) = run_split(two("/owned").as_bytes(), sizes);
         assert!(shared == owned, "{sizes:?}");
-        assert_eq!(parse_responses(&shared)[1].2, **SHARED);
+        assert_eq!(parse_responses(&shared)[1].2, ***SHARED);
     }
     let held = Arc::strong_count(&HELD);
     let mut harness = Harness::new();
