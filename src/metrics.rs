@@ -354,14 +354,21 @@ impl Registry {
         let _ = writeln!(
             out,
             "# HELP reactor_httpd_buffered_bytes What connections' buffers hold beyond their \
-             first 8 KiB each (request bodies arriving, responses waiting to be sent), all loops \
-             together.\n# TYPE reactor_httpd_buffered_bytes gauge\n\
+             first 8 KiB each (request bodies arriving, responses waiting to be sent), with \
+             compressing encoders and listings being sent, all loops together.\n\
+             # TYPE reactor_httpd_buffered_bytes gauge\n\
              reactor_httpd_buffered_bytes {}\n\
              # HELP reactor_httpd_buffered_limit_bytes --max-buffer-bytes: a request body that \
              needs more than is left gets 503.\n# TYPE reactor_httpd_buffered_limit_bytes gauge\n\
-             reactor_httpd_buffered_limit_bytes {}",
+             reactor_httpd_buffered_limit_bytes {}\n\
+             # HELP reactor_httpd_buffer_declined_total Times --max-buffer-bytes had no room: a \
+             request refused (a body, the handler pool's copy, a listing) or a file sent without \
+             the coding first asked for, all loops together.\n\
+             # TYPE reactor_httpd_buffer_declined_total counter\n\
+             reactor_httpd_buffer_declined_total {}",
             self.buffers.held(),
-            self.buffers.limit()
+            self.buffers.limit(),
+            self.buffers.declined()
         );
         for (name, kind, help, label, read) in FAMILIES {
             let _ = writeln!(out, "# HELP reactor_httpd_{name} {help}");

@@ -727,10 +727,11 @@ fn encoders_take_their_state_from_the_buffer_budget() {
     bounded(300, || {
         let (root, css) = compressing_site("content-compress-budget");
         let noisy = noisy_text(&root);
-        let held = |client: &mut Client| -> u64 {
+        let metric = |client: &mut Client, series: &str| -> u64 {
             let metrics = client.get("/metrics").text();
-            common::metric(&metrics, "reactor_httpd_buffered_bytes").expect("the gauge")
+            common::metric(&metrics, series).unwrap_or_else(|| panic!("no {series}"))
         };
+        let held = |client: &mut Client| metric(client, "reactor_httpd_buffered_bytes");
         for mode in common::modes().filter(|&mode| !matches!(mode, Mode::Blocking | Mode::Fork)) {
             let mut config = site_config(mode, &root);
             config.compress = true;
@@ -757,6 +758,9 @@ fn encoders_take_their_state_from_the_buffer_budget() {
             let (smaller, body) = get_chunked(&mut client, "/site.css", headers);
             assert_eq!(smaller.header("Content-Encoding"), Some("br"), "{mode:?}");
             assert!(common::decode(Some("br"), &body) == css, "{mode:?}");
+            // zstd was declined twice, and said so.
+            let declined = metric(&mut observer, "reactor_httpd_buffer_declined_total");
+            assert_eq!(declined, 2, "{mode:?}");
 
             drop(stalled);
             assert!(

@@ -380,6 +380,7 @@ fn listings_held_by_slow_readers_count_against_the_budget(mode: Mode) {
     let mut client = server.connect();
     let refused = client.get("/many/?format=json");
     assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(declined(&server), 1);
     bystander_served(&server);
     drop(holder);
     assert!(
@@ -634,6 +635,13 @@ fn buffered(server: &TestServer) -> usize {
     held.expect("the buffered_bytes gauge") as usize
 }
 
+/// How many times the server's buffer budget has had no room, as its metrics say.
+fn declined(server: &TestServer) -> usize {
+    let text = server.connect().get("/metrics").text();
+    let declined = common::metric(&text, "reactor_httpd_buffer_declined_total");
+    declined.expect("the buffer_declined_total counter") as usize
+}
+
 /// Request bodies are kept whole for their handler, so many clients each sending one, slowly or
 /// never to its end, would make the server hold one for each (100 connections sending 10 MB
 /// each to /echo held 1 GB). `--max-buffer-bytes` bounds them together. Here it is 2.5 MB: one
@@ -695,6 +703,11 @@ fn bodies_arriving_together_stay_within_the_budget(mode: Mode) {
         b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n",
     );
     assert_eq!(response.status, 503);
+    assert_eq!(
+        declined(&server),
+        OTHERS + 1,
+        "each refusal is counted once"
+    );
     first.send(&body[BODY - 1000..]);
     let echoed = first.response();
     assert_eq!(echoed.status, 200);

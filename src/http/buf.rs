@@ -8,7 +8,7 @@
 //! growth of a server's connections, together, is bounded by its [`BufferBudget`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// The size of a pooled buffer: one read asks for this much.
 pub const BUF_SIZE: usize = 8 * 1024;
@@ -76,6 +76,8 @@ impl BufPool {
 pub struct BufferBudget {
     limit: usize,
     held: AtomicUsize,
+    /// How many times it had no room for what was asked.
+    declined: AtomicU64,
 }
 
 impl BufferBudget {
@@ -83,6 +85,7 @@ impl BufferBudget {
         Arc::new(BufferBudget {
             limit,
             held: AtomicUsize::new(0),
+            declined: AtomicU64::new(0),
         })
     }
 
@@ -101,12 +104,32 @@ impl BufferBudget {
         self.limit.saturating_sub(self.held())
     }
 
+    /// How many times it has had no room for what was asked: a request refused (a body, the
+    /// pool's copy of one, a listing) or a file sent without the coding first asked for.
+    pub fn declined(&self) -> u64 {
+        self.declined.load(Ordering::Relaxed)
+    }
+
+    /// Whether `n` more bytes would fit under the limit now, taking none (counted as declined if
+    /// not: asked by a client that waits for `100 Continue` before it sends a body).
+    pub(crate) fn has_room(&self, n: usize) -> bool {
+        let room = n <= self.left();
+        if !room {
+            self.declined.fetch_add(1, Ordering::Relaxed);
+        }
+        room
+    }
+
     /// Takes `n` more bytes if they fit under the limit.
     fn try_take(&self, n: usize) -> bool {
         let fits = |held: usize| held.checked_add(n).filter(|&total| total <= self.limit);
-        self.held
+        let taken = (self.held)
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, fits)
-            .is_ok()
+            .is_ok();
+        if !taken {
+            self.declined.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
     }
 
     /// Takes `n` more bytes, over the limit or not.

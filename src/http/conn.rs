@@ -1433,7 +1433,7 @@ impl Conn {
             }
             // A body that would not fit in what is left of the buffer budget now is refused
             // before the client sends it (were it sent, it would be refused on its way).
-            if beyond_pooled(head_len + length) > cx.limits.buffers.left() {
+            if !cx.limits.buffers.has_room(beyond_pooled(head_len + length)) {
                 if let Some(metrics) = cx.metrics {
                     metrics.over_budget();
                 }
