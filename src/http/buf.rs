@@ -123,7 +123,8 @@ impl BufferBudget {
     /// Takes `n` more bytes if they fit under the limit.
     fn try_take(&self, n: usize) -> bool {
         let fits = |held: usize| held.checked_add(n).filter(|&total| total <= self.limit);
-        let taken = (self.held)
+        let taken = self
+            .held
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, fits)
             .is_ok();
         if !taken {
