@@ -2,8 +2,8 @@
 # What request bodies held at once cost the server: N connections (default 100) each send
 # `POST /echo` (--demo) with a body of S bytes (default 10,000,000), all of it but the last byte,
 # and stay; the server keeps each body for its handler. Prints the server's resident size before
-# and after and how many were refused (503 or 413), then closes them all. Extra arguments go to
-# the server, e.g. `--max-buffer-bytes 100000000`.
+# and after (with its children's, in fork mode) and how many were refused (503 or 413), then
+# closes them all. Extra arguments go to the server, e.g. `--max-buffer-bytes 100000000`.
 #   benches/held-bodies.sh [N=100] [S=10000000] [SERVER ARGS...]
 #   BIN=/path/to/reactor-httpd benches/held-bodies.sh   # another build, to compare
 set -euo pipefail
@@ -20,8 +20,16 @@ python3 - "${pid[reactor]}" "$N" "$S" <<'PY'
 import socket, sys, time
 server, n, size = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 def rss_kib():
-    with open(f"/proc/{server}/status") as status:
-        return int(next(l for l in status if l.startswith("VmRSS")).split()[1])
+    with open(f"/proc/{server}/task/{server}/children") as children:
+        pids = [server] + [int(child) for child in children.read().split()]
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                total += int(next(l for l in status if l.startswith("VmRSS")).split()[1])
+        except (OSError, StopIteration):
+            pass  # a child that exited meanwhile
+    return total
 before, start = rss_kib(), time.monotonic()
 piece, conns = b"x" * 65536, []
 for _ in range(n):

@@ -283,8 +283,8 @@ pub struct Registry {
     started: f64,
     /// Fork mode: one set of counters, shared by the parent and every child.
     across_processes: bool,
-    /// `--max-buffer-bytes`, and what is held of it (in fork mode, what the process answering
-    /// the scrape holds: each child has a budget of its own).
+    /// `--max-buffer-bytes`, and what is held of it (in fork mode, by every child: they share
+    /// its counts).
     buffers: Arc<BufferBudget>,
 }
 

@@ -720,8 +720,7 @@ fn compressed_bodies_are_logged_with_their_size() {
 /// with room for one zstd encoder, a second client that asks for zstd alone gets the file as it
 /// is (still with `Vary`), one that also takes brotli gets brotli (its encoder is smaller), and
 /// once the first client is gone its share comes back and zstd is served again. In every mode
-/// that serves connections side by side in one process (a fork-mode child has a budget of its
-/// own).
+/// that serves connections side by side (fork mode's children share one budget).
 #[test]
 fn encoders_take_their_state_from_the_buffer_budget() {
     bounded(300, || {
@@ -732,7 +731,7 @@ fn encoders_take_their_state_from_the_buffer_budget() {
             common::metric(&metrics, series).unwrap_or_else(|| panic!("no {series}"))
         };
         let held = |client: &mut Client| metric(client, "reactor_httpd_buffered_bytes");
-        for mode in common::modes().filter(|&mode| !matches!(mode, Mode::Blocking | Mode::Fork)) {
+        for mode in common::modes().filter(|&mode| mode != Mode::Blocking) {
             let mut config = site_config(mode, &root);
             config.compress = true;
             config.metrics_path = Some("/metrics".into());

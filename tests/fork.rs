@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::proc::open_fds;
 use common::{Client, TestServer, bounded, config, eventually};
-use reactor_httpd::config::Mode;
+use reactor_httpd::config::{Config, Limits, Mode};
+use reactor_httpd::http::BufferBudget;
 use reactor_httpd::server::Server;
 
 /// The pids of a process's children, with their state letter (`Z` for a zombie).
@@ -207,6 +208,69 @@ fn children_still_serving_when_the_drain_time_is_up_are_ended() {
         assert_eq!(state(child), None, "child {child} outlived the parent");
         let received = stalled.read_to_end();
         assert!(received.len() < file.len(), "the whole file came");
+    });
+}
+
+/// `--max-buffer-bytes` bounds what all children's connections hold together, as it bounds all
+/// connections of every other mode: its counts are in memory the parent and every child share
+/// (until stop 71 each child had a budget of its own, so ten clients each held a body as large
+/// as the whole budget). Here it is 2.5 MB: one child holds most of a 2 MB body, and a client
+/// that asks to send 1 MB with `Expect: 100-continue` is told 503 by another child, before it
+/// sends it. A child killed while it holds its body (out of memory, or by an operator) takes
+/// none of the budget with it: the parent takes back its part as it reaps it, and the next 2 MB
+/// body is echoed.
+#[test]
+fn children_share_one_buffer_budget_and_a_killed_one_gives_its_part_back() {
+    bounded(60, || {
+        const BODY: usize = 2_000_000;
+        let cfg = Config {
+            metrics_path: Some("/metrics".into()),
+            limits: Limits {
+                max_body_bytes: BODY as u64,
+                buffers: BufferBudget::new(2_500_000),
+                ..Limits::default()
+            },
+            ..config(Mode::Fork)
+        };
+        let server = TestServer::start(cfg);
+        let pid = server.pid().unwrap();
+        let buffered = || {
+            let text = server.connect().get("/metrics").text();
+            common::metric(&text, "reactor_httpd_buffered_bytes").expect("buffered_bytes")
+        };
+        let body: Vec<u8> = (0..BODY).map(|at| (at % 251) as u8).collect();
+        let head = format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {BODY}\r\n\r\n");
+        let mut holder = server.connect();
+        holder.send(head.as_bytes());
+        holder.send(&body[..BODY - 1000]);
+        assert!(
+            eventually(Duration::from_secs(10), || buffered() > 1_900_000),
+            "the body is not held: {}",
+            buffered()
+        );
+        let mut waiting = server.connect();
+        let response = waiting.request(
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n",
+        );
+        assert_eq!(response.status, 503, "{}", response.text());
+        waiting.expect_close();
+        drop(waiting);
+        // Once the scrapes' and the refused client's children are gone, the holder's is left.
+        assert!(eventually(Duration::from_secs(10), || children(pid).len() == 1));
+        let (child, _) = children(pid)[0];
+        send_signal(child, libc::SIGKILL);
+        holder.expect_close();
+        assert!(
+            eventually(Duration::from_secs(10), || buffered() == 0),
+            "the killed child's part is still counted: {}",
+            buffered()
+        );
+        let mut client = server.connect();
+        client.send(head.as_bytes());
+        client.send(&body);
+        let echoed = client.response();
+        assert_eq!(echoed.status, 200);
+        assert!(echoed.body == body, "the body came back changed");
     });
 }
 

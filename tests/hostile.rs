@@ -96,8 +96,8 @@ modes! {
     refusals_are_logged_with_their_line: [Reactor, Uring, Threaded, Blocking, Fork];
     uploads_nobody_reads_hold_no_memory: [Reactor, Uring, Threaded, Blocking];
     slow_readers_of_a_listing_share_it: [Reactor, Uring, Threaded];
-    bodies_arriving_together_stay_within_the_budget: [Reactor, Uring, Threaded];
-    listings_held_by_slow_readers_count_against_the_budget: [Reactor, Uring, Threaded];
+    bodies_arriving_together_stay_within_the_budget: [Reactor, Uring, Threaded, Fork];
+    listings_held_by_slow_readers_count_against_the_budget: [Reactor, Uring, Threaded, Fork];
 }
 
 /// Slowloris: a head at one byte a second never completes; the header timeout (3 s here)

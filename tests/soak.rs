@@ -290,8 +290,8 @@ fn soak(length: Duration, mode: Mode, wire: Wire) {
         fds_end <= fds_start,
         "descriptors leaked: {fds_start} -> {fds_end}"
     );
-    // And what their buffers held of `--max-buffer-bytes` is all back (in fork mode, this is
-    // what the child that answers holds: each has a budget of its own).
+    // And what their buffers held of `--max-buffer-bytes` is all back (in fork mode too, where
+    // the children share its counts).
     let buffered = || {
         let text = dialers[0].connect().get("/metrics").text();
         common::metric(&text, "reactor_httpd_buffered_bytes").expect("the buffered_bytes gauge")

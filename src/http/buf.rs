@@ -7,8 +7,12 @@
 //! A buffer grows past its pooled size only for a large request or response, and all such
 //! growth of a server's connections, together, is bounded by its [`BufferBudget`].
 
-use std::sync::Arc;
+use std::io;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crate::server::io_util::{map_anonymous, unmap};
 
 /// The size of a pooled buffer: one read asks for this much.
 pub const BUF_SIZE: usize = 8 * 1024;
@@ -70,23 +74,88 @@ impl BufPool {
 /// gets 503 and is closed ([`Conn`](super::Conn)), or 413 if its body could not fit even with
 /// nothing else held; output is counted but never refused (its response is already made), so
 /// that what it holds counts against the requests that come next; so is the copy of a request
-/// handed to the handler pool. Shared by every loop and thread of a server (a fork-mode child,
-/// a process of its own, has its own).
+/// handed to the handler pool. Shared by every loop and thread of a server, and in fork mode by
+/// every child (see [`BufferBudget::share_with_children`]).
 #[derive(Debug)]
 pub struct BufferBudget {
     limit: usize,
+    /// The counts, while this process alone keeps them.
+    own: Counts,
+    /// Fork mode: the counts, in memory every child shares, and each child's part of them.
+    across: OnceLock<AcrossProcesses>,
+    /// In a fork-mode child: its slot in `across` ([`NOT_A_CHILD`] elsewhere).
+    child: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    /// What all buffers hold beyond their first [`BUF_SIZE`].
     held: AtomicUsize,
-    /// How many times it had no room for what was asked.
+    /// How many times there was no room for what was asked.
     declined: AtomicU64,
 }
+
+const NOT_A_CHILD: usize = usize::MAX;
 
 impl BufferBudget {
     pub fn new(limit: usize) -> Arc<Self> {
         Arc::new(BufferBudget {
             limit,
-            held: AtomicUsize::new(0),
-            declined: AtomicU64::new(0),
+            own: Counts::default(),
+            across: OnceLock::new(),
+            child: AtomicUsize::new(NOT_A_CHILD),
         })
+    }
+
+    fn counts(&self) -> &Counts {
+        self.across.get().map_or(&self.own, AcrossProcesses::counts)
+    }
+
+    /// Fork mode, in the parent before its first fork: moves the counts into memory shared with
+    /// the children it forks after, so that what every child's connection holds counts against
+    /// one limit, as every other mode's connections do, and makes a slot for each of up to
+    /// `children` children to count its own part in (see [`BufferBudget::serve_as_child`]).
+    pub(crate) fn share_with_children(&self, children: usize) -> io::Result<()> {
+        if self.across.get().is_none() {
+            let across = AcrossProcesses::new(children)?;
+            // What this process already holds moves over with it (nothing, as fork mode starts).
+            let counts = across.counts();
+            counts
+                .held
+                .store(self.own.held.load(Ordering::Relaxed), Ordering::Relaxed);
+            let declined = self.own.declined.load(Ordering::Relaxed);
+            counts.declined.store(declined, Ordering::Relaxed);
+            let _ = self.across.set(across);
+        }
+        Ok(())
+    }
+
+    /// In a child just forked, before it serves: counts what it takes and gives back in `slot`
+    /// as well, the slot its parent chose for it and will read once it has exited.
+    pub(crate) fn serve_as_child(&self, slot: usize) {
+        debug_assert!(self.across.get().is_some_and(|across| slot < across.slots));
+        self.child.store(slot, Ordering::Relaxed);
+    }
+
+    /// In the parent, once the child counting in `slot` has exited: takes back whatever it still
+    /// held, so a child that died holding a body (killed, or out of memory) takes none of the
+    /// budget with it, and empties the slot for the next child.
+    pub(crate) fn child_exited(&self, slot: usize) {
+        if let Some(across) = self.across.get() {
+            let left = across.slot(slot).swap(0, Ordering::Relaxed);
+            let release = |held: usize| Some(held.saturating_sub(left));
+            let _ =
+                (self.counts().held).fetch_update(Ordering::Relaxed, Ordering::Relaxed, release);
+        }
+    }
+
+    /// This process's own part of the counts, if it is a fork-mode child.
+    fn child_part(&self) -> Option<&AtomicUsize> {
+        let slot = self.child.load(Ordering::Relaxed);
+        if slot == NOT_A_CHILD {
+            return None;
+        }
+        self.across.get().map(|across| across.slot(slot))
     }
 
     /// The most all buffers may hold beyond their first [`BUF_SIZE`].
@@ -96,7 +165,7 @@ impl BufferBudget {
 
     /// What they hold beyond it now.
     pub fn held(&self) -> usize {
-        self.held.load(Ordering::Relaxed)
+        self.counts().held.load(Ordering::Relaxed)
     }
 
     /// What is left under the limit now.
@@ -107,7 +176,7 @@ impl BufferBudget {
     /// How many times it has had no room for what was asked: a request refused (a body, the
     /// pool's copy of one, a listing) or a file sent without the coding first asked for.
     pub fn declined(&self) -> u64 {
-        self.declined.load(Ordering::Relaxed)
+        self.counts().declined.load(Ordering::Relaxed)
     }
 
     /// Whether `n` more bytes would fit under the limit now, taking none (counted as declined if
@@ -115,31 +184,105 @@ impl BufferBudget {
     pub(crate) fn has_room(&self, n: usize) -> bool {
         let room = n <= self.left();
         if !room {
-            self.declined.fetch_add(1, Ordering::Relaxed);
+            self.counts().declined.fetch_add(1, Ordering::Relaxed);
         }
         room
     }
 
     /// Takes `n` more bytes if they fit under the limit.
     fn try_take(&self, n: usize) -> bool {
+        let counts = self.counts();
         let fits = |held: usize| held.checked_add(n).filter(|&total| total <= self.limit);
-        let taken = self
-            .held
+        let taken = (counts.held)
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, fits)
             .is_ok();
-        if !taken {
-            self.declined.fetch_add(1, Ordering::Relaxed);
+        if taken {
+            self.count_child_part(n, true);
+        } else {
+            counts.declined.fetch_add(1, Ordering::Relaxed);
         }
         taken
     }
 
     /// Takes `n` more bytes, over the limit or not.
     fn take(&self, n: usize) {
-        self.held.fetch_add(n, Ordering::Relaxed);
+        self.counts().held.fetch_add(n, Ordering::Relaxed);
+        self.count_child_part(n, true);
     }
 
     fn give(&self, n: usize) {
-        self.held.fetch_sub(n, Ordering::Relaxed);
+        self.count_child_part(n, false);
+        self.counts().held.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// A fork-mode child counts its own part after taking and before giving back, so that if it
+    /// dies between the two counts, its part is short of what the total holds for it (a leak of
+    /// that one step's bytes), never beyond it (the parent would take back more than it took).
+    fn count_child_part(&self, n: usize, taken: bool) {
+        if let Some(part) = self.child_part() {
+            if taken {
+                part.fetch_add(n, Ordering::Relaxed);
+            } else {
+                part.fetch_sub(n, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// A budget's counts in a mapping shared (anonymous, `MAP_SHARED`) with the children forked
+/// after it was made, followed by one slot per child: every child writes the same physical
+/// pages, with atomic operations, as the threads of one process would.
+#[derive(Debug)]
+struct AcrossProcesses {
+    at: NonNull<u8>,
+    /// How many children's slots follow the counts.
+    slots: usize,
+}
+
+// SAFETY: the mapping is only ever read and written through shared references to atomics; the
+// pointer itself never changes.
+unsafe impl Send for AcrossProcesses {}
+unsafe impl Sync for AcrossProcesses {}
+
+impl AcrossProcesses {
+    /// Where the slots start: past the counts, on a cache line of their own.
+    const SLOTS_AT: usize = 128;
+
+    fn new(slots: usize) -> io::Result<Self> {
+        let at = map_anonymous(Self::len(slots), true)?;
+        // Zero-filled pages are zero counts: `Counts` and `AtomicUsize` are plain integers.
+        Ok(AcrossProcesses { at, slots })
+    }
+
+    fn len(slots: usize) -> usize {
+        Self::SLOTS_AT + slots * size_of::<AtomicUsize>()
+    }
+
+    fn counts(&self) -> &Counts {
+        const { assert!(size_of::<Counts>() <= Self::SLOTS_AT) };
+        // SAFETY: the mapping is page-aligned, zero-filled (zero counts) and at least
+        // `SLOTS_AT` long, and stays mapped until `drop`, which takes `&mut self`.
+        unsafe { self.at.cast::<Counts>().as_ref() }
+    }
+
+    fn slot(&self, slot: usize) -> &AtomicUsize {
+        assert!(slot < self.slots, "slot {slot} of {}", self.slots);
+        // SAFETY: within the mapping (checked just above), aligned (`SLOTS_AT` and the page are
+        // multiples of 8), zero-filled or written only as an `AtomicUsize`; mapped until `drop`.
+        unsafe {
+            let at = self
+                .at
+                .add(Self::SLOTS_AT + slot * size_of::<AtomicUsize>());
+            at.cast::<AtomicUsize>().as_ref()
+        }
+    }
+}
+
+impl Drop for AcrossProcesses {
+    fn drop(&mut self) {
+        // Nothing borrows it past `self`. A child's copy is its own, and is never dropped (it
+        // leaves with `_exit`).
+        unmap(self.at, Self::len(self.slots));
     }
 }
 
@@ -345,6 +488,52 @@ mod tests {
         }
         assert!(total >= cap, "{total}");
         assert!(total <= cap * 2);
+    }
+
+    /// Fork mode's budget: a child's takes count in the total its parent sees, and what a child
+    /// still held when it exited is taken back when the parent says so, from that child's slot
+    /// alone.
+    #[test]
+    fn a_child_counts_in_the_shared_total_and_its_part_comes_back_when_it_exits() {
+        let budget = BufferBudget::new(10_000);
+        assert!(budget.try_take(100), "the parent's own");
+        budget.share_with_children(4).unwrap();
+        assert_eq!(budget.held(), 100, "what was held moves over");
+        for (slot, holds) in [(1, 4_000), (3, 2_500)] {
+            // SAFETY: the child only updates atomics in memory already mapped and leaves with
+            // `_exit`: nothing that could need a lock another thread of this process held.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
+            if pid == 0 {
+                budget.serve_as_child(slot);
+                let took = budget.try_take(holds + 500);
+                budget.give(500);
+                // SAFETY: ends the forked copy without running this process's destructors.
+                unsafe { libc::_exit(if took { 0 } else { 1 }) };
+            }
+            let mut status = 0;
+            // SAFETY: waits for our own child, writing its status into `status`.
+            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        }
+        assert_eq!(
+            budget.held(),
+            100 + 4_000 + 2_500,
+            "the children's takes, seen here"
+        );
+        assert!(
+            !budget.try_take(4_000),
+            "the limit is the children's and the parent's"
+        );
+        assert_eq!(budget.declined(), 1);
+        budget.child_exited(3);
+        assert_eq!(budget.held(), 100 + 4_000);
+        budget.child_exited(1);
+        assert_eq!(budget.held(), 100, "the parent's own is still held");
+        budget.child_exited(1);
+        assert_eq!(budget.held(), 100, "a slot is emptied once taken back");
+        budget.give(100);
+        assert_eq!(budget.held(), 0);
     }
 
     #[test]

@@ -28,7 +28,7 @@
 //! upgrade) it sends each child a SIGHUP, which a child takes as its own handover: it answers
 //! what it has received, the last answer with `Connection: close`, and ends.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::net::{IpAddr, TcpListener, TcpStream};
@@ -46,6 +46,7 @@ use super::shutdown::self_pipe;
 use super::upgrade::Upgrade;
 use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
 use crate::access_log::REOPEN_GENERATION;
+use crate::http::BufferBudget;
 use crate::session::Session;
 
 const SIGNALED: Token = Token(0);
@@ -93,11 +94,14 @@ pub(crate) fn run<S: Session>(
     poll.registry()
         .register(&mut wake, SIGNALED, Interest::READABLE)?;
     let mut env = LoopEnv::new(shared.clone())?;
-    // Before the first child: each inherits the shared byte a stop is told in.
+    // Before the first child: each inherits the shared byte a stop is told in, and the buffer
+    // budget's counts.
     shutdown.share_with_children()?;
+    let budget = shared.limits.buffers.clone();
+    let slots = shared.max_connections.min(Children::MOST);
+    budget.share_with_children(slots)?;
     let mut events = Events::with_capacity(16);
-    // Children serving connections, by pid.
-    let mut children: HashSet<libc::pid_t> = HashSet::new();
+    let mut children = Children::new(budget, slots);
     let mut paused_until: Option<Instant> = None;
     let mut trouble = io_util::AcceptTrouble::default();
     // The SIGUSR1 (a new access log file) last passed on to the children.
@@ -127,7 +131,7 @@ pub(crate) fn run<S: Session>(
         if generation != log_generation {
             log_generation = generation;
             env.reopen_log_if_asked();
-            signal_children(&children, SIGUSR1);
+            children.signal(SIGUSR1);
         }
         if let Some(upgrade) = &mut upgrade {
             if hangup.swap(false, Ordering::SeqCst)
@@ -156,10 +160,14 @@ pub(crate) fn run<S: Session>(
                         trouble.accepted();
                         // Accepted sockets are non-blocking under mio; the child blocks.
                         let stream = into_std(stream);
-                        if children.len() >= shared.max_connections {
-                            blocking::refuse::<S>(stream, peer.ip(), &setup, &mut env);
-                            continue;
-                        }
+                        let free = children.len() < shared.max_connections;
+                        let slot = match free.then(|| children.take_slot()).flatten() {
+                            Some(slot) => slot,
+                            None => {
+                                blocking::refuse::<S>(stream, peer.ip(), &setup, &mut env);
+                                continue;
+                            }
+                        };
                         let inherited = Inherited {
                             listeners: listeners.iter().map(AsRawFd::as_raw_fd).collect(),
                             poll: poll.as_raw_fd(),
@@ -174,18 +182,15 @@ pub(crate) fn run<S: Session>(
                         if let Some(metrics) = &env.metrics {
                             metrics.accepted.add(1);
                         }
-                        match fork_child::<S>(
-                            stream,
-                            peer.ip(),
+                        let child = Child {
                             inherited,
-                            &setup,
-                            &shared,
-                            &shutdown,
-                        ) {
-                            Ok(pid) => {
-                                children.insert(pid);
-                            }
+                            budget_slot: slot,
+                        };
+                        match fork_child::<S>(stream, peer.ip(), child, &setup, &shared, &shutdown)
+                        {
+                            Ok(pid) => children.insert(pid, slot),
                             Err((err, stream)) => {
+                                children.give_back(slot);
                                 // Out of processes or memory: no child to serve it, so the client
                                 // is told, as past --max-connections; wait before accepting more.
                                 // Its connection was counted open: it is closed now.
@@ -227,7 +232,7 @@ pub(crate) fn run<S: Session>(
     };
     // Told in shared memory first, to every child at once; the signals wake those that wait.
     shutdown.tell_children();
-    signal_children(&children, drain);
+    children.signal(drain);
     let deadline = Instant::now() + shutdown.grace();
     while !children.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -249,6 +254,13 @@ pub(crate) fn run<S: Session>(
     Ok(())
 }
 
+/// What a child is given besides its connection.
+struct Child {
+    inherited: Inherited,
+    /// Its slot in the buffer budget ([`BufferBudget::serve_as_child`]).
+    budget_slot: usize,
+}
+
 /// The parent's descriptors a child must close: it serves one connection, nothing else.
 struct Inherited {
     listeners: Vec<i32>,
@@ -262,7 +274,7 @@ struct Inherited {
 fn fork_child<S: Session>(
     stream: TcpStream,
     peer: IpAddr,
-    inherited: Inherited,
+    child: Child,
     setup: &S::Setup,
     shared: &Arc<Shared>,
     shutdown: &Shutdown,
@@ -274,7 +286,7 @@ fn fork_child<S: Session>(
     // and leaves with `_exit`, never returning into the parent's code.
     match unsafe { libc::fork() } {
         -1 => Err((io::Error::last_os_error(), stream)),
-        0 => serve_child::<S>(stream, peer, inherited, setup, shared, shutdown),
+        0 => serve_child::<S>(stream, peer, child, setup, shared, shutdown),
         pid => Ok(pid), // `stream` is dropped here: the parent's copy is closed
     }
 }
@@ -283,11 +295,13 @@ fn fork_child<S: Session>(
 fn serve_child<S: Session>(
     stream: TcpStream,
     peer: IpAddr,
-    inherited: Inherited,
+    child: Child,
     setup: &S::Setup,
     shared: &Arc<Shared>,
     shutdown: &Shutdown,
 ) -> ! {
+    shared.limits.buffers.serve_as_child(child.budget_slot);
+    let inherited = child.inherited;
     // SAFETY: these descriptors were inherited from the parent and nothing in the child uses
     // them; the objects that own them in this copy of memory are never dropped (see `_exit`).
     unsafe {
@@ -326,22 +340,90 @@ fn serve_child<S: Session>(
     unsafe { libc::_exit(code) }
 }
 
-/// Passes `signal` on to every child: a signal sent to the parent reaches only the parent.
-fn signal_children(children: &HashSet<libc::pid_t>, signal: libc::c_int) {
-    for &pid in children {
-        // SAFETY: kill(2) on a child of ours that has not been reaped, so the pid is its.
-        unsafe { libc::kill(pid, signal) };
+/// The children serving connections, by pid, each with its slot in the buffer budget.
+struct Children {
+    by_pid: HashMap<libc::pid_t, usize>,
+    budget: Arc<BufferBudget>,
+    /// Slots of children reaped, to give again; and the first never given.
+    free: Vec<usize>,
+    next: usize,
+    slots: usize,
+}
+
+impl Children {
+    /// No more children can be alive at once: Linux's largest pid (`PID_MAX_LIMIT`, 2^22).
+    const MOST: usize = 1 << 22;
+
+    fn new(budget: Arc<BufferBudget>, slots: usize) -> Self {
+        Children {
+            by_pid: HashMap::new(),
+            budget,
+            free: Vec::new(),
+            next: 0,
+            slots,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.by_pid.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_pid.is_empty()
+    }
+
+    /// A slot no child alive has, for the next (there are as many as `--max-connections`, so
+    /// one is free whenever a connection may be served).
+    fn take_slot(&mut self) -> Option<usize> {
+        self.free.pop().or_else(|| {
+            let slot = self.next;
+            (slot < self.slots).then(|| {
+                self.next += 1;
+                slot
+            })
+        })
+    }
+
+    /// A slot taken for a child that could not be forked.
+    fn give_back(&mut self, slot: usize) {
+        self.free.push(slot);
+    }
+
+    /// A child was forked with `slot`.
+    fn insert(&mut self, pid: libc::pid_t, slot: usize) {
+        self.by_pid.insert(pid, slot);
+    }
+
+    /// A child has been reaped: what it held of the budget is taken back, and its slot given
+    /// again. False for a process that was not one of them (an upgrade's new process).
+    fn exited(&mut self, pid: libc::pid_t) -> bool {
+        let Some(slot) = self.by_pid.remove(&pid) else {
+            return false;
+        };
+        self.budget.child_exited(slot);
+        self.free.push(slot);
+        true
+    }
+
+    /// Passes `signal` on to every child: a signal sent to the parent reaches only the parent.
+    fn signal(&self, signal: libc::c_int) {
+        for &pid in self.by_pid.keys() {
+            // SAFETY: kill(2) on a child of ours that has not been reaped, so the pid is its.
+            unsafe { libc::kill(pid, signal) };
+        }
     }
 }
 
 /// Kills the children left and reaps each, counting its connection closed.
-fn end_children(children: &mut HashSet<libc::pid_t>, env: &LoopEnv) {
-    signal_children(children, libc::SIGKILL);
-    for pid in children.drain() {
+fn end_children(children: &mut Children, env: &LoopEnv) {
+    children.signal(libc::SIGKILL);
+    let pids: Vec<_> = children.by_pid.keys().copied().collect();
+    for pid in pids {
         // SAFETY: waitpid on a child of ours, just killed: it returns once the child is gone.
         while unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) } < 0
             && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
         {}
+        children.exited(pid);
         if let Some(metrics) = &env.metrics {
             metrics.closed.add(1);
         }
@@ -353,13 +435,13 @@ fn end_children(children: &mut HashSet<libc::pid_t>, env: &LoopEnv) {
 /// then finds it gone, and says it ended before it was ready).
 /// Each child's connection is counted closed here, in the loop's metrics, however the child
 /// ended.
-fn reap(children: &mut HashSet<libc::pid_t>, env: &LoopEnv) {
+fn reap(children: &mut Children, env: &LoopEnv) {
     loop {
         // SAFETY: waitpid with a null status pointer only reaps; WNOHANG keeps it from blocking.
         let pid = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
         if pid > 0 {
             // Not in `children`: the new process of an upgrade, under way or done.
-            if children.remove(&pid)
+            if children.exited(pid)
                 && let Some(metrics) = &env.metrics
             {
                 metrics.closed.add(1);
