@@ -375,6 +375,87 @@ fn directories(mode: Mode) {
     );
 }
 
+/// A listing has validators of its own, as a file has: a strong entity tag made of the page's
+/// bytes (the HTML page and the JSON one differ) and a `Last-Modified` that is the latest
+/// status change of the directory and of its entries. A browser that sends back what it was
+/// given gets 304 with the tag, the date and `Vary`, and no page; once a file in the directory
+/// is written, the page, its tag and its date change (a page is shared for up to a second, so
+/// the new one is waited for), and the old tag gets the page again. `If-Match` and
+/// `If-None-Match: *` are judged against the tag.
+fn listings_are_validated(mode: Mode) {
+    let site = Site::new("listing-validators");
+    let server = site.serve(mode);
+    let mut client = server.connect();
+    let page = get(&mut client, "/docs/", "");
+    assert_eq!(page.status, 200);
+    let tag = page.header("etag").expect("an entity tag").to_string();
+    let date = page.header("last-modified").expect("a date").to_string();
+    assert!(tag.starts_with('"') && tag.ends_with('"'), "strong: {tag}");
+    let json = get(&mut client, "/docs/?format=json", "");
+    assert_ne!(json.header("etag"), Some(tag.as_str()), "another page");
+    assert_eq!(
+        get(&mut client, "/docs/", "").header("etag"),
+        Some(tag.as_str()),
+        "the same page, the same tag"
+    );
+    for condition in [
+        format!("If-None-Match: {tag}\r\n"),
+        format!("If-None-Match: W/{tag}\r\n"),
+        format!("If-None-Match: \"other\", {tag}\r\n"),
+        "If-None-Match: *\r\n".to_string(),
+        format!("If-Modified-Since: {date}\r\n"),
+    ] {
+        let not_modified = get(&mut client, "/docs/", &condition);
+        assert_eq!(not_modified.status, 304, "{condition}");
+        assert!(not_modified.body.is_empty(), "{condition}");
+        assert_eq!(not_modified.header("etag"), Some(tag.as_str()));
+        assert_eq!(not_modified.header("last-modified"), Some(date.as_str()));
+        assert_eq!(not_modified.header("vary"), Some("Accept"));
+    }
+    let head = client.request(
+        format!("HEAD /docs/ HTTP/1.1\r\nHost: t\r\nIf-None-Match: {tag}\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(head.status, 304);
+    let earlier =
+        httpdate::fmt_http_date(httpdate::parse_http_date(&date).unwrap() - Duration::from_secs(1));
+    let cases = [
+        (format!("If-Modified-Since: {earlier}\r\n"), 200),
+        (
+            format!("If-None-Match: \"other\"\r\nIf-Modified-Since: {date}\r\n"),
+            200,
+        ),
+        (format!("If-Match: {tag}\r\n"), 200),
+        ("If-Match: \"other\"\r\n".to_string(), 412),
+        (format!("If-Match: W/{tag}\r\n"), 412),
+    ];
+    for (condition, status) in cases {
+        assert_eq!(
+            get(&mut client, "/docs/", &condition).status,
+            status,
+            "{condition}"
+        );
+    }
+
+    fs::write(site.root.join("docs/readme.txt"), "docs, longer now").unwrap();
+    let mut changed = None;
+    assert!(
+        common::eventually(Duration::from_secs(5), || {
+            let page = get(&mut client, "/docs/", &format!("If-None-Match: {tag}\r\n"));
+            let fresh = page.status == 200;
+            changed = Some(page);
+            fresh
+        }),
+        "the old tag still matches a changed page"
+    );
+    let changed = changed.unwrap();
+    assert!(changed.text().contains("<td>16</td>"), "{}", changed.text());
+    assert_ne!(changed.header("etag"), Some(tag.as_str()));
+    let since = |response: &Response| {
+        httpdate::parse_http_date(response.header("last-modified").unwrap()).unwrap()
+    };
+    assert!(since(&changed) >= since(&page));
+}
+
 /// A file's modification time is whatever the filesystem holds: before 1970, or centuries
 /// ahead. Its validators, and a listing of its directory, still come out (a date before the
 /// epoch reads as the epoch, though its entity tag keeps its own time; a later one as the
@@ -953,6 +1034,7 @@ macro_rules! modes {
             t!(shrinking_file, 30);
             t!(head_and_file_in_one_segment, 20);
             t!(directories, 20);
+            t!(listings_are_validated, 20);
             t!(caching, 20);
             t!(dates_out_of_range, 20);
             t!(rewritten_within_a_second, 20);

@@ -84,7 +84,7 @@ impl Status {
 }
 
 /// What the preconditions of `request` make of `response` when the response has no entity tag
-/// of its own (a handler's answer, a directory listing); `None` when they let it stand.
+/// of its own (a handler's answer, such as `/hello`); `None` when they let it stand.
 ///
 /// With no entity tag, nothing can match one (RFC 9110 13.1.1, 13.1.2): an `If-Match` holds only
 /// as `*`, and fails with 412 otherwise; an `If-None-Match: *` fails for a representation that

@@ -242,8 +242,10 @@ impl StaticFiles {
                 true => listing::json(&entries),
                 false => listing::html(&entries, &title, path.is_root()),
             };
-            SharedBytes::charged(page, &self.buffers)
-                .ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))
+            let changed = listing::last_changed(&entries, metadata);
+            let page = SharedBytes::charged(page, &self.buffers)
+                .ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
+            Ok((page, changed))
         };
         let key = listing::PageKey {
             dev: metadata.dev(),
@@ -259,14 +261,33 @@ impl StaticFiles {
             }
             Err(err) => return refused(resolve::refusal(err)),
         };
+        // Validated as a file is, by the page's own tag and the time what it shows last
+        // changed: a browser that has the page gets 304, not the page again.
+        let validators = Validators::new(page.bytes.len() as u64, page.changed);
+        let outcome = validators.evaluate(
+            &conditions(&request.headers),
+            &page.tag,
+            false,
+            SystemTime::now(),
+        );
+        let validated = |response: Response| {
+            response
+                .with_last_modified(validators.mtime())
+                .with_header("ETag", page.tag.to_string())
+                .with_header("Vary", "Accept")
+        };
+        match outcome {
+            Outcome::Send => {}
+            Outcome::NotModified => return validated(Response::new(Status::NOT_MODIFIED)),
+            Outcome::PreconditionFailed => return Response::error(Status::PRECONDITION_FAILED),
+        }
         let content_type = match json {
             true => "application/json",
             false => "text/html; charset=utf-8",
         };
-        Response::new(Status::OK)
+        validated(Response::new(Status::OK))
             .with_content_type(content_type)
-            .with_body(Body::Shared(page))
-            .with_header("Vary", "Accept")
+            .with_body(Body::Shared(page.bytes))
     }
 }
 
