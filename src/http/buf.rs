@@ -115,7 +115,8 @@ impl BufferBudget {
     /// the children it forks after, so that what every child's connection holds counts against
     /// one limit, as every other mode's connections do, and makes a slot for each of up to
     /// `children` children to count its own part in (see [`BufferBudget::serve_as_child`]).
-    pub(crate) fn share_with_children(&self, children: usize) -> io::Result<()> {
+    /// Returns how many slots there are: those made by an earlier call, if there was one.
+    pub(crate) fn share_with_children(&self, children: usize) -> io::Result<usize> {
         if self.across.get().is_none() {
             let across = AcrossProcesses::new(children)?;
             // What this process already holds moves over with it (nothing, as fork mode starts).
@@ -127,7 +128,7 @@ impl BufferBudget {
             counts.declined.store(declined, Ordering::Relaxed);
             let _ = self.across.set(across);
         }
-        Ok(())
+        Ok(self.across.get().map_or(0, |across| across.slots))
     }
 
     /// In a child just forked, before it serves: counts what it takes and gives back in `slot`
@@ -497,7 +498,8 @@ mod tests {
     fn a_child_counts_in_the_shared_total_and_its_part_comes_back_when_it_exits() {
         let budget = BufferBudget::new(10_000);
         assert!(budget.try_take(100), "the parent's own");
-        budget.share_with_children(4).unwrap();
+        assert_eq!(budget.share_with_children(4).unwrap(), 4);
+        assert_eq!(budget.share_with_children(8).unwrap(), 4, "made once");
         assert_eq!(budget.held(), 100, "what was held moves over");
         for (slot, holds) in [(1, 4_000), (3, 2_500)] {
             // SAFETY: the child only updates atomics in memory already mapped and leaves with

@@ -98,8 +98,7 @@ pub(crate) fn run<S: Session>(
     // budget's counts.
     shutdown.share_with_children()?;
     let budget = shared.limits.buffers.clone();
-    let slots = shared.max_connections.min(Children::MOST);
-    budget.share_with_children(slots)?;
+    let slots = budget.share_with_children(shared.max_connections.min(Children::MOST))?;
     let mut events = Events::with_capacity(16);
     let mut children = Children::new(budget, slots);
     let mut paused_until: Option<Instant> = None;
