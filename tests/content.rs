@@ -651,6 +651,52 @@ fn noisy_text(root: &Path) -> Vec<u8> {
     noisy
 }
 
+/// gzip's deflate states are kept for the streams that follow, and a stream whose client leaves
+/// midway spoils none of them: after each of five such streams has been let go (its encoder's
+/// share of the budget back), the next gzip response, and a longer one after it, decode to their
+/// files. (zlib-rs's reset leaves an abandoned level-1 stream's block open, and a state reused
+/// after one began the next response with a corrupt block.) In every mode that serves
+/// connections side by side (the test watches the budget on a connection of its own).
+#[test]
+fn a_gzip_stream_abandoned_midway_spoils_no_other() {
+    bounded(300, || {
+        let (root, css) = compressing_site("content-gzip-abandoned");
+        let noisy = noisy_text(&root);
+        for mode in common::modes().filter(|&mode| mode != Mode::Blocking) {
+            let mut config = site_config(mode, &root);
+            config.compress = true;
+            config.metrics_path = Some("/metrics".into());
+            let server = TestServer::start(config);
+            let mut observer = server.connect();
+            let mut held = || {
+                let metrics = observer.get("/metrics").text();
+                common::metric(&metrics, "reactor_httpd_buffered_bytes").expect("buffered_bytes")
+            };
+            for round in 0..5 {
+                let mut leaving = Client::connect_with_small_window(server.addr, 16 * 1024);
+                leaving
+                    .send(b"GET /noisy.txt HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
+                let head = leaving.head_response();
+                assert_eq!(head.header("Content-Encoding"), Some("gzip"), "{mode:?}");
+                leaving.reset();
+                assert!(
+                    common::eventually(Duration::from_secs(10), || held() == 0),
+                    "{mode:?}: the abandoned stream is still held"
+                );
+                let mut client = server.connect();
+                for (path, file) in [("/site.css", &css), ("/noisy.txt", &noisy)] {
+                    let (head, body) = get_chunked(&mut client, path, "Accept-Encoding: gzip\r\n");
+                    assert_eq!(head.header("Content-Encoding"), Some("gzip"), "{mode:?}");
+                    assert!(
+                        common::decode(Some("gzip"), &body) == *file,
+                        "{mode:?}, round {round}: {path} spoiled"
+                    );
+                }
+            }
+        }
+    });
+}
+
 /// `--compress` with an access log: a body compressed as it is sent is logged with the bytes it
 /// took on the wire (chunk framing included, as nginx's `$body_bytes_sent`), which are known only
 /// at its end; one cut short by its client is logged too, with what was queued until then; a
@@ -757,9 +803,19 @@ fn encoders_take_their_state_from_the_buffer_budget() {
             let (smaller, body) = get_chunked(&mut client, "/site.css", headers);
             assert_eq!(smaller.header("Content-Encoding"), Some("br"), "{mode:?}");
             assert!(common::decode(Some("br"), &body) == css, "{mode:?}");
-            // zstd was declined twice, and said so.
+            // A HEAD is told the coding a GET would get now, though it makes no encoder.
+            for (accept, coding) in [("zstd", None), ("zstd, br;q=0.5", Some("br"))] {
+                let head = format!(
+                    "HEAD /site.css HTTP/1.1\r\nHost: t\r\nAccept-Encoding: {accept}\r\n\r\n"
+                );
+                client.send(head.as_bytes());
+                let head = client.head_response();
+                assert_eq!(head.header("Content-Encoding"), coding, "{mode:?} {accept}");
+                assert_eq!(head.header("Vary"), Some("Accept-Encoding"), "{mode:?}");
+            }
+            // zstd was declined twice to GETs and twice to HEADs, and said so.
             let declined = metric(&mut observer, "reactor_httpd_buffer_declined_total");
-            assert_eq!(declined, 2, "{mode:?}");
+            assert_eq!(declined, 4, "{mode:?}");
 
             drop(stalled);
             assert!(
