@@ -27,6 +27,11 @@
 //! default, and with a longer timeout the parent left before it.) On a handover (SIGHUP's
 //! upgrade) it sends each child a SIGHUP, which a child takes as its own handover: it answers
 //! what it has received, the last answer with `Connection: close`, and ends.
+//!
+//! What the children's connections hold of `--max-buffer-bytes` is counted in memory they share
+//! too (`BufferBudget::share_with_children`), so the limit is the server's, as in every other
+//! mode; each child also counts its own part in a slot the parent gives it, and the parent takes
+//! back what is left in a child's slot as it reaps it, however the child ended.
 
 use std::collections::HashMap;
 use std::fs;
