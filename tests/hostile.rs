@@ -16,7 +16,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::proc::{peak_rss_kib, rss_kib};
-use common::{Client, TestServer, bounded, config, eventually, tempdir};
+use common::{
+    Client, TestServer, bounded, budget_config, buffered, config, echo_upload, eventually, tempdir,
+};
 use reactor_httpd::config::{AccessLogTarget, Config, Limits, Mode};
 use reactor_httpd::http::BufferBudget;
 
@@ -628,13 +630,6 @@ fn refusals_are_logged_with_their_line(mode: Mode) {
     );
 }
 
-/// What the server's connections hold beyond their first 8 KiB each, as its metrics say.
-fn buffered(server: &TestServer) -> usize {
-    let text = server.connect().get("/metrics").text();
-    let held = common::metric(&text, "reactor_httpd_buffered_bytes");
-    held.expect("the buffered_bytes gauge") as usize
-}
-
 /// How many times the server's buffer budget has had no room, as its metrics say.
 fn declined(server: &TestServer) -> usize {
     let text = server.connect().get("/metrics").text();
@@ -653,18 +648,8 @@ fn declined(server: &TestServer) -> usize {
 fn bodies_arriving_together_stay_within_the_budget(mode: Mode) {
     const BODY: usize = 2_000_000;
     const OTHERS: usize = 8;
-    let cfg = Config {
-        metrics_path: Some("/metrics".into()),
-        limits: Limits {
-            max_body_bytes: BODY as u64,
-            buffers: BufferBudget::new(2_500_000),
-            ..Limits::default()
-        },
-        ..config(mode)
-    };
-    let server = TestServer::subprocess(&cfg, |_| {});
-    let body: Vec<u8> = (0..BODY).map(|at| (at % 251) as u8).collect();
-    let head = format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {BODY}\r\n\r\n");
+    let server = TestServer::subprocess(&budget_config(mode, BODY, 2_500_000), |_| {});
+    let (head, body) = echo_upload(BODY);
     let mut first = server.connect();
     first.send(head.as_bytes());
     first.send(&body[..BODY - 1000]);

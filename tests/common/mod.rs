@@ -155,6 +155,33 @@ pub fn metric(text: &str, series: &str) -> Option<u64> {
     })
 }
 
+/// A demo server's configuration in `mode` for bodies of up to `body` bytes, its buffers sharing
+/// `budget` (`--max-buffer-bytes`), with metrics at /metrics to watch them by.
+pub fn budget_config(mode: Mode, body: usize, budget: usize) -> Config {
+    Config {
+        metrics_path: Some("/metrics".into()),
+        limits: reactor_httpd::config::Limits {
+            max_body_bytes: body as u64,
+            buffers: reactor_httpd::http::BufferBudget::new(budget),
+            ..Default::default()
+        },
+        ..config(mode)
+    }
+}
+
+/// What the server's connections hold beyond their first 8 KiB each, as its metrics say.
+pub fn buffered(server: &TestServer) -> usize {
+    let text = server.connect().get("/metrics").text();
+    let held = metric(&text, "reactor_httpd_buffered_bytes");
+    held.expect("the buffered_bytes gauge") as usize
+}
+
+/// The head of a `POST /echo` of `len` bytes, and a body of that length.
+pub fn echo_upload(len: usize) -> (String, Vec<u8>) {
+    let head = format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {len}\r\n\r\n");
+    (head, (0..len).map(|at| (at % 251) as u8).collect())
+}
+
 /// Waits until `condition` holds, checking every 10 ms, for at most `limit`.
 pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
