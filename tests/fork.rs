@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::proc::open_fds;
 use common::{
-    Client, TestServer, bounded, budget_config, buffered, config, echo_upload, eventually,
+    Client, TestServer, bounded, budget_comes_back, budget_config, buffered, config, echo_upload,
+    eventually,
 };
 use reactor_httpd::config::Mode;
 use reactor_httpd::server::Server;
@@ -239,17 +240,7 @@ fn a_child_killed_holding_a_body_gives_its_part_of_the_budget_back() {
         let (child, _) = children(pid)[0];
         send_signal(child, libc::SIGKILL);
         holder.expect_close();
-        assert!(
-            eventually(Duration::from_secs(10), || buffered(&server) == 0),
-            "the killed child's part is still counted: {}",
-            buffered(&server)
-        );
-        let mut client = server.connect();
-        client.send(head.as_bytes());
-        client.send(&body);
-        let echoed = client.response();
-        assert_eq!(echoed.status, 200);
-        assert!(echoed.body == body, "the body came back changed");
+        budget_comes_back(&server, &head, &body, "the holder was killed");
     });
 }
 

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::proc::{peak_rss_kib, rss_kib};
 use common::{
-    Client, TestServer, bounded, budget_config, buffered, config, echo_upload, eventually, tempdir,
+    Client, TestServer, bounded, budget_comes_back, budget_config, buffered, config, echo_upload,
+    eventually, tempdir,
 };
 use reactor_httpd::config::{AccessLogTarget, Config, Limits, Mode};
 use reactor_httpd::http::BufferBudget;
@@ -698,16 +699,6 @@ fn bodies_arriving_together_stay_within_the_budget(mode: Mode) {
     assert_eq!(echoed.status, 200);
     assert!(echoed.body == body, "the first body came back changed");
     drop(first);
-    assert!(
-        eventually(Duration::from_secs(10), || buffered(&server) == 0),
-        "the connections are gone, and the server still holds {}",
-        buffered(&server)
-    );
-    let mut client = server.connect();
-    client.send(head.as_bytes());
-    client.send(&body);
-    let echoed = client.response();
-    assert_eq!(echoed.status, 200);
-    assert!(echoed.body == body, "the last body came back changed");
+    budget_comes_back(&server, &head, &body, "the connections are gone");
     bystander_served(&server);
 }

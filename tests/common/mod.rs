@@ -182,6 +182,22 @@ pub fn echo_upload(len: usize) -> (String, Vec<u8>) {
     (head, (0..len).map(|at| (at % 251) as u8).collect())
 }
 
+/// Once `gone` (what held the buffers) has let go: the server's gauge comes back to 0 within
+/// 10 s, and the upload `head` and `body` ([`echo_upload`]) are echoed whole.
+pub fn budget_comes_back(server: &TestServer, head: &str, body: &[u8], gone: &str) {
+    assert!(
+        eventually(Duration::from_secs(10), || buffered(server) == 0),
+        "{gone}, and the server still holds {}",
+        buffered(server)
+    );
+    let mut client = server.connect();
+    client.send(head.as_bytes());
+    client.send(body);
+    let echoed = client.response();
+    assert_eq!(echoed.status, 200);
+    assert!(echoed.body == body, "the body came back changed");
+}
+
 /// Waits until `condition` holds, checking every 10 ms, for at most `limit`.
 pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
