@@ -212,6 +212,17 @@ pub fn unix_time(at: SystemTime) -> (i64, u32) {
     }
 }
 
+/// The moment a [`unix_time`] names (as a `struct timespec` does, a file's `st_ctime` and
+/// `st_ctime_nsec` among them): `nanos` into the second that starts `seconds` after the epoch,
+/// counted forward even before it (-1 s and 250,000,000 ns is 0.75 s before the epoch).
+pub fn from_unix_time(seconds: i64, nanos: u32) -> SystemTime {
+    let second = match seconds >= 0 {
+        true => UNIX_EPOCH + Duration::from_secs(seconds.unsigned_abs()),
+        false => UNIX_EPOCH - Duration::from_secs(seconds.unsigned_abs()),
+    };
+    second + Duration::from_nanos(u64::from(nanos))
+}
+
 /// The last second a four-digit year can show: 9999-12-31T23:59:59Z.
 const LAST_SECOND: u64 = 253_402_300_799;
 
@@ -307,6 +318,26 @@ impl Default for Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `from_unix_time` undoes `unix_time`, before the epoch too, where the nanoseconds still
+    /// count forward into their second.
+    #[test]
+    fn unix_times_go_both_ways() {
+        assert_eq!(
+            from_unix_time(-1, 250_000_000),
+            UNIX_EPOCH - Duration::from_millis(750)
+        );
+        for at in [
+            UNIX_EPOCH,
+            UNIX_EPOCH + Duration::new(1_795_841_067, 123_456_789),
+            UNIX_EPOCH - Duration::new(0, 1),
+            UNIX_EPOCH - Duration::new(315_619_200, 999_999_999),
+            UNIX_EPOCH - Duration::from_secs(86_400),
+        ] {
+            let (seconds, nanos) = unix_time(at);
+            assert_eq!(from_unix_time(seconds, nanos), at, "{at:?}");
+        }
+    }
 
     #[test]
     fn formats_both_dates() {

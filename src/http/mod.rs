@@ -27,7 +27,7 @@ pub use conn::{
     Conn, Context, Drain, HANDOVER_IDLE, Handover, LINGER_TIMEOUT, OUTPUT_HIGH_WATER, Offload,
     STREAM_PIECE, StopSignal, Want, memory,
 };
-pub use date::{Civil, Clock, Millis, shown_seconds, unix_seconds, unix_time};
+pub use date::{Civil, Clock, Millis, from_unix_time, shown_seconds, unix_seconds, unix_time};
 pub use parse::{
     BodyLength, Framing, Head, HeadScan, HeaderStorage, KNOWN_METHODS, MAX_HEADERS, MAX_METHOD,
     MAX_REQUEST_LINE, Scanned, decimal, downgrade_later_minor, first_line, header_storage,

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::resolve::{Opened, Root, as_path, child, is_servable_name};
-use crate::http::{Civil, SharedBytes};
+use crate::http::{Civil, SharedBytes, from_unix_time};
 
 pub struct Entry {
     name: Vec<u8>,
@@ -37,12 +37,8 @@ pub struct Entry {
 /// A file's status change time (`st_ctime`): it moves on every change of its contents or of its
 /// status (a size, a date set back with `touch -d`, a rename of it), never backwards.
 fn status_changed(metadata: &fs::Metadata) -> SystemTime {
-    let (seconds, nanos) = (metadata.ctime(), metadata.ctime_nsec());
-    let since = Duration::new(seconds.unsigned_abs(), u32::try_from(nanos).unwrap_or(0));
-    match seconds >= 0 {
-        true => SystemTime::UNIX_EPOCH + since,
-        false => SystemTime::UNIX_EPOCH - since,
-    }
+    let nanos = u32::try_from(metadata.ctime_nsec()).unwrap_or(0);
+    from_unix_time(metadata.ctime(), nanos)
 }
 
 /// When the listing of `entries`, the entries of the directory whose status is `dir`, last
