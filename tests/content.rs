@@ -667,11 +667,6 @@ fn a_gzip_stream_abandoned_midway_spoils_no_other() {
             config.compress = true;
             config.metrics_path = Some("/metrics".into());
             let server = TestServer::start(config);
-            let mut observer = server.connect();
-            let mut held = || {
-                let metrics = observer.get("/metrics").text();
-                common::metric(&metrics, "reactor_httpd_buffered_bytes").expect("buffered_bytes")
-            };
             for round in 0..5 {
                 let mut leaving = Client::connect_with_small_window(server.addr, 16 * 1024);
                 leaving
@@ -680,7 +675,7 @@ fn a_gzip_stream_abandoned_midway_spoils_no_other() {
                 assert_eq!(head.header("Content-Encoding"), Some("gzip"), "{mode:?}");
                 leaving.reset();
                 assert!(
-                    common::eventually(Duration::from_secs(10), || held() == 0),
+                    common::eventually(Duration::from_secs(10), || common::buffered(&server) == 0),
                     "{mode:?}: the abandoned stream is still held"
                 );
                 let mut client = server.connect();
@@ -776,7 +771,6 @@ fn encoders_take_their_state_from_the_buffer_budget() {
             let metrics = client.get("/metrics").text();
             common::metric(&metrics, series).unwrap_or_else(|| panic!("no {series}"))
         };
-        let held = |client: &mut Client| metric(client, "reactor_httpd_buffered_bytes");
         for mode in common::modes().filter(|&mode| mode != Mode::Blocking) {
             let mut config = site_config(mode, &root);
             config.compress = true;
@@ -790,7 +784,7 @@ fn encoders_take_their_state_from_the_buffer_budget() {
             stalled.send(b"GET /noisy.txt HTTP/1.1\r\nHost: t\r\nAccept-Encoding: zstd\r\n\r\n");
             let head = stalled.head_response();
             assert_eq!(head.header("Content-Encoding"), Some("zstd"), "{mode:?}");
-            let before = held(&mut observer);
+            let before = common::buffered(&server);
             assert!(before > 1536 << 10, "{mode:?}: {before} held");
 
             let mut client = server.connect();
@@ -819,14 +813,14 @@ fn encoders_take_their_state_from_the_buffer_budget() {
 
             drop(stalled);
             assert!(
-                common::eventually(Duration::from_secs(10), || held(&mut observer) == 0),
+                common::eventually(Duration::from_secs(10), || common::buffered(&server) == 0),
                 "{mode:?}: {} still held after the client left",
-                held(&mut observer)
+                common::buffered(&server)
             );
             let (again, body) = get_chunked(&mut client, "/noisy.txt", "Accept-Encoding: zstd\r\n");
             assert_eq!(again.header("Content-Encoding"), Some("zstd"), "{mode:?}");
             assert!(common::decode(Some("zstd"), &body) == noisy, "{mode:?}");
-            assert_eq!(held(&mut observer), 0, "{mode:?}");
+            assert_eq!(common::buffered(&server), 0, "{mode:?}");
         }
     });
 }
