@@ -767,10 +767,6 @@ fn encoders_take_their_state_from_the_buffer_budget() {
     bounded(300, || {
         let (root, css) = compressing_site("content-compress-budget");
         let noisy = noisy_text(&root);
-        let metric = |client: &mut Client, series: &str| -> u64 {
-            let metrics = client.get("/metrics").text();
-            common::metric(&metrics, series).unwrap_or_else(|| panic!("no {series}"))
-        };
         for mode in common::modes().filter(|&mode| mode != Mode::Blocking) {
             let mut config = site_config(mode, &root);
             config.compress = true;
@@ -779,7 +775,6 @@ fn encoders_take_their_state_from_the_buffer_budget() {
             // two; and room for brotli's beside it (136 KiB).
             config.limits.buffers = BufferBudget::new(2 << 20);
             let server = TestServer::start(config);
-            let mut observer = server.connect();
             let mut stalled = Client::connect_with_small_window(server.addr, 16 * 1024);
             stalled.send(b"GET /noisy.txt HTTP/1.1\r\nHost: t\r\nAccept-Encoding: zstd\r\n\r\n");
             let head = stalled.head_response();
@@ -808,8 +803,7 @@ fn encoders_take_their_state_from_the_buffer_budget() {
                 assert_eq!(head.header("Vary"), Some("Accept-Encoding"), "{mode:?}");
             }
             // zstd was declined twice to GETs and twice to HEADs, and said so.
-            let declined = metric(&mut observer, "reactor_httpd_buffer_declined_total");
-            assert_eq!(declined, 4, "{mode:?}");
+            assert_eq!(common::declined(&server), 4, "{mode:?}");
 
             drop(stalled);
             assert!(

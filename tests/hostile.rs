@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::proc::{peak_rss_kib, rss_kib};
 use common::{
-    Client, TestServer, bounded, budget_comes_back, budget_config, buffered, config, echo_upload,
-    eventually, tempdir,
+    Client, TestServer, bounded, budget_comes_back, budget_config, buffered, config, declined,
+    echo_upload, eventually, tempdir,
 };
 use reactor_httpd::config::{AccessLogTarget, Config, Limits, Mode};
 use reactor_httpd::http::BufferBudget;
@@ -629,13 +629,6 @@ fn refusals_are_logged_with_their_line(mode: Mode) {
         refused.len() + 1,
         "{mode:?}: {lines}"
     );
-}
-
-/// How many times the server's buffer budget has had no room, as its metrics say.
-fn declined(server: &TestServer) -> usize {
-    let text = server.connect().get("/metrics").text();
-    let declined = common::metric(&text, "reactor_httpd_buffer_declined_total");
-    declined.expect("the buffer_declined_total counter") as usize
 }
 
 /// Request bodies are kept whole for their handler, so many clients each sending one, slowly or

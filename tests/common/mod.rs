@@ -176,6 +176,13 @@ pub fn buffered(server: &TestServer) -> usize {
     held.expect("the buffered_bytes gauge") as usize
 }
 
+/// How many times the server's buffer budget has had no room, as its metrics say.
+pub fn declined(server: &TestServer) -> usize {
+    let text = server.connect().get("/metrics").text();
+    let declined = metric(&text, "reactor_httpd_buffer_declined_total");
+    declined.expect("the buffer_declined_total counter") as usize
+}
+
 /// The head of a `POST /echo` of `len` bytes, and a body of that length.
 pub fn echo_upload(len: usize) -> (String, Vec<u8>) {
     let head = format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {len}\r\n\r\n");
