@@ -7,7 +7,7 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::proc::open_fds;
 use common::{Client, Response, TestServer, bounded, config, listening_addr};
@@ -742,6 +742,47 @@ fn ranges(mode: Mode) {
         "Range: bytes=0-1\r\nIf-Range: \"stale\"\r\n",
     );
     assert_eq!((whole.status, whole.text().as_str()), (200, "0123456789"));
+    // By date: the range if the file was changed then, and at least a second before (RFC
+    // 9110 13.1.5 and 8.8.2.2: a date within a second of the change is a weak validator, and a
+    // weak one never holds for a range; the file might have been rewritten in that second).
+    let digits = site.root.join("digits.txt");
+    let date_of = |at: SystemTime| {
+        fs::File::options()
+            .write(true)
+            .open(&digits)
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
+        httpdate::fmt_http_date(at)
+    };
+    let long_ago = date_of(UNIX_EPOCH + Duration::from_secs(1_000_000_000));
+    let partial = get(
+        &mut client,
+        "/digits.txt",
+        &format!("Range: bytes=0-1\r\nIf-Range: {long_ago}\r\n"),
+    );
+    assert_eq!((partial.status, partial.text().as_str()), (206, "01"));
+    // Changed just now: the whole file, for as long as the second lasts. An answer that took
+    // most of that second proves nothing either way; a few tries make sure one is quick.
+    let mut proved = false;
+    for _ in 0..5 {
+        let asked = Instant::now();
+        let just_now = date_of(SystemTime::now());
+        let response = get(
+            &mut client,
+            "/digits.txt",
+            &format!("Range: bytes=0-1\r\nIf-Range: {just_now}\r\n"),
+        );
+        if asked.elapsed() < Duration::from_millis(900) {
+            assert_eq!(
+                (response.status, response.text().as_str()),
+                (200, "0123456789")
+            );
+            proved = true;
+            break;
+        }
+    }
+    assert!(proved, "no answer came within 900 ms of the change");
     // A big file's middle, sent from an offset.
     let middle = get(&mut client, "/big.bin", "Range: bytes=3000000-3000099\r\n");
     assert_eq!(middle.body, &site.big[3_000_000..3_000_100]);

@@ -518,7 +518,8 @@ fn serve_file(
     }
     let conditions = conditions(&request.headers);
     let etag = validators.etag();
-    let outcome = validators.evaluate(&conditions, &etag, false, SystemTime::now());
+    let now = SystemTime::now();
+    let outcome = validators.evaluate(&conditions, &etag, false, now);
     // Called once, on whichever response is sent: the tag moves into it.
     let validated = move |response: Response| {
         response
@@ -533,7 +534,7 @@ fn serve_file(
         Outcome::PreconditionFailed => return Response::error(Status::PRECONDITION_FAILED),
     }
     // Ranges apply to GET only (RFC 9110 14.2), and only to the representation If-Range names.
-    let part = if request.method == "GET" && validators.if_range_holds(conditions.if_range) {
+    let part = if request.method == "GET" && validators.if_range_holds(conditions.if_range, now) {
         parse_range(conditions.range, validators.len)
     } else {
         Part::Whole
