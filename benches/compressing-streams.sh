@@ -21,12 +21,9 @@ mkdir "$root"
 head -c 18000000 /dev/urandom | base64 > "$root/noisy.txt"
 start reactor 18630 /metrics "$BIN" --bind 127.0.0.1:18630 --compress --metrics-path /metrics \
   --quiet "$@" "$root"
-python3 - "${pid[reactor]}" "$N" "$CODING" <<'PY'
-import socket, sys, time
+PYTHONPATH="$here" python3 - "${pid[reactor]}" "$N" "$CODING" <<'PY'
+import server_rss, socket, sys, time
 server, n, coding = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-def rss_kib():
-    with open(f"/proc/{server}/status") as status:
-        return int(next(l for l in status if l.startswith("VmRSS")).split()[1])
 def held():
     c = socket.create_connection(("127.0.0.1", 18630))
     c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -35,7 +32,7 @@ def held():
         text += chunk
     line = next(l for l in text.decode().splitlines() if l.startswith("reactor_httpd_buffered_bytes "))
     return int(line.split()[1])
-before, conns, coded = rss_kib(), [], 0
+before, conns, coded = server_rss.kib(server), [], 0
 for _ in range(n):
     c = socket.socket()
     c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
@@ -48,10 +45,10 @@ for _ in range(n):
     coded += b"\r\nContent-Encoding: " + coding.encode() + b"\r\n" in head
     conns.append(c)
 # The server has filled each socket (and stopped) once its resident size stops moving.
-last, still = rss_kib(), 0
+last, still = server_rss.kib(server), 0
 while still < 5:
     time.sleep(0.1)
-    now = rss_kib()
+    now = server_rss.kib(server)
     still, last = (still + 1, now) if now == last else (0, now)
 print(f"{n} clients asking for {coding}, none reading: RSS {before:,} -> {last:,} KiB "
       f"({(last - before) / n:,.0f} KiB each); the budget holds {held() / 1024:,.0f} KiB; "

@@ -16,21 +16,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 default_bin
 start reactor 18620 /hello "$BIN" --bind 127.0.0.1:18620 --demo --quiet "$@"
-python3 - "${pid[reactor]}" "$N" "$S" <<'PY'
-import socket, sys, time
+PYTHONPATH="$here" python3 - "${pid[reactor]}" "$N" "$S" <<'PY'
+import server_rss, socket, sys, time
 server, n, size = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-def rss_kib():
-    with open(f"/proc/{server}/task/{server}/children") as children:
-        pids = [server] + [int(child) for child in children.read().split()]
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as status:
-                total += int(next(l for l in status if l.startswith("VmRSS")).split()[1])
-        except (OSError, StopIteration):
-            pass  # a child that exited meanwhile
-    return total
-before, start = rss_kib(), time.monotonic()
+before, start = server_rss.kib(server), time.monotonic()
 piece, conns = b"x" * 65536, []
 for _ in range(n):
     c = socket.create_connection(("127.0.0.1", 18620))
@@ -46,10 +35,10 @@ for _ in range(n):
     conns.append(c)
 sent = time.monotonic() - start
 # The server has read what each sent (or refused it) once its resident size stops moving.
-last, still = rss_kib(), 0
+last, still = server_rss.kib(server), 0
 while still < 5:
     time.sleep(0.1)
-    now = rss_kib()
+    now = server_rss.kib(server)
     still, last = (still + 1, now) if now == last else (0, now)
 refused = 0
 for c in conns:

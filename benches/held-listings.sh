@@ -3,8 +3,9 @@
 # is past the second in which a page is shared, so each gets a page of its own. N connections
 # (default 10), each with a 4 KiB receive window, ask 1.1 s apart for the listing of a directory
 # of E entries (default 100,000) and read the status only. Prints the server's resident size
-# before and after and the statuses they got (503: the page did not fit in --max-buffer-bytes),
-# then closes them all. Extra arguments go to the server, e.g. `--max-buffer-bytes 100000000`.
+# before and after (with its children's, in fork mode) and the statuses they got (503: the page
+# did not fit in --max-buffer-bytes), then closes them all. Extra arguments go to the server,
+# e.g. `--max-buffer-bytes 100000000`.
 #   benches/held-listings.sh [N=10] [E=100000] [SERVER ARGS...]
 #   BIN=/path/to/reactor-httpd benches/held-listings.sh   # another build, to compare
 set -euo pipefail
@@ -19,13 +20,10 @@ many_entries "$work/www/many" "$E"
 echo tiny >"$work/www/small.txt"
 default_bin
 start reactor 18640 /small.txt "$BIN" --bind 127.0.0.1:18640 --quiet "$@" "$work/www"
-python3 - "${pid[reactor]}" "$N" "$E" <<'PY'
-import socket, sys, time
+PYTHONPATH="$here" python3 - "${pid[reactor]}" "$N" "$E" <<'PY'
+import server_rss, socket, sys, time
 server, n, entries = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-def rss_kib():
-    with open(f"/proc/{server}/status") as status:
-        return int(next(l for l in status if l.startswith("VmRSS")).split()[1])
-before, conns, statuses = rss_kib(), [], {}
+before, conns, statuses = server_rss.kib(server), [], {}
 for _ in range(n):
     c = socket.socket()
     c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -37,7 +35,7 @@ for _ in range(n):
     conns.append(c)
     time.sleep(1.1)
 print(f"{n} clients holding a listing of {entries:,} entries, asked 1.1 s apart: "
-      f"RSS {before:,} -> {rss_kib():,} KiB; statuses {statuses}")
+      f"RSS {before:,} -> {server_rss.kib(server):,} KiB; statuses {statuses}")
 for c in conns:
     c.close()
 PY

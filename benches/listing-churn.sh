@@ -17,12 +17,9 @@ echo tiny >"$work/www/small.txt"
 default_bin
 PIN=0,1 start churn 18630 /small.txt "$BIN" --bind 127.0.0.1:18630 --cores 2 --no-pin --quiet \
   "$work/www"
-python3 - "${pid[churn]}" "$S" <<'PY'
-import socket, sys, threading, time
+PYTHONPATH="$here" python3 - "${pid[churn]}" "$S" <<'PY'
+import server_rss, socket, sys, threading, time
 server, secs = int(sys.argv[1]), int(sys.argv[2])
-def rss_kib():
-    with open(f"/proc/{server}/status") as status:
-        return int(next(l for l in status if l.startswith("VmRSS")).split()[1])
 stop = time.monotonic() + secs
 pages = [0]
 def client(k):
@@ -34,14 +31,14 @@ def client(k):
                 pass
         pages[0] += 1
 clients = [threading.Thread(target=client, args=(k,)) for k in range(8)]
-print(f"RSS at start {rss_kib()} KiB")
+print(f"RSS at start {server_rss.kib(server)} KiB")
 for c in clients:
     c.start()
 for t in range(10, secs + 1, 10):
     time.sleep(max(0, stop - secs + t - time.monotonic()))
-    print(f"after {t} s: {rss_kib()} KiB")
+    print(f"after {t} s: {server_rss.kib(server)} KiB")
 for c in clients:
     c.join()
 time.sleep(1)
-print(f"{pages[0]} listings sent; a second after the last: RSS {rss_kib()} KiB")
+print(f"{pages[0]} listings sent; a second after the last: RSS {server_rss.kib(server)} KiB")
 PY
