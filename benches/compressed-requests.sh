@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Server CPU per request for a file compressed as it is sent (`--compress`), by coding, GET and
-# HEAD: a 3 KB and a 200 KB text file, N requests (default 6,000; 400 for the large file) on one
-# keep-alive connection per row, the server (`--cores 1`) on core 0 and the client on core 1, CPU
-# from /proc. With BASE set to another build, the two alternate in each of ROUNDS rounds
+# HEAD: a 3 KB, a 20 KB and a 200 KB text file, N requests (default 6,000; 2,000 for the 20 KB
+# file, 400 for the 200 KB one) on one keep-alive connection per row, the server (`--cores 1`) on
+# core 0 and the client on core 1, CPU from /proc. With BASE set to another build, the two alternate in each of ROUNDS rounds
 # (default 5) and the medians are printed side by side with their ratio. The client is Python:
 # what a row costs beyond the identity row is what the coding costs.
 #   benches/compressed-requests.sh [N=6000] [ROUNDS=5]
@@ -22,6 +22,7 @@ random.seed(5)
 words = ["".join(random.choice(string.ascii_lowercase) for _ in range(random.randint(2, 9))) for _ in range(400)]
 text = " ".join(random.choice(words) for _ in range(40_000)).encode()
 open(f"{sys.argv[1]}/small.txt", "wb").write(text[:3000])
+open(f"{sys.argv[1]}/medium.txt", "wb").write(text[:20_000])
 open(f"{sys.argv[1]}/large.txt", "wb").write(text[:200_000])
 PY
 cat >"$work/client.py" <<'PY'
@@ -68,7 +69,8 @@ builds=("$BIN")
 [ -n "${BASE:-}" ] && builds=("$BASE" "$BIN")
 rows=("GET /small.txt identity $N" "GET /small.txt gzip $N" "GET /small.txt br $N"
   "GET /small.txt zstd $N" "HEAD /small.txt identity $N" "HEAD /small.txt gzip $N"
-  "HEAD /small.txt br $N" "HEAD /small.txt zstd $N" "GET /large.txt gzip $((N / 15))")
+  "HEAD /small.txt br $N" "HEAD /small.txt zstd $N" "GET /medium.txt zstd $((N / 3))"
+  "GET /large.txt gzip $((N / 15))" "GET /large.txt zstd $((N / 15))")
 declare -A results
 for _ in $(seq "$ROUNDS"); do
   for b in "${!builds[@]}"; do

@@ -651,28 +651,34 @@ fn noisy_text(root: &Path) -> Vec<u8> {
     noisy
 }
 
-/// gzip's deflate states are kept for the streams that follow, and a stream whose client leaves
-/// midway spoils none of them: after each of five such streams has been let go (its encoder's
-/// share of the budget back), the next gzip response, and a longer one after it, decode to their
-/// files. (zlib-rs's reset leaves an abandoned level-1 stream's block open, and a state reused
-/// after one began the next response with a corrupt block.) In every mode that serves
-/// connections side by side (the test watches the budget on a connection of its own).
+/// gzip's deflate states and zstd's contexts are kept for the streams that follow, and a stream
+/// whose client leaves midway spoils none of them: after each of five such streams has been let
+/// go (its encoder's share of the budget back), the next response in that coding, and a longer
+/// one after it, decode to their files. (zlib-rs's reset leaves an abandoned level-1 stream's
+/// block open, and a state reused after one began the next response with a corrupt block.) In
+/// every mode that serves connections side by side (the test watches the budget on a connection
+/// of its own).
 #[test]
-fn a_gzip_stream_abandoned_midway_spoils_no_other() {
+fn a_stream_abandoned_midway_spoils_no_other() {
     bounded(300, || {
-        let (root, css) = compressing_site("content-gzip-abandoned");
+        let (root, css) = compressing_site("content-abandoned");
         let noisy = noisy_text(&root);
-        for mode in common::modes().filter(|&mode| mode != Mode::Blocking) {
+        let modes = common::modes().filter(|&mode| mode != Mode::Blocking);
+        for (mode, coding) in modes.flat_map(|mode| [(mode, "gzip"), (mode, "zstd")]) {
             let mut config = site_config(mode, &root);
             config.compress = true;
             config.metrics_path = Some("/metrics".into());
             let server = TestServer::start(config);
             for round in 0..5 {
                 let mut leaving = Client::connect_with_small_window(server.addr, 16 * 1024);
-                leaving
-                    .send(b"GET /noisy.txt HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
+                leaving.send(
+                    format!(
+                        "GET /noisy.txt HTTP/1.1\r\nHost: t\r\nAccept-Encoding: {coding}\r\n\r\n"
+                    )
+                    .as_bytes(),
+                );
                 let head = leaving.head_response();
-                assert_eq!(head.header("Content-Encoding"), Some("gzip"), "{mode:?}");
+                assert_eq!(head.header("Content-Encoding"), Some(coding), "{mode:?}");
                 leaving.reset();
                 assert!(
                     common::eventually(Duration::from_secs(10), || common::buffered(&server) == 0),
@@ -680,11 +686,12 @@ fn a_gzip_stream_abandoned_midway_spoils_no_other() {
                 );
                 let mut client = server.connect();
                 for (path, file) in [("/site.css", &css), ("/noisy.txt", &noisy)] {
-                    let (head, body) = get_chunked(&mut client, path, "Accept-Encoding: gzip\r\n");
-                    assert_eq!(head.header("Content-Encoding"), Some("gzip"), "{mode:?}");
+                    let asked = format!("Accept-Encoding: {coding}\r\n");
+                    let (head, body) = get_chunked(&mut client, path, &asked);
+                    assert_eq!(head.header("Content-Encoding"), Some(coding), "{mode:?}");
                     assert!(
-                        common::decode(Some("gzip"), &body) == *file,
-                        "{mode:?}, round {round}: {path} spoiled"
+                        common::decode(Some(coding), &body) == *file,
+                        "{mode:?}, {coding}, round {round}: {path} spoiled"
                     );
                 }
             }

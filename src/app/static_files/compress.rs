@@ -22,6 +22,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use zstd::zstd_safe::{self, CCtx, InBuffer, OutBuffer, ResetDirective, zstd_sys};
+
 use super::negotiate::Coding;
 use crate::http::{BodyStream, BufferBudget, Charge, STREAM_PIECE};
 
@@ -69,7 +71,7 @@ pub fn footprint(coding: Coding, len: u64) -> usize {
 enum Encoder {
     Gzip(Gzip),
     Br(Box<brotli::CompressorWriter<Vec<u8>>>),
-    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
+    Zstd(Zstd),
 }
 
 impl Encoder {
@@ -84,13 +86,7 @@ impl Encoder {
                 1,
                 22,
             ))),
-            // Told the length, zstd sizes its window and buffers to it (a 4 KiB file takes
-            // a tenth of what an unknown length would) and writes it into the frame's header.
-            Coding::Zstd => {
-                let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 1)?;
-                encoder.set_pledged_src_size(Some(len))?;
-                Encoder::Zstd(encoder)
-            }
+            Coding::Zstd => Encoder::Zstd(Zstd::new(len)?),
         })
     }
 
@@ -98,7 +94,7 @@ impl Encoder {
         match self {
             Encoder::Gzip(encoder) => encoder.compress(bytes, flate2::FlushCompress::None),
             Encoder::Br(encoder) => encoder.write_all(bytes),
-            Encoder::Zstd(encoder) => encoder.write_all(bytes),
+            Encoder::Zstd(encoder) => encoder.compress(bytes, ZSTD_CONTINUE),
         }
     }
 
@@ -107,7 +103,7 @@ impl Encoder {
         match self {
             Encoder::Gzip(encoder) => &mut encoder.out,
             Encoder::Br(encoder) => encoder.get_mut(),
-            Encoder::Zstd(encoder) => encoder.get_mut(),
+            Encoder::Zstd(encoder) => &mut encoder.out,
         }
     }
 
@@ -119,7 +115,10 @@ impl Encoder {
                 Ok(std::mem::take(&mut encoder.out))
             }
             Encoder::Br(encoder) => Ok(encoder.into_inner()),
-            Encoder::Zstd(encoder) => encoder.finish(),
+            Encoder::Zstd(mut encoder) => {
+                encoder.compress(&[], ZSTD_END)?;
+                Ok(std::mem::take(&mut encoder.out))
+            }
         }
     }
 }
@@ -147,20 +146,49 @@ struct Gzip {
     ended: bool,
 }
 
-/// Deflate states of streams that have ended, reset, for the next ones: at most [`GZIP_KEPT`]
-/// (1.5 MiB), for the whole server, however many threads make streams.
-static IDLE_GZIP: Mutex<Vec<flate2::Compress>> = Mutex::new(Vec::new());
-const GZIP_KEPT: usize = 4;
+/// Encoder states of streams that have ended, for the next streams: at most [`KEPT`] of a kind
+/// for the whole server, however many threads make streams.
+struct Idle<T>(Mutex<Vec<T>>);
+
+/// States kept of each kind: gzip's come to 1.5 MiB, zstd's to 6 MiB at most (each as large as
+/// the largest file it compressed asked for).
+const KEPT: usize = 4;
+
+impl<T> Idle<T> {
+    const fn new() -> Self {
+        Idle(Mutex::new(Vec::new()))
+    }
+
+    /// The state kept last that `fits`.
+    fn take_if(&self, fits: impl Fn(&T) -> bool) -> Option<T> {
+        let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = idle.iter().rposition(fits)?;
+        Some(idle.swap_remove(at))
+    }
+
+    /// Keeps `state` if fewer than [`KEPT`] are; else it is dropped.
+    fn keep(&self, state: T) {
+        let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < KEPT {
+            idle.push(state);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+/// Deflate states of gzip streams that ended, reset.
+static IDLE_GZIP: Idle<flate2::Compress> = Idle::new();
 
 impl Gzip {
     fn new() -> Gzip {
-        let idle = IDLE_GZIP
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
         // Window bits 15 (32 KiB, zlib's default), written as a gzip member.
-        let state =
-            idle.unwrap_or_else(|| flate2::Compress::new_gzip(flate2::Compression::fast(), 15));
+        let state = IDLE_GZIP
+            .take_if(|_| true)
+            .unwrap_or_else(|| flate2::Compress::new_gzip(flate2::Compression::fast(), 15));
         Gzip {
             state: Some(state),
             out: Vec::new(),
@@ -198,10 +226,101 @@ impl Drop for Gzip {
             && self.ended
         {
             state.reset();
-            let mut idle = IDLE_GZIP.lock().unwrap_or_else(PoisonError::into_inner);
-            if idle.len() < GZIP_KEPT {
-                idle.push(state);
+            IDLE_GZIP.keep(state);
+        }
+    }
+}
+
+const ZSTD_CONTINUE: zstd_sys::ZSTD_EndDirective = zstd_sys::ZSTD_EndDirective::ZSTD_e_continue;
+const ZSTD_END: zstd_sys::ZSTD_EndDirective = zstd_sys::ZSTD_EndDirective::ZSTD_e_end;
+
+/// A zstd frame (level 1), on a compression context from [`IDLE_ZSTD`] when one is there.
+///
+/// Told the length to come, zstd sizes its window and buffers to it (a 4 KiB file takes a tenth
+/// of what an unknown length would) and writes it into the frame's header. Those buffers (300
+/// KiB for a 16 KiB file, 1.5 MiB from 512 KiB on) were mapped fresh for each stream and unmapped
+/// after it, like gzip's: page faults and zeroing were a seventh of a 64 KiB file's compression.
+/// A context kept keeps its memory, and makes it larger only for a larger file.
+///
+/// It does not make it smaller for a smaller one, though, and the budget counts a stream's
+/// encoder as [`footprint`] says for its file's length. So a stream takes only a context whose
+/// memory is within that: else a client could have contexts grown by large files go on to
+/// streams of small ones, each holding five times what it is counted for.
+///
+/// Unlike zlib-rs's, zstd's reset is whole: `ZSTD_CCtx_reset` with `SessionOnly` ends any frame
+/// the context was in, one abandoned midway included, and keeps its parameters (level 1). So a
+/// context is kept whether its stream ended or not, and reset as it is taken.
+struct Zstd {
+    /// `None` only while being dropped.
+    context: Option<CCtx<'static>>,
+    /// What it has produced and not yet handed over.
+    out: Vec<u8>,
+}
+
+/// Contexts of zstd streams, ended or not, at level 1.
+static IDLE_ZSTD: Idle<CCtx<'static>> = Idle::new();
+
+fn zstd_error(code: usize) -> io::Error {
+    io::Error::other(zstd_safe::get_error_name(code))
+}
+
+impl Zstd {
+    /// A frame of `len` bytes.
+    fn new(len: u64) -> io::Result<Zstd> {
+        let counted = footprint(Coding::Zstd, len) - STREAM_PIECE;
+        let mut context = match IDLE_ZSTD.take_if(|context| context.sizeof() <= counted) {
+            Some(context) => context,
+            None => {
+                let mut context = CCtx::try_create()
+                    .ok_or_else(|| io::Error::other("zstd could not make a context"))?;
+                context
+                    .set_parameter(zstd_safe::CParameter::CompressionLevel(1))
+                    .map_err(zstd_error)?;
+                context
             }
+        };
+        context
+            .reset(ResetDirective::SessionOnly)
+            .map_err(zstd_error)?;
+        context
+            .set_pledged_src_size(Some(len))
+            .map_err(zstd_error)?;
+        Ok(Zstd {
+            context: Some(context),
+            out: Vec::new(),
+        })
+    }
+
+    /// Compresses `input` (or, with [`ZSTD_END`], ends the frame) into `out`, growing it as
+    /// needed.
+    fn compress(&mut self, input: &[u8], how: zstd_sys::ZSTD_EndDirective) -> io::Result<()> {
+        let context = self.context.as_mut().expect("taken only by drop");
+        let mut input = InBuffer::around(input);
+        loop {
+            // Room for about what text at level 1 comes to, and a block it was holding; a round
+            // that fills it leaves input (or the end) for the next, with more room.
+            self.out
+                .reserve((input.src.len() - input.pos()) / 2 + 16 * 1024);
+            let at = self.out.len();
+            let mut output = OutBuffer::around_pos(&mut self.out, at);
+            let left = context
+                .compress_stream2(&mut output, &mut input, how)
+                .map_err(zstd_error)?;
+            let done = match how {
+                ZSTD_END => left == 0,
+                _ => input.pos() == input.src.len(),
+            };
+            if done {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Drop for Zstd {
+    fn drop(&mut self) {
+        if let Some(context) = self.context.take() {
+            IDLE_ZSTD.keep(context);
         }
     }
 }
@@ -311,6 +430,16 @@ mod tests {
     use super::*;
     use std::io::Read;
 
+    /// `len` bytes of text made of a few words, in an order `seed` picks.
+    fn text(seed: u32, len: usize) -> Vec<u8> {
+        let words = [&b"event "[..], b"loop ", b"reactor ", b"ring ", b"\n"];
+        (0..len as u32)
+            .flat_map(|at| words[(at.wrapping_mul(seed) >> 3) as usize % words.len()])
+            .copied()
+            .take(len)
+            .collect()
+    }
+
     /// `input` through `gzip` as a response streams it: a piece at a time, then the end.
     fn stream(mut gzip: Gzip, input: &[u8]) -> Vec<u8> {
         for piece in input.chunks(STREAM_PIECE) {
@@ -333,14 +462,6 @@ mod tests {
     /// longer stream, one abandoned midway, an empty one); no more than [`GZIP_KEPT`] are kept.
     #[test]
     fn gzip_states_are_reused_whole_and_kept_within_bounds() {
-        let text = |seed: u32, len: usize| -> Vec<u8> {
-            let words = [&b"event "[..], b"loop ", b"reactor ", b"ring ", b"\n"];
-            (0..len as u32)
-                .flat_map(|at| words[(at.wrapping_mul(seed) >> 3) as usize % words.len()])
-                .copied()
-                .take(len)
-                .collect()
-        };
         for round in 0..3u32 {
             // Abandoned midway: its state is not kept.
             let mut abandoned = Gzip::new();
@@ -366,9 +487,96 @@ mod tests {
                 }
             }
         }
-        let many: Vec<Gzip> = (0..GZIP_KEPT + 3).map(|_| Gzip::new()).collect();
+        let many: Vec<Gzip> = (0..KEPT + 3).map(|_| Gzip::new()).collect();
         drop(many);
-        assert!(IDLE_GZIP.lock().unwrap().len() <= GZIP_KEPT);
+        assert!(IDLE_GZIP.len() <= KEPT);
+    }
+
+    /// zstd's contexts are reused, reset, by the streams that follow, those abandoned midway
+    /// included: each frame is byte for byte what a new context makes of its input, and decodes
+    /// to it, whatever came before it (a longer frame, one abandoned, an empty one); no more
+    /// than [`KEPT`] are kept.
+    #[test]
+    fn zstd_contexts_are_reused_whole_and_kept_within_bounds() {
+        let frame = |mut zstd: Zstd, input: &[u8]| -> Vec<u8> {
+            for piece in input.chunks(STREAM_PIECE) {
+                zstd.compress(piece, ZSTD_CONTINUE).unwrap();
+            }
+            zstd.compress(&[], ZSTD_END).unwrap();
+            std::mem::take(&mut zstd.out)
+        };
+        let fresh = |input: &[u8]| -> Vec<u8> {
+            let mut context = CCtx::create();
+            context
+                .set_parameter(zstd_safe::CParameter::CompressionLevel(1))
+                .unwrap();
+            context
+                .set_pledged_src_size(Some(input.len() as u64))
+                .unwrap();
+            let zstd = Zstd {
+                context: Some(context),
+                out: Vec::new(),
+            };
+            let out = frame(zstd, input);
+            let _ = IDLE_ZSTD.take_if(|_| true); // the fresh one, kept by its drop
+            out
+        };
+        for round in 0..3u32 {
+            let mut abandoned = Zstd::new(300_000).unwrap();
+            abandoned
+                .compress(&text(7 + round, 200_000), ZSTD_CONTINUE)
+                .unwrap();
+            drop(abandoned);
+            for (seed, len) in [(3, 600_000), (5, 3_000), (11, 0), (13, 40_000)] {
+                let input = text(seed + round, len);
+                let out = frame(Zstd::new(len as u64).unwrap(), &input);
+                assert!(
+                    zstd::decode_all(&out[..]).unwrap() == input,
+                    "round {round}, {len} bytes"
+                );
+                assert!(
+                    out == fresh(&input),
+                    "round {round}, {len} bytes: not what a new context makes"
+                );
+                if len > 1000 {
+                    assert!(out.len() < input.len() / 2, "compressed: {}", out.len());
+                }
+            }
+        }
+        let many: Vec<Zstd> = (0..KEPT + 3).map(|_| Zstd::new(10).unwrap()).collect();
+        drop(many);
+        assert!(IDLE_ZSTD.len() <= KEPT);
+    }
+
+    /// A stream takes a kept context only if its memory is within what the budget counts for
+    /// the stream ([`footprint`]): one grown by a large file does not go on to a small one
+    /// (it stays kept, for the next large one); every context a stream holds is within its count.
+    #[test]
+    fn zstd_contexts_go_only_to_streams_they_are_counted_for() {
+        let run = |len: usize| -> Zstd {
+            let mut zstd = Zstd::new(len as u64).unwrap();
+            for piece in text(17, len).chunks(STREAM_PIECE) {
+                zstd.compress(piece, ZSTD_CONTINUE).unwrap();
+            }
+            zstd
+        };
+        let within = |zstd: &Zstd, len: usize| {
+            let size = zstd.context.as_ref().unwrap().sizeof();
+            assert!(
+                size + STREAM_PIECE <= footprint(Coding::Zstd, len as u64),
+                "a context of {size} bytes for {len}"
+            );
+        };
+        for len in [600_000, 3_000, 100_000, 16_000, 600_000, 40_000, 1_000] {
+            let zstd = run(len);
+            within(&zstd, len);
+            // Taken again at once by a stream of each size: within its count too.
+            drop(zstd);
+            for next in [1_000, 20_000, 120_000, 2_000_000] {
+                let again = run(next);
+                within(&again, next);
+            }
+        }
     }
 
     #[test]
