@@ -146,12 +146,12 @@ struct Gzip {
     ended: bool,
 }
 
-/// Encoder states of streams that have ended, for the next streams: at most [`KEPT`] of a kind
-/// for the whole server, however many threads make streams.
+/// Encoder states of past streams, for the next ones: at most [`KEPT`] of a kind for the whole
+/// server, however many threads make streams.
 struct Idle<T>(Mutex<Vec<T>>);
 
-/// States kept of each kind: gzip's come to 1.5 MiB, zstd's to 6 MiB at most (each as large as
-/// the largest file it compressed asked for).
+/// States kept of each kind: gzip's come to 1.5 MiB, zstd's to 5.3 MiB at most (each as large
+/// as the largest file it compressed asked for).
 const KEPT: usize = 4;
 
 impl<T> Idle<T> {
@@ -237,8 +237,8 @@ const ZSTD_END: zstd_sys::ZSTD_EndDirective = zstd_sys::ZSTD_EndDirective::ZSTD_
 /// A zstd frame (level 1), on a compression context from [`IDLE_ZSTD`] when one is there.
 ///
 /// Told the length to come, zstd sizes its window and buffers to it (a 4 KiB file takes a tenth
-/// of what an unknown length would) and writes it into the frame's header. Those buffers (300
-/// KiB for a 16 KiB file, 1.5 MiB from 512 KiB on) were mapped fresh for each stream and unmapped
+/// of what an unknown length would) and writes it into the frame's header. Those buffers (261
+/// KiB for a 16 KiB file, 1.3 MiB from 512 KiB on) were mapped fresh for each stream and unmapped
 /// after it, like gzip's: page faults and zeroing were a seventh of a 64 KiB file's compression.
 /// A context kept keeps its memory, and makes it larger only for a larger file.
 ///
