@@ -2,9 +2,10 @@
 # Server CPU per request for a file compressed as it is sent (`--compress`), by coding, GET and
 # HEAD: a 3 KB, a 20 KB and a 200 KB text file, N requests (default 6,000; 2,000 for the 20 KB
 # file, 400 for the 200 KB one) on one keep-alive connection per row, the server (`--cores 1`) on
-# core 0 and the client on core 1, CPU from /proc. With BASE set to another build, the two alternate in each of ROUNDS rounds
-# (default 5) and the medians are printed side by side with their ratio. The client is Python:
-# what a row costs beyond the identity row is what the coding costs.
+# core 0 and the client on core 1, CPU from /proc. With BASE set to another build, the two
+# alternate in each of ROUNDS rounds (default 5) and the medians are printed side by side with
+# their ratio. The client is Python: what a row costs beyond the identity row is what the coding
+# costs.
 #   benches/compressed-requests.sh [N=6000] [ROUNDS=5]
 #   BASE=/path/to/old/reactor-httpd benches/compressed-requests.sh   # this build against that
 set -euo pipefail
