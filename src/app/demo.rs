@@ -141,7 +141,7 @@ impl<H: Handler> Demo<H> {
 /// Blocks its thread for `ms` milliseconds, as a database call would, then says so.
 fn sleep(request: &Request<'_>) -> Response {
     let Some(ms) = parameter(request, "ms", 0..=MAX_SLEEP_MS) else {
-        return Response::error(Status::BAD_REQUEST);
+        return bad_parameter("ms", 0..=MAX_SLEEP_MS);
     };
     std::thread::sleep(std::time::Duration::from_millis(ms));
     Response::text(Status::OK, format!("slept {ms} ms"))
@@ -152,7 +152,7 @@ fn sleep(request: &Request<'_>) -> Response {
 /// digest in hex.
 fn compute(request: &Request<'_>) -> Response {
     let Some(kib) = parameter(request, "kib", 1..=MAX_COMPUTE_KIB) else {
-        return Response::error(Status::BAD_REQUEST);
+        return bad_parameter("kib", 1..=MAX_COMPUTE_KIB);
     };
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for i in 0..kib * 1024 {
@@ -183,6 +183,15 @@ fn parameter(
         }
     }
     decimal(&value?).filter(|n| range.contains(n))
+}
+
+/// 400, saying what [`parameter`] wants, so that a client learns the rule from the answer.
+fn bad_parameter(name: &str, range: std::ops::RangeInclusive<u64>) -> Response {
+    let (low, high) = range.into_inner();
+    Response::text(
+        Status::BAD_REQUEST,
+        format!("400 Bad Request: give {name} once, a whole number from {low} to {high}\n"),
+    )
 }
 
 /// Built from static parts only: the hot path allocates nothing. A constant, so that it is
@@ -392,6 +401,11 @@ mod tests {
         ] {
             let response = demo.handle(&with_query(path, query));
             assert_eq!(response.status, Status::BAD_REQUEST, "{path}?{query}");
+            let rule = match path {
+                "/sleep" => &b"give ms once, a whole number from 0 to 10000\n"[..],
+                _ => b"give kib once, a whole number from 1 to 4096\n",
+            };
+            assert!(body(&response).ends_with(rule), "{path}?{query}");
         }
         assert_eq!(
             demo.handle(&request("GET", "/sleep", &[], b"")).status,
