@@ -112,6 +112,12 @@ fn traversal_is_refused(mode: Mode) {
     assert_eq!(get(&mut client, "/inner-link", "").text(), "docs");
 }
 
+/// Sets the modification time of the file at `path` (its times are set, never waited for).
+fn set_modified(path: &Path, at: SystemTime) {
+    let file = fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(at).unwrap();
+}
+
 fn files(mode: Mode) {
     let site = Site::new("files");
     let server = site.serve(mode);
@@ -510,9 +516,7 @@ fn rewritten_within_a_second(mode: Mode) {
     let second = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let write = |text: &str, nanos: u32| {
         fs::write(&path, text).unwrap();
-        let file = fs::File::options().write(true).open(&path).unwrap();
-        file.set_modified(second + Duration::from_nanos(u64::from(nanos)))
-            .unwrap();
+        set_modified(&path, second + Duration::from_nanos(u64::from(nanos)));
         let kept = fs::metadata(&path).unwrap().modified().unwrap();
         assert_eq!(
             kept,
@@ -650,10 +654,7 @@ fn caching(mode: Mode) {
     // A change to the file changes its validators.
     let path = site.root.join("hello.txt");
     fs::write(&path, "changed!").unwrap();
-    let later = fs::File::options().write(true).open(&path).unwrap();
-    later
-        .set_modified(UNIX_EPOCH + Duration::from_secs(2_000_000_000))
-        .unwrap();
+    set_modified(&path, UNIX_EPOCH + Duration::from_secs(2_000_000_000));
     let response = get(
         &mut client,
         "/hello.txt",
@@ -747,12 +748,7 @@ fn ranges(mode: Mode) {
     // weak one never holds for a range; the file might have been rewritten in that second).
     let digits = site.root.join("digits.txt");
     let date_of = |at: SystemTime| {
-        fs::File::options()
-            .write(true)
-            .open(&digits)
-            .unwrap()
-            .set_modified(at)
-            .unwrap();
+        set_modified(&digits, at);
         httpdate::fmt_http_date(at)
     };
     let long_ago = date_of(UNIX_EPOCH + Duration::from_secs(1_000_000_000));
