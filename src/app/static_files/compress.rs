@@ -183,12 +183,17 @@ impl<T> Idle<T> {
 /// Deflate states of gzip streams that ended, reset.
 static IDLE_GZIP: Idle<flate2::Compress> = Idle::new();
 
+/// A deflate state no stream has used: level 1, window bits 15 (32 KiB, zlib's default),
+/// written as a gzip member.
+fn new_deflate_state() -> flate2::Compress {
+    flate2::Compress::new_gzip(flate2::Compression::fast(), 15)
+}
+
 impl Gzip {
     fn new() -> Gzip {
-        // Window bits 15 (32 KiB, zlib's default), written as a gzip member.
         let state = IDLE_GZIP
             .take_if(|_| true)
-            .unwrap_or_else(|| flate2::Compress::new_gzip(flate2::Compression::fast(), 15));
+            .unwrap_or_else(new_deflate_state);
         Gzip {
             state: Some(state),
             out: Vec::new(),
@@ -260,6 +265,16 @@ struct Zstd {
 /// Contexts of zstd streams, ended or not, at level 1.
 static IDLE_ZSTD: Idle<CCtx<'static>> = Idle::new();
 
+/// A compression context no stream has used, at level 1.
+fn new_zstd_context() -> io::Result<CCtx<'static>> {
+    let mut context =
+        CCtx::try_create().ok_or_else(|| io::Error::other("zstd could not make a context"))?;
+    context
+        .set_parameter(zstd_safe::CParameter::CompressionLevel(1))
+        .map_err(zstd_error)?;
+    Ok(context)
+}
+
 fn zstd_error(code: usize) -> io::Error {
     io::Error::other(zstd_safe::get_error_name(code))
 }
@@ -270,14 +285,7 @@ impl Zstd {
         let counted = footprint(Coding::Zstd, len) - STREAM_PIECE;
         let mut context = match IDLE_ZSTD.take_if(|context| context.sizeof() <= counted) {
             Some(context) => context,
-            None => {
-                let mut context = CCtx::try_create()
-                    .ok_or_else(|| io::Error::other("zstd could not make a context"))?;
-                context
-                    .set_parameter(zstd_safe::CParameter::CompressionLevel(1))
-                    .map_err(zstd_error)?;
-                context
-            }
+            None => new_zstd_context()?,
         };
         context
             .reset(ResetDirective::SessionOnly)
@@ -474,7 +482,7 @@ mod tests {
                 let out = stream(Gzip::new(), &input);
                 assert!(gunzip(&out) == input, "round {round}, {len} bytes");
                 let fresh = Gzip {
-                    state: Some(flate2::Compress::new_gzip(flate2::Compression::fast(), 15)),
+                    state: Some(new_deflate_state()),
                     out: Vec::new(),
                     ended: false,
                 };
@@ -506,10 +514,7 @@ mod tests {
             std::mem::take(&mut zstd.out)
         };
         let fresh = |input: &[u8]| -> Vec<u8> {
-            let mut context = CCtx::create();
-            context
-                .set_parameter(zstd_safe::CParameter::CompressionLevel(1))
-                .unwrap();
+            let mut context = new_zstd_context().unwrap();
             context
                 .set_pledged_src_size(Some(input.len() as u64))
                 .unwrap();
