@@ -1,8 +1,9 @@
 //! The access log: one Common Log Format line per response, buffered per loop.
 //!
 //! The connection appends a line to its loop's [`AccessLog`] when it queues a response (no I/O),
-//! or, for a body made as it is sent (compressed on the fly), when that body ends or the
-//! connection does, since only then is its size known ([`AccessLog::begin`]). The driver writes
+//! or, for a body sent after its head (a file, ranges, a listing, a body compressed as it is
+//! sent), when that body ends or the connection does, since only then is it known how much of
+//! it went ([`AccessLog::begin`]). The driver writes
 //! the buffer out when [`AccessLog::flush_due`] says so (once a second, or when it is large),
 //! and at shutdown. So logging costs a formatted line per request and one write per
 //! second, never a write per request.
@@ -106,8 +107,8 @@ impl AccessLog {
         self.write_end(clock, body_bytes);
     }
 
-    /// Begins the line of a response whose body is made as it is sent, so that its size is
-    /// known only at its end: everything but the size, kept apart until [`AccessLog::end`]. The
+    /// Begins the line of a response whose body is sent after its head, so that what of it went
+    /// is known only at its end: everything but the size, kept apart until [`AccessLog::end`]. The
     /// date is the one the response was queued at, as for every other line.
     pub fn begin(
         &self,

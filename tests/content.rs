@@ -701,7 +701,7 @@ fn a_stream_abandoned_midway_spoils_no_other() {
 
 /// `--compress` with an access log: a body compressed as it is sent is logged with the bytes it
 /// took on the wire (chunk framing included, as nginx's `$body_bytes_sent`), which are known only
-/// at its end; one cut short by its client is logged too, with what was queued until then; a
+/// at its end; one cut short by its client is logged too, with what went until then; a
 /// HEAD has no body (`-`). In every mode.
 #[test]
 fn compressed_bodies_are_logged_with_their_size() {

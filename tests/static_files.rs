@@ -247,6 +247,75 @@ fn shrinking_file(mode: Mode) {
     assert_eq!(get(&mut other, "/hello.txt", "").status, 200);
 }
 
+/// The access log gives a file body the bytes that reached the wire, as nginx's
+/// `$body_bytes_sent` does: the whole file, a range, every part of several; for a download cut
+/// short by its client, what went before it left, not the length the head announced. Each line
+/// is written when its body ends, so lines follow the order the bodies ended in.
+fn downloads_are_logged_with_what_was_sent(mode: Mode) {
+    let site = Site::new("logged");
+    let big = site.root.join("cut.bin");
+    fs::File::create(&big).unwrap().set_len(32 << 20).unwrap();
+    let log = site.base.join("access.log");
+    let mut cfg = config(mode);
+    cfg.root = site.root.clone();
+    cfg.demo = false;
+    cfg.access_log = reactor_httpd::config::AccessLogTarget::File(log.clone());
+    let mut server = TestServer::start(cfg);
+    let mut client = server.connect();
+    assert_eq!(
+        get(&mut client, "/hello.txt", "").text(),
+        "hello from a file\n"
+    );
+    let range = get(&mut client, "/digits.txt", "Range: bytes=2-4\r\n");
+    assert_eq!(range.text(), "234");
+    let parts = get(&mut client, "/digits.txt", "Range: bytes=0-0,2-2\r\n");
+    let parts_len = parts.header("content-length").unwrap().to_string();
+    client.send(b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(client.head_response().status, 200);
+    // Cut short, a file and several ranges of it: the head and the body's first byte read,
+    // then gone, with most of the 32 MiB still to send.
+    let ranges = "Range: bytes=0-15999999,16000000-31999999\r\n";
+    for extra in ["", ranges] {
+        let mut cut = Client::connect_with_small_window(server.addr, 16 * 1024);
+        cut.send(format!("GET /cut.bin HTTP/1.1\r\nHost: t\r\n{extra}\r\n").as_bytes());
+        let status = if extra.is_empty() { 200 } else { 206 };
+        assert_eq!(cut.head_response().status, status);
+        if cut.unread() == 0 {
+            let mut byte = [0; 1];
+            cut.stream.read_exact(&mut byte).unwrap();
+        }
+    }
+    server.stop();
+    let text = fs::read_to_string(&log).unwrap();
+    let size_of = |request: &str| -> Vec<String> {
+        (text.lines())
+            .filter(|line| line.contains(request))
+            .map(|line| line.rsplit(' ').next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        size_of("\"GET /hello.txt HTTP/1.1\" 200 "),
+        ["18"],
+        "{text}"
+    );
+    assert_eq!(
+        size_of("\"GET /digits.txt HTTP/1.1\" 206 "),
+        ["3", &parts_len[..]]
+    );
+    assert_eq!(size_of("\"HEAD /big.bin HTTP/1.1\" 200 "), ["-"]);
+    for status in [200, 206] {
+        let cut = size_of(&format!("\"GET /cut.bin HTTP/1.1\" {status} "));
+        let [cut] = &cut[..] else {
+            panic!("{mode:?}: one line for the download cut short:\n{text}");
+        };
+        let cut: u64 = cut.parse().expect("a size");
+        assert!(
+            cut > 0 && cut < 16 << 20,
+            "{mode:?}: {cut} bytes logged for a download cut short"
+        );
+    }
+}
+
 /// A small file's head is held back for the file (MSG_MORE) and both leave in one TCP segment,
 /// as counted by the client's own kernel (data segments received, from TCP_INFO), so nothing
 /// here depends on timing. A head with no file after it (HEAD, 304, 404) is never held: each
@@ -1070,6 +1139,7 @@ macro_rules! modes {
             t!(big_file_read_slowly, 60);
             t!(shrinking_file, 30);
             t!(head_and_file_in_one_segment, 20);
+            t!(downloads_are_logged_with_what_was_sent, 30);
             t!(directories, 20);
             t!(listings_are_validated, 20);
             t!(caching, 20);

@@ -347,8 +347,21 @@ struct Output {
     tail: Option<Box<Tail>>,
 }
 
-/// A response body that is not in the output buffer.
-enum Tail {
+/// A response body that is not in the output buffer, and what its access log line waits for:
+/// such a body may be large, and a client may leave midway, so its line is written when it ends
+/// (whole, or cut short by the connection's end), with the bytes that reached the wire, as
+/// nginx's `$body_bytes_sent` counts them.
+struct Tail {
+    body: TailBody,
+    /// Bytes of the body queued so far: put into the output buffer (a piece, a part's lines,
+    /// chunk framing) or sent from the file by the driver.
+    queued: u64,
+    /// The response's log line, begun when it was queued; `None` without an access log.
+    line: Option<OpenLine>,
+}
+
+/// The kinds of [`Tail`].
+enum TailBody {
     /// Sent by the driver with sendfile.
     File(FileBody),
     /// Pulled a piece at a time into the output buffer.
@@ -361,24 +374,27 @@ enum Tail {
     Shared { bytes: Arc<SharedBytes>, at: usize },
 }
 
-/// A body made as it is sent, and what its access log line waits for.
+/// A body made as it is sent.
 struct StreamTail {
     stream: Box<dyn super::BodyStream>,
     /// Framed as chunks; `false` to an HTTP/1.0 client, where the body ends with the connection.
     chunked: bool,
-    /// Bytes of the body queued so far, chunk framing included (what the log reports, as nginx's
-    /// `$body_bytes_sent` does).
-    queued: u64,
-    /// The response's log line, ended with the body's size when the body ends or the connection
-    /// does ([`Conn::closed`]); `None` without an access log.
-    line: Option<OpenLine>,
 }
 
-impl StreamTail {
-    /// The body is over, whole or cut short: its log line can be written.
-    fn end(self, cx: &mut Context<'_>) {
+impl Tail {
+    fn new(body: TailBody, queued: u64) -> Option<Box<Tail>> {
+        Some(Box::new(Tail {
+            body,
+            queued,
+            line: None,
+        }))
+    }
+
+    /// The body is over, whole or cut short, and `sent` of its bytes reached the wire: its log
+    /// line can be written.
+    fn end(self, cx: &mut Context<'_>, sent: u64) {
         if let (Some(line), Some(log)) = (self.line, cx.log.as_deref_mut()) {
-            log.end(line, cx.clock, self.queued);
+            log.end(line, cx.clock, sent);
         }
     }
 }
@@ -389,56 +405,70 @@ pub const STREAM_PIECE: usize = 16 * 1024;
 
 impl Tail {
     fn file(&self) -> Option<&FileBody> {
-        match self {
-            Tail::File(file) => Some(file),
-            Tail::Parts(parts) => parts.current(),
-            Tail::Stream(..) | Tail::Shared { .. } => None,
+        match &self.body {
+            TailBody::File(file) => Some(file),
+            TailBody::Parts(parts) => parts.current(),
+            TailBody::Stream(..) | TailBody::Shared { .. } => None,
         }
     }
 
     /// The file region the driver is sending, to advance by what it sent.
     fn file_mut(&mut self) -> Option<&mut FileBody> {
-        match self {
-            Tail::File(file) => Some(file),
-            Tail::Parts(parts) => Some(parts.current_mut()),
-            Tail::Stream(..) | Tail::Shared { .. } => None,
+        match &mut self.body {
+            TailBody::File(file) => Some(file),
+            TailBody::Parts(parts) => Some(parts.current_mut()),
+            TailBody::Stream(..) | TailBody::Shared { .. } => None,
         }
     }
 }
 
 impl Output {
     /// A streamed tail: its next piece, framed as a chunk (unless the body ends with the
-    /// connection), into the buffer; after its last, the last chunk, and the response's log
-    /// line. The bytes queued are counted as sent, as every response's are when queued. A
-    /// multipart tail whose range is sent: the next part's lines, or the closing one. `None` if
-    /// the tail is a file region for the driver to send; `Some(false)` if the body cannot be
-    /// completed (it is dropped, and the connection must close rather than end it as if it were
-    /// whole).
+    /// connection), into the buffer; after its last, the last chunk. A multipart tail whose
+    /// range is sent: the next part's lines, or the closing one. A shared body: its next piece.
+    /// After the last, the response's log line. `None` if the tail is a file region for the
+    /// driver to send; `Some(false)` if the body cannot be completed (it is dropped, and the
+    /// connection must close rather than end it as if it were whole).
     fn pull(&mut self, cx: &mut Context<'_>) -> Option<bool> {
-        let tail = match self.tail.as_deref_mut()? {
-            Tail::Stream(tail) => tail,
-            Tail::File(_) => return None,
-            Tail::Parts(parts) if parts.current().is_some() => return None,
-            Tail::Parts(parts) => {
-                // The range before is sent: the next part's head, or the closing line. (Its
-                // bytes were counted when the response was queued.)
-                if !parts.advance(Self::buf_of(&mut self.buf, cx.pool)) {
-                    self.tail = None;
+        let whole = self.tail.as_deref_mut()?;
+        if whole.file().is_some_and(|file| file.len > 0) {
+            return None;
+        }
+        let buf = Self::buf_of(&mut self.buf, cx.pool);
+        let start = buf.len();
+        let ended = match &mut whole.body {
+            TailBody::Stream(tail) => match Self::pull_stream(tail, buf, cx) {
+                Some(ended) => ended,
+                None => {
+                    self.end_tail(cx);
+                    return Some(false);
                 }
-                return Some(true);
-            }
-            Tail::Shared { bytes, at } => {
-                // Counted and logged when queued, as a body in the buffer is.
+            },
+            // Sent whole.
+            TailBody::File(_) => true,
+            // The range before is sent: the next part's head, or the closing line. (Its
+            // bytes were counted when the response was queued.)
+            TailBody::Parts(parts) => !parts.advance(buf),
+            TailBody::Shared { bytes, at } => {
                 let end = bytes.len().min(*at + STREAM_PIECE);
-                Self::buf_of(&mut self.buf, cx.pool).extend_from_slice(&bytes[*at..end]);
+                buf.extend_from_slice(&bytes[*at..end]);
                 *at = end;
-                if end == bytes.len() {
-                    self.tail = None;
-                }
-                return Some(true);
+                end == bytes.len()
             }
         };
-        let buf = Self::buf_of(&mut self.buf, cx.pool);
+        whole.queued += (buf.len() - start) as u64;
+        if ended {
+            // Whole: every byte is queued, the last few perhaps not yet written.
+            let tail = self.tail.take().expect("pulled from");
+            let queued = tail.queued;
+            tail.end(cx, queued);
+        }
+        Some(true)
+    }
+
+    /// A stream's next piece into `buf`, counted as sent when queued (metrics count every
+    /// response's bytes so); whether it was the last, or `None` if the body cannot be completed.
+    fn pull_stream(tail: &mut StreamTail, buf: &mut Vec<u8>, cx: &Context<'_>) -> Option<bool> {
         let start = buf.len();
         if tail.chunked {
             // The chunk size goes in front once known: eight hex digits, zero-padded (1*HEXDIG).
@@ -461,27 +491,24 @@ impl Output {
             }
             Err(_) => {
                 buf.truncate(start);
-                self.end_stream(cx);
-                return Some(false);
+                return None;
             }
         };
-        let queued = (buf.len() - start) as u64;
-        tail.queued += queued;
         if let Some(metrics) = cx.metrics {
-            metrics.bytes_sent.add(queued);
+            metrics.bytes_sent.add((buf.len() - start) as u64);
         }
-        if ended {
-            self.end_stream(cx);
-        }
-        Some(true)
+        Some(ended)
     }
 
-    /// Drops a streamed tail (a file tail stays), and writes its log line.
-    fn end_stream(&mut self, cx: &mut Context<'_>) {
-        if let Some(Tail::Stream(_)) = self.tail.as_deref()
-            && let Some(Tail::Stream(tail)) = self.tail.take().map(|tail| *tail)
-        {
-            tail.end(cx);
+    /// Drops the tail, if any, cut short: its log line gets the bytes that reached the wire,
+    /// those queued less those still in the buffer. (Pieces are pulled only into an empty
+    /// buffer and a file is sent only from one, so what the buffer holds unwritten is the
+    /// tail's last bytes, or the response's head if none of the body went.)
+    fn end_tail(&mut self, cx: &mut Context<'_>) {
+        if let Some(tail) = self.tail.take() {
+            let unwritten = (self.buf.len() - self.written) as u64;
+            let sent = tail.queued.saturating_sub(unwritten);
+            tail.end(cx, sent);
         }
     }
 
@@ -515,6 +542,7 @@ impl Output {
         head_method: bool,
         persistence: Persistence,
     ) {
+        debug_assert!(self.tail.is_none(), "one tail at a time");
         let content_length = response.body.len();
         let buf = self.buf(cx.pool);
         let before = buf.len();
@@ -528,15 +556,18 @@ impl Output {
                 Body::Empty => {}
                 Body::Static(bytes) => buf.extend_from_slice(bytes),
                 Body::Bytes(bytes) => buf.extend_from_slice(&bytes),
-                Body::Shared(bytes) => self.tail = Some(Box::new(Tail::Shared { bytes, at: 0 })),
-                Body::File(file) if file.len > 0 => self.tail = Some(Box::new(Tail::File(file))),
+                Body::Shared(bytes) => self.tail = Tail::new(TailBody::Shared { bytes, at: 0 }, 0),
+                Body::File(file) if file.len > 0 => self.tail = Tail::new(TailBody::File(file), 0),
                 Body::File(_) => {}
                 Body::Parts(mut parts) => {
+                    let before = buf.len();
                     parts.advance(buf);
-                    self.tail = Some(Box::new(Tail::Parts(parts)));
+                    let queued = (buf.len() - before) as u64;
+                    self.tail = Tail::new(TailBody::Parts(parts), queued);
                 }
                 Body::Stream(stream) => {
-                    self.queue_stream(cx, answering, response.status, stream, persistence);
+                    let chunked = persistence != Persistence::CloseDelimited;
+                    self.tail = Tail::new(TailBody::Stream(StreamTail { stream, chunked }), 0);
                 }
             }
         }
@@ -544,43 +575,28 @@ impl Output {
             metrics.responded(response.status.0, answering.is_request());
             // Counted when queued: the head and body this response puts on the wire (a
             // streamed body's pieces are counted as they are made).
-            let streamed = matches!(self.tail.as_deref(), Some(Tail::Stream(_)));
+            let streamed =
+                (self.tail.as_deref()).is_some_and(|tail| matches!(tail.body, TailBody::Stream(_)));
             let body = if streamed { 0 } else { body_bytes };
             metrics.bytes_sent.add(head_len as u64 + body);
         }
-        // A streamed body is logged at its end (`queue_stream`).
-        if let Some(log) = cx.log.as_deref_mut()
-            && !matches!(self.tail.as_deref(), Some(Tail::Stream(_)))
-        {
-            log.record(
-                cx.peer,
-                cx.clock,
-                logged(answering),
-                response.status.0,
-                body_bytes,
-            );
+        if let Some(log) = cx.log.as_deref_mut() {
+            match self.tail.as_deref_mut() {
+                None => log.record(
+                    cx.peer,
+                    cx.clock,
+                    logged(answering),
+                    response.status.0,
+                    body_bytes,
+                ),
+                // A body not in the buffer is logged at its end, with what of it went
+                // ([`Tail::end`]).
+                Some(tail) => {
+                    let status = response.status.0;
+                    tail.line = Some(log.begin(cx.peer, cx.clock, logged(answering), status));
+                }
+            }
         }
-    }
-
-    /// A body made as it is sent follows the head. Its size is known only at its end, and so is
-    /// its log line: begun here, ended by [`StreamTail::end`].
-    #[cold]
-    fn queue_stream(
-        &mut self,
-        cx: &mut Context<'_>,
-        answering: Answering<'_, '_>,
-        status: Status,
-        stream: Box<dyn super::BodyStream>,
-        persistence: Persistence,
-    ) {
-        let line = (cx.log.as_deref())
-            .map(|log| log.begin(cx.peer, cx.clock, logged(answering), status.0));
-        self.tail = Some(Box::new(Tail::Stream(StreamTail {
-            stream,
-            chunked: persistence != Persistence::CloseDelimited,
-            queued: 0,
-            line,
-        })));
     }
 
     /// Queues `response`, the answer to `request`; `open` is false if the server says the
@@ -967,20 +983,23 @@ impl Conn {
     /// rather than send bytes that are not the file.
     pub fn sent_file(&mut self, n: u64) {
         self.awaiting_input = false;
-        let Some(file) = self.output.tail.as_deref_mut().and_then(Tail::file_mut) else {
+        let Some(tail) = self.output.tail.as_deref_mut() else {
+            return;
+        };
+        let Some(file) = tail.file_mut() else {
             return;
         };
         if n == 0 {
-            self.output.tail = None;
+            // The tail is logged as the connection closes (`Conn::closed`).
             self.phase = Phase::Closed;
             return;
         }
+        let n = n.min(file.len);
         file.offset += n;
-        file.len -= n.min(file.len);
-        // A multipart body goes on with its next part (`Output::pull`).
-        if file.len == 0 && matches!(self.output.tail.as_deref(), Some(Tail::File(_))) {
-            self.output.tail = None;
-        }
+        file.len -= n;
+        tail.queued += n;
+        // A file sent whole ends, and a multipart body goes on with its next part, at the next
+        // pull (`Output::pull`).
         self.sent_since_want = true;
     }
 
@@ -1092,11 +1111,11 @@ impl Conn {
         self.input.consume(used);
     }
 
-    /// The connection is gone, and about to be dropped: a body made as it was sent, cut short
-    /// (the client left, a write failed, the server stopped), still owes the access log its
-    /// line, with the bytes queued until then.
+    /// The connection is gone, and about to be dropped: a body sent after its head (a file, a
+    /// streamed body), cut short (the client left, a write failed, the file shrank, the server
+    /// stopped), still owes the access log its line, with the bytes that went until then.
     pub fn closed(&mut self, cx: &mut Context<'_>) {
-        self.output.end_stream(cx);
+        self.output.end_tail(cx);
     }
 
     /// Whether the connection stays open after the answer it is about to queue, with `more`
