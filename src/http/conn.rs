@@ -372,6 +372,9 @@ enum TailBody {
     /// Bytes shared with other responses, pulled into the output buffer a piece at a time from
     /// `at` on.
     Shared { bytes: Arc<SharedBytes>, at: usize },
+    /// Every byte queued, the last of them still in the output buffer: the tail stays until
+    /// they are written, so that its log line counts only bytes that went.
+    Queued,
 }
 
 /// A body made as it is sent.
@@ -408,7 +411,7 @@ impl Tail {
         match &self.body {
             TailBody::File(file) => Some(file),
             TailBody::Parts(parts) => parts.current(),
-            TailBody::Stream(..) | TailBody::Shared { .. } => None,
+            TailBody::Stream(..) | TailBody::Shared { .. } | TailBody::Queued => None,
         }
     }
 
@@ -417,7 +420,7 @@ impl Tail {
         match &mut self.body {
             TailBody::File(file) => Some(file),
             TailBody::Parts(parts) => Some(parts.current_mut()),
-            TailBody::Stream(..) | TailBody::Shared { .. } => None,
+            TailBody::Stream(..) | TailBody::Shared { .. } | TailBody::Queued => None,
         }
     }
 }
@@ -426,7 +429,7 @@ impl Output {
     /// A streamed tail: its next piece, framed as a chunk (unless the body ends with the
     /// connection), into the buffer; after its last, the last chunk. A multipart tail whose
     /// range is sent: the next part's lines, or the closing one. A shared body: its next piece.
-    /// After the last, the response's log line. `None` if the tail is a file region for the
+    /// Once the last is written, the response's log line. `None` if the tail is a file region for the
     /// driver to send; `Some(false)` if the body cannot be completed (it is dropped, and the
     /// connection must close rather than end it as if it were whole).
     fn pull(&mut self, cx: &mut Context<'_>) -> Option<bool> {
@@ -445,7 +448,7 @@ impl Output {
                 }
             },
             // Sent whole.
-            TailBody::File(_) => true,
+            TailBody::File(_) | TailBody::Queued => true,
             // The range before is sent: the next part's head, or the closing line. (Its
             // bytes were counted when the response was queued.)
             TailBody::Parts(parts) => !parts.advance(buf),
@@ -457,8 +460,12 @@ impl Output {
             }
         };
         whole.queued += (buf.len() - start) as u64;
-        if ended {
-            // Whole: every byte is queued, the last few perhaps not yet written.
+        if ended && buf.len() > start {
+            // The body's last bytes are in the buffer (a piece is pulled only into an empty
+            // one): the tail ends once they are written.
+            whole.body = TailBody::Queued;
+        } else if ended {
+            // Whole, every byte written.
             let tail = self.tail.take().expect("pulled from");
             let queued = tail.queued;
             tail.end(cx, queued);

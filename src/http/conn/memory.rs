@@ -2,7 +2,7 @@
 //!
 //! The socket drivers in `server/` move bytes between a socket and a `Conn`; this one moves
 //! them between slices and a buffer, under the test's control: any split of the input, a
-//! client that stops reading (`stalled`), a clock moved by hand. The unit tests and the fuzz
+//! client that stops reading (`stalled`, or after `room` bytes), a clock moved by hand. The unit tests and the fuzz
 //! targets (`fuzz/`) drive the state machine through it, so they exercise exactly the calls
 //! the real drivers make.
 
@@ -12,6 +12,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use super::{Conn, Context, Offload, StopSignal, Want};
+use crate::access_log::AccessLog;
 use crate::app::Handler;
 use crate::config::Limits;
 use crate::http::{BufPool, Clock, HeadCache, Millis, Request, Response, Status};
@@ -44,6 +45,8 @@ pub struct MemoryEnv {
     pub stop_asked: AtomicBool,
     /// Set with `stop_asked` (before it) for a handover to a new process.
     pub handover_asked: AtomicBool,
+    /// Where the connection's access log lines go: nowhere unless a test opens a log.
+    pub log: Option<AccessLog>,
 }
 
 impl MemoryEnv {
@@ -63,6 +66,7 @@ impl MemoryEnv {
             offload: None,
             stop_asked: AtomicBool::new(false),
             handover_asked: AtomicBool::new(false),
+            log: None,
         }
     }
 
@@ -73,7 +77,7 @@ impl MemoryEnv {
             clock: &self.clock,
             pool: &mut self.pool,
             heads: &mut self.heads,
-            log: None,
+            log: self.log.as_mut(),
             peer: IpAddr::from([127, 0, 0, 1]),
             handler: &*self.handler,
             offload: match &mut self.offload {
@@ -97,6 +101,8 @@ pub struct MemoryConn {
     pub out: Vec<u8>,
     /// The client does not read: writes make no progress.
     pub stalled: bool,
+    /// Bytes the client still reads; then it reads no more, as if `stalled`.
+    pub room: usize,
     pub half_closed: bool,
     pub closed: bool,
     /// Writes said to be followed at once by a file (`Want::Write`'s `more`): each was, or
@@ -121,6 +127,7 @@ impl MemoryConn {
             conn,
             out: Vec::new(),
             stalled: false,
+            room: usize::MAX,
             half_closed: false,
             closed: false,
             held_for_file: 0,
@@ -154,22 +161,24 @@ impl MemoryConn {
                     taken += n;
                 }
                 Want::Write { bytes, more } => {
-                    if self.stalled {
+                    let n = bytes.len().min(self.room);
+                    if self.stalled || n == 0 {
                         break;
                     }
-                    self.out.extend_from_slice(bytes);
-                    let n = bytes.len();
+                    self.out.extend_from_slice(&bytes[..n]);
+                    file_next = more && n == bytes.len();
+                    self.room -= n;
                     self.conn.wrote(n);
-                    file_next = more;
-                    self.held_for_file += usize::from(more);
+                    self.held_for_file += usize::from(file_next);
                 }
                 Want::SendFile { file, offset, len } => {
-                    if self.stalled {
+                    let mut chunk = vec![0; len.min(4096).min(self.room as u64) as usize];
+                    if self.stalled || chunk.is_empty() {
                         break;
                     }
-                    let mut chunk = vec![0; len.min(4096) as usize];
                     let n = file.read_at(&mut chunk, offset).unwrap();
                     self.out.extend_from_slice(&chunk[..n]);
+                    self.room -= n;
                     self.conn.sent_file(n as u64);
                 }
                 Want::HalfClose => self.half_closed = true,

@@ -1488,3 +1488,70 @@ fn a_body_that_would_not_fit_is_refused_before_it_is_sent() {
     asked.feed(&[b'a'; 30_000]);
     assert_eq!(statuses(&asked.out[25..]), [200]);
 }
+
+/// What the access log says of the body of `GET target`'s response, served by `handler` to a
+/// client that reads `room` bytes of it and then leaves: `-` read as 0.
+fn logged_after(handler: &'static memory::Respond, target: &str, room: usize) -> u64 {
+    let path = std::env::temp_dir().join(format!(
+        "conn-log-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    let target_file = crate::config::AccessLogTarget::File(path.clone());
+    let mut harness = Harness::with(Limits::default(), handler);
+    harness.env.log = crate::access_log::AccessLog::open(&target_file).unwrap();
+    harness.room = room;
+    harness.feed(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    // The client is gone; the log is written out as the environment goes.
+    harness.conn.closed(&mut harness.env.cx());
+    drop(harness);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let [line] = &text.lines().collect::<Vec<_>>()[..] else {
+        panic!("one line: {text}");
+    };
+    match line.rsplit(' ').next().unwrap() {
+        "-" => 0,
+        size => size.parse().unwrap(),
+    }
+}
+
+/// The access log gives a body sent after its head the bytes of it that reached the client,
+/// wherever the client stopped: a file, ranges of one (each part's lines and the closing one
+/// included), a stream (its chunk framing included), a shared body. Nothing before the head
+/// has gone whole; all of it once the body has.
+#[test]
+fn a_body_cut_short_is_logged_with_the_bytes_that_went() {
+    let cases: [(&str, &'static memory::Respond, &str); 4] = [
+        ("file", &serve_file, "/a"),
+        ("parts", &serve_parts, "/a"),
+        ("stream", &serve_stream, "/a"),
+        ("shared", &describe, "/shared"),
+    ];
+    for (name, handler, target) in cases {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let whole = memory::run_split(handler, request.as_bytes(), &[request.len()]).0;
+        let head = whole.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let body = whole.len() - head;
+        // Every length for the small bodies; around the pieces of the shared one.
+        let rooms: Vec<usize> = if body < 1000 {
+            (0..=body).collect()
+        } else {
+            let piece = STREAM_PIECE;
+            vec![0, 1, piece - 1, piece, piece + 1, 3 * piece, body - 1, body]
+        };
+        assert_eq!(
+            logged_after(handler, target, head - 1),
+            0,
+            "{name}: head cut"
+        );
+        for read in rooms {
+            assert_eq!(
+                logged_after(handler, target, head + read),
+                read as u64,
+                "{name}: the client read {read} of {body} bytes"
+            );
+        }
+    }
+}
