@@ -735,12 +735,7 @@ fn compressed_bodies_are_logged_with_their_size() {
             server.stop();
             let text = fs::read_to_string(&log)
                 .unwrap_or_else(|err| panic!("{mode:?}: {}: {err}", log.display()));
-            let size_of = |request: &str| -> Vec<String> {
-                (text.lines())
-                    .filter(|line| line.contains(request))
-                    .map(|line| line.rsplit(' ').next().unwrap().to_string())
-                    .collect()
-            };
+            let size_of = |request: &str| common::logged_sizes(&text, request);
             assert_eq!(
                 size_of("\"GET /site.css HTTP/1.1\" 200 "),
                 [wire_body.to_string()],

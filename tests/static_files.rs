@@ -287,12 +287,7 @@ fn downloads_are_logged_with_what_was_sent(mode: Mode) {
     }
     server.stop();
     let text = fs::read_to_string(&log).unwrap();
-    let size_of = |request: &str| -> Vec<String> {
-        (text.lines())
-            .filter(|line| line.contains(request))
-            .map(|line| line.rsplit(' ').next().unwrap().to_string())
-            .collect()
-    };
+    let size_of = |request: &str| common::logged_sizes(&text, request);
     assert_eq!(
         size_of("\"GET /hello.txt HTTP/1.1\" 200 "),
         ["18"],

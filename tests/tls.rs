@@ -364,11 +364,7 @@ fn plain_http_on_the_tls_port_is_told_so() {
             server.stop();
             let lines = fs::read_to_string(&log).unwrap();
             // In the order each loop wrote its lines out, which need not be the requests'.
-            let mut sizes: Vec<&str> = lines
-                .lines()
-                .filter(|line| line.contains("\"-\" 400 "))
-                .map(|line| line.rsplit(' ').next().unwrap())
-                .collect();
+            let mut sizes = common::logged_sizes(&lines, "\"-\" 400 ");
             sizes.sort();
             let text = text_len.to_string();
             assert_eq!(sizes, ["-", text.as_str()], "{mode:?}: {lines}");

@@ -205,6 +205,15 @@ pub fn budget_comes_back(server: &TestServer, head: &str, body: &[u8], gone: &st
     assert!(echoed.body == body, "the body came back changed");
 }
 
+/// The sizes an access log's lines containing `request` (say `"GET /a HTTP/1.1" 200 `) end
+/// with, in the order written.
+pub fn logged_sizes(log: &str, request: &str) -> Vec<String> {
+    (log.lines())
+        .filter(|line| line.contains(request))
+        .map(|line| line.rsplit(' ').next().unwrap().to_string())
+        .collect()
+}
+
 /// Waits until `condition` holds, checking every 10 ms, for at most `limit`.
 pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
