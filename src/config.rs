@@ -72,8 +72,14 @@ pub struct Limits {
     pub max_body_bytes: u64,
     /// From the first byte of a request (or from accept) to the end of its head; then 408.
     pub header_timeout: Duration,
-    /// From the end of a request head to the end of its body; then 408.
+    /// From the end of a request head to the end of its body; then 408. Each byte of the body
+    /// that arrives moves the deadline on by `1 / body_min_rate` s, to no later than this long
+    /// from now: a body that keeps coming at that rate never runs out of time, one that stops
+    /// for this long does, and so does one that crawls below the rate for long enough.
     pub body_timeout: Duration,
+    /// Bytes a second of a request body that keep its timeout from running down (Apache's
+    /// `MinRate`); 0: the whole body must arrive within `body_timeout` of its head.
+    pub body_min_rate: u32,
     /// An idle keep-alive connection is closed, silently, after this.
     pub keep_alive_timeout: Duration,
     /// A response that makes no progress for this long (the client stopped reading) is abandoned.
@@ -95,6 +101,7 @@ impl Default for Limits {
             max_body_bytes: 10 * 1024 * 1024,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
+            body_min_rate: 1024,
             keep_alive_timeout: Duration::from_secs(5),
             send_timeout: Duration::from_secs(60),
             handler_timeout: Duration::from_secs(30),

@@ -74,9 +74,16 @@ struct Cli {
     /// Seconds for a request head to arrive; then 408.
     #[arg(long, default_value = "10", value_parser = parse_secs)]
     header_timeout: Duration,
-    /// Seconds for a request body to arrive, once its head has; then 408.
+    /// Seconds for a request body to arrive, once its head has; then 408. A body that keeps
+    /// coming at --body-min-rate gains time as it comes: only a body that stops (or crawls) for
+    /// this long runs out.
     #[arg(long, default_value = "60", value_parser = parse_secs)]
     body_timeout: Duration,
+    /// Bytes a second of a request body that keep --body-timeout from running down: each byte
+    /// that arrives gives it 1/RATE s more, up to --body-timeout from now. 0: the whole body
+    /// must arrive within --body-timeout of its head.
+    #[arg(long, default_value_t = 1024, value_name = "RATE")]
+    body_min_rate: u32,
     /// Seconds an idle keep-alive connection stays open.
     #[arg(long, default_value = "5", value_parser = parse_secs)]
     keep_alive_timeout: Duration,
@@ -246,6 +253,7 @@ impl Cli {
                 max_body_bytes: self.max_body_bytes,
                 header_timeout: self.header_timeout,
                 body_timeout: self.body_timeout,
+                body_min_rate: self.body_min_rate,
                 keep_alive_timeout: self.keep_alive_timeout,
                 send_timeout: self.send_timeout,
                 handler_timeout: self.handler_timeout,

@@ -91,6 +91,7 @@ modes! {
     // client by design, so those modes run only where a bystander makes sense.
     slowloris_one_byte_a_second: [Reactor, Uring, Threaded, Fork];
     slow_post_body_times_out: [Reactor, Uring, Threaded, Blocking, Fork];
+    a_body_that_keeps_coming_is_not_cut_off: [Reactor, Uring, Threaded, Blocking, Fork];
     pipelining_without_reading_stays_bounded: [Reactor, Uring, Threaded];
     silent_connections_time_out: [Reactor, Uring];
     flood_past_max_connections: [Reactor, Uring, Threaded];
@@ -101,6 +102,40 @@ modes! {
     slow_readers_of_a_listing_share_it: [Reactor, Uring, Threaded];
     bodies_arriving_together_stay_within_the_budget: [Reactor, Uring, Threaded, Fork];
     listings_held_by_slow_readers_count_against_the_budget: [Reactor, Uring, Threaded, Fork];
+}
+
+/// An upload slower than the body timeout but steady: 2 KiB every 200 ms (10 KiB/s, above the
+/// default `--body-min-rate`) for twice the 2 s body timeout. Its timer gains time as the body
+/// comes, so it is answered whole (until stop 73 it got 408 at 2 s, however fast it came).
+fn a_body_that_keeps_coming_is_not_cut_off(mode: Mode) {
+    let mut cfg = config(mode);
+    cfg.limits.body_timeout = Duration::from_secs(2);
+    let server = TestServer::start(cfg);
+    let mut client = server.connect();
+    let body: Vec<u8> = (0..40 * 1024).map(|i| b'a' + (i % 26) as u8).collect();
+    client.send(
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let start = Instant::now();
+    for piece in body.chunks(2048) {
+        thread::sleep(Duration::from_millis(200));
+        client.send(piece);
+    }
+    let response = client.response();
+    assert_eq!(response.status, 200, "{mode:?} after {:?}", start.elapsed());
+    assert!(
+        response.body == body,
+        "{mode:?}: the body came back changed"
+    );
+    assert!(
+        start.elapsed() > Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 /// Slowloris: a head at one byte a second never completes; the header timeout (3 s here)
@@ -131,8 +166,9 @@ fn slowloris_one_byte_a_second(mode: Mode) {
     slow.expect_close();
 }
 
-/// Slow POST: the head arrives at once, the body at one byte a second. The body timeout bounds
-/// the whole body, not each read, so trickling does not keep it alive: 408 at 3 s.
+/// Slow POST: the head arrives at once, the body at one byte a second. A byte gains the body's
+/// timer a millisecond at `--body-min-rate`'s default (1 KiB/s), so trickling does not keep it
+/// alive: 408 at about 3 s.
 fn slow_post_body_times_out(mode: Mode) {
     let mut cfg = config(mode);
     cfg.limits.body_timeout = Duration::from_secs(3);

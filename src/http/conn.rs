@@ -197,6 +197,9 @@ pub struct Conn {
     drain: Drain,
     /// Output went out since the last `want`: a stalled-send timer starts over.
     sent_since_want: bool,
+    /// Bytes received since the last `want` (at most `u16::MAX`): a body's timer gains time by
+    /// them ([`Conn::credit_body`]).
+    arrived: u16,
     /// The last `want` said Read and nothing has happened since that could change its answer:
     /// the next `want` says Read again at once. (A driver asks at every readiness event, and
     /// the answer is nearly always the one it got last time.)
@@ -775,6 +778,7 @@ impl Conn {
             peer_closed: false,
             drain: Drain::No,
             sent_since_want: false,
+            arrived: 0,
             awaiting_input: false,
             charge: None,
         }
@@ -967,6 +971,9 @@ impl Conn {
             self.peer_closed = true;
         } else {
             self.input.filled(n);
+            self.arrived = self
+                .arrived
+                .saturating_add(n.min(usize::from(u16::MAX)) as u16);
             if matches!(self.phase, Phase::Lingering) {
                 self.input.consume(self.input.len());
             }
@@ -1657,13 +1664,32 @@ impl Conn {
                 _ => Timer::Header,
             },
         };
-        // A send timer restarts whenever output moves; the others run from when they started.
+        // A send timer restarts whenever output moves; a body's gains time as the body comes;
+        // the others run from when they started.
         if timer != self.timer || (timer == Timer::Send && self.sent_since_want) {
             self.timer = timer;
             self.timer_since = cx.clock.now_ms();
+        } else if timer == Timer::Body && self.arrived > 0 {
+            self.credit_body(cx);
         }
+        self.arrived = 0;
         self.sent_since_want = false;
     }
+
+    // ANCHOR: credit_body
+    /// Bytes of the body came: its timer runs from a second later for every `body_min_rate` of
+    /// them, but from no later than now, so that a client cannot bank time by sending fast and
+    /// then stall for longer than the body timeout.
+    #[cold]
+    fn credit_body(&mut self, cx: &Context<'_>) {
+        // A rate of 0: the body gains nothing, and must come whole within the timeout.
+        let rate = u64::from(cx.limits.body_min_rate);
+        if let Some(gained) = (u64::from(self.arrived) * 1000).checked_div(rate) {
+            let since = self.timer_since.0.saturating_add(gained);
+            self.timer_since = Millis(since.min(cx.clock.now_ms().0));
+        }
+    }
+    // ANCHOR_END: credit_body
 }
 
 #[doc(hidden)]

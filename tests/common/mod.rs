@@ -320,6 +320,7 @@ impl TestServer {
             .args(["--max-body-bytes", &limits.max_body_bytes.to_string()])
             .args(["--header-timeout", &secs(limits.header_timeout)])
             .args(["--body-timeout", &secs(limits.body_timeout)])
+            .args(["--body-min-rate", &limits.body_min_rate.to_string()])
             .args(["--keep-alive-timeout", &secs(limits.keep_alive_timeout)])
             .args(["--send-timeout", &secs(limits.send_timeout)])
             .args(["--threads", &config.threads.to_string()])

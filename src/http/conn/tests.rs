@@ -651,7 +651,8 @@ fn timeouts() {
     assert!(harness.closed);
     assert_eq!(statuses(&harness.out), vec![200, 200]);
 
-    // A slow body: 408 at the body timeout, however steadily it trickles.
+    // A slow body: a byte a second, far below the minimum rate (1 KiB/s), gains a millisecond
+    // a byte: 408 at the body timeout.
     let mut harness = Harness::with(limits.clone(), &describe);
     harness.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n");
     for _ in 0..19 {
@@ -663,13 +664,73 @@ fn timeouts() {
     assert_eq!(statuses(&harness.out), vec![408]);
 
     // A client that stops reading is abandoned after the send timeout.
-    let mut harness = Harness::with(limits, &describe);
+    let mut harness = Harness::with(limits.clone(), &describe);
     harness.stalled = true;
     harness.feed(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
     harness.advance(59.0);
     assert!(!harness.closed);
     harness.advance(2.0);
     assert!(harness.closed);
+}
+
+/// A body's timer gains a second for every `body_min_rate` bytes that arrive, up to the body
+/// timeout from now: a body that keeps coming at the rate is never cut off; one that stops, or
+/// crawls below the rate, is, later; time is not banked by sending fast first.
+#[test]
+fn a_body_gains_time_as_it_comes() {
+    let limits = Limits {
+        body_timeout: Duration::from_secs(20),
+        body_min_rate: 1024,
+        ..Limits::default()
+    };
+    let head = |len: usize| format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n");
+    // 2 KiB every two seconds, for three times the body timeout: answered.
+    let mut harness = Harness::with(limits.clone(), &describe);
+    harness.feed(head(30 * 2048).as_bytes());
+    for _ in 0..29 {
+        harness.feed(&[b'x'; 2048]);
+        harness.advance(2.0);
+    }
+    assert!(harness.out.is_empty());
+    harness.feed(&[b'x'; 2048]);
+    assert_eq!(statuses(&harness.out), vec![200]);
+
+    // 512 bytes a second gain half a second a second: the timer started at the head runs out
+    // once half the time gone is 20 s, at 39 s.
+    let mut harness = Harness::with(limits.clone(), &describe);
+    harness.feed(head(100_000).as_bytes());
+    for _ in 0..38 {
+        harness.feed(&[b'x'; 512]);
+        harness.advance(1.0);
+    }
+    assert!(harness.out.is_empty(), "cut off before 39 s");
+    harness.feed(&[b'x'; 512]);
+    harness.advance(1.0);
+    assert_eq!(statuses(&harness.out), vec![408]);
+
+    // 60 KB at once, then nothing: no time banked, 408 twenty seconds later.
+    let mut harness = Harness::with(limits.clone(), &describe);
+    harness.feed(head(100_000).as_bytes());
+    harness.feed(&[b'x'; 60_000]);
+    harness.advance(19.5);
+    assert!(harness.out.is_empty());
+    harness.advance(1.0);
+    assert_eq!(statuses(&harness.out), vec![408]);
+
+    // A rate of 0: the whole body within the body timeout, however fast it comes.
+    let whole = Limits {
+        body_min_rate: 0,
+        ..limits
+    };
+    let mut harness = Harness::with(whole, &describe);
+    harness.feed(head(100_000).as_bytes());
+    for _ in 0..10 {
+        assert!(harness.out.is_empty());
+        harness.feed(&[b'x'; 2048]);
+        harness.advance(2.0);
+    }
+    harness.advance(0.5);
+    assert_eq!(statuses(&harness.out), vec![408]);
 }
 
 #[test]
@@ -1352,16 +1413,6 @@ fn refusals_of_head_have_no_content() {
             assert_eq!(body, if method == "HEAD" { "" } else { &text }, "{input:?}");
         }
     }
-}
-#[test]
-fn zz_sizes() {
-    eprintln!(
-        "decoder {} phase {} reader {} state {}",
-        std::mem::size_of::<ChunkedDecoder>(),
-        std::mem::size_of::<Phase>(),
-        std::mem::size_of::<BodyReader>(),
-        std::mem::size_of::<Timer>()
-    );
 }
 
 /// Answers with the request's body.
