@@ -579,6 +579,86 @@ fn files_compressed_as_they_are_sent() {
     });
 }
 
+/// `--compress` compresses a directory's listing as it does a text file: HTML and JSON, in each
+/// coding, decoding back to the page sent as it is; with a weak tag of its own that revalidates
+/// (304); HEAD alike without a body; HTTP/1.0, a page under 1 KiB, or a client that asks for no
+/// coding get the page as it is. `Vary` names both fields a page that may be compressed varies
+/// by. Every mode.
+#[test]
+fn listings_compressed_as_they_are_sent() {
+    bounded(300, || {
+        let root = tempdir("content-compress-listing");
+        fs::create_dir(root.join("many")).unwrap();
+        for i in 0..200 {
+            fs::write(root.join(format!("many/entry-{i:03}.txt")), b"x").unwrap();
+        }
+        fs::create_dir(root.join("few")).unwrap();
+        fs::write(root.join("few/a.txt"), b"a").unwrap();
+        for mode in common::modes() {
+            let mut config = site_config(mode, &root);
+            config.compress = true;
+            let server = TestServer::start(config);
+            let mut client = server.connect();
+            for (path, page_type) in [
+                ("/many/", "text/html; charset=utf-8"),
+                ("/many/?format=json", "application/json"),
+            ] {
+                let plain = get(&mut client, path, "");
+                assert_eq!(plain.status, 200, "{mode:?}");
+                assert_eq!(plain.header("Content-Encoding"), None);
+                assert_eq!(plain.header("Vary"), Some("Accept, Accept-Encoding"));
+                assert!(plain.body.len() > 4096, "{} bytes", plain.body.len());
+                let plain_tag = plain.header("ETag").unwrap().to_string();
+                for coding in ["gzip", "br", "zstd"] {
+                    let accept = format!("Accept-Encoding: {coding}\r\n");
+                    let (head, body) = get_chunked(&mut client, path, &accept);
+                    assert_eq!(head.status, 200, "{mode:?} {path} {coding}");
+                    assert_eq!(head.header("Content-Encoding"), Some(coding));
+                    assert_eq!(head.header("Content-Type"), Some(page_type));
+                    assert_eq!(head.header("Vary"), Some("Accept, Accept-Encoding"));
+                    assert!(
+                        body.len() < plain.body.len() / 3,
+                        "{coding}: {}",
+                        body.len()
+                    );
+                    assert!(
+                        common::decode(Some(coding), &body) == plain.body,
+                        "{mode:?} {path} {coding}: decodes to another page"
+                    );
+                    let tag = head.header("ETag").unwrap().to_string();
+                    assert!(tag.starts_with("W/") && tag != plain_tag, "{tag}");
+                    let revalidate = format!("{accept}If-None-Match: {tag}\r\n");
+                    let again = get(&mut client, path, &revalidate);
+                    assert_eq!(again.status, 304, "{mode:?} {path} {coding}");
+                    assert_eq!(again.header("ETag"), Some(tag.as_str()));
+                }
+            }
+            client.send(b"HEAD /many/ HTTP/1.1\r\nHost: t\r\nAccept-Encoding: br\r\n\r\n");
+            let head = client.head_response();
+            assert_eq!(head.header("Content-Encoding"), Some("br"));
+            assert_eq!(head.header("Transfer-Encoding"), Some("chunked"));
+            // The same connection serves on after the HEAD.
+            assert_eq!(get(&mut client, "/few/a.txt", "").body, b"a");
+            let small = get(&mut client, "/few/", "Accept-Encoding: gzip\r\n");
+            assert_eq!(small.header("Content-Encoding"), None, "a page under 1 KiB");
+            assert_eq!(
+                small.header("Vary"),
+                Some("Accept"),
+                "a page never compressed"
+            );
+            let old = server
+                .connect()
+                .request(b"GET /many/ HTTP/1.0\r\nAccept-Encoding: gzip\r\n\r\n");
+            assert_eq!((old.status, old.header("Content-Encoding")), (200, None));
+        }
+        // Without --compress: as it is, varying by Accept alone.
+        let server = TestServer::start(site_config(Mode::Reactor, &root));
+        let plain = get(&mut server.connect(), "/many/", "Accept-Encoding: gzip\r\n");
+        assert_eq!(plain.header("Content-Encoding"), None);
+        assert_eq!(plain.header("Vary"), Some("Accept"));
+    });
+}
+
 /// A 50 MiB file compressed for one client does not hold up the others: `/hello` on other
 /// connections stays quick throughout. In every mode that serves connections side by side (the
 /// reactor and the ring with one loop, where a stall would show).

@@ -579,12 +579,22 @@ fn gone_mid_large_echo(_: &Dialer, client: &mut Client<Stream>, counts: &mut Cou
 }
 
 /// A directory's listing, as HTML and as JSON (a page shared with the clients that ask for it at
-/// the same time), whole; then an upload to what reads no body, waiting for `100 Continue`: its
-/// 405 comes at once instead, and the connection closes.
+/// the same time), whole, as it is or compressed in each coding in turn; then an upload to what
+/// reads no body, waiting for `100 Continue`: its 405 comes at once instead, and the connection
+/// closes.
 fn listings(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
+    let coding = [None, Some("gzip"), Some("br"), Some("zstd")][counts.requests as usize % 4];
+    let accept = coding.map_or(String::new(), |coding| {
+        format!("Accept-Encoding: {coding}\r\n")
+    });
     for target in ["/many/", "/many/?format=json"] {
-        let page = client.request(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        let request = format!("GET {target} HTTP/1.1\r\nHost: t\r\n{accept}\r\n");
+        let mut page = client.request(request.as_bytes());
         assert_eq!(page.status, 200, "{target}");
+        assert_eq!(page.header("content-encoding"), coding, "{target}");
+        if coding.is_some() {
+            page.body = common::decode(coding, &client.chunked_body());
+        }
         let text = page.text();
         let last = format!("entry-{:04}.txt", LISTED - 1);
         assert!(
@@ -600,9 +610,11 @@ fn listings(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
     counts.requests += 3;
 }
 
-/// Gone after the head of a listing, its page part way.
+/// Gone after the head of a listing, its page part way (every other time compressed, the
+/// encoder mid-way).
 fn gone_mid_listing(_: &Dialer, client: &mut Client<Stream>, counts: &mut Counts) {
-    client.send(b"GET /many/ HTTP/1.1\r\nHost: t\r\n\r\n");
+    let accept = ["", "Accept-Encoding: gzip\r\n"][counts.hostile as usize % 2];
+    client.send(format!("GET /many/ HTTP/1.1\r\nHost: t\r\n{accept}\r\n").as_bytes());
     assert_eq!(client.head_response().status, 200);
     counts.hostile += 1;
 }

@@ -1,4 +1,5 @@
-//! `--compress`: a file compressed as it is sent, a bounded piece at a time.
+//! `--compress`: a file (or a directory's listing) compressed as it is sent, a bounded piece at
+//! a time.
 //!
 //! The body is an [`http::BodyStream`](crate::http::BodyStream): each time the connection's
 //! output has room it asks for a piece, and this reads at most
@@ -25,7 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use zstd::zstd_safe::{self, CCtx, InBuffer, OutBuffer, ResetDirective, zstd_sys};
 
 use super::negotiate::Coding;
-use crate::http::{BodyStream, BufferBudget, Charge, STREAM_PIECE};
+use crate::http::{BodyStream, BufferBudget, Charge, STREAM_PIECE, SharedBytes};
 
 /// The smallest file worth compressing on the fly.
 pub const MIN_LEN: u64 = 1024;
@@ -344,9 +345,30 @@ impl BodyStream for Unsent {
     }
 }
 
-/// A file region, compressed as it is read.
+/// What a compressing stream reads from.
+enum Source {
+    File(File),
+    /// A listing's page, shared with the other responses that send it.
+    Page(Arc<SharedBytes>),
+}
+
+impl Source {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        match self {
+            Source::File(file) => file.read_at(buf, offset),
+            Source::Page(page) => {
+                let rest = page.get(offset as usize..).unwrap_or_default();
+                let n = buf.len().min(rest.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                Ok(n)
+            }
+        }
+    }
+}
+
+/// A file region, or a page, compressed as it is read.
 pub struct Compressing {
-    file: File,
+    source: Source,
     offset: u64,
     left: u64,
     /// With its share of the buffer budget; `None` once finished, when both are let go.
@@ -380,18 +402,45 @@ impl Compressing {
         coding: Coding,
         budget: &Arc<BufferBudget>,
     ) -> Result<Self, Declined> {
+        match Self::encoder(coding, len, budget) {
+            Ok(Some(encoder)) => Ok(Self::of(Source::File(file), len, encoder)),
+            Ok(None) => Err(Declined::OverBudget(file)),
+            Err(_) => Err(Declined::Failed),
+        }
+    }
+
+    /// A listing's `page`, if `budget` has room for the encoder: `Ok(None)` if not.
+    pub fn page(
+        page: Arc<SharedBytes>,
+        coding: Coding,
+        budget: &Arc<BufferBudget>,
+    ) -> io::Result<Option<Self>> {
+        let len = page.len() as u64;
+        let encoder = Self::encoder(coding, len, budget)?;
+        Ok(encoder.map(|encoder| Self::of(Source::Page(page), len, encoder)))
+    }
+
+    /// An encoder for `len` bytes and its share of `budget`; `None` if there is no room for it.
+    fn encoder(
+        coding: Coding,
+        len: u64,
+        budget: &Arc<BufferBudget>,
+    ) -> io::Result<Option<(Encoder, Charge)>> {
         let mut charge = Charge::new(budget);
         if !charge.try_grow(footprint(coding, len)) {
-            return Err(Declined::OverBudget(file));
+            return Ok(None);
         }
-        let encoder = Encoder::new(coding, len).map_err(|_| Declined::Failed)?;
-        Ok(Compressing {
-            file,
+        Ok(Some((Encoder::new(coding, len)?, charge)))
+    }
+
+    fn of(source: Source, len: u64, encoder: (Encoder, Charge)) -> Self {
+        Compressing {
+            source,
             offset: 0,
             left: len,
-            encoder: Some((encoder, charge)),
+            encoder: Some(encoder),
             piece: Vec::new(),
-        })
+        }
     }
 }
 
@@ -406,7 +455,7 @@ impl BodyStream for Compressing {
         piece.resize(STREAM_PIECE, 0);
         while self.left > 0 {
             let want = (self.left as usize).min(STREAM_PIECE);
-            let read = self.file.read_at(&mut piece[..want], self.offset)?;
+            let read = self.source.read_at(&mut piece[..want], self.offset)?;
             if read == 0 {
                 // The file shrank: what was promised cannot be sent.
                 return Err(io::Error::new(

@@ -261,6 +261,30 @@ impl StaticFiles {
             }
             Err(err) => return refused(resolve::refusal(err)),
         };
+        let content_type = match json {
+            true => "application/json",
+            false => "text/html; charset=utf-8",
+        };
+        // Under `--compress` a page is compressed as a text file is (`serve_plain`), in the
+        // first coding the client accepts that the budget has room for; else sent as it is.
+        let compressible = self.compress && page.bytes.len() as u64 >= compress::MIN_LEN;
+        let vary = match compressible {
+            true => "Accept, Accept-Encoding",
+            false => "Accept",
+        };
+        let eligible = compressible
+            && request.version == crate::http::Version::Http11
+            && request.headers.get_str("range").is_none();
+        if eligible {
+            let wanted = negotiate::wanted(request.headers.get_str("accept-encoding"));
+            for &coding in wanted.iter() {
+                if let Some(response) = compressed_page(request, &page, coding, &self.buffers) {
+                    return response
+                        .with_content_type(content_type)
+                        .with_header("Vary", vary);
+                }
+            }
+        }
         // Validated as a file is, by the page's own tag and the time what it shows last
         // changed: a browser that has the page gets 304, not the page again.
         let validators = Validators::new(page.bytes.len() as u64, page.changed);
@@ -274,21 +298,68 @@ impl StaticFiles {
             response
                 .with_last_modified(validators.mtime())
                 .with_header("ETag", page.tag.to_string())
-                .with_header("Vary", "Accept")
+                .with_header("Vary", vary)
         };
         match outcome {
             Outcome::Send => {}
             Outcome::NotModified => return validated(Response::new(Status::NOT_MODIFIED)),
             Outcome::PreconditionFailed => return Response::error(Status::PRECONDITION_FAILED),
         }
-        let content_type = match json {
-            true => "application/json",
-            false => "text/html; charset=utf-8",
-        };
         validated(Response::new(Status::OK))
             .with_content_type(content_type)
             .with_body(Body::Shared(page.bytes))
     }
+}
+
+/// A listing's `page` compressed with `coding` as it is sent, validated by the page's tag with
+/// the coding's name inside its quotes, weak (as a file compressed on the fly is, see
+/// [`compressed`]); `None` if `budget` has no room for the encoder now (the next coding is
+/// tried, or the page goes out as it is).
+fn compressed_page(
+    request: &Request<'_>,
+    page: &listing::Page,
+    coding: Coding,
+    budget: &Arc<BufferBudget>,
+) -> Option<Response> {
+    let len = page.bytes.len() as u64;
+    let validators = Validators::new(len, page.changed);
+    let quoted = page.tag.strip_suffix('"')?;
+    let etag = format!("W/{quoted}-{}\"", coding.token());
+    let outcome = validators.evaluate(
+        &conditions(&request.headers),
+        &etag[2..],
+        true,
+        SystemTime::now(),
+    );
+    let validated = move |response: Response| {
+        response
+            .with_last_modified(validators.mtime())
+            .with_header("ETag", etag)
+    };
+    match outcome {
+        Outcome::Send => {}
+        // No Content-Encoding on a 304, as in `serve_file`.
+        Outcome::NotModified => return Some(validated(Response::new(Status::NOT_MODIFIED))),
+        Outcome::PreconditionFailed => return Some(Response::error(Status::PRECONDITION_FAILED)),
+    }
+    // A HEAD makes no encoder, but asks the budget as a GET would (see `compressed`).
+    let stream: Box<dyn BodyStream> = if request.method == "HEAD" {
+        if !budget.has_room(compress::footprint(coding, len)) {
+            return None;
+        }
+        Box::new(compress::Unsent)
+    } else {
+        match compress::Compressing::page(page.bytes.clone(), coding, budget) {
+            Ok(Some(stream)) => Box::new(stream),
+            Ok(None) => return None,
+            Err(_) => return Some(refused(Refusal::Failed)),
+        }
+    };
+    Some(
+        validated(Response::new(Status::OK))
+            .with_header("Content-Encoding", coding.token())
+            .with_body(Body::Stream(stream)),
+    )
 }
 
 /// A listing as JSON: asked by `?format=json`, or by an `Accept` that weighs
