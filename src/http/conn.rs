@@ -1068,9 +1068,10 @@ impl Conn {
     }
 
     /// Whether the connection is closing without reading anything more: what is queued is its
-    /// last output (no file or stream follows), and no lingering read comes after it.
+    /// last output (no file or stream follows, only perhaps the end of one already queued), and
+    /// no lingering read comes after it.
     pub fn reads_no_more(&self) -> bool {
-        self.output.tail.is_none()
+        (self.output.tail.as_deref()).is_none_or(|tail| matches!(tail.body, TailBody::Queued))
             && match self.phase {
                 Phase::Closed => true,
                 Phase::Closing { linger } => !self.lingers(linger),

@@ -1350,6 +1350,17 @@ fn reads_no_more_only_before_a_plain_close() {
         harness.feed(b"");
         assert_eq!(harness.closed && !harness.half_closed, expected);
     }
+    // A streamed body whose last bytes are all queued, part written: nothing follows them.
+    let request = b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let whole = memory::run_split(&serve_stream, request, &[request.len()]).0;
+    let mut harness = Harness::with(Limits::default(), &serve_stream);
+    harness.room = whole.len() - 2;
+    harness.feed(request);
+    assert!(harness.conn.reads_no_more());
+    harness.room = usize::MAX;
+    harness.feed(b"");
+    assert!(harness.closed && !harness.half_closed);
+    assert_eq!(harness.out, whole);
 }
 
 /// A connection's timeout is not reached before its whole duration has passed since the timer
