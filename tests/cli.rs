@@ -513,6 +513,8 @@ fn help_goes_to_stdout_and_exits_0() {
         "--max-header-bytes",
         "--max-body-bytes",
         "--header-timeout",
+        "--body-timeout",
+        "--body-min-rate",
         "--keep-alive-timeout",
         "--access-log",
         "--quiet",
