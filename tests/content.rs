@@ -631,6 +631,17 @@ fn listings_compressed_as_they_are_sent() {
                     let again = get(&mut client, path, &revalidate);
                     assert_eq!(again.status, 304, "{mode:?} {path} {coding}");
                     assert_eq!(again.header("ETag"), Some(tag.as_str()));
+                    // A 304 carries no Content-Type, a 412 its own text's.
+                    assert_eq!(again.header("Content-Type"), None, "{coding}");
+                    let unmet = format!("{accept}If-Match: \"other\"\r\n");
+                    let refused = get(&mut client, path, &unmet);
+                    assert_eq!(refused.status, 412, "{mode:?} {path} {coding}");
+                    assert!(
+                        refused
+                            .header("Content-Type")
+                            .unwrap()
+                            .starts_with("text/plain")
+                    );
                 }
             }
             client.send(b"HEAD /many/ HTTP/1.1\r\nHost: t\r\nAccept-Encoding: br\r\n\r\n");

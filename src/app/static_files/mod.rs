@@ -278,10 +278,9 @@ impl StaticFiles {
         if eligible {
             let wanted = negotiate::wanted(request.headers.get_str("accept-encoding"));
             for &coding in wanted.iter() {
-                if let Some(response) = compressed_page(request, &page, coding, &self.buffers) {
-                    return response
-                        .with_content_type(content_type)
-                        .with_header("Vary", vary);
+                let page = (&page, content_type);
+                if let Some(response) = compressed_page(request, page, coding, &self.buffers) {
+                    return response.with_header("Vary", vary);
                 }
             }
         }
@@ -311,13 +310,13 @@ impl StaticFiles {
     }
 }
 
-/// A listing's `page` compressed with `coding` as it is sent, validated by the page's tag with
-/// the coding's name inside its quotes, weak (as a file compressed on the fly is, see
-/// [`compressed`]); `None` if `budget` has no room for the encoder now (the next coding is
-/// tried, or the page goes out as it is).
+/// A listing's `page` (and its Content-Type) compressed with `coding` as it is sent, validated
+/// by the page's tag with the coding's name inside its quotes, weak (as a file compressed on
+/// the fly is, see [`compressed`]); `None` if `budget` has no room for the encoder now (the
+/// next coding is tried, or the page goes out as it is).
 fn compressed_page(
     request: &Request<'_>,
-    page: &listing::Page,
+    (page, content_type): (&listing::Page, &'static str),
     coding: Coding,
     budget: &Arc<BufferBudget>,
 ) -> Option<Response> {
@@ -358,6 +357,7 @@ fn compressed_page(
     Some(
         validated(Response::new(Status::OK))
             .with_header("Content-Encoding", coding.token())
+            .with_content_type(content_type)
             .with_body(Body::Stream(stream)),
     )
 }
