@@ -432,9 +432,9 @@ impl Output {
     /// A streamed tail: its next piece, framed as a chunk (unless the body ends with the
     /// connection), into the buffer; after its last, the last chunk. A multipart tail whose
     /// range is sent: the next part's lines, or the closing one. A shared body: its next piece.
-    /// Once the last is written, the response's log line. `None` if the tail is a file region for the
-    /// driver to send; `Some(false)` if the body cannot be completed (it is dropped, and the
-    /// connection must close rather than end it as if it were whole).
+    /// Once the last is written (a file's too), the response's log line. `None` if the tail is a
+    /// file region for the driver to send; `Some(false)` if the body cannot be completed (it is
+    /// dropped, and the connection must close rather than end it as if it were whole).
     fn pull(&mut self, cx: &mut Context<'_>) -> Option<bool> {
         let whole = self.tail.as_deref_mut()?;
         if whole.file().is_some_and(|file| file.len > 0) {

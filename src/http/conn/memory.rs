@@ -2,9 +2,9 @@
 //!
 //! The socket drivers in `server/` move bytes between a socket and a `Conn`; this one moves
 //! them between slices and a buffer, under the test's control: any split of the input, a
-//! client that stops reading (`stalled`, or after `room` bytes), a clock moved by hand. The unit tests and the fuzz
-//! targets (`fuzz/`) drive the state machine through it, so they exercise exactly the calls
-//! the real drivers make.
+//! client that stops reading (`stalled`, or after `room` bytes), a clock moved by hand. The
+//! unit tests and the fuzz targets (`fuzz/`) drive the state machine through it, so they
+//! exercise exactly the calls the real drivers make.
 
 use core::net::IpAddr;
 use std::os::unix::fs::FileExt;
