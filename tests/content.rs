@@ -467,11 +467,11 @@ fn listings_as_json() {
     });
 }
 
-/// The head of a response whose body is chunked (read with `head_response`, which stops at
-/// the head), then its body.
+/// A response whose body may be chunked: its head (read with `response`, which reads a body by
+/// its Content-Length and stops at the head of one without), then its body either way.
 fn get_chunked(client: &mut Client, path: &str, headers: &str) -> (common::Response, Vec<u8>) {
     client.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{headers}\r\n").as_bytes());
-    let head = client.head_response();
+    let head = client.response();
     let body = if head.header("Transfer-Encoding") == Some("chunked") {
         client.chunked_body()
     } else {
@@ -662,6 +662,19 @@ fn listings_compressed_as_they_are_sent() {
                 .request(b"GET /many/ HTTP/1.0\r\nAccept-Encoding: gzip\r\n\r\n");
             assert_eq!((old.status, old.header("Content-Encoding")), (200, None));
         }
+        // A budget with room for the page but for no encoder: as it is, still varying by both.
+        let mut config = site_config(Mode::Reactor, &root);
+        config.compress = true;
+        config.limits.buffers = BufferBudget::new(100_000);
+        let server = TestServer::start(config);
+        let accept = "Accept-Encoding: br, zstd, gzip\r\n";
+        let plain = get(&mut server.connect(), "/many/", accept);
+        assert_eq!(
+            (plain.status, plain.header("Content-Encoding")),
+            (200, None)
+        );
+        assert_eq!(plain.header("Vary"), Some("Accept, Accept-Encoding"));
+        assert!(plain.text().contains("entry-199.txt"), "the whole page");
         // Without --compress: as it is, varying by Accept alone.
         let server = TestServer::start(site_config(Mode::Reactor, &root));
         let plain = get(&mut server.connect(), "/many/", "Accept-Encoding: gzip\r\n");
