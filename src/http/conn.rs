@@ -388,6 +388,7 @@ struct StreamTail {
 }
 
 impl Tail {
+    #[cold]
     fn new(body: TailBody, queued: u64) -> Option<Box<Tail>> {
         Some(Box::new(Tail {
             body,
