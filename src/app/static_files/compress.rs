@@ -346,10 +346,22 @@ impl BodyStream for Unsent {
 }
 
 /// What a compressing stream reads from.
-enum Source {
+pub enum Source {
     File(File),
     /// A listing's page, shared with the other responses that send it.
     Page(Arc<SharedBytes>),
+}
+
+impl From<File> for Source {
+    fn from(file: File) -> Self {
+        Source::File(file)
+    }
+}
+
+impl From<Arc<SharedBytes>> for Source {
+    fn from(page: Arc<SharedBytes>) -> Self {
+        Source::Page(page)
+    }
 }
 
 impl Source {
@@ -386,61 +398,36 @@ impl fmt::Debug for Compressing {
     }
 }
 
-/// Why a file is not compressed as it is sent.
-pub enum Declined {
-    /// The buffer budget has no room for another encoder now: the file is sent as it is.
-    OverBudget(File),
+/// Why a file (or a page) is not compressed as it is sent.
+pub enum Declined<S> {
+    /// The buffer budget has no room for another encoder now: the source comes back, to be
+    /// sent as it is.
+    OverBudget(S),
     /// The encoder could not be made.
     Failed,
 }
 
 impl Compressing {
-    /// `len` bytes of `file`, if `budget` has room for the encoder ([`footprint`]).
-    pub fn new(
-        file: File,
+    /// `len` bytes of `source` (a file, or a listing's page), if `budget` has room for the
+    /// encoder ([`footprint`]).
+    pub fn new<S: Into<Source>>(
+        source: S,
         len: u64,
         coding: Coding,
         budget: &Arc<BufferBudget>,
-    ) -> Result<Self, Declined> {
-        match Self::encoder(coding, len, budget) {
-            Ok(Some(encoder)) => Ok(Self::of(Source::File(file), len, encoder)),
-            Ok(None) => Err(Declined::OverBudget(file)),
-            Err(_) => Err(Declined::Failed),
-        }
-    }
-
-    /// A listing's `page`, if `budget` has room for the encoder: `Ok(None)` if not.
-    pub fn page(
-        page: Arc<SharedBytes>,
-        coding: Coding,
-        budget: &Arc<BufferBudget>,
-    ) -> io::Result<Option<Self>> {
-        let len = page.len() as u64;
-        let encoder = Self::encoder(coding, len, budget)?;
-        Ok(encoder.map(|encoder| Self::of(Source::Page(page), len, encoder)))
-    }
-
-    /// An encoder for `len` bytes and its share of `budget`; `None` if there is no room for it.
-    fn encoder(
-        coding: Coding,
-        len: u64,
-        budget: &Arc<BufferBudget>,
-    ) -> io::Result<Option<(Encoder, Charge)>> {
+    ) -> Result<Self, Declined<S>> {
         let mut charge = Charge::new(budget);
         if !charge.try_grow(footprint(coding, len)) {
-            return Ok(None);
+            return Err(Declined::OverBudget(source));
         }
-        Ok(Some((Encoder::new(coding, len)?, charge)))
-    }
-
-    fn of(source: Source, len: u64, encoder: (Encoder, Charge)) -> Self {
-        Compressing {
-            source,
+        let encoder = Encoder::new(coding, len).map_err(|_| Declined::Failed)?;
+        Ok(Compressing {
+            source: source.into(),
             offset: 0,
             left: len,
-            encoder: Some(encoder),
+            encoder: Some((encoder, charge)),
             piece: Vec::new(),
-        }
+        })
     }
 }
 

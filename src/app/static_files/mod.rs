@@ -277,9 +277,17 @@ impl StaticFiles {
             && request.headers.get_str("range").is_none();
         if eligible {
             let wanted = negotiate::wanted(request.headers.get_str("accept-encoding"));
+            let validators = Validators::new(page.bytes.len() as u64, page.changed);
             for &coding in wanted.iter() {
-                let page = (&page, content_type);
-                if let Some(response) = compressed_page(request, page, coding, &self.buffers) {
+                // The page's tag with the coding's name inside its quotes, weak.
+                let Some(quoted) = page.tag.strip_suffix('"') else {
+                    break;
+                };
+                let tag = (validators, format!("W/{quoted}-{}\"", coding.token()));
+                let bytes = page.bytes.clone();
+                if let Ok(response) =
+                    compressed_body(request, bytes, tag, content_type, coding, &self.buffers)
+                {
                     return response.with_header("Vary", vary);
                 }
             }
@@ -308,58 +316,6 @@ impl StaticFiles {
             .with_content_type(content_type)
             .with_body(Body::Shared(page.bytes))
     }
-}
-
-/// A listing's `page` (and its Content-Type) compressed with `coding` as it is sent, validated
-/// by the page's tag with the coding's name inside its quotes, weak (as a file compressed on
-/// the fly is, see [`compressed`]); `None` if `budget` has no room for the encoder now (the
-/// next coding is tried, or the page goes out as it is).
-fn compressed_page(
-    request: &Request<'_>,
-    (page, content_type): (&listing::Page, &'static str),
-    coding: Coding,
-    budget: &Arc<BufferBudget>,
-) -> Option<Response> {
-    let len = page.bytes.len() as u64;
-    let validators = Validators::new(len, page.changed);
-    let quoted = page.tag.strip_suffix('"')?;
-    let etag = format!("W/{quoted}-{}\"", coding.token());
-    let outcome = validators.evaluate(
-        &conditions(&request.headers),
-        &etag[2..],
-        true,
-        SystemTime::now(),
-    );
-    let validated = move |response: Response| {
-        response
-            .with_last_modified(validators.mtime())
-            .with_header("ETag", etag)
-    };
-    match outcome {
-        Outcome::Send => {}
-        // No Content-Encoding on a 304, as in `serve_file`.
-        Outcome::NotModified => return Some(validated(Response::new(Status::NOT_MODIFIED))),
-        Outcome::PreconditionFailed => return Some(Response::error(Status::PRECONDITION_FAILED)),
-    }
-    // A HEAD makes no encoder, but asks the budget as a GET would (see `compressed`).
-    let stream: Box<dyn BodyStream> = if request.method == "HEAD" {
-        if !budget.has_room(compress::footprint(coding, len)) {
-            return None;
-        }
-        Box::new(compress::Unsent)
-    } else {
-        match compress::Compressing::page(page.bytes.clone(), coding, budget) {
-            Ok(Some(stream)) => Box::new(stream),
-            Ok(None) => return None,
-            Err(_) => return Some(refused(Refusal::Failed)),
-        }
-    };
-    Some(
-        validated(Response::new(Status::OK))
-            .with_header("Content-Encoding", coding.token())
-            .with_content_type(content_type)
-            .with_body(Body::Stream(stream)),
-    )
 }
 
 /// A listing as JSON: asked by `?format=json`, or by an `Accept` that weighs
@@ -708,10 +664,8 @@ fn conditions<'a>(headers: &Headers<'a>) -> Conditions<'a> {
     }
 }
 
-/// `file` compressed as it is sent (`--compress`), for a GET or HEAD without a Range from an
-/// HTTP/1.1 client. Its entity tag is weak: the same file compresses to the same bytes only as
-/// long as the encoder's version stays. `Err` gives the file back when `budget` has no room for
-/// the encoder now.
+/// `file` compressed as it is sent (`--compress`), with a weak entity tag of its coding;
+/// `Err` gives the file back when `budget` has no room for the encoder now.
 fn compressed(
     request: &Request<'_>,
     file: File,
@@ -724,9 +678,26 @@ fn compressed(
         return Err(file);
     };
     let validators = Validators::new(metadata.len(), modified).coded(coding.token());
-    let etag = format!("W/{}", validators.etag());
+    let tag = (validators, format!("W/{}", validators.etag()));
+    compressed_body(request, file, tag, content_type(name), coding, budget)
+}
+
+/// A body compressed as it is sent (`--compress`): a file, or a listing's page (`source`), for a
+/// GET or HEAD without a Range from an HTTP/1.1 client. Its entity tag (`W/...`, with the
+/// `validators` that give its length and date) is weak: the same bytes compress to the same
+/// bytes only as long as the encoder's version stays. `Err` gives the source back when `budget`
+/// has no room for the encoder now (the next coding is tried, or it goes out as it is).
+fn compressed_body<S: Into<compress::Source>>(
+    request: &Request<'_>,
+    source: S,
+    (validators, etag): (Validators, String),
+    content_type: impl Into<Cow<'static, str>>,
+    coding: Coding,
+    budget: &Arc<BufferBudget>,
+) -> Result<Response, S> {
     let conditions = conditions(&request.headers);
     let outcome = validators.evaluate(&conditions, &etag[2..], true, SystemTime::now());
+    let len = validators.len;
     // As in `serve_file`: called once, the tag moves into the response.
     let validated = move |response: Response| {
         response
@@ -743,20 +714,20 @@ fn compressed(
     // state is 370 KiB), but the budget is asked as a GET's would be, so that both say the same
     // coding.
     let stream: Box<dyn BodyStream> = if request.method == "HEAD" {
-        if !budget.has_room(compress::footprint(coding, metadata.len())) {
-            return Err(file);
+        if !budget.has_room(compress::footprint(coding, len)) {
+            return Err(source);
         }
         Box::new(compress::Unsent)
     } else {
-        match compress::Compressing::new(file, metadata.len(), coding, budget) {
+        match compress::Compressing::new(source, len, coding, budget) {
             Ok(stream) => Box::new(stream),
-            Err(Declined::OverBudget(file)) => return Err(file),
+            Err(Declined::OverBudget(source)) => return Err(source),
             Err(Declined::Failed) => return Ok(refused(Refusal::Failed)),
         }
     };
     Ok(validated(Response::new(Status::OK))
         .with_header("Content-Encoding", coding.token())
-        .with_content_type(content_type(name))
+        .with_content_type(content_type)
         .with_body(Body::Stream(stream)))
 }
 
