@@ -1115,6 +1115,68 @@ fn unreadable_file_is_403() {
     });
 }
 
+/// A ROOT named by a link a deploy switches (`current -> r2`), or a directory removed and made
+/// anew by a build, is followed within about a second, on a connection kept open throughout, as
+/// nginx and `python -m http.server` follow it (they look the path up with every request).
+fn a_moved_root_is_followed(mode: Mode) {
+    let base = std::env::temp_dir().join(format!(
+        "static-moved-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = fs::remove_dir_all(&base);
+    for (release, text) in [("r1", "one"), ("r2", "two")] {
+        fs::create_dir_all(base.join(release)).unwrap();
+        fs::write(base.join(release).join("v.txt"), text).unwrap();
+        fs::write(base.join(release).join(format!("only-{release}.txt")), "").unwrap();
+    }
+    let current = base.join("current");
+    let point = |release: &str| {
+        let aside = base.join("current.new");
+        symlink(base.join(release), &aside).unwrap();
+        fs::rename(&aside, &current).unwrap();
+    };
+    point("r1");
+    let mut cfg = config(mode);
+    cfg.root = current.clone();
+    cfg.demo = false;
+    let server = TestServer::start(cfg);
+    let mut client = server.connect();
+    // Asks until the answer is `text`; the time it took.
+    let until = |client: &mut Client, target: &str, text: &str| {
+        let start = Instant::now();
+        loop {
+            let response = get(client, target, "");
+            if response.status == 200 && response.text().contains(text) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{target}: {response:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert_eq!(get(&mut client, "/v.txt", "").text(), "one");
+    point("r2");
+    assert!(until(&mut client, "/v.txt", "two") < Duration::from_secs(3));
+    until(&mut client, "/", "only-r2.txt");
+    assert_eq!(get(&mut client, "/only-r1.txt", "").status, 404);
+    // A new connection (in fork mode, a new process) finds it too. (The old one closes first:
+    // blocking mode serves one at a time.)
+    drop(client);
+    let mut client = server.connect();
+    assert_eq!(get(&mut client, "/v.txt", "").text(), "two");
+
+    // The directory removed and made anew, under the same name.
+    fs::remove_dir_all(base.join("r2")).unwrap();
+    fs::create_dir(base.join("r2")).unwrap();
+    fs::write(base.join("r2/v.txt"), "three").unwrap();
+    assert!(until(&mut client, "/v.txt", "three") < Duration::from_secs(3));
+    drop(server);
+    fs::remove_dir_all(&base).unwrap();
+}
+
 macro_rules! modes {
     ($($mode:ident: $variant:expr;)*) => {$(
         mod $mode {
@@ -1144,6 +1206,7 @@ macro_rules! modes {
             t!(several_ranges, 60);
             t!(errors, 20);
             t!(upload_refused_before_it_is_sent, 30);
+            t!(a_moved_root_is_followed, 30);
         }
     )*};
 }

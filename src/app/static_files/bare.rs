@@ -94,6 +94,8 @@ thread_local! {
 /// looks, what it finds.
 pub struct Look<'a> {
     site: u64,
+    /// The directory the request is served from.
+    root: &'a Root,
     relative: &'a CStr,
     state: State,
 }
@@ -111,9 +113,10 @@ enum State {
 const ALL_ABSENT: u8 = (1 << Coding::ALL.len()) - 1;
 
 impl<'a> Look<'a> {
-    pub fn new(site: u64, relative: &'a CStr) -> Look<'a> {
+    pub fn new(site: u64, root: &'a Root, relative: &'a CStr) -> Look<'a> {
         Look {
             site,
+            root,
             relative,
             state: State::Unasked,
         }
@@ -124,12 +127,17 @@ impl<'a> Look<'a> {
         self.relative
     }
 
+    /// The directory the request is served from: where the file's siblings are.
+    pub fn root(&self) -> &'a Root {
+        self.root
+    }
+
     // ANCHOR: bare
     /// Whether the file is known to have no sibling. Asked before the first look: it reads the
     /// directory's stamp then, so that what is found after can be remembered with it.
-    pub fn bare(&mut self, root: &Root) -> bool {
+    pub fn bare(&mut self) -> bool {
         if let State::Unasked = self.state {
-            self.state = match Stamp::of_parent(root, self.relative) {
+            self.state = match Stamp::of_parent(self.root, self.relative) {
                 Some(stamp) if recalls(self.site, self.relative, &stamp) => State::Bare,
                 stamp => State::Looking {
                     stamp: stamp.filter(|stamp| stamp.settled(SystemTime::now())),
@@ -254,17 +262,17 @@ mod tests {
         let relative = c"d/x.css";
 
         // Made a moment ago: not settled, so nothing is remembered.
-        let mut look = Look::new(site, relative);
-        assert!(!look.bare(&root));
+        let mut look = Look::new(site, &root, relative);
+        assert!(!look.bare());
         assert!(!look.remembering());
         Coding::ALL.iter().for_each(|&coding| look.absent(coding));
         look.done();
-        assert!(!Look::new(site, relative).bare(&root));
+        assert!(!Look::new(site, &root, relative).bare());
 
         // Settled (remembered here as the stamp it had two seconds ago would be).
         let now = Stamp::of_parent(&root, relative).unwrap();
         remember(site, relative, now);
-        assert!(Look::new(site, relative).bare(&root));
+        assert!(Look::new(site, &root, relative).bare());
         // Another directory in its place (as a deploy that renames a new tree in does): another
         // inode, so another stamp, whatever the clocks say. (A sibling made in the same
         // directory moves its times: tests/content.rs checks that over HTTP, once settled.)
@@ -272,7 +280,7 @@ mod tests {
         std::fs::create_dir(base.join("d")).unwrap();
         std::fs::write(base.join("d/x.css"), "x").unwrap();
         assert_ne!(Stamp::of_parent(&root, relative), Some(now));
-        assert!(!Look::new(site, relative).bare(&root));
+        assert!(!Look::new(site, &root, relative).bare());
         // And ROOT's own files are stamped by ROOT.
         assert_eq!(
             Stamp::of_parent(&root, c"x.css").map(|stamp| stamp.inode),

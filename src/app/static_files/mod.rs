@@ -37,10 +37,12 @@ use bare::Look;
 use compress::Declined;
 use negotiate::Coding;
 use range::{Conditions, Outcome, Part, Validators, parse_range};
-use resolve::{DecodedPath, Opened, Refusal, Root, decode_path};
+use resolve::{DecodedPath, DocumentRoot, HeldRoot, Opened, Refusal, Root, decode_path};
 
 pub struct StaticFiles {
-    root: Root,
+    /// ROOT, followed when its name comes to mean another directory; each request serves from
+    /// the directory it meant when the request began.
+    root: DocumentRoot,
     /// Serve `x.br`, `x.zst` or `x.gz` for `x` to a client that accepts it.
     precompressed: bool,
     /// `--compress`: compress compressible files as they are sent.
@@ -59,10 +61,11 @@ pub struct StaticFiles {
 }
 
 impl StaticFiles {
-    /// Serves `root`, which is canonicalized and opened once, here; precompressed siblings on.
+    /// Serves `root` (opened here, to be looked up again at most once a second in each thread:
+    /// [`DocumentRoot`]); precompressed siblings on.
     pub fn new(root: &Path) -> io::Result<Self> {
         Ok(StaticFiles {
-            root: Root::new(root)?,
+            root: DocumentRoot::new(root)?,
             precompressed: true,
             compress: false,
             buffers: BufferBudget::new(DEFAULT_MAX_BUFFER_BYTES),
@@ -103,15 +106,17 @@ impl StaticFiles {
 /// left for the handler pool; everything else answers at once.
 enum Looked {
     Answer(Response),
-    /// The directory, opened, and its metadata as of then.
-    Listing(DecodedPath, File, Metadata),
+    /// The directory, opened beneath the ROOT given, and its metadata as of then.
+    Listing(HeldRoot, DecodedPath, File, Metadata),
 }
 
 impl Handler for StaticFiles {
     fn handle(&self, request: &Request<'_>) -> Response {
         match self.look(request) {
             Looked::Answer(response) => response,
-            Looked::Listing(path, dir, metadata) => self.list(request, &path, &dir, &metadata),
+            Looked::Listing(root, path, dir, metadata) => {
+                self.list(request, &root, &path, &dir, &metadata)
+            }
         }
     }
 
@@ -150,7 +155,9 @@ impl StaticFiles {
         let relative = path.relative();
         let name = path.name();
         let wanted = negotiate::wanted(request.headers.get_str("accept-encoding"));
-        let mut look = Look::new(self.site, relative);
+        let held = self.root.current();
+        let root: &Root = &held;
+        let mut look = Look::new(self.site, root, relative);
         if !options
             && !path.trailing_slash
             && !name.is_empty()
@@ -158,7 +165,7 @@ impl StaticFiles {
         {
             return Looked::Answer(response);
         }
-        let opened = self.root.open(relative);
+        let opened = root.open(relative);
         if options {
             // What a path allows, once it is known to name something.
             return Looked::Answer(match opened {
@@ -182,7 +189,7 @@ impl StaticFiles {
                 Response::error(Status::MOVED_PERMANENTLY).with_header("Location", location)
             }
             Ok(Opened::Dir(dir, metadata)) => {
-                return self.serve_dir(request, &wanted, path, dir, metadata);
+                return self.serve_dir(held, request, &wanted, path, dir, metadata);
             }
             Err(refusal) => refused(refusal),
         })
@@ -191,6 +198,7 @@ impl StaticFiles {
     /// A directory's `index.html` if it has one, otherwise its listing, to be made.
     fn serve_dir(
         &self,
+        root: HeldRoot,
         request: &Request<'_>,
         wanted: &[Coding],
         path: DecodedPath,
@@ -201,11 +209,11 @@ impl StaticFiles {
         let Some(index) = resolve::child(relative, b"index.html") else {
             return Looked::Answer(refused(Refusal::NotFound));
         };
-        let mut look = Look::new(self.site, &index);
+        let mut look = Look::new(self.site, &root, &index);
         if let Some(response) = self.serve_sibling(request, wanted, &mut look, b"index.html") {
             return Looked::Answer(response);
         }
-        match self.root.open(&index) {
+        match root.open(&index) {
             Ok(Opened::File(file, metadata)) => Looked::Answer(self.serve_plain(
                 request,
                 wanted,
@@ -214,7 +222,9 @@ impl StaticFiles {
                 &metadata,
                 b"index.html",
             )),
-            Ok(Opened::Dir(..)) | Err(Refusal::NotFound) => Looked::Listing(path, dir, metadata),
+            Ok(Opened::Dir(..)) | Err(Refusal::NotFound) => {
+                Looked::Listing(root, path, dir, metadata)
+            }
             Err(refusal) => Looked::Answer(refused(refusal)),
         }
     }
@@ -224,6 +234,7 @@ impl StaticFiles {
     fn list(
         &self,
         request: &Request<'_>,
+        root: &Root,
         path: &DecodedPath,
         dir: &File,
         metadata: &Metadata,
@@ -237,7 +248,7 @@ impl StaticFiles {
         // A page made here counts against the buffer budget while any response holds it; with
         // no room left for it, 503, as for a body that would not fit (the page is let go).
         let make = || {
-            let entries = listing::entries(&self.root, path.relative(), dir)?;
+            let entries = listing::entries(root, path.relative(), dir)?;
             let page = match json {
                 true => listing::json(&entries),
                 false => listing::html(&entries, &title, path.is_root()),
@@ -377,7 +388,7 @@ impl StaticFiles {
         if !self.precompressed || wanted.is_empty() || Coding::names_sibling(name) {
             return None;
         }
-        if look.bare(&self.root) {
+        if look.bare() {
             return None;
         }
         // A site that precompresses does it for text; an image, a video or an archive is
@@ -425,7 +436,7 @@ impl StaticFiles {
                 .with_header("Vary", "Accept-Encoding");
         }
         let response = serve_file(request, file, metadata, name, None);
-        if !self.precompressed || Coding::names_sibling(name) || look.bare(&self.root) {
+        if !self.precompressed || Coding::names_sibling(name) || look.bare() {
             return response;
         }
         let mut scratch = ScratchPath::new();
@@ -464,11 +475,12 @@ impl StaticFiles {
         expected: bool,
     ) -> Option<(File, Metadata)> {
         let path = scratch.of(look.relative(), coding)?;
-        if !expected && !self.root.may_exist(path) {
+        let root = look.root();
+        if !expected && !root.may_exist(path) {
             look.absent(coding);
             return None;
         }
-        match self.root.open(path) {
+        match root.open(path) {
             Ok(Opened::File(file, metadata)) => {
                 if !self.siblings_seen.load(Ordering::Relaxed) {
                     self.siblings_seen.store(true, Ordering::Relaxed);
@@ -476,7 +488,7 @@ impl StaticFiles {
                 Some((file, metadata))
             }
             Err(Refusal::NotFound) if expected && look.remembering() => {
-                if !self.root.may_exist(path) {
+                if !root.may_exist(path) {
                     look.absent(coding);
                 }
                 None
@@ -905,7 +917,7 @@ mod tests {
             std::fs::write(base.join(name), name).unwrap();
         }
         let files = StaticFiles::new(&base).unwrap();
-        bare::remember_as_now(files.site, &files.root, c"d/x.css");
+        bare::remember_as_now(files.site, &files.root.current(), c"d/x.css");
         let gzip = "Accept-Encoding: gzip\r\n";
         for accept in [gzip, ""] {
             let answer = coding_and_vary(&files, "/d/x.css", accept);

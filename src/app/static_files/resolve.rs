@@ -8,14 +8,17 @@
 //! opening it). A symlink that stays inside ROOT works. Where `openat2` is unavailable (Linux
 //! before 5.6, some sandboxes) the path is canonicalized and checked against ROOT instead.
 
+use std::cell::RefCell;
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::http::unescape;
 
@@ -149,13 +152,16 @@ pub enum Opened {
     Dir(File, Metadata),
 }
 
-/// The served directory, opened once at start-up; every lookup is relative to it.
+/// The served directory, opened; every lookup is relative to it. ([`DocumentRoot`] opens
+/// another when the path ROOT was named by comes to name another directory.)
 #[derive(Debug)]
 pub struct Root {
     /// The canonical path: what "inside ROOT" means for the fallback, and for tests.
     path: PathBuf,
     /// An `O_PATH` descriptor of ROOT, the anchor of every `openat2`.
     fd: OwnedFd,
+    /// Its device and inode: which directory it is.
+    identity: (u64, u64),
     /// Cleared the first time `openat2` turns out to be unavailable.
     beneath: AtomicBool,
 }
@@ -167,9 +173,11 @@ impl Root {
             .read(true)
             .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
             .open(&path)?;
+        let metadata = dir.metadata()?;
         Ok(Root {
             path,
             fd: dir.into(),
+            identity: (metadata.dev(), metadata.ino()),
             beneath: AtomicBool::new(true),
         })
     }
@@ -261,6 +269,123 @@ impl Root {
             .custom_flags(OPEN_FLAGS)
             .open(canonical)
     }
+}
+
+/// ROOT as it was named, followed when the name comes to mean another directory: a deploy that
+/// switches a link (`current -> releases/42`), or a build that removes the directory and makes
+/// it anew (`rm -rf dist && npm run build`). nginx and `python -m http.server` look the path up
+/// with every request, so they follow at once; a [`Root`] held for good would serve the old
+/// directory, or 404 for everything once it is removed, until a restart.
+///
+/// Looking the name up again costs a `stat` of a whole path, so each thread does it at most
+/// once a second, and keeps the [`Root`] it found in a memory of its own (no lock, and no
+/// shared counter bounced between the loops' cores on every request). Threads that find the
+/// same new directory share one `Root` (one descriptor); the old one is closed when the last
+/// thread lets it go. A request keeps the `Root` it began with to its end, so its file, its
+/// siblings and its listing all come from one directory.
+pub struct DocumentRoot {
+    /// The name, made absolute (links on it not resolved): what is looked up again.
+    named: PathBuf,
+    /// The directory the name meant when last opened by any thread.
+    latest: Mutex<Arc<Root>>,
+    /// This root's number in each thread's memory.
+    id: u64,
+}
+
+/// A thread's hold on the [`Root`] it serves from: cloned with every request without touching
+/// the `Arc`'s count, which all threads share (an atomic add on a cache line bounced between the
+/// loops' cores, twice a request).
+#[allow(clippy::redundant_allocation)]
+pub type HeldRoot = Rc<Arc<Root>>;
+
+/// A thread's `Root` for a [`DocumentRoot`], and the second (of the coarse monotonic clock) in
+/// which it last looked at its name.
+struct Held {
+    id: u64,
+    root: HeldRoot,
+    looked: i64,
+}
+
+/// Roots remembered per thread; past it, all are forgotten (a server has one; tests make many).
+const HELD_MAX: usize = 8;
+
+thread_local! {
+    static HELD: RefCell<Vec<Held>> = const { RefCell::new(Vec::new()) };
+}
+
+impl DocumentRoot {
+    /// Opens `path` (an error if it is not a directory that can be opened).
+    pub fn new(path: &Path) -> io::Result<DocumentRoot> {
+        static IDS: AtomicU64 = AtomicU64::new(0);
+        let named = std::path::absolute(path)?;
+        let root = Root::new(&named)?;
+        Ok(DocumentRoot {
+            named,
+            latest: Mutex::new(Arc::new(root)),
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    /// The directory ROOT names, as this thread last found it, at most a second ago.
+    pub fn current(&self) -> HeldRoot {
+        self.current_at(coarse_second())
+    }
+
+    // ANCHOR: document_root
+    /// [`Self::current`], in `second` of some clock: the name is looked up again when it
+    /// differs from the one this thread last looked in.
+    fn current_at(&self, second: i64) -> HeldRoot {
+        HELD.with_borrow_mut(|held| {
+            if let Some(mine) = held.iter_mut().find(|mine| mine.id == self.id) {
+                if mine.looked != second {
+                    mine.looked = second;
+                    if let Some(moved) = self.moved(&mine.root) {
+                        mine.root = Rc::new(moved);
+                    }
+                }
+                return Rc::clone(&mine.root);
+            }
+            if held.len() >= HELD_MAX {
+                held.clear();
+            }
+            let latest = Arc::clone(&self.latest.lock().unwrap_or_else(PoisonError::into_inner));
+            let root = Rc::new(self.moved(&latest).unwrap_or(latest));
+            held.push(Held {
+                id: self.id,
+                root: Rc::clone(&root),
+                looked: second,
+            });
+            root
+        })
+    }
+
+    /// The directory the name means now, if it is another than `root`; `None` also when the
+    /// name means nothing that can be opened just now (a link being replaced, a directory
+    /// between its removal and its remaking): `root` serves on meanwhile.
+    fn moved(&self, root: &Root) -> Option<Arc<Root>> {
+        let now = std::fs::metadata(&self.named).ok()?;
+        if (now.dev(), now.ino()) == root.identity {
+            return None;
+        }
+        let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        if latest.identity != (now.dev(), now.ino()) {
+            *latest = Arc::new(Root::new(&self.named).ok()?);
+        }
+        Some(Arc::clone(&latest))
+    }
+    // ANCHOR_END: document_root
+}
+
+/// The seconds of `CLOCK_MONOTONIC_COARSE`: a read of the kernel's last tick (no clock
+/// hardware read), enough to tell one second from the next.
+fn coarse_second() -> i64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec for the one the kernel writes.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) };
+    now.tv_sec
 }
 
 /// A path as the kernel takes it, as a `Path`.
@@ -561,5 +686,69 @@ mod tests {
                 prop_assert!(tree.root.may_exist(decoded.relative()), "{url}");
             }
         }
+    }
+
+    /// What a root serves: the contents of its `v.txt`.
+    fn served(root: &Root) -> String {
+        match root.open(c"v.txt") {
+            Ok(Opened::File(file, _)) => std::io::read_to_string(file).unwrap(),
+            _ => "nothing".into(),
+        }
+    }
+
+    #[test]
+    fn a_root_is_followed_where_its_name_leads() {
+        let base = std::env::temp_dir().join(format!("resolve-follow-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        for (release, text) in [("r1", "one"), ("r2", "two")] {
+            std::fs::create_dir_all(base.join(release)).unwrap();
+            std::fs::write(base.join(release).join("v.txt"), text).unwrap();
+        }
+        let current = base.join("current");
+        let point = |release: &str| {
+            // As deploys switch a link: a new one made aside, renamed over the old.
+            let aside = base.join("current.new");
+            std::os::unix::fs::symlink(base.join(release), &aside).unwrap();
+            std::fs::rename(&aside, &current).unwrap();
+        };
+        point("r1");
+        let document = DocumentRoot::new(&current).unwrap();
+        assert_eq!(served(&document.current_at(1)), "one");
+
+        // Switched: seen from the next second on, not within the second already looked in.
+        point("r2");
+        assert_eq!(served(&document.current_at(1)), "one");
+        let now = document.current_at(2);
+        assert_eq!(served(&now), "two");
+        assert_eq!(now.path(), base.join("r2").canonicalize().unwrap());
+
+        // Another thread that looks finds the same directory, and shares its `Root`.
+        let mine = Arc::clone(&now);
+        let theirs = std::thread::scope(|scope| {
+            scope
+                .spawn(|| Arc::clone(&document.current_at(2)))
+                .join()
+                .unwrap()
+        });
+        assert!(Arc::ptr_eq(&mine, &theirs));
+        drop((now, theirs));
+
+        // Named nothing for a while (a link replaced by removing it first): the old serves on.
+        std::fs::remove_file(&current).unwrap();
+        assert_eq!(served(&document.current_at(3)), "two");
+
+        // Removed and made anew at the same path: the new directory, though its name is the
+        // same.
+        std::fs::remove_dir_all(base.join("r2")).unwrap();
+        std::fs::create_dir(base.join("r2")).unwrap();
+        std::fs::write(base.join("r2/v.txt"), "three").unwrap();
+        assert_eq!(served(&document.current_at(4)), "nothing");
+        point("r2");
+        assert_eq!(served(&document.current_at(5)), "three");
+        // The directories let go are closed: only this thread's and the latest hold the new one,
+        // and nothing holds the old ones (the other thread ended).
+        assert_eq!(Arc::strong_count(&mine), 1);
+        assert_eq!(Arc::strong_count(&document.current_at(5)), 2);
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }
