@@ -14,7 +14,7 @@ use clap::error::{ContextKind, ContextValue};
 
 use reactor_httpd::config::{AccessLogTarget, Config, Cores, Limits, Mode};
 use reactor_httpd::http::BufferBudget;
-use reactor_httpd::server::{Server, StartError};
+use reactor_httpd::server::{Server, StartError, raise_descriptor_limit};
 use reactor_httpd::tls::TlsSource;
 use reactor_httpd::{access_log, app};
 
@@ -308,6 +308,7 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(message) => return fail(2, &message),
     };
+    raise_descriptor_limit();
     let handler = match app::build(&config) {
         Ok(handler) => handler,
         Err(err) => return fail(2, &format!("cannot serve {}: {err}", config.root.display())),

@@ -37,6 +37,64 @@ fn threaded() {
     bounded(60, || out_of_descriptors(Mode::Threaded));
 }
 
+#[test]
+fn a_low_soft_limit_is_raised() {
+    bounded(60, || {
+        for mode in [Mode::Reactor, Mode::Uring] {
+            if common::runnable(mode) {
+                low_soft_limit(mode);
+            }
+        }
+    });
+}
+
+/// Started with a soft limit of 64 descriptors under a hard one of 4096 (as systemd starts
+/// services: 1024 under 524,288), the server raises its soft limit to the hard one, and so holds
+/// and serves more connections than the soft limit it was given.
+fn low_soft_limit(mode: Mode) {
+    const HARD: u64 = 4096;
+    let mut cfg = config(mode);
+    cfg.cores = Cores::Count(1);
+    let server = TestServer::subprocess(&cfg, |command| {
+        // SAFETY: between fork and exec only setrlimit runs, a plain system call on a struct
+        // owned by this closure.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(command, || {
+                let limit = libc::rlimit {
+                    rlim_cur: LIMIT,
+                    rlim_max: HARD,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    let pid = server.pid().unwrap();
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"));
+    let numbers: Vec<&str> = open_files
+        .unwrap()
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect();
+    assert_eq!(numbers, ["4096", "4096"], "{mode:?}: {limits}");
+    let held: Vec<Client> = (0..4 * LIMIT)
+        .map(|_| {
+            let mut client = server.connect();
+            assert_eq!(client.request(HELLO).status, 200, "{mode:?}");
+            client
+        })
+        .collect();
+    for mut client in held {
+        assert_eq!(client.request(HELLO).status, 200, "{mode:?}");
+    }
+}
+
 fn out_of_descriptors(mode: Mode) {
     let root = tempdir(&format!("emfile-{mode:?}"));
     fs::write(root.join("file.txt"), "some text\n").unwrap();

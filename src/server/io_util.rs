@@ -181,6 +181,30 @@ pub(crate) fn unread_bytes(fd: RawFd) -> libc::c_int {
     unread
 }
 
+/// Raises this process's soft limit of open descriptors (`RLIMIT_NOFILE`) to its hard limit, as
+/// the Go runtime does for every program. The soft limit is commonly 1024, kept that low only
+/// for programs that still use `select(2)` (systemd's default is 1024 soft, 524,288 hard, and
+/// `systemd.exec(5)` asks programs that need more to raise it themselves); at 1024 a server
+/// runs out near a thousand connections, however high `--max-connections` is, and the rest wait
+/// in the backlog. Left as it is if it cannot be raised.
+pub fn raise_descriptor_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit through the pointer, which is valid for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0
+        && limit.rlim_cur < limit.rlim_max
+    {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads one rlimit through the pointer, which is valid for the call.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
+    }
+}
+
 /// How many descriptors this process may have open (`RLIMIT_NOFILE`, soft); 1024 if unknown.
 pub(crate) fn descriptor_limit() -> usize {
     let mut limit = libc::rlimit {

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
+pub use io_util::raise_descriptor_limit;
 pub(crate) use shutdown::Signals;
 pub use shutdown::{DRAIN_GRACE, HANDOVER_GRACE, Shutdown};
 pub use upgrade::READY_WITHIN;
