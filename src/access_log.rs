@@ -55,6 +55,9 @@ pub struct AccessLog {
     buf: Vec<u8>,
     /// When the oldest buffered line must be written by; `None` while the buffer is empty.
     due: Option<Instant>,
+    /// Lines dropped since the log last could be written (a closed pipe, a full disk); `None`
+    /// while it can be.
+    dropping: Option<u64>,
 }
 
 /// What the log shows of a request, between the quotes where the Common Log Format has its
@@ -91,6 +94,7 @@ impl AccessLog {
             generation,
             buf: Vec::with_capacity(4096),
             due: None,
+            dropping: None,
         }))
     }
 
@@ -151,7 +155,8 @@ impl AccessLog {
     }
 
     /// Writes the buffered lines. A log that cannot be written is not a reason to stop serving:
-    /// the lines are dropped and the error reported once per flush.
+    /// the lines are dropped, and the trouble said once when it begins and once when it ends
+    /// (with how many lines it cost), not with every flush: under load that is many a second.
     pub fn flush(&mut self) {
         if self.buf.is_empty() {
             return;
@@ -163,11 +168,32 @@ impl AccessLog {
             }
             Sink::File(file, _) => file.write_all(&self.buf),
         };
-        if let Err(err) = result {
-            eprintln!("reactor-httpd: access log: {err}");
+        let lines = self.buf.iter().filter(|&&byte| byte == b'\n').count() as u64;
+        if let Some(said) = self.trouble(result, lines) {
+            eprintln!("reactor-httpd: access log: {said}");
         }
         self.buf.clear();
         self.due = None;
+    }
+
+    /// What to say of a flush of `lines` lines that ended in `result`: something only when the
+    /// log stops or starts being written.
+    fn trouble(&mut self, result: io::Result<()>, lines: u64) -> Option<String> {
+        match (result, &mut self.dropping) {
+            (Ok(()), None) => None,
+            (Ok(()), dropping @ Some(_)) => {
+                let dropped = dropping.take().unwrap_or_default();
+                Some(format!("written again ({dropped} lines dropped)"))
+            }
+            (Err(_), Some(dropped)) => {
+                *dropped += lines;
+                None
+            }
+            (Err(err), dropping @ None) => {
+                *dropping = Some(lines);
+                Some(format!("{err}; lines are dropped until it can be written"))
+            }
+        }
     }
 }
 
@@ -198,6 +224,11 @@ fn append(path: &Path) -> io::Result<File> {
 impl Drop for AccessLog {
     fn drop(&mut self) {
         self.flush();
+        if let Some(dropped) = self.dropping {
+            eprintln!(
+                "reactor-httpd: access log: still not written at exit ({dropped} lines dropped)"
+            );
+        }
     }
 }
 
@@ -249,6 +280,22 @@ fn escape_into(buf: &mut Vec<u8>, text: &[u8]) {
 mod tests {
     use super::*;
     use std::time::UNIX_EPOCH;
+
+    #[test]
+    fn trouble_is_said_when_it_begins_and_when_it_ends() {
+        let mut log = AccessLog::open(&AccessLogTarget::Stdout).unwrap().unwrap();
+        let broken = || Err(io::Error::from_raw_os_error(libc::EPIPE));
+        assert_eq!(log.trouble(Ok(()), 5), None);
+        let said = log.trouble(broken(), 3).unwrap();
+        assert!(said.starts_with("Broken pipe"), "{said}");
+        assert_eq!(log.trouble(broken(), 4), None);
+        assert_eq!(log.trouble(broken(), 2), None);
+        let said = log.trouble(Ok(()), 1);
+        assert_eq!(said.as_deref(), Some("written again (9 lines dropped)"));
+        assert_eq!(log.trouble(Ok(()), 1), None);
+        assert!(log.trouble(broken(), 1).is_some());
+        log.dropping = None;
+    }
 
     #[test]
     fn formats_common_log_format_and_escapes() {

@@ -414,6 +414,44 @@ fn access_log_to_a_file() {
     });
 }
 
+/// An access log that cannot be written (here `/dev/full`: every write fails with ENOSPC) costs
+/// its lines, never a request, and is said once when it begins and once at exit, with the lines
+/// it cost: not once per flush, which under load is many times a second.
+#[test]
+fn an_unwritable_access_log_is_said_once() {
+    bounded(30, || {
+        let server = Running::start(
+            &[
+                "--bind",
+                "127.0.0.1:0",
+                "--demo",
+                "--cores",
+                "1",
+                "--access-log",
+                "/dev/full",
+            ],
+            "reactor, 1 loop",
+        );
+        let mut client = server.client();
+        // About 70 bytes a line: 3,000 lines fill the 64 KiB buffer three times over, and each
+        // time it is flushed.
+        let batch = b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n".repeat(100);
+        for _ in 0..30 {
+            client.send(&batch);
+            for _ in 0..100 {
+                assert_eq!(client.response().text(), "Hello, World!");
+            }
+        }
+        server.signal(libc::SIGTERM);
+        let (code, _, stderr, _) = server.wait();
+        assert_eq!(code, Some(0));
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 2, "{stderr}");
+        assert!(lines[0].contains("No space left on device"), "{stderr}");
+        assert!(lines[1].ends_with("(3000 lines dropped)"), "{stderr}");
+    });
+}
+
 fn core_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
