@@ -384,18 +384,7 @@ fn access_log_to_a_file() {
     bounded(30, || {
         let path = std::env::temp_dir().join(format!("reactor-httpd-log-{}", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let server = Running::start(
-            &[
-                "--bind",
-                "127.0.0.1:0",
-                "--demo",
-                "--cores",
-                "1",
-                "--access-log",
-                path.to_str().unwrap(),
-            ],
-            "reactor, 1 loop",
-        );
+        let server = logging_to(path.to_str().unwrap());
         let mut client = server.client();
         for _ in 0..3 {
             client.get("/hello");
@@ -414,24 +403,27 @@ fn access_log_to_a_file() {
     });
 }
 
+/// The demo on one loop, its access log written to `path`.
+fn logging_to(path: &str) -> Running {
+    let args = [
+        "--bind",
+        "127.0.0.1:0",
+        "--demo",
+        "--cores",
+        "1",
+        "--access-log",
+        path,
+    ];
+    Running::start(&args, "reactor, 1 loop")
+}
+
 /// An access log that cannot be written (here `/dev/full`: every write fails with ENOSPC) costs
 /// its lines, never a request, and is said once when it begins and once at exit, with the lines
 /// it cost: not once per flush, which under load is many times a second.
 #[test]
 fn an_unwritable_access_log_is_said_once() {
     bounded(30, || {
-        let server = Running::start(
-            &[
-                "--bind",
-                "127.0.0.1:0",
-                "--demo",
-                "--cores",
-                "1",
-                "--access-log",
-                "/dev/full",
-            ],
-            "reactor, 1 loop",
-        );
+        let server = logging_to("/dev/full");
         let mut client = server.client();
         // About 70 bytes a line: 3,000 lines fill the 64 KiB buffer three times over, and each
         // time it is flushed.

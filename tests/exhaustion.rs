@@ -9,7 +9,7 @@ mod common;
 
 use std::fs;
 use std::io::{ErrorKind, Read};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::proc::cpu_ticks;
@@ -48,6 +48,24 @@ fn a_low_soft_limit_is_raised() {
     });
 }
 
+/// Makes the server's process start with these limits of open descriptors.
+fn limit_descriptors(command: &mut Command, soft: u64, hard: u64) {
+    // SAFETY: between fork and exec only setrlimit runs, a plain system call on a struct owned
+    // by this closure.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(command, move || {
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Started with a soft limit of 64 descriptors under a hard one of 4096 (as systemd starts
 /// services: 1024 under 524,288), the server raises its soft limit to the hard one, and so holds
 /// and serves more connections than the soft limit it was given.
@@ -55,22 +73,7 @@ fn low_soft_limit(mode: Mode) {
     const HARD: u64 = 4096;
     let mut cfg = config(mode);
     cfg.cores = Cores::Count(1);
-    let server = TestServer::subprocess(&cfg, |command| {
-        // SAFETY: between fork and exec only setrlimit runs, a plain system call on a struct
-        // owned by this closure.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(command, || {
-                let limit = libc::rlimit {
-                    rlim_cur: LIMIT,
-                    rlim_max: HARD,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    });
+    let server = TestServer::subprocess(&cfg, |command| limit_descriptors(command, LIMIT, HARD));
     let pid = server.pid().unwrap();
     let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     let open_files = limits
@@ -105,20 +108,7 @@ fn out_of_descriptors(mode: Mode) {
     cfg.metrics_path = Some("/metrics".into());
     let mut server = TestServer::subprocess(&cfg, |command| {
         command.stderr(Stdio::piped());
-        // SAFETY: between fork and exec only setrlimit runs, a plain system call on a struct
-        // owned by this closure.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(command, || {
-                let limit = libc::rlimit {
-                    rlim_cur: LIMIT,
-                    rlim_max: LIMIT,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        limit_descriptors(command, LIMIT, LIMIT);
     });
     let pid = server.pid().unwrap();
 
