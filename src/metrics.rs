@@ -109,7 +109,9 @@ const FAMILIES: &[Family] = &[
     (
         "sent_bytes_total",
         "counter",
-        "Bytes of responses, heads and bodies, counted as they are queued to go out.",
+        "Bytes of responses, heads and bodies: a head and a body made in memory counted as they \
+         are queued to go out, a body sent after its head (a file, ranges, a listing, a \
+         compressed stream) when it ends, with the bytes of it that went.",
         None,
         |m, _| m.bytes_sent.get(),
     ),

@@ -274,6 +274,35 @@ fn counts_every_byte_sent(mode: Mode) {
         expected as u64,
         "{mode:?}: the counter moved by what went out on the wire"
     );
+
+    // A download left after its first bytes is counted with what went, not with the file's
+    // length: at most what the sockets' buffers took on top of what the client read, a few MiB
+    // on loopback, of 32 MiB.
+    let file: Vec<u8> = (0..32u32 << 20).map(|i| (i * 7 + i / 4093) as u8).collect();
+    std::fs::write(root.join("large.bin"), &file).unwrap();
+    let mut left = std::net::TcpStream::connect(server.addr).unwrap();
+    left.write_all(b"GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut first = [0; 65536];
+    std::io::Read::read_exact(&mut left, &mut first).unwrap();
+    drop(left);
+    // Counted once the server has seen the client go: when only the scrape's own connection
+    // is open.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let scrape = exchange("/metrics", "");
+        let text = String::from_utf8_lossy(&scrape).into_owned();
+        if total(&text, "reactor_httpd_connections_open", "") == 1 {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "{mode:?}: {text}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let counted = total(&text, "reactor_httpd_sent_bytes_total", "") - sent(&after);
+    assert!(
+        (65536..16 << 20).contains(&counted),
+        "{mode:?}: {counted} bytes counted for a download left after 64 KiB"
+    );
 }
 
 #[test]

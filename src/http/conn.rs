@@ -398,8 +398,11 @@ impl Tail {
     }
 
     /// The body is over, whole or cut short, and `sent` of its bytes reached the wire: its log
-    /// line can be written.
+    /// line can be written, and the bytes counted (as nginx's logging phase counts them).
     fn end(self, cx: &mut Context<'_>, sent: u64) {
+        if let Some(metrics) = cx.metrics {
+            metrics.bytes_sent.add(sent);
+        }
         if let (Some(line), Some(log)) = (self.line, cx.log.as_deref_mut()) {
             log.end(line, cx.clock, sent);
         }
@@ -444,7 +447,7 @@ impl Output {
         let buf = Self::buf_of(&mut self.buf, cx.pool);
         let start = buf.len();
         let ended = match &mut whole.body {
-            TailBody::Stream(tail) => match Self::pull_stream(tail, buf, cx) {
+            TailBody::Stream(tail) => match Self::pull_stream(tail, buf) {
                 Some(ended) => ended,
                 None => {
                     self.end_tail(cx);
@@ -477,9 +480,9 @@ impl Output {
         Some(true)
     }
 
-    /// A stream's next piece into `buf`, counted as sent when queued (metrics count every
-    /// response's bytes so); whether it was the last, or `None` if the body cannot be completed.
-    fn pull_stream(tail: &mut StreamTail, buf: &mut Vec<u8>, cx: &Context<'_>) -> Option<bool> {
+    /// A stream's next piece into `buf`; whether it was the last, or `None` if the body cannot
+    /// be completed.
+    fn pull_stream(tail: &mut StreamTail, buf: &mut Vec<u8>) -> Option<bool> {
         let start = buf.len();
         if tail.chunked {
             // The chunk size goes in front once known: eight hex digits, zero-padded (1*HEXDIG).
@@ -505,9 +508,6 @@ impl Output {
                 return None;
             }
         };
-        if let Some(metrics) = cx.metrics {
-            metrics.bytes_sent.add((buf.len() - start) as u64);
-        }
         Some(ended)
     }
 
@@ -584,11 +584,9 @@ impl Output {
         }
         if let Some(metrics) = cx.metrics {
             metrics.responded(response.status.0, answering.is_request());
-            // Counted when queued: the head and body this response puts on the wire (a
-            // streamed body's pieces are counted as they are made).
-            let streamed =
-                (self.tail.as_deref()).is_some_and(|tail| matches!(tail.body, TailBody::Stream(_)));
-            let body = if streamed { 0 } else { body_bytes };
+            // Counted when queued: the head, and a body made whole in memory. A body sent after
+            // its head is counted when it ends, with what of it went (`Tail::end`).
+            let body = if self.tail.is_some() { 0 } else { body_bytes };
             metrics.bytes_sent.add(head_len as u64 + body);
         }
         if let Some(log) = cx.log.as_deref_mut() {
