@@ -294,6 +294,7 @@ mod tests {
         assert_eq!(said.as_deref(), Some("written again (9 lines dropped)"));
         assert_eq!(log.trouble(Ok(()), 1), None);
         assert!(log.trouble(broken(), 1).is_some());
+        // Nothing for its drop to say.
         log.dropping = None;
     }
 
