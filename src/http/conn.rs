@@ -456,8 +456,7 @@ impl Output {
             },
             // Sent whole.
             TailBody::File(_) | TailBody::Queued => true,
-            // The range before is sent: the next part's head, or the closing line. (Its
-            // bytes were counted when the response was queued.)
+            // The range before is sent: the next part's head, or the closing line.
             TailBody::Parts(parts) => !parts.advance(buf),
             TailBody::Shared { bytes, at } => {
                 let end = bytes.len().min(*at + STREAM_PIECE);

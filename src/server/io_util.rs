@@ -188,12 +188,7 @@ pub(crate) fn unread_bytes(fd: RawFd) -> libc::c_int {
 /// runs out near a thousand connections, however high `--max-connections` is, and the rest wait
 /// in the backlog. Left as it is if it cannot be raised.
 pub fn raise_descriptor_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit through the pointer, which is valid for the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0
+    if let Some(limit) = descriptor_limits()
         && limit.rlim_cur < limit.rlim_max
     {
         let raised = libc::rlimit {
@@ -207,13 +202,17 @@ pub fn raise_descriptor_limit() {
 
 /// How many descriptors this process may have open (`RLIMIT_NOFILE`, soft); 1024 if unknown.
 pub(crate) fn descriptor_limit() -> usize {
+    descriptor_limits().map_or(1024, |limit| {
+        usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+    })
+}
+
+/// This process's `RLIMIT_NOFILE`, soft and hard; `None` if it cannot be read.
+fn descriptor_limits() -> Option<libc::rlimit> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes one rlimit through the pointer, which is valid for the call.
-    match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
-        0 => usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX),
-        _ => 1024,
-    }
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit)
 }

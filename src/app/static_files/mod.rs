@@ -283,12 +283,9 @@ impl StaticFiles {
             true => "Accept, Accept-Encoding",
             false => "Accept",
         };
-        let eligible = compressible
-            && request.version == crate::http::Version::Http11
-            && request.headers.get_str("range").is_none();
-        if eligible {
+        let validators = Validators::new(page.bytes.len() as u64, page.changed);
+        if compressible && may_compress_on_the_fly(request) {
             let wanted = negotiate::wanted(request.headers.get_str("accept-encoding"));
-            let validators = Validators::new(page.bytes.len() as u64, page.changed);
             for &coding in wanted.iter() {
                 // The page's tag with the coding's name inside its quotes, weak.
                 let Some(quoted) = page.tag.strip_suffix('"') else {
@@ -305,7 +302,6 @@ impl StaticFiles {
         }
         // Validated as a file is, by the page's own tag and the time what it shows last
         // changed: a browser that has the page gets 304, not the page again.
-        let validators = Validators::new(page.bytes.len() as u64, page.changed);
         let outcome = validators.evaluate(
             &conditions(&request.headers),
             &page.tag,
@@ -418,11 +414,11 @@ impl StaticFiles {
         let compressible = self.compress && metadata.len() >= compress::MIN_LEN && is_text(name);
         if compressible {
             look.done();
-            // Ranges of an encoding made on the fly cannot be served, and chunked transfer
-            // coding needs HTTP/1.1: those get the file as it is.
-            let eligible = request.version == crate::http::Version::Http11
-                && request.headers.get_str("range").is_none();
-            let codings = if eligible { wanted } else { &[] };
+            let codings = if may_compress_on_the_fly(request) {
+                wanted
+            } else {
+                &[]
+            };
             let mut file = file;
             // The coding the client prefers, or the next one whose encoder the budget has room
             // for; or none.
@@ -674,6 +670,13 @@ fn conditions<'a>(headers: &Headers<'a>) -> Conditions<'a> {
         range: range.flatten(),
         ..conditions
     }
+}
+
+/// Whether a body compressed as it is sent may answer `request`: ranges of an encoding made on
+/// the fly cannot be served, and chunked transfer coding needs HTTP/1.1, so those get the body
+/// as it is.
+fn may_compress_on_the_fly(request: &Request<'_>) -> bool {
+    request.version == crate::http::Version::Http11 && request.headers.get_str("range").is_none()
 }
 
 /// `file` compressed as it is sent (`--compress`), with a weak entity tag of its coding;
