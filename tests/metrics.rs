@@ -288,16 +288,12 @@ fn counts_every_byte_sent(mode: Mode) {
     drop(left);
     // Counted once the server has seen the client go: when only the scrape's own connection
     // is open.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let text = loop {
-        let scrape = exchange("/metrics", "");
-        let text = String::from_utf8_lossy(&scrape).into_owned();
-        if total(&text, "reactor_httpd_connections_open", "") == 1 {
-            break text;
-        }
-        assert!(std::time::Instant::now() < deadline, "{mode:?}: {text}");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    };
+    let mut text = String::new();
+    let gone = common::eventually(std::time::Duration::from_secs(10), || {
+        text = String::from_utf8_lossy(&exchange("/metrics", "")).into_owned();
+        total(&text, "reactor_httpd_connections_open", "") == 1
+    });
+    assert!(gone, "{mode:?}: {text}");
     let counted = total(&text, "reactor_httpd_sent_bytes_total", "") - sent(&after);
     assert!(
         (65536..16 << 20).contains(&counted),
