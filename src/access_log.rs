@@ -12,16 +12,24 @@
 //! [`REOPEN_GENERATION`]; each loop notices at its next turn ([`AccessLog::reopen_if_asked`]),
 //! writes the lines it holds to the file it has (the rotated one: they were recorded before),
 //! and opens the path anew. No line is lost or written twice.
+//!
+//! A log that cannot be written (a full disk, a closed pipe) does not stop the serving: its lines
+//! are dropped, and the trouble is said on stderr once for the whole server, however many loops,
+//! workers or forked children log: when it begins, when it ends, and at exit if it has not
+//! ([`LogTrouble`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::AccessLogTarget;
 use crate::http::Clock;
+use crate::server::io_util::{map_anonymous, unmap};
 
 /// Flush at least this often while lines are waiting.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -55,9 +63,78 @@ pub struct AccessLog {
     buf: Vec<u8>,
     /// When the oldest buffered line must be written by; `None` while the buffer is empty.
     due: Option<Instant>,
-    /// Lines dropped since the log last could be written (a closed pipe, a full disk); `None`
-    /// while it can be.
-    dropping: Option<u64>,
+    /// Whether the server's logs can be written, shared with every other log of the server.
+    trouble: Arc<LogTrouble>,
+}
+
+/// Whether a server's access log can be written, and how many lines were dropped since it last
+/// could be: one for the whole server, shared by every log in it (a loop's, a worker thread's, a
+/// forked child's), so that the trouble is said once for the server and not once per log. Until
+/// stop 75 each log kept its own: in threaded mode, with a worker per connection, a full disk was
+/// said 56 times and 56 counts were printed at exit, and in fork mode twice per connection.
+///
+/// It lives in an anonymous shared mapping, made before any child is forked, so the children of
+/// fork mode share it too (as they share the buffer budget's counts). It says that the log is
+/// still not written, with the lines dropped in all, when the last log of the server is gone (a
+/// forked child's copy is never dropped: it leaves with `_exit`).
+pub struct LogTrouble(NonNull<TroubleWords>);
+
+struct TroubleWords {
+    dropping: AtomicBool,
+    dropped: AtomicU64,
+}
+
+// SAFETY: the words are only ever used through shared references to atomics; the pointer itself
+// never changes.
+unsafe impl Send for LogTrouble {}
+unsafe impl Sync for LogTrouble {}
+
+impl LogTrouble {
+    pub fn new() -> io::Result<Arc<LogTrouble>> {
+        let words = map_anonymous(size_of::<TroubleWords>(), true)?;
+        // Zero-filled: not dropping, none dropped.
+        Ok(Arc::new(LogTrouble(words.cast())))
+    }
+
+    fn words(&self) -> &TroubleWords {
+        // SAFETY: mapped, zeroed (valid atomics), aligned (a page), until `drop`.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// What to say of a flush of `lines` lines that ended in `result`: something only when the
+    /// server's log stops or starts being written.
+    fn flushed(&self, result: io::Result<()>, lines: u64) -> Option<String> {
+        let words = self.words();
+        match result {
+            Ok(()) => {
+                if !words.dropping.load(Ordering::Relaxed)
+                    || !words.dropping.swap(false, Ordering::AcqRel)
+                {
+                    return None;
+                }
+                let dropped = words.dropped.swap(0, Ordering::AcqRel);
+                Some(format!("written again ({dropped} lines dropped)"))
+            }
+            Err(err) => {
+                words.dropped.fetch_add(lines, Ordering::AcqRel);
+                let began = !words.dropping.swap(true, Ordering::AcqRel);
+                began.then(|| format!("{err}; lines are dropped until it can be written"))
+            }
+        }
+    }
+}
+
+impl Drop for LogTrouble {
+    fn drop(&mut self) {
+        let words = self.words();
+        if words.dropping.load(Ordering::Acquire) {
+            let dropped = words.dropped.load(Ordering::Acquire);
+            eprintln!(
+                "reactor-httpd: access log: still not written at exit ({dropped} lines dropped)"
+            );
+        }
+        unmap(self.0.cast(), size_of::<TroubleWords>());
+    }
 }
 
 /// What the log shows of a request, between the quotes where the Common Log Format has its
@@ -81,8 +158,12 @@ pub struct OpenLine(Vec<u8>);
 
 impl AccessLog {
     /// Opens the log for one loop; `Ok(None)` when logging is off. Each loop opens the file in
-    /// append mode, so whole buffers from different loops never interleave mid-line.
-    pub fn open(target: &AccessLogTarget) -> io::Result<Option<AccessLog>> {
+    /// append mode, so whole buffers from different loops never interleave mid-line. `trouble`
+    /// is the server's, shared by all its logs.
+    pub fn open(
+        target: &AccessLogTarget,
+        trouble: &Arc<LogTrouble>,
+    ) -> io::Result<Option<AccessLog>> {
         let generation = REOPEN_GENERATION.load(Ordering::Relaxed);
         let sink = match target {
             AccessLogTarget::Off => return Ok(None),
@@ -94,7 +175,7 @@ impl AccessLog {
             generation,
             buf: Vec::with_capacity(4096),
             due: None,
-            dropping: None,
+            trouble: trouble.clone(),
         }))
     }
 
@@ -155,8 +236,9 @@ impl AccessLog {
     }
 
     /// Writes the buffered lines. A log that cannot be written is not a reason to stop serving:
-    /// the lines are dropped, and the trouble said once when it begins and once when it ends
-    /// (with how many lines it cost), not with every flush: under load that is many a second.
+    /// the lines are dropped, and the trouble said once for the server when it begins and once
+    /// when it ends (with how many lines it cost), not with every flush (under load that is many
+    /// a second) nor by every log ([`LogTrouble`]).
     pub fn flush(&mut self) {
         if self.buf.is_empty() {
             return;
@@ -169,31 +251,11 @@ impl AccessLog {
             Sink::File(file, _) => file.write_all(&self.buf),
         };
         let lines = self.buf.iter().filter(|&&byte| byte == b'\n').count() as u64;
-        if let Some(said) = self.trouble(result, lines) {
+        if let Some(said) = self.trouble.flushed(result, lines) {
             eprintln!("reactor-httpd: access log: {said}");
         }
         self.buf.clear();
         self.due = None;
-    }
-
-    /// What to say of a flush of `lines` lines that ended in `result`: something only when the
-    /// log stops or starts being written.
-    fn trouble(&mut self, result: io::Result<()>, lines: u64) -> Option<String> {
-        match (result, &mut self.dropping) {
-            (Ok(()), None) => None,
-            (Ok(()), dropping @ Some(_)) => {
-                let dropped = dropping.take().unwrap_or_default();
-                Some(format!("written again ({dropped} lines dropped)"))
-            }
-            (Err(_), Some(dropped)) => {
-                *dropped += lines;
-                None
-            }
-            (Err(err), dropping @ None) => {
-                *dropping = Some(lines);
-                Some(format!("{err}; lines are dropped until it can be written"))
-            }
-        }
     }
 }
 
@@ -224,11 +286,6 @@ fn append(path: &Path) -> io::Result<File> {
 impl Drop for AccessLog {
     fn drop(&mut self) {
         self.flush();
-        if let Some(dropped) = self.dropping {
-            eprintln!(
-                "reactor-httpd: access log: still not written at exit ({dropped} lines dropped)"
-            );
-        }
     }
 }
 
@@ -283,26 +340,58 @@ mod tests {
 
     #[test]
     fn trouble_is_said_when_it_begins_and_when_it_ends() {
-        let mut log = AccessLog::open(&AccessLogTarget::Stdout).unwrap().unwrap();
+        // Two logs' flushes, as two loops would make them: one trouble for the two.
+        let trouble = LogTrouble::new().unwrap();
+        let other = trouble.clone();
         let broken = || Err(io::Error::from_raw_os_error(libc::EPIPE));
-        assert_eq!(log.trouble(Ok(()), 5), None);
-        let said = log.trouble(broken(), 3).unwrap();
+        assert_eq!(trouble.flushed(Ok(()), 5), None);
+        let said = trouble.flushed(broken(), 3).unwrap();
         assert!(said.starts_with("Broken pipe"), "{said}");
-        assert_eq!(log.trouble(broken(), 4), None);
-        assert_eq!(log.trouble(broken(), 2), None);
-        let said = log.trouble(Ok(()), 1);
+        assert_eq!(other.flushed(broken(), 4), None);
+        assert_eq!(trouble.flushed(broken(), 2), None);
+        let said = other.flushed(Ok(()), 1);
         assert_eq!(said.as_deref(), Some("written again (9 lines dropped)"));
-        assert_eq!(log.trouble(Ok(()), 1), None);
-        assert!(log.trouble(broken(), 1).is_some());
+        assert_eq!(trouble.flushed(Ok(()), 1), None);
+        assert!(other.flushed(broken(), 1).is_some());
+        assert_eq!(trouble.flushed(broken(), 1), None);
         // Nothing for its drop to say.
-        log.dropping = None;
+        trouble.words().dropping.store(false, Ordering::Relaxed);
+    }
+
+    /// A child forked after the trouble was made shares it: the parent sees what it dropped, and
+    /// neither says the trouble a second time.
+    #[test]
+    fn a_forked_child_shares_the_trouble() {
+        let trouble = LogTrouble::new().unwrap();
+        let broken = || Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        assert!(trouble.flushed(broken(), 2).is_some());
+        // SAFETY: the child only touches atomics in the shared mapping and leaves with `_exit`:
+        // nothing that could need a lock another thread of this test process held.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
+        if pid == 0 {
+            let said = trouble.flushed(broken(), 5);
+            // SAFETY: ends the forked copy without running this process's destructors.
+            unsafe { libc::_exit(if said.is_none() { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child just forked.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "{status}"
+        );
+        let said = trouble.flushed(Ok(()), 1);
+        assert_eq!(said.as_deref(), Some("written again (7 lines dropped)"));
     }
 
     #[test]
     fn formats_common_log_format_and_escapes() {
         let dir = std::env::temp_dir().join(format!("access-log-{}", std::process::id()));
         let target = AccessLogTarget::File(dir.clone());
-        let mut log = AccessLog::open(&target).unwrap().unwrap();
+        let mut log = AccessLog::open(&target, &LogTrouble::new().unwrap())
+            .unwrap()
+            .unwrap();
         let clock = Clock::at(Instant::now(), UNIX_EPOCH + Duration::from_secs(784111777));
         let request = LoggedRequest::Parsed {
             method: "GET",
@@ -330,9 +419,12 @@ mod tests {
     fn reopens_when_asked_without_losing_or_repeating_a_line() {
         let dir = std::env::temp_dir().join(format!("access-log-reopen-{}", std::process::id()));
         let rotated = dir.with_extension("1");
-        let mut log = AccessLog::open(&AccessLogTarget::File(dir.clone()))
-            .unwrap()
-            .unwrap();
+        let mut log = AccessLog::open(
+            &AccessLogTarget::File(dir.clone()),
+            &LogTrouble::new().unwrap(),
+        )
+        .unwrap()
+        .unwrap();
         let clock = Clock::new();
         let peer = "127.0.0.1".parse().unwrap();
         log.record(peer, &clock, None, 200, 1);
@@ -358,6 +450,10 @@ mod tests {
 
     #[test]
     fn off_opens_nothing() {
-        assert!(AccessLog::open(&AccessLogTarget::Off).unwrap().is_none());
+        assert!(
+            AccessLog::open(&AccessLogTarget::Off, &LogTrouble::new().unwrap())
+                .unwrap()
+                .is_none()
+        );
     }
 }

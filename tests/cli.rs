@@ -405,43 +405,57 @@ fn access_log_to_a_file() {
 
 /// The demo on one loop, its access log written to `path`.
 fn logging_to(path: &str) -> Running {
-    let args = [
-        "--bind",
-        "127.0.0.1:0",
-        "--demo",
-        "--cores",
-        "1",
-        "--access-log",
-        path,
-    ];
-    Running::start(&args, "reactor, 1 loop")
+    logging_in(path, &["--cores", "1"], "reactor, 1 loop")
+}
+
+/// The demo in the mode `extra` names, logging to `path`.
+fn logging_in(path: &str, extra: &[&str], describe: &str) -> Running {
+    let mut args = vec!["--bind", "127.0.0.1:0", "--demo", "--access-log", path];
+    args.extend_from_slice(extra);
+    Running::start(&args, describe)
 }
 
 /// An access log that cannot be written (here `/dev/full`: every write fails with ENOSPC) costs
-/// its lines, never a request, and is said once when it begins and once at exit, with the lines
-/// it cost: not once per flush, which under load is many times a second.
+/// its lines, never a request, and is said once for the server when it begins and once at exit,
+/// with the lines it cost: not once per flush, which under load is many times a second, nor once
+/// per log: two loops, 64 worker threads, a child per connection, each with a log of its own.
 #[test]
 fn an_unwritable_access_log_is_said_once() {
-    bounded(30, || {
-        let server = logging_to("/dev/full");
-        let mut client = server.client();
-        // About 70 bytes a line: 3,000 lines fill the 64 KiB buffer three times over, and each
-        // time it is flushed.
-        let batch = b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n".repeat(100);
-        for _ in 0..30 {
-            client.send(&batch);
-            for _ in 0..100 {
-                assert_eq!(client.response().text(), "Hello, World!");
+    let modes: [(&[&str], &str); 4] = [
+        (&["--cores", "1"], "reactor, 1 loop"),
+        (&["--cores", "2", "--no-pin"], "reactor, 2 loops"),
+        (&["--mode", "threaded"], "threaded, 64 threads"),
+        (&["--mode", "fork"], "fork, 1 process per connection"),
+    ];
+    for (extra, describe) in modes {
+        bounded(30, move || {
+            let server = logging_in("/dev/full", extra, describe);
+            // About 70 bytes a line: 3,000 lines fill the 64 KiB buffer of one log three times
+            // over, and each time it is flushed; spread over six connections, several logs'.
+            let batch = b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n".repeat(100);
+            let mut clients: Vec<Client> = (0..6).map(|_| server.client()).collect();
+            for _ in 0..5 {
+                for client in &mut clients {
+                    client.send(&batch);
+                    for _ in 0..100 {
+                        assert_eq!(client.response().text(), "Hello, World!");
+                    }
+                }
             }
-        }
-        server.signal(libc::SIGTERM);
-        let (code, _, stderr, _) = server.wait();
-        assert_eq!(code, Some(0));
-        let lines: Vec<&str> = stderr.lines().collect();
-        assert_eq!(lines.len(), 2, "{stderr}");
-        assert!(lines[0].contains("No space left on device"), "{stderr}");
-        assert!(lines[1].ends_with("(3000 lines dropped)"), "{stderr}");
-    });
+            // Fork mode's children flush as their connections end; the others' logs at exit.
+            drop(clients);
+            server.signal(libc::SIGTERM);
+            let (code, _, stderr, _) = server.wait();
+            assert_eq!(code, Some(0), "{describe}: {stderr}");
+            let lines: Vec<&str> = stderr.lines().collect();
+            assert_eq!(lines.len(), 2, "{describe}: {stderr}");
+            assert!(lines[0].contains("No space left on device"), "{stderr}");
+            assert!(
+                lines[1].ends_with("(3000 lines dropped)"),
+                "{describe}: {stderr}"
+            );
+        });
+    }
 }
 
 fn core_count() -> usize {

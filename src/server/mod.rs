@@ -44,7 +44,7 @@ pub fn uring_available() -> Result<(), String> {
     uring::available()
 }
 
-use crate::access_log::AccessLog;
+use crate::access_log::{AccessLog, LogTrouble};
 use crate::app::Handler;
 use crate::config::{AccessLogTarget, Config, Cores, HANDLER_THREADS_PER_LOOP, Limits, Mode};
 use crate::http::{
@@ -86,6 +86,9 @@ pub(crate) struct Shared {
     pub metrics: Option<Arc<Registry>>,
     pub limits: Limits,
     pub access_log: AccessLogTarget,
+    /// Whether the access log can be written: one for every log of the server, forked children's
+    /// too (see `access_log::LogTrouble`).
+    pub log_trouble: Arc<LogTrouble>,
     pub max_connections: usize,
     pub open: AtomicUsize,
     /// `--header`: added to every response.
@@ -115,7 +118,7 @@ impl LoopEnv {
             clock: Clock::new(),
             pool: BufPool::new(),
             heads: HeadCache::with_headers(shared.headers.clone()),
-            log: AccessLog::open(&shared.access_log)?,
+            log: AccessLog::open(&shared.access_log, &shared.log_trouble)?,
             metrics: shared.metrics.as_ref().map(|registry| registry.register()),
             shared,
             offload: None,
@@ -257,8 +260,9 @@ impl Server {
         };
         // Each loop opens the log file itself; one that cannot be opened is said now, in one
         // line before the listening line, not as a loop's failure after it.
+        let log_trouble = LogTrouble::new().map_err(|err| StartError::Io(err.to_string()))?;
         if let AccessLogTarget::File(path) = &config.access_log {
-            AccessLog::open(&config.access_log).map_err(|err| {
+            AccessLog::open(&config.access_log, &log_trouble).map_err(|err| {
                 StartError::Io(format!(
                     "cannot open the access log {}: {err}",
                     path.display()
@@ -288,6 +292,7 @@ impl Server {
             metrics,
             limits: config.limits.clone(),
             access_log: config.access_log.clone(),
+            log_trouble,
             max_connections: config.max_connections,
             open: AtomicUsize::new(0),
             headers: config.headers.clone().into(),

@@ -1562,7 +1562,11 @@ fn logged_after(handler: &'static memory::Respond, target: &str, room: usize) ->
     let _ = std::fs::remove_file(&path);
     let target_file = crate::config::AccessLogTarget::File(path.clone());
     let mut harness = Harness::with(Limits::default(), handler);
-    harness.env.log = crate::access_log::AccessLog::open(&target_file).unwrap();
+    harness.env.log = crate::access_log::AccessLog::open(
+        &target_file,
+        &crate::access_log::LogTrouble::new().unwrap(),
+    )
+    .unwrap();
     harness.room = room;
     harness.feed(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
     // The client is gone; the log is written out as the environment goes.
