@@ -9,9 +9,11 @@
 //! second, never a write per request.
 //!
 //! SIGUSR1 asks every log to reopen its file (logrotate's `postrotate`): the signal only bumps
-//! [`REOPEN_GENERATION`]; each loop notices at its next turn ([`AccessLog::reopen_if_asked`]),
+//! [`REOPEN_GENERATION`] (and wakes every event loop: `Shutdown::wake_loops`); each loop notices
+//! at its next turn ([`AccessLog::reopen_if_asked`]),
 //! writes the lines it holds to the file it has (the rotated one: they were recorded before),
-//! and opens the path anew. No line is lost or written twice.
+//! and opens the path anew. No line is lost or written twice. A thread of the blocking modes
+//! writes its lines and closes its file before it waits for a connection ([`AccessLog::park`]).
 //!
 //! A log that cannot be written (a full disk, a closed pipe) does not stop the serving: its lines
 //! are dropped, and the trouble is said on stderr once for the whole server, however many loops,
@@ -53,7 +55,8 @@ pub fn reopen_on_sigusr1() -> io::Result<()> {
 
 enum Sink {
     Stdout,
-    File(File, PathBuf),
+    /// The file (`None` while parked: [`AccessLog::park`]) and its path.
+    File(Option<File>, PathBuf),
 }
 
 pub struct AccessLog {
@@ -168,7 +171,7 @@ impl AccessLog {
         let sink = match target {
             AccessLogTarget::Off => return Ok(None),
             AccessLogTarget::Stdout => Sink::Stdout,
-            AccessLogTarget::File(path) => Sink::File(append(path)?, path.clone()),
+            AccessLogTarget::File(path) => Sink::File(Some(append(path)?), path.clone()),
         };
         Ok(Some(AccessLog {
             sink,
@@ -215,6 +218,7 @@ impl AccessLog {
 
     /// The size (`-` for none, as the Common Log Format has it) and the end of the line.
     fn write_end(&mut self, clock: &Clock, body_bytes: u64) {
+        self.unpark();
         let buf = &mut self.buf;
         if body_bytes == 0 {
             buf.push(b'-');
@@ -248,7 +252,11 @@ impl AccessLog {
                 let mut out = io::stdout().lock();
                 out.write_all(&self.buf).and_then(|()| out.flush())
             }
-            Sink::File(file, _) => file.write_all(&self.buf),
+            Sink::File(Some(file), _) => file.write_all(&self.buf),
+            // Parked, and the path could not be opened when the lines were recorded.
+            Sink::File(parked @ None, path) => {
+                append(path).and_then(|file| parked.insert(file).write_all(&self.buf))
+            }
         };
         let lines = self.buf.iter().filter(|&&byte| byte == b'\n').count() as u64;
         if let Some(said) = self.trouble.flushed(result, lines) {
@@ -270,11 +278,40 @@ impl AccessLog {
         }
         self.generation = generation;
         self.flush();
-        if let Sink::File(file, path) = &mut self.sink {
+        // A parked log has nothing to reopen: it opens the path when it next has a line.
+        if let Sink::File(Some(file), path) = &mut self.sink {
             match append(path) {
                 Ok(reopened) => *file = reopened,
                 Err(err) => eprintln!("reactor-httpd: cannot reopen {}: {err}", path.display()),
             }
+        }
+    }
+}
+
+impl AccessLog {
+    /// Writes the buffered lines now and lets go of the file until the next line is recorded:
+    /// for a thread of the blocking modes about to wait for its next connection, or an acceptor
+    /// that refused one, which may wait for hours. Until stop 75 such a thread kept its lines
+    /// (`tail -f` showed nothing of a request served in threaded or blocking mode until that
+    /// thread's next connection, and a 503 refused by the acceptor or by fork mode's parent
+    /// until exit), and kept the file it had opened at start, rotated away and deleted, open.
+    /// The file is opened again as the next line is recorded, so a line goes into the file that
+    /// was the log when it was recorded, as for a log never parked. Costs an `open` per
+    /// connection, in the modes whose price a connection is anyway (a thread's turn, a fork).
+    pub fn park(&mut self) {
+        self.flush();
+        if let Sink::File(file, _) = &mut self.sink {
+            *file = None;
+        }
+    }
+
+    /// Opens the file of a parked log again. One that cannot be opened is tried again at the
+    /// flush, which says the trouble if it still cannot.
+    fn unpark(&mut self) {
+        if let Sink::File(parked @ None, path) = &mut self.sink
+            && let Ok(file) = append(path)
+        {
+            *parked = Some(file);
         }
     }
 }

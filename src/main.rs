@@ -12,11 +12,11 @@ use std::time::Duration;
 use clap::Parser;
 use clap::error::{ContextKind, ContextValue};
 
+use reactor_httpd::app;
 use reactor_httpd::config::{AccessLogTarget, Config, Cores, Limits, Mode};
 use reactor_httpd::http::BufferBudget;
 use reactor_httpd::server::{Server, StartError, raise_descriptor_limit};
 use reactor_httpd::tls::TlsSource;
-use reactor_httpd::{access_log, app};
 
 /// An HTTP/1.1 server on a hand-rolled reactor: one event loop per core.
 #[derive(Parser)]
@@ -318,10 +318,7 @@ fn main() -> ExitCode {
         Err(err @ StartError::Usage(_)) => return fail(2, &err.to_string()),
         Err(err @ StartError::Io(_)) => return fail(1, &err.to_string()),
     };
-    if let Err(err) = server
-        .stop_on_signals()
-        .and_then(|()| access_log::reopen_on_sigusr1())
-    {
+    if let Err(err) = server.stop_on_signals() {
         return fail(1, &format!("cannot handle signals: {err}"));
     }
     if let Some(fingerprint) = server.tls_fingerprint() {

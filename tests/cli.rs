@@ -662,6 +662,87 @@ fn sigusr1_reopens_the_access_log() {
     });
 }
 
+/// While a server waits, with no traffic at all, its access log is written and let go, in every
+/// mode: a request's line appears within about a second of its answer, a refused connection's
+/// 503 too; and once logrotate has renamed the file and sent SIGUSR1, no descriptor of the
+/// server names the rotated file any more (deleted, its space comes back). Until stop 75 a
+/// thread of the blocking modes kept its lines until its next connection, threaded mode's
+/// acceptor and fork mode's parent kept their 503s until exit, and a loop that SIGUSR1 did not
+/// reach, or a thread waiting for a connection, kept the rotated file open until it had traffic.
+#[test]
+fn the_log_is_written_and_let_go_while_the_server_waits() {
+    bounded(90, || {
+        for (mode, how) in [
+            ("reactor", "reactor, 2 loops"),
+            ("uring", "uring, 2 rings"),
+            ("threaded", "threaded, 4 threads"),
+            ("blocking", "blocking, 1 thread"),
+            ("fork", "fork, 1 process per connection"),
+        ] {
+            if !common::runnable_name(mode) {
+                continue;
+            }
+            let dir = common::tempdir(&format!("log-waits-{mode}"));
+            let log = dir.join("access.log");
+            let rotated = dir.join("access.log.1");
+            let server = Running::start(
+                &[
+                    "--bind",
+                    "127.0.0.1:0",
+                    "--demo",
+                    "--mode",
+                    mode,
+                    "--cores",
+                    "2",
+                    "--no-pin",
+                    "--threads",
+                    "4",
+                    "--max-connections",
+                    "1",
+                    "--access-log",
+                    log.to_str().unwrap(),
+                ],
+                how,
+            );
+            let mut held = server.client();
+            assert_eq!(held.get("/hello?n=1").status, 200, "{mode}");
+            // Blocking mode serves one connection at a time and refuses none.
+            let refused = (mode != "blocking").then(|| {
+                let mut refused = server.client();
+                assert_eq!(refused.get("/hello?n=2").status, 503, "{mode}");
+                refused
+            });
+            drop((held, refused));
+            let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+            let written = common::eventually(Duration::from_secs(3), || {
+                let text = logged();
+                text.contains("/hello?n=1 ") && (mode == "blocking" || text.contains("\" 503 "))
+            });
+            assert!(written, "{mode}: {:?}", logged());
+
+            std::fs::rename(&log, &rotated).unwrap();
+            server.signal(libc::SIGUSR1);
+            let descriptors = format!("/proc/{}/fd", server.child.id());
+            let holding = || {
+                std::fs::read_dir(&descriptors)
+                    .unwrap()
+                    .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+                    .filter(|target| *target == *rotated)
+                    .count()
+            };
+            let let_go = common::eventually(Duration::from_secs(3), || holding() == 0);
+            assert!(
+                let_go,
+                "{mode}: {} descriptors on the rotated file",
+                holding()
+            );
+            server.signal(libc::SIGTERM);
+            let (code, _, stderr, _) = server.wait();
+            assert_eq!(code, Some(0), "{mode}: {stderr}");
+        }
+    });
+}
+
 /// Where io_uring is refused (here by a seccomp filter, as Docker's default profile refuses it),
 /// `--mode uring` says so in one line and exits 1; the other modes do not care.
 #[test]

@@ -42,7 +42,7 @@ pub(crate) fn run<S: Session>(
     shutdown: Shutdown,
 ) -> io::Result<()> {
     let active = Active::new(&shutdown)?;
-    let mut env = LoopEnv::new(shared)?;
+    let mut env = LoopEnv::waiting(shared)?;
     let mut acceptor = Acceptor::new(listeners);
     super::upgrade::announce_ready();
     while let Some((stream, peer)) = acceptor.accept(&active, &shutdown, env.metrics.as_deref())? {
@@ -57,7 +57,9 @@ pub(crate) fn run<S: Session>(
 /// [`serve_connection`], counted in the loop's metrics as a connection accepted, then closed;
 /// `open`, the server's count of open connections (threaded mode), goes down before the
 /// metrics say closed, so that a client who reads them never finds the server fuller than they
-/// say. (Fork mode's parent counts its children's connections itself: it sees them all.)
+/// say. (Fork mode's parent counts its children's connections itself: it sees them all.) The
+/// thread then waits for its next connection, for as long as that takes: its log lines are
+/// written first, and its log file let go (`AccessLog::park`).
 pub(crate) fn serve_counted<S: Session>(
     stream: TcpStream,
     peer: IpAddr,
@@ -71,6 +73,7 @@ pub(crate) fn serve_counted<S: Session>(
         metrics.accepted.add(1);
     }
     serve_connection::<S>(stream, peer, setup, env, active, shutdown);
+    env.park_log();
     if let Some(open) = open {
         open.fetch_sub(1, Ordering::Relaxed);
     }
@@ -327,6 +330,8 @@ pub(crate) fn refuse<S: Session>(
     let _ = stream.shutdown(HalfClose::Write);
     // Read what the client already sent, so closing does not reset the connection.
     io_util::discard_unread(stream.as_raw_fd());
+    // The acceptor goes back to waiting, for as long as that takes: the line is written now.
+    env.park_log();
 }
 
 /// The socket's own timeouts, set only when they must change.

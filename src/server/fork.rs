@@ -98,7 +98,7 @@ pub(crate) fn run<S: Session>(
     }
     poll.registry()
         .register(&mut wake, SIGNALED, Interest::READABLE)?;
-    let mut env = LoopEnv::new(shared.clone())?;
+    let mut env = LoopEnv::waiting(shared.clone())?;
     // Before the first child: each inherits the shared byte a stop is told in, and the buffer
     // budget's counts.
     shutdown.share_with_children()?;

@@ -125,6 +125,14 @@ impl LoopEnv {
         })
     }
 
+    /// The environment of a thread that waits for connections in blocking calls (a worker, an
+    /// acceptor, the fork parent): its log holds no file while it waits (`AccessLog::park`).
+    pub fn waiting(shared: Arc<Shared>) -> io::Result<Self> {
+        let mut env = LoopEnv::new(shared)?;
+        env.park_log();
+        Ok(env)
+    }
+
     /// Runs `f` with the context a connection from `peer` needs for one call into `http::Conn`.
     pub fn with_context<R>(&mut self, peer: IpAddr, f: impl FnOnce(&mut Context<'_>) -> R) -> R {
         let mut cx = Context {
@@ -176,6 +184,14 @@ impl LoopEnv {
             && log.flush_due().is_some_and(|at| at <= self.clock.now())
         {
             log.flush();
+        }
+    }
+
+    /// Writes the access log's lines now and closes its file until the next line: for a thread
+    /// about to wait for a connection (see `AccessLog::park`).
+    pub fn park_log(&mut self) {
+        if let Some(log) = &mut self.log {
+            log.park();
         }
     }
 
@@ -342,11 +358,13 @@ impl Server {
         })
     }
 
-    /// Makes SIGINT and SIGTERM trigger the shutdown, and SIGHUP upgrade the server: this
-    /// binary, as resolved now, is started again with these arguments and takes the listening
-    /// sockets over (see `upgrade.rs`). For the binary; tests use the handle. The fork mode's
-    /// parent takes its signals itself.
+    /// Makes SIGINT and SIGTERM trigger the shutdown, SIGHUP upgrade the server (this binary,
+    /// as resolved now, is started again with these arguments and takes the listening sockets
+    /// over: see `upgrade.rs`), and SIGUSR1 reopen the access log. For the binary; tests use the
+    /// handle. The fork mode's parent takes its signals itself.
     pub fn stop_on_signals(&mut self) -> io::Result<()> {
+        // First: the signal socket's byte must find the request to reopen already made.
+        crate::access_log::reopen_on_sigusr1()?;
         if self.mode == Mode::Fork {
             // Only flags: the parent sets up its wake-ups itself. A forked child inherits these
             // handlers, which set its own copy of the flags.

@@ -221,7 +221,7 @@ impl<S: Session> EventLoop<S> {
         }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let wake = waker.clone();
-        shutdown.on_trigger(move || {
+        shutdown.on_trigger_or_wake(move || {
             let _ = wake.wake();
         });
         // The pool answers into this loop's inbox and wakes it with the same waker (one per

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use libc::c_int;
 use signal_hook::SigId;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::low_level::pipe;
 
 use super::io_util::{map_anonymous, unmap};
@@ -44,6 +44,8 @@ struct Inner {
     /// `Arc` for the same reason as `requested`: a forked child's signal handler sets it.
     handover: Arc<AtomicBool>,
     wakers: Mutex<Vec<Wake>>,
+    /// The event loops' wake-ups (also in `wakers`), for [`Shutdown::wake_loops`].
+    loops: Mutex<Vec<Arc<dyn Fn() + Send + Sync>>>,
     /// Fork mode: the stop as the parent tells it to its children (see [`Told`]).
     told: OnceLock<Told>,
 }
@@ -175,6 +177,34 @@ impl Shutdown {
         }
         wakers.push(Box::new(wake));
     }
+
+    /// Registers how to wake an event loop asleep in its poll: at a stop, as
+    /// [`Shutdown::on_trigger`], and whenever [`Shutdown::wake_loops`] is called.
+    pub(crate) fn on_trigger_or_wake(&self, wake: impl Fn() + Send + Sync + 'static) {
+        let wake = Arc::new(wake);
+        (self
+            .inner
+            .loops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))
+        .push(wake.clone());
+        self.on_trigger(move || wake());
+    }
+
+    /// Wakes every event loop, stopping nothing: each looks at the start of its next turn at
+    /// what a signal changed. SIGUSR1 reaches one loop (the one that polls the signal socket);
+    /// the others would reopen the access log only at their next event, and a loop without
+    /// traffic would keep the rotated file open, deleted or not, for as long as it had none.
+    pub(crate) fn wake_loops(&self) {
+        let loops = self
+            .inner
+            .loops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for wake in loops.iter() {
+            wake();
+        }
+    }
 }
 
 /// The stop as fork mode's parent tells it to its children: a byte in memory mapped shared,
@@ -217,7 +247,7 @@ impl Drop for Told {
     }
 }
 
-/// SIGINT, SIGTERM and SIGHUP, delivered as bytes on a socket: signal-hook's handler writes one
+/// SIGINT, SIGTERM, SIGHUP and SIGUSR1, delivered as bytes on a socket: signal-hook's handler writes one
 /// byte per signal into one end (the self-pipe pattern), and whoever holds the other end handles
 /// the signal in ordinary code, where taking a lock or starting a process is allowed. Which
 /// signal came is told by a flag each kind sets first.
@@ -231,6 +261,7 @@ pub struct Signals {
     read: UnixStream,
     stop: Arc<AtomicBool>,
     upgrade: Arc<AtomicBool>,
+    reopen: Arc<AtomicBool>,
 }
 
 /// What [`Signals::take`] found.
@@ -240,24 +271,33 @@ pub(crate) struct Received {
     pub stop: bool,
     /// SIGHUP.
     pub upgrade: bool,
+    /// SIGUSR1 (after `access_log::REOPEN_GENERATION` was bumped).
+    pub reopen: bool,
 }
 
 impl Signals {
-    /// Installs the handlers. From now on SIGINT, SIGTERM and SIGHUP no longer end the process:
-    /// they only set a flag and write to the socket.
+    /// Installs the handlers. From now on SIGINT, SIGTERM, SIGHUP and SIGUSR1 no longer end the
+    /// process: they only set a flag and write to the socket. (SIGUSR1's own handler, which asks
+    /// the logs to reopen, must be registered before: handlers run in the order registered.)
     pub fn install() -> io::Result<Signals> {
-        let (stop, upgrade) = (Arc::new(AtomicBool::new(false)), Arc::default());
+        let (stop, upgrade, reopen) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::default(),
+            Arc::default(),
+        );
         // Installed for the rest of the process's life: the registrations are not kept. Each
         // flag is registered before the byte, so it is set by the time the byte is read.
         signal_hook::flag::register(SIGINT, stop.clone())?;
         signal_hook::flag::register(SIGTERM, stop.clone())?;
         signal_hook::flag::register(SIGHUP, Arc::clone(&upgrade))?;
-        let (read, _registered) = self_pipe(&[SIGINT, SIGTERM, SIGHUP])?;
+        signal_hook::flag::register(SIGUSR1, Arc::clone(&reopen))?;
+        let (read, _registered) = self_pipe(&[SIGINT, SIGTERM, SIGHUP, SIGUSR1])?;
         read.set_nonblocking(true)?;
         Ok(Signals {
             read,
             stop,
             upgrade,
+            reopen,
         })
     }
 
@@ -272,6 +312,7 @@ impl Signals {
         Received {
             stop: self.stop.swap(false, Ordering::SeqCst),
             upgrade: self.upgrade.swap(false, Ordering::SeqCst),
+            reopen: self.reopen.swap(false, Ordering::SeqCst),
         }
     }
 

@@ -462,7 +462,7 @@ impl Drop for Upgrade {
 pub(crate) type SignalDuty = Option<(Signals, Option<Upgrade>)>;
 
 /// The first loop's signal socket is readable: a stop triggers the shutdown; SIGHUP starts an
-/// upgrade. Returns the new process's readiness socket if one was started (the loop watches it),
+/// upgrade; SIGUSR1 wakes every loop, to reopen its access log. Returns the new process's readiness socket if one was started (the loop watches it),
 /// and when the upgrade under way is called off.
 pub(crate) fn on_signals(
     duty: &mut SignalDuty,
@@ -474,6 +474,9 @@ pub(crate) fn on_signals(
     let received = signals.take();
     if received.stop {
         shutdown.trigger();
+    }
+    if received.reopen {
+        shutdown.wake_loops();
     }
     let started = match upgrade {
         Some(upgrade) if received.upgrade => upgrade.start(shutdown),
