@@ -129,6 +129,23 @@ fn answers_are_timed_as_they_come() {
     });
 }
 
+/// More threads than connections: the extra threads are not started, and the report's first
+/// line says how many ran (it said the number asked for).
+#[test]
+fn the_report_says_the_threads_that_ran() {
+    bounded(30, || {
+        let (server, _) = scripted_server(Status::OK, 0, Duration::ZERO);
+        let output = run_ok(
+            Command::new(BENCH)
+                .arg(format!("http://{}/x", server.addr))
+                .args(["--connections", "2", "--threads", "4", "--duration", "1"]),
+        );
+        let text = String::from_utf8(output.stdout).unwrap();
+        let first = text.lines().next().unwrap_or_default();
+        assert!(first.contains("2 connections, 2 thread(s)"), "{text}");
+    });
+}
+
 #[test]
 fn error_statuses_are_counted() {
     bounded(30, || {

@@ -144,7 +144,8 @@ fn load(run: Run) -> Result<(), String> {
         connections: run.connections as usize,
         duration: seconds(run.duration, "--duration")?,
         pipeline: run.pipeline as usize,
-        threads: run.threads as usize,
+        // As many as run: no thread without a connection (the header says how many ran).
+        threads: (run.threads as usize).min(run.connections as usize),
         rate: run.rate,
         fresh: run.fresh as usize,
         timeout: seconds(run.timeout, "--timeout")?,
