@@ -23,6 +23,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -298,9 +300,17 @@ impl AccessLog {
     /// The file is opened again as the next line is recorded, so a line goes into the file that
     /// was the log when it was recorded, as for a log never parked. Costs an `open` per
     /// connection, in the modes whose price a connection is anyway (a thread's turn, a fork).
+    /// A FIFO or a device is kept open: rotation is not theirs, and a FIFO's reader would see
+    /// its end each time the last writer closed it.
     pub fn park(&mut self) {
         self.flush();
-        if let Sink::File(file, _) = &mut self.sink {
+        // Only a regular file: closing the last writer of a FIFO tells its reader the end.
+        if let Sink::File(file, _) = &mut self.sink
+            && file
+                .as_ref()
+                .and_then(|open| open.metadata().ok())
+                .is_some_and(|meta| meta.is_file())
+        {
             *file = None;
         }
     }
@@ -316,8 +326,29 @@ impl AccessLog {
     }
 }
 
+/// Opens `path` for appending, creating it. Never waits: a FIFO with no reader fails at once
+/// (ENXIO) instead of blocking the opening loop or thread until one comes (at start, the server
+/// hung with no word). Writes wait as they always did: the flag is cleared once it is open.
 fn append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|err| match err.raw_os_error() {
+            Some(libc::ENXIO) => io::Error::new(err.kind(), "a FIFO with no reader"),
+            _ => err,
+        })?;
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor this function owns; reads and then sets its status flags.
+    let cleared = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) == 0
+    };
+    if !cleared {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
 }
 
 impl Drop for AccessLog {
@@ -420,6 +451,50 @@ mod tests {
         );
         let said = trouble.flushed(Ok(()), 1);
         assert_eq!(said.as_deref(), Some("written again (7 lines dropped)"));
+    }
+
+    /// A FIFO with no reader is refused at once, not waited on; with a reader, lines reach it.
+    #[test]
+    fn a_fifo_is_opened_without_waiting_for_a_reader() {
+        let path = std::env::temp_dir().join(format!("access-log-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let name = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        let target = AccessLogTarget::File(path.clone());
+        let trouble = LogTrouble::new().unwrap();
+        let refused = AccessLog::open(&target, &trouble)
+            .err()
+            .expect("no reader: refused");
+        assert!(
+            refused.to_string().contains("a FIFO with no reader"),
+            "{refused}"
+        );
+        // A reader, opened without waiting for a writer.
+        let reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        let mut log = AccessLog::open(&target, &trouble).unwrap().unwrap();
+        let clock = Clock::at(Instant::now(), UNIX_EPOCH + Duration::from_secs(784111777));
+        log.record("192.0.2.1".parse().unwrap(), &clock, None, 400, 0);
+        // Written as it is dropped. Read up to the line's end, not the FIFO's: a child forked
+        // meanwhile by another test of this process holds a copy of the writer.
+        drop(log);
+        let mut line = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !line.ends_with(b"\n") && Instant::now() < deadline {
+            let mut bytes = [0; 256];
+            match std::io::Read::read(&mut &reader, &mut bytes) {
+                Ok(n) => line.extend_from_slice(&bytes[..n]),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(err) => panic!("{err}"),
+            }
+        }
+        let line = String::from_utf8_lossy(&line);
+        assert!(line.starts_with("192.0.2.1 - - ["), "{line:?}");
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

@@ -743,6 +743,63 @@ fn the_log_is_written_and_let_go_while_the_server_waits() {
     });
 }
 
+/// An access log that is a FIFO: with no reader, one line and exit 1 (it hung at start, silent,
+/// waiting for one); with a reader, every line reaches it, in the modes whose threads let go of
+/// a regular file while they wait (they keep a FIFO: its reader would see its end).
+#[test]
+fn a_fifo_access_log_is_written_or_refused() {
+    use std::os::unix::fs::OpenOptionsExt;
+    bounded(60, || {
+        let dir = common::tempdir("log-fifo");
+        let fifo = dir.join("access.fifo");
+        let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        let fifo_arg = fifo.to_str().unwrap();
+        let (code, out, err) = run(&["--bind", "127.0.0.1:0", "--access-log", fifo_arg]);
+        assert_eq!((code, out.as_str()), (Some(1), ""), "{err}");
+        assert_one_line_error(&err, "a FIFO with no reader");
+
+        for (mode, how) in [
+            ("threaded", "threaded, 4 threads"),
+            ("blocking", "blocking, 1 thread"),
+            ("reactor", "reactor, 2 loops"),
+        ] {
+            // The reader, opened without waiting for a writer.
+            let mut reader = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo)
+                .unwrap();
+            let server = logging_in(
+                fifo_arg,
+                &["--mode", mode, "--threads", "4", "--cores", "2", "--no-pin"],
+                how,
+            );
+            for n in 0..3 {
+                let mut client = server.client();
+                assert_eq!(client.get(&format!("/hello?n={n}")).status, 200);
+            }
+            let mut text = Vec::new();
+            let read = common::eventually(Duration::from_secs(5), || {
+                let mut bytes = [0; 4096];
+                if let Ok(n) = reader.read(&mut bytes) {
+                    text.extend_from_slice(&bytes[..n]);
+                }
+                text.iter().filter(|&&byte| byte == b'\n').count() >= 3
+            });
+            let text = String::from_utf8_lossy(&text).into_owned();
+            assert!(read, "{mode}: {text:?}");
+            for n in 0..3 {
+                assert!(text.contains(&format!("/hello?n={n} ")), "{mode}: {text}");
+            }
+            server.signal(libc::SIGTERM);
+            let (code, _, stderr, _) = server.wait();
+            assert_eq!(code, Some(0), "{mode}: {stderr}");
+        }
+    });
+}
+
 /// Where io_uring is refused (here by a seccomp filter, as Docker's default profile refuses it),
 /// `--mode uring` says so in one line and exits 1; the other modes do not care.
 #[test]

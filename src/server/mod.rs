@@ -27,8 +27,8 @@ mod uring;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -89,6 +89,10 @@ pub(crate) struct Shared {
     /// Whether the access log can be written: one for every log of the server, forked children's
     /// too (see `access_log::LogTrouble`).
     pub log_trouble: Arc<LogTrouble>,
+    /// The access log opened at start to see that it can be, for the first loop or thread to
+    /// write through: closed before the others opened theirs, it would tell a FIFO's reader the
+    /// end.
+    pub log_checked: Mutex<Option<AccessLog>>,
     pub max_connections: usize,
     pub open: AtomicUsize,
     /// `--header`: added to every response.
@@ -114,11 +118,16 @@ pub(crate) struct LoopEnv {
 
 impl LoopEnv {
     pub fn new(shared: Arc<Shared>) -> io::Result<Self> {
+        let checked = (shared.log_checked.lock()).map_or(None, |mut checked| checked.take());
+        let log = match checked {
+            Some(checked) => Some(checked),
+            None => AccessLog::open(&shared.access_log, &shared.log_trouble)?,
+        };
         Ok(LoopEnv {
             clock: Clock::new(),
             pool: BufPool::new(),
             heads: HeadCache::with_headers(shared.headers.clone()),
-            log: AccessLog::open(&shared.access_log, &shared.log_trouble)?,
+            log,
             metrics: shared.metrics.as_ref().map(|registry| registry.register()),
             shared,
             offload: None,
@@ -277,8 +286,9 @@ impl Server {
         // Each loop opens the log file itself; one that cannot be opened is said now, in one
         // line before the listening line, not as a loop's failure after it.
         let log_trouble = LogTrouble::new().map_err(|err| StartError::Io(err.to_string()))?;
+        let mut log_checked = None;
         if let AccessLogTarget::File(path) = &config.access_log {
-            AccessLog::open(&config.access_log, &log_trouble).map_err(|err| {
+            log_checked = AccessLog::open(&config.access_log, &log_trouble).map_err(|err| {
                 StartError::Io(format!(
                     "cannot open the access log {}: {err}",
                     path.display()
@@ -309,6 +319,7 @@ impl Server {
             limits: config.limits.clone(),
             access_log: config.access_log.clone(),
             log_trouble,
+            log_checked: Mutex::new(log_checked),
             max_connections: config.max_connections,
             open: AtomicUsize::new(0),
             headers: config.headers.clone().into(),
