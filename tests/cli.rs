@@ -70,6 +70,14 @@ impl Running {
         }
     }
 
+    /// SIGTERM, and an exit 0 (`what` names the server in the failure); returns stderr.
+    fn stop(self, what: &str) -> String {
+        self.signal(libc::SIGTERM);
+        let (code, _, stderr, _) = self.wait();
+        assert_eq!(code, Some(0), "{what}: {stderr}");
+        stderr
+    }
+
     /// Waits for the exit; returns the code, the rest of stdout, stderr, and how long it took.
     fn wait(mut self) -> (Option<i32>, String, String, Duration) {
         let start = Instant::now();
@@ -415,6 +423,27 @@ fn logging_in(path: &str, extra: &[&str], describe: &str) -> Running {
     Running::start(&args, describe)
 }
 
+/// The demo in `mode` as [`every_mode`] describes it (two loops, four threads), logging to
+/// `path`, with `extra` flags.
+fn logging_mode(path: &str, mode: &str, how: &str, extra: &[&str]) -> Running {
+    let mut args = vec!["--mode", mode, "--cores", "2", "--no-pin", "--threads", "4"];
+    args.extend_from_slice(extra);
+    logging_in(path, &args, how)
+}
+
+/// Each mode that runs here, and its listening line as [`logging_mode`] starts it.
+fn every_mode() -> impl Iterator<Item = (&'static str, &'static str)> {
+    [
+        ("reactor", "reactor, 2 loops"),
+        ("uring", "uring, 2 rings"),
+        ("threaded", "threaded, 4 threads"),
+        ("blocking", "blocking, 1 thread"),
+        ("fork", "fork, 1 process per connection"),
+    ]
+    .into_iter()
+    .filter(|(mode, _)| common::runnable_name(mode))
+}
+
 /// An access log that cannot be written (here `/dev/full`: every write fails with ENOSPC) costs
 /// its lines, never a request, and is said once for the server when it begins and once at exit,
 /// with the lines it cost: not once per flush, which under load is many times a second, nor once
@@ -444,9 +473,7 @@ fn an_unwritable_access_log_is_said_once() {
             }
             // Fork mode's children flush as their connections end; the others' logs at exit.
             drop(clients);
-            server.signal(libc::SIGTERM);
-            let (code, _, stderr, _) = server.wait();
-            assert_eq!(code, Some(0), "{describe}: {stderr}");
+            let stderr = server.stop(describe);
             let lines: Vec<&str> = stderr.lines().collect();
             assert_eq!(lines.len(), 2, "{describe}: {stderr}");
             assert!(lines[0].contains("No space left on device"), "{stderr}");
@@ -575,37 +602,11 @@ fn help_goes_to_stdout_and_exits_0() {
 #[test]
 fn sigusr1_reopens_the_access_log() {
     bounded(60, || {
-        for (mode, how) in [
-            ("reactor", "reactor, 2 loops"),
-            ("uring", "uring, 2 rings"),
-            ("threaded", "threaded, 4 threads"),
-            ("blocking", "blocking, 1 thread"),
-            ("fork", "fork, 1 process per connection"),
-        ] {
-            if !common::runnable_name(mode) {
-                continue;
-            }
+        for (mode, how) in every_mode() {
             let dir = common::tempdir(&format!("log-rotation-{mode}"));
             let log = dir.join("access.log");
             let rotated = dir.join("access.log.1");
-            let log_arg = log.to_str().unwrap();
-            let server = Running::start(
-                &[
-                    "--bind",
-                    "127.0.0.1:0",
-                    "--demo",
-                    "--mode",
-                    mode,
-                    "--cores",
-                    "2",
-                    "--no-pin",
-                    "--threads",
-                    "4",
-                    "--access-log",
-                    log_arg,
-                ],
-                how,
-            );
+            let server = logging_mode(log.to_str().unwrap(), mode, how, &[]);
             let request = |client: &mut common::Client, n: usize| {
                 let response = client.get(&format!("/hello?n={n}"));
                 assert_eq!(response.status, 200);
@@ -639,9 +640,7 @@ fn sigusr1_reopens_the_access_log() {
             }
             drop(client);
             drop(kept);
-            server.signal(libc::SIGTERM);
-            let (code, _, stderr, _) = server.wait();
-            assert_eq!(code, Some(0), "{stderr}");
+            server.stop(mode);
             let old = std::fs::read_to_string(&rotated).unwrap();
             let new = std::fs::read_to_string(&log).unwrap();
             let numbers = |text: &str| -> Vec<usize> {
@@ -672,38 +671,12 @@ fn sigusr1_reopens_the_access_log() {
 #[test]
 fn the_log_is_written_and_let_go_while_the_server_waits() {
     bounded(90, || {
-        for (mode, how) in [
-            ("reactor", "reactor, 2 loops"),
-            ("uring", "uring, 2 rings"),
-            ("threaded", "threaded, 4 threads"),
-            ("blocking", "blocking, 1 thread"),
-            ("fork", "fork, 1 process per connection"),
-        ] {
-            if !common::runnable_name(mode) {
-                continue;
-            }
+        for (mode, how) in every_mode() {
             let dir = common::tempdir(&format!("log-waits-{mode}"));
             let log = dir.join("access.log");
             let rotated = dir.join("access.log.1");
-            let server = Running::start(
-                &[
-                    "--bind",
-                    "127.0.0.1:0",
-                    "--demo",
-                    "--mode",
-                    mode,
-                    "--cores",
-                    "2",
-                    "--no-pin",
-                    "--threads",
-                    "4",
-                    "--max-connections",
-                    "1",
-                    "--access-log",
-                    log.to_str().unwrap(),
-                ],
-                how,
-            );
+            let log_arg = log.to_str().unwrap();
+            let server = logging_mode(log_arg, mode, how, &["--max-connections", "1"]);
             let mut held = server.client();
             assert_eq!(held.get("/hello?n=1").status, 200, "{mode}");
             // Blocking mode serves one connection at a time and refuses none.
@@ -736,9 +709,7 @@ fn the_log_is_written_and_let_go_while_the_server_waits() {
                 "{mode}: {} descriptors on the rotated file",
                 holding()
             );
-            server.signal(libc::SIGTERM);
-            let (code, _, stderr, _) = server.wait();
-            assert_eq!(code, Some(0), "{mode}: {stderr}");
+            server.stop(mode);
         }
     });
 }
@@ -771,11 +742,7 @@ fn a_fifo_access_log_is_written_or_refused() {
                 .custom_flags(libc::O_NONBLOCK)
                 .open(&fifo)
                 .unwrap();
-            let server = logging_in(
-                fifo_arg,
-                &["--mode", mode, "--threads", "4", "--cores", "2", "--no-pin"],
-                how,
-            );
+            let server = logging_mode(fifo_arg, mode, how, &[]);
             for n in 0..3 {
                 let mut client = server.client();
                 assert_eq!(client.get(&format!("/hello?n={n}")).status, 200);
@@ -793,9 +760,7 @@ fn a_fifo_access_log_is_written_or_refused() {
             for n in 0..3 {
                 assert!(text.contains(&format!("/hello?n={n} ")), "{mode}: {text}");
             }
-            server.signal(libc::SIGTERM);
-            let (code, _, stderr, _) = server.wait();
-            assert_eq!(code, Some(0), "{mode}: {stderr}");
+            server.stop(mode);
         }
     });
 }

@@ -29,7 +29,7 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(4);
 /// is cut by `--send-timeout` anyway.
 pub const HANDOVER_GRACE: Duration = Duration::from_secs(60);
 
-type Wake = Box<dyn Fn() + Send + Sync>;
+type Wake = Arc<dyn Fn() + Send + Sync>;
 
 #[derive(Clone, Default)]
 pub struct Shutdown {
@@ -45,7 +45,7 @@ struct Inner {
     handover: Arc<AtomicBool>,
     wakers: Mutex<Vec<Wake>>,
     /// The event loops' wake-ups (also in `wakers`), for [`Shutdown::wake_loops`].
-    loops: Mutex<Vec<Arc<dyn Fn() + Send + Sync>>>,
+    loops: Mutex<Vec<Wake>>,
     /// Fork mode: the stop as the parent tells it to its children (see [`Told`]).
     told: OnceLock<Told>,
 }
@@ -61,14 +61,7 @@ impl Shutdown {
         if self.inner.requested.swap(true, Ordering::SeqCst) {
             return;
         }
-        let wakers = self
-            .inner
-            .wakers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for wake in wakers.iter() {
-            wake();
-        }
+        wake_all(&self.inner.wakers);
     }
 
     pub fn is_triggered(&self) -> bool {
@@ -175,19 +168,17 @@ impl Shutdown {
         if self.is_triggered() {
             wake();
         }
-        wakers.push(Box::new(wake));
+        wakers.push(Arc::new(wake));
     }
 
     /// Registers how to wake an event loop asleep in its poll: at a stop, as
     /// [`Shutdown::on_trigger`], and whenever [`Shutdown::wake_loops`] is called.
     pub(crate) fn on_trigger_or_wake(&self, wake: impl Fn() + Send + Sync + 'static) {
-        let wake = Arc::new(wake);
-        (self
-            .inner
-            .loops
+        let (wake, loops): (Wake, _) = (Arc::new(wake), &self.inner.loops);
+        loops
             .lock()
-            .unwrap_or_else(PoisonError::into_inner))
-        .push(wake.clone());
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(wake.clone());
         self.on_trigger(move || wake());
     }
 
@@ -196,14 +187,13 @@ impl Shutdown {
     /// the others would reopen the access log only at their next event, and a loop without
     /// traffic would keep the rotated file open, deleted or not, for as long as it had none.
     pub(crate) fn wake_loops(&self) {
-        let loops = self
-            .inner
-            .loops
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for wake in loops.iter() {
-            wake();
-        }
+        wake_all(&self.inner.loops);
+    }
+}
+
+fn wake_all(wakers: &Mutex<Vec<Wake>>) {
+    for wake in wakers.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+        wake();
     }
 }
 
