@@ -87,6 +87,8 @@ pub struct LogTrouble(NonNull<TroubleWords>);
 struct TroubleWords {
     dropping: AtomicBool,
     dropped: AtomicU64,
+    /// The [`REOPEN_GENERATION`] (plus one) whose failed reopen was said last.
+    reopen_said: AtomicUsize,
 }
 
 // SAFETY: the words are only ever used through shared references to atomics; the pointer itself
@@ -129,6 +131,15 @@ impl LogTrouble {
     }
 }
 
+impl LogTrouble {
+    /// Whether this log is the first of the server to fail the reopen SIGUSR1 number
+    /// `generation` asked for, and so the one to say it.
+    fn first_to_fail_reopen(&self, generation: usize) -> bool {
+        let said = generation.wrapping_add(1);
+        self.words().reopen_said.swap(said, Ordering::AcqRel) != said
+    }
+}
+
 impl Drop for LogTrouble {
     fn drop(&mut self) {
         let words = self.words();
@@ -162,26 +173,52 @@ pub enum LoggedRequest<'a> {
 pub struct OpenLine(Vec<u8>);
 
 impl AccessLog {
-    /// Opens the log for one loop; `Ok(None)` when logging is off. Each loop opens the file in
-    /// append mode, so whole buffers from different loops never interleave mid-line. `trouble`
-    /// is the server's, shared by all its logs.
+    /// Opens the log; `Ok(None)` when logging is off; an error if the file cannot be opened (at
+    /// start, where that stops the server before it serves). Each loop opens the file in append
+    /// mode, so whole buffers from different loops never interleave mid-line. `trouble` is the
+    /// server's, shared by all its logs.
     pub fn open(
         target: &AccessLogTarget,
         trouble: &Arc<LogTrouble>,
     ) -> io::Result<Option<AccessLog>> {
-        let generation = REOPEN_GENERATION.load(Ordering::Relaxed);
-        let sink = match target {
-            AccessLogTarget::Off => return Ok(None),
-            AccessLogTarget::Stdout => Sink::Stdout,
-            AccessLogTarget::File(path) => Sink::File(Some(append(path)?), path.clone()),
+        let file = match target {
+            AccessLogTarget::File(path) => Some(append(path)?),
+            _ => None,
         };
-        Ok(Some(AccessLog {
+        Ok(AccessLog::with(target, file, trouble))
+    }
+
+    /// Opens the log for a loop, a worker thread or a forked child, which serve whether it can
+    /// be opened or not: one that cannot be opened now starts parked ([`AccessLog::park`]),
+    /// tries again as it has lines, and at its flush says the trouble, once for the server.
+    /// Until stop 75 a loop that could not open it failed: the server stopped (a uring ring
+    /// opens it after the listening line), and in fork mode every child did, so once the log's
+    /// directory was moved away every connection was reset unanswered, with no word.
+    pub fn open_or_later(target: &AccessLogTarget, trouble: &Arc<LogTrouble>) -> Option<AccessLog> {
+        let file = match target {
+            AccessLogTarget::File(path) => append(path).ok(),
+            _ => None,
+        };
+        AccessLog::with(target, file, trouble)
+    }
+
+    fn with(
+        target: &AccessLogTarget,
+        file: Option<File>,
+        trouble: &Arc<LogTrouble>,
+    ) -> Option<AccessLog> {
+        let sink = match target {
+            AccessLogTarget::Off => return None,
+            AccessLogTarget::Stdout => Sink::Stdout,
+            AccessLogTarget::File(path) => Sink::File(file, path.clone()),
+        };
+        Some(AccessLog {
             sink,
-            generation,
+            generation: REOPEN_GENERATION.load(Ordering::Relaxed),
             buf: Vec::with_capacity(4096),
             due: None,
             trouble: trouble.clone(),
-        }))
+        })
     }
 
     /// Appends one line: `127.0.0.1 - - [06/Nov/1994:08:49:37 +0000] "GET / HTTP/1.1" 200 13`.
@@ -272,7 +309,7 @@ impl AccessLog {
 impl AccessLog {
     /// If SIGUSR1 came since this log's file was opened: writes what is buffered to that file,
     /// then opens the path again (a new file, once logrotate has moved the old one). A path that
-    /// cannot be opened keeps the old file, and says so once.
+    /// cannot be opened keeps the old file, and says so once for the server.
     pub fn reopen_if_asked(&mut self) {
         let generation = REOPEN_GENERATION.load(Ordering::Relaxed);
         if generation == self.generation {
@@ -284,7 +321,13 @@ impl AccessLog {
         if let Sink::File(Some(file), path) = &mut self.sink {
             match append(path) {
                 Ok(reopened) => *file = reopened,
-                Err(err) => eprintln!("reactor-httpd: cannot reopen {}: {err}", path.display()),
+                Err(err) if self.trouble.first_to_fail_reopen(generation) => {
+                    eprintln!(
+                        "reactor-httpd: cannot reopen {}: {err}; writing on to the file it had",
+                        path.display()
+                    );
+                }
+                Err(_) => {}
             }
         }
     }

@@ -121,7 +121,7 @@ impl LoopEnv {
         let checked = (shared.log_checked.lock()).map_or(None, |mut checked| checked.take());
         let log = match checked {
             Some(checked) => Some(checked),
-            None => AccessLog::open(&shared.access_log, &shared.log_trouble)?,
+            None => AccessLog::open_or_later(&shared.access_log, &shared.log_trouble),
         };
         Ok(LoopEnv {
             clock: Clock::new(),
