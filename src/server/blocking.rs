@@ -42,7 +42,7 @@ pub(crate) fn run<S: Session>(
     shutdown: Shutdown,
 ) -> io::Result<()> {
     let active = Active::new(&shutdown)?;
-    let mut env = LoopEnv::waiting(shared)?;
+    let mut env = LoopEnv::waiting(shared);
     let mut acceptor = Acceptor::new(listeners);
     super::upgrade::announce_ready();
     while let Some((stream, peer)) = acceptor.accept(&active, &shutdown, env.metrics.as_deref())? {

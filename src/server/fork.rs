@@ -98,7 +98,7 @@ pub(crate) fn run<S: Session>(
     }
     poll.registry()
         .register(&mut wake, SIGNALED, Interest::READABLE)?;
-    let mut env = LoopEnv::waiting(shared.clone())?;
+    let mut env = LoopEnv::waiting(shared.clone());
     // Before the first child: each inherits the shared byte a stop is told in, and the buffer
     // budget's counts.
     shutdown.share_with_children()?;
@@ -322,13 +322,10 @@ fn serve_child<S: Session>(
     // first, so the drain sees it with the shutdown flag.
     let _ = signal_hook::flag::register(SIGHUP, shutdown.handover_flag());
     let _ = signal_hook::flag::register(SIGHUP, shutdown.flag());
-    let set_up = (
-        stream.set_nonblocking(false),
-        LoopEnv::new(shared.clone()),
-        Active::new(&Shutdown::new()),
-    );
+    let set_up = (stream.set_nonblocking(false), Active::new(&Shutdown::new()));
     let code = match set_up {
-        (Ok(()), Ok(mut env), Ok(active)) => {
+        (Ok(()), Ok(active)) => {
+            let mut env = LoopEnv::new(shared.clone());
             // SIGTERM reaching the child (a Ctrl-C reaches the whole process group) sets this
             // copy's shutdown flag: the connection drains like in every other mode.
             blocking::serve_connection::<S>(stream, peer, setup, &mut env, &active, shutdown);

@@ -117,13 +117,15 @@ pub(crate) struct LoopEnv {
 }
 
 impl LoopEnv {
-    pub fn new(shared: Arc<Shared>) -> io::Result<Self> {
+    /// Never fails: a log that cannot be opened now is tried again later (see
+    /// `AccessLog::open_or_later`).
+    pub fn new(shared: Arc<Shared>) -> Self {
         let checked = (shared.log_checked.lock()).map_or(None, |mut checked| checked.take());
         let log = match checked {
             Some(checked) => Some(checked),
             None => AccessLog::open_or_later(&shared.access_log, &shared.log_trouble),
         };
-        Ok(LoopEnv {
+        LoopEnv {
             clock: Clock::new(),
             pool: BufPool::new(),
             heads: HeadCache::with_headers(shared.headers.clone()),
@@ -131,15 +133,15 @@ impl LoopEnv {
             metrics: shared.metrics.as_ref().map(|registry| registry.register()),
             shared,
             offload: None,
-        })
+        }
     }
 
     /// The environment of a thread that waits for connections in blocking calls (a worker, an
     /// acceptor, the fork parent): its log holds no file while it waits (`AccessLog::park`).
-    pub fn waiting(shared: Arc<Shared>) -> io::Result<Self> {
-        let mut env = LoopEnv::new(shared)?;
+    pub fn waiting(shared: Arc<Shared>) -> Self {
+        let mut env = LoopEnv::new(shared);
         env.park_log();
-        Ok(env)
+        env
     }
 
     /// Runs `f` with the context a connection from `peer` needs for one call into `http::Conn`.

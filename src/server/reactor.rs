@@ -226,7 +226,7 @@ impl<S: Session> EventLoop<S> {
         });
         // The pool answers into this loop's inbox and wakes it with the same waker (one per
         // `Poll`).
-        let mut env = LoopEnv::new(shared.clone())?;
+        let mut env = LoopEnv::new(shared.clone());
         let offer =
             (shared.pool.clone()).map(|pool| PoolOffer::new(pool, Inbox::new(waker.clone()), &env));
         env.offload = offer;

@@ -41,7 +41,7 @@ pub(crate) fn run<S: Session>(
         let worker = thread::Builder::new()
             .name(format!("worker-{index}"))
             .spawn(move || -> io::Result<()> {
-                let mut env = LoopEnv::waiting(shared.clone())?;
+                let mut env = LoopEnv::waiting(shared.clone());
                 loop {
                     // The lock is held only while waiting for the next connection.
                     let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
@@ -62,7 +62,7 @@ pub(crate) fn run<S: Session>(
         workers.push(worker);
     }
 
-    let mut env = LoopEnv::waiting(shared.clone())?;
+    let mut env = LoopEnv::waiting(shared.clone());
     let metrics = env.metrics.clone();
     let mut dispatch = |stream: TcpStream, peer: IpAddr| {
         if shared.open.fetch_add(1, Ordering::Relaxed) >= shared.max_connections {

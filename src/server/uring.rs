@@ -1109,7 +1109,7 @@ impl<S: Session> Ring<S> {
         let wake = Arc::new(EventFd::new()?);
         let waker = wake.clone();
         shutdown.on_trigger_or_wake(move || waker.wake());
-        let mut env = LoopEnv::new(shared.clone())?;
+        let mut env = LoopEnv::new(shared.clone());
         let offer =
             (shared.pool.clone()).map(|pool| PoolOffer::new(pool, Inbox::new(wake.clone()), &env));
         env.offload = offer;
