@@ -97,6 +97,7 @@ unsafe impl Send for LogTrouble {}
 unsafe impl Sync for LogTrouble {}
 
 impl LogTrouble {
+    /// A server's: nothing dropped yet.
     pub fn new() -> io::Result<Arc<LogTrouble>> {
         let words = map_anonymous(size_of::<TroubleWords>(), true)?;
         // Zero-filled: not dropping, none dropped.
@@ -129,9 +130,7 @@ impl LogTrouble {
             }
         }
     }
-}
 
-impl LogTrouble {
     /// Whether this log is the first of the server to fail the reopen SIGUSR1 number
     /// `generation` asked for, and so the one to say it.
     fn first_to_fail_reopen(&self, generation: usize) -> bool {

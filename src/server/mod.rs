@@ -285,8 +285,9 @@ impl Server {
             }
             None => (None, None),
         };
-        // Each loop opens the log file itself; one that cannot be opened is said now, in one
-        // line before the listening line, not as a loop's failure after it.
+        // The log file is opened now, so that one that cannot be is said in one line before the
+        // listening line; the first loop writes through this one, the others open their own (one
+        // that cannot, later, drops its lines and says so once for the server).
         let log_trouble = LogTrouble::new().map_err(|err| StartError::Io(err.to_string()))?;
         let mut log_checked = None;
         if let AccessLogTarget::File(path) = &config.access_log {
