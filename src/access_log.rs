@@ -26,14 +26,13 @@ use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::AccessLogTarget;
 use crate::http::Clock;
-use crate::server::io_util::{map_anonymous, unmap};
+use crate::server::io_util::SharedMapped;
 
 /// Flush at least this often while lines are waiting.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -82,7 +81,7 @@ pub struct AccessLog {
 /// fork mode share it too (as they share the buffer budget's counts). It says that the log is
 /// still not written, with the lines dropped in all, when the last log of the server is gone (a
 /// forked child's copy is never dropped: it leaves with `_exit`).
-pub struct LogTrouble(NonNull<TroubleWords>);
+pub struct LogTrouble(SharedMapped<TroubleWords>);
 
 struct TroubleWords {
     dropping: AtomicBool,
@@ -91,22 +90,19 @@ struct TroubleWords {
     reopen_said: AtomicUsize,
 }
 
-// SAFETY: the words are only ever used through shared references to atomics; the pointer itself
-// never changes.
-unsafe impl Send for LogTrouble {}
-unsafe impl Sync for LogTrouble {}
-
 impl LogTrouble {
     /// A server's: nothing dropped yet.
     pub fn new() -> io::Result<Arc<LogTrouble>> {
-        let words = map_anonymous(size_of::<TroubleWords>(), true)?;
-        // Zero-filled: not dropping, none dropped.
-        Ok(Arc::new(LogTrouble(words.cast())))
+        let words = TroubleWords {
+            dropping: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+            reopen_said: AtomicUsize::new(0),
+        };
+        Ok(Arc::new(LogTrouble(SharedMapped::new(words)?)))
     }
 
     fn words(&self) -> &TroubleWords {
-        // SAFETY: mapped, zeroed (valid atomics), aligned (a page), until `drop`.
-        unsafe { self.0.as_ref() }
+        &self.0
     }
 
     /// What to say of a flush of `lines` lines that ended in `result`: something only when the
@@ -148,7 +144,6 @@ impl Drop for LogTrouble {
                 "reactor-httpd: access log: still not written at exit ({dropped} lines dropped)"
             );
         }
-        unmap(self.0.cast(), size_of::<TroubleWords>());
     }
 }
 

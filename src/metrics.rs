@@ -15,13 +15,12 @@
 
 use std::fmt::Write as _;
 use std::ops::Deref;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::http::BufferBudget;
-use crate::server::io_util::{map_anonymous, unmap};
+use crate::server::io_util::SharedMapped;
 
 /// A counter on a cache line (or two) of its own: two loops' counters never share a line, even
 /// with the prefetcher pulling lines in pairs (128 bytes, as crossbeam pads on x86_64).
@@ -233,7 +232,9 @@ pub struct Metrics(Arc<Place>);
 #[allow(clippy::large_enum_variant)]
 enum Place {
     Own(LoopMetrics),
-    Mapped(Mapping),
+    /// Fork mode: in memory mapped shared, so a child forked after it was made writes the same
+    /// physical pages as its parent and every other child.
+    Mapped(SharedMapped<LoopMetrics>),
 }
 
 impl Deref for Metrics {
@@ -242,39 +243,8 @@ impl Deref for Metrics {
     fn deref(&self) -> &LoopMetrics {
         match &*self.0 {
             Place::Own(metrics) => metrics,
-            Place::Mapped(mapping) => mapping.get(),
+            Place::Mapped(mapping) => mapping,
         }
-    }
-}
-
-/// A [`LoopMetrics`] in memory mapped shared and anonymous: a child forked after it was made
-/// writes the same physical pages as its parent and every other child.
-struct Mapping(NonNull<LoopMetrics>);
-
-// SAFETY: the mapping is only ever read and written through `&LoopMetrics`, whose counters are
-// atomics; the pointer itself never changes.
-unsafe impl Send for Mapping {}
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    fn new() -> std::io::Result<Self> {
-        let at = map_anonymous(size_of::<LoopMetrics>(), true)?.cast::<LoopMetrics>();
-        // SAFETY: the mapping is page-aligned (more than `LoopMetrics`'s 128), as large as one,
-        // writable, and ours alone until this returns.
-        unsafe { at.write(LoopMetrics::new(true)) };
-        Ok(Mapping(at))
-    }
-
-    fn get(&self) -> &LoopMetrics {
-        // SAFETY: initialized in `new`, and mapped until `drop`, which takes `&mut self`.
-        unsafe { self.0.as_ref() }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // Nothing borrows it past `self`. A child's copy of the mapping is its own, and stays.
-        unmap(self.0.cast(), size_of::<LoopMetrics>());
     }
 }
 
@@ -318,9 +288,8 @@ impl Registry {
         }
         let place = match self.across_processes {
             // Out of memory for one page: counted per process, as the only way left.
-            true => {
-                Mapping::new().map_or_else(|_| Place::Own(LoopMetrics::new(false)), Place::Mapped)
-            }
+            true => SharedMapped::new(LoopMetrics::new(true))
+                .map_or_else(|_| Place::Own(LoopMetrics::new(false)), Place::Mapped),
             false => Place::Own(LoopMetrics::new(false)),
         };
         let metrics = Metrics(Arc::new(place));

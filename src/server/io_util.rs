@@ -163,6 +163,44 @@ pub(crate) fn map_anonymous(len: usize, shared: bool) -> io::Result<NonNull<u8>>
     NonNull::new(at.cast()).ok_or_else(|| io::Error::other("mmap returned null"))
 }
 
+/// A `T` in anonymous memory mapped shared: a child forked after it was made reads and writes
+/// the same physical pages as its parent and every other child (fork mode's stop, its metrics,
+/// the access log's trouble). For a `T` of atomics: it is never dropped, its pages are unmapped.
+/// A child's copy is its own, and stays mapped (it leaves with `_exit`).
+pub(crate) struct SharedMapped<T: Send + Sync>(NonNull<T>);
+
+// SAFETY: the value is only ever reached through `&T`, and `T` is `Sync`; the pointer itself
+// never changes.
+unsafe impl<T: Send + Sync> Send for SharedMapped<T> {}
+unsafe impl<T: Send + Sync> Sync for SharedMapped<T> {}
+
+impl<T: Send + Sync> SharedMapped<T> {
+    pub(crate) fn new(value: T) -> io::Result<Self> {
+        const { assert!(!std::mem::needs_drop::<T>() && align_of::<T>() <= 4096) };
+        let at = map_anonymous(size_of::<T>(), true)?.cast::<T>();
+        // SAFETY: the mapping is page-aligned (enough for `T`, above), as large as a `T`,
+        // writable, and ours alone until this returns.
+        unsafe { at.write(value) };
+        Ok(SharedMapped(at))
+    }
+}
+
+impl<T: Send + Sync> std::ops::Deref for SharedMapped<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: written in `new`, and mapped until `drop`, which takes `&mut self`.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl<T: Send + Sync> Drop for SharedMapped<T> {
+    fn drop(&mut self) {
+        // Nothing borrows it past `self`; `T` needs no drop.
+        unmap(self.0.cast(), size_of::<T>());
+    }
+}
+
 /// Unmaps what [`map_anonymous`] mapped.
 pub(crate) fn unmap(at: NonNull<u8>, len: usize) {
     // SAFETY: `at` and `len` describe a mapping made by `map_anonymous` and no longer used.

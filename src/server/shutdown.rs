@@ -7,7 +7,6 @@
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
@@ -18,7 +17,7 @@ use signal_hook::SigId;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::low_level::pipe;
 
-use super::io_util::{map_anonymous, unmap};
+use super::io_util::SharedMapped;
 
 /// How long in-flight requests get to finish after a shutdown is requested. The contract says
 /// the process exits within 5 s; this leaves a margin.
@@ -206,12 +205,7 @@ fn wake_all(wakers: &Mutex<Vec<Wake>>) {
 /// on another, had it answered with keep-alive by a child still unaware of the stop (over TLS,
 /// in 15 of 300 runs of the test that does this; none in 500 since), and a next request sent
 /// there was cut off. Now the signal only wakes; the stop itself is in the byte.
-struct Told(NonNull<AtomicU8>);
-
-// SAFETY: the byte is only ever read and written through `&AtomicU8`; the pointer itself never
-// changes.
-unsafe impl Send for Told {}
-unsafe impl Sync for Told {}
+struct Told(SharedMapped<AtomicU8>);
 
 impl Told {
     const NOTHING: u8 = 0;
@@ -219,21 +213,11 @@ impl Told {
     const HANDOVER: u8 = 2;
 
     fn new() -> io::Result<Told> {
-        // Zero-filled: `NOTHING`.
-        Ok(Told(map_anonymous(1, true)?.cast()))
+        Ok(Told(SharedMapped::new(AtomicU8::new(Told::NOTHING))?))
     }
 
     fn word(&self) -> &AtomicU8 {
-        // SAFETY: mapped, zeroed (a valid AtomicU8), until `drop`, which takes `&mut self`.
-        unsafe { self.0.as_ref() }
-    }
-}
-
-impl Drop for Told {
-    fn drop(&mut self) {
-        // Nothing borrows it past `self`. A child's copy is its own, and is never dropped (it
-        // leaves with `_exit`).
-        unmap(self.0.cast(), 1);
+        &self.0
     }
 }
 
