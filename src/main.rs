@@ -164,8 +164,9 @@ fn parse_header(text: &str) -> Result<(String, String), String> {
     // Fields the server sets itself: those that frame the response, and those whose value is
     // one item, not a list (RFC 9110 5.3: a second field line of such a name makes the message
     // invalid, and a second Content-Encoding would tell the client to decode what is not
-    // encoded).
-    const OWNED: [(&[&str], &str); 2] = [
+    // encoded). And Allow, a list, but the resource's own: a second line would add to it, so a
+    // 405 would name methods the resource refuses.
+    const OWNED: [(&[&str], &str); 3] = [
         (
             &[
                 "content-length",
@@ -192,6 +193,7 @@ fn parse_header(text: &str) -> Result<(String, String), String> {
             ],
             "a response carries it once",
         ),
+        (&["allow"], "it says what the resource allows"),
     ];
     for (names, why) in OWNED {
         if names.iter().any(|owned| name.eq_ignore_ascii_case(owned)) {

@@ -397,6 +397,7 @@ fn framing_headers_are_refused() {
             "Location: /elsewhere",
             "Content-Range: bytes 0-1/2",
             "Accept-Ranges: none",
+            "Allow: GET",
             "X-Split: a\r\nInjected: b",
             "X-Bare-LF: a\nb",
             "Bad Name: x",
