@@ -113,8 +113,13 @@ impl Default for Limits {
 /// The whole server configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// The address to listen on; the listening line names it.
     pub bind: SocketAddr,
-    /// `--bind` was given: with sockets passed in (socket activation) it must name theirs.
+    /// More addresses, each listened on as `bind` is (`--bind` given more than once: IPv4 and
+    /// IPv6, say, as nginx's `listen 80; listen [::]:80;`).
+    pub also_bind: Vec<SocketAddr>,
+    /// `--bind` was given: with sockets passed in (socket activation) they and the addresses
+    /// must name each other.
     pub bind_given: bool,
     /// Join a port other sockets of this user already listen on (SO_REUSEPORT), instead of
     /// refusing an address in use.
@@ -148,10 +153,18 @@ pub struct Config {
     pub compress: bool,
 }
 
+impl Config {
+    /// Every address to listen on: `bind`, then `also_bind`.
+    pub fn addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        std::iter::once(self.bind).chain(self.also_bind.iter().copied())
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            also_bind: Vec::new(),
             bind_given: false,
             reuse_port: false,
             mode: Mode::Reactor,

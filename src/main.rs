@@ -25,10 +25,11 @@ struct Cli {
     /// Directory to serve.
     #[arg(default_value = ".")]
     root: PathBuf,
-    /// Listen address: IPv4 or [IPv6]:port. Port 0 picks a free port. With sockets passed by
-    /// systemd (LISTEN_FDS), only checked against them. Default: 127.0.0.1:8080.
+    /// Listen address: IPv4 or [IPv6]:port (IPv6 only; give both for both). Repeatable: listen
+    /// on each. Port 0 picks a free port. With sockets passed by systemd (LISTEN_FDS), only
+    /// checked against them. Default: 127.0.0.1:8080.
     #[arg(long)]
-    bind: Option<SocketAddr>,
+    bind: Vec<SocketAddr>,
     /// Share the port with other servers of this user already listening on it (SO_REUSEPORT,
     /// nginx's `reuseport`), instead of refusing an address in use. Not needed to restart: see
     /// SIGHUP.
@@ -232,9 +233,17 @@ impl Cli {
             (false, None | Some("-")) => AccessLogTarget::Stdout,
             (false, Some(path)) => AccessLogTarget::File(PathBuf::from(path)),
         };
+        for (index, addr) in self.bind.iter().enumerate() {
+            if self.bind[..index].contains(addr) {
+                return Err(format!("--bind {addr} is given twice"));
+            }
+        }
+        let mut binds = self.bind.into_iter();
+        let bind = binds.next();
         Ok(Config {
-            bind: self.bind.unwrap_or(Config::default().bind),
-            bind_given: self.bind.is_some(),
+            bind: bind.unwrap_or(Config::default().bind),
+            also_bind: binds.collect(),
+            bind_given: bind.is_some(),
             reuse_port: self.reuse_port,
             mode: match self.mode {
                 ModeArg::Reactor => Mode::Reactor,
@@ -327,6 +336,9 @@ fn main() -> ExitCode {
         eprintln!(
             "reactor-httpd: self-signed certificate for localhost, 127.0.0.1 and ::1, SHA-256 {fingerprint}"
         );
+    }
+    for url in server.other_urls() {
+        eprintln!("reactor-httpd: also listening on {url}");
     }
     let mut stdout = std::io::stdout().lock();
     // Scripts wait for this line: print it whole and flush it before serving.

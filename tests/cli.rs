@@ -52,6 +52,19 @@ impl Running {
         }
     }
 
+    /// The next line the server wrote on stderr (one it writes before its listening line is
+    /// there already), without its line break.
+    fn stderr_line(&mut self) -> String {
+        let stderr = self.child.stderr.as_mut().unwrap();
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        // A byte at a time: what follows the line stays in the pipe for `wait`.
+        while stderr.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+            line.push(byte[0]);
+        }
+        String::from_utf8(line).unwrap()
+    }
+
     fn client(&self) -> Client {
         Client::connect(self.addr)
     }
@@ -396,6 +409,49 @@ fn every_mode_serves_ipv6() {
     });
 }
 
+/// `--bind` twice: every mode listens on both addresses (each loop on each), names the first on
+/// its listening line and the other on stderr, and serves on both. Two loopback addresses, so
+/// that it runs where the loopback has no IPv6.
+#[test]
+fn every_address_bound_is_served() {
+    bounded(60, || {
+        for (mode, describe) in every_mode() {
+            let args = [
+                "--bind",
+                "127.0.0.1:0",
+                "--bind",
+                "127.0.0.2:0",
+                "--demo",
+                "--quiet",
+                "--mode",
+                mode,
+                "--cores",
+                "2",
+                "--no-pin",
+                "--threads",
+                "4",
+            ];
+            let mut server = Running::start(&args, describe);
+            let said = server.stderr_line();
+            let other: SocketAddr = said
+                .strip_prefix("reactor-httpd: also listening on http://")
+                .and_then(|addr| addr.parse().ok())
+                .unwrap_or_else(|| panic!("{mode}: {said:?}"));
+            assert_eq!(other.ip().to_string(), "127.0.0.2", "{mode}");
+            // Enough connections on each that both loops take some on each address.
+            for addr in [server.addr, other].into_iter().cycle().take(16) {
+                let mut client = Client::connect(addr);
+                assert_eq!(
+                    client.get("/hello").text(),
+                    "Hello, World!",
+                    "{mode} {addr}"
+                );
+            }
+            assert_eq!(server.stop(mode), "", "{mode}");
+        }
+    });
+}
+
 #[test]
 fn access_log_to_a_file() {
     bounded(30, || {
@@ -521,6 +577,10 @@ fn usage_errors_exit_2_with_one_line() {
     assert_eq!(code, Some(2));
     assert_one_line_error(&err, "--no-pin");
 
+    let (code, _, err) = run(&["--bind", "127.0.0.1:0", "--bind", "127.0.0.1:0"]);
+    assert_eq!(code, Some(2));
+    assert_one_line_error(&err, "--bind 127.0.0.1:0 is given twice");
+
     let (code, _, err) = run(&["--cores", "0"]);
     assert_eq!(code, Some(2));
     assert_one_line_error(&err, "--cores");
@@ -550,6 +610,13 @@ fn address_in_use_exits_1_with_one_line() {
     let (code, out, err) = run(&["--bind", &addr]);
     assert_eq!((code, out.as_str()), (Some(1), ""));
     assert_one_line_error(&err, &addr);
+    // The second of two addresses taken: the same, in every mode.
+    for (mode, _) in every_mode() {
+        let args = ["--bind", "127.0.0.2:0", "--bind", &addr, "--mode", mode];
+        let (code, out, err) = run(&args);
+        assert_eq!((code, out.as_str()), (Some(1), ""), "{mode}");
+        assert_one_line_error(&err, &format!("cannot listen on {addr}"));
+    }
 }
 
 /// An access log file that cannot be opened: one line naming it, exit 1, before any listening

@@ -127,32 +127,46 @@ fn every_mode_serves_every_socket_passed() {
     });
 }
 
-/// A `--bind` that names another address than the socket passed: one line, exit 2.
+/// A `--bind` that names another address than the socket passed, or one of two that names none:
+/// one line, exit 2.
 #[test]
 fn a_contradicting_bind_is_refused() {
     bounded(30, || {
         let port = free_port();
-        let mut command = Command::new("systemd-socket-activate");
-        command
-            .args(["-l", &format!("127.0.0.1:{port}")])
-            .arg(env!("CARGO_BIN_EXE_reactor-httpd"))
-            .args(["--demo", "--bind", "127.0.0.1:1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("systemd-socket-activate");
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        // Starting it: a connection, which it will not serve.
-        let _client = Client::connect(([127, 0, 0, 1], port).into());
-        let status = wait_with_timeout(&mut child, Duration::from_secs(10)).expect("exit");
-        // After the activator's own lines ("Communication attempt...", "Execing..."), ours.
-        let mut said = String::new();
-        while stderr.read_line(&mut said).is_ok_and(|n| n > 0) {}
-        assert_eq!(status.code(), Some(2), "{said}");
-        assert!(
-            said.contains("--bind 127.0.0.1:1 contradicts the socket passed in"),
-            "{said:?}"
+        let passed = format!("127.0.0.1:{port}");
+        contradicted(
+            port,
+            &["--bind", "127.0.0.1:1"],
+            "--bind 127.0.0.1:1 contradicts the socket passed in",
+        );
+        contradicted(
+            port,
+            &["--bind", &passed, "--bind", "127.0.0.2:0"],
+            "--bind 127.0.0.2:0 names no socket passed in",
         );
     });
+}
+
+/// The server started on the socket of `port` with `binds` exits 2, saying `expected`.
+fn contradicted(port: u16, binds: &[&str], expected: &str) {
+    let mut command = Command::new("systemd-socket-activate");
+    command
+        .args(["-l", &format!("127.0.0.1:{port}")])
+        .arg(env!("CARGO_BIN_EXE_reactor-httpd"))
+        .arg("--demo")
+        .args(binds)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("systemd-socket-activate");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    // Starting it: a connection, which it will not serve.
+    let _client = Client::connect(([127, 0, 0, 1], port).into());
+    let status = wait_with_timeout(&mut child, Duration::from_secs(10)).expect("exit");
+    // After the activator's own lines ("Communication attempt...", "Execing..."), ours.
+    let mut said = String::new();
+    while stderr.read_line(&mut said).is_ok_and(|n| n > 0) {}
+    assert_eq!(status.code(), Some(2), "{said}");
+    assert!(said.contains(expected), "{said:?}");
 }

@@ -47,6 +47,30 @@ fn an_upgrade_serves_on_in_every_mode() {
     });
 }
 
+/// `--bind` twice: the new process takes over the sockets of both addresses (it says the second
+/// as the old one did) and serves on each.
+#[test]
+fn an_upgrade_keeps_every_address() {
+    bounded(120, || {
+        let root = tempdir("upgrade-addresses");
+        for mode in MODES.into_iter().filter(|mode| common::runnable_name(mode)) {
+            let mut server = Upgrading::start(&binary(), mode, &root, &["--bind", "127.0.0.2:0"]);
+            let said = server.stderr_line("also listening on http://127.0.0.2:");
+            server.sighup();
+            let lines = server.stderr_until("handed over to pid ");
+            assert_eq!(lines[..], [said.clone(), lines[1].clone()], "{mode}");
+            let new = server.took_over(&lines[1]);
+            server.old_exits_cleanly();
+            let other = said.rsplit("http://").next().unwrap().parse().unwrap();
+            for addr in [server.addr, other] {
+                let text = Client::connect(addr).get("/hello").text();
+                assert_eq!(text, "Hello, World!", "{mode} {addr}");
+            }
+            stop(new);
+        }
+    });
+}
+
 /// A download under way when the server upgrades completes byte for byte, from the old process,
 /// which then closes the connection and exits.
 #[test]

@@ -328,7 +328,8 @@ impl Server {
             headers: config.headers.clone().into(),
             shutdown: Shutdown::new(),
         });
-        let bind_error = |err| StartError::Io(format!("cannot listen on {}: {err}", config.bind));
+        let bind_error =
+            |addr| move |err| StartError::Io(format!("cannot listen on {addr}: {err}"));
         // Every listener is non-blocking, in every mode: the reactor and the fork parent wait in
         // mio, and the blocking modes wait for a connection or a shutdown with poll. A listener
         // shared with another process (an upgrade's) shares this flag with it, so no mode may
@@ -336,13 +337,25 @@ impl Server {
         let listeners = match (passed, config.mode) {
             (Some(passed), mode) => inherited(passed, mode, pins, config)?,
             (None, mode) if mode.has_loops() => {
-                let group = listener::bind_group(config.bind, pins.len(), true, config.reuse_port)
-                    .map_err(bind_error)?;
-                Listeners::PerLoop(group.into_iter().map(|one| vec![one]).zip(pins).collect())
+                // Each loop its own socket on every address.
+                let mut group: Vec<Vec<TcpListener>> = pins.iter().map(|_| Vec::new()).collect();
+                for addr in config.addresses() {
+                    let sockets = listener::bind_group(addr, pins.len(), true, config.reuse_port)
+                        .map_err(bind_error(addr))?;
+                    for (own, socket) in group.iter_mut().zip(sockets) {
+                        own.push(socket);
+                    }
+                }
+                Listeners::PerLoop(group.into_iter().zip(pins).collect())
             }
-            (None, _) => Listeners::OneAcceptor(vec![
-                listener::bind(config.bind, config.reuse_port, true).map_err(bind_error)?,
-            ]),
+            (None, _) => Listeners::OneAcceptor(
+                config
+                    .addresses()
+                    .map(|addr| {
+                        listener::bind(addr, config.reuse_port, true).map_err(bind_error(addr))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
         };
         // Responses are written whole (and a file's head and body are two sends): Nagle must not
         // hold back a last segment until the client's delayed ACK. Set on the listeners, once:
@@ -444,12 +457,30 @@ impl Server {
             Mode::Blocking => plural(1, "thread"),
             Mode::Fork => "1 process per connection".into(),
         };
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
         format!(
-            "listening on {scheme}://{} ({}, {how})",
-            self.addr,
+            "listening on {} ({}, {how})",
+            self.url(self.addr),
             self.mode.name()
         )
+    }
+
+    /// The addresses listened on besides the one the listening line names (`--bind` given more
+    /// than once, or more sockets passed in), as URLs, each once.
+    pub fn other_urls(&self) -> Vec<String> {
+        let mut seen = vec![self.addr];
+        for listener in self.listeners.all() {
+            if let Ok(addr) = listener.local_addr()
+                && !seen.contains(&addr)
+            {
+                seen.push(addr);
+            }
+        }
+        seen[1..].iter().map(|addr| self.url(*addr)).collect()
+    }
+
+    fn url(&self, addr: SocketAddr) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{addr}")
     }
 
     /// Serves until shutdown; returns once in-flight requests are done (at most
@@ -552,14 +583,16 @@ fn inherited(
     let io = |err: io::Error| StartError::Io(format!("cannot use the sockets passed: {err}"));
     // The sockets of each address, in the order the addresses were first passed.
     let mut by_address: Vec<(SocketAddr, Vec<TcpListener>)> = Vec::new();
+    let names = |bind: SocketAddr, addr: SocketAddr| {
+        addr == bind || (bind.port() == 0 && addr.ip() == bind.ip())
+    };
     for listener in passed {
         let addr = listener.local_addr().map_err(io)?;
-        let same =
-            addr == config.bind || (config.bind.port() == 0 && addr.ip() == config.bind.ip());
-        if config.bind_given && !same {
+        if config.bind_given && !config.addresses().any(|bind| names(bind, addr)) {
+            let binds: Vec<String> = config.addresses().map(|bind| bind.to_string()).collect();
             return Err(StartError::Usage(format!(
                 "--bind {} contradicts the socket passed in ({addr})",
-                config.bind
+                binds.join(", ")
             )));
         }
         listener.set_nonblocking(true).map_err(io)?;
@@ -567,6 +600,15 @@ fn inherited(
             Some((_, sockets)) => sockets.push(listener),
             None => by_address.push((addr, vec![listener])),
         }
+    }
+    if config.bind_given
+        && let Some(bind) = config
+            .addresses()
+            .find(|bind| !by_address.iter().any(|(addr, _)| names(*bind, *addr)))
+    {
+        return Err(StartError::Usage(format!(
+            "--bind {bind} names no socket passed in"
+        )));
     }
     if !mode.has_loops() {
         let all = by_address.into_iter().flat_map(|(_, sockets)| sockets);
