@@ -44,8 +44,9 @@ struct Cli {
     /// Do not pin event loops to cores.
     #[arg(long)]
     no_pin: bool,
-    /// Worker threads in threaded mode.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Worker threads in threaded mode (at most 10000: Linux runs out of memory maps for
+    /// threads, by default, past about 16000).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     threads: u32,
     /// Reactor and uring mode: threads that run handlers which may block (/sleep, /compute); 0 = every
     /// handler on its loop. Default: 8 per loop.
@@ -137,12 +138,18 @@ enum ModeArg {
     Uring,
 }
 
+/// The most loops `--cores N` asks for.
+const MOST_LOOPS: usize = 1024;
+
 fn parse_cores(text: &str) -> Result<Cores, String> {
     match text {
         "auto" => Ok(Cores::Auto),
         _ => match text.parse() {
-            Ok(n) if n > 0 => Ok(Cores::Count(n)),
-            _ => Err("expected auto or a number of loops, at least 1".into()),
+            // Each loop holds descriptors and buffers of its own: thousands run out of both.
+            Ok(n) if (1..=MOST_LOOPS).contains(&n) => Ok(Cores::Count(n)),
+            _ => Err(format!(
+                "expected auto or a number of loops from 1 to {MOST_LOOPS}"
+            )),
         },
     }
 }
@@ -337,13 +344,16 @@ fn main() -> ExitCode {
             "reactor-httpd: self-signed certificate for localhost, 127.0.0.1 and ::1, SHA-256 {fingerprint}"
         );
     }
-    for url in server.other_urls() {
-        eprintln!("reactor-httpd: also listening on {url}");
-    }
-    let mut stdout = std::io::stdout().lock();
-    // Scripts wait for this line: print it whole and flush it before serving.
-    let _ = writeln!(stdout, "{}", server.listening_line()).and_then(|()| stdout.flush());
-    drop(stdout);
+    // Scripts wait for this line: printed whole and flushed once every loop is set up, just
+    // before serving (a loop, ring or thread that cannot be made fails the start before it).
+    let (line, others) = (server.listening_line(), server.other_urls());
+    server.when_ready(move || {
+        for url in others {
+            eprintln!("reactor-httpd: also listening on {url}");
+        }
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+    });
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fail(1, &format!("server failed: {err}")),

@@ -581,9 +581,11 @@ fn usage_errors_exit_2_with_one_line() {
     assert_eq!(code, Some(2));
     assert_one_line_error(&err, "--bind 127.0.0.1:0 is given twice");
 
-    let (code, _, err) = run(&["--cores", "0"]);
-    assert_eq!(code, Some(2));
-    assert_one_line_error(&err, "--cores");
+    for (flag, value) in [("--cores", "0"), ("--cores", "1025"), ("--threads", "10001")] {
+        let (code, _, err) = run(&[flag, value]);
+        assert_eq!(code, Some(2), "{flag} {value}");
+        assert_one_line_error(&err, flag);
+    }
 
     let (code, _, err) = run(&["--header-timeout", "soon"]);
     assert_eq!(code, Some(2));
@@ -891,6 +893,43 @@ fn a_fifo_access_log_is_written_or_refused() {
                 assert!(text.contains(&format!("/hello?n={n} ")), "{mode}: {text}");
             }
             server.stop(mode);
+        }
+    });
+}
+
+/// A loop or ring that cannot be made (here: out of descriptors, 64 loops under a limit of 200)
+/// fails the start in one line, exit 1, and before the listening line: a script that waits for
+/// that line must never see it from a server that is not serving.
+#[test]
+fn a_loop_that_cannot_be_made_fails_the_start_before_the_listening_line() {
+    use std::os::unix::process::CommandExt;
+    bounded(30, || {
+        for (mode, what) in [("reactor", "event loop"), ("uring", "ring")] {
+            if !common::runnable_name(mode) {
+                continue;
+            }
+            let mut command = Command::new(BIN);
+            command.args(["--mode", mode, "--bind", "127.0.0.1:0", "--cores", "64"]);
+            command.args(["--no-pin", "--quiet"]);
+            // SAFETY: runs in the child between fork and exec, and only calls setrlimit.
+            unsafe {
+                command.pre_exec(|| {
+                    let limit = libc::rlimit {
+                        rlim_cur: 200,
+                        rlim_max: 200,
+                    };
+                    match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                        0 => Ok(()),
+                        _ => Err(std::io::Error::last_os_error()),
+                    }
+                })
+            };
+            let output = command.output().unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(1), "{mode}: {stderr}");
+            assert_eq!(String::from_utf8_lossy(&output.stdout), "", "{mode}");
+            assert_one_line_error(&stderr, &format!("cannot make {what} "));
+            assert!(stderr.contains("of 64: Too many open files"), "{stderr}");
         }
     });
 }

@@ -42,9 +42,9 @@ pub(crate) fn run<S: Session>(
     shutdown: Shutdown,
 ) -> io::Result<()> {
     let active = Active::new(&shutdown)?;
+    shared.announce_ready();
     let mut env = LoopEnv::waiting(shared);
     let mut acceptor = Acceptor::new(listeners);
-    super::upgrade::announce_ready();
     while let Some((stream, peer)) = acceptor.accept(&active, &shutdown, env.metrics.as_deref())? {
         serve_counted::<S>(stream, peer, &setup, &mut env, &active, &shutdown, None);
     }

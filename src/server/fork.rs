@@ -110,7 +110,7 @@ pub(crate) fn run<S: Session>(
     let mut trouble = io_util::AcceptTrouble::default();
     // The SIGUSR1 (a new access log file) last passed on to the children.
     let mut log_generation = REOPEN_GENERATION.load(Ordering::Relaxed);
-    super::upgrade::announce_ready();
+    shared.announce_ready();
 
     while !shutdown.is_triggered() {
         // A SIGHUP that came before the wake-up bytes were set up left only its flag.

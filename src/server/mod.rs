@@ -28,7 +28,7 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -99,6 +99,25 @@ pub(crate) struct Shared {
     pub headers: Arc<[(String, String)]>,
     /// The server's stop, which each answer looks at (see `http::StopSignal`).
     pub shutdown: Shutdown,
+    /// Called once, when every loop (thread, ring) is set up and serving begins: the binary
+    /// prints its listening line here (`Server::when_ready`), so that a failure to set up comes
+    /// before it and not after.
+    pub ready: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Shared {
+    /// Every loop is set up: `when_ready`'s call, then an upgrade's old process is told.
+    pub(crate) fn announce_ready(&self) {
+        let ready = self
+            .ready
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(ready) = ready {
+            ready();
+        }
+        upgrade::announce_ready();
+    }
 }
 
 /// What one event loop or worker thread owns for the connections it drives: a clock, a buffer
@@ -327,6 +346,7 @@ impl Server {
             open: AtomicUsize::new(0),
             headers: config.headers.clone().into(),
             shutdown: Shutdown::new(),
+            ready: Mutex::new(None),
         });
         let bind_error =
             |addr| move |err| StartError::Io(format!("cannot listen on {addr}: {err}"));
@@ -427,6 +447,17 @@ impl Server {
             self.self_signed.clone(),
         )?);
         Ok(())
+    }
+
+    /// `ready` is called once, when every loop (thread, ring) is set up, just before serving
+    /// begins; if setting up fails, `run` returns the error and `ready` is never called.
+    pub fn when_ready(&self, ready: impl FnOnce() + Send + 'static) {
+        let mut slot = self
+            .shared
+            .ready
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *slot = Some(Box::new(ready));
     }
 
     /// The SHA-256 fingerprint of the certificate made with `--tls-self-signed`.
@@ -646,6 +677,21 @@ fn join_all(
     result
 }
 
+/// An error in making the `index`th (from 1) of `count` loops, rings or threads, said so: the
+/// start fails with it, before the listening line.
+pub(crate) fn cannot_make(
+    what: &str,
+    index: usize,
+    count: usize,
+) -> impl FnOnce(io::Error) -> io::Error {
+    move |err| {
+        io::Error::new(
+            err.kind(),
+            format!("cannot make {what} {index} of {count}: {err}"),
+        )
+    }
+}
+
 fn plural(n: usize, what: &str) -> String {
     if n == 1 {
         format!("1 {what}")
@@ -668,8 +714,8 @@ fn loop_pins(config: &Config) -> Result<Vec<Option<core_affinity::CoreId>>, Star
     }
     if loops > cores.len() {
         return Err(StartError::Usage(format!(
-            "--cores {loops}, but this process may only use {} cores (add --no-pin to run more loops than cores)",
-            cores.len()
+            "--cores {loops}, but this process may only use {} (add --no-pin to run more loops than cores)",
+            plural(cores.len(), "core")
         )));
     }
     Ok(cores.into_iter().take(loops).map(Some).collect())

@@ -84,9 +84,11 @@ pub(crate) fn run<S: Session>(
     mut signals: Option<(Signals, Option<Upgrade>)>,
 ) -> io::Result<()> {
     let mut loops = Vec::new();
-    for (own, pin) in listeners {
+    let count = listeners.len();
+    for (index, (own, pin)) in listeners.into_iter().enumerate() {
         let event_loop =
-            EventLoop::<S>::new(own, setup.clone(), &shared, &shutdown, signals.take())?;
+            EventLoop::<S>::new(own, setup.clone(), &shared, &shutdown, signals.take())
+                .map_err(super::cannot_make("event loop", index + 1, count))?;
         loops.push((event_loop, pin));
     }
     let mut loops = loops.into_iter();
@@ -111,7 +113,7 @@ pub(crate) fn run<S: Session>(
     }
     // Every loop has its sockets registered: an upgrade's old process may stop now. (What
     // arrives before the first poll waits in the sockets' queues, and is reported by it.)
-    super::upgrade::announce_ready();
+    shared.announce_ready();
     let result = first.run_to_end();
     super::join_all(threads, "event loop", result)
 }

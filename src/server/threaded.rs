@@ -58,7 +58,8 @@ pub(crate) fn run<S: Session>(
                         Some(&shared.open),
                     );
                 }
-            })?;
+            })
+            .map_err(super::cannot_make("worker thread", index + 1, threads))?;
         workers.push(worker);
     }
 
@@ -74,7 +75,7 @@ pub(crate) fn run<S: Session>(
         }
     };
     let mut acceptor = Acceptor::new(listeners);
-    super::upgrade::announce_ready();
+    shared.announce_ready();
     let accepted = loop {
         match acceptor.accept(&active, &shutdown, metrics.as_deref()) {
             Ok(Some((stream, peer))) => dispatch(stream, peer),

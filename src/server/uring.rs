@@ -967,7 +967,9 @@ fn cancel(ring: &mut IoUring, target: u64) {
 /// Runs one ring per set of listeners until shutdown, like the reactor's loops: the first on the
 /// calling thread, the others each on a thread of its own, each pinned to its core if given.
 /// Each ring is made on the thread that will use it (a SINGLE_ISSUER ring belongs to the thread
-/// that made it); the upgrade is told the server is ready once every ring is.
+/// that made it), and none serves before every one is made: one that cannot be fails the start,
+/// before the listening line, and the others stop without having served. Then the upgrade is
+/// told the server is ready.
 pub(crate) fn run<S: Session>(
     listeners: Vec<(Vec<TcpListener>, Option<core_affinity::CoreId>)>,
     setup: S::Setup,
@@ -975,13 +977,19 @@ pub(crate) fn run<S: Session>(
     shutdown: Shutdown,
     mut signals: Option<(Signals, Option<Upgrade>)>,
 ) -> io::Result<()> {
+    let count = listeners.len();
     let mut groups = listeners.into_iter();
     let Some((first_own, first_pin)) = groups.next() else {
         return Err(io::Error::other("no listener to serve"));
     };
     let (ready, built) = mpsc::channel::<Result<(), io::Error>>();
     let mut threads = Vec::new();
+    // Each ring made waits for its word to start, sent once every ring is made; a sender
+    // dropped without it means the start failed.
+    let mut starts = Vec::new();
     for (index, (own, pin)) in groups.enumerate() {
+        let (go, start) = mpsc::channel::<()>();
+        starts.push(go);
         let (setup, shared, shutdown, ready) = (
             setup.clone(),
             shared.clone(),
@@ -994,10 +1002,16 @@ pub(crate) fn run<S: Session>(
                 if let Some(core) = pin {
                     core_affinity::set_for_current(core);
                 }
-                match Ring::<S>::new(own, setup, &shared, &shutdown, None) {
+                let made = Ring::<S>::new(own, setup, &shared, &shutdown, None)
+                    .map_err(super::cannot_make("ring", index + 2, count));
+                match made {
                     Ok(mut ring) => {
                         let _ = ready.send(Ok(()));
-                        ring.run_to_end()
+                        match start.recv() {
+                            Ok(()) => ring.run_to_end(),
+                            // Dropped as it is: it never ran (see `Drop for Ring`).
+                            Err(_) => Ok(()),
+                        }
                     }
                     Err(err) => {
                         let _ = ready.send(Err(io::Error::new(err.kind(), err.to_string())));
@@ -1011,7 +1025,8 @@ pub(crate) fn run<S: Session>(
     if let Some(core) = first_pin {
         core_affinity::set_for_current(core);
     }
-    let mut first = Ring::<S>::new(first_own, setup, &shared, &shutdown, signals.take());
+    let mut first = Ring::<S>::new(first_own, setup, &shared, &shutdown, signals.take())
+        .map_err(super::cannot_make("ring", 1, count));
     for _ in 0..threads.len() {
         if let Ok(Err(err)) = built.recv()
             && first.is_ok()
@@ -1019,9 +1034,15 @@ pub(crate) fn run<S: Session>(
             first = Err(err);
         }
     }
+    if first.is_ok() {
+        for start in &starts {
+            let _ = start.send(());
+        }
+    }
+    drop(starts);
     let result = match first {
         Ok(mut first) => {
-            super::upgrade::announce_ready();
+            shared.announce_ready();
             first.run_to_end()
         }
         Err(err) => {
