@@ -31,10 +31,11 @@ fn main() -> io::Result<()> {
         access_log: AccessLogTarget::Stdout,
         ..Config::default()
     };
-    // The same two calls the reactor-httpd binary makes.
+    // The same calls the reactor-httpd binary makes: the listening line once every loop is made.
     let mut server = Server::bind(&config, app(Path::new(&root))?).map_err(io::Error::other)?;
     server.stop_on_signals()?;
-    println!("{}", server.listening_line());
+    let line = server.listening_line();
+    server.when_ready(move || println!("{line}"));
     server.run()
 }
 
