@@ -581,7 +581,11 @@ fn usage_errors_exit_2_with_one_line() {
     assert_eq!(code, Some(2));
     assert_one_line_error(&err, "--bind 127.0.0.1:0 is given twice");
 
-    for (flag, value) in [("--cores", "0"), ("--cores", "1025"), ("--threads", "10001")] {
+    for (flag, value) in [
+        ("--cores", "0"),
+        ("--cores", "1025"),
+        ("--threads", "10001"),
+    ] {
         let (code, _, err) = run(&[flag, value]);
         assert_eq!(code, Some(2), "{flag} {value}");
         assert_one_line_error(&err, flag);

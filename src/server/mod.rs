@@ -677,6 +677,36 @@ fn join_all(
     result
 }
 
+/// Holds the threads of the loops (rings) back until every loop is made and the start is
+/// announced, so that none serves (and logs a line to stdout ahead of the listening line) before.
+/// Dropped without [`StartGate::open`], it tells them the start failed.
+#[derive(Default)]
+pub(crate) struct StartGate(Vec<std::sync::mpsc::Sender<()>>);
+
+/// One thread's side of the [`StartGate`].
+pub(crate) struct StartWait(std::sync::mpsc::Receiver<()>);
+
+impl StartGate {
+    pub(crate) fn waiter(&mut self) -> StartWait {
+        let (go, wait) = std::sync::mpsc::channel();
+        self.0.push(go);
+        StartWait(wait)
+    }
+
+    pub(crate) fn open(self) {
+        for go in &self.0 {
+            let _ = go.send(());
+        }
+    }
+}
+
+impl StartWait {
+    /// Whether to serve: `false` if the start failed.
+    pub(crate) fn wait(self) -> bool {
+        self.0.recv().is_ok()
+    }
+}
+
 /// An error in making the `index`th (from 1) of `count` loops, rings or threads, said so: the
 /// start fails with it, before the listening line.
 pub(crate) fn cannot_make(

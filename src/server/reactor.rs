@@ -75,7 +75,8 @@ pub(crate) const REFUSING_MAX: usize = 256;
 /// Runs one event loop per set of listeners until shutdown: the first on the calling thread,
 /// the others each on a thread of its own; each pinned to its core if given. The first loop also
 /// polls the signal socket, and runs SIGHUP's upgrade. So one loop means one thread in the whole
-/// process (see `Signals` for why that matters).
+/// process (see `Signals` for why that matters). No loop serves before every one is made and the
+/// start announced (the listening line): a loop that cannot be made fails the start before it.
 pub(crate) fn run<S: Session>(
     listeners: Vec<(Vec<std::net::TcpListener>, Option<core_affinity::CoreId>)>,
     setup: S::Setup,
@@ -96,24 +97,32 @@ pub(crate) fn run<S: Session>(
         return Err(io::Error::other("no listener to serve"));
     };
     let mut threads = Vec::new();
+    let mut gate = super::StartGate::default();
     for (index, (mut event_loop, pin)) in loops.enumerate() {
+        let start = gate.waiter();
         let thread = thread::Builder::new()
             .name(format!("loop-{}", index + 1))
             .spawn(move || {
                 if let Some(core) = pin {
                     core_affinity::set_for_current(core);
                 }
-                event_loop.run_to_end()
-            })?;
+                match start.wait() {
+                    true => event_loop.run_to_end(),
+                    false => Ok(()), // the start failed: it never served
+                }
+            })
+            .map_err(super::cannot_make("event loop", index + 2, count))?;
         threads.push(thread);
     }
     // Pinned only after the others were started: a thread starts with its creator's pinning.
     if let Some(core) = first_pin {
         core_affinity::set_for_current(core);
     }
-    // Every loop has its sockets registered: an upgrade's old process may stop now. (What
-    // arrives before the first poll waits in the sockets' queues, and is reported by it.)
+    // Every loop has its sockets registered: the listening line, and an upgrade's old process
+    // may stop now; then every loop serves. (What arrives before the first poll waits in the
+    // sockets' queues, and is reported by it.)
     shared.announce_ready();
+    gate.open();
     let result = first.run_to_end();
     super::join_all(threads, "event loop", result)
 }

@@ -968,8 +968,9 @@ fn cancel(ring: &mut IoUring, target: u64) {
 /// calling thread, the others each on a thread of its own, each pinned to its core if given.
 /// Each ring is made on the thread that will use it (a SINGLE_ISSUER ring belongs to the thread
 /// that made it), and none serves before every one is made: one that cannot be fails the start,
-/// before the listening line, and the others stop without having served. Then the upgrade is
-/// told the server is ready.
+/// before the listening line, and the others end without having served. Once all are made, the
+/// listening line is printed and an upgrade's old process told (`announce_ready`), then all
+/// serve (`StartGate`).
 pub(crate) fn run<S: Session>(
     listeners: Vec<(Vec<TcpListener>, Option<core_affinity::CoreId>)>,
     setup: S::Setup,
@@ -984,12 +985,9 @@ pub(crate) fn run<S: Session>(
     };
     let (ready, built) = mpsc::channel::<Result<(), io::Error>>();
     let mut threads = Vec::new();
-    // Each ring made waits for its word to start, sent once every ring is made; a sender
-    // dropped without it means the start failed.
-    let mut starts = Vec::new();
+    let mut gate = super::StartGate::default();
     for (index, (own, pin)) in groups.enumerate() {
-        let (go, start) = mpsc::channel::<()>();
-        starts.push(go);
+        let start = gate.waiter();
         let (setup, shared, shutdown, ready) = (
             setup.clone(),
             shared.clone(),
@@ -1007,10 +1005,10 @@ pub(crate) fn run<S: Session>(
                 match made {
                     Ok(mut ring) => {
                         let _ = ready.send(Ok(()));
-                        match start.recv() {
-                            Ok(()) => ring.run_to_end(),
+                        match start.wait() {
+                            true => ring.run_to_end(),
                             // Dropped as it is: it never ran (see `Drop for Ring`).
-                            Err(_) => Ok(()),
+                            false => Ok(()),
                         }
                     }
                     Err(err) => {
@@ -1034,18 +1032,16 @@ pub(crate) fn run<S: Session>(
             first = Err(err);
         }
     }
-    if first.is_ok() {
-        for start in &starts {
-            let _ = start.send(());
-        }
-    }
-    drop(starts);
     let result = match first {
         Ok(mut first) => {
+            // Every ring is made: the listening line, the old process of an upgrade told; then
+            // every ring serves.
             shared.announce_ready();
+            gate.open();
             first.run_to_end()
         }
         Err(err) => {
+            drop(gate);
             shutdown.trigger();
             Err(err)
         }
