@@ -415,22 +415,10 @@ fn every_mode_serves_ipv6() {
 #[test]
 fn every_address_bound_is_served() {
     bounded(60, || {
+        let both = "--bind 127.0.0.1:0 --bind 127.0.0.2:0 --demo --quiet --cores 2 --no-pin";
         for (mode, describe) in every_mode() {
-            let args = [
-                "--bind",
-                "127.0.0.1:0",
-                "--bind",
-                "127.0.0.2:0",
-                "--demo",
-                "--quiet",
-                "--mode",
-                mode,
-                "--cores",
-                "2",
-                "--no-pin",
-                "--threads",
-                "4",
-            ];
+            let mut args: Vec<&str> = both.split(' ').collect();
+            args.extend(["--threads", "4", "--mode", mode]);
             let mut server = Running::start(&args, describe);
             let said = server.stderr_line();
             let other: SocketAddr = said
