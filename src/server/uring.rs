@@ -1005,6 +1005,9 @@ pub(crate) fn run<S: Session>(
                 match made {
                     Ok(mut ring) => {
                         let _ = ready.send(Ok(()));
+                        // Not held while waiting: should another ring's thread die before its
+                        // word, `built` then says so instead of waiting for it.
+                        drop(ready);
                         match start.wait() {
                             true => ring.run_to_end(),
                             // Dropped as it is: it never ran (see `Drop for Ring`).
@@ -1026,7 +1029,10 @@ pub(crate) fn run<S: Session>(
     let mut first = Ring::<S>::new(first_own, setup, &shared, &shutdown, signals.take())
         .map_err(super::cannot_make("ring", 1, count));
     for _ in 0..threads.len() {
-        if let Ok(Err(err)) = built.recv()
+        let made = built.recv().unwrap_or_else(|_| {
+            Err(io::Error::other("a ring's thread ended before its ring was made"))
+        });
+        if let Err(err) = made
             && first.is_ok()
         {
             first = Err(err);
