@@ -216,7 +216,13 @@ fn a_broken_new_binary_leaves_the_old_one_serving() {
             replace_executable(&installed, b"#!/bin/sh\necho 'broken build' >&2\nexit 3\n");
             server.sighup();
             assert_eq!(server.stderr_line("broken build"), "broken build");
+            // How it ended, not a guess ("closed its readiness socket without a word" it said
+            // when its status was not yet there to be read).
             let failed = server.stderr_line("upgrade failed: ");
+            assert!(
+                failed.contains("the new process ended (exit status: 3) before it was ready"),
+                "{mode}: {failed:?}"
+            );
             assert!(failed.ends_with("still serving"), "{failed:?}");
             // Not executable at all: exec itself fails.
             replace_file(&installed, b"not a program", 0o644);

@@ -38,6 +38,8 @@ use std::fs;
 use std::io;
 use std::net::{IpAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -128,7 +130,7 @@ pub(crate) fn run<S: Session>(
         }
         // Emptied before reaping: a child that exits after this leaves a byte for the next wait.
         Signals::drain(&wake);
-        reap(&mut children, &env);
+        reap(&mut children, &env, upgrade.as_mut());
         // A child writes its log lines through its own copy of the file: each must reopen it
         // too, or a kept-alive connection goes on writing into the rotated file.
         let generation = REOPEN_GENERATION.load(Ordering::Relaxed);
@@ -246,7 +248,7 @@ pub(crate) fn run<S: Session>(
         // Each child's exit writes a wake-up byte.
         let _ = poll.poll(&mut events, Some(left));
         Signals::drain(&wake);
-        reap(&mut children, &env);
+        reap(&mut children, &env, None);
     }
     // Children still serving when the drain time is up (a download to a client that stalls, a
     // handler that blocks) are ended, as every other mode ends its connections at this point: a
@@ -432,20 +434,24 @@ fn end_children(children: &mut Children, env: &LoopEnv) {
 }
 
 /// Reaps every child that has exited, without blocking, and takes it out of `children`.
-/// The new process of an upgrade is a child too: reaped here if it ends (an `Upgrade` under way
-/// then finds it gone, and says it ended before it was ready).
+/// The new process of an upgrade is a child too: reaped here if it ends, and how it ended is
+/// passed to the `Upgrade` under way, to say (it then finds it gone).
 /// Each child's connection is counted closed here, in the loop's metrics, however the child
 /// ended.
-fn reap(children: &mut Children, env: &LoopEnv) {
+fn reap(children: &mut Children, env: &LoopEnv, upgrade: Option<&mut Upgrade>) {
+    let mut upgrade = upgrade;
     loop {
-        // SAFETY: waitpid with a null status pointer only reaps; WNOHANG keeps it from blocking.
-        let pid = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
+        let mut status = 0;
+        // SAFETY: waitpid writes the status to a local; WNOHANG keeps it from blocking.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
         if pid > 0 {
-            // Not in `children`: the new process of an upgrade, under way or done.
-            if children.exited(pid)
-                && let Some(metrics) = &env.metrics
-            {
-                metrics.closed.add(1);
+            if children.exited(pid) {
+                if let Some(metrics) = &env.metrics {
+                    metrics.closed.add(1);
+                }
+            } else if let Some(upgrade) = upgrade.as_deref_mut() {
+                // Not in `children`: the new process of an upgrade, under way or done.
+                upgrade.reaped(pid as u32, ExitStatus::from_raw(status));
             }
         } else if pid < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
             continue;

@@ -41,7 +41,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -86,6 +86,8 @@ enum State {
         child: Child,
         ready: UnixStream,
         since: Instant,
+        /// How it ended, if the fork mode's parent reaped it (it reaps every child).
+        ended: Option<ExitStatus>,
     },
     /// The new process serves; this one drains. Another SIGHUP is ignored.
     HandedOver,
@@ -149,6 +151,7 @@ impl Upgrade {
                     child,
                     ready,
                     since: Instant::now(),
+                    ended: None,
                 };
                 Some(fd)
             }
@@ -242,6 +245,7 @@ impl Upgrade {
             child,
             ready,
             since,
+            ended,
         } = &mut self.state
         else {
             return;
@@ -249,7 +253,7 @@ impl Upgrade {
         let mut byte = [0];
         let outcome = match (&*ready).read(&mut byte) {
             Ok(1) => Ok(()),
-            Ok(_) => Err(exited(child)),
+            Ok(_) => Err(exited(child, *ended)),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 if since.elapsed() < READY_WITHIN {
                     return;
@@ -281,6 +285,16 @@ impl Upgrade {
                 failed(&why);
                 self.state = State::Idle;
             }
+        }
+    }
+
+    /// The fork mode's parent reaped `pid`, not one of its connections' children: if it is the
+    /// new process under way, how it ended is kept to be said.
+    pub fn reaped(&mut self, pid: u32, status: ExitStatus) {
+        if let State::Starting { child, ended, .. } = &mut self.state
+            && child.id() == pid
+        {
+            *ended = Some(status);
         }
     }
 
@@ -317,20 +331,41 @@ fn started_from() -> io::Result<PathBuf> {
     }
 }
 
-/// The new process closed its readiness socket without a word: it has exited, or will.
-fn exited(child: &mut Child) -> String {
-    match child.try_wait() {
-        Ok(Some(status)) => format!("the new process ended ({status}) before it was ready"),
-        Ok(None) => {
-            // It closed the socket but lives on: not one of ours.
-            let _ = child.kill();
-            let _ = child.wait();
-            "the new process closed its readiness socket without a word; it was stopped".into()
+/// The new process closed its readiness socket without a word: it has exited, or will. A
+/// process's descriptors close before its exit status is there to be read, so it is given a
+/// moment (at most [`EXIT_WITHIN`] of this loop's time, once, for an upgrade that failed) to
+/// say how it ended: the operator reads "exit status: 2" after its own line on stderr.
+fn exited(child: &mut Child, reaped: Option<ExitStatus>) -> String {
+    let since = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                return format!("the new process ended ({status}) before it was ready");
+            }
+            Ok(None) if since.elapsed() < EXIT_WITHIN => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(None) => {
+                // It closed the socket but lives on: not one of ours.
+                let _ = child.kill();
+                let _ = child.wait();
+                return "the new process closed its readiness socket without a word; it was \
+                        stopped"
+                    .into();
+            }
+            // Reaped already, by the fork mode's parent, which reaps every child.
+            Err(_) => {
+                return match reaped {
+                    Some(status) => format!("the new process ended ({status}) before it was ready"),
+                    None => "the new process ended before it was ready".into(),
+                };
+            }
         }
-        // Reaped by someone else already (the fork mode's parent reaps every child).
-        Err(_) => "the new process ended before it was ready".into(),
     }
 }
+
+/// How long a new process that closed its readiness socket has to be seen to have ended.
+const EXIT_WITHIN: Duration = Duration::from_millis(100);
 
 fn failed(why: &str) {
     eprintln!("reactor-httpd: upgrade failed: {why}; still serving");

@@ -1030,7 +1030,9 @@ pub(crate) fn run<S: Session>(
         .map_err(super::cannot_make("ring", 1, count));
     for _ in 0..threads.len() {
         let made = built.recv().unwrap_or_else(|_| {
-            Err(io::Error::other("a ring's thread ended before its ring was made"))
+            Err(io::Error::other(
+                "a ring's thread ended before its ring was made",
+            ))
         });
         if let Err(err) = made
             && first.is_ok()
