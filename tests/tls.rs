@@ -630,6 +630,50 @@ fn an_upgrade_keeps_the_self_signed_certificate() {
     });
 }
 
+/// A certificate renewed in place (new files at the paths given) is served after SIGHUP, as an
+/// operator renews one with nginx; a renewal half done (the new certificate, the old key) fails
+/// the upgrade, and the old process serves on with the certificate it has.
+#[test]
+fn an_upgrade_serves_a_renewed_certificate() {
+    bounded(120, || {
+        let dir = tempdir("tls-renewed");
+        let (first, second) = (dir.join("first"), dir.join("second"));
+        fs::create_dir(&first).unwrap();
+        fs::create_dir(&second).unwrap();
+        let old = common::self_signed(&first, &["localhost", "127.0.0.1"]);
+        let new = common::self_signed(&second, &["localhost", "127.0.0.1"]);
+        let (cert, key) = (dir.join("site.crt"), dir.join("site.key"));
+        for mode in ["reactor", "fork"]
+            .into_iter()
+            .filter(|mode| common::runnable_name(mode))
+        {
+            fs::copy(&old.cert, &cert).unwrap();
+            fs::copy(&old.key, &key).unwrap();
+            let flags = [
+                "--tls-cert",
+                cert.to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+            ];
+            let mut server = Upgrading::start(&binary(), mode, &pki().root, &flags);
+            assert_eq!(certificate_shown(server.addr), old.der, "{mode}");
+            fs::copy(&new.cert, &cert).unwrap();
+            server.sighup();
+            let lines = server.stderr_until("upgrade failed: ");
+            assert!(lines[0].contains("do not make a usable pair"), "{lines:?}");
+            assert_eq!(certificate_shown(server.addr), old.der, "{mode}");
+            fs::copy(&new.key, &key).unwrap();
+            let new_pid = server.upgrade();
+            server.old_exits_cleanly();
+            assert_eq!(certificate_shown(server.addr), new.der, "{mode}");
+            let trusting = Arc::new(client_trusting(new.der.clone(), rustls::DEFAULT_VERSIONS));
+            let mut client = tls_over(TcpStream::connect(server.addr).unwrap(), &trusting);
+            assert_eq!(client.get("/hello").text(), "Hello, World!", "{mode}");
+            stop(new_pid);
+        }
+    });
+}
+
 /// Bad certificate flags: one line on stderr, exit 2.
 #[test]
 fn bad_certificates_are_usage_errors() {
