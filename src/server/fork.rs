@@ -438,8 +438,7 @@ fn end_children(children: &mut Children, env: &LoopEnv) {
 /// passed to the `Upgrade` under way, to say (it then finds it gone).
 /// Each child's connection is counted closed here, in the loop's metrics, however the child
 /// ended.
-fn reap(children: &mut Children, env: &LoopEnv, upgrade: Option<&mut Upgrade>) {
-    let mut upgrade = upgrade;
+fn reap(children: &mut Children, env: &LoopEnv, mut upgrade: Option<&mut Upgrade>) {
     loop {
         let mut status = 0;
         // SAFETY: waitpid writes the status to a local; WNOHANG keeps it from blocking.

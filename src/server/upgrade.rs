@@ -337,11 +337,9 @@ fn started_from() -> io::Result<PathBuf> {
 /// say how it ended: the operator reads "exit status: 2" after its own line on stderr.
 fn exited(child: &mut Child, reaped: Option<ExitStatus>) -> String {
     let since = Instant::now();
-    loop {
+    let status = loop {
         match child.try_wait() {
-            Ok(Some(status)) => {
-                return format!("the new process ended ({status}) before it was ready");
-            }
+            Ok(Some(status)) => break Some(status),
             Ok(None) if since.elapsed() < EXIT_WITHIN => {
                 std::thread::sleep(Duration::from_millis(1));
             }
@@ -354,13 +352,12 @@ fn exited(child: &mut Child, reaped: Option<ExitStatus>) -> String {
                     .into();
             }
             // Reaped already, by the fork mode's parent, which reaps every child.
-            Err(_) => {
-                return match reaped {
-                    Some(status) => format!("the new process ended ({status}) before it was ready"),
-                    None => "the new process ended before it was ready".into(),
-                };
-            }
+            Err(_) => break reaped,
         }
+    };
+    match status {
+        Some(status) => format!("the new process ended ({status}) before it was ready"),
+        None => "the new process ended before it was ready".into(),
     }
 }
 
