@@ -145,6 +145,36 @@ fn requests_over_tls_in_every_mode() {
     });
 }
 
+/// Past `--max-connections` over TLS the client gets its 503 after a handshake, as over plain
+/// HTTP, and the connections held are unaffected: in the modes with loops (driven like any
+/// connection) and in threaded mode (by its refusing thread; its acceptor cannot wait on a
+/// client). Fork mode's parent cannot either, and closes it (README).
+#[test]
+fn past_max_connections_over_tls_is_a_503() {
+    bounded(60, || {
+        for mode in [Mode::Reactor, Mode::Uring, Mode::Threaded]
+            .into_iter()
+            .filter(|mode| common::runnable(*mode))
+        {
+            let mut cfg = tls_config(mode);
+            cfg.max_connections = 2;
+            let server = TestServer::start(cfg);
+            let mut held: Vec<_> = (0..2).map(|_| connect(server.addr)).collect();
+            for client in &mut held {
+                assert_eq!(client.get("/hello").status, 200, "{mode:?}");
+            }
+            for _ in 0..3 {
+                let refused = connect(server.addr).get("/hello");
+                assert_eq!(refused.status, 503, "{mode:?}");
+                assert_eq!(refused.header("connection"), Some("close"), "{mode:?}");
+            }
+            for client in &mut held {
+                assert_eq!(client.get("/hello").status, 200, "{mode:?}");
+            }
+        }
+    });
+}
+
 /// ALPN: `http/1.1` chosen when offered (with anything else), `http/1.0` when it is all the
 /// client offers (`curl --http1.0`), and a handshake refused when the client offers only
 /// protocols we do not speak (`h2`).

@@ -189,9 +189,21 @@ pub(crate) fn serve_connection<S: Session>(
     active: &Active,
     shutdown: &Shutdown,
 ) {
-    let slot = active.register(&stream);
     env.clock.tick();
-    let mut conn = env.with_context(peer, |cx| S::open(setup, cx));
+    let conn = env.with_context(peer, |cx| S::open(setup, cx));
+    drive(stream, peer, conn, env, active, shutdown);
+}
+
+/// Drives one connection's session (`S::open`'s, or `S::refuse`'s) until it closes.
+fn drive<S: Session>(
+    stream: TcpStream,
+    peer: IpAddr,
+    mut conn: S,
+    env: &mut LoopEnv,
+    active: &Active,
+    shutdown: &Shutdown,
+) {
+    let slot = active.register(&stream);
     let mut timeouts = SocketTimeouts::new(&stream, env.shared.limits.send_timeout);
     let mut stream = &stream;
     loop {
@@ -305,32 +317,62 @@ fn is_timeout(err: &io::Error) -> bool {
     )
 }
 
+/// What [`refuse`] did with a connection.
+pub(crate) enum Refusal<S> {
+    /// Answered (or, where it could not be, closed): nothing is left to do.
+    Done,
+    /// The answer needs a conversation first (a TLS handshake): for a thread that may wait on
+    /// the client, [`serve_refusal`]. The socket is blocking again.
+    Needs(TcpStream, S),
+}
+
 /// Refuses a connection over `--max-connections` with 503 without blocking: one non-blocking
-/// write of the answer, then close. (Blocking modes cannot afford to linger on it. Over TLS,
-/// which would need a handshake first, the connection is only closed.)
+/// write of the answer, then close. (Blocking modes cannot afford to linger on it.) Over TLS,
+/// the answer comes after a handshake: that session is handed back to be served by a thread
+/// that may wait (threaded mode's refuser), or closed.
 pub(crate) fn refuse<S: Session>(
     stream: TcpStream,
     peer: IpAddr,
     setup: &S::Setup,
     env: &mut LoopEnv,
-) {
+) -> Refusal<S> {
     if let Some(metrics) = &env.metrics {
         metrics.refused.add(1);
     }
     if stream.set_nonblocking(true).is_err() {
-        return;
+        return Refusal::Done;
     }
-    let mut stream = &stream;
-    env.with_context(peer, |cx| {
-        let mut conn = S::refuse(setup, Status::SERVICE_UNAVAILABLE, cx);
-        if let Want::Write { bytes, .. } = conn.want(cx) {
-            let _ = stream.write(bytes);
+    let mut conn = env.with_context(peer, |cx| S::refuse(setup, Status::SERVICE_UNAVAILABLE, cx));
+    let wrote = env.with_context(peer, |cx| match conn.want(cx) {
+        Want::Write { bytes, .. } => {
+            let _ = (&stream).write(bytes);
+            true
         }
+        _ => false,
     });
+    if !wrote && stream.set_nonblocking(false).is_ok() {
+        return Refusal::Needs(stream, conn);
+    }
     let _ = stream.shutdown(HalfClose::Write);
     // Read what the client already sent, so closing does not reset the connection.
     io_util::discard_unread(stream.as_raw_fd());
     // The acceptor goes back to waiting, for as long as that takes: the line is written now.
+    env.park_log();
+    Refusal::Done
+}
+
+/// Drives a refusal that needs a conversation ([`Refusal::Needs`]) to its end, as a connection
+/// is served: within the header timeout for the handshake and the send timeout for the answer.
+pub(crate) fn serve_refusal<S: Session>(
+    stream: TcpStream,
+    peer: IpAddr,
+    conn: S,
+    env: &mut LoopEnv,
+    active: &Active,
+    shutdown: &Shutdown,
+) {
+    env.clock.tick();
+    drive(stream, peer, conn, env, active, shutdown);
     env.park_log();
 }
 

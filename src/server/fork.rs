@@ -170,7 +170,9 @@ pub(crate) fn run<S: Session>(
                         let slot = match free.then(|| children.take_slot()).flatten() {
                             Some(slot) => slot,
                             None => {
-                                blocking::refuse::<S>(stream, peer.ip(), &setup, &mut env);
+                                // Over TLS it is only closed: the parent cannot wait on the
+                                // client for a handshake (see `blocking::refuse`).
+                                let _ = blocking::refuse::<S>(stream, peer.ip(), &setup, &mut env);
                                 continue;
                             }
                         };
@@ -204,7 +206,7 @@ pub(crate) fn run<S: Session>(
                                     metrics.closed.add(1);
                                 }
                                 eprintln!("reactor-httpd: fork: {err}");
-                                blocking::refuse::<S>(stream, peer.ip(), &setup, &mut env);
+                                let _ = blocking::refuse::<S>(stream, peer.ip(), &setup, &mut env);
                                 paused_until = Some(Instant::now() + io_util::ACCEPT_BACKOFF);
                                 break 'listeners;
                             }

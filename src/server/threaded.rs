@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread;
 use std::time::Instant;
 
-use super::blocking::{self, Acceptor, Active};
+use super::blocking::{self, Acceptor, Active, Refusal};
+use super::reactor::REFUSING_MAX;
 use super::{LoopEnv, Shared, Shutdown};
 use crate::session::Session;
 
@@ -63,12 +64,35 @@ pub(crate) fn run<S: Session>(
         workers.push(worker);
     }
 
+    // Refusals that need a conversation first (a TLS handshake before the 503) go to a thread
+    // of their own, which may wait on each client as a worker does; past the ones it has
+    // waiting, they are closed unanswered, as the reactor does past `REFUSING_MAX`.
+    let (refusals, refused) = mpsc::sync_channel::<(TcpStream, IpAddr, S)>(REFUSING_MAX);
+    let refuser = {
+        let (shared, active, shutdown) = (shared.clone(), active.clone(), shutdown.clone());
+        thread::Builder::new()
+            .name("refuser".into())
+            .spawn(move || -> io::Result<()> {
+                let mut env = LoopEnv::waiting(shared);
+                for (stream, peer, conn) in refused {
+                    blocking::serve_refusal(stream, peer, conn, &mut env, &active, &shutdown);
+                }
+                Ok(())
+            })
+            .map_err(super::cannot_make("refusing thread", 1, 1))?
+    };
+    workers.push(refuser);
+
     let mut env = LoopEnv::waiting(shared.clone());
     let metrics = env.metrics.clone();
     let mut dispatch = |stream: TcpStream, peer: IpAddr| {
         if shared.open.fetch_add(1, Ordering::Relaxed) >= shared.max_connections {
             shared.open.fetch_sub(1, Ordering::Relaxed);
-            blocking::refuse::<S>(stream, peer, &setup, &mut env);
+            if let Refusal::Needs(stream, conn) =
+                blocking::refuse::<S>(stream, peer, &setup, &mut env)
+            {
+                let _ = refusals.try_send((stream, peer, conn));
+            }
         } else {
             // Blocks while the queue is full: the acceptor stops, the backlog holds the rest.
             let _ = queue.send((stream, peer));
@@ -91,6 +115,7 @@ pub(crate) fn run<S: Session>(
         dispatch(stream, peer);
     }
     drop(queue);
+    drop(refusals);
     super::join_all(workers, "worker", accepted)
 }
 // ANCHOR_END: threaded_run
