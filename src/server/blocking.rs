@@ -350,15 +350,18 @@ pub(crate) fn refuse<S: Session>(
         }
         _ => false,
     });
-    if !wrote && stream.set_nonblocking(false).is_ok() {
-        return Refusal::Needs(stream, conn);
-    }
-    let _ = stream.shutdown(HalfClose::Write);
-    // Read what the client already sent, so closing does not reset the connection.
-    io_util::discard_unread(stream.as_raw_fd());
-    // The acceptor goes back to waiting, for as long as that takes: the line is written now.
+    let refusal = if !wrote && stream.set_nonblocking(false).is_ok() {
+        Refusal::Needs(stream, conn)
+    } else {
+        let _ = stream.shutdown(HalfClose::Write);
+        // Read what the client already sent, so closing does not reset the connection.
+        io_util::discard_unread(stream.as_raw_fd());
+        Refusal::Done
+    };
+    // The acceptor goes back to waiting, for as long as that takes: the line (made with the
+    // refusal) is written now.
     env.park_log();
-    Refusal::Done
+    refusal
 }
 
 /// Drives a refusal that needs a conversation ([`Refusal::Needs`]) to its end, as a connection
