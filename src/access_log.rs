@@ -175,10 +175,7 @@ impl AccessLog {
         target: &AccessLogTarget,
         trouble: &Arc<LogTrouble>,
     ) -> io::Result<Option<AccessLog>> {
-        let file = match target {
-            AccessLogTarget::File(path) => Some(append(path)?),
-            _ => None,
-        };
+        let file = opened(target).transpose()?;
         Ok(AccessLog::with(target, file, trouble))
     }
 
@@ -189,10 +186,7 @@ impl AccessLog {
     /// opens it after the listening line), and in fork mode every child did, so once the log's
     /// directory was moved away every connection was reset unanswered, with no word.
     pub fn open_or_later(target: &AccessLogTarget, trouble: &Arc<LogTrouble>) -> Option<AccessLog> {
-        let file = match target {
-            AccessLogTarget::File(path) => append(path).ok(),
-            _ => None,
-        };
+        let file = opened(target).and_then(Result::ok);
         AccessLog::with(target, file, trouble)
     }
 
@@ -360,6 +354,14 @@ impl AccessLog {
         {
             *parked = Some(file);
         }
+    }
+}
+
+/// The target's file opened for appending, if it is a file.
+fn opened(target: &AccessLogTarget) -> Option<io::Result<File>> {
+    match target {
+        AccessLogTarget::File(path) => Some(append(path)),
+        _ => None,
     }
 }
 

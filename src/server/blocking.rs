@@ -342,13 +342,16 @@ pub(crate) fn refuse<S: Session>(
     if stream.set_nonblocking(true).is_err() {
         return Refusal::Done;
     }
-    let mut conn = env.with_context(peer, |cx| S::refuse(setup, Status::SERVICE_UNAVAILABLE, cx));
-    let wrote = env.with_context(peer, |cx| match conn.want(cx) {
-        Want::Write { bytes, .. } => {
-            let _ = (&stream).write(bytes);
-            true
-        }
-        _ => false,
+    let (conn, wrote) = env.with_context(peer, |cx| {
+        let mut conn = S::refuse(setup, Status::SERVICE_UNAVAILABLE, cx);
+        let wrote = match conn.want(cx) {
+            Want::Write { bytes, .. } => {
+                let _ = (&stream).write(bytes);
+                true
+            }
+            _ => false,
+        };
+        (conn, wrote)
     });
     let refusal = if !wrote && stream.set_nonblocking(false).is_ok() {
         Refusal::Needs(stream, conn)
