@@ -140,10 +140,8 @@ impl LoopEnv {
     /// `AccessLog::open_or_later`).
     pub fn new(shared: Arc<Shared>) -> Self {
         let checked = (shared.log_checked.lock()).map_or(None, |mut checked| checked.take());
-        let log = match checked {
-            Some(checked) => Some(checked),
-            None => AccessLog::open_or_later(&shared.access_log, &shared.log_trouble),
-        };
+        let log =
+            checked.or_else(|| AccessLog::open_or_later(&shared.access_log, &shared.log_trouble));
         LoopEnv {
             clock: Clock::new(),
             pool: BufPool::new(),
