@@ -25,11 +25,12 @@ struct Cli {
     /// Directory to serve.
     #[arg(default_value = ".")]
     root: PathBuf,
-    /// Listen address: IPv4 or [IPv6]:port (IPv6 only; give both for both). Repeatable: listen
+    /// Listen address: IPv4:port, [IPv6]:port (IPv6 only; give both for both), or a host
+    /// name:port, listened on at every address it resolves to (localhost:8080). Repeatable: listen
     /// on each. Port 0 picks a free port. With sockets passed by systemd (LISTEN_FDS), only
     /// checked against them. Default: 127.0.0.1:8080.
-    #[arg(long)]
-    bind: Vec<SocketAddr>,
+    #[arg(long, value_parser = parse_bind)]
+    bind: Vec<Bind>,
     /// Share the port with other servers of this user already listening on it (SO_REUSEPORT,
     /// nginx's `reuseport`), instead of refusing an address in use. Not needed to restart: see
     /// SIGHUP.
@@ -154,6 +155,45 @@ fn parse_cores(text: &str) -> Result<Cores, String> {
     }
 }
 
+/// What one `--bind` names: an address, or each address a host name resolves to.
+#[derive(Clone, Debug)]
+struct Bind(Vec<SocketAddr>);
+
+/// `--bind`: an IP address and port as written, else `host:port` resolved as nginx's `listen
+/// localhost:8080` is (every address, in the resolver's order). A port alone is refused rather than
+/// guessed at: nginx takes it as every interface, where this server's default is the loopback.
+fn parse_bind(text: &str) -> Result<Bind, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(Bind(vec![addr]));
+    }
+    if text.parse::<u16>().is_ok() {
+        return Err(format!(
+            "a port alone is not an address: 127.0.0.1:{text} for this machine, 0.0.0.0:{text} \
+             for every interface"
+        ));
+    }
+    let (host, port) = text
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+        .filter(|(host, _)| !host.is_empty())
+        .ok_or("expected IP:PORT, [IPv6]:PORT or HOST:PORT")?;
+    if host.contains([':', '[', ']']) {
+        return Err("an IPv6 address goes in brackets: [::1]:8080".into());
+    }
+    let resolved = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|err| format!("cannot resolve {host}: {err}"))?;
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for addr in resolved {
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    match addrs.is_empty() {
+        true => Err(format!("{host} resolves to no address")),
+        false => Ok(Bind(addrs)),
+    }
+}
+
 /// `Name: value` for `--header`: a field name (a token), a value of visible characters, spaces
 /// and tabs; not a field the server owns for framing, nor one it sets itself that a response may
 /// carry only once.
@@ -240,12 +280,13 @@ impl Cli {
             (false, None | Some("-")) => AccessLogTarget::Stdout,
             (false, Some(path)) => AccessLogTarget::File(PathBuf::from(path)),
         };
-        for (index, addr) in self.bind.iter().enumerate() {
-            if self.bind[..index].contains(addr) {
+        let addrs: Vec<SocketAddr> = self.bind.into_iter().flat_map(|bind| bind.0).collect();
+        for (index, addr) in addrs.iter().enumerate() {
+            if addrs[..index].contains(addr) {
                 return Err(format!("--bind {addr} is given twice"));
             }
         }
-        let mut binds = self.bind.into_iter();
+        let mut binds = addrs.into_iter();
         let bind = binds.next();
         Ok(Config {
             bind: bind.unwrap_or(Config::default().bind),
