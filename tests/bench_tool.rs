@@ -172,6 +172,13 @@ fn connection_failures_are_counted() {
         let json = String::from_utf8(output.stdout).unwrap();
         assert_eq!(field(&json, "requests"), 0.0);
         assert!(field(&json, "connect") > 0.0, "{json}");
+        // Nothing measured: the report, and exit 1 with one line saying so.
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(
+            stderr.starts_with("reactor-bench: no response in ") && stderr.lines().count() == 1,
+            "{stderr}"
+        );
     });
 }
 

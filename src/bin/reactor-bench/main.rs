@@ -175,7 +175,16 @@ fn load(run: Run) -> Result<(), String> {
             ))
         );
     }
-    Ok(())
+    // A run that measured nothing is a failure, as wrk's and ab's are when they cannot connect:
+    // a script must not read its zeros as a result. The report above says which errors.
+    match report.responses {
+        0 => Err(format!(
+            "no response in {:.2} s ({} errors)",
+            report.elapsed.as_secs_f64(),
+            report.errors.total()
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn compare(args: CompareArgs) -> Result<(), String> {
