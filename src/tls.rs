@@ -720,15 +720,25 @@ impl Session for TlsConn {
     }
 
     fn drain(&mut self, how: Drain) {
+        // Nothing has come on it yet (a browser's preconnection, say): no request is in flight,
+        // so a stop closes it at once, as it closes an idle connection, rather than wait the
+        // drain time for a handshake. (A handover gives it the wait an idle connection gets.)
+        if how == Drain::Now && self.state == State::Fresh {
+            self.state = State::Done;
+            return;
+        }
         self.drain = Some(how);
         self.pass_drain();
     }
 
+    /// Idle as an HTTP connection is, and not in a handshake, except one that has not begun:
+    /// a connection on which nothing has come is as idle as one between requests (a stop
+    /// closes it; blocking drivers wake it for that).
     fn is_idle(&self) -> bool {
         self.inner.is_idle()
             && !self.holds_unseen_input()
             && self.out.pending().is_empty()
-            && !self.tls.is_handshaking()
+            && (self.state == State::Fresh || !self.tls.is_handshaking())
     }
 
     fn is_pending(&self) -> bool {

@@ -147,12 +147,12 @@ fn requests_over_tls_in_every_mode() {
 
 /// Past `--max-connections` over TLS the client gets its 503 after a handshake, as over plain
 /// HTTP, and the connections held are unaffected: in the modes with loops (driven like any
-/// connection) and in threaded mode (by its refusing thread; its acceptor cannot wait on a
-/// client). Fork mode's parent cannot either, and closes it (README).
+/// connection), in threaded mode (by its refusing thread; its acceptor cannot wait on a client)
+/// and in fork mode (by a child of its own, as its parent cannot either).
 #[test]
 fn past_max_connections_over_tls_is_a_503() {
     bounded(60, || {
-        for mode in [Mode::Reactor, Mode::Uring, Mode::Threaded]
+        for mode in [Mode::Reactor, Mode::Uring, Mode::Threaded, Mode::Fork]
             .into_iter()
             .filter(|mode| common::runnable(*mode))
         {
@@ -173,6 +173,68 @@ fn past_max_connections_over_tls_is_a_503() {
             }
         }
     });
+}
+
+/// A connection on which nothing has come (a browser's preconnection) holds no stop: it is
+/// closed at once, as an idle one is, in every mode. (It held the stop for the drain time, 4 s;
+/// and on a handover, in threaded and blocking mode, the old process for the header timeout.)
+#[test]
+fn a_connection_that_sent_nothing_does_not_hold_a_stop() {
+    bounded(60, || {
+        for mode in common::modes() {
+            let mut server = TestServer::start(tls_config(mode));
+            let mut silent = Client::connect(server.addr);
+            let port = server.addr.port();
+            assert!(
+                common::eventually(Duration::from_secs(5), || all_accepted(port)),
+                "{mode:?}: not accepted"
+            );
+            let took = server.stop();
+            assert!(took < Duration::from_secs(2), "{mode:?}: {took:?}");
+            silent.expect_close();
+        }
+    });
+}
+
+/// Nor a handover: the old process gives such a connection the wait an idle one gets for one
+/// more request, and ends it. Threaded and blocking mode's old process waited for the header
+/// timeout (10 s), past the drain time: their threads were never woken for it.
+#[test]
+fn a_connection_that_sent_nothing_does_not_hold_a_handover() {
+    bounded(120, || {
+        for mode in ["reactor", "uring", "threaded", "blocking", "fork"]
+            .into_iter()
+            .filter(|mode| common::runnable_name(mode))
+        {
+            let pki = pki();
+            let (cert, key) = (pki.cert.to_str().unwrap(), pki.key.to_str().unwrap());
+            let flags = ["--tls-cert", cert, "--tls-key", key];
+            let mut server = Upgrading::start(&binary(), mode, &pki.root, &flags);
+            let mut silent = Client::connect(server.addr);
+            let port = server.addr.port();
+            assert!(
+                common::eventually(Duration::from_secs(5), || all_accepted(port)),
+                "{mode}: not accepted"
+            );
+            let new = server.upgrade();
+            let took = silent.expect_close();
+            assert!(took < Duration::from_secs(3), "{mode}: {took:?}");
+            server.old_exits_cleanly();
+            stop(new);
+        }
+    });
+}
+
+/// Whether no connection waits in the accept queues of the listeners on `port`: Linux shows a
+/// listener's queue as its `rx_queue` in /proc/net/tcp.
+fn all_accepted(port: u16) -> bool {
+    let table = fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!(":{port:04X}");
+    table.lines().skip(1).all(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // local_address, rem_address, st (0A: LISTEN), tx_queue:rx_queue
+        !(fields[1].ends_with(&local) && fields[3] == "0A") || fields[4].ends_with(":00000000")
+    })
 }
 
 /// ALPN: `http/1.1` chosen when offered (with anything else), `http/1.0` when it is all the

@@ -33,7 +33,7 @@
 //! mode; each child also counts its own part in a slot the parent gives it, and the parent takes
 //! back what is left in a child's slot as it reaps it, however the child ended.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::net::{IpAddr, TcpListener, TcpStream};
@@ -48,7 +48,8 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 
-use super::blocking::{self, Active};
+use super::blocking::{self, Active, Refusal};
+use super::reactor::REFUSING_MAX;
 use super::shutdown::self_pipe;
 use super::upgrade::Upgrade;
 use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
@@ -170,19 +171,32 @@ pub(crate) fn run<S: Session>(
                         let slot = match free.then(|| children.take_slot()).flatten() {
                             Some(slot) => slot,
                             None => {
-                                // Over TLS it is only closed: the parent cannot wait on the
-                                // client for a handshake (see `blocking::refuse`).
-                                let _ = blocking::refuse::<S>(stream, peer.ip(), &setup, &mut env);
+                                // Over TLS the 503 comes after a handshake, which the parent
+                                // cannot wait on: a child of its own does it, up to
+                                // `REFUSING_MAX` at once (the reactor's bound); past them, or
+                                // with no process to be had, the connection is only closed.
+                                if let Refusal::Needs(stream, conn) =
+                                    blocking::refuse::<S>(stream, peer.ip(), &setup, &mut env)
+                                    && children.refusing.len() < REFUSING_MAX
+                                {
+                                    let child = Child {
+                                        inherited: inherited(&listeners, &poll, &upgrade),
+                                        task: Task::Refuse(conn),
+                                    };
+                                    let forked = fork_child(
+                                        stream,
+                                        peer.ip(),
+                                        child,
+                                        &setup,
+                                        &shared,
+                                        &shutdown,
+                                    );
+                                    if let Ok(pid) = forked {
+                                        children.refusing.insert(pid);
+                                    }
+                                }
                                 continue;
                             }
-                        };
-                        let inherited = Inherited {
-                            listeners: listeners.iter().map(AsRawFd::as_raw_fd).collect(),
-                            poll: poll.as_raw_fd(),
-                            upgrade: upgrade
-                                .as_ref()
-                                .map(Upgrade::listener_fds)
-                                .unwrap_or_default(),
                         };
                         // Counted before the fork, in the counters the children share: a child may
                         // serve a scrape before this process runs again, and that scrape must count
@@ -191,11 +205,10 @@ pub(crate) fn run<S: Session>(
                             metrics.accepted.add(1);
                         }
                         let child = Child {
-                            inherited,
-                            budget_slot: slot,
+                            inherited: inherited(&listeners, &poll, &upgrade),
+                            task: Task::<S>::Serve(slot),
                         };
-                        match fork_child::<S>(stream, peer.ip(), child, &setup, &shared, &shutdown)
-                        {
+                        match fork_child(stream, peer.ip(), child, &setup, &shared, &shutdown) {
                             Ok(pid) => children.insert(pid, slot),
                             Err((err, stream)) => {
                                 children.give_back(slot);
@@ -263,10 +276,36 @@ pub(crate) fn run<S: Session>(
 }
 
 /// What a child is given besides its connection.
-struct Child {
+struct Child<S> {
     inherited: Inherited,
-    /// Its slot in the buffer budget ([`BufferBudget::serve_as_child`]).
-    budget_slot: usize,
+    task: Task<S>,
+}
+
+/// What a child does with its connection.
+enum Task<S> {
+    /// Serves it, counting what it holds in this slot of the buffer budget
+    /// ([`BufferBudget::serve_as_child`]).
+    Serve(usize),
+    /// Answers it 503 past `--max-connections`, after the conversation this session needs first
+    /// (a TLS handshake; [`Refusal::Needs`]). No slot: the answer holds no more than a
+    /// connection's first buffers, which the budget does not count.
+    Refuse(S),
+}
+
+/// The parent's descriptors, for a child to close.
+fn inherited(
+    listeners: &[mio::net::TcpListener],
+    poll: &Poll,
+    upgrade: &Option<Upgrade>,
+) -> Inherited {
+    Inherited {
+        listeners: listeners.iter().map(AsRawFd::as_raw_fd).collect(),
+        poll: poll.as_raw_fd(),
+        upgrade: upgrade
+            .as_ref()
+            .map(Upgrade::listener_fds)
+            .unwrap_or_default(),
+    }
 }
 
 /// The parent's descriptors a child must close: it serves one connection, nothing else.
@@ -277,12 +316,12 @@ struct Inherited {
     upgrade: Vec<i32>,
 }
 
-/// Forks a child to serve `stream`; returns its pid. In the parent, closes its copy of the
-/// connection. If there can be no child, gives the connection back.
+/// Forks a child to serve `stream` (or refuse it); returns its pid. In the parent, closes its
+/// copy of the connection. If there can be no child, gives the connection back.
 fn fork_child<S: Session>(
     stream: TcpStream,
     peer: IpAddr,
-    child: Child,
+    child: Child<S>,
     setup: &S::Setup,
     shared: &Arc<Shared>,
     shutdown: &Shutdown,
@@ -299,16 +338,18 @@ fn fork_child<S: Session>(
     }
 }
 
-/// The child: serves one connection, then exits.
+/// The child: serves one connection (or refuses it), then exits.
 fn serve_child<S: Session>(
     stream: TcpStream,
     peer: IpAddr,
-    child: Child,
+    child: Child<S>,
     setup: &S::Setup,
     shared: &Arc<Shared>,
     shutdown: &Shutdown,
 ) -> ! {
-    shared.limits.buffers.serve_as_child(child.budget_slot);
+    if let Task::Serve(slot) = child.task {
+        shared.limits.buffers.serve_as_child(slot);
+    }
     let inherited = child.inherited;
     // SAFETY: these descriptors were inherited from the parent and nothing in the child uses
     // them; the objects that own them in this copy of memory are never dropped (see `_exit`).
@@ -332,7 +373,14 @@ fn serve_child<S: Session>(
             let mut env = LoopEnv::new(shared.clone());
             // SIGTERM reaching the child (a Ctrl-C reaches the whole process group) sets this
             // copy's shutdown flag: the connection drains like in every other mode.
-            blocking::serve_connection::<S>(stream, peer, setup, &mut env, &active, shutdown);
+            match child.task {
+                Task::Serve(_) => blocking::serve_connection::<S>(
+                    stream, peer, setup, &mut env, &active, shutdown,
+                ),
+                Task::Refuse(conn) => {
+                    blocking::serve_refusal(stream, peer, conn, &mut env, &active, shutdown)
+                }
+            }
             if let Some(log) = &mut env.log {
                 log.flush();
             }
@@ -345,9 +393,13 @@ fn serve_child<S: Session>(
     unsafe { libc::_exit(code) }
 }
 
-/// The children serving connections, by pid, each with its slot in the buffer budget.
+/// The children serving connections, by pid, each with its slot in the buffer budget; and those
+/// refusing one.
 struct Children {
     by_pid: HashMap<libc::pid_t, usize>,
+    /// Children answering 503 past `--max-connections` ([`Task::Refuse`]): not counted against
+    /// it, nor as connections in the metrics (the refusal is counted as one).
+    refusing: HashSet<libc::pid_t>,
     budget: Arc<BufferBudget>,
     /// Slots of children reaped, to give again; and the first never given.
     free: Vec<usize>,
@@ -362,6 +414,7 @@ impl Children {
     fn new(budget: Arc<BufferBudget>, slots: usize) -> Self {
         Children {
             by_pid: HashMap::new(),
+            refusing: HashSet::new(),
             budget,
             free: Vec::new(),
             next: 0,
@@ -374,7 +427,7 @@ impl Children {
     }
 
     fn is_empty(&self) -> bool {
-        self.by_pid.is_empty()
+        self.by_pid.is_empty() && self.refusing.is_empty()
     }
 
     /// A slot no child alive has, for the next (there are as many as `--max-connections`, so
@@ -400,36 +453,53 @@ impl Children {
     }
 
     /// A child has been reaped: what it held of the budget is taken back, and its slot given
-    /// again. False for a process that was not one of them (an upgrade's new process).
-    fn exited(&mut self, pid: libc::pid_t) -> bool {
+    /// again. Whether it was serving a connection, refusing one, or not one of them (an
+    /// upgrade's new process).
+    fn exited(&mut self, pid: libc::pid_t) -> Reaped {
+        if self.refusing.remove(&pid) {
+            return Reaped::Refusal;
+        }
         let Some(slot) = self.by_pid.remove(&pid) else {
-            return false;
+            return Reaped::NotOurs;
         };
         self.budget.child_exited(slot);
         self.free.push(slot);
-        true
+        Reaped::Connection
+    }
+
+    fn pids(&self) -> impl Iterator<Item = libc::pid_t> + '_ {
+        self.by_pid.keys().chain(&self.refusing).copied()
     }
 
     /// Passes `signal` on to every child: a signal sent to the parent reaches only the parent.
     fn signal(&self, signal: libc::c_int) {
-        for &pid in self.by_pid.keys() {
+        for pid in self.pids() {
             // SAFETY: kill(2) on a child of ours that has not been reaped, so the pid is its.
             unsafe { libc::kill(pid, signal) };
         }
     }
 }
 
+/// Which child [`Children::exited`] found.
+#[derive(PartialEq)]
+enum Reaped {
+    Connection,
+    Refusal,
+    NotOurs,
+}
+
 /// Kills the children left and reaps each, counting its connection closed.
 fn end_children(children: &mut Children, env: &LoopEnv) {
     children.signal(libc::SIGKILL);
-    let pids: Vec<_> = children.by_pid.keys().copied().collect();
+    let pids: Vec<_> = children.pids().collect();
     for pid in pids {
         // SAFETY: waitpid on a child of ours, just killed: it returns once the child is gone.
         while unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) } < 0
             && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
         {}
-        children.exited(pid);
-        if let Some(metrics) = &env.metrics {
+        if children.exited(pid) == Reaped::Connection
+            && let Some(metrics) = &env.metrics
+        {
             metrics.closed.add(1);
         }
     }
@@ -446,13 +516,19 @@ fn reap(children: &mut Children, env: &LoopEnv, mut upgrade: Option<&mut Upgrade
         // SAFETY: waitpid writes the status to a local; WNOHANG keeps it from blocking.
         let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
         if pid > 0 {
-            if children.exited(pid) {
-                if let Some(metrics) = &env.metrics {
-                    metrics.closed.add(1);
+            match children.exited(pid) {
+                Reaped::Connection => {
+                    if let Some(metrics) = &env.metrics {
+                        metrics.closed.add(1);
+                    }
                 }
-            } else if let Some(upgrade) = upgrade.as_deref_mut() {
-                // Not in `children`: the new process of an upgrade, under way or done.
-                upgrade.reaped(pid as u32, ExitStatus::from_raw(status));
+                Reaped::Refusal => {}
+                Reaped::NotOurs => {
+                    // The new process of an upgrade, under way or done.
+                    if let Some(upgrade) = upgrade.as_deref_mut() {
+                        upgrade.reaped(pid as u32, ExitStatus::from_raw(status));
+                    }
+                }
             }
         } else if pid < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
             continue;
