@@ -502,15 +502,21 @@ impl TlsConn {
     }
 
     /// Passes the server's drain on to the HTTP connection, except while that connection is
-    /// idle and this one holds input it has not seen. An idle HTTP connection told to drain
-    /// closes; without TLS, the bytes the client had sent by then would be in its input, a
-    /// request in flight, answered. So the drain waits until the record is whole and its
-    /// plaintext handed over (the HTTP connection counts bytes it holds when the drain comes
-    /// as a request begun). Called before every step; bounded, like any drain, by the drain's
-    /// deadline.
+    /// idle and this one holds input it has not seen, or is in a handshake the client has
+    /// begun. An idle HTTP connection told to drain closes; without TLS, the bytes the client
+    /// had sent by then would be in its input, a request in flight, answered. So the drain
+    /// waits until the record is whole and its plaintext handed over (the HTTP connection
+    /// counts bytes it holds when the drain comes as a request begun), and a handshake begun
+    /// goes on to the request it is for: the client's first bytes came before the drain, as a
+    /// request's would. (Passed during the handshake, the drain let it finish and then closed
+    /// under the request that came with the client's Finished; or answered it, when the drain
+    /// came late enough: it depended on when each mode looked.) Called before every step;
+    /// bounded, like any drain, by the drain's deadline.
     fn pass_drain(&mut self) {
+        let begun =
+            self.holds_unseen_input() || (self.state == State::Open && self.tls.is_handshaking());
         if let Some(how) = self.drain
-            && !(self.inner.is_idle() && self.holds_unseen_input())
+            && !(self.inner.is_idle() && begun)
         {
             self.drain = None;
             self.inner.drain(how);

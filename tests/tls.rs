@@ -196,6 +196,48 @@ fn a_connection_that_sent_nothing_does_not_hold_a_stop() {
     });
 }
 
+/// A handshake the client has begun when the server is asked to stop goes on to the request it
+/// is for, which is answered with `Connection: close`, as a request begun is. (In the modes with
+/// loops, the drain, passed on during the handshake, let it finish and then closed the
+/// connection under the request that came with the client's Finished; threaded mode answered
+/// it, having looked later.) One loop, and a witness kept alive whose close says the stop has
+/// begun; none in blocking mode, where it would wait in the backlog.
+#[test]
+fn a_handshake_begun_at_a_stop_goes_on_to_its_answer() {
+    bounded(60, || {
+        for mode in common::modes().filter(|mode| *mode != Mode::Blocking) {
+            let mut cfg = tls_config(mode);
+            cfg.cores = reactor_httpd::config::Cores::Count(1);
+            let mut server = TestServer::start(cfg);
+            let mut witness = connect(server.addr);
+            assert_eq!(witness.get("/hello").status, 200, "{mode:?}");
+            let mut begun = connect(server.addr);
+            let (tls, sock) = (&mut begun.stream.conn, &mut begun.stream.sock);
+            // The client's hello, and the server's flight after it: the client's Finished waits.
+            tls.write_tls(sock).unwrap();
+            while !tls.wants_write() {
+                tls.read_tls(sock).unwrap();
+                tls.process_new_packets().unwrap();
+            }
+            server.trigger_shutdown();
+            witness.expect_close();
+            // The Finished and the request, together, as clients send them.
+            let request = b"GET /hello?begun HTTP/1.1\r\nHost: localhost\r\n\r\n";
+            tls.writer().write_all(request).unwrap();
+            while tls.wants_write() {
+                tls.write_tls(sock).unwrap();
+            }
+            let response = begun.response();
+            assert_eq!(response.text(), "Hello, World!", "{mode:?}");
+            assert_eq!(response.header("connection"), Some("close"), "{mode:?}");
+            begun.expect_close();
+            // Closed, so that the server need not linger for them.
+            drop((begun, witness));
+            server.stop();
+        }
+    });
+}
+
 /// Nor a handover: the old process gives such a connection the wait an idle one gets for one
 /// more request, and ends it. Threaded and blocking mode's old process waited for the header
 /// timeout (10 s), past the drain time: their threads were never woken for it.
