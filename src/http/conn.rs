@@ -128,6 +128,15 @@ impl Context<'_> {
     fn reads_body(&self, request: &Request<'_>) -> bool {
         panic::catch_unwind(AssertUnwindSafe(|| self.handler.reads_body(request))).unwrap_or(true)
     }
+
+    /// How many times `request`'s body will be held, if its handler reads it: twice when it
+    /// goes to the `offload`, which takes a copy along (see [`Offload::hand_over`]).
+    fn body_copies(&self, request: &Request<'_>) -> usize {
+        let offloaded = self.offload.is_some()
+            && panic::catch_unwind(AssertUnwindSafe(|| self.handler.may_block(request)))
+                .unwrap_or(false);
+        1 + usize::from(offloaded)
+    }
 }
 
 // ANCHOR: offload
@@ -1454,9 +1463,14 @@ impl Conn {
         }
         let reads_body = cx.reads_body(request);
         // A body kept for its handler that could not fit in the buffer budget even with nothing
-        // else held is larger than this server can take (RFC 9110 15.5.14): 413, as over
-        // `--max-body-bytes`, before it is read.
-        if reads_body && beyond_pooled(head_len + length) > cx.limits.buffers.limit() {
+        // else held (twice, for one copied to the handler pool) is larger than this server can
+        // take (RFC 9110 15.5.14): 413, as over `--max-body-bytes`, before it is read. (The pool
+        // says so too, once the body is whole; said only there, a body that could never fit was
+        // 503 instead whenever what others held left too little room to read it.)
+        if reads_body
+            && beyond_pooled(head_len + length).saturating_mul(cx.body_copies(request))
+                > cx.limits.buffers.limit()
+        {
             return self.refuse_body(request, framing, Status::PAYLOAD_TOO_LARGE, cx);
         }
         if framing.expect_continue {
