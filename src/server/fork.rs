@@ -180,7 +180,11 @@ pub(crate) fn run<S: Session>(
                                     && children.refusing.len() < REFUSING_MAX
                                 {
                                     let child = Child {
-                                        inherited: inherited(&listeners, &poll, &upgrade),
+                                        inherited: Inherited::from_parent(
+                                            &listeners,
+                                            &poll,
+                                            upgrade.as_ref(),
+                                        ),
                                         task: Task::Refuse(conn),
                                     };
                                     let forked = fork_child(
@@ -205,7 +209,7 @@ pub(crate) fn run<S: Session>(
                             metrics.accepted.add(1);
                         }
                         let child = Child {
-                            inherited: inherited(&listeners, &poll, &upgrade),
+                            inherited: Inherited::from_parent(&listeners, &poll, upgrade.as_ref()),
                             task: Task::<S>::Serve(slot),
                         };
                         match fork_child(stream, peer.ip(), child, &setup, &shared, &shutdown) {
@@ -292,28 +296,26 @@ enum Task<S> {
     Refuse(S),
 }
 
-/// The parent's descriptors, for a child to close.
-fn inherited(
-    listeners: &[mio::net::TcpListener],
-    poll: &Poll,
-    upgrade: &Option<Upgrade>,
-) -> Inherited {
-    Inherited {
-        listeners: listeners.iter().map(AsRawFd::as_raw_fd).collect(),
-        poll: poll.as_raw_fd(),
-        upgrade: upgrade
-            .as_ref()
-            .map(Upgrade::listener_fds)
-            .unwrap_or_default(),
-    }
-}
-
 /// The parent's descriptors a child must close: it serves one connection, nothing else.
 struct Inherited {
     listeners: Vec<i32>,
     poll: i32,
     /// The upgrade's copies of the listener.
     upgrade: Vec<i32>,
+}
+
+impl Inherited {
+    fn from_parent(
+        listeners: &[mio::net::TcpListener],
+        poll: &Poll,
+        upgrade: Option<&Upgrade>,
+    ) -> Inherited {
+        Inherited {
+            listeners: listeners.iter().map(AsRawFd::as_raw_fd).collect(),
+            poll: poll.as_raw_fd(),
+            upgrade: upgrade.map(Upgrade::listener_fds).unwrap_or_default(),
+        }
+    }
 }
 
 /// Forks a child to serve `stream` (or refuse it); returns its pid. In the parent, closes its
