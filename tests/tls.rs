@@ -147,8 +147,9 @@ fn requests_over_tls_in_every_mode() {
 
 /// Past `--max-connections` over TLS the client gets its 503 after a handshake, as over plain
 /// HTTP, and the connections held are unaffected: in the modes with loops (driven like any
-/// connection), in threaded mode (by its refusing thread; its acceptor cannot wait on a client)
-/// and in fork mode (by a child of its own, as its parent cannot either).
+/// connection), in threaded mode (by a thread for each; its acceptor cannot wait on a client)
+/// and in fork mode (by a child for each, as its parent cannot either); none waits on another
+/// that stalls (threaded mode's one refusing thread did, until stop 77).
 #[test]
 fn past_max_connections_over_tls_is_a_503() {
     bounded(60, || {
@@ -163,10 +164,15 @@ fn past_max_connections_over_tls_is_a_503() {
             for client in &mut held {
                 assert_eq!(client.get("/hello").status, 200, "{mode:?}");
             }
+            // Refused too, and never says a word: the others' 503s do not wait on it.
+            let _stalled = TcpStream::connect(server.addr).unwrap();
             for _ in 0..3 {
+                let start = Instant::now();
                 let refused = connect(server.addr).get("/hello");
                 assert_eq!(refused.status, 503, "{mode:?}");
                 assert_eq!(refused.header("connection"), Some("close"), "{mode:?}");
+                let took = start.elapsed();
+                assert!(took < Duration::from_secs(2), "{mode:?}: {took:?}");
             }
             for client in &mut held {
                 assert_eq!(client.get("/hello").status, 200, "{mode:?}");

@@ -329,7 +329,7 @@ pub(crate) enum Refusal<S> {
 /// Refuses a connection over `--max-connections` with 503 without blocking: one non-blocking
 /// write of the answer, then close. (Blocking modes cannot afford to linger on it.) Over TLS,
 /// the answer comes after a handshake: that session is handed back to be served by a thread
-/// that may wait (threaded mode's refuser), or closed.
+/// that may wait (threaded mode's refusing threads, fork mode's refusing children), or closed.
 pub(crate) fn refuse<S: Session>(
     stream: TcpStream,
     peer: IpAddr,

@@ -64,25 +64,12 @@ pub(crate) fn run<S: Session>(
         workers.push(worker);
     }
 
-    // Refusals that need a conversation first (a TLS handshake before the 503) go to a thread
-    // of their own, which may wait on each client as a worker does; past the ones it has
-    // waiting, they are closed unanswered, as the reactor does past `REFUSING_MAX`.
-    let (refusals, refused) = mpsc::sync_channel::<(TcpStream, IpAddr, S)>(REFUSING_MAX);
-    let refuser = {
-        let (shared, active, shutdown) = (shared.clone(), active.clone(), shutdown.clone());
-        thread::Builder::new()
-            .name("refuser".into())
-            .spawn(move || -> io::Result<()> {
-                let mut env = LoopEnv::waiting(shared);
-                for (stream, peer, conn) in refused {
-                    blocking::serve_refusal(stream, peer, conn, &mut env, &active, &shutdown);
-                }
-                Ok(())
-            })
-            .map_err(super::cannot_make("refusing thread", 1, 1))?
-    };
-    workers.push(refuser);
-
+    // Refusals that need a conversation first (a TLS handshake before the 503) each get a
+    // thread of their own, which may wait on its client as a worker does, up to `REFUSING_MAX`
+    // at once (the reactor's bound); past them, or with no thread to be had, they are closed
+    // unanswered. (One thread took them in turn until stop 77: a client that stalled its
+    // handshake held every 503 behind it for the header timeout.)
+    let mut refusing: Vec<thread::JoinHandle<()>> = Vec::new();
     let mut env = LoopEnv::waiting(shared.clone());
     let metrics = env.metrics.clone();
     let mut dispatch = |stream: TcpStream, peer: IpAddr| {
@@ -91,7 +78,20 @@ pub(crate) fn run<S: Session>(
             if let Refusal::Needs(stream, conn) =
                 blocking::refuse::<S>(stream, peer, &setup, &mut env)
             {
-                let _ = refusals.try_send((stream, peer, conn));
+                refusing.retain(|refusal| !refusal.is_finished());
+                if refusing.len() < REFUSING_MAX {
+                    let (shared, active, shutdown) =
+                        (shared.clone(), active.clone(), shutdown.clone());
+                    let refusal = thread::Builder::new()
+                        .name("refusing".into())
+                        .spawn(move || {
+                            let mut env = LoopEnv::waiting(shared);
+                            blocking::serve_refusal(
+                                stream, peer, conn, &mut env, &active, &shutdown,
+                            );
+                        });
+                    refusing.extend(refusal.ok());
+                }
             }
         } else {
             // Blocks while the queue is full: the acceptor stops, the backlog holds the rest.
@@ -115,7 +115,9 @@ pub(crate) fn run<S: Session>(
         dispatch(stream, peer);
     }
     drop(queue);
-    drop(refusals);
+    for refusal in refusing {
+        let _ = refusal.join();
+    }
     super::join_all(workers, "worker", accepted)
 }
 // ANCHOR_END: threaded_run
