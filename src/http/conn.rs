@@ -131,8 +131,8 @@ impl Context<'_> {
 
     /// Whether `request`, `len` bytes of head and body, could not be held even with nothing
     /// else in the buffer budget: once, or twice when it goes to the `offload`, which takes a
-    /// copy along (see [`Offload::hand_over`]). Cold and out of line: inlined, it cost every `GET /hello`
-    /// 4 instructions (callgrind), though no GET asks it.
+    /// copy along (see [`Offload::hand_over`]). Cold and out of line: inlined, it cost every
+    /// `GET /hello` 4 instructions (callgrind), though no GET asks it.
     #[cold]
     #[inline(never)]
     fn could_never_hold(&self, request: &Request<'_>, len: usize) -> bool {
