@@ -189,12 +189,7 @@ fn a_connection_that_sent_nothing_does_not_hold_a_stop() {
     bounded(60, || {
         for mode in common::modes() {
             let mut server = TestServer::start(tls_config(mode));
-            let mut silent = Client::connect(server.addr);
-            let port = server.addr.port();
-            assert!(
-                common::eventually(Duration::from_secs(5), || all_accepted(port)),
-                "{mode:?}: not accepted"
-            );
+            let mut silent = accepted_silent(server.addr);
             let took = server.stop();
             assert!(took < Duration::from_secs(2), "{mode:?}: {took:?}");
             silent.expect_close();
@@ -258,12 +253,7 @@ fn a_connection_that_sent_nothing_does_not_hold_a_handover() {
             let (cert, key) = (pki.cert.to_str().unwrap(), pki.key.to_str().unwrap());
             let flags = ["--tls-cert", cert, "--tls-key", key];
             let mut server = Upgrading::start(&binary(), mode, &pki.root, &flags);
-            let mut silent = Client::connect(server.addr);
-            let port = server.addr.port();
-            assert!(
-                common::eventually(Duration::from_secs(5), || all_accepted(port)),
-                "{mode}: not accepted"
-            );
+            let mut silent = accepted_silent(server.addr);
             let new = server.upgrade();
             let took = silent.expect_close();
             assert!(took < Duration::from_secs(3), "{mode}: {took:?}");
@@ -271,6 +261,16 @@ fn a_connection_that_sent_nothing_does_not_hold_a_handover() {
             stop(new);
         }
     });
+}
+
+/// A connection that says nothing, once the server has accepted it.
+fn accepted_silent(addr: SocketAddr) -> Client {
+    let silent = Client::connect(addr);
+    assert!(
+        common::eventually(Duration::from_secs(5), || all_accepted(addr.port())),
+        "not accepted"
+    );
+    silent
 }
 
 /// Whether no connection waits in the accept queues of the listeners on `port`: Linux shows a
