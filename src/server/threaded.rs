@@ -64,12 +64,7 @@ pub(crate) fn run<S: Session>(
         workers.push(worker);
     }
 
-    // Refusals that need a conversation first (a TLS handshake before the 503) each get a
-    // thread of their own, which may wait on its client as a worker does, up to `REFUSING_MAX`
-    // at once (the reactor's bound); past them, or with no thread to be had, they are closed
-    // unanswered. (One thread took them in turn until stop 77: a client that stalled its
-    // handshake held every 503 behind it for the header timeout.)
-    let mut refusing: Vec<thread::JoinHandle<()>> = Vec::new();
+    let mut refusing = Refusing::default();
     let mut env = LoopEnv::waiting(shared.clone());
     let metrics = env.metrics.clone();
     let mut dispatch = |stream: TcpStream, peer: IpAddr| {
@@ -78,20 +73,7 @@ pub(crate) fn run<S: Session>(
             if let Refusal::Needs(stream, conn) =
                 blocking::refuse::<S>(stream, peer, &setup, &mut env)
             {
-                refusing.retain(|refusal| !refusal.is_finished());
-                if refusing.len() < REFUSING_MAX {
-                    let (shared, active, shutdown) =
-                        (shared.clone(), active.clone(), shutdown.clone());
-                    let refusal = thread::Builder::new()
-                        .name("refusing".into())
-                        .spawn(move || {
-                            let mut env = LoopEnv::waiting(shared);
-                            blocking::serve_refusal(
-                                stream, peer, conn, &mut env, &active, &shutdown,
-                            );
-                        });
-                    refusing.extend(refusal.ok());
-                }
+                refusing.answer(stream, peer, conn, &shared, &active, &shutdown);
             }
         } else {
             // Blocks while the queue is full: the acceptor stops, the backlog holds the rest.
@@ -115,9 +97,46 @@ pub(crate) fn run<S: Session>(
         dispatch(stream, peer);
     }
     drop(queue);
-    for refusal in refusing {
-        let _ = refusal.join();
-    }
+    refusing.join();
     super::join_all(workers, "worker", accepted)
 }
 // ANCHOR_END: threaded_run
+
+/// The threads answering refusals that need a conversation first (a TLS handshake before the
+/// 503): one each, which may wait on its client as a worker does, up to `REFUSING_MAX` at once
+/// (the reactor's bound); past them, or with no thread to be had, a refusal is closed
+/// unanswered. (One thread took them in turn until stop 77: a client that stalled its handshake
+/// held every 503 behind it for the header timeout.)
+#[derive(Default)]
+struct Refusing(Vec<thread::JoinHandle<()>>);
+
+impl Refusing {
+    fn answer<S: Session>(
+        &mut self,
+        stream: TcpStream,
+        peer: IpAddr,
+        conn: S,
+        shared: &Arc<Shared>,
+        active: &Arc<Active>,
+        shutdown: &Shutdown,
+    ) {
+        self.0.retain(|refusal| !refusal.is_finished());
+        if self.0.len() >= REFUSING_MAX {
+            return;
+        }
+        let (shared, active, shutdown) = (shared.clone(), active.clone(), shutdown.clone());
+        let refusal = thread::Builder::new()
+            .name("refusing".into())
+            .spawn(move || {
+                let mut env = LoopEnv::waiting(shared);
+                blocking::serve_refusal(stream, peer, conn, &mut env, &active, &shutdown);
+            });
+        self.0.extend(refusal.ok());
+    }
+
+    fn join(self) {
+        for refusal in self.0 {
+            let _ = refusal.join();
+        }
+    }
+}
