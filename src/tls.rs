@@ -37,7 +37,10 @@ use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncodeTlsData, EncryptError, WriteTraffic};
 
 use crate::config::Limits;
-use crate::http::{Conn, Context, Drain, LINGER_TIMEOUT, Millis, Response, Status, Want};
+use crate::http::{
+    Clock, Conn, Context, Drain, LINGER_TIMEOUT, Millis, Persistence, Response, Status, Want,
+    write_head,
+};
 use crate::session::Session;
 
 /// Where the certificate comes from.
@@ -67,17 +70,31 @@ const INPUT_MAX: usize = 84 * 1024;
 /// What a plain HTTP request to the TLS port gets: a 400 whose body says why.
 const PLAIN_HTTP_REFUSAL: &str = "This port speaks HTTPS: ask for https://, not http://\n";
 
-/// The refusal of a plain HTTP request; to a HEAD, its head alone (RFC 9110 9.3.2).
-fn plain_http_refusal(date: &[u8], head: bool) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 400 Bad Request\r\nDate: {}\r\nServer: reactor-httpd\r\n\
-         Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n\
-         {}",
-        String::from_utf8_lossy(date),
-        PLAIN_HTTP_REFUSAL.len(),
-        if head { "" } else { PLAIN_HTTP_REFUSAL }
-    )
-    .into_bytes()
+/// The refusal of a plain HTTP request, head as every other response's, `--header` fields
+/// (`always`) included but `Strict-Transport-Security`, which a response over plain HTTP must
+/// not carry (RFC 6797 7.2); to a HEAD, its head alone (RFC 9110 9.3.2).
+fn plain_http_refusal(clock: &Clock, always: &[(String, String)], head: bool) -> Vec<u8> {
+    let always: Vec<_> = always
+        .iter()
+        .filter(|(name, _)| !name.eq_ignore_ascii_case("strict-transport-security"))
+        .cloned()
+        .collect();
+    let body = PLAIN_HTTP_REFUSAL.as_bytes();
+    let mut out = Vec::with_capacity(256 + body.len());
+    let response = Response::text(Status::BAD_REQUEST, PLAIN_HTTP_REFUSAL);
+    let length = body.len() as u64;
+    write_head(
+        &mut out,
+        &response,
+        length,
+        Persistence::Close,
+        clock,
+        &always,
+    );
+    if !head {
+        out.extend_from_slice(body);
+    }
+    out
 }
 
 /// Reads on into the method of a plain HTTP request, `matched` bytes of `HEAD ` already seen:
@@ -536,8 +553,13 @@ impl TlsConn {
             half_closed: false,
         } = self.state
         {
-            self.out = Outgoing::holding(plain_http_refusal(cx.clock.http_date(), head));
+            let refusal = plain_http_refusal(cx.clock, cx.heads.always(), head);
             body = if head { 0 } else { PLAIN_HTTP_REFUSAL.len() };
+            if let Some(metrics) = cx.metrics {
+                metrics.responded(400, false);
+                metrics.bytes_sent.add(refusal.len() as u64);
+            }
+            self.out = Outgoing::holding(refusal);
         }
         if let Some(log) = cx.log.as_deref_mut() {
             log.record(cx.peer, cx.clock, None, 400, body as u64);

@@ -473,7 +473,8 @@ fn slow_tls_reader(mode: Mode) {
 }
 
 /// Plain HTTP to the TLS port: a plain-text 400 saying so (to a HEAD, its head alone), then the
-/// connection closes.
+/// connection closes. Its head is every response's: `--header` fields, but not
+/// Strict-Transport-Security over plain HTTP (RFC 6797 7.2); counted in the metrics as a 4xx.
 #[test]
 fn plain_http_on_the_tls_port_is_told_so() {
     bounded(60, || {
@@ -482,12 +483,21 @@ fn plain_http_on_the_tls_port_is_told_so() {
             let log = logs.join("access.log");
             let mut config = tls_config(mode);
             config.access_log = AccessLogTarget::File(log.clone());
+            config.metrics_path = Some("/metrics".into());
+            config.headers = vec![
+                ("X-Frame-Options".into(), "DENY".into()),
+                ("Strict-Transport-Security".into(), "max-age=60".into()),
+            ];
             let mut server = TestServer::start(config);
             let mut plain = Client::connect(server.addr);
             let response = plain.get("/hello");
             assert_eq!(response.status, 400, "{mode:?}");
             assert!(response.text().contains("speaks HTTPS"), "{mode:?}");
             assert!(response.header("Date").is_some());
+            assert_eq!(response.header("Server"), Some("reactor-httpd"));
+            assert_eq!(response.header("X-Frame-Options"), Some("DENY"), "{mode:?}");
+            let hsts = response.header("Strict-Transport-Security");
+            assert_eq!(hsts, None, "{mode:?}: HSTS over plain HTTP");
             let text_len = response.body.len();
             plain.expect_close();
             drop(plain);
@@ -499,7 +509,21 @@ fn plain_http_on_the_tls_port_is_told_so() {
             assert!(response.header("Content-Length").is_some(), "{mode:?}");
             assert_eq!(plain.read_to_end(), b"", "{mode:?}: a body after the head");
             drop(plain);
-            assert_eq!(connect(server.addr).get("/hello").status, 200);
+            let served = connect(server.addr).get("/hello");
+            assert_eq!(served.status, 200);
+            assert_eq!(
+                served.header("Strict-Transport-Security"),
+                Some("max-age=60")
+            );
+            // The two refusals are responses of the 4xx class, for no request.
+            let text = connect(server.addr).get("/metrics").text();
+            let refused: u64 = text
+                .lines()
+                .filter(|line| line.starts_with("reactor_httpd_responses_total{"))
+                .filter(|line| line.contains("class=\"4xx\""))
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum();
+            assert_eq!(refused, 2, "{mode:?}: {text}");
             // Logged as 400 with no request, each with the size of the body it was sent.
             server.stop();
             let lines = fs::read_to_string(&log).unwrap();

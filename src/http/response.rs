@@ -619,6 +619,11 @@ impl HeadCache {
         }
     }
 
+    /// `--header`: the fields every response carries.
+    pub fn always(&self) -> &[(String, String)] {
+        &self.always
+    }
+
     /// Appends the head of `response` to `out`, exactly as [`write_head`] would.
     pub fn write(
         &mut self,
