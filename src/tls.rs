@@ -41,6 +41,7 @@ use crate::http::{
     Clock, Conn, Context, Drain, LINGER_TIMEOUT, Millis, Persistence, Response, Status, Want,
     write_head,
 };
+use crate::metrics::Timeout;
 use crate::session::Session;
 
 /// Where the certificate comes from.
@@ -283,6 +284,13 @@ pub struct TlsConn {
     to_log: bool,
     /// A refused connection lingers until then, reading what the client still sends.
     linger_until: Option<Millis>,
+    /// While ciphertext waits for the socket: `--send-timeout` after the socket last took some.
+    /// The HTTP connection's send timer stops once it has handed the last of its output over
+    /// (it may be closed by then, its close_notify queued), so this one bounds what is left
+    /// for a client that stopped reading, as a plain connection's bounds its own output.
+    send_by: Option<Millis>,
+    /// The socket took ciphertext since `send_by` was set.
+    took: bool,
     /// The server's drain, held back while the HTTP connection is idle and this one holds the
     /// start of a record (see [`TlsConn::pass_drain`]).
     drain: Option<Drain>,
@@ -345,6 +353,8 @@ impl TlsConn {
             notified: false,
             to_log: false,
             linger_until: None,
+            send_by: None,
+            took: false,
             drain: None,
         }
     }
@@ -512,6 +522,13 @@ impl TlsConn {
         self.to_log = true;
     }
 
+    /// Closes at once, dropping the ciphertext the socket has not taken.
+    fn abandon(&mut self) {
+        self.state = State::Done;
+        self.out.sent = self.out.queued;
+        self.send_by = None;
+    }
+
     /// Input the HTTP connection has not seen: the start of a record (most likely the client
     /// sending a request), or plaintext not yet handed over.
     fn holds_unseen_input(&self) -> bool {
@@ -616,10 +633,17 @@ impl Session for TlsConn {
         loop {
             // Ciphertext first: nothing else moves while the socket has not taken it.
             if !self.out.pending().is_empty() && !encoded {
+                if self.send_by.is_none() || std::mem::take(&mut self.took) {
+                    let now = cx.clock.now_ms();
+                    self.send_by = Some(now.deadline_after(cx.limits.send_timeout));
+                }
                 return Want::Write {
                     bytes: self.out.pending(),
                     more: false,
                 };
+            }
+            if self.out.pending().is_empty() {
+                self.send_by = None;
             }
             encoded = false;
             if self.half_close {
@@ -726,6 +750,7 @@ impl Session for TlsConn {
 
     fn wrote(&mut self, n: usize) {
         self.out.sent += n;
+        self.took |= n > 0;
     }
 
     fn sent_file(&mut self, _: u64) {
@@ -735,16 +760,34 @@ impl Session for TlsConn {
     fn deadline(&self, limits: &Limits) -> Option<Millis> {
         // The handshake counts under the first request's header timeout, which the HTTP
         // connection starts when it is made.
-        self.linger_until.or_else(|| self.inner.deadline(limits))
+        let own = self.linger_until.or_else(|| self.inner.deadline(limits));
+        match (own, self.send_by) {
+            (Some(own), Some(send_by)) => Some(own.min(send_by)),
+            (own, send_by) => own.or(send_by),
+        }
     }
 
     fn timed_out(&mut self, cx: &mut Context<'_>) {
+        if self.send_by.is_some_and(|by| by <= cx.clock.now_ms()) {
+            // The client stopped taking what was sent: give up on it, and on the close_notify
+            // that would wait behind it, as a plain connection gives up on its output.
+            if let Some(metrics) = cx.metrics {
+                metrics.timed_out(Timeout::Send);
+            }
+            self.abandon();
+            return;
+        }
         if self.tls.is_handshaking() || !matches!(self.state, State::Open) {
             // Stalled mid-handshake, or lingering after a refusal: just close.
-            self.state = State::Done;
+            self.abandon();
             return;
         }
         self.inner.timed_out(cx);
+        if self.inner.is_closed() && !self.out.pending().is_empty() {
+            // It gave up on a client that stopped reading (a send or keep-alive timeout): the
+            // ciphertext that client has not taken goes too.
+            self.abandon();
+        }
     }
 
     fn drain(&mut self, how: Drain) {
@@ -962,6 +1005,83 @@ mod tests {
         assert!(certificate.fresh(made + 334 * DAY));
         assert!(!certificate.fresh(made + 334 * DAY + Duration::from_secs(1)));
         assert!(!certificate.fresh(made + 400 * DAY));
+    }
+
+    /// A response whose client stops reading once the HTTP connection has handed its last
+    /// bytes over (`Connection: close`: it is done, a close_notify queued behind them): the
+    /// ciphertext waiting for the socket has a deadline of its own, `--send-timeout` after the
+    /// socket last took some, and when it passes the connection closes, dropping it. (Before,
+    /// nothing bounded that wait: the connection stayed until the client read or the server
+    /// stopped.)
+    #[test]
+    fn ciphertext_the_client_does_not_take_is_given_up_on() {
+        use crate::http::memory::MemoryEnv;
+        use rustls::{ClientConfig, ClientConnection, RootCertStore};
+        use std::io::Write;
+        let (config, made) = server_config(&TlsSource::SelfSigned, None).unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(CertificateDer::from(made.unwrap().cert)).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client_config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut client = ClientConnection::new(Arc::new(client_config), name).unwrap();
+        let request = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        client.writer().write_all(request).unwrap();
+        let limits = Limits {
+            send_timeout: Duration::from_secs(3),
+            ..Limits::default()
+        };
+        let mut env = MemoryEnv::new(limits, &|_| Response::text(Status::OK, "x".repeat(1000)));
+        let mut server = TlsConn::open(&config, &mut env.cx());
+        // The handshake and the request, until the response is the server's to send: then the
+        // socket takes nothing more.
+        let mut stuck = false;
+        for _ in 0..100 {
+            let mut to_server = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut to_server).unwrap();
+            }
+            let mut cx = env.cx();
+            let to_client = match server.want(&mut cx) {
+                Want::Read => None,
+                Want::Write { bytes, .. } => Some(bytes.to_vec()),
+                other => panic!("{other:?}"),
+            };
+            match to_client {
+                None => {
+                    assert!(!to_server.is_empty(), "the server waits for nothing");
+                    let buf = server.read_buf(&mut cx);
+                    buf[..to_server.len()].copy_from_slice(&to_server);
+                    server.received(to_server.len());
+                }
+                // The response is encrypted, its close_notify behind it: the socket is full.
+                Some(_) if server.notified => {
+                    stuck = true;
+                    break;
+                }
+                Some(bytes) => {
+                    let n = client.read_tls(&mut &bytes[..]).unwrap();
+                    server.wrote(n);
+                    client.process_new_packets().unwrap();
+                }
+            }
+        }
+        assert!(
+            stuck,
+            "the response and its close_notify never waited together"
+        );
+        let deadline = server
+            .deadline(&env.limits)
+            .expect("a deadline for the ciphertext");
+        let now = env.clock.now_ms();
+        assert_eq!(deadline, now.deadline_after(Duration::from_secs(3)));
+        env.clock = crate::http::Clock::at(deadline.instant(), SystemTime::now());
+        server.timed_out(&mut env.cx());
+        assert!(matches!(server.want(&mut env.cx()), Want::Close));
     }
 
     /// Bytes sent to the TLS port in pieces of `piece` bytes, then the client's end: all the

@@ -472,6 +472,82 @@ fn slow_tls_reader(mode: Mode) {
     );
 }
 
+/// A client that asks for a large file and reads none of it is given up on `--send-timeout`
+/// after the socket last took something, over plain HTTP and TLS, in every mode, counted as a
+/// send timeout; others are served meanwhile (the scrapes). Blocking drivers once waited in
+/// sendfile, which SO_SNDTIMEO does not bound (threaded: 8 s for a 2 s timeout), and over TLS
+/// the ciphertext the client had not taken, with the close_notify behind it, waited with no
+/// timeout at all once the HTTP connection had handed its last bytes over.
+#[test]
+fn a_client_that_stops_reading_is_given_up_on() {
+    bounded(120, || {
+        for mode in common::modes() {
+            for tls in [false, true] {
+                let mut config = match tls {
+                    true => tls_config(mode),
+                    false => Config {
+                        root: pki().root.clone(),
+                        ..config(mode)
+                    },
+                };
+                config.limits.send_timeout = Duration::from_secs(1);
+                config.metrics_path = Some("/metrics".into());
+                let server = TestServer::start(config);
+                let scrape = || match tls {
+                    true => connect(server.addr).get("/metrics").text(),
+                    false => server.connect().get("/metrics").text(),
+                };
+                let socket =
+                    socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                        .unwrap();
+                socket.set_recv_buffer_size(16 * 1024).unwrap();
+                socket.connect(&server.addr.into()).unwrap();
+                let tcp: TcpStream = socket.into();
+                let request = b"GET /8m.bin HTTP/1.1\r\nHost: t\r\n\r\n";
+                let start = Instant::now();
+                // Held, unread, until the end.
+                let _stuck: Box<dyn std::any::Any> = match tls {
+                    true => {
+                        let mut client = tls_over(tcp, &default_client());
+                        client.send(request);
+                        Box::new(client)
+                    }
+                    false => {
+                        (&tcp).write_all(request).unwrap();
+                        Box::new(tcp)
+                    }
+                };
+                let mut text = String::new();
+                let counted = common::eventually(Duration::from_secs(6), || {
+                    text = scrape();
+                    sum(&text, "reactor_httpd_timeouts_total", "kind=\"send\"") == 1
+                });
+                let took = start.elapsed();
+                assert!(counted, "{mode:?} tls {tls}: no send timeout: {text}");
+                assert!(
+                    took >= Duration::from_secs(1) && took < Duration::from_millis(2500),
+                    "{mode:?} tls {tls}: given up on after {took:?}"
+                );
+                // Closed: only the scraping connection is open (fork mode's parent counts a
+                // child's connection closed once it has reaped the child).
+                let closed = common::eventually(Duration::from_secs(2), || {
+                    text = scrape();
+                    sum(&text, "reactor_httpd_connections_open", "") == 1
+                });
+                assert!(closed, "{mode:?} tls {tls}: {text}");
+            }
+        }
+    });
+}
+
+/// The sum over loops of the series `name` whose labels contain `label`.
+fn sum(text: &str, name: &str, label: &str) -> u64 {
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")) && line.contains(label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// Plain HTTP to the TLS port: a plain-text 400 saying so (to a HEAD, its head alone), then the
 /// connection closes. Its head is every response's: `--header` fields, but not
 /// Strict-Transport-Security over plain HTTP (RFC 6797 7.2); counted in the metrics as a 4xx.
@@ -517,12 +593,7 @@ fn plain_http_on_the_tls_port_is_told_so() {
             );
             // The two refusals are responses of the 4xx class, for no request.
             let text = connect(server.addr).get("/metrics").text();
-            let refused: u64 = text
-                .lines()
-                .filter(|line| line.starts_with("reactor_httpd_responses_total{"))
-                .filter(|line| line.contains("class=\"4xx\""))
-                .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-                .sum();
+            let refused = sum(&text, "reactor_httpd_responses_total", "class=\"4xx\"");
             assert_eq!(refused, 2, "{mode:?}: {text}");
             // Logged as 400 with no request, each with the size of the body it was sent.
             server.stop();

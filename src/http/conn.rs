@@ -1097,6 +1097,11 @@ impl Conn {
         linger && !self.peer_closed
     }
 
+    /// Whether the connection is closed, what it had not sent given up (a timeout).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
     /// Whether a request of this connection is away in the driver's pool.
     pub fn is_pending(&self) -> bool {
         matches!(self.phase, Phase::Pending { .. })

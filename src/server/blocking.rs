@@ -2,8 +2,9 @@
 //!
 //! [`serve_connection`] is the driver loop of `http/conn.rs` with blocking calls: each `Want`
 //! becomes one read, write or sendfile that waits until it can be done. There is no timer heap:
-//! the socket's own timeouts (SO_RCVTIMEO, SO_SNDTIMEO) wake a read or write that waits too
-//! long. The threaded mode serves each of its connections with this same function, on a worker
+//! the socket's receive timeout (SO_RCVTIMEO) wakes a read that waits too long, and a write
+//! that finds the socket full waits in `poll` for room, until the connection's deadline
+//! ([`SocketTimeouts::wait_for_room`]). The threaded mode serves each of its connections with this same function, on a worker
 //! thread, and the fork mode in a child process.
 //!
 //! A blocking server cannot wait for shutdown and for a client at once, so a thread parked in
@@ -24,9 +25,9 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use super::shutdown::{DRAIN_GRACE, wait_readable};
+use super::shutdown::{DRAIN_GRACE, wait_for, wait_readable};
 use super::{LoopEnv, Shared, Shutdown, io_util};
-use crate::http::{HANDOVER_IDLE, Millis, Status, Want};
+use crate::http::{Context, HANDOVER_IDLE, Millis, Status, Want};
 use crate::metrics::LoopMetrics;
 use crate::session::Session;
 
@@ -204,7 +205,8 @@ fn drive<S: Session>(
     shutdown: &Shutdown,
 ) {
     let slot = active.register(&stream);
-    let mut timeouts = SocketTimeouts::new(&stream, env.shared.limits.send_timeout);
+    let mut timeouts = SocketTimeouts::new(&stream);
+    let fd = stream.as_raw_fd();
     let mut stream = &stream;
     loop {
         env.clock.tick();
@@ -224,6 +226,7 @@ fn drive<S: Session>(
         let log_due = env.log.as_ref().and_then(|log| log.flush_due());
         let done = env.with_context(peer, |cx| match conn.want(cx) {
             Want::Read => {
+                timeouts.blocking();
                 // Wake no later than the connection's deadline, or the next log flush.
                 let deadline = conn.deadline(cx.limits).map(Millis::instant);
                 let wake = [deadline, log_due].into_iter().flatten().min();
@@ -251,23 +254,23 @@ fn drive<S: Session>(
                 }
                 false
             }
-            Want::Write { bytes, more } => match io_util::send(stream.as_raw_fd(), bytes, more) {
-                Ok(n) => {
-                    conn.wrote(n);
-                    false
+            Want::Write { bytes, more } => {
+                match timeouts.send(|| io_util::send_now(fd, bytes, more)) {
+                    Ok(n) => {
+                        conn.wrote(n);
+                        false
+                    }
+                    Err(err) => timeouts.wait_for_room(err, &mut conn, cx, log_due),
                 }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => false,
-                // A write that waited the whole send timeout: the client stopped reading.
-                Err(_) => true,
-            },
+            }
             Want::SendFile { file, offset, len } => {
-                match io_util::sendfile(stream.as_raw_fd(), file, offset, len) {
+                timeouts.nonblocking();
+                match timeouts.send(|| io_util::sendfile(fd, file, offset, len)) {
                     Ok(n) => {
                         conn.sent_file(n);
                         false
                     }
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => false,
-                    Err(_) => true,
+                    Err(err) => timeouts.wait_for_room(err, &mut conn, cx, log_due),
                 }
             }
             Want::HalfClose => {
@@ -382,17 +385,84 @@ pub(crate) fn serve_refusal<S: Session>(
     env.park_log();
 }
 
-/// The socket's own timeouts, set only when they must change.
+/// The socket's read timeout and blocking mode, set only when they must change.
 struct SocketTimeouts<'a> {
     stream: &'a TcpStream,
     read: Option<Duration>,
+    /// Set for sendfile, which takes no flags: it must return when the socket is full, not wait
+    /// (see [`SocketTimeouts::wait_for_room`]). Reads block, bounded by the read timeout.
+    nonblocking: bool,
+    /// The last write found the socket full, and `poll` has not said since that it has room.
+    full: bool,
 }
 
 impl<'a> SocketTimeouts<'a> {
-    fn new(stream: &'a TcpStream, send_timeout: Duration) -> Self {
-        // A blocking write returns early once it has waited this long without progress.
-        let _ = stream.set_write_timeout(Some(send_timeout));
-        SocketTimeouts { stream, read: None }
+    fn new(stream: &'a TcpStream) -> Self {
+        SocketTimeouts {
+            stream,
+            read: None,
+            nonblocking: false,
+            full: false,
+        }
+    }
+
+    /// For reads, which wait in the socket (a file's response sent, the next request's).
+    fn blocking(&mut self) {
+        if self.nonblocking {
+            let _ = self.stream.set_nonblocking(false);
+            self.nonblocking = false;
+        }
+    }
+
+    /// For sendfile (once per response with a file).
+    fn nonblocking(&mut self) {
+        if !self.nonblocking {
+            let _ = self.stream.set_nonblocking(true);
+            self.nonblocking = true;
+        }
+    }
+
+    /// A write, unless the socket was full at the last one and has not said since that it has
+    /// room (see [`SocketTimeouts::wait_for_room`]).
+    fn send<T>(&self, write: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+        match self.full {
+            true => Err(io::ErrorKind::WouldBlock.into()),
+            false => write(),
+        }
+    }
+
+    /// A write that did not go: if the socket had no room, waits until it has, or until the
+    /// connection's send deadline or the next log flush, whichever comes first; the next turn
+    /// does what is due (the write, the timeout, the flush). The reactor waits for writability
+    /// the same way, so a client that stops reading is given up on `--send-timeout` after the
+    /// socket last took something, in every mode. (SO_SNDTIMEO cannot do it: a blocking send
+    /// that moved a few bytes in that time returns them and the wait starts over, and the
+    /// kernel takes a few bytes now and then from a client that reads nothing; sendfile goes
+    /// on waiting through it. Nor is a write tried before `poll` says there is room: it would
+    /// take those few bytes.) Returns whether the connection is done.
+    fn wait_for_room<S: Session>(
+        &mut self,
+        err: io::Error,
+        conn: &mut S,
+        cx: &mut Context<'_>,
+        log_due: Option<Instant>,
+    ) -> bool {
+        match err.kind() {
+            io::ErrorKind::Interrupted => false,
+            io::ErrorKind::WouldBlock => {
+                let deadline = conn.deadline(cx.limits).map(Millis::instant);
+                if deadline.is_some_and(|at| Instant::now() >= at) {
+                    self.full = false;
+                    conn.timed_out(cx);
+                } else {
+                    let wake = [deadline, log_due].into_iter().flatten().min();
+                    self.full = !wait_for(&[self.stream.as_raw_fd()], libc::POLLOUT, wake);
+                }
+                false
+            }
+            // The client is gone (or a stop shut the socket).
+            _ => true,
+        }
     }
 
     /// Makes the next read wait no later than `wake`.

@@ -33,9 +33,19 @@ pub(crate) fn sendfile(socket: RawFd, file: &File, offset: u64, len: u64) -> io:
 /// what follows at once is the file these bytes are the head of, so the kernel may hold a short
 /// segment back for it (`MSG_MORE`) rather than send the head alone.
 pub(crate) fn send(socket: RawFd, bytes: &[u8], more: bool) -> io::Result<usize> {
+    send_with(socket, bytes, send_flags(more))
+}
+
+/// [`send`] that never waits, on a blocking socket too (`MSG_DONTWAIT`): a blocking driver
+/// waits for room itself, until the connection's send deadline (`blocking::drive`).
+pub(crate) fn send_now(socket: RawFd, bytes: &[u8], more: bool) -> io::Result<usize> {
+    send_with(socket, bytes, send_flags(more) | libc::MSG_DONTWAIT)
+}
+
+fn send_with(socket: RawFd, bytes: &[u8], flags: libc::c_int) -> io::Result<usize> {
     // SAFETY: the socket is open for the duration of the call (borrowed by the caller), and the
     // kernel only reads `bytes.len()` bytes from `bytes`.
-    let sent = unsafe { libc::send(socket, bytes.as_ptr().cast(), bytes.len(), send_flags(more)) };
+    let sent = unsafe { libc::send(socket, bytes.as_ptr().cast(), bytes.len(), flags) };
     if sent < 0 {
         Err(io::Error::last_os_error())
     } else {

@@ -339,10 +339,20 @@ impl Signals {
 /// Waits until one of `fds` is readable, or `until` passes (`None`: no time limit). An
 /// interrupted wait simply returns: callers look again.
 pub(crate) fn wait_readable(fds: &[RawFd], until: Option<std::time::Instant>) {
+    wait_for(fds, libc::POLLIN, until);
+}
+
+/// Waits until one of `fds` has one of `events` (or an error or hang-up, which `poll` always
+/// reports), or `until` passes. Returns whether one had.
+pub(crate) fn wait_for(
+    fds: &[RawFd],
+    events: libc::c_short,
+    until: Option<std::time::Instant>,
+) -> bool {
     let mut polled: Vec<libc::pollfd> = (fds.iter())
         .map(|&fd| libc::pollfd {
             fd,
-            events: libc::POLLIN,
+            events,
             revents: 0,
         })
         .collect();
@@ -351,7 +361,7 @@ pub(crate) fn wait_readable(fds: &[RawFd], until: Option<std::time::Instant>) {
         left.as_millis().min(i32::MAX as u128) as i32
     });
     // SAFETY: `polled` is a valid array of its length for the call.
-    unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, timeout) };
+    unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, timeout) > 0 }
 }
 
 /// The self-pipe: a socket pair, with signal-hook's handler writing one byte into one end each
