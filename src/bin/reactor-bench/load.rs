@@ -35,33 +35,44 @@ pub struct Target {
     pub tls: bool,
 }
 
-/// Reads `http://host[:port]/path` or `https://...`.
+/// Reads `http://host[:port][/path][?query]` or `https://...` (the scheme in any case, as RFC
+/// 3986 has it; a host may be an `[IPv6]` address; a fragment is not sent).
 pub fn parse_url(url: &str) -> Result<Target, String> {
-    let (rest, tls, default_port) = if let Some(rest) = url.strip_prefix("http://") {
-        (rest, false, 80)
-    } else if let Some(rest) = url.strip_prefix("https://") {
-        (rest, true, 443)
-    } else {
-        return Err(format!(
-            "{url}: only http:// and https:// URLs are supported"
-        ));
+    let (tls, default_port, rest) = match url.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (false, 80, rest),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => (true, 443, rest),
+        _ => {
+            return Err(format!(
+                "{url}: only http:// and https:// URLs are supported"
+            ));
+        }
     };
-    let (authority, path) = match rest.find('/') {
-        Some(slash) => (&rest[..slash], &rest[slash..]),
-        None => (rest, "/"),
+    let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(at) if rest[at..].starts_with('?') => (&rest[..at], format!("/{}", &rest[at..])),
+        Some(at) => (&rest[..at], rest[at..].to_string()),
+        None => (rest, "/".to_string()),
     };
     if authority.is_empty() {
         return Err(format!("{url}: no host"));
     }
-    let with_port = if authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        authority.to_string()
-    } else {
-        format!("{authority}:{default_port}")
+    if authority.contains('@') {
+        return Err(format!(
+            "{url}: a user name or password in the URL is not supported"
+        ));
+    }
+    // The port is what follows the last colon, unless that colon is inside `[...]`.
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => (host, port),
+        _ => (authority, ""),
     };
-    let addr = with_port
+    let port = match port {
+        "" => default_port,
+        port => port
+            .parse::<u16>()
+            .map_err(|_| format!("{url}: {port} is not a port (0 to 65535)"))?,
+    };
+    let addr = format!("{host}:{port}")
         .to_socket_addrs()
         .map_err(|err| format!("{url}: {err}"))?
         .next()
@@ -69,7 +80,7 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
     Ok(Target {
         addr,
         host: authority.to_string(),
-        path: path.to_string(),
+        path,
         tls,
     })
 }
@@ -804,6 +815,21 @@ mod tests {
         assert!(parse_url("https://127.0.0.1:8443/").unwrap().tls);
         assert!(parse_url("ftp://x/").is_err());
         assert!(parse_url("http:///x").is_err());
+        // The scheme in any case; a query straight after the authority; no fragment.
+        let target = parse_url("HTTP://127.0.0.1:8080?x=1#top").unwrap();
+        assert_eq!(
+            (target.host.as_str(), target.path.as_str()),
+            ("127.0.0.1:8080", "/?x=1")
+        );
+        assert!(parse_url("HTTPS://127.0.0.1/").unwrap().tls);
+        let target = parse_url("http://[::1]:8080/a").unwrap();
+        assert_eq!(target.addr, "[::1]:8080".parse().unwrap());
+        assert_eq!(target.host, "[::1]:8080");
+        assert_eq!(parse_url("http://[::1]/").unwrap().addr.port(), 80);
+        assert_eq!(parse_url("http://127.0.0.1:/").unwrap().addr.port(), 80);
+        let refused = |url| parse_url(url).unwrap_err();
+        assert!(refused("http://127.0.0.1:99999/").contains("99999 is not a port"));
+        assert!(refused("http://u:p@127.0.0.1:1/").contains("user name or password"));
     }
 
     #[test]
