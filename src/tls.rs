@@ -643,7 +643,7 @@ impl Session for TlsConn {
                 };
             }
             if self.out.pending().is_empty() {
-                self.send_by = None;
+                (self.send_by, self.took) = (None, false);
             }
             encoded = false;
             if self.half_close {

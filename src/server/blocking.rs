@@ -4,8 +4,8 @@
 //! becomes one read, write or sendfile that waits until it can be done. There is no timer heap:
 //! the socket's receive timeout (SO_RCVTIMEO) wakes a read that waits too long, and a write
 //! that finds the socket full waits in `poll` for room, until the connection's deadline
-//! ([`SocketTimeouts::wait_for_room`]). The threaded mode serves each of its connections with this same function, on a worker
-//! thread, and the fork mode in a child process.
+//! ([`SocketTimeouts::wait_for_room`]). The threaded mode serves each of its connections with
+//! this same function, on a worker thread, and the fork mode in a child process.
 //!
 //! A blocking server cannot wait for shutdown and for a client at once, so a thread parked in
 //! `read` on an idle keep-alive connection is woken by shutting down the socket's read side
