@@ -761,10 +761,7 @@ impl Session for TlsConn {
         // The handshake counts under the first request's header timeout, which the HTTP
         // connection starts when it is made.
         let own = self.linger_until.or_else(|| self.inner.deadline(limits));
-        match (own, self.send_by) {
-            (Some(own), Some(send_by)) => Some(own.min(send_by)),
-            (own, send_by) => own.or(send_by),
-        }
+        [own, self.send_by].into_iter().flatten().min()
     }
 
     fn timed_out(&mut self, cx: &mut Context<'_>) {
