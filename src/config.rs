@@ -80,7 +80,8 @@ pub struct Limits {
     /// Bytes a second of a request body that keep its timeout from running down (Apache's
     /// `MinRate`); 0: the whole body must arrive within `body_timeout` of its head.
     pub body_min_rate: u32,
-    /// An idle keep-alive connection is closed, silently, after this.
+    /// An idle keep-alive connection is closed, silently, after this. Zero: keep-alive off,
+    /// every response says `Connection: close`.
     pub keep_alive_timeout: Duration,
     /// A response that makes no progress for this long (the client stopped reading) is abandoned.
     pub send_timeout: Duration,

@@ -87,8 +87,9 @@ struct Cli {
     /// must arrive within --body-timeout of its head.
     #[arg(long, default_value_t = 1024, value_name = "RATE")]
     body_min_rate: u32,
-    /// Seconds an idle keep-alive connection stays open.
-    #[arg(long, default_value = "5", value_parser = parse_secs)]
+    /// Seconds an idle keep-alive connection stays open; 0: no keep-alive, every connection
+    /// closes after its first response (nginx's `keepalive_timeout 0`).
+    #[arg(long, default_value = "5", value_parser = parse_keep_alive_secs)]
     keep_alive_timeout: Duration,
     /// Seconds a response may make no progress (the client stopped reading) before it is dropped.
     #[arg(long, default_value = "60", value_parser = parse_secs)]
@@ -252,9 +253,20 @@ fn parse_header(text: &str) -> Result<(String, String), String> {
 }
 
 fn parse_secs(text: &str) -> Result<Duration, String> {
-    match text.parse::<f64>() {
-        Ok(secs) if secs > 0.0 && secs <= 86_400.0 => Ok(Duration::from_secs_f64(secs)),
+    match text.parse::<f64>().map(Duration::try_from_secs_f64) {
+        Ok(Ok(time)) if !time.is_zero() && time <= Duration::from_secs(86_400) => Ok(time),
         _ => Err("expected a number of seconds, more than 0 and at most 86400".into()),
+    }
+}
+
+/// As [`parse_secs`], and 0: keep-alive off.
+fn parse_keep_alive_secs(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(0.0) => Ok(Duration::ZERO),
+        _ => parse_secs(text).map_err(|_| {
+            "expected 0 (no keep-alive) or a number of seconds, more than 0 and at most 86400"
+                .into()
+        }),
     }
 }
 

@@ -594,6 +594,12 @@ fn usage_errors_exit_2_with_one_line() {
         ("--cores", "0"),
         ("--cores", "1025"),
         ("--threads", "10001"),
+        // Times: more than 0 (but keep-alive's, where 0 turns it off), at most a day, and not
+        // so small that they round to nothing.
+        ("--header-timeout", "0"),
+        ("--send-timeout", "86400.5"),
+        ("--keep-alive-timeout", "1e-12"),
+        ("--keep-alive-timeout", "NaN"),
     ] {
         let (code, _, err) = run(&[flag, value]);
         assert_eq!(code, Some(2), "{flag} {value}");

@@ -488,6 +488,30 @@ fn idle_keep_alive_is_closed(mode: Mode) {
     );
 }
 
+/// `--keep-alive-timeout 0`, as nginx's `keepalive_timeout 0`: every response says
+/// `Connection: close` and the connection ends with it, whatever the client asked for;
+/// requests pipelined behind the first are not answered. The same for an answer that comes
+/// from the handler pool (`/sleep` in reactor and uring mode).
+fn keep_alive_off(mode: Mode) {
+    let mut cfg = config(mode);
+    cfg.limits.keep_alive_timeout = Duration::ZERO;
+    let server = TestServer::start(cfg);
+    for first in ["/hello", "/sleep?ms=0"] {
+        let mut client = server.connect();
+        let request = format!("GET {first} HTTP/1.1\r\nHost: t\r\n\r\n");
+        client.send(format!("{request}{}", String::from_utf8_lossy(hello_request())).as_bytes());
+        let response = client.response();
+        assert_eq!(response.status, 200, "{first}");
+        assert_eq!(response.header("connection"), Some("close"), "{first}");
+        assert!(client.expect_close() < Duration::from_secs(2), "{first}");
+    }
+    let mut client = server.connect();
+    let response = client.request(b"GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_eq!(response.text(), "Hello, World!");
+    assert_eq!(response.header("connection"), Some("close"));
+    assert!(client.expect_close() < Duration::from_secs(2));
+}
+
 fn many_concurrent_connections(mode: Mode) {
     let server = TestServer::start(config(mode));
     let addr = server.addr;
@@ -860,6 +884,7 @@ macro_rules! every_mode {
         t!(slowloris_gets_408, 20, $mode);
         t!(a_head_is_refused_at_the_line_that_tells, 20, $mode);
         t!(idle_keep_alive_is_closed, 20, $mode);
+        t!(keep_alive_off, 20, $mode);
         t!(many_concurrent_connections, 60, $mode);
         // A stop drains every connection; in fork mode the parent passes it on to its
         // children (until stop 33 it did not, and these two ran in the other modes only).

@@ -1152,7 +1152,7 @@ impl Conn {
 
     /// Whether the connection stays open after the answer it is about to queue, with `more`
     /// bytes received behind its request: by its drain, or else by a stop asked for since its
-    /// driver last looked ([`StopSignal`]).
+    /// driver last looked ([`StopSignal`]); never with keep-alive off (`--keep-alive-timeout 0`).
     #[inline(always)]
     fn keeps_open(&self, more: bool, cx: &Context<'_>) -> bool {
         match self.drain {
@@ -1160,6 +1160,7 @@ impl Conn {
             how => how,
         }
         .keeps_open(more)
+            && !cx.limits.keep_alive_timeout.is_zero()
     }
 
     /// The server is stopping (`Drain::Now`) or handing over (`Drain::Handover`): finish the
