@@ -183,14 +183,27 @@ impl LoopEnv {
 
     /// Tells a connection it is closed (it writes what it owes the access log), and withdraws
     /// its request from the handler pool if no thread has taken it yet: nobody is left to read
-    /// the answer. `ticket` is the connection's slab key and generation.
-    pub fn close<S: Session>(&mut self, ticket: pool::Ticket, peer: IpAddr, conn: &mut S) {
-        if conn.is_pending()
-            && let Some(offload) = &mut self.offload
-        {
-            offload.inbox.withdraw(ticket);
-        }
+    /// the answer. `ticket` is the connection's slab key and generation. Returns whether a
+    /// thread had taken it: its handler runs on (or has just answered) for nobody.
+    pub fn close<S: Session>(&mut self, ticket: pool::Ticket, peer: IpAddr, conn: &mut S) -> bool {
+        let running = conn.is_pending()
+            && self
+                .offload
+                .as_mut()
+                .is_some_and(|offload| !offload.inbox.withdraw(ticket));
         self.with_context(peer, |cx| conn.closed(cx));
+        running
+    }
+
+    /// The end of a stop's drain time, with `running` of the connections it cut off waiting
+    /// for a handler on the pool: said, as the threaded mode says the handler it leaves.
+    pub fn drained(&self, running: usize) {
+        if running > 0 {
+            let requests = if running == 1 { "request" } else { "requests" };
+            eprintln!(
+                "reactor-httpd: {running} {requests} still in a handler at the end of the stop; closed unanswered"
+            );
+        }
     }
 
     /// How long the loop may sleep: until its earliest timer, its access log's next flush, or
