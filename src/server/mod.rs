@@ -195,9 +195,17 @@ impl LoopEnv {
         running
     }
 
-    /// The end of a stop's drain time, with `running` of the connections it cut off waiting
-    /// for a handler on the pool: said, as the threaded mode says the handler it leaves.
-    pub fn drained(&self, running: usize) {
+    /// The end of a stop's drain time: the connections still `open` are closed (each writes
+    /// what it owes the access log), and those whose request a handler on the pool still holds
+    /// are said, as the threaded mode says the handler it leaves.
+    pub fn cut_off<'c, S: Session + 'c>(
+        &mut self,
+        open: impl Iterator<Item = (pool::Ticket, IpAddr, &'c mut S)>,
+    ) {
+        let mut running = 0;
+        for (ticket, peer, conn) in open {
+            running += usize::from(self.close(ticket, peer, conn));
+        }
         if running > 0 {
             let requests = if running == 1 { "request" } else { "requests" };
             eprintln!(

@@ -331,16 +331,8 @@ impl<S: Session> EventLoop<S> {
                 && (self.connections.is_empty() || self.env.clock.now() >= deadline)
             {
                 // Those still open are cut off: what they owe the access log is written first.
-                let mut running = 0;
-                for (key, connection) in self.connections.iter_mut() {
-                    let ticket = (key, connection.generation);
-                    running += usize::from(self.env.close(
-                        ticket,
-                        connection.peer,
-                        &mut connection.conn,
-                    ));
-                }
-                self.env.drained(running);
+                let open = self.connections.iter_mut();
+                (self.env).cut_off(open.map(|(key, c)| ((key, c.generation), c.peer, &mut c.conn)));
                 return Ok(());
             }
         }

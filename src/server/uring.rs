@@ -1236,16 +1236,8 @@ impl<S: Session> Ring<S> {
             {
                 // Those still open are cut off: what they owe the access log is written first.
                 // (Only a streamed body's state is dropped here, which no operation reads.)
-                let mut running = 0;
-                for (key, connection) in self.connections.iter_mut() {
-                    let ticket = (key, connection.generation);
-                    running += usize::from(self.env.close(
-                        ticket,
-                        connection.peer,
-                        &mut connection.conn,
-                    ));
-                }
-                self.env.drained(running);
+                let open = self.connections.iter_mut();
+                (self.env).cut_off(open.map(|(key, c)| ((key, c.generation), c.peer, &mut c.conn)));
                 return Ok(());
             }
         }
