@@ -499,7 +499,7 @@ fn keep_alive_off(mode: Mode) {
     for first in ["/hello", "/sleep?ms=0"] {
         let mut client = server.connect();
         let request = format!("GET {first} HTTP/1.1\r\nHost: t\r\n\r\n");
-        client.send(format!("{request}{}", String::from_utf8_lossy(hello_request())).as_bytes());
+        client.send(&[request.as_bytes(), hello_request()].concat());
         let response = client.response();
         assert_eq!(response.status, 200, "{first}");
         assert_eq!(response.header("connection"), Some("close"), "{first}");
