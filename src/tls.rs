@@ -288,9 +288,8 @@ pub struct TlsConn {
     /// The HTTP connection's send timer stops once it has handed the last of its output over
     /// (it may be closed by then, its close_notify queued), so this one bounds what is left
     /// for a client that stopped reading, as a plain connection's bounds its own output.
+    /// Cleared whenever the socket takes some, and set anew at the next `want`.
     send_by: Option<Millis>,
-    /// The socket took ciphertext since `send_by` was set.
-    took: bool,
     /// The server's drain, held back while the HTTP connection is idle and this one holds the
     /// start of a record (see [`TlsConn::pass_drain`]).
     drain: Option<Drain>,
@@ -354,7 +353,6 @@ impl TlsConn {
             to_log: false,
             linger_until: None,
             send_by: None,
-            took: false,
             drain: None,
         }
     }
@@ -633,7 +631,7 @@ impl Session for TlsConn {
         loop {
             // Ciphertext first: nothing else moves while the socket has not taken it.
             if !self.out.pending().is_empty() && !encoded {
-                if self.send_by.is_none() || std::mem::take(&mut self.took) {
+                if self.send_by.is_none() {
                     let now = cx.clock.now_ms();
                     self.send_by = Some(now.deadline_after(cx.limits.send_timeout));
                 }
@@ -641,9 +639,6 @@ impl Session for TlsConn {
                     bytes: self.out.pending(),
                     more: false,
                 };
-            }
-            if self.out.pending().is_empty() {
-                (self.send_by, self.took) = (None, false);
             }
             encoded = false;
             if self.half_close {
@@ -750,7 +745,9 @@ impl Session for TlsConn {
 
     fn wrote(&mut self, n: usize) {
         self.out.sent += n;
-        self.took |= n > 0;
+        if n > 0 {
+            self.send_by = None;
+        }
     }
 
     fn sent_file(&mut self, _: u64) {
