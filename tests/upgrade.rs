@@ -12,6 +12,7 @@ mod common;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -348,5 +349,110 @@ fn an_upgrade_follows_a_switched_release_link() {
         assert_eq!(server.get("/hello").status, 200);
         server.old_exits_cleanly();
         stop(new);
+    });
+}
+
+/// Under systemd (`Type=notify`, which passes `NOTIFY_SOCKET`), each process tells the service
+/// manager what it must know for the service to outlive its first process: the first says it
+/// serves; each upgrade says it began (`RELOADING=1`), then names the new main process before
+/// the old one drains and exits (`MAINPID=`), or says it failed and the old one serves on; and
+/// the new process is not the old one's child (the service manager adopts it). The service
+/// manager here is a datagram socket the test reads, in every mode; `docs/deploy/under-systemd.sh`
+/// does the same under a real systemd.
+#[test]
+fn the_service_manager_is_told_each_new_main_pid() {
+    bounded(120, || {
+        let root = tempdir("upgrade-notify");
+        let dir = tempdir("upgrade-notify-bin");
+        let installed = dir.join("reactor-httpd");
+        let socket_path = dir.join("notify");
+        for mode in MODES.into_iter().filter(|mode| common::runnable_name(mode)) {
+            let _ = fs::remove_file(&socket_path);
+            let manager = UnixDatagram::bind(&socket_path).unwrap();
+            manager
+                .set_read_timeout(Some(Duration::from_secs(15)))
+                .unwrap();
+            let told = || {
+                let mut buf = [0; 512];
+                let len = manager
+                    .recv(&mut buf)
+                    .unwrap_or_else(|err| panic!("{mode}: no notification: {err}"));
+                String::from_utf8(buf[..len].to_vec()).unwrap()
+            };
+            copy_elsewhere(&binary(), &installed);
+            let env = [("NOTIFY_SOCKET", socket_path.as_os_str())];
+            let mut server = Upgrading::start_with_env(&installed, mode, &root, &[], &env);
+            assert_eq!(told(), "READY=1", "{mode}");
+
+            let new = server.upgrade();
+            let reloading = told();
+            let usec = reloading
+                .strip_prefix("RELOADING=1\nMONOTONIC_USEC=")
+                .and_then(|usec| usec.parse::<u64>().ok());
+            assert!(usec.is_some_and(|usec| usec > 0), "{mode}: {reloading:?}");
+            assert_eq!(told(), format!("MAINPID={new}\nREADY=1\nSTATUS="), "{mode}");
+            // Not the old process's child, so that the service manager is its parent once
+            // the go-between ended (a main process it did not fork is one it cannot watch).
+            let parent = parent_of(new);
+            assert_ne!(parent, server.old.id(), "{mode}: the new process's parent");
+            server.old_exits_cleanly();
+            assert_eq!(server.get("/hello").status, 200, "{mode}");
+
+            // The new process is the main one now: it says its own upgrade's failure.
+            replace_executable(&installed, b"#!/bin/sh\nexit 3\n");
+            server.sighup();
+            server.stderr_line("upgrade failed: ");
+            assert!(told().starts_with("RELOADING=1\n"), "{mode}");
+            assert_eq!(
+                told(),
+                "READY=1\nSTATUS=upgrade failed: the new process ended before it was ready \
+                 (how, its parent the service manager knows); still serving",
+                "{mode}"
+            );
+            assert_eq!(server.get("/hello").status, 200, "{mode}");
+            stop(new);
+            // Nothing else was said: not by the old process as it drained, nor by the new one
+            // at its start (its predecessor spoke for it), nor at the stop.
+            manager.set_nonblocking(true).unwrap();
+            let more: Vec<String> = server.stdout.iter().collect();
+            assert!(more.is_empty(), "{mode}: more processes: {more:?}");
+            let mut buf = [0; 512];
+            let after = manager.recv(&mut buf).map(|len| buf[..len].to_vec());
+            assert!(
+                after.is_err(),
+                "{mode}: {:?}",
+                after.map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            );
+        }
+    });
+}
+
+/// The parent pid of process `pid`, from /proc.
+fn parent_of(pid: u32) -> u32 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command's name in parentheses: the state, then the parent's pid.
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    after_name.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// A `NOTIFY_SOCKET` nobody listens on: said once on stderr (systemd would time the start out,
+/// and the operator should know why), and the server serves and upgrades all the same.
+#[test]
+fn a_service_manager_that_cannot_be_told_is_said_once() {
+    bounded(60, || {
+        let root = tempdir("upgrade-notify-nobody");
+        let nobody = root.join("nobody");
+        let env = [("NOTIFY_SOCKET", nobody.as_os_str())];
+        let mut server = Upgrading::start_with_env(&binary(), "reactor", &root, &[], &env);
+        let said = server.stderr_line("cannot notify the service manager at NOTIFY_SOCKET=");
+        assert!(said.contains(nobody.to_str().unwrap()), "{said:?}");
+        assert_eq!(server.get("/hello").status, 200);
+        // The old process's next messages (reloading, the new main pid) fail too, unsaid.
+        let new = server.upgrade();
+        server.old_exits_cleanly();
+        assert_eq!(server.get("/hello").status, 200);
+        stop(new);
+        let more: Vec<String> = server.stderr.iter().collect();
+        assert!(more.is_empty(), "{more:?}");
     });
 }

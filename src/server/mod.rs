@@ -16,6 +16,7 @@ mod blocking;
 mod fork;
 pub(crate) mod io_util;
 mod listener;
+mod notify;
 mod pool;
 mod reactor;
 mod shutdown;

@@ -45,15 +45,16 @@ use std::process::{Child, Command, ExitStatus};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{Shutdown, Signals};
+use super::{Shutdown, Signals, notify};
 use crate::tls::SelfSigned;
 
 /// The listening sockets handed to the new process: their descriptor numbers, comma-separated.
 const ENV_LISTENERS: &str = "REACTOR_HTTPD_LISTENERS";
 /// The descriptor on which the new process writes one byte once it serves.
 const ENV_READY: &str = "REACTOR_HTTPD_READY";
-/// The old process's pid: the variables above count only in its child (as `LISTEN_PID` does
-/// for systemd), never in a process that merely inherited the environment.
+/// The old process's pid: the variables above count only in the process whose readiness socket
+/// leads to it (as `LISTEN_PID` does for systemd), never in one that merely inherited the
+/// environment.
 const ENV_PARENT: &str = "REACTOR_HTTPD_PARENT";
 
 /// Set when the old process writes its self-signed certificate on the readiness socket for the
@@ -83,7 +84,7 @@ pub(crate) struct Upgrade {
 enum State {
     Idle,
     Starting {
-        child: Child,
+        new: NewProcess,
         ready: UnixStream,
         since: Instant,
         /// How it ended, if the fork mode's parent reaped it (it reaps every child).
@@ -91,6 +92,69 @@ enum State {
     },
     /// The new process serves; this one drains. Another SIGHUP is ignored.
     HandedOver,
+}
+
+/// The new process, as the old one holds it.
+enum NewProcess {
+    /// Its own child: how it ended, if it fails, can be read.
+    Child(Child),
+    /// Under a service manager (`NOTIFY_SOCKET`), a grandchild whose parent, a go-between,
+    /// ended at once, so the service manager is its parent: systemd takes a main process that
+    /// is not its own child for one it cannot watch ("alien"), and on `systemctl stop` sends it
+    /// SIGTERM and then at once SIGKILL, cutting off the drain, where it would wait for its own
+    /// child's exit. The price: how it ended, if it fails, is told to its parent, not to us.
+    Orphan(u32),
+}
+
+impl NewProcess {
+    fn id(&self) -> u32 {
+        match self {
+            NewProcess::Child(child) => child.id(),
+            NewProcess::Orphan(pid) => *pid,
+        }
+    }
+
+    /// Stops a new process that failed to be ready in time, or whose upgrade is called off.
+    fn stop(&mut self, ready: &UnixStream) {
+        match self {
+            NewProcess::Child(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            // Not our child, so its pid is its own only while it lives: its end of the
+            // readiness socket is closed once it has ended (and only then may its parent reap
+            // it and the pid go to another process). Open, it lives (for all but the instant
+            // between the two calls, and a pid is reused only once the numbers wrap around).
+            NewProcess::Orphan(pid) => {
+                let mut byte = 0u8;
+                // SAFETY: recv(2) into one byte we own; MSG_PEEK leaves what it sees.
+                let seen = unsafe {
+                    libc::recv(
+                        ready.as_raw_fd(),
+                        (&mut byte as *mut u8).cast(),
+                        1,
+                        libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                    )
+                };
+                if seen != 0 {
+                    // SAFETY: kill(2) on the pid of a process that lives (above).
+                    unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+                }
+            }
+        }
+    }
+}
+
+/// The pid the new process writes first on the readiness socket when it is an orphan (see
+/// [`NewProcess::Orphan`]): before its exec, so it is there at once or very nearly.
+fn read_pid(ready: &UnixStream) -> io::Result<u32> {
+    ready.set_nonblocking(false)?;
+    ready.set_read_timeout(Some(READY_WITHIN))?;
+    let mut pid = [0; 4];
+    let read = (&*ready).read_exact(&mut pid);
+    ready.set_nonblocking(true)?;
+    read.map_err(|err| io::Error::new(err.kind(), format!("the new process's pid: {err}")))?;
+    Ok(u32::from_le_bytes(pid))
 }
 
 impl Upgrade {
@@ -144,11 +208,12 @@ impl Upgrade {
             eprintln!("reactor-httpd: SIGHUP ignored: {why}");
             return None;
         }
+        notify::reloading();
         match self.spawn() {
-            Ok((child, ready)) => {
+            Ok((new, ready)) => {
                 let fd = ready.as_raw_fd();
                 self.state = State::Starting {
-                    child,
+                    new,
                     ready,
                     since: Instant::now(),
                     ended: None,
@@ -163,7 +228,7 @@ impl Upgrade {
     }
 
     // ANCHOR: spawn
-    fn spawn(&self) -> io::Result<(Child, UnixStream)> {
+    fn spawn(&self) -> io::Result<(NewProcess, UnixStream)> {
         // A socket pair rather than a pipe: non-blocking reads and a clean end of stream.
         let (ready, child_end) = UnixStream::pair()?;
         ready.set_nonblocking(true)?;
@@ -178,6 +243,8 @@ impl Upgrade {
             .join(",");
         inherited.push(child_end.as_raw_fd());
         let cpus = self.cpus;
+        let supervised = notify::is_supervised();
+        let says_pid = child_end.as_raw_fd();
         let mut command = Command::new(&self.binary);
         command
             .args(&self.args)
@@ -193,9 +260,23 @@ impl Upgrade {
             command.env(ENV_SELF_SIGNED, "1");
         }
         // SAFETY: runs in the child between fork and exec, where only async-signal-safe calls
-        // are allowed: fcntl and sched_setaffinity are system calls, and nothing is allocated.
+        // are allowed: fork, getpid, write, _exit, fcntl and sched_setaffinity are system calls,
+        // and nothing is allocated.
         unsafe {
             command.pre_exec(move || {
+                if supervised {
+                    // See `NewProcess::Orphan`: this child forks the new process and ends, so
+                    // that the service manager becomes the new process's parent.
+                    match libc::fork() {
+                        -1 => return Err(io::Error::last_os_error()),
+                        0 => {
+                            // The new process, before anything else it writes: its pid.
+                            let pid = (libc::getpid() as u32).to_le_bytes();
+                            libc::write(says_pid, pid.as_ptr().cast(), pid.len());
+                        }
+                        _ => libc::_exit(0),
+                    }
+                }
                 if let Some(cpus) = &cpus {
                     // Best effort: a process that may not widen its mask keeps the loop's.
                     libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), cpus);
@@ -212,15 +293,23 @@ impl Upgrade {
         let mut child = command.spawn()?;
         // Our copy of the child's end closes here, so its end of stream means the child's end.
         drop(child_end);
+        let mut new = match supervised {
+            false => NewProcess::Child(child),
+            true => {
+                // The go-between has ended, or is ending (the fork mode's parent may reap it
+                // first); the new process wrote its pid before it even execs.
+                let _ = child.wait();
+                NewProcess::Orphan(read_pid(&ready)?)
+            }
+        };
         if let Some(made) = &self.self_signed {
             // Into the socket's empty buffer, which holds far more: this write does not wait.
             if let Err(err) = (&ready).write_all(&self_signed_message(made)) {
-                let _ = child.kill();
-                let _ = child.wait();
+                new.stop(&ready);
                 return Err(err);
             }
         }
-        Ok((child, ready))
+        Ok((new, ready))
     }
     // ANCHOR_END: spawn
 
@@ -242,7 +331,7 @@ impl Upgrade {
     /// says so and this process serves on. Otherwise (a spurious wake-up) nothing changes.
     pub fn check(&mut self, shutdown: &Shutdown) {
         let State::Starting {
-            child,
+            new,
             ready,
             since,
             ended,
@@ -253,13 +342,12 @@ impl Upgrade {
         let mut byte = [0];
         let outcome = match (&*ready).read(&mut byte) {
             Ok(1) => Ok(()),
-            Ok(_) => Err(exited(child, *ended)),
+            Ok(_) => Err(exited(new, *ended)),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 if since.elapsed() < READY_WITHIN {
                     return;
                 }
-                let _ = child.kill();
-                let _ = child.wait();
+                new.stop(ready);
                 Err(format!(
                     "the new process was not ready within {} s; it was stopped",
                     READY_WITHIN.as_secs()
@@ -272,11 +360,14 @@ impl Upgrade {
             Ok(()) => {
                 eprintln!(
                     "reactor-httpd: handed over to pid {} after {} ms; finishing what is in flight",
-                    child.id(),
+                    new.id(),
                     since.elapsed().as_millis()
                 );
-                // The child is not waited for: it outlives this process, and its new parent
-                // (init, or the service manager) reaps it.
+                // Before this process drains and exits: a service manager must not take its
+                // exit for the service's (see `notify`).
+                notify::handed_over(new.id());
+                // The new process is not waited for: it outlives this process, and its new
+                // parent (init, or the service manager) reaps it.
                 self.state = State::HandedOver;
                 // Our copies of the sockets are closed by the trigger.
                 shutdown.hand_over();
@@ -291,7 +382,11 @@ impl Upgrade {
     /// The fork mode's parent reaped `pid`, not one of its connections' children: if it is the
     /// new process under way, how it ended is kept to be said.
     pub fn reaped(&mut self, pid: u32, status: ExitStatus) {
-        if let State::Starting { child, ended, .. } = &mut self.state
+        if let State::Starting {
+            new: NewProcess::Child(child),
+            ended,
+            ..
+        } = &mut self.state
             && child.id() == pid
         {
             *ended = Some(status);
@@ -335,7 +430,15 @@ fn started_from() -> io::Result<PathBuf> {
 /// process's descriptors close before its exit status is there to be read, so it is given a
 /// moment (at most [`EXIT_WITHIN`] of this loop's time, once, for an upgrade that failed) to
 /// say how it ended: the operator reads "exit status: 2" after its own line on stderr.
-fn exited(child: &mut Child, reaped: Option<ExitStatus>) -> String {
+fn exited(new: &mut NewProcess, reaped: Option<ExitStatus>) -> String {
+    let child = match new {
+        NewProcess::Child(child) => child,
+        NewProcess::Orphan(_) => {
+            return "the new process ended before it was ready (how, its parent the service \
+                    manager knows)"
+                .into();
+        }
+    };
     let since = Instant::now();
     let status = loop {
         match child.try_wait() {
@@ -366,6 +469,7 @@ const EXIT_WITHIN: Duration = Duration::from_millis(100);
 
 fn failed(why: &str) {
     eprintln!("reactor-httpd: upgrade failed: {why}; still serving");
+    notify::upgrade_failed(why);
 }
 
 /// The new process's side: the listening sockets handed over by the old one, if this process
@@ -378,16 +482,15 @@ pub(crate) fn inherited_listeners() -> Result<Option<Vec<TcpListener>>, String> 
     ) else {
         return Ok(None);
     };
-    // SAFETY: getppid has no preconditions.
-    let our_parent = unsafe { libc::getppid() };
-    if parent.parse::<i32>() != Ok(our_parent) {
+    let (Ok(parent), Ok(ready)) = (parent.parse::<i32>(), ready.parse::<RawFd>()) else {
+        return Ok(None);
+    };
+    // Ours only if the readiness socket is there and its other end is the old process's (its
+    // parent, or under a service manager its grandparent: see `NewProcess::Orphan`).
+    if peer_pid(ready) != Some(parent) {
         return Ok(None);
     }
-    let ready: RawFd = ready
-        .parse()
-        .map_err(|_| format!("{ENV_READY}={ready:?}: expected a descriptor"))?;
-    // SAFETY: the parent opened this descriptor for us alone (its pid matches above); fcntl
-    // proves it open before anything owns it.
+    // SAFETY: the old process opened this descriptor for us alone (its pid matches above).
     if unsafe { libc::fcntl(ready, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
         return Err(format!(
             "{ENV_READY} names descriptor {ready}, which is not open"
@@ -404,6 +507,29 @@ pub(crate) fn inherited_listeners() -> Result<Option<Vec<TcpListener>>, String> 
         })
         .collect::<Result<_, _>>()
         .map(Some)
+}
+
+/// The pid of the process at the other end of the Unix socket `fd` (that made the pair), if `fd`
+/// is one.
+fn peer_pid(fd: RawFd) -> Option<i32> {
+    let mut peer = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `peer`, which is that large; on a
+    // descriptor that is not open or not a socket it fails and writes nothing.
+    let got = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut peer as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (got == 0 && peer.pid > 0).then_some(peer.pid)
 }
 
 /// The new process's side, with `--tls-self-signed`: the certificate the old process served,
@@ -463,14 +589,18 @@ fn read_self_signed(ready: &mut UnixStream) -> io::Result<SelfSigned> {
 /// The readiness socket, while this process has not yet said it serves.
 static READY: Mutex<Option<OwnedFd>> = Mutex::new(None);
 
-/// Tells the old process that this one serves (its loops are about to poll): it may stop.
-/// Does nothing in a process that was not started by an upgrade, or the second time.
+/// Tells the old process that this one serves (its loops are about to poll): it may stop, and
+/// it tells the service manager, if there is one, for both. A process not started by an upgrade
+/// tells the service manager itself.
 pub(crate) fn announce_ready() {
     let ready = READY.lock().unwrap_or_else(PoisonError::into_inner).take();
-    if let Some(ready) = ready {
-        let mut ready = UnixStream::from(ready);
-        // If the old process is gone, there is no one to tell.
-        let _ = ready.write_all(b"1");
+    match ready {
+        Some(ready) => {
+            let mut ready = UnixStream::from(ready);
+            // If the old process is gone, there is no one to tell.
+            let _ = ready.write_all(b"1");
+        }
+        None => notify::ready(),
     }
 }
 
@@ -482,9 +612,8 @@ impl Drop for Upgrade {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
-        if let State::Starting { child, .. } = &mut self.state {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let State::Starting { new, ready, .. } = &mut self.state {
+            new.stop(ready);
         }
     }
 }

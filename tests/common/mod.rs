@@ -313,6 +313,8 @@ impl TestServer {
         let limits = &config.limits;
         let mut command = Command::new(env!("CARGO_BIN_EXE_reactor-httpd"));
         command
+            // A service manager the tests run under is not the server's (see `notify.rs`).
+            .env_remove("NOTIFY_SOCKET")
             .args(["--bind", "127.0.0.1:0", "--mode", config.mode.name()])
             .args(["--max-buffer-bytes", &limits.buffers.limit().to_string()])
             .args(["--max-connections", &config.max_connections.to_string()])

@@ -2,6 +2,7 @@
 //! process group of its own, its stdout and stderr read line by line (every generation writes
 //! to the same pipes).
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -30,7 +31,21 @@ pub struct Upgrading {
 
 impl Upgrading {
     pub fn start(binary: &Path, mode: &str, root: &Path, extra: &[&str]) -> Upgrading {
+        Upgrading::start_with_env(binary, mode, root, extra, &[])
+    }
+
+    /// As [`Upgrading::start`], with these variables set in the server's environment.
+    pub fn start_with_env(
+        binary: &Path,
+        mode: &str,
+        root: &Path,
+        extra: &[&str],
+        env: &[(&str, &OsStr)],
+    ) -> Upgrading {
         let mut old = Command::new(binary)
+            // A service manager the tests run under is not the server's (see `notify.rs`).
+            .env_remove("NOTIFY_SOCKET")
+            .envs(env.iter().copied())
             .args(["--bind", "127.0.0.1:0", "--mode", mode, "--quiet", "--demo"])
             .args(["--cores", "2", "--no-pin", "--threads", "16"])
             .args(extra)
