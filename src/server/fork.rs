@@ -499,12 +499,19 @@ fn end_children(children: &mut Children, env: &LoopEnv) {
         while unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) } < 0
             && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
         {}
-        if children.exited(pid) == Reaped::Connection
-            && let Some(metrics) = &env.metrics
-        {
-            metrics.closed.add(1);
-        }
+        ended(children, pid, env);
     }
+}
+
+/// Takes the reaped `pid` out of `children`, counting its connection closed if it served one.
+fn ended(children: &mut Children, pid: libc::pid_t, env: &LoopEnv) -> Reaped {
+    let reaped = children.exited(pid);
+    if reaped == Reaped::Connection
+        && let Some(metrics) = &env.metrics
+    {
+        metrics.closed.add(1);
+    }
+    reaped
 }
 
 /// Reaps every child that has exited, without blocking, and takes it out of `children`.
@@ -518,19 +525,11 @@ fn reap(children: &mut Children, env: &LoopEnv, mut upgrade: Option<&mut Upgrade
         // SAFETY: waitpid writes the status to a local; WNOHANG keeps it from blocking.
         let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
         if pid > 0 {
-            match children.exited(pid) {
-                Reaped::Connection => {
-                    if let Some(metrics) = &env.metrics {
-                        metrics.closed.add(1);
-                    }
-                }
-                Reaped::Refusal => {}
-                Reaped::NotOurs => {
-                    // The new process of an upgrade, under way or done.
-                    if let Some(upgrade) = upgrade.as_deref_mut() {
-                        upgrade.reaped(pid as u32, ExitStatus::from_raw(status));
-                    }
-                }
+            // Not a connection's child: the new process of an upgrade, under way or done.
+            if ended(children, pid, env) == Reaped::NotOurs
+                && let Some(upgrade) = upgrade.as_deref_mut()
+            {
+                upgrade.reaped(pid as u32, ExitStatus::from_raw(status));
             }
         } else if pid < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
             continue;
