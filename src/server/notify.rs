@@ -17,8 +17,10 @@
 //!
 //! The new process says nothing at its start (its predecessor speaks for it: until then it is
 //! not the main process, whose word alone counts under systemd's default `NotifyAccess=main`),
-//! and the old one says nothing once it has named the new one. Without `NOTIFY_SOCKET` nothing
-//! is sent. A message that cannot be sent is said once on stderr (systemd then times the start
+//! and the old one says nothing once it has named the new one. Named is not enough: systemd
+//! waits at a stop only for a main process that is its own child, so under a service manager
+//! the new process is started to become one (`upgrade::NewProcess::Orphan`). Without
+//! `NOTIFY_SOCKET` nothing is sent. A message that cannot be sent is said once on stderr (systemd then times the start
 //! out, and the operator should know why).
 
 use std::ffi::OsStr;
@@ -34,7 +36,12 @@ const ENV_SOCKET: &str = "NOTIFY_SOCKET";
 /// Whether a service manager listens (then an upgrade's new process must become its child: see
 /// `upgrade::NewProcess::Orphan`).
 pub(crate) fn is_supervised() -> bool {
-    std::env::var_os(ENV_SOCKET).is_some_and(|target| !target.is_empty())
+    target().is_some()
+}
+
+/// Where to send notifications: `NOTIFY_SOCKET`, unless unset or empty (as sd_notify reads it).
+fn target() -> Option<std::ffi::OsString> {
+    std::env::var_os(ENV_SOCKET).filter(|target| !target.is_empty())
 }
 
 /// The server serves (its listening line is out): systemd may take the start as done.
@@ -55,13 +62,15 @@ pub(crate) fn handed_over(pid: u32) {
 /// The upgrade failed and this process serves on: the reload is over, and `systemctl status`
 /// says why.
 pub(crate) fn upgrade_failed(why: &str) {
+    // One line: a message is newline-separated assignments, and `why` may quote a path.
+    let why = why.replace('\n', " ");
     send(&format!(
         "READY=1\nSTATUS=upgrade failed: {why}; still serving"
     ));
 }
 
 fn send(message: &str) {
-    let Some(target) = std::env::var_os(ENV_SOCKET) else {
+    let Some(target) = target() else {
         return;
     };
     if let Err(err) = send_to(&target, message.as_bytes()) {
