@@ -4,14 +4,15 @@
 # (Type=notify, ExecReload=kill -HUP $MAINPID). Three `systemctl reload`s, each with a request
 # in flight and a load running through it; after each, the service must be active with a new
 # main PID, the request answered, and not one request of the load failed. Then
-# `systemctl stop`. Stops by itself (every wait is bounded), and removes what it made.
+# `systemctl stop` with a request in flight, which must be answered (systemd must wait for the
+# drain). Stops by itself (every wait is bounded), and removes what it made.
 #
 #   docs/deploy/under-systemd.sh [BINARY=target/release/reactor-httpd] [MODE=reactor]
 #   TYPE=simple docs/deploy/under-systemd.sh    # Type=simple: what goes wrong without MAINPID
 #   SOCKETS=1 docs/deploy/under-systemd.sh      # with reactor-httpd.socket's sockets passed in
 #
-# Needs: root (CAP_SYS_ADMIN for the namespaces), util-linux (unshare, nsenter), systemd (its
-# binary; it need not be running), curl. Port 127.0.0.1:18620.
+# Needs: root (CAP_SYS_ADMIN for the namespaces), util-linux (unshare, nsenter), procps (pgrep),
+# systemd (its binary; it need not be running), curl. Port 127.0.0.1:18620.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,7 +20,7 @@ binary=$(realpath "${1:-$here/../../target/release/reactor-httpd}")
 mode=${2:-reactor}
 port=18620
 systemd=/lib/systemd/systemd
-for need in unshare nsenter curl "$systemd"; do
+for need in unshare nsenter pgrep curl "$systemd"; do
   command -v "$need" >/dev/null || { echo "needs $need" >&2; exit 1; }
 done
 
