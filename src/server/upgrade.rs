@@ -87,8 +87,6 @@ enum State {
         new: NewProcess,
         ready: UnixStream,
         since: Instant,
-        /// How it ended, if the fork mode's parent reaped it (it reaps every child).
-        ended: Option<ExitStatus>,
     },
     /// The new process serves; this one drains. Another SIGHUP is ignored.
     HandedOver,
@@ -96,8 +94,12 @@ enum State {
 
 /// The new process, as the old one holds it.
 enum NewProcess {
-    /// Its own child: how it ended, if it fails, can be read.
-    Child(Child),
+    /// Its own child: how it ended, if it fails, can be read (`ended`, if the fork mode's
+    /// parent reaped it: it reaps every child).
+    Child {
+        child: Child,
+        ended: Option<ExitStatus>,
+    },
     /// Under a service manager (`NOTIFY_SOCKET`), a grandchild whose parent, a go-between,
     /// ended at once, so the service manager is its parent: systemd takes a main process that
     /// is not its own child for one it cannot watch ("alien"), and on `systemctl stop` sends it
@@ -109,7 +111,7 @@ enum NewProcess {
 impl NewProcess {
     fn id(&self) -> u32 {
         match self {
-            NewProcess::Child(child) => child.id(),
+            NewProcess::Child { child, .. } => child.id(),
             NewProcess::Orphan(pid) => *pid,
         }
     }
@@ -117,7 +119,7 @@ impl NewProcess {
     /// Stops a new process that failed to be ready in time, or whose upgrade is called off.
     fn stop(&mut self, ready: &UnixStream) {
         match self {
-            NewProcess::Child(child) => {
+            NewProcess::Child { child, .. } => {
                 let _ = child.kill();
                 let _ = child.wait();
             }
@@ -216,7 +218,6 @@ impl Upgrade {
                     new,
                     ready,
                     since: Instant::now(),
-                    ended: None,
                 };
                 Some(fd)
             }
@@ -294,7 +295,7 @@ impl Upgrade {
         // Our copy of the child's end closes here, so its end of stream means the child's end.
         drop(child_end);
         let mut new = match supervised {
-            false => NewProcess::Child(child),
+            false => NewProcess::Child { child, ended: None },
             true => {
                 // The go-between has ended, or is ending (the fork mode's parent may reap it
                 // first); the new process wrote its pid before it even execs.
@@ -330,19 +331,13 @@ impl Upgrade {
     /// this process hands over: `shutdown` is triggered as a handover. If it failed, one line
     /// says so and this process serves on. Otherwise (a spurious wake-up) nothing changes.
     pub fn check(&mut self, shutdown: &Shutdown) {
-        let State::Starting {
-            new,
-            ready,
-            since,
-            ended,
-        } = &mut self.state
-        else {
+        let State::Starting { new, ready, since } = &mut self.state else {
             return;
         };
         let mut byte = [0];
         let outcome = match (&*ready).read(&mut byte) {
             Ok(1) => Ok(()),
-            Ok(_) => Err(exited(new, *ended)),
+            Ok(_) => Err(exited(new)),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 if since.elapsed() < READY_WITHIN {
                     return;
@@ -383,8 +378,7 @@ impl Upgrade {
     /// new process under way, how it ended is kept to be said.
     pub fn reaped(&mut self, pid: u32, status: ExitStatus) {
         if let State::Starting {
-            new: NewProcess::Child(child),
-            ended,
+            new: NewProcess::Child { child, ended },
             ..
         } = &mut self.state
             && child.id() == pid
@@ -430,9 +424,9 @@ fn started_from() -> io::Result<PathBuf> {
 /// process's descriptors close before its exit status is there to be read, so it is given a
 /// moment (at most [`EXIT_WITHIN`] of this loop's time, once, for an upgrade that failed) to
 /// say how it ended: the operator reads "exit status: 2" after its own line on stderr.
-fn exited(new: &mut NewProcess, reaped: Option<ExitStatus>) -> String {
-    let child = match new {
-        NewProcess::Child(child) => child,
+fn exited(new: &mut NewProcess) -> String {
+    let (child, reaped) = match new {
+        NewProcess::Child { child, ended } => (child, *ended),
         NewProcess::Orphan(_) => {
             return "the new process ended before it was ready (how, its parent the service \
                     manager knows)"
