@@ -15,7 +15,9 @@ use clap::error::{ContextKind, ContextValue};
 use reactor_httpd::app;
 use reactor_httpd::config::{AccessLogTarget, Config, Cores, Limits, Mode};
 use reactor_httpd::http::BufferBudget;
-use reactor_httpd::server::{Server, StartError, raise_descriptor_limit};
+use reactor_httpd::server::{
+    Server, StartError, keep_if_handed_over, raise_descriptor_limit, run_if_keeper,
+};
 use reactor_httpd::tls::TlsSource;
 
 /// An HTTP/1.1 server on a hand-rolled reactor: one event loop per core.
@@ -347,6 +349,10 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
+    // PID 1 of a container, executed again after an upgrade to keep it (`server::keeper`).
+    if let Some(code) = run_if_keeper() {
+        return code;
+    }
     fixed_mmap_threshold();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -408,7 +414,11 @@ fn main() -> ExitCode {
         let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
     });
     match server.run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            // As PID 1, after a handover: stay, as the keeper of the new process.
+            keep_if_handed_over();
+            ExitCode::SUCCESS
+        }
         Err(err) => fail(1, &format!("server failed: {err}")),
     }
 }

@@ -15,6 +15,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::upgrading::{Upgrading, binary, stop};
@@ -455,4 +457,78 @@ fn a_service_manager_that_cannot_be_told_is_said_once() {
         let more: Vec<String> = server.stderr.iter().collect();
         assert!(more.is_empty(), "{more:?}");
     });
+}
+
+/// As the first process of its PID namespace (a container's, with no init before it; here by
+/// `unshare --pid`), whose exit ends every other process in the namespace: after its upgrade
+/// the old process stays, as the keeper of the new one, passes signals on to the process
+/// serving, and ends with it. Through two upgrades (each signalled to the first process) a
+/// request sent before each is answered, a client that keeps connecting meets no failure, and
+/// a stop signalled to the first process ends the namespace with status 0. Needs root.
+#[test]
+fn as_the_first_process_of_a_namespace_an_upgrade_keeps_it() {
+    bounded(240, || {
+        let root = tempdir("upgrade-first-process");
+        for mode in MODES.into_iter().filter(|mode| common::runnable_name(mode)) {
+            let mut server = Upgrading::start_as_first_process(&binary(), mode, &root);
+            let first = server.current;
+            let addr = server.addr;
+            let done = Arc::new(AtomicBool::new(false));
+            let steady = {
+                let done = done.clone();
+                std::thread::spawn(move || {
+                    let (mut answered, mut failed) = (0, 0);
+                    while !done.load(Ordering::Relaxed) {
+                        match hello_answered(addr) {
+                            true => answered += 1,
+                            false => failed += 1,
+                        }
+                    }
+                    (answered, failed)
+                })
+            };
+            for upgrade in 0..2 {
+                let mut client = Client::connect(addr);
+                client.send(b"GET /sleep?ms=500 HTTP/1.1\r\nHost: t\r\n\r\n");
+                server.sighup();
+                server.handed_over();
+                // Signals go to the first process, as a container's runtime sends them.
+                server.current = first;
+                if upgrade == 0 {
+                    // Once the old process has drained: it stays, under a new image.
+                    server.stderr_line("PID 1 stays, as the keeper of pid ");
+                }
+                assert_eq!(client.response().text(), "slept 500 ms", "{mode}");
+            }
+            done.store(true, Ordering::Relaxed);
+            let (answered, failed) = steady.join().unwrap();
+            assert!(
+                answered > 0 && failed == 0,
+                "{mode}: {answered} answered, {failed} failed"
+            );
+            assert_eq!(server.get("/hello").status, 200, "{mode}");
+            // SAFETY: kill(2) on the first process of the namespace we made.
+            unsafe { libc::kill(first as i32, libc::SIGTERM) };
+            let status = common::wait_with_timeout(&mut server.old, Duration::from_secs(20));
+            assert_eq!(
+                status.and_then(|s| s.code()),
+                Some(0),
+                "{mode}: the namespace's end"
+            );
+        }
+    });
+}
+
+/// One `GET /hello` on a connection of its own: whether it was answered whole.
+fn hello_answered(addr: std::net::SocketAddr) -> bool {
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let mut got = Vec::new();
+    stream.write_all(request).is_ok()
+        && stream.read_to_end(&mut got).is_ok()
+        && got.starts_with(b"HTTP/1.1 200")
+        && got.ends_with(b"Hello, World!")
 }

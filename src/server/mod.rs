@@ -15,6 +15,7 @@ mod activation;
 mod blocking;
 mod fork;
 pub(crate) mod io_util;
+mod keeper;
 mod listener;
 mod notify;
 mod pool;
@@ -35,6 +36,7 @@ use std::time::{Duration, Instant};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 pub use io_util::raise_descriptor_limit;
+pub use keeper::{keep_if_handed_over, run_if_keeper};
 pub(crate) use shutdown::Signals;
 pub use shutdown::{DRAIN_GRACE, HANDOVER_GRACE, Shutdown};
 pub use upgrade::READY_WITHIN;
@@ -455,6 +457,9 @@ impl Server {
                     eprintln!(
                         "reactor-httpd: a handler is still running {bound:.1?} after the stop; exiting without it"
                     );
+                    // PID 1 that has handed over keeps its namespace instead (this returns
+                    // only if it cannot).
+                    keeper::keep_if_handed_over();
                     // SAFETY: _exit ends the process at once. Not `exit`: the main thread
                     // may be returning, and so calling `exit` itself, at this very moment.
                     unsafe { libc::_exit(0) };

@@ -59,6 +59,17 @@ pub(crate) fn handed_over(pid: u32) {
     send(&format!("MAINPID={pid}\nREADY=1\nSTATUS="));
 }
 
+/// As [`handed_over`], from PID 1 of a container, which stays the main process to whatever
+/// watches the container (it keeps the new one: see `keeper`).
+pub(crate) fn handed_over_keeping() {
+    send("READY=1\nSTATUS=");
+}
+
+/// What the servers under the keeper said, passed on (without `MAINPID=`).
+pub(crate) fn relay(message: &str) {
+    send(message);
+}
+
 /// The upgrade failed and this process serves on: the reload is over, and `systemctl status`
 /// says why.
 pub(crate) fn upgrade_failed(why: &str) {

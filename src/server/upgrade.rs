@@ -45,6 +45,7 @@ use std::process::{Child, Command, ExitStatus};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::keeper::{self, KeeperSocket};
 use super::{Shutdown, Signals, notify};
 use crate::tls::SelfSigned;
 
@@ -78,6 +79,9 @@ pub(crate) struct Upgrade {
     cpus: Option<libc::cpu_set_t>,
     /// With `--tls-self-signed`, the certificate this process serves: the new one serves it too.
     self_signed: Option<SelfSigned>,
+    /// As PID 1 of a container, the socket the new process reports to once this one keeps the
+    /// container for it (see `keeper`): made at the first upgrade.
+    keeper: Option<KeeperSocket>,
     state: State,
 }
 
@@ -193,6 +197,7 @@ impl Upgrade {
             listeners,
             cpus: (got == 0).then_some(cpus),
             self_signed,
+            keeper: None,
             state: State::Idle,
         })
     }
@@ -229,7 +234,7 @@ impl Upgrade {
     }
 
     // ANCHOR: spawn
-    fn spawn(&self) -> io::Result<(NewProcess, UnixStream)> {
+    fn spawn(&mut self) -> io::Result<(NewProcess, UnixStream)> {
         // A socket pair rather than a pipe: non-blocking reads and a clean end of stream.
         let (ready, child_end) = UnixStream::pair()?;
         ready.set_nonblocking(true)?;
@@ -259,6 +264,15 @@ impl Upgrade {
             .env_remove(ENV_SELF_SIGNED);
         if self.self_signed.is_some() {
             command.env(ENV_SELF_SIGNED, "1");
+        }
+        if keeper::is_first_process() {
+            // This process will stay, as PID 1, and must hear of the new one's own upgrades.
+            let socket = match self.keeper.take() {
+                Some(socket) => socket,
+                None => KeeperSocket::bind()?,
+            };
+            command.env("NOTIFY_SOCKET", socket.address());
+            self.keeper = Some(socket);
         }
         // SAFETY: runs in the child between fork and exec, where only async-signal-safe calls
         // are allowed: fork, getpid, write, _exit, fcntl and sched_setaffinity are system calls,
@@ -359,8 +373,15 @@ impl Upgrade {
                     since.elapsed().as_millis()
                 );
                 // Before this process drains and exits: a service manager must not take its
-                // exit for the service's (see `notify`).
-                notify::handed_over(new.id());
+                // exit for the service's (see `notify`). As PID 1, it does not exit: it keeps
+                // the container for the new process once it has drained.
+                match self.keeper.take() {
+                    Some(socket) => {
+                        notify::handed_over_keeping();
+                        keeper::after_handover(new.id(), socket);
+                    }
+                    None => notify::handed_over(new.id()),
+                }
                 // The new process is not waited for: it outlives this process, and its new
                 // parent (init, or the service manager) reaps it.
                 self.state = State::HandedOver;

@@ -42,10 +42,41 @@ impl Upgrading {
         extra: &[&str],
         env: &[(&str, &OsStr)],
     ) -> Upgrading {
-        let mut old = Command::new(binary)
-            // A service manager the tests run under is not the server's (see `notify.rs`).
+        let mut command = Command::new(binary);
+        // A service manager the tests run under is not the server's (see `notify.rs`).
+        command
             .env_remove("NOTIFY_SOCKET")
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Upgrading::spawn(command, mode, root, extra)
+    }
+
+    /// As [`Upgrading::start`], as the first process of a PID namespace of its own (as in a
+    /// container with no init), by `unshare`, which needs root (CAP_SYS_ADMIN). `old` is
+    /// `unshare`, which exits with the status of that first process, and `current` the first
+    /// process (its pid here, outside the namespace).
+    pub fn start_as_first_process(binary: &Path, mode: &str, root: &Path) -> Upgrading {
+        let mut command = Command::new("unshare");
+        // --kill-child: the namespace ends with `unshare`, whatever the test does.
+        command
+            .env_remove("NOTIFY_SOCKET")
+            .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+            .arg(binary);
+        let mut server = Upgrading::spawn(command, mode, root, &[]);
+        let unshare = server.old.id();
+        let children = format!("/proc/{unshare}/task/{unshare}/children");
+        let first =
+            std::fs::read_to_string(&children).unwrap_or_else(|err| panic!("{children}: {err}"));
+        server.current = first
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("unshare's children: {first:?}"));
+        server
+    }
+
+    /// Runs `command`, the server's binary or a command that runs it, with the tests' usual
+    /// arguments.
+    fn spawn(mut command: Command, mode: &str, root: &Path, extra: &[&str]) -> Upgrading {
+        let mut old = command
             .args(["--bind", "127.0.0.1:0", "--mode", mode, "--quiet", "--demo"])
             .args(["--cores", "2", "--no-pin", "--threads", "16"])
             .args(extra)
@@ -58,7 +89,10 @@ impl Upgrading {
             .expect("run reactor-httpd");
         let stdout = lines(old.stdout.take().unwrap());
         let stderr = lines(old.stderr.take().unwrap());
-        let first = stdout.recv_timeout(LINE_WITHIN).expect("listening line");
+        let Ok(first) = stdout.recv_timeout(LINE_WITHIN) else {
+            let said: Vec<String> = stderr.try_iter().collect();
+            panic!("no listening line; stderr: {said:?}");
+        };
         let addr = first
             .split("://")
             .nth(1)
