@@ -12,7 +12,7 @@
 //!   PID 1 hands over, drains       then exec: PID 1 is the keeper of N
 //!   keeper  ◀── SIGTERM, SIGINT, SIGHUP, SIGUSR1 ──  docker stop / docker kill -s HUP
 //!           ──▶ the same signal, to the main process (N)
-//!           ◀── MAINPID=M from N, when N hands over to M (sd_notify's message, below)
+//!           ◀── MAINPID=M from N, when N hands over to M (sd_notify's message)
 //!           reaps every process that ends (PID 1's duty); when the main process ends, waits
 //!           for the others a moment, then exits with the main process's status
 //! ```
@@ -27,9 +27,9 @@
 //! The keeper is a fresh image of this process's own binary (`exec` of `/proc/self/exe`, the
 //! file it runs even if a new one was installed over its path: one that knows this protocol),
 //! not the old server carried on: none of the old server's threads (a handler left running, a
-//! timer's thread) or memory stays behind. The signals it forwards are blocked across the `exec` and stay pending
-//! until it has its handlers, so a `docker stop` at that instant is not lost (PID 1 never
-//! receives a signal it has no handler for).
+//! timer's thread) or memory stays behind. The signals it forwards are blocked across the
+//! `exec` and stay pending until it has its handlers, so a `docker stop` at that instant is not
+//! lost (PID 1 never receives a signal it has no handler for).
 //!
 //! Not covered: a server that is not PID 1 under an init that exits with its first child
 //! (`docker run --init`, tini, dumb-init). That init ends the container when the old process

@@ -249,7 +249,9 @@ impl Upgrade {
             .join(",");
         inherited.push(child_end.as_raw_fd());
         let cpus = self.cpus;
-        let supervised = notify::is_supervised();
+        // As PID 1 this process is the one that would adopt an orphan: the new process stays
+        // its child (reaped, and how it failed said), whoever else is told.
+        let supervised = notify::is_supervised() && !keeper::is_first_process();
         let says_pid = child_end.as_raw_fd();
         let mut command = Command::new(&self.binary);
         command
@@ -267,12 +269,12 @@ impl Upgrade {
         }
         if keeper::is_first_process() {
             // This process will stay, as PID 1, and must hear of the new one's own upgrades.
-            let socket = match self.keeper.take() {
-                Some(socket) => socket,
-                None => KeeperSocket::bind()?,
-            };
-            command.env("NOTIFY_SOCKET", socket.address());
-            self.keeper = Some(socket);
+            if self.keeper.is_none() {
+                self.keeper = Some(KeeperSocket::bind()?);
+            }
+            if let Some(socket) = &self.keeper {
+                command.env("NOTIFY_SOCKET", socket.address());
+            }
         }
         // SAFETY: runs in the child between fork and exec, where only async-signal-safe calls
         // are allowed: fork, getpid, write, _exit, fcntl and sched_setaffinity are system calls,
