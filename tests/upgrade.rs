@@ -464,7 +464,8 @@ fn a_service_manager_that_cannot_be_told_is_said_once() {
 /// the old process stays, as the keeper of the new one, passes signals on to the process
 /// serving, and ends with it. Through two upgrades (each signalled to the first process) a
 /// request sent before each is answered, a client that keeps connecting meets no failure, and
-/// a stop signalled to the first process ends the namespace with status 0. Needs root.
+/// a stop signalled to the first process ends the namespace with status 0. Before any upgrade,
+/// as init must, it reaps an orphan it inherits. Needs root.
 #[test]
 fn as_the_first_process_of_a_namespace_an_upgrade_keeps_it() {
     bounded(240, || {
@@ -472,6 +473,7 @@ fn as_the_first_process_of_a_namespace_an_upgrade_keeps_it() {
         for mode in MODES.into_iter().filter(|mode| common::runnable_name(mode)) {
             let mut server = Upgrading::start_as_first_process(&binary(), mode, &root);
             let first = server.current;
+            an_orphan_is_reaped_by(first, mode);
             let addr = server.addr;
             let done = Arc::new(AtomicBool::new(false));
             let steady = {
@@ -531,4 +533,38 @@ fn hello_answered(addr: std::net::SocketAddr) -> bool {
         && stream.read_to_end(&mut got).is_ok()
         && got.starts_with(b"HTTP/1.1 200")
         && got.ends_with(b"Hello, World!")
+}
+
+/// A process of `first`'s namespace whose parent exits first (as a `docker exec`'s background
+/// job does) is inherited by `first`, which must reap it when it ends, or it stays a zombie.
+fn an_orphan_is_reaped_by(first: u32, mode: &str) {
+    // `head` waits on our pipe (made its input explicitly: a shell gives a background job
+    // /dev/null otherwise), and outlives the shell that started it, so `first` inherits it.
+    let mut nsenter = Command::new("nsenter")
+        .args(["-t", &first.to_string(), "-p", "-m", "sh", "-c"])
+        .arg("exec 3<&0; head -c 1 <&3 >/dev/null 3<&- & exit 0")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("nsenter (util-linux)");
+    let pipe = nsenter.stdin.take().unwrap();
+    let status = common::wait_with_timeout(&mut nsenter, Duration::from_secs(10));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{mode}: nsenter");
+    let orphans: Vec<u32> = fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&pid| {
+            // Read once each: any process may end meanwhile.
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let parent = stat
+                .rfind(") ")
+                .and_then(|end| stat[end + 2..].split(' ').nth(1)?.parse::<u32>().ok());
+            stat.contains("(head)") && parent == Some(first)
+        })
+        .collect();
+    assert_eq!(orphans.len(), 1, "{mode}: the orphan, a child of {first}");
+    drop(pipe); // it reads the end of input and exits
+    let gone = common::eventually(Duration::from_secs(10), || {
+        !Path::new(&format!("/proc/{}", orphans[0])).exists()
+    });
+    assert!(gone, "{mode}: the orphan was not reaped (a zombie)");
 }

@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 use libc::c_int;
 
 use super::notify;
-use super::shutdown::{Signals, self_pipe};
+use super::shutdown::{Signals, self_pipe, wait_readable};
 
 /// Set, in the keeper's own environment only, to `MAIN,FD`: the main process's pid and the
 /// descriptor of the keeper's socket.
@@ -285,29 +285,12 @@ impl Keeper {
     /// Until a signal or a message comes, a second at most (a check on the children then, in
     /// case a SIGCHLD came before the handler was there), or until `until`.
     fn wait(&self, until: Option<Instant>) {
-        let timeout = until.map_or(1000, |until| {
-            until.saturating_duration_since(Instant::now()).as_millis() as c_int
-        });
-        let mut fds = [
-            libc::pollfd {
-                fd: self.wake.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.socket.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: poll(2) on an array we own, of the length given.
-        unsafe {
-            libc::poll(
-                fds.as_mut_ptr(),
-                fds.len() as libc::nfds_t,
-                timeout.min(1000),
-            )
-        };
+        let tick = Instant::now() + Duration::from_secs(1);
+        let until = until.map_or(tick, |until| until.min(tick));
+        wait_readable(
+            &[self.wake.as_raw_fd(), self.socket.as_raw_fd()],
+            Some(until),
+        );
         Signals::drain(&self.wake);
     }
 

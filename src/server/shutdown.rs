@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use libc::c_int;
 use signal_hook::SigId;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::low_level::pipe;
 
 use super::io_util::SharedMapped;
@@ -236,6 +236,8 @@ pub struct Signals {
     stop: Arc<AtomicBool>,
     upgrade: Arc<AtomicBool>,
     reopen: Arc<AtomicBool>,
+    /// SIGCHLD, taken only as PID 1 (see [`Signals::install`]).
+    child: Arc<AtomicBool>,
 }
 
 /// What [`Signals::take`] found.
@@ -247,6 +249,8 @@ pub(crate) struct Received {
     pub upgrade: bool,
     /// SIGUSR1 (after `access_log::REOPEN_GENERATION` was bumped).
     pub reopen: bool,
+    /// SIGCHLD, as PID 1: a process ended, maybe one this server never started.
+    pub child: bool,
 }
 
 impl Signals {
@@ -254,8 +258,9 @@ impl Signals {
     /// process: they only set a flag and write to the socket. (SIGUSR1's own handler, which asks
     /// the logs to reopen, must be registered before: handlers run in the order registered.)
     pub fn install() -> io::Result<Signals> {
-        let (stop, upgrade, reopen) = (
+        let (stop, upgrade, reopen, child) = (
             Arc::new(AtomicBool::new(false)),
+            Arc::default(),
             Arc::default(),
             Arc::default(),
         );
@@ -265,13 +270,22 @@ impl Signals {
         signal_hook::flag::register(SIGTERM, stop.clone())?;
         signal_hook::flag::register(SIGHUP, Arc::clone(&upgrade))?;
         signal_hook::flag::register(SIGUSR1, Arc::clone(&reopen))?;
-        let (read, _registered) = self_pipe(&[SIGINT, SIGTERM, SIGHUP, SIGUSR1])?;
+        let mut taken = vec![SIGINT, SIGTERM, SIGHUP, SIGUSR1];
+        // As the first process of a PID namespace (a container's), this process inherits every
+        // orphan in it (a `docker exec`'s background job, say), and must reap them or they stay
+        // as zombies: as init does. (The fork mode's parent reaps every child anyway.)
+        if super::keeper::is_first_process() {
+            signal_hook::flag::register(SIGCHLD, Arc::clone(&child))?;
+            taken.push(SIGCHLD);
+        }
+        let (read, _registered) = self_pipe(&taken)?;
         read.set_nonblocking(true)?;
         Ok(Signals {
             read,
             stop,
             upgrade,
             reopen,
+            child,
         })
     }
 
@@ -287,6 +301,7 @@ impl Signals {
             stop: self.stop.swap(false, Ordering::SeqCst),
             upgrade: self.upgrade.swap(false, Ordering::SeqCst),
             reopen: self.reopen.swap(false, Ordering::SeqCst),
+            child: self.child.swap(false, Ordering::SeqCst),
         }
     }
 
@@ -317,6 +332,9 @@ impl Signals {
                     let received = self.take();
                     if received.stop {
                         shutdown.trigger();
+                    }
+                    if received.child {
+                        super::upgrade::reap_all(upgrade.as_mut());
                     }
                     let Some(upgrade) = upgrade.as_mut() else {
                         continue;

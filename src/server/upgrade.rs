@@ -39,7 +39,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -397,8 +397,9 @@ impl Upgrade {
         }
     }
 
-    /// The fork mode's parent reaped `pid`, not one of its connections' children: if it is the
-    /// new process under way, how it ended is kept to be said.
+    /// `pid` was reaped by the fork mode's parent (not one of its connections' children), or by
+    /// PID 1 in any mode ([`reap_all`]): if it is the new process under way, how it ended is
+    /// kept to be said.
     pub fn reaped(&mut self, pid: u32, status: ExitStatus) {
         if let State::Starting {
             new: NewProcess::Child { child, ended },
@@ -417,6 +418,22 @@ impl Upgrade {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         listeners.iter().map(AsRawFd::as_raw_fd).collect()
+    }
+}
+
+/// As PID 1 (see `Signals::install`): reaps every child that has ended. If one is the new
+/// process under way, how it ended is kept for `upgrade` to say.
+pub(crate) fn reap_all(mut upgrade: Option<&mut Upgrade>) {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes the status to a local; WNOHANG keeps it from blocking.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return;
+        }
+        if let Some(upgrade) = upgrade.as_deref_mut() {
+            upgrade.reaped(pid as u32, ExitStatus::from_raw(status));
+        }
     }
 }
 
@@ -471,7 +488,7 @@ fn exited(new: &mut NewProcess) -> String {
                         stopped"
                     .into();
             }
-            // Reaped already, by the fork mode's parent, which reaps every child.
+            // Reaped already, by the fork mode's parent or PID 1, which reap every child.
             Err(_) => break reaped,
         }
     };
@@ -652,6 +669,9 @@ pub(crate) fn on_signals(
     let received = signals.take();
     if received.stop {
         shutdown.trigger();
+    }
+    if received.child {
+        reap_all(upgrade.as_mut());
     }
     if received.reopen {
         shutdown.wake_loops();
