@@ -143,12 +143,7 @@ fn exec_keeper(pending: &Pending) -> io::Error {
         command.pre_exec(move || {
             // After std's own reset of the signal mask: the forwarded signals wait, pending,
             // for the keeper's handlers (see the module doc).
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for signal in FORWARDED.into_iter().chain([libc::SIGCHLD]) {
-                libc::sigaddset(&mut set, signal);
-            }
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            libc::pthread_sigmask(libc::SIG_BLOCK, &taken_signals(), std::ptr::null_mut());
             // The socket, and only it, survives the exec.
             if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
                 return Err(io::Error::last_os_error());
@@ -185,6 +180,20 @@ pub fn run_if_keeper() -> Option<ExitCode> {
             ExitCode::from(1)
         }
     })
+}
+
+/// The signals the keeper takes: those it forwards, and SIGCHLD.
+fn taken_signals() -> libc::sigset_t {
+    // SAFETY: an all-zero sigset_t is storage sigemptyset then initializes; sigaddset only sets
+    // bits in it, for valid signal numbers.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in FORWARDED.into_iter().chain([libc::SIGCHLD]) {
+            libc::sigaddset(&mut set, signal);
+        }
+        set
+    }
 }
 
 fn is_datagram_socket(fd: RawFd) -> bool {
@@ -225,30 +234,10 @@ impl Keeper {
         let (wake, _registered) = self_pipe(&[FORWARDED.as_slice(), &[libc::SIGCHLD]].concat())?;
         wake.set_nonblocking(true)?;
         socket.set_nonblocking(true)?;
-        let on: c_int = 1;
-        // SAFETY: setsockopt reads an int from a pointer valid for the call.
-        let set = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_PASSCRED,
-                (&on as *const c_int).cast(),
-                size_of::<c_int>() as libc::socklen_t,
-            )
-        };
-        if set < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        pass_credentials(&socket)?;
         // The handlers are in place: what came since the exec is delivered now.
-        // SAFETY: sigset operations on a set we own; unblocking only.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for signal in FORWARDED.into_iter().chain([libc::SIGCHLD]) {
-                libc::sigaddset(&mut set, signal);
-            }
-            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-        }
+        // SAFETY: unblocking only, of a set we own.
+        unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &taken_signals(), std::ptr::null_mut()) };
         Ok(Keeper {
             main,
             socket,
@@ -381,6 +370,25 @@ fn has_children() -> bool {
     }
 }
 
+/// Has the kernel attach its sender's credentials to each message `socket` receives.
+fn pass_credentials(socket: &UnixDatagram) -> io::Result<()> {
+    let on: c_int = 1;
+    // SAFETY: setsockopt reads an int from a pointer valid for the call.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            (&on as *const c_int).cast(),
+            size_of::<c_int>() as libc::socklen_t,
+        )
+    };
+    match set {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
 /// One datagram, if one waits, and the pid of the process that sent it.
 fn receive(socket: &UnixDatagram, buf: &mut [u8]) -> Option<(usize, Option<i32>)> {
     let mut iov = libc::iovec {
@@ -440,17 +448,7 @@ mod tests {
     #[test]
     fn a_message_says_who_sent_it() {
         let (ours, theirs) = UnixDatagram::pair().unwrap();
-        let on: c_int = 1;
-        // SAFETY: setsockopt reads an int from a pointer valid for the call.
-        unsafe {
-            libc::setsockopt(
-                ours.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_PASSCRED,
-                (&on as *const c_int).cast(),
-                size_of::<c_int>() as libc::socklen_t,
-            )
-        };
+        pass_credentials(&ours).unwrap();
         theirs.send(b"MAINPID=7\nREADY=1").unwrap();
         let mut buf = [0; 64];
         let (len, sender) = receive(&ours, &mut buf).unwrap();
