@@ -462,10 +462,11 @@ fn a_service_manager_that_cannot_be_told_is_said_once() {
 /// As the first process of its PID namespace (a container's, with no init before it; here by
 /// `unshare --pid`), whose exit ends every other process in the namespace: after its upgrade
 /// the old process stays, as the keeper of the new one, passes signals on to the process
-/// serving, and ends with it. Through two upgrades (each signalled to the first process) a
-/// request sent before each is answered, a client that keeps connecting meets no failure, and
-/// a stop signalled to the first process ends the namespace with status 0. Before any upgrade,
-/// as init must, it reaps an orphan it inherits. Needs root.
+/// serving (from the handover on, while it drains too), and ends with it. Through three
+/// upgrades, each signalled to the first process (the second while it drains, the third once it
+/// keeps), requests sent before them are answered, a client that keeps connecting meets no
+/// failure, and a stop signalled to the first process ends the namespace with status 0. Before
+/// any upgrade, as init must, it reaps an orphan it inherits. Needs root.
 #[test]
 fn as_the_first_process_of_a_namespace_an_upgrade_keeps_it() {
     bounded(240, || {
@@ -489,19 +490,28 @@ fn as_the_first_process_of_a_namespace_an_upgrade_keeps_it() {
                     (answered, failed)
                 })
             };
-            for upgrade in 0..2 {
-                let mut client = Client::connect(addr);
-                client.send(b"GET /sleep?ms=500 HTTP/1.1\r\nHost: t\r\n\r\n");
+            // Signals go to the first process, as a container's runtime sends them; so does
+            // `sighup`, with `current` set back to it after each handover.
+            let upgrade = |server: &mut Upgrading| {
                 server.sighup();
-                server.handed_over();
-                // Signals go to the first process, as a container's runtime sends them.
+                let said = server.stderr_until("handed over to pid ");
+                server.took_over(said.last().unwrap());
                 server.current = first;
-                if upgrade == 0 {
-                    // Once the old process has drained: it stays, under a new image.
-                    server.stderr_line("PID 1 stays, as the keeper of pid ");
-                }
-                assert_eq!(client.response().text(), "slept 500 ms", "{mode}");
-            }
+            };
+            // The first upgrade, with a request that keeps the first process draining.
+            let mut slow = Client::connect(addr);
+            slow.send(b"GET /sleep?ms=2000 HTTP/1.1\r\nHost: t\r\n\r\n");
+            upgrade(&mut server);
+            // Another SIGHUP while it drains reaches the process serving, which upgrades.
+            upgrade(&mut server);
+            // Once drained, the first process stays, under a new image.
+            server.stderr_until("PID 1 stays, as the keeper of pid ");
+            assert_eq!(slow.response().text(), "slept 2000 ms", "{mode}");
+            // And a SIGHUP to the keeper upgrades the process serving.
+            let mut client = Client::connect(addr);
+            client.send(b"GET /sleep?ms=500 HTTP/1.1\r\nHost: t\r\n\r\n");
+            upgrade(&mut server);
+            assert_eq!(client.response().text(), "slept 500 ms", "{mode}");
             done.store(true, Ordering::Relaxed);
             let (answered, failed) = steady.join().unwrap();
             assert!(

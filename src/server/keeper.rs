@@ -85,6 +85,9 @@ impl KeeperSocket {
             .finish();
         let name = format!("reactor-httpd-keeper-{random:016x}");
         let socket = UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes())?)?;
+        // From the start: a message carries its sender's pid only if the option was on when it
+        // was sent, and the new process may speak before this one has become the keeper.
+        pass_credentials(&socket)?;
         Ok(KeeperSocket {
             socket,
             address: format!("@{name}"),
@@ -105,8 +108,27 @@ struct Pending {
 static PENDING: Mutex<Option<Pending>> = Mutex::new(None);
 
 /// PID 1 has handed over to `main`: once it has drained, it is to keep the namespace for it.
+/// Meanwhile the signals a container's runtime sends go on to `main` too, as the keeper will
+/// pass them on: a `docker stop` during the drain stops the new process, not only this one.
 pub(crate) fn after_handover(main: u32, socket: KeeperSocket) {
     *PENDING.lock().unwrap_or_else(PoisonError::into_inner) = Some(Pending { main, socket });
+    for signal in FORWARDED {
+        // SAFETY: the action only calls kill(2), which is async-signal-safe.
+        let passed = unsafe {
+            signal_hook::low_level::register(signal, move || {
+                libc::kill(main as i32, signal);
+            })
+        };
+        if let Err(err) = passed {
+            eprintln!("reactor-httpd: cannot pass signals on to pid {main}: {err}");
+        }
+    }
+}
+
+/// The process signals are passed on to, once PID 1 has handed over.
+pub(crate) fn passed_on_to() -> Option<u32> {
+    let pending = PENDING.lock().unwrap_or_else(PoisonError::into_inner);
+    pending.as_ref().map(|pending| pending.main)
 }
 
 /// Called where this process would exit: if it is PID 1 and has handed over, it becomes the
@@ -234,7 +256,7 @@ impl Keeper {
         let (wake, _registered) = self_pipe(&[FORWARDED.as_slice(), &[libc::SIGCHLD]].concat())?;
         wake.set_nonblocking(true)?;
         socket.set_nonblocking(true)?;
-        pass_credentials(&socket)?;
+        pass_credentials(&socket)?; // on already (`KeeperSocket::bind`); cheap to be sure
         // The handlers are in place: what came since the exec is delivered now.
         // SAFETY: unblocking only, of a set we own.
         unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &taken_signals(), std::ptr::null_mut()) };
@@ -248,6 +270,8 @@ impl Keeper {
     }
 
     fn run(mut self) -> ExitCode {
+        // The process serving may have handed over already, while this one drained.
+        self.messages();
         eprintln!(
             "reactor-httpd: PID 1 stays, as the keeper of pid {} (signals go to it; the \
              container ends with it)",

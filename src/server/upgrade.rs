@@ -205,6 +205,11 @@ impl Upgrade {
     /// SIGHUP: starts the new process. Returns the descriptor to watch for its readiness (then
     /// call [`Upgrade::check`] when it is readable, or when [`Upgrade::deadline`] passes).
     pub fn start(&mut self, shutdown: &Shutdown) -> Option<RawFd> {
+        if let (State::HandedOver, Some(pid)) = (&self.state, keeper::passed_on_to()) {
+            // As PID 1 (see `keeper::after_handover`), while this process drains.
+            eprintln!("reactor-httpd: SIGHUP passed on to pid {pid}, which serves now");
+            return None;
+        }
         let ignored = match self.state {
             State::Starting { .. } => Some("an upgrade is already under way"),
             State::HandedOver => Some("the server has already handed over"),
@@ -369,14 +374,10 @@ impl Upgrade {
         };
         match outcome {
             Ok(()) => {
-                eprintln!(
-                    "reactor-httpd: handed over to pid {} after {} ms; finishing what is in flight",
-                    new.id(),
-                    since.elapsed().as_millis()
-                );
                 // Before this process drains and exits: a service manager must not take its
                 // exit for the service's (see `notify`). As PID 1, it does not exit: it keeps
-                // the container for the new process once it has drained.
+                // the container for the new process once it has drained, and from now on (before
+                // the line below, which an operator may act on) passes signals on to it.
                 match self.keeper.take() {
                     Some(socket) => {
                         notify::handed_over_keeping();
@@ -384,6 +385,11 @@ impl Upgrade {
                     }
                     None => notify::handed_over(new.id()),
                 }
+                eprintln!(
+                    "reactor-httpd: handed over to pid {} after {} ms; finishing what is in flight",
+                    new.id(),
+                    since.elapsed().as_millis()
+                );
                 // The new process is not waited for: it outlives this process, and its new
                 // parent (init, or the service manager) reaps it.
                 self.state = State::HandedOver;
