@@ -520,23 +520,14 @@ fn ended(children: &mut Children, pid: libc::pid_t, env: &LoopEnv) -> Reaped {
 /// Each child's connection is counted closed here, in the loop's metrics, however the child
 /// ended.
 fn reap(children: &mut Children, env: &LoopEnv, mut upgrade: Option<&mut Upgrade>) {
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid writes the status to a local; WNOHANG keeps it from blocking.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid > 0 {
-            // Not a connection's child: the new process of an upgrade, under way or done.
-            if ended(children, pid, env) == Reaped::NotOurs
-                && let Some(upgrade) = upgrade.as_deref_mut()
-            {
-                upgrade.reaped(pid as u32, ExitStatus::from_raw(status));
-            }
-        } else if pid < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-            continue;
-        } else {
-            return; // 0: children remain, none exited; -1 ECHILD: no children
+    io_util::reap_exited(|pid, status| {
+        // Not a connection's child: the new process of an upgrade, under way or done.
+        if ended(children, pid, env) == Reaped::NotOurs
+            && let Some(upgrade) = upgrade.as_deref_mut()
+        {
+            upgrade.reaped(pid as u32, ExitStatus::from_raw(status));
         }
-    }
+    });
 }
 
 /// mio's stream to std's, keeping the descriptor.

@@ -235,6 +235,23 @@ pub(crate) fn unread_bytes(fd: RawFd) -> libc::c_int {
 /// `systemd.exec(5)` asks programs that need more to raise it themselves); at 1024 a server
 /// runs out near a thousand connections, however high `--max-connections` is, and the rest wait
 /// in the backlog. Left as it is if it cannot be raised.
+/// Reaps every child that has exited, without blocking: `each` gets its pid and wait status.
+/// Returns once none that has exited is left (others may still run).
+pub(crate) fn reap_exited(mut each: impl FnMut(libc::pid_t, libc::c_int)) {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes the status to a local; WNOHANG keeps it from blocking.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid > 0 {
+            each(pid, status);
+        } else if pid < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        } else {
+            return; // 0: children remain, none exited; -1 ECHILD: no children
+        }
+    }
+}
+
 pub fn raise_descriptor_limit() {
     if let Some(limit) = descriptor_limits()
         && limit.rlim_cur < limit.rlim_max

@@ -48,15 +48,23 @@ use std::time::{Duration, Instant};
 
 use libc::c_int;
 
-use super::notify;
 use super::shutdown::{Signals, self_pipe, wait_readable};
+use super::{io_util, notify};
 
 /// Set, in the keeper's own environment only, to `MAIN,FD`: the main process's pid and the
 /// descriptor of the keeper's socket.
 const ENV_KEEP: &str = "REACTOR_HTTPD_KEEP";
 
-/// The signals the keeper passes on to the main process.
-const FORWARDED: [c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1];
+/// The signals the keeper takes: those it passes on to the main process (the first four), and
+/// SIGCHLD.
+const TAKEN: [c_int; 5] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGUSR1,
+    libc::SIGCHLD,
+];
+const FORWARDED: [c_int; 4] = [TAKEN[0], TAKEN[1], TAKEN[2], TAKEN[3]];
 
 /// Once the main process has ended, how long the others (an old process still draining) have
 /// before the keeper exits, and with it, by the kernel's hand, all of them.
@@ -204,14 +212,14 @@ pub fn run_if_keeper() -> Option<ExitCode> {
     })
 }
 
-/// The signals the keeper takes: those it forwards, and SIGCHLD.
+/// [`TAKEN`], as a signal set.
 fn taken_signals() -> libc::sigset_t {
     // SAFETY: an all-zero sigset_t is storage sigemptyset then initializes; sigaddset only sets
     // bits in it, for valid signal numbers.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for signal in FORWARDED.into_iter().chain([libc::SIGCHLD]) {
+        for signal in TAKEN {
             libc::sigaddset(&mut set, signal);
         }
         set
@@ -253,10 +261,9 @@ impl Keeper {
         for (&signal, flag) in FORWARDED.iter().zip(&flags) {
             signal_hook::flag::register(signal, flag.clone())?;
         }
-        let (wake, _registered) = self_pipe(&[FORWARDED.as_slice(), &[libc::SIGCHLD]].concat())?;
+        let (wake, _registered) = self_pipe(&TAKEN)?;
         wake.set_nonblocking(true)?;
-        socket.set_nonblocking(true)?;
-        pass_credentials(&socket)?; // on already (`KeeperSocket::bind`); cheap to be sure
+        socket.set_nonblocking(true)?; // SO_PASSCRED is on since `KeeperSocket::bind`
         // The handlers are in place: what came since the exec is delivered now.
         // SAFETY: unblocking only, of a set we own.
         unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &taken_signals(), std::ptr::null_mut()) };
@@ -343,32 +350,29 @@ impl Keeper {
     /// Reaps every child that ended; returns the exit code to end with once the main process
     /// has ended (and named no successor first).
     fn reap(&mut self) -> Option<u8> {
-        loop {
-            let mut status: c_int = 0;
-            // SAFETY: waitpid(2) with a status we own; WNOHANG, so it never waits.
-            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-            if pid <= 0 {
-                break;
-            }
+        let mut ended = None;
+        io_util::reap_exited(|pid, status| {
             let code = exit_code(status);
-            if pid != self.main {
+            if pid == self.main {
+                // A successor named just before the exit is in the socket already.
+                self.messages();
+                if self.main == pid {
+                    ended = Some(code);
+                }
+            } else {
                 if self.reaped.len() == 16 {
                     self.reaped.remove(0);
                 }
                 self.reaped.push((pid, code));
-                continue;
             }
-            // A successor named just before the exit is in the socket already.
-            self.messages();
-            if self.main == pid {
-                return Some(code);
-            }
-        }
-        // A successor named after it had ended already (it failed at once).
-        self.reaped
-            .iter()
-            .find(|(pid, _)| *pid == self.main)
-            .map(|&(_, code)| code)
+        });
+        // Or a successor named after it had ended already (it failed at once).
+        ended.or_else(|| {
+            self.reaped
+                .iter()
+                .find(|(pid, _)| *pid == self.main)
+                .map(|&(_, code)| code)
+        })
     }
 }
 

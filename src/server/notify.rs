@@ -20,8 +20,8 @@
 //! and the old one says nothing once it has named the new one. Named is not enough: systemd
 //! waits at a stop only for a main process that is its own child, so under a service manager
 //! the new process is started to become one (`upgrade::NewProcess::Orphan`). Without
-//! `NOTIFY_SOCKET` nothing is sent. A message that cannot be sent is said once on stderr (systemd then times the start
-//! out, and the operator should know why).
+//! `NOTIFY_SOCKET` nothing is sent. A message that cannot be sent is said once on stderr
+//! (systemd then times the start out, and the operator should know why).
 
 use std::ffi::OsStr;
 use std::io;

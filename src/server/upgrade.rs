@@ -430,17 +430,11 @@ impl Upgrade {
 /// As PID 1 (see `Signals::install`): reaps every child that has ended. If one is the new
 /// process under way, how it ended is kept for `upgrade` to say.
 pub(crate) fn reap_all(mut upgrade: Option<&mut Upgrade>) {
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid writes the status to a local; WNOHANG keeps it from blocking.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
-            return;
-        }
+    super::io_util::reap_exited(|pid, status| {
         if let Some(upgrade) = upgrade.as_deref_mut() {
             upgrade.reaped(pid as u32, ExitStatus::from_raw(status));
         }
-    }
+    });
 }
 
 /// The path this process was started from, as nginx keeps it: `argv[0]` made absolute against
@@ -663,8 +657,9 @@ impl Drop for Upgrade {
 pub(crate) type SignalDuty = Option<(Signals, Option<Upgrade>)>;
 
 /// The first loop's signal socket is readable: a stop triggers the shutdown; SIGHUP starts an
-/// upgrade; SIGUSR1 wakes every loop, to reopen its access log. Returns the new process's readiness socket if one was started (the loop watches it),
-/// and when the upgrade under way is called off.
+/// upgrade; SIGUSR1 wakes every loop, to reopen its access log. Returns the new process's readiness
+/// socket if one was started (the loop watches it), and when the upgrade under way is called
+/// off.
 pub(crate) fn on_signals(
     duty: &mut SignalDuty,
     shutdown: &Shutdown,
