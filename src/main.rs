@@ -41,7 +41,9 @@ struct Cli {
     /// How connections are driven.
     #[arg(long, value_enum, default_value = "reactor")]
     mode: ModeArg,
-    /// Event loops (rings) in reactor and uring mode (auto: one per core this process may use).
+    /// Event loops (rings) in reactor and uring mode (auto: one per core this process may use;
+    /// under a cgroup CPU limit of fewer cores, as a container's --cpus sets, one per whole CPU
+    /// of the limit, unpinned).
     #[arg(long, default_value = "auto", value_parser = parse_cores)]
     cores: Cores,
     /// Do not pin event loops to cores.

@@ -759,12 +759,12 @@ fn plural(n: usize, what: &str) -> String {
 /// once, before anything is pinned: once a thread is pinned, it only sees its own core.
 fn loop_pins(config: &Config) -> Result<Vec<Option<core_affinity::CoreId>>, StartError> {
     let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let loops = match config.cores {
-        Cores::Auto => cores.len().max(1),
+    let (loops, pin) = match config.cores {
+        Cores::Auto => auto_loops(cores.len(), cpu_time_allowed()),
         Cores::Count(0) => return Err(StartError::Usage("--cores must be at least 1".into())),
-        Cores::Count(n) => n,
+        Cores::Count(n) => (n, true),
     };
-    if !config.pin {
+    if !(config.pin && pin) {
         return Ok(vec![None; loops]);
     }
     if loops > cores.len() {
@@ -776,11 +776,53 @@ fn loop_pins(config: &Config) -> Result<Vec<Option<core_affinity::CoreId>>, Star
     Ok(cores.into_iter().take(loops).map(Some).collect())
 }
 
+/// `--cores auto`: how many loops, and whether to pin them, for a process that may run on
+/// `cores` cores and, in all, for as much CPU time as `cpu_time` whole cores have (fewer than
+/// `cores` under a cgroup's CPU limit: a container's `--cpus`, a Kubernetes pod's
+/// `limits.cpu`).
+///
+/// A loop per core, pinned, unless the CPU time is less: then as many loops as it has whole
+/// cores, unpinned. More loops than that would only use the limit up sooner: they run at once,
+/// spend a period's allowance in a fraction of it, and then every one of them waits for the
+/// next period (100 ms by default), answering nothing meanwhile. And unpinned, because such a
+/// limit counts time, not cores: the first cores of the list are everyone's first cores, and
+/// other containers' loops pinned there would share them while the rest stood idle.
+fn auto_loops(cores: usize, cpu_time: Option<usize>) -> (usize, bool) {
+    match cpu_time {
+        // With no core list from the kernel, one loop, which nothing pins.
+        _ if cores == 0 => (1, false),
+        Some(whole) if whole < cores => (whole.max(1), false),
+        _ => (cores, true),
+    }
+}
+
+/// The CPU time this process may use, in whole cores: std reads the cgroup's limit (v1 or v2,
+/// the lowest along its path), rounds it down, and takes the smaller of it and the cores the
+/// process may run on; `None` when it cannot tell.
+fn cpu_time_allowed() -> Option<usize> {
+    std::thread::available_parallelism().ok().map(usize::from)
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::fd::{AsRawFd, RawFd};
 
     use super::*;
+
+    #[test]
+    fn auto_loops_follow_the_cpu_time_a_cgroup_allows() {
+        // No limit, or one of at least the cores: a loop per core, pinned.
+        assert_eq!(auto_loops(16, None), (16, true));
+        assert_eq!(auto_loops(16, Some(16)), (16, true));
+        assert_eq!(auto_loops(2, Some(2)), (2, true));
+        // A limit of 2 CPUs on 16 cores (a pod's limits.cpu: "2.5" reads 2): two, unpinned.
+        assert_eq!(auto_loops(16, Some(2)), (2, false));
+        // Less than one CPU (std says 1 then, never 0): one loop.
+        assert_eq!(auto_loops(4, Some(1)), (1, false));
+        assert_eq!(auto_loops(4, Some(0)), (1, false));
+        // A process the kernel lists no cores for still gets a loop, unpinned.
+        assert_eq!(auto_loops(0, None), (1, false));
+    }
 
     /// The addresses each loop accepts on, sorted.
     fn addresses(listeners: &Listeners) -> Vec<Vec<SocketAddr>> {
