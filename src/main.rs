@@ -74,10 +74,11 @@ struct Cli {
     max_body_bytes: u64,
     /// Bytes all connections' buffers may hold together beyond 8 KiB each of input and output
     /// (request bodies arriving, responses waiting to be sent); a request that needs more than
-    /// is left gets 503 and its connection is closed, one that could not fit even alone 413 (the
-    /// default is 1 GiB).
-    #[arg(long, default_value_t = reactor_httpd::config::DEFAULT_MAX_BUFFER_BYTES as u64, value_parser = clap::value_parser!(u64).range(0..=1 << 48))]
-    max_buffer_bytes: u64,
+    /// is left gets 503 and its connection is closed, one that could not fit even alone 413.
+    /// Default: 1 GiB, or a quarter of the memory the process may use where that is less than
+    /// 4 GiB (its cgroup's limit, as a container's --memory sets, or else the machine's).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=1 << 48))]
+    max_buffer_bytes: Option<u64>,
     /// Seconds for a request head to arrive; then 408.
     #[arg(long, default_value = "10", value_parser = parse_secs)]
     header_timeout: Duration,
@@ -332,9 +333,10 @@ impl Cli {
                 keep_alive_timeout: self.keep_alive_timeout,
                 send_timeout: self.send_timeout,
                 handler_timeout: self.handler_timeout,
-                buffers: BufferBudget::new(
-                    usize::try_from(self.max_buffer_bytes).unwrap_or(usize::MAX),
-                ),
+                buffers: BufferBudget::new(match self.max_buffer_bytes {
+                    Some(bytes) => usize::try_from(bytes).unwrap_or(usize::MAX),
+                    None => reactor_httpd::server::resources::default_max_buffer_bytes(),
+                }),
             },
             access_log,
             metrics_path: self.metrics_path,

@@ -5,10 +5,10 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cgroup::{Cgroup, Limit};
 use common::{Client, bounded};
 
 const BIN: &str = env!("CARGO_BIN_EXE_reactor-httpd");
@@ -27,18 +27,14 @@ impl Running {
         Running::spawn(Command::new(BIN), args, describe)
     }
 
-    /// As [`Running::start`], the process first moved into the cgroup whose `cgroup.procs` is
-    /// `procs` (by a shell that then execs the server, which so keeps its pid).
-    fn start_in_cgroup(procs: &Path, args: &[&str], describe: &str) -> Running {
-        let mut command = Command::new("sh");
-        command
-            .args(["-c", r#"echo $$ > "$0" && exec "$@""#])
-            .arg(procs)
-            .arg(BIN);
+    /// As [`Running::start`], in `cgroup`.
+    fn start_in(cgroup: &Cgroup, args: &[&str], describe: &str) -> Running {
+        let mut command = Command::new(BIN);
+        cgroup.put_in(&mut command);
         Running::spawn(command, args, describe)
     }
 
-    /// Runs `command`, which runs the server, with `args` added.
+    /// Runs `command`, the server's binary, with `args` added.
     fn spawn(mut command: Command, args: &[&str], describe: &str) -> Running {
         let mut child = command
             .args(args)
@@ -591,82 +587,6 @@ fn allowed_cores(pid: &str) -> String {
     line.unwrap().split_whitespace().nth(1).unwrap().to_string()
 }
 
-/// A cgroup of the cpu controller, made beside this process's own, that allows `cpus` CPUs'
-/// time (a 100 ms period); removed when dropped, once the processes put in it have ended.
-struct CpuLimit {
-    dir: PathBuf,
-}
-
-impl CpuLimit {
-    /// A cgroup v1 `cpu` hierarchy (cpu.cfs_quota_us), else a v2 one whose parent delegates
-    /// `cpu` (cpu.max). Needs root and a cgroup file system it may write.
-    fn new(cpus: u64) -> Result<CpuLimit, String> {
-        let quota = cpus * 100_000;
-        let name = format!("reactor-httpd-test-{}", std::process::id());
-        let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
-        let mut tried = Vec::new();
-        for mount in mounts.lines() {
-            // ... MOUNT-POINT OPTIONS ... - TYPE SOURCE SUPER-OPTIONS
-            let fields: Vec<&str> = mount.split(' ').collect();
-            let Some(dash) = fields.iter().position(|&f| f == "-") else {
-                continue;
-            };
-            let (point, kind) = (fields[4], fields[dash + 1]);
-            let super_options = fields.get(dash + 3).copied().unwrap_or("");
-            let (path, limit) = match kind {
-                "cgroup" if super_options.split(',').any(|o| o == "cpu") => {
-                    // N:cpu,cpuacct:/PATH
-                    let line = own.lines().find(|l| {
-                        let controllers = l.split(':').nth(1).unwrap_or("");
-                        controllers.split(',').any(|c| c == "cpu")
-                    });
-                    let path = line.and_then(|l| l.splitn(3, ':').nth(2));
-                    (path, vec![("cpu.cfs_quota_us", quota.to_string())])
-                }
-                "cgroup2" => {
-                    let path = own.lines().find_map(|l| l.strip_prefix("0::"));
-                    (path, vec![("cpu.max", format!("{quota} 100000"))])
-                }
-                _ => continue,
-            };
-            let Some(path) = path else { continue };
-            let parent = Path::new(point).join(path.trim_start_matches('/'));
-            let dir = parent.join(&name);
-            let made = std::fs::create_dir(&dir).and_then(|()| {
-                if kind == "cgroup2" {
-                    // Asked of the parent; already so where it delegates cpu.
-                    let _ = std::fs::write(parent.join("cgroup.subtree_control"), "+cpu");
-                }
-                limit
-                    .iter()
-                    .try_for_each(|(file, value)| std::fs::write(dir.join(file), value))
-            });
-            match made {
-                Ok(()) => return Ok(CpuLimit { dir }),
-                Err(err) => {
-                    let _ = std::fs::remove_dir(&dir);
-                    tried.push(format!("{}: {err}", dir.display()));
-                }
-            }
-        }
-        Err(format!(
-            "no cgroup with a CPU limit could be made ({})",
-            tried.join("; ")
-        ))
-    }
-
-    fn procs(&self) -> PathBuf {
-        self.dir.join("cgroup.procs")
-    }
-}
-
-impl Drop for CpuLimit {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
-
 /// Under a cgroup's CPU limit of fewer cores than it may run on (`docker run --cpus`, a
 /// Kubernetes pod's `limits.cpu` without the static CPU manager), `--cores auto` runs a loop
 /// (ring) per whole CPU of the limit, unpinned; `--cores N` still pins, and without a limit
@@ -679,9 +599,8 @@ fn auto_loops_follow_a_cgroups_cpu_limit() {
             cores >= 2,
             "needs at least 2 cores to run under a limit of fewer"
         );
-        let limit = CpuLimit::new(cores as u64 - 1).unwrap_or_else(|err| {
-            panic!("needs root and a cgroup cpu controller it may write: {err}")
-        });
+        let limit =
+            Cgroup::new(Limit::cpus(cores as u64 - 1)).unwrap_or_else(|err| panic!("{err}"));
         let ours = allowed_cores("self");
         let fewer = cores - 1;
         for (mode, what) in [("reactor", "loop"), ("uring", "ring")] {
@@ -693,7 +612,7 @@ fn auto_loops_follow_a_cgroups_cpu_limit() {
                 n => format!("{mode}, {n} {what}s"),
             };
             let args = ["--bind", "127.0.0.1:0", "--mode", mode, "--demo", "--quiet"];
-            let server = Running::start_in_cgroup(&limit.procs(), &args, &plural(fewer));
+            let server = Running::start_in(&limit, &args, &plural(fewer));
             assert_eq!(server.client().get("/hello").text(), "Hello, World!");
             // Every thread may run on every core this test may: none is pinned.
             let pid = server.child.id();
@@ -708,7 +627,7 @@ fn auto_loops_follow_a_cgroups_cpu_limit() {
 
             // Asked for by number, loops are pinned still, limit or not.
             let args = [&args[..], &["--cores", "1"]].concat();
-            let server = Running::start_in_cgroup(&limit.procs(), &args, &plural(1));
+            let server = Running::start_in(&limit, &args, &plural(1));
             assert_eq!(server.client().get("/hello").text(), "Hello, World!");
             let pinned = allowed_cores(&server.child.id().to_string());
             assert_ne!(pinned, ours, "{mode}");

@@ -20,6 +20,7 @@ mod listener;
 mod notify;
 mod pool;
 mod reactor;
+pub mod resources;
 mod shutdown;
 mod threaded;
 mod timers;
@@ -760,7 +761,7 @@ fn plural(n: usize, what: &str) -> String {
 fn loop_pins(config: &Config) -> Result<Vec<Option<core_affinity::CoreId>>, StartError> {
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (loops, pin) = match config.cores {
-        Cores::Auto => auto_loops(cores.len(), cpu_time_allowed()),
+        Cores::Auto => auto_loops(cores.len(), resources::cpu_time_allowed()),
         Cores::Count(0) => return Err(StartError::Usage("--cores must be at least 1".into())),
         Cores::Count(n) => (n, true),
     };
@@ -794,13 +795,6 @@ fn auto_loops(cores: usize, cpu_time: Option<usize>) -> (usize, bool) {
         Some(whole) if whole < cores => (whole.max(1), false),
         _ => (cores, true),
     }
-}
-
-/// The CPU time this process may use, in whole cores: std reads the cgroup's limit (v1 or v2,
-/// the lowest along its path), rounds it down, and takes the smaller of it and the cores the
-/// process may run on; `None` when it cannot tell.
-fn cpu_time_allowed() -> Option<usize> {
-    std::thread::available_parallelism().ok().map(usize::from)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! client that reads responses off a `TcpStream` exactly as they arrive.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod cgroup;
 pub mod upgrading;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
