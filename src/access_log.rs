@@ -19,11 +19,22 @@
 //! are dropped, and the trouble is said on stderr once for the whole server, however many loops,
 //! workers or forked children log: when it begins, when it ends, and at exit if it has not
 //! ([`LogTrouble`]).
+//!
+//! Nor does a log whose reader has stopped reading: a pipe (`docker logs` behind a stalled log
+//! driver, `reactor-httpd | slow-program`), a socket (journald) or a terminal. A write to a full
+//! pipe waits until there is room, and until stop 82 the loop waited with it: once the pipe's
+//! 64 KiB were full, the server answered nothing more (about 900 requests in, measured). Such a
+//! log is written a line-ended piece of at most `PIPE_BUF` bytes at a time, and only while
+//! `poll` says a piece fits, which for a pipe means it is written whole, at once, and never
+//! interleaved with another loop's lines; what does not fit waits in the buffer (up to
+//! [`HELD_MOST`]; lines past it are dropped and counted as above) for the next flush. A regular
+//! file never makes a writer wait for a reader, and is written as before, the buffer at once.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::mem::ManuallyDrop;
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,6 +49,15 @@ use crate::server::io_util::SharedMapped;
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Flush early past this many buffered bytes, to bound memory under load.
 const FLUSH_BYTES: usize = 64 * 1024;
+/// A log whose reader does not keep up holds at most this much; lines past it are dropped.
+pub const HELD_MOST: usize = 1024 * 1024;
+/// How soon a flush that could not write everything is tried again.
+const RETRY_AFTER: Duration = Duration::from_millis(100);
+/// How long a thread about to wait for its next connection waits for a piece of its log to
+/// fit: a reader that reads gets all its lines, one that has stopped costs the thread this.
+const PARK_PATIENCE: Duration = Duration::from_millis(10);
+/// How long a log waits at its end for a piece to fit.
+const LAST_PATIENCE: Duration = Duration::from_secs(1);
 
 /// Bumped by SIGUSR1 (an atomic add, safe in a signal handler): every log whose generation is
 /// older reopens its file.
@@ -67,6 +87,10 @@ pub struct AccessLog {
     buf: Vec<u8>,
     /// When the oldest buffered line must be written by; `None` while the buffer is empty.
     due: Option<Instant>,
+    /// The log is not a regular file (a pipe, a socket, a terminal): written without waiting.
+    may_wait: bool,
+    /// The last flush left lines its reader had no room for: the next is on a timer, not early.
+    behind: bool,
     /// Whether the server's logs can be written, shared with every other log of the server.
     trouble: Arc<LogTrouble>,
 }
@@ -125,6 +149,18 @@ impl LogTrouble {
                 began.then(|| format!("{err}; lines are dropped until it can be written"))
             }
         }
+    }
+
+    /// A line dropped because the log's reader has not kept up: what to say, when that begins.
+    fn held_back(&self) -> Option<String> {
+        let words = self.words();
+        words.dropped.fetch_add(1, Ordering::AcqRel);
+        let began = !words.dropping.swap(true, Ordering::AcqRel);
+        began.then(|| {
+            format!(
+                "its reader has not kept up with {HELD_MOST} bytes; lines are dropped until it does"
+            )
+        })
     }
 
     /// Whether this log is the first of the server to fail the reopen SIGUSR1 number
@@ -195,6 +231,12 @@ impl AccessLog {
         file: Option<File>,
         trouble: &Arc<LogTrouble>,
     ) -> Option<AccessLog> {
+        let may_wait = match (target, &file) {
+            (AccessLogTarget::Stdout, _) => !is_regular_file(libc::STDOUT_FILENO),
+            (_, Some(file)) => !is_regular_file(file.as_raw_fd()),
+            // Not open yet: whatever it turns out to be, polled before each piece.
+            (_, None) => true,
+        };
         let sink = match target {
             AccessLogTarget::Off => return None,
             AccessLogTarget::Stdout => Sink::Stdout,
@@ -205,6 +247,8 @@ impl AccessLog {
             generation: REOPEN_GENERATION.load(Ordering::Relaxed),
             buf: Vec::with_capacity(4096),
             due: None,
+            may_wait,
+            behind: false,
             trouble: trouble.clone(),
         })
     }
@@ -253,10 +297,18 @@ impl AccessLog {
             buf.extend_from_slice(itoa::Buffer::new().format(body_bytes).as_bytes());
         }
         buf.push(b'\n');
+        if buf.len() > HELD_MOST {
+            // The reader has not kept up with a megabyte: this line goes.
+            let start = buf[..buf.len() - 1].iter().rposition(|&b| b == b'\n');
+            buf.truncate(start.map_or(0, |at| at + 1));
+            if let Some(said) = self.trouble.held_back() {
+                say(&said);
+            }
+        }
         if self.due.is_none() {
             self.due = Some(clock.now() + FLUSH_INTERVAL);
         }
-        if self.buf.len() >= FLUSH_BYTES {
+        if self.buf.len() >= FLUSH_BYTES && !self.behind {
             self.due = Some(clock.now());
         }
     }
@@ -271,27 +323,126 @@ impl AccessLog {
     /// when it ends (with how many lines it cost), not with every flush (under load that is many
     /// a second) nor by every log ([`LogTrouble`]).
     pub fn flush(&mut self) {
+        self.flush_waiting(Duration::ZERO);
+    }
+
+    /// [`AccessLog::flush`], waiting up to `patience` for each piece to fit where the reader
+    /// does not keep up; what is still not written then stays buffered, for the next flush.
+    fn flush_waiting(&mut self, patience: Duration) {
         if self.buf.is_empty() {
             return;
         }
-        let result = match &mut self.sink {
+        let (may_wait, buf) = (self.may_wait, &self.buf[..]);
+        let written = match &mut self.sink {
             Sink::Stdout => {
-                let mut out = io::stdout().lock();
-                out.write_all(&self.buf).and_then(|()| out.flush())
+                // Whatever std buffered of stdout (the listening line) went out with it.
+                // SAFETY: fd 1 is open for the life of the process; ManuallyDrop never closes it.
+                let mut out = ManuallyDrop::new(unsafe { File::from_raw_fd(libc::STDOUT_FILENO) });
+                write_out(&mut out, buf, may_wait, patience)
             }
-            Sink::File(Some(file), _) => file.write_all(&self.buf),
+            Sink::File(Some(file), _) => write_out(file, buf, may_wait, patience),
             // Parked, and the path could not be opened when the lines were recorded.
-            Sink::File(parked @ None, path) => {
-                append(path).and_then(|file| parked.insert(file).write_all(&self.buf))
+            Sink::File(parked @ None, path) => append(path)
+                .and_then(|file| write_out(parked.insert(file), buf, may_wait, patience)),
+        };
+        // Written in part: the rest waits for the reader, and nothing has changed to say.
+        let result = match written {
+            Ok(went) if went < self.buf.len() => {
+                self.buf.drain(..went);
+                self.due = Some(Instant::now() + RETRY_AFTER);
+                self.behind = true;
+                return;
             }
+            Ok(_) => Ok(()),
+            Err(err) => Err(err),
         };
         let lines = self.buf.iter().filter(|&&byte| byte == b'\n').count() as u64;
         if let Some(said) = self.trouble.flushed(result, lines) {
-            eprintln!("reactor-httpd: access log: {said}");
+            say(&said);
         }
         self.buf.clear();
         self.due = None;
+        self.behind = false;
     }
+}
+
+/// Writes `buf` to `file`, all of it if `file` is a regular file; otherwise a line-ended piece of
+/// at most `PIPE_BUF` bytes at a time while `poll` says one fits (waiting up to `patience` for
+/// each). Returns how many bytes were written.
+fn write_out(file: &mut File, buf: &[u8], may_wait: bool, patience: Duration) -> io::Result<usize> {
+    if !may_wait {
+        return file.write_all(buf).map(|()| buf.len());
+    }
+    let mut at = 0;
+    while at < buf.len() {
+        if !writable_within(file.as_raw_fd(), patience)? {
+            break;
+        }
+        let end = piece_end(buf, at);
+        file.write_all(&buf[at..end])?;
+        at = end;
+    }
+    Ok(at)
+}
+
+/// Where the piece of `buf` that starts at `at` ends: all that is left if it is at most
+/// `PIPE_BUF` bytes, else just after the last line end within `PIPE_BUF` bytes (or those bytes,
+/// for a line longer than that).
+fn piece_end(buf: &[u8], at: usize) -> usize {
+    let most = (at + libc::PIPE_BUF).min(buf.len());
+    if most == buf.len() {
+        return most;
+    }
+    buf[at..most]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(most, |last| at + last + 1)
+}
+
+/// Whether `PIPE_BUF` bytes can be written to `fd` without waiting, waiting up to `wait` for it.
+/// (For a pipe, `POLLOUT` means a page of it is free; for a Unix socket, three quarters of its
+/// send buffer.)
+fn writable_within(fd: RawFd, wait: Duration) -> io::Result<bool> {
+    let mut polled = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let timeout = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
+    loop {
+        // SAFETY: one valid pollfd, for the duration of the call.
+        match unsafe { libc::poll(&mut polled, 1, timeout) } {
+            0 => return Ok(false),
+            n if n > 0 => {
+                // POLLERR or POLLHUP (a reader gone): the write says what it is.
+                return Ok(true);
+            }
+            _ => {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+        }
+    }
+}
+
+fn is_regular_file(fd: RawFd) -> bool {
+    // SAFETY: fstat writes one stat struct, which all-zero is a valid value of.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to it, for the duration of the call.
+    unsafe { libc::fstat(fd, &mut stat) == 0 && stat.st_mode & libc::S_IFMT == libc::S_IFREG }
+}
+
+/// Says `said` of the access log on stderr, if that can be written without waiting: stderr is
+/// often the same stalled pipe as the log (a container's), and the loop must not wait on it.
+fn say(said: &str) {
+    if !is_regular_file(libc::STDERR_FILENO)
+        && !writable_within(libc::STDERR_FILENO, Duration::ZERO).unwrap_or(false)
+    {
+        return;
+    }
+    eprintln!("reactor-httpd: access log: {said}");
 }
 
 impl AccessLog {
@@ -334,7 +485,7 @@ impl AccessLog {
     /// A FIFO or a device is kept open: rotation is not theirs, and a FIFO's reader would see
     /// its end each time the last writer closed it.
     pub fn park(&mut self) {
-        self.flush();
+        self.flush_waiting(PARK_PATIENCE);
         // Only a regular file: closing the last writer of a FIFO tells its reader the end.
         if let Sink::File(file, _) = &mut self.sink
             && file
@@ -391,8 +542,15 @@ fn append(path: &Path) -> io::Result<File> {
 }
 
 impl Drop for AccessLog {
+    /// The last lines: a reader that does not keep up is waited for, a little.
     fn drop(&mut self) {
-        self.flush();
+        self.flush_waiting(LAST_PATIENCE);
+        let lines = self.buf.iter().filter(|&&byte| byte == b'\n').count() as u64;
+        if lines > 0 {
+            let _ = self
+                .trouble
+                .flushed(Err(io::ErrorKind::WouldBlock.into()), lines);
+        }
     }
 }
 

@@ -574,6 +574,86 @@ fn an_unwritable_access_log_is_said_once() {
     }
 }
 
+/// An access log whose reader stops reading (stdout a pipe that fills: a container's log driver
+/// that stalls) stops no request: the lines it has no room for wait, up to a megabyte, and past
+/// that are dropped, said once; once the reader reads again the log is written again, saying
+/// how many lines it cost, and every line is either in it, whole, or counted. Every mode.
+/// (Until stop 82 the server stopped answering once the pipe's 64 KiB were full.)
+#[test]
+fn a_log_reader_that_stops_stops_no_request() {
+    for (mode, describe) in every_mode() {
+        bounded(60, move || {
+            let mut server = logging_mode("-", mode, describe, &[]);
+            // 25,000 lines of about 70 bytes: past the pipe's 64 KiB and the megabyte a log
+            // holds; nothing reads them yet.
+            const SENT: usize = 25_000;
+            let batch = b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n".repeat(500);
+            let mut client = server.client();
+            for _ in 0..SENT / 500 {
+                client.send(&batch);
+                for _ in 0..500 {
+                    assert_eq!(client.response().text(), "Hello, World!", "{mode}");
+                }
+            }
+            drop(client);
+            let said = server.stderr_line();
+            assert!(
+                said.contains("lines are dropped until it does"),
+                "{mode}: {said}"
+            );
+            // The reader reads again; once it has, one more request, whose line must come.
+            let addr = server.addr;
+            let (read_some, go) = std::sync::mpsc::channel::<()>();
+            let last = std::thread::spawn(move || {
+                go.recv().unwrap();
+                Client::connect(addr).get("/hello?last").status
+            });
+            let mut read = Vec::new();
+            loop {
+                let mut line = String::new();
+                assert!(
+                    server.stdout.read_line(&mut line).unwrap() > 0,
+                    "{mode}: end"
+                );
+                if read.len() == 100 {
+                    read_some.send(()).unwrap();
+                }
+                let done = line.contains("/hello?last");
+                read.push(line);
+                if done {
+                    break;
+                }
+            }
+            assert_eq!(last.join().unwrap(), 200);
+            let said = server.stderr_line();
+            assert!(said.contains("written again ("), "{mode}: {said}");
+            server.signal(libc::SIGTERM);
+            let (code, rest, stderr, _) = server.wait();
+            assert_eq!(code, Some(0), "{mode}: {stderr}");
+            // Every line whole; with those dropped, one for each request.
+            read.extend(rest.lines().map(|line| format!("{line}\n")));
+            for line in &read {
+                assert!(
+                    line.starts_with("127.0.0.1 - - [") && line.ends_with("\" 200 13\n"),
+                    "{mode}: {line:?}"
+                );
+            }
+            let dropped: usize = [said.as_str(), stderr.as_str()]
+                .iter()
+                .flat_map(|text| {
+                    text.split(" lines dropped)").filter_map(|part| {
+                        part.rsplit('(')
+                            .next()
+                            .and_then(|n| n.parse::<usize>().ok())
+                    })
+                })
+                .sum();
+            assert!(dropped > 0, "{mode}");
+            assert_eq!(read.len() + dropped, SENT + 1, "{mode}: {said} {stderr}");
+        });
+    }
+}
+
 /// The cores this process may run on (not the CPU time a cgroup allows it: see
 /// [`auto_loops_follow_a_cgroups_cpu_limit`]).
 fn core_count() -> usize {
