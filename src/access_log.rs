@@ -27,7 +27,9 @@
 //! log is written a line-ended piece of at most `PIPE_BUF` bytes at a time, and only while
 //! `poll` says a piece fits, which for a pipe means it is written whole, at once, and never
 //! interleaved with another loop's lines; what does not fit waits in the buffer (up to
-//! [`HELD_MOST`]; lines past it are dropped and counted as above) for the next flush. A regular
+//! [`HELD_MOST`]; lines past it are dropped and counted as above) for the next flush, except in a
+//! thread about to wait for its next connection, which holds no lines while it waits: it gives
+//! the reader 10 ms a piece, and drops and counts what is left. A regular
 //! file never makes a writer wait for a reader, and is written as before, the buffer at once.
 
 use std::fs::{File, OpenOptions};
@@ -53,11 +55,29 @@ const FLUSH_BYTES: usize = 64 * 1024;
 pub const HELD_MOST: usize = 1024 * 1024;
 /// How soon a flush that could not write everything is tried again.
 const RETRY_AFTER: Duration = Duration::from_millis(100);
-/// How long a thread about to wait for its next connection waits for a piece of its log to
-/// fit: a reader that reads gets all its lines, one that has stopped costs the thread this.
-const PARK_PATIENCE: Duration = Duration::from_millis(10);
-/// How long a log waits at its end for a piece to fit.
-const LAST_PATIENCE: Duration = Duration::from_secs(1);
+/// How long a flush may wait for a reader that does not keep up: for each piece to fit, and in
+/// all. A loop's flush never waits.
+#[derive(Clone, Copy)]
+struct Patience {
+    piece: Duration,
+    total: Duration,
+}
+
+const NO_WAITING: Patience = Patience {
+    piece: Duration::ZERO,
+    total: Duration::ZERO,
+};
+/// A thread about to wait for its next connection: a reader that reads gets its lines, one
+/// that has stopped costs the thread 10 ms.
+const PARK_PATIENCE: Patience = Patience {
+    piece: Duration::from_millis(10),
+    total: Duration::from_secs(1),
+};
+/// A log at its end (the process's): at most half a second, within the stop's 5 s.
+const LAST_PATIENCE: Patience = Patience {
+    piece: Duration::from_millis(500),
+    total: Duration::from_millis(500),
+};
 
 /// Bumped by SIGUSR1 (an atomic add, safe in a signal handler): every log whose generation is
 /// older reopens its file.
@@ -151,16 +171,13 @@ impl LogTrouble {
         }
     }
 
-    /// A line dropped because the log's reader has not kept up: what to say, when that begins.
-    fn held_back(&self) -> Option<String> {
+    /// `lines` dropped because the log's reader does not keep up: what to say, when that
+    /// begins.
+    fn held_back(&self, lines: u64) -> Option<String> {
         let words = self.words();
-        words.dropped.fetch_add(1, Ordering::AcqRel);
+        words.dropped.fetch_add(lines, Ordering::AcqRel);
         let began = !words.dropping.swap(true, Ordering::AcqRel);
-        began.then(|| {
-            format!(
-                "its reader has not kept up with {HELD_MOST} bytes; lines are dropped until it does"
-            )
-        })
+        began.then(|| "its reader does not keep up; lines are dropped until it does".to_string())
     }
 
     /// Whether this log is the first of the server to fail the reopen SIGUSR1 number
@@ -298,11 +315,16 @@ impl AccessLog {
         }
         buf.push(b'\n');
         if buf.len() > HELD_MOST {
-            // The reader has not kept up with a megabyte: this line goes.
-            let start = buf[..buf.len() - 1].iter().rposition(|&b| b == b'\n');
-            buf.truncate(start.map_or(0, |at| at + 1));
-            if let Some(said) = self.trouble.held_back() {
-                say(&said);
+            // The reader has not kept up with a megabyte. If it has made room since the last
+            // flush, the line stays; if not, it goes.
+            self.flush();
+            if self.buf.len() > HELD_MOST {
+                let buf = &mut self.buf;
+                let start = buf[..buf.len() - 1].iter().rposition(|&b| b == b'\n');
+                buf.truncate(start.map_or(0, |at| at + 1));
+                if let Some(said) = self.trouble.held_back(1) {
+                    say(&said);
+                }
             }
         }
         if self.due.is_none() {
@@ -323,12 +345,12 @@ impl AccessLog {
     /// when it ends (with how many lines it cost), not with every flush (under load that is many
     /// a second) nor by every log ([`LogTrouble`]).
     pub fn flush(&mut self) {
-        self.flush_waiting(Duration::ZERO);
+        self.flush_waiting(NO_WAITING);
     }
 
-    /// [`AccessLog::flush`], waiting up to `patience` for each piece to fit where the reader
-    /// does not keep up; what is still not written then stays buffered, for the next flush.
-    fn flush_waiting(&mut self, patience: Duration) {
+    /// [`AccessLog::flush`], waiting as `patience` allows where the reader does not keep up;
+    /// what is still not written then stays buffered, for the next flush.
+    fn flush_waiting(&mut self, patience: Patience) {
         if self.buf.is_empty() {
             return;
         }
@@ -367,15 +389,19 @@ impl AccessLog {
 }
 
 /// Writes `buf` to `file`, all of it if `file` is a regular file; otherwise a line-ended piece of
-/// at most `PIPE_BUF` bytes at a time while `poll` says one fits (waiting up to `patience` for
-/// each). Returns how many bytes were written.
-fn write_out(file: &mut File, buf: &[u8], may_wait: bool, patience: Duration) -> io::Result<usize> {
+/// at most `PIPE_BUF` bytes at a time while `poll` says one fits (waiting as `patience` allows).
+/// Returns how many bytes were written.
+fn write_out(file: &mut File, buf: &[u8], may_wait: bool, patience: Patience) -> io::Result<usize> {
     if !may_wait {
         return file.write_all(buf).map(|()| buf.len());
     }
+    let until = Instant::now() + patience.total;
     let mut at = 0;
     while at < buf.len() {
-        if !writable_within(file.as_raw_fd(), patience)? {
+        let wait = patience
+            .piece
+            .min(until.saturating_duration_since(Instant::now()));
+        if !writable_within(file.as_raw_fd(), wait)? {
             break;
         }
         let end = piece_end(buf, at);
@@ -485,7 +511,9 @@ impl AccessLog {
     /// A FIFO or a device is kept open: rotation is not theirs, and a FIFO's reader would see
     /// its end each time the last writer closed it.
     pub fn park(&mut self) {
+        // A thread that waits holds no lines (chapter 2): those its reader has no room for go.
         self.flush_waiting(PARK_PATIENCE);
+        self.drop_held();
         // Only a regular file: closing the last writer of a FIFO tells its reader the end.
         if let Sink::File(file, _) = &mut self.sink
             && file
@@ -545,12 +573,23 @@ impl Drop for AccessLog {
     /// The last lines: a reader that does not keep up is waited for, a little.
     fn drop(&mut self) {
         self.flush_waiting(LAST_PATIENCE);
-        let lines = self.buf.iter().filter(|&&byte| byte == b'\n').count() as u64;
-        if lines > 0 {
-            let _ = self
-                .trouble
-                .flushed(Err(io::ErrorKind::WouldBlock.into()), lines);
+        self.drop_held();
+    }
+}
+
+impl AccessLog {
+    /// Drops the lines still held (a reader that did not make room for them in time), counted.
+    fn drop_held(&mut self) {
+        if self.buf.is_empty() {
+            return;
         }
+        let lines = self.buf.iter().filter(|&&byte| byte == b'\n').count() as u64;
+        if let Some(said) = self.trouble.held_back(lines) {
+            say(&said);
+        }
+        self.buf.clear();
+        self.due = None;
+        self.behind = false;
     }
 }
 
