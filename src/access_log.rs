@@ -24,13 +24,16 @@
 //! driver, `reactor-httpd | slow-program`), a socket (journald) or a terminal. A write to a full
 //! pipe waits until there is room, and until stop 82 the loop waited with it: once the pipe's
 //! 64 KiB were full, the server answered nothing more (about 900 requests in, measured). Such a
-//! log is written a line-ended piece of at most `PIPE_BUF` bytes at a time, and only while
-//! `poll` says a piece fits, which for a pipe means it is written whole, at once, and never
-//! interleaved with another loop's lines; what does not fit waits in the buffer (up to
-//! [`HELD_MOST`]; lines past it are dropped and counted as above) for the next flush, except in a
-//! thread about to wait for its next connection, which holds no lines while it waits: it gives
-//! the reader 10 ms a piece, and drops and counts what is left. A regular
-//! file never makes a writer wait for a reader, and is written as before, the buffer at once.
+//! log is written a line-ended piece of at most `PIPE_BUF` bytes at a time, each once `poll` says
+//! it fits, which for a pipe means it is written whole, at once, and never interleaved with
+//! another loop's lines. A loop's flush writes what fits now; the rest waits in the buffer. Past
+//! [`HELD_MOST`] held, the loop waits for the reader as a plain `write` would (a reader that is
+//! slow but reads slows the server, and no line is lost), as long as it makes room for a piece
+//! within [`STALLED_AFTER`]; a reader that does not has stopped, and from then on, until it
+//! reads again, lines past the megabyte are dropped at once and counted, as above. A thread
+//! about to wait for its next connection holds no lines while it waits: it waits the same way,
+//! and drops and counts what a stopped reader leaves. A regular file never makes a writer wait
+//! for a reader, and is written as before, the buffer at once.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -56,23 +59,26 @@ pub const HELD_MOST: usize = 1024 * 1024;
 /// How soon a flush that could not write everything is tried again.
 const RETRY_AFTER: Duration = Duration::from_millis(100);
 /// How long a flush may wait for a reader that does not keep up: for each piece to fit, and in
-/// all. A loop's flush never waits.
+/// all.
 #[derive(Clone, Copy)]
 struct Patience {
     piece: Duration,
     total: Duration,
 }
 
+/// A loop's flush, once a second: what fits now.
 const NO_WAITING: Patience = Patience {
     piece: Duration::ZERO,
     total: Duration::ZERO,
 };
-/// A thread about to wait for its next connection: a reader that reads gets its lines, one
-/// that has stopped costs the thread 10 ms.
-const PARK_PATIENCE: Patience = Patience {
-    piece: Duration::from_millis(10),
-    total: Duration::from_secs(1),
+/// A log that holds a megabyte (in a loop), or a thread about to wait for its next connection:
+/// waits for its reader as a plain `write` would, as long as the reader makes room for a piece
+/// within [`STALLED_AFTER`]; one that does not has stopped ([`AccessLog::stalled`]).
+const BACKPRESSURE: Patience = Patience {
+    piece: STALLED_AFTER,
+    total: Duration::MAX,
 };
+const STALLED_AFTER: Duration = Duration::from_millis(100);
 /// A log at its end (the process's): at most half a second, within the stop's 5 s.
 const LAST_PATIENCE: Patience = Patience {
     piece: Duration::from_millis(500),
@@ -111,6 +117,9 @@ pub struct AccessLog {
     may_wait: bool,
     /// The last flush left lines its reader had no room for: the next is on a timer, not early.
     behind: bool,
+    /// Its reader made no room for a piece within [`STALLED_AFTER`]: until it makes some, lines
+    /// past the megabyte are dropped at once rather than waited for.
+    stalled: bool,
     /// Whether the server's logs can be written, shared with every other log of the server.
     trouble: Arc<LogTrouble>,
 }
@@ -266,6 +275,7 @@ impl AccessLog {
             due: None,
             may_wait,
             behind: false,
+            stalled: false,
             trouble: trouble.clone(),
         })
     }
@@ -315,9 +325,9 @@ impl AccessLog {
         }
         buf.push(b'\n');
         if buf.len() > HELD_MOST {
-            // The reader has not kept up with a megabyte. If it has made room since the last
-            // flush, the line stays; if not, it goes.
-            self.flush();
+            // The reader has not kept up with a megabyte: wait for it, as a plain `write`
+            // would, unless it has stopped; then the line goes.
+            self.flush_with_backpressure();
             if self.buf.len() > HELD_MOST {
                 let buf = &mut self.buf;
                 let start = buf[..buf.len() - 1].iter().rposition(|&b| b == b'\n');
@@ -348,6 +358,15 @@ impl AccessLog {
         self.flush_waiting(NO_WAITING);
     }
 
+    /// Writes the buffered lines, waiting for a reader that makes room ([`BACKPRESSURE`]), not
+    /// for one that has stopped.
+    fn flush_with_backpressure(&mut self) {
+        match self.stalled {
+            false => self.flush_waiting(BACKPRESSURE),
+            true => self.flush(),
+        }
+    }
+
     /// [`AccessLog::flush`], waiting as `patience` allows where the reader does not keep up;
     /// what is still not written then stays buffered, for the next flush.
     fn flush_waiting(&mut self, patience: Patience) {
@@ -367,6 +386,16 @@ impl AccessLog {
             Sink::File(parked @ None, path) => append(path)
                 .and_then(|file| write_out(parked.insert(file), buf, may_wait, patience)),
         };
+        if let Ok(went) = written {
+            // Room made, or none within the wait for a piece: stopped (a loop's flush, which
+            // does not wait, tells neither).
+            if went > 0 {
+                self.stalled = false;
+            }
+            if went < self.buf.len() && patience.piece > Duration::ZERO {
+                self.stalled = true;
+            }
+        }
         // Written in part: the rest waits for the reader, and nothing has changed to say.
         let result = match written {
             Ok(went) if went < self.buf.len() => {
@@ -395,12 +424,14 @@ fn write_out(file: &mut File, buf: &[u8], may_wait: bool, patience: Patience) ->
     if !may_wait {
         return file.write_all(buf).map(|()| buf.len());
     }
-    let until = Instant::now() + patience.total;
+    // No end for `BACKPRESSURE`'s.
+    let until = Instant::now().checked_add(patience.total);
     let mut at = 0;
     while at < buf.len() {
-        let wait = patience
-            .piece
-            .min(until.saturating_duration_since(Instant::now()));
+        let left = until.map_or(Duration::MAX, |at| {
+            at.saturating_duration_since(Instant::now())
+        });
+        let wait = patience.piece.min(left);
         if !writable_within(file.as_raw_fd(), wait)? {
             break;
         }
@@ -512,7 +543,7 @@ impl AccessLog {
     /// its end each time the last writer closed it.
     pub fn park(&mut self) {
         // A thread that waits holds no lines (chapter 2): those its reader has no room for go.
-        self.flush_waiting(PARK_PATIENCE);
+        self.flush_with_backpressure();
         self.drop_held();
         // Only a regular file: closing the last writer of a FIFO tells its reader the end.
         if let Sink::File(file, _) = &mut self.sink
