@@ -113,8 +113,6 @@ pub struct AccessLog {
     buf: Vec<u8>,
     /// When the oldest buffered line must be written by; `None` while the buffer is empty.
     due: Option<Instant>,
-    /// The log is not a regular file (a pipe, a socket, a terminal): written without waiting.
-    may_wait: bool,
     /// The last flush left lines its reader had no room for: the next is on a timer, not early.
     behind: bool,
     /// Its reader made no room for a piece within [`STALLED_AFTER`]: until it makes some, lines
@@ -257,12 +255,6 @@ impl AccessLog {
         file: Option<File>,
         trouble: &Arc<LogTrouble>,
     ) -> Option<AccessLog> {
-        let may_wait = match (target, &file) {
-            (AccessLogTarget::Stdout, _) => !is_regular_file(libc::STDOUT_FILENO),
-            (_, Some(file)) => !is_regular_file(file.as_raw_fd()),
-            // Not open yet: whatever it turns out to be, polled before each piece.
-            (_, None) => true,
-        };
         let sink = match target {
             AccessLogTarget::Off => return None,
             AccessLogTarget::Stdout => Sink::Stdout,
@@ -273,7 +265,6 @@ impl AccessLog {
             generation: REOPEN_GENERATION.load(Ordering::Relaxed),
             buf: Vec::with_capacity(4096),
             due: None,
-            may_wait,
             behind: false,
             stalled: false,
             trouble: trouble.clone(),
@@ -373,18 +364,19 @@ impl AccessLog {
         if self.buf.is_empty() {
             return;
         }
-        let (may_wait, buf) = (self.may_wait, &self.buf[..]);
+        let buf = &self.buf[..];
         let written = match &mut self.sink {
             Sink::Stdout => {
                 // Whatever std buffered of stdout (the listening line) went out with it.
                 // SAFETY: fd 1 is open for the life of the process; ManuallyDrop never closes it.
                 let mut out = ManuallyDrop::new(unsafe { File::from_raw_fd(libc::STDOUT_FILENO) });
-                write_out(&mut out, buf, may_wait, patience)
+                write_out(&mut out, buf, patience)
             }
-            Sink::File(Some(file), _) => write_out(file, buf, may_wait, patience),
+            Sink::File(Some(file), _) => write_out(file, buf, patience),
             // Parked, and the path could not be opened when the lines were recorded.
-            Sink::File(parked @ None, path) => append(path)
-                .and_then(|file| write_out(parked.insert(file), buf, may_wait, patience)),
+            Sink::File(parked @ None, path) => {
+                append(path).and_then(|file| write_out(parked.insert(file), buf, patience))
+            }
         };
         if let Ok(went) = written {
             // Room made, or none within the wait for a piece: stopped (a loop's flush, which
@@ -407,8 +399,7 @@ impl AccessLog {
             Ok(_) => Ok(()),
             Err(err) => Err(err),
         };
-        let lines = self.buf.iter().filter(|&&byte| byte == b'\n').count() as u64;
-        if let Some(said) = self.trouble.flushed(result, lines) {
+        if let Some(said) = self.trouble.flushed(result, self.lines()) {
             say(&said);
         }
         self.buf.clear();
@@ -420,8 +411,9 @@ impl AccessLog {
 /// Writes `buf` to `file`, all of it if `file` is a regular file; otherwise a line-ended piece of
 /// at most `PIPE_BUF` bytes at a time while `poll` says one fits (waiting as `patience` allows).
 /// Returns how many bytes were written.
-fn write_out(file: &mut File, buf: &[u8], may_wait: bool, patience: Patience) -> io::Result<usize> {
-    if !may_wait {
+fn write_out(file: &mut File, buf: &[u8], patience: Patience) -> io::Result<usize> {
+    // Asked at each flush (one `fstat`): a log parked and opened again may be another file.
+    if is_regular_file(file.as_raw_fd()) {
         return file.write_all(buf).map(|()| buf.len());
     }
     // No end for `BACKPRESSURE`'s.
@@ -609,13 +601,17 @@ impl Drop for AccessLog {
 }
 
 impl AccessLog {
+    /// How many lines are buffered.
+    fn lines(&self) -> u64 {
+        self.buf.iter().filter(|&&byte| byte == b'\n').count() as u64
+    }
+
     /// Drops the lines still held (a reader that did not make room for them in time), counted.
     fn drop_held(&mut self) {
         if self.buf.is_empty() {
             return;
         }
-        let lines = self.buf.iter().filter(|&&byte| byte == b'\n').count() as u64;
-        if let Some(said) = self.trouble.held_back(lines) {
+        if let Some(said) = self.trouble.held_back(self.lines()) {
             say(&said);
         }
         self.buf.clear();
