@@ -95,6 +95,7 @@ modes! {
     pipelining_without_reading_stays_bounded: [Reactor, Uring, Threaded];
     silent_connections_time_out: [Reactor, Uring];
     flood_past_max_connections: [Reactor, Uring, Threaded];
+    a_crowd_sending_at_once_is_served: [Reactor, Uring];
     resets_mid_request_and_mid_response: [Reactor, Uring, Threaded, Blocking, Fork];
     limits_exactly_and_one_over: [Reactor, Uring, Threaded, Blocking, Fork];
     refusals_are_logged_with_their_line: [Reactor, Uring, Threaded, Blocking, Fork];
@@ -498,6 +499,66 @@ fn flood_past_max_connections(mode: Mode) {
             break;
         }
         assert!(Instant::now() < deadline, "slots never freed");
+    }
+}
+
+/// 3,000 clients that each send 8 KiB of a request head as they connect, found by the server
+/// all at once: those whose heads end are answered, and a stop then ends the server. In uring
+/// mode the receives of such a crowd ran out of provided buffers, and a receive armed again in
+/// the same turn ran out again at once: a ring spun on those completions for good, answering
+/// none of its connections, not even a stop.
+fn a_crowd_sending_at_once_is_served(mode: Mode) {
+    common::raise_fd_limit();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_reactor-httpd"));
+    command
+        .env_remove("NOTIFY_SOCKET")
+        .args(["--bind", "127.0.0.1:0", "--mode", mode.name(), "--no-pin"])
+        .args(["--demo", "--quiet"])
+        .arg(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped());
+    let mut server = Killed(command.spawn().expect("run reactor-httpd"));
+    let addr = common::listening_addr(&mut server.0).unwrap_or_else(|line| panic!("{line:?}"));
+    let pid = server.0.id() as libc::pid_t;
+    let signal = |signal| {
+        // SAFETY: kill only signals our own child.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    };
+    // The server stopped (SIGSTOP) while the crowd connects and sends, so that it finds all of
+    // them at once, each with its bytes, when it goes on.
+    signal(libc::SIGSTOP);
+    let head = format!(
+        "GET /hello HTTP/1.1\r\nHost: t\r\nX-Pad: {}\r\n",
+        "p".repeat(8_110)
+    );
+    let mut crowd: Vec<Client> = (0..3_000)
+        .map(|_| {
+            let mut client = Client::connect(addr);
+            client.send(head.as_bytes());
+            client
+        })
+        .collect();
+    signal(libc::SIGCONT);
+    for client in crowd.iter_mut().step_by(60) {
+        client.send(b"\r\n");
+    }
+    for (n, client) in crowd.iter_mut().enumerate().step_by(60) {
+        let answer = client.try_response().map(|response| response.status);
+        assert_eq!(answer.ok(), Some(200), "{mode:?}: client {n}");
+    }
+    drop(crowd);
+    bystander_served_at(addr);
+    signal(libc::SIGTERM);
+    let ended = common::wait_with_timeout(&mut server.0, Duration::from_secs(5));
+    assert!(ended.is_some_and(|status| status.success()), "{ended:?}");
+}
+
+/// A server process killed however its test ends (a failed one may be stopped, or spinning).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

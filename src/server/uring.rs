@@ -461,6 +461,12 @@ enum Recv {
     Armed,
     /// Armed, and cancelled: its last completion has not arrived yet.
     Cancelling,
+    /// None in flight: the last ended for want of a buffer (ENOBUFS). Armed again at the start
+    /// of the next turn (`rearm_starved`), once the buffers given back this turn are published:
+    /// armed at once, it ended at once the same way, and a turn whose completions each queued
+    /// another never ended (one ring spun for good on a crowd of connections that each sent
+    /// 8 KiB at once, serving none of them, not even a stop).
+    Starved,
 }
 
 /// The output operation of a connection: at most one at a time.
@@ -700,7 +706,7 @@ struct Connection<S> {
 impl<S> Connection<S> {
     /// Operations of this connection the kernel holds.
     fn in_flight(&self) -> bool {
-        self.recv != Recv::Off || self.out != Out::Idle
+        matches!(self.recv, Recv::Armed | Recv::Cancelling) || self.out != Out::Idle
     }
 }
 
@@ -1095,6 +1101,9 @@ struct Ring<S: Session> {
     recv_limit: Option<u32>,
     /// Completions reaped in one turn (kept to reuse its allocation).
     reaped: Vec<(u64, i32, u32)>,
+    /// Connections whose receive ended for want of a buffer ([`Recv::Starved`]), by key and
+    /// generation.
+    starved: Vec<(usize, u32)>,
     /// Slots in the table of registered files (0: none, the kernel refused one).
     fixed_slots: usize,
     staged: Staged,
@@ -1169,6 +1178,7 @@ impl<S: Session> Ring<S> {
                 .unwrap_or(SPLICE_AT_LEAST),
             recv_limit: recv_limit(),
             reaped: Vec::with_capacity(CQ_ENTRIES as usize),
+            starved: Vec::new(),
             fixed_slots,
             staged: Staged {
                 fds: Box::new([-1; STAGED]),
@@ -1201,6 +1211,7 @@ impl<S: Session> Ring<S> {
     fn run(&mut self) -> io::Result<()> {
         loop {
             let timeout = self.wait_timeout();
+            self.rearm_starved();
             self.enter(timeout)?;
             // Before any line of this turn is recorded: those go to the new file.
             self.env.reopen_log_if_asked();
@@ -1271,6 +1282,24 @@ impl<S: Session> Ring<S> {
         }
     }
     // ANCHOR_END: enter
+
+    /// Arms again the receives that ran out of buffers last turn, once the buffers given back
+    /// since are published (the doubled target, too): the connection's drive arms it, if it
+    /// still wants to read.
+    fn rearm_starved(&mut self) {
+        if self.starved.is_empty() {
+            return;
+        }
+        self.bufs.publish();
+        for (key, generation) in std::mem::take(&mut self.starved) {
+            if let Some(connection) = find(&mut self.connections, key, generation)
+                && connection.recv == Recv::Starved
+            {
+                connection.recv = Recv::Off;
+                self.drive(key, &[]);
+            }
+        }
+    }
 
     /// Sleeps until the earliest thing that has a time (see the reactor's `poll_timeout`).
     fn wait_timeout(&self) -> Option<Duration> {
@@ -1541,12 +1570,17 @@ impl<S: Session> Ring<S> {
             return;
         };
         if !more {
-            connection.recv = Recv::Off;
+            connection.recv = match result == -libc::ENOBUFS {
+                true => {
+                    self.starved.push((key, generation));
+                    Recv::Starved
+                }
+                false => Recv::Off,
+            };
         }
         match result {
             0 => connection.flags.set(Flags::EOF),
-            // Out of buffers (re-armed by the drive below, once some are published again), or
-            // cancelled by the loop.
+            // Out of buffers (re-armed next turn: `rearm_starved`), or cancelled by the loop.
             n if n == -libc::ENOBUFS || n == -libc::ECANCELED => {}
             n if n < 0 => connection.flags.set(Flags::FAILED),
             _ => {}
@@ -2179,10 +2213,11 @@ impl<S: Session> Ring<S> {
     fn deliver_arrived(&mut self) {
         let until = Instant::now() + DELIVER_WITHIN;
         loop {
+            self.rearm_starved();
             let _ = self.enter(Some(Duration::ZERO));
             self.reap();
             let undelivered = self.connections.iter().any(|(_, connection)| {
-                connection.recv == Recv::Armed
+                matches!(connection.recv, Recv::Armed | Recv::Starved)
                     && connection.conn.is_idle()
                     && io_util::unread_bytes(connection.socket.as_raw_fd()) > 0
             });
