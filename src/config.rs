@@ -95,6 +95,10 @@ pub struct Limits {
 /// `--max-buffer-bytes` unless given: a hundred bodies of the default `--max-body-bytes`.
 pub const DEFAULT_MAX_BUFFER_BYTES: usize = 1 << 30;
 
+/// `--max-connections` unless given, where memory does not ask for fewer
+/// (`server::resources::default_max_connections`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -175,7 +179,7 @@ impl Default for Config {
             handler_threads: None,
             demo: false,
             root: PathBuf::from("."),
-            max_connections: 10_000,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             limits: Limits::default(),
             access_log: AccessLogTarget::Stdout,
             metrics_path: None,

@@ -15,6 +15,7 @@ use clap::error::{ContextKind, ContextValue};
 use reactor_httpd::app;
 use reactor_httpd::config::{AccessLogTarget, Config, Cores, Limits, Mode};
 use reactor_httpd::http::BufferBudget;
+use reactor_httpd::server::resources;
 use reactor_httpd::server::{
     Server, StartError, keep_if_handed_over, raise_descriptor_limit, run_if_keeper,
 };
@@ -63,9 +64,12 @@ struct Cli {
     /// Mount the demo routes (/hello, /echo, /headers, /sleep, /compute) ahead of the static files.
     #[arg(long)]
     demo: bool,
-    /// Open connections; beyond it the client gets 503 and is closed.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
-    max_connections: u32,
+    /// Open connections; beyond it the client gets 503 and is closed. Default: 10,000, or fewer
+    /// in reactor, uring and fork mode where half the memory the process may use (its cgroup's
+    /// limit, or else the machine's) would not hold that many at 20 KiB each (48 KiB with TLS;
+    /// 256 KiB in fork mode).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
     /// Request line + headers, in bytes; beyond it 431 (as for more than 100 header fields).
     #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(64..))]
     max_header_bytes: u32,
@@ -305,25 +309,34 @@ impl Cli {
         }
         let mut binds = addrs.into_iter();
         let bind = binds.next();
+        let mode = match self.mode {
+            ModeArg::Reactor => Mode::Reactor,
+            ModeArg::Threaded => Mode::Threaded,
+            ModeArg::Blocking => Mode::Blocking,
+            ModeArg::Fork => Mode::Fork,
+            ModeArg::Uring => Mode::Uring,
+        };
+        let tls = match (self.tls_cert, self.tls_key, self.tls_self_signed) {
+            (Some(cert), Some(key), _) => Some(TlsSource::Files { cert, key }),
+            (_, _, true) => Some(TlsSource::SelfSigned),
+            _ => None,
+        };
         Ok(Config {
             bind: bind.unwrap_or(Config::default().bind),
             also_bind: binds.collect(),
             bind_given: bind.is_some(),
             reuse_port: self.reuse_port,
-            mode: match self.mode {
-                ModeArg::Reactor => Mode::Reactor,
-                ModeArg::Threaded => Mode::Threaded,
-                ModeArg::Blocking => Mode::Blocking,
-                ModeArg::Fork => Mode::Fork,
-                ModeArg::Uring => Mode::Uring,
-            },
+            mode,
             cores: self.cores,
             pin: !self.no_pin,
             threads: self.threads as usize,
             handler_threads: self.handler_threads.map(|n| n as usize),
             demo: self.demo,
             root,
-            max_connections: self.max_connections as usize,
+            max_connections: match self.max_connections {
+                Some(n) => n as usize,
+                None => resources::default_max_connections(mode, tls.is_some()),
+            },
             limits: Limits {
                 max_header_bytes: self.max_header_bytes as usize,
                 max_body_bytes: self.max_body_bytes,
@@ -335,7 +348,7 @@ impl Cli {
                 handler_timeout: self.handler_timeout,
                 buffers: BufferBudget::new(match self.max_buffer_bytes {
                     Some(bytes) => usize::try_from(bytes).unwrap_or(usize::MAX),
-                    None => reactor_httpd::server::resources::default_max_buffer_bytes(),
+                    None => resources::default_max_buffer_bytes(),
                 }),
             },
             access_log,
@@ -343,11 +356,7 @@ impl Cli {
             headers: self.headers,
             precompressed: !self.no_precompressed,
             compress: self.compress,
-            tls: match (self.tls_cert, self.tls_key, self.tls_self_signed) {
-                (Some(cert), Some(key), _) => Some(TlsSource::Files { cert, key }),
-                (_, _, true) => Some(TlsSource::SelfSigned),
-                _ => None,
-            },
+            tls,
         })
     }
 }

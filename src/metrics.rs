@@ -258,11 +258,18 @@ pub struct Registry {
     /// `--max-buffer-bytes`, and what is held of it (in fork mode, by every child: they share
     /// its counts).
     buffers: Arc<BufferBudget>,
+    /// `--max-connections`: given, or what the memory allows.
+    max_connections: usize,
 }
 
 impl Registry {
     /// `across_processes`: the loop forks children that serve its connections (fork mode).
-    pub fn new(mode: &'static str, across_processes: bool, buffers: Arc<BufferBudget>) -> Self {
+    pub fn new(
+        mode: &'static str,
+        across_processes: bool,
+        buffers: Arc<BufferBudget>,
+        max_connections: usize,
+    ) -> Self {
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -272,6 +279,7 @@ impl Registry {
             started,
             across_processes,
             buffers,
+            max_connections,
         }
     }
 
@@ -321,6 +329,13 @@ impl Registry {
              reactor_httpd_info{{mode=\"{}\",loops=\"{}\"}} 1",
             self.mode,
             loops.len()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP reactor_httpd_connections_limit --max-connections: past it, a connection \
+             gets 503 and is closed.\n# TYPE reactor_httpd_connections_limit gauge\n\
+             reactor_httpd_connections_limit {}",
+            self.max_connections
         );
         let _ = writeln!(
             out,
@@ -380,7 +395,7 @@ mod tests {
     /// Across processes: one set of counters, and what a forked child adds, the parent reads.
     #[test]
     fn shared_counters_are_written_by_children() {
-        let registry = Registry::new("fork", true, BufferBudget::new(0));
+        let registry = Registry::new("fork", true, BufferBudget::new(0), 10);
         let parent = registry.register();
         parent.accepted.add(1);
         // SAFETY: the child only takes the registry's lock (held by no other thread: this
@@ -409,7 +424,7 @@ mod tests {
 
     #[test]
     fn families_stand_together_once_each() {
-        let registry = Registry::new("reactor", false, BufferBudget::new(0));
+        let registry = Registry::new("reactor", false, BufferBudget::new(0), 10);
         let (a, b) = (registry.register(), registry.register());
         a.accepted.add(3);
         a.closed.add(1);

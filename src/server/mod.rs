@@ -347,7 +347,9 @@ impl Server {
         let metrics = config.metrics_path.as_ref().map(|_| {
             let across_processes = config.mode == Mode::Fork;
             let buffers = config.limits.buffers.clone();
-            Arc::new(Registry::new(config.mode.name(), across_processes, buffers))
+            let mode = config.mode.name();
+            let max = config.max_connections;
+            Arc::new(Registry::new(mode, across_processes, buffers, max))
         });
         let handler = match (&config.metrics_path, &metrics) {
             (Some(path), Some(registry)) => Arc::new(MetricsRoute {

@@ -1,5 +1,6 @@
 //! What this process may use of the machine, for the defaults that depend on it: CPU time for
-//! `--cores auto` (see `auto_loops` in `server/mod.rs`), memory for `--max-buffer-bytes`.
+//! `--cores auto` (see `auto_loops` in `server/mod.rs`), memory for `--max-buffer-bytes` and
+//! `--max-connections`.
 //!
 //! In a container the machine is not the limit: `docker run --cpus 2 --memory 512m`, or a
 //! Kubernetes pod's `limits`, let the process see every core and all the memory of the machine,
@@ -9,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::DEFAULT_MAX_BUFFER_BYTES;
+use crate::config::{DEFAULT_MAX_BUFFER_BYTES, DEFAULT_MAX_CONNECTIONS, Mode};
 
 /// The CPU time this process may use, in whole cores: std reads the cgroup's limit (v1 or v2,
 /// the lowest along its path), rounds it down, and takes the smaller of it and the cores the
@@ -27,11 +28,59 @@ pub fn cpu_time_allowed() -> Option<usize> {
 /// mode all of them at once. And the rest is for what the budget does not count: the
 /// connections' first buffers, TLS state, fork mode's children, the allocator's slack.
 pub fn default_max_buffer_bytes() -> usize {
-    let memory = [memory_limit(), machine_memory()]
+    budget_for(memory_allowed())
+}
+
+/// `--max-connections` unless given: 10,000, or fewer where half the memory this process may use
+/// would not hold that many connections each holding the most the buffer budget does not count
+/// ([`uncounted_per_connection`]). Without it, ten thousand clients that each send most of a
+/// request head and wait got the server killed under a 64 MiB limit (each of its loops'
+/// connections then holds an 8 KiB input buffer, 78 MiB in all); with it, those past the limit
+/// get 503, as past any `--max-connections`. Half, with the budget's quarter: three quarters of
+/// the memory at most between them, the rest for the program itself, its threads' stacks and
+/// the allocator's slack.
+pub fn default_max_connections(mode: Mode, tls: bool) -> usize {
+    connections_for(memory_allowed(), uncounted_per_connection(mode, tls))
+}
+
+/// The memory this process may use: its cgroup's limit, or else the machine's.
+fn memory_allowed() -> Option<u64> {
+    [memory_limit(), machine_memory()]
         .into_iter()
         .flatten()
-        .min();
-    budget_for(memory)
+        .min()
+}
+
+/// The most one open connection holds that the buffer budget does not count, as measured (a
+/// memory cgroup's usage, less the server's before, over a few thousand connections that each
+/// sent most of a request head), rounded up; `None` where open connections do not each hold
+/// memory of their own.
+///
+/// - reactor and uring: an input and an output buffer of 8 KiB, the socket's state (about 10 KiB
+///   a connection measured with the input buffer alone): 20 KiB.
+/// - with TLS, rustls's buffers too: a partial record of 16 KiB waiting to be whole, and a record
+///   being sent (about 19 KiB a connection measured during handshakes alone): 48 KiB.
+/// - fork: a process per connection, its own pages, page tables and kernel stack (about 222 KiB
+///   measured): 256 KiB.
+/// - threaded and blocking: what they hold is their threads', whose number is fixed; a
+///   connection waiting for one holds nothing but its socket.
+fn uncounted_per_connection(mode: Mode, tls: bool) -> Option<u64> {
+    match mode {
+        Mode::Reactor | Mode::Uring if tls => Some(48 << 10),
+        Mode::Reactor | Mode::Uring => Some(20 << 10),
+        Mode::Fork => Some(256 << 10),
+        Mode::Threaded | Mode::Blocking => None,
+    }
+}
+
+fn connections_for(memory: Option<u64>, per_connection: Option<u64>) -> usize {
+    let (Some(memory), Some(per_connection)) = (memory, per_connection) else {
+        return DEFAULT_MAX_CONNECTIONS;
+    };
+    let fit = memory / 2 / per_connection;
+    usize::try_from(fit).map_or(DEFAULT_MAX_CONNECTIONS, |fit| {
+        fit.clamp(1, DEFAULT_MAX_CONNECTIONS)
+    })
 }
 
 fn budget_for(memory: Option<u64>) -> usize {
@@ -236,5 +285,24 @@ mod tests {
         assert_eq!(budget_for(Some(4 * GIB)), DEFAULT_MAX_BUFFER_BYTES);
         assert_eq!(budget_for(Some(2 * GIB)), 512 << 20);
         assert_eq!(budget_for(Some(256 << 20)), 64 << 20);
+    }
+
+    #[test]
+    fn connections_are_what_half_the_memory_holds_up_to_ten_thousand() {
+        let at = |memory, mode, tls| connections_for(memory, uncounted_per_connection(mode, tls));
+        for mode in [Mode::Reactor, Mode::Uring, Mode::Threaded, Mode::Fork] {
+            assert_eq!(at(None, mode, false), 10_000, "no limit known");
+            assert_eq!(at(Some(24 * GIB), mode, true), 10_000, "this machine's");
+        }
+        assert_eq!(at(Some(64 << 20), Mode::Reactor, false), 1_638);
+        assert_eq!(at(Some(64 << 20), Mode::Uring, true), 682);
+        assert_eq!(at(Some(256 << 20), Mode::Reactor, false), 6_553);
+        assert_eq!(at(Some(256 << 20), Mode::Fork, false), 512);
+        assert_eq!(at(Some(GIB), Mode::Reactor, true), 10_000);
+        for mode in [Mode::Threaded, Mode::Blocking] {
+            assert_eq!(at(Some(64 << 20), mode, true), 10_000, "threads hold it");
+        }
+        assert_eq!(at(Some(1 << 20), Mode::Fork, false), 2);
+        assert_eq!(at(Some(4096), Mode::Fork, false), 1, "never none");
     }
 }

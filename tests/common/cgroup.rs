@@ -8,6 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Made beside this process's own cgroup; removed when dropped (once what was put in it ended).
 pub struct Cgroup {
@@ -46,10 +47,13 @@ impl Limit<'_> {
 impl Cgroup {
     /// A new cgroup with `limit`, or why none could be made.
     pub fn new(limit: Limit<'_>) -> Result<Cgroup, String> {
+        // Unique to this test, of the tests of this process that run at once.
+        static MADE: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
-            "reactor-httpd-test-{}-{}",
+            "reactor-httpd-test-{}-{}-{}",
             limit.controller,
-            std::process::id()
+            std::process::id(),
+            MADE.fetch_add(1, Ordering::Relaxed)
         );
         let read = |path: &str| std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"));
         let own = read("/proc/self/cgroup")?;
