@@ -44,17 +44,7 @@ fn a_flood_of_uploads_gets_503_not_the_oom_killer() {
 }
 
 fn flood(cgroup: &Cgroup, mode: &str) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_reactor-httpd"));
-    command
-        .env_remove("NOTIFY_SOCKET")
-        .args(["--bind", "127.0.0.1:0", "--mode", mode, "--demo", "--quiet"])
-        .args(["--metrics-path", "/metrics", "--no-pin"])
-        .arg(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::piped());
-    cgroup.put_in(&mut command);
-    let mut server = command.spawn().expect("run reactor-httpd");
-    let addr = listening_addr(&mut server).unwrap_or_else(|line| panic!("{mode}: {line:?}"));
-    let stop = Stopping(server);
+    let (addr, stop) = serve_in(cgroup, mode);
 
     // The default budget: a quarter of the limit.
     let metrics = Client::connect(addr).get("/metrics").text();
@@ -111,17 +101,7 @@ fn a_crowd_of_unfinished_heads_gets_503_not_the_oom_killer() {
 }
 
 fn unfinished_heads(cgroup: &Cgroup, mode: &str, clients: usize, limit: u64) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_reactor-httpd"));
-    command
-        .env_remove("NOTIFY_SOCKET")
-        .args(["--bind", "127.0.0.1:0", "--mode", mode, "--demo", "--quiet"])
-        .args(["--metrics-path", "/metrics", "--no-pin"])
-        .arg(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::piped());
-    cgroup.put_in(&mut command);
-    let mut server = command.spawn().expect("run reactor-httpd");
-    let addr = listening_addr(&mut server).unwrap_or_else(|line| panic!("{mode}: {line:?}"));
-    let stop = Stopping(server);
+    let (addr, stop) = serve_in(cgroup, mode);
     let scrape = || Client::connect(addr).get("/metrics").text();
     let limit_said = common::metric(&scrape(), "reactor_httpd_connections_limit");
     assert_eq!(limit_said, Some(limit), "{mode}: half of 64 MiB");
@@ -223,6 +203,22 @@ fn upload(addr: SocketAddr, barrier: &Barrier) -> Outcome {
         (Err(_), _) => Outcome::Refused,
         _ => Outcome::Lost,
     }
+}
+
+/// A demo server in `mode` with metrics at /metrics, run in `cgroup`: its address, and what
+/// stops it.
+fn serve_in(cgroup: &Cgroup, mode: &str) -> (SocketAddr, Stopping) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_reactor-httpd"));
+    command
+        .env_remove("NOTIFY_SOCKET")
+        .args(["--bind", "127.0.0.1:0", "--mode", mode, "--demo", "--quiet"])
+        .args(["--metrics-path", "/metrics", "--no-pin"])
+        .arg(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped());
+    cgroup.put_in(&mut command);
+    let mut server = command.spawn().expect("run reactor-httpd");
+    let addr = listening_addr(&mut server).unwrap_or_else(|line| panic!("{mode}: {line:?}"));
+    (addr, Stopping(server))
 }
 
 /// Stops the server (SIGTERM, then waits) however the test ends, so that its cgroup empties.
