@@ -17,7 +17,7 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
@@ -119,29 +119,33 @@ fn unfinished_heads(cgroup: &Cgroup, mode: &str, clients: usize, limit: u64) {
         let _ = stream.write_all(head.as_bytes());
         open.push(stream);
     }
-    // Past the limit a connection is answered 503 as it is accepted; past the few hundred
-    // refusals that may wait at once for their clients, closed unanswered (reactor), or left
-    // waiting to be accepted (uring, whose rings stop accepting, as nginx's workers do).
-    let past = hello(addr, Duration::from_secs(1)).map(|response| response.status);
-    assert!(matches!(past, Ok(503) | Err(_)), "{mode}: {past:?}");
+    // Past the limit a connection is answered 503 as it is accepted, or, past the few hundred
+    // refusals that may wait at once for their clients, closed unanswered: at once either way.
+    let past = hello(addr, IO_TIMEOUT).map(|response| response.status);
+    let waited = past
+        .as_ref()
+        .is_err_and(|err| matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut));
+    assert!(
+        matches!(past, Ok(503) | Err(_)) && !waited,
+        "{mode}: {past:?}"
+    );
     assert_eq!(cgroup.oom_kills(), 0, "{mode}");
 
-    // Those that were let in are served once their heads end. (Those still waiting to be
-    // accepted, in uring mode, whose rings stop accepting past the limit, wait on: read for a
-    // moment only.)
-    let sample: Vec<&mut TcpStream> = open.iter_mut().step_by(clients / 50).collect();
-    let ended: Vec<bool> = (sample.into_iter())
+    // Those that were let in are served once their heads end; the others were refused. All
+    // the heads end first, then each answer is read: none waits on another.
+    let ended: Vec<bool> = (open.iter_mut().step_by(clients / 50))
         .map(|stream| stream.write_all(b"\r\n").is_ok())
         .collect();
     let mut served = 0;
     for (stream, ended) in open.iter_mut().step_by(clients / 50).zip(ended) {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(1)))
-            .unwrap();
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         let answer = ended.then(|| Client::wrap(&mut *stream).try_response());
         match answer.map(|answer| answer.map(|response| response.status)) {
             Some(Ok(200)) => served += 1,
-            // Refused: 503, or closed; or not yet accepted.
+            Some(Err(err)) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("{mode}: a connection neither served nor refused")
+            }
+            // Refused: 503, or closed (the write of the head's end, or the read, failed).
             Some(Ok(503) | Err(_)) | None => {}
             Some(Ok(status)) => panic!("{mode}: {status}"),
         }
