@@ -153,14 +153,12 @@ fn unfinished_heads(cgroup: &Cgroup, mode: &str, clients: usize, limit: u64) {
     assert!(served > 0, "{mode}: none of those let in was served");
     drop(open);
     // Once they have gone, the server serves on.
-    let served = (0..200).find_map(|_| {
-        let response = hello(addr, IO_TIMEOUT).ok()?;
-        match response.status {
-            200 => Some(response.text()),
-            _ => {
-                std::thread::sleep(Duration::from_millis(50));
-                None
-            }
+    // (Refused, 503 or closed, until it has seen the crowd's connections close.)
+    let served = (0..200).find_map(|_| match hello(addr, IO_TIMEOUT) {
+        Ok(response) if response.status == 200 => Some(response.text()),
+        _ => {
+            std::thread::sleep(Duration::from_millis(50));
+            None
         }
     });
     assert_eq!(served.as_deref(), Some("Hello, World!"), "{mode}");
