@@ -509,19 +509,11 @@ fn flood_past_max_connections(mode: Mode) {
 /// none of its connections, not even a stop.
 fn a_crowd_sending_at_once_is_served(mode: Mode) {
     common::raise_fd_limit();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_reactor-httpd"));
-    command
-        .env_remove("NOTIFY_SOCKET")
-        .args(["--bind", "127.0.0.1:0", "--mode", mode.name(), "--no-pin"])
-        .args(["--demo", "--quiet"])
-        .arg(env!("CARGO_MANIFEST_DIR"))
-        .stdout(std::process::Stdio::piped());
-    let mut server = Killed(command.spawn().expect("run reactor-httpd"));
-    let addr = common::listening_addr(&mut server.0).unwrap_or_else(|line| panic!("{line:?}"));
-    let pid = server.0.id() as libc::pid_t;
+    let mut server = TestServer::subprocess(&config(mode), |_| {});
+    let (addr, pid) = (server.addr, server.pid().expect("a process"));
     let signal = |signal| {
         // SAFETY: kill only signals our own child.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, signal) }, 0);
     };
     // The server stopped (SIGSTOP) while the crowd connects and sends, so that it finds all of
     // them at once, each with its bytes, when it goes on.
@@ -546,20 +538,10 @@ fn a_crowd_sending_at_once_is_served(mode: Mode) {
         assert_eq!(answer.ok(), Some(200), "{mode:?}: client {n}");
     }
     drop(crowd);
-    bystander_served_at(addr);
-    signal(libc::SIGTERM);
-    let ended = common::wait_with_timeout(&mut server.0, Duration::from_secs(5));
-    assert!(ended.is_some_and(|status| status.success()), "{ended:?}");
-}
-
-/// A server process killed however its test ends (a failed one may be stopped, or spinning).
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    bystander_served(&server);
+    // A stop ends it (with status 0: `stop` checks), within the contract's 5 s.
+    let took = server.stop();
+    assert!(took < Duration::from_secs(5), "{took:?}");
 }
 
 /// Resets (RST, not FIN) mid-request and mid-response: the server drops the connection, frees
