@@ -9,6 +9,7 @@
 //! instead, must fit under it.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::config::{DEFAULT_MAX_BUFFER_BYTES, DEFAULT_MAX_CONNECTIONS, Mode};
 
@@ -43,12 +44,16 @@ pub fn default_max_connections(mode: Mode, tls: bool) -> usize {
     connections_for(memory_allowed(), uncounted_per_connection(mode, tls))
 }
 
-/// The memory this process may use: its cgroup's limit, or else the machine's.
+/// The memory this process may use: its cgroup's limit, or else the machine's. Read once, for
+/// both defaults (a SIGHUP upgrade's new process reads it again).
 fn memory_allowed() -> Option<u64> {
-    [memory_limit(), machine_memory()]
-        .into_iter()
-        .flatten()
-        .min()
+    static ALLOWED: OnceLock<Option<u64>> = OnceLock::new();
+    *ALLOWED.get_or_init(|| {
+        [memory_limit(), machine_memory()]
+            .into_iter()
+            .flatten()
+            .min()
+    })
 }
 
 /// The most one open connection holds that the buffer budget does not count, as measured (a
