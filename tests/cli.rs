@@ -247,6 +247,75 @@ fn sigint_too_and_quiet_logs_nothing() {
     });
 }
 
+/// SIGQUIT stops as SIGTERM does, in every mode: nginx takes it for its graceful stop (its
+/// container image says `STOPSIGNAL SIGQUIT`, so `docker stop` sends it), and Ctrl-\\ sends it to
+/// the terminal's whole process group, every child of the fork mode with the parent. An idle
+/// connection is closed, a request begun is answered (its answer closing), and the process exits
+/// 0 within 5 s. (Until stop 84 SIGQUIT kept its default action: the process ended at once,
+/// with a core dump and every response in flight.) The blocking mode serves one connection at
+/// a time, so it has no idle one to tell when the stop is seen: the request may be answered
+/// just before, with keep-alive, and its connection closed just after, as idle.
+#[test]
+fn sigquit_stops_gracefully_like_nginx() {
+    bounded(90, || {
+        for (mode, describe, group) in [
+            ("reactor", "reactor, 2 loops", false),
+            ("uring", "uring, 2 rings", false),
+            ("threaded", "threaded, 8 threads", false),
+            ("blocking", "blocking, 1 thread", false),
+            ("fork", "fork, 1 process per connection", false),
+            ("fork", "fork, 1 process per connection", true),
+        ] {
+            if !common::runnable_name(mode) {
+                continue;
+            }
+            let args = [
+                "--bind",
+                "127.0.0.1:0",
+                "--demo",
+                "--quiet",
+                "--mode",
+                mode,
+                "--cores",
+                "2",
+                "--no-pin",
+                "--threads",
+                "8",
+            ];
+            let mut command = Command::new(BIN);
+            // A group of its own, to be signalled whole as a terminal signals its foreground.
+            std::os::unix::process::CommandExt::process_group(&mut command, 0);
+            let server = Running::spawn(command, &args, describe);
+            let mut idle = (mode != "blocking").then(|| server.client());
+            if let Some(idle) = &mut idle {
+                assert_eq!(idle.get("/hello").status, 200, "{mode}");
+            }
+            let mut begun = server.client();
+            assert_eq!(begun.get("/hello").status, 200, "{mode}");
+            let request = b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
+            begun.send(&request[..8]);
+            let pid = server.child.id() as libc::pid_t;
+            let target = if group { -pid } else { pid };
+            // SAFETY: kill only sends a signal, to the server (or its group) this test started.
+            assert_eq!(unsafe { libc::kill(target, libc::SIGQUIT) }, 0);
+            if let Some(mut idle) = idle {
+                idle.expect_close();
+            }
+            begun.send(&request[8..]);
+            let response = begun.response();
+            assert_eq!(response.text(), "Hello, World!", "{mode}, group {group}");
+            if mode != "blocking" {
+                assert_eq!(response.header("connection"), Some("close"), "{mode}");
+            }
+            begun.expect_close();
+            drop(begun);
+            let (code, _, stderr, took) = server.wait();
+            assert_eq!(code, Some(0), "{mode}, group {group}: {stderr}");
+            assert!(took < Duration::from_secs(5), "{mode}: {took:?}");
+        }
+    });
+}
+
 #[test]
 fn quiet_agrees_with_a_log_switched_off() {
     bounded(30, || {

@@ -465,13 +465,16 @@ fn a_service_manager_that_cannot_be_told_is_said_once() {
 /// serving (from the handover on, while it drains too), and ends with it. Through three
 /// upgrades, each signalled to the first process (the second while it drains, the third once it
 /// keeps), requests sent before them are answered, a client that keeps connecting meets no
-/// failure, and a stop signalled to the first process ends the namespace with status 0. Before
-/// any upgrade, as init must, it reaps an orphan it inherits. Needs root.
+/// failure, and a stop signalled to the first process ends the namespace with status 0 (SIGTERM,
+/// as `docker stop` sends it, or in every other mode SIGQUIT, as it sends it for an image that
+/// says `STOPSIGNAL SIGQUIT`, as nginx's does). Before any upgrade, as init must, it reaps an
+/// orphan it inherits. Needs root.
 #[test]
 fn as_the_first_process_of_a_namespace_an_upgrade_keeps_it() {
     bounded(240, || {
         let root = tempdir("upgrade-first-process");
-        for mode in MODES.into_iter().filter(|mode| common::runnable_name(mode)) {
+        let modes = MODES.into_iter().filter(|mode| common::runnable_name(mode));
+        for (index, mode) in modes.enumerate() {
             let mut server = Upgrading::start_as_first_process(&binary(), mode, &root);
             let first = server.current;
             an_orphan_is_reaped_by(first, mode);
@@ -526,8 +529,9 @@ fn as_the_first_process_of_a_namespace_an_upgrade_keeps_it() {
                 "{mode}: {answered} answered, {failed} failed"
             );
             assert_eq!(server.get("/hello").status, 200, "{mode}");
+            let stop = [libc::SIGTERM, libc::SIGQUIT][index % 2];
             // SAFETY: kill(2) on the first process of the namespace we made.
-            unsafe { libc::kill(first as i32, libc::SIGTERM) };
+            unsafe { libc::kill(first as i32, stop) };
             let status = common::wait_with_timeout(&mut server.old, Duration::from_secs(20));
             assert_eq!(
                 status.and_then(|s| s.code()),

@@ -7,7 +7,7 @@
 //! arrives (`waitpid(-1, WNOHANG)` until there are none), so no zombies pile up.
 //!
 //! The parent must stay single-threaded, so this mode takes its signals itself, without the
-//! signal thread the blocking modes use: SIGINT and SIGTERM set the shutdown flag, SIGHUP a flag
+//! signal thread the blocking modes use: SIGINT, SIGTERM and SIGQUIT set the shutdown flag, SIGHUP a flag
 //! of its own (the parent starts the upgrade and watches its readiness socket in the same
 //! poll), and every signal, SIGCHLD included, also writes a byte to a socket the parent polls
 //! (the self-pipe). SIGUSR1 (reopen the access log) is passed on to every child: each writes its
@@ -46,11 +46,11 @@ use std::time::Instant;
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGTERM, SIGUSR1};
 
 use super::blocking::{self, Active, Refusal};
 use super::reactor::REFUSING_MAX;
-use super::shutdown::self_pipe;
+use super::shutdown::{STOP_SIGNALS, self_pipe};
 use super::upgrade::Upgrade;
 use super::{LoopEnv, Shared, Shutdown, Signals, io_util};
 use crate::access_log::REOPEN_GENERATION;
@@ -83,11 +83,12 @@ pub(crate) fn run<S: Session>(
     };
     let mut registered = Vec::new();
     if upgrade.is_none() {
-        let requested = shutdown.flag();
-        registered.push(signal_hook::flag::register(SIGINT, requested.clone())?);
-        registered.push(signal_hook::flag::register(SIGTERM, requested)?);
+        for signal in STOP_SIGNALS {
+            registered.push(signal_hook::flag::register(signal, shutdown.flag())?);
+        }
     }
-    let (wake, pipe_registered) = self_pipe(&[SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGUSR1])?;
+    let (wake, pipe_registered) =
+        self_pipe(&[&STOP_SIGNALS[..], &[SIGHUP, SIGCHLD, SIGUSR1]].concat())?;
     registered.extend(pipe_registered);
     wake.set_nonblocking(true)?;
     let mut wake = mio::net::UnixStream::from_std(wake);

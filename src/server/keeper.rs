@@ -10,7 +10,7 @@
 //! ```text
 //!   PID 1 serves                   SIGHUP: new process N (NOTIFY_SOCKET = the keeper's socket)
 //!   PID 1 hands over, drains       then exec: PID 1 is the keeper of N
-//!   keeper  ◀── SIGTERM, SIGINT, SIGHUP, SIGUSR1 ──  docker stop / docker kill -s HUP
+//!   keeper  ◀── SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 ──  docker stop / kill -s HUP
 //!           ──▶ the same signal, to the main process (N)
 //!           ◀── MAINPID=M from N, when N hands over to M (sd_notify's message)
 //!           reaps every process that ends (PID 1's duty); when the main process ends, waits
@@ -55,16 +55,17 @@ use super::{io_util, notify};
 /// descriptor of the keeper's socket.
 const ENV_KEEP: &str = "REACTOR_HTTPD_KEEP";
 
-/// The signals the keeper takes: those it passes on to the main process (the first four), and
+/// The signals the keeper takes: those it passes on to the main process (the first five), and
 /// SIGCHLD.
-const TAKEN: [c_int; 5] = [
+const TAKEN: [c_int; 6] = [
     libc::SIGTERM,
     libc::SIGINT,
+    libc::SIGQUIT,
     libc::SIGHUP,
     libc::SIGUSR1,
     libc::SIGCHLD,
 ];
-const FORWARDED: [c_int; 4] = [TAKEN[0], TAKEN[1], TAKEN[2], TAKEN[3]];
+const FORWARDED: [c_int; 5] = [TAKEN[0], TAKEN[1], TAKEN[2], TAKEN[3], TAKEN[4]];
 
 /// Once the main process has ended, how long the others (an old process still draining) have
 /// before the keeper exits, and with it, by the kernel's hand, all of them.

@@ -34,12 +34,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::SIGHUP;
 
 pub use io_util::raise_descriptor_limit;
 pub use keeper::{keep_if_handed_over, run_if_keeper};
 pub(crate) use shutdown::Signals;
-pub use shutdown::{DRAIN_GRACE, HANDOVER_GRACE, Shutdown};
+pub use shutdown::{DRAIN_GRACE, HANDOVER_GRACE, STOP_SIGNALS, Shutdown};
 pub use upgrade::READY_WITHIN;
 
 /// Whether `--mode uring` can run here (Linux 6.1 or later, io_uring not disabled by sysctl or a
@@ -430,7 +430,7 @@ impl Server {
         })
     }
 
-    /// Makes SIGINT and SIGTERM trigger the shutdown, SIGHUP upgrade the server (this binary,
+    /// Makes SIGINT, SIGTERM and SIGQUIT ([`STOP_SIGNALS`]) trigger the shutdown, SIGHUP upgrade the server (this binary,
     /// as resolved now, is started again with these arguments and takes the listening sockets
     /// over: see `upgrade.rs`), and SIGUSR1 reopen the access log. For the binary; tests use the
     /// handle. The fork mode's parent takes its signals itself.
@@ -441,8 +441,9 @@ impl Server {
             // Only flags: the parent sets up its wake-ups itself. A forked child inherits these
             // handlers, which set its own copy of the flags.
             let hangup = Arc::new(AtomicBool::new(false));
-            signal_hook::flag::register(SIGINT, self.shutdown.flag())?;
-            signal_hook::flag::register(SIGTERM, self.shutdown.flag())?;
+            for signal in STOP_SIGNALS {
+                signal_hook::flag::register(signal, self.shutdown.flag())?;
+            }
             signal_hook::flag::register(SIGHUP, hangup.clone())?;
             self.fork_hangup = Some(hangup);
         } else {

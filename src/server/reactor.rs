@@ -10,7 +10,7 @@
 //!     ├─ socket ready    → drive(connection): read / write / sendfile until WouldBlock
 //!     │                    (or 64 KiB written: the rest in the next turn),
 //!     │                    as http::Conn asks
-//!     ├─ signal socket   → (first loop only) SIGINT/SIGTERM: trigger the shutdown;
+//!     ├─ signal socket   → (first loop only) SIGINT/TERM/QUIT: trigger the shutdown;
 //!     │                    SIGHUP: start the upgrade, and watch for the new process to serve
 //!     └─ waker           → shutdown requested, or responses back from the handler pool:
 //!                          give each to its connection and drive it

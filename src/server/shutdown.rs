@@ -1,6 +1,6 @@
 //! The shutdown handle: one flag, and a way to wake every loop or thread that waits.
 //!
-//! SIGINT and SIGTERM trigger it (see [`Signals`]); so does a SIGHUP upgrade once the new process
+//! SIGINT, SIGTERM and SIGQUIT trigger it (see [`Signals`]); so does a SIGHUP upgrade once the new process
 //! serves, as a *handover* (see `upgrade.rs`); tests trigger it directly. Each driver registers a
 //! wake-up (the reactor: its `mio::Waker`) so that a loop asleep in `poll` notices at once.
 
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use libc::c_int;
 use signal_hook::SigId;
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
 use signal_hook::low_level::pipe;
 
 use super::io_util::SharedMapped;
@@ -27,6 +27,12 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(4);
 /// finish. Nobody waits for it to exit, so it may take longer than a stop; a client that stalls
 /// is cut by `--send-timeout` anyway.
 pub const HANDOVER_GRACE: Duration = Duration::from_secs(60);
+
+/// The signals that stop the server gracefully: Ctrl-C, `kill` and `docker stop` (SIGINT,
+/// SIGTERM), and SIGQUIT, which nginx takes for its graceful stop (its official container image
+/// sets `STOPSIGNAL SIGQUIT`, and Ctrl-\\ sends it): left to its default, SIGQUIT would end the
+/// process at once, dropping every response in flight, and dump a core.
+pub const STOP_SIGNALS: [c_int; 3] = [SIGINT, SIGTERM, SIGQUIT];
 
 type Wake = Arc<dyn Fn() + Send + Sync>;
 
@@ -221,7 +227,7 @@ impl Told {
     }
 }
 
-/// SIGINT, SIGTERM, SIGHUP and SIGUSR1, delivered as bytes on a socket: signal-hook's handler writes one
+/// The [`STOP_SIGNALS`], SIGHUP and SIGUSR1, delivered as bytes on a socket: signal-hook's handler writes one
 /// byte per signal into one end (the self-pipe pattern), and whoever holds the other end handles
 /// the signal in ordinary code, where taking a lock or starting a process is allowed. Which
 /// signal came is told by a flag each kind sets first.
@@ -243,7 +249,7 @@ pub struct Signals {
 /// What [`Signals::take`] found.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Received {
-    /// SIGINT or SIGTERM.
+    /// One of the [`STOP_SIGNALS`].
     pub stop: bool,
     /// SIGHUP.
     pub upgrade: bool,
@@ -254,7 +260,7 @@ pub(crate) struct Received {
 }
 
 impl Signals {
-    /// Installs the handlers. From now on SIGINT, SIGTERM, SIGHUP and SIGUSR1 no longer end the
+    /// Installs the handlers. From now on the [`STOP_SIGNALS`], SIGHUP and SIGUSR1 no longer end the
     /// process: they only set a flag and write to the socket. (SIGUSR1's own handler, which asks
     /// the logs to reopen, must be registered before: handlers run in the order registered.)
     pub fn install() -> io::Result<Signals> {
@@ -266,11 +272,12 @@ impl Signals {
         );
         // Installed for the rest of the process's life: the registrations are not kept. Each
         // flag is registered before the byte, so it is set by the time the byte is read.
-        signal_hook::flag::register(SIGINT, stop.clone())?;
-        signal_hook::flag::register(SIGTERM, stop.clone())?;
+        for signal in STOP_SIGNALS {
+            signal_hook::flag::register(signal, stop.clone())?;
+        }
         signal_hook::flag::register(SIGHUP, Arc::clone(&upgrade))?;
         signal_hook::flag::register(SIGUSR1, Arc::clone(&reopen))?;
-        let mut taken = vec![SIGINT, SIGTERM, SIGHUP, SIGUSR1];
+        let mut taken = [&STOP_SIGNALS[..], &[SIGHUP, SIGUSR1]].concat();
         // As the first process of a PID namespace (a container's), this process inherits every
         // orphan in it (a `docker exec`'s background job, say), and must reap them or they stay
         // as zombies: as init does. (The fork mode's parent reaps every child anyway.)

@@ -15,7 +15,7 @@
 //!     ├─ send                → the connection's output went out (or part of it): drive it
 //!     ├─ file read / splice  → a piece of a file is in the connection's buffer or pipe: send it
 //!     ├─ eventfd (multishot) → shutdown requested, or responses back from the handler pool
-//!     └─ signal socket       → (first ring only) SIGINT/SIGTERM, SIGHUP's upgrade
+//!     └─ signal socket       → (first ring only) SIGINT/TERM/QUIT, SIGHUP's upgrade
 //!   fire due timers, flush the access log once a second
 //! ```
 //!
