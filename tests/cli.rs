@@ -569,6 +569,75 @@ fn access_log_to_a_file() {
     });
 }
 
+/// A request begun and never answered, because its client closed or reset the connection part
+/// way (an upload that failed, a head cut short) or the server's stop ended it at the end of
+/// its drain time, gets its access log line with nothing sent, as nginx writes one: 400 for the
+/// client's doing, 503 for the stop's. A connection that sent nothing, or only empty lines,
+/// gets none. Every mode; in fork mode a child still serving at the end of the drain time is
+/// killed, and writes no line. (Until stop 84 none of these was logged: a failed upload left
+/// no trace.)
+#[test]
+fn requests_never_answered_are_logged_as_nginx_logs_them() {
+    let path = std::env::temp_dir().join(format!("reactor-httpd-cut-{}", std::process::id()));
+    for (mode, describe) in every_mode() {
+        let path = path.clone();
+        bounded(30, move || {
+            let _ = std::fs::remove_file(&path);
+            let server = logging_mode(path.to_str().unwrap(), mode, describe, &[]);
+            let mut answered = server.client();
+            assert_eq!(answered.get("/hello").status, 200, "{mode}");
+            drop(answered);
+            let cut: [&[u8]; 7] = [
+                b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc",
+                b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+                b"GET /hello HTTP/1.1\r\nHost: t\r\nAcc",
+                b"GET /hel",
+                // A request answered, and the next begun behind it.
+                b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\nGET /hel",
+                b"\r\n",
+                b"",
+            ];
+            for (index, bytes) in cut.iter().enumerate() {
+                let mut client = server.client();
+                client.send(bytes);
+                if index == 4 {
+                    assert_eq!(client.response().status, 200, "{mode}");
+                }
+                if index % 2 == 1 {
+                    client.reset();
+                }
+            }
+            // Held across the stop, part of its body sent: the stop ends it.
+            let mut held = (mode != "fork").then(|| server.client());
+            if let Some(held) = &mut held {
+                held.send(b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");
+            }
+            // Each connection's end is seen before the stop, or by the stop's drain.
+            let stderr = server.stop(describe);
+            assert!(stderr.is_empty(), "{mode}: {stderr}");
+            let log = std::fs::read_to_string(&path).unwrap();
+            let mut lines: Vec<&str> = (log.lines())
+                .map(|line| line.split_once("] ").expect("a date").1)
+                .collect();
+            lines.sort_unstable();
+            let mut expected = vec![
+                "\"-\" 400 -",
+                "\"-\" 400 -",
+                "\"GET /hello HTTP/1.1\" 200 13",
+                "\"GET /hello HTTP/1.1\" 200 13",
+                "\"GET /hello HTTP/1.1\" 400 -",
+                "\"POST /echo HTTP/1.1\" 400 -",
+                "\"POST /echo HTTP/1.1\" 400 -",
+            ];
+            if held.is_some() {
+                expected.push("\"PUT /echo HTTP/1.1\" 503 -");
+            }
+            assert_eq!(lines, expected, "{mode}: {log}");
+        });
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
 /// The demo on one loop, its access log written to `path`.
 fn logging_to(path: &str) -> Running {
     logging_in(path, &["--cores", "1"], "reactor, 1 loop")

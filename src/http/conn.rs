@@ -1145,9 +1145,38 @@ impl Conn {
 
     /// The connection is gone, and about to be dropped: a body sent after its head (a file, a
     /// streamed body), cut short (the client left, a write failed, the file shrank, the server
-    /// stopped), still owes the access log its line, with the bytes that went until then.
+    /// stopped), still owes the access log its line, with the bytes that went until then; so
+    /// does a request begun and never answered ([`Conn::log_cut_off`]).
     pub fn closed(&mut self, cx: &mut Context<'_>) {
         self.output.end_tail(cx);
+        self.log_cut_off(cx);
+        self.phase = Phase::Closed;
+    }
+
+    /// The connection ends with a request begun that will never be answered (its head or body
+    /// was still coming): its access log line, with no bytes sent, as nginx writes one. 400 when
+    /// the client ended it (closed or reset it part way, as a failed upload does), 503 when the
+    /// server's stop did, at the end of its drain time. Without it, an upload that never
+    /// arrived whole left no trace in the log. A connection closed before a byte of a request
+    /// (empty lines between requests are no request) leaves none, as in nginx.
+    #[cold]
+    #[inline(never)]
+    fn log_cut_off(&mut self, cx: &mut Context<'_>) {
+        let begun = match self.phase {
+            Phase::Body { .. } => true,
+            Phase::Head { .. } => super::leading_empty_lines(self.input.data()) < self.input.len(),
+            _ => false,
+        };
+        let Some(log) = cx.log.as_deref_mut().filter(|_| begun) else {
+            return;
+        };
+        let status = match self.drain {
+            Drain::No => Status::BAD_REQUEST,
+            _ if self.peer_closed => Status::BAD_REQUEST,
+            _ => Status::SERVICE_UNAVAILABLE,
+        };
+        let request = logged(Answering::Refused(self.input.data()));
+        log.record(cx.peer, cx.clock, request, status.0, 0);
     }
 
     /// Whether the connection stays open after the answer it is about to queue, with `more`
@@ -1241,7 +1270,10 @@ impl Conn {
                     Step::Progress => {}
                     Step::NeedData if has_bytes => return Next::Write,
                     // Nothing more will come to complete what is buffered.
-                    Step::NeedData if self.peer_closed => self.phase = Phase::Closed,
+                    Step::NeedData if self.peer_closed => {
+                        self.log_cut_off(cx);
+                        self.phase = Phase::Closed;
+                    }
                     Step::NeedData => match self.input.grown(self.read_cap(cx)) {
                         None => return Next::Read,
                         Some(size) if self.grow_input(size, cx) => return Next::Read,

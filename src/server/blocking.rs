@@ -243,6 +243,12 @@ fn drive<S: Session>(
                 };
                 let read = ready.and_then(|()| stream.read(conn.read_buf(cx)));
                 match read {
+                    // The socket's read side shut by the end of a stop's drain time: the server
+                    // ended the connection, not the client (the access log tells them apart).
+                    Ok(0) if active.has_ended() => {
+                        conn.drain(shutdown.drain_kind());
+                        return true;
+                    }
                     Ok(n) => conn.received(n),
                     Err(err) if is_timeout(&err) => {
                         if deadline.is_some_and(|at| Instant::now() >= at) {
@@ -487,6 +493,8 @@ impl<'a> SocketTimeouts<'a> {
 /// waiting on idle ones, and end the rest once the drain time is up; and the acceptor's wake-up.
 pub(crate) struct Active {
     slots: Mutex<Slab<(RawFd, Arc<AtomicBool>)>>,
+    /// Set by [`Active::end_all`] before it shuts the sockets.
+    ended: AtomicBool,
     /// A byte written into `wake.1` makes `wake.0` readable for good: the acceptor's `poll`
     /// returns, and sees the shutdown.
     wake: (UnixStream, UnixStream),
@@ -497,6 +505,7 @@ impl Active {
     pub fn new(shutdown: &Shutdown) -> io::Result<Arc<Active>> {
         let active = Arc::new(Active {
             slots: Mutex::default(),
+            ended: AtomicBool::new(false),
             wake: UnixStream::pair()?,
         });
         let on_shutdown = active.clone();
@@ -563,10 +572,16 @@ impl Active {
 
     /// Ends every connection still open: the drain time is up.
     fn end_all(&self) {
+        self.ended.store(true, Ordering::SeqCst);
         for (_, (fd, _)) in self.lock().iter() {
             // SAFETY: as in `wake_idle`.
             unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
         }
+    }
+
+    /// Whether the drain time is up, and every connection has been (or is being) ended.
+    fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
     }
 }
 
