@@ -7,11 +7,11 @@
 //! arrives (`waitpid(-1, WNOHANG)` until there are none), so no zombies pile up.
 //!
 //! The parent must stay single-threaded, so this mode takes its signals itself, without the
-//! signal thread the blocking modes use: SIGINT, SIGTERM and SIGQUIT set the shutdown flag, SIGHUP a flag
-//! of its own (the parent starts the upgrade and watches its readiness socket in the same
-//! poll), and every signal, SIGCHLD included, also writes a byte to a socket the parent polls
-//! (the self-pipe). SIGUSR1 (reopen the access log) is passed on to every child: each writes its
-//! lines through its own copy of the file.
+//! signal thread the blocking modes use: SIGINT, SIGTERM and SIGQUIT set the shutdown flag,
+//! SIGHUP a flag of its own (the parent starts the upgrade and watches its readiness socket in
+//! the same poll), and every signal, SIGCHLD included, also writes a byte to a socket the parent
+//! polls (the self-pipe). SIGUSR1 (reopen the access log) is passed on to every child: each
+//! writes its lines through its own copy of the file.
 //! Relying on the signal to interrupt `epoll_wait` is not enough: a child that exits after the
 //! parent last reaped but before it starts waiting would interrupt nothing, and its zombie would
 //! stay until the next connection arrived. The byte stays in the socket until the wait sees it.

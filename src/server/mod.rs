@@ -38,8 +38,9 @@ use signal_hook::consts::SIGHUP;
 
 pub use io_util::raise_descriptor_limit;
 pub use keeper::{keep_if_handed_over, run_if_keeper};
+use shutdown::STOP_SIGNALS;
 pub(crate) use shutdown::Signals;
-pub use shutdown::{DRAIN_GRACE, HANDOVER_GRACE, STOP_SIGNALS, Shutdown};
+pub use shutdown::{DRAIN_GRACE, HANDOVER_GRACE, Shutdown};
 pub use upgrade::READY_WITHIN;
 
 /// Whether `--mode uring` can run here (Linux 6.1 or later, io_uring not disabled by sysctl or a
@@ -430,10 +431,11 @@ impl Server {
         })
     }
 
-    /// Makes SIGINT, SIGTERM and SIGQUIT ([`STOP_SIGNALS`]) trigger the shutdown, SIGHUP upgrade the server (this binary,
-    /// as resolved now, is started again with these arguments and takes the listening sockets
-    /// over: see `upgrade.rs`), and SIGUSR1 reopen the access log. For the binary; tests use the
-    /// handle. The fork mode's parent takes its signals itself.
+    /// Makes SIGINT, SIGTERM and SIGQUIT ([`STOP_SIGNALS`]) trigger the shutdown, SIGHUP
+    /// upgrade the server (this binary, as resolved now, is started again with these arguments
+    /// and takes the listening sockets over: see `upgrade.rs`), and SIGUSR1 reopen the access
+    /// log. For the binary; tests use the handle. The fork mode's parent takes its signals
+    /// itself.
     pub fn stop_on_signals(&mut self) -> io::Result<()> {
         // First: the signal socket's byte must find the request to reopen already made.
         crate::access_log::reopen_on_sigusr1()?;

@@ -1,8 +1,9 @@
 //! The shutdown handle: one flag, and a way to wake every loop or thread that waits.
 //!
-//! SIGINT, SIGTERM and SIGQUIT trigger it (see [`Signals`]); so does a SIGHUP upgrade once the new process
-//! serves, as a *handover* (see `upgrade.rs`); tests trigger it directly. Each driver registers a
-//! wake-up (the reactor: its `mio::Waker`) so that a loop asleep in `poll` notices at once.
+//! SIGINT, SIGTERM and SIGQUIT trigger it (see [`Signals`]); so does a SIGHUP upgrade once the new
+//! process serves, as a *handover* (see `upgrade.rs`); tests trigger it directly. Each driver
+//! registers a wake-up (the reactor: its `mio::Waker`) so that a loop asleep in `poll` notices at
+//! once.
 
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};
@@ -32,7 +33,7 @@ pub const HANDOVER_GRACE: Duration = Duration::from_secs(60);
 /// SIGTERM), and SIGQUIT, which nginx takes for its graceful stop (its official container image
 /// sets `STOPSIGNAL SIGQUIT`, and Ctrl-\\ sends it): left to its default, SIGQUIT would end the
 /// process at once, dropping every response in flight, and dump a core.
-pub const STOP_SIGNALS: [c_int; 3] = [SIGINT, SIGTERM, SIGQUIT];
+pub(crate) const STOP_SIGNALS: [c_int; 3] = [SIGINT, SIGTERM, SIGQUIT];
 
 type Wake = Arc<dyn Fn() + Send + Sync>;
 
@@ -227,9 +228,9 @@ impl Told {
     }
 }
 
-/// The [`STOP_SIGNALS`], SIGHUP and SIGUSR1, delivered as bytes on a socket: signal-hook's handler writes one
-/// byte per signal into one end (the self-pipe pattern), and whoever holds the other end handles
-/// the signal in ordinary code, where taking a lock or starting a process is allowed. Which
+/// The [`STOP_SIGNALS`], SIGHUP and SIGUSR1, delivered as bytes on a socket: signal-hook's handler
+/// writes one byte per signal into one end (the self-pipe pattern), and whoever holds the other end
+/// handles the signal in ordinary code, where taking a lock or starting a process is allowed. Which
 /// signal came is told by a flag each kind sets first.
 ///
 /// The reactor polls that end like any other socket, so no thread is started for signals. With
@@ -260,9 +261,9 @@ pub(crate) struct Received {
 }
 
 impl Signals {
-    /// Installs the handlers. From now on the [`STOP_SIGNALS`], SIGHUP and SIGUSR1 no longer end the
-    /// process: they only set a flag and write to the socket. (SIGUSR1's own handler, which asks
-    /// the logs to reopen, must be registered before: handlers run in the order registered.)
+    /// Installs the handlers. From now on the [`STOP_SIGNALS`], SIGHUP and SIGUSR1 no longer end
+    /// the process: they only set a flag and write to the socket. (SIGUSR1's own handler, which
+    /// asks the logs to reopen, must be registered before: handlers run in the order registered.)
     pub fn install() -> io::Result<Signals> {
         let (stop, upgrade, reopen, child) = (
             Arc::new(AtomicBool::new(false)),
