@@ -1153,30 +1153,38 @@ impl Conn {
         self.phase = Phase::Closed;
     }
 
-    /// The connection ends with a request begun that will never be answered (its head or body
-    /// was still coming): its access log line, with no bytes sent, as nginx writes one. 400 when
-    /// the client ended it (closed or reset it part way, as a failed upload does), 503 when the
-    /// server's stop did, at the end of its drain time. Without it, an upload that never
-    /// arrived whole left no trace in the log. A connection closed before a byte of a request
-    /// (empty lines between requests are no request) leaves none, as in nginx.
+    /// The connection ends with a request begun that will never be answered: its access log
+    /// line, with no bytes sent, as nginx writes one. A request whose head or body was still
+    /// coming: 400 when the client ended it (closed or reset it part way, as a failed upload
+    /// does). A request whole, its handler still running on the pool: 499, nginx's "client
+    /// closed request". Either: 503 when the server's stop ended it, at the end of its drain
+    /// time. Without it, an upload that never arrived whole left no trace in the log. A
+    /// connection closed before a byte of a request (empty lines between requests are no
+    /// request) leaves none, as in nginx.
     #[cold]
     #[inline(never)]
     fn log_cut_off(&mut self, cx: &mut Context<'_>) {
-        let begun = match self.phase {
-            Phase::Body { .. } => true,
-            Phase::Head { .. } => super::leading_empty_lines(self.input.data()) < self.input.len(),
-            _ => false,
+        // 499 is only ever logged, never sent: it is no status of HTTP's.
+        let client = match self.phase {
+            Phase::Body { .. } => Status::BAD_REQUEST.0,
+            Phase::Head { .. }
+                if super::leading_empty_lines(self.input.data()) < self.input.len() =>
+            {
+                Status::BAD_REQUEST.0
+            }
+            Phase::Pending { .. } => 499,
+            _ => return,
         };
-        let Some(log) = cx.log.as_deref_mut().filter(|_| begun) else {
+        let Some(log) = cx.log.as_deref_mut() else {
             return;
         };
         let status = match self.drain {
-            Drain::No => Status::BAD_REQUEST,
-            _ if self.peer_closed => Status::BAD_REQUEST,
-            _ => Status::SERVICE_UNAVAILABLE,
+            Drain::No => client,
+            _ if self.peer_closed => client,
+            _ => Status::SERVICE_UNAVAILABLE.0,
         };
         let request = logged(Answering::Refused(self.input.data()));
-        log.record(cx.peer, cx.clock, request, status.0, 0);
+        log.record(cx.peer, cx.clock, request, status, 0);
     }
 
     /// Whether the connection stays open after the answer it is about to queue, with `more`
