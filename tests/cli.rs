@@ -258,30 +258,13 @@ fn sigint_too_and_quiet_logs_nothing() {
 #[test]
 fn sigquit_stops_gracefully_like_nginx() {
     bounded(90, || {
-        for (mode, describe, group) in [
-            ("reactor", "reactor, 2 loops", false),
-            ("uring", "uring, 2 rings", false),
-            ("threaded", "threaded, 8 threads", false),
-            ("blocking", "blocking, 1 thread", false),
-            ("fork", "fork, 1 process per connection", false),
-            ("fork", "fork, 1 process per connection", true),
-        ] {
-            if !common::runnable_name(mode) {
-                continue;
-            }
-            let args = [
-                "--bind",
-                "127.0.0.1:0",
-                "--demo",
-                "--quiet",
-                "--mode",
-                mode,
-                "--cores",
-                "2",
-                "--no-pin",
-                "--threads",
-                "8",
-            ];
+        // Every mode signalled alone, and the fork mode's whole group too.
+        let fork = every_mode().filter(|(mode, _)| *mode == "fork");
+        let runs = (every_mode().map(|(mode, describe)| (mode, describe, false)))
+            .chain(fork.map(|(mode, describe)| (mode, describe, true)));
+        for (mode, describe, group) in runs {
+            let base = ["--bind", "127.0.0.1:0", "--demo", "--quiet"];
+            let args = [&base[..], &mode_flags(mode)].concat();
             let mut command = Command::new(BIN);
             // A group of its own, to be signalled whole as a terminal signals its foreground.
             std::os::unix::process::CommandExt::process_group(&mut command, 0);
@@ -398,17 +381,7 @@ fn a_handler_still_running_does_not_hold_up_a_stop() {
                 ],
                 describe,
             );
-            let mut sleeper = server.client();
-            sleeper.send(b"GET /sleep?ms=10000 HTTP/1.1\r\nHost: t\r\n\r\n");
-            // The handler sleeps once one of the server's threads is in clock_nanosleep.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while !a_thread_sleeps(server.child.id()) {
-                assert!(
-                    Instant::now() < deadline,
-                    "{mode}: the handler never started"
-                );
-                std::thread::yield_now();
-            }
+            let mut sleeper = sleeping(&server, 10_000, mode);
             server.signal(libc::SIGTERM);
             let (code, _, stderr, took) = server.wait();
             assert_eq!(code, Some(0), "{mode}: {stderr}");
@@ -425,6 +398,22 @@ fn a_handler_still_running_does_not_hold_up_a_stop() {
             sleeper.expect_close();
         }
     });
+}
+
+/// A client whose `GET /sleep?ms=MS` is being handled: sent, and a thread of the server is
+/// asleep in `clock_nanosleep`.
+fn sleeping(server: &Running, ms: u32, mode: &str) -> Client {
+    let mut sleeper = server.client();
+    sleeper.send(format!("GET /sleep?ms={ms} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !a_thread_sleeps(server.child.id()) {
+        assert!(
+            Instant::now() < deadline,
+            "{mode}: the handler never started"
+        );
+        std::thread::yield_now();
+    }
+    sleeper
 }
 
 /// Whether a thread of process `pid` is in `clock_nanosleep`, as `/proc/PID/task/TID/syscall`
@@ -611,17 +600,7 @@ fn requests_never_answered_are_logged_as_nginx_logs_them() {
             }
             let pool = matches!(mode, "reactor" | "uring");
             if pool {
-                let mut client = server.client();
-                client.send(b"GET /sleep?ms=3000 HTTP/1.1\r\nHost: t\r\n\r\n");
-                let deadline = Instant::now() + Duration::from_secs(5);
-                while !a_thread_sleeps(server.child.id()) {
-                    assert!(
-                        Instant::now() < deadline,
-                        "{mode}: the handler never started"
-                    );
-                    std::thread::yield_now();
-                }
-                client.reset();
+                sleeping(&server, 3000, mode).reset();
             }
             // Held across the stop: part of a body sent; a handler that sleeps past the stop.
             let mut held = Vec::new();
@@ -688,9 +667,12 @@ fn logging_in(path: &str, extra: &[&str], describe: &str) -> Running {
 /// The demo in `mode` as [`every_mode`] describes it (two loops, four threads), logging to
 /// `path`, with `extra` flags.
 fn logging_mode(path: &str, mode: &str, how: &str, extra: &[&str]) -> Running {
-    let mut args = vec!["--mode", mode, "--cores", "2", "--no-pin", "--threads", "4"];
-    args.extend_from_slice(extra);
-    logging_in(path, &args, how)
+    logging_in(path, &[&mode_flags(mode), extra].concat(), how)
+}
+
+/// The flags that run `mode` as [`every_mode`] describes it: two loops, four threads.
+fn mode_flags(mode: &str) -> [&str; 7] {
+    ["--mode", mode, "--cores", "2", "--no-pin", "--threads", "4"]
 }
 
 /// Each mode that runs here, and its listening line as [`logging_mode`] starts it.
