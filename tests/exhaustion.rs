@@ -176,9 +176,14 @@ fn out_of_descriptors(mode: Mode) {
     server.stop();
     let mut log = String::new();
     stderr.read_to_string(&mut log).unwrap();
-    // Said once when it began and once when it ended, not at every retry.
+    // Said once when it began and once when it ended, not at every retry (one every 100 ms).
+    // Once more at most: the first descriptor freed lets `waiting` in and takes the last one,
+    // and `fresh` may come before the server has seen the other three clients leave (once in
+    // a CI run under load: a second exhaustion of 0.1 s, said as the first was).
     let lines: Vec<&str> = log.lines().collect();
-    assert_eq!(lines.len(), 2, "{log}");
-    assert!(lines[0].contains("accept: Too many open files"), "{log}");
-    assert!(lines[1].contains("accepting again"), "{log}");
+    assert!(matches!(lines.len(), 2 | 4), "{log}");
+    for pair in lines.chunks(2) {
+        assert!(pair[0].contains("accept: Too many open files"), "{log}");
+        assert!(pair[1].contains("accepting again"), "{log}");
+    }
 }

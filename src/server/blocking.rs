@@ -222,6 +222,11 @@ fn drive<S: Session>(
         {
             conn.drain(shutdown.drain_kind());
         }
+        // A fork mode child whose parent says the drain time is up (and signals it, ending any
+        // wait): the connection ends here, and `closed` writes what it owes the access log.
+        if shutdown.is_ended() {
+            break;
+        }
         let now = env.clock.now();
         let log_due = env.log.as_ref().and_then(|log| log.flush_due());
         let done = env.with_context(peer, |cx| match conn.want(cx) {

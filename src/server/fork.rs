@@ -15,9 +15,10 @@
 //! Relying on the signal to interrupt `epoll_wait` is not enough: a child that exits after the
 //! parent last reaped but before it starts waiting would interrupt nothing, and its zombie would
 //! stay until the next connection arrived. The byte stays in the socket until the wait sees it.
-//! At shutdown the parent stops accepting, passes the stop on to its children, and waits, up to
-//! the drain time, for them to finish (those still running then are killed, as every other mode
-//! ends its connections then). It tells them all at once in a byte of memory they share
+//! At shutdown the parent takes the connections already queued, stops accepting, passes the
+//! stop on to its children, and waits, up to the drain time, for them to finish (those still
+//! running then are told to end their connections, and killed if they have not within
+//! `ENDED_WITHIN`, as every other mode ends its connections then). It tells them all at once in a byte of memory they share
 //! (`Shutdown::tell_children`), which each child looks at before every step, and then wakes
 //! them with a signal: on a stop it sends each child a SIGTERM, as a Ctrl-C
 //! would (it reaches the whole process group, a `kill` of the parent does not): the child
@@ -42,7 +43,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -61,6 +62,10 @@ const SIGNALED: Token = Token(0);
 const UPGRADE: Token = Token(1);
 /// The first listener's; the others' follow.
 const LISTENERS: usize = 2;
+
+/// How long a child still serving at the end of the drain time has to end its connection
+/// itself before it is killed: within the 5 s a stop takes.
+const ENDED_WITHIN: Duration = Duration::from_millis(250);
 
 pub(crate) fn run<S: Session>(
     listeners: Vec<TcpListener>,
@@ -116,11 +121,13 @@ pub(crate) fn run<S: Session>(
     let mut log_generation = REOPEN_GENERATION.load(Ordering::Relaxed);
     shared.announce_ready();
 
-    while !shutdown.is_triggered() {
-        // A SIGHUP that came before the wake-up bytes were set up left only its flag.
+    loop {
+        // A SIGHUP that came before the wake-up bytes were set up left only its flag; a stop
+        // already asked for is seen at once.
         let hung_up = hangup.load(Ordering::SeqCst).then_some(Instant::now());
         let upgrade_due = upgrade.as_ref().and_then(Upgrade::deadline);
-        let timeout = [paused_until, upgrade_due, hung_up]
+        let stopped = shutdown.is_triggered().then_some(Instant::now());
+        let timeout = [paused_until, upgrade_due, hung_up, stopped]
             .into_iter()
             .flatten()
             .min()
@@ -153,10 +160,15 @@ pub(crate) fn run<S: Session>(
             // Readable, timed out, or a spurious wake-up: `check` tells them apart.
             upgrade.check(&shutdown);
         }
-        if shutdown.is_triggered() {
+        // A stop first takes the connections the kernel has already completed, as the reactor
+        // does: closing the listeners with them queued would reset them, requests and all
+        // (until stop 84 it did, in most runs of a test that connects and signals at once).
+        // Not on a handover: they are the new process's.
+        let stopping = shutdown.is_triggered();
+        if stopping && shutdown.is_handover() {
             break;
         }
-        if paused_until.is_some_and(|at| at > Instant::now()) {
+        if !stopping && paused_until.is_some_and(|at| at > Instant::now()) {
             continue;
         }
         paused_until = None;
@@ -243,6 +255,9 @@ pub(crate) fn run<S: Session>(
                 }
             }
         }
+        if stopping {
+            break;
+        }
         env.flush_log_if_due();
     }
 
@@ -259,20 +274,29 @@ pub(crate) fn run<S: Session>(
     // Told in shared memory first, to every child at once; the signals wake those that wait.
     shutdown.tell_children();
     children.signal(drain);
-    let deadline = Instant::now() + shutdown.grace();
-    while !children.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
+    let mut wait_until = |deadline: Instant, children: &mut Children| {
+        while !children.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            // Each child's exit writes a wake-up byte.
+            let _ = poll.poll(&mut events, Some(left));
+            Signals::drain(&wake);
+            reap(children, &env, None);
         }
-        // Each child's exit writes a wake-up byte.
-        let _ = poll.poll(&mut events, Some(left));
-        Signals::drain(&wake);
-        reap(&mut children, &env, None);
-    }
+    };
+    wait_until(Instant::now() + shutdown.grace(), &mut children);
     // Children still serving when the drain time is up (a download to a client that stalls, a
     // handler that blocks) are ended, as every other mode ends its connections at this point: a
-    // stop does not live on in processes of ours.
+    // stop does not live on in processes of ours. Each is told, and woken, to end its
+    // connection itself, writing what it owes the access log (a download cut short, a request
+    // never answered); one that has not within `ENDED_WITHIN` (a handler that blocks) is killed.
+    if !children.is_empty() {
+        shutdown.tell_children_ended();
+        children.signal(drain);
+        wait_until(Instant::now() + ENDED_WITHIN, &mut children);
+    }
     end_children(&mut children, &env);
     for id in registered {
         signal_hook::low_level::unregister(id);

@@ -84,7 +84,7 @@ impl Shutdown {
             Told::NOTHING => false,
             word => {
                 // Handover first, as a child's SIGHUP sets them.
-                if word == Told::HANDOVER {
+                if word & !Told::ENDED == Told::HANDOVER {
                     self.inner.handover.store(true, Ordering::SeqCst);
                 }
                 self.inner.requested.store(true, Ordering::SeqCst);
@@ -113,6 +113,22 @@ impl Shutdown {
             };
             told.word().store(word, Ordering::SeqCst);
         }
+    }
+
+    /// Fork mode, in the parent once the drain time is up, before it signals the children still
+    /// serving: each is to end its connection now ([`Shutdown::is_ended`]).
+    pub(crate) fn tell_children_ended(&self) {
+        if let Some(told) = self.inner.told.get() {
+            told.word().fetch_or(Told::ENDED, Ordering::SeqCst);
+        }
+    }
+
+    /// In a forked child: whether the parent has said that the drain time is up. The child then
+    /// ends its connection itself, so that what the connection owes the access log is written
+    /// (a download cut short, a request never answered), rather than be killed with it.
+    pub(crate) fn is_ended(&self) -> bool {
+        (self.inner.told.get())
+            .is_some_and(|told| told.word().load(Ordering::SeqCst) & Told::ENDED != 0)
     }
 
     /// A new process serves on our listening sockets: stop as [`Shutdown::trigger`] does, but
@@ -218,6 +234,8 @@ impl Told {
     const NOTHING: u8 = 0;
     const STOP: u8 = 1;
     const HANDOVER: u8 = 2;
+    /// Set on top of either once the drain time is up.
+    const ENDED: u8 = 0x80;
 
     fn new() -> io::Result<Told> {
         Ok(Told(SharedMapped::new(AtomicU8::new(Told::NOTHING))?))
