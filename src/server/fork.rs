@@ -15,19 +15,19 @@
 //! Relying on the signal to interrupt `epoll_wait` is not enough: a child that exits after the
 //! parent last reaped but before it starts waiting would interrupt nothing, and its zombie would
 //! stay until the next connection arrived. The byte stays in the socket until the wait sees it.
-//! At shutdown the parent takes the connections already queued, stops accepting, passes the
-//! stop on to its children, and waits, up to the drain time, for them to finish (those still
-//! running then are told to end their connections, and killed if they have not within
-//! `ENDED_WITHIN`, as every other mode ends its connections then). It tells them all at once in a byte of memory they share
-//! (`Shutdown::tell_children`), which each child looks at before every step, and then wakes
-//! them with a signal: on a stop it sends each child a SIGTERM, as a Ctrl-C
-//! would (it reaches the whole process group, a `kill` of the parent does not): the child
-//! finishes a response in flight and closes an idle connection at once, as every other mode
-//! does. (Until stop 33 it signalled none of them, and a child holding an idle keep-alive
-//! connection kept the parent waiting until its keep-alive timeout ran out: over 5 s by
-//! default, and with a longer timeout the parent left before it.) On a handover (SIGHUP's
-//! upgrade) it sends each child a SIGHUP, which a child takes as its own handover: it answers
-//! what it has received, the last answer with `Connection: close`, and ends.
+//! At shutdown the parent takes the connections already queued, stops accepting, passes the stop on
+//! to its children, and waits, up to the drain time, for them to finish (those still running then
+//! are told to end their connections, and killed if they have not within `ENDED_WITHIN`, as every
+//! other mode ends its connections then). It tells them all at once in a byte of memory they share
+//! (`Shutdown::tell_children`), which each child looks at before every step, and then wakes them
+//! with a signal: on a stop it sends each child a SIGTERM, as a Ctrl-C would (it reaches the whole
+//! process group, a `kill` of the parent does not): the child finishes a response in flight and
+//! closes an idle connection at once, as every other mode does. (Until stop 33 it signalled none of
+//! them, and a child holding an idle keep-alive connection kept the parent waiting until its
+//! keep-alive timeout ran out: over 5 s by default, and with a longer timeout the parent left
+//! before it.) On a handover (SIGHUP's upgrade) it sends each child a SIGHUP, which a child takes
+//! as its own handover: it answers what it has received, the last answer with `Connection: close`,
+//! and ends.
 //!
 //! What the children's connections hold of `--max-buffer-bytes` is counted in memory they share
 //! too (`BufferBudget::share_with_children`), so the limit is the server's, as in every other
