@@ -113,6 +113,15 @@ impl Running {
         stderr
     }
 
+    /// Waits for an exit with status 0 within the 5 s a stop may take (`what` names the server
+    /// in the failure); returns the rest of stdout, and stderr.
+    fn exits_cleanly(self, what: &str) -> (String, String) {
+        let (code, rest, stderr, took) = self.wait();
+        assert_eq!(code, Some(0), "{what}: {stderr}");
+        assert!(took < Duration::from_secs(5), "{what}: {took:?}");
+        (rest, stderr)
+    }
+
     /// Waits for the exit; returns the code, the rest of stdout, stderr, and how long it took.
     fn wait(mut self) -> (Option<i32>, String, String, Duration) {
         let start = Instant::now();
@@ -180,9 +189,7 @@ fn serves_logs_and_exits_cleanly_on_sigterm() {
         let missing = client.get("/nothing-here");
         assert_eq!(missing.status, 404);
         server.signal(libc::SIGTERM);
-        let (code, rest, stderr, took) = server.wait();
-        assert_eq!(code, Some(0), "{stderr}");
-        assert!(took < Duration::from_secs(5));
+        let (rest, _) = server.exits_cleanly("reactor, 2 loops");
         // The access log (stdout by default), flushed at shutdown.
         let lines: Vec<&str> = rest.lines().collect();
         assert_eq!(lines.len(), 2, "{rest:?}");
@@ -292,9 +299,7 @@ fn sigquit_stops_gracefully_like_nginx() {
             }
             begun.expect_close();
             drop(begun);
-            let (code, _, stderr, took) = server.wait();
-            assert_eq!(code, Some(0), "{mode}, group {group}: {stderr}");
-            assert!(took < Duration::from_secs(5), "{mode}: {took:?}");
+            server.exits_cleanly(&format!("{mode}, group {group}"));
         }
     });
 }
@@ -327,9 +332,7 @@ fn connections_queued_at_a_stop_are_answered() {
                 // does not watch the signals may get there first) and closed as idle after.
                 client.expect_close();
             }
-            let (code, _, stderr, took) = server.wait();
-            assert_eq!(code, Some(0), "{mode}: {stderr}");
-            assert!(took < Duration::from_secs(5), "{mode}: {took:?}");
+            server.exits_cleanly(mode);
         }
     });
 }
@@ -378,9 +381,7 @@ fn every_mode_says_how_it_runs() {
             let server = Running::start(&all, describe);
             assert_eq!(server.client().get("/hello").text(), "Hello, World!");
             server.signal(libc::SIGTERM);
-            let (code, _, stderr, took) = server.wait();
-            assert_eq!(code, Some(0), "{describe}: {stderr}");
-            assert!(took < Duration::from_secs(5), "{describe}: {took:?}");
+            server.exits_cleanly(describe);
         }
     });
 }
@@ -418,9 +419,7 @@ fn a_handler_still_running_does_not_hold_up_a_stop() {
             );
             let mut sleeper = sleeping(&server, 10_000, mode);
             server.signal(libc::SIGTERM);
-            let (code, _, stderr, took) = server.wait();
-            assert_eq!(code, Some(0), "{mode}: {stderr}");
-            assert!(took < Duration::from_secs(5), "{mode}: {took:?}");
+            let (_, stderr) = server.exits_cleanly(mode);
             let said = match mode {
                 "threaded" | "blocking" => "a handler is still running 4.5s after the stop",
                 _ => "1 request still in a handler at the end of the stop; closed unanswered",
@@ -509,9 +508,7 @@ fn every_mode_serves_ipv6() {
             assert_eq!(response.status, 200, "{mode}");
             drop(client);
             server.signal(libc::SIGTERM);
-            let (code, rest, stderr, took) = server.wait();
-            assert_eq!(code, Some(0), "{mode}: {stderr}");
-            assert!(took < Duration::from_secs(5), "{mode}: {took:?}");
+            let (rest, _) = server.exits_cleanly(mode);
             let lines: Vec<&str> = rest.lines().collect();
             assert_eq!(lines.len(), 2, "{mode}: {rest:?}");
             for line in lines {
