@@ -222,8 +222,9 @@ fn drive<S: Session>(
         {
             conn.drain(shutdown.drain_kind());
         }
-        // A fork mode child whose parent says the drain time is up (and signals it, ending any
-        // wait): the connection ends here, and `closed` writes what it owes the access log.
+        // The drain time is up (the blocking modes shut the socket then; a fork mode child's
+        // parent signals it, ending any wait): the connection ends here, and `closed` writes
+        // what it owes the access log.
         if shutdown.is_ended() {
             break;
         }
@@ -249,11 +250,9 @@ fn drive<S: Session>(
                 let read = ready.and_then(|()| stream.read(conn.read_buf(cx)));
                 match read {
                     // The socket's read side shut by the end of a stop's drain time: the server
-                    // ended the connection, not the client (the access log tells them apart).
-                    Ok(0) if active.has_ended() => {
-                        conn.drain(shutdown.drain_kind());
-                        return true;
-                    }
+                    // ends the connection, not the client (the access log tells them apart), at
+                    // the top of the loop.
+                    Ok(0) if shutdown.is_ended() => {}
                     Ok(n) => conn.received(n),
                     Err(err) if is_timeout(&err) => {
                         if deadline.is_some_and(|at| Instant::now() >= at) {
@@ -498,8 +497,6 @@ impl<'a> SocketTimeouts<'a> {
 /// waiting on idle ones, and end the rest once the drain time is up; and the acceptor's wake-up.
 pub(crate) struct Active {
     slots: Mutex<Slab<(RawFd, Arc<AtomicBool>)>>,
-    /// Set by [`Active::end_all`] before it shuts the sockets.
-    ended: AtomicBool,
     /// A byte written into `wake.1` makes `wake.0` readable for good: the acceptor's `poll`
     /// returns, and sees the shutdown.
     wake: (UnixStream, UnixStream),
@@ -510,7 +507,6 @@ impl Active {
     pub fn new(shutdown: &Shutdown) -> io::Result<Arc<Active>> {
         let active = Arc::new(Active {
             slots: Mutex::default(),
-            ended: AtomicBool::new(false),
             wake: UnixStream::pair()?,
         });
         let on_shutdown = active.clone();
@@ -524,6 +520,7 @@ impl Active {
             }
             // On a handover, idle connections first get their chance at one more request.
             // Requests in flight get the drain time to finish; then their sockets are shut.
+            let ending = triggered.clone();
             thread::spawn(move || {
                 if handover {
                     thread::sleep(HANDOVER_IDLE);
@@ -531,6 +528,7 @@ impl Active {
                     grace -= HANDOVER_IDLE;
                 }
                 thread::sleep(grace);
+                ending.end();
                 active.end_all();
             });
         });
@@ -577,16 +575,10 @@ impl Active {
 
     /// Ends every connection still open: the drain time is up.
     fn end_all(&self) {
-        self.ended.store(true, Ordering::SeqCst);
         for (_, (fd, _)) in self.lock().iter() {
             // SAFETY: as in `wake_idle`.
             unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
         }
-    }
-
-    /// Whether the drain time is up, and every connection has been (or is being) ended.
-    fn has_ended(&self) -> bool {
-        self.ended.load(Ordering::SeqCst)
     }
 }
 

@@ -293,7 +293,7 @@ pub(crate) fn run<S: Session>(
     // connection itself, writing what it owes the access log (a download cut short, a request
     // never answered); one that has not within `ENDED_WITHIN` (a handler that blocks) is killed.
     if !children.is_empty() {
-        shutdown.tell_children_ended();
+        shutdown.end();
         children.signal(drain);
         wait_until(Instant::now() + ENDED_WITHIN, &mut children);
     }

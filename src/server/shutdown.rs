@@ -49,6 +49,8 @@ struct Inner {
     /// Set (before `requested`) when a new process has taken the listening sockets over. An
     /// `Arc` for the same reason as `requested`: a forked child's signal handler sets it.
     handover: Arc<AtomicBool>,
+    /// Set when the drain time is up ([`Shutdown::end`]).
+    ended: AtomicBool,
     wakers: Mutex<Vec<Wake>>,
     /// The event loops' wake-ups (also in `wakers`), for [`Shutdown::wake_loops`].
     loops: Mutex<Vec<Wake>>,
@@ -115,20 +117,24 @@ impl Shutdown {
         }
     }
 
-    /// Fork mode, in the parent once the drain time is up, before it signals the children still
-    /// serving: each is to end its connection now ([`Shutdown::is_ended`]).
-    pub(crate) fn tell_children_ended(&self) {
+    /// The drain time is up: every connection still open is to end now ([`Shutdown::is_ended`]).
+    /// Said by the blocking modes' timer before it shuts their sockets, and by fork mode's parent
+    /// before it signals the children still serving, who see it in the byte they share.
+    pub(crate) fn end(&self) {
+        self.inner.ended.store(true, Ordering::SeqCst);
         if let Some(told) = self.inner.told.get() {
             told.word().fetch_or(Told::ENDED, Ordering::SeqCst);
         }
     }
 
-    /// In a forked child: whether the parent has said that the drain time is up. The child then
-    /// ends its connection itself, so that what the connection owes the access log is written
-    /// (a download cut short, a request never answered), rather than be killed with it.
+    /// Whether the drain time is up ([`Shutdown::end`]), here or, in a forked child, in the
+    /// parent. A blocking driver then ends its connection itself, so that what the connection
+    /// owes the access log is written (a download cut short, a request never answered), and
+    /// tells the end from a client's close.
     pub(crate) fn is_ended(&self) -> bool {
-        (self.inner.told.get())
-            .is_some_and(|told| told.word().load(Ordering::SeqCst) & Told::ENDED != 0)
+        self.inner.ended.load(Ordering::SeqCst)
+            || (self.inner.told.get())
+                .is_some_and(|told| told.word().load(Ordering::SeqCst) & Told::ENDED != 0)
     }
 
     /// A new process serves on our listening sockets: stop as [`Shutdown::trigger`] does, but
