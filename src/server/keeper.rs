@@ -48,24 +48,35 @@ use std::time::{Duration, Instant};
 
 use libc::c_int;
 
-use super::shutdown::{Signals, self_pipe, wait_readable};
+use super::shutdown::{STOP_SIGNALS, Signals, self_pipe, wait_readable};
 use super::{io_util, notify};
 
 /// Set, in the keeper's own environment only, to `MAIN,FD`: the main process's pid and the
 /// descriptor of the keeper's socket.
 const ENV_KEEP: &str = "REACTOR_HTTPD_KEEP";
 
-/// The signals the keeper takes: those it passes on to the main process (the first five), and
-/// SIGCHLD.
-const TAKEN: [c_int; 6] = [
-    libc::SIGTERM,
-    libc::SIGINT,
-    libc::SIGQUIT,
+/// The signals the keeper passes on to the main process: every signal that stops the server
+/// ([`STOP_SIGNALS`]), and SIGHUP and SIGUSR1.
+const FORWARDED: [c_int; 5] = [
+    STOP_SIGNALS[0],
+    STOP_SIGNALS[1],
+    STOP_SIGNALS[2],
     libc::SIGHUP,
     libc::SIGUSR1,
+];
+
+// A stop signal added there must be added here too.
+const _: () = assert!(STOP_SIGNALS.len() == 3);
+
+/// The signals the keeper takes: those it passes on, and SIGCHLD.
+const TAKEN: [c_int; 6] = [
+    FORWARDED[0],
+    FORWARDED[1],
+    FORWARDED[2],
+    FORWARDED[3],
+    FORWARDED[4],
     libc::SIGCHLD,
 ];
-const FORWARDED: [c_int; 5] = [TAKEN[0], TAKEN[1], TAKEN[2], TAKEN[3], TAKEN[4]];
 
 /// Once the main process has ended, how long the others (an old process still draining) have
 /// before the keeper exits, and with it, by the kernel's hand, all of them.
