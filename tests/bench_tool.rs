@@ -182,6 +182,25 @@ fn connection_failures_are_counted() {
     });
 }
 
+/// A server that serves one connection at a time, under a run shorter than the timeout: the
+/// connections it never serves have waited the whole run, and count as timed out. Until stop 85
+/// they counted as nothing, and a 1 s `compare` showed the blocking server's 100 connections
+/// with no error and the p99 of the one it served.
+#[test]
+fn connections_never_served_in_a_short_run_are_timeouts() {
+    bounded(30, || {
+        let server = TestServer::start(config(Mode::Blocking));
+        let output = run_ok(
+            Command::new(BENCH)
+                .arg(format!("http://{}/hello", server.addr))
+                .args(["-c", "4", "-d", "0.5", "--json"]),
+        );
+        let json = String::from_utf8(output.stdout).unwrap();
+        assert!(field(&json, "requests") > 100.0, "{json}");
+        assert_eq!(field(&json, "timeout"), 3.0, "{json}");
+    });
+}
+
 /// A server that stalls for 300 ms. Closed loop, only the requests in flight see it (the
 /// client stops sending meanwhile); on a fixed schedule, every request that was due during
 /// the stall counts its wait.

@@ -452,7 +452,7 @@ fn markdown(cells: &[Cell], compare: &Compare) -> String {
          from when each request was due), each on a fresh server, {} time(s): the median run is shown \
          (closed loop: by requests/s; fixed rate: by p99). Server pinned to core 0, load to core 1. \
          `threaded` runs {} workers; `reactor` (and `uring`, its io_uring twin) one loop and {} \
-         handler threads, `reactor-no-pool` one loop and every handler on it. Errors are mostly timeouts: requests unanswered for 2 s.\n",
+         handler threads, `reactor-no-pool` one loop and every handler on it. Errors are mostly timeouts: requests unanswered for 2 s, or for the whole of a shorter run.\n",
         compare.duration.as_secs_f64(),
         compare.duration.as_secs_f64(),
         compare.rate,

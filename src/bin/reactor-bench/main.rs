@@ -47,7 +47,8 @@ struct Run {
     /// and connect again: a stream of new connections, sharing --rate.
     #[arg(long, default_value_t = 0)]
     fresh: u32,
-    /// Seconds a request may wait for its answer before it counts as a timeout.
+    /// Seconds a request may wait for its answer before it counts as a timeout (in a shorter
+    /// run, a request unanswered for the whole run counts as one too).
     #[arg(long, default_value_t = 2.0)]
     timeout: f64,
     /// Print one JSON object instead of text.
