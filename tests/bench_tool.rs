@@ -201,6 +201,87 @@ fn connections_never_served_in_a_short_run_are_timeouts() {
     });
 }
 
+/// A server of another kind, on a raw socket: each connection's answers come chunked (a chunk
+/// extension, a trailer, each piece written on its own), and its fifth has no length and ends
+/// with the connection, as an HTTP/1.0 server's or a CGI's does. Every one is an answer, none an
+/// error: until stop 85 reactor-bench took every chunked answer for a read error (wrk reads
+/// them), and counted one per close-delimited answer while it warmed up.
+#[test]
+fn chunked_and_close_delimited_answers_are_answers() {
+    bounded(30, || {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answered = Arc::new(AtomicU64::new(0));
+        let count = answered.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let count = count.clone();
+                std::thread::spawn(move || answer_raw(stream, &count));
+            }
+        });
+        let output = run_ok(
+            Command::new(BENCH)
+                .arg(format!("http://{addr}/"))
+                .args(["-c", "4", "-d", "1", "--json"]),
+        );
+        let json = String::from_utf8(output.stdout).unwrap();
+        let requests = field(&json, "requests");
+        assert!(requests > 100.0, "{json}");
+        for error in ["connect", "read", "status", "timeout"] {
+            assert_eq!(field(&json, error), 0.0, "{error}: {json}");
+        }
+        // Each answer was counted once: the server answered at most the measured requests, the
+        // warm-up's one per connection and what was in flight at the end, one per connection.
+        let served = answered.load(Ordering::SeqCst) as f64;
+        assert!(
+            served >= requests && served <= requests + 8.0,
+            "{served}: {json}"
+        );
+    });
+}
+
+/// Serves one connection for `chunked_and_close_delimited_answers_are_answers`.
+fn answer_raw(mut stream: std::net::TcpStream, count: &AtomicU64) {
+    use std::io::{Read, Write};
+    let _ = stream.set_nodelay(true);
+    let mut buf = Vec::new();
+    let mut chunk = [0; 4096];
+    for number in 1.. {
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        buf.drain(..end);
+        count.fetch_add(1, Ordering::SeqCst);
+        let pieces: &[&[u8]] = if number % 5 == 0 {
+            &[
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+                b"to the end",
+            ]
+        } else {
+            &[
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"5;ext=1\r\nhel",
+                b"lo\r\n",
+                b"0\r\nTrailer-Field: x\r\n",
+                b"\r\n",
+            ]
+        };
+        for piece in pieces {
+            if stream.write_all(piece).is_err() {
+                return;
+            }
+        }
+        if number % 5 == 0 {
+            return;
+        }
+    }
+}
+
 /// A server that stalls for 300 ms. Closed loop, only the requests in flight see it (the
 /// client stops sending meanwhile); on a fixed schedule, every request that was due during
 /// the stall counts its wait.

@@ -154,17 +154,45 @@ pub fn run(load: &Load) -> io::Result<Report> {
 }
 
 /// Reads responses off a byte stream: status and framing from the head, then the body skipped
-/// by its length, without keeping it.
+/// by its framing (a length, chunks, or the end of the connection), without keeping it.
 #[derive(Default)]
 struct ResponseReader {
     /// A head that has not all arrived yet.
     head: Vec<u8>,
-    /// Body bytes still to skip.
-    body_left: u64,
-    /// The body runs until the connection closes (no Content-Length).
-    until_close: bool,
+    /// Where in its body the response being read is.
+    body: Body,
     status: u16,
     close: bool,
+}
+
+/// Where in a response's body the reader is.
+#[derive(Default, Clone, Copy, PartialEq, Debug)]
+enum Body {
+    /// No body under way: a head comes next.
+    #[default]
+    None,
+    /// Body bytes still to skip (`Content-Length`).
+    Length(u64),
+    /// `Transfer-Encoding: chunked`, at one of its lines or in a chunk's data.
+    Chunked(Chunked),
+    /// No `Content-Length`: the body runs until the connection closes.
+    UntilClose,
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Chunked {
+    /// A chunk-size line (with any extensions): its hex size so far, whether its digits ended.
+    Size {
+        size: u64,
+        digits: usize,
+        ended: bool,
+    },
+    /// A chunk's data still to skip.
+    Data(u64),
+    /// The CRLF after a chunk's data; whether a byte of it (the CR, or a bare LF) was seen.
+    DataEnd,
+    /// The trailer section after the last chunk: whether the current line has a byte in it.
+    Trailer { line: bool },
 }
 
 /// A complete response: its status, and whether the server will close after it.
@@ -177,20 +205,31 @@ impl ResponseReader {
     /// Consumes `data`, calling `answered` for each complete response.
     fn feed(&mut self, mut data: &[u8], mut answered: impl FnMut(Answer)) -> Result<(), ()> {
         while !data.is_empty() {
-            if self.until_close {
-                return Ok(());
-            }
-            if self.body_left > 0 {
-                let n = (data.len() as u64).min(self.body_left);
-                data = &data[n as usize..];
-                self.body_left -= n;
-                if self.body_left == 0 {
-                    answered(Answer {
-                        status: self.status,
-                        close: self.close,
-                    });
+            match self.body {
+                Body::UntilClose => return Ok(()),
+                Body::Length(left) => {
+                    let n = (data.len() as u64).min(left);
+                    data = &data[n as usize..];
+                    self.body = Body::Length(left - n);
+                    if left == n {
+                        self.body = Body::None;
+                        answered(self.answer());
+                    }
+                    continue;
                 }
-                continue;
+                Body::Chunked(at) => {
+                    let (used, next) = step_chunked(at, data)?;
+                    data = &data[used..];
+                    match next {
+                        Some(next) => self.body = Body::Chunked(next),
+                        None => {
+                            self.body = Body::None;
+                            answered(self.answer());
+                        }
+                    }
+                    continue;
+                }
+                Body::None => {}
             }
             // A head: parse it in place if it arrived whole, else gather it first.
             let used = if self.head.is_empty() {
@@ -217,45 +256,161 @@ impl ResponseReader {
                 }
             };
             data = &data[used..];
-            if self.body_left == 0 && !self.until_close && self.status >= 200 {
-                answered(Answer {
-                    status: self.status,
-                    close: self.close,
-                });
+            if self.body == Body::None && self.status >= 200 {
+                answered(self.answer());
             }
         }
         Ok(())
     }
 
+    /// The connection has ended: the response whose body ran until then is complete (the
+    /// only one the end can complete).
+    fn end(&mut self) -> Option<Answer> {
+        (self.body == Body::UntilClose).then(|| {
+            self.body = Body::None;
+            Answer {
+                status: self.status,
+                close: true,
+            }
+        })
+    }
+
+    fn answer(&self) -> Answer {
+        Answer {
+            status: self.status,
+            close: self.close,
+        }
+    }
+
     /// Parses a response head at the start of `bytes`; the head's length once complete.
     fn parse_head(&mut self, bytes: &[u8]) -> Result<Option<usize>, ()> {
+        // Room for the fields most answers have, on the stack; more only for one that has more.
         let mut fields = [httparse::EMPTY_HEADER; 32];
+        let mut more;
         let mut response = httparse::Response::new(&mut fields);
-        let len = match response.parse(bytes) {
+        let mut parsed = response.parse(bytes);
+        if parsed == Err(httparse::Error::TooManyHeaders) {
+            more = vec![httparse::EMPTY_HEADER; 1024];
+            response = httparse::Response::new(&mut more);
+            parsed = response.parse(bytes);
+        }
+        let len = match parsed {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(_) => return Err(()),
         };
         let status = response.code.unwrap_or(0);
         let mut length = None;
+        let mut chunked = false;
         let mut close = response.version == Some(0);
         for field in response.headers.iter() {
             if field.name.eq_ignore_ascii_case("content-length") {
-                length = std::str::from_utf8(field.value)
-                    .ok()
-                    .and_then(|v| v.trim().parse().ok());
+                length = Some(
+                    (std::str::from_utf8(field.value).ok())
+                        .and_then(|v| v.trim().parse().ok())
+                        .ok_or(())?,
+                );
             } else if field.name.eq_ignore_ascii_case("connection") {
-                close = field.value.eq_ignore_ascii_case(b"close");
+                let mut tokens = field.value.split(|&b| b == b',').map(<[u8]>::trim_ascii);
+                close = tokens.any(|token| token.eq_ignore_ascii_case(b"close"));
             } else if field.name.eq_ignore_ascii_case("transfer-encoding") {
-                return Err(()); // chunked responses are not measured
+                // The last coding is the framing (RFC 9112 §6.3): chunked, or else the body
+                // runs until the close.
+                let last = field
+                    .value
+                    .rsplit(|&b| b == b',')
+                    .next()
+                    .unwrap_or_default();
+                chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
+                length = None;
             }
         }
         let bodiless = status < 200 || status == 204 || status == 304;
         self.status = status;
         self.close = close;
-        self.body_left = if bodiless { 0 } else { length.unwrap_or(0) };
-        self.until_close = !bodiless && length.is_none();
+        self.body = match (bodiless, chunked, length) {
+            (true, _, _) | (false, false, Some(0)) => Body::None,
+            (false, true, _) => Body::Chunked(Chunked::size_line()),
+            (false, false, Some(left)) => Body::Length(left),
+            (false, false, None) => Body::UntilClose,
+        };
         Ok(Some(len))
+    }
+}
+
+/// Reads chunked framing at `at` from the start of `data`: how many bytes it took, and where
+/// it is then (`None`: the body, trailers and all, has ended). Lenient where a client may be
+/// (extensions and trailers skipped unread, a bare LF taken for CRLF), strict where the framing
+/// would be in doubt: a size with no digits or too large, anything but CRLF after a chunk.
+fn step_chunked(at: Chunked, data: &[u8]) -> Result<(usize, Option<Chunked>), ()> {
+    match at {
+        Chunked::Data(left) => {
+            let n = (data.len() as u64).min(left);
+            let next = if n == left {
+                Chunked::DataEnd
+            } else {
+                Chunked::Data(left - n)
+            };
+            Ok((n as usize, Some(next)))
+        }
+        Chunked::DataEnd => match data[0] {
+            b'\r' => Ok((1, Some(Chunked::DataEnd))),
+            b'\n' => Ok((1, Some(Chunked::size_line()))),
+            _ => Err(()),
+        },
+        Chunked::Size {
+            mut size,
+            mut digits,
+            mut ended,
+        } => {
+            for (i, &byte) in data.iter().enumerate() {
+                if byte == b'\n' {
+                    return match (digits, size) {
+                        (0, _) => Err(()),
+                        (_, 0) => Ok((i + 1, Some(Chunked::Trailer { line: false }))),
+                        (_, size) => Ok((i + 1, Some(Chunked::Data(size)))),
+                    };
+                }
+                match (ended, (byte as char).to_digit(16)) {
+                    (false, Some(digit)) => {
+                        size = (size.checked_mul(16))
+                            .and_then(|s| s.checked_add(u64::from(digit)))
+                            .ok_or(())?;
+                        digits += 1;
+                    }
+                    // An extension, or the CR: skipped (nothing of a line is kept).
+                    _ => ended = true,
+                }
+            }
+            let next = Chunked::Size {
+                size,
+                digits,
+                ended,
+            };
+            Ok((data.len(), Some(next)))
+        }
+        Chunked::Trailer { mut line } => {
+            for (i, &byte) in data.iter().enumerate() {
+                match byte {
+                    b'\n' if !line => return Ok((i + 1, None)),
+                    b'\n' => line = false,
+                    b'\r' => {}
+                    _ => line = true,
+                }
+            }
+            Ok((data.len(), Some(Chunked::Trailer { line })))
+        }
+    }
+}
+
+impl Chunked {
+    /// At the start of a chunk-size line.
+    fn size_line() -> Chunked {
+        Chunked::Size {
+            size: 0,
+            digits: 0,
+            ended: false,
+        }
     }
 }
 
@@ -630,19 +785,14 @@ impl Worker {
             let now = Instant::now();
             let n = match n {
                 Ok(0) => {
-                    if client.reader.until_close
-                        && client.outstanding == 1
-                        && !self.warming
-                        && now < self.end
-                    {
-                        // A body delimited by the end of the connection is complete now.
-                        self.report.responses += 1;
-                        let us = now.saturating_duration_since(client.sent_at).as_micros() as u64;
-                        let _ = self.report.latency.record(us.max(1));
-                    } else if client.outstanding > 0 {
-                        self.report.errors.read += 1;
+                    // A body delimited by the end of the connection is complete now; any other
+                    // request of ours still unanswered is lost (`settle`).
+                    let answer = client.reader.end();
+                    if let Some(answer) = &answer {
+                        let counting = !self.warming && now < self.end;
+                        record(&mut self.report, counting, answer, now, client.sent_at);
                     }
-                    self.reconnect(index);
+                    self.settle(index, usize::from(answer.is_some()), true, now);
                     return false;
                 }
                 Ok(n) => n,
@@ -675,38 +825,47 @@ impl Worker {
             let fed = client.reader.feed(data, |answer| {
                 answers += 1;
                 closing |= answer.close;
-                if counting {
-                    report.responses += 1;
-                    if !(200..400).contains(&answer.status) {
-                        report.errors.status += 1;
-                    }
-                    let us = now.saturating_duration_since(sent_at).as_micros() as u64;
-                    let _ = report.latency.record(us.max(1));
-                }
+                record(report, counting, &answer, now, sent_at);
             });
-            if fed.is_err() || answers > client.outstanding {
+            if fed.is_err() {
                 self.report.errors.read += 1;
                 self.reconnect(index);
                 return false;
             }
-            client.outstanding -= answers;
-            let done = answers > 0 && client.outstanding == 0;
-            if done && self.warming && !client.warmed {
-                client.warmed = true;
-                self.warmed += 1;
-            }
-            if closing {
-                if client.outstanding > 0 {
-                    // The server closes with requests of ours unanswered.
-                    self.report.errors.read += 1;
-                }
-                self.reconnect(index);
+            if !self.settle(index, answers, closing, now) {
                 return false;
             }
-            if done && !self.warming {
-                self.send_if_due(index, now);
-            }
         }
+    }
+
+    /// After `answers` came on connection `index` (and, if `closing`, its end): the requests
+    /// still outstanding, the warm-up, and the next batch; a connection that ends, or answered
+    /// more than was asked, is replaced. Returns false if it was.
+    fn settle(&mut self, index: usize, answers: usize, closing: bool, now: Instant) -> bool {
+        let client = &mut self.clients[index];
+        if answers > client.outstanding {
+            self.report.errors.read += 1;
+            self.reconnect(index);
+            return false;
+        }
+        client.outstanding -= answers;
+        let done = answers > 0 && client.outstanding == 0;
+        if done && self.warming && !client.warmed {
+            client.warmed = true;
+            self.warmed += 1;
+        }
+        if closing {
+            if client.outstanding > 0 {
+                // The server closes with requests of ours unanswered.
+                self.report.errors.read += 1;
+            }
+            self.reconnect(index);
+            return false;
+        }
+        if done && !self.warming {
+            self.send_if_due(index, now);
+        }
+        true
     }
 
     /// The connections with a request (or a connect) unanswered for `limit` or longer: by the
@@ -722,6 +881,18 @@ impl Worker {
             .map(|(index, _)| index)
             .collect();
         overdue.into_iter()
+    }
+}
+
+/// Counts `answer`, read at `now` for a batch sent at `sent_at`, if the window is `counting`.
+fn record(report: &mut Report, counting: bool, answer: &Answer, now: Instant, sent_at: Instant) {
+    if counting {
+        report.responses += 1;
+        if !(200..400).contains(&answer.status) {
+            report.errors.status += 1;
+        }
+        let us = now.saturating_duration_since(sent_at).as_micros() as u64;
+        let _ = report.latency.record(us.max(1));
     }
 }
 
@@ -865,5 +1036,53 @@ HTTP/1.1 500 Oops\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc";
         }
         let mut reader = ResponseReader::default();
         assert!(reader.feed(b"garbage\r\n\r\n", |_| {}).is_err());
+    }
+
+    /// Chunked bodies (extensions, trailers, a bare LF, a chunk split anywhere), a body that
+    /// runs to the close, and more fields than a small array holds. Until stop 85 the first and
+    /// last were read errors, every one, and the second counted an error per answer in the
+    /// warm-up, which it never finished.
+    #[test]
+    fn reads_every_framing() {
+        let fields: String = (0..60).map(|i| format!("X-Field-{i}: v\r\n")).collect();
+        let stream = format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+             5\r\nhello\r\n1A;name=value\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\n\
+             HTTP/1.1 201 Created\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
+             3\nabc\n0;x\nTrailer: 1\r\nMore: 2\n\r\n\
+             HTTP/1.1 202 Accepted\r\n{fields}Content-Length: 2\r\n\r\nok\
+             HTTP/1.1 203 X\r\nConnection: keep-alive, close\r\n\r\nto the end"
+        );
+        for step in [stream.len(), 1, 2, 7] {
+            let mut reader = ResponseReader::default();
+            let mut seen = Vec::new();
+            for piece in stream.as_bytes().chunks(step) {
+                reader
+                    .feed(piece, |a| seen.push((a.status, a.close)))
+                    .unwrap();
+            }
+            assert_eq!(seen, vec![(200, false), (201, false), (202, false)]);
+            let end = reader.end().map(|a| (a.status, a.close));
+            assert_eq!(end, Some((203, true)), "step {step}");
+            assert!(reader.end().is_none());
+        }
+        // The end completes nothing else: a body owed by its length is lost.
+        let mut reader = ResponseReader::default();
+        reader
+            .feed(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc", |_| {})
+            .unwrap();
+        assert!(reader.end().is_none());
+        // Framing in doubt: a size with no digits or past 64 bits, bytes after a chunk's data,
+        // a length that is no number.
+        for bad in [
+            "Transfer-Encoding: chunked\r\n\r\n;x\r\n",
+            "Transfer-Encoding: chunked\r\n\r\n10000000000000000\r\n",
+            "Transfer-Encoding: chunked\r\n\r\n1\r\naXY\r\n",
+            "Content-Length: x\r\n\r\n",
+        ] {
+            let mut reader = ResponseReader::default();
+            let response = format!("HTTP/1.1 200 OK\r\n{bad}");
+            assert!(reader.feed(response.as_bytes(), |_| {}).is_err(), "{bad}");
+        }
     }
 }
