@@ -282,6 +282,45 @@ fn answer_raw(mut stream: std::net::TcpStream, count: &AtomicU64) {
     }
 }
 
+/// More connections than the process may open descriptors for, even at its hard limit: one
+/// line and exit 1, before any load. Until stop 85 each connect past the limit failed with
+/// EMFILE and was tried again every 10 ms, and the run overran its duration many times over.
+#[test]
+fn more_connections_than_descriptors_is_said_up_front() {
+    use std::os::unix::process::CommandExt;
+    bounded(30, || {
+        let (server, _) = scripted_server(Status::OK, 0, Duration::ZERO);
+        let mut command = Command::new(BENCH);
+        command
+            .arg(format!("http://{}/x", server.addr))
+            .args(["-c", "500", "-d", "5"]);
+        // SAFETY: setrlimit alone, between fork and exec: async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: 100,
+                    rlim_max: 100,
+                };
+                match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            })
+        };
+        let started = std::time::Instant::now();
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(
+            stderr.starts_with("reactor-bench: 500 connections need 516 descriptors")
+                && stderr.contains("may open 100")
+                && stderr.lines().count() == 1,
+            "{stderr}"
+        );
+    });
+}
+
 /// A server that stalls for 300 ms. Closed loop, only the requests in flight see it (the
 /// client stops sending meanwhile); on a fixed schedule, every request that was due during
 /// the stall counts its wait.

@@ -229,12 +229,6 @@ pub(crate) fn unread_bytes(fd: RawFd) -> libc::c_int {
     unread
 }
 
-/// Raises this process's soft limit of open descriptors (`RLIMIT_NOFILE`) to its hard limit, as
-/// the Go runtime does for every program. The soft limit is commonly 1024, kept that low only
-/// for programs that still use `select(2)` (systemd's default is 1024 soft, 524,288 hard, and
-/// `systemd.exec(5)` asks programs that need more to raise it themselves); at 1024 a server
-/// runs out near a thousand connections, however high `--max-connections` is, and the rest wait
-/// in the backlog. Left as it is if it cannot be raised.
 /// Reaps every child that has exited, without blocking: `each` gets its pid and wait status.
 /// Returns once none that has exited is left (others may still run).
 pub(crate) fn reap_exited(mut each: impl FnMut(libc::pid_t, libc::c_int)) {
@@ -252,7 +246,13 @@ pub(crate) fn reap_exited(mut each: impl FnMut(libc::pid_t, libc::c_int)) {
     }
 }
 
-pub fn raise_descriptor_limit() {
+/// Raises this process's soft limit of open descriptors (`RLIMIT_NOFILE`) to its hard limit, as
+/// the Go runtime does for every program. The soft limit is commonly 1024, kept that low only
+/// for programs that still use `select(2)` (systemd's default is 1024 soft, 524,288 hard, and
+/// `systemd.exec(5)` asks programs that need more to raise it themselves); at 1024 a server
+/// runs out near a thousand connections, however high `--max-connections` is, and the rest wait
+/// in the backlog. Left as it is if it cannot be raised. Returns the soft limit then in force.
+pub fn raise_descriptor_limit() -> usize {
     if let Some(limit) = descriptor_limits()
         && limit.rlim_cur < limit.rlim_max
     {
@@ -263,6 +263,7 @@ pub fn raise_descriptor_limit() {
         // SAFETY: setrlimit reads one rlimit through the pointer, which is valid for the call.
         unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
     }
+    descriptor_limit()
 }
 
 /// How many descriptors this process may have open (`RLIMIT_NOFILE`, soft); 1024 if unknown.
