@@ -118,7 +118,7 @@ pub fn run(compare: &Compare) -> io::Result<()> {
                 eprintln!(
                     "[{}/{total}] {mode}, {connections} connections, {label}: {} s (about {:.0} s left)",
                     done + 1,
-                    compare.duration.as_secs(),
+                    compare.duration.as_secs_f64(),
                     left
                 );
                 cells.push(measure(
