@@ -46,12 +46,12 @@ fn scripted_server(status: Status, stall_at: u64, stall: Duration) -> (TestServe
 
 /// Runs reactor-bench with `args` against `server`; returns its JSON output.
 fn bench(server: &TestServer, args: &[&str]) -> String {
-    let output = run_ok(
-        Command::new(BENCH)
-            .arg(format!("http://{}/x", server.addr))
-            .args(args)
-            .arg("--json"),
-    );
+    bench_url(&format!("http://{}/x", server.addr), args)
+}
+
+/// Runs reactor-bench with `args` against `url`; returns its JSON output.
+fn bench_url(url: &str, args: &[&str]) -> String {
+    let output = run_ok(Command::new(BENCH).arg(url).args(args).arg("--json"));
     String::from_utf8(output.stdout).unwrap()
 }
 
@@ -115,12 +115,8 @@ fn answers_are_timed_as_they_come() {
         cfg.pin = true;
         let server = TestServer::start(cfg);
         for _ in 0..3 {
-            let output = run_ok(
-                Command::new(BENCH)
-                    .arg(format!("http://{}/hello", server.addr))
-                    .args(["--connections", "2", "--duration", "1", "--json"]),
-            );
-            let json = String::from_utf8(output.stdout).unwrap();
+            let url = format!("http://{}/hello", server.addr);
+            let json = bench_url(&url, &["--connections", "2", "--duration", "1"]);
             assert!(field(&json, "requests") > 0.0, "{json}");
             assert_eq!(field(&json, "status"), 0.0, "{json}");
             let p50 = field(&json, "p50");
@@ -190,12 +186,8 @@ fn connection_failures_are_counted() {
 fn connections_never_served_in_a_short_run_are_timeouts() {
     bounded(30, || {
         let server = TestServer::start(config(Mode::Blocking));
-        let output = run_ok(
-            Command::new(BENCH)
-                .arg(format!("http://{}/hello", server.addr))
-                .args(["-c", "4", "-d", "0.5", "--json"]),
-        );
-        let json = String::from_utf8(output.stdout).unwrap();
+        let url = format!("http://{}/hello", server.addr);
+        let json = bench_url(&url, &["-c", "4", "-d", "0.5"]);
         assert!(field(&json, "requests") > 100.0, "{json}");
         assert_eq!(field(&json, "timeout"), 3.0, "{json}");
     });
@@ -220,12 +212,7 @@ fn chunked_and_close_delimited_answers_are_answers() {
                 std::thread::spawn(move || answer_raw(stream, &count));
             }
         });
-        let output = run_ok(
-            Command::new(BENCH)
-                .arg(format!("http://{addr}/"))
-                .args(["-c", "4", "-d", "1", "--json"]),
-        );
-        let json = String::from_utf8(output.stdout).unwrap();
+        let json = bench_url(&format!("http://{addr}/"), &["-c", "4", "-d", "1"]);
         let requests = field(&json, "requests");
         assert!(requests > 100.0, "{json}");
         for error in ["connect", "read", "status", "timeout"] {
