@@ -439,13 +439,19 @@ impl Server {
     pub fn stop_on_signals(&mut self) -> io::Result<()> {
         // First: the signal socket's byte must find the request to reopen already made.
         crate::access_log::reopen_on_sigusr1()?;
+        // A stop is the shutdown's flag from the moment the signal comes, so that every answer
+        // given after it says `Connection: close`, on every loop and worker. Until stop 85 the
+        // loops that do not take the signals (the second reactor loop, a ring other than the
+        // first) read the stop only once the first loop had taken it, and in that instant could
+        // answer with keep-alive a client whose connection the stop then closed. Whoever takes
+        // the signal still triggers the shutdown, which wakes everyone once.
+        for signal in STOP_SIGNALS {
+            signal_hook::flag::register(signal, self.shutdown.flag())?;
+        }
         if self.mode == Mode::Fork {
             // Only flags: the parent sets up its wake-ups itself. A forked child inherits these
             // handlers, which set its own copy of the flags.
             let hangup = Arc::new(AtomicBool::new(false));
-            for signal in STOP_SIGNALS {
-                signal_hook::flag::register(signal, self.shutdown.flag())?;
-            }
             signal_hook::flag::register(SIGHUP, hangup.clone())?;
             self.fork_hangup = Some(hangup);
         } else {

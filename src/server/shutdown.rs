@@ -51,6 +51,7 @@ struct Inner {
     handover: Arc<AtomicBool>,
     /// Set when the drain time is up ([`Shutdown::end`]).
     ended: AtomicBool,
+    /// Run once at the stop, and dropped ([`Shutdown::trigger`]).
     wakers: Mutex<Vec<Wake>>,
     /// The event loops' wake-ups (also in `wakers`), for [`Shutdown::wake_loops`].
     loops: Mutex<Vec<Wake>>,
@@ -64,12 +65,15 @@ impl Shutdown {
     }
 
     /// Asks the server to stop: it stops accepting, finishes what is in flight, and returns.
-    /// Only the first call does anything: the wake-ups run once.
+    /// Each wake-up runs once: here, or when it is registered if the stop came first. The flag
+    /// may be set already, by a signal handler ([`Shutdown::flag`]): the wake-ups run all the
+    /// same.
     pub fn trigger(&self) {
-        if self.inner.requested.swap(true, Ordering::SeqCst) {
-            return;
+        self.inner.requested.store(true, Ordering::SeqCst);
+        let wakers = std::mem::take(&mut *lock(&self.inner.wakers));
+        for wake in wakers {
+            wake();
         }
-        wake_all(&self.inner.wakers);
     }
 
     pub fn is_triggered(&self) -> bool {
@@ -175,7 +179,8 @@ impl Shutdown {
     }
 
     /// The flag itself, for a signal handler to set. Setting it wakes nobody: only for a driver
-    /// whose wait any signal interrupts.
+    /// whose wait any signal interrupts, or beside a [`Signals`] whose taker then calls
+    /// [`Shutdown::trigger`] (so that every answer reads the stop from the moment it came).
     pub(crate) fn flag(&self) -> Arc<AtomicBool> {
         self.inner.requested.clone()
     }
@@ -186,27 +191,21 @@ impl Shutdown {
         self.inner.handover.clone()
     }
 
-    /// Registers how to wake a waiting loop. Called at once if shutdown was already requested.
+    /// Registers how to wake a waiting loop: called once, at the stop, or at once if it was
+    /// already requested.
     pub(crate) fn on_trigger(&self, wake: impl Fn() + Send + Sync + 'static) {
-        let mut wakers = self
-            .inner
-            .wakers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if self.is_triggered() {
-            wake();
+        let mut wakers = lock(&self.inner.wakers);
+        match self.is_triggered() {
+            true => wake(),
+            false => wakers.push(Arc::new(wake)),
         }
-        wakers.push(Arc::new(wake));
     }
 
     /// Registers how to wake an event loop asleep in its poll: at a stop, as
     /// [`Shutdown::on_trigger`], and whenever [`Shutdown::wake_loops`] is called.
     pub(crate) fn on_trigger_or_wake(&self, wake: impl Fn() + Send + Sync + 'static) {
-        let (wake, loops): (Wake, _) = (Arc::new(wake), &self.inner.loops);
-        loops
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(wake.clone());
+        let wake: Wake = Arc::new(wake);
+        lock(&self.inner.loops).push(wake.clone());
         self.on_trigger(move || wake());
     }
 
@@ -215,14 +214,14 @@ impl Shutdown {
     /// the others would reopen the access log only at their next event, and a loop without
     /// traffic would keep the rotated file open, deleted or not, for as long as it had none.
     pub(crate) fn wake_loops(&self) {
-        wake_all(&self.inner.loops);
+        for wake in lock(&self.inner.loops).iter() {
+            wake();
+        }
     }
 }
 
-fn wake_all(wakers: &Mutex<Vec<Wake>>) {
-    for wake in wakers.lock().unwrap_or_else(PoisonError::into_inner).iter() {
-        wake();
-    }
+fn lock(wakers: &Mutex<Vec<Wake>>) -> std::sync::MutexGuard<'_, Vec<Wake>> {
+    wakers.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The stop as fork mode's parent tells it to its children: a byte in memory mapped shared,
@@ -381,6 +380,9 @@ impl Signals {
                         watching = None;
                     }
                 }
+                // The stop may have been seen only as the flag its signal's handler sets, the
+                // byte still unread: the wake-ups run now (once, whoever runs them first).
+                shutdown.trigger();
             })
             .map(drop)
     }
@@ -430,7 +432,36 @@ pub(crate) fn self_pipe(signals: &[c_int]) -> io::Result<(UnixStream, Vec<SigId>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
     use std::time::Instant;
+
+    /// A stop a signal handler sets (the flag alone) is a stop at once, for every loop that
+    /// looks; its wake-ups still run, each once, whoever triggers first, and one registered after
+    /// the stop runs at once and only then.
+    #[test]
+    fn a_stop_set_by_a_signal_handler_wakes_each_once() {
+        let shutdown = Shutdown::new();
+        let counts: Vec<Arc<AtomicUsize>> = (0..2).map(|_| Arc::default()).collect();
+        let count = counts[0].clone();
+        shutdown.on_trigger(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+        });
+        // The handler: nothing woken yet, but the stop is read.
+        shutdown.flag().store(true, Ordering::SeqCst);
+        assert!(shutdown.is_triggered());
+        assert_eq!(counts[0].load(Ordering::SeqCst), 0);
+        let count = counts[1].clone();
+        shutdown.on_trigger(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(counts[1].load(Ordering::SeqCst), 1);
+        // The loop that takes the signal, and any loop that begins its drain first.
+        for _ in 0..3 {
+            shutdown.trigger();
+        }
+        let counted: Vec<usize> = (counts.iter()).map(|c| c.load(Ordering::SeqCst)).collect();
+        assert_eq!(counted, [1, 1]);
+    }
 
     /// A child forked after `share_with_children` sees a stop its parent tells, and whether it
     /// is a handover, with no signal sent: through the shared byte alone.
