@@ -181,7 +181,8 @@ enum Body {
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Chunked {
-    /// A chunk-size line (with any extensions): its hex size so far, whether its digits ended.
+    /// A chunk-size line (with any extensions): its hex size so far, how many digits it has,
+    /// and whether they have ended (at an extension or the CR).
     Size {
         size: u64,
         digits: usize,
@@ -189,7 +190,7 @@ enum Chunked {
     },
     /// A chunk's data still to skip.
     Data(u64),
-    /// The CRLF after a chunk's data; whether a byte of it (the CR, or a bare LF) was seen.
+    /// The CRLF after a chunk's data (its CR skipped; a bare LF taken for one).
     DataEnd,
     /// The trailer section after the last chunk: whether the current line has a byte in it.
     Trailer { line: bool },
@@ -210,8 +211,9 @@ impl ResponseReader {
                 Body::Length(left) => {
                     let n = (data.len() as u64).min(left);
                     data = &data[n as usize..];
-                    self.body = Body::Length(left - n);
-                    if left == n {
+                    if n < left {
+                        self.body = Body::Length(left - n);
+                    } else {
                         self.body = Body::None;
                         answered(self.answer());
                     }
@@ -597,7 +599,7 @@ impl Worker {
         // error; a p99 from the one connection served). A request unanswered for the whole
         // window has waited as long as this run can see: it counts as timed out.
         let limit = self.timeout.min(self.end - self.start);
-        self.report.errors.timeout += self.overdue(Instant::now(), limit).count() as u64;
+        self.report.errors.timeout += self.overdue(Instant::now(), limit).len() as u64;
         if let Some(WindowHook(hook)) = &self.on_window {
             hook(true);
         }
@@ -870,17 +872,15 @@ impl Worker {
 
     /// The connections with a request (or a connect) unanswered for `limit` or longer: by the
     /// timeout, given up on (or, at the end of the run, counted).
-    fn overdue(&self, now: Instant, limit: Duration) -> impl Iterator<Item = usize> + use<> {
-        let start = self.start;
-        let overdue: Vec<usize> = (self.clients.iter().enumerate())
+    fn overdue(&self, now: Instant, limit: Duration) -> Vec<usize> {
+        (self.clients.iter().enumerate())
             .filter(|(_, client)| {
                 let waiting =
                     client.outstanding > 0 || (client.stream.is_some() && !client.connected);
-                waiting && now.saturating_duration_since(client.sent_at.max(start)) >= limit
+                waiting && now.saturating_duration_since(client.sent_at.max(self.start)) >= limit
             })
             .map(|(index, _)| index)
-            .collect();
-        overdue.into_iter()
+            .collect()
     }
 }
 
