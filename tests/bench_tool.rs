@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{TestServer, bounded, config};
+use common::{TestServer, bounded, config, limit_descriptors};
 use reactor_httpd::app::Handler;
 use reactor_httpd::config::{Cores, Mode};
 use reactor_httpd::http::{Request, Response, Status};
@@ -274,26 +274,13 @@ fn answer_raw(mut stream: std::net::TcpStream, count: &AtomicU64) {
 /// EMFILE and was tried again every 10 ms, and the run overran its duration many times over.
 #[test]
 fn more_connections_than_descriptors_is_said_up_front() {
-    use std::os::unix::process::CommandExt;
     bounded(30, || {
         let (server, _) = scripted_server(Status::OK, 0, Duration::ZERO);
         let mut command = Command::new(BENCH);
         command
             .arg(format!("http://{}/x", server.addr))
             .args(["-c", "500", "-d", "5"]);
-        // SAFETY: setrlimit alone, between fork and exec: async-signal-safe.
-        unsafe {
-            command.pre_exec(|| {
-                let limit = libc::rlimit {
-                    rlim_cur: 100,
-                    rlim_max: 100,
-                };
-                match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
-                    0 => Ok(()),
-                    _ => Err(std::io::Error::last_os_error()),
-                }
-            })
-        };
+        limit_descriptors(&mut command, 100, 100);
         let started = std::time::Instant::now();
         let output = command.output().unwrap();
         assert_eq!(output.status.code(), Some(1));

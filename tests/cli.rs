@@ -9,7 +9,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cgroup::{Cgroup, Limit};
-use common::{Client, bounded};
+use common::{Client, bounded, limit_descriptors};
 
 const BIN: &str = env!("CARGO_BIN_EXE_reactor-httpd");
 
@@ -1273,7 +1273,6 @@ fn a_fifo_access_log_is_written_or_refused() {
 /// that line must never see it from a server that is not serving.
 #[test]
 fn a_loop_that_cannot_be_made_fails_the_start_before_the_listening_line() {
-    use std::os::unix::process::CommandExt;
     bounded(30, || {
         for (mode, what) in [("reactor", "event loop"), ("uring", "ring")] {
             if !common::runnable_name(mode) {
@@ -1282,19 +1281,7 @@ fn a_loop_that_cannot_be_made_fails_the_start_before_the_listening_line() {
             let mut command = Command::new(BIN);
             command.args(["--mode", mode, "--bind", "127.0.0.1:0", "--cores", "64"]);
             command.args(["--no-pin", "--quiet"]);
-            // SAFETY: runs in the child between fork and exec, and only calls setrlimit.
-            unsafe {
-                command.pre_exec(|| {
-                    let limit = libc::rlimit {
-                        rlim_cur: 200,
-                        rlim_max: 200,
-                    };
-                    match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
-                        0 => Ok(()),
-                        _ => Err(std::io::Error::last_os_error()),
-                    }
-                })
-            };
+            limit_descriptors(&mut command, 200, 200);
             let output = command.output().unwrap();
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert_eq!(output.status.code(), Some(1), "{mode}: {stderr}");

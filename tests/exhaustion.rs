@@ -9,11 +9,11 @@ mod common;
 
 use std::fs;
 use std::io::{ErrorKind, Read};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::proc::cpu_ticks;
-use common::{Client, IO_TIMEOUT, TestServer, bounded, config, tempdir};
+use common::{Client, IO_TIMEOUT, TestServer, bounded, config, limit_descriptors, tempdir};
 use reactor_httpd::config::{Cores, Mode};
 
 const LIMIT: u64 = 64;
@@ -46,24 +46,6 @@ fn a_low_soft_limit_is_raised() {
             }
         }
     });
-}
-
-/// Makes the server's process start with these limits of open descriptors.
-fn limit_descriptors(command: &mut Command, soft: u64, hard: u64) {
-    // SAFETY: between fork and exec only setrlimit runs, a plain system call on a struct owned
-    // by this closure.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(command, move || {
-            let limit = libc::rlimit {
-                rlim_cur: soft,
-                rlim_max: hard,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
 }
 
 /// Started with a soft limit of 64 descriptors under a hard one of 4096 (as systemd starts

@@ -482,6 +482,24 @@ impl Drop for TestServer {
     }
 }
 
+/// Makes `command`'s process start with these limits of open descriptors.
+pub fn limit_descriptors(command: &mut Command, soft: u64, hard: u64) {
+    // SAFETY: between fork and exec only setrlimit runs, a plain system call on a struct owned
+    // by this closure.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(command, move || {
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Tests open many sockets; lift the soft descriptor limit to the hard one.
 pub fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
