@@ -44,6 +44,9 @@ pub trait Session: Sized + Send + 'static {
     /// The connection is gone (closed, or given up): the last call before it is dropped. What
     /// it still owed the access log (a body made as it was sent, cut short) is written now.
     fn closed(&mut self, cx: &mut Context<'_>);
+    /// As [`Session::closed`], when the server's stop ends the connection at the end of its
+    /// drain time: a request it cuts off is logged as the server's doing.
+    fn cut_off(&mut self, cx: &mut Context<'_>);
     /// Whether the connection will read nothing more: once its queued output is written, it
     /// closes. A driver may stop receiving now (the uring driver cancels its receive with the
     /// last send). `false` when unsure.
@@ -126,5 +129,9 @@ impl Session for Conn {
 
     fn closed(&mut self, cx: &mut Context<'_>) {
         Conn::closed(self, cx)
+    }
+
+    fn cut_off(&mut self, cx: &mut Context<'_>) {
+        Conn::cut_off(self, cx)
     }
 }

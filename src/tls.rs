@@ -817,6 +817,10 @@ impl Session for TlsConn {
     fn closed(&mut self, cx: &mut Context<'_>) {
         self.inner.closed(cx);
     }
+
+    fn cut_off(&mut self, cx: &mut Context<'_>) {
+        self.inner.cut_off(cx);
+    }
 }
 
 /// Ciphertext for the socket: `buf[sent..queued]` is still to go, and `buf[queued..]` is room

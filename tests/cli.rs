@@ -434,13 +434,122 @@ fn a_handler_still_running_does_not_hold_up_a_stop() {
     });
 }
 
+/// A stop signal is the stop for every loop from the moment it is delivered, not from when the
+/// first loop (the one that takes the signals, on the main thread) gets round to it. Here that
+/// loop is busy in a handler (`/sleep`, no pool) while the other serves: requests it reads after
+/// the SIGTERM was delivered are answered as the last, `Connection: close` (or, idle when it
+/// began its drain, closed). Until stop 85 the other loop answered them with keep-alive, and
+/// closed the connections only once the first loop woke and took the signal.
+#[test]
+fn a_stop_signal_reaches_every_loop_at_once() {
+    bounded(60, || {
+        for (mode, describe) in [("reactor", "reactor, 2 loops"), ("uring", "uring, 2 rings")] {
+            if !common::runnable_name(mode) {
+                continue;
+            }
+            let server = Running::start(
+                &[
+                    "--bind",
+                    "127.0.0.1:0",
+                    "--demo",
+                    "--quiet",
+                    "--mode",
+                    mode,
+                    "--cores",
+                    "2",
+                    "--no-pin",
+                    "--handler-threads",
+                    "0",
+                ],
+                describe,
+            );
+            let pid = server.child.id();
+            // Keep-alive connections, spread over the two loops by the kernel; which loop has
+            // each is seen by which thread a short sleep on it puts in `clock_nanosleep`.
+            let (mut first, mut other) = (Vec::new(), Vec::new());
+            for _ in 0..16 {
+                let mut client = sleeping(&server, 100, mode);
+                let on_first = sleeping_threads(pid).contains(&pid);
+                assert_eq!(client.response().status, 200, "{mode}");
+                match on_first {
+                    true => first.push(client),
+                    false => other.push(client),
+                }
+            }
+            assert!(
+                !first.is_empty() && !other.is_empty(),
+                "{mode}: one loop had all"
+            );
+            // The first loop asleep in a handler, the signal delivered (no longer pending).
+            let mut sleeper = first.pop().unwrap();
+            sleeper.send(b"GET /sleep?ms=3000 HTTP/1.1\r\nHost: t\r\n\r\n");
+            while !sleeping_threads(pid).contains(&pid) {
+                std::thread::yield_now();
+            }
+            server.signal(libc::SIGTERM);
+            while term_pending(pid) {
+                std::thread::yield_now();
+            }
+            for client in &mut other {
+                client.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+            }
+            let mut answered = 0;
+            for client in &mut other {
+                let Ok(response) = client.try_response() else {
+                    continue; // idle when the drain began: closed
+                };
+                answered += 1;
+                assert_eq!(response.header("connection"), Some("close"), "{mode}");
+                client.expect_close();
+            }
+            // The premise: all this while the first loop slept, the signal untaken. (The stop
+            // started a thread that sleeps too: the bound on the exit.)
+            let premise = sleeping_threads(pid).contains(&pid);
+            assert!(premise, "{mode}: the sleep ended first");
+            assert!(
+                answered > 0,
+                "{mode}: the request that woke the loop went unanswered"
+            );
+            let response = sleeper.response();
+            assert_eq!(response.header("connection"), Some("close"), "{mode}");
+            server.exits_cleanly(mode);
+        }
+    });
+}
+
+/// The threads of process `pid` in `clock_nanosleep`, as `/proc/PID/task/TID/syscall` shows
+/// them (the system call's number, then its arguments).
+fn sleeping_threads(pid: u32) -> Vec<u32> {
+    let sleeping = libc::SYS_clock_nanosleep.to_string();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    (tasks.flatten())
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("syscall"))
+                .is_ok_and(|call| call.split(' ').next() == Some(sleeping.as_str()))
+        })
+        .filter_map(|task| task.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Whether a SIGTERM sent to process `pid` waits still to be delivered to one of its threads.
+fn term_pending(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let pending = (status.lines())
+        .find_map(|line| line.strip_prefix("ShdPnd:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .unwrap();
+    pending & (1 << (libc::SIGTERM - 1)) != 0
+}
+
 /// A client whose `GET /sleep?ms=MS` is being handled: sent, and a thread of the server is
 /// asleep in `clock_nanosleep`.
 fn sleeping(server: &Running, ms: u32, mode: &str) -> Client {
     let mut sleeper = server.client();
     sleeper.send(format!("GET /sleep?ms={ms} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !a_thread_sleeps(server.child.id()) {
+    while sleeping_threads(server.child.id()).is_empty() {
         assert!(
             Instant::now() < deadline,
             "{mode}: the handler never started"
@@ -448,19 +557,6 @@ fn sleeping(server: &Running, ms: u32, mode: &str) -> Client {
         std::thread::yield_now();
     }
     sleeper
-}
-
-/// Whether a thread of process `pid` is in `clock_nanosleep`, as `/proc/PID/task/TID/syscall`
-/// shows it (the system call's number, then its arguments).
-fn a_thread_sleeps(pid: u32) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
-    };
-    let sleeping = libc::SYS_clock_nanosleep.to_string();
-    tasks.flatten().any(|task| {
-        std::fs::read_to_string(task.path().join("syscall"))
-            .is_ok_and(|call| call.split(' ').next() == Some(sleeping.as_str()))
-    })
 }
 
 /// `--bind [::1]:0`: every mode serves over IPv6, says so on its listening line, and logs the

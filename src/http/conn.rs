@@ -1144,12 +1144,23 @@ impl Conn {
     }
 
     /// The connection is gone, and about to be dropped: a body sent after its head (a file, a
-    /// streamed body), cut short (the client left, a write failed, the file shrank, the server
-    /// stopped), still owes the access log its line, with the bytes that went until then; so
-    /// does a request begun and never answered ([`Conn::log_cut_off`]).
+    /// streamed body), cut short (the client left, a write failed, the file shrank), still owes
+    /// the access log its line, with the bytes that went until then; so does a request begun
+    /// and never answered ([`Conn::log_cut_off`]).
     pub fn closed(&mut self, cx: &mut Context<'_>) {
+        self.end(false, cx);
+    }
+
+    /// As [`Conn::closed`], when it is the server's stop that ends the connection, at the end
+    /// of its drain time: a request it cuts off is the server's doing (503), whatever its
+    /// client did meanwhile.
+    pub fn cut_off(&mut self, cx: &mut Context<'_>) {
+        self.end(true, cx);
+    }
+
+    fn end(&mut self, by_stop: bool, cx: &mut Context<'_>) {
         self.output.end_tail(cx);
-        self.log_cut_off(cx);
+        self.log_cut_off(by_stop, cx);
         self.phase = Phase::Closed;
     }
 
@@ -1157,13 +1168,13 @@ impl Conn {
     /// line, with no bytes sent, as nginx writes one. A request whose head or body was still
     /// coming: 400 when the client ended it (closed or reset it part way, as a failed upload
     /// does). A request whole, its handler still running on the pool: 499, nginx's "client
-    /// closed request". Either: 503 when the server's stop ended it, at the end of its drain
-    /// time. Without it, an upload that never arrived whole left no trace in the log. A
+    /// closed request". Either: 503 when the server's stop ended it (`by_stop`), at the end of
+    /// its drain time. Without it, an upload that never arrived whole left no trace in the log. A
     /// connection closed before a byte of a request (empty lines between requests are no
     /// request) leaves none, as in nginx.
     #[cold]
     #[inline(never)]
-    fn log_cut_off(&mut self, cx: &mut Context<'_>) {
+    fn log_cut_off(&mut self, by_stop: bool, cx: &mut Context<'_>) {
         // 499 is only ever logged, never sent: it is no status of HTTP's.
         let client = match self.phase {
             Phase::Body { .. } => Status::BAD_REQUEST.0,
@@ -1178,10 +1189,12 @@ impl Conn {
         let Some(log) = cx.log.as_deref_mut() else {
             return;
         };
-        let status = match self.drain {
-            Drain::No => client,
-            _ if self.peer_closed => client,
-            _ => Status::SERVICE_UNAVAILABLE.0,
+        // The client's doing, even during a stop, unless the stop's end is what ends it: a
+        // reset a loop reads in the turn that begins its drain is still a reset (until stop 85,
+        // the drain decided, and such a request was logged 503).
+        let status = match by_stop {
+            true => Status::SERVICE_UNAVAILABLE.0,
+            false => client,
         };
         let request = logged(Answering::Refused(self.input.data()));
         log.record(cx.peer, cx.clock, request, status, 0);
@@ -1279,7 +1292,7 @@ impl Conn {
                     Step::NeedData if has_bytes => return Next::Write,
                     // Nothing more will come to complete what is buffered.
                     Step::NeedData if self.peer_closed => {
-                        self.log_cut_off(cx);
+                        self.log_cut_off(false, cx);
                         self.phase = Phase::Closed;
                     }
                     Step::NeedData => match self.input.grown(self.read_cap(cx)) {

@@ -208,6 +208,8 @@ fn drive<S: Session>(
     let mut timeouts = SocketTimeouts::new(&stream);
     let fd = stream.as_raw_fd();
     let mut stream = &stream;
+    // Whether the stop's end, not the client or an error, ended the connection.
+    let mut cut = false;
     loop {
         env.clock.tick();
         env.flush_log_if_due();
@@ -223,9 +225,10 @@ fn drive<S: Session>(
             conn.drain(shutdown.drain_kind());
         }
         // The drain time is up (the blocking modes shut the socket then; a fork mode child's
-        // parent signals it, ending any wait): the connection ends here, and `closed` writes
+        // parent signals it, ending any wait): the connection ends here, and `cut_off` writes
         // what it owes the access log.
         if shutdown.is_ended() {
+            cut = true;
             break;
         }
         let now = env.clock.now();
@@ -296,7 +299,10 @@ fn drive<S: Session>(
         }
         slot.set_idle(false);
     }
-    env.with_context(peer, |cx| conn.closed(cx));
+    env.with_context(peer, |cx| match cut {
+        true => conn.cut_off(cx),
+        false => conn.closed(cx),
+    });
     // Closed over unread input, a socket is reset, and what of the last response is still
     // queued to send is lost. A client may have sent its next request behind the one answered
     // last (at a stop, in fork mode, a response in flight lost megabytes this way): read out what

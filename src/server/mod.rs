@@ -191,12 +191,23 @@ impl LoopEnv {
     /// the answer. `ticket` is the connection's slab key and generation. Returns whether a
     /// thread had taken it: its handler runs on (or has just answered) for nobody.
     pub fn close<S: Session>(&mut self, ticket: pool::Ticket, peer: IpAddr, conn: &mut S) -> bool {
+        self.end(ticket, peer, conn, S::closed)
+    }
+
+    /// [`LoopEnv::close`], or the stop's cut at the end of its drain time (`how`).
+    fn end<S: Session>(
+        &mut self,
+        ticket: pool::Ticket,
+        peer: IpAddr,
+        conn: &mut S,
+        how: fn(&mut S, &mut Context<'_>),
+    ) -> bool {
         let running = conn.is_pending()
             && self
                 .offload
                 .as_mut()
                 .is_some_and(|offload| !offload.inbox.withdraw(ticket));
-        self.with_context(peer, |cx| conn.closed(cx));
+        self.with_context(peer, |cx| how(conn, cx));
         running
     }
 
@@ -209,7 +220,7 @@ impl LoopEnv {
     ) {
         let mut running = 0;
         for (ticket, peer, conn) in open {
-            running += usize::from(self.close(ticket, peer, conn));
+            running += usize::from(self.end(ticket, peer, conn, S::cut_off));
         }
         if running > 0 {
             let requests = if running == 1 { "request" } else { "requests" };

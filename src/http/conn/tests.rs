@@ -1554,6 +1554,20 @@ fn a_body_that_would_not_fit_is_refused_before_it_is_sent() {
 /// What the access log says of the body of `GET target`'s response, served by `handler` to a
 /// client that reads `room` bytes of it and then leaves: `-` read as 0.
 fn logged_after(handler: &'static memory::Respond, target: &str, room: usize) -> u64 {
+    let line = log_line(handler, |harness| {
+        harness.room = room;
+        harness.feed(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        // The client is gone.
+        harness.conn.closed(&mut harness.env.cx());
+    });
+    match line.rsplit(' ').next().unwrap() {
+        "-" => 0,
+        size => size.parse().unwrap(),
+    }
+}
+
+/// The one line the access log has of a connection to `handler` that `drive` drives and ends.
+fn log_line(handler: &'static memory::Respond, drive: impl FnOnce(&mut Harness)) -> String {
     let path = std::env::temp_dir().join(format!(
         "conn-log-{}-{:?}",
         std::process::id(),
@@ -1567,19 +1581,44 @@ fn logged_after(handler: &'static memory::Respond, target: &str, room: usize) ->
         &crate::access_log::LogTrouble::new().unwrap(),
     )
     .unwrap();
-    harness.room = room;
-    harness.feed(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
-    // The client is gone; the log is written out as the environment goes.
-    harness.conn.closed(&mut harness.env.cx());
+    drive(&mut harness);
+    // The log is written out as the environment goes.
     drop(harness);
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
     let [line] = &text.lines().collect::<Vec<_>>()[..] else {
         panic!("one line: {text}");
     };
-    match line.rsplit(' ').next().unwrap() {
-        "-" => 0,
-        size => size.parse().unwrap(),
+    line.to_string()
+}
+
+/// A request cut off is logged as whoever cut it: the client (a head or a body cut short: 400),
+/// during a stop's drain too, or the stop's end (503). Until stop 85 the drain decided, and a
+/// client's reset read in the turn a loop began its drain was logged 503.
+#[test]
+fn a_request_cut_off_is_logged_as_whoever_cut_it() {
+    let partial = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc";
+    for (drain, by_stop, status) in [
+        (false, false, "400"),
+        (true, false, "400"),
+        (true, true, "503"),
+    ] {
+        let line = log_line(&echo, |harness| {
+            harness.feed(partial);
+            if drain {
+                harness.conn.drain(Drain::Now);
+            }
+            let cx = &mut harness.env.cx();
+            match by_stop {
+                true => harness.conn.cut_off(cx),
+                false => harness.conn.closed(cx),
+            }
+        });
+        let end = format!("\"POST /echo HTTP/1.1\" {status} -");
+        assert!(
+            line.ends_with(&end),
+            "drain {drain}, by the stop {by_stop}: {line}"
+        );
     }
 }
 
