@@ -270,8 +270,7 @@ fn sigquit_stops_gracefully_like_nginx() {
         let runs = (every_mode().map(|(mode, describe)| (mode, describe, false)))
             .chain(fork.map(|(mode, describe)| (mode, describe, true)));
         for (mode, describe, group) in runs {
-            let base = ["--bind", "127.0.0.1:0", "--demo", "--quiet"];
-            let args = [&base[..], &mode_flags(mode)].concat();
+            let args = [&DEMO[..], &mode_flags(mode)].concat();
             let mut command = Command::new(BIN);
             // A group of its own, to be signalled whole as a terminal signals its foreground.
             std::os::unix::process::CommandExt::process_group(&mut command, 0);
@@ -315,8 +314,7 @@ fn sigquit_stops_gracefully_like_nginx() {
 fn connections_queued_at_a_stop_are_answered() {
     bounded(60, || {
         for (mode, describe) in every_mode() {
-            let base = ["--bind", "127.0.0.1:0", "--demo", "--quiet"];
-            let server = Running::start(&[&base[..], &mode_flags(mode)].concat(), describe);
+            let server = Running::start(&[&DEMO[..], &mode_flags(mode)].concat(), describe);
             server.signal(libc::SIGSTOP);
             let mut queued: Vec<Client> = (0..5).map(|_| server.client()).collect();
             for client in &mut queued {
@@ -402,21 +400,8 @@ fn a_handler_still_running_does_not_hold_up_a_stop() {
             if !common::runnable_name(mode) {
                 continue;
             }
-            let server = Running::start(
-                &[
-                    "--bind",
-                    "127.0.0.1:0",
-                    "--demo",
-                    "--quiet",
-                    "--mode",
-                    mode,
-                    "--threads",
-                    "8",
-                    "--cores",
-                    "1",
-                ],
-                describe,
-            );
+            let flags = ["--mode", mode, "--threads", "8", "--cores", "1"];
+            let server = Running::start(&[&DEMO[..], &flags].concat(), describe);
             let mut sleeper = sleeping(&server, 10_000, mode);
             server.signal(libc::SIGTERM);
             let (_, stderr) = server.exits_cleanly(mode);
@@ -447,22 +432,9 @@ fn a_stop_signal_reaches_every_loop_at_once() {
             if !common::runnable_name(mode) {
                 continue;
             }
-            let server = Running::start(
-                &[
-                    "--bind",
-                    "127.0.0.1:0",
-                    "--demo",
-                    "--quiet",
-                    "--mode",
-                    mode,
-                    "--cores",
-                    "2",
-                    "--no-pin",
-                    "--handler-threads",
-                    "0",
-                ],
-                describe,
-            );
+            let no_pool = ["--handler-threads", "0"];
+            let flags = [&DEMO[..], &mode_flags(mode), &no_pool].concat();
+            let server = Running::start(&flags, describe);
             let pid = server.child.id();
             // Keep-alive connections, spread over the two loops by the kernel; which loop has
             // each is seen by which thread a short sleep on it puts in `clock_nanosleep`.
@@ -794,6 +766,9 @@ fn logging_in(path: &str, extra: &[&str], describe: &str) -> Running {
 fn logging_mode(path: &str, mode: &str, how: &str, extra: &[&str]) -> Running {
     logging_in(path, &[&mode_flags(mode), extra].concat(), how)
 }
+
+/// The demo on a port of its own, logging nothing.
+const DEMO: [&str; 4] = ["--bind", "127.0.0.1:0", "--demo", "--quiet"];
 
 /// The flags that run `mode` as [`every_mode`] describes it: two loops, four threads.
 fn mode_flags(mode: &str) -> [&str; 7] {
