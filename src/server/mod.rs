@@ -454,8 +454,9 @@ impl Server {
         // given after it says `Connection: close`, on every loop and worker. Until stop 85 the
         // loops that do not take the signals (the second reactor loop, a ring other than the
         // first) read the stop only once the first loop had taken it, and in that instant could
-        // answer with keep-alive a client whose connection the stop then closed. Whoever takes
-        // the signal still triggers the shutdown, which wakes everyone once.
+        // answer with keep-alive a client whose connection the stop then closed. The first loop
+        // (or the blocking modes' signal thread) to see the flag triggers the shutdown, which
+        // wakes everyone once; the signal socket's byte only wakes the first loop.
         for signal in STOP_SIGNALS {
             signal_hook::flag::register(signal, self.shutdown.flag())?;
         }

@@ -716,9 +716,9 @@ impl<S: Session> EventLoop<S> {
     /// queued on them. (Accepting their queues first, as a stop does, would take connections
     /// the new process is ready for, to serve them here with `Connection: close`.)
     fn begin_drain(&mut self) {
-        // The stop may be only the flag a signal handler set, not yet taken by the loop that
-        // takes signals: the wake-ups run now, if they have not (every loop woken, the process's
-        // exit bounded), lest this loop drain, end, and leave them to nobody.
+        // A stop signal only sets the flag: the first loop to see it runs the wake-ups (every
+        // loop woken, the process's exit bounded); for the others, and after a handover or a
+        // stop asked for in code, this does nothing.
         self.shutdown.trigger();
         let how = self.shutdown.drain_kind();
         self.drain_deadline = Some(self.env.clock.now() + self.shutdown.grace());

@@ -254,7 +254,9 @@ impl Told {
 /// The [`STOP_SIGNALS`], SIGHUP and SIGUSR1, delivered as bytes on a socket: signal-hook's handler
 /// writes one byte per signal into one end (the self-pipe pattern), and whoever holds the other end
 /// handles the signal in ordinary code, where taking a lock or starting a process is allowed. Which
-/// signal came is told by a flag each kind sets first.
+/// signal came is told by a flag each kind sets first: a stop, by the shutdown's own flag
+/// ([`Shutdown::flag`], registered by `Server::stop_on_signals` before these), which the first
+/// loop or thread to see it acts on; the others by flags of their own.
 ///
 /// The reactor polls that end like any other socket, so no thread is started for signals. With
 /// one loop, which then runs on the main thread, the process stays single-threaded, and glibc
@@ -263,7 +265,6 @@ impl Told {
 /// `benches/callgrind-per-request.sh`.
 pub struct Signals {
     read: UnixStream,
-    stop: Arc<AtomicBool>,
     upgrade: Arc<AtomicBool>,
     reopen: Arc<AtomicBool>,
     /// SIGCHLD, taken only as PID 1 (see [`Signals::install`]).
@@ -273,8 +274,6 @@ pub struct Signals {
 /// What [`Signals::take`] found.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Received {
-    /// One of the [`STOP_SIGNALS`].
-    pub stop: bool,
     /// SIGHUP.
     pub upgrade: bool,
     /// SIGUSR1 (after `access_log::REOPEN_GENERATION` was bumped).
@@ -285,20 +284,13 @@ pub(crate) struct Received {
 
 impl Signals {
     /// Installs the handlers. From now on the [`STOP_SIGNALS`], SIGHUP and SIGUSR1 no longer end
-    /// the process: they only set a flag and write to the socket. (SIGUSR1's own handler, which
-    /// asks the logs to reopen, must be registered before: handlers run in the order registered.)
+    /// the process: they only set a flag and write to the socket. (The flags' handlers must be
+    /// registered before: handlers run in the order registered, and a flag must be set by the
+    /// time its byte is read. The stop's is the shutdown's; SIGUSR1's own handler asks the logs
+    /// to reopen.)
     pub fn install() -> io::Result<Signals> {
-        let (stop, upgrade, reopen, child) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::default(),
-            Arc::default(),
-            Arc::default(),
-        );
-        // Installed for the rest of the process's life: the registrations are not kept. Each
-        // flag is registered before the byte, so it is set by the time the byte is read.
-        for signal in STOP_SIGNALS {
-            signal_hook::flag::register(signal, stop.clone())?;
-        }
+        let (upgrade, reopen, child) = (Arc::default(), Arc::default(), Arc::default());
+        // Installed for the rest of the process's life: the registrations are not kept.
         signal_hook::flag::register(SIGHUP, Arc::clone(&upgrade))?;
         signal_hook::flag::register(SIGUSR1, Arc::clone(&reopen))?;
         let mut taken = [&STOP_SIGNALS[..], &[SIGHUP, SIGUSR1]].concat();
@@ -313,7 +305,6 @@ impl Signals {
         read.set_nonblocking(true)?;
         Ok(Signals {
             read,
-            stop,
             upgrade,
             reopen,
             child,
@@ -329,7 +320,6 @@ impl Signals {
     pub(crate) fn take(&self) -> Received {
         Signals::drain(&self.read);
         Received {
-            stop: self.stop.swap(false, Ordering::SeqCst),
             upgrade: self.upgrade.swap(false, Ordering::SeqCst),
             reopen: self.reopen.swap(false, Ordering::SeqCst),
             child: self.child.swap(false, Ordering::SeqCst),
@@ -361,9 +351,6 @@ impl Signals {
                         None => wait_readable(&[self.fd()], deadline),
                     }
                     let received = self.take();
-                    if received.stop {
-                        shutdown.trigger();
-                    }
                     if received.child {
                         super::upgrade::reap_all(upgrade.as_mut());
                     }
@@ -380,8 +367,8 @@ impl Signals {
                         watching = None;
                     }
                 }
-                // The stop may have been seen only as the flag its signal's handler sets, the
-                // byte still unread: the wake-ups run now (once, whoever runs them first).
+                // A stop: its signal's handler set the shutdown's flag, which ended the loop;
+                // the wake-ups run now, if no one ran them yet (a handover has).
                 shutdown.trigger();
             })
             .map(drop)

@@ -656,8 +656,8 @@ impl Drop for Upgrade {
 /// (the first loop only).
 pub(crate) type SignalDuty = Option<(Signals, Option<Upgrade>)>;
 
-/// The first loop's signal socket is readable: a stop triggers the shutdown; SIGHUP starts an
-/// upgrade; SIGUSR1 wakes every loop, to reopen its access log. Returns the new process's readiness
+/// The first loop's signal socket is readable (a stop it brought was begun already, from the
+/// shutdown's flag, at the start of the loop's turn): SIGHUP starts an upgrade; SIGUSR1 wakes every loop, to reopen its access log. Returns the new process's readiness
 /// socket if one was started (the loop watches it), and when the upgrade under way is called
 /// off.
 pub(crate) fn on_signals(
@@ -667,10 +667,9 @@ pub(crate) fn on_signals(
     let Some((signals, upgrade)) = duty else {
         return (None, None);
     };
+    // A stop is not among these: its handler set the shutdown's flag, and the loop began its
+    // drain on it at the start of this turn.
     let received = signals.take();
-    if received.stop {
-        shutdown.trigger();
-    }
     if received.child {
         reap_all(upgrade.as_mut());
     }

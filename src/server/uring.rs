@@ -2156,9 +2156,9 @@ impl<S: Session> Ring<S> {
     /// reactor's). Accepting stops by cancelling the multishot accepts: closing a listener
     /// would not stop an accept the kernel holds.
     fn begin_drain(&mut self) {
-        // The stop may be only the flag a signal handler set, not yet taken by the loop that
-        // takes signals: the wake-ups run now, if they have not (every loop woken, the process's
-        // exit bounded), lest this loop drain, end, and leave them to nobody.
+        // A stop signal only sets the flag: the first loop to see it runs the wake-ups (every
+        // loop woken, the process's exit bounded); for the others, and after a handover or a
+        // stop asked for in code, this does nothing.
         self.shutdown.trigger();
         let how = self.shutdown.drain_kind();
         self.drain_deadline = Some(self.env.clock.now() + self.shutdown.grace());
